@@ -1,0 +1,329 @@
+import {
+  Aedes,
+  type AedesPublishPacket,
+  type AuthenticateError,
+  type Client,
+  type Subscription,
+} from "aedes";
+import type { Logger } from "pino";
+import type { AuthOutcome, BrokerConfig, Principal } from "../contracts/index.js";
+import { mayPublish, maySubscribe } from "./acl.js";
+import { boundPort, type Listener, openListeners } from "./listeners.js";
+import { type AuthFailureReason, type BrokerMetrics, brokerMetrics } from "./metrics.js";
+import { limitPacketSize, PacketTooLargeError } from "./packet-size.js";
+import { persistenceFor } from "./persistence.js";
+import { PublishBucket } from "./rate-limit.js";
+
+export interface BrokerDeps {
+  readonly log: Logger;
+  readonly config: BrokerConfig;
+  /** Check a username and secret against the registry (salted hashes; see registry/secrets.ts). */
+  readonly authenticate: (username: string, secret: string) => AuthOutcome | Promise<AuthOutcome>;
+  readonly metrics?: BrokerMetrics;
+  /** Milliseconds since the epoch; injected so rate limits can be tested with a fake clock. */
+  readonly now?: () => number;
+}
+
+/** Ports the broker actually listens on (useful with port 0). */
+export interface BrokerAddresses {
+  readonly mqtt?: number;
+  readonly mqtts?: number;
+  readonly ws?: number;
+  readonly wss?: number;
+}
+
+export interface Broker {
+  readonly metrics: BrokerMetrics;
+  /** The aedes instance, for in-process publishers in the all-in-one process. */
+  readonly aedes: Aedes;
+  start(signal?: AbortSignal): Promise<BrokerAddresses>;
+  stop(): Promise<void>;
+}
+
+/** CONNACK return codes of MQTT 3.1.1 §3.2.2.3. */
+const CONNACK = {
+  identifierRejected: 2,
+  serverUnavailable: 3,
+  badCredentials: 4,
+  notAuthorized: 5,
+} as const;
+
+function authError(returnCode: number, message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+function remoteOf(client: Client): string | undefined {
+  const conn = client.conn as { remoteAddress?: string; remotePort?: number };
+  const req = (client as { req?: { socket?: { remoteAddress?: string } } }).req;
+  return conn.remoteAddress ?? req?.socket?.remoteAddress;
+}
+
+/** Who a principal is, for logs and metric labels. */
+function principalLabel(principal: Principal | undefined): string {
+  if (principal === undefined) return "unauthenticated";
+  return principal.type === "device" ? "device" : `service:${principal.role}`;
+}
+
+/**
+ * The embedded MQTT broker: aedes with device authentication, per-device topic ACL, limits,
+ * memory or Redis persistence, and Prometheus metrics.
+ */
+export function build(deps: BrokerDeps): Broker {
+  const { config } = deps;
+  const log = deps.log.child({ module: "broker" });
+  const metrics = deps.metrics ?? brokerMetrics();
+  const now = deps.now ?? Date.now;
+  const limits = config.limits;
+  const persistence = persistenceFor(config.persistence);
+
+  const principals = new WeakMap<Client, Principal>();
+  const buckets = new WeakMap<Client, PublishBucket>();
+
+  const refuseConnect = (
+    client: Client,
+    username: string | undefined,
+    reason: AuthFailureReason,
+    code: number,
+    message: string,
+  ) => {
+    metrics.authFailures.inc({ reason });
+    log.warn(
+      { clientId: client.id, username, remote: remoteOf(client), reason },
+      "connection refused",
+    );
+    return authError(code, message);
+  };
+
+  const aedes = new Aedes({
+    ...(config.id !== undefined ? { id: config.id } : {}),
+    ...persistence.options,
+    connectTimeout: limits.connectTimeoutMs,
+    maxTopicLevels: limits.maxTopicLevels,
+    maxClientsIdLength: 128,
+    // Bound per-client outgoing queue; beyond it aedes drops QoS0 and disconnects slow QoS1 readers.
+    queueLimit: 1_000,
+
+    authenticate: (client, username, password, done) => {
+      if (aedes.connectedClients >= limits.maxConnections) {
+        metrics.limitRejections.inc({ limit: "connections" });
+        log.warn(
+          { clientId: client.id, remote: remoteOf(client), limit: limits.maxConnections },
+          "connection cap reached",
+        );
+        done(authError(CONNACK.serverUnavailable, "server at connection capacity"), false);
+        return;
+      }
+      if (username === undefined || password === undefined) {
+        done(
+          refuseConnect(
+            client,
+            username,
+            "missing_credentials",
+            CONNACK.badCredentials,
+            "username and password required",
+          ),
+          false,
+        );
+        return;
+      }
+      Promise.resolve(deps.authenticate(username, password.toString("utf8"))).then(
+        (outcome) => {
+          if (!outcome.ok) {
+            // Unknown user and wrong secret look the same to the client, so ids cannot be probed.
+            const code =
+              outcome.reason === "disabled" ? CONNACK.notAuthorized : CONNACK.badCredentials;
+            done(
+              refuseConnect(client, username, outcome.reason, code, "bad user name or password"),
+              false,
+            );
+            return;
+          }
+          const principal = outcome.principal;
+          // A client id is a session: taking another device's id would kick it off [MQTT-3.1.4-2].
+          const idOk =
+            principal.type === "device"
+              ? client.id === principal.deviceId
+              : client.id === principal.name || client.id.startsWith(`${principal.name}-`);
+          if (!idOk) {
+            done(
+              refuseConnect(
+                client,
+                username,
+                "client_id_mismatch",
+                CONNACK.identifierRejected,
+                "client id must match the account",
+              ),
+              false,
+            );
+            return;
+          }
+          const will = (client as { _will?: { topic?: string } | null })._will;
+          if (will?.topic !== undefined && !mayPublish(principal, will.topic)) {
+            done(
+              refuseConnect(
+                client,
+                username,
+                "will_denied",
+                CONNACK.notAuthorized,
+                "will topic not allowed",
+              ),
+              false,
+            );
+            return;
+          }
+          principals.set(client, principal);
+          if (principal.type === "device") {
+            buckets.set(
+              client,
+              new PublishBucket(limits.publishRatePerSecond, limits.publishBurst, now),
+            );
+          }
+          metrics.connections.inc({ principal: principalLabel(principal) });
+          done(null, true);
+        },
+        (error: unknown) => {
+          log.error({ err: error, username }, "credential store failed");
+          done(authError(CONNACK.serverUnavailable, "credential store unavailable"), false);
+        },
+      );
+    },
+
+    authorizePublish: (client, packet, callback) => {
+      // client is null for the broker's own publishes (wills restored from persistence).
+      if (client === null) return callback(null);
+      const principal = principals.get(client);
+      if (principal === undefined || !mayPublish(principal, packet.topic)) {
+        metrics.aclDenials.inc({ action: "publish", principal: principalLabel(principal) });
+        log.warn(
+          { clientId: client.id, topic: packet.topic, principal: principalLabel(principal) },
+          "publish denied by ACL; closing connection",
+        );
+        // MQTT 3.1.1 cannot NACK a PUBLISH; the server must ack or close [MQTT-3.3.5-2]. We close.
+        return callback(new Error(`not authorized to publish on ${packet.topic}`));
+      }
+      const bucket = buckets.get(client);
+      const wait = bucket?.reserve() ?? 0;
+      if (wait === 0) {
+        metrics.publishesIn.inc({ qos: packet.qos });
+        return callback(null);
+      }
+      if (wait > limits.maxThrottleMs) {
+        bucket?.refund();
+        metrics.limitRejections.inc({ limit: "publish_rate" });
+        log.warn(
+          { clientId: client.id, waitMs: wait, rate: limits.publishRatePerSecond },
+          "publish rate far above limit; closing connection",
+        );
+        return callback(new Error("publish rate limit exceeded"));
+      }
+      // Holding the callback stops aedes reading this socket: TCP backpressure on the device.
+      metrics.publishesThrottled.inc();
+      setTimeout(() => {
+        metrics.publishesIn.inc({ qos: packet.qos });
+        callback(null);
+      }, wait);
+    },
+
+    authorizeSubscribe: (client, subscription: Subscription, callback) => {
+      const principal = principals.get(client);
+      if (principal !== undefined && maySubscribe(principal, subscription.topic)) {
+        return callback(null, subscription);
+      }
+      metrics.aclDenials.inc({ action: "subscribe", principal: principalLabel(principal) });
+      log.warn(
+        { clientId: client.id, filter: subscription.topic, principal: principalLabel(principal) },
+        "subscribe denied by ACL",
+      );
+      // A null subscription is granted as 0x80 (failure) in the SUBACK [MQTT-3.9.3].
+      callback(null, null);
+    },
+
+    authorizeForward: (_client, packet: AedesPublishPacket) => {
+      metrics.publishesOut.inc();
+      return packet;
+    },
+  });
+
+  metrics.connectedClients.reset();
+  aedes.on("clientError", (client, error) => {
+    if (error instanceof PacketTooLargeError) return; // counted where it was raised
+    if (error.message === "topic has too many levels") {
+      metrics.limitRejections.inc({ limit: "topic_levels" });
+      log.warn(
+        { clientId: client.id, remote: remoteOf(client) },
+        "topic has too many levels; closing connection",
+      );
+      return;
+    }
+    metrics.clientErrors.inc();
+    log.debug({ clientId: client.id, err: error.message }, "client error");
+  });
+  aedes.on("connectionError", (client, error) => {
+    if (error instanceof PacketTooLargeError) return;
+    metrics.clientErrors.inc();
+    log.debug({ remote: remoteOf(client), err: error.message }, "connection error before CONNECT");
+  });
+  aedes.on("clientReady", () => metrics.connectedClients.inc());
+  aedes.on("clientDisconnect", (client) => {
+    if (principals.has(client)) metrics.connectedClients.dec();
+  });
+
+  const handle = (
+    stream: Parameters<Aedes["handle"]>[0],
+    request?: Parameters<Aedes["handle"]>[1],
+  ) => {
+    const client = aedes.handle(stream, request);
+    limitPacketSize(client, limits.maxPacketBytes, (error) => {
+      metrics.limitRejections.inc({ limit: "packet_size" });
+      log.warn(
+        {
+          clientId: client.id,
+          remote: remoteOf(client),
+          bytes: error.announced,
+          limit: error.limit,
+        },
+        "packet too large; closing connection",
+      );
+    });
+  };
+
+  let listeners: Listener[] = [];
+  let stopping: Promise<void> | undefined;
+
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      await Promise.all(listeners.map((l) => l.close()));
+      listeners = [];
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await persistence.close();
+      log.info("broker stopped");
+    })();
+    return stopping;
+  };
+
+  const start = async (signal?: AbortSignal): Promise<BrokerAddresses> => {
+    signal?.throwIfAborted();
+    await aedes.listen();
+    try {
+      listeners = await openListeners({
+        config,
+        handle,
+        // Headroom over the MQTT-level cap so refused clients still get a CONNACK telling them why.
+        maxSockets: Math.ceil(limits.maxConnections * 1.1) + 10,
+      });
+    } catch (error) {
+      await stop();
+      throw error;
+    }
+    signal?.addEventListener("abort", () => void stop(), { once: true });
+    const addresses: Record<string, number> = {};
+    for (const l of listeners) addresses[l.name] = boundPort(l);
+    log.info(
+      { id: aedes.id, host: config.host, ...addresses, persistence: config.persistence.type },
+      "broker listening",
+    );
+    return addresses;
+  };
+
+  return { metrics, aedes, start, stop };
+}

@@ -1,0 +1,72 @@
+import { Counter, Gauge, Registry } from "prom-client";
+
+/** Why a CONNECT was refused. */
+export type AuthFailureReason =
+  | "missing_credentials"
+  | "unknown_user"
+  | "bad_secret"
+  | "disabled"
+  | "client_id_mismatch"
+  | "will_denied";
+
+/** Which limit refused a client. */
+export type LimitName = "packet_size" | "topic_levels" | "connections" | "publish_rate";
+
+/** The broker's Prometheus metrics, on a registry of its own (no global default registry). */
+export function brokerMetrics(registry: Registry = new Registry()) {
+  return {
+    registry,
+    connectedClients: new Gauge({
+      name: "citywatch_broker_connected_clients",
+      help: "MQTT clients connected and authenticated.",
+      registers: [registry],
+    }),
+    connections: new Counter({
+      name: "citywatch_broker_connections_total",
+      help: "MQTT connections accepted after authentication.",
+      labelNames: ["principal"] as const,
+      registers: [registry],
+    }),
+    publishesIn: new Counter({
+      name: "citywatch_broker_publishes_in_total",
+      help: "PUBLISH packets received from clients and accepted by the ACL.",
+      labelNames: ["qos"] as const,
+      registers: [registry],
+    }),
+    publishesOut: new Counter({
+      name: "citywatch_broker_publishes_out_total",
+      help: "PUBLISH packets forwarded to subscribers.",
+      registers: [registry],
+    }),
+    authFailures: new Counter({
+      name: "citywatch_broker_auth_failures_total",
+      help: "CONNECTs refused by authentication.",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
+    aclDenials: new Counter({
+      name: "citywatch_broker_acl_denials_total",
+      help: "PUBLISH or SUBSCRIBE refused by the topic ACL.",
+      labelNames: ["action", "principal"] as const,
+      registers: [registry],
+    }),
+    limitRejections: new Counter({
+      name: "citywatch_broker_limit_rejections_total",
+      help: "Clients refused or disconnected by a limit.",
+      labelNames: ["limit"] as const,
+      registers: [registry],
+    }),
+    publishesThrottled: new Counter({
+      name: "citywatch_broker_publishes_throttled_total",
+      help: "PUBLISH packets delayed by the per-connection rate limit (reading from the client paused).",
+      registers: [registry],
+    }),
+    clientErrors: new Counter({
+      name: "citywatch_broker_client_errors_total",
+      help: "Connections closed on a protocol or transport error.",
+      registers: [registry],
+    }),
+  };
+}
+
+export type BrokerMetrics = ReturnType<typeof brokerMetrics>;

@@ -1,0 +1,43 @@
+import type { AedesOptions } from "aedes";
+import { Redis } from "ioredis";
+import mqemitterRedis from "mqemitter-redis";
+import redisPersistence from "aedes-persistence-redis";
+import type { BrokerPersistence } from "../contracts/index.js";
+
+/** What aedes needs for a persistence choice, and how to release it after the broker closed. */
+export interface PersistenceParts {
+  readonly options: Pick<AedesOptions, "mq" | "persistence">;
+  readonly close: () => Promise<void>;
+}
+
+/**
+ * Memory: aedes' defaults (one process). Redis: sessions and retained messages in Redis and
+ * messages fanned out over Redis pub/sub, so several broker processes act as one broker.
+ */
+export function persistenceFor(choice: BrokerPersistence): PersistenceParts {
+  switch (choice.type) {
+    case "memory":
+      return { options: {}, close: () => Promise.resolve() };
+    case "redis": {
+      const conn = new Redis(choice.url, { lazyConnect: false, maxRetriesPerRequest: null });
+      const persistence = redisPersistence({ conn });
+      const mq = mqemitterRedis({ connectionString: choice.url });
+      return {
+        options: { persistence, mq },
+        close: async () => {
+          await new Promise<void>((resolve) => {
+            const destroy = (persistence as { destroy?: (cb: () => void) => unknown }).destroy;
+            if (typeof destroy !== "function") return resolve();
+            const result = destroy.call(persistence, () => resolve());
+            if (result instanceof Promise)
+              result.then(
+                () => resolve(),
+                () => resolve(),
+              );
+          });
+          conn.disconnect();
+        },
+      };
+    }
+  }
+}

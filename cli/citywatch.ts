@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError } from "commander";
+import { ZodError } from "zod";
+import { ConfigError, problemsOf, formatProblems } from "../contracts/index.js";
+import { RegistryError } from "../registry/store.js";
+import { type RunFlags, loadCitywatchConfig } from "./config.js";
+import { createLogger } from "./logger.js";
+import { devicesCommand } from "./commands/devices.js";
+import { serve } from "./commands/serve.js";
+
+const program = new Command()
+  .name("citywatch")
+  .description("City sensor readings to enforcement cases, emergency tasks and maintenance tasks.")
+  .version("0.1.0")
+  .showHelpAfterError();
+
+function runOptions(command: Command): Command {
+  return command
+    .option("-c, --config <file>", "configuration file (YAML); also CITYWATCH_CONFIG")
+    .option("--data-dir <dir>", "data directory (registry, state); default ./data")
+    .option("--host <address>", "address the MQTT listeners bind to; default 127.0.0.1")
+    .option("--mqtt-port <port>", "MQTT/TCP port; default 18830")
+    .option("--mqtts-port <port>", "MQTT/TLS port when --tls-cert/--tls-key are set; default 18831")
+    .option("--ws-port <port>", "MQTT over WebSocket port; default 18832")
+    .option("--http-port <port>", "HTTP port for /metrics and /healthz; default 18080")
+    .option("--tls-cert <file>", "TLS certificate (PEM)")
+    .option("--tls-key <file>", "TLS private key (PEM)")
+    .option(
+      "--redis-url <url>",
+      "Redis for broker persistence and clustering, e.g. redis://127.0.0.1:6379",
+    )
+    .option("--log-level <level>", "fatal | error | warn | info | debug | trace | silent")
+    .option("--pretty", "human-readable logs");
+}
+
+async function runServe(flags: RunFlags, seedDemo: boolean): Promise<void> {
+  const config = loadCitywatchConfig(flags);
+  const log = createLogger(config.log);
+  await serve(config, log, { seedDemo });
+}
+
+runOptions(program.command("start"))
+  .description(
+    "run everything in one process on embedded defaults (today: the broker with a demo registry)",
+  )
+  .action((flags: RunFlags) => runServe(flags, true));
+
+runOptions(program.command("broker"))
+  .description("run the MQTT broker alone (authentication from the registry in the data directory)")
+  .action((flags: RunFlags) => runServe(flags, false));
+
+devicesCommand(program);
+
+// Components that later versions fill; each says so plainly instead of pretending.
+const pending: Array<[string, string]> = [
+  ["ingest", "the MQTT → time-series ingest and query API"],
+  ["edge", "the edge agent (HJ 212, Modbus, durable log)"],
+  ["sim", "the city simulators"],
+  ["dashboards", "Grafana dashboards build and verify"],
+];
+for (const [name, what] of pending) {
+  program
+    .command(name)
+    .description(`${what} (not available in this version)`)
+    .allowUnknownOption()
+    .action(() => {
+      process.stderr.write(`citywatch ${name}: ${what} is not available in this version yet.\n`);
+      process.exitCode = 2;
+    });
+}
+
+function report(error: unknown): void {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`${error.message}\n`);
+  } else if (error instanceof ZodError) {
+    process.stderr.write(`${formatProblems("invalid input", problemsOf(error))}\n`);
+  } else if (error instanceof RegistryError || error instanceof InvalidArgumentError) {
+    process.stderr.write(`citywatch: ${error.message}\n`);
+  } else if (
+    error instanceof Error &&
+    /PORT_IN_USE$/.test(String((error as Error & { code?: unknown }).code))
+  ) {
+    process.stderr.write(`citywatch: ${error.message}\n`);
+  } else {
+    throw error;
+  }
+  process.exitCode = 1;
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  report(error);
+}

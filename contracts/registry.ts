@@ -1,0 +1,243 @@
+import { z } from "zod";
+import { DeviceId, ServiceAccountName, SiteId } from "./ids.js";
+import { SensorKind } from "./sensors.js";
+import { CalendarDate } from "./time.js";
+
+/** Acoustic environment function zone class, GB 3096-2008 §4 (0, 1, 2, 3, 4a, 4b). */
+export const AcousticZoneClass = z.enum(["0", "1", "2", "3", "4a", "4b"], {
+  error: "zone class must be one of 0, 1, 2, 3, 4a, 4b (GB 3096-2008 §4)",
+});
+export type AcousticZoneClass = z.infer<typeof AcousticZoneClass>;
+
+/** WGS-84 position. (Chinese map services use GCJ-02; convert before registering.) */
+export const GeoPoint = z.strictObject({
+  lat: z.number().min(-90).max(90),
+  lon: z.number().min(-180).max(180),
+});
+export type GeoPoint = z.infer<typeof GeoPoint>;
+
+/** Where a thing is in the city's administration: district, street (街道) and unit grid cell (GB/T 30428.1). */
+export const AdministrativeArea = z.strictObject({
+  district: z.string().min(1).max(64),
+  street: z.string().min(1).max(64).optional(),
+  gridCell: z.string().min(1).max(64),
+});
+export type AdministrativeArea = z.infer<typeof AdministrativeArea>;
+
+/** The party an enforcement case is addressed to: the site's operator or contractor. */
+export const RegulatedParty = z.strictObject({
+  name: z.string().min(1).max(200),
+  /** Unified social credit code (统一社会信用代码), 18 characters, GB 32100-2015. */
+  creditCode: z
+    .string()
+    .regex(/^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$/, {
+      error: "credit code must be an 18-character unified social credit code (GB 32100-2015)",
+    })
+    .optional(),
+  contact: z
+    .strictObject({ name: z.string().min(1).max(100), phone: z.string().min(3).max(32) })
+    .optional(),
+});
+export type RegulatedParty = z.infer<typeof RegulatedParty>;
+
+const siteBase = {
+  id: SiteId,
+  name: z.string().min(1).max(200),
+  area: AdministrativeArea,
+  location: GeoPoint,
+  /** Zone class of the surroundings, for area noise limits (GB 3096). */
+  zoneClass: AcousticZoneClass.optional(),
+};
+
+/** Construction phases used by local dust standards (e.g. DB61/1078-2017 earthwork vs structure). */
+export const ConstructionPhase = z.enum([
+  "earthwork",
+  "foundation",
+  "structure",
+  "decoration",
+  "finished",
+]);
+export type ConstructionPhase = z.infer<typeof ConstructionPhase>;
+
+/** Restaurant size by standard stoves, GB 18483-2001 Table 1. */
+export const RestaurantSize = z.enum(["small", "medium", "large"]);
+export type RestaurantSize = z.infer<typeof RestaurantSize>;
+
+/** Compartments of a utility tunnel (GB 50838-2015). */
+export const TunnelCompartment = z.enum(["gas", "power", "water", "heat", "telecom", "combined"]);
+export type TunnelCompartment = z.infer<typeof TunnelCompartment>;
+
+/**
+ * A monitored place. Discriminated by `type`; each type carries what its rules need.
+ */
+export const Site = z.discriminatedUnion("type", [
+  z.strictObject({
+    ...siteBase,
+    type: z.literal("construction_site"),
+    regulatedParty: RegulatedParty,
+    phase: ConstructionPhase,
+    /** Region key of the dust rule table (e.g. "default", "hebei", "sichuan"). */
+    dustRegion: z.string().min(1).max(32).optional(),
+  }),
+  z.strictObject({
+    ...siteBase,
+    type: z.literal("restaurant"),
+    regulatedParty: RegulatedParty,
+    size: RestaurantSize,
+  }),
+  z.strictObject({
+    ...siteBase,
+    type: z.literal("commercial_venue"),
+    regulatedParty: RegulatedParty,
+  }),
+  z.strictObject({ ...siteBase, type: z.literal("ambient") }),
+  z.strictObject({
+    ...siteBase,
+    type: z.literal("river_station"),
+    /** Station levels in metres against the station datum, for the blue/yellow/orange/red signals. */
+    levels: z
+      .strictObject({
+        warning: z.number(),
+        guaranteed: z.number(),
+        historicalMax: z.number(),
+      })
+      .refine((l) => l.warning <= l.guaranteed && l.guaranteed <= l.historicalMax, {
+        error: "levels must satisfy warning <= guaranteed <= historicalMax",
+      })
+      .optional(),
+  }),
+  z.strictObject({
+    ...siteBase,
+    type: z.literal("underpass"),
+    road: z.string().min(1).max(200).optional(),
+  }),
+  z.strictObject({
+    ...siteBase,
+    type: z.literal("drain"),
+    road: z.string().min(1).max(200).optional(),
+  }),
+  z.strictObject({
+    ...siteBase,
+    type: z.literal("tunnel_segment"),
+    tunnel: z.string().min(1).max(64),
+    compartment: TunnelCompartment,
+    /** Adjacent segments: accident ventilation at CH4 >= 20 %LEL covers them too (GB 50838-2015). */
+    neighbours: z.array(SiteId).max(16),
+  }),
+]);
+export type Site = z.infer<typeof Site>;
+export type SiteType = Site["type"];
+
+/**
+ * A registered field device. The device's id is its MQTT username and client id; its secret is
+ * held by the broker only as a salted hash, never in this record.
+ */
+export const Device = z.strictObject({
+  id: DeviceId,
+  kind: SensorKind,
+  model: z.string().min(1).max(100),
+  serial: z.string().min(1).max(100),
+  /** Date of the last calibration or verification (检定/校准); evidence cites it. */
+  calibratedOn: CalendarDate.optional(),
+  /** Date the calibration expires; after it enforcement is suppressed and maintenance opened. */
+  calibrationDueOn: CalendarDate.optional(),
+  location: GeoPoint,
+  area: AdministrativeArea,
+  siteId: SiteId,
+  /** Zone class at the device, when it differs from the site's. */
+  zoneClass: AcousticZoneClass.optional(),
+  /** Seconds between messages in normal operation; silence beyond a multiple of it is "offline". */
+  expectedIntervalS: z.number().int().min(1).max(86_400).default(60),
+  enabled: z.boolean().default(true),
+});
+export type Device = z.infer<typeof Device>;
+export type DeviceInput = z.input<typeof Device>;
+
+/**
+ * Roles of service accounts (not devices) on the broker:
+ * - `ingest`: reads every device's uplink, writes commits, configuration and task events;
+ * - `simulator`: publishes as any device and reads their downlink (fleet runner, fault injection);
+ * - `monitor`: reads everything under `citywatch/v1/`, publishes nothing.
+ */
+export const ServiceRole = z.enum(["ingest", "simulator", "monitor"]);
+export type ServiceRole = z.infer<typeof ServiceRole>;
+
+export const ServiceAccount = z.strictObject({
+  name: ServiceAccountName,
+  role: ServiceRole,
+  description: z.string().max(200).optional(),
+});
+export type ServiceAccount = z.infer<typeof ServiceAccount>;
+
+/** A registry file: sites and devices to import (`citywatch devices import`). */
+export const RegistryFile = z
+  .strictObject({
+    sites: z.array(Site).default([]),
+    devices: z.array(Device).default([]),
+    serviceAccounts: z.array(ServiceAccount).default([]),
+  })
+  .superRefine((file, ctx) => {
+    const siteIds = new Set<string>();
+    file.sites.forEach((site, i) => {
+      if (siteIds.has(site.id)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["sites", i, "id"],
+          message: `duplicate site id ${site.id}`,
+        });
+      }
+      siteIds.add(site.id);
+    });
+    file.sites.forEach((site, i) => {
+      if (site.type !== "tunnel_segment") return;
+      site.neighbours.forEach((n, j) => {
+        if (!siteIds.has(n)) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["sites", i, "neighbours", j],
+            message: `neighbour ${n} is not a site in this file`,
+          });
+        }
+      });
+    });
+    // Devices and service accounts share one MQTT username space.
+    const principals = new Set<string>();
+    file.devices.forEach((device, i) => {
+      if (principals.has(device.id)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["devices", i, "id"],
+          message: `duplicate id ${device.id}`,
+        });
+      }
+      principals.add(device.id);
+      if (!siteIds.has(device.siteId)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["devices", i, "siteId"],
+          message: `site ${device.siteId} is not a site in this file`,
+        });
+      }
+    });
+    file.serviceAccounts.forEach((account, i) => {
+      if (principals.has(account.name)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["serviceAccounts", i, "name"],
+          message: `duplicate id ${account.name} (devices and service accounts share one namespace)`,
+        });
+      }
+      principals.add(account.name);
+    });
+  });
+export type RegistryFile = z.infer<typeof RegistryFile>;
+
+/** Who is connected to the broker: a device, or a service account with a role. */
+export type Principal =
+  | { readonly type: "device"; readonly deviceId: DeviceId; readonly kind: SensorKind }
+  | { readonly type: "service"; readonly name: ServiceAccountName; readonly role: ServiceRole };
+
+/** What the credential store says about an MQTT username and secret. */
+export type AuthOutcome =
+  | { readonly ok: true; readonly principal: Principal }
+  | { readonly ok: false; readonly reason: "unknown_user" | "bad_secret" | "disabled" };

@@ -1,0 +1,15 @@
+// Entry point for suites that need real services. Each provider tries, in order: the
+// CITYWATCH_TEST_*_URL variable, testcontainers (only when a Docker engine answers), a local
+// binary on a free loopback port; otherwise it reports why the service is unavailable.
+// A new service (PostgreSQL, say) is one ServiceSpec passed to provide(), in a file of its own.
+export { provideInfluxDB } from "./influxdb.js";
+export { provideMosquitto, mqttConnack } from "./mosquitto.js";
+export { provideRedis, redisCommands, type RespValue } from "./redis.js";
+export { canConnect, freePort } from "./ports.js";
+export {
+  provide,
+  type Provided,
+  type ServiceHandle,
+  type ServiceSource,
+  type ServiceSpec,
+} from "./provide.js";
