@@ -49,7 +49,9 @@ const CONNACK = {
 } as const;
 
 function authError(returnCode: number, message: string): AuthenticateError {
-  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+  const error = new Error(message) as AuthenticateError;
+  error.returnCode = returnCode;
+  return error;
 }
 
 function remoteOf(client: Client): string | undefined {
