@@ -246,7 +246,7 @@ export function build(deps: BrokerDeps): Broker {
     },
   });
 
-  metrics.connectedClients.reset();
+  metrics.observeConnectedClients(() => aedes.connectedClients);
   aedes.on("clientError", (client, error) => {
     if (error instanceof PacketTooLargeError) return; // counted where it was raised
     if (error.message === "topic has too many levels") {
@@ -264,10 +264,6 @@ export function build(deps: BrokerDeps): Broker {
     if (error instanceof PacketTooLargeError) return;
     metrics.clientErrors.inc();
     log.debug({ remote: remoteOf(client), err: error.message }, "connection error before CONNECT");
-  });
-  aedes.on("clientReady", () => metrics.connectedClients.inc());
-  aedes.on("clientDisconnect", (client) => {
-    if (principals.has(client)) metrics.connectedClients.dec();
   });
 
   const handle = (

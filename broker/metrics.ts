@@ -14,12 +14,20 @@ export type LimitName = "packet_size" | "topic_levels" | "connections" | "publis
 
 /** The broker's Prometheus metrics, on a registry of its own (no global default registry). */
 export function brokerMetrics(registry: Registry = new Registry()) {
+  let connected: () => number = () => 0;
   return {
     registry,
+    /** Tell the gauge where to read the number of connected clients at scrape time. */
+    observeConnectedClients(read: () => number): void {
+      connected = read;
+    },
     connectedClients: new Gauge({
       name: "citywatch_broker_connected_clients",
       help: "MQTT clients connected and authenticated.",
       registers: [registry],
+      collect() {
+        this.set(connected());
+      },
     }),
     connections: new Counter({
       name: "citywatch_broker_connections_total",

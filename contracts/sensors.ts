@@ -201,6 +201,8 @@ export function valuesSchema<K extends SensorKind>(kind: K) {
     })
     .refine((values) => Object.keys(values).length > 0, {
       error: `values must hold at least one ${kind} quantity (${known})`,
+      // Only when the object is otherwise valid: an unknown key already says what is wrong.
+      when: (payload) => payload.issues.length === 0,
     });
 }
 

@@ -16,9 +16,9 @@ export const MAX_READINGS_PER_MESSAGE = 500;
  */
 export const Seq = z
   .number({ error: "seq must be a number" })
-  .int({ error: "seq must be an integer" })
-  .min(0, { error: "seq must be >= 0" })
-  .max(Number.MAX_SAFE_INTEGER, { error: "seq must be <= 2^53 - 1" });
+  // zod's int() also refuses integers beyond 2^53 - 1, which JSON numbers cannot carry exactly.
+  .int({ error: "seq must be an integer in 0..2^53-1" })
+  .min(0, { error: "seq must be >= 0" });
 export type Seq = z.infer<typeof Seq>;
 
 function readingSchema<K extends SensorKind>(kind: K) {
@@ -65,10 +65,17 @@ export const Uplink = z.discriminatedUnion(
   [NoiseUplink, DustUplink, CookingFumeUplink, WaterLevelUplink, UtilityTunnelUplink],
   {
     error: (issue) => {
-      if (issue.code !== "invalid_union") return undefined;
-      if (typeof issue.input !== "object" || issue.input === null || Array.isArray(issue.input)) {
+      // The declared issue type omits it, but a non-object input is reported as invalid_type here.
+      const code: string = issue.code;
+      if (
+        code === "invalid_type" ||
+        typeof issue.input !== "object" ||
+        issue.input === null ||
+        Array.isArray(issue.input)
+      ) {
         return "an uplink message must be a JSON object";
       }
+      if (code !== "invalid_union") return undefined;
       const kind = (issue.input as { kind?: unknown } | undefined)?.kind;
       const expected = `expected one of ${SensorKind.options.join(", ")}`;
       return kind === undefined

@@ -1,34 +1,41 @@
 import { z } from "zod";
 
+/** Environment variables and flags arrive as strings: turn a string of digits into a number first. */
+const digitsToNumber = (value: unknown) =>
+  typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
+
 /** A TCP port; accepts a number or a string of digits (environment variables, CLI flags). 0 = any free port. */
-export const Port = z
-  .union([
-    z.number(),
-    z.string().regex(/^\d+$/, { error: "must be a port number" }).transform(Number),
-  ])
-  .pipe(
-    z
-      .number()
-      .int()
-      .min(0, { error: "must be 0..65535" })
-      .max(65_535, { error: "must be 0..65535" }),
-  );
+export const Port = z.preprocess(
+  digitsToNumber,
+  z
+    .number({ error: "must be a port number" })
+    .int({ error: "must be a port number" })
+    .min(0, { error: "must be 0..65535" })
+    .max(65_535, { error: "must be 0..65535" }),
+);
 
 /** A positive integer; accepts a string of digits too. */
-export const PositiveInt = z
-  .union([
-    z.number(),
-    z.string().regex(/^\d+$/, { error: "must be a whole number" }).transform(Number),
-  ])
-  .pipe(z.number().int().min(1, { error: "must be >= 1" }));
+export const PositiveInt = z.preprocess(
+  digitsToNumber,
+  z
+    .number({ error: "must be a whole number" })
+    .int({ error: "must be a whole number" })
+    .min(1, { error: "must be >= 1" }),
+);
+
+const TRUE = new Set(["true", "1", "yes"]);
+const FALSE = new Set(["false", "0", "no"]);
 
 /** A boolean; accepts `true/false/1/0/yes/no` as strings too. */
-export const Flag = z.union([
-  z.boolean(),
-  z
-    .enum(["true", "false", "1", "0", "yes", "no"], { error: "must be true or false" })
-    .transform((v) => v === "true" || v === "1" || v === "yes"),
-]);
+export const Flag = z.preprocess(
+  (value) =>
+    typeof value === "string" && TRUE.has(value)
+      ? true
+      : typeof value === "string" && FALSE.has(value)
+        ? false
+        : value,
+  z.boolean({ error: "must be true or false" }),
+);
 
 export const LogLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
 export type LogLevel = z.infer<typeof LogLevel>;
