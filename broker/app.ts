@@ -6,7 +6,12 @@ import {
   type Subscription,
 } from "aedes";
 import type { Logger } from "pino";
-import type { AuthOutcome, BrokerConfig, Principal } from "../contracts/index.js";
+import {
+  type AuthOutcome,
+  type BrokerConfig,
+  deviceTopic,
+  type Principal,
+} from "../contracts/index.js";
 import { mayPublish, maySubscribe } from "./acl.js";
 import { boundPort, type Listener, openListeners } from "./listeners.js";
 import { type AuthFailureReason, type BrokerMetrics, brokerMetrics } from "./metrics.js";
@@ -159,8 +164,14 @@ export function build(deps: BrokerDeps): Broker {
             );
             return;
           }
+          // A device's Will announces its death on its own status topic, and nowhere else.
           const will = (client as { _will?: { topic?: string } | null })._will;
-          if (will?.topic !== undefined && !mayPublish(principal, will.topic)) {
+          const willAllowed =
+            will?.topic === undefined ||
+            (principal.type === "device"
+              ? will.topic === deviceTopic(principal.deviceId, "status")
+              : mayPublish(principal, will.topic));
+          if (!willAllowed) {
             done(
               refuseConnect(
                 client,

@@ -25,17 +25,16 @@ export function persistenceFor(choice: BrokerPersistence): PersistenceParts {
       return {
         options: { persistence, mq },
         close: async () => {
-          await new Promise<void>((resolve) => {
-            const destroy = (persistence as { destroy?: (cb: () => void) => unknown }).destroy;
-            if (typeof destroy !== "function") return resolve();
-            const result = destroy.call(persistence, () => resolve());
-            if (result instanceof Promise)
-              result.then(
-                () => resolve(),
-                () => resolve(),
-              );
-          });
-          conn.disconnect();
+          // Without a callback destroy() returns the async persistence's promise. (With one, it
+          // waits for a "ready" event that aedes 1.x's async setup path never emits.)
+          const destroy = (persistence as { destroy(): Promise<void> }).destroy.bind(persistence);
+          await Promise.race([
+            destroy().catch(() => undefined),
+            new Promise((r) => setTimeout(r, 2_000).unref()),
+          ]);
+          // QUIT lets commands still in flight finish; disconnect() would reject them, and the
+          // persistence does not catch those rejections.
+          await conn.quit().catch(() => conn.disconnect());
         },
       };
     }

@@ -17,6 +17,12 @@ export function stopOnSignal(
     }
     stopping = true;
     log.info({ signal }, "stopping");
+    // Libraries may still reject work in flight while their connections close (ioredis rejects
+    // commands queued behind QUIT with "Connection is closed."). The process is exiting; record
+    // them instead of crashing with a non-zero code.
+    process.on("unhandledRejection", (reason) =>
+      log.warn({ err: reason }, "rejection during shutdown"),
+    );
     controller.abort();
     void (async () => {
       for (const { name, stop } of [...stops].reverse()) {

@@ -1,6 +1,21 @@
 import type { Logger } from "pino";
 import { build as buildBroker, type BrokerAddresses } from "../../broker/app.js";
-import { deviceTopic, type CitywatchConfig } from "../../contracts/index.js";
+import { deviceTopic, type CitywatchConfig, type SensorKind } from "../../contracts/index.js";
+
+/** Plausible values per kind for the example command printed at start. */
+const SAMPLE_VALUES: Record<SensorKind, Record<string, number | boolean>> = {
+  noise: { LAeq: 58.2, LAmax: 71.5 },
+  dust: { pm10: 86, pm2_5: 41 },
+  cooking_fume: { oilFume: 0.8, fanOn: true, purifierOn: true },
+  water_level: { stage: 3.2 },
+  utility_tunnel: { ch4: 2, o2: 20.9 },
+};
+
+interface Example {
+  id: string;
+  kind: SensorKind;
+  secret?: string;
+}
 import { RegistryStore } from "../../registry/store.js";
 import { startHttp } from "../http.js";
 import { stopOnSignal } from "../lifecycle.js";
@@ -10,7 +25,7 @@ function connectHelp(
   host: string,
   addresses: BrokerAddresses,
   metricsUrl: string,
-  example: { id: string; secret?: string },
+  example: Example,
 ): string {
   const shownHost = host === "0.0.0.0" ? "127.0.0.1" : host;
   const topic = deviceTopic(example.id, "data");
@@ -19,8 +34,8 @@ function connectHelp(
     v: 1,
     deviceId: example.id,
     seq: 1,
-    kind: "noise",
-    readings: [{ ts: now, quality: "normal", values: { LAeq: 58.2, LAmax: 71.5 } }],
+    kind: example.kind,
+    readings: [{ ts: now, quality: "normal", values: SAMPLE_VALUES[example.kind] }],
   });
   const lines = [
     "",
@@ -64,7 +79,7 @@ export async function serve(
   const stops: Array<{ name: string; stop: () => Promise<void> }> = [
     { name: "registry", stop: () => Promise.resolve(registry.close()) },
   ];
-  let example: { id: string; secret?: string } = { id: "demo-noise-1" };
+  let example: Example = { id: "demo-noise-1", kind: "noise" };
   if (
     options.seedDemo &&
     registry.countDevices() === 0 &&
@@ -86,10 +101,11 @@ export async function serve(
       ].join("\n"),
     );
     const first = issued.devices[0];
-    if (first !== undefined) example = { id: first.record.id, secret: first.secret };
+    if (first !== undefined)
+      example = { id: first.record.id, kind: first.record.kind, secret: first.secret };
   } else {
     const first = registry.listDevices()[0];
-    if (first !== undefined) example = { id: first.id };
+    if (first !== undefined) example = { id: first.id, kind: first.kind };
   }
 
   const broker = buildBroker({

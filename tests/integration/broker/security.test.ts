@@ -91,11 +91,25 @@ describe("broker authentication and ACL (real aedes, real MQTT.js)", () => {
         will: { topic: status("dev-b"), payload: Buffer.from("{}"), qos: 1, retain: true },
       }),
     ).rejects.toMatchObject({ code: 5 });
+    // Its own data topic is not a place for a death notice either.
+    await expect(
+      t.connect({
+        username: "dev-a",
+        password: secrets["dev-a"] ?? "",
+        will: { topic: data("dev-a"), payload: Buffer.from("{}"), qos: 1, retain: false },
+      }),
+    ).rejects.toMatchObject({ code: 5 });
     expect(
       await metricValue(t.broker, "citywatch_broker_auth_failures_total", {
         reason: "will_denied",
       }),
-    ).toBe(1);
+    ).toBe(2);
+    const ok = await t.connect({
+      username: "dev-a",
+      password: secrets["dev-a"] ?? "",
+      will: { topic: status("dev-a"), payload: Buffer.from("{}"), qos: 1, retain: true },
+    });
+    await ok.endAsync();
   });
 
   it("delivers nothing a device publishes as another device, and closes its connection", async () => {

@@ -1,0 +1,138 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import mqtt, { type MqttClient } from "mqtt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RegistryStore } from "../../../registry/store.js";
+import { collect, until } from "../../support/broker.js";
+import { type CliProcess, startCli } from "../../support/processes.js";
+import { freePort, provideRedis } from "../../support/services.js";
+import { requireService } from "../../support/suite.js";
+
+const redis = await requireService("broker cluster over Redis", provideRedis);
+
+function connect(
+  port: number,
+  username: string,
+  password: string,
+  clientId = username,
+): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+      username,
+      password,
+      clientId,
+      reconnectPeriod: 0,
+      protocolVersion: 4,
+    });
+    client.once("connect", () => resolve(client));
+    client.once("error", reject);
+  });
+}
+
+describe.runIf(redis)("two broker processes sharing Redis", () => {
+  const dir = mkdtempSync(join(tmpdir(), "cw-cluster-"));
+  const brokers: CliProcess[] = [];
+  const ports: number[] = [];
+  const clients: MqttClient[] = [];
+  let deviceSecret = "";
+  let ingestSecret = "";
+
+  beforeAll(async () => {
+    const registry = new RegistryStore(join(dir, "registry.db"));
+    registry.putSite({
+      id: "s1",
+      type: "ambient",
+      name: "S",
+      area: { district: "D", gridCell: "G" },
+      location: { lat: 30, lon: 104 },
+    });
+    deviceSecret = registry.addDevice({
+      id: "dev-1",
+      kind: "noise",
+      model: "M",
+      serial: "1",
+      location: { lat: 30, lon: 104 },
+      area: { district: "D", gridCell: "G" },
+      siteId: "s1",
+    }).secret;
+    ingestSecret = registry.addServiceAccount({ name: "ingest", role: "ingest" }).secret;
+    registry.close();
+    for (const name of ["a", "b"]) {
+      const [mqttPort, httpPort] = [await freePort(), await freePort()];
+      ports.push(mqttPort);
+      const broker = startCli(
+        [
+          "broker",
+          "--data-dir",
+          dir,
+          "--mqtt-port",
+          String(mqttPort),
+          "--http-port",
+          String(httpPort),
+          "--redis-url",
+          redis?.url ?? "",
+        ],
+        { CITYWATCH_WS_ENABLED: "false", CITYWATCH_BROKER_ID: `test-broker-${name}` },
+      );
+      brokers.push(broker);
+      await broker.waitFor(/"msg":"broker listening"/);
+    }
+  });
+
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.endAsync(true)));
+    const codes = await Promise.all(brokers.map((b) => b.stop()));
+    expect(codes, brokers.map((b) => b.output().slice(-3000)).join("\n----\n")).toEqual([0, 0]); // both shut down cleanly on SIGTERM
+    rmSync(dir, { recursive: true, force: true });
+    await redis?.stop();
+  });
+
+  it("delivers a message published on one broker to a subscriber on the other", async () => {
+    const [portA, portB] = ports as [number, number];
+    const ingest = await connect(portB, "ingest", ingestSecret, "ingest-b");
+    clients.push(ingest);
+    const received = collect(ingest);
+    await ingest.subscribeAsync("citywatch/v1/devices/+/data", { qos: 1 });
+    const device = await connect(portA, "dev-1", deviceSecret);
+    clients.push(device);
+    // The subscription reaches Redis asynchronously; publish until the first one arrives.
+    let seq = 0;
+    await until(
+      () => {
+        if (received.length === 0)
+          device.publish("citywatch/v1/devices/dev-1/data", JSON.stringify({ seq: ++seq }), {
+            qos: 1,
+          });
+        return received.length > 0;
+      },
+      "a message across brokers",
+      10_000,
+    );
+    await device.publishAsync("citywatch/v1/devices/dev-1/data", JSON.stringify({ seq: 1000 }), {
+      qos: 1,
+    });
+    await until(() => received.some((m) => m.payload.includes("1000")), "the confirming message");
+    expect(received.every((m) => m.topic === "citywatch/v1/devices/dev-1/data")).toBe(true);
+  });
+
+  it("shares retained messages: a status retained on one broker is seen by a late subscriber on the other", async () => {
+    const [portA, portB] = ports as [number, number];
+    const ingestA = await connect(portA, "ingest", ingestSecret, "ingest-a");
+    clients.push(ingestA);
+    await ingestA.publishAsync("citywatch/v1/devices/dev-1/commit", '{"committedSeq":42}', {
+      qos: 1,
+      retain: true,
+    });
+    const device = await connect(portB, "dev-1", deviceSecret);
+    clients.push(device);
+    const received = collect(device);
+    await device.subscribeAsync("citywatch/v1/devices/dev-1/commit", { qos: 1 });
+    await until(() => received.length > 0, "the retained commit");
+    expect(received[0]).toMatchObject({
+      topic: "citywatch/v1/devices/dev-1/commit",
+      payload: '{"committedSeq":42}',
+      retain: true,
+    });
+  });
+});

@@ -1,0 +1,81 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** A `citywatch` CLI process started the way the README does (through tsx), with its output kept. */
+export interface CliProcess {
+  readonly child: ChildProcess;
+  readonly output: () => string;
+  /** Resolve when the output matches `pattern`; reject if the process exits first or after `timeoutMs`. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code. */
+  stop(graceMs?: number): Promise<number | null>;
+}
+
+export function startCli(args: string[], env: Record<string, string> = {}): CliProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", "cli/citywatch.ts", ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const append = (chunk: Buffer) => {
+    output += chunk.toString();
+    if (output.length > 200_000) output = output.slice(-100_000);
+  };
+  child.stdout?.on("data", append);
+  child.stderr?.on("data", append);
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => resolve(code)),
+  );
+  process.once("exit", () => child.kill("SIGKILL"));
+
+  return {
+    child,
+    output: () => output,
+    waitFor(pattern, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(
+            new Error(`timed out waiting for ${String(pattern)}; output:\n${output.slice(-4000)}`),
+          );
+        }, timeoutMs);
+        const check = () => {
+          const match = output.match(pattern);
+          if (match !== null) {
+            cleanup();
+            resolve(match);
+          }
+        };
+        const onExit = (code: number | null) => {
+          cleanup();
+          reject(
+            new Error(
+              `process exited (${code}) before ${String(pattern)}; output:\n${output.slice(-4000)}`,
+            ),
+          );
+        };
+        const cleanup = () => {
+          clearTimeout(timer);
+          child.stdout?.off("data", check);
+          child.stderr?.off("data", check);
+          child.off("exit", onExit);
+        };
+        child.stdout?.on("data", check);
+        child.stderr?.on("data", check);
+        child.once("exit", onExit);
+        check();
+      });
+    },
+    async stop(graceMs = 5_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
