@@ -5,7 +5,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RegistryStore } from "../../../registry/store.js";
 import { collect, until } from "../../support/broker.js";
-import { type CliProcess, startCli } from "../../support/processes.js";
+import { type CliProcess, startCli } from "../../support/cli-process.js";
 import { freePort, provideRedis } from "../../support/services.js";
 import { requireService } from "../../support/suite.js";
 

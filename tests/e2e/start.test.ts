@@ -1,0 +1,242 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import mqtt, { type MqttClient } from "mqtt";
+import { afterAll, describe, expect, it } from "vitest";
+import { type CliProcess, startCli } from "../support/cli-process.js";
+import { freePort } from "../support/services.js";
+
+/** `npm start` as the README gives it, on embedded defaults, with ports moved off the defaults. */
+const dir = mkdtempSync(join(tmpdir(), "cw-e2e-"));
+const running: CliProcess[] = [];
+const clients: MqttClient[] = [];
+
+async function ports() {
+  return { mqtt: await freePort(), ws: await freePort(), http: await freePort() };
+}
+
+function start(p: { mqtt: number; ws: number; http: number }, extra: string[] = []): CliProcess {
+  const proc = startCli([
+    "start",
+    "--data-dir",
+    dir,
+    "--mqtt-port",
+    String(p.mqtt),
+    "--ws-port",
+    String(p.ws),
+    "--http-port",
+    String(p.http),
+    ...extra,
+  ]);
+  running.push(proc);
+  return proc;
+}
+
+function connect(
+  port: number,
+  username: string,
+  password: string,
+  clientId = username,
+): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+      username,
+      password,
+      clientId,
+      reconnectPeriod: 0,
+      protocolVersion: 4,
+    });
+    clients.push(client);
+    client.once("connect", () => resolve(client));
+    client.once("error", reject);
+  });
+}
+
+function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, ["--import", "tsx", "cli/citywatch.ts", ...args], {
+    encoding: "utf8",
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.endAsync(true)));
+  await Promise.all(running.map((p) => p.stop()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("citywatch start (all-in-one, embedded defaults)", () => {
+  let p: { mqtt: number; ws: number; http: number };
+  let proc: CliProcess;
+  const secrets = new Map<string, string>();
+
+  it("seeds the demo registry, prints each secret once and how to connect", async () => {
+    p = await ports();
+    proc = start(p);
+    await proc.waitFor(/citywatch broker is up\./);
+    await proc.waitFor(/Metrics {4}http/);
+    const out = proc.output();
+    for (const m of out.matchAll(
+      /^ {2}(demo-[\w-]+|ingest|simulator)\s+\S+\s+([A-Za-z0-9_-]{43})$/gm,
+    )) {
+      secrets.set(m[1] ?? "", m[2] ?? "");
+    }
+    expect([...secrets.keys()].sort()).toEqual([
+      "demo-dust-1",
+      "demo-fume-1",
+      "demo-noise-1",
+      "demo-river-1",
+      "demo-tunnel-s1-gas",
+      "demo-tunnel-s2-gas",
+      "demo-underpass-1",
+      "ingest",
+      "simulator",
+    ]);
+    expect(out).toContain(`mqtt://127.0.0.1:${p.mqtt}`);
+    expect(out).toContain(`ws://127.0.0.1:${p.ws}/mqtt`);
+    expect(out).toContain(`-P '${secrets.get("demo-noise-1")}'`);
+  });
+
+  it("carries a demo device's reading to a subscriber, and reports it in metrics and health", async () => {
+    const ingest = await connect(p.mqtt, "ingest", secrets.get("ingest") ?? "", "ingest-e2e");
+    const received: string[] = [];
+    ingest.on("message", (_topic, payload) => received.push(payload.toString()));
+    await ingest.subscribeAsync("citywatch/v1/devices/+/data", { qos: 1 });
+    const device = await connect(p.mqtt, "demo-noise-1", secrets.get("demo-noise-1") ?? "");
+    const reading = {
+      v: 1,
+      deviceId: "demo-noise-1",
+      seq: 1,
+      kind: "noise",
+      readings: [{ ts: new Date().toISOString(), quality: "normal", values: { LAeq: 58.2 } }],
+    };
+    await device.publishAsync("citywatch/v1/devices/demo-noise-1/data", JSON.stringify(reading), {
+      qos: 1,
+    });
+    const deadline = Date.now() + 5_000;
+    while (received.length === 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(received.map((r) => JSON.parse(r) as unknown)).toEqual([reading]);
+
+    const metrics = await (await fetch(`http://127.0.0.1:${p.http}/metrics`)).text();
+    expect(metrics).toMatch(/^citywatch_broker_connected_clients 2$/m);
+    expect(metrics).toMatch(/^citywatch_broker_publishes_in_total\{qos="1"\} 1$/m);
+    const health = await fetch(`http://127.0.0.1:${p.http}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: "ok", connectedClients: 2 });
+    expect((await fetch(`http://127.0.0.1:${p.http}/nope`)).status).toBe(404);
+  });
+
+  it("registers a device with `devices add` while running; its printed secret connects", async () => {
+    const added = cli([
+      "devices",
+      "--data-dir",
+      dir,
+      "add",
+      "--id",
+      "noise-new",
+      "--kind",
+      "noise",
+      "--site",
+      "demo-site-construction",
+      "--model",
+      "AWA6228+",
+      "--serial",
+      "X1",
+      "--lat",
+      "30.6",
+      "--lon",
+      "104.0",
+      "--district",
+      "Jinjiang",
+      "--grid-cell",
+      "JJ-CX-014",
+    ]);
+    expect(added.stderr).toBe("");
+    expect(added.status).toBe(0);
+    const secret = /^ {2}([A-Za-z0-9_-]{43})$/m.exec(added.stdout)?.[1] ?? "";
+    expect(secret).toHaveLength(43);
+    const client = await connect(p.mqtt, "noise-new", secret);
+    expect(client.connected).toBe(true);
+    const listed = cli(["devices", "--data-dir", dir, "list"]);
+    expect(listed.stdout).toContain("noise-new");
+    expect(listed.stdout).toContain("8 devices");
+    expect(listed.stdout).not.toContain(secret);
+  });
+
+  it("names every problem of a bad device and exits non-zero", () => {
+    const bad = cli([
+      "devices",
+      "--data-dir",
+      dir,
+      "add",
+      "--id",
+      "bad/id",
+      "--kind",
+      "radar",
+      "--site",
+      "demo-site-construction",
+      "--model",
+      "M",
+      "--serial",
+      "S",
+      "--lat",
+      "95",
+      "--lon",
+      "104",
+      "--district",
+      "D",
+      "--grid-cell",
+      "G",
+    ]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/3 problems/);
+    expect(bad.stderr).toMatch(/- id: /);
+    expect(bad.stderr).toMatch(/- kind: unknown sensor kind "radar"/);
+    expect(bad.stderr).toMatch(/- location\.lat: /);
+  });
+
+  it("stops cleanly on SIGTERM and keeps the registry: no reseed, old secrets still work", async () => {
+    expect(await proc.stop()).toBe(0);
+    await Promise.all(clients.splice(0).map((c) => c.endAsync(true)));
+    p = await ports();
+    proc = start(p);
+    await proc.waitFor(/citywatch broker is up\./);
+    expect(proc.output()).not.toMatch(/Seeded the demo registry/);
+    expect(proc.output()).toMatch(/secrets are shown only when issued/);
+    const device = await connect(p.mqtt, "demo-dust-1", secrets.get("demo-dust-1") ?? "");
+    expect(device.connected).toBe(true);
+  });
+
+  it("refuses to start on a taken port, naming the setting to change", async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const taken = (blocker.address() as { port: number }).port;
+    const q = await ports();
+    const failing = start({ ...q, mqtt: taken });
+    const code = await new Promise<number | null>((resolve) => failing.child.once("exit", resolve));
+    blocker.close();
+    expect(code).toBe(1);
+    expect(failing.output()).toContain(
+      `mqtt port ${taken} on 127.0.0.1 is already in use; choose another with broker.mqtt.port (CITYWATCH_MQTT_PORT, --mqtt-port)`,
+    );
+  });
+
+  it("lists every problem of a broken configuration file and exits non-zero", async () => {
+    const file = join(dir, "broken.yaml");
+    writeFileSync(
+      file,
+      "broker:\n  ws:\n    path: mqtt\n  limits:\n    maxConnections: many\nlog:\n  level: chatty\n",
+    );
+    const failing = start(await ports(), ["--config", file]);
+    const code = await new Promise<number | null>((resolve) => failing.child.once("exit", resolve));
+    expect(code).toBe(1);
+    const out = failing.output();
+    expect(out).toContain("3 problems");
+    expect(out).toMatch(/broker\.ws\.path: /);
+    expect(out).toContain("broker.limits.maxConnections: must be a whole number");
+    expect(out).toMatch(/log\.level: /);
+  });
+});
