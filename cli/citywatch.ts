@@ -30,30 +30,51 @@ function runOptions(command: Command): Command {
       "Redis for broker persistence and clustering, e.g. redis://127.0.0.1:6379",
     )
     .option("--log-level <level>", "fatal | error | warn | info | debug | trace | silent")
-    .option("--pretty", "human-readable logs");
+    .option("--pretty", "human-readable logs")
+    .option("--store <type>", "sqlite (embedded, default) | influxdb")
+    .option(
+      "--influxdb-url <url>",
+      "InfluxDB base URL, e.g. http://127.0.0.1:8086 (selects the InfluxDB store)",
+    )
+    .option(
+      "--influxdb-api <v1|v2>",
+      "v1: /write with database (InfluxDB 1.x); v2: /api/v2/write with org, bucket and token",
+    )
+    .option("--influxdb-database <db>", "v1 database; default citywatch")
+    .option("--influxdb-token <token>", "v2 API token")
+    .option("--influxdb-org <org>", "v2 organisation")
+    .option("--influxdb-bucket <bucket>", "v2 bucket");
 }
 
-async function runServe(flags: RunFlags, seedDemo: boolean): Promise<void> {
+async function runServe(
+  flags: RunFlags,
+  options: { seedDemo: boolean; broker: boolean; ingest: boolean },
+): Promise<void> {
   const config = loadCitywatchConfig(flags);
   const log = createLogger(config.log);
-  await serve(config, log, { seedDemo });
+  await serve(config, log, options);
 }
 
 runOptions(program.command("start"))
   .description(
-    "run everything in one process on embedded defaults (today: the broker with a demo registry)",
+    "run everything in one process on embedded defaults: broker, ingest, API (demo registry when empty)",
   )
-  .action((flags: RunFlags) => runServe(flags, true));
+  .action((flags: RunFlags) => runServe(flags, { seedDemo: true, broker: true, ingest: true }));
 
 runOptions(program.command("broker"))
   .description("run the MQTT broker alone (authentication from the registry in the data directory)")
-  .action((flags: RunFlags) => runServe(flags, false));
+  .action((flags: RunFlags) => runServe(flags, { seedDemo: false, broker: true, ingest: false }));
+
+runOptions(program.command("ingest"))
+  .description(
+    "run the ingest and API alone, subscribed to ingest.mqtt.url (CITYWATCH_INGEST_MQTT_URL) with its service account",
+  )
+  .action((flags: RunFlags) => runServe(flags, { seedDemo: false, broker: false, ingest: true }));
 
 devicesCommand(program);
 
 // Components that later versions fill; each says so plainly instead of pretending.
 const pending: Array<[string, string]> = [
-  ["ingest", "the MQTT → time-series ingest and query API"],
   ["edge", "the edge agent (HJ 212, Modbus, durable log)"],
   ["sim", "the city simulators"],
   ["dashboards", "Grafana dashboards build and verify"],

@@ -15,6 +15,13 @@ export interface RunFlags {
   redisUrl?: string;
   logLevel?: string;
   pretty?: boolean;
+  store?: string;
+  influxdbUrl?: string;
+  influxdbApi?: string;
+  influxdbDatabase?: string;
+  influxdbToken?: string;
+  influxdbOrg?: string;
+  influxdbBucket?: string;
 }
 
 function overridesOf(flags: RunFlags): Record<string, unknown> {
@@ -34,6 +41,15 @@ function overridesOf(flags: RunFlags): Record<string, unknown> {
   if (flags.httpPort !== undefined) (tree.http as Record<string, unknown>).port = flags.httpPort;
   if (flags.logLevel !== undefined) (tree.log as Record<string, unknown>).level = flags.logLevel;
   if (flags.pretty === true) (tree.log as Record<string, unknown>).pretty = true;
+  const store: Record<string, unknown> = {};
+  if (flags.store !== undefined) store.type = flags.store;
+  if (flags.influxdbUrl !== undefined) store.url = flags.influxdbUrl;
+  if (flags.influxdbApi !== undefined) store.api = flags.influxdbApi;
+  if (flags.influxdbDatabase !== undefined) store.database = flags.influxdbDatabase;
+  if (flags.influxdbToken !== undefined) store.token = flags.influxdbToken;
+  if (flags.influxdbOrg !== undefined) store.org = flags.influxdbOrg;
+  if (flags.influxdbBucket !== undefined) store.bucket = flags.influxdbBucket;
+  if (Object.keys(store).length > 0) out.ingest = { store };
   return out;
 }
 

@@ -1,6 +1,16 @@
+import type { AddressInfo } from "node:net";
+import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import type { Registry } from "prom-client";
 import { build as buildBroker, type BrokerAddresses } from "../../broker/app.js";
-import { deviceTopic, type CitywatchConfig, type SensorKind } from "../../contracts/index.js";
+import {
+  ConfigError,
+  deviceTopic,
+  type CitywatchConfig,
+  type SensorKind,
+} from "../../contracts/index.js";
+import { buildApi } from "../../ingest/api.js";
+import { build as buildIngest, type Ingest, type RegistryView } from "../../ingest/app.js";
 
 /** Plausible values per kind for the example command printed at start. */
 const SAMPLE_VALUES: Record<SensorKind, Record<string, number | boolean>> = {
@@ -24,7 +34,8 @@ import { DEMO_REGISTRY_FILE, readRegistryFile, registryPath } from "../registry-
 function connectHelp(
   host: string,
   addresses: BrokerAddresses,
-  metricsUrl: string,
+  httpBase: string,
+  withIngest: boolean,
   example: Example,
 ): string {
   const shownHost = host === "0.0.0.0" ? "127.0.0.1" : host;
@@ -48,7 +59,13 @@ function connectHelp(
     ...(addresses.wss !== undefined
       ? [`  WebSocket  wss://${shownHost}:${addresses.wss}/mqtt`]
       : []),
-    `  Metrics    ${metricsUrl}`,
+    ...(withIngest
+      ? [
+          `  API        ${httpBase}/api/v1/devices   (OpenAPI: ${httpBase}/openapi.json)`,
+          `  Readings   ${httpBase}/api/v1/devices/${example.id}/readings?from=${new Date(Date.now() - 3_600_000).toISOString()}`,
+        ]
+      : []),
+    `  Metrics    ${httpBase}/metrics`,
     "",
     "Connect a device: username and client id = device id, password = its secret.",
     `  mosquitto_pub -h ${shownHost} -p ${addresses.mqtt ?? "PORT"} -V mqttv311 -q 1 \\`,
@@ -73,7 +90,7 @@ function connectHelp(
 export async function serve(
   config: CitywatchConfig,
   log: Logger,
-  options: { seedDemo: boolean },
+  options: { seedDemo: boolean; broker: boolean; ingest: boolean },
 ): Promise<void> {
   const registry = new RegistryStore(registryPath(config.dataDir));
   const stops: Array<{ name: string; stop: () => Promise<void> }> = [
@@ -108,40 +125,163 @@ export async function serve(
     if (first !== undefined) example = { id: first.id, kind: first.kind };
   }
 
-  const broker = buildBroker({
-    log,
-    config: config.broker,
-    authenticate: (username, secret) => registry.authenticate(username, secret),
-  });
   const signal = stopOnSignal(log, stops);
   try {
-    const addresses = await broker.start(signal);
-    stops.push({ name: "broker", stop: () => broker.stop() });
-    const http = await startHttp({
-      host: config.http.host,
-      port: config.http.port,
-      registries: [broker.metrics.registry],
-      health: () => ({
-        ok: !broker.aedes.closed,
-        detail: { connectedClients: broker.aedes.connectedClients },
-      }),
-      log,
+    let addresses: BrokerAddresses = {};
+    const registries: Registry[] = [];
+    let broker: ReturnType<typeof buildBroker> | undefined;
+    if (options.broker) {
+      broker = buildBroker({
+        log,
+        config: config.broker,
+        authenticate: (username, secret) => registry.authenticate(username, secret),
+      });
+      addresses = await broker.start(signal);
+      const running = broker;
+      stops.push({ name: "broker", stop: () => running.stop() });
+      registries.push(broker.metrics.registry);
+    }
+
+    let ingest: Ingest | undefined;
+    if (options.ingest && config.ingest.enabled) {
+      const mqttConfig = config.ingest.mqtt;
+      let mqttOptions: { url: string; username: string; password: string; clientId: string };
+      if (broker !== undefined && mqttConfig.url === undefined) {
+        // In one process the ingest uses an internal service account whose secret is renewed at
+        // every start and never shown: nothing to configure, nothing to leak.
+        const internal = "citywatch-internal";
+        if (!registry.listServiceAccounts().some((a) => a.name === internal)) {
+          registry.addServiceAccount({
+            name: internal,
+            role: "ingest",
+            description: "the all-in-one process's own ingest",
+          });
+        }
+        const host =
+          config.broker.host === "0.0.0.0" || config.broker.host === "::"
+            ? "127.0.0.1"
+            : config.broker.host;
+        mqttOptions = {
+          url: `mqtt://${host}:${addresses.mqtt ?? config.broker.mqtt.port}`,
+          username: internal,
+          password: registry.rotateSecret(internal),
+          clientId: `${internal}-ingest`,
+        };
+      } else {
+        if (mqttConfig.url === undefined || mqttConfig.password === undefined) {
+          throw new ConfigError("configuration", [
+            {
+              path: "ingest.mqtt",
+              message:
+                "the ingest alone needs ingest.mqtt.url and ingest.mqtt.password (CITYWATCH_INGEST_MQTT_URL, CITYWATCH_INGEST_MQTT_PASSWORD)",
+            },
+          ]);
+        }
+        mqttOptions = {
+          url: mqttConfig.url,
+          username: mqttConfig.username,
+          password: mqttConfig.password,
+          clientId: mqttConfig.clientId,
+        };
+      }
+      ingest = buildIngest({
+        log,
+        config: config.ingest,
+        dataDir: config.dataDir,
+        registry: registryView(registry),
+        mqtt: mqttOptions,
+      });
+      await ingest.start();
+      const running = ingest;
+      stops.push({ name: "ingest", stop: () => running.stop() });
+      registries.push(ingest.metrics.registry);
+    }
+
+    const health = () => ({
+      ok:
+        (broker === undefined || !broker.aedes.closed) &&
+        (ingest === undefined || (ingest.pipeline.isStoreUp && ingest.mqttConnected())),
+      detail: {
+        ...(broker !== undefined ? { connectedClients: broker.aedes.connectedClients } : {}),
+        ...(ingest !== undefined
+          ? {
+              store: ingest.store.name,
+              storeUp: ingest.pipeline.isStoreUp,
+              mqttConnected: ingest.mqttConnected(),
+              inbox: ingest.state.inboxDepth(),
+            }
+          : {}),
+      },
     });
-    stops.push({ name: "http", stop: () => http.close() });
+    let httpPort: number;
+    if (ingest !== undefined) {
+      const api = buildApi({
+        registry: registryView(registry),
+        state: ingest.state,
+        store: ingest.store,
+        metrics: registries,
+        health,
+        onlineIntervals: config.ingest.onlineIntervals,
+        now: Date.now,
+      });
+      httpPort = await listenApi(api, config.http.host, config.http.port);
+      stops.push({ name: "api", stop: () => api.close() });
+    } else {
+      const http = await startHttp({
+        host: config.http.host,
+        port: config.http.port,
+        registries,
+        health,
+        log,
+      });
+      httpPort = http.port;
+      stops.push({ name: "http", stop: () => http.close() });
+    }
+    const base = `http://${config.http.host}:${httpPort}`;
     log.info(
-      { port: http.port, host: config.http.host },
-      "metrics on /metrics, health on /healthz",
+      { url: base },
+      ingest !== undefined
+        ? "API on /api/v1, OpenAPI on /openapi.json, metrics on /metrics"
+        : "metrics on /metrics, health on /healthz",
     );
-    process.stdout.write(
-      connectHelp(
-        config.broker.host,
-        addresses,
-        `http://${config.http.host}:${http.port}/metrics`,
-        example,
-      ),
-    );
+    if (broker !== undefined) {
+      process.stdout.write(
+        connectHelp(config.broker.host, addresses, base, ingest !== undefined, example),
+      );
+    } else {
+      process.stdout.write(
+        `\ncitywatch ingest is up. API ${base}/api/v1/devices, OpenAPI ${base}/openapi.json\n\n`,
+      );
+    }
   } catch (error) {
     for (const { stop } of [...stops].reverse()) await stop().catch(() => undefined);
     throw error;
   }
+}
+
+/** The registry as the ingest and the API read it. */
+function registryView(registry: RegistryStore): RegistryView {
+  return {
+    device: (id) => registry.getDevice(id),
+    site: (id) => registry.getSite(id),
+    devices: () => registry.listDevices(),
+    sites: () => registry.listSites(),
+  };
+}
+
+async function listenApi(api: FastifyInstance, host: string, port: number): Promise<number> {
+  try {
+    await api.listen({ host, port });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EADDRINUSE") {
+      throw Object.assign(
+        new Error(
+          `HTTP port ${port} on ${host} is already in use; choose another with http.port (CITYWATCH_HTTP_PORT, --http-port)`,
+        ),
+        { code: "HTTP_PORT_IN_USE" },
+      );
+    }
+    throw error;
+  }
+  return (api.server.address() as AddressInfo).port;
 }

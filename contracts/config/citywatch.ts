@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { BrokerConfig, DEFAULT_PORTS } from "./broker.js";
 import { Flag, Host, LogLevel, Port } from "./fields.js";
+import { IngestConfig } from "./ingest.js";
 
 /** Configuration of the all-in-one process (`citywatch start`) and of each component run alone. */
 export const CitywatchConfig = z.strictObject({
@@ -18,6 +19,7 @@ export const CitywatchConfig = z.strictObject({
     .strictObject({ host: Host.default("127.0.0.1"), port: Port.default(DEFAULT_PORTS.http) })
     .prefault({}),
   broker: BrokerConfig.prefault({}),
+  ingest: IngestConfig.prefault({}),
 });
 export type CitywatchConfig = z.infer<typeof CitywatchConfig>;
 export type CitywatchConfigInput = z.input<typeof CitywatchConfig>;
@@ -41,4 +43,18 @@ export const CITYWATCH_ENV: Readonly<Record<string, readonly string[]>> = {
   CITYWATCH_WS_ENABLED: ["broker", "ws", "enabled"],
   CITYWATCH_BROKER_ID: ["broker", "id"],
   CITYWATCH_REDIS_URL: ["broker", "persistence", "url"],
+  CITYWATCH_INGEST_ENABLED: ["ingest", "enabled"],
+  CITYWATCH_INGEST_MQTT_URL: ["ingest", "mqtt", "url"],
+  CITYWATCH_INGEST_MQTT_USERNAME: ["ingest", "mqtt", "username"],
+  CITYWATCH_INGEST_MQTT_PASSWORD: ["ingest", "mqtt", "password"],
+  CITYWATCH_STORE: ["ingest", "store", "type"],
+  CITYWATCH_INFLUXDB_URL: ["ingest", "store", "url"],
+  CITYWATCH_INFLUXDB_API: ["ingest", "store", "api"],
+  CITYWATCH_INFLUXDB_DATABASE: ["ingest", "store", "database"],
+  CITYWATCH_INFLUXDB_RETENTION_POLICY: ["ingest", "store", "retentionPolicy"],
+  CITYWATCH_INFLUXDB_USERNAME: ["ingest", "store", "username"],
+  CITYWATCH_INFLUXDB_PASSWORD: ["ingest", "store", "password"],
+  CITYWATCH_INFLUXDB_ORG: ["ingest", "store", "org"],
+  CITYWATCH_INFLUXDB_BUCKET: ["ingest", "store", "bucket"],
+  CITYWATCH_INFLUXDB_TOKEN: ["ingest", "store", "token"],
 };

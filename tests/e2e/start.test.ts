@@ -99,34 +99,63 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
     expect(out).toContain(`-P '${secrets.get("demo-noise-1")}'`);
   });
 
-  it("carries a demo device's reading to a subscriber, and reports it in metrics and health", async () => {
+  it("stores a demo device's reading, commits it, and serves it on the API, metrics and health", async () => {
     const ingest = await connect(p.mqtt, "ingest", secrets.get("ingest") ?? "", "ingest-e2e");
     const received: string[] = [];
     ingest.on("message", (_topic, payload) => received.push(payload.toString()));
     await ingest.subscribeAsync("citywatch/v1/devices/+/data", { qos: 1 });
     const device = await connect(p.mqtt, "demo-noise-1", secrets.get("demo-noise-1") ?? "");
+    const commits: string[] = [];
+    device.on("message", (_topic, payload) => commits.push(payload.toString()));
+    await device.subscribeAsync("citywatch/v1/devices/demo-noise-1/commit", { qos: 1 });
+    const ts = new Date().toISOString();
     const reading = {
       v: 1,
       deviceId: "demo-noise-1",
       seq: 1,
       kind: "noise",
-      readings: [{ ts: new Date().toISOString(), quality: "normal", values: { LAeq: 58.2 } }],
+      readings: [{ ts, quality: "normal", values: { LAeq: 58.2 } }],
     };
     await device.publishAsync("citywatch/v1/devices/demo-noise-1/data", JSON.stringify(reading), {
       qos: 1,
     });
-    const deadline = Date.now() + 5_000;
-    while (received.length === 0 && Date.now() < deadline)
+    const deadline = Date.now() + 10_000;
+    while ((received.length === 0 || commits.length === 0) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 20));
     expect(received.map((r) => JSON.parse(r) as unknown)).toEqual([reading]);
+    expect(JSON.parse(commits[0] ?? "{}")).toMatchObject({
+      deviceId: "demo-noise-1",
+      committedSeq: 1,
+    });
 
-    const metrics = await (await fetch(`http://127.0.0.1:${p.http}/metrics`)).text();
-    expect(metrics).toMatch(/^citywatch_broker_connected_clients 2$/m);
-    expect(metrics).toMatch(/^citywatch_broker_publishes_in_total\{qos="1"\} 1$/m);
-    const health = await fetch(`http://127.0.0.1:${p.http}/healthz`);
+    const api = `http://127.0.0.1:${p.http}`;
+    const stored = (await (
+      await fetch(
+        `${api}/api/v1/devices/demo-noise-1/readings?from=${encodeURIComponent(new Date(Date.now() - 60_000).toISOString())}`,
+      )
+    ).json()) as {
+      readings: Array<{ ts: string; values: { LAeq: number } }>;
+    };
+    expect(stored.readings).toEqual([expect.objectContaining({ ts, values: { LAeq: 58.2 } })]);
+    const devices = (await (await fetch(`${api}/api/v1/devices`)).json()) as {
+      devices: Array<{ id: string; online: boolean }>;
+    };
+    expect(devices.devices.find((d) => d.id === "demo-noise-1")?.online).toBe(true);
+
+    const metrics = await (await fetch(`${api}/metrics`)).text();
+    expect(metrics).toMatch(/^citywatch_broker_connected_clients 3$/m); // ingest (internal), test subscriber, device
+    expect(metrics).toMatch(/^citywatch_ingest_readings_stored_total 1$/m);
+    const health = await fetch(`${api}/healthz`);
     expect(health.status).toBe(200);
-    expect(await health.json()).toMatchObject({ status: "ok", connectedClients: 2 });
-    expect((await fetch(`http://127.0.0.1:${p.http}/nope`)).status).toBe(404);
+    expect(await health.json()).toMatchObject({
+      status: "ok",
+      store: "sqlite",
+      storeUp: true,
+      mqttConnected: true,
+      inbox: 0,
+    });
+    expect((await fetch(`${api}/nope`)).status).toBe(404);
+    expect((await fetch(`${api}/api/v1/devices/demo-noise-1/readings?from=soon`)).status).toBe(400);
   });
 
   it("registers a device with `devices add` while running; its printed secret connects", async () => {

@@ -1,0 +1,139 @@
+import { z } from "zod";
+import { AdministrativeArea, GeoPoint } from "./registry.js";
+import { QualityFlag } from "./quality.js";
+import { SensorKind } from "./sensors.js";
+
+/** An instant in a query string: RFC 3339 with offset, or epoch milliseconds. */
+export const QueryInstant = z.union(
+  [
+    z
+      .string()
+      .regex(/^\d{1,15}$/)
+      .transform(Number),
+    z.iso.datetime({ offset: true }).transform((s) => Date.parse(s)),
+  ],
+  { error: "must be an RFC 3339 timestamp with offset or epoch milliseconds" },
+);
+
+const DURATION_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration in a query string: `30s`, `1m`, `15m`, `1h`, `1d`, or milliseconds. */
+export const QueryDuration = z
+  .string()
+  .regex(/^(\d+)(ms|s|m|h|d)?$/, {
+    error: "must be a duration like 60s, 1m, 15m, 1h, 1d or milliseconds",
+  })
+  .transform((s) => {
+    const match = /^(\d+)(ms|s|m|h|d)?$/.exec(s);
+    const n = Number(match?.[1]);
+    const unit = match?.[2];
+    return unit === undefined || unit === "ms" ? n : n * (DURATION_MS[unit] ?? 1);
+  })
+  .pipe(z.number().int().min(1_000, { error: "must be at least 1s" }));
+
+/** Query of `GET /api/v1/devices/{id}/readings`. */
+export const ReadingsQueryParams = z
+  .strictObject({
+    from: QueryInstant,
+    to: QueryInstant.optional(),
+    limit: z
+      .string()
+      .regex(/^\d+$/, { error: "must be a whole number" })
+      .transform(Number)
+      .pipe(z.number().int().min(1).max(10_000, { error: "must be <= 10000" }))
+      .optional(),
+  })
+  .refine((q) => q.to === undefined || q.to > q.from, {
+    error: "to must be after from",
+    path: ["to"],
+  });
+
+export const Aggregation = z.enum(["mean", "max", "energy_mean"], {
+  error: "fn must be mean, max or energy_mean",
+});
+
+/** Query of `GET /api/v1/devices/{id}/aggregate`. */
+export const AggregateQueryParams = z
+  .strictObject({
+    quantity: z.string().min(1),
+    from: QueryInstant,
+    to: QueryInstant.optional(),
+    interval: QueryDuration,
+    fn: Aggregation.default("mean"),
+  })
+  .refine((q) => q.to === undefined || q.to > q.from, {
+    error: "to must be after from",
+    path: ["to"],
+  });
+
+/** Query of `GET /api/v1/dead-letters`. */
+export const DeadLettersQueryParams = z.strictObject({
+  limit: z
+    .string()
+    .regex(/^\d+$/, { error: "must be a whole number" })
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(1_000, { error: "must be <= 1000" }))
+    .optional(),
+  before: z
+    .string()
+    .regex(/^\d+$/, { error: "must be a dead-letter id" })
+    .transform(Number)
+    .optional(),
+  device: z.string().min(1).optional(),
+  reason: z.string().min(1).optional(),
+});
+
+export const ApiReading = z.object({
+  ts: z.string(),
+  quality: QualityFlag,
+  seq: z.number().int(),
+  values: z.record(z.string(), z.union([z.number(), z.boolean()])),
+});
+
+export const ReadingsResponse = z.object({
+  deviceId: z.string(),
+  kind: SensorKind,
+  readings: z.array(ApiReading),
+});
+export const AggregateResponse = z.object({
+  deviceId: z.string(),
+  kind: SensorKind,
+  quantity: z.string(),
+  fn: Aggregation,
+  intervalMs: z.number().int(),
+  buckets: z.array(z.object({ ts: z.string(), value: z.number().nullable() })),
+});
+export const DeviceState = z.object({
+  id: z.string(),
+  kind: SensorKind,
+  siteId: z.string(),
+  area: AdministrativeArea,
+  location: GeoPoint,
+  enabled: z.boolean(),
+  lastSeen: z.string().nullable(),
+  online: z.boolean(),
+  committedSeq: z.number().int().nullable(),
+  lastSeq: z.number().int().nullable(),
+});
+export const DevicesResponse = z.object({ devices: z.array(DeviceState) });
+export const ApiDeadLetter = z.object({
+  id: z.number().int(),
+  receivedAt: z.string(),
+  topic: z.string(),
+  deviceId: z.string().nullable(),
+  seq: z.number().int().nullable(),
+  reason: z.string(),
+  detail: z.string(),
+  /** The raw payload as UTF-8 text when it is valid UTF-8, else null (see payloadBase64). */
+  payload: z.string().nullable(),
+  payloadBase64: z.string(),
+});
+export const DeadLettersResponse = z.object({ deadLetters: z.array(ApiDeadLetter) });
+
+/** Body of every 4xx/5xx answer: a stable code, a sentence, and for 400 each problem. */
+export const ApiError = z.object({
+  error: z.enum(["bad_request", "not_found", "unavailable", "internal"]),
+  message: z.string(),
+  problems: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+});
+export type ApiError = z.infer<typeof ApiError>;

@@ -1,0 +1,141 @@
+import { join } from "node:path";
+import type { Logger } from "pino";
+import type { Device, IngestConfig, Site, StoreConfig } from "../contracts/index.js";
+import type { DeviceLookup } from "./decode.js";
+import { ingestMetrics, type IngestMetrics } from "./metrics.js";
+import { Pipeline } from "./pipeline.js";
+import { IngestState } from "./state.js";
+import { createInfluxStore, type InfluxStoreOptions } from "./store/influxdb.js";
+import { createSqliteStore } from "./store/sqlite.js";
+import type { TimeSeriesStore } from "./store/types.js";
+import { connectSubscriber } from "./subscriber.js";
+
+/** The registry as the ingest sees it (read-only). */
+export interface RegistryView extends DeviceLookup {
+  devices(): Device[];
+  sites(): Site[];
+}
+
+export interface IngestDeps {
+  readonly log: Logger;
+  readonly config: IngestConfig;
+  readonly dataDir: string;
+  readonly registry: RegistryView;
+  /** The broker to subscribe to and the credentials of the ingest's service account. */
+  readonly mqtt: { url: string; username: string; password: string; clientId: string };
+  readonly now?: () => number;
+}
+
+export interface Ingest {
+  readonly metrics: IngestMetrics;
+  readonly state: IngestState;
+  readonly store: TimeSeriesStore;
+  readonly pipeline: Pipeline;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  mqttConnected(): boolean;
+}
+
+/** Cache registry lookups briefly: the ingest asks once per message. */
+function cachedLookup(registry: DeviceLookup, ttlMs: number, now: () => number): DeviceLookup {
+  const devices = new Map<string, { at: number; value: Device | undefined }>();
+  const sites = new Map<string, { at: number; value: Site | undefined }>();
+  const get = <T>(
+    cache: Map<string, { at: number; value: T }>,
+    id: string,
+    load: (id: string) => T,
+  ): T => {
+    const hit = cache.get(id);
+    const t = now();
+    if (hit !== undefined && t - hit.at < ttlMs) return hit.value;
+    const value = load(id);
+    if (cache.size > 100_000) cache.clear();
+    cache.set(id, { at: t, value });
+    return value;
+  };
+  return {
+    device: (id) => get(devices, id, (i) => registry.device(i)),
+    site: (id) => get(sites, id, (i) => registry.site(i)),
+  };
+}
+
+/** The InfluxDB store's options from the ingest configuration (validated there, see contracts). */
+function influxOptions(store: Extract<StoreConfig, { type: "influxdb" }>): InfluxStoreOptions {
+  const common = { url: store.url, timeoutMs: store.timeoutMs, maxRetries: store.maxRetries };
+  if (store.api === "v1") {
+    return {
+      ...common,
+      api: "v1",
+      v1: {
+        database: store.database,
+        ...(store.retentionPolicy !== undefined ? { retentionPolicy: store.retentionPolicy } : {}),
+        ...(store.username !== undefined ? { username: store.username } : {}),
+        ...(store.password !== undefined ? { password: store.password } : {}),
+      },
+    };
+  }
+  return {
+    ...common,
+    api: "v2",
+    v2: {
+      org: store.org ?? "",
+      bucket: store.bucket ?? "",
+      token: store.token ?? "",
+      database: store.database,
+      ...(store.retentionPolicy !== undefined ? { retentionPolicy: store.retentionPolicy } : {}),
+    },
+  };
+}
+
+export function build(deps: IngestDeps): Ingest {
+  const log = deps.log.child({ module: "ingest" });
+  const now = deps.now ?? Date.now;
+  const metrics = ingestMetrics();
+  const state = new IngestState(join(deps.dataDir, "ingest.db"));
+  const store =
+    deps.config.store.type === "sqlite"
+      ? createSqliteStore(join(deps.dataDir, "timeseries.db"))
+      : createInfluxStore(influxOptions(deps.config.store), { log });
+  let subscriber: ReturnType<typeof connectSubscriber> | undefined;
+  const pipeline = new Pipeline({
+    log,
+    config: deps.config,
+    state,
+    store,
+    registry: cachedLookup(deps.registry, 5_000, now),
+    metrics,
+    now,
+    publishCommit: (deviceId, seq) => subscriber?.publishCommit(deviceId, seq) ?? Promise.resolve(),
+  });
+  metrics.observe({ inbox: () => state.inboxDepth(), storeUp: () => (pipeline.isStoreUp ? 1 : 0) });
+
+  return {
+    metrics,
+    state,
+    store,
+    pipeline,
+    async start() {
+      await store.open().catch((error: unknown) => {
+        // Start anyway: messages wait in the inbox until the store answers.
+        log.warn(
+          { err: (error as Error).message, store: store.name },
+          "store not reachable at start; holding messages until it is",
+        );
+      });
+      pipeline.start();
+      subscriber = connectSubscriber(
+        { ...deps.mqtt, inboxMaxMessages: deps.config.inboxMaxMessages },
+        { log, state, metrics, now, onMessage: () => pipeline.notify() },
+      );
+      log.info({ store: store.name, inbox: state.inboxDepth() }, "ingest started");
+    },
+    async stop() {
+      await subscriber?.stop();
+      await pipeline.stop();
+      await store.close();
+      state.close();
+      log.info("ingest stopped");
+    },
+    mqttConnected: () => subscriber?.connected() ?? false,
+  };
+}

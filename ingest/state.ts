@@ -1,0 +1,359 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import type { DeadLetterReason } from "./decode.js";
+
+/**
+ * The ingest's durable state in SQLite (`{dataDir}/ingest.db`):
+ * - inbox: every message received, written before its MQTT PUBACK, deleted only once its readings
+ *   are stored or it is dead-lettered. It is the bounded queue and the durable spill in one, so a
+ *   message the broker considers delivered survives an ingest kill -9.
+ * - progress: per device, the committed seq (everything <= it is stored or dead-lettered).
+ * - processed: seqs handled above the committed one (a gap below them holds the commit back).
+ * - dead_letter: rejected messages with the raw payload, topic, reason and time.
+ *
+ * WAL with synchronous=NORMAL: a transaction survives a process crash (SIGKILL); a power cut may
+ * lose the last few transactions (see docs/protocol.md, Delivery guarantee).
+ */
+const MIGRATIONS = [
+  `CREATE TABLE inbox (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     received_ms INTEGER NOT NULL,
+     topic TEXT NOT NULL,
+     payload BLOB NOT NULL
+   );
+   CREATE TABLE progress (
+     device_id TEXT PRIMARY KEY,
+     committed_seq INTEGER NOT NULL,
+     last_seq INTEGER NOT NULL,
+     last_seen_ms INTEGER NOT NULL,
+     committed_ms INTEGER NOT NULL
+   );
+   CREATE TABLE processed (
+     device_id TEXT NOT NULL,
+     seq INTEGER NOT NULL,
+     at_ms INTEGER NOT NULL,
+     PRIMARY KEY (device_id, seq)
+   ) WITHOUT ROWID;
+   CREATE TABLE dead_letter (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     received_ms INTEGER NOT NULL,
+     topic TEXT NOT NULL,
+     device_id TEXT,
+     seq INTEGER,
+     reason TEXT NOT NULL,
+     detail TEXT NOT NULL,
+     payload BLOB NOT NULL
+   );
+   CREATE INDEX dead_letter_device ON dead_letter(device_id, id);`,
+];
+
+export interface InboxMessage {
+  readonly id: number;
+  readonly receivedMs: number;
+  readonly topic: string;
+  readonly payload: Buffer;
+}
+
+export interface DeadLetter {
+  readonly receivedMs: number;
+  readonly topic: string;
+  readonly deviceId?: string | undefined;
+  readonly seq?: number | undefined;
+  readonly reason: DeadLetterReason;
+  readonly detail: string;
+  readonly payload: Buffer;
+}
+
+export interface StoredDeadLetter extends DeadLetter {
+  readonly id: number;
+}
+
+export interface DeviceProgress {
+  readonly deviceId: string;
+  readonly committedSeq: number;
+  readonly lastSeq: number;
+  readonly lastSeenMs: number;
+  readonly committedMs: number;
+}
+
+/** What one processed batch changes, applied in one transaction. */
+export interface BatchOutcome {
+  readonly inboxIds: readonly number[];
+  /** Messages handled (stored or dead-lettered), by device: their seqs and receipt times. */
+  readonly handled: ReadonlyArray<{ deviceId: string; seq: number; receivedMs: number }>;
+  readonly deadLetters: readonly DeadLetter[];
+}
+
+export class IngestState {
+  private readonly db: Database.Database;
+  private readonly insertInbox: Database.Statement;
+  private readonly countInbox: Database.Statement;
+
+  constructor(readonly file: string) {
+    if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = NORMAL");
+    this.db.pragma("busy_timeout = 5000");
+    const version = this.db.pragma("user_version", { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v] ?? "");
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+    this.insertInbox = this.db.prepare(
+      "INSERT INTO inbox (received_ms, topic, payload) VALUES (?, ?, ?)",
+    );
+    this.countInbox = this.db.prepare("SELECT count(*) AS n FROM inbox");
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Append a received message; durable when this returns. */
+  appendInbox(topic: string, payload: Buffer, receivedMs: number): void {
+    this.insertInbox.run(receivedMs, topic, payload);
+  }
+
+  inboxDepth(): number {
+    return (this.countInbox.get() as { n: number }).n;
+  }
+
+  /** The oldest messages in arrival order. */
+  peekInbox(limit: number): InboxMessage[] {
+    const rows = this.db
+      .prepare("SELECT id, received_ms, topic, payload FROM inbox ORDER BY id LIMIT ?")
+      .all(limit) as Array<{
+      id: number;
+      received_ms: number;
+      topic: string;
+      payload: Buffer;
+    }>;
+    return rows.map((r) => ({
+      id: r.id,
+      receivedMs: r.received_ms,
+      topic: r.topic,
+      payload: r.payload,
+    }));
+  }
+
+  progress(deviceId: string): DeviceProgress | undefined {
+    const row = this.db.prepare("SELECT * FROM progress WHERE device_id = ?").get(deviceId) as
+      | {
+          device_id: string;
+          committed_seq: number;
+          last_seq: number;
+          last_seen_ms: number;
+          committed_ms: number;
+        }
+      | undefined;
+    return row === undefined
+      ? undefined
+      : {
+          deviceId: row.device_id,
+          committedSeq: row.committed_seq,
+          lastSeq: row.last_seq,
+          lastSeenMs: row.last_seen_ms,
+          committedMs: row.committed_ms,
+        };
+  }
+
+  allProgress(): DeviceProgress[] {
+    const rows = this.db.prepare("SELECT * FROM progress ORDER BY device_id").all() as Array<{
+      device_id: string;
+      committed_seq: number;
+      last_seq: number;
+      last_seen_ms: number;
+      committed_ms: number;
+    }>;
+    return rows.map((row) => ({
+      deviceId: row.device_id,
+      committedSeq: row.committed_seq,
+      lastSeq: row.last_seq,
+      lastSeenMs: row.last_seen_ms,
+      committedMs: row.committed_ms,
+    }));
+  }
+
+  /** Has (device, seq) been handled already? */
+  isHandled(deviceId: string, seq: number): boolean {
+    const progress = this.progress(deviceId);
+    if (progress !== undefined && seq <= progress.committedSeq) return true;
+    return (
+      this.db
+        .prepare("SELECT 1 FROM processed WHERE device_id = ? AND seq = ?")
+        .get(deviceId, seq) !== undefined
+    );
+  }
+
+  /**
+   * Apply a processed batch atomically: dead letters in, handled seqs recorded, inbox rows out,
+   * commit watermarks advanced over contiguous seqs. Returns the devices whose commit moved.
+   */
+  applyBatch(outcome: BatchOutcome, nowMs: number): Map<string, number> {
+    const moved = new Map<string, number>();
+    this.db.transaction(() => {
+      const insertDead = this.db.prepare(
+        "INSERT INTO dead_letter (received_ms, topic, device_id, seq, reason, detail, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      );
+      for (const d of outcome.deadLetters) {
+        insertDead.run(
+          d.receivedMs,
+          d.topic,
+          d.deviceId ?? null,
+          d.seq ?? null,
+          d.reason,
+          d.detail,
+          d.payload,
+        );
+      }
+      const insertProcessed = this.db.prepare(
+        "INSERT OR IGNORE INTO processed (device_id, seq, at_ms) VALUES (?, ?, ?)",
+      );
+      const touched = new Set<string>();
+      for (const h of outcome.handled) {
+        const progress = this.progress(h.deviceId);
+        if (progress === undefined) {
+          // First message of a device: the commit starts just below it.
+          this.db
+            .prepare(
+              "INSERT INTO progress (device_id, committed_seq, last_seq, last_seen_ms, committed_ms) VALUES (?, ?, ?, ?, ?)",
+            )
+            .run(h.deviceId, h.seq - 1, h.seq, h.receivedMs, nowMs);
+        } else {
+          this.db
+            .prepare(
+              "UPDATE progress SET last_seq = max(last_seq, ?), last_seen_ms = max(last_seen_ms, ?) WHERE device_id = ?",
+            )
+            .run(h.seq, h.receivedMs, h.deviceId);
+        }
+        insertProcessed.run(h.deviceId, h.seq, nowMs);
+        touched.add(h.deviceId);
+      }
+      for (const deviceId of touched) {
+        const committed = this.advance(deviceId, nowMs);
+        if (committed !== undefined) moved.set(deviceId, committed);
+      }
+      const deleteInbox = this.db.prepare("DELETE FROM inbox WHERE id = ?");
+      for (const id of outcome.inboxIds) deleteInbox.run(id);
+    })();
+    return moved;
+  }
+
+  /** Move the device's committed seq over contiguous handled seqs; the new value if it moved. */
+  private advance(deviceId: string, nowMs: number): number | undefined {
+    const progress = this.progress(deviceId);
+    if (progress === undefined) return undefined;
+    let committed = progress.committedSeq;
+    const next = this.db
+      .prepare("SELECT seq FROM processed WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT 1000")
+      .all(deviceId, committed) as Array<{ seq: number }>;
+    for (const { seq } of next) {
+      if (seq !== committed + 1) break;
+      committed = seq;
+    }
+    this.db
+      .prepare("DELETE FROM processed WHERE device_id = ? AND seq <= ?")
+      .run(deviceId, committed);
+    if (committed === progress.committedSeq) return undefined;
+    this.db
+      .prepare("UPDATE progress SET committed_seq = ?, committed_ms = ? WHERE device_id = ?")
+      .run(committed, nowMs, deviceId);
+    return committed;
+  }
+
+  /**
+   * Close gaps that have waited longer than `timeoutMs`: the missing seqs are recorded as one dead
+   * letter per gap (reason missing_seq) and the commit moves on. Returns the devices whose commit moved.
+   */
+  closeStaleGaps(nowMs: number, timeoutMs: number): Map<string, number> {
+    const moved = new Map<string, number>();
+    const stale = this.db
+      .prepare(
+        `SELECT p.device_id AS device_id, min(p.seq) AS first_seq, g.committed_seq AS committed_seq
+           FROM processed p JOIN progress g ON g.device_id = p.device_id
+          GROUP BY p.device_id HAVING min(p.at_ms) < ?`,
+      )
+      .all(nowMs - timeoutMs) as Array<{
+      device_id: string;
+      first_seq: number;
+      committed_seq: number;
+    }>;
+    for (const row of stale) {
+      this.db.transaction(() => {
+        const from = row.committed_seq + 1;
+        const to = row.first_seq - 1;
+        this.db
+          .prepare(
+            "INSERT INTO dead_letter (received_ms, topic, device_id, seq, reason, detail, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+          )
+          .run(
+            nowMs,
+            "",
+            row.device_id,
+            from,
+            "missing_seq",
+            `seq ${from}..${to} never arrived within ${timeoutMs} ms; commit moved past them`,
+            Buffer.alloc(0),
+          );
+        this.db
+          .prepare("UPDATE progress SET committed_seq = ? WHERE device_id = ?")
+          .run(to, row.device_id);
+        const committed = this.advance(row.device_id, nowMs);
+        moved.set(row.device_id, committed ?? to);
+      })();
+    }
+    return moved;
+  }
+
+  /** Dead letters, newest first, optionally of one device and before an id (for paging). */
+  deadLetters(options: {
+    limit: number;
+    beforeId?: number | undefined;
+    deviceId?: string | undefined;
+    reason?: string | undefined;
+  }): StoredDeadLetter[] {
+    const where: string[] = [];
+    const args: Array<string | number> = [];
+    if (options.beforeId !== undefined) {
+      where.push("id < ?");
+      args.push(options.beforeId);
+    }
+    if (options.deviceId !== undefined) {
+      where.push("device_id = ?");
+      args.push(options.deviceId);
+    }
+    if (options.reason !== undefined) {
+      where.push("reason = ?");
+      args.push(options.reason);
+    }
+    const sql = `SELECT * FROM dead_letter ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...args, options.limit) as Array<{
+      id: number;
+      received_ms: number;
+      topic: string;
+      device_id: string | null;
+      seq: number | null;
+      reason: DeadLetterReason;
+      detail: string;
+      payload: Buffer;
+    }>;
+    return rows.map((r) => ({
+      id: r.id,
+      receivedMs: r.received_ms,
+      topic: r.topic,
+      deviceId: r.device_id ?? undefined,
+      seq: r.seq ?? undefined,
+      reason: r.reason,
+      detail: r.detail,
+      payload: r.payload,
+    }));
+  }
+
+  deadLetterCount(): number {
+    return (this.db.prepare("SELECT count(*) AS n FROM dead_letter").get() as { n: number }).n;
+  }
+}

@@ -1,0 +1,199 @@
+import { QUANTITIES, type SensorKind } from "../../contracts/index.js";
+import type { Point } from "./types.js";
+
+/**
+ * InfluxDB line protocol for `Point`s, written with millisecond timestamps (`precision=ms`).
+ *
+ * Byte for byte what `@influxdata/influxdb-client`'s `Point.toLineProtocol()` writes (tags and
+ * fields sorted by key, the same escapes, floats as `String(n)`), except booleans, written `true` /
+ * `false` rather than `T` / `F`; tests/unit/ingest/line-protocol.test.ts holds it to that. It is a
+ * template: the tag keys are fixed and already sorted, so only values are escaped, and only when
+ * they hold a character that needs it.
+ */
+
+/** A point that line protocol cannot carry faithfully; it is refused, never sent. */
+export class LineProtocolError extends Error {
+  readonly code = "INGEST_LINE_PROTOCOL";
+  constructor(message: string) {
+    super(message);
+    this.name = "LineProtocolError";
+  }
+}
+
+/**
+ * The largest |time| in ms InfluxDB accepts: it stores nanoseconds in an int64 and answers
+ * "time outside range -9223372036854775806 - 9223372036854775806" beyond it.
+ */
+export const MAX_TIME_MS = 9_223_372_036_854;
+
+const MEASUREMENT_SPECIAL = /[, \n\r\t]/;
+const TAG_SPECIAL = /[, =\n\r\t]/;
+const MEASUREMENT_ESCAPES: Readonly<Record<string, string>> = {
+  ",": "\\,",
+  " ": "\\ ",
+  "\n": "\\n",
+  "\r": "\\r",
+  "\t": "\\t",
+};
+const TAG_ESCAPES: Readonly<Record<string, string>> = { ...MEASUREMENT_ESCAPES, "=": "\\=" };
+
+/** Escapes a measurement name: commas, spaces and control characters. */
+export function escapeMeasurement(name: string): string {
+  return MEASUREMENT_SPECIAL.test(name)
+    ? name.replace(/[, \n\r\t]/g, (c) => MEASUREMENT_ESCAPES[c] ?? c)
+    : name;
+}
+
+/** Escapes a tag key, tag value or field key: commas, spaces, equals signs and control characters. */
+export function escapeKey(value: string): string {
+  return TAG_SPECIAL.test(value)
+    ? value.replace(/[, =\n\r\t]/g, (c) => TAG_ESCAPES[c] ?? c)
+    : value;
+}
+
+/**
+ * A backslash is literal in a tag except before an escaped character, where InfluxDB's scanner
+ * takes it as an escape whatever precedes it: `a\` at the end of a key or value, or `a\` before
+ * `,`, ` ` or `=`, cannot be written ("invalid tag format" from influxd 1.6.7, also for `a\\`).
+ */
+const UNWRITABLE_BACKSLASH = /\\(?:[, =]|$)/;
+/** Anything that needs a second look: a character to escape or a backslash. */
+const NEEDS_CARE = /[, =\n\r\t\\]/;
+
+function keyOrTag(what: string, value: string): string {
+  if (!NEEDS_CARE.test(value)) return value;
+  if (UNWRITABLE_BACKSLASH.test(value)) {
+    throw new LineProtocolError(
+      `${what} ${JSON.stringify(value)} has a backslash before "," " " "=" or at its end, which line protocol cannot carry`,
+    );
+  }
+  return escapeKey(value);
+}
+
+const MEASUREMENTS: Readonly<Record<SensorKind, string>> = {
+  noise: escapeMeasurement("noise"),
+  dust: escapeMeasurement("dust"),
+  cooking_fume: escapeMeasurement("cooking_fume"),
+  water_level: escapeMeasurement("water_level"),
+  utility_tunnel: escapeMeasurement("utility_tunnel"),
+};
+
+/** The tag keys of a point in the order InfluxDB sorts them (and recommends writing them). */
+export const TAG_KEYS = ["device", "district", "grid_cell", "quality", "site", "zone"] as const;
+
+/**
+ * Each kind's field keys (its quantities and `seq`), sorted as the reference sorts them
+ * (`Array.prototype.sort`, UTF-16 order): the template's field order, so a point's keys need no
+ * sorting of their own.
+ */
+const FIELD_ORDER: Readonly<Record<SensorKind, readonly string[]>> = {
+  noise: [...Object.keys(QUANTITIES.noise), "seq"].sort(),
+  dust: [...Object.keys(QUANTITIES.dust), "seq"].sort(),
+  cooking_fume: [...Object.keys(QUANTITIES.cooking_fume), "seq"].sort(),
+  water_level: [...Object.keys(QUANTITIES.water_level), "seq"].sort(),
+  utility_tunnel: [...Object.keys(QUANTITIES.utility_tunnel), "seq"].sort(),
+};
+
+function fieldValue(key: string, value: number | boolean): string {
+  if (typeof value === "boolean") return value ? "true" : "false";
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new LineProtocolError(
+      `field ${key} is ${String(value)}; InfluxDB stores only finite numbers and booleans`,
+    );
+  }
+  // Shortest round-trip form, e.g. 60, 0.1, 1e+21; no `i`, so InfluxDB stores a float.
+  return String(value);
+}
+
+/**
+ * One line of line protocol for `point`, timestamp in milliseconds. Throws LineProtocolError when
+ * the point cannot be written as it is (NaN or ±Infinity, a seq or time that is not a safe
+ * integer, a time InfluxDB cannot hold, a tag with an unwritable backslash).
+ */
+export function toLine(point: Point): string {
+  const { tags, timeMs } = point;
+  const measurement = MEASUREMENTS[point.measurement] as string | undefined;
+  if (measurement === undefined) {
+    throw new LineProtocolError(`unknown measurement ${JSON.stringify(point.measurement)}`);
+  }
+  if (!Number.isSafeInteger(timeMs) || Math.abs(timeMs) > MAX_TIME_MS) {
+    throw new LineProtocolError(
+      `time ${String(timeMs)} is not a whole number of ms within ±${MAX_TIME_MS}`,
+    );
+  }
+  if (!Number.isSafeInteger(point.seq)) {
+    throw new LineProtocolError(`seq ${String(point.seq)} is not a safe integer`);
+  }
+
+  // Keys in TAG_KEYS order; empty values are left out, as the reference does (line protocol has
+  // no empty tag value).
+  let line = measurement;
+  if (tags.device !== "") line += ",device=" + keyOrTag("tag device", tags.device);
+  if (tags.district !== "") line += ",district=" + keyOrTag("tag district", tags.district);
+  if (tags.grid_cell !== "") line += ",grid_cell=" + keyOrTag("tag grid_cell", tags.grid_cell);
+  line += ",quality=" + keyOrTag("tag quality", tags.quality);
+  if (tags.site !== "") line += ",site=" + keyOrTag("tag site", tags.site);
+  if (tags.zone !== undefined && tags.zone !== "") {
+    line += ",zone=" + keyOrTag("tag zone", tags.zone);
+  }
+  return line + fieldSet(point) + " " + String(timeMs);
+}
+
+/** ` k=v,k=v` in sorted key order, `seq` as an integer. */
+function fieldSet(point: Point): string {
+  const fields = point.fields as Readonly<Record<string, number | boolean | undefined>>;
+  let set = "";
+  let written = 0;
+  for (const key of FIELD_ORDER[point.measurement]) {
+    if (key === "seq") {
+      set += (set === "" ? " seq=" : ",seq=") + String(point.seq) + "i";
+      continue;
+    }
+    const value = fields[key];
+    if (value === undefined) continue;
+    set += (set === "" ? " " : ",") + key + "=" + fieldValue(key, value);
+    written++;
+  }
+  let present = 0;
+  for (const key in fields) if (fields[key] !== undefined) present++;
+  return present === written ? set : anyFieldSet(point);
+}
+
+/** The general case: keys that are not the kind's quantities, sorted here. */
+function anyFieldSet(point: Point): string {
+  const fields = point.fields as Readonly<Record<string, number | boolean | undefined>>;
+  if (Object.hasOwn(fields, "seq")) {
+    throw new LineProtocolError("fields must not hold seq; it is written from point.seq");
+  }
+  const keys = Object.keys(fields).filter((key) => key !== "" && fields[key] !== undefined);
+  keys.push("seq");
+  keys.sort();
+  let set = "";
+  for (const key of keys) {
+    const value =
+      key === "seq" ? `${point.seq}i` : fieldValue(key, fields[key] as number | boolean);
+    set += (set === "" ? " " : ",") + keyOrTag("field key", key) + "=" + value;
+  }
+  return set;
+}
+
+/** A batch as lines: the body of one write, and the points refused before sending. */
+export interface SerializedBatch {
+  /** Lines in point order, each with the index of its point in the batch. */
+  readonly lines: ReadonlyArray<{ readonly index: number; readonly line: string }>;
+  readonly refused: ReadonlyArray<{ readonly index: number; readonly reason: string }>;
+}
+
+export function serializeBatch(points: readonly Point[]): SerializedBatch {
+  const lines: Array<{ index: number; line: string }> = [];
+  const refused: Array<{ index: number; reason: string }> = [];
+  points.forEach((point, index) => {
+    try {
+      lines.push({ index, line: toLine(point) });
+    } catch (err) {
+      if (!(err instanceof LineProtocolError)) throw err;
+      refused.push({ index, reason: err.message });
+    }
+  });
+  return { lines, refused };
+}

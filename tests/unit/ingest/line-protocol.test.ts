@@ -1,0 +1,259 @@
+import { Point as ReferencePoint } from "@influxdata/influxdb-client";
+import { describe, expect, it } from "vitest";
+import {
+  QUANTITIES,
+  QualityFlag,
+  SensorKind,
+  type QuantitySpec,
+} from "../../../contracts/index.js";
+import {
+  LineProtocolError,
+  MAX_TIME_MS,
+  serializeBatch,
+  TAG_KEYS,
+  toLine,
+} from "../../../ingest/store/line-protocol.js";
+import type { Point, PointTags } from "../../../ingest/store/types.js";
+
+/**
+ * The reference serializer, @influxdata/influxdb-client 1.35's Point, with one normalisation:
+ * it writes booleans as T / F, citywatch as true / false (both are line protocol booleans).
+ */
+function referenceLine(point: Point): string {
+  const ref = new ReferencePoint(point.measurement);
+  const tags: Readonly<Record<string, string | undefined>> = { ...point.tags };
+  for (const [key, value] of Object.entries(tags)) {
+    if (value !== undefined) ref.tag(key, value);
+  }
+  for (const [key, value] of Object.entries(point.fields)) {
+    if (typeof value === "boolean") ref.booleanField(key, value);
+    else ref.floatField(key, value);
+  }
+  ref.intField("seq", point.seq);
+  ref.timestamp(point.timeMs);
+  for (const [key, value] of Object.entries(ref.fields)) {
+    if (value === "T") ref.fields[key] = "true";
+    if (value === "F") ref.fields[key] = "false";
+  }
+  const line = ref.toLineProtocol({ convertTime: (time) => String(time) });
+  if (line === undefined) throw new Error("reference wrote no line");
+  return line;
+}
+
+/** mulberry32: a small seeded generator, so a failure can be replayed. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// Pieces of tag values: escapes, quotes, backslashes, non-ASCII (锦江区, an emoji outside the BMP).
+const PIECES = [
+  "a",
+  "Z",
+  "7",
+  "-",
+  "_",
+  ".",
+  " ",
+  ",",
+  "=",
+  '"',
+  "'",
+  "\\",
+  "\t",
+  "\n",
+  "锦江区",
+  "成都 高新",
+  "🚧",
+  "x=y",
+  "a,b c",
+  "\\n",
+];
+
+const KINDS = SensorKind.options;
+const QUALITIES = QualityFlag.options;
+
+function generatedPoint(random: () => number): Point {
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+  const text = (min: number) => {
+    let value = "";
+    const length = min + Math.floor(random() * 6);
+    for (let i = 0; i < length; i++) value += pick(PIECES);
+    return value;
+  };
+  const kind = pick(KINDS);
+  const specs = Object.entries<QuantitySpec>(QUANTITIES[kind]);
+  const fields: Record<string, number | boolean> = {};
+  for (const [name, spec] of specs) {
+    if (random() < 0.5) continue;
+    if (spec.type === "boolean") fields[name] = random() < 0.5;
+    else
+      fields[name] = pick([
+        Math.round(random() * 150),
+        random() * spec.max,
+        -random() * 1e-9,
+        (random() - 0.5) * 1e300,
+        0.1 + 0.2,
+        Number.MIN_VALUE,
+        Number.MAX_VALUE,
+        -0,
+      ]);
+  }
+  const tags: PointTags = {
+    device: pick(["n1", "dev.01", "D-9_x", text(1)]),
+    site: text(1),
+    district: pick(["锦江区", "Jinjiang", text(0)]),
+    grid_cell: text(1),
+    quality: pick(QUALITIES),
+    ...(random() < 0.5 ? { zone: text(0) } : {}),
+  };
+  return {
+    measurement: kind,
+    tags,
+    fields,
+    seq: Math.floor(random() * Number.MAX_SAFE_INTEGER),
+    timeMs: Math.floor((random() - 0.2) * 4e12),
+  };
+}
+
+/** Tag values line protocol cannot carry (checked against influxd 1.6.7 in the integration test). */
+const unwritable = (point: Point) =>
+  Object.values<string | undefined>({ ...point.tags }).some(
+    (value) => value !== undefined && /\\(?:[, =]|$)/.test(value),
+  );
+
+const point = (over: Partial<Point> = {}): Point => ({
+  measurement: "noise",
+  tags: { device: "n1", site: "s1", district: "Jinjiang", grid_cell: "JJ-01", quality: "normal" },
+  fields: { LAeq: 60 },
+  seq: 42,
+  timeMs: 1_700_000_000_000,
+  ...over,
+});
+
+describe("line protocol", () => {
+  it("writes what the reference serializer writes, byte for byte, for generated points", () => {
+    const random = seeded(20_240_611);
+    let compared = 0;
+    let refused = 0;
+    for (let i = 0; i < 5_000; i++) {
+      const p = generatedPoint(random);
+      if (unwritable(p)) {
+        expect(() => toLine(p)).toThrow(LineProtocolError);
+        refused++;
+        continue;
+      }
+      expect(toLine(p), JSON.stringify(p)).toBe(referenceLine(p));
+      compared++;
+    }
+    // Both sides of the comparison were exercised.
+    expect(compared).toBeGreaterThan(2_000);
+    expect(refused).toBeGreaterThan(100);
+  });
+
+  it("escapes commas, spaces and equals signs in tag values, and keeps quotes and unicode", () => {
+    const line = toLine(
+      point({
+        tags: {
+          device: "n1",
+          site: 'Site "A", east=1',
+          district: "锦江区",
+          grid_cell: "JJ 01",
+          quality: "normal",
+          zone: "a\\b'c",
+        },
+      }),
+    );
+    expect(line).toBe(
+      'noise,device=n1,district=锦江区,grid_cell=JJ\\ 01,quality=normal,site=Site\\ "A"\\,\\ east\\=1,zone=a\\b\'c LAeq=60,seq=42i 1700000000000',
+    );
+  });
+
+  it("writes tags sorted by key, and leaves out an absent or empty zone", () => {
+    expect([...TAG_KEYS]).toEqual([...TAG_KEYS].sort());
+    const keys = (line: string) =>
+      line
+        .split(" ")[0]!
+        .split(",")
+        .slice(1)
+        .map((pair) => pair.split("=")[0]);
+    expect(keys(toLine(point({})))).toEqual(["device", "district", "grid_cell", "quality", "site"]);
+    const zoned = point({ tags: { ...point().tags, zone: "Z1" } });
+    expect(keys(toLine(zoned))).toEqual([
+      "device",
+      "district",
+      "grid_cell",
+      "quality",
+      "site",
+      "zone",
+    ]);
+    expect(toLine(point({ tags: { ...point().tags, zone: "" } }))).toBe(toLine(point()));
+  });
+
+  it("writes floats in full precision without i, seq as an integer, booleans as true/false", () => {
+    expect(toLine(point({ fields: { LAeq: 60, LAmax: 0.1 + 0.2, L90: 1e21 } }))).toBe(
+      "noise,device=n1,district=Jinjiang,grid_cell=JJ-01,quality=normal,site=s1 L90=1e+21,LAeq=60,LAmax=0.30000000000000004,seq=42i 1700000000000",
+    );
+    expect(
+      toLine(
+        point({
+          measurement: "cooking_fume",
+          fields: { oilFume: 1.2, fanOn: true, purifierOn: false },
+        }),
+      ),
+    ).toBe(
+      "cooking_fume,device=n1,district=Jinjiang,grid_cell=JJ-01,quality=normal,site=s1 fanOn=true,oilFume=1.2,purifierOn=false,seq=42i 1700000000000",
+    );
+    // Every float reads back as the same number.
+    for (const value of [Number.MIN_VALUE, Number.MAX_VALUE, 1 / 3, -2.5e-7, 123456789.12345679]) {
+      const text = / LAeq=([^,]+),/.exec(toLine(point({ fields: { LAeq: value } })))![1]!;
+      expect(text.endsWith("i")).toBe(false);
+      expect(Number(text)).toBe(value);
+    }
+  });
+
+  it("sorts fields that are not the kind's quantities as the reference does", () => {
+    const odd = point({ fields: { LAeq: 60, "b c": 1, "a=b": true, "Z,1": 2 } });
+    expect(toLine(odd)).toBe(referenceLine(odd));
+    expect(toLine(odd)).toContain(" LAeq=60,Z\\,1=2,a\\=b=true,b\\ c=1,seq=42i ");
+  });
+
+  it("refuses NaN and ±Infinity, and times and seqs it cannot write", () => {
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+      expect(() => toLine(point({ fields: { LAeq: bad } }))).toThrow(/LAeq is (NaN|-?Infinity)/);
+    }
+    expect(() => toLine(point({ timeMs: 1.5 }))).toThrow(LineProtocolError);
+    expect(() => toLine(point({ timeMs: MAX_TIME_MS + 1 }))).toThrow(/within/);
+    expect(toLine(point({ timeMs: -MAX_TIME_MS }))).toMatch(/ -9223372036854$/);
+    expect(() => toLine(point({ seq: 2 ** 53 }))).toThrow(/seq/);
+    expect(() => toLine(point({ seq: 0.5 }))).toThrow(/seq/);
+    expect(() => toLine(point({ fields: { LAeq: 60, seq: 3 } }))).toThrow(/must not hold seq/);
+  });
+
+  it("refuses a tag value with a backslash at its end or before an escaped character", () => {
+    for (const site of ["east\\", "a\\,b", "a\\ b", "a\\=b", "a\\\\"]) {
+      expect(() => toLine(point({ tags: { ...point().tags, site } }))).toThrow(/backslash/);
+    }
+    expect(toLine(point({ tags: { ...point().tags, site: "a\\b" } }))).toContain(",site=a\\b ");
+  });
+
+  it("serializes a batch and refuses only the bad points, by index", () => {
+    const batch = [
+      point(),
+      point({ fields: { LAeq: Number.NaN } }),
+      point({ seq: 43 }),
+      point({ tags: { ...point().tags, grid_cell: "x\\" } }),
+    ];
+    const { lines, refused } = serializeBatch(batch);
+    expect(lines.map((l) => l.index)).toEqual([0, 2]);
+    expect(lines[1]?.line).toBe(toLine(batch[2]!));
+    expect(refused.map((r) => r.index)).toEqual([1, 3]);
+    expect(refused[0]?.reason).toMatch(/LAeq is NaN/);
+  });
+});
