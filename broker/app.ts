@@ -12,7 +12,7 @@ import {
   deviceTopic,
   type Principal,
 } from "../contracts/index.js";
-import { mayPublish, maySubscribe } from "./acl.js";
+import { devicePublishTopics, mayPublish, maySubscribe } from "./acl.js";
 import { boundPort, type Listener, openListeners } from "./listeners.js";
 import { type AuthFailureReason, type BrokerMetrics, brokerMetrics } from "./metrics.js";
 import { limitPacketSize, PacketTooLargeError } from "./packet-size.js";
@@ -85,6 +85,8 @@ export function build(deps: BrokerDeps): Broker {
 
   const principals = new WeakMap<Client, Principal>();
   const buckets = new WeakMap<Client, PublishBucket>();
+  /** A device's allowed publish topics, computed once per connection: a Set lookup per PUBLISH. */
+  const devicePublish = new WeakMap<Client, ReadonlySet<string>>();
 
   const refuseConnect = (
     client: Client,
@@ -186,6 +188,7 @@ export function build(deps: BrokerDeps): Broker {
           }
           principals.set(client, principal);
           if (principal.type === "device") {
+            devicePublish.set(client, devicePublishTopics(principal.deviceId));
             buckets.set(
               client,
               new PublishBucket(limits.publishRatePerSecond, limits.publishBurst, now),
@@ -205,7 +208,11 @@ export function build(deps: BrokerDeps): Broker {
       // client is null for the broker's own publishes (wills restored from persistence).
       if (client === null) return callback(null);
       const principal = principals.get(client);
-      if (principal === undefined || !mayPublish(principal, packet.topic)) {
+      const allowed =
+        principal !== undefined &&
+        (devicePublish.get(client)?.has(packet.topic) ??
+          (principal.type === "service" && mayPublish(principal, packet.topic)));
+      if (!allowed) {
         metrics.aclDenials.inc({ action: "publish", principal: principalLabel(principal) });
         log.warn(
           { clientId: client.id, topic: packet.topic, principal: principalLabel(principal) },
@@ -217,7 +224,7 @@ export function build(deps: BrokerDeps): Broker {
       const bucket = buckets.get(client);
       const wait = bucket?.reserve() ?? 0;
       if (wait === 0) {
-        metrics.publishesIn.inc({ qos: packet.qos });
+        metrics.hot.publishesIn[packet.qos]++;
         return callback(null);
       }
       if (wait > limits.maxThrottleMs) {
@@ -232,7 +239,7 @@ export function build(deps: BrokerDeps): Broker {
       // Holding the callback stops aedes reading this socket: TCP backpressure on the device.
       metrics.publishesThrottled.inc();
       setTimeout(() => {
-        metrics.publishesIn.inc({ qos: packet.qos });
+        metrics.hot.publishesIn[packet.qos]++;
         callback(null);
       }, wait);
     },
@@ -252,7 +259,7 @@ export function build(deps: BrokerDeps): Broker {
     },
 
     authorizeForward: (_client, packet: AedesPublishPacket) => {
-      metrics.publishesOut.inc();
+      metrics.hot.publishesOut++;
       return packet;
     },
   });

@@ -15,8 +15,13 @@ export type LimitName = "packet_size" | "topic_levels" | "connections" | "publis
 /** The broker's Prometheus metrics, on a registry of its own (no global default registry). */
 export function brokerMetrics(registry: Registry = new Registry()) {
   let connected: () => number = () => 0;
+  // Per-message counts are plain numbers, copied into the counters at scrape time: a labelled
+  // prom-client inc() costs ~200 ns, a noticeable share of a broker's ~15 µs per message.
+  const hot = { publishesIn: [0, 0, 0] as [number, number, number], publishesOut: 0 };
+  const reported = { publishesIn: [0, 0, 0], publishesOut: 0 };
   return {
     registry,
+    hot,
     /** Tell the gauge where to read the number of connected clients at scrape time. */
     observeConnectedClients(read: () => number): void {
       connected = read;
@@ -40,11 +45,23 @@ export function brokerMetrics(registry: Registry = new Registry()) {
       help: "PUBLISH packets received from clients and accepted by the ACL.",
       labelNames: ["qos"] as const,
       registers: [registry],
+      collect() {
+        hot.publishesIn.forEach((count, qos) => {
+          const delta = count - (reported.publishesIn[qos] ?? 0);
+          if (delta > 0) this.inc({ qos }, delta);
+          reported.publishesIn[qos] = count;
+        });
+      },
     }),
     publishesOut: new Counter({
       name: "citywatch_broker_publishes_out_total",
       help: "PUBLISH packets forwarded to subscribers.",
       registers: [registry],
+      collect() {
+        const delta = hot.publishesOut - reported.publishesOut;
+        if (delta > 0) this.inc(delta);
+        reported.publishesOut = hot.publishesOut;
+      },
     }),
     authFailures: new Counter({
       name: "citywatch_broker_auth_failures_total",

@@ -27,8 +27,10 @@ export interface TestBroker {
 
 export async function startTestBroker(
   overrides: Record<string, unknown> = {},
+  setup: { dataDir?: string } = {},
 ): Promise<TestBroker> {
-  const dir = mkdtempSync(join(tmpdir(), "cw-broker-"));
+  // With a dataDir the registry lives where `citywatch ingest --data-dir` finds it.
+  const dir = setup.dataDir ?? mkdtempSync(join(tmpdir(), "cw-broker-"));
   const registry = new RegistryStore(join(dir, "registry.db"));
   const config = BrokerConfig.parse({
     host: "127.0.0.1",
@@ -99,7 +101,7 @@ export async function startTestBroker(
       await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
       await broker.stop();
       registry.close();
-      rmSync(dir, { recursive: true, force: true });
+      if (setup.dataDir === undefined) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -146,6 +146,13 @@ export class ManagedProcess {
     return this.#log;
   }
 
+  /** SIGKILL at once, as a crash or power cut would end it. */
+  async kill(): Promise<void> {
+    if (!this.running) return;
+    this.#child.kill("SIGKILL");
+    await this.#exited;
+  }
+
   /** SIGTERM, then SIGKILL if the process is still there after the grace period. */
   async stop(graceMs = STOP_GRACE_MS): Promise<void> {
     if (!this.running) return;

@@ -17,6 +17,11 @@ export interface ServiceHandle {
   source: ServiceSource;
   /** Idempotent; a no-op for services given through the environment. */
   stop(): Promise<void>;
+  /**
+   * For local binaries only: kill the process with SIGKILL (an outage) and start it again on the
+   * same port and data directory (recovery), for tests of what survives a crashed service.
+   */
+  outage?: { kill(): Promise<void>; restart(): Promise<void> };
 }
 
 export type Provided = { ok: true; service: ServiceHandle } | { ok: false; reason: string };
@@ -133,14 +138,29 @@ async function startLocal(spec: ServiceSpec, executable: string): Promise<Servic
         cwd: dir,
       });
       await waitUntilReady(proc, launch.readiness, START_TIMEOUT_MS);
-      const started = proc;
+      let current = proc;
+      const spawnAgain = () =>
+        new ManagedProcess(executable, {
+          command: executable,
+          args: launch.args,
+          env: launch.env ?? process.env,
+          cwd: dir,
+        });
       return {
         url: launch.url,
         source: "local-binary",
         stop: once(async () => {
-          await started.stop();
+          await current.stop();
           await removeTempDir(dir);
         }),
+        outage: {
+          kill: () => current.kill(),
+          restart: async () => {
+            if (current.running) return;
+            current = spawnAgain();
+            await waitUntilReady(current, launch.readiness, START_TIMEOUT_MS);
+          },
+        },
       };
     } catch (err) {
       await proc?.stop();

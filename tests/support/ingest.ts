@@ -1,0 +1,33 @@
+import { pino } from "pino";
+import { IngestConfig } from "../../contracts/index.js";
+import { build, type Ingest, type RegistryView } from "../../ingest/app.js";
+import { type TestBroker, until } from "./broker.js";
+
+/** The test broker's registry as the ingest reads it. */
+export function registryViewOf(t: TestBroker): RegistryView {
+  return {
+    device: (id) => t.registry.getDevice(id),
+    site: (id) => t.registry.getSite(id),
+    devices: () => t.registry.listDevices(),
+    sites: () => t.registry.listSites(),
+  };
+}
+
+/** An in-process ingest subscribed to the test broker with an `ingest` account, started and connected. */
+export async function startTestIngest(
+  t: TestBroker,
+  options: { dataDir: string; clientId: string; config?: Record<string, unknown> },
+): Promise<Ingest> {
+  const password = t.addService("ingest", "ingest");
+  const ingest = build({
+    log: pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" }),
+    config: IngestConfig.parse({ batch: { maxDelayMs: 20 }, ...options.config }),
+    dataDir: options.dataDir,
+    registry: registryViewOf(t),
+    mqtt: { url: t.url, username: "ingest", password, clientId: options.clientId },
+  });
+  await ingest.start();
+  await until(() => ingest.mqttConnected(), "ingest connected");
+  await new Promise((r) => setTimeout(r, 100)); // the subscription is granted right after CONNACK
+  return ingest;
+}
