@@ -7,6 +7,7 @@ RUN npm ci --omit=dev
 COPY contracts ./contracts
 COPY broker ./broker
 COPY registry ./registry
+COPY ingest ./ingest
 COPY cli ./cli
 COPY simulators ./simulators
 COPY bin ./bin
