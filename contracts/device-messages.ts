@@ -2,7 +2,7 @@ import { z } from "zod";
 import { DeviceId } from "./ids.js";
 import { SensorKind } from "./sensors.js";
 import { Timestamp } from "./time.js";
-import { PROTOCOL_VERSION, Seq } from "./uplink.js";
+import { PROTOCOL_VERSION } from "./uplink.js";
 
 const v = z.literal(PROTOCOL_VERSION, { error: `v must be ${PROTOCOL_VERSION}` });
 
@@ -39,7 +39,8 @@ export type DeviceStatus = z.infer<typeof DeviceStatus>;
 export const Commit = z.strictObject({
   v,
   deviceId: DeviceId,
-  committedSeq: Seq,
+  /** 0 until the first message is stored. */
+  committedSeq: z.number().int().min(0),
   ts: Timestamp,
 });
 export type Commit = z.infer<typeof Commit>;

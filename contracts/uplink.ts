@@ -11,14 +11,15 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_READINGS_PER_MESSAGE = 500;
 
 /**
- * Per-device message sequence number: a non-negative integer that increases by one per
- * message, survives restarts and never wraps (2^53 − 1 messages is beyond any device's life).
+ * Per-device message sequence number: starts at 1, increases by one per message, survives
+ * restarts and never wraps (2^53 − 1 messages is beyond any device's life). The ingest's commit
+ * for a device it has never heard from is 0, so a device's first messages can never be skipped.
  */
 export const Seq = z
   .number({ error: "seq must be a number" })
   // zod's int() also refuses integers beyond 2^53 - 1, which JSON numbers cannot carry exactly.
   .int({ error: "seq must be an integer in 0..2^53-1" })
-  .min(0, { error: "seq must be >= 0" });
+  .min(1, { error: "seq must be >= 1" });
 export type Seq = z.infer<typeof Seq>;
 
 function readingSchema<K extends SensorKind>(kind: K) {

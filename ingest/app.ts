@@ -105,7 +105,8 @@ export function build(deps: IngestDeps): Ingest {
     registry: cachedLookup(deps.registry, 5_000, now),
     metrics,
     now,
-    publishCommit: (deviceId, seq) => subscriber?.publishCommit(deviceId, seq) ?? Promise.resolve(),
+    publishCommit: (deviceId, seq) => subscriber?.publishCommit(deviceId, seq),
+    brokerConnected: () => subscriber?.connected() ?? false,
   });
   metrics.observe({ inbox: () => state.inboxDepth(), storeUp: () => (pipeline.isStoreUp ? 1 : 0) });
 
@@ -125,13 +126,25 @@ export function build(deps: IngestDeps): Ingest {
       pipeline.start();
       subscriber = connectSubscriber(
         { ...deps.mqtt, inboxMaxMessages: deps.config.inboxMaxMessages },
-        { log, state, metrics, now, onMessage: () => pipeline.notify() },
+        {
+          log,
+          state,
+          metrics,
+          now,
+          onMessage: () => pipeline.notify(),
+          onConnect: (sessionPresent) => {
+            pipeline.brokerReconnected();
+            // A broker that kept nothing of our session may have lost the retained commits too.
+            if (!sessionPresent) pipeline.republishAll();
+          },
+        },
       );
       log.info({ store: store.name, inbox: state.inboxDepth() }, "ingest started");
     },
     async stop() {
-      await subscriber?.stop();
+      // The last round still publishes its commits, so the pipeline stops before the connection.
       await pipeline.stop();
+      await subscriber?.stop();
       await store.close();
       state.close();
       log.info("ingest stopped");

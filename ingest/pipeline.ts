@@ -12,13 +12,25 @@ export interface PipelineDeps {
   readonly store: TimeSeriesStore;
   readonly registry: DeviceLookup;
   readonly metrics: IngestMetrics;
-  /** Publish the device's commit (retained); resolves when the broker has it. */
-  readonly publishCommit: (deviceId: string, committedSeq: number) => Promise<void>;
+  /** Publish the device's commit (retained). Fire and forget: the next commit supersedes it. */
+  readonly publishCommit: (deviceId: string, committedSeq: number) => void;
+  /** Is the broker connection up? Gaps only age while it is. */
+  readonly brokerConnected: () => boolean;
   readonly now: () => number;
 }
 
 /** Messages taken from the inbox per round at most. */
 const ROUND_MESSAGES = 2_000;
+/** A dead letter's reason text at most, in characters (the raw payload is kept whole). */
+const MAX_DETAIL = 2_000;
+/** A device that keeps re-sending committed messages gets its commit again at most this often. */
+const REPUBLISH_EVERY_MS = 5_000;
+
+function clip(text: string): string {
+  return text.length <= MAX_DETAIL
+    ? text
+    : `${text.slice(0, MAX_DETAIL)}… (${text.length - MAX_DETAIL} more characters)`;
+}
 
 /**
  * Drains the inbox in arrival order: decode, dedupe, write to the store, then in one state
@@ -31,6 +43,7 @@ export class Pipeline {
   private storeUp = true;
   private stopped = false;
   private running: Promise<void> | undefined;
+  private readonly republished = new Map<string, number>();
 
   constructor(private readonly deps: PipelineDeps) {}
 
@@ -44,7 +57,14 @@ export class Pipeline {
   }
 
   start(): void {
-    this.running ??= this.loop();
+    // Time the ingest was down must not count against a device's gaps.
+    this.deps.state.resetGapTimers(this.deps.now());
+    this.running ??= this.loop().catch((error: unknown) => {
+      // A programmer error: crash, and let the supervisor restart us; the inbox keeps the messages.
+      this.deps.log.fatal({ err: error }, "ingest pipeline failed");
+      process.exitCode = 1;
+      throw error;
+    });
   }
 
   /** Finish the round in progress and stop; unprocessed messages stay in the inbox. */
@@ -52,6 +72,17 @@ export class Pipeline {
     this.stopped = true;
     this.notify();
     await this.running;
+  }
+
+  /** Publish every device's current commit again (after the broker lost its retained messages). */
+  republishAll(): void {
+    for (const p of this.deps.state.allProgress())
+      this.deps.publishCommit(p.deviceId, p.committedSeq);
+  }
+
+  /** The broker connection came back: restart gap timers. */
+  brokerReconnected(): void {
+    this.deps.state.resetGapTimers(this.deps.now());
   }
 
   private sleep(ms: number): Promise<void> {
@@ -68,15 +99,17 @@ export class Pipeline {
   private async loop(): Promise<void> {
     const { config, state, log } = this.deps;
     let backoffMs = 100;
-    let lastGapCheck = 0;
+    let lastGapCheck = this.deps.now();
     while (!this.stopped) {
       const now = this.deps.now();
-      if (now - lastGapCheck > 1_000) {
-        lastGapCheck = now;
-        await this.publish(state.closeStaleGaps(now, config.gapTimeoutMs));
-      }
       const messages = state.peekInbox(ROUND_MESSAGES);
       if (messages.length === 0) {
+        // Gaps are closed only when nothing that could fill them is waiting: the inbox is empty,
+        // the store is up and the broker connected (their outages reset the timers).
+        if (now - lastGapCheck > 1_000 && this.storeUp && this.deps.brokerConnected()) {
+          lastGapCheck = now;
+          this.publish(state.closeStaleGaps(now, config.gapTimeoutMs));
+        }
         await this.sleep(config.batch.maxDelayMs);
         continue;
       }
@@ -88,6 +121,11 @@ export class Pipeline {
       }
       try {
         await this.round(messages);
+        if (!this.storeUp) {
+          this.storeUp = true;
+          state.resetGapTimers(this.deps.now());
+          log.info({ inbox: state.inboxDepth() }, "store available again; committing");
+        }
         backoffMs = 100;
       } catch (error) {
         if (!(error instanceof StoreUnavailableError)) throw error;
@@ -106,16 +144,25 @@ export class Pipeline {
 
   private async round(messages: readonly InboxMessage[]): Promise<void> {
     const { state, store, registry, metrics, config } = this.deps;
-    const now = this.deps.now();
     const deadLetters: DeadLetter[] = [];
     const handled: Array<{ deviceId: string; seq: number; receivedMs: number }> = [];
     const points: Point[] = [];
     /** For each point, the message it came from (to dead-letter store rejections). */
     const origin: InboxMessage[] = [];
+    /** For each point, its index among its message's readings. */
+    const readingIndex: number[] = [];
     const seenInRound = new Set<string>();
+    const resent = new Set<string>();
 
     for (const message of messages) {
-      const decoded = decodeUplink(message.topic, message.payload, registry, now, config);
+      // Freshness is judged at receipt, so messages that waited out a store outage stay valid.
+      const decoded = decodeUplink(
+        message.topic,
+        message.payload,
+        registry,
+        message.receivedMs,
+        config,
+      );
       if (!decoded.ok) {
         metrics.deadLettered.inc({ reason: decoded.reason });
         deadLetters.push({
@@ -124,7 +171,7 @@ export class Pipeline {
           deviceId: decoded.deviceId,
           seq: decoded.seq,
           reason: decoded.reason,
-          detail: decoded.detail,
+          detail: clip(decoded.detail),
           payload: message.payload,
         });
         // A readable seq of a registered device counts as handled, so its commit can move on.
@@ -149,14 +196,16 @@ export class Pipeline {
           seq: decoded.seq,
           receivedMs: message.receivedMs,
         });
+        resent.add(decoded.deviceId);
         continue;
       }
       seenInRound.add(key);
       metrics.readingsReceived.inc(decoded.points.length);
-      for (const p of decoded.points) {
+      decoded.points.forEach((p, i) => {
         points.push(p);
         origin.push(message);
-      }
+        readingIndex.push(i);
+      });
       handled.push({
         deviceId: decoded.deviceId,
         seq: decoded.seq,
@@ -164,50 +213,74 @@ export class Pipeline {
       });
     }
 
+    /** Store rejections, grouped by the message they came from: one dead letter per message. */
+    const rejectedByMessage = new Map<
+      InboxMessage,
+      { indexes: number[]; reasons: Set<string>; seq: number; device: string }
+    >();
     for (let from = 0; from < points.length; from += config.batch.maxPoints) {
       const chunk = points.slice(from, from + config.batch.maxPoints);
       const started = process.hrtime.bigint();
       const outcome = await store.write(chunk);
       metrics.storeLatency.observe(Number(process.hrtime.bigint() - started) / 1e9);
-      this.storeUp = true;
       metrics.readingsStored.inc(chunk.length - outcome.rejected.length);
       for (const { index, reason } of outcome.rejected) {
         const point = chunk[index];
         const message = origin[from + index];
         if (point === undefined || message === undefined) continue;
-        metrics.deadLettered.inc({ reason: "store_rejected" });
-        deadLetters.push({
-          receivedMs: message.receivedMs,
-          topic: message.topic,
-          deviceId: point.tags.device,
+        const entry = rejectedByMessage.get(message) ?? {
+          indexes: [],
+          reasons: new Set<string>(),
           seq: point.seq,
-          reason: "store_rejected",
-          detail: `reading at ${new Date(point.timeMs).toISOString()} refused by the store: ${reason}`,
-          payload: message.payload,
-        });
+          device: point.tags.device,
+        };
+        entry.indexes.push(readingIndex[from + index] ?? index);
+        entry.reasons.add(reason);
+        rejectedByMessage.set(message, entry);
       }
+    }
+    for (const [message, entry] of rejectedByMessage) {
+      metrics.deadLettered.inc({ reason: "store_rejected" }, entry.indexes.length);
+      deadLetters.push({
+        receivedMs: message.receivedMs,
+        topic: message.topic,
+        deviceId: entry.device,
+        seq: entry.seq,
+        reason: "store_rejected",
+        detail: clip(
+          `readings ${entry.indexes.join(", ")} refused by the store (the others are stored): ${[...entry.reasons].join("; ")}`,
+        ),
+        payload: message.payload,
+      });
     }
 
     const moved = state.applyBatch(
       { inboxIds: messages.map((m) => m.id), handled, deadLetters },
       this.deps.now(),
     );
-    await this.publish(moved);
-  }
-
-  private async publish(moved: ReadonlyMap<string, number>): Promise<void> {
-    const { state, metrics, log } = this.deps;
-    for (const [deviceId, committedSeq] of moved) {
-      try {
-        await this.deps.publishCommit(deviceId, committedSeq);
-        metrics.commitsPublished.inc();
-      } catch (error) {
-        // The commit is retained state recomputed from the store; the next one carries it.
-        log.warn({ err: (error as Error).message, deviceId }, "commit publish failed");
-      }
+    this.publish(moved);
+    // A device re-sending what is already committed did not see its commit: send it again.
+    const now = this.deps.now();
+    for (const deviceId of resent) {
+      if (moved.has(deviceId) || now - (this.republished.get(deviceId) ?? 0) < REPUBLISH_EVERY_MS)
+        continue;
+      const progress = state.progress(deviceId);
+      if (progress === undefined) continue;
+      this.republished.set(deviceId, now);
+      if (this.republished.size > 100_000) this.republished.clear();
+      this.deps.publishCommit(deviceId, progress.committedSeq);
+    }
+    for (const deviceId of new Set(handled.map((h) => h.deviceId))) {
       const progress = state.progress(deviceId);
       if (progress !== undefined)
         metrics.commitLag.set({ device: deviceId }, progress.lastSeq - progress.committedSeq);
+    }
+  }
+
+  private publish(moved: ReadonlyMap<string, number>): void {
+    for (const [deviceId, committedSeq] of moved) {
+      this.deps.publishCommit(deviceId, committedSeq);
+      this.deps.metrics.commitsPublished.inc();
     }
   }
 }

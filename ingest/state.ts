@@ -217,12 +217,13 @@ export class IngestState {
       for (const h of outcome.handled) {
         const progress = this.progress(h.deviceId);
         if (progress === undefined) {
-          // First message of a device: the commit starts just below it.
+          // A device never heard from has committed nothing: seqs start at 1, and any below the
+          // first one seen form a gap the device re-sends into (or the gap timeout records).
           this.db
             .prepare(
-              "INSERT INTO progress (device_id, committed_seq, last_seq, last_seen_ms, committed_ms) VALUES (?, ?, ?, ?, ?)",
+              "INSERT INTO progress (device_id, committed_seq, last_seq, last_seen_ms, committed_ms) VALUES (?, 0, ?, ?, ?)",
             )
-            .run(h.deviceId, h.seq - 1, h.seq, h.receivedMs, nowMs);
+            .run(h.deviceId, h.seq, h.receivedMs, nowMs);
         } else {
           this.db
             .prepare(
@@ -248,12 +249,18 @@ export class IngestState {
     const progress = this.progress(deviceId);
     if (progress === undefined) return undefined;
     let committed = progress.committedSeq;
-    const next = this.db
-      .prepare("SELECT seq FROM processed WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT 1000")
-      .all(deviceId, committed) as Array<{ seq: number }>;
-    for (const { seq } of next) {
-      if (seq !== committed + 1) break;
-      committed = seq;
+    const next = this.db.prepare(
+      "SELECT seq FROM processed WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT 1000",
+    );
+    for (;;) {
+      const chunk = next.all(deviceId, committed) as Array<{ seq: number }>;
+      let contiguous = 0;
+      for (const { seq } of chunk) {
+        if (seq !== committed + 1) break;
+        committed = seq;
+        contiguous++;
+      }
+      if (contiguous < 1000) break;
     }
     this.db
       .prepare("DELETE FROM processed WHERE device_id = ? AND seq <= ?")
@@ -263,6 +270,15 @@ export class IngestState {
       .prepare("UPDATE progress SET committed_seq = ?, committed_ms = ? WHERE device_id = ?")
       .run(committed, nowMs, deviceId);
     return committed;
+  }
+
+  /**
+   * Restart every gap's timer. Called when the ingest starts, when the store comes back and when
+   * the broker connection returns: a device cannot fill a gap while any of them is down, so that
+   * time must not count against it.
+   */
+  resetGapTimers(nowMs: number): void {
+    this.db.prepare("UPDATE processed SET at_ms = ?").run(nowMs);
   }
 
   /**
@@ -286,6 +302,7 @@ export class IngestState {
       this.db.transaction(() => {
         const from = row.committed_seq + 1;
         const to = row.first_seq - 1;
+        if (to < from) return; // no gap below the first handled seq: advance() will move on
         this.db
           .prepare(
             "INSERT INTO dead_letter (received_ms, topic, device_id, seq, reason, detail, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",

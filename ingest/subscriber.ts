@@ -12,23 +12,31 @@ export interface SubscriberOptions {
   readonly inboxMaxMessages: number;
 }
 
+export interface SubscriberDeps {
+  readonly log: Logger;
+  readonly state: IngestState;
+  readonly metrics: IngestMetrics;
+  readonly now: () => number;
+  /** A message was added to the inbox. */
+  readonly onMessage: () => void;
+  /** Connected; `sessionPresent` false means the broker kept nothing of ours (retained commits may be gone too). */
+  readonly onConnect: (sessionPresent: boolean) => void;
+}
+
+/** Resume reading once the inbox is below this share of its bound. */
+const RESUME_AT = 0.9;
+
 /**
  * The ingest's MQTT side: a persistent session (clean=false) subscribed at QoS1 to every device's
  * data topic. MQTT.js sends a PUBACK only when `handleMessage` calls back, and reads no further
  * packet until then; the message is written to the durable inbox first, so the broker's
- * "delivered" means "on the ingest's disk". When the inbox is full the callback waits: the
- * broker keeps further messages for this session (backpressure).
+ * "delivered" means "on the ingest's disk".
+ *
+ * When the inbox is full the ingest disconnects (without acknowledging the message in hand) and
+ * reconnects once the inbox has drained below 90 %: the broker keeps the session's messages
+ * meanwhile. (Holding the PUBACK instead would also stall PINGRESP and trip keepalive.)
  */
-export function connectSubscriber(
-  options: SubscriberOptions,
-  deps: {
-    log: Logger;
-    state: IngestState;
-    metrics: IngestMetrics;
-    onMessage: () => void;
-    now: () => number;
-  },
-) {
+export function connectSubscriber(options: SubscriberOptions, deps: SubscriberDeps) {
   const log = deps.log.child({ module: "ingest-mqtt" });
   const client: MqttClient = mqtt.connect(options.url, {
     clientId: options.clientId,
@@ -42,23 +50,37 @@ export function connectSubscriber(
   });
   const filter = allDevicesFilter("data");
   let stopping = false;
+  let pausedForFull = false;
+
+  const resumeWhenDrained = () => {
+    if (stopping) return;
+    if (deps.state.inboxDepth() >= options.inboxMaxMessages * RESUME_AT) {
+      setTimeout(resumeWhenDrained, 500);
+      return;
+    }
+    pausedForFull = false;
+    log.info({ inbox: deps.state.inboxDepth() }, "inbox drained; reconnecting to the broker");
+    client.reconnect();
+  };
 
   client.handleMessage = (packet, callback) => {
-    const store = () => {
-      if (stopping) return; // no PUBACK: the broker re-delivers to the persistent session later
-      if (deps.state.inboxDepth() >= options.inboxMaxMessages) {
-        deps.metrics.inboxFullWaits.inc();
-        setTimeout(store, 100);
-        return;
-      }
-      const payload =
-        typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
-      deps.state.appendInbox(packet.topic, payload, deps.now());
-      deps.metrics.messagesReceived.inc();
-      deps.onMessage();
-      callback();
-    };
-    store();
+    if (stopping || pausedForFull) return; // no PUBACK: the broker re-delivers to the session later
+    if (deps.state.inboxDepth() >= options.inboxMaxMessages) {
+      pausedForFull = true;
+      deps.metrics.inboxFullWaits.inc();
+      log.warn(
+        { inbox: deps.state.inboxDepth(), bound: options.inboxMaxMessages },
+        "inbox full; disconnecting until it drains (the broker keeps the messages)",
+      );
+      client.end(true, () => setTimeout(resumeWhenDrained, 500));
+      return;
+    }
+    const payload =
+      typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
+    deps.state.appendInbox(packet.topic, payload, deps.now());
+    deps.metrics.messagesReceived.inc();
+    deps.onMessage();
+    callback();
   };
 
   client.on("connect", (connack) => {
@@ -72,14 +94,17 @@ export function connectSubscriber(
           log.error({ err: error?.message, filter }, "subscribe refused");
       });
     }
+    deps.onConnect(connack.sessionPresent);
   });
   client.on("error", (error) => log.warn({ err: error.message }, "ingest MQTT error"));
-  client.on("offline", () => log.warn("ingest disconnected from broker; reconnecting"));
+  client.on("offline", () => {
+    if (!pausedForFull && !stopping) log.warn("ingest disconnected from broker; reconnecting");
+  });
 
   return {
     client,
-    /** Publish a device's commit, retained, QoS1; does not wait for the broker. */
-    publishCommit(deviceId: string, committedSeq: number): Promise<void> {
+    /** Publish a device's commit, retained, QoS1. The next commit supersedes a lost one. */
+    publishCommit(deviceId: string, committedSeq: number): void {
       const commit: Commit = {
         v: 1,
         deviceId: deviceId as Commit["deviceId"],
@@ -91,12 +116,10 @@ export function connectSubscriber(
         JSON.stringify(commit),
         { qos: 1, retain: true },
         (error) => {
-          // The next commit of the device supersedes this one (retained, cumulative).
           if (error)
             log.warn({ err: error.message, deviceId, committedSeq }, "commit publish failed");
         },
       );
-      return Promise.resolve();
     },
     connected: () => client.connected,
     async stop(): Promise<void> {

@@ -84,13 +84,20 @@ export class RegistryStore {
     this.db.close();
   }
 
+  /**
+   * Would `id` clash with an existing MQTT identity? A service account may use client ids `name`
+   * and `name-*`, so a device id inside that space could take over the service's session (and
+   * the reverse); devices and service accounts also share one username space.
+   */
   private principalExists(id: string): boolean {
+    const prefixOf = "substr(?, 1, length(name) + 1) = name || '-'";
     return (
       this.db
         .prepare(
-          "SELECT 1 FROM device WHERE id = ? UNION SELECT 1 FROM service_account WHERE name = ?",
+          `SELECT 1 FROM device WHERE id = ? OR substr(id, 1, length(?) + 1) = ? || '-'
+           UNION SELECT 1 FROM service_account WHERE name = ? OR ${prefixOf}`,
         )
-        .get(id, id) !== undefined
+        .get(id, id, id, id, id) !== undefined
     );
   }
 
@@ -123,7 +130,7 @@ export class RegistryStore {
       if (this.principalExists(device.id)) {
         throw new RegistryError(
           "REGISTRY_DUPLICATE",
-          `${device.id} is already registered (device or service account)`,
+          `${device.id} is already registered, or clashes with a service account's client ids (name, name-*)`,
         );
       }
       if (this.getSite(device.siteId) === undefined) {
@@ -204,7 +211,7 @@ export class RegistryStore {
       if (this.principalExists(account.name)) {
         throw new RegistryError(
           "REGISTRY_DUPLICATE",
-          `${account.name} is already registered (device or service account)`,
+          `${account.name} is already registered, or clashes with a service account's client ids (name, name-*)`,
         );
       }
       const secret = generateSecret();

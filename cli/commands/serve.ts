@@ -125,7 +125,7 @@ export async function serve(
     if (first !== undefined) example = { id: first.id, kind: first.kind };
   }
 
-  const signal = stopOnSignal(log, stops);
+  stopOnSignal(log, stops);
   try {
     let addresses: BrokerAddresses = {};
     const registries: Registry[] = [];
@@ -136,7 +136,8 @@ export async function serve(
         config: config.broker,
         authenticate: (username, secret) => registry.authenticate(username, secret),
       });
-      addresses = await broker.start(signal);
+      // No abort signal: on SIGTERM the broker stops last, after the ingest published its commits.
+      addresses = await broker.start();
       const running = broker;
       stops.push({ name: "broker", stop: () => running.stop() });
       registries.push(broker.metrics.registry);

@@ -106,6 +106,10 @@ export function quoteString(value: string): string {
  */
 const LINE_LEVEL = /partial write|unable to parse|field type conflict|beyond retention policy/i;
 
+/** InfluxDB 1.x capacity limits, reported like partial writes; not a problem of the points. */
+const STORE_LIMIT =
+  /max-values-per-tag limit exceeded|max series per database exceeded|max-series-per-database/i;
+
 /** Bounds the answer of one aggregate query. */
 const MAX_BUCKETS = 100_000;
 
@@ -321,6 +325,15 @@ export function createInfluxStore(
     if (answer.status >= 200 && answer.status < 300) return { kind: "stored" };
     const message = errorMessage(answer);
     if (answer.status === 413) return { kind: "too-large", message };
+    // Store limits (max-values-per-tag, max-series-per-database) come as "partial write" too, but
+    // the points are fine: keep them and retry, do not dead-letter good readings.
+    if (STORE_LIMIT.test(message)) {
+      log.error(
+        { status: answer.status, reason: message },
+        "InfluxDB is at a limit; holding the batch",
+      );
+      throw new StoreUnavailableError(`InfluxDB limit reached: ${message}`);
+    }
     if (answer.status === 422 || (answer.status === 400 && LINE_LEVEL.test(message))) {
       return { kind: "refused-lines", message };
     }

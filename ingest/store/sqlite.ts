@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import type { QualityFlag, SensorKind } from "../../contracts/index.js";
+import { StoreUnavailableError } from "./types.js";
 import type {
   AggregateBucket,
   AggregateQuery,
@@ -14,15 +15,18 @@ import type {
 
 /**
  * The embedded time-series store: one SQLite table of readings, keyed like an InfluxDB series
- * point by (measurement, device, time), so a re-sent reading overwrites itself. Quantities are a
+ * point by (measurement, device, quality, time) — the InfluxDB series key, as quality is a tag —
+ * so a re-sent reading overwrites itself and fields of the same point merge as in InfluxDB. Quantities are a
  * JSON object; aggregates use SQLite's math functions. For one machine and the quick start.
  */
 export function createSqliteStore(file: string): TimeSeriesStore {
   if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
   const db = new Database(file);
   db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = NORMAL");
-  db.exec(`CREATE TABLE IF NOT EXISTS reading (
+  // FULL: a commit is published to a device only after this write returns, so the write must
+  // survive a power cut, not just a process crash.
+  db.pragma("synchronous = FULL");
+  db.exec(`CREATE TABLE IF NOT EXISTS readings (
       measurement TEXT NOT NULL,
       device TEXT NOT NULL,
       time_ms INTEGER NOT NULL,
@@ -33,14 +37,14 @@ export function createSqliteStore(file: string): TimeSeriesStore {
       grid_cell TEXT NOT NULL,
       zone TEXT,
       fields TEXT NOT NULL,
-      PRIMARY KEY (measurement, device, time_ms)
+      PRIMARY KEY (measurement, device, quality, time_ms)
     ) WITHOUT ROWID`);
   const upsert = db.prepare(
-    `INSERT INTO reading (measurement, device, time_ms, seq, quality, site, district, grid_cell, zone, fields)
+    `INSERT INTO readings (measurement, device, time_ms, seq, quality, site, district, grid_cell, zone, fields)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-     ON CONFLICT (measurement, device, time_ms) DO UPDATE SET
+     ON CONFLICT (measurement, device, quality, time_ms) DO UPDATE SET
        seq = excluded.seq, quality = excluded.quality, site = excluded.site, district = excluded.district,
-       grid_cell = excluded.grid_cell, zone = excluded.zone, fields = excluded.fields`,
+       grid_cell = excluded.grid_cell, zone = excluded.zone, fields = json_patch(readings.fields, excluded.fields)`,
   );
   const writeAll = db.transaction((points: readonly Point[]) => {
     for (const p of points) {
@@ -68,17 +72,29 @@ export function createSqliteStore(file: string): TimeSeriesStore {
   });
 
   const readingsStmt = db.prepare(
-    "SELECT time_ms, quality, seq, fields FROM reading WHERE measurement = ? AND device = ? AND time_ms >= ? AND time_ms < ? ORDER BY time_ms LIMIT ?",
+    "SELECT time_ms, quality, seq, fields FROM readings WHERE measurement = ? AND device = ? AND time_ms >= ? AND time_ms < ? ORDER BY time_ms LIMIT ?",
   );
   const latestStmt = db.prepare(
-    "SELECT time_ms, quality, seq, fields FROM reading WHERE measurement = ? AND device = ? ORDER BY time_ms DESC LIMIT 1",
+    "SELECT time_ms, quality, seq, fields FROM readings WHERE measurement = ? AND device = ? ORDER BY time_ms DESC LIMIT 1",
   );
 
   return {
     name: "sqlite",
     open: () => Promise.resolve(),
     write(points: readonly Point[]): Promise<WriteOutcome> {
-      writeAll(points);
+      try {
+        writeAll(points);
+      } catch (error) {
+        // Disk full, I/O error, locked: the store cannot take it now; the batch waits in the inbox.
+        const raw = (error as { code?: unknown }).code;
+        const code = typeof raw === "string" ? raw : "";
+        if (/^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|READONLY|PROTOCOL|NOMEM)/.test(code)) {
+          return Promise.reject(
+            new StoreUnavailableError(`embedded store: ${code}: ${(error as Error).message}`),
+          );
+        }
+        throw error;
+      }
       return Promise.resolve({ rejected: [] });
     },
     readings(q: ReadingsQuery): Promise<StoredReading[]> {
@@ -99,7 +115,7 @@ export function createSqliteStore(file: string): TimeSeriesStore {
       const rows = db
         .prepare(
           `SELECT (time_ms / ?) * ? AS bucket, ${expr} AS value
-             FROM reading WHERE measurement = ? AND device = ? AND time_ms >= ? AND time_ms < ? AND ${value} IS NOT NULL
+             FROM readings WHERE measurement = ? AND device = ? AND time_ms >= ? AND time_ms < ? AND ${value} IS NOT NULL
             GROUP BY bucket ORDER BY bucket`,
         )
         // BigInt binds as INTEGER, so the division truncates like GROUP BY time(); a JS number binds as REAL.

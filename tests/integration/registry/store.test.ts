@@ -105,3 +105,26 @@ describe("registry store on a real SQLite file", () => {
     });
   });
 });
+
+describe("registry identity clashes", () => {
+  it("refuses a device id inside a service account's client-id space, and the reverse", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cw-registry-clash-"));
+    const store = new RegistryStore(join(dir, "registry.db"));
+    try {
+      store.putSite({ id: "s1", type: "ambient", name: "Square", area, location });
+      store.addServiceAccount({ name: "ingest", role: "ingest" });
+      // "ingest-1" is the ingest's default client id: a device by that name could take over its session.
+      expect(() => store.addDevice(device("ingest-1"))).toThrow(
+        /clashes with a service account's client ids/,
+      );
+      expect(() => store.addDevice(device("ingest"))).toThrow(RegistryError);
+      store.addDevice(device("ingestion-meter")); // a mere common prefix is fine
+      store.addDevice(device("sim-7"));
+      expect(() => store.addServiceAccount({ name: "sim", role: "simulator" })).toThrow(/clashes/);
+      expect(store.countDevices()).toBe(2);
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

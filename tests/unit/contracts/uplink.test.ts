@@ -176,8 +176,8 @@ describe("uplink envelope", () => {
       /^deviceId: must be 1-64 characters/,
     );
     expect(problems({ ...message("noise", { LAeq: 1 }), deviceId: "+" })).toHaveLength(1);
-    expect(problems({ ...message("noise", { LAeq: 1 }), seq: -1 })).toEqual([
-      "seq: seq must be >= 0",
+    expect(problems({ ...message("noise", { LAeq: 1 }), seq: 0 })).toEqual([
+      "seq: seq must be >= 1",
     ]);
     expect(problems({ ...message("noise", { LAeq: 1 }), seq: 1.5 })).toEqual([
       "seq: seq must be an integer in 0..2^53-1",
