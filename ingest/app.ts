@@ -67,7 +67,7 @@ function influxOptions(store: Extract<StoreConfig, { type: "influxdb" }>): Influ
       ...common,
       api: "v1",
       v1: {
-        database: store.database,
+        database: store.database ?? "citywatch",
         ...(store.retentionPolicy !== undefined ? { retentionPolicy: store.retentionPolicy } : {}),
         ...(store.username !== undefined ? { username: store.username } : {}),
         ...(store.password !== undefined ? { password: store.password } : {}),
@@ -81,7 +81,7 @@ function influxOptions(store: Extract<StoreConfig, { type: "influxdb" }>): Influ
       org: store.org ?? "",
       bucket: store.bucket ?? "",
       token: store.token ?? "",
-      database: store.database,
+      ...(store.database !== undefined ? { database: store.database } : {}),
       ...(store.retentionPolicy !== undefined ? { retentionPolicy: store.retentionPolicy } : {}),
     },
   };
@@ -118,6 +118,7 @@ export function build(deps: IngestDeps): Ingest {
     async start() {
       await store.open().catch((error: unknown) => {
         // Start anyway: messages wait in the inbox until the store answers.
+        pipeline.markStoreDown();
         log.warn(
           { err: (error as Error).message, store: store.name },
           "store not reachable at start; holding messages until it is",

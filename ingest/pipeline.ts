@@ -51,6 +51,11 @@ export class Pipeline {
     return this.storeUp;
   }
 
+  /** The store did not answer at start: report it down until a write succeeds. */
+  markStoreDown(): void {
+    this.storeUp = false;
+  }
+
   /** Tell the pipeline the inbox has new messages. */
   notify(): void {
     this.wake?.();

@@ -12,7 +12,8 @@ const StoreChoice = z.discriminatedUnion("type", [
     url: z.url({ error: "must be a URL, e.g. http://127.0.0.1:8086" }),
     /** v1: `/write?db=&rp=` with user/password (InfluxDB 1.x). v2: `/api/v2/write?org=&bucket=` with a token (1.8+, 2.x, 3.x). */
     api: z.enum(["v1", "v2"]).default("v1"),
-    database: z.string().min(1).default("citywatch"),
+    /** v1: the database (default `citywatch`). v2: the database InfluxQL queries name through the DBRP mapping (default: the bucket). */
+    database: z.string().min(1).optional(),
     retentionPolicy: z.string().min(1).optional(),
     username: z.string().min(1).optional(),
     password: z.string().min(1).optional(),
