@@ -10,6 +10,7 @@ export * from "./uplink.js";
 export * from "./device-messages.js";
 export * from "./topics.js";
 export * from "./registry.js";
+export * from "./rules.js";
 export * from "./api.js";
 export * from "./config/problems.js";
 export * from "./config/fields.js";
