@@ -5,6 +5,7 @@
  */
 const BENCHES: Record<string, () => Promise<void>> = {
   broker: async () => (await import("./broker.js")).run(),
+  ingest: async () => (await import("./ingest.js")).run(),
 };
 
 function usage(): string {

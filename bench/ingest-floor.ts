@@ -1,0 +1,111 @@
+/**
+ * The bare per-reading floor of the ingest: what turning uplink bytes into line protocol costs at
+ * the least, with nothing around it. JSON.parse, Uplink.safeParse (zod) and toLine (with the point
+ * built as ingest/decode.ts builds it, Date.parse included) over the bench's own payloads, in a
+ * tight loop, timed in CPU time like the process under test.
+ */
+import { Uplink } from "../contracts/index.js";
+import { toLine } from "../ingest/store/line-protocol.js";
+import type { Point } from "../ingest/store/types.js";
+import { median } from "./table.js";
+
+/** µs of CPU per reading. */
+export interface FloorFigure {
+  /** JSON.parse alone. */
+  readonly parse: number;
+  /** Uplink.safeParse on top of it. */
+  readonly validate: number;
+  /** Points and toLine on top of that. */
+  readonly serialize: number;
+  /** All three: the floor (median of the repetitions). */
+  readonly total: number;
+  /** The least of the repetitions of all three. */
+  readonly best: number;
+  readonly repetitions: number;
+  readonly readingsPerMessage: number;
+}
+
+type Step = "parse" | "validate" | "full";
+
+const WARMUP_CPU_MICROS = 300_000;
+const REPETITION_CPU_MICROS = 150_000;
+const REPETITIONS = 7;
+
+function cpuMicros(): number {
+  const usage = process.cpuUsage();
+  return usage.user + usage.system;
+}
+
+/** One pass over `payloads`; returns readings handled, and adds to `sink` so no work is dropped. */
+function pass(payloads: readonly Buffer[], step: Step, sink: { n: number }): number {
+  let readings = 0;
+  for (const payload of payloads) {
+    const json: unknown = JSON.parse(payload.toString("utf8"));
+    if (step === "parse") {
+      readings += (json as { readings: unknown[] }).readings.length;
+      continue;
+    }
+    const parsed = Uplink.safeParse(json);
+    if (!parsed.success) throw new Error("a bench payload failed Uplink validation");
+    const uplink = parsed.data;
+    readings += uplink.readings.length;
+    if (step === "validate") continue;
+    for (const reading of uplink.readings) {
+      const point: Point = {
+        measurement: uplink.kind,
+        tags: {
+          device: uplink.deviceId,
+          site: "bench-site",
+          district: "Bench",
+          grid_cell: "BENCH-001",
+          quality: reading.quality,
+        },
+        fields: reading.values as Record<string, number | boolean>,
+        seq: uplink.seq,
+        timeMs: Date.parse(reading.ts),
+      };
+      sink.n += toLine(point).length;
+    }
+  }
+  return readings;
+}
+
+/** Run `step` over the payloads until `budget` µs of CPU are spent; µs per reading. */
+function timed(payloads: readonly Buffer[], step: Step, budget: number, sink: { n: number }) {
+  const start = cpuMicros();
+  let readings = 0;
+  let used = 0;
+  do {
+    readings += pass(payloads, step, sink);
+    used = cpuMicros() - start;
+  } while (used < budget);
+  return used / readings;
+}
+
+/** The floor over `payloads` (the bench's 50-readings messages). */
+export function measureFloor(payloads: readonly Buffer[], readingsPerMessage: number): FloorFigure {
+  const sink = { n: 0 };
+  for (const step of ["parse", "validate", "full"] as const) {
+    timed(payloads, step, WARMUP_CPU_MICROS, sink);
+  }
+  const samples: Record<Step, number[]> = { parse: [], validate: [], full: [] };
+  // Interleaved, so a burst of other load on the machine lands on each step alike.
+  for (let r = 0; r < REPETITIONS; r++) {
+    for (const step of ["parse", "validate", "full"] as const) {
+      samples[step].push(timed(payloads, step, REPETITION_CPU_MICROS, sink));
+    }
+  }
+  if (sink.n === 0) throw new Error("the floor loop produced no lines");
+  const parse = median(samples.parse);
+  const validate = median(samples.validate);
+  const total = median(samples.full);
+  return {
+    parse,
+    validate: validate - parse,
+    serialize: total - validate,
+    total,
+    best: Math.min(...samples.full),
+    repetitions: REPETITIONS,
+    readingsPerMessage,
+  };
+}

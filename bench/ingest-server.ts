@@ -1,0 +1,255 @@
+/**
+ * The system under test of the ingest bench, run in its own process by bench/ingest.ts: the
+ * all-in-one shape of cli/commands/serve.ts (the broker and the ingest in one process, the
+ * ingest subscribed to the embedded broker over loopback with an internal service account), or
+ * the same broker alone. Started with child_process.fork; talks over IPC (bench/ingest-protocol.ts).
+ *
+ *   node --import tsx bench/ingest-server.ts '<ServerArgs as JSON>'
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { build as buildBroker } from "../broker/app.js";
+import { BrokerConfig, IngestConfig, Site } from "../contracts/index.js";
+import { build as buildIngest, type Ingest, type RegistryView } from "../ingest/app.js";
+import { RegistryStore } from "../registry/store.js";
+import type { ClientCredentials } from "./broker-protocol.js";
+import { type ChildMessage, ParentMessage, ServerArgs } from "./ingest-protocol.js";
+
+/** The all-in-one process's own ingest account, as cli/commands/serve.ts names it. */
+const INTERNAL_ACCOUNT = "citywatch-internal";
+const SUBSCRIBED_TIMEOUT_MS = 15_000;
+
+function send(message: ChildMessage): void {
+  process.send?.(message);
+}
+
+function registryView(registry: RegistryStore): RegistryView {
+  return {
+    device: (id) => registry.getDevice(id),
+    site: (id) => registry.getSite(id),
+    devices: () => registry.listDevices(),
+    sites: () => registry.listSites(),
+  };
+}
+
+/** Two sites: an ambient monitoring station for the dust monitors, a tunnel segment for the gas monitors. */
+function registerSites(registry: RegistryStore): { dust: Site; tunnel: Site } {
+  const area = { district: "Bench", gridCell: "BENCH-001" };
+  const location = { lat: 30.6571, lon: 104.0817 };
+  const dust = registry.putSite(
+    Site.parse({ id: "bench-ambient", type: "ambient", name: "Bench ambient", area, location }),
+  );
+  const tunnel = registry.putSite(
+    Site.parse({
+      id: "bench-tunnel-seg",
+      type: "tunnel_segment",
+      name: "Bench tunnel segment",
+      area,
+      location,
+      tunnel: "bench-tunnel",
+      compartment: "gas",
+      neighbours: [],
+    }),
+  );
+  return { dust, tunnel };
+}
+
+async function counterValue(metric: {
+  get(): Promise<{ values: ReadonlyArray<{ value: number }> }>;
+}): Promise<number> {
+  return (await metric.get()).values.reduce((sum, v) => sum + v.value, 0);
+}
+
+/** The ingest's data directory, removed however the child ends. */
+let dataDir: string | undefined;
+
+async function main(): Promise<void> {
+  if (process.send === undefined) throw new Error("bench/ingest-server.ts runs under fork() only");
+  const args = ServerArgs.parse(JSON.parse(process.argv[2] ?? "null"));
+  const log = pino({ level: "silent" });
+
+  const registry = new RegistryStore(":memory:");
+  const sites = registerSites(registry);
+  const devices: ClientCredentials[] = args.devices.map(({ id, kind }) => {
+    const site = kind === "dust" ? sites.dust : sites.tunnel;
+    const { secret } = registry.addDevice({
+      id,
+      kind,
+      model: "bench",
+      serial: id,
+      location: site.location,
+      area: site.area,
+      siteId: site.id,
+      expectedIntervalS: 1,
+    });
+    return { clientId: id, username: id, password: secret };
+  });
+
+  const config = BrokerConfig.parse({
+    host: "127.0.0.1",
+    mqtt: { port: 0 },
+    ws: { enabled: false },
+    // High enough never to throttle, while every PUBLISH still goes through the token bucket.
+    limits: { publishRatePerSecond: 1e9, publishBurst: 1e9 },
+    persistence: { type: "memory" },
+  });
+  const broker = buildBroker({
+    log,
+    config,
+    authenticate: (username, secret) => registry.authenticate(username, secret),
+  });
+  const addresses = await broker.start();
+  if (addresses.mqtt === undefined) throw new Error("the broker opened no MQTT listener");
+  const port = addresses.mqtt;
+
+  let ingest: Ingest | undefined;
+  let subscriber: ClientCredentials | undefined;
+  if (args.variant === "all-in-one") {
+    dataDir = await mkdtemp(join(tmpdir(), "citywatch-bench-ingest-"));
+    const account = registry.addServiceAccount({
+      name: INTERNAL_ACCOUNT,
+      role: "ingest",
+      description: "the all-in-one process's own ingest",
+    });
+    const clientId = `${INTERNAL_ACCOUNT}-ingest`;
+    // Resolves when the broker has the ingest's subscription: from then on nothing is missed.
+    const subscribed = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`the ingest did not subscribe in ${SUBSCRIBED_TIMEOUT_MS} ms`)),
+        SUBSCRIBED_TIMEOUT_MS,
+      );
+      broker.aedes.on("subscribe", (_subscriptions, client) => {
+        if (client.id !== clientId) return;
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    ingest = buildIngest({
+      log,
+      config: IngestConfig.parse({
+        store:
+          args.store.type === "sqlite"
+            ? { type: "sqlite" }
+            : { type: "influxdb", url: args.store.url, database: args.store.database },
+        ...args.ingestConfig,
+      }),
+      dataDir,
+      registry: registryView(registry),
+      mqtt: {
+        url: `mqtt://127.0.0.1:${port}`,
+        username: INTERNAL_ACCOUNT,
+        password: account.secret,
+        clientId,
+      },
+    });
+    await ingest.start();
+    await subscribed;
+  } else {
+    const account = registry.addServiceAccount({ name: "ingest", role: "ingest" });
+    subscriber = { clientId: "ingest-bench", username: "ingest", password: account.secret };
+  }
+
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    try {
+      await ingest?.stop();
+      await broker.stop();
+      registry.close();
+      if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+    } finally {
+      if (process.connected) process.disconnect();
+      // Exiting (rather than being killed) is what makes --cpu-prof write its profile.
+      process.exit(0);
+    }
+  };
+
+  const answer = async (message: ParentMessage): Promise<ChildMessage | undefined> => {
+    switch (message.type) {
+      case "sample": {
+        const usage = process.cpuUsage();
+        return {
+          type: "sample",
+          id: message.id,
+          cpuMicros: usage.user + usage.system,
+          readingsStored: ingest ? await counterValue(ingest.metrics.readingsStored) : 0,
+          messagesReceived: ingest ? await counterValue(ingest.metrics.messagesReceived) : 0,
+        };
+      }
+      case "stats": {
+        if (ingest === undefined) {
+          return {
+            type: "stats",
+            id: message.id,
+            inbox: 0,
+            deadLetters: 0,
+            duplicates: 0,
+            storeErrors: 0,
+            storeWrites: 0,
+            storeWriteSeconds: 0,
+          };
+        }
+        const latency = (await ingest.metrics.storeLatency.get()).values;
+        const pick = (name: string) =>
+          latency.find((v) => v.metricName === `citywatch_ingest_store_write_seconds_${name}`)
+            ?.value ?? 0;
+        return {
+          type: "stats",
+          id: message.id,
+          inbox: ingest.state.inboxDepth(),
+          deadLetters: ingest.state.deadLetterCount(),
+          duplicates: await counterValue(ingest.metrics.duplicates),
+          storeErrors: await counterValue(ingest.metrics.storeErrors),
+          storeWrites: pick("count"),
+          storeWriteSeconds: pick("sum"),
+        };
+      }
+      case "stop":
+        void stop();
+        return undefined;
+    }
+  };
+
+  process.on("message", (raw: unknown) => {
+    const parsed = ParentMessage.safeParse(raw);
+    if (!parsed.success) {
+      send({ type: "failed", message: `unexpected message: ${JSON.stringify(raw)}` });
+      return;
+    }
+    const id = "id" in parsed.data ? parsed.data.id : undefined;
+    answer(parsed.data).then(
+      (reply) => {
+        if (reply !== undefined) send(reply);
+      },
+      (error: unknown) =>
+        send({
+          type: "failed",
+          ...(id !== undefined ? { id } : {}),
+          message: error instanceof Error ? error.message : String(error),
+        }),
+    );
+  });
+  // The parent went away without saying stop (crash, Ctrl-C): never outlive it.
+  process.on("disconnect", () => void stop());
+
+  send({
+    type: "ready",
+    port,
+    devices,
+    ...(subscriber !== undefined ? { subscriber } : {}),
+    ...(dataDir !== undefined && args.store.type === "sqlite"
+      ? { timeseriesFile: join(dataDir, "timeseries.db") }
+      : {}),
+  });
+}
+
+main().catch(async (error: unknown) => {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`ingest-server: ${message}\n`);
+  if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true }).catch(() => {});
+  if (process.send === undefined || !process.connected) process.exit(1);
+  process.send({ type: "failed", message } satisfies ChildMessage, () => process.exit(1));
+});

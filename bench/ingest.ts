@@ -1,0 +1,695 @@
+/**
+ * Ingest benchmark (`npm run bench -- ingest`): sustained readings per second end to end,
+ * publisher -> broker -> ingest -> store, counted in the store, for InfluxDB and SQLite at 1 and
+ * 50 readings per message; the CPU time per reading of the all-in-one process (broker + ingest,
+ * built as cli/commands/serve.ts builds them), and of the same broker alone, so the ingest's own
+ * share is their difference; and the bare floor (JSON.parse + zod + line protocol) to hold it
+ * against.
+ *
+ * The system under test runs in a child process (bench/ingest-server.ts), InfluxDB (influxd
+ * 1.6.7 from tests/support) in its own, and the devices' MQTT.js connections in this process.
+ * A round publishes a fixed number of readings from every device at once and ends when the
+ * ingest's readings_stored counter holds all of them; the store itself is then counted
+ * (InfluxDB `SELECT COUNT`, SQLite `count(*)`), and loss is published minus counted.
+ *
+ * BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each child into <dir>.
+ * BENCH_INGEST_CONFIG='<json>' is merged over the ingest configuration (e.g. `{"batch":{"maxPoints":10000}}`).
+ */
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import Database from "better-sqlite3";
+import { provideInfluxDB } from "../tests/support/services.js";
+import { IngestChild } from "./ingest-child.js";
+import { measureFloor, type FloorFigure } from "./ingest-floor.js";
+import { CountingSubscriber, Fleet, type Prepared } from "./ingest-load.js";
+import { benchDevices, DeviceStream, firstReadingMs } from "./ingest-payloads.js";
+import type { BenchStore, IngestVariant, SampleMessage, ServerArgs } from "./ingest-protocol.js";
+import { formatCount, formatTable } from "./table.js";
+
+const DEVICES = 100;
+/** QoS1 publishes in flight per device connection. */
+const WINDOW = 10;
+/** Untimed, per child: JIT, SQLite pages, InfluxDB shards and the ingest's state settle first. */
+const WARMUP = [
+  { readingsPerMessage: 50, readings: 20_000 },
+  { readingsPerMessage: 1, readings: 2_000 },
+] as const;
+/** Timed, per child, in this order. */
+const ROUNDS = [
+  { readingsPerMessage: 50, readings: 300_000 },
+  { readingsPerMessage: 1, readings: 30_000 },
+] as const;
+/** One round at most; a round that makes no progress for STALL_MS ends early, as a failure. */
+const ROUND_TIMEOUT_MS = 60_000;
+const STALL_MS = 15_000;
+/** How often the child's counters are read while a round runs. */
+const POLL_MS = 20;
+/** The whole bench: past this, rounds are cut short and later targets skipped (~70 s is usual). */
+const BENCH_BUDGET_MS = 225_000;
+/** performance.now() at which BENCH_BUDGET_MS runs out; set by run(). */
+let deadline = Number.POSITIVE_INFINITY;
+
+/** Goals and the reference figures on the bench machine (the issue's). */
+const GOAL_READINGS_PER_SECOND = 60_000;
+const GOAL_FLOOR_RATIO = 2;
+const REFERENCE = {
+  floorMicrosPerReading: 5,
+  influxdbAlonePointsPerSecond: 280_000,
+  influxdbAloneBatchLines: 5_000,
+};
+const FLOOR_MESSAGES = 200;
+
+type Target = "influxdb" | "sqlite" | "broker-only";
+
+interface RoundResult {
+  readonly target: Target;
+  readonly readingsPerMessage: number;
+  readonly messages: number;
+  readonly published: number;
+  /** Readings counted in the store (broker-only: received by the stand-in subscriber). */
+  readonly stored: number;
+  /** The ingest's readings_stored counter over the round (all-in-one only). */
+  readonly counterStored: number | null;
+  readonly loss: number;
+  /** From the first publish to the moment the store held every reading. */
+  readonly seconds: number;
+  /** From the first publish to the broker's last PUBACK. */
+  readonly publishSeconds: number | null;
+  readonly readingsPerSecond: number;
+  /** CPU of the child (broker + ingest, or broker alone) per reading, µs. */
+  readonly childCpu: number;
+  /** Child CPU time / wall time: cores the child kept busy. */
+  readonly childCores: number;
+  readonly publisherCpu: number;
+  readonly influxdCpu: number | null;
+  readonly deadLetters: number;
+  readonly duplicates: number;
+  readonly storeErrors: number;
+  readonly storeWrites: number;
+  readonly storeWriteSeconds: number;
+  readonly error?: string;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function loadText(): string {
+  return loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function cpuMicros(usage: NodeJS.CpuUsage): number {
+  return usage.user + usage.system;
+}
+
+// ---- CPU time of the local influxd, from /proc (Linux; undefined elsewhere or for a container).
+
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** Fields of /proc/<pid>/stat after the command name: [state, ppid, ..., utime at 11, stime at 12]. */
+function statFields(pid: number | string): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined;
+  }
+}
+
+/** The influxd this process started (tests/support spawns it as our child). */
+function findInfluxd(): number | undefined {
+  try {
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      let comm: string;
+      try {
+        comm = readFileSync(`/proc/${entry}/comm`, "utf8").trim();
+      } catch {
+        continue;
+      }
+      if (comm !== "influxd") continue;
+      if (Number(statFields(entry)?.[1]) === process.pid) return Number(entry);
+    }
+  } catch {
+    // no /proc
+  }
+  return undefined;
+}
+
+function processCpuMicros(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  const fields = statFields(pid);
+  if (fields === undefined) return undefined;
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks / ticksPerSecond()) * 1e6;
+}
+
+// ---- Counting in the store.
+
+interface StoreCounter {
+  count(): Promise<number>;
+  close(): void;
+}
+
+function influxCounter(url: string, database: string): StoreCounter {
+  return {
+    async count() {
+      const q = `SELECT COUNT("seq") FROM "dust","utility_tunnel"`;
+      const response = await fetch(
+        `${url}/query?db=${encodeURIComponent(database)}&q=${encodeURIComponent(q)}`,
+        { signal: AbortSignal.timeout(30_000) },
+      );
+      const body = (await response.json()) as {
+        results?: Array<{ error?: string; series?: Array<{ values?: unknown[][] }> }>;
+        error?: string;
+      };
+      const error = body.error ?? body.results?.[0]?.error;
+      if (!response.ok || error !== undefined) {
+        throw new Error(`InfluxDB count: HTTP ${response.status} ${error ?? ""}`);
+      }
+      let total = 0;
+      for (const series of body.results?.[0]?.series ?? []) {
+        total += Number(series.values?.[0]?.[1] ?? 0);
+      }
+      return total;
+    },
+    close() {},
+  };
+}
+
+function sqliteCounter(file: string): StoreCounter {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  // The store's one table of readings, whatever ingest/store/sqlite.ts calls it.
+  const tables = db
+    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'reading%'")
+    .all() as Array<{ name: string }>;
+  const [table] = tables;
+  if (table === undefined || tables.length > 1) {
+    db.close();
+    throw new Error(`${file}: expected one table of readings, found ${tables.length}`);
+  }
+  const stmt = db.prepare(`SELECT count(*) AS n FROM "${table.name.replace(/"/g, '""')}"`);
+  return {
+    count: () => Promise.resolve((stmt.get() as { n: number }).n),
+    close: () => db.close(),
+  };
+}
+
+// ---- Rounds.
+
+interface Session {
+  readonly target: Target;
+  readonly child: IngestChild;
+  readonly fleet: Fleet;
+  readonly counter?: StoreCounter;
+  readonly subscriber?: CountingSubscriber;
+  readonly influxd: number | undefined;
+}
+
+/** Wait for `done()` while `progress()` moves; the time it became true, or why it did not. */
+async function waitFor(
+  startedAt: number,
+  done: () => Promise<boolean>,
+  progress: () => number,
+  failed: () => Error | undefined,
+): Promise<{ at: number } | { error: string }> {
+  let last = progress();
+  let movedAt = performance.now();
+  for (;;) {
+    if (await done()) return { at: performance.now() };
+    const error = failed();
+    if (error !== undefined) return { error: error.message };
+    const now = performance.now();
+    const seen = progress();
+    if (seen !== last) {
+      last = seen;
+      movedAt = now;
+    } else if (now - movedAt > STALL_MS) {
+      return { error: `no progress for ${STALL_MS / 1000} s` };
+    }
+    if (now - startedAt > ROUND_TIMEOUT_MS) {
+      return { error: `not done in ${ROUND_TIMEOUT_MS / 1000} s` };
+    }
+    if (now > deadline) return { error: "the bench's time budget ran out" };
+    await sleep(POLL_MS);
+  }
+}
+
+async function round(
+  session: Session,
+  readingsPerMessage: number,
+  readings: number,
+): Promise<RoundResult> {
+  const { child, fleet, counter, subscriber, target } = session;
+  const prepared: Prepared = fleet.prepare(readingsPerMessage, readings);
+  const statsBefore = await child.stats();
+  const countBefore = (await counter?.count()) ?? 0;
+  const receivedBefore = subscriber?.received ?? 0;
+  const before = await child.sample();
+  let latest: SampleMessage = before;
+  const influxBefore = processCpuMicros(session.influxd);
+  const publisherBefore = process.cpuUsage();
+  const startedAt = performance.now();
+
+  let publishedAt: number | undefined;
+  let publishError: Error | undefined;
+  const publishing = fleet.publish(prepared, WINDOW).then(
+    () => {
+      publishedAt = performance.now();
+    },
+    (error: unknown) => {
+      publishError = error instanceof Error ? error : new Error(String(error));
+    },
+  );
+
+  const outcome =
+    subscriber === undefined
+      ? await waitFor(
+          startedAt,
+          async () => {
+            latest = await child.sample();
+            return latest.readingsStored - before.readingsStored >= prepared.readings;
+          },
+          () => latest.readingsStored + latest.messagesReceived,
+          () => publishError,
+        )
+      : await waitFor(
+          startedAt,
+          () => Promise.resolve(subscriber.received - receivedBefore >= prepared.messages),
+          () => subscriber.received,
+          () => publishError,
+        );
+  // CPU up to the moment the round was done (the child idles after it).
+  const end = subscriber === undefined ? latest : await child.sample();
+  const publisherCpu = cpuMicros(process.cpuUsage(publisherBefore));
+  const influxAfter = processCpuMicros(session.influxd);
+  await withTimeout(publishing, 10_000, "publishing").catch(() => undefined);
+
+  const doneAt =
+    "at" in outcome
+      ? subscriber === undefined
+        ? outcome.at
+        : subscriber.lastAt
+      : performance.now();
+  const seconds = (doneAt - startedAt) / 1000;
+  const stored =
+    subscriber === undefined
+      ? ((await counter?.count()) ?? 0) - countBefore
+      : (subscriber.received - receivedBefore) * readingsPerMessage;
+  const statsAfter = await child.stats();
+  const perReading = (micros: number) => micros / prepared.readings;
+  return {
+    target,
+    readingsPerMessage,
+    messages: prepared.messages,
+    published: prepared.readings,
+    stored,
+    counterStored: subscriber === undefined ? end.readingsStored - before.readingsStored : null,
+    loss: prepared.readings - stored,
+    seconds,
+    publishSeconds: publishedAt === undefined ? null : (publishedAt - startedAt) / 1000,
+    readingsPerSecond: stored / seconds,
+    childCpu: perReading(end.cpuMicros - before.cpuMicros),
+    childCores: (end.cpuMicros - before.cpuMicros) / 1e6 / seconds,
+    publisherCpu: perReading(publisherCpu),
+    influxdCpu:
+      influxBefore !== undefined && influxAfter !== undefined && target === "influxdb"
+        ? perReading(influxAfter - influxBefore)
+        : null,
+    deadLetters: statsAfter.deadLetters - statsBefore.deadLetters,
+    duplicates: statsAfter.duplicates - statsBefore.duplicates,
+    storeErrors: statsAfter.storeErrors - statsBefore.storeErrors,
+    storeWrites: statsAfter.storeWrites - statsBefore.storeWrites,
+    storeWriteSeconds: statsAfter.storeWriteSeconds - statsBefore.storeWriteSeconds,
+    ...("error" in outcome ? { error: outcome.error } : {}),
+  };
+}
+
+function progressLine(label: string, r: RoundResult): string {
+  const loss = r.loss !== 0 ? `, LOSS ${formatCount(r.loss)}` : "";
+  const error = r.error !== undefined ? `  FAILED: ${r.error}` : "";
+  const published =
+    r.publishSeconds !== null ? `, published in ${r.publishSeconds.toFixed(2)} s` : "";
+  return (
+    `  ${label} ${r.target} ${r.readingsPerMessage}/msg: ${formatCount(r.stored)} of ${formatCount(r.published)} readings ` +
+    `in ${r.seconds.toFixed(2)} s = ${formatCount(r.readingsPerSecond)}/s${published}; ` +
+    `child ${r.childCpu.toFixed(2)} µs/reading (${r.childCores.toFixed(2)} cores)${loss}${error}`
+  );
+}
+
+async function runTarget(
+  target: Target,
+  store: BenchStore,
+  influxd: number | undefined,
+  ingestConfig: Record<string, unknown> | undefined,
+  cpuProfileDir: string | undefined,
+): Promise<{ results: RoundResult[]; error?: string; cumulative?: string }> {
+  const devices = benchDevices(DEVICES);
+  const variant: IngestVariant = target === "broker-only" ? "broker-only" : "all-in-one";
+  const args: ServerArgs = {
+    variant,
+    store,
+    devices,
+    ...(ingestConfig !== undefined ? { ingestConfig } : {}),
+  };
+  const results: RoundResult[] = [];
+  if (performance.now() > deadline)
+    return { results, error: "skipped: the bench's time budget ran out" };
+  let child: IngestChild | undefined;
+  let fleet: Fleet | undefined;
+  let counter: StoreCounter | undefined;
+  let subscriber: CountingSubscriber | undefined;
+  try {
+    const started = await IngestChild.start(target, args, { cpuProfileDir });
+    child = started.child;
+    const { ready } = started;
+    const url = `mqtt://127.0.0.1:${ready.port}`;
+    if (ready.subscriber !== undefined) {
+      subscriber = await CountingSubscriber.open(url, ready.subscriber);
+    }
+    if (store.type === "influxdb" && variant === "all-in-one") {
+      counter = influxCounter(store.url, store.database);
+    } else if (ready.timeseriesFile !== undefined) {
+      counter = sqliteCounter(ready.timeseriesFile);
+    }
+    const startMs = firstReadingMs(Date.now());
+    const streams = devices.map((d, i) => new DeviceStream(d.id, d.kind, i, startMs));
+    fleet = await Fleet.open(url, ready.devices, streams);
+    const session: Session = {
+      target,
+      child,
+      fleet,
+      influxd,
+      ...(counter !== undefined ? { counter } : {}),
+      ...(subscriber !== undefined ? { subscriber } : {}),
+    };
+    let published = 0;
+    for (const w of WARMUP) {
+      const r = await round(session, w.readingsPerMessage, w.readings);
+      published += r.published;
+      console.log(progressLine("warm-up", r));
+      if (r.error !== undefined || r.loss !== 0) {
+        return { results, error: `warm-up: ${r.error ?? `lost ${r.loss}`}` };
+      }
+    }
+    for (const spec of ROUNDS) {
+      const r = await round(session, spec.readingsPerMessage, spec.readings);
+      published += r.published;
+      results.push(r);
+      console.log(progressLine("round", r));
+      if (r.error !== undefined) return { results, error: r.error };
+    }
+    if (counter !== undefined) {
+      const total = await counter.count();
+      return {
+        results,
+        cumulative: `${target}: the store holds ${formatCount(total)} readings of ${formatCount(published)} published in this child (warm-up included)${total === published ? "" : `: LOSS ${formatCount(published - total)}`}`,
+      };
+    }
+    return { results };
+  } catch (error) {
+    console.log(`  ${target} failed: ${messageOf(error)}`);
+    return { results, error: messageOf(error) };
+  } finally {
+    await fleet?.close().catch(() => undefined);
+    await subscriber?.close().catch(() => undefined);
+    counter?.close();
+    await child?.stop();
+  }
+}
+
+// ---- Report.
+
+function find(results: readonly RoundResult[], target: Target, perMessage: number) {
+  return results.find((r) => r.target === target && r.readingsPerMessage === perMessage);
+}
+
+function verdict(pass: boolean | null): string {
+  return pass === null ? "n/a" : pass ? "PASS" : "MISS";
+}
+
+export async function run(): Promise<void> {
+  const cpuProfileDir = process.env["BENCH_CPU_PROF"] || undefined;
+  const ingestConfigText = process.env["BENCH_INGEST_CONFIG"] || undefined;
+  const ingestConfig =
+    ingestConfigText !== undefined
+      ? (JSON.parse(ingestConfigText) as Record<string, unknown>)
+      : undefined;
+  deadline = performance.now() + BENCH_BUDGET_MS;
+  const cores = cpus();
+  const loadBefore = loadText();
+  console.log(
+    `ingest bench: ${cores.length} x ${cores[0]?.model ?? "cpu"}, node ${process.version}, load ${loadBefore}`,
+  );
+  console.log(
+    `${DEVICES} devices (dust and utility_tunnel, 2-5 quantities per reading), one MQTT.js connection each in this process, ` +
+      `QoS1, ${WINDOW} in flight per device; broker + ingest in one child process (as \`citywatch start\`); influxd its own process`,
+  );
+  console.log(
+    `rounds per child: warm-up ${WARMUP.map((w) => `${formatCount(w.readings)} x ${w.readingsPerMessage}/msg`).join(", ")}; ` +
+      `timed ${ROUNDS.map((r) => `${formatCount(r.readings)} readings at ${r.readingsPerMessage}/msg`).join(", ")}` +
+      (ingestConfig !== undefined
+        ? `; ingest config override ${JSON.stringify(ingestConfig)}`
+        : ""),
+  );
+
+  // The floor, in this process before any load starts, over the bench's own 50-reading messages.
+  const floorDevices = benchDevices(DEVICES);
+  const floorStart = firstReadingMs(Date.now());
+  const floorStreams = floorDevices.map((d, i) => new DeviceStream(d.id, d.kind, i, floorStart));
+  const floorPayloads = Array.from(
+    { length: FLOOR_MESSAGES },
+    (_, i) => floorStreams[i % floorStreams.length]?.next(50) ?? Buffer.alloc(0),
+  );
+  const floor: FloorFigure = measureFloor(floorPayloads, 50);
+  console.log(
+    `floor: ${floor.total.toFixed(2)} µs/reading (JSON.parse ${floor.parse.toFixed(2)} + zod ${floor.validate.toFixed(2)} + points & toLine ${floor.serialize.toFixed(2)}; best ${floor.best.toFixed(2)})`,
+  );
+
+  const results: RoundResult[] = [];
+  const errors: string[] = [];
+  const cumulative: string[] = [];
+  const provided = await provideInfluxDB().catch(
+    (error: unknown) => ({ ok: false, reason: messageOf(error) }) as const,
+  );
+  try {
+    if (provided.ok) {
+      const influxd = findInfluxd();
+      console.log(
+        `InfluxDB: ${provided.service.url} (${provided.service.source}${influxd !== undefined ? `, pid ${influxd}` : ""})`,
+      );
+      const out = await runTarget(
+        "influxdb",
+        { type: "influxdb", url: provided.service.url, database: `bench_${Date.now()}` },
+        influxd,
+        ingestConfig,
+        cpuProfileDir,
+      );
+      results.push(...out.results);
+      if (out.error !== undefined) errors.push(`influxdb: ${out.error}`);
+      if (out.cumulative !== undefined) cumulative.push(out.cumulative);
+    } else {
+      errors.push(`influxdb: ${provided.reason}`);
+      console.log(`  InfluxDB unavailable: ${provided.reason}`);
+    }
+  } finally {
+    if (provided.ok) await provided.service.stop();
+  }
+  for (const target of ["sqlite", "broker-only"] as const) {
+    const out = await runTarget(target, { type: "sqlite" }, undefined, ingestConfig, cpuProfileDir);
+    results.push(...out.results);
+    if (out.error !== undefined) errors.push(`${target}: ${out.error}`);
+    if (out.cumulative !== undefined) cumulative.push(out.cumulative);
+  }
+  const loadAfter = loadText();
+
+  // Per store and message size: total, broker share, ingest share.
+  const rows: string[][] = [];
+  const summary = results
+    .filter((r) => r.target !== "broker-only")
+    .map((r) => {
+      const broker = find(results, "broker-only", r.readingsPerMessage);
+      const ingestOnly = broker !== undefined ? r.childCpu - broker.childCpu : null;
+      return { ...r, brokerCpu: broker?.childCpu ?? null, ingestOnly };
+    });
+  for (const r of summary) {
+    rows.push([
+      r.target,
+      String(r.readingsPerMessage),
+      formatCount(r.published),
+      formatCount(r.stored),
+      formatCount(r.loss),
+      r.seconds.toFixed(2),
+      formatCount(r.readingsPerSecond),
+      r.childCpu.toFixed(2),
+      r.brokerCpu !== null ? r.brokerCpu.toFixed(2) : "-",
+      r.ingestOnly !== null ? r.ingestOnly.toFixed(2) : "-",
+      r.ingestOnly !== null ? `${(r.ingestOnly / floor.total).toFixed(1)}x` : "-",
+      r.influxdCpu !== null ? r.influxdCpu.toFixed(2) : "-",
+      r.publisherCpu.toFixed(2),
+    ]);
+  }
+  console.log("");
+  console.log(
+    "End to end, publisher -> broker -> ingest -> store, counted in the store; CPU in µs per reading " +
+      "(child = broker + ingest; broker-only = the same load through the broker alone; ingest = child - broker-only):",
+  );
+  console.log(
+    formatTable(
+      [
+        "store",
+        "rdg/msg",
+        "published",
+        "stored",
+        "loss",
+        "s",
+        "readings/s",
+        "child µs",
+        "broker µs",
+        "ingest µs",
+        "/ floor",
+        "influxd µs",
+        "publishers µs",
+      ],
+      rows,
+    ),
+  );
+  for (const r of summary) {
+    const extra: string[] = [];
+    if (r.counterStored !== null && r.counterStored !== r.stored) {
+      extra.push(
+        `readings_stored counter ${formatCount(r.counterStored)} != store count ${formatCount(r.stored)}`,
+      );
+    }
+    if (r.deadLetters > 0) extra.push(`${formatCount(r.deadLetters)} dead letters`);
+    if (r.duplicates > 0) extra.push(`${formatCount(r.duplicates)} duplicates`);
+    if (r.storeErrors > 0) extra.push(`${formatCount(r.storeErrors)} store errors`);
+    const batch = r.storeWrites > 0 ? r.published / r.storeWrites : 0;
+    console.log(
+      `  ${r.target} ${r.readingsPerMessage}/msg: broker acked every publish in ${r.publishSeconds?.toFixed(2) ?? "-"} s; ` +
+        `${formatCount(r.storeWrites)} store writes of ${formatCount(batch)} points, ${r.storeWriteSeconds.toFixed(2)} s waiting on the store; ` +
+        `child busy ${r.childCores.toFixed(2)} cores${extra.length > 0 ? `; ${extra.join("; ")}` : ""}`,
+    );
+  }
+  for (const line of cumulative) console.log(`  ${line}`);
+  const brokerRows = results.filter((r) => r.target === "broker-only");
+  for (const r of brokerRows) {
+    console.log(
+      `  broker-only ${r.readingsPerMessage}/msg: ${formatCount(r.readingsPerSecond)} readings/s to the stand-in subscriber, ` +
+        `broker ${r.childCpu.toFixed(2)} µs/reading${r.loss !== 0 ? `, LOSS ${formatCount(r.loss)}` : ""}`,
+    );
+  }
+  for (const error of errors) console.log(`  failed: ${error}`);
+
+  console.log("");
+  console.log(
+    `Floor (this process, ${FLOOR_MESSAGES} messages of ${floor.readingsPerMessage} readings, median of ${floor.repetitions}): ` +
+      `${floor.total.toFixed(2)} µs/reading = JSON.parse ${floor.parse.toFixed(2)} + Uplink.safeParse ${floor.validate.toFixed(2)} + points & toLine ${floor.serialize.toFixed(2)}; ` +
+      `reference about ${REFERENCE.floorMicrosPerReading} µs.`,
+  );
+  console.log(
+    `Reference: InfluxDB 1.6.7 alone takes about ${formatCount(REFERENCE.influxdbAlonePointsPerSecond)} points/s in ${formatCount(REFERENCE.influxdbAloneBatchLines)}-line batches using both cores ` +
+      `(about ${((2 * 1e6) / REFERENCE.influxdbAlonePointsPerSecond).toFixed(1)} µs of CPU per point).`,
+  );
+
+  const main = find(results, "influxdb", 50);
+  const mainSummary = summary.find((r) => r.target === "influxdb" && r.readingsPerMessage === 50);
+  const throughputPass =
+    main === undefined
+      ? null
+      : main.readingsPerSecond >= GOAL_READINGS_PER_SECOND &&
+        main.loss === 0 &&
+        main.error === undefined;
+  const allStored =
+    results.length > 0 && errors.length === 0 ? results.every((r) => r.loss === 0) : null;
+  const cpuFigure = mainSummary?.ingestOnly ?? mainSummary?.childCpu ?? null;
+  const cpuRatio = cpuFigure !== null ? cpuFigure / floor.total : null;
+  const cpuPass = cpuRatio !== null ? cpuRatio <= GOAL_FLOOR_RATIO : null;
+  console.log("");
+  console.log(
+    formatTable(
+      ["goal (InfluxDB, 50 readings/msg)", "measured", "verdict"],
+      [
+        [
+          `>= ${formatCount(GOAL_READINGS_PER_SECOND)} readings/s end to end, zero loss`,
+          main === undefined
+            ? "not run"
+            : `${formatCount(main.readingsPerSecond)}/s, loss ${formatCount(main.loss)}`,
+          verdict(throughputPass),
+        ],
+        [
+          `ingest CPU <= ${GOAL_FLOOR_RATIO}x floor (${(GOAL_FLOOR_RATIO * floor.total).toFixed(2)} µs)`,
+          cpuFigure === null || cpuRatio === null
+            ? "not run"
+            : `${cpuFigure.toFixed(2)} µs = ${cpuRatio.toFixed(1)}x${mainSummary?.ingestOnly === null ? " (incl. broker)" : ""}`,
+          verdict(cpuPass),
+        ],
+        [
+          "zero loss in every configuration (counted in the store)",
+          `${formatCount(results.reduce((sum, r) => sum + r.loss, 0))} lost of ${formatCount(results.reduce((sum, r) => sum + r.published, 0))}${errors.length > 0 ? `, ${errors.length} failed` : ""}`,
+          verdict(allStored),
+        ],
+        [
+          "  ingest CPU with the broker's share included",
+          mainSummary === undefined
+            ? "not run"
+            : `${mainSummary.childCpu.toFixed(2)} µs = ${(mainSummary.childCpu / floor.total).toFixed(1)}x`,
+          "",
+        ],
+      ],
+    ),
+  );
+  console.log(
+    `\nload average before ${loadBefore}, after ${loadAfter} (the bench itself keeps about 2 busy)`,
+  );
+  if (cpuProfileDir !== undefined) console.log(`CPU profiles of the children: ${cpuProfileDir}`);
+
+  const result = {
+    bench: "ingest",
+    devices: DEVICES,
+    window: WINDOW,
+    rounds: ROUNDS,
+    ingestConfig: ingestConfig ?? null,
+    floor,
+    results: summary,
+    brokerOnly: brokerRows,
+    errors,
+    goals: {
+      readingsPerSecond: GOAL_READINGS_PER_SECOND,
+      readingsPerSecondMeasured: main?.readingsPerSecond ?? null,
+      lossMeasured: main?.loss ?? null,
+      readingsPerSecondPass: throughputPass,
+      floorRatio: GOAL_FLOOR_RATIO,
+      floorRatioMeasured: cpuRatio,
+      floorRatioIncludesBroker: mainSummary?.ingestOnly === null,
+      floorRatioPass: cpuPass,
+      zeroLossEverywhere: allStored,
+    },
+    reference: REFERENCE,
+    loadAverage: { before: loadBefore, after: loadAfter },
+  };
+  console.log(`\nBENCH_RESULT ${JSON.stringify(result)}`);
+}
