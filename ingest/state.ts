@@ -88,13 +88,17 @@ export interface BatchOutcome {
 export class IngestState {
   private readonly db: Database.Database;
   private readonly insertInbox: Database.Statement;
-  private readonly countInbox: Database.Statement;
+  private readonly statements = new Map<string, Database.Statement>();
+  /** Messages in the inbox, kept in memory: a count(*) per received message would walk the table. */
+  private depth: number;
 
   constructor(readonly file: string) {
     if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = NORMAL");
+    // Only this process opens the file: skip the shared-lock dance on every transaction.
+    this.db.pragma("locking_mode = EXCLUSIVE");
     this.db.pragma("busy_timeout = 5000");
     const version = this.db.pragma("user_version", { simple: true }) as number;
     for (let v = version; v < MIGRATIONS.length; v++) {
@@ -103,10 +107,20 @@ export class IngestState {
         this.db.pragma(`user_version = ${v + 1}`);
       })();
     }
-    this.insertInbox = this.db.prepare(
+    this.insertInbox = this.stmt(
       "INSERT INTO inbox (received_ms, topic, payload) VALUES (?, ?, ?)",
     );
-    this.countInbox = this.db.prepare("SELECT count(*) AS n FROM inbox");
+    this.depth = (this.stmt("SELECT count(*) AS n FROM inbox").get() as { n: number }).n;
+  }
+
+  /** A prepared statement, prepared once per SQL text. */
+  private stmt(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (statement === undefined) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
   }
 
   close(): void {
@@ -116,17 +130,18 @@ export class IngestState {
   /** Append a received message; durable when this returns. */
   appendInbox(topic: string, payload: Buffer, receivedMs: number): void {
     this.insertInbox.run(receivedMs, topic, payload);
+    this.depth++;
   }
 
   inboxDepth(): number {
-    return (this.countInbox.get() as { n: number }).n;
+    return this.depth;
   }
 
   /** The oldest messages in arrival order. */
   peekInbox(limit: number): InboxMessage[] {
-    const rows = this.db
-      .prepare("SELECT id, received_ms, topic, payload FROM inbox ORDER BY id LIMIT ?")
-      .all(limit) as Array<{
+    const rows = this.stmt(
+      "SELECT id, received_ms, topic, payload FROM inbox ORDER BY id LIMIT ?",
+    ).all(limit) as Array<{
       id: number;
       received_ms: number;
       topic: string;
@@ -141,7 +156,7 @@ export class IngestState {
   }
 
   progress(deviceId: string): DeviceProgress | undefined {
-    const row = this.db.prepare("SELECT * FROM progress WHERE device_id = ?").get(deviceId) as
+    const row = this.stmt("SELECT * FROM progress WHERE device_id = ?").get(deviceId) as
       | {
           device_id: string;
           committed_seq: number;
@@ -162,7 +177,7 @@ export class IngestState {
   }
 
   allProgress(): DeviceProgress[] {
-    const rows = this.db.prepare("SELECT * FROM progress ORDER BY device_id").all() as Array<{
+    const rows = this.stmt("SELECT * FROM progress ORDER BY device_id").all() as Array<{
       device_id: string;
       committed_seq: number;
       last_seq: number;
@@ -183,9 +198,8 @@ export class IngestState {
     const progress = this.progress(deviceId);
     if (progress !== undefined && seq <= progress.committedSeq) return true;
     return (
-      this.db
-        .prepare("SELECT 1 FROM processed WHERE device_id = ? AND seq = ?")
-        .get(deviceId, seq) !== undefined
+      this.stmt("SELECT 1 FROM processed WHERE device_id = ? AND seq = ?").get(deviceId, seq) !==
+      undefined
     );
   }
 
@@ -196,7 +210,7 @@ export class IngestState {
   applyBatch(outcome: BatchOutcome, nowMs: number): Map<string, number> {
     const moved = new Map<string, number>();
     this.db.transaction(() => {
-      const insertDead = this.db.prepare(
+      const insertDead = this.stmt(
         "INSERT INTO dead_letter (received_ms, topic, device_id, seq, reason, detail, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
       );
       for (const d of outcome.deadLetters) {
@@ -210,7 +224,7 @@ export class IngestState {
           d.payload,
         );
       }
-      const insertProcessed = this.db.prepare(
+      const insertProcessed = this.stmt(
         "INSERT OR IGNORE INTO processed (device_id, seq, at_ms) VALUES (?, ?, ?)",
       );
       const touched = new Set<string>();
@@ -219,17 +233,13 @@ export class IngestState {
         if (progress === undefined) {
           // A device never heard from has committed nothing: seqs start at 1, and any below the
           // first one seen form a gap the device re-sends into (or the gap timeout records).
-          this.db
-            .prepare(
-              "INSERT INTO progress (device_id, committed_seq, last_seq, last_seen_ms, committed_ms) VALUES (?, 0, ?, ?, ?)",
-            )
-            .run(h.deviceId, h.seq, h.receivedMs, nowMs);
+          this.stmt(
+            "INSERT INTO progress (device_id, committed_seq, last_seq, last_seen_ms, committed_ms) VALUES (?, 0, ?, ?, ?)",
+          ).run(h.deviceId, h.seq, h.receivedMs, nowMs);
         } else {
-          this.db
-            .prepare(
-              "UPDATE progress SET last_seq = max(last_seq, ?), last_seen_ms = max(last_seen_ms, ?) WHERE device_id = ?",
-            )
-            .run(h.seq, h.receivedMs, h.deviceId);
+          this.stmt(
+            "UPDATE progress SET last_seq = max(last_seq, ?), last_seen_ms = max(last_seen_ms, ?) WHERE device_id = ?",
+          ).run(h.seq, h.receivedMs, h.deviceId);
         }
         insertProcessed.run(h.deviceId, h.seq, nowMs);
         touched.add(h.deviceId);
@@ -238,8 +248,8 @@ export class IngestState {
         const committed = this.advance(deviceId, nowMs);
         if (committed !== undefined) moved.set(deviceId, committed);
       }
-      const deleteInbox = this.db.prepare("DELETE FROM inbox WHERE id = ?");
-      for (const id of outcome.inboxIds) deleteInbox.run(id);
+      const deleteInbox = this.stmt("DELETE FROM inbox WHERE id = ?");
+      for (const id of outcome.inboxIds) this.depth -= deleteInbox.run(id).changes;
     })();
     return moved;
   }
@@ -249,7 +259,7 @@ export class IngestState {
     const progress = this.progress(deviceId);
     if (progress === undefined) return undefined;
     let committed = progress.committedSeq;
-    const next = this.db.prepare(
+    const next = this.stmt(
       "SELECT seq FROM processed WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT 1000",
     );
     for (;;) {
@@ -262,13 +272,13 @@ export class IngestState {
       }
       if (contiguous < 1000) break;
     }
-    this.db
-      .prepare("DELETE FROM processed WHERE device_id = ? AND seq <= ?")
-      .run(deviceId, committed);
+    this.stmt("DELETE FROM processed WHERE device_id = ? AND seq <= ?").run(deviceId, committed);
     if (committed === progress.committedSeq) return undefined;
-    this.db
-      .prepare("UPDATE progress SET committed_seq = ?, committed_ms = ? WHERE device_id = ?")
-      .run(committed, nowMs, deviceId);
+    this.stmt("UPDATE progress SET committed_seq = ?, committed_ms = ? WHERE device_id = ?").run(
+      committed,
+      nowMs,
+      deviceId,
+    );
     return committed;
   }
 
@@ -278,7 +288,7 @@ export class IngestState {
    * time must not count against it.
    */
   resetGapTimers(nowMs: number): void {
-    this.db.prepare("UPDATE processed SET at_ms = ?").run(nowMs);
+    this.stmt("UPDATE processed SET at_ms = ?").run(nowMs);
   }
 
   /**
@@ -287,13 +297,11 @@ export class IngestState {
    */
   closeStaleGaps(nowMs: number, timeoutMs: number): Map<string, number> {
     const moved = new Map<string, number>();
-    const stale = this.db
-      .prepare(
-        `SELECT p.device_id AS device_id, min(p.seq) AS first_seq, g.committed_seq AS committed_seq
+    const stale = this.stmt(
+      `SELECT p.device_id AS device_id, min(p.seq) AS first_seq, g.committed_seq AS committed_seq
            FROM processed p JOIN progress g ON g.device_id = p.device_id
           GROUP BY p.device_id HAVING min(p.at_ms) < ?`,
-      )
-      .all(nowMs - timeoutMs) as Array<{
+    ).all(nowMs - timeoutMs) as Array<{
       device_id: string;
       first_seq: number;
       committed_seq: number;
@@ -303,22 +311,21 @@ export class IngestState {
         const from = row.committed_seq + 1;
         const to = row.first_seq - 1;
         if (to < from) return; // no gap below the first handled seq: advance() will move on
-        this.db
-          .prepare(
-            "INSERT INTO dead_letter (received_ms, topic, device_id, seq, reason, detail, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
-          )
-          .run(
-            nowMs,
-            "",
-            row.device_id,
-            from,
-            "missing_seq",
-            `seq ${from}..${to} never arrived within ${timeoutMs} ms; commit moved past them`,
-            Buffer.alloc(0),
-          );
-        this.db
-          .prepare("UPDATE progress SET committed_seq = ? WHERE device_id = ?")
-          .run(to, row.device_id);
+        this.stmt(
+          "INSERT INTO dead_letter (received_ms, topic, device_id, seq, reason, detail, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ).run(
+          nowMs,
+          "",
+          row.device_id,
+          from,
+          "missing_seq",
+          `seq ${from}..${to} never arrived within ${timeoutMs} ms; commit moved past them`,
+          Buffer.alloc(0),
+        );
+        this.stmt("UPDATE progress SET committed_seq = ? WHERE device_id = ?").run(
+          to,
+          row.device_id,
+        );
         const committed = this.advance(row.device_id, nowMs);
         moved.set(row.device_id, committed ?? to);
       })();
@@ -348,7 +355,7 @@ export class IngestState {
       args.push(options.reason);
     }
     const sql = `SELECT * FROM dead_letter ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
-    const rows = this.db.prepare(sql).all(...args, options.limit) as Array<{
+    const rows = this.stmt(sql).all(...args, options.limit) as Array<{
       id: number;
       received_ms: number;
       topic: string;
@@ -371,6 +378,6 @@ export class IngestState {
   }
 
   deadLetterCount(): number {
-    return (this.db.prepare("SELECT count(*) AS n FROM dead_letter").get() as { n: number }).n;
+    return (this.stmt("SELECT count(*) AS n FROM dead_letter").get() as { n: number }).n;
   }
 }
