@@ -109,7 +109,8 @@ export function build(deps: BrokerDeps): Broker {
     connectTimeout: limits.connectTimeoutMs,
     maxTopicLevels: limits.maxTopicLevels,
     maxClientsIdLength: 128,
-    // Bound per-client outgoing queue; beyond it aedes drops QoS0 and disconnects slow QoS1 readers.
+    // Packets a client may send before its CONNECT is processed (aedes' pre-CONNECT queue); a slow
+    // reader is cut by aedes' drainTimeout (60 s default), not by this.
     queueLimit: 1_000,
 
     authenticate: (client, username, password, done) => {

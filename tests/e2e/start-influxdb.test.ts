@@ -1,9 +1,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import mqtt, { type MqttClient } from "mqtt";
+import type { MqttClient } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
 import { type CliProcess, startCli } from "../support/cli-process.js";
+import { connectMqtt } from "../support/mqtt-client.js";
 import { freePort, provideInfluxDB } from "../support/services.js";
 import { requireService } from "../support/suite.js";
 
@@ -43,16 +44,7 @@ describe.runIf(influx)(
       await proc.waitFor(/citywatch broker is up\./);
       const secret =
         /^ {2}demo-tunnel-s1-gas\s+\S+\s+([A-Za-z0-9_-]{43})$/m.exec(proc.output())?.[1] ?? "";
-      device = await new Promise<MqttClient>((resolve, reject) => {
-        const c = mqtt.connect(`mqtt://127.0.0.1:${mqttPort}`, {
-          username: "demo-tunnel-s1-gas",
-          password: secret,
-          clientId: "demo-tunnel-s1-gas",
-          reconnectPeriod: 0,
-        });
-        c.once("connect", () => resolve(c));
-        c.once("error", reject);
-      });
+      device = await connectMqtt(mqttPort, "demo-tunnel-s1-gas", secret);
       const ts = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
       await device.publishAsync(
         "citywatch/v1/devices/demo-tunnel-s1-gas/data",

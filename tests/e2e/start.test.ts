@@ -3,9 +3,10 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
-import mqtt, { type MqttClient } from "mqtt";
+import type { MqttClient } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
 import { type CliProcess, startCli } from "../support/cli-process.js";
+import { connectMqtt } from "../support/mqtt-client.js";
 import { freePort } from "../support/services.js";
 
 /** `npm start` as the README gives it, on embedded defaults, with ports moved off the defaults. */
@@ -34,24 +35,15 @@ function start(p: { mqtt: number; ws: number; http: number }, extra: string[] = 
   return proc;
 }
 
-function connect(
+async function connect(
   port: number,
   username: string,
   password: string,
   clientId = username,
 ): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
-      username,
-      password,
-      clientId,
-      reconnectPeriod: 0,
-      protocolVersion: 4,
-    });
-    clients.push(client);
-    client.once("connect", () => resolve(client));
-    client.once("error", reject);
-  });
+  const client = await connectMqtt(port, username, password, clientId);
+  clients.push(client);
+  return client;
 }
 
 function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {

@@ -1,34 +1,18 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import mqtt, { type MqttClient } from "mqtt";
+import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RegistryStore } from "../../../registry/store.js";
 import { collect, until } from "../../support/broker.js";
 import { type CliProcess, startCli } from "../../support/cli-process.js";
 import { freePort, provideRedis } from "../../support/services.js";
+import { connectMqtt } from "../../support/mqtt-client.js";
 import { requireService } from "../../support/suite.js";
 
 const redis = await requireService("broker cluster over Redis", provideRedis);
 
-function connect(
-  port: number,
-  username: string,
-  password: string,
-  clientId = username,
-): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
-      username,
-      password,
-      clientId,
-      reconnectPeriod: 0,
-      protocolVersion: 4,
-    });
-    client.once("connect", () => resolve(client));
-    client.once("error", reject);
-  });
-}
+const connect = connectMqtt;
 
 describe.runIf(redis)("two broker processes sharing Redis", () => {
   const dir = mkdtempSync(join(tmpdir(), "cw-cluster-"));
