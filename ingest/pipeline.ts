@@ -21,6 +21,12 @@ export interface PipelineDeps {
 
 /** Messages taken from the inbox per round at most. */
 const ROUND_MESSAGES = 2_000;
+/**
+ * Rounds in progress at once while the store is up: the next round is decoded while the store
+ * writes the previous ones (the store runs in another process, often on the other core). Each
+ * round is still all-or-nothing; commits move over whatever is contiguous, in any order.
+ */
+const ROUNDS_IN_FLIGHT = 3;
 /** A dead letter's reason text at most, in characters (the raw payload is kept whole). */
 const MAX_DETAIL = 2_000;
 /** A device that keeps re-sending committed messages gets its commit again at most this often. */
@@ -32,18 +38,31 @@ function clip(text: string): string {
     : `${text.slice(0, MAX_DETAIL)}… (${text.length - MAX_DETAIL} more characters)`;
 }
 
+const keyOf = (deviceId: string, seq: number) => `${deviceId}\u0000${seq}`;
+
 /**
  * Drains the inbox in arrival order: decode, dedupe, write to the store, then in one state
  * transaction record what was handled, keep dead letters, delete the inbox rows and move each
  * device's commit; only then publish the commits. While the store is unavailable nothing is
- * deleted or committed: the inbox holds the messages and the round is retried with backoff.
+ * deleted or committed: the inbox holds the messages and the failed round is retried with
+ * backoff, one round at a time.
  */
 export class Pipeline {
   private wake: (() => void) | undefined;
+  /** What the loop sleeps for: new messages at all, or enough to fill a round. */
+  private waitingFor: "messages" | "full-round" | "backoff" | undefined;
   private storeUp = true;
   private stopped = false;
   private running: Promise<void> | undefined;
   private readonly republished = new Map<string, number>();
+  /** Rounds taken from the inbox and not yet applied. */
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Rounds whose store write failed, oldest first: retried before anything new is taken. */
+  private readonly failed: InboxMessage[][] = [];
+  /** (device, seq) of messages in rounds in flight: a copy arriving meanwhile is a duplicate. */
+  private readonly inFlightKeys = new Set<string>();
+  private lastStoreError: StoreUnavailableError | undefined;
+  private fatal: { error: unknown } | undefined;
 
   constructor(private readonly deps: PipelineDeps) {}
 
@@ -58,7 +77,11 @@ export class Pipeline {
 
   /** Tell the pipeline the inbox has new messages. */
   notify(): void {
-    this.wake?.();
+    // While a round fills, only a full round is worth waking for: the loop knows when the oldest
+    // message's wait runs out. Waking per message would cost more than the message.
+    if (this.waitingFor === "messages") this.wake?.();
+    else if (this.waitingFor === "full-round" && this.deps.state.untaken() >= ROUND_MESSAGES)
+      this.wake?.();
   }
 
   start(): void {
@@ -72,10 +95,10 @@ export class Pipeline {
     });
   }
 
-  /** Finish the round in progress and stop; unprocessed messages stay in the inbox. */
+  /** Finish the rounds in progress and stop; unprocessed messages stay in the inbox. */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.notify();
+    this.wake?.();
     await this.running;
   }
 
@@ -90,64 +113,122 @@ export class Pipeline {
     this.deps.state.resetGapTimers(this.deps.now());
   }
 
-  private sleep(ms: number): Promise<void> {
+  private sleep(ms: number, waitingFor: NonNullable<Pipeline["waitingFor"]>): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
+      const done = () => {
         clearTimeout(timer);
+        this.waitingFor = undefined;
+        this.wake = undefined;
         resolve();
-      }
+      };
+      const timer = setTimeout(done, ms);
+      this.waitingFor = waitingFor;
       this.wake = done;
     });
   }
 
   private async loop(): Promise<void> {
-    const { config, state, log } = this.deps;
+    const { config, state } = this.deps;
     let backoffMs = 100;
     let lastGapCheck = this.deps.now();
     while (!this.stopped) {
+      if (this.fatal !== undefined) throw this.fatal.error;
+      if (!this.storeUp) {
+        // One round at a time until the store answers again, oldest failed round first.
+        if (this.inFlight.size > 0) {
+          await Promise.race(this.inFlight);
+          continue;
+        }
+        const wait = Math.max(
+          this.lastStoreError?.retryAfterMs ?? 0,
+          backoffMs * (0.5 + Math.random() / 2),
+        );
+        this.deps.log.warn(
+          {
+            err: this.lastStoreError?.message,
+            waitMs: Math.round(wait),
+            inbox: state.inboxDepth(),
+          },
+          "store unavailable; holding messages and commits",
+        );
+        await this.sleep(wait, "backoff");
+        if (this.stopped) break;
+        backoffMs = Math.min(backoffMs * 2, 30_000);
+        const messages = this.failed.shift() ?? state.takeInbox(ROUND_MESSAGES);
+        if (messages.length === 0) {
+          // Nothing to prove the store with; look again when messages come.
+          this.storeUp = true;
+          continue;
+        }
+        await this.launch(messages);
+        if (this.storeUp) {
+          backoffMs = 100;
+          state.resetGapTimers(this.deps.now());
+          this.deps.log.info({ inbox: state.inboxDepth() }, "store available again; committing");
+        }
+        continue;
+      }
+      if (this.inFlight.size >= ROUNDS_IN_FLIGHT) {
+        await Promise.race(this.inFlight);
+        continue;
+      }
+      const retry = this.failed.shift();
+      if (retry !== undefined) {
+        void this.launch(retry);
+        continue;
+      }
       const now = this.deps.now();
-      const messages = state.peekInbox(ROUND_MESSAGES);
-      if (messages.length === 0) {
+      const available = state.untaken();
+      if (available === 0) {
         // Gaps are closed only when nothing that could fill them is waiting: the inbox is empty,
         // the store is up and the broker connected (their outages reset the timers).
-        if (now - lastGapCheck > 1_000 && this.storeUp && this.deps.brokerConnected()) {
+        if (this.inFlight.size === 0 && now - lastGapCheck > 1_000 && this.deps.brokerConnected()) {
           lastGapCheck = now;
           this.publish(state.closeStaleGaps(now, config.gapTimeoutMs));
         }
-        await this.sleep(config.batch.maxDelayMs);
+        await this.sleep(config.batch.maxDelayMs, "messages");
         continue;
       }
-      // Let a batch fill unless it is already large or its oldest message has waited long enough.
-      const oldest = messages[0]?.receivedMs ?? now;
-      if (messages.length < ROUND_MESSAGES && now - oldest < config.batch.maxDelayMs) {
-        await this.sleep(config.batch.maxDelayMs - (now - oldest));
+      // Let a round fill unless it is already large or its oldest message has waited long enough.
+      const oldest = state.oldestUntakenMs() ?? now;
+      if (available < ROUND_MESSAGES && now - oldest < config.batch.maxDelayMs) {
+        await this.sleep(config.batch.maxDelayMs - (now - oldest), "full-round");
         continue;
       }
-      try {
-        await this.round(messages);
-        if (!this.storeUp) {
-          this.storeUp = true;
-          state.resetGapTimers(this.deps.now());
-          log.info({ inbox: state.inboxDepth() }, "store available again; committing");
-        }
-        backoffMs = 100;
-      } catch (error) {
-        if (!(error instanceof StoreUnavailableError)) throw error;
-        this.storeUp = false;
-        this.deps.metrics.storeErrors.inc();
-        const wait = Math.max(error.retryAfterMs ?? 0, backoffMs * (0.5 + Math.random() / 2));
-        log.warn(
-          { err: error.message, waitMs: Math.round(wait), inbox: state.inboxDepth() },
-          "store unavailable; holding messages and commits",
-        );
-        await this.sleep(wait);
-        backoffMs = Math.min(backoffMs * 2, 30_000);
-      }
+      void this.launch(state.takeInbox(ROUND_MESSAGES));
     }
+    await Promise.allSettled(this.inFlight);
+    if (this.fatal !== undefined) throw this.fatal.error;
   }
 
-  private async round(messages: readonly InboxMessage[]): Promise<void> {
+  /** Run one round; a store outage files it for retry instead of failing. */
+  private launch(messages: readonly InboxMessage[]): Promise<void> {
+    const keys: string[] = [];
+    const running = this.round(messages, keys)
+      .catch((error: unknown) => {
+        if (!(error instanceof StoreUnavailableError)) {
+          // A programmer error: the loop rethrows it (see start()).
+          this.fatal ??= { error };
+          this.wake?.();
+          return;
+        }
+        this.storeUp = false;
+        this.lastStoreError = error;
+        this.deps.metrics.storeErrors.inc();
+        this.failed.push([...messages]);
+        // Keep the failed round in arrival order ahead of newer failures.
+        this.failed.sort((a, b) => (a[0]?.id ?? 0) - (b[0]?.id ?? 0));
+      })
+      .finally(() => {
+        for (const key of keys) this.inFlightKeys.delete(key);
+        this.inFlight.delete(running);
+      });
+    this.inFlight.add(running);
+    return running;
+  }
+
+  /** One round: decode, store, apply. `keys` collects the (device, seq) it holds in flight. */
+  private async round(messages: readonly InboxMessage[], keys: string[]): Promise<void> {
     const { state, store, registry, metrics, config } = this.deps;
     const deadLetters: DeadLetter[] = [];
     const handled: Array<{ deviceId: string; seq: number; receivedMs: number }> = [];
@@ -156,7 +237,6 @@ export class Pipeline {
     const origin: InboxMessage[] = [];
     /** For each point, its index among its message's readings. */
     const readingIndex: number[] = [];
-    const seenInRound = new Set<string>();
     const resent = new Set<string>();
 
     for (const message of messages) {
@@ -193,8 +273,13 @@ export class Pipeline {
         }
         continue;
       }
-      const key = `${decoded.deviceId}\u0000${decoded.seq}`;
-      if (seenInRound.has(key) || state.isHandled(decoded.deviceId, decoded.seq)) {
+      const key = keyOf(decoded.deviceId, decoded.seq);
+      if (this.inFlightKeys.has(key)) {
+        // Another round in flight holds this message; if that round fails, it retries its copy.
+        metrics.duplicates.inc();
+        continue;
+      }
+      if (state.isHandled(decoded.deviceId, decoded.seq)) {
         metrics.duplicates.inc();
         handled.push({
           deviceId: decoded.deviceId,
@@ -204,7 +289,8 @@ export class Pipeline {
         resent.add(decoded.deviceId);
         continue;
       }
-      seenInRound.add(key);
+      this.inFlightKeys.add(key);
+      keys.push(key);
       metrics.readingsReceived.inc(decoded.points.length);
       decoded.points.forEach((p, i) => {
         points.push(p);

@@ -85,12 +85,28 @@ export interface BatchOutcome {
   readonly deadLetters: readonly DeadLetter[];
 }
 
+/** Messages the in-memory copy of the inbox holds at most, in payload bytes. */
+const MIRROR_MAX_BYTES = 64 * 1024 * 1024;
+
 export class IngestState {
   private readonly db: Database.Database;
   private readonly insertInbox: Database.Statement;
   private readonly statements = new Map<string, Database.Statement>();
   /** Messages in the inbox, kept in memory: a count(*) per received message would walk the table. */
   private depth: number;
+  /**
+   * The inbox rows not yet taken by the pipeline, in order, while they fit in memory: the pipeline
+   * reads them from here instead of reading back what was just written. When they do not fit (a
+   * long store outage) the copy is dropped and the pipeline reads the table until it catches up.
+   */
+  private mirror: InboxMessage[] = [];
+  private mirrorBytes = 0;
+  /** Appends go to `mirror` (true once the pipeline has read the table to its end). */
+  private mirroring = false;
+  /** Highest inbox id handed to the pipeline. */
+  private lastTakenId = 0;
+  /** Rows appended and not yet taken. */
+  private untakenCount: number;
 
   constructor(readonly file: string) {
     if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
@@ -111,6 +127,7 @@ export class IngestState {
       "INSERT INTO inbox (received_ms, topic, payload) VALUES (?, ?, ?)",
     );
     this.depth = (this.stmt("SELECT count(*) AS n FROM inbox").get() as { n: number }).n;
+    this.untakenCount = this.depth;
   }
 
   /** A prepared statement, prepared once per SQL text. */
@@ -129,19 +146,89 @@ export class IngestState {
 
   /** Append a received message; durable when this returns. */
   appendInbox(topic: string, payload: Buffer, receivedMs: number): void {
-    this.insertInbox.run(receivedMs, topic, payload);
-    this.depth++;
+    const id = Number(this.insertInbox.run(receivedMs, topic, payload).lastInsertRowid);
+    this.appended({ id, receivedMs, topic, payload });
   }
 
+  /** Append several messages in one transaction (group commit); durable when this returns. */
+  appendInboxMany(
+    messages: ReadonlyArray<{ topic: string; payload: Buffer; receivedMs: number }>,
+  ): void {
+    const rows: InboxMessage[] = [];
+    this.db.transaction(() => {
+      for (const m of messages) {
+        const id = Number(this.insertInbox.run(m.receivedMs, m.topic, m.payload).lastInsertRowid);
+        rows.push({ id, receivedMs: m.receivedMs, topic: m.topic, payload: m.payload });
+      }
+    })();
+    for (const row of rows) this.appended(row);
+  }
+
+  private appended(message: InboxMessage): void {
+    this.depth++;
+    this.untakenCount++;
+    if (!this.mirroring) return;
+    if (this.mirrorBytes + message.payload.length > MIRROR_MAX_BYTES) {
+      // Too much waiting: stop copying; the pipeline reads the table from lastTakenId on.
+      this.mirroring = false;
+      this.mirror = [];
+      this.mirrorBytes = 0;
+      return;
+    }
+    this.mirror.push(message);
+    this.mirrorBytes += message.payload.length;
+  }
+
+  /** Messages in the inbox (taken by the pipeline or not), the queue's depth. */
   inboxDepth(): number {
     return this.depth;
   }
 
-  /** The oldest messages in arrival order. */
+  /** Messages received and not yet taken by the pipeline. */
+  untaken(): number {
+    return this.untakenCount;
+  }
+
+  /** Receipt time of the oldest message not yet taken, if any. */
+  oldestUntakenMs(): number | undefined {
+    if (this.untakenCount === 0) return undefined;
+    if (this.mirroring) return this.mirror[0]?.receivedMs;
+    const row = this.stmt("SELECT received_ms FROM inbox WHERE id > ? ORDER BY id LIMIT 1").get(
+      this.lastTakenId,
+    ) as { received_ms: number } | undefined;
+    return row?.received_ms;
+  }
+
+  /**
+   * Hand the next messages, in arrival order, to the pipeline. They stay in the inbox until
+   * `applyBatch` deletes them; a round that fails keeps its messages and retries them itself (and
+   * after a crash they are read again from the table).
+   */
+  takeInbox(limit: number): InboxMessage[] {
+    let taken: InboxMessage[];
+    if (this.mirroring) {
+      taken = this.mirror.splice(0, limit);
+      for (const m of taken) this.mirrorBytes -= m.payload.length;
+    } else {
+      taken = this.readInbox(this.lastTakenId, limit);
+      // Read to the end of the table: from now on appends are copied to memory.
+      if (taken.length < limit) this.mirroring = true;
+    }
+    const last = taken.at(-1);
+    if (last !== undefined) this.lastTakenId = last.id;
+    this.untakenCount -= taken.length;
+    return taken;
+  }
+
+  /** The oldest messages in arrival order (what a restarted ingest processes first). */
   peekInbox(limit: number): InboxMessage[] {
+    return this.readInbox(0, limit);
+  }
+
+  private readInbox(afterId: number, limit: number): InboxMessage[] {
     const rows = this.stmt(
-      "SELECT id, received_ms, topic, payload FROM inbox ORDER BY id LIMIT ?",
-    ).all(limit) as Array<{
+      "SELECT id, received_ms, topic, payload FROM inbox WHERE id > ? ORDER BY id LIMIT ?",
+    ).all(afterId, limit) as Array<{
       id: number;
       received_ms: number;
       topic: string;
@@ -227,22 +314,36 @@ export class IngestState {
       const insertProcessed = this.stmt(
         "INSERT OR IGNORE INTO processed (device_id, seq, at_ms) VALUES (?, ?, ?)",
       );
-      const touched = new Set<string>();
+      // One progress row update per device, not per message.
+      const byDevice = new Map<string, { lastSeq: number; lastSeenMs: number; seqs: number[] }>();
       for (const h of outcome.handled) {
-        const progress = this.progress(h.deviceId);
+        const entry = byDevice.get(h.deviceId);
+        if (entry === undefined) {
+          byDevice.set(h.deviceId, { lastSeq: h.seq, lastSeenMs: h.receivedMs, seqs: [h.seq] });
+        } else {
+          entry.lastSeq = Math.max(entry.lastSeq, h.seq);
+          entry.lastSeenMs = Math.max(entry.lastSeenMs, h.receivedMs);
+          entry.seqs.push(h.seq);
+        }
+      }
+      const touched = new Set<string>();
+      for (const [deviceId, entry] of byDevice) {
+        const progress = this.progress(deviceId);
         if (progress === undefined) {
           // A device never heard from has committed nothing: seqs start at 1, and any below the
           // first one seen form a gap the device re-sends into (or the gap timeout records).
           this.stmt(
             "INSERT INTO progress (device_id, committed_seq, last_seq, last_seen_ms, committed_ms) VALUES (?, 0, ?, ?, ?)",
-          ).run(h.deviceId, h.seq, h.receivedMs, nowMs);
+          ).run(deviceId, entry.lastSeq, entry.lastSeenMs, nowMs);
         } else {
           this.stmt(
             "UPDATE progress SET last_seq = max(last_seq, ?), last_seen_ms = max(last_seen_ms, ?) WHERE device_id = ?",
-          ).run(h.seq, h.receivedMs, h.deviceId);
+          ).run(entry.lastSeq, entry.lastSeenMs, deviceId);
         }
-        insertProcessed.run(h.deviceId, h.seq, nowMs);
-        touched.add(h.deviceId);
+        const committed = progress?.committedSeq ?? 0;
+        for (const seq of entry.seqs)
+          if (seq > committed) insertProcessed.run(deviceId, seq, nowMs);
+        touched.add(deviceId);
       }
       for (const deviceId of touched) {
         const committed = this.advance(deviceId, nowMs);
