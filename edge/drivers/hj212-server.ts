@@ -1,0 +1,181 @@
+import net from "node:net";
+import type { Logger } from "pino";
+import { SplitReassembler } from "../hj212/split.js";
+import type { Driver, DriverSink } from "./types.js";
+import { zeroCounts, type Hj212Counts } from "./hj212-counts.js";
+import { Hj212Intake } from "./hj212-intake.js";
+import { Hj212DriverOptions } from "./hj212-options.js";
+import { ProblemLog } from "./hj212-problems.js";
+import { Hj212Session } from "./hj212-session.js";
+
+/**
+ * The HJ 212 TCP server driver: monitors connect to it as to their platform and push frames
+ * (HJ212.md). Per connection: framer → CRC → segment → split reassembly → mapping → sink → reply
+ * (hj212-session.ts, hj212-intake.ts). This file owns the sockets and their bounds: at most
+ * `maxConnections` at once, a fixed read buffer each, an idle timeout, and a cap on replies
+ * queued to a peer that does not read.
+ */
+
+export interface Hj212DriverDeps {
+  readonly logger: Logger;
+}
+
+/** How often split packets pending too long are given up (and delivered piece by piece). */
+const SPLIT_SWEEP_MS = 1_000;
+/** At stop, connections get this long to flush their last replies before they are cut. */
+const STOP_GRACE_MS = 1_000;
+
+export class Hj212Server implements Driver {
+  private readonly log: Logger;
+  private readonly problems: ProblemLog;
+  private readonly counts: Hj212Counts = zeroCounts();
+  private readonly sockets = new Set<net.Socket>();
+  private server: net.Server | undefined;
+  private sweep: NodeJS.Timeout | undefined;
+  private intake: Hj212Intake | undefined;
+  private boundPort: number | undefined;
+
+  constructor(
+    private readonly options: Hj212DriverOptions,
+    deps: Hj212DriverDeps,
+  ) {
+    this.log = deps.logger.child({ module: "hj212", port: options.port });
+    this.problems = new ProblemLog(this.log, options.problemLogIntervalS * 1_000);
+  }
+
+  get name(): string {
+    return `hj212:${this.options.host}:${this.boundPort ?? this.options.port}`;
+  }
+
+  /** The port listened on (the OS-chosen one when the options say 0); undefined before start. */
+  get port(): number | undefined {
+    return this.boundPort;
+  }
+
+  async start(sink: DriverSink): Promise<void> {
+    if (this.server !== undefined) throw new Error(`${this.name} is already started`);
+    const { split } = this.options;
+    const intake = new Hj212Intake({
+      mapping: this.options.mapping,
+      sink,
+      split: new SplitReassembler({
+        maxPendingGroups: split.maxPendingGroups,
+        maxPieces: split.maxPieces,
+        timeoutMs: split.timeoutS * 1_000,
+      }),
+      counts: this.counts,
+      problems: this.problems,
+      log: this.log,
+      now: Date.now,
+    });
+    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, intake));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: this.options.host, port: this.options.port }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", (error) => this.log.error({ err: error }, "HJ 212 server error"));
+    const address = server.address();
+    this.boundPort = typeof address === "object" && address !== null ? address.port : undefined;
+    this.server = server;
+    this.intake = intake;
+    this.sweep = setInterval(() => intake.expire(), SPLIT_SWEEP_MS);
+    this.sweep.unref();
+    this.log.info({ host: this.options.host, port: this.boundPort }, "HJ 212 server listening");
+  }
+
+  /**
+   * Stops accepting, lets open connections flush their replies (cut after a grace period), then
+   * delivers the split packets still pending piece by piece: their pieces were answered.
+   */
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (server === undefined) return;
+    this.server = undefined;
+    clearInterval(this.sweep);
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroySoon();
+    const cut = setTimeout(() => {
+      for (const socket of this.sockets) socket.destroy();
+    }, STOP_GRACE_MS);
+    await closed;
+    clearTimeout(cut);
+    this.intake?.flush();
+    this.intake = undefined;
+    this.log.info(this.stats(), "HJ 212 server stopped");
+  }
+
+  stats(): Readonly<Record<string, number>> {
+    return { ...this.counts, connectionsOpen: this.sockets.size };
+  }
+
+  private accept(socket: net.Socket, intake: Hj212Intake): void {
+    const remote = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
+    if (this.sockets.size >= this.options.maxConnections || this.server === undefined) {
+      this.counts.connectionsRefused++;
+      this.problems.warn(
+        "HJ212_TOO_MANY_CONNECTIONS",
+        { remote, maxConnections: this.options.maxConnections },
+        "HJ 212 connection refused: maxConnections reached",
+      );
+      socket.destroy();
+      return;
+    }
+    this.counts.connections++;
+    this.sockets.add(socket);
+    const session = new Hj212Session(this.options, {
+      intake,
+      counts: this.counts,
+      problems: this.problems,
+      remote,
+    });
+    this.log.debug({ remote }, "HJ 212 monitor connected");
+    socket.setTimeout(this.options.idleTimeoutS * 1_000, () => {
+      this.counts.idleTimeouts++;
+      this.log.info(
+        { remote, idleTimeoutS: this.options.idleTimeoutS },
+        "HJ 212 connection idle, closed",
+      );
+      socket.destroy();
+    });
+    socket.on("data", (chunk: Buffer) => {
+      for (const reply of session.receive(chunk)) this.write(socket, reply, remote);
+    });
+    socket.on("error", (error) => {
+      this.counts.socketErrors++;
+      this.log.debug({ remote, err: error }, "HJ 212 socket error");
+    });
+    socket.once("close", () => {
+      this.sockets.delete(socket);
+      session.end();
+      this.log.debug({ remote }, "HJ 212 monitor disconnected");
+    });
+  }
+
+  /** Writes a reply, or closes a peer that has left too many replies unread. */
+  private write(socket: net.Socket, reply: string, remote: string): void {
+    if (socket.destroyed) return;
+    if (socket.writableLength + reply.length > this.options.maxReplyBacklogBytes) {
+      this.counts.replyBacklogOverflows++;
+      this.problems.warn(
+        "HJ212_REPLY_BACKLOG",
+        { remote, queuedBytes: socket.writableLength },
+        "HJ 212 peer does not read its replies; connection closed",
+      );
+      socket.destroy();
+      return;
+    }
+    socket.write(reply);
+  }
+}
+
+/** The factory the agent registers (edge/drivers/index.ts): `drivers: [{ type: hj212, … }]`. */
+export const hj212DriverFactory = {
+  type: "hj212",
+  options: Hj212DriverOptions,
+  create(options: Hj212DriverOptions, deps: Hj212DriverDeps): Hj212Server {
+    return new Hj212Server(options, deps);
+  },
+} as const;
