@@ -6,6 +6,7 @@ import { RegistryError } from "../registry/store.js";
 import { type RunFlags, loadCitywatchConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { devicesCommand } from "./commands/devices.js";
+import { edgeCommand } from "./commands/edge.js";
 import { serve } from "./commands/serve.js";
 
 const program = new Command()
@@ -72,10 +73,10 @@ runOptions(program.command("ingest"))
   .action((flags: RunFlags) => runServe(flags, { seedDemo: false, broker: false, ingest: true }));
 
 devicesCommand(program);
+edgeCommand(program);
 
 // Components that later versions fill; each says so plainly instead of pretending.
 const pending: Array<[string, string]> = [
-  ["edge", "the edge agent (HJ 212, Modbus, durable log)"],
   ["sim", "the city simulators"],
   ["dashboards", "Grafana dashboards build and verify"],
 ];

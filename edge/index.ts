@@ -1,0 +1,11 @@
+/** The edge agent's public surface, for the composition root (cli/) and tests. */
+export {
+  AGENT,
+  buildAgent,
+  type AgentDeps,
+  type AgentStats,
+  type EdgeAgent,
+} from "./agent/agent.js";
+export { DRIVERS, createDrivers, type DriverDeps, type DriverFactory } from "./drivers/index.js";
+export type { SampleGenerator, SampleSource, SimulatedSample } from "./drivers/simulated.js";
+export type { Driver, DriverSink, FieldSample } from "./drivers/types.js";
