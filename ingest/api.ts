@@ -17,6 +17,7 @@ import {
 import type { RegistryView } from "./app.js";
 import type { IngestState } from "./state.js";
 import type { StoredReading, TimeSeriesStore } from "./store/types.js";
+import { registerTaskRoutes, type TaskApiDeps, taskOpenApiPaths } from "./tasks/routes.js";
 
 export interface ApiDeps {
   readonly registry: RegistryView;
@@ -26,6 +27,8 @@ export interface ApiDeps {
   readonly health: () => { ok: boolean; detail: Record<string, unknown> };
   readonly onlineIntervals: number;
   readonly now: () => number;
+  /** The task routes (ingest.tasks.api); absent: the API serves readings only. */
+  readonly tasks?: TaskApiDeps | undefined;
 }
 
 /** Buckets one aggregate request may produce at most. */
@@ -85,9 +88,12 @@ export function openApiDocument(): Record<string, unknown> {
     info: {
       title: "citywatch ingest API",
       version: "1.0.0",
-      description: "Readings, device state and dead letters.",
+      description:
+        "Readings, device state and dead letters; tasks, evidence and the live task stream.",
     },
+    components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
     paths: {
+      ...taskOpenApiPaths(),
       "/api/v1/devices": {
         get: {
           summary: "Registered devices with last-seen time and online state",
@@ -325,5 +331,6 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     };
   });
 
+  if (deps.tasks !== undefined) registerTaskRoutes(app, deps.tasks);
   return app;
 }

@@ -3,12 +3,15 @@ import type { Logger } from "pino";
 import type { Device, IngestConfig, Site, StoreConfig } from "../contracts/index.js";
 import type { DeviceLookup } from "./decode.js";
 import { ingestMetrics, type IngestMetrics } from "./metrics.js";
+import type { Publisher } from "./notify/mqtt.js";
 import { Pipeline } from "./pipeline.js";
 import { IngestState } from "./state.js";
 import { createInfluxStore, type InfluxStoreOptions } from "./store/influxdb.js";
 import { createSqliteStore } from "./store/sqlite.js";
 import type { TimeSeriesStore } from "./store/types.js";
 import { connectSubscriber } from "./subscriber.js";
+import { buildTaskSystem, type TaskSystem } from "./tasks/build.js";
+import type { Recheck } from "./tasks/graduated.js";
 
 /** The registry as the ingest sees it (read-only). */
 export interface RegistryView extends DeviceLookup {
@@ -24,6 +27,10 @@ export interface IngestDeps {
   /** The broker to subscribe to and the credentials of the ingest's service account. */
   readonly mqtt: { url: string; username: string; password: string; clientId: string };
   readonly now?: () => number;
+  /** Publishes task events on the MQTT task topics (QoS 1); absent: no MQTT task target. */
+  readonly publishTask?: Publisher | undefined;
+  /** Re-checks a warned party's data at the rectification deadline (graduated response). */
+  readonly recheck?: Recheck | undefined;
 }
 
 export interface Ingest {
@@ -31,6 +38,8 @@ export interface Ingest {
   readonly state: IngestState;
   readonly store: TimeSeriesStore;
   readonly pipeline: Pipeline;
+  /** Tasks, their notifications, stream and API tokens; the rules driver hands decisions to `tasks.service`. */
+  readonly tasks: TaskSystem;
   start(): Promise<void>;
   stop(): Promise<void>;
   mqttConnected(): boolean;
@@ -109,12 +118,23 @@ export function build(deps: IngestDeps): Ingest {
     brokerConnected: () => subscriber?.connected() ?? false,
   });
   metrics.observe({ inbox: () => state.inboxDepth(), storeUp: () => (pipeline.isStoreUp ? 1 : 0) });
+  const tasks = buildTaskSystem({
+    log,
+    config: deps.config.tasks,
+    dataDir: deps.dataDir,
+    registry: deps.registry,
+    metricsRegistry: metrics.registry,
+    now,
+    publish: deps.publishTask,
+    recheck: deps.recheck,
+  });
 
   return {
     metrics,
     state,
     store,
     pipeline,
+    tasks,
     async start() {
       await store.open().catch((error: unknown) => {
         // Start anyway: messages wait in the inbox until the store answers.
@@ -124,6 +144,7 @@ export function build(deps: IngestDeps): Ingest {
           "store not reachable at start; holding messages until it is",
         );
       });
+      tasks.start();
       pipeline.start();
       subscriber = connectSubscriber(
         { ...deps.mqtt, inboxMaxMessages: deps.config.inboxMaxMessages },
@@ -145,6 +166,8 @@ export function build(deps: IngestDeps): Ingest {
     async stop() {
       // The last round still publishes its commits, so the pipeline stops before the connection.
       await pipeline.stop();
+      // Deliveries in flight may publish on the subscriber's connection: tasks stop first.
+      await tasks.stop();
       await subscriber?.stop();
       await store.close();
       state.close();

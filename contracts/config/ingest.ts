@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { Flag, PositiveInt } from "./fields.js";
+import { TasksConfig } from "./tasks.js";
 
 const days = (n: number) => n * 24 * 3600 * 1000;
 
@@ -82,5 +83,7 @@ export const IngestConfig = z.strictObject({
   gapTimeoutMs: PositiveInt.default(10 * 60 * 1000),
   /** A device is online while its last message is younger than this many expected intervals. */
   onlineIntervals: PositiveInt.default(3),
+  /** The task service: routing, SLA, graduated response, notifications, API tokens. */
+  tasks: TasksConfig.prefault({}),
 });
 export type IngestConfig = z.infer<typeof IngestConfig>;

@@ -1,0 +1,144 @@
+import { z } from "zod";
+import { parseDuration, RuleId } from "../rules.js";
+import { TaskKind } from "../topics.js";
+import { PositiveInt } from "./fields.js";
+
+/**
+ * Configuration of the task service (`ingest.tasks`): routing, SLA, graduated response,
+ * notification delivery and API tokens. docs/tasks.md describes each behaviour.
+ */
+
+/**
+ * A duration: milliseconds as a number (or a string of digits), or a duration string with units
+ * d, h, m, s, ms (`"72h"`, `"1h30m"`), the notation rule files use.
+ */
+export const DurationMs = z.preprocess(
+  (value) => {
+    if (typeof value !== "string") return value;
+    if (/^\d+$/.test(value)) return Number(value);
+    return parseDuration(value) ?? value;
+  },
+  z
+    .number({ error: 'must be milliseconds or a duration like "72h", "30m", "1d"' })
+    .int({ error: "must be a whole number of milliseconds" })
+    .min(1, { error: "must be positive" }),
+);
+
+/** Site types as in the registry (kept as strings here; the registry validates sites). */
+const SiteTypeText = z.string().min(1).max(32);
+
+/**
+ * One line of the responsibility list: the department (and optionally its team) for the tasks
+ * it matches. Every list given must match; an absent list matches everything. The first line
+ * that matches wins, so put specific lines before general ones.
+ */
+export const Responsibility = z.strictObject({
+  department: z.string().min(1).max(120),
+  /** The team; absent: the grid team of the site's grid cell (see `gridTeams`). */
+  team: z.string().min(1).max(120).optional(),
+  match: z
+    .strictObject({
+      kinds: z.array(TaskKind).min(1).optional(),
+      /** Rule id prefixes, e.g. `noise.construction.` or `tunnel.`. */
+      rulePrefixes: z.array(z.string().min(1).max(64)).min(1).optional(),
+      /** Rule domains: the first segment of the rule id (`noise`, `dust`, `water`, `tunnel`). */
+      domains: z.array(z.string().min(1).max(32)).min(1).optional(),
+      /** Districts (`area.district` of the site). */
+      districts: z.array(z.string().min(1).max(64)).min(1).optional(),
+      siteTypes: z.array(SiteTypeText).min(1).optional(),
+    })
+    .prefault({}),
+});
+export type Responsibility = z.infer<typeof Responsibility>;
+
+/** Limits of one case type: filed but not handled, handled but not closed. */
+export const SlaLimits = z.strictObject({
+  handleWithinMs: DurationMs,
+  closeWithinMs: DurationMs,
+});
+export type SlaLimits = z.infer<typeof SlaLimits>;
+
+/** A webhook receiver: every task event is POSTed to it through the durable outbox. */
+export const WebhookConfig = z.strictObject({
+  /** Names the receiver in the outbox, logs and metrics. */
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, {
+    error: "a webhook name must be 1-32 characters of a-z 0-9 _ - (e.g. city-platform)",
+  }),
+  url: z.url({ error: "must be an http:// or https:// URL" }),
+  /** HMAC-SHA256 key of the signature header; at least 16 characters. */
+  secret: z.string().min(16, { error: "a webhook secret must be at least 16 characters" }),
+  /** Only events of tasks of these kinds; absent: all. */
+  kinds: z.array(TaskKind).min(1).optional(),
+});
+export type WebhookConfig = z.infer<typeof WebhookConfig>;
+
+export const TasksConfig = z.strictObject({
+  /** Department of a task no responsibility line matches. */
+  defaultDepartment: z.string().min(1).max(120).default("urban-management-command-centre"),
+  responsibilities: z.array(Responsibility).default([]),
+  /** Grid cell → the grid team that works it (grid management, GB/T 30428.1). */
+  gridTeams: z.record(z.string().min(1).max(64), z.string().min(1).max(120)).default({}),
+  /** SLA per case type. Defaults are product defaults, not from a standard: set your own. */
+  sla: z
+    .strictObject({
+      enforcement: SlaLimits.default({
+        handleWithinMs: 3 * 86_400_000,
+        closeWithinMs: 7 * 86_400_000,
+      }),
+      emergency: SlaLimits.default({ handleWithinMs: 2 * 3_600_000, closeWithinMs: 86_400_000 }),
+      maintenance: SlaLimits.default({
+        handleWithinMs: 7 * 86_400_000,
+        closeWithinMs: 14 * 86_400_000,
+      }),
+    })
+    .prefault({}),
+  /** Graduated response of enforcement cases (education first, then penalty). */
+  graduated: z
+    .strictObject({
+      /** A regulated party's violation is a repeat when it had another case within this period. */
+      periodMs: DurationMs.default(365 * 86_400_000),
+      /** Rectification deadline of a warning notice, from filing. */
+      rectifyWithinMs: DurationMs.default(3 * 86_400_000),
+      /** A re-check that finds no data is tried again after this long… */
+      recheckRetryMs: DurationMs.default(3_600_000),
+      /** …this many times, then the case needs an inspection on site. */
+      recheckAttempts: PositiveInt.default(3),
+      /** Per-rule rectification deadlines that differ from `rectifyWithinMs`. */
+      rectifyWithinByRule: z.record(RuleId, DurationMs).default({}),
+    })
+    .prefault({}),
+  /** How often SLA timers and re-checks are evaluated. */
+  tickMs: DurationMs.default(30_000),
+  webhooks: z.array(WebhookConfig).default([]),
+  outbox: z
+    .strictObject({
+      /**
+       * Undelivered notifications held at most, per target. At the bound the oldest pending one
+       * of that target is moved to the dead outbox (kept, counted) so the newest task states
+       * get through: every notification carries the whole task, so a newer one supersedes it.
+       */
+      maxPending: PositiveInt.default(10_000),
+      /** Attempts per notification before it is moved to the dead outbox. */
+      maxAttempts: PositiveInt.default(50),
+      /** Exponential backoff with full jitter: min(max, base · 2^attempt) · random. */
+      backoffBaseMs: DurationMs.default(1_000),
+      backoffMaxMs: DurationMs.default(300_000),
+      /** Timeout of one webhook request. */
+      timeoutMs: DurationMs.default(10_000),
+    })
+    .prefault({}),
+  /** Live stream (server-sent events). */
+  stream: z
+    .strictObject({
+      /** Events buffered per client at most; a client that falls this far behind is dropped. */
+      clientBuffer: PositiveInt.default(1_000),
+      /** Clients connected at most; further clients get 503. */
+      maxClients: PositiveInt.default(100),
+      /** A comment line is sent this often so proxies keep the connection open. */
+      heartbeatMs: DurationMs.default(15_000),
+    })
+    .prefault({}),
+  /** API tokens: how long a token is cached after a lookup (a revocation takes effect after this). */
+  tokens: z.strictObject({ cacheMs: z.number().int().min(0).default(5_000) }).prefault({}),
+});
+export type TasksConfig = z.infer<typeof TasksConfig>;

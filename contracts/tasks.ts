@@ -1,0 +1,316 @@
+import { z } from "zod";
+import { QueryInstant } from "./api.js";
+import { QualityFlag } from "./quality.js";
+import { AdministrativeArea, GeoPoint, RegulatedParty } from "./registry.js";
+import { Clause, RuleSubject } from "./rules.js";
+import { TaskKind } from "./topics.js";
+
+/*
+ * Tasks: enforcement cases, emergency tasks and maintenance tasks, their audit trail, the events
+ * published about them (SSE, MQTT task topics, webhooks), evidence packages and the task API.
+ * docs/tasks.md describes the lifecycle and every format.
+ */
+
+/** Lifecycle states, in order. Only `closed` is terminal. */
+export const TaskState = z.enum(
+  ["filed", "dispatched", "acknowledged", "in_progress", "handled", "verified", "closed"],
+  {
+    error:
+      "state must be filed, dispatched, acknowledged, in_progress, handled, verified or closed",
+  },
+);
+export type TaskState = z.infer<typeof TaskState>;
+
+/**
+ * Why a task was closed. `rectified` needs a verified task; the others may close a task that was
+ * never handled (nothing to handle: a false alarm, a broken sensor, an exempt party).
+ */
+export const ClosureReason = z.enum(["rectified", "false_positive", "sensor_fault", "exempt"], {
+  error: "reason must be rectified, false_positive, sensor_fault or exempt",
+});
+export type ClosureReason = z.infer<typeof ClosureReason>;
+
+/** Roles of API tokens. See docs/tasks.md for what each may do. */
+export const ApiRole = z.enum(["admin", "operator", "emergency", "enforcement", "viewer"], {
+  error: "role must be admin, operator, emergency, enforcement or viewer",
+});
+export type ApiRole = z.infer<typeof ApiRole>;
+
+/** What an audit entry records. */
+export const AuditAction = z.enum([
+  "filed",
+  "routed",
+  "transition",
+  "repeat_attached",
+  "level_raised",
+  "escalated_unacknowledged",
+  "condition_cleared",
+  "evidence_attached",
+  "warning_issued",
+  "referred_for_penalty",
+  "recheck_compliant",
+  "recheck_violating",
+  "recheck_no_data",
+  "inspection_needed",
+  "sla_flagged",
+]);
+export type AuditAction = z.infer<typeof AuditAction>;
+
+/** One entry of a task's append-only audit trail. */
+export const AuditEntry = z.object({
+  /** Position in the whole audit trail (increasing across tasks). */
+  id: z.number().int(),
+  taskId: z.string(),
+  at: z.string(),
+  /** A person (`token name (role)`) or `system` (rules engine, timers). */
+  actor: z.string(),
+  action: AuditAction,
+  from: TaskState.optional(),
+  to: TaskState.optional(),
+  detail: z.string(),
+});
+export type AuditEntry = z.infer<typeof AuditEntry>;
+
+/** Where a task was routed. */
+export const TaskRouting = z.object({
+  department: z.string(),
+  team: z.string(),
+  district: z.string().optional(),
+  gridCell: z.string().optional(),
+  /** The responsibility line that matched (index in `tasks.responsibilities`), or null for the default. */
+  rule: z.number().int().nullable(),
+});
+export type TaskRouting = z.infer<typeof TaskRouting>;
+
+/** Graduated response of an enforcement case: education first, penalty for repeats. */
+export const GraduatedResponse = z.object({
+  stage: z.enum(["warning", "referred", "inspection"]),
+  /** Who the case is addressed to; the key is the credit code, or the site when there is none. */
+  party: z.object({ key: z.string(), name: z.string() }),
+  /** Why this stage: first violation, repeat of case X, failed re-check. */
+  reason: z.string(),
+  /** Rectification deadline of the warning notice. */
+  deadline: z.string().optional(),
+  recheck: z
+    .object({
+      dueAt: z.string(),
+      attempts: z.number().int(),
+      outcome: z.enum(["compliant", "violating", "no_data"]).optional(),
+      at: z.string().optional(),
+    })
+    .optional(),
+});
+export type GraduatedResponse = z.infer<typeof GraduatedResponse>;
+
+/** SLA flags of a task (filed but not handled, handled but not closed, past their limits). */
+export const SlaFlag = z.enum(["not_handled", "not_closed"]);
+export type SlaFlag = z.infer<typeof SlaFlag>;
+
+/** A task as the API, the stream and the notifications show it. */
+export const Task = z.object({
+  id: z.string(),
+  kind: TaskKind,
+  state: TaskState,
+  title: z.string(),
+  rule: z.object({ id: z.string(), version: z.number().int(), clause: Clause }),
+  subject: z.object({ type: RuleSubject, id: z.string() }),
+  siteId: z.string().optional(),
+  deviceIds: z.array(z.string()),
+  routing: TaskRouting,
+  /** Severity: IV … I (emergency), warning / case (enforcement); absent for maintenance. */
+  level: z.string().optional(),
+  levelIndex: z.number().int(),
+  /** Sites the task concerns: the subject's site, or a tunnel segment and its neighbours. */
+  affectedSites: z.array(z.string()),
+  actions: z.array(z.string()),
+  /** The alarm (per subject and rule) the task was opened for, and later alarms attached. */
+  alarmSeq: z.number().int(),
+  detail: z.string(),
+  value: z.union([z.number(), z.boolean()]).optional(),
+  limit: z.number().optional(),
+  /** Raised from replayed (historical) data. */
+  replayed: z.boolean(),
+  filedAt: z.string(),
+  /** When the condition started to hold (start of pending). */
+  startedAt: z.string(),
+  updatedAt: z.string(),
+  repeats: z.number().int(),
+  escalations: z.number().int(),
+  /** When the condition last cleared; the task stays open until people close it. */
+  conditionClearedAt: z.string().optional(),
+  acknowledgedAt: z.string().optional(),
+  handledAt: z.string().optional(),
+  closedAt: z.string().optional(),
+  closure: z.object({ reason: ClosureReason, note: z.string().optional() }).optional(),
+  graduated: GraduatedResponse.optional(),
+  sla: z.object({ flags: z.array(SlaFlag) }),
+  /** Evidence packages attached (raise, level rises); the newest is exported by default. */
+  evidenceCount: z.number().int(),
+});
+export type Task = z.infer<typeof Task>;
+
+/**
+ * An event about a task: published on the live stream, the MQTT task topic and to webhooks.
+ * `id` is unique and increasing; webhooks carry it as the idempotency key.
+ */
+export const TaskEvent = z.object({
+  id: z.number().int(),
+  /** The main change (`filed`, `transition`, `level_raised`, …): the first entry's action. */
+  type: AuditAction,
+  at: z.string(),
+  task: Task,
+  /** The audit entries of this change. */
+  entries: z.array(AuditEntry),
+});
+export type TaskEvent = z.infer<typeof TaskEvent>;
+
+/** Body of `POST /api/v1/tasks/{id}/transitions`. */
+export const TransitionRequest = z.strictObject({
+  to: TaskState,
+  /** Required when `to` is `closed`. */
+  reason: ClosureReason.optional(),
+  note: z.string().min(1).max(2_000).optional(),
+});
+export type TransitionRequest = z.infer<typeof TransitionRequest>;
+
+const Flag = z.enum(["true", "false"], { error: "must be true or false" });
+
+/** Query of `GET /api/v1/tasks`. */
+export const TaskListQuery = z
+  .strictObject({
+    kind: TaskKind.optional(),
+    state: z.union([TaskState, z.literal("open")]).optional(),
+    site: z.string().min(1).optional(),
+    district: z.string().min(1).optional(),
+    rule: z.string().min(1).optional(),
+    flagged: Flag.transform((v) => v === "true").optional(),
+    /** Filed at or after. */
+    from: QueryInstant.optional(),
+    /** Filed before. */
+    to: QueryInstant.optional(),
+    limit: z
+      .string()
+      .regex(/^\d+$/, { error: "must be a whole number" })
+      .transform(Number)
+      .pipe(z.number().int().min(1).max(1_000, { error: "must be <= 1000" }))
+      .optional(),
+  })
+  .refine((q) => q.to === undefined || q.from === undefined || q.to > q.from, {
+    error: "to must be after from",
+    path: ["to"],
+  });
+export type TaskListQuery = z.infer<typeof TaskListQuery>;
+
+export const TaskListResponse = z.object({ tasks: z.array(Task) });
+export const TaskDetailResponse = z.object({ task: Task, audit: z.array(AuditEntry) });
+
+/** Body of every 4xx/5xx answer of the task API (the readings API's codes, plus auth and conflict). */
+export const TaskApiError = z.object({
+  error: z.enum([
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "unavailable",
+    "internal",
+  ]),
+  message: z.string(),
+  problems: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+});
+export type TaskApiError = z.infer<typeof TaskApiError>;
+
+// ---------------------------------------------------------------------------------------------
+// Evidence
+
+/** One raw reading in an evidence package, with its quality flag and whether the rule used it. */
+export const EvidenceReadingRecord = z.object({
+  deviceId: z.string(),
+  ts: z.string(),
+  quality: QualityFlag,
+  /** false: the rule's quality gate left it out (flagged maintenance, calibration, fault…). */
+  usable: z.boolean(),
+  values: z.record(z.string(), z.number()),
+});
+
+/** A device as evidence cites it: identity, calibration, place. */
+export const EvidenceDevice = z.object({
+  id: z.string(),
+  kind: z.string(),
+  model: z.string(),
+  serial: z.string(),
+  calibratedOn: z.string().nullable(),
+  calibrationDueOn: z.string().nullable(),
+  location: GeoPoint,
+  area: AdministrativeArea,
+  zoneClass: z.string().nullable(),
+});
+
+/**
+ * The evidence package of a task (format `citywatch-evidence/1`). `hash.value` is the SHA-256 of
+ * the canonical JSON (RFC 8785) of the package without its `hash` member; docs/tasks.md shows how
+ * to verify it.
+ */
+export const EvidencePackage = z.object({
+  format: z.literal("citywatch-evidence/1"),
+  taskId: z.string(),
+  /** Position of this package among the task's packages, from 1. */
+  sequence: z.number().int(),
+  createdAt: z.string(),
+  kind: TaskKind,
+  rule: z.object({
+    id: z.string(),
+    version: z.number().int(),
+    title: z.string(),
+    clause: Clause,
+    confidence: z.string(),
+    note: z.string().nullable(),
+    statement: z.string().nullable(),
+  }),
+  decision: z.object({
+    type: z.string(),
+    alarmSeq: z.number().int(),
+    level: z.string().nullable(),
+    at: z.string(),
+    startedAt: z.string().nullable(),
+    detail: z.string(),
+    replayed: z.boolean(),
+  }),
+  computation: z.object({
+    method: z.string(),
+    windowStart: z.string(),
+    windowEnd: z.string(),
+    value: z.union([z.number(), z.boolean()]).nullable(),
+    limit: z.number().nullable(),
+  }),
+  subject: z.object({ type: RuleSubject, id: z.string() }),
+  site: z
+    .object({
+      id: z.string(),
+      name: z.string(),
+      type: z.string(),
+      area: AdministrativeArea,
+      location: GeoPoint,
+      zoneClass: z.string().nullable(),
+      regulatedParty: RegulatedParty.nullable(),
+    })
+    .nullable(),
+  devices: z.array(EvidenceDevice),
+  readings: z.array(EvidenceReadingRecord),
+  hash: z.object({
+    algorithm: z.literal("sha256"),
+    canonicalization: z.literal("RFC 8785"),
+    value: z.string().regex(/^[0-9a-f]{64}$/),
+  }),
+});
+export type EvidencePackage = z.infer<typeof EvidencePackage>;
+
+/** Answer of `GET /api/v1/tasks/{id}/evidence/verify`. */
+export const EvidenceVerification = z.object({
+  taskId: z.string(),
+  sequence: z.number().int(),
+  valid: z.boolean(),
+  expected: z.string(),
+  actual: z.string(),
+});
+export type EvidenceVerification = z.infer<typeof EvidenceVerification>;
