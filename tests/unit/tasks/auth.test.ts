@@ -1,0 +1,63 @@
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ApiRole, TaskKind } from "../../../contracts/index.js";
+import { mayAct } from "../../../ingest/auth/roles.js";
+import { TokenStore } from "../../../ingest/auth/tokens.js";
+import { makeTempDir, removeTempDir } from "../../support/process.js";
+
+describe("role matrix", () => {
+  it("lets each role act on its own kind of task only; viewers on none, admin on all", () => {
+    const matrix = Object.fromEntries(
+      ApiRole.options.map((role) => [role, TaskKind.options.filter((kind) => mayAct(role, kind))]),
+    );
+    expect(matrix).toEqual({
+      admin: ["enforcement", "emergency", "maintenance"],
+      operator: ["maintenance"],
+      emergency: ["emergency"],
+      enforcement: ["enforcement"],
+      viewer: [],
+    });
+  });
+});
+
+describe("TokenStore", () => {
+  let dir: string;
+  let store: TokenStore;
+  beforeEach(async () => {
+    dir = await makeTempDir("cw-tokens-");
+    store = new TokenStore(join(dir, "tokens.db"));
+  });
+  afterEach(async () => {
+    store.close();
+    await removeTempDir(dir);
+  });
+
+  it("stores only a hash, authenticates the token, and stops after revocation", () => {
+    const { token, record } = store.add("duty-officer", "emergency");
+    expect(token).toMatch(/^cwt_[A-Za-z0-9_-]{43}$/);
+    expect(store.authenticate(token)).toMatchObject({ name: "duty-officer", role: "emergency" });
+    expect(store.authenticate(`${token}x`)).toBeUndefined();
+    expect(store.authenticate("not-a-token")).toBeUndefined();
+
+    const reopened = new TokenStore(join(dir, "tokens.db"));
+    const raw = (reopened as unknown as { db: { prepare(s: string): { all(): unknown[] } } }).db
+      .prepare("SELECT * FROM api_token")
+      .all();
+    expect(JSON.stringify(raw)).not.toContain(token.slice(4));
+    reopened.close();
+
+    expect(() => store.add("duty-officer", "viewer")).toThrow(/active token named duty-officer/);
+    expect(store.revoke(record.id).revokedAt).toBeDefined();
+    expect(store.authenticate(token)).toBeUndefined();
+    expect(() => store.revoke("duty-officer")).toThrow(/no active token/);
+    expect(store.add("duty-officer", "viewer").record.role).toBe("viewer"); // the name is free again
+    expect(store.list().map((t) => [t.name, t.role, t.revokedAt === undefined])).toEqual([
+      ["duty-officer", "emergency", false],
+      ["duty-officer", "viewer", true],
+    ]);
+  });
+
+  it("refuses a bad token name", () => {
+    expect(() => store.add("bad name/with slash", "viewer")).toThrow(/token name/);
+  });
+});

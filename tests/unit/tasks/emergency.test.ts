@@ -1,0 +1,98 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { TaskSystem } from "../../../ingest/tasks/build.js";
+import { makeTempDir, removeTempDir } from "../../support/process.js";
+import { fakeClock, gasNotice, MIN, raise, startSystem, T0 } from "./fixtures.js";
+
+describe("emergency tasks", () => {
+  let dir: string;
+  let system: TaskSystem;
+  const clock = fakeClock();
+
+  beforeEach(async () => {
+    dir = await makeTempDir("cw-emergency-");
+    clock.set(T0);
+    system = startSystem(dir, { now: clock.now });
+  });
+  afterEach(async () => {
+    await system.stop();
+    await removeTempDir(dir);
+  });
+
+  const ch4 = (at: number) =>
+    raise(at, { level: "IV", deviceId: "g-1", value: 22, limit: 20, detail: "CH4 22 %LEL >= 20" });
+
+  it("carries the level, the segment and its neighbours, and the recommended actions", () => {
+    system.service.handleAlarm(gasNotice(ch4(T0)));
+    expect(system.service.task("emg-000001")).toMatchObject({
+      kind: "emergency",
+      level: "IV",
+      levelIndex: 0,
+      affectedSites: ["ts-2", "ts-1", "ts-3"],
+      actions: [
+        expect.stringContaining("Alarm in the segment"),
+        expect.stringContaining("Accident ventilation"),
+      ] as unknown,
+      routing: { department: "emergency-management-bureau" },
+    });
+  });
+
+  it("raises the level and adds its actions; a lower level never lowers it", () => {
+    system.service.handleAlarm(gasNotice(ch4(T0)));
+    clock.advance(MIN);
+    const up = {
+      type: "escalate-level" as const,
+      alarmSeq: 1,
+      from: "IV",
+      level: "III",
+      levelIndex: 1,
+      at: clock.now(),
+      value: 26,
+      limit: 25,
+      detail: "CH4 26 %LEL >= 25",
+      replayed: false,
+    };
+    system.service.handleAlarm(gasNotice(up));
+    let task = system.service.task("emg-000001")!;
+    expect(task).toMatchObject({ level: "III", levelIndex: 1 });
+    expect(task.actions).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining("Cut the gas supply"),
+        expect.stringContaining("Accident ventilation"),
+      ]) as unknown,
+    );
+    system.service.handleAlarm(
+      gasNotice({ ...up, level: "IV", levelIndex: 0, at: clock.now() + MIN }),
+    );
+    system.service.handleAlarm(
+      gasNotice(raise(clock.now() + 2 * MIN, { alarmSeq: 2, level: "IV" })),
+    );
+    task = system.service.task("emg-000001")!;
+    expect(task).toMatchObject({ level: "III", levelIndex: 1, repeats: 1 });
+    const raised = system.service.audit(task.id).filter((e) => e.action === "level_raised");
+    expect(raised.map((e) => e.detail)).toEqual(["level IV → III"]);
+  });
+
+  it("records every escalation on no acknowledgement and notifies again; acknowledging tells the alarm", () => {
+    const heard: string[] = [];
+    const events: string[] = [];
+    system.service.onAcknowledged((ruleId, subjectId) => heard.push(`${ruleId}/${subjectId}`));
+    system.service.onEvent((e) => events.push(e.type));
+    system.service.handleAlarm(gasNotice(ch4(T0)));
+    system.service.handleAlarm(
+      gasNotice({ type: "escalate-unacknowledged", alarmSeq: 1, at: T0 + 15 * MIN, count: 1 }),
+    );
+    system.service.handleAlarm(
+      gasNotice({ type: "escalate-unacknowledged", alarmSeq: 1, at: T0 + 30 * MIN, count: 2 }),
+    );
+    expect(system.service.task("emg-000001")!.escalations).toBe(2);
+    expect(events).toEqual(["filed", "escalated_unacknowledged", "escalated_unacknowledged"]);
+    expect(system.outbox.pending("mqtt")).toBe(0); // no publisher wired in this test: no MQTT target
+    expect(heard).toEqual([]);
+    system.service.transition(
+      "emg-000001",
+      { to: "acknowledged" },
+      { name: "duty officer (emergency)" },
+    );
+    expect(heard).toEqual(["tunnel.ch4/ts-2"]);
+  });
+});

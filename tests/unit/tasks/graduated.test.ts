@@ -1,0 +1,169 @@
+import Database from "better-sqlite3";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { Task } from "../../../contracts/index.js";
+import type { TaskSystem } from "../../../ingest/tasks/build.js";
+import type { Recheck } from "../../../ingest/tasks/graduated.js";
+import { makeTempDir, removeTempDir } from "../../support/process.js";
+import {
+  DAY,
+  fakeClock,
+  HOUR,
+  MIN,
+  noiseEvidence,
+  noiseNotice,
+  raise,
+  startSystem,
+  T0,
+  tasksConfig,
+} from "./fixtures.js";
+
+/**
+ * A re-check as the lead wires it, over real readings in SQLite: the energy mean of LAeq in the
+ * hour before the check, against the task's limit; no readings → no_data.
+ */
+function sqliteRecheck(db: Database.Database, now: () => number): Recheck {
+  const query = db.prepare(
+    "SELECT laeq FROM reading WHERE site_id = ? AND ts_ms > ? AND ts_ms <= ?",
+  );
+  return (task: Task) => {
+    const rows = query.all(task.siteId, now() - HOUR, now()) as Array<{ laeq: number }>;
+    if (rows.length === 0) return "no_data";
+    const mean = 10 * Math.log10(rows.reduce((s, r) => s + 10 ** (r.laeq / 10), 0) / rows.length);
+    return mean > (task.limit ?? Number.POSITIVE_INFINITY) ? "violating" : "compliant";
+  };
+}
+
+describe("graduated response", () => {
+  let dir: string;
+  let system: TaskSystem;
+  let db: Database.Database;
+  const clock = fakeClock();
+  const write = (siteId: string, fromMs: number, minutes: number, laeq: number) => {
+    const insert = db.prepare("INSERT INTO reading (site_id, ts_ms, laeq) VALUES (?, ?, ?)");
+    for (let i = 0; i < minutes; i++) insert.run(siteId, fromMs + i * MIN, laeq);
+  };
+
+  beforeEach(async () => {
+    dir = await makeTempDir("cw-graduated-");
+    clock.set(T0);
+    db = new Database(join(dir, "readings.db"));
+    db.exec("CREATE TABLE reading (site_id TEXT, ts_ms INTEGER, laeq REAL)");
+    system = startSystem(dir, {
+      now: clock.now,
+      config: tasksConfig({
+        graduated: {
+          rectifyWithinMs: "2d",
+          periodMs: "180d",
+          recheckRetryMs: "1h",
+          recheckAttempts: 2,
+        },
+      }),
+      recheck: sqliteRecheck(db, clock.now),
+    });
+  });
+  afterEach(async () => {
+    await system.stop();
+    db.close();
+    await removeTempDir(dir);
+  });
+
+  const actions = (id: string) => system.service.audit(id).map((e) => e.action);
+
+  it("warns a first offender with a deadline; a compliant re-check at the deadline keeps it a warning", () => {
+    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    const task = system.service.task("enf-000001")!;
+    expect(task.graduated).toMatchObject({
+      stage: "warning",
+      party: { key: "91310000MA1FL0AB1X", name: "Acme <Build> Co." },
+      deadline: new Date(T0 + 2 * DAY).toISOString(),
+      recheck: { dueAt: new Date(T0 + 2 * DAY).toISOString(), attempts: 0 },
+    });
+    expect(actions(task.id)).toContain("warning_issued");
+
+    clock.advance(2 * DAY - MIN);
+    write("cs-1", clock.now() - 30 * MIN, 30, 50); // quiet nights after the warning
+    system.service.tick();
+    expect(system.service.task(task.id)!.graduated?.recheck?.outcome).toBeUndefined(); // not due yet
+
+    clock.advance(MIN);
+    system.service.tick();
+    expect(system.service.task(task.id)!.graduated).toMatchObject({
+      stage: "warning",
+      recheck: { outcome: "compliant", attempts: 1 },
+    });
+    expect(actions(task.id)).toContain("recheck_compliant");
+    clock.advance(DAY);
+    system.service.tick();
+    expect(actions(task.id).filter((a) => a.startsWith("recheck"))).toHaveLength(1); // checked once
+  });
+
+  it("refers the party for penalty when the re-check finds the violation continuing", () => {
+    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    clock.advance(2 * DAY);
+    write("cs-1", clock.now() - 40 * MIN, 40, 63);
+    system.service.tick();
+    expect(system.service.task("enf-000001")!.graduated).toMatchObject({
+      stage: "referred",
+      recheck: { outcome: "violating" },
+    });
+    expect(actions("enf-000001")).toEqual(
+      expect.arrayContaining(["recheck_violating", "referred_for_penalty"]) as unknown,
+    );
+  });
+
+  it("retries a re-check without data, then asks for an inspection on site", () => {
+    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    clock.advance(2 * DAY);
+    system.service.tick();
+    expect(system.service.task("enf-000001")!.graduated).toMatchObject({
+      stage: "warning",
+      recheck: { attempts: 1, dueAt: new Date(clock.now() + HOUR).toISOString() },
+    });
+    clock.advance(HOUR);
+    system.service.tick();
+    expect(system.service.task("enf-000001")!.graduated).toMatchObject({
+      stage: "inspection",
+      recheck: { attempts: 2, outcome: "no_data" },
+    });
+    expect(actions("enf-000001")).toEqual(
+      expect.arrayContaining(["recheck_no_data", "inspection_needed"]) as unknown,
+    );
+  });
+
+  it("refers a repeat offender: another case of the same party (any of its sites) within the period", () => {
+    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    clock.advance(30 * DAY);
+    system.service.handleAlarm(noiseNotice("cs-2", raise(clock.now()), noiseEvidence(clock.now())));
+    expect(system.service.task("enf-000002")!.graduated).toMatchObject({
+      stage: "referred",
+      reason: expect.stringContaining("earlier case enf-000001") as unknown,
+    });
+    expect(actions("enf-000002")).toContain("referred_for_penalty");
+    // Another party is still a first offender.
+    system.service.handleAlarm(noiseNotice("cs-3", raise(clock.now()), noiseEvidence(clock.now())));
+    expect(system.service.task("enf-000003")!.graduated).toMatchObject({
+      stage: "warning",
+      party: { key: "site:cs-3" },
+    });
+  });
+
+  it("warns again once the period has passed", () => {
+    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    clock.advance(181 * DAY);
+    system.service.handleAlarm(noiseNotice("cs-2", raise(clock.now()), noiseEvidence(clock.now())));
+    expect(system.service.task("enf-000002")!.graduated?.stage).toBe("warning");
+  });
+
+  it("refers a warned party that violates again while the case is open", () => {
+    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    clock.advance(3 * HOUR);
+    system.service.handleAlarm(
+      noiseNotice("cs-1", raise(clock.now(), { alarmSeq: 2 }), noiseEvidence(clock.now())),
+    );
+    expect(system.service.task("enf-000001")!.graduated?.stage).toBe("referred");
+    clock.advance(2 * DAY);
+    system.service.tick();
+    expect(actions("enf-000001").filter((a) => a.startsWith("recheck"))).toEqual([]); // nothing left to re-check
+  });
+});
