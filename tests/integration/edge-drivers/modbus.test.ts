@@ -1,0 +1,224 @@
+import type net from "node:net";
+import modbusSerial, { type IServiceVector } from "modbus-serial";
+import { pino } from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { modbusDriverFactory, type ModbusDriver } from "../../../edge/drivers/modbus.js";
+import type { ModbusDriverOptionsInput } from "../../../edge/drivers/modbus-options.js";
+import { until } from "../../support/broker.js";
+import { recordingSink } from "../../unit/edge-drivers/hj212-fixtures.js";
+
+/*
+ * The Modbus driver polling the library's own Modbus TCP server (modbus-serial ServerTCP) on
+ * 127.0.0.1, port 0, over real sockets. Register contents are laid out by hand per unit id.
+ */
+
+const log = pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" });
+const { ServerTCP } = modbusSerial;
+
+interface Unit {
+  holding?: Record<number, number>;
+  input?: Record<number, number>;
+  coils?: Record<number, boolean>;
+  /** Holding addresses answered with exception 2 (illegal data address). */
+  illegal?: readonly number[];
+  /** Holding addresses never answered (a unit that went silent). */
+  silent?: readonly number[];
+}
+
+interface FieldServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+const servers: FieldServer[] = [];
+const drivers: ModbusDriver[] = [];
+
+afterEach(async () => {
+  await Promise.all(drivers.splice(0).map((driver) => driver.stop()));
+  await Promise.all(servers.splice(0).map((server) => server.close()));
+});
+
+function illegalAddress(): Error {
+  return Object.assign(new Error("illegal data address"), { modbusErrorCode: 0x02 });
+}
+
+/** A Modbus TCP server answering for the given units; `port` 0 lets the OS choose. */
+async function startFieldServer(units: Record<number, Unit>, port = 0): Promise<FieldServer> {
+  const unit = (id: number): Unit => {
+    const found = units[id];
+    if (found === undefined) throw illegalAddress();
+    return found;
+  };
+  const vector: IServiceVector = {
+    getHoldingRegister: (addr: number, unitId: number) => {
+      const u = unit(unitId);
+      if (u.silent?.includes(addr) === true) return new Promise<number>(() => undefined);
+      if (u.illegal?.includes(addr) === true) throw illegalAddress();
+      return u.holding?.[addr] ?? 0;
+    },
+    getInputRegister: (addr: number, unitId: number) => unit(unitId).input?.[addr] ?? 0,
+    getCoil: (addr: number, unitId: number) => unit(unitId).coils?.[addr] ?? false,
+  };
+  const server = new ServerTCP(vector, { host: "127.0.0.1", port, unitID: 255 });
+  await new Promise<void>((resolve, reject) => {
+    server.once("initialized", () => resolve());
+    server.once("serverError", reject);
+  });
+  // ServerTCP keeps its net.Server private; the OS-chosen port is only there.
+  const listening = (server as unknown as { _server: net.Server })._server.address();
+  if (listening === null || typeof listening !== "object") throw new Error("no port");
+  const field = {
+    port: listening.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of server.socks.keys()) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  servers.push(field);
+  return field;
+}
+
+async function startDriver(port: number, overrides: Partial<ModbusDriverOptionsInput> = {}) {
+  const recorder = recordingSink();
+  const options = modbusDriverFactory.options.parse({
+    connection: { transport: "tcp", host: "127.0.0.1", port },
+    timeoutMs: 300,
+    backoff: { minMs: 100, maxMs: 400 },
+    devices: TUNNEL_AND_FUME,
+    ...overrides,
+  });
+  const driver = modbusDriverFactory.create(options, { logger: log });
+  drivers.push(driver);
+  await driver.start(recorder.sink);
+  return { driver, ...recorder };
+}
+
+/** Two units behind one gateway: a tunnel gas detector and a fume monitor's controller. */
+const TUNNEL_AND_FUME: ModbusDriverOptionsInput["devices"] = [
+  {
+    deviceId: "tunnel-a-gas-1",
+    kind: "utility_tunnel",
+    unitId: 1,
+    pollIntervalMs: 200,
+    registers: [
+      { quantity: "ch4", address: 0, scale: 0.1 }, // uint16 tenths of %LEL
+      { quantity: "o2", address: 1, type: "float32", order: "CDAB" },
+      { quantity: "temperature", address: 3, type: "int16", scale: 0.1 },
+      { quantity: "h2s", address: 4, type: "float32", order: "BADC" },
+      { quantity: "sumpLevel", function: "input", address: 0, type: "uint32", order: "DCBA" },
+    ],
+  },
+  {
+    deviceId: "restaurant-5-fume",
+    kind: "cooking_fume",
+    unitId: 2,
+    pollIntervalMs: 200,
+    registers: [
+      { quantity: "oilFume", address: 10, type: "float64" },
+      { quantity: "fanOn", function: "coil", address: 0 },
+      { quantity: "purifierOn", function: "coil", address: 1 },
+    ],
+  },
+];
+
+const TUNNEL_UNIT: Unit = {
+  holding: {
+    0: 125, // 12.5 %LEL
+    1: 0x0000, // o2 20.5 = 0x41A4 0000, low word first
+    2: 0x41a4,
+    3: 0xff9c, // -10.0 °C = -100 tenths
+    4: 0x0841, // h2s 8.5 = 0x4108 0000, bytes swapped in each word
+    5: 0x0000,
+  },
+  // sumpLevel 42 = 0x0000 002A, little-endian: 0x2A00 0x0000
+  input: { 0: 0x2a00, 1: 0x0000 },
+};
+
+const FUME_UNIT: Unit = {
+  // 1.75 mg/m³ as float64 = 0x3FFC 0000 0000 0000
+  holding: { 10: 0x3ffc, 11: 0, 12: 0, 13: 0 },
+  coils: { 0: true, 1: false },
+};
+
+describe("Modbus driver against a Modbus TCP server", () => {
+  it("polls two units on one line and decodes every register", async () => {
+    const field = await startFieldServer({ 1: TUNNEL_UNIT, 2: FUME_UNIT });
+    const { driver, samples } = await startDriver(field.port);
+    await until(
+      () => new Set(samples.map((s) => s.deviceId)).size === 2 && samples.length >= 4,
+      "samples of both units, twice",
+    );
+    const tunnel = samples.find((s) => s.deviceId === "tunnel-a-gas-1");
+    expect(tunnel).toMatchObject({
+      kind: "utility_tunnel",
+      quality: "normal",
+      form: "sample",
+      values: { ch4: 12.5, o2: 20.5, temperature: -10, h2s: 8.5, sumpLevel: 42 },
+    });
+    expect(samples.find((s) => s.deviceId === "restaurant-5-fume")?.values).toEqual({
+      oilFume: 1.75,
+      fanOn: 1,
+      purifierOn: 0,
+    });
+    // Polled on its interval: consecutive samples of a unit about 200 ms apart.
+    const times = samples.filter((s) => s.deviceId === "tunnel-a-gas-1").map((s) => s.ts);
+    expect((times[1] ?? 0) - (times[0] ?? 0)).toBeGreaterThanOrEqual(150);
+    expect(driver.stats()).toMatchObject({ pollFailures: 0, exceptions: 0, connections: 1 });
+  });
+
+  it("leaves out registers the unit refuses (exception) and values out of range, keeping the rest", async () => {
+    const field = await startFieldServer({
+      1: { ...TUNNEL_UNIT, holding: { ...TUNNEL_UNIT.holding, 0: 2_000 }, illegal: [4] },
+      2: FUME_UNIT,
+    });
+    const { driver, samples } = await startDriver(field.port);
+    await until(() => samples.some((s) => s.deviceId === "tunnel-a-gas-1"), "a tunnel sample");
+    // ch4 200 %LEL is not plausible; h2s sits in a request the unit refused: o2 and
+    // temperature share that request (addresses 0-5), so the whole request is left out.
+    const tunnel = samples.find((s) => s.deviceId === "tunnel-a-gas-1");
+    expect(tunnel?.values).toEqual({ sumpLevel: 42 });
+    await until(() => (driver.stats()["exceptions"] ?? 0) >= 2, "exceptions counted per poll");
+    expect(driver.stats()["pollFailures"]).toBe(0);
+  });
+
+  it("counts a unit that does not answer, backs off, and keeps polling the other", async () => {
+    const field = await startFieldServer({ 1: { ...TUNNEL_UNIT, silent: [0] }, 2: FUME_UNIT });
+    const { driver, samples } = await startDriver(field.port);
+    await until(() => (driver.stats()["pollFailures"] ?? 0) >= 2, "two failed polls", 10_000);
+    await until(
+      () => samples.filter((s) => s.deviceId === "restaurant-5-fume").length >= 2,
+      "the other unit still polled",
+    );
+    expect(samples.some((s) => s.deviceId === "tunnel-a-gas-1")).toBe(false);
+    expect(driver.stats()["devicesFailing"]).toBe(1);
+  });
+
+  it("survives the line going down and resumes when it is back", async () => {
+    const field = await startFieldServer({ 1: TUNNEL_UNIT, 2: FUME_UNIT });
+    const { driver, samples } = await startDriver(field.port);
+    await until(() => samples.length >= 2, "samples before the outage");
+    await field.close();
+    await until(
+      () => (driver.stats()["pollFailures"] ?? 0) >= 3,
+      "failures during the outage",
+      10_000,
+    );
+    expect(driver.stats()["devicesFailing"]).toBe(2);
+    const before = samples.length;
+    await startFieldServer({ 1: TUNNEL_UNIT, 2: FUME_UNIT }, field.port);
+    await until(() => samples.length >= before + 2, "samples after the outage", 10_000);
+    await until(() => driver.stats()["devicesFailing"] === 0, "both units answering again");
+    expect((driver.stats()["connections"] ?? 0) >= 2).toBe(true);
+  });
+
+  it("stops promptly with polls pending and closes its connection", async () => {
+    const field = await startFieldServer({ 1: TUNNEL_UNIT, 2: FUME_UNIT });
+    const { driver, samples } = await startDriver(field.port);
+    await until(() => samples.length >= 1, "a sample");
+    await driver.stop();
+    const count = samples.length;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(samples.length).toBe(count);
+  });
+});
