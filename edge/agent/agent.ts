@@ -50,6 +50,9 @@ export interface DeviceStats {
   readonly samples: number;
   readonly refused: number;
   readonly readings: number;
+  /** Settings in force (from the file, or from the last remote revision applied). */
+  readonly reportIntervalS: number;
+  readonly localThresholds: readonly LocalThreshold[];
   readonly log: LogStats;
   readonly link: DeviceLinkStats;
   readonly revision?: number;
@@ -299,6 +302,8 @@ export function buildAgent(deps: AgentDeps): EdgeAgent {
       samples: s.samples,
       refused: s.refused,
       readings: s.readings,
+      reportIntervalS: s.aggregator.interval / 1000,
+      localThresholds: s.alarms.thresholdsInForce(),
       log: wal.stats(s.device.deviceId),
       link: s.link.stats(),
       ...(s.handled !== undefined ? { revision: s.handled.revision } : {}),

@@ -42,6 +42,10 @@ export class LocalAlarms {
     this.thresholds = thresholds;
   }
 
+  thresholdsInForce(): readonly LocalThreshold[] {
+    return this.thresholds;
+  }
+
   /** Alarms currently raised. */
   raised(): AlarmEvent[] {
     return [...this.active.values()];
