@@ -1,11 +1,9 @@
 /**
  * The MQTT.js side of the ingest bench: one connection per device, each publishing its own
- * messages (its own seq) at QoS1 with a bounded number in flight; and, for the broker-only
- * measurement, a QoS1 subscriber standing in for the ingest.
+ * messages (its own seq) at QoS1 with a bounded number in flight.
  */
-import { performance } from "node:perf_hooks";
-import { connectAsync, type MqttClient } from "mqtt";
-import { allDevicesFilter, deviceTopic } from "../contracts/index.js";
+import type { MqttClient } from "mqtt";
+import { deviceTopic } from "../contracts/index.js";
 import type { ClientCredentials } from "./broker-protocol.js";
 import type { DeviceStream } from "./ingest-payloads.js";
 import { closeIdleConnections, openIdleConnections } from "./mqtt-load.js";
@@ -123,48 +121,5 @@ export class Fleet {
 
   close(): Promise<void> {
     return closeIdleConnections(this.clients, CONNECT_BATCH);
-  }
-}
-
-/**
- * The ingest's stand-in for the broker-only measurement: a persistent QoS1 session on every
- * device's data topic, as the ingest subscribes, acknowledging each message as MQTT.js does by
- * default. Counts messages and notes when the last one came.
- */
-export class CountingSubscriber {
-  received = 0;
-  lastAt = 0;
-
-  private constructor(private readonly client: MqttClient) {
-    client.on("message", () => {
-      this.received++;
-      this.lastAt = performance.now();
-    });
-  }
-
-  static async open(url: string, credentials: ClientCredentials): Promise<CountingSubscriber> {
-    const client = await connectAsync(url, {
-      clientId: credentials.clientId,
-      ...(credentials.username !== undefined ? { username: credentials.username } : {}),
-      ...(credentials.password !== undefined ? { password: credentials.password } : {}),
-      protocolVersion: 4,
-      clean: false,
-      reconnectPeriod: 0,
-      connectTimeout: 10_000,
-    });
-    client.on("error", () => {});
-    try {
-      const filter = allDevicesFilter("data");
-      const granted = await client.subscribeAsync(filter, { qos: 1 });
-      if (granted[0]?.qos !== 1) throw new Error(`subscription to ${filter} not granted at QoS1`);
-    } catch (error) {
-      await client.endAsync(true);
-      throw error;
-    }
-    return new CountingSubscriber(client);
-  }
-
-  async close(): Promise<void> {
-    await this.client.endAsync().catch(() => this.client.endAsync(true));
   }
 }

@@ -45,8 +45,6 @@ export const ChildMessage = z.discriminatedUnion("type", [
     port: z.number().int().min(1).max(65_535),
     /** One registered device per entry of ServerArgs.devices, in that order. */
     devices: z.array(ClientCredentials),
-    /** broker-only: the `ingest` service account the bench subscribes with. */
-    subscriber: ClientCredentials.optional(),
     /** all-in-one with the SQLite store: the time-series file, for counting rows. */
     timeseriesFile: z.string().optional(),
   }),

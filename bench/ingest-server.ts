@@ -1,8 +1,8 @@
 /**
  * The system under test of the ingest bench, run in its own process by bench/ingest.ts: the
  * all-in-one shape of cli/commands/serve.ts (the broker and the ingest in one process, the
- * ingest subscribed to the embedded broker over loopback with an internal service account), or
- * the same broker alone. Started with child_process.fork; talks over IPC (bench/ingest-protocol.ts).
+ * ingest taking device data at the broker's publish gate, cli/local-broker.ts), or the same
+ * broker alone with a gate that only counts. Started with child_process.fork; talks over IPC (bench/ingest-protocol.ts).
  *
  *   node --import tsx bench/ingest-server.ts '<ServerArgs as JSON>'
  */
@@ -13,13 +13,10 @@ import { pino } from "pino";
 import { build as buildBroker } from "../broker/app.js";
 import { BrokerConfig, IngestConfig, Site } from "../contracts/index.js";
 import { build as buildIngest, type Ingest, type RegistryView } from "../ingest/app.js";
+import { localBroker } from "../cli/local-broker.js";
 import { RegistryStore } from "../registry/store.js";
 import type { ClientCredentials } from "./broker-protocol.js";
 import { type ChildMessage, ParentMessage, ServerArgs } from "./ingest-protocol.js";
-
-/** The all-in-one process's own ingest account, as cli/commands/serve.ts names it. */
-const INTERNAL_ACCOUNT = "citywatch-internal";
-const SUBSCRIBED_TIMEOUT_MS = 15_000;
 
 function send(message: ChildMessage): void {
   process.send?.(message);
@@ -105,27 +102,10 @@ async function main(): Promise<void> {
   const port = addresses.mqtt;
 
   let ingest: Ingest | undefined;
-  let subscriber: ClientCredentials | undefined;
+  /** Broker alone: messages its publish gate let through (the ingest's gate, doing nothing). */
+  let gated = 0;
   if (args.variant === "all-in-one") {
     dataDir = await mkdtemp(join(tmpdir(), "citywatch-bench-ingest-"));
-    const account = registry.addServiceAccount({
-      name: INTERNAL_ACCOUNT,
-      role: "ingest",
-      description: "the all-in-one process's own ingest",
-    });
-    const clientId = `${INTERNAL_ACCOUNT}-ingest`;
-    // Resolves when the broker has the ingest's subscription: from then on nothing is missed.
-    const subscribed = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`the ingest did not subscribe in ${SUBSCRIBED_TIMEOUT_MS} ms`)),
-        SUBSCRIBED_TIMEOUT_MS,
-      );
-      broker.aedes.on("subscribe", (_subscriptions, client) => {
-        if (client.id !== clientId) return;
-        clearTimeout(timer);
-        resolve();
-      });
-    });
     ingest = buildIngest({
       log,
       config: IngestConfig.parse({
@@ -137,18 +117,14 @@ async function main(): Promise<void> {
       }),
       dataDir,
       registry: registryView(registry),
-      mqtt: {
-        url: `mqtt://127.0.0.1:${port}`,
-        username: INTERNAL_ACCOUNT,
-        password: account.secret,
-        clientId,
-      },
+      local: localBroker(broker, log),
     });
     await ingest.start();
-    await subscribed;
   } else {
-    const account = registry.addServiceAccount({ name: "ingest", role: "ingest" });
-    subscriber = { clientId: "ingest-bench", username: "ingest", password: account.secret };
+    broker.setPublishGate((_topic, _payload, done) => {
+      gated++;
+      done(null);
+    });
   }
 
   let stopping = false;
@@ -176,7 +152,7 @@ async function main(): Promise<void> {
           id: message.id,
           cpuMicros: usage.user + usage.system,
           readingsStored: ingest ? await counterValue(ingest.metrics.readingsStored) : 0,
-          messagesReceived: ingest ? await counterValue(ingest.metrics.messagesReceived) : 0,
+          messagesReceived: ingest ? await counterValue(ingest.metrics.messagesReceived) : gated,
         };
       }
       case "stats": {
@@ -239,7 +215,6 @@ async function main(): Promise<void> {
     type: "ready",
     port,
     devices,
-    ...(subscriber !== undefined ? { subscriber } : {}),
     ...(dataDir !== undefined && args.store.type === "sqlite"
       ? { timeseriesFile: join(dataDir, "timeseries.db") }
       : {}),

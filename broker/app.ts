@@ -37,10 +37,28 @@ export interface BrokerAddresses {
   readonly wss?: number;
 }
 
+/**
+ * Sees every publish a client is allowed to make, before the broker acknowledges or routes it.
+ * `done(null)` lets it through; `done(error)` closes the client's connection unacknowledged, so
+ * the client re-sends it. Holding `done` holds the client (aedes reads no more from it).
+ */
+export type PublishGate = (
+  topic: string,
+  payload: Buffer,
+  done: (error: Error | null) => void,
+) => void;
+
 export interface Broker {
   readonly metrics: BrokerMetrics;
   /** The aedes instance, for in-process publishers in the all-in-one process. */
   readonly aedes: Aedes;
+  /**
+   * Put a gate in front of every authorized client publish (one at most). The all-in-one
+   * process's ingest writes device data to its durable inbox here, before the QoS 1 PUBACK:
+   * aedes acknowledges a QoS 1 publish before routing it, so a subscriber cannot give that
+   * guarantee.
+   */
+  setPublishGate(gate: PublishGate | undefined): void;
   start(signal?: AbortSignal): Promise<BrokerAddresses>;
   stop(): Promise<void>;
 }
@@ -78,6 +96,7 @@ function principalLabel(principal: Principal | undefined): string {
 export function build(deps: BrokerDeps): Broker {
   const { config } = deps;
   const log = deps.log.child({ module: "broker" });
+  let gate: PublishGate | undefined;
   const metrics = deps.metrics ?? brokerMetrics();
   const now = deps.now ?? Date.now;
   const limits = config.limits;
@@ -224,10 +243,14 @@ export function build(deps: BrokerDeps): Broker {
       }
       const bucket = buckets.get(client);
       const wait = bucket?.reserve() ?? 0;
-      if (wait === 0) {
+      const admit = () => {
         metrics.hot.publishesIn[packet.qos]++;
-        return callback(null);
-      }
+        if (gate === undefined) return callback(null);
+        const payload =
+          typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
+        gate(packet.topic, payload, callback);
+      };
+      if (wait === 0) return admit();
       if (wait > limits.maxThrottleMs) {
         bucket?.refund();
         metrics.limitRejections.inc({ limit: "publish_rate" });
@@ -239,10 +262,7 @@ export function build(deps: BrokerDeps): Broker {
       }
       // Holding the callback stops aedes reading this socket: TCP backpressure on the device.
       metrics.publishesThrottled.inc();
-      setTimeout(() => {
-        metrics.hot.publishesIn[packet.qos]++;
-        callback(null);
-      }, wait);
+      setTimeout(admit, wait);
     },
 
     authorizeSubscribe: (client, subscription: Subscription, callback) => {
@@ -342,5 +362,13 @@ export function build(deps: BrokerDeps): Broker {
     return addresses;
   };
 
-  return { metrics, aedes, start, stop };
+  return {
+    metrics,
+    aedes,
+    start,
+    stop,
+    setPublishGate(next) {
+      gate = next;
+    },
+  };
 }

@@ -1,6 +1,13 @@
 import { join } from "node:path";
 import type { Logger } from "pino";
-import type { Device, IngestConfig, Site, StoreConfig } from "../contracts/index.js";
+import {
+  type Commit,
+  type Device,
+  deviceTopic,
+  type IngestConfig,
+  type Site,
+  type StoreConfig,
+} from "../contracts/index.js";
 import type { DeviceLookup } from "./decode.js";
 import { ingestMetrics, type IngestMetrics } from "./metrics.js";
 import type { Publisher } from "./notify/mqtt.js";
@@ -12,6 +19,7 @@ import type { TimeSeriesStore } from "./store/types.js";
 import { connectSubscriber } from "./subscriber.js";
 import { buildTaskSystem, type TaskSystem } from "./tasks/build.js";
 import type { Recheck } from "./tasks/graduated.js";
+import { InboxGate, type GateDone } from "./gate.js";
 
 /** The registry as the ingest sees it (read-only). */
 export interface RegistryView extends DeviceLookup {
@@ -24,8 +32,12 @@ export interface IngestDeps {
   readonly config: IngestConfig;
   readonly dataDir: string;
   readonly registry: RegistryView;
-  /** The broker to subscribe to and the credentials of the ingest's service account. */
-  readonly mqtt: { url: string; username: string; password: string; clientId: string };
+  /**
+   * Where messages come from: a broker to subscribe to with the ingest's service account, or the
+   * broker in this process, whose publish gate writes the inbox before it acknowledges.
+   */
+  readonly mqtt?: { url: string; username: string; password: string; clientId: string };
+  readonly local?: LocalBroker;
   readonly now?: () => number;
   /** Publishes task events on the MQTT task topics (QoS 1); absent: no MQTT task target. */
   readonly publishTask?: Publisher | undefined;
@@ -43,6 +55,15 @@ export interface Ingest {
   start(): Promise<void>;
   stop(): Promise<void>;
   mqttConnected(): boolean;
+}
+
+/** The broker of the all-in-one process, as the ingest uses it (see broker/app.ts). */
+export interface LocalBroker {
+  setPublishGate(
+    gate: ((topic: string, payload: Buffer, done: GateDone) => void) | undefined,
+  ): void;
+  /** Publish as the broker itself (retained commits). */
+  publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): void;
 }
 
 /** Cache registry lookups briefly: the ingest asks once per message. */
@@ -105,7 +126,23 @@ export function build(deps: IngestDeps): Ingest {
     deps.config.store.type === "sqlite"
       ? createSqliteStore(join(deps.dataDir, "timeseries.db"))
       : createInfluxStore(influxOptions(deps.config.store), { log });
+  if ((deps.mqtt === undefined) === (deps.local === undefined))
+    throw new Error("the ingest needs exactly one of mqtt and local");
   let subscriber: ReturnType<typeof connectSubscriber> | undefined;
+  const publishCommit = (deviceId: string, committedSeq: number) => {
+    if (deps.local === undefined) return subscriber?.publishCommit(deviceId, committedSeq);
+    const commit: Commit = {
+      v: 1,
+      deviceId: deviceId as Commit["deviceId"],
+      committedSeq,
+      ts: new Date(now()).toISOString(),
+    };
+    deps.local.publish(deviceTopic(deviceId, "commit"), JSON.stringify(commit), {
+      qos: 1,
+      retain: true,
+    });
+  };
+  let gate: InboxGate | undefined;
   const pipeline = new Pipeline({
     log,
     config: deps.config,
@@ -114,8 +151,8 @@ export function build(deps: IngestDeps): Ingest {
     registry: cachedLookup(deps.registry, 5_000, now),
     metrics,
     now,
-    publishCommit: (deviceId, seq) => subscriber?.publishCommit(deviceId, seq),
-    brokerConnected: () => subscriber?.connected() ?? false,
+    publishCommit,
+    brokerConnected: () => gate !== undefined || (subscriber?.connected() ?? false),
   });
   metrics.observe({ inbox: () => state.inboxDepth(), storeUp: () => (pipeline.isStoreUp ? 1 : 0) });
   const tasks = buildTaskSystem({
@@ -146,6 +183,22 @@ export function build(deps: IngestDeps): Ingest {
       });
       tasks.start();
       pipeline.start();
+      if (deps.local !== undefined) {
+        gate = new InboxGate({
+          log,
+          state,
+          metrics,
+          now,
+          inboxMaxMessages: deps.config.inboxMaxMessages,
+          onMessages: () => pipeline.notify(),
+        });
+        deps.local.setPublishGate(gate.accept);
+        // The broker in this process starts with no retained messages (unless on Redis).
+        pipeline.republishAll();
+        log.info({ store: store.name, inbox: state.inboxDepth() }, "ingest started (in-process)");
+        return;
+      }
+      if (deps.mqtt === undefined) return;
       subscriber = connectSubscriber(
         { ...deps.mqtt, inboxMaxMessages: deps.config.inboxMaxMessages },
         {
@@ -165,6 +218,9 @@ export function build(deps: IngestDeps): Ingest {
     },
     async stop() {
       // The last round still publishes its commits, so the pipeline stops before the connection.
+      // Closed, not removed: until the broker stops, device data is refused (and re-sent later),
+      // never acknowledged past the inbox.
+      gate?.close();
       await pipeline.stop();
       // Deliveries in flight may publish on the subscriber's connection: tasks stop first.
       await tasks.stop();
@@ -173,6 +229,6 @@ export function build(deps: IngestDeps): Ingest {
       state.close();
       log.info("ingest stopped");
     },
-    mqttConnected: () => subscriber?.connected() ?? false,
+    mqttConnected: () => gate !== undefined || (subscriber?.connected() ?? false),
   };
 }

@@ -10,7 +10,13 @@ import {
   type SensorKind,
 } from "../../contracts/index.js";
 import { buildApi } from "../../ingest/api.js";
-import { build as buildIngest, type Ingest, type RegistryView } from "../../ingest/app.js";
+import { localBroker } from "../local-broker.js";
+import {
+  build as buildIngest,
+  type Ingest,
+  type IngestDeps,
+  type RegistryView,
+} from "../../ingest/app.js";
 
 /** Plausible values per kind for the example command printed at start. */
 const SAMPLE_VALUES: Record<SensorKind, Record<string, number | boolean>> = {
@@ -146,28 +152,11 @@ export async function serve(
     let ingest: Ingest | undefined;
     if (options.ingest && config.ingest.enabled) {
       const mqttConfig = config.ingest.mqtt;
-      let mqttOptions: { url: string; username: string; password: string; clientId: string };
+      let source: Pick<IngestDeps, "mqtt" | "local">;
       if (broker !== undefined && mqttConfig.url === undefined) {
-        // In one process the ingest uses an internal service account whose secret is renewed at
-        // every start and never shown: nothing to configure, nothing to leak.
-        const internal = "citywatch-internal";
-        if (!registry.listServiceAccounts().some((a) => a.name === internal)) {
-          registry.addServiceAccount({
-            name: internal,
-            role: "ingest",
-            description: "the all-in-one process's own ingest",
-          });
-        }
-        const host =
-          config.broker.host === "0.0.0.0" || config.broker.host === "::"
-            ? "127.0.0.1"
-            : config.broker.host;
-        mqttOptions = {
-          url: `mqtt://${host}:${addresses.mqtt ?? config.broker.mqtt.port}`,
-          username: internal,
-          password: registry.rotateSecret(internal),
-          clientId: `${internal}-ingest`,
-        };
+        // In one process the ingest takes device data at the broker's publish gate, written to
+        // its inbox before the broker acknowledges: no MQTT hop and no account to configure.
+        source = { local: localBroker(broker, log) };
       } else {
         if (mqttConfig.url === undefined || mqttConfig.password === undefined) {
           throw new ConfigError("configuration", [
@@ -178,11 +167,13 @@ export async function serve(
             },
           ]);
         }
-        mqttOptions = {
-          url: mqttConfig.url,
-          username: mqttConfig.username,
-          password: mqttConfig.password,
-          clientId: mqttConfig.clientId,
+        source = {
+          mqtt: {
+            url: mqttConfig.url,
+            username: mqttConfig.username,
+            password: mqttConfig.password,
+            clientId: mqttConfig.clientId,
+          },
         };
       }
       ingest = buildIngest({
@@ -190,7 +181,7 @@ export async function serve(
         config: config.ingest,
         dataDir: config.dataDir,
         registry: registryView(registry),
-        mqtt: mqttOptions,
+        ...source,
       });
       await ingest.start();
       const running = ingest;

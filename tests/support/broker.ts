@@ -1,3 +1,4 @@
+import type { Registry } from "prom-client";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -140,7 +141,7 @@ export function closed(client: MqttClient): Promise<void> {
 
 /** The value of a counter or gauge in the broker's registry, for one label set. */
 export async function metricValue(
-  broker: Broker,
+  broker: { readonly metrics: { readonly registry: Registry } },
   name: string,
   labels: Record<string, string> = {},
 ): Promise<number> {

@@ -1,5 +1,6 @@
 import { pino } from "pino";
 import { IngestConfig } from "../../contracts/index.js";
+import { localBroker } from "../../cli/local-broker.js";
 import { build, type Ingest, type RegistryView } from "../../ingest/app.js";
 import { type TestBroker, until } from "./broker.js";
 
@@ -29,5 +30,25 @@ export async function startTestIngest(
   await ingest.start();
   await until(() => ingest.mqttConnected(), "ingest connected");
   await new Promise((r) => setTimeout(r, 100)); // the subscription is granted right after CONNACK
+  return ingest;
+}
+
+/**
+ * An ingest in the test broker's process, as `citywatch start` builds it: device data is taken at
+ * the broker's publish gate and written to the inbox before the broker acknowledges it.
+ */
+export async function startLocalIngest(
+  t: TestBroker,
+  options: { dataDir: string; config?: Record<string, unknown> },
+): Promise<Ingest> {
+  const log = pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" });
+  const ingest = build({
+    log,
+    config: IngestConfig.parse({ batch: { maxDelayMs: 20 }, ...options.config }),
+    dataDir: options.dataDir,
+    registry: registryViewOf(t),
+    local: localBroker(t.broker, log),
+  });
+  await ingest.start();
   return ingest;
 }

@@ -3,7 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Ingest } from "../../../ingest/app.js";
-import { collect, startTestBroker, type TestBroker, until } from "../../support/broker.js";
+import {
+  collect,
+  metricValue,
+  startTestBroker,
+  type TestBroker,
+  until,
+} from "../../support/broker.js";
 import { startTestIngest } from "../../support/ingest.js";
 import { freePort } from "../../support/services.js";
 
@@ -42,12 +48,7 @@ describe("ingest inbox bound", () => {
         { qos: 1 },
       );
     }
-    const fullWaits = async () =>
-      (
-        await ingest.metrics.registry
-          .getSingleMetric("citywatch_ingest_inbox_full_waits_total")
-          ?.get()
-      )?.values[0]?.value ?? 0;
+    const fullWaits = () => metricValue(ingest, "citywatch_ingest_inbox_full_waits_total");
     const deadline = Date.now() + 10_000;
     while ((await fullWaits()) < 1 && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 50));
