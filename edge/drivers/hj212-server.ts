@@ -1,5 +1,6 @@
 import net from "node:net";
 import type { Logger } from "pino";
+import type { SensorKind } from "../../contracts/index.js";
 import { SplitReassembler } from "../hj212/split.js";
 import type { Driver, DriverSink } from "./types.js";
 import { zeroCounts, type Hj212Counts } from "./hj212-counts.js";
@@ -16,8 +17,11 @@ import { Hj212Session } from "./hj212-session.js";
  * queued to a peer that does not read.
  */
 
+/** What the driver takes from the agent (a subset of edge/drivers/index.ts DriverDeps). */
 export interface Hj212DriverDeps {
-  readonly logger: Logger;
+  readonly log: Logger;
+  /** The agent's devices: when given, every device the mapping feeds must be one of them, of its kind. */
+  readonly devices?: readonly { readonly deviceId: string; readonly kind: SensorKind }[];
 }
 
 /** How often split packets pending too long are given up (and delivered piece by piece). */
@@ -39,7 +43,7 @@ export class Hj212Server implements Driver {
     private readonly options: Hj212DriverOptions,
     deps: Hj212DriverDeps,
   ) {
-    this.log = deps.logger.child({ module: "hj212", port: options.port });
+    this.log = deps.log.child({ module: "hj212", port: options.port });
     this.problems = new ProblemLog(this.log, options.problemLogIntervalS * 1_000);
   }
 
@@ -175,7 +179,23 @@ export class Hj212Server implements Driver {
 export const hj212DriverFactory = {
   type: "hj212",
   options: Hj212DriverOptions,
+  /** Throws an Error naming the first device the mapping feeds that the agent does not serve. */
   create(options: Hj212DriverOptions, deps: Hj212DriverDeps): Hj212Server {
+    if (deps.devices !== undefined) {
+      const served = new Map(deps.devices.map((d) => [d.deviceId, d.kind]));
+      for (const [mn, devices] of Object.entries(options.mapping.devices)) {
+        for (const device of devices) {
+          const kind = options.mapping.models[device.model]?.kind;
+          const servedKind = served.get(device.deviceId);
+          if (servedKind === undefined || servedKind !== kind) {
+            throw new Error(
+              `mapping.devices.${mn}: device ${device.deviceId} (${kind ?? "?"}) is not one of the agent's devices` +
+                (servedKind === undefined ? "" : ` (the agent serves it as ${servedKind})`),
+            );
+          }
+        }
+      }
+    }
     return new Hj212Server(options, deps);
   },
 } as const;

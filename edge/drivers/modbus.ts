@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { QUANTITIES, type QuantitySpec } from "../../contracts/index.js";
+import { QUANTITIES, type QuantitySpec, type SensorKind } from "../../contracts/index.js";
 import type { Driver, DriverSink } from "./types.js";
 import { registerValue, WORDS_OF } from "./modbus-decode.js";
 import { ModbusExceptionError, SerialModbusLink, type ModbusLink } from "./modbus-link.js";
@@ -27,8 +27,11 @@ import { planReads, type PlannedRead } from "./modbus-plan.js";
  *   (`pollsSkipped`), so a slow line never builds a backlog.
  */
 
+/** What the driver takes from the agent (a subset of edge/drivers/index.ts DriverDeps). */
 export interface ModbusDriverDeps {
-  readonly logger: Logger;
+  readonly log: Logger;
+  /** The agent's devices: when given, every polled device must be one of them, of its kind. */
+  readonly devices?: readonly { readonly deviceId: string; readonly kind: SensorKind }[];
 }
 
 interface DeviceState {
@@ -75,7 +78,7 @@ export class ModbusDriver implements Driver {
       connection.transport === "tcp"
         ? `modbus:tcp:${connection.host}:${connection.port}`
         : `modbus:rtu:${connection.path}`;
-    this.log = deps.logger.child({ module: "modbus", line: this.name });
+    this.log = deps.log.child({ module: "modbus", line: this.name });
     this.link = new SerialModbusLink(connection, options.timeoutMs);
     this.devices = options.devices.map((device) => ({
       device,
@@ -287,7 +290,20 @@ export class ModbusDriver implements Driver {
 export const modbusDriverFactory = {
   type: "modbus",
   options: ModbusDriverOptions,
+  /** Throws an Error naming the first polled device the agent does not serve. */
   create(options: ModbusDriverOptions, deps: ModbusDriverDeps): ModbusDriver {
+    if (deps.devices !== undefined) {
+      const served = new Map(deps.devices.map((d) => [d.deviceId, d.kind]));
+      options.devices.forEach((device, i) => {
+        const servedKind = served.get(device.deviceId);
+        if (servedKind !== device.kind) {
+          throw new Error(
+            `devices.${i}: device ${device.deviceId} (${device.kind}) is not one of the agent's devices` +
+              (servedKind === undefined ? "" : ` (the agent serves it as ${servedKind})`),
+          );
+        }
+      });
+    }
     return new ModbusDriver(options, deps);
   },
 } as const;

@@ -28,7 +28,7 @@ afterEach(async () => {
 async function startServer(overrides: Record<string, unknown> = {}) {
   const recorder = recordingSink();
   const options = driverOptions({ host: "127.0.0.1", ...overrides });
-  const server = hj212DriverFactory.create(options, { logger: log });
+  const server = hj212DriverFactory.create(options, { log });
   servers.push(server);
   await server.start(recorder.sink);
   const port = server.port;

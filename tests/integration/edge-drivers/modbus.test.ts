@@ -88,7 +88,7 @@ async function startDriver(port: number, overrides: Partial<ModbusDriverOptionsI
     devices: TUNNEL_AND_FUME,
     ...overrides,
   });
-  const driver = modbusDriverFactory.create(options, { logger: log });
+  const driver = modbusDriverFactory.create(options, { log });
   drivers.push(driver);
   await driver.start(recorder.sink);
   return { driver, ...recorder };
