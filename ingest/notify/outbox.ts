@@ -51,6 +51,8 @@ export function backoffMs(
 export class Outbox {
   private readonly depth: Map<string, number>;
   private readonly busy = new Set<string>();
+  /** Targets kicked while busy: pumped again when the current round ends, so no wake-up is lost. */
+  private readonly again = new Set<string>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly inFlight = new Set<Promise<void>>();
   private running = false;
@@ -118,7 +120,11 @@ export class Outbox {
   }
 
   private pump(target: OutboxTarget): void {
-    if (this.busy.has(target.name) || !this.running) return;
+    if (!this.running) return;
+    if (this.busy.has(target.name)) {
+      this.again.add(target.name);
+      return;
+    }
     this.busy.add(target.name);
     const run = this.drain(target)
       .catch((error: unknown) => {
@@ -132,6 +138,7 @@ export class Outbox {
       .finally(() => {
         this.busy.delete(target.name);
         this.inFlight.delete(run);
+        if (this.again.delete(target.name)) this.pump(target);
       });
     this.inFlight.add(run);
   }

@@ -1,0 +1,144 @@
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { TaskEvent } from "../../../contracts/index.js";
+import type { TaskSystem } from "../../../ingest/tasks/build.js";
+import { until } from "../../support/broker.js";
+import { makeTempDir, removeTempDir } from "../../support/process.js";
+import {
+  gasNotice,
+  noiseEvidence,
+  noiseNotice,
+  raise,
+  startSystem,
+  tasksConfig,
+} from "../../unit/tasks/fixtures.js";
+
+const SECRET = "city-platform-shared-secret";
+
+interface Received {
+  key: string;
+  eventId: number;
+  type: string;
+}
+
+/** A webhook receiver as a city platform would write it: verify the signature, then dedupe by key. */
+function receiver(port: number, received: Received[]): Promise<Server> {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString("utf8");
+      const timestamp = String(req.headers["x-citywatch-timestamp"]);
+      const expected = `sha256=${createHmac("sha256", SECRET).update(`${timestamp}.${body}`).digest("hex")}`;
+      const given = String(req.headers["x-citywatch-signature"]);
+      if (
+        given.length !== expected.length ||
+        !timingSafeEqual(Buffer.from(given), Buffer.from(expected))
+      ) {
+        res.writeHead(401).end();
+        return;
+      }
+      const event = TaskEvent.parse(JSON.parse(body));
+      received.push({
+        key: String(req.headers["idempotency-key"]),
+        eventId: event.id,
+        type: event.type,
+      });
+      res.writeHead(204).end();
+    });
+  });
+  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server)));
+}
+
+const close = (server: Server) => new Promise<void>((resolve) => server.close(() => resolve()));
+
+describe("webhooks through the durable outbox", () => {
+  let dir: string;
+  let port: number;
+  let system: TaskSystem | undefined;
+  let server: Server | undefined;
+
+  beforeEach(async () => {
+    dir = await makeTempDir("cw-webhook-");
+    // Reserve a free port, then leave it closed: the receiver is down.
+    const probe = await receiver(0, []);
+    port = (probe.address() as AddressInfo).port;
+    await close(probe);
+  });
+  afterEach(async () => {
+    await system?.stop();
+    if (server !== undefined) await close(server);
+    await removeTempDir(dir);
+  });
+
+  const config = () =>
+    tasksConfig({
+      webhooks: [
+        { name: "city-platform", url: `http://127.0.0.1:${port}/hooks/citywatch`, secret: SECRET },
+      ],
+      outbox: { backoffBaseMs: 20, backoffMaxMs: 200, timeoutMs: 2_000 },
+    });
+
+  it("delivers every notification exactly once per idempotency key after the receiver comes up, across a restart", async () => {
+    system = startSystem(dir, { now: Date.now, config: config() });
+    const now = Date.now();
+    system.service.handleAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
+    system.service.handleAlarm(gasNotice(raise(now, { level: "IV", deviceId: "g-1" })));
+    system.service.transition("emg-000002", { to: "acknowledged" }, { name: "duty (emergency)" });
+    expect(system.outbox.pending("city-platform")).toBe(3);
+    await failuresReach(system, 2);
+
+    // Restart while the receiver is still down: the outbox is in SQLite.
+    await system.stop();
+    system = startSystem(dir, { now: Date.now, config: config() });
+    expect(system.outbox.pending("city-platform")).toBe(3);
+    system.service.handleAlarm(noiseNotice("cs-3", raise(Date.now()), noiseEvidence(Date.now())));
+
+    const received: Received[] = [];
+    server = await receiver(port, received);
+    await until(() => system!.outbox.pending("city-platform") === 0, "outbox drained", 10_000);
+
+    expect(received.map((r) => r.type)).toEqual(["filed", "filed", "transition", "filed"]);
+    const keys = received.map((r) => r.key);
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(keys).toEqual(received.map((r) => `citywatch-event-${r.eventId}`));
+    expect(received.map((r) => r.eventId)).toEqual(
+      [...received.map((r) => r.eventId)].sort((a, b) => a - b),
+    );
+    expect((await system.metrics.deliveries.get()).values[0]?.value).toBe(4);
+  });
+
+  it("bounds the outbox: at maxPending the oldest notification moves to the dead outbox, counted", async () => {
+    system = startSystem(dir, {
+      now: Date.now,
+      config: tasksConfig({
+        webhooks: [{ name: "city-platform", url: `http://127.0.0.1:${port}/`, secret: SECRET }],
+        outbox: { maxPending: 2, backoffBaseMs: 60_000, backoffMaxMs: 60_000 },
+      }),
+    });
+    for (const site of ["cs-1", "cs-2", "cs-3"])
+      system.service.handleAlarm(noiseNotice(site, raise(Date.now()), noiseEvidence(Date.now())));
+    expect(system.outbox.pending("city-platform")).toBe(2);
+    expect(system.store.deadCount()).toBe(1);
+    const dead = await system.metrics.deadNotifications.get();
+    expect(dead.values).toEqual([
+      expect.objectContaining({
+        value: 1,
+        labels: { target: "city-platform", reason: "outbox_full" },
+      }),
+    ]);
+  });
+});
+
+/** Wait until the receiver was tried and refused `n` times. */
+async function failuresReach(system: TaskSystem, n: number): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const metric = await system.metrics.deliveryFailures.get();
+    if ((metric.values[0]?.value ?? 0) >= n) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${n} failed deliveries`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
