@@ -128,6 +128,9 @@ export function decodeUplink(
   }
   const site = registry.site(device.siteId);
   const zone = device.zoneClass ?? site?.zoneClass;
+  // One tags object per quality flag in the message, shared by its points (the line-protocol
+  // serializer caches a tags object's text, so a message's series key is escaped once).
+  const tagsByQuality = new Map<string, Point["tags"]>();
   const points: Point[] = [];
   for (const [i, reading] of uplink.readings.entries()) {
     const timeMs = Date.parse(reading.ts);
@@ -147,16 +150,21 @@ export function decodeUplink(
         ...base,
       };
     }
-    points.push({
-      measurement: uplink.kind,
-      tags: {
+    let tags = tagsByQuality.get(reading.quality);
+    if (tags === undefined) {
+      tags = {
         device: device.id,
         site: device.siteId,
         district: device.area.district,
         grid_cell: device.area.gridCell,
         ...(zone !== undefined ? { zone } : {}),
         quality: reading.quality,
-      },
+      };
+      tagsByQuality.set(reading.quality, tags);
+    }
+    points.push({
+      measurement: uplink.kind,
+      tags,
       fields: reading.values as Record<string, number | boolean>,
       seq: uplink.seq,
       timeMs,

@@ -107,6 +107,10 @@ export class IngestState {
   private lastTakenId = 0;
   /** Rows appended and not yet taken. */
   private untakenCount: number;
+  /** Committed seq per device, as in `progress` (read once per device, then kept current). */
+  private readonly committedSeqs = new Map<string, number>();
+  /** Devices with handled seqs above a gap (rows in `processed`): only they need a lookup. */
+  private readonly gapped = new Set<string>();
 
   constructor(readonly file: string) {
     if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
@@ -128,6 +132,10 @@ export class IngestState {
     );
     this.depth = (this.stmt("SELECT count(*) AS n FROM inbox").get() as { n: number }).n;
     this.untakenCount = this.depth;
+    for (const row of this.stmt("SELECT DISTINCT device_id FROM processed").all() as Array<{
+      device_id: string;
+    }>)
+      this.gapped.add(row.device_id);
   }
 
   /** A prepared statement, prepared once per SQL text. */
@@ -280,10 +288,16 @@ export class IngestState {
     }));
   }
 
-  /** Has (device, seq) been handled already? */
+  /** Has (device, seq) been handled already? Called for every message: answered from memory
+   * unless the device has seqs waiting above a gap. */
   isHandled(deviceId: string, seq: number): boolean {
-    const progress = this.progress(deviceId);
-    if (progress !== undefined && seq <= progress.committedSeq) return true;
+    let committed = this.committedSeqs.get(deviceId);
+    if (committed === undefined) {
+      committed = this.progress(deviceId)?.committedSeq ?? 0;
+      this.committedSeqs.set(deviceId, committed);
+    }
+    if (seq <= committed) return true;
+    if (!this.gapped.has(deviceId)) return false;
     return (
       this.stmt("SELECT 1 FROM processed WHERE device_id = ? AND seq = ?").get(deviceId, seq) !==
       undefined
@@ -363,6 +377,7 @@ export class IngestState {
     const next = this.stmt(
       "SELECT seq FROM processed WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT 1000",
     );
+    let waiting = false;
     for (;;) {
       const chunk = next.all(deviceId, committed) as Array<{ seq: number }>;
       let contiguous = 0;
@@ -371,8 +386,12 @@ export class IngestState {
         committed = seq;
         contiguous++;
       }
+      waiting = chunk.length > contiguous;
       if (contiguous < 1000) break;
     }
+    if (waiting) this.gapped.add(deviceId);
+    else this.gapped.delete(deviceId);
+    this.committedSeqs.set(deviceId, committed);
     this.stmt("DELETE FROM processed WHERE device_id = ? AND seq <= ?").run(deviceId, committed);
     if (committed === progress.committedSeq) return undefined;
     this.stmt("UPDATE progress SET committed_seq = ?, committed_ms = ? WHERE device_id = ?").run(

@@ -125,6 +125,18 @@ export function toLine(point: Point): string {
     throw new LineProtocolError(`seq ${String(point.seq)} is not a safe integer`);
   }
 
+  return seriesKey(measurement, tags) + fieldSet(point) + " " + String(timeMs);
+}
+
+/**
+ * Escaped series keys by tags object: the points of one message share one tags object per
+ * quality flag (ingest/decode.ts), so a message's key is built once, not once per reading.
+ */
+const seriesKeys = new WeakMap<Point["tags"], { measurement: string; key: string }>();
+
+function seriesKey(measurement: string, tags: Point["tags"]): string {
+  const cached = seriesKeys.get(tags);
+  if (cached !== undefined && cached.measurement === measurement) return cached.key;
   // Keys in TAG_KEYS order; empty values are left out, as the reference does (line protocol has
   // no empty tag value).
   let line = measurement;
@@ -136,7 +148,8 @@ export function toLine(point: Point): string {
   if (tags.zone !== undefined && tags.zone !== "") {
     line += ",zone=" + keyOrTag("tag zone", tags.zone);
   }
-  return line + fieldSet(point) + " " + String(timeMs);
+  seriesKeys.set(tags, { measurement, key: line });
+  return line;
 }
 
 /** ` k=v,k=v` in sorted key order, `seq` as an integer. */
