@@ -34,6 +34,8 @@ export interface PlannedMessage {
   readonly seq: number;
   readonly dueMs: number;
   readonly uplink: Uplink;
+  /** Some of its readings carry a skewed clock (a clock_skew event). */
+  readonly skewed: boolean;
 }
 
 export interface DeviceTimeline {
@@ -232,6 +234,7 @@ function deviceTimeline(
       for (let from = t.startMs; from < t.endMs; from += t.batchMs) {
         const to = Math.min(from + t.batchMs, t.endMs);
         const readings: Uplink["readings"][number][] = [];
+        let skewed = false;
         for (; next <= to; next += intervalMs) {
           if (inWindows(next, powerOff)) continue;
           const reading = model.at(next);
@@ -239,6 +242,7 @@ function deviceTimeline(
             (f) => next >= f.fromMs && next < f.toMs,
           )?.flag;
           const skew = skews.find((s) => next >= s.fromMs && next < s.toMs)?.offset ?? 0;
+          if (skew !== 0) skewed = true;
           readings.push({
             ts: skew === 0 ? reading.ts : timestamp(next + skew),
             quality: flag ?? reading.quality,
@@ -254,7 +258,7 @@ function deviceTimeline(
           kind: device.kind,
           readings,
         } as Uplink;
-        yield { seq, dueMs: to, uplink };
+        yield { seq, dueMs: to, uplink, skewed };
       }
     },
   };
