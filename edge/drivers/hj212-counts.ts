@@ -24,6 +24,7 @@ export const HJ212_COUNTERS = [
   "badSegments",
   "commands",
   "dataFrames",
+  "ignoredData",
   "splitPieces",
   "splitDuplicates",
   "splitUnassembled",

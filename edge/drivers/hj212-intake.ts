@@ -32,6 +32,7 @@ import type { ProblemLog } from "./hj212-problems.js";
  *   QnRtn 9 (CRC) for a CRC mismatch (in hj212-session.ts), QnRtn 100 for a segment that does
  *   not parse: the device stops resending what can never be taken. Never a 9014 for those.
  * - Requests (CN 1xxx, 3xxx) get 9011 QnRtn 2: the edge executes no commands.
+ * - Data of a CN the driver is not configured to take (`dataCns`) is answered 9014 and counted.
  * Replies go out only when Flag bit A asks (edge/hj212/reply.ts).
  *
  * A piece of a split packet is answered as it arrives, while the packet is held in memory; a
@@ -41,6 +42,8 @@ import type { ProblemLog } from "./hj212-problems.js";
 
 export interface Hj212IntakeDeps {
   readonly mapping: Hj212Mapping;
+  /** The data CNs delivered; frames of the others are answered and counted (hj212-options.ts, `dataCns`). */
+  readonly dataCns: ReadonlySet<string>;
   readonly sink: DriverSink;
   readonly split: SplitReassembler;
   readonly counts: Hj212Counts;
@@ -84,6 +87,14 @@ export class Hj212Intake {
       return this.counted(replyFor(segment));
     }
     counts.dataFrames++;
+    if (!this.deps.dataCns.has(segment.cn)) {
+      counts.ignoredData++;
+      this.deps.log.debug(
+        { mn: segment.mn, cn: segment.cn },
+        "HJ 212 data CN not configured; answered, not delivered",
+      );
+      return this.answer(segment, TAKEN);
+    }
     if (segment.packet !== undefined) counts.splitPieces++;
     const { outcome, incomplete } = this.deps.split.add(segment, this.deps.now());
     this.unassembled(incomplete);

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { Port } from "../../contracts/index.js";
 import { FRAMER_DEFAULTS } from "../hj212/framer.js";
-import { Hj212Mapping } from "../hj212/mapping.js";
+import { DataCn, Hj212Mapping } from "../hj212/mapping.js";
 import { SPLIT_DEFAULTS } from "../hj212/split.js";
 
 /**
@@ -36,6 +36,15 @@ export const Hj212DriverOptions = z
      * accepted too (HJ212.md, Frame: a few devices send it); counted as `lenientCrcFrames`.
      */
     crc: z.enum(["strict", "lenient"]).default("strict"),
+    /**
+     * The data uploads turned into samples. A reading carries no interval length, so one
+     * device's stream must hold one kind of data: minute data (2051, the default, which every
+     * monitor sends) or real-time data (2011, for the agent to aggregate), not both, and hourly
+     * (2061) or daily (2031) data only alone: an hourly value ends on the same timestamp as the
+     * minute value of the hour's last minute and would overwrite it in the store. Frames of other
+     * data CNs are answered 9014 (nothing is wrong with them) and counted as `ignoredData`.
+     */
+    dataCns: z.array(DataCn).min(1).default(["2051"]),
     /** Monitors connected at once; one more is closed at once and counted (`connectionsRefused`). */
     maxConnections: Count(1, 10_000).default(256),
     /**

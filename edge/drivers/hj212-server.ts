@@ -61,6 +61,7 @@ export class Hj212Server implements Driver {
     const { split } = this.options;
     const intake = new Hj212Intake({
       mapping: this.options.mapping,
+      dataCns: new Set(this.options.dataCns),
       sink,
       split: new SplitReassembler({
         maxPendingGroups: split.maxPendingGroups,

@@ -1,6 +1,9 @@
+import { readFileSync } from "node:fs";
 import net from "node:net";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { EdgeConfig } from "../../../contracts/index.js";
 import { hj212DriverFactory, type Hj212Server } from "../../../edge/drivers/hj212-server.js";
 import { until } from "../../support/broker.js";
 import { frameOf, VECTOR_2051, VECTOR_2051_FRAME } from "../../unit/edge/hj212-vectors.js";
@@ -163,6 +166,56 @@ describe("HJ 212 TCP server driver", () => {
     device.send("##00"); // half a header, then silence
     await until(() => device.closed(), "the idle connection closed", 5_000);
     expect(server.stats()).toMatchObject({ idleTimeouts: 1, connectionsOpen: 0, truncated: 1 });
+  });
+
+  it("runs the driver of edge/examples/hj212-dust-noise.yaml as documented", async () => {
+    const text = readFileSync(
+      new URL("../../../edge/examples/hj212-dust-noise.yaml", import.meta.url),
+      "utf8",
+    );
+    const entry = EdgeConfig.parse(parse(text)).drivers[0];
+    const { sink, samples } = recordingSink();
+    const server = hj212DriverFactory.create(
+      hj212DriverFactory.options.parse({ ...entry, host: "127.0.0.1", port: 0 }),
+      { log },
+    );
+    servers.push(server);
+    await server.start(sink);
+    const device = await monitor(server.port ?? 0);
+    const mn = "510104000000000000000001";
+    device.send(
+      frameOf(
+        siteSegment(
+          "DataTime=20261127120000;a34001-Avg=210,a34001-Flag=N;a34002-Avg=96,a34002-Flag=N;a34004-Avg=41,a34004-Flag=N;a01007-Avg=2.1,a01007-Flag=N;a50001-Avg=72.3,a50001-Flag=N",
+          { mn },
+        ),
+      ),
+    );
+    // Real-time data is answered but not taken (the example takes minute data only).
+    device.send(
+      frameOf(siteSegment("DataTime=20261127120005;a50001-Rtd=75", { mn, cn: "2011", qn: "2" })),
+    );
+    await until(() => device.replies().length === 2, "both frames answered");
+    expect(device.replies().map((r) => r.cn)).toEqual(["9014", "9014"]);
+    expect(samples).toEqual([
+      {
+        deviceId: "demo-dust-1",
+        kind: "dust",
+        ts: Date.parse("2026-11-27T12:01:00+08:00"),
+        quality: "normal",
+        values: { tsp: 210, pm10: 96, pm2_5: 41, windSpeed: 2.1 },
+        form: "interval",
+      },
+      {
+        deviceId: "demo-noise-1",
+        kind: "noise",
+        ts: Date.parse("2026-11-27T12:01:00+08:00"),
+        quality: "normal",
+        values: { LAeq: 72.3 },
+        form: "interval",
+      },
+    ]);
+    expect(server.stats()["ignoredData"]).toBe(1);
   });
 
   it("stops with monitors connected, closing their connections", async () => {

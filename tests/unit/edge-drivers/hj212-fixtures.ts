@@ -9,9 +9,14 @@ import type { DriverSink, FieldSample } from "../../../edge/drivers/types.js";
 /** The example mapping's combined dust-and-noise site monitor (site-17-dust + site-17-noise). */
 export const SITE_MN = "010000A8900016F000169DC0";
 
-/** Options as an edge config would give them, on any free port. */
+/** Options as an edge config would give them, on any free port, taking every data CN unless told otherwise. */
 export function driverOptions(overrides: Record<string, unknown> = {}): Hj212DriverOptions {
-  return Hj212DriverOptions.parse({ port: 0, mapping: EXAMPLE_HJ212_MAPPING, ...overrides });
+  return Hj212DriverOptions.parse({
+    port: 0,
+    mapping: EXAMPLE_HJ212_MAPPING,
+    dataCns: ["2011", "2051", "2061", "2031"],
+    ...overrides,
+  });
 }
 
 /** The sink of these tests: records what the driver hands the agent; `refuse` makes it throw. */

@@ -25,6 +25,7 @@ function harness(overrides: Record<string, unknown> = {}) {
   const problems = new ProblemLog(logger, 60_000, now);
   const intake = new Hj212Intake({
     mapping: options.mapping,
+    dataCns: new Set(options.dataCns),
     sink,
     split: new SplitReassembler({ timeoutMs: 120_000 }),
     counts,
@@ -114,6 +115,18 @@ describe("HJ 212 session: frames to samples and replies", () => {
       [Date.UTC(2022, 10, 27, 1, 0, 0), { pm10: 70 }, "interval"],
       [Date.UTC(2022, 10, 27, 16, 0, 0), { pm10: 65 }, "interval"],
     ]);
+  });
+
+  it("answers but does not deliver data of a CN it is not configured to take", () => {
+    const h = harness({ dataCns: ["2051"] });
+    const replies = h.send(
+      frameOf(siteSegment("DataTime=20221127080000;a34002-Avg=70", { cn: "2061" })),
+    );
+    expect(replies.map((r) => r.cn)).toEqual(["9014"]);
+    expect(h.samples).toEqual([]);
+    expect(h.counts.ignoredData).toBe(1);
+    h.send(frameOf(siteSegment(MINUTE_CP)));
+    expect(h.samples).toHaveLength(2);
   });
 
   it("accepts a lowercase CRC", () => {
