@@ -8,6 +8,7 @@ import { createLogger } from "./logger.js";
 import { devicesCommand } from "./commands/devices.js";
 import { edgeCommand } from "./commands/edge.js";
 import { serve } from "./commands/serve.js";
+import { tokensCommand } from "./commands/tokens.js";
 
 const program = new Command()
   .name("citywatch")
@@ -73,6 +74,7 @@ runOptions(program.command("ingest"))
   .action((flags: RunFlags) => runServe(flags, { seedDemo: false, broker: false, ingest: true }));
 
 devicesCommand(program);
+tokensCommand(program);
 edgeCommand(program);
 
 // Components that later versions fill; each says so plainly instead of pretending.

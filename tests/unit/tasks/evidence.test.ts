@@ -82,7 +82,8 @@ describe("evidence package", () => {
     const tampered = structuredClone(pkg);
     tampered.readings[5]!.values["LAeq"] = 54.9;
     expect(verifyEvidence(tampered)).toMatchObject({ valid: false, expected: pkg.hash.value });
-    const reordered = JSON.parse(JSON.stringify({ hash: pkg.hash, ...pkg })) as typeof pkg;
+    const { hash, ...body } = pkg;
+    const reordered = JSON.parse(JSON.stringify({ hash, ...body })) as typeof pkg;
     expect(verifyEvidence(reordered).valid).toBe(true); // member order is not content
     expect(verifyEvidence({ ...pkg, rule: { ...pkg.rule, version: 2 } }).valid).toBe(false);
   });

@@ -15,11 +15,15 @@ import {
   tasksConfig,
 } from "./fixtures.js";
 
-async function flaggedGauge(system: TaskSystem, labels: Record<string, string>): Promise<number> {
+async function flaggedGauge(
+  system: TaskSystem,
+  labels: { kind: string; flag: string },
+): Promise<number> {
   const metric = await system.metrics.slaFlagged.get();
   return (
-    metric.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ??
-    0
+    metric.values.find((v) =>
+      Object.entries(labels).every(([k, l]) => v.labels[k as "kind" | "flag"] === l),
+    )?.value ?? 0
   );
 }
 
