@@ -7,6 +7,8 @@ import {
   problemsOf,
   type SensorKind,
 } from "../../contracts/index.js";
+import { hj212DriverFactory } from "./hj212-server.js";
+import { modbusDriverFactory } from "./modbus.js";
 import { createSimulatedDriver, type SampleSource, SimulatedOptions } from "./simulated.js";
 import type { Driver } from "./types.js";
 
@@ -27,7 +29,8 @@ export interface DriverDeps {
 }
 
 export interface DriverFactory<S extends z.ZodType = z.ZodType> {
-  readonly type: EdgeDriver["type"];
+  /** The `type` of its configuration entries (the table's key). */
+  readonly type: string;
   /** The schema of the driver's whole configuration entry, `type` included. */
   readonly options: S;
   /** May throw an Error whose message is a configuration problem (e.g. an unknown device). */
@@ -50,8 +53,8 @@ export const DRIVERS: ReadonlyMap<EdgeDriver["type"], DriverFactory> = new Map<
   DriverFactory
 >([
   ["simulated", simulated],
-  // HJ 212 TCP server and Modbus polling: registered here when their factories land
-  // (edge/drivers/hj212-server.ts, edge/drivers/modbus.ts).
+  ["hj212", hj212DriverFactory],
+  ["modbus", modbusDriverFactory],
 ]);
 
 /**
