@@ -42,9 +42,11 @@ export class TaskStream {
     deps.metrics.observe({ sseClients: () => this.clients.size });
   }
 
-  /** Whether another client may connect. */
-  hasRoom(): boolean {
-    return this.clients.size < this.options.maxClients;
+  /** Whether another client may connect; a refusal is counted. */
+  admit(): boolean {
+    if (this.clients.size < this.options.maxClients) return true;
+    this.deps.metrics.sseRefused.inc();
+    return false;
   }
 
   /**

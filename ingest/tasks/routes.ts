@@ -99,7 +99,7 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskApiDeps): voi
     if (reader(request, reply) === undefined) return reply;
     const query = StreamQuery.safeParse(request.query);
     if (!query.success) return badRequest(reply, query.error);
-    if (!deps.stream.hasRoom()) {
+    if (!deps.stream.admit()) {
       return problem(reply, 503, {
         error: "unavailable",
         message: "too many stream clients; try again later",

@@ -151,6 +151,7 @@ describe("live task stream (SSE)", () => {
     const fourth = subscribe(port, token);
     await until(() => fourth.status() !== undefined, "an answer");
     expect(fourth.status()).toBe(503);
+    expect((await system.metrics.sseRefused.get()).values[0]?.value).toBe(1);
     const anonymous = subscribe(port, "cwt_nope");
     await until(() => anonymous.status() !== undefined, "an answer");
     expect(anonymous.status()).toBe(401);
