@@ -43,10 +43,22 @@ export function parseScenario(source: string, value: unknown): Scenario {
   return parsed.data;
 }
 
-/** Load and validate a scenario by built-in name or path. */
-export function loadScenario(nameOrFile: string): Scenario {
+/**
+ * Load and validate a scenario by built-in name or path. `extraEvents` (e.g. faults given on
+ * the command line) are appended to the file's events and validated with them.
+ */
+export function loadScenario(
+  nameOrFile: string,
+  options: { extraEvents?: readonly unknown[] } = {},
+): Scenario {
   const file = scenarioFile(nameOrFile);
   const read = readConfigFile(file);
   if (read.problems.length > 0) throw new ConfigError(file, read.problems);
-  return parseScenario(file, read.tree);
+  const extra = options.extraEvents ?? [];
+  if (extra.length === 0) return parseScenario(file, read.tree);
+  const events: unknown = read.tree["events"] ?? [];
+  return parseScenario(`${file} (with the command line's faults)`, {
+    ...read.tree,
+    events: [...(Array.isArray(events) ? (events as unknown[]) : [events]), ...extra],
+  });
 }
