@@ -95,6 +95,10 @@ export class Hj212Intake {
       );
       return this.answer(segment, TAKEN);
     }
+    if (!Object.hasOwn(this.deps.mapping.devices, segment.mn)) {
+      // Checked before reassembly too, so no piece of an unknown monitor is answered 9014.
+      return this.answer(segment, this.unknownMn(segment));
+    }
     if (segment.packet !== undefined) counts.splitPieces++;
     const { outcome, incomplete } = this.deps.split.add(segment, this.deps.now());
     this.unassembled(incomplete);
@@ -162,13 +166,10 @@ export class Hj212Intake {
     const result = toReadings(segment, mapping);
     if (!result.ok) {
       const { code, reason } = result.error;
-      if (code === "HJ212_UNKNOWN_MN") counts.unknownMn++;
-      else counts.badDataTime++;
+      if (code === "HJ212_UNKNOWN_MN") return this.unknownMn(segment);
+      counts.badDataTime++;
       problems.warn(code, { mn: segment.mn, cn: segment.cn, reason }, "HJ 212 data refused");
-      return {
-        status: "refused",
-        qnRtn: code === "HJ212_UNKNOWN_MN" ? QN_RTN.badMn : QN_RTN.rejected,
-      };
+      return { status: "refused", qnRtn: QN_RTN.rejected };
     }
     if (result.unmapped.length > 0) {
       counts.unmappedFactors += result.unmapped.length;
@@ -215,6 +216,16 @@ export class Hj212Intake {
       }
     }
     return delivery;
+  }
+
+  private unknownMn(segment: DataSegment): Delivery {
+    this.deps.counts.unknownMn++;
+    this.deps.problems.warn(
+      "HJ212_UNKNOWN_MN",
+      { mn: segment.mn, cn: segment.cn },
+      "HJ 212 data from an MN the mapping does not know; add it to mapping.devices",
+    );
+    return { status: "refused", qnRtn: QN_RTN.badMn };
   }
 
   /** The reply to the frame `segment` came in, given how its data was delivered. */

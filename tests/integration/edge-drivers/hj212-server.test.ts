@@ -6,7 +6,7 @@ import { parse } from "yaml";
 import { EdgeConfig } from "../../../contracts/index.js";
 import { hj212DriverFactory, type Hj212Server } from "../../../edge/drivers/hj212-server.js";
 import { until } from "../../support/broker.js";
-import { frameOf, VECTOR_2051, VECTOR_2051_FRAME } from "../../unit/edge/hj212-vectors.js";
+import { frameOf, seeded, VECTOR_2051, VECTOR_2051_FRAME } from "../../unit/edge/hj212-vectors.js";
 import {
   decodeReplies,
   driverOptions,
@@ -148,6 +148,57 @@ describe("HJ 212 TCP server driver", () => {
     expect(samples.map((s) => s.values)).toEqual([{ pm10: 90 }, { pm10: 88 }]);
   });
 
+  it("reassembles a split packet whose pieces come over two connections", async () => {
+    const { port, samples } = await startServer();
+    const piece = (no: number, cp: string) =>
+      frameOf(
+        siteSegment(`DataTime=20221127080000;${cp}`, {
+          qn: `2022112708000000${no}`,
+          flag: 7,
+          extra: `PNUM=2;PNO=${no}`,
+        }),
+      );
+    const first = await monitor(port);
+    first.send(piece(1, "a34002-Avg=88"));
+    await until(() => first.replies().length === 1, "the first piece answered");
+    first.socket.destroy(); // the monitor's link dropped; it reconnects for the second piece
+    const second = await monitor(port);
+    second.send(piece(2, "a50001-Avg=67.4"));
+    await until(() => samples.length === 2, "the packet delivered");
+    expect(samples.map((s) => [s.deviceId, s.values])).toEqual([
+      ["site-17-dust", { pm10: 88 }],
+      ["site-17-noise", { LAeq: 67.4 }],
+    ]);
+  });
+
+  it("takes every good frame of a stream of seeded random bytes, and stays up", async () => {
+    const { port, samples, server } = await startServer();
+    const device = await monitor(port);
+    const random = seeded(212);
+    let good = 0;
+    for (let round = 0; round < 50; round++) {
+      const noise = Buffer.from(
+        Array.from({ length: Math.floor(random() * 300) }, () => Math.floor(random() * 256)),
+      );
+      device.send(noise);
+      // Noise ending in `#` or `##12` would swallow the next frame's start: end it cleanly.
+      device.send("\r\n");
+      const minute = String(round).padStart(2, "0");
+      device.send(
+        frameOf(
+          siteSegment(`DataTime=2022112708${minute}00;a34002-Avg=${round}`, { qn: String(round) }),
+        ),
+      );
+      good++;
+    }
+    await until(() => samples.length === good, `${good} frames taken`, 10_000);
+    expect(samples.map((s) => s.values["pm10"])).toEqual(Array.from({ length: good }, (_, i) => i));
+    expect(device.closed()).toBe(false);
+    const stats = server.stats();
+    expect(stats["frames"]).toBeGreaterThanOrEqual(good);
+    expect(stats["garbageBytes"]).toBeGreaterThan(1_000);
+  });
+
   it("closes connections beyond maxConnections and counts them", async () => {
     const { port, server } = await startServer({ maxConnections: 2 });
     const first = await monitor(port);
@@ -158,6 +209,25 @@ describe("HJ 212 TCP server driver", () => {
     expect(server.stats()).toMatchObject({ connectionsRefused: 1, connectionsOpen: 2 });
     first.send(frameOf(siteSegment("DataTime=20221127080000;a34002-Avg=88")));
     await until(() => first.replies().length === 1, "the first monitor still answered");
+  });
+
+  it("closes a monitor that never reads its replies once they pass maxReplyBacklogBytes", async () => {
+    const { port, server, samples } = await startServer({ maxReplyBacklogBytes: 1_024 });
+    const device = await monitor(port);
+    device.socket.pause(); // reads nothing: the replies pile up in the kernel, then in the server
+    const frame = frameOf(siteSegment("DataTime=20221127080000;a34002-Avg=88"));
+    const burst = frame.repeat(2_000);
+    for (let i = 0; i < 40 && !device.closed(); i++) {
+      device.send(burst);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await until(() => device.closed(), "the connection closed", 20_000);
+    expect(server.stats()["replyBacklogOverflows"]).toBe(1);
+    // What was taken before the cut stays taken; the server still serves others.
+    expect(samples.length).toBeGreaterThan(0);
+    const other = await monitor(port);
+    other.send(frame);
+    await until(() => other.replies().length === 1, "another monitor answered");
   });
 
   it("closes an idle connection after idleTimeoutS and counts it", async () => {

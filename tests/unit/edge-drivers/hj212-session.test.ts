@@ -362,6 +362,19 @@ describe("HJ 212 session: split packets", () => {
     expect(h.counts).toMatchObject({ splitPieces: 3, splitDuplicates: 1, splitUnassembled: 0 });
   });
 
+  it("answers no piece of an unknown monitor with 9014", () => {
+    const h = harness();
+    const unknown = frameOf(
+      siteSegment("DataTime=20221127080000;a34002-Avg=88", {
+        mn: "NOBODY0001",
+        flag: 7,
+        extra: "PNUM=2;PNO=1",
+      }),
+    );
+    expect(h.send(unknown).map((r) => [r.cn, r.cp.params["QnRtn"]])).toEqual([["9011", "4"]]);
+    expect(h.counts).toMatchObject({ unknownMn: 1, splitPieces: 0 });
+  });
+
   it("delivers the pieces of a packet that never completes one by one after the timeout", () => {
     const h = harness();
     h.send(piece(1, "a34002-Avg=88", 3));
