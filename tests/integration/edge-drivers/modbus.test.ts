@@ -23,6 +23,8 @@ interface Unit {
   illegal?: readonly number[];
   /** Holding addresses never answered (a unit that went silent). */
   silent?: readonly number[];
+  /** Holding registers answered after this many ms (a slow line). */
+  delayMs?: number;
 }
 
 interface FieldServer {
@@ -54,7 +56,9 @@ async function startFieldServer(units: Record<number, Unit>, port = 0): Promise<
       const u = unit(unitId);
       if (u.silent?.includes(addr) === true) return new Promise<number>(() => undefined);
       if (u.illegal?.includes(addr) === true) throw illegalAddress();
-      return u.holding?.[addr] ?? 0;
+      const value = u.holding?.[addr] ?? 0;
+      if (u.delayMs === undefined) return value;
+      return new Promise<number>((resolve) => setTimeout(() => resolve(value), u.delayMs));
     },
     getInputRegister: (addr: number, unitId: number) => unit(unitId).input?.[addr] ?? 0,
     getCoil: (addr: number, unitId: number) => unit(unitId).coils?.[addr] ?? false,
@@ -192,6 +196,22 @@ describe("Modbus driver against a Modbus TCP server", () => {
     );
     expect(samples.some((s) => s.deviceId === "tunnel-a-gas-1")).toBe(false);
     expect(driver.stats()["devicesFailing"]).toBe(1);
+  });
+
+  it("skips the poll slots a slow line misses instead of queueing them", async () => {
+    // 250 ms per request against a 100 ms interval: two of every three slots cannot run.
+    const field = await startFieldServer({ 1: { ...TUNNEL_UNIT, delayMs: 250 } });
+    const { driver, samples } = await startDriver(field.port, {
+      timeoutMs: 1_000,
+      devices: [{ ...TUNNEL_AND_FUME[0]!, pollIntervalMs: 100 }],
+    });
+    await until(() => samples.length >= 3, "three samples from the slow line", 10_000);
+    const stats = driver.stats();
+    expect(stats["pollsSkipped"]).toBeGreaterThanOrEqual(2);
+    expect(stats["pollFailures"]).toBe(0);
+    // Polled back to back at the line's pace, not in a burst of queued slots.
+    const times = samples.map((s) => s.ts);
+    expect((times[2] ?? 0) - (times[1] ?? 0)).toBeGreaterThanOrEqual(200);
   });
 
   it("survives the line going down and resumes when it is back", async () => {
