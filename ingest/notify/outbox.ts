@@ -168,16 +168,17 @@ export class Outbox {
       try {
         if (event === undefined) throw new Error(`event ${head.eventId} is missing`);
         await target.deliver(event);
-        store.delivered(head.id);
-        this.decrement(target.name);
+        // At the bound, enqueue may have buried this row while it was in flight: counted there.
+        if (store.delivered(head.id)) this.decrement(target.name);
         metrics.deliveries.inc({ target: target.name });
       } catch (error) {
         const message = (error as Error).message;
         const attempts = head.attempts + 1;
         metrics.deliveryFailures.inc({ target: target.name });
         if (attempts >= options.maxAttempts) {
-          store.bury(head.id, this.deps.now(), `max_attempts: ${message}`);
-          this.decrement(target.name);
+          if (store.bury(head.id, this.deps.now(), `max_attempts: ${message}`)) {
+            this.decrement(target.name);
+          }
           metrics.deadNotifications.inc({ target: target.name, reason: "max_attempts" });
           log.error(
             { target: target.name, eventId: head.eventId, attempts, err: message },

@@ -72,6 +72,11 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskApiDeps): voi
     }
     return caller;
   };
+  // Streams never end by themselves: end them when the API closes, or close would wait forever.
+  app.addHook("preClose", (done) => {
+    deps.stream.close();
+    done();
+  });
   const notFound = (reply: FastifyReply, id: string) =>
     problem(reply, 404, { error: "not_found", message: `no task ${id}` });
 

@@ -98,7 +98,7 @@ export class TaskService implements TaskSink {
 
   constructor(private readonly deps: TaskServiceDeps) {
     deps.metrics.observe({
-      open: () => this.countOpen(),
+      open: () => deps.store.openCounts(),
       flagged: () => this.countFlagged(),
     });
   }
@@ -422,8 +422,16 @@ export class TaskService implements TaskSink {
         : outcome === "violating"
           ? "recheck_violating"
           : "recheck_no_data";
+    const retry =
+      next.stage === "warning" && outcome === "no_data"
+        ? `; tried again at ${next.recheck?.dueAt ?? "?"}`
+        : "";
     const entries: Draft["entries"] = [
-      { actor: SYSTEM, action, detail: `re-check at the rectification deadline: ${outcome}${why}` },
+      {
+        actor: SYSTEM,
+        action,
+        detail: `re-check at the rectification deadline: ${outcome}${why}${retry}`,
+      },
     ];
     if (next.stage === "referred" && graduated.stage !== "referred") {
       entries.push({
@@ -434,11 +442,6 @@ export class TaskService implements TaskSink {
     }
     if (next.stage === "inspection")
       entries.push({ actor: SYSTEM, action: "inspection_needed", detail: next.reason });
-    if (next.stage === "warning" && outcome === "no_data")
-      entries[0] = {
-        ...entries[0]!,
-        detail: `${entries[0]!.detail}; tried again at ${next.recheck?.dueAt ?? "?"}`,
-      };
     return this.commit({ task: { ...task, graduated: next }, entries, evidence: false }, now, []);
   }
 
@@ -476,20 +479,32 @@ export class TaskService implements TaskSink {
     let task: Task = { ...draft.task, updatedAt: iso(now) };
     const entries = [...draft.entries, ...extra];
     if (draft.evidence && notice !== undefined) {
-      const pkg = buildEvidencePackage({
-        taskId: task.id,
-        sequence: task.evidenceCount + 1,
-        createdAt: iso(now),
-        notice,
-        registry: this.deps.registry,
-      });
-      store.addEvidence(pkg, now);
-      task = { ...task, evidenceCount: pkg.sequence };
-      entries.push({
-        actor: SYSTEM,
-        action: "evidence_attached",
-        detail: `evidence package ${pkg.sequence}, sha256 ${pkg.hash.value}, ${pkg.readings.length} readings`,
-      });
+      try {
+        const pkg = buildEvidencePackage({
+          taskId: task.id,
+          sequence: task.evidenceCount + 1,
+          createdAt: iso(now),
+          notice,
+          registry: this.deps.registry,
+        });
+        store.addEvidence(pkg, now);
+        task = { ...task, evidenceCount: pkg.sequence };
+        entries.push({
+          actor: SYSTEM,
+          action: "evidence_attached",
+          detail: `evidence package ${pkg.sequence}, sha256 ${pkg.hash.value}, ${pkg.readings.length} readings`,
+        });
+      } catch (error) {
+        // A value JSON cannot carry (NaN, Infinity) must not cost the task: it is filed, and
+        // the record says why it has no sealed evidence.
+        const message = (error as Error).message;
+        this.deps.log.error({ task: task.id, err: message }, "evidence package not sealed");
+        entries.push({
+          actor: SYSTEM,
+          action: "evidence_attached",
+          detail: `evidence could not be sealed: ${message}`,
+        });
+      }
     }
     store.saveTask(task, {
       partyKey: task.graduated?.party.key,
@@ -530,15 +545,9 @@ export class TaskService implements TaskSink {
     }
   }
 
-  private countOpen(): Array<{ kind: string; n: number }> {
-    const counts = new Map<string, number>();
-    for (const t of this.deps.store.openTasks()) counts.set(t.kind, (counts.get(t.kind) ?? 0) + 1);
-    return [...counts].map(([kind, n]) => ({ kind, n }));
-  }
-
   private countFlagged(): Array<{ kind: string; flag: string; n: number }> {
     const counts = new Map<string, { kind: string; flag: string; n: number }>();
-    for (const t of this.deps.store.openTasks()) {
+    for (const t of this.deps.store.flaggedTasks()) {
       for (const flag of t.sla.flags) {
         const key = `${t.kind}/${flag}`;
         const c = counts.get(key) ?? { kind: t.kind, flag, n: 0 };

@@ -283,6 +283,25 @@ export class TaskStore {
     );
   }
 
+  /** Open tasks per kind (the open-tasks gauge). */
+  openCounts(): Array<{ kind: string; n: number }> {
+    return this.stmt(
+      "SELECT kind, count(*) AS n FROM task WHERE open = 1 GROUP BY kind",
+    ).all() as Array<{
+      kind: string;
+      n: number;
+    }>;
+  }
+
+  /** Open tasks past an SLA limit. */
+  flaggedTasks(): Task[] {
+    return (
+      this.stmt("SELECT doc FROM task WHERE open = 1 AND sla_flagged = 1").all() as Array<{
+        doc: string;
+      }>
+    ).map((r) => JSON.parse(r.doc) as Task);
+  }
+
   /** Tasks whose graduated-response re-check is due. */
   dueRechecks(nowMs: number): Task[] {
     return (
@@ -411,8 +430,9 @@ export class TaskStore {
         };
   }
 
-  delivered(outboxId: number): void {
-    this.stmt("DELETE FROM outbox WHERE id = ?").run(outboxId);
+  /** Remove a delivered notification; false when it was already gone (moved to the dead outbox meanwhile). */
+  delivered(outboxId: number): boolean {
+    return this.stmt("DELETE FROM outbox WHERE id = ?").run(outboxId).changes > 0;
   }
 
   retryLater(outboxId: number, attempts: number, nextMs: number, error: string): void {
@@ -424,14 +444,14 @@ export class TaskStore {
     );
   }
 
-  /** Move a notification to the dead outbox (kept for inspection, never delivered). */
-  bury(outboxId: number, nowMs: number, why: string): void {
-    this.transaction(() => {
+  /** Move a notification to the dead outbox (kept for inspection, never delivered); false when it was gone. */
+  bury(outboxId: number, nowMs: number, why: string): boolean {
+    return this.transaction(() => {
       this.stmt(
         `INSERT INTO outbox_dead (id, event_id, target, attempts, last_error, created_ms, dead_ms, why)
          SELECT id, event_id, target, attempts, last_error, created_ms, ?, ? FROM outbox WHERE id = ?`,
       ).run(nowMs, why, outboxId);
-      this.stmt("DELETE FROM outbox WHERE id = ?").run(outboxId);
+      return this.stmt("DELETE FROM outbox WHERE id = ?").run(outboxId).changes > 0;
     });
   }
 

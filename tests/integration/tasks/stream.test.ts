@@ -110,8 +110,8 @@ describe("live task stream (SSE)", () => {
     token = system.tokens.add("console", "viewer").token;
   });
   afterEach(async () => {
-    await system.stop(); // ends the streams, so the server can close
-    await app.close();
+    await app.close(); // ends the open streams first (preClose), or it would wait for them
+    await system.stop();
     state.close();
     await store.close();
     await removeTempDir(dir);

@@ -88,6 +88,15 @@ describe("evidence package", () => {
     expect(verifyEvidence({ ...pkg, rule: { ...pkg.rule, version: 2 } }).valid).toBe(false);
   });
 
+  it("files the task even when the evidence cannot be sealed, and says why", () => {
+    const evidence = { ...noiseEvidence(T0), value: Number.NaN };
+    system.service.handleAlarm(noiseNotice("cs-3", raise(T0), evidence));
+    const task = system.store.listTasks({ limit: 1, siteId: "cs-3" })[0]!;
+    expect(task.evidenceCount).toBe(0);
+    const entry = system.service.audit(task.id).find((e) => e.action === "evidence_attached");
+    expect(entry?.detail).toBe("evidence could not be sealed: NaN has no JSON form");
+  });
+
   it("prints as HTML with every value escaped", () => {
     const html = evidenceHtml(system.store.evidence("enf-000001")!);
     expect(html).toContain("Riverside &lt;Tower&gt; &amp; &quot;Plaza&quot;");
