@@ -249,30 +249,51 @@ export function buildAgent(deps: AgentDeps): EdgeAgent {
         problems: check.problems,
         ...(handled?.applied !== undefined ? { applied: handled.applied } : {}),
       };
-      log.warn(
-        { deviceId, revision: check.revision, problems: check.problems },
-        "remote config rejected; the previous one stays",
-      );
     } else {
       const settings = check.settings;
-      const applied = {
+      record = {
         revision: check.revision,
-        reportIntervalS:
-          settings.reportIntervalS ??
-          handled?.applied?.reportIntervalS ??
-          state.device.reportIntervalS,
-        localThresholds: [
-          ...(settings.localThresholds ??
-            handled?.applied?.localThresholds ??
-            state.device.localThresholds),
-        ] as LocalThreshold[],
+        status: "applied",
+        applied: {
+          revision: check.revision,
+          reportIntervalS:
+            settings.reportIntervalS ??
+            handled?.applied?.reportIntervalS ??
+            state.device.reportIntervalS,
+          localThresholds: [
+            ...(settings.localThresholds ??
+              handled?.applied?.localThresholds ??
+              state.device.localThresholds),
+          ],
+        },
       };
-      appendOrLog(state, state.aggregator.setInterval(applied.reportIntervalS * 1000, ts));
-      state.alarms.setThresholds(applied.localThresholds, ts);
-      record = { revision: check.revision, status: "applied", applied };
-      log.info({ deviceId, revision: check.revision, settings }, "remote config applied");
     }
-    revisions.save(deviceId, record);
+    // Recorded before it takes effect: a revision that could not be recorded is not applied (a
+    // restart would apply it again); the retained config comes back at the next connect.
+    try {
+      revisions.save(deviceId, record);
+    } catch (error) {
+      log.error(
+        { deviceId, revision: check.revision, err: error },
+        "remote config not recorded; not applied",
+      );
+      return;
+    }
+    if (record.status === "rejected") {
+      log.warn(
+        { deviceId, revision: record.revision, problems: record.problems },
+        "remote config rejected; the previous one stays",
+      );
+    } else if (record.applied !== undefined) {
+      const { reportIntervalS = state.device.reportIntervalS, localThresholds = [] } =
+        record.applied;
+      appendOrLog(state, state.aggregator.setInterval(reportIntervalS * 1000, ts));
+      state.alarms.setThresholds(localThresholds, ts);
+      log.info(
+        { deviceId, revision: record.revision, applied: record.applied },
+        "remote config applied",
+      );
+    }
     state.handled = record;
     answer(record.revision, record.status, record.problems);
   }

@@ -175,7 +175,12 @@ export class DeviceLink {
         client.publishAsync(this.topics.status, death, { qos: 1, retain: true }),
         new Promise((resolve) => setTimeout(resolve, STOP_WAIT_MS)),
       ]).catch((error: unknown) => this.log.warn({ err: error }, "shutdown status not sent"));
-      await client.endAsync().catch(() => client.end(true));
+      // DISCONNECT; a broker that does not answer does not hold the stop up.
+      await Promise.race([
+        client.endAsync(),
+        new Promise((resolve) => setTimeout(resolve, STOP_WAIT_MS)),
+      ]).catch(() => undefined);
+      client.end(true);
     } else {
       client.end(true);
     }
@@ -299,7 +304,18 @@ export class DeviceLink {
       this.badCommit({ problem: `commit for ${commit.deviceId}` });
       return;
     }
-    const result = this.deps.wal.commit(this.options.deviceId, commit.committedSeq);
+    let result: ReturnType<WriteAheadLog["commit"]>;
+    try {
+      result = this.deps.wal.commit(this.options.deviceId, commit.committedSeq);
+    } catch (error) {
+      // The log could not be written (disk full, I/O error): nothing trimmed; the next commit
+      // (they are re-published, and retained) tries again.
+      this.log.error(
+        { err: error, committedSeq: commit.committedSeq },
+        "commit not applied to the log",
+      );
+      return;
+    }
     switch (result.outcome) {
       case "trimmed":
         this.committedSeq = commit.committedSeq;
@@ -334,16 +350,23 @@ export class DeviceLink {
     if (!this.connected || !this.ready || client === undefined) return;
     const room = this.options.uplink.window - this.inflight.size;
     if (room <= 0) return;
-    const messages = this.deps.wal.pending(this.options.deviceId, {
-      afterSeq: Math.max(this.sentUpTo, this.committedSeq),
-      limit: room,
-    });
+    const messages = this.readLog(Math.max(this.sentUpTo, this.committedSeq), room);
     const now = this.deps.now();
     for (const message of messages) {
       this.send(client, message);
       this.inflight.set(message.seq, now);
       this.sentUpTo = message.seq;
       this.counters.sent++;
+    }
+  }
+
+  /** Messages to send; none when the log cannot be read now (the next tick tries again). */
+  private readLog(afterSeq: number, limit: number): LoggedMessage[] {
+    try {
+      return this.deps.wal.pending(this.options.deviceId, { afterSeq, limit });
+    } catch (error) {
+      this.log.error({ err: error }, "log not readable; sending paused until the next tick");
+      return [];
     }
   }
 
@@ -371,15 +394,15 @@ export class DeviceLink {
       this.lastStatusAt = now;
       client.publish(this.topics.status, this.status("online"), { qos: 1, retain: true });
     }
-    if (this.inflight.size === 0) return;
+    if (this.inflight.size === 0) {
+      this.pump();
+      return;
+    }
     const oldest = Math.min(...this.inflight.values());
     if (now - oldest < this.resendAfterMs) return;
     const seqs = [...this.inflight.keys()].sort((a, b) => a - b);
     const first = seqs[0] ?? 1;
-    const messages = this.deps.wal.pending(this.options.deviceId, {
-      afterSeq: first - 1,
-      limit: seqs.length,
-    });
+    const messages = this.readLog(first - 1, seqs.length);
     for (const message of messages) {
       if (!this.inflight.has(message.seq)) continue;
       this.send(client, message);
