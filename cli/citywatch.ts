@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { ZodError } from "zod";
 import { ConfigError, problemsOf, formatProblems } from "../contracts/index.js";
+import { RulesError } from "../ingest/app.js";
 import { RegistryError } from "../registry/store.js";
 import { type RunFlags, loadCitywatchConfig } from "./config.js";
 import { createLogger } from "./logger.js";
@@ -46,7 +47,11 @@ function runOptions(command: Command): Command {
     .option("--influxdb-database <db>", "v1 database; default citywatch")
     .option("--influxdb-token <token>", "v2 API token")
     .option("--influxdb-org <org>", "v2 organisation")
-    .option("--influxdb-bucket <bucket>", "v2 bucket");
+    .option("--influxdb-bucket <bucket>", "v2 bucket")
+    .option(
+      "--rules-dir <dir...>",
+      "directories of local rule files, loaded after the default pack (docs/rules.md)",
+    );
 }
 
 async function runServe(
@@ -97,7 +102,11 @@ function report(error: unknown): void {
     process.stderr.write(`${error.message}\n`);
   } else if (error instanceof ZodError) {
     process.stderr.write(`${formatProblems("invalid input", problemsOf(error))}\n`);
-  } else if (error instanceof RegistryError || error instanceof InvalidArgumentError) {
+  } else if (
+    error instanceof RegistryError ||
+    error instanceof InvalidArgumentError ||
+    error instanceof RulesError
+  ) {
     process.stderr.write(`citywatch: ${error.message}\n`);
   } else if (
     error instanceof Error &&

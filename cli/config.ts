@@ -22,6 +22,7 @@ export interface RunFlags {
   influxdbToken?: string;
   influxdbOrg?: string;
   influxdbBucket?: string;
+  rulesDir?: string[];
 }
 
 function overridesOf(flags: RunFlags): Record<string, unknown> {
@@ -49,7 +50,10 @@ function overridesOf(flags: RunFlags): Record<string, unknown> {
   if (flags.influxdbToken !== undefined) store.token = flags.influxdbToken;
   if (flags.influxdbOrg !== undefined) store.org = flags.influxdbOrg;
   if (flags.influxdbBucket !== undefined) store.bucket = flags.influxdbBucket;
-  if (Object.keys(store).length > 0) out.ingest = { store };
+  const ingest: Record<string, unknown> = {};
+  if (Object.keys(store).length > 0) ingest.store = store;
+  if (flags.rulesDir !== undefined) ingest.rules = { directories: flags.rulesDir };
+  if (Object.keys(ingest).length > 0) out.ingest = ingest;
   return out;
 }
 

@@ -11,18 +11,22 @@ export function localBroker(broker: Broker, log: Logger): LocalBroker {
   return {
     setPublishGate: (gate) => broker.setPublishGate(gate),
     publish: (topic, payload, options) =>
-      broker.aedes.publish(
-        {
-          cmd: "publish",
-          topic,
-          payload: Buffer.from(payload),
-          qos: options.qos,
-          retain: options.retain,
-          dup: false,
-        },
-        (error) => {
-          if (error) log.warn({ err: error.message, topic }, "in-process publish failed");
-        },
+      new Promise<void>((resolve, reject) =>
+        broker.aedes.publish(
+          {
+            cmd: "publish",
+            topic,
+            payload: Buffer.from(payload),
+            qos: options.qos,
+            retain: options.retain,
+            dup: false,
+          },
+          (error) => {
+            if (!error) return resolve();
+            log.warn({ err: error.message, topic }, "in-process publish failed");
+            reject(error);
+          },
+        ),
       ),
   };
 }

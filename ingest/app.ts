@@ -20,6 +20,10 @@ import { connectSubscriber } from "./subscriber.js";
 import { buildTaskSystem, type TaskSystem } from "./tasks/build.js";
 import type { Recheck } from "./tasks/graduated.js";
 import { InboxGate, type GateDone } from "./gate.js";
+import { AlarmStore } from "./rules/alarm-store.js";
+import { RulesDriver } from "./rules/driver.js";
+import { formatRuleProblems } from "./rules/load.js";
+import { RuleSet } from "./rules/rule-set.js";
 
 /** The registry as the ingest sees it (read-only). */
 export interface RegistryView extends DeviceLookup {
@@ -45,8 +49,21 @@ export interface IngestDeps {
   readonly recheck?: Recheck | undefined;
 }
 
+/** The rule files could not be loaded: every problem, by file and path. */
+export class RulesError extends Error {
+  readonly code = "INGEST_RULES";
+  constructor(readonly problems: string) {
+    super(`the rule files have problems:\n${problems}`);
+    this.name = "RulesError";
+  }
+}
+
 export interface Ingest {
   readonly metrics: IngestMetrics;
+  /** The rules in force (reload() swaps them only when every file is valid). */
+  readonly rules: RuleSet;
+  /** The rules driver; undefined when ingest.rules.enabled is false. */
+  readonly driver: RulesDriver | undefined;
   readonly state: IngestState;
   readonly store: TimeSeriesStore;
   readonly pipeline: Pipeline;
@@ -62,8 +79,8 @@ export interface LocalBroker {
   setPublishGate(
     gate: ((topic: string, payload: Buffer, done: GateDone) => void) | undefined,
   ): void;
-  /** Publish as the broker itself (retained commits). */
-  publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): void;
+  /** Publish as the broker itself (retained commits, task topics); resolves when routed. */
+  publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): Promise<void>;
 }
 
 /** Cache registry lookups briefly: the ingest asks once per message. */
@@ -143,6 +160,64 @@ export function build(deps: IngestDeps): Ingest {
     });
   };
   let gate: InboxGate | undefined;
+
+  const rulesConfig = deps.config.rules;
+  const rules = new RuleSet({
+    defaultPack: rulesConfig.defaultPack,
+    directories: rulesConfig.directories,
+  });
+  const problems = rules.reload();
+  if (problems.length > 0) throw new RulesError(formatRuleProblems(problems));
+  let driver: RulesDriver | undefined;
+  const tasks = buildTaskSystem({
+    log,
+    config: deps.config.tasks,
+    dataDir: deps.dataDir,
+    registry: deps.registry,
+    metricsRegistry: metrics.registry,
+    now,
+    publish:
+      deps.publishTask ??
+      ((topic, payload) =>
+        deps.local !== undefined
+          ? deps.local.publish(topic, payload, { qos: 1, retain: false })
+          : subscriber === undefined
+            ? Promise.reject(new Error("not connected to the broker"))
+            : subscriber.client.publishAsync(topic, payload, { qos: 1 }).then(() => undefined)),
+    recheck:
+      deps.recheck ??
+      ((task) => driver?.recheck(task.rule.id, task.subject.type, task.subject.id) ?? "no_data"),
+  });
+  const alarms = rulesConfig.enabled ? new AlarmStore(join(deps.dataDir, "alarms.db")) : undefined;
+  if (alarms !== undefined) {
+    driver = new RulesDriver({
+      log: log.child({ module: "rules" }),
+      rules,
+      registry: deps.registry,
+      alarms,
+      sink: tasks.service,
+      region: rulesConfig.region,
+      tickMs: rulesConfig.tickMs,
+      now,
+      backfill: async (device, fromMs, toMs) =>
+        (
+          await store.readings({
+            deviceId: device.id,
+            kind: device.kind,
+            fromMs,
+            toMs,
+            limit: 10_000,
+          })
+        ).map((r) => ({
+          deviceId: device.id,
+          kind: device.kind,
+          timeMs: r.timeMs,
+          quality: r.quality,
+          values: r.values,
+          replay: false,
+        })),
+    });
+  }
   const pipeline = new Pipeline({
     log,
     config: deps.config,
@@ -152,22 +227,14 @@ export function build(deps: IngestDeps): Ingest {
     metrics,
     now,
     publishCommit,
+    ...(driver === undefined ? {} : { onStored: (readings) => driver?.onStored(readings) }),
     brokerConnected: () => gate !== undefined || (subscriber?.connected() ?? false),
   });
   metrics.observe({ inbox: () => state.inboxDepth(), storeUp: () => (pipeline.isStoreUp ? 1 : 0) });
-  const tasks = buildTaskSystem({
-    log,
-    config: deps.config.tasks,
-    dataDir: deps.dataDir,
-    registry: deps.registry,
-    metricsRegistry: metrics.registry,
-    now,
-    publish: deps.publishTask,
-    recheck: deps.recheck,
-  });
-
   return {
     metrics,
+    rules,
+    driver,
     state,
     store,
     pipeline,
@@ -182,6 +249,10 @@ export function build(deps: IngestDeps): Ingest {
         );
       });
       tasks.start();
+      // Windows are read back from the store in the background; alarms hold on missing data.
+      driver?.start().catch((error: unknown) => {
+        log.warn({ err: (error as Error).message }, "rules backfill failed");
+      });
       pipeline.start();
       if (deps.local !== undefined) {
         gate = new InboxGate({
@@ -222,6 +293,8 @@ export function build(deps: IngestDeps): Ingest {
       // never acknowledged past the inbox.
       gate?.close();
       await pipeline.stop();
+      driver?.stop();
+      alarms?.close();
       // Deliveries in flight may publish on the subscriber's connection: tasks stop first.
       await tasks.stop();
       await subscriber?.stop();

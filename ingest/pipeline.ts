@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { IngestConfig } from "../contracts/index.js";
 import { decodeUplink, type DeviceLookup } from "./decode.js";
 import type { IngestMetrics } from "./metrics.js";
+import type { StoredReading } from "./rules/driver.js";
 import type { DeadLetter, IngestState, InboxMessage } from "./state.js";
 import { StoreUnavailableError, type Point, type TimeSeriesStore } from "./store/types.js";
 
@@ -14,6 +15,8 @@ export interface PipelineDeps {
   readonly metrics: IngestMetrics;
   /** Publish the device's commit (retained). Fire and forget: the next commit supersedes it. */
   readonly publishCommit: (deviceId: string, committedSeq: number) => void;
+  /** Readings the store acknowledged, after their round was applied (the rules engine). */
+  readonly onStored?: (readings: StoredReading[]) => void;
   /** Is the broker connection up? Gaps only age while it is. */
   readonly brokerConnected: () => boolean;
   readonly now: () => number;
@@ -237,6 +240,10 @@ export class Pipeline {
     const origin: InboxMessage[] = [];
     /** For each point, its index among its message's readings. */
     const readingIndex: number[] = [];
+    /** Messages re-sent from an edge's log after an outage (historical). */
+    const replayed = new Set<InboxMessage>();
+    /** Indexes into `points` the store refused. */
+    const refused = new Set<number>();
     const resent = new Set<string>();
 
     for (const message of messages) {
@@ -292,6 +299,7 @@ export class Pipeline {
       this.inFlightKeys.add(key);
       keys.push(key);
       metrics.readingsReceived.inc(decoded.points.length);
+      if (decoded.replay) replayed.add(message);
       decoded.points.forEach((p, i) => {
         points.push(p);
         origin.push(message);
@@ -316,6 +324,7 @@ export class Pipeline {
       metrics.storeLatency.observe(Number(process.hrtime.bigint() - started) / 1e9);
       metrics.readingsStored.inc(chunk.length - outcome.rejected.length);
       for (const { index, reason } of outcome.rejected) {
+        refused.add(from + index);
         const point = chunk[index];
         const message = origin[from + index];
         if (point === undefined || message === undefined) continue;
@@ -350,6 +359,27 @@ export class Pipeline {
       this.deps.now(),
     );
     this.publish(moved);
+    if (this.deps.onStored !== undefined && points.length > refused.size) {
+      const stored: StoredReading[] = [];
+      points.forEach((p, i) => {
+        if (refused.has(i)) return;
+        const message = origin[i];
+        stored.push({
+          deviceId: p.tags.device,
+          kind: p.measurement,
+          timeMs: p.timeMs,
+          quality: p.tags.quality,
+          values: p.fields,
+          replay: message !== undefined && replayed.has(message),
+        });
+      });
+      try {
+        this.deps.onStored(stored);
+      } catch (error) {
+        // The readings are stored and committed whatever the rules make of them.
+        this.deps.log.error({ err: error }, "rules evaluation failed");
+      }
+    }
     // A device re-sending what is already committed did not see its commit: send it again.
     const now = this.deps.now();
     for (const deviceId of resent) {

@@ -215,6 +215,7 @@ export async function serve(
         health,
         onlineIntervals: config.ingest.onlineIntervals,
         now: Date.now,
+        tasks: ingest.tasks.api,
       });
       httpPort = await listenApi(api, config.http.host, config.http.port);
       stops.push({ name: "api", stop: () => api.close() });

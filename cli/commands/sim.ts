@@ -302,10 +302,13 @@ export function simCommand(program: Command): void {
       const log = createLogger(config.log);
       const timeline = timelineOf({ ...flags, scenario: flags.scenario });
       const file = credentialsPath(config.dataDir);
+      let credentials: ReadonlyMap<string, string> | undefined;
       if (flags.provision === true) {
         const registry = new RegistryStore(registryPath(config.dataDir));
         try {
-          saveCredentials(file, provisionLayout(registry, timeline.layout));
+          // Run with the secrets just issued: another provisioning run may rewrite the file meanwhile.
+          credentials = provisionLayout(registry, timeline.layout);
+          saveCredentials(file, credentials);
         } finally {
           registry.close();
         }
@@ -319,7 +322,7 @@ export function simCommand(program: Command): void {
           ? "127.0.0.1"
           : config.broker.host;
       const url = flags.mqttUrl ?? `mqtt://${host}:${config.broker.mqtt.port}`;
-      const credentials = new Map(Object.entries(readCredentials(file)));
+      credentials ??= new Map(Object.entries(readCredentials(file)));
       let summary: FleetSummary;
       try {
         summary = await play(log, timeline, { url, credentials, stream: process.stdout });

@@ -44,6 +44,8 @@ export const CITYWATCH_ENV: Readonly<Record<string, readonly string[]>> = {
   CITYWATCH_BROKER_ID: ["broker", "id"],
   CITYWATCH_REDIS_URL: ["broker", "persistence", "url"],
   CITYWATCH_INGEST_ENABLED: ["ingest", "enabled"],
+  CITYWATCH_RULES_ENABLED: ["ingest", "rules", "enabled"],
+  CITYWATCH_RULES_REGION: ["ingest", "rules", "region"],
   CITYWATCH_INGEST_MQTT_URL: ["ingest", "mqtt", "url"],
   CITYWATCH_INGEST_MQTT_USERNAME: ["ingest", "mqtt", "username"],
   CITYWATCH_INGEST_MQTT_PASSWORD: ["ingest", "mqtt", "password"],

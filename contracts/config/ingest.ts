@@ -83,6 +83,27 @@ export const IngestConfig = z.strictObject({
   gapTimeoutMs: PositiveInt.default(10 * 60 * 1000),
   /** A device is online while its last message is younger than this many expected intervals. */
   onlineIntervals: PositiveInt.default(3),
+  /**
+   * The rules engine: the default pack (ingest/rules/pack) and then local rule directories,
+   * evaluated on every stored reading and on a clock tick (silence and steady values still move
+   * an alarm). docs/rules.md.
+   */
+  rules: z
+    .strictObject({
+      enabled: Flag.default(true),
+      /** Load the default pack built from STANDARDS.md first. */
+      defaultPack: Flag.default(true),
+      /** Directories of local rule files (*.yaml, *.yml, *.json), loaded after the pack, in order. */
+      directories: z.array(z.string().min(1)).default([]),
+      /** The deployment's regulatory region, which keys regional limit tables (e.g. `beijing`). */
+      region: z
+        .string()
+        .regex(/^[a-z][a-z0-9_-]{0,31}$/, { error: "a region is a lowercase key such as beijing" })
+        .default("default"),
+      /** Every open or watched alarm is evaluated this often, besides on each reading. */
+      tickMs: PositiveInt.default(5_000),
+    })
+    .prefault({}),
   /** The task service: routing, SLA, graduated response, notifications, API tokens. */
   tasks: TasksConfig.prefault({}),
 });

@@ -1,0 +1,492 @@
+import type { Logger } from "pino";
+import type {
+  Condition,
+  Device,
+  QualityFlag,
+  Rule,
+  RuleSubject,
+  SensorKind,
+  Site,
+} from "../../contracts/index.js";
+import { formatDuration } from "../../contracts/rules.js";
+import type { RecheckOutcome } from "../tasks/graduated.js";
+import type { AlarmNotice, EvidenceReading, TaskSink } from "../tasks/types.js";
+import type { AlarmStore } from "./alarm-store.js";
+import {
+  type AlarmDecision,
+  type AlarmEvent,
+  type AlarmState,
+  type DeviceView,
+  type Evaluation,
+  evaluateCondition,
+  initialAlarmState,
+  isOpen,
+  retentionByQuantity,
+  ruleApplies,
+  type Sample,
+  stepAlarm,
+  type SubjectView,
+} from "./engine/index.js";
+import type { RuleSet } from "./rule-set.js";
+
+/*
+ * The rules driver: runs the pure engine (engine/) on the readings the ingest has stored and on a
+ * clock tick, keeps each device's recent samples in memory (bounded by the longest window a rule
+ * in force needs), persists the alarm state of every (subject, rule) and hands every decision to
+ * the task service. Nothing here decides anything the engine does not.
+ */
+
+/** A reading the store has acknowledged, as the driver takes it. */
+export interface StoredReading {
+  readonly deviceId: string;
+  readonly kind: SensorKind;
+  readonly timeMs: number;
+  readonly quality: QualityFlag;
+  readonly values: Readonly<Record<string, number | boolean>>;
+  /** Sent late from an edge's log after an outage: evaluated, and marked historical. */
+  readonly replay: boolean;
+}
+
+/** The registry as the driver reads it. */
+export interface RulesRegistry {
+  devices(): Device[];
+  sites(): Site[];
+}
+
+export interface RulesDriverDeps {
+  readonly log: Logger;
+  readonly rules: RuleSet;
+  readonly registry: RulesRegistry;
+  readonly alarms: AlarmStore;
+  /** Where decisions go (the task service). */
+  readonly sink: TaskSink;
+  /** The deployment's regulatory region (limit tables keyed by region). */
+  readonly region: string;
+  readonly tickMs: number;
+  readonly now: () => number;
+  /** The registry is read again this often (devices added or changed while running). */
+  readonly registryRefreshMs?: number;
+  /** Past samples to start from after a restart (from the time-series store). */
+  readonly backfill?: (device: Device, fromMs: number, toMs: number) => Promise<StoredReading[]>;
+}
+
+interface Slot {
+  device: Device;
+  series: Record<string, Sample[]>;
+  lastSeenAt: number | undefined;
+  lastQuality: QualityFlag | undefined;
+  readonly watchedSince: number;
+}
+
+interface Subject {
+  readonly rule: Rule;
+  readonly type: RuleSubject;
+  readonly id: string;
+  /** `type:id`, the subject part of the alarm key. */
+  readonly key: string;
+}
+
+interface Alarm {
+  state: AlarmState;
+  /** Last instant evaluated: evaluations never go back in time. */
+  lastAt: number;
+}
+
+/** Samples of a quantity no rule reads: only the newest is kept (state and quality need it). */
+const KEEP_NEWEST = 0;
+
+/** Fields of the state whose change is worth a write (lastValue and lastLimit are not). */
+function signature(s: AlarmState): string {
+  return `${s.phase}|${s.since}|${s.alarmSeq}|${s.levelIndex}|${s.repeats}|${s.acknowledged}|${s.unacknowledgedEscalations}|${s.replayed}`;
+}
+
+/** One line on how the deciding value is computed, for the evidence package. */
+export function describeCondition(condition: Condition, timeZone: string): string {
+  const over = (c: { window?: number | undefined; align: string }) =>
+    c.window === undefined
+      ? "the latest reading"
+      : `${c.align === "clock" ? `clock-aligned ${formatDuration(c.window)} intervals (${timeZone})` : `a rolling ${formatDuration(c.window)} window`}`;
+  switch (condition.type) {
+    case "threshold": {
+      const how =
+        condition.aggregate === "energy_mean"
+          ? "energy mean 10·log10(mean(10^(L/10)))"
+          : condition.aggregate;
+      const count =
+        condition.nOfM !== undefined
+          ? `; ${condition.nOfM.n} of the last ${condition.nOfM.m} intervals`
+          : condition.exceedances !== undefined
+            ? `; more than ${condition.exceedances.allowedPerDay} violating intervals per local day`
+            : "";
+      return `${how} of ${condition.quantity} over ${over(condition)}${count}`;
+    }
+    case "k_of_n":
+      return `${condition.aggregate} of ${condition.quantity} over ${over(condition)} on each device; at least ${condition.k} devices voting`;
+    case "rate_of_rise":
+      return `rise of ${condition.quantity} (newest minus oldest) within ${formatDuration(condition.window)}`;
+    case "state":
+      return `latest ${condition.terms.map((t) => `${t.quantity} is ${String(t.is)}`).join(condition.match === "all" ? " and " : " or ")}`;
+    case "deadman":
+      return `no reading for more than ${condition.factor} expected intervals`;
+    case "quality":
+      return `newest reading flagged ${condition.flags.join(" or ") || "(none)"}${condition.calibrationExpired ? " or calibration expired" : ""}`;
+  }
+}
+
+function quantitiesOf(condition: Condition): string[] {
+  if (condition.type === "state") return condition.terms.map((t) => t.quantity);
+  return "quantity" in condition ? [condition.quantity] : [];
+}
+
+export class RulesDriver {
+  private readonly slots = new Map<string, Slot>();
+  private sites = new Map<string, Site>();
+  private devicesBySite = new Map<string, string[]>();
+  private subjectsByDevice = new Map<string, Subject[]>();
+  private readonly alarms = new Map<string, Alarm>();
+  private retention = new Map<string, number>();
+  private rulesGeneration = -1;
+  private lastRegistryRefresh = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private evaluations = 0;
+
+  constructor(private readonly deps: RulesDriverDeps) {}
+
+  /** Load persisted alarms and the registry, start the clock; backfill windows in the background. */
+  start(): Promise<void> {
+    const now = this.deps.now();
+    for (const stored of this.deps.alarms.all()) {
+      this.alarms.set(`${stored.ruleId}\u0000${stored.subject}`, {
+        state: stored.state,
+        lastAt: stored.state.since,
+      });
+    }
+    this.refresh(now, true);
+    this.unsubscribe = this.deps.sink.onAcknowledged((ruleId, subjectId) =>
+      this.acknowledge(ruleId, subjectId),
+    );
+    this.timer = setInterval(() => this.tick(), this.deps.tickMs);
+    this.timer.unref();
+    return this.backfill(now);
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.unsubscribe?.();
+  }
+
+  /** Evaluations made so far (metrics, tests). */
+  get evaluationCount(): number {
+    return this.evaluations;
+  }
+
+  /** Readings the store acknowledged: into the windows, then every subject they touch evaluated. */
+  onStored(readings: readonly StoredReading[]): void {
+    const now = this.deps.now();
+    this.refresh(now, false);
+    const touched = new Map<string, { subject: Subject; at: number; replayed: boolean }>();
+    for (const r of readings) {
+      const slot = this.slots.get(r.deviceId);
+      if (slot === undefined) continue; // registered after the last refresh: next one
+      this.addReading(slot, r, now);
+      for (const subject of this.subjectsByDevice.get(r.deviceId) ?? []) {
+        const key = `${subject.rule.id}\u0000${subject.key}`;
+        const seen = touched.get(key);
+        touched.set(key, {
+          subject,
+          at: Math.max(seen?.at ?? 0, r.timeMs),
+          replayed: (seen?.replayed ?? true) && r.replay,
+        });
+      }
+    }
+    for (const { subject, at, replayed } of touched.values())
+      this.evaluate(subject, "reading", Math.min(at, now), replayed);
+  }
+
+  /** The clock: every subject evaluated at now, so silence and steady values move alarms too. */
+  tick(): void {
+    const now = this.deps.now();
+    this.refresh(now, false);
+    const seen = new Set<string>();
+    for (const subjects of this.subjectsByDevice.values()) {
+      for (const subject of subjects) {
+        const key = `${subject.rule.id}\u0000${subject.key}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        this.evaluate(subject, "tick", now, false);
+      }
+    }
+  }
+
+  /** The alarm's task was acknowledged: emergency escalation stops. */
+  acknowledge(ruleId: string, subjectId: string): void {
+    const rule = this.deps.rules.get(ruleId);
+    if (rule === undefined) return;
+    const subjectKey = `${rule.subject}:${subjectId}`;
+    const alarm = this.alarms.get(`${ruleId}\u0000${subjectKey}`);
+    if (alarm === undefined) return;
+    const now = this.deps.now();
+    const step = stepAlarm(rule, alarm.state, { type: "acknowledge" }, now);
+    this.store(rule, subjectKey, alarm, step.state, now);
+  }
+
+  /**
+   * Graduated response's re-check at a rectification deadline: is the alarm of (rule, subject)
+   * still open, and does the subject have recent data at all?
+   */
+  recheck(ruleId: string, subjectType: RuleSubject, subjectId: string): RecheckOutcome {
+    const alarm = this.alarms.get(`${ruleId}\u0000${subjectType}:${subjectId}`);
+    if (alarm !== undefined && isOpen(alarm.state)) return "violating";
+    const rule = this.deps.rules.get(ruleId);
+    if (rule === undefined) return "no_data";
+    const view = this.subjectView({ rule, type: subjectType, id: subjectId, key: "" });
+    const now = this.deps.now();
+    const fresh = view.devices.some(
+      (d) =>
+        d.lastSeenAt !== undefined && now - d.lastSeenAt <= 3 * d.device.expectedIntervalS * 1_000,
+    );
+    if (!fresh) return "no_data";
+    const evaluation = evaluateCondition(rule, view, now, false);
+    return evaluation.applicable && evaluation.active ? "violating" : "compliant";
+  }
+
+  private addReading(slot: Slot, r: StoredReading, now: number): void {
+    for (const [quantity, value] of Object.entries(r.values)) {
+      const sample: Sample = {
+        at: r.timeMs,
+        value,
+        quality: r.quality,
+        ...(r.replay ? { replayed: true } : {}),
+      };
+      const series = (slot.series[quantity] ??= []);
+      insertInPlace(series, sample);
+      const keep = this.retention.get(quantity) ?? KEEP_NEWEST;
+      const horizon = Math.max(now, series[series.length - 1]?.at ?? now) - keep;
+      let drop = 0;
+      while (drop < series.length - 1 && (series[drop]?.at ?? 0) <= horizon) drop++;
+      if (drop > 0) series.splice(0, drop);
+    }
+    // Arrival (not measurement) time: the deadman is about the link. Replays say nothing of now.
+    if (!r.replay) slot.lastSeenAt = now;
+    if (slot.lastQuality === undefined || !r.replay) slot.lastQuality = r.quality;
+  }
+
+  private evaluate(
+    subject: Subject,
+    type: "reading" | "tick",
+    at: number,
+    replayed: boolean,
+  ): void {
+    const key = `${subject.rule.id}\u0000${subject.key}`;
+    let alarm = this.alarms.get(key);
+    if (alarm === undefined) {
+      alarm = { state: initialAlarmState(at), lastAt: at };
+      this.alarms.set(key, alarm);
+    }
+    const when = Math.max(at, alarm.lastAt);
+    alarm.lastAt = when;
+    const view = this.subjectView(subject);
+    const evaluation = evaluateCondition(subject.rule, view, when, isOpen(alarm.state));
+    this.evaluations++;
+    const event: AlarmEvent = { type, evaluation, replayed };
+    const step = stepAlarm(subject.rule, alarm.state, event, when);
+    for (const decision of step.decisions) this.deliver(subject, view, evaluation, decision);
+    this.store(subject.rule, subject.key, alarm, step.state, when);
+  }
+
+  private store(rule: Rule, subjectKey: string, alarm: Alarm, next: AlarmState, now: number) {
+    const changed = signature(next) !== signature(alarm.state);
+    alarm.state = next;
+    if (changed) this.deps.alarms.save({ ruleId: rule.id, subject: subjectKey }, next, now);
+  }
+
+  private deliver(
+    subject: Subject,
+    view: SubjectView,
+    evaluation: Evaluation,
+    decision: AlarmDecision,
+  ): void {
+    const rule = subject.rule;
+    const deviceIds = view.devices.map((d) => d.device.id as string);
+    const siteId =
+      subject.type === "device" ? this.slots.get(subject.id)?.device.siteId : subject.id;
+    const notice: AlarmNotice = {
+      rule,
+      subjectType: subject.type,
+      subjectId: subject.id,
+      siteId,
+      deviceIds,
+      decision,
+      ...(decision.type === "raise" || decision.type === "escalate-level"
+        ? { evidence: this.evidence(rule, view, evaluation, decision) }
+        : {}),
+    };
+    try {
+      this.deps.sink.handleAlarm(notice);
+    } catch (error) {
+      // The task store failed (disk): log loudly; the alarm state still moves, and an open
+      // alarm is raised again on restart only if its state was not saved either.
+      this.deps.log.error(
+        {
+          err: (error as Error).message,
+          rule: rule.id,
+          subject: subject.key,
+          decision: decision.type,
+        },
+        "task service refused an alarm decision",
+      );
+    }
+  }
+
+  /** The raw readings of the rule's evidence window, from the windows in memory. */
+  private evidence(
+    rule: Rule,
+    view: SubjectView,
+    evaluation: Evaluation,
+    decision: Extract<AlarmDecision, { type: "raise" | "escalate-level" }>,
+  ) {
+    const from =
+      (decision.type === "raise" ? decision.startedAt : decision.at) - rule.evidence.window;
+    const to = decision.at;
+    const quantities = quantitiesOf(rule.condition);
+    const readings: EvidenceReading[] = [];
+    for (const d of view.devices) {
+      const byTime = new Map<number, { quality: QualityFlag; values: Record<string, number> }>();
+      for (const q of quantities) {
+        for (const s of d.series[q] ?? []) {
+          if (s.at <= from || s.at > to) continue;
+          const row = byTime.get(s.at) ?? { quality: s.quality, values: {} };
+          // Switch states are recorded as 1 (on) and 0 (off).
+          row.values[q] = typeof s.value === "boolean" ? (s.value ? 1 : 0) : s.value;
+          byTime.set(s.at, row);
+        }
+      }
+      for (const [at, row] of [...byTime].sort((a, b) => a[0] - b[0])) {
+        readings.push({
+          deviceId: d.device.id,
+          ts: new Date(at).toISOString(),
+          quality: row.quality,
+          values: row.values,
+        });
+      }
+    }
+    return {
+      readings,
+      method: `${describeCondition(rule.condition, rule.schedule.timeZone)}; ${evaluation.detail}`,
+      windowStart: new Date(from).toISOString(),
+      windowEnd: new Date(to).toISOString(),
+      value: decision.value,
+      limit: decision.limit,
+    };
+  }
+
+  private subjectView(subject: Subject): SubjectView {
+    const common = { region: this.deps.region, permits: [] as string[] };
+    if (subject.type === "device") {
+      const slot = this.slots.get(subject.id);
+      return {
+        ...common,
+        site: slot === undefined ? undefined : this.sites.get(slot.device.siteId),
+        devices: slot === undefined ? [] : [this.deviceView(slot)],
+      };
+    }
+    const kinds = subject.rule.scope.kinds;
+    const devices = (this.devicesBySite.get(subject.id) ?? [])
+      .map((id) => this.slots.get(id))
+      .filter((s): s is Slot => s !== undefined && kinds.includes(s.device.kind))
+      .map((s) => this.deviceView(s));
+    return { ...common, site: this.sites.get(subject.id), devices };
+  }
+
+  private deviceView(slot: Slot): DeviceView {
+    return {
+      device: slot.device,
+      series: slot.series,
+      lastSeenAt: slot.lastSeenAt,
+      lastQuality: slot.lastQuality,
+      watchedSince: slot.watchedSince,
+    };
+  }
+
+  /** Read the registry and the rules again when due or changed; rebuild the subjects. */
+  private refresh(now: number, force: boolean): void {
+    const rulesChanged = this.deps.rules.generation !== this.rulesGeneration;
+    const due = now - this.lastRegistryRefresh >= (this.deps.registryRefreshMs ?? 30_000);
+    if (!force && !rulesChanged && !due) return;
+    this.rulesGeneration = this.deps.rules.generation;
+    this.lastRegistryRefresh = now;
+    this.retention = retentionByQuantity(this.deps.rules.rules);
+    this.sites = new Map(this.deps.registry.sites().map((s) => [s.id, s]));
+    const devices = this.deps.registry.devices();
+    const present = new Set(devices.map((d) => d.id as string));
+    for (const id of this.slots.keys()) if (!present.has(id)) this.slots.delete(id);
+    this.devicesBySite = new Map();
+    for (const device of devices) {
+      const slot = this.slots.get(device.id);
+      if (slot === undefined) {
+        this.slots.set(device.id, {
+          device,
+          series: {},
+          lastSeenAt: undefined,
+          lastQuality: undefined,
+          watchedSince: now,
+        });
+      } else slot.device = device;
+      this.devicesBySite.set(device.siteId, [
+        ...(this.devicesBySite.get(device.siteId) ?? []),
+        device.id,
+      ]);
+    }
+    this.subjectsByDevice = new Map();
+    for (const slot of this.slots.values()) {
+      const device = slot.device;
+      if (!device.enabled) continue;
+      const site = this.sites.get(device.siteId);
+      const subjects: Subject[] = [];
+      for (const rule of this.deps.rules.forKind(device.kind)) {
+        const view = this.deviceView(slot);
+        const scope = { site, devices: [view], region: this.deps.region };
+        if (!ruleApplies(rule, device.kind, view, scope)) continue;
+        const type = rule.subject;
+        const id = type === "device" ? device.id : device.siteId;
+        subjects.push({ rule, type, id, key: `${type}:${id}` });
+      }
+      this.subjectsByDevice.set(device.id, subjects);
+    }
+  }
+
+  /** Windows after a restart: each device's recent stored readings, oldest first. */
+  private async backfill(now: number): Promise<void> {
+    const backfill = this.deps.backfill;
+    if (backfill === undefined) return;
+    const longest = Math.max(0, ...this.retention.values());
+    if (longest === 0) return;
+    for (const slot of [...this.slots.values()]) {
+      try {
+        const readings = await backfill(slot.device, now - longest, now);
+        for (const r of readings) this.addReading(slot, { ...r, replay: false }, now);
+        // What was stored before the restart says nothing of the link now.
+        slot.lastSeenAt = undefined;
+      } catch (error) {
+        this.deps.log.warn(
+          { err: (error as Error).message, device: slot.device.id },
+          "could not read back the device's recent readings; its windows start empty",
+        );
+      }
+    }
+  }
+}
+
+/** Insert in time order; the common case (newest last) is a push. Same instant: replaced. */
+function insertInPlace(series: Sample[], sample: Sample): void {
+  const last = series[series.length - 1];
+  if (last === undefined || last.at < sample.at) {
+    series.push(sample);
+    return;
+  }
+  let i = series.length;
+  while (i > 0 && (series[i - 1]?.at ?? 0) > sample.at) i -= 1;
+  if (i > 0 && series[i - 1]?.at === sample.at) series[i - 1] = sample;
+  else series.splice(i, 0, sample);
+}
