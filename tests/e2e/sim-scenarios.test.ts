@@ -1,0 +1,188 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type ExpectedTask,
+  type FleetSummary,
+  type Timeline,
+  builtInScenarios,
+  compileScenario,
+  loadScenario,
+} from "../../simulators/index.js";
+import { type CliProcess, startCli } from "../support/cli-process.js";
+import { freePort } from "../support/services.js";
+
+/*
+ * Every built-in scenario played accelerated by `citywatch sim --provision` (a separate process,
+ * as a user runs it) against `citywatch start` (the all-in-one system on embedded defaults). All
+ * scenarios play at once: their device ids do not overlap. Each must end with every message
+ * committed and every planned reading served by the readings API.
+ */
+
+/**
+ * GET /api/v1/tasks answers 404 from `citywatch start` in this version: the task service and the
+ * rules driver are not wired into the all-in-one process yet. Set to true when they are.
+ */
+const TASKS_API_SERVED = false;
+
+const dir = mkdtempSync(join(tmpdir(), "cw-e2e-sim-"));
+const scenarios = builtInScenarios();
+let system: CliProcess;
+let api: string;
+const runs = new Map<
+  string,
+  { sim: CliProcess; exit: Promise<number | null>; timeline: Timeline }
+>();
+
+function waitExit(proc: CliProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (proc.child.exitCode !== null) resolve(proc.child.exitCode);
+    else proc.child.once("exit", (code) => resolve(code));
+  });
+}
+
+beforeAll(async () => {
+  const ports = { mqtt: await freePort(), ws: await freePort(), http: await freePort() };
+  system = startCli([
+    "start",
+    "--data-dir",
+    dir,
+    "--mqtt-port",
+    String(ports.mqtt),
+    "--ws-port",
+    String(ports.ws),
+    "--http-port",
+    String(ports.http),
+  ]);
+  await system.waitFor(/Metrics {4}http/, 60_000);
+  api = `http://127.0.0.1:${ports.http}`;
+  for (const name of scenarios) {
+    // The run resolves its start the same way a second later: same day, same readings.
+    const timeline = compileScenario(loadScenario(name), { nowMs: Date.now() });
+    const sim = startCli([
+      "sim",
+      "--scenario",
+      name,
+      "--provision",
+      "--data-dir",
+      dir,
+      "--mqtt-url",
+      `mqtt://127.0.0.1:${ports.mqtt}`,
+      "--json",
+    ]);
+    runs.set(name, { sim, exit: waitExit(sim), timeline });
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all([...runs.values()].map((r) => r.sim.stop()));
+  await system?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function summaryOf(output: string): FleetSummary {
+  const start = output.lastIndexOf('{\n  "devices"');
+  return JSON.parse(output.slice(start)) as FleetSummary;
+}
+
+async function storedCount(deviceId: string, t: Timeline): Promise<number> {
+  const q = `from=${new Date(t.startMs).toISOString()}&to=${new Date(t.endMs + 1000).toISOString()}&limit=10000`;
+  const response = await fetch(`${api}/api/v1/devices/${deviceId}/readings?${q}`);
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { readings: unknown[] }).readings.length;
+}
+
+function token(): string {
+  const result = spawnSync(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "cli/citywatch.ts",
+      "tokens",
+      "add",
+      "--role",
+      "viewer",
+      "--name",
+      "e2e-sim",
+      "--json",
+      "--data-dir",
+      dir,
+    ],
+    { encoding: "utf8" },
+  );
+  return (JSON.parse(result.stdout) as { token: string }).token;
+}
+
+/** The tasks the running system raised for a scenario's sites and devices, in the scenario's terms. */
+async function tasksOf(t: Timeline, bearer: string): Promise<ExpectedTask[]> {
+  const response = await fetch(`${api}/api/v1/tasks?limit=1000`, {
+    headers: { authorization: `Bearer ${bearer}` },
+  });
+  expect(response.status).toBe(200);
+  const subjects = new Set<string>([
+    ...t.layout.sites.map((s) => s.id),
+    ...t.layout.devices.map((d) => d.id),
+  ]);
+  const body = (await response.json()) as {
+    tasks: Array<{
+      kind: ExpectedTask["kind"];
+      rule: { id: string };
+      subject: { id: string };
+      level?: string;
+    }>;
+  };
+  return body.tasks
+    .filter((task) => subjects.has(task.subject.id))
+    .map((task) => ({
+      rule: task.rule.id,
+      subject: task.subject.id,
+      kind: task.kind,
+      ...(task.level !== undefined ? { level: task.level } : {}),
+    }));
+}
+
+const sorted = (tasks: readonly ExpectedTask[]) =>
+  [...tasks].sort((a, b) => `${a.rule}/${a.subject}`.localeCompare(`${b.rule}/${b.subject}`));
+
+describe.each(scenarios)("citywatch sim --scenario %s against citywatch start", (name) => {
+  it("plays accelerated, gets every message committed, and every planned reading is stored", async () => {
+    const run = runs.get(name);
+    if (run === undefined) throw new Error(`scenario ${name} was not started`);
+    expect(await run.exit, run.sim.output().slice(-2000)).toBe(0);
+    const summary = summaryOf(run.sim.output());
+    const planned = run.timeline.devices.map((d) => ({
+      id: d.device.id,
+      readings: [...d.messages()].reduce((n, m) => n + m.uplink.readings.length, 0),
+    }));
+    const total = planned.reduce((n, d) => n + d.readings, 0);
+    expect(summary).toMatchObject({
+      scenario: name,
+      complete: true,
+      pending: 0,
+      unknownAccepted: 0,
+    });
+    expect(summary.committedReadings).toBe(total);
+    for (const device of planned) {
+      expect({ device: device.id, stored: await storedCount(device.id, run.timeline) }).toEqual({
+        device: device.id,
+        stored: device.readings,
+      });
+    }
+  }, 300_000);
+
+  (TASKS_API_SERVED ? it : it.todo)(
+    "raises exactly the tasks the scenario documents, and no others",
+    async () => {
+      const run = runs.get(name);
+      if (run === undefined) throw new Error(`scenario ${name} was not started`);
+      await run.exit;
+      expect(sorted(await tasksOf(run.timeline, token()))).toEqual(
+        sorted(run.timeline.expect.tasks),
+      );
+    },
+    300_000,
+  );
+});
