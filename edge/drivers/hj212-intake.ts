@@ -27,7 +27,8 @@ import type { ProblemLog } from "./hj212-problems.js";
  *   fix them.
  * - No reply when the sink refused a sample (log write failed, device unknown to the agent, value
  *   out of range): the device resends, which is what a transient failure needs; the samples of
- *   the frame the sink took are taken again then, with the same ts, which the store folds.
+ *   the frame the sink took are taken again then, with the same ts, which the store folds
+ *   (real-time samples are aggregated by the agent, whose interval then counts them twice).
  * - 9011 QnRtn 4 (MN) for an unknown MN, QnRtn 2 (rejected) for a DataTime that is no time,
  *   QnRtn 9 (CRC) for a CRC mismatch (in hj212-session.ts), QnRtn 100 for a segment that does
  *   not parse: the device stops resending what can never be taken. Never a 9014 for those.

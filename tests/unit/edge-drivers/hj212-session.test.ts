@@ -4,6 +4,7 @@ import { Hj212Intake } from "../../../edge/drivers/hj212-intake.js";
 import { ProblemLog } from "../../../edge/drivers/hj212-problems.js";
 import { Hj212Session } from "../../../edge/drivers/hj212-session.js";
 import { formatModbusCrc, modbusCrc } from "../../../edge/hj212/crc.js";
+import type { FieldSample } from "../../../edge/drivers/types.js";
 import { SplitReassembler } from "../../../edge/hj212/split.js";
 import { frameOf, VECTOR_1062_FRAME, VECTOR_2051_FRAME } from "../edge/hj212-vectors.js";
 import {
@@ -17,7 +18,14 @@ import {
 /** A session with the example mapping, a recording sink and a clock the test moves. */
 function harness(overrides: Record<string, unknown> = {}) {
   const options = driverOptions(overrides);
-  const { sink, samples, refuse } = recordingSink();
+  const recorder = recordingSink();
+  const { samples, refuse } = recorder;
+  /** replies9014 as the sink saw it at each sample: the reply must come after the sink. */
+  const repliesSeenBySink: number[] = [];
+  const sink = (sample: FieldSample) => {
+    repliesSeenBySink.push(counts.replies9014);
+    recorder.sink(sample);
+  };
   const { logger, lines } = capturedLogger();
   const clock = { ms: Date.parse("2026-11-27T03:00:00Z") };
   const now = () => clock.ms;
@@ -37,7 +45,7 @@ function harness(overrides: Record<string, unknown> = {}) {
   /** Sends bytes as one read; returns the decoded replies. */
   const send = (wire: string | Uint8Array) =>
     decodeReplies(session.receive(typeof wire === "string" ? Buffer.from(wire) : wire).join(""));
-  return { session, intake, samples, refuse, counts, lines, clock, send };
+  return { session, intake, samples, refuse, counts, lines, clock, send, repliesSeenBySink };
 }
 
 const MINUTE_CP =
@@ -88,6 +96,13 @@ describe("HJ 212 session: frames to samples and replies", () => {
       ackRequested: false,
     });
     expect(h.counts.replies9014).toBe(1);
+  });
+
+  it("has handed every sample to the sink before it makes the 9014", () => {
+    const h = harness();
+    const frame = frameOf(siteSegment(MINUTE_CP));
+    expect(h.send(frame + frame).map((r) => r.cn)).toEqual(["9014", "9014"]);
+    expect(h.repliesSeenBySink).toEqual([0, 0, 1, 1]);
   });
 
   it("takes real-time data (CN 2011) as samples for the agent to aggregate, read from -Rtd", () => {
