@@ -97,6 +97,17 @@ export function buildAgent(deps: AgentDeps): EdgeAgent {
   const { config } = deps;
   const now = deps.now ?? Date.now;
   const log = deps.log.child({ module: "edge" });
+  // Drivers first: a driver entry that is wrong is refused before any file is opened.
+  const drivers: Driver[] = createDrivers(
+    config.drivers,
+    {
+      log,
+      devices: config.devices.map((d) => ({ deviceId: d.deviceId, kind: d.kind })),
+      now,
+      ...(deps.simulation !== undefined ? { simulation: deps.simulation } : {}),
+    },
+    deps.source,
+  );
   let walDropped = 0;
   const wal = new WriteAheadLog(
     {
@@ -298,16 +309,6 @@ export function buildAgent(deps: AgentDeps): EdgeAgent {
     answer(record.revision, record.status, record.problems);
   }
 
-  const drivers: Driver[] = createDrivers(
-    config.drivers,
-    {
-      log,
-      devices: config.devices.map((d) => ({ deviceId: d.deviceId, kind: d.kind })),
-      now,
-      ...(deps.simulation !== undefined ? { simulation: deps.simulation } : {}),
-    },
-    deps.source,
-  );
   const started: Driver[] = [];
   let closeTimer: NodeJS.Timeout | undefined;
   let statsTimer: NodeJS.Timeout | undefined;
