@@ -168,8 +168,13 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskApiDeps): voi
         message: `no evidence package${query.data.sequence === undefined ? "" : ` ${query.data.sequence}`} for task ${request.params.id}`,
       });
     }
-    if (query.data.format === "html")
-      return reply.type("text/html; charset=utf-8").send(evidenceHtml(pkg));
+    if (query.data.format === "html") {
+      // Escaped content, and a policy that would block a script even if escaping failed.
+      return reply
+        .type("text/html; charset=utf-8")
+        .header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'")
+        .send(evidenceHtml(pkg));
+    }
     return reply
       .header(
         "content-disposition",

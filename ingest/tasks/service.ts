@@ -155,30 +155,22 @@ export class TaskService implements TaskSink {
           return open === undefined ? this.file(notice, now) : this.raiseLevel(open, notice, now);
         case "escalate-unacknowledged":
           if (open === undefined) return undefined;
-          return this.commit(
-            { task: { ...open, escalations: d.count }, entries: [], evidence: false },
-            now,
-            [
-              {
-                actor: SYSTEM,
-                action: "escalated_unacknowledged",
-                detail: `not acknowledged in time: escalation ${d.count}${open.acknowledgedAt === undefined ? "" : " (acknowledged meanwhile)"}`,
-              },
-            ],
-          );
+          return this.record({ ...open, escalations: d.count }, now, [
+            {
+              actor: SYSTEM,
+              action: "escalated_unacknowledged",
+              detail: `not acknowledged in time: escalation ${d.count}${open.acknowledgedAt === undefined ? "" : " (acknowledged meanwhile)"}`,
+            },
+          ]);
         case "clear":
           if (open === undefined) return undefined;
-          return this.commit(
-            { task: { ...open, conditionClearedAt: iso(d.at) }, entries: [], evidence: false },
-            now,
-            [
-              {
-                actor: SYSTEM,
-                action: "condition_cleared",
-                detail: `condition cleared at ${iso(d.at)}; the task stays open until closed`,
-              },
-            ],
-          );
+          return this.record({ ...open, conditionClearedAt: iso(d.at) }, now, [
+            {
+              actor: SYSTEM,
+              action: "condition_cleared",
+              detail: `condition cleared at ${iso(d.at)}; the task stays open until closed`,
+            },
+          ]);
       }
     });
     if (event === undefined) {
@@ -200,7 +192,7 @@ export class TaskService implements TaskSink {
       const check = checkTransition(task.state, request.to, request.reason);
       if (!check.ok) return { ok: false, error: "conflict", message: check.reason };
       const next = this.moved(task, request.to, request.reason, request.note, now);
-      const event = this.commit({ task: next, entries: [], evidence: false }, now, [
+      const event = this.record(next, now, [
         {
           actor: actor.name,
           action: "transition",
@@ -236,8 +228,8 @@ export class TaskService implements TaskSink {
       const added = flags.filter((f) => !task.sla.flags.includes(f));
       if (added.length === 0 && flags.length === task.sla.flags.length) continue;
       const event = this.deps.store.transaction(() =>
-        this.commit(
-          { task: { ...task, sla: { flags } }, entries: [], evidence: false },
+        this.record(
+          { ...task, sla: { flags } },
           now,
           added.map((flag) => ({
             actor: SYSTEM,
@@ -341,7 +333,7 @@ export class TaskService implements TaskSink {
       }
     }
     this.deps.metrics.opened.inc({ kind: rule.taskKind });
-    return this.commit(draft, now, [], notice);
+    return this.commit(draft, now, notice);
   }
 
   /** A raise while the task is open, or a repeat of its alarm. */
@@ -368,13 +360,13 @@ export class TaskService implements TaskSink {
         detail: `${graduated.reason}; ${graduated.party.name} referred for penalty`,
       });
     }
-    return this.commit(draft, now, [], notice);
+    return this.commit(draft, now, notice);
   }
 
   private raiseLevel(open: Task, notice: AlarmNotice, now: number): TaskEvent {
     const draft: Draft = { task: open, entries: [], evidence: notice.evidence !== undefined };
     this.levelUp(draft, notice);
-    return this.commit(draft, now, [], notice);
+    return this.commit(draft, now, notice);
   }
 
   /** Severity only rises: a lower or equal level is ignored (never silently falls). */
@@ -442,7 +434,7 @@ export class TaskService implements TaskSink {
     }
     if (next.stage === "inspection")
       entries.push({ actor: SYSTEM, action: "inspection_needed", detail: next.reason });
-    return this.commit({ task: { ...task, graduated: next }, entries, evidence: false }, now, []);
+    return this.record({ ...task, graduated: next }, now, entries);
   }
 
   private moved(
@@ -468,16 +460,16 @@ export class TaskService implements TaskSink {
     return { ...next, sla: { flags: slaFlags(this.deps.config.sla, next, now) } };
   }
 
+  /** Write a change without evidence. */
+  private record(task: Task, now: number, entries: Draft["entries"]): TaskEvent {
+    return this.commit({ task, entries, evidence: false }, now);
+  }
+
   /** Write one change: task row, audit entries, evidence, event, outbox rows. Inside a transaction. */
-  private commit(
-    draft: Draft,
-    now: number,
-    extra: Draft["entries"],
-    notice?: AlarmNotice,
-  ): TaskEvent {
+  private commit(draft: Draft, now: number, notice?: AlarmNotice): TaskEvent {
     const { store } = this.deps;
     let task: Task = { ...draft.task, updatedAt: iso(now) };
-    const entries = [...draft.entries, ...extra];
+    const entries = [...draft.entries];
     if (draft.evidence && notice !== undefined) {
       try {
         const pkg = buildEvidencePackage({

@@ -209,6 +209,7 @@ describe("task API", () => {
     expect(json.headers["content-disposition"]).toContain(`evidence-${ids.enforcement}-1.json`);
     const html = await get(`/api/v1/tasks/${ids.enforcement}/evidence?format=html`, "viewer");
     expect(html.headers["content-type"]).toBe("text/html; charset=utf-8");
+    expect(html.headers["content-security-policy"]).toContain("default-src 'none'");
     expect(html.body).toContain(pkg.hash.value);
     expect(html.body).toContain("Acme &lt;Build&gt; Co.");
     expect(
