@@ -161,7 +161,11 @@ export class Outbox {
     const { store, options, metrics, log } = this.deps;
     while (this.running) {
       const head = store.outboxHead(target.name);
-      if (head === undefined) return;
+      if (head === undefined) {
+        // Nothing pending: also corrects the count after a transaction that enqueued and rolled back.
+        this.depth.set(target.name, 0);
+        return;
+      }
       const now = this.deps.now();
       if (head.nextMs > now) return this.schedule(target, head.nextMs - now);
       const event = store.event(head.eventId);

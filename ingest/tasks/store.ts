@@ -311,11 +311,16 @@ export class TaskStore {
     ).map((r) => JSON.parse(r.doc) as Task);
   }
 
-  /** Ids of a party's enforcement tasks filed at or after `sinceMs`, other than `exceptId`. */
+  /**
+   * Ids of a party's enforcement tasks filed at or after `sinceMs`, other than `exceptId`. A case
+   * closed as false positive, sensor fault or exempt was no violation and does not count.
+   */
   partyTasksSince(partyKey: string, sinceMs: number, exceptId: string): string[] {
     return (
       this.stmt(
-        "SELECT id FROM task WHERE party_key = ? AND filed_ms >= ? AND id != ? ORDER BY filed_ms",
+        `SELECT id FROM task WHERE party_key = ? AND filed_ms >= ? AND id != ?
+           AND coalesce(json_extract(doc, '$.closure.reason'), '') NOT IN ('false_positive', 'sensor_fault', 'exempt')
+         ORDER BY filed_ms`,
       ).all(partyKey, sinceMs, exceptId) as Array<{ id: string }>
     ).map((r) => r.id);
   }

@@ -148,6 +148,18 @@ describe("graduated response", () => {
     });
   });
 
+  it("does not count a case closed as a false positive as an earlier violation", () => {
+    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    system.service.transition(
+      "enf-000001",
+      { to: "closed", reason: "false_positive" },
+      { name: "x" },
+    );
+    clock.advance(DAY);
+    system.service.handleAlarm(noiseNotice("cs-2", raise(clock.now()), noiseEvidence(clock.now())));
+    expect(system.service.task("enf-000002")!.graduated?.stage).toBe("warning");
+  });
+
   it("warns again once the period has passed", () => {
     system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
     clock.advance(181 * DAY);
