@@ -137,6 +137,45 @@ describe("edge agent → aedes → ingest → SQLite store", () => {
     expect(backlog.every((m) => m.replay === true)).toBe(true);
   }, 60_000);
 
+  it("no commit on a live connection: the in-flight messages are re-sent until the ingest stores them", async () => {
+    const t = await setup();
+    const secret = t.addDevice("noise-e4", "noise");
+    const watcher = await t.connect({
+      username: "watcher",
+      password: t.addService("watcher", "monitor"),
+    });
+    clients.push(watcher);
+    const data = collect(watcher);
+    await watcher.subscribeAsync(deviceTopic("noise-e4", "data"), { qos: 1 });
+    // No ingest yet: the broker has no subscriber for the data, so nothing is stored or committed.
+    const agent = buildAgent({
+      log: testLog(),
+      config: edgeConfig(t.url, [{ deviceId: "noise-e4", kind: "noise", secret }], dir),
+    });
+    await start(agent);
+    await until(() => agent.connected("noise-e4"), "agent connected");
+    feed(agent, "noise-e4", 0, 120);
+    await until(() => (agent.stats().devices[0]?.link.resent ?? 0) > 0, "a re-send", 10_000);
+    expect(agent.stats().devices[0]?.link.connects).toBe(1);
+
+    const live = await startIngest(t);
+    await until(
+      () => agent.stats().devices[0]?.log.pending === 0,
+      "committed after re-sends",
+      20_000,
+    );
+    const numbers = (await storedReadings(live, "noise-e4", "noise"))
+      .map(numberOf)
+      .sort((a, b) => a - b);
+    expect(numbers).toEqual(Array.from({ length: 120 }, (_, i) => i));
+    expect(await ingestCounter(live, "citywatch_ingest_readings_stored_total")).toBe(120);
+    // Re-sends on a connection that stayed up are the same messages, not replays (protocol 4.3).
+    expect(agent.stats().devices[0]?.link.connects).toBe(1);
+    const sent = data.map((m) => JSON.parse(m.payload) as { seq: number; replay?: boolean });
+    expect(sent.every((m) => m.replay === undefined)).toBe(true);
+    expect(new Set(sent.map((m) => m.seq)).size).toBeLessThan(sent.length);
+  }, 60_000);
+
   it("log full: the oldest messages are dropped, counted, reported in the status; the rest arrive", async () => {
     let t = await setup();
     const secret = t.addDevice("noise-e2", "noise");
