@@ -1,0 +1,115 @@
+import { join } from "node:path";
+import { pino } from "pino";
+import { Registry } from "prom-client";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { TaskEvent } from "../../../contracts/index.js";
+import { backoffMs, Outbox, type OutboxTarget } from "../../../ingest/notify/outbox.js";
+import { taskMetrics, type TaskMetrics } from "../../../ingest/tasks/metrics.js";
+import { TaskService } from "../../../ingest/tasks/service.js";
+import { TaskStore } from "../../../ingest/tasks/store.js";
+import { until } from "../../support/broker.js";
+import { makeTempDir, removeTempDir } from "../../support/process.js";
+import { gasNotice, noiseEvidence, noiseNotice, raise, registry, tasksConfig } from "./fixtures.js";
+
+describe("backoffMs", () => {
+  it("doubles per attempt up to the cap, jittered within the upper half", () => {
+    expect([1, 2, 3, 4, 10].map((n) => backoffMs(n, 1_000, 5_000, () => 0))).toEqual([
+      500, 1_000, 2_000, 2_500, 2_500,
+    ]);
+    expect([1, 2, 3, 4, 10].map((n) => backoffMs(n, 1_000, 5_000, () => 1))).toEqual([
+      1_000, 2_000, 4_000, 5_000, 5_000,
+    ]);
+  });
+});
+
+describe("Outbox", () => {
+  let dir: string;
+  let store: TaskStore;
+  let metrics: TaskMetrics;
+  let outbox: Outbox | undefined;
+  const log = pino({ level: "silent" });
+
+  beforeEach(async () => {
+    dir = await makeTempDir("cw-outbox-");
+    store = new TaskStore(join(dir, "tasks.db"));
+    metrics = taskMetrics(new Registry());
+  });
+  afterEach(async () => {
+    await outbox?.stop();
+    store.close();
+    await removeTempDir(dir);
+  });
+
+  /** A service writing through an outbox with the given targets. */
+  function service(targets: OutboxTarget[], maxAttempts = 3) {
+    outbox = new Outbox({
+      store,
+      targets,
+      options: { maxPending: 100, maxAttempts, backoffBaseMs: 5, backoffMaxMs: 10 },
+      metrics,
+      log,
+      now: Date.now,
+    });
+    const s = new TaskService({
+      log,
+      config: tasksConfig(),
+      store,
+      registry,
+      metrics,
+      now: Date.now,
+      enqueue: (e) => outbox!.enqueue(e),
+    });
+    s.onEvent(() => outbox!.kick());
+    outbox.start();
+    return s;
+  }
+
+  it("delivers in order per target, each target only the kinds it asks for", async () => {
+    const seen: Record<string, string[]> = { all: [], emergency: [] };
+    const target = (name: string, kinds?: TaskEvent["task"]["kind"][]): OutboxTarget => ({
+      name,
+      kinds,
+      deliver: async (e) => {
+        await new Promise((r) => setTimeout(r, 5)); // slower than the producer
+        seen[name]!.push(`${e.id}:${e.task.id}`);
+      },
+    });
+    const s = service([target("all"), target("emergency", ["emergency"])]);
+    s.handleAlarm(noiseNotice("cs-1", raise(Date.now()), noiseEvidence(Date.now())));
+    s.handleAlarm(gasNotice(raise(Date.now(), { level: "IV" })));
+    s.transition("enf-000001", { to: "dispatched" }, { name: "x" });
+    await until(
+      () => outbox!.pending("all") === 0 && outbox!.pending("emergency") === 0,
+      "drained",
+    );
+    expect(seen).toEqual({
+      all: ["1:enf-000001", "2:emg-000002", "3:enf-000001"],
+      emergency: ["2:emg-000002"],
+    });
+  });
+
+  it("gives up after maxAttempts, keeps the notification in the dead outbox and moves on", async () => {
+    let calls = 0;
+    const s = service(
+      [
+        {
+          name: "flaky",
+          deliver: (e) => {
+            calls++;
+            return e.id === 1 ? Promise.reject(new Error("HTTP 500")) : Promise.resolve();
+          },
+        },
+      ],
+      3,
+    );
+    s.handleAlarm(noiseNotice("cs-1", raise(Date.now()), noiseEvidence(Date.now())));
+    s.handleAlarm(noiseNotice("cs-3", raise(Date.now()), noiseEvidence(Date.now())));
+    await until(() => outbox!.pending("flaky") === 0, "drained");
+    expect(calls).toBe(4); // three attempts of the first, one of the second
+    expect(store.deadCount()).toBe(1);
+    expect((await metrics.deadNotifications.get()).values).toEqual([
+      expect.objectContaining({ value: 1, labels: { target: "flaky", reason: "max_attempts" } }),
+    ]);
+    expect((await metrics.deliveryFailures.get()).values[0]?.value).toBe(3);
+  });
+});
