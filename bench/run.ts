@@ -6,6 +6,7 @@
 const BENCHES: Record<string, () => Promise<void>> = {
   broker: async () => (await import("./broker.js")).run(),
   ingest: async () => (await import("./ingest.js")).run(),
+  alerts: async () => (await import("./alerts.js")).run(),
   edge: async () => (await import("./edge.js")).run(),
 };
 
