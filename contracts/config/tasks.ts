@@ -64,7 +64,7 @@ export const WebhookConfig = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, {
     error: "a webhook name must be 1-32 characters of a-z 0-9 _ - (e.g. city-platform)",
   }),
-  url: z.url({ error: "must be an http:// or https:// URL" }),
+  url: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }),
   /** HMAC-SHA256 key of the signature header; at least 16 characters. */
   secret: z.string().min(16, { error: "a webhook secret must be at least 16 characters" }),
   /** Only events of tasks of these kinds; absent: all. */
