@@ -13,7 +13,6 @@ export * from "./registry.js";
 export * from "./rules.js";
 export * from "./api.js";
 export * from "./tasks.js";
-export * from "./tasks.js";
 export * from "./config/problems.js";
 export * from "./config/fields.js";
 export * from "./config/broker.js";
