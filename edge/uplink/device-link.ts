@@ -217,8 +217,13 @@ export class DeviceLink {
     this.attempt = 0;
     this.counters.connects++;
     if (this.outage) {
-      const marked = this.deps.wal.markReplay(this.options.deviceId);
-      this.log.info({ marked }, "connected after an outage: the backlog goes out as replay");
+      try {
+        const marked = this.deps.wal.markReplay(this.options.deviceId);
+        this.log.info({ marked }, "connected after an outage: the backlog goes out as replay");
+      } catch (error) {
+        // The log could not be written: the backlog goes out unmarked rather than not at all.
+        this.log.error({ err: error }, "backlog not marked replay");
+      }
     }
     this.outage = false;
     try {
