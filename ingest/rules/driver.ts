@@ -73,7 +73,15 @@ export interface RulesDriverDeps {
 interface Slot {
   device: Device;
   series: Record<string, Sample[]>;
+  /**
+   * Newest measurement time of the device's live (not replayed) readings: the device's data
+   * clock, and "last seen" for the deadman. For a live device it is the arrival time; for a
+   * device whose data lags (a simulator replaying a night, a backlog) it keeps the engine in the
+   * data's own time, so windows hold the readings they are about.
+   */
   lastSeenAt: number | undefined;
+  /** Real time at which `lastSeenAt` arrived: the data clock runs on from there. */
+  seenArrival: number;
   lastQuality: QualityFlag | undefined;
   readonly watchedSince: number;
 }
@@ -201,7 +209,7 @@ export class RulesDriver {
       }
     }
     for (const { subject, at, replayed } of touched.values())
-      this.evaluate(subject, "reading", Math.min(at, now), replayed);
+      this.evaluate(subject, "reading", at, replayed);
   }
 
   /** The clock: every subject evaluated at now, so silence and steady values move alarms too. */
@@ -214,9 +222,25 @@ export class RulesDriver {
         const key = `${subject.rule.id}\u0000${subject.key}`;
         if (seen.has(key)) continue;
         seen.add(key);
-        this.evaluate(subject, "tick", now, false);
+        this.evaluate(subject, "tick", this.clockOf(subject, now), false);
       }
     }
+  }
+
+  /**
+   * The instant a tick evaluates a subject at: its devices' data clock (newest reading time plus
+   * the real time since it arrived), real time for a subject never heard from. For live devices
+   * this is now; for data that lags real time it is the data's own time.
+   */
+  private clockOf(subject: Subject, now: number): number {
+    let clock: number | undefined;
+    for (const d of this.subjectView(subject).devices) {
+      const slot = this.slots.get(d.device.id);
+      if (slot?.lastSeenAt === undefined) continue;
+      const c = slot.lastSeenAt + (now - slot.seenArrival);
+      clock = clock === undefined ? c : Math.max(clock, c);
+    }
+    return clock ?? now;
   }
 
   /** The alarm's task was acknowledged: emergency escalation stops. */
@@ -240,14 +264,15 @@ export class RulesDriver {
     if (alarm !== undefined && isOpen(alarm.state)) return "violating";
     const rule = this.deps.rules.get(ruleId);
     if (rule === undefined) return "no_data";
-    const view = this.subjectView({ rule, type: subjectType, id: subjectId, key: "" });
+    const subject = { rule, type: subjectType, id: subjectId, key: `${subjectType}:${subjectId}` };
+    const view = this.subjectView(subject);
     const now = this.deps.now();
     const fresh = view.devices.some(
       (d) =>
         d.lastSeenAt !== undefined && now - d.lastSeenAt <= 3 * d.device.expectedIntervalS * 1_000,
     );
     if (!fresh) return "no_data";
-    const evaluation = evaluateCondition(rule, view, now, false);
+    const evaluation = evaluateCondition(rule, view, this.clockOf(subject, now), false);
     return evaluation.applicable && evaluation.active ? "violating" : "compliant";
   }
 
@@ -267,8 +292,11 @@ export class RulesDriver {
       while (drop < series.length - 1 && (series[drop]?.at ?? 0) <= horizon) drop++;
       if (drop > 0) series.splice(0, drop);
     }
-    // Arrival (not measurement) time: the deadman is about the link. Replays say nothing of now.
-    if (!r.replay) slot.lastSeenAt = now;
+    // Replays say nothing of the link now.
+    if (!r.replay && (slot.lastSeenAt === undefined || r.timeMs > slot.lastSeenAt)) {
+      slot.lastSeenAt = r.timeMs;
+      slot.seenArrival = now;
+    }
     if (slot.lastQuality === undefined || !r.replay) slot.lastQuality = r.quality;
   }
 
@@ -429,6 +457,7 @@ export class RulesDriver {
           device,
           series: {},
           lastSeenAt: undefined,
+          seenArrival: now,
           lastQuality: undefined,
           watchedSince: now,
         });
@@ -468,6 +497,7 @@ export class RulesDriver {
         for (const r of readings) this.addReading(slot, { ...r, replay: false }, now);
         // What was stored before the restart says nothing of the link now.
         slot.lastSeenAt = undefined;
+        slot.seenArrival = now;
       } catch (error) {
         this.deps.log.warn(
           { err: (error as Error).message, device: slot.device.id },
