@@ -1,11 +1,10 @@
-import type net from "node:net";
-import modbusSerial, { type IServiceVector } from "modbus-serial";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { modbusDriverFactory, type ModbusDriver } from "../../../edge/drivers/modbus.js";
 import type { ModbusDriverOptionsInput } from "../../../edge/drivers/modbus-options.js";
 import { until } from "../../support/broker.js";
 import { recordingSink } from "../../unit/edge-drivers/hj212-fixtures.js";
+import { type FieldServer, startFieldServer as startField, type Unit } from "./modbus-field.js";
 
 /*
  * The Modbus driver polling the library's own Modbus TCP server (modbus-serial ServerTCP) on
@@ -13,24 +12,6 @@ import { recordingSink } from "../../unit/edge-drivers/hj212-fixtures.js";
  */
 
 const log = pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" });
-const { ServerTCP } = modbusSerial;
-
-interface Unit {
-  holding?: Record<number, number>;
-  input?: Record<number, number>;
-  coils?: Record<number, boolean>;
-  /** Holding addresses answered with exception 2 (illegal data address). */
-  illegal?: readonly number[];
-  /** Holding addresses never answered (a unit that went silent). */
-  silent?: readonly number[];
-  /** Holding registers answered after this many ms (a slow line). */
-  delayMs?: number;
-}
-
-interface FieldServer {
-  readonly port: number;
-  close(): Promise<void>;
-}
 
 const servers: FieldServer[] = [];
 const drivers: ModbusDriver[] = [];
@@ -40,45 +21,9 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((server) => server.close()));
 });
 
-function illegalAddress(): Error {
-  return Object.assign(new Error("illegal data address"), { modbusErrorCode: 0x02 });
-}
-
-/** A Modbus TCP server answering for the given units; `port` 0 lets the OS choose. */
+/** A field server closed after the test. */
 async function startFieldServer(units: Record<number, Unit>, port = 0): Promise<FieldServer> {
-  const unit = (id: number): Unit => {
-    const found = units[id];
-    if (found === undefined) throw illegalAddress();
-    return found;
-  };
-  const vector: IServiceVector = {
-    getHoldingRegister: (addr: number, unitId: number) => {
-      const u = unit(unitId);
-      if (u.silent?.includes(addr) === true) return new Promise<number>(() => undefined);
-      if (u.illegal?.includes(addr) === true) throw illegalAddress();
-      const value = u.holding?.[addr] ?? 0;
-      if (u.delayMs === undefined) return value;
-      return new Promise<number>((resolve) => setTimeout(() => resolve(value), u.delayMs));
-    },
-    getInputRegister: (addr: number, unitId: number) => unit(unitId).input?.[addr] ?? 0,
-    getCoil: (addr: number, unitId: number) => unit(unitId).coils?.[addr] ?? false,
-  };
-  const server = new ServerTCP(vector, { host: "127.0.0.1", port, unitID: 255 });
-  await new Promise<void>((resolve, reject) => {
-    server.once("initialized", () => resolve());
-    server.once("serverError", reject);
-  });
-  // ServerTCP keeps its net.Server private; the OS-chosen port is only there.
-  const listening = (server as unknown as { _server: net.Server })._server.address();
-  if (listening === null || typeof listening !== "object") throw new Error("no port");
-  const field = {
-    port: listening.port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of server.socks.keys()) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  const field = await startField(units, port);
   servers.push(field);
   return field;
 }
