@@ -6,6 +6,7 @@ export {
   type AgentStats,
   type EdgeAgent,
 } from "./agent/agent.js";
+export { edgeMetrics } from "./agent/metrics.js";
 export { DRIVERS, createDrivers, type DriverDeps, type DriverFactory } from "./drivers/index.js";
 export type { SampleGenerator, SampleSource, SimulatedSample } from "./drivers/simulated.js";
 export type { Driver, DriverSink, FieldSample } from "./drivers/types.js";

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { loadEdgeConfig, type SensorKind } from "../../contracts/index.js";
-import { buildAgent } from "../../edge/index.js";
+import { buildAgent, edgeMetrics } from "../../edge/index.js";
 import type { SampleGenerator, SampleSource } from "../../edge/index.js";
 import {
   cookingFumeModel,
@@ -12,6 +12,7 @@ import {
   utilityTunnelModel,
   waterLevelModel,
 } from "../../simulators/models/index.js";
+import { startHttp } from "../http.js";
 import { stopOnSignal } from "../lifecycle.js";
 import { createLogger } from "../logger.js";
 
@@ -20,6 +21,7 @@ interface EdgeFlags {
   logLevel?: string;
   pretty?: boolean;
   mqttUrl?: string;
+  httpPort?: string;
 }
 
 /** Switches as 1 / 0, the way field devices report them (edge/drivers/simulated.ts). */
@@ -91,6 +93,7 @@ export function edgeCommand(program: Command): void {
     )
     .option("-c, --config <file>", "edge configuration (YAML); also CITYWATCH_EDGE_CONFIG")
     .option("--mqtt-url <url>", "broker URL, e.g. mqtt://127.0.0.1:18830")
+    .option("--http-port <port>", "serve /metrics and /healthz on this port (0 = any free one)")
     .option("--log-level <level>", "fatal | error | warn | info | debug | trace | silent")
     .option("--pretty", "human-readable logs")
     .action(async (flags: EdgeFlags) => {
@@ -100,6 +103,7 @@ export function edgeCommand(program: Command): void {
       if (flags.logLevel !== undefined) logOverrides.level = flags.logLevel;
       if (flags.pretty === true) logOverrides.pretty = true;
       if (flags.mqttUrl !== undefined) overrides.mqtt = { url: flags.mqttUrl };
+      if (flags.httpPort !== undefined) overrides.http = { port: flags.httpPort };
       const path = file === undefined || file === "" ? undefined : resolve(file);
       const config = loadEdgeConfig({ file: path, env: process.env, overrides });
       const log = createLogger(config.log);
@@ -109,7 +113,30 @@ export function edgeCommand(program: Command): void {
         simulation: simulationSource,
         ...(path !== undefined ? { source: path } : {}),
       });
-      stopOnSignal(log, [{ name: "edge", stop: () => agent.stop() }]);
+      const stops = [{ name: "edge", stop: () => agent.stop() }];
+      stopOnSignal(log, stops);
       await agent.start();
+      if (config.http.port !== undefined) {
+        const http = await startHttp({
+          host: config.http.host,
+          port: config.http.port,
+          registries: [edgeMetrics(() => agent.stats())],
+          // The agent is healthy while it runs: an offline link is what its log is for.
+          health: () => {
+            const devices = agent.stats().devices;
+            return {
+              ok: true,
+              detail: {
+                connected: devices.filter((d) => d.link.connected).length,
+                devices: devices.length,
+                pending: devices.reduce((n, d) => n + d.log.pending, 0),
+              },
+            };
+          },
+          log,
+        });
+        stops.push({ name: "http", stop: () => http.close() });
+        log.info({ url: `http://${config.http.host}:${http.port}/metrics` }, "metrics");
+      }
     });
 }

@@ -5,7 +5,7 @@ import { LocalThreshold } from "../device-messages.js";
 import { DeviceId } from "../ids.js";
 import { SensorKind } from "../sensors.js";
 import { MAX_READINGS_PER_MESSAGE } from "../uplink.js";
-import { Flag, LogLevel, PositiveInt } from "./fields.js";
+import { Flag, Host, LogLevel, Port, PositiveInt } from "./fields.js";
 import { loadConfig, type LoadOptions } from "./load.js";
 import { ConfigError, type Problem } from "./problems.js";
 
@@ -145,6 +145,8 @@ export const EdgeConfig = z
       })
       .prefault({}),
     drivers: z.array(EdgeDriver).max(64).default([]),
+    /** `GET /metrics` (Prometheus) and `GET /healthz`; off unless a port is set. */
+    http: z.strictObject({ host: Host.default("127.0.0.1"), port: Port.optional() }).prefault({}),
   })
   .superRefine((config, ctx) => {
     const seen = new Set<string>();
@@ -182,6 +184,7 @@ export const EDGE_ENV: Readonly<Record<string, readonly string[]>> = {
   CITYWATCH_LOG_PRETTY: ["log", "pretty"],
   CITYWATCH_EDGE_MQTT_URL: ["mqtt", "url"],
   CITYWATCH_EDGE_WAL_FILE: ["wal", "file"],
+  CITYWATCH_EDGE_HTTP_PORT: ["http", "port"],
 };
 
 /** A device with its secret read, whichever way the file named it. */

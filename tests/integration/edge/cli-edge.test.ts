@@ -54,8 +54,9 @@ describe("citywatch edge --config", () => {
         "drivers: [{ type: simulated, sampleIntervalMs: 200 }]",
       ].join("\n"),
     );
-    cli = startCli(["edge", "--config", config], { TUNNEL_SECRET: secret });
+    cli = startCli(["edge", "--config", config, "--http-port", "0"], { TUNNEL_SECRET: secret });
     await cli.waitFor(/edge agent started/);
+    const [, metricsUrl] = await cli.waitFor(/"url":"(http:\/\/[^"]+\/metrics)"/);
     await cli.waitFor(/local alarm raised/, 10_000);
     const from = Date.now() - 60_000;
     const stored = () =>
@@ -88,6 +89,12 @@ describe("citywatch edge --config", () => {
         "temperature",
       ]);
     }
+    const metrics = await (await fetch(metricsUrl ?? "")).text();
+    expect(metrics).toMatch(new RegExp(`citywatch_edge_connected\\{device="${DEVICE}"\\} 1`));
+    const logged = metrics.match(
+      new RegExp(`citywatch_edge_readings\\{device="${DEVICE}"\\} (\\d+)`),
+    );
+    expect(Number(logged?.[1])).toBeGreaterThanOrEqual(3);
     expect(await cli.stop()).toBe(0);
     await until(() => statuses.some((s) => s.payload.includes('"shutdown"')), "shutdown status");
     const last = JSON.parse(statuses.at(-1)?.payload ?? "{}") as Record<string, unknown>;

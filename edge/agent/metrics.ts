@@ -1,0 +1,85 @@
+import { Gauge, Registry } from "prom-client";
+import type { AgentStats } from "./agent.js";
+
+/**
+ * The agent's Prometheus metrics, read from `stats()` when scraped (the agent keeps its own
+ * counters; nothing is counted twice). Served on `http.port` by `citywatch edge` when set.
+ */
+const SHARE_MS = 1_000;
+
+export function edgeMetrics(read: () => AgentStats): Registry {
+  const registry = new Registry();
+  let current: { at: number; stats: AgentStats } | undefined;
+  /** About one stats() per scrape (it queries the log): the gauges of one scrape share it. */
+  const stats = (): AgentStats => {
+    const now = Date.now();
+    if (current === undefined || now - current.at > SHARE_MS) current = { at: now, stats: read() };
+    return current.stats;
+  };
+  const perDevice = (
+    name: string,
+    help: string,
+    value: (d: AgentStats["devices"][number]) => number,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["device"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const d of stats().devices) this.set({ device: d.deviceId }, value(d));
+      },
+    });
+  perDevice(
+    "citywatch_edge_log_pending_messages",
+    "Messages in the write-ahead log not yet committed by the ingest.",
+    (d) => d.log.pending,
+  );
+  perDevice(
+    "citywatch_edge_log_dropped_messages",
+    "Messages dropped by the full-log policy (oldest first), running total since the log was created.",
+    (d) => d.log.dropped,
+  );
+  perDevice(
+    "citywatch_edge_log_oldest_pending_age_seconds",
+    "Age of the oldest uncommitted reading (0 when none).",
+    (d) =>
+      d.log.oldestPendingTs === undefined
+        ? 0
+        : Math.max(0, (Date.now() - Date.parse(d.log.oldestPendingTs)) / 1000),
+  );
+  perDevice("citywatch_edge_connected", "1 while the device's MQTT connection is up.", (d) =>
+    d.link.connected ? 1 : 0,
+  );
+  perDevice(
+    "citywatch_edge_inflight_messages",
+    "Messages sent and not yet committed (bounded by uplink.window).",
+    (d) => d.link.inflight,
+  );
+  perDevice("citywatch_edge_sent_messages", "Messages published, since start.", (d) => d.link.sent);
+  perDevice(
+    "citywatch_edge_resent_messages",
+    "Messages published again after the re-send timeout, since start.",
+    (d) => d.link.resent,
+  );
+  perDevice(
+    "citywatch_edge_refused_samples",
+    "Samples refused (unknown device, wrong kind, out of range, late), since start.",
+    (d) => d.refused,
+  );
+  perDevice(
+    "citywatch_edge_readings",
+    "Readings written to the log, since start.",
+    (d) => d.readings,
+  );
+  new Gauge({
+    name: "citywatch_edge_alarm_commands_dropped",
+    help: "Alarm events not run because the command queue was full, since start.",
+    registers: [registry],
+    collect() {
+      this.set(stats().alarmCommands?.dropped ?? 0);
+    },
+  });
+  return registry;
+}
