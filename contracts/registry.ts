@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { DeviceId, ServiceAccountName, SiteId } from "./ids.js";
 import { SensorKind } from "./sensors.js";
-import { CalendarDate } from "./time.js";
+import { CalendarDate, Timestamp } from "./time.js";
 
 /** Acoustic environment function zone class, GB 3096-2008 §4 (0, 1, 2, 3, 4a, 4b). */
 export const AcousticZoneClass = z.enum(["0", "1", "2", "3", "4a", "4b"], {
@@ -40,6 +40,27 @@ export const RegulatedParty = z.strictObject({
 });
 export type RegulatedParty = z.infer<typeof RegulatedParty>;
 
+/**
+ * A time-bound permit the site holds, e.g. a night-works permit for construction between 22:00
+ * and 06:00 (GB 12523-2011 and the local noise regulations). Rules list the permit types that
+ * exempt a site (`permitExemption`); a permit counts from `validFrom` until `validTo`.
+ */
+export const Permit = z
+  .strictObject({
+    type: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, {
+      error: "a permit type must be 1-32 characters of a-z 0-9 _ starting with a letter",
+    }),
+    /** The authority's reference, printed in evidence. */
+    reference: z.string().min(1).max(100).optional(),
+    validFrom: Timestamp,
+    validTo: Timestamp,
+  })
+  .refine((p) => Date.parse(p.validFrom) < Date.parse(p.validTo), {
+    error: "validTo must be after validFrom",
+    path: ["validTo"],
+  });
+export type Permit = z.infer<typeof Permit>;
+
 const siteBase = {
   id: SiteId,
   name: z.string().min(1).max(200),
@@ -47,6 +68,8 @@ const siteBase = {
   location: GeoPoint,
   /** Zone class of the surroundings, for area noise limits (GB 3096). */
   zoneClass: AcousticZoneClass.optional(),
+  /** Permits the site holds (time-bound exemptions from the rules that list their type). */
+  permits: z.array(Permit).max(100).optional(),
 };
 
 /** Construction phases used by local dust standards (e.g. DB61/1078-2017 earthwork vs structure). */

@@ -272,7 +272,8 @@ export class RulesDriver {
         d.lastSeenAt !== undefined && now - d.lastSeenAt <= 3 * d.device.expectedIntervalS * 1_000,
     );
     if (!fresh) return "no_data";
-    const evaluation = evaluateCondition(rule, view, this.clockOf(subject, now), false);
+    const at = this.clockOf(subject, now);
+    const evaluation = evaluateCondition(rule, this.subjectView(subject, at), at, false);
     return evaluation.applicable && evaluation.active ? "violating" : "compliant";
   }
 
@@ -314,7 +315,7 @@ export class RulesDriver {
     }
     const when = Math.max(at, alarm.lastAt);
     alarm.lastAt = when;
-    const view = this.subjectView(subject);
+    const view = this.subjectView(subject, when);
     const evaluation = evaluateCondition(subject.rule, view, when, isOpen(alarm.state));
     this.evaluations++;
     const event: AlarmEvent = { type, evaluation, replayed };
@@ -409,22 +410,28 @@ export class RulesDriver {
     };
   }
 
-  private subjectView(subject: Subject): SubjectView {
-    const common = { region: this.deps.region, permits: [] as string[] };
+  /** What the engine sees of a subject; `at` selects the permits valid then. */
+  private subjectView(subject: Subject, at?: number): SubjectView {
+    const siteId =
+      subject.type === "device" ? this.slots.get(subject.id)?.device.siteId : subject.id;
+    const site = siteId === undefined ? undefined : this.sites.get(siteId);
+    const permits =
+      at === undefined
+        ? []
+        : (site?.permits ?? [])
+            .filter((p) => Date.parse(p.validFrom) <= at && at < Date.parse(p.validTo))
+            .map((p) => p.type);
+    const common = { region: this.deps.region, permits };
     if (subject.type === "device") {
       const slot = this.slots.get(subject.id);
-      return {
-        ...common,
-        site: slot === undefined ? undefined : this.sites.get(slot.device.siteId),
-        devices: slot === undefined ? [] : [this.deviceView(slot)],
-      };
+      return { ...common, site, devices: slot === undefined ? [] : [this.deviceView(slot)] };
     }
     const kinds = subject.rule.scope.kinds;
     const devices = (this.devicesBySite.get(subject.id) ?? [])
       .map((id) => this.slots.get(id))
       .filter((s): s is Slot => s !== undefined && kinds.includes(s.device.kind))
       .map((s) => this.deviceView(s));
-    return { ...common, site: this.sites.get(subject.id), devices };
+    return { ...common, site, devices };
   }
 
   private deviceView(slot: Slot): DeviceView {

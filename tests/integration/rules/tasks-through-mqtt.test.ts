@@ -187,4 +187,55 @@ describe("rules to tasks through MQTT (all-in-one ingest, real broker, real SQLi
     expect(Date.parse(evidence?.decision.startedAt ?? "")).toBeLessThan(first + 1_000);
     expect(Date.parse(evidence?.decision.at ?? "") - first).toBeLessThan(5_500);
   });
+
+  it("does not raise for a site holding a valid permit of an exempting type", async () => {
+    seq = 0;
+    const rulesDir = tempDir("cw-rules-");
+    writeFileSync(
+      join(rulesDir, "test.yaml"),
+      RULES.replace("for: 2s", "for: 0s") + "    permitExemption: { types: [night_works] }\n",
+    );
+    const broker = await startTestBroker({
+      limits: { publishRatePerSecond: 10_000, publishBurst: 10_000 },
+    });
+    const base = broker.registry.getSite("site-1");
+    if (base === undefined) throw new Error("the test broker has no site-1");
+    const hour = 3_600_000;
+    broker.registry.putSite({
+      ...base,
+      id: "site-permit",
+      permits: [
+        {
+          type: "night_works",
+          reference: "NW-2026-001",
+          validFrom: new Date(Date.now() - hour).toISOString(),
+          validTo: new Date(Date.now() + hour).toISOString(),
+        },
+      ],
+    });
+    const permitted = broker.addDevice("noise-1", "noise", { siteId: "site-permit" });
+    const other = broker.addDevice("noise-2", "noise");
+    const { ingest } = await setUp(tempDir("cw-data-"), rulesDir, broker);
+    device = await broker.connect({ username: "noise-1", password: permitted });
+    const second = await broker.connect({ username: "noise-2", password: other });
+    const loud = (id: string, n: number) =>
+      JSON.stringify({
+        v: 1,
+        deviceId: id,
+        seq: n,
+        kind: "noise",
+        readings: [{ ts: new Date().toISOString(), quality: "normal", values: { LAeq: 85 } }],
+      });
+    for (let n = 1; n <= 5; n++) {
+      await device.publishAsync(dataTopic("noise-1"), loud("noise-1", n), { qos: 1 });
+      await second.publishAsync(dataTopic("noise-2"), loud("noise-2", n), { qos: 1 });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await until(() => ingest.tasks.store.listTasks({ limit: 10 }).length > 0, "a case filed");
+    await new Promise((r) => setTimeout(r, 500));
+    expect(ingest.tasks.store.listTasks({ limit: 10 }).map((t) => t.subject.id)).toEqual([
+      "noise-2",
+    ]);
+    await second.endAsync(true);
+  });
 });
