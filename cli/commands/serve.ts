@@ -31,6 +31,8 @@ interface Example {
   id: string;
   kind: SensorKind;
   secret?: string;
+  /** An admin API token issued at this start (the first one), shown once. */
+  token?: string;
 }
 import { RegistryStore } from "../../registry/store.js";
 import { startHttp } from "../http.js";
@@ -69,6 +71,13 @@ function connectHelp(
       ? [
           `  API        ${httpBase}/api/v1/devices   (OpenAPI: ${httpBase}/openapi.json)`,
           `  Readings   ${httpBase}/api/v1/devices/${example.id}/readings?from=${new Date(Date.now() - 3_600_000).toISOString()}`,
+          `  Tasks      ${httpBase}/api/v1/tasks   (live: ${httpBase}/api/v1/tasks/stream; bearer token, docs/tasks.md)`,
+          ...(example.token !== undefined
+            ? [
+                `  Admin API token (shown once; more with: npm run citywatch -- tokens add --help):`,
+                `    curl -H 'Authorization: Bearer ${example.token}' ${httpBase}/api/v1/tasks`,
+              ]
+            : []),
         ]
       : []),
     `  Metrics    ${httpBase}/metrics`,
@@ -184,6 +193,10 @@ export async function serve(
         ...source,
       });
       await ingest.start();
+      // The first start issues an admin token, shown once, so the task API can be read at once.
+      if (options.seedDemo && ingest.tasks.tokens.list().length === 0) {
+        example = { ...example, token: ingest.tasks.tokens.add("first-admin", "admin").token };
+      }
       const running = ingest;
       stops.push({ name: "ingest", stop: () => running.stop() });
       registries.push(ingest.metrics.registry);

@@ -152,6 +152,81 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
     expect((await fetch(`${api}/api/v1/devices/demo-noise-1/readings?from=soon`)).status).toBe(400);
   });
 
+  it("raises an emergency task for a violating reading: on the API and on the live stream", async () => {
+    const token = /Authorization: Bearer ([A-Za-z0-9_-]+)'/.exec(proc.output())?.[1];
+    expect(token).toBeDefined();
+    const api = `http://127.0.0.1:${p.http}`;
+    const auth = { authorization: `Bearer ${token ?? ""}` };
+    expect((await fetch(`${api}/api/v1/tasks`)).status).toBe(401);
+
+    // The live stream first, so the task's arrival is seen.
+    const abort = new AbortController();
+    const stream = await fetch(`${api}/api/v1/tasks/stream`, {
+      headers: auth,
+      signal: abort.signal,
+    });
+    expect(stream.status).toBe(200);
+    const seen: string[] = [];
+    const reading = (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of stream.body ?? []) {
+        seen.push(decoder.decode(chunk as Uint8Array, { stream: true }));
+        if (seen.join("").includes("tunnel.ch4")) return;
+      }
+    })().catch(() => undefined);
+
+    // Methane at 26 %LEL in the gas compartment of segment 1: GB 50838-2015, level III (shut-off).
+    const device = await connect(
+      p.mqtt,
+      "demo-tunnel-s1-gas",
+      secrets.get("demo-tunnel-s1-gas") ?? "",
+    );
+    const uplink = {
+      v: 1,
+      deviceId: "demo-tunnel-s1-gas",
+      seq: 1,
+      kind: "utility_tunnel",
+      readings: [
+        {
+          ts: new Date().toISOString(),
+          quality: "normal",
+          values: { ch4: 26, o2: 20.9, h2s: 0, co: 0, temperature: 22 },
+        },
+      ],
+    };
+    await device.publishAsync(
+      "citywatch/v1/devices/demo-tunnel-s1-gas/data",
+      JSON.stringify(uplink),
+      { qos: 1 },
+    );
+    const deadline = Date.now() + 10_000;
+    while (!seen.join("").includes("tunnel.ch4") && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    abort.abort();
+    await reading;
+    expect(seen.join("")).toMatch(/event: task\ndata: .*"tunnel\.ch4"/);
+
+    const list = (await (
+      await fetch(`${api}/api/v1/tasks?kind=emergency`, { headers: auth })
+    ).json()) as {
+      tasks: Array<{
+        id: string;
+        kind: string;
+        level?: string;
+        rule: { id: string };
+        subject: { id: string };
+      }>;
+    };
+    const task = list.tasks.find((t) => t.rule.id === "tunnel.ch4");
+    expect(task).toMatchObject({
+      kind: "emergency",
+      level: "III",
+      subject: { id: "demo-tunnel-s1" },
+    });
+    const one = await fetch(`${api}/api/v1/tasks/${task?.id ?? ""}`, { headers: auth });
+    expect(one.status).toBe(200);
+  });
+
   it("registers a device with `devices add` while running; its printed secret connects", async () => {
     const added = cli([
       "devices",
