@@ -57,6 +57,8 @@ interface LogEntry {
 }
 
 const AGENT = { name: "citywatch-sim", version: "0.1.0" };
+/** Network failures tolerated on the very first connect before the device is left out. */
+const FIRST_CONNECT_ATTEMPTS = 5;
 
 export class VirtualDevice {
   private client: MqttClient | undefined;
@@ -70,6 +72,7 @@ export class VirtualDevice {
   private awaitingCommit = false;
   private connects = 0;
   private holdUntil = 0;
+  private firstAttempts = 0;
   private stopping = false;
   private lastSent: LogEntry | undefined;
   private ready: { resolve: () => void; reject: (error: Error) => void } | undefined;
@@ -128,12 +131,19 @@ export class VirtualDevice {
       client.on("error", (error) => {
         this.deps.counters.errors += 1;
         this.deps.log.debug({ device: this.id, err: error }, "device connection error");
-        if (this.ready !== undefined && this.connects === 0) {
-          this.ready.reject(error);
-          this.ready = undefined;
-        }
+        // A refused CONNECT (CONNACK 1-5: credentials, disabled, protocol) is configuration, not
+        // load: retrying does not help (docs/protocol.md §2.5), so the first connect fails.
+        const refused = typeof (error as { code?: unknown }).code === "number";
+        if (refused && this.connects === 0) this.failFirstConnect(error);
       });
     });
+  }
+
+  private failFirstConnect(error: Error): void {
+    this.stopping = true;
+    this.ready?.reject(error);
+    this.ready = undefined;
+    this.client?.end(true);
   }
 
   /** Add a planned message to the log with the next `seq` and send it when the window allows. */
@@ -295,11 +305,18 @@ export class VirtualDevice {
   }
 
   private onClose(): void {
-    const wasConnected = this.connected;
     this.connected = false;
     this.awaitingCommit = false;
     if (this.stopping || this.client === undefined) return;
-    if (!wasConnected && this.connects === 0) return; // never connected: connect() reports it
+    if (this.connects === 0) {
+      // The first connect failed on the network (reset, timeout: a CONNECT storm at the
+      // broker): retry a few times with jitter before giving the device up.
+      this.firstAttempts += 1;
+      if (this.firstAttempts >= FIRST_CONNECT_ATTEMPTS) {
+        this.failFirstConnect(new Error(`no connection after ${this.firstAttempts} attempts`));
+        return;
+      }
+    }
     const [min, max] = this.options.reconnectMs;
     const at = Math.max(Date.now() + min + this.deps.random() * (max - min), this.holdUntil);
     this.deps.scheduler.at(at, () => {

@@ -146,7 +146,17 @@ export async function runFleet(
       `no device could connect to ${options.url}: ${reason.message}`,
     );
   }
-  if (failed.length > 0) log.warn({ failed: failed.length }, "devices could not connect");
+  if (failed.length > 0) {
+    const reasons = new Map<string, number>();
+    for (const f of failed) {
+      const message = (f.reason as Error).message;
+      reasons.set(message, (reasons.get(message) ?? 0) + 1);
+    }
+    log.warn(
+      { failed: failed.length, reasons: Object.fromEntries(reasons) },
+      "devices could not connect",
+    );
+  }
   counters.connected = devices.filter((d) => d.isConnected).length;
   log.info({ devices: devices.length, connected: counters.connected }, "fleet connected");
 
