@@ -16,8 +16,8 @@ import { edgeConfig, testLog } from "../edge/agent-harness.js";
 /*
  * The whole path of issue 5's last test: an HJ 212 monitor over a real TCP socket → the HJ 212
  * driver → the edge agent (write-ahead log, uplink) → the real aedes broker → the ingest → the
- * SQLite store, and the monitor gets its replies. The driver feeds the agent through the seam
- * (`agent.sink`), as the agent does for its configured drivers.
+ * SQLite store, and the monitor gets its replies: first with the driver wired to the seam
+ * (`agent.sink`) by hand, then as a driver of the agent's own configuration.
  */
 
 let dir: string;
@@ -115,5 +115,64 @@ describe("HJ 212 monitor → driver → edge agent → aedes → ingest → SQLi
       [63, "normal"],
       [64, "maintenance"],
     ]);
+  });
+
+  it("runs as a driver of the agent's configuration and reports its counters in the agent's stats", async () => {
+    dir = mkdtempSync(join(tmpdir(), "cw-hj212-agent-"));
+    broker = await startTestBroker({}, { dataDir: join(dir, "broker") });
+    ingest = await startTestIngest(broker, {
+      dataDir: join(dir, "ingest"),
+      clientId: "ingest-hj212",
+    });
+    const devices = [{ deviceId: "air-1", kind: "dust" as const }].map((d) => ({
+      ...d,
+      secret: broker!.addDevice(d.deviceId, d.kind),
+    }));
+    const mapping = {
+      ...EXAMPLE_HJ212_MAPPING,
+      devices: { JLYP01_AIR01_0001: EXAMPLE_HJ212_MAPPING.devices.JLYP01_AIR01_0001 },
+    };
+    agent = buildAgent({
+      log: testLog(),
+      config: edgeConfig(broker.url, devices, dir, {
+        drivers: [{ type: "hj212", host: "127.0.0.1", port: 0, mapping }],
+      }),
+    });
+    await agent.start();
+    // The driver's name carries the port the OS gave it.
+    const name = Object.keys(agent.stats().drivers).find((n) => n.startsWith("hj212:"));
+    const port = Number(name?.split(":").at(-1));
+    expect(port).toBeGreaterThan(0);
+
+    socket = net.connect({ host: "127.0.0.1", port });
+    let received = "";
+    socket.on("data", (chunk: Buffer) => (received += chunk.toString()));
+    await new Promise((resolve) => socket!.once("connect", resolve));
+    const minute = Math.floor(Date.now() / 60_000) * 60_000 - 5 * 60_000;
+    const segment = `QN=1;ST=22;CN=2051;PW=123456;MN=JLYP01_AIR01_0001;Flag=5;CP=&&DataTime=${dataTimeOf(minute)};a34002-Avg=31,a34002-Flag=N;a34004-Avg=14,a34004-Flag=N&&`;
+    socket.write(frameOf(segment));
+    await until(() => decodeReplies(received).length === 1, "the 9014");
+    expect(decodeReplies(received)[0]?.cn).toBe("9014");
+    await until(
+      () =>
+        agent!.stats().devices[0]?.log.pending === 0 && agent!.stats().devices[0]?.readings === 1,
+      "the reading committed",
+      15_000,
+    );
+    const stored = await ingest.store.readings({
+      deviceId: "air-1",
+      kind: "dust",
+      fromMs: minute,
+      toMs: minute + 120_000,
+      limit: 10,
+    });
+    expect(stored.map((r) => [r.timeMs - minute, r.values])).toEqual([
+      [60_000, { pm10: 31, pm2_5: 14 }],
+    ]);
+    expect(agent.stats().drivers[name ?? ""]).toMatchObject({
+      frames: 1,
+      samples: 1,
+      replies9014: 1,
+    });
   });
 });
