@@ -187,7 +187,11 @@ export class Pipeline {
         // the store is up and the broker connected (their outages reset the timers).
         if (this.inFlight.size === 0 && now - lastGapCheck > 1_000 && this.deps.brokerConnected()) {
           lastGapCheck = now;
-          this.publish(state.closeStaleGaps(now, config.gapTimeoutMs));
+          const closed = state.closeStaleGaps(now, config.gapTimeoutMs);
+          // One dead letter per closed gap (the missing seqs are never stored).
+          if (closed.gaps > 0)
+            this.deps.metrics.deadLettered.inc({ reason: "missing_seq" }, closed.gaps);
+          this.publish(closed.moved);
         }
         await this.sleep(config.batch.maxDelayMs, "messages");
         continue;

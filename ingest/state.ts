@@ -415,8 +415,9 @@ export class IngestState {
    * Close gaps that have waited longer than `timeoutMs`: the missing seqs are recorded as one dead
    * letter per gap (reason missing_seq) and the commit moves on. Returns the devices whose commit moved.
    */
-  closeStaleGaps(nowMs: number, timeoutMs: number): Map<string, number> {
+  closeStaleGaps(nowMs: number, timeoutMs: number): { moved: Map<string, number>; gaps: number } {
     const moved = new Map<string, number>();
+    let gaps = 0;
     const stale = this.stmt(
       `SELECT p.device_id AS device_id, min(p.seq) AS first_seq, g.committed_seq AS committed_seq
            FROM processed p JOIN progress g ON g.device_id = p.device_id
@@ -448,9 +449,10 @@ export class IngestState {
         );
         const committed = this.advance(row.device_id, nowMs);
         moved.set(row.device_id, committed ?? to);
+        gaps++;
       })();
     }
-    return moved;
+    return { moved, gaps };
   }
 
   /** Dead letters, newest first, optionally of one device and before an id (for paging). */

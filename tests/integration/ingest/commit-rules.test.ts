@@ -2,6 +2,7 @@ import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { type Device, IngestConfig, type Site } from "../../../contracts/index.js";
 import { ingestMetrics } from "../../../ingest/metrics.js";
+import { metricValue } from "../../support/broker.js";
 import { Pipeline } from "../../../ingest/pipeline.js";
 import { IngestState } from "../../../ingest/state.js";
 import { createSqliteStore } from "../../../ingest/store/sqlite.js";
@@ -48,13 +49,14 @@ function harness() {
   };
   const state = new IngestState(":memory:");
   const commits: Array<[string, number]> = [];
+  const metrics = ingestMetrics();
   const pipeline = new Pipeline({
     log: pino({ level: "silent" }),
     config: IngestConfig.parse({ batch: { maxDelayMs: 5 }, gapTimeoutMs: 600_000 }),
     state,
     store,
     registry: { device: (id) => (id === device.id ? device : undefined), site: () => site },
-    metrics: ingestMetrics(),
+    metrics,
     publishCommit: (id, seq) => commits.push([id, seq]),
     brokerConnected: () => true,
     now: clock,
@@ -98,6 +100,7 @@ function harness() {
     state,
     pipeline,
     commits,
+    metrics,
     send,
     stored,
     advance: (ms: number) => (skipped += ms),
@@ -155,6 +158,10 @@ describe("commit rules (real pipeline, state and store)", () => {
     expect(h.state.deadLetters({ limit: 10 }).map((d) => [d.reason, d.seq])).toEqual([
       ["missing_seq", 2],
     ]);
+    // Counted like every dead letter (one per gap).
+    expect(
+      await metricValue(h, "citywatch_ingest_dead_letters_total", { reason: "missing_seq" }),
+    ).toBe(1);
     await h.pipeline.stop();
   });
 
