@@ -3,6 +3,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import type { SensorKind } from "../../../contracts/index.js";
 import { hj212DriverFactory, type Hj212Server } from "../../../edge/drivers/hj212-server.js";
 import { buildAgent, type EdgeAgent } from "../../../edge/index.js";
 import { EXAMPLE_HJ212_MAPPING } from "../../../edge/hj212/mapping-example.js";
@@ -41,19 +42,31 @@ function dataTimeOf(ms: number): string {
   return new Date(ms + 8 * 3_600_000).toISOString().replace(/\D/g, "").slice(0, 12) + "00";
 }
 
+/** A broker with the devices registered and an ingest storing into SQLite, under a fresh `dir`. */
+async function setup(list: ReadonlyArray<{ deviceId: string; kind: SensorKind }>) {
+  dir = mkdtempSync(join(tmpdir(), "cw-hj212-agent-"));
+  const t = await startTestBroker({}, { dataDir: join(dir, "broker") });
+  broker = t;
+  const started = await startTestIngest(t, {
+    dataDir: join(dir, "ingest"),
+    clientId: "ingest-hj212",
+  });
+  ingest = started;
+  const devices = list.map((d) => ({ ...d, secret: t.addDevice(d.deviceId, d.kind) }));
+  return { broker: t, devices, store: started.store };
+}
+
 describe("HJ 212 monitor → driver → edge agent → aedes → ingest → SQLite store", () => {
   it("stores the monitor's minute data exactly as sent and answers it; a refused frame is not answered 9014", async () => {
-    dir = mkdtempSync(join(tmpdir(), "cw-hj212-agent-"));
-    broker = await startTestBroker({}, { dataDir: join(dir, "broker") });
-    ingest = await startTestIngest(broker, {
-      dataDir: join(dir, "ingest"),
-      clientId: "ingest-hj212",
-    });
-    const devices = [
-      { deviceId: "site-17-dust", kind: "dust" as const },
-      { deviceId: "site-17-noise", kind: "noise" as const },
-    ].map((d) => ({ ...d, secret: broker!.addDevice(d.deviceId, d.kind) }));
-    agent = buildAgent({ log: testLog(), config: edgeConfig(broker.url, devices, dir) });
+    const {
+      broker: t,
+      devices,
+      store,
+    } = await setup([
+      { deviceId: "site-17-dust", kind: "dust" },
+      { deviceId: "site-17-noise", kind: "noise" },
+    ]);
+    agent = buildAgent({ log: testLog(), config: edgeConfig(t.url, devices, dir) });
     await agent.start();
     await until(() => devices.every((d) => agent!.connected(d.deviceId)), "agent connected");
 
@@ -90,7 +103,7 @@ describe("HJ 212 monitor → driver → edge agent → aedes → ingest → SQLi
     expect(driver.stats()).toMatchObject({ samples: 10, sinkRefused: 1, replies9014: 5 });
 
     const stored = async (deviceId: string, kind: "dust" | "noise") =>
-      ingest!.store.readings({
+      store.readings({
         deviceId,
         kind,
         fromMs: firstMinute,
@@ -118,23 +131,14 @@ describe("HJ 212 monitor → driver → edge agent → aedes → ingest → SQLi
   });
 
   it("runs as a driver of the agent's configuration and reports its counters in the agent's stats", async () => {
-    dir = mkdtempSync(join(tmpdir(), "cw-hj212-agent-"));
-    broker = await startTestBroker({}, { dataDir: join(dir, "broker") });
-    ingest = await startTestIngest(broker, {
-      dataDir: join(dir, "ingest"),
-      clientId: "ingest-hj212",
-    });
-    const devices = [{ deviceId: "air-1", kind: "dust" as const }].map((d) => ({
-      ...d,
-      secret: broker!.addDevice(d.deviceId, d.kind),
-    }));
+    const { broker: t, devices, store } = await setup([{ deviceId: "air-1", kind: "dust" }]);
     const mapping = {
       ...EXAMPLE_HJ212_MAPPING,
       devices: { JLYP01_AIR01_0001: EXAMPLE_HJ212_MAPPING.devices.JLYP01_AIR01_0001 },
     };
     agent = buildAgent({
       log: testLog(),
-      config: edgeConfig(broker.url, devices, dir, {
+      config: edgeConfig(t.url, devices, dir, {
         drivers: [{ type: "hj212", host: "127.0.0.1", port: 0, mapping }],
       }),
     });
@@ -159,7 +163,7 @@ describe("HJ 212 monitor → driver → edge agent → aedes → ingest → SQLi
       "the reading committed",
       15_000,
     );
-    const stored = await ingest.store.readings({
+    const stored = await store.readings({
       deviceId: "air-1",
       kind: "dust",
       fromMs: minute,
