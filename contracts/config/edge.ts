@@ -5,7 +5,7 @@ import { LocalThreshold } from "../device-messages.js";
 import { DeviceId } from "../ids.js";
 import { SensorKind } from "../sensors.js";
 import { MAX_READINGS_PER_MESSAGE } from "../uplink.js";
-import { Flag, Host, LogLevel, Port, PositiveInt } from "./fields.js";
+import { Flag, Host, LogLevel, MqttUrl, Port, PositiveInt } from "./fields.js";
 import { loadConfig, type LoadOptions } from "./load.js";
 import { ConfigError, type Problem } from "./problems.js";
 
@@ -68,12 +68,7 @@ export const EdgeConfig = z
       .prefault({}),
     mqtt: z
       .strictObject({
-        url: z
-          .string()
-          .regex(/^(mqtts?|wss?):\/\//, {
-            error: "must be an mqtt://, mqtts://, ws:// or wss:// URL",
-          })
-          .default("mqtt://127.0.0.1:18830"),
+        url: MqttUrl.default("mqtt://127.0.0.1:18830"),
         /** CA bundle (PEM) to verify the broker's certificate with (mqtts://, wss://). */
         caFile: z.string().min(1).optional(),
         /** Never turn off in production: the secret travels in CONNECT. */

@@ -37,6 +37,11 @@ export const Flag = z.preprocess(
   z.boolean({ error: "must be true or false" }),
 );
 
+/** A broker URL: mqtt://, mqtts://, ws:// or wss://. */
+export const MqttUrl = z.string().regex(/^(mqtts?|wss?):\/\//, {
+  error: "must be an mqtt://, mqtts://, ws:// or wss:// URL",
+});
+
 export const LogLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
 export type LogLevel = z.infer<typeof LogLevel>;
 

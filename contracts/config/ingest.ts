@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { Flag, PositiveInt } from "./fields.js";
+import { Flag, MqttUrl, PositiveInt } from "./fields.js";
 import { TasksConfig } from "./tasks.js";
 
 const days = (n: number) => n * 24 * 3600 * 1000;
@@ -51,12 +51,7 @@ export const IngestConfig = z.strictObject({
   /** The broker the ingest subscribes to; in the all-in-one process, the embedded one. */
   mqtt: z
     .strictObject({
-      url: z
-        .string()
-        .regex(/^(mqtts?|wss?):\/\//, {
-          error: "must be an mqtt://, mqtts://, ws:// or wss:// URL",
-        })
-        .optional(),
+      url: MqttUrl.optional(),
       username: z.string().min(1).default("ingest"),
       password: z.string().min(1).optional(),
       clientId: z.string().min(1).default("ingest-1"),
