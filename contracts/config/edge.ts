@@ -15,6 +15,31 @@ import { ConfigError, type Problem } from "./problems.js";
  * window and timers, local alarms and the field drivers. docs/edge.md is the reference.
  */
 
+/**
+ * Bounds of the edge's write-ahead log (edge/wal). Policy when a bound is reached
+ * (docs/protocol.md 6.3, "Log full"): the OLDEST uncommitted messages are deleted, across all
+ * devices of the agent, oldest append first, until the log is back under `maxBytes`; messages
+ * whose last reading was appended more than `maxAgeMs` ago are deleted too. Every deleted message
+ * is added to its device's `dropped` count, reported in its status (`log.dropped`); its seq is
+ * never reused, so the ingest's gap timeout records it as `missing_seq`. Nothing is dropped
+ * silently.
+ */
+export const WalLimits = z.strictObject({
+  /** Readings per message, at most the protocol's limit (protocol section 8). */
+  maxReadingsPerMessage: PositiveInt.pipe(z.number().max(MAX_READINGS_PER_MESSAGE)).default(
+    MAX_READINGS_PER_MESSAGE,
+  ),
+  /**
+   * Bytes of reading JSON kept in the log, all devices together (SQLite's own overhead, about
+   * 30-40 bytes per message, comes on top). At least 64 KiB so a full message always fits.
+   */
+  maxBytes: PositiveInt.pipe(z.number().min(64 * 1024)).default(256 * 1024 * 1024),
+  /** Time in the log after which an uncommitted message is dropped: 7 days by default. */
+  maxAgeMs: PositiveInt.pipe(z.number().min(60_000)).default(7 * 24 * 3_600_000),
+});
+export type WalLimits = z.infer<typeof WalLimits>;
+export type WalLimitsInput = z.input<typeof WalLimits>;
+
 /** One device the agent speaks for: one MQTT connection, one seq counter, one log of messages. */
 export const EdgeDevice = z
   .strictObject({
@@ -82,16 +107,7 @@ export const EdgeConfig = z
       .min(1, { error: "the agent needs at least one device" })
       .max(1_000),
     /** The write-ahead log (edge/wal): one SQLite file for all devices. */
-    wal: z
-      .strictObject({
-        file: z.string().min(1).default("./data/edge/wal.db"),
-        maxReadingsPerMessage: PositiveInt.pipe(z.number().max(MAX_READINGS_PER_MESSAGE)).default(
-          MAX_READINGS_PER_MESSAGE,
-        ),
-        maxBytes: PositiveInt.pipe(z.number().min(64 * 1024)).default(256 * 1024 * 1024),
-        maxAgeMs: PositiveInt.pipe(z.number().min(60_000)).default(7 * 24 * 3_600_000),
-      })
-      .prefault({}),
+    wal: WalLimits.extend({ file: z.string().min(1).default("./data/edge/wal.db") }).prefault({}),
     /** The uplink (docs/protocol.md 6.3 and 6.4). */
     uplink: z
       .strictObject({
