@@ -31,6 +31,8 @@ export interface FleetOptions {
   readonly link?: Partial<Omit<DeviceLinkOptions, "url">>;
   /** CONNECTs per wave and the pause between waves. */
   readonly connectWave?: { readonly size: number; readonly intervalMs: number };
+  /** How long to wait for the last devices to connect before the clock starts; default 30 s. */
+  readonly connectDeadlineMs?: number;
   /** After the last message is due, how long to wait for the commits before giving up. */
   readonly drainTimeoutMs?: number;
   /** Faults added on the command line, on top of the scenario's. */
@@ -136,27 +138,40 @@ export async function runFleet(
     for (const device of devices.slice(i, i + wave.size)) connecting.push(device.connect());
     if (i + wave.size < devices.length) await new Promise((r) => setTimeout(r, wave.intervalMs));
   }
-  const outcomes = await Promise.allSettled(connecting);
-  const failed = outcomes.filter((o) => o.status === "rejected");
-  if (failed.length === devices.length && devices.length > 0) {
+  // Wait for the stragglers only so long: a device still connecting after the deadline joins
+  // late, its messages waiting in its log meanwhile (they are due by simulated time anyway).
+  const settled = connecting.map((p) =>
+    p.then(
+      () => ({ ok: true as const }),
+      (error: Error) => ({ ok: false as const, reason: error.message }),
+    ),
+  );
+  const outcomes = await Promise.race([
+    Promise.all(settled),
+    new Promise<undefined>((r) =>
+      setTimeout(() => r(undefined), options.connectDeadlineMs ?? 30_000),
+    ),
+  ]);
+  if (outcomes !== undefined && devices.length > 0 && outcomes.every((o) => !o.ok)) {
     await Promise.all(devices.map((d) => d.shutdown()));
-    const reason = (failed[0] as PromiseRejectedResult).reason as Error;
+    const first = outcomes[0];
     throw new FleetError(
       "SIM_CONNECT",
-      `no device could connect to ${options.url}: ${reason.message}`,
+      `no device could connect to ${options.url}: ${first !== undefined && !first.ok ? first.reason : "unknown"}`,
     );
   }
-  if (failed.length > 0) {
+  void Promise.all(settled).then((all) => {
     const reasons = new Map<string, number>();
-    for (const f of failed) {
-      const message = (f.reason as Error).message;
-      reasons.set(message, (reasons.get(message) ?? 0) + 1);
-    }
-    log.warn(
-      { failed: failed.length, reasons: Object.fromEntries(reasons) },
-      "devices could not connect",
-    );
-  }
+    for (const o of all) if (!o.ok) reasons.set(o.reason, (reasons.get(o.reason) ?? 0) + 1);
+    if (reasons.size > 0)
+      log.warn(
+        {
+          failed: [...reasons.values()].reduce((a, b) => a + b, 0),
+          reasons: Object.fromEntries(reasons),
+        },
+        "devices could not connect",
+      );
+  });
   counters.connected = devices.filter((d) => d.isConnected).length;
   log.info({ devices: devices.length, connected: counters.connected }, "fleet connected");
 
