@@ -92,6 +92,8 @@ interface Subject {
   readonly id: string;
   /** `type:id`, the subject part of the alarm key. */
   readonly key: string;
+  /** `ruleId \0 type:id`: the alarm's key, built once. */
+  readonly alarmKey: string;
 }
 
 interface Alarm {
@@ -193,19 +195,29 @@ export class RulesDriver {
   onStored(readings: readonly StoredReading[]): void {
     const now = this.deps.now();
     this.refresh(now, false);
-    const touched = new Map<string, { subject: Subject; at: number; replayed: boolean }>();
+    // Per device first (a message's readings come together), then per subject: a site's
+    // subject is evaluated once for all its devices' readings.
+    const devices = new Map<string, { at: number; replayed: boolean }>();
     for (const r of readings) {
       const slot = this.slots.get(r.deviceId);
       if (slot === undefined) continue; // registered after the last refresh: next one
       this.addReading(slot, r, now);
-      for (const subject of this.subjectsByDevice.get(r.deviceId) ?? []) {
-        const key = `${subject.rule.id}\u0000${subject.key}`;
-        const seen = touched.get(key);
-        touched.set(key, {
-          subject,
-          at: Math.max(seen?.at ?? 0, r.timeMs),
-          replayed: (seen?.replayed ?? true) && r.replay,
-        });
+      const seen = devices.get(r.deviceId);
+      if (seen === undefined) devices.set(r.deviceId, { at: r.timeMs, replayed: r.replay });
+      else {
+        seen.at = Math.max(seen.at, r.timeMs);
+        seen.replayed &&= r.replay;
+      }
+    }
+    const touched = new Map<string, { subject: Subject; at: number; replayed: boolean }>();
+    for (const [deviceId, d] of devices) {
+      for (const subject of this.subjectsByDevice.get(deviceId) ?? []) {
+        const seen = touched.get(subject.alarmKey);
+        if (seen === undefined) touched.set(subject.alarmKey, { subject, ...d });
+        else {
+          seen.at = Math.max(seen.at, d.at);
+          seen.replayed &&= d.replayed;
+        }
       }
     }
     for (const { subject, at, replayed } of touched.values())
@@ -219,7 +231,7 @@ export class RulesDriver {
     const seen = new Set<string>();
     for (const subjects of this.subjectsByDevice.values()) {
       for (const subject of subjects) {
-        const key = `${subject.rule.id}\u0000${subject.key}`;
+        const key = subject.alarmKey;
         if (seen.has(key)) continue;
         seen.add(key);
         this.evaluate(subject, "tick", this.clockOf(subject, now), false);
@@ -264,7 +276,14 @@ export class RulesDriver {
     if (alarm !== undefined && isOpen(alarm.state)) return "violating";
     const rule = this.deps.rules.get(ruleId);
     if (rule === undefined) return "no_data";
-    const subject = { rule, type: subjectType, id: subjectId, key: `${subjectType}:${subjectId}` };
+    const key = `${subjectType}:${subjectId}`;
+    const subject = {
+      rule,
+      type: subjectType,
+      id: subjectId,
+      key,
+      alarmKey: `${ruleId}\u0000${key}`,
+    };
     const view = this.subjectView(subject);
     const now = this.deps.now();
     const fresh = view.devices.some(
@@ -279,16 +298,14 @@ export class RulesDriver {
 
   private addReading(slot: Slot, r: StoredReading, now: number): void {
     for (const [quantity, value] of Object.entries(r.values)) {
-      const sample: Sample = {
-        at: r.timeMs,
-        value,
-        quality: r.quality,
-        ...(r.replay ? { replayed: true } : {}),
-      };
+      const sample: Sample = r.replay
+        ? { at: r.timeMs, value, quality: r.quality, replayed: true }
+        : { at: r.timeMs, value, quality: r.quality };
       const series = (slot.series[quantity] ??= []);
       insertInPlace(series, sample);
       const keep = this.retention.get(quantity) ?? KEEP_NEWEST;
-      const horizon = Math.max(now, series[series.length - 1]?.at ?? now) - keep;
+      // In the data's own time (see clockOf): a night replayed today keeps its windows.
+      const horizon = (series[series.length - 1]?.at ?? r.timeMs) - keep;
       let drop = 0;
       while (drop < series.length - 1 && (series[drop]?.at ?? 0) <= horizon) drop++;
       if (drop > 0) series.splice(0, drop);
@@ -307,7 +324,7 @@ export class RulesDriver {
     at: number,
     replayed: boolean,
   ): void {
-    const key = `${subject.rule.id}\u0000${subject.key}`;
+    const key = subject.alarmKey;
     let alarm = this.alarms.get(key);
     if (alarm === undefined) {
       alarm = { state: initialAlarmState(at), lastAt: at };
@@ -486,7 +503,8 @@ export class RulesDriver {
         if (!ruleApplies(rule, device.kind, view, scope)) continue;
         const type = rule.subject;
         const id = type === "device" ? device.id : device.siteId;
-        subjects.push({ rule, type, id, key: `${type}:${id}` });
+        const key = `${type}:${id}`;
+        subjects.push({ rule, type, id, key, alarmKey: `${rule.id}\u0000${key}` });
       }
       this.subjectsByDevice.set(device.id, subjects);
     }
