@@ -6,6 +6,7 @@ import { RulesError } from "../ingest/app.js";
 import { RegistryError } from "../registry/store.js";
 import { type RunFlags, loadCitywatchConfig } from "./config.js";
 import { createLogger } from "./logger.js";
+import { dashboardsCommand } from "./commands/dashboards.js";
 import { devicesCommand } from "./commands/devices.js";
 import { edgeCommand } from "./commands/edge.js";
 import { serve } from "./commands/serve.js";
@@ -56,7 +57,7 @@ function runOptions(command: Command): Command {
 
 async function runServe(
   flags: RunFlags,
-  options: { seedDemo: boolean; broker: boolean; ingest: boolean },
+  options: { seedDemo: boolean; broker: boolean; ingest: boolean; demo?: boolean },
 ): Promise<void> {
   const config = loadCitywatchConfig(flags);
   const log = createLogger(config.log);
@@ -67,7 +68,10 @@ runOptions(program.command("start"))
   .description(
     "run everything in one process on embedded defaults: broker, ingest, API (demo registry when empty)",
   )
-  .action((flags: RunFlags) => runServe(flags, { seedDemo: true, broker: true, ingest: true }));
+  .option("--demo", "also play the demo city scenario in this process (docs/simulators.md)")
+  .action((flags: RunFlags & { demo?: boolean }) =>
+    runServe(flags, { seedDemo: true, broker: true, ingest: true, demo: flags.demo === true }),
+  );
 
 runOptions(program.command("broker"))
   .description("run the MQTT broker alone (authentication from the registry in the data directory)")
@@ -79,23 +83,11 @@ runOptions(program.command("ingest"))
   )
   .action((flags: RunFlags) => runServe(flags, { seedDemo: false, broker: false, ingest: true }));
 
+dashboardsCommand(program);
 devicesCommand(program);
 simCommand(program);
 tokensCommand(program);
 edgeCommand(program);
-
-// Components that later versions fill; each says so plainly instead of pretending.
-const pending: Array<[string, string]> = [["dashboards", "Grafana dashboards build and verify"]];
-for (const [name, what] of pending) {
-  program
-    .command(name)
-    .description(`${what} (not available in this version)`)
-    .allowUnknownOption()
-    .action(() => {
-      process.stderr.write(`citywatch ${name}: ${what} is not available in this version yet.\n`);
-      process.exitCode = 2;
-    });
-}
 
 function report(error: unknown): void {
   if (error instanceof ConfigError) {

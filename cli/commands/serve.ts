@@ -37,6 +37,7 @@ interface Example {
 import { RegistryStore } from "../../registry/store.js";
 import { startHttp } from "../http.js";
 import { stopOnSignal } from "../lifecycle.js";
+import { startDemo } from "./sim.js";
 import { DEMO_REGISTRY_FILE, readRegistryFile, registryPath } from "../registry-file.js";
 
 function connectHelp(
@@ -105,7 +106,7 @@ function connectHelp(
 export async function serve(
   config: CitywatchConfig,
   log: Logger,
-  options: { seedDemo: boolean; broker: boolean; ingest: boolean },
+  options: { seedDemo: boolean; broker: boolean; ingest: boolean; demo?: boolean },
 ): Promise<void> {
   const registry = new RegistryStore(registryPath(config.dataDir));
   const stops: Array<{ name: string; stop: () => Promise<void> }> = [
@@ -254,6 +255,15 @@ export async function serve(
       process.stdout.write(
         connectHelp(config.broker.host, addresses, base, ingest !== undefined, example),
       );
+      if (options.demo === true) {
+        // The demo city plays in this process against this broker (docs/simulators.md).
+        const host = ["0.0.0.0", "::"].includes(config.broker.host)
+          ? "127.0.0.1"
+          : config.broker.host;
+        const mqttUrl = `mqtt://${host}:${addresses.mqtt ?? config.broker.mqtt.port}`;
+        const demo = await startDemo({ log, registry, mqttUrl });
+        stops.push({ name: "demo", stop: demo.stop });
+      }
     } else {
       process.stdout.write(
         `\ncitywatch ingest is up. API ${base}/api/v1/devices, OpenAPI ${base}/openapi.json\n\n`,
