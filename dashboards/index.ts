@@ -1,0 +1,18 @@
+export {
+  type BuildInput,
+  GENERATED_DIR,
+  buildDashboards,
+  staleDashboards,
+  writeDashboards,
+} from "./build.js";
+export { DashboardError } from "./limits.js";
+export {
+  type DashboardJson,
+  type Panel,
+  type PanelQuery,
+  type VariableValue,
+  expandInfluxQL,
+  panelsOf,
+  parseDashboard,
+  queriesOf,
+} from "./queries.js";

@@ -1,0 +1,125 @@
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import {
+  GENERATED_DIR,
+  buildDashboards,
+  parseDashboard,
+  queriesOf,
+  staleDashboards,
+} from "../../../dashboards/index.js";
+import { DashboardError, limitOf } from "../../../dashboards/limits.js";
+import { loadRules } from "../../../ingest/rules/load.js";
+import { builtInScenarios, loadScenario } from "../../../simulators/index.js";
+import type { Device, Rule, Site } from "../../../contracts/index.js";
+
+/** The same inputs as `citywatch dashboards build`: the default pack and the built-in city. */
+function defaultInput() {
+  const load = loadRules();
+  if (!load.ok) throw new Error("the default rule pack does not load");
+  const sites = new Map<string, Site>();
+  const devices = new Map<string, Device>();
+  for (const name of builtInScenarios()) {
+    const { layout } = loadScenario(name);
+    for (const s of layout.sites) sites.set(s.id, s);
+    for (const d of layout.devices) devices.set(d.id, d);
+  }
+  return {
+    rules: load.rules.map((r): Rule => r.rule),
+    sites: [...sites.values()],
+    devices: [...devices.values()],
+  };
+}
+
+const input = defaultInput();
+const boards = readdirSync(GENERATED_DIR)
+  .filter((f) => f.endsWith(".json") && f !== "citywatch-devices.json")
+  .map((f) => parseDashboard(readFileSync(join(GENERATED_DIR, f), "utf8")));
+
+describe("generated dashboards", () => {
+  it("the committed JSON is what a fresh build writes (run `citywatch dashboards build`)", () => {
+    expect(staleDashboards(buildDashboards(input))).toEqual([]);
+  });
+
+  it("has the five dashboards, with unique uids and unique panel ids per dashboard", () => {
+    expect(boards.map((b) => b.uid).sort()).toEqual([
+      "citywatch-city-overview",
+      "citywatch-environment",
+      "citywatch-fleet-health",
+      "citywatch-flood",
+      "citywatch-utility-tunnel",
+    ]);
+    for (const b of boards) {
+      const ids = b.panels.map((p) => p.id);
+      expect(new Set(ids).size, b.uid).toBe(ids.length);
+    }
+  });
+
+  it("keeps every panel inside the 24-column grid, without overlaps", () => {
+    for (const b of boards) {
+      const cells = new Set<string>();
+      for (const p of b.panels) {
+        const { x, y, w, h } = p.gridPos;
+        expect(x >= 0 && w > 0 && x + w <= 24 && h > 0, `${b.uid} ${p.title}`).toBe(true);
+        for (let i = x; i < x + w; i++)
+          for (let j = y; j < y + h; j++) {
+            expect(cells.has(`${i},${j}`), `${b.uid} ${p.title} overlaps at ${i},${j}`).toBe(false);
+            cells.add(`${i},${j}`);
+          }
+      }
+    }
+  });
+
+  it("shows the legend of every panel that has one, and gives every panel a query", () => {
+    for (const b of boards)
+      for (const p of b.panels) {
+        if (p.options?.legend !== undefined)
+          expect(p.options.legend.showLegend, p.title).toBe(true);
+        expect(queriesOf(b).filter((q) => q.panel === p).length, p.title).toBeGreaterThan(0);
+      }
+    const withLegend = boards.flatMap((b) => b.panels).filter((p) => p.type === "timeseries");
+    expect(withLegend.every((p) => p.options?.legend?.showLegend === true)).toBe(true);
+  });
+
+  it("carries the district, site and device variables on every dashboard", () => {
+    for (const b of boards)
+      expect(
+        b.templating.list.map((v) => v.name),
+        b.uid,
+      ).toEqual(["district", "site", "device"]);
+  });
+
+  it("draws the tunnel bands from the rule pack and cites the rule", () => {
+    const tunnel = boards.find((b) => b.uid === "citywatch-utility-tunnel");
+    const ch4 = tunnel?.panels.find((p) => p.title.startsWith("Methane"));
+    const steps = (ch4 as { fieldConfig?: { defaults?: { thresholds?: { steps: unknown[] } } } })
+      ?.fieldConfig?.defaults?.thresholds?.steps;
+    expect(steps).toEqual([
+      { value: null, color: "green" },
+      { value: 20, color: "orange" },
+      { value: 25, color: "red" },
+    ]);
+    expect(ch4?.["description"]).toMatch(/rule tunnel\.ch4: GB 50838-2015/);
+  });
+
+  it("moves a line when the rule moves, and refuses a limit no rule holds", () => {
+    const moved = input.rules.map((r) =>
+      r.id === "tunnel.sump" ? { ...r, limits: { rows: [], default: { level: 35 } } } : r,
+    );
+    expect(limitOf(moved, "tunnel.sump", "level").value).toBe(35);
+    expect(staleDashboards(buildDashboards({ ...input, rules: moved }))).toEqual([
+      "citywatch-utility-tunnel.json is stale",
+    ]);
+    expect(() => limitOf(input.rules, "tunnel.ch4", "nope")).toThrow(DashboardError);
+    expect(() => limitOf(input.rules, "noise.area.laeq", "day", { zoneClass: "9" as "0" })).toThrow(
+      /no limit day for \{"zoneClass":"9"\}/,
+    );
+  });
+
+  it("places every device of the built-in city in the gazetteer", () => {
+    const gazetteer = JSON.parse(
+      readFileSync(join(GENERATED_DIR, "citywatch-devices.json"), "utf8"),
+    ) as Array<{ key: string; latitude: number; longitude: number }>;
+    expect(gazetteer.map((g) => g.key).sort()).toEqual(input.devices.map((d) => d.id).sort());
+  });
+});
