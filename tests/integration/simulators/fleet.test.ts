@@ -11,7 +11,7 @@ import {
   parseScenario,
   runFleet,
 } from "../../../simulators/index.js";
-import { type TestBroker, startTestBroker } from "../../support/broker.js";
+import { type TestBroker, startTestBroker, until } from "../../support/broker.js";
 import { startTestIngest } from "../../support/ingest.js";
 
 /*
@@ -96,9 +96,31 @@ describe("fleet runner against the real broker and ingest", () => {
   it("200 devices publish, get their commits, and every reading is stored once", async () => {
     const t = timeline();
     const { broker, ingest, credentials } = await system(t);
+    // A monitor sees the bytes on the wire: they must be the timeline's, so the same seed
+    // publishes the same payloads.
+    const monitor = await broker.connect({
+      username: "sim-monitor",
+      password: broker.addService("sim-monitor", "monitor"),
+    });
+    const wire = new Map<string, string>();
+    monitor.on("message", (_topic, payload) => {
+      const text = payload.toString();
+      const { deviceId, seq } = JSON.parse(text) as { deviceId: string; seq: number };
+      if (!wire.has(`${deviceId}/${seq}`)) wire.set(`${deviceId}/${seq}`, text);
+    });
+    await monitor.subscribeAsync("citywatch/v1/devices/+/data", { qos: 1 });
     const run = await runFleet({ log }, t, { url: broker.url, credentials, link });
     const summary = await run.done;
     expect(summary).toMatchObject({ complete: true, pending: 0, errors: 0, dropped: 0 });
+    const payloads = new Map(
+      t.devices.flatMap((d) =>
+        [...d.messages()].map(
+          (m) => [`${d.device.id}/${m.seq}`, JSON.stringify(m.uplink)] as const,
+        ),
+      ),
+    );
+    await until(() => wire.size >= payloads.size, "the monitor saw every message");
+    expect(new Map([...wire].sort())).toEqual(new Map([...payloads].sort()));
     expect(summary.connected).toBe(DEVICES);
     const { planned, stored, mismatched } = await storedAgainstPlanned(t, ingest);
     expect(mismatched).toEqual([]);
