@@ -67,6 +67,9 @@ export class RegistryStore {
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
+    // Write transactions below start with BEGIN IMMEDIATE: several processes (the running system,
+    // `citywatch devices`, `citywatch sim --provision`) may write at once, and a deferred
+    // transaction that reads first cannot wait for the lock (SQLITE_BUSY_SNAPSHOT).
     this.migrate();
   }
 
@@ -126,35 +129,37 @@ export class RegistryStore {
   /** Register a device and issue its secret. The device's site must exist; the id must be new. */
   addDevice(input: DeviceInput): Issued<Device> {
     const device = Device.parse(input);
-    return this.db.transaction(() => {
-      if (this.principalExists(device.id)) {
-        throw new RegistryError(
-          "REGISTRY_DUPLICATE",
-          `${device.id} is already registered, or clashes with a service account's client ids (name, name-*)`,
-        );
-      }
-      if (this.getSite(device.siteId) === undefined) {
-        throw new RegistryError(
-          "REGISTRY_NOT_FOUND",
-          `site ${device.siteId} is not registered; add it first`,
-        );
-      }
-      const secret = generateSecret();
-      this.db
-        .prepare(
-          "INSERT INTO device (id, kind, site_id, enabled, secret_hash, doc, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .run(
-          device.id,
-          device.kind,
-          device.siteId,
-          device.enabled ? 1 : 0,
-          hashSecret(secret),
-          JSON.stringify(device),
-          new Date().toISOString(),
-        );
-      return { record: device, secret };
-    })();
+    return this.db
+      .transaction(() => {
+        if (this.principalExists(device.id)) {
+          throw new RegistryError(
+            "REGISTRY_DUPLICATE",
+            `${device.id} is already registered, or clashes with a service account's client ids (name, name-*)`,
+          );
+        }
+        if (this.getSite(device.siteId) === undefined) {
+          throw new RegistryError(
+            "REGISTRY_NOT_FOUND",
+            `site ${device.siteId} is not registered; add it first`,
+          );
+        }
+        const secret = generateSecret();
+        this.db
+          .prepare(
+            "INSERT INTO device (id, kind, site_id, enabled, secret_hash, doc, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+          )
+          .run(
+            device.id,
+            device.kind,
+            device.siteId,
+            device.enabled ? 1 : 0,
+            hashSecret(secret),
+            JSON.stringify(device),
+            new Date().toISOString(),
+          );
+        return { record: device, secret };
+      })
+      .immediate();
   }
 
   getDevice(id: string): Device | undefined {
@@ -207,27 +212,29 @@ export class RegistryStore {
   /** Create a service account and issue its secret. */
   addServiceAccount(input: unknown): Issued<ServiceAccount> {
     const account = ServiceAccount.parse(input);
-    return this.db.transaction(() => {
-      if (this.principalExists(account.name)) {
-        throw new RegistryError(
-          "REGISTRY_DUPLICATE",
-          `${account.name} is already registered, or clashes with a service account's client ids (name, name-*)`,
-        );
-      }
-      const secret = generateSecret();
-      this.db
-        .prepare(
-          "INSERT INTO service_account (name, role, secret_hash, doc, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .run(
-          account.name,
-          account.role,
-          hashSecret(secret),
-          JSON.stringify(account),
-          new Date().toISOString(),
-        );
-      return { record: account, secret };
-    })();
+    return this.db
+      .transaction(() => {
+        if (this.principalExists(account.name)) {
+          throw new RegistryError(
+            "REGISTRY_DUPLICATE",
+            `${account.name} is already registered, or clashes with a service account's client ids (name, name-*)`,
+          );
+        }
+        const secret = generateSecret();
+        this.db
+          .prepare(
+            "INSERT INTO service_account (name, role, secret_hash, doc, created_at) VALUES (?, ?, ?, ?, ?)",
+          )
+          .run(
+            account.name,
+            account.role,
+            hashSecret(secret),
+            JSON.stringify(account),
+            new Date().toISOString(),
+          );
+        return { record: account, secret };
+      })
+      .immediate();
   }
 
   listServiceAccounts(): ServiceAccount[] {
@@ -245,13 +252,15 @@ export class RegistryStore {
     devices: Issued<Device>[];
     serviceAccounts: Issued<ServiceAccount>[];
   } {
-    return this.db.transaction(() => {
-      for (const site of file.sites) this.putSite(site);
-      return {
-        devices: file.devices.map((d) => this.addDevice(d)),
-        serviceAccounts: file.serviceAccounts.map((a) => this.addServiceAccount(a)),
-      };
-    })();
+    return this.db
+      .transaction(() => {
+        for (const site of file.sites) this.putSite(site);
+        return {
+          devices: file.devices.map((d) => this.addDevice(d)),
+          serviceAccounts: file.serviceAccounts.map((a) => this.addServiceAccount(a)),
+        };
+      })
+      .immediate();
   }
 
   /** Authenticate an MQTT username and secret. */
