@@ -1,26 +1,41 @@
-# citywatch all-in-one image. Build: docker build -t citywatch .
+# citywatch image: the CLI and every component, run through tsx as from a checkout (no build step
+# to drift). One image serves every role in docker-compose.yml: `start` (broker, ingest, API),
+# `sim` (the simulator), `broker`, `ingest`, `edge`, `dashboards`.
+#   docker build -t citywatch .
+#   docker run --rm -p 18830:18830 -p 18080:18080 -v citywatch-data:/data citywatch start
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
-RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+# better-sqlite3 falls back to compiling when no prebuilt binary matches.
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends python3 make g++ \
+  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev
+RUN npm ci --omit=dev && npm cache clean --force
+COPY tsconfig.json ./
+COPY bin ./bin
 COPY contracts ./contracts
 COPY broker ./broker
 COPY registry ./registry
 COPY ingest ./ingest
-COPY cli ./cli
+COPY edge ./edge
 COPY simulators ./simulators
-COPY bin ./bin
-COPY tsconfig.json ./
+COPY dashboards ./dashboards
+COPY cli ./cli
 
 FROM node:20-bookworm-slim
 WORKDIR /app
 COPY --from=build /app /app
-ENV CITYWATCH_DATA_DIR=/data \
+# Listen on every interface inside the container; the data directory is the /data volume.
+ENV NODE_ENV=production \
+    CITYWATCH_DATA_DIR=/data \
     CITYWATCH_BROKER_HOST=0.0.0.0 \
     CITYWATCH_HTTP_HOST=0.0.0.0
+RUN mkdir -p /data && chown node:node /data
+USER node
 VOLUME /data
+# MQTT, MQTT/TLS, MQTT over WebSocket, HTTP (API, /metrics, /healthz).
 EXPOSE 18830 18831 18832 18080
-HEALTHCHECK --interval=15s --timeout=3s CMD node -e "fetch('http://127.0.0.1:18080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:'+(process.env.CITYWATCH_HTTP_PORT||18080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 ENTRYPOINT ["node", "--import", "tsx", "cli/citywatch.ts"]
 CMD ["start"]
