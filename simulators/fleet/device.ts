@@ -59,6 +59,21 @@ interface LogEntry {
 const AGENT = { name: "citywatch-sim", version: "0.1.0" };
 /** Network failures tolerated on the very first connect before the device is left out. */
 const FIRST_CONNECT_ATTEMPTS = 5;
+/** How long each step of a clean shutdown may take. */
+const SHUTDOWN_STEP_MS = 5_000;
+
+/** Whether `promise` settled within `ms`; its outcome is ignored (best effort at shutdown). */
+async function within(promise: Promise<unknown>, ms = SHUTDOWN_STEP_MS): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  const result = await Promise.race([settled, late]);
+  clearTimeout(timer);
+  return result;
+}
 
 export class VirtualDevice {
   private client: MqttClient | undefined;
@@ -217,15 +232,13 @@ export class VirtualDevice {
     this.stopping = true;
     const client = this.client;
     if (client === undefined) return;
+    // Each step is bounded: a PUBACK that never comes (the connection died meanwhile, and
+    // MQTT.js keeps the message for a reconnect that will not happen) must not hold the fleet.
     if (this.connected) {
-      await client
-        .publishAsync(this.topics.status, JSON.stringify(this.status("offline", "shutdown")), {
-          qos: 1,
-          retain: true,
-        })
-        .catch(() => undefined);
+      const status = JSON.stringify(this.status("offline", "shutdown"));
+      await within(client.publishAsync(this.topics.status, status, { qos: 1, retain: true }));
     }
-    await client.endAsync(!this.connected).catch(() => undefined);
+    if (!(await within(client.endAsync(!this.connected)))) await within(client.endAsync(true));
   }
 
   private append(entry: LogEntry): void {
