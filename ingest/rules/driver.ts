@@ -100,7 +100,15 @@ interface Alarm {
   state: AlarmState;
   /** Last instant evaluated: evaluations never go back in time. */
   lastAt: number;
+  /**
+   * `lastAt` is on the subject's data clock. Until the subject's first reading it is real time
+   * (deadman of a device never heard), and the first reading may set it back to the data's time.
+   */
+  clocked: boolean;
 }
+
+/** A reading of a device the driver does not know reads the registry again, at most this often. */
+const NEW_DEVICE_REFRESH_MS = 1_000;
 
 /** Samples of a quantity no rule reads: only the newest is kept (state and quality need it). */
 const KEEP_NEWEST = 0;
@@ -170,6 +178,7 @@ export class RulesDriver {
       this.alarms.set(`${stored.ruleId}\u0000${stored.subject}`, {
         state: stored.state,
         lastAt: stored.state.since,
+        clocked: true,
       });
     }
     this.refresh(now, true);
@@ -199,8 +208,13 @@ export class RulesDriver {
     // subject is evaluated once for all its devices' readings.
     const devices = new Map<string, { at: number; replayed: boolean }>();
     for (const r of readings) {
-      const slot = this.slots.get(r.deviceId);
-      if (slot === undefined) continue; // registered after the last refresh: next one
+      let slot = this.slots.get(r.deviceId);
+      if (slot === undefined && now - this.lastRegistryRefresh >= NEW_DEVICE_REFRESH_MS) {
+        // A device registered since the last refresh: read the registry now, not in 30 s.
+        this.refresh(now, true);
+        slot = this.slots.get(r.deviceId);
+      }
+      if (slot === undefined) continue;
       this.addReading(slot, r, now);
       const seen = devices.get(r.deviceId);
       if (seen === undefined) devices.set(r.deviceId, { at: r.timeMs, replayed: r.replay });
@@ -253,6 +267,14 @@ export class RulesDriver {
       clock = clock === undefined ? c : Math.max(clock, c);
     }
     return clock ?? now;
+  }
+
+  /** Whether any device of the subject has sent a live reading (has a data clock). */
+  private hasData(subject: Subject): boolean {
+    if (subject.type === "device") return this.slots.get(subject.id)?.lastSeenAt !== undefined;
+    return (this.devicesBySite.get(subject.id) ?? []).some(
+      (id) => this.slots.get(id)?.lastSeenAt !== undefined,
+    );
   }
 
   /** The alarm's task was acknowledged: emergency escalation stops. */
@@ -327,8 +349,12 @@ export class RulesDriver {
     const key = subject.alarmKey;
     let alarm = this.alarms.get(key);
     if (alarm === undefined) {
-      alarm = { state: initialAlarmState(at), lastAt: at };
+      alarm = { state: initialAlarmState(at), lastAt: at, clocked: false };
       this.alarms.set(key, alarm);
+    }
+    if (!alarm.clocked && this.hasData(subject)) {
+      alarm.lastAt = at;
+      alarm.clocked = true;
     }
     const when = Math.max(at, alarm.lastAt);
     alarm.lastAt = when;
