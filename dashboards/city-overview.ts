@@ -15,8 +15,8 @@ import * as geomap from "@grafana/grafana-foundation-sdk/geomap";
 import * as stat from "@grafana/grafana-foundation-sdk/stat";
 import { type QualityFlag, SensorKind } from "../contracts/index.js";
 import { byVariables } from "./influxql.js";
-import { Grid, INFLUXDB, PROMETHEUS, influxTarget, promTarget } from "./panels.js";
-import { placeVariables } from "./variables.js";
+import { INFLUXDB, PROMETHEUS } from "./datasources.js";
+import { Grid, citywatchBoard, influxTarget, promTarget } from "./panels.js";
 
 /** Where Grafana serves the gazetteer from (compose mounts it there). */
 export const GAZETTEER_PATH = "public/gazetteer/citywatch-devices.json";
@@ -116,13 +116,7 @@ export function cityOverviewDashboard(centre: {
   lon: number;
 }): dashboard.DashboardBuilder {
   const grid = new Grid();
-  return new dashboard.DashboardBuilder("citywatch · City overview")
-    .uid("citywatch-city-overview")
-    .tags(["citywatch", "overview"])
-    .timezone("browser")
-    .refresh("30s")
-    .time({ from: "now-6h", to: "now" })
-    .variables(placeVariables())
+  return citywatchBoard("City overview", "city-overview", { from: "now-6h", refresh: "30s" })
     .withPanel(deviceMap(1, grid, centre))
     .withPanel(openTasks(2, grid));
 }

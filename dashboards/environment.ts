@@ -4,14 +4,20 @@
  * limits of its rule in the pack. Noise is averaged as energy, never as plain means
  * (docs/data-model.md 7.3).
  */
-import * as common from "@grafana/grafana-foundation-sdk/common";
-import * as dashboard from "@grafana/grafana-foundation-sdk/dashboard";
+import type * as dashboard from "@grafana/grafana-foundation-sdk/dashboard";
 import type { Rule } from "../contracts/index.js";
 import { AcousticZoneClass } from "../contracts/index.js";
 import { type InfluxQuery, type Tag, byVariables, normalOnly } from "./influxql.js";
 import { limitOf } from "./limits.js";
-import { Grid, citing, influxTarget, thresholds, trend } from "./panels.js";
-import { placeVariables } from "./variables.js";
+import {
+  Grid,
+  citing,
+  citywatchBoard,
+  influxTarget,
+  perSite,
+  seriesBands,
+  trend,
+} from "./panels.js";
 
 /** Energy-mean LAeq per interval, one series per value of `tag`. */
 function energyMeanLAeq(tag: Tag): InfluxQuery {
@@ -44,10 +50,7 @@ function noiseByZone(rules: readonly Rule[], id: number, grid: Grid) {
       limitOf(rules, "noise.area.laeq", "night", { zoneClass }),
       limitOf(rules, "noise.area.laeq", "day", { zoneClass }),
     ];
-    panel.overrideByName(`zone ${zoneClass}`, [
-      { id: "thresholds", value: thresholds(bands).build() },
-      { id: "custom.thresholdsStyle", value: { mode: common.GraphThresholdsStyleMode.Dashed } },
-    ]);
+    panel.overrideByName(`zone ${zoneClass}`, seriesBands(bands));
   }
   return panel;
 }
@@ -63,13 +66,11 @@ export function environmentDashboard(rules: readonly Rule[]): dashboard.Dashboar
     limitOf(rules, "dust.pm10.default", "case"),
   ];
   const fume = [limitOf(rules, "cooking-fume.oil-fume", "limit")];
-  return new dashboard.DashboardBuilder("citywatch · Environment enforcement")
-    .uid("citywatch-environment")
-    .tags(["citywatch", "enforcement"])
-    .timezone("browser")
-    .refresh("1m")
-    .time({ from: "now-24h", to: "now" })
-    .variables(placeVariables(["noise", "dust", "cooking_fume"]))
+  return citywatchBoard("Environment enforcement", "environment", {
+    from: "now-24h",
+    refresh: "1m",
+    kinds: ["noise", "dust", "cooking_fume"],
+  })
     .withPanel(noiseByZone(rules, 1, grid))
     .withPanel(
       trend("Noise per site (LAeq, energy mean)", "dB", construction)
@@ -89,19 +90,7 @@ export function environmentDashboard(rules: readonly Rule[]): dashboard.Dashboar
         .id(3)
         .description(citing("Mean PM10 per interval, µg/m³, normal readings only.", dust))
         .gridPos(grid.place(12, 9))
-        .withTarget(
-          influxTarget(
-            "A",
-            {
-              select: [{ fn: "mean", field: "pm10" }],
-              from: "dust",
-              where: [...byVariables, normalOnly],
-              perInterval: true,
-              groupBy: ["site"],
-            },
-            { alias: "$tag_site" },
-          ),
-        ),
+        .withTarget(perSite("dust", "mean", "pm10")),
     )
     .withPanel(
       trend("Cooking fume per restaurant (oil fume)", "conmgm3", fume)
@@ -114,18 +103,6 @@ export function environmentDashboard(rules: readonly Rule[]): dashboard.Dashboar
           ),
         )
         .gridPos(grid.place(24, 9))
-        .withTarget(
-          influxTarget(
-            "A",
-            {
-              select: [{ fn: "mean", field: "oilFume" }],
-              from: "cooking_fume",
-              where: [...byVariables, normalOnly],
-              perInterval: true,
-              groupBy: ["site"],
-            },
-            { alias: "$tag_site" },
-          ),
-        ),
+        .withTarget(perSite("cooking_fume", "mean", "oilFume")),
     );
 }

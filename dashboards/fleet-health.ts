@@ -11,8 +11,8 @@ import * as statetimeline from "@grafana/grafana-foundation-sdk/statetimeline";
 import * as timeseries from "@grafana/grafana-foundation-sdk/timeseries";
 import { SensorKind } from "../contracts/index.js";
 import { byVariables } from "./influxql.js";
-import { Grid, INFLUXDB, PROMETHEUS, influxTarget, legend, promTarget } from "./panels.js";
-import { placeVariables } from "./variables.js";
+import { INFLUXDB, PROMETHEUS } from "./datasources.js";
+import { Grid, citywatchBoard, influxTarget, legend, promTarget } from "./panels.js";
 
 function reportingTimeline(id: number, grid: Grid): statetimeline.PanelBuilder {
   const panel = new statetimeline.PanelBuilder()
@@ -119,14 +119,10 @@ const METRICS: Metric[] = [
 
 export function fleetHealthDashboard(): dashboard.DashboardBuilder {
   const grid = new Grid();
-  const board = new dashboard.DashboardBuilder("citywatch · Fleet health")
-    .uid("citywatch-fleet-health")
-    .tags(["citywatch", "fleet"])
-    .timezone("browser")
-    .refresh("30s")
-    .time({ from: "now-3h", to: "now" })
-    .variables(placeVariables())
-    .withPanel(reportingTimeline(1, grid));
+  const board = citywatchBoard("Fleet health", "fleet-health", {
+    from: "now-3h",
+    refresh: "30s",
+  }).withPanel(reportingTimeline(1, grid));
   for (const [i, m] of METRICS.entries()) {
     const panel = new timeseries.PanelBuilder()
       .title(m.title)

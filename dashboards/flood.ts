@@ -5,13 +5,10 @@
  * registry, not in InfluxDB, so they are written into the dashboard at build time as per-series
  * threshold lines: rebuild after a station's levels change (docs/dashboards.md).
  */
-import * as common from "@grafana/grafana-foundation-sdk/common";
-import * as dashboard from "@grafana/grafana-foundation-sdk/dashboard";
+import type * as dashboard from "@grafana/grafana-foundation-sdk/dashboard";
 import type { Rule, Site } from "../contracts/index.js";
-import { byVariables, normalOnly } from "./influxql.js";
 import { type Band, limitOf } from "./limits.js";
-import { Grid, citing, influxTarget, thresholds, trend } from "./panels.js";
-import { placeVariables } from "./variables.js";
+import { Grid, citing, citywatchBoard, perSite, seriesBands, trend } from "./panels.js";
 
 /** The station's levels as bands of rule water.river.stage (blue is 0.5 m below the warning). */
 function stationBands(site: Extract<Site, { type: "river_station" }>): Band[] {
@@ -41,59 +38,27 @@ export function floodDashboard(
         "from the registry, the levels rule water.river.stage raises on.",
     )
     .gridPos(grid.place(24, 9))
-    .withTarget(
-      influxTarget(
-        "A",
-        {
-          select: [{ fn: "max", field: "stage" }],
-          from: "water_level",
-          where: [...byVariables, normalOnly],
-          perInterval: true,
-          groupBy: ["site"],
-        },
-        { alias: "$tag_site" },
-      ),
-    );
+    .withTarget(perSite("water_level", "max", "stage"));
   for (const station of stations) {
     const bands = stationBands(station);
     if (bands.length === 0) continue;
-    stage.overrideByName(station.id, [
-      { id: "thresholds", value: thresholds(bands).build() },
-      {
-        id: "custom.thresholdsStyle",
-        value: { mode: common.GraphThresholdsStyleMode.Dashed },
-      },
-    ]);
+    stage.overrideByName(station.id, seriesBands(bands));
   }
   const ponding = [
     limitOf(rules, "water.underpass.ponding", "alert"),
     limitOf(rules, "water.underpass.ponding", "close"),
   ];
-  return new dashboard.DashboardBuilder("citywatch · Flood")
-    .uid("citywatch-flood")
-    .tags(["citywatch", "flood"])
-    .timezone("browser")
-    .refresh("30s")
-    .time({ from: "now-6h", to: "now" })
-    .variables(placeVariables(["water_level"]))
+  return citywatchBoard("Flood", "flood", {
+    from: "now-6h",
+    refresh: "30s",
+    kinds: ["water_level"],
+  })
     .withPanel(stage)
     .withPanel(
       trend("Underpass and road ponding depth", "lengthcm", ponding)
         .id(2)
         .description(citing("Deepest ponding per interval, cm.", ponding))
         .gridPos(grid.place(24, 9))
-        .withTarget(
-          influxTarget(
-            "A",
-            {
-              select: [{ fn: "max", field: "ponding" }],
-              from: "water_level",
-              where: [...byVariables, normalOnly],
-              perInterval: true,
-              groupBy: ["site"],
-            },
-            { alias: "$tag_site" },
-          ),
-        ),
+        .withTarget(perSite("water_level", "max", "ponding")),
     );
 }

@@ -7,15 +7,11 @@ import * as common from "@grafana/grafana-foundation-sdk/common";
 import * as dashboard from "@grafana/grafana-foundation-sdk/dashboard";
 import * as prometheus from "@grafana/grafana-foundation-sdk/prometheus";
 import * as timeseries from "@grafana/grafana-foundation-sdk/timeseries";
-import { type InfluxQuery, influxql } from "./influxql.js";
+import type { SensorKind } from "../contracts/index.js";
+import { type Aggregate, type InfluxQuery, byVariables, influxql, normalOnly } from "./influxql.js";
+import { INFLUXDB, PROMETHEUS } from "./datasources.js";
 import type { Band } from "./limits.js";
-
-/** The uids of the datasources in dashboards/provisioning/datasources/ (one per uid). */
-export const INFLUXDB: dashboard.DataSourceRef = { type: "influxdb", uid: "citywatch-influxdb" };
-export const PROMETHEUS: dashboard.DataSourceRef = {
-  type: "prometheus",
-  uid: "citywatch-prometheus",
-};
+import { placeVariables } from "./variables.js";
 
 /** The JSON of an InfluxQL target as Grafana's InfluxDB datasource saves a raw query. */
 export interface InfluxTarget extends cog.Dataquery {
@@ -45,6 +41,28 @@ export function influxTarget(
       _implementsDataqueryVariant() {},
     }),
   };
+}
+
+/**
+ * The commonest panel query: one aggregate of one field per interval and site, of normal
+ * readings, filtered by the dashboard's variables, each series named by its site id.
+ */
+export function perSite(
+  kind: SensorKind,
+  fn: Aggregate,
+  field: string,
+): cog.Builder<cog.Dataquery> {
+  return influxTarget(
+    "A",
+    {
+      select: [{ fn, field }],
+      from: kind,
+      where: [...byVariables, normalOnly],
+      perInterval: true,
+      groupBy: ["site"],
+    },
+    { alias: "$tag_site" },
+  );
 }
 
 /** A PromQL range query on the Prometheus that scrapes the ingest's /metrics. */
@@ -97,6 +115,14 @@ export function thresholds(
     .steps(steps);
 }
 
+/** Overrides drawing one series' own bands as dashed lines (a station's levels, a zone's limits). */
+export function seriesBands(bands: readonly Band[]): dashboard.DynamicConfigValue[] {
+  return [
+    { id: "thresholds", value: thresholds(bands).build() },
+    { id: "custom.thresholdsStyle", value: { mode: common.GraphThresholdsStyleMode.Dashed } },
+  ];
+}
+
 /** A panel description that cites the rules behind its lines, so a reader can check the number. */
 export function citing(text: string, bands: readonly Band[]): string {
   const cited = bands.map((b) => `${b.value} (rule ${b.rule}: ${b.clause})`);
@@ -131,6 +157,21 @@ export function trend(
         common.GraphThresholdsStyleMode.DashedAndArea,
       ),
     );
+}
+
+/** A dashboard with citywatch's uid, tags, refresh and the place variables of its measurements. */
+export function citywatchBoard(
+  title: string,
+  slug: string,
+  options: { from: string; refresh: string; kinds?: readonly SensorKind[] },
+): dashboard.DashboardBuilder {
+  return new dashboard.DashboardBuilder(`citywatch · ${title}`)
+    .uid(`citywatch-${slug}`)
+    .tags(["citywatch", slug])
+    .timezone("browser")
+    .refresh(options.refresh)
+    .time({ from: options.from, to: "now" })
+    .variables(placeVariables(options.kinds ?? []));
 }
 
 /** Places panels on Grafana's 24-column grid, left to right, a new row when one is full. */

@@ -3,12 +3,11 @@
  * tunnel_segment, so the series are grouped by the `site` tag), with the alarm lines of the
  * tunnel rules of the pack (ingest/rules/pack/utility-tunnel.yaml).
  */
-import * as dashboard from "@grafana/grafana-foundation-sdk/dashboard";
+import type * as dashboard from "@grafana/grafana-foundation-sdk/dashboard";
 import type { Rule } from "../contracts/index.js";
-import { type Aggregate, byVariables, normalOnly } from "./influxql.js";
+import type { Aggregate } from "./influxql.js";
 import { type Band, limitOf } from "./limits.js";
-import { type Direction, Grid, citing, influxTarget, trend } from "./panels.js";
-import { placeVariables } from "./variables.js";
+import { type Direction, Grid, citing, citywatchBoard, perSite, trend } from "./panels.js";
 
 interface TunnelPanel {
   title: string;
@@ -78,32 +77,18 @@ function tunnelPanels(rules: readonly Rule[]): TunnelPanel[] {
 
 export function utilityTunnelDashboard(rules: readonly Rule[]): dashboard.DashboardBuilder {
   const grid = new Grid();
-  const board = new dashboard.DashboardBuilder("citywatch · Utility tunnel")
-    .uid("citywatch-utility-tunnel")
-    .tags(["citywatch", "utility-tunnel"])
-    .timezone("browser")
-    .refresh("30s")
-    .time({ from: "now-6h", to: "now" })
-    .variables(placeVariables(["utility_tunnel"]));
+  const board = citywatchBoard("Utility tunnel", "utility-tunnel", {
+    from: "now-6h",
+    refresh: "30s",
+    kinds: ["utility_tunnel"],
+  });
   for (const [i, p] of tunnelPanels(rules).entries()) {
     board.withPanel(
       trend(p.title, p.unit, p.bands, p.direction)
         .id(i + 1)
         .description(citing(`${p.about} Normal readings only.`, p.bands))
         .gridPos(grid.place(12, 8))
-        .withTarget(
-          influxTarget(
-            "A",
-            {
-              select: [{ fn: p.aggregate, field: p.field }],
-              from: "utility_tunnel",
-              where: [...byVariables, normalOnly],
-              perInterval: true,
-              groupBy: ["site"],
-            },
-            { alias: "$tag_site" },
-          ),
-        ),
+        .withTarget(perSite("utility_tunnel", p.aggregate, p.field)),
     );
   }
   return board;

@@ -6,7 +6,7 @@
 import * as dashboard from "@grafana/grafana-foundation-sdk/dashboard";
 import type { SensorKind } from "../contracts/index.js";
 import type { Variable } from "./influxql.js";
-import { INFLUXDB } from "./panels.js";
+import { INFLUXDB } from "./datasources.js";
 
 /** Grafana fills `/^$site$/` with this for "All": every value, also a measurement's empty set. */
 const ALL = ".*";

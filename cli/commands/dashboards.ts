@@ -44,7 +44,8 @@ function registryOf(dataDir: string | undefined): Pick<BuildInput, "sites" | "de
   return { sites: [...sites.values()], devices: [...devices.values()] };
 }
 
-function inputOf(flags: BuildFlags): BuildInput {
+/** What `build` and `check` draw from: the rule pack (and local rules) and a registry. */
+export function dashboardInput(flags: BuildFlags = {}): BuildInput {
   const load = loadRules({ directories: flags.rulesDir ?? [] });
   if (!load.ok) throw new RulesError(formatRuleProblems(load.problems));
   return { rules: load.rules.map((r) => r.rule), ...registryOf(flags.dataDir) };
@@ -81,7 +82,7 @@ export function dashboardsCommand(program: Command): void {
     .action((flags: BuildFlags) =>
       reportingDashboardErrors(() => {
         const written = writeDashboards(
-          buildDashboards(inputOf(flags)),
+          buildDashboards(dashboardInput(flags)),
           resolve(flags.out ?? GENERATED_DIR),
         );
         for (const file of written) process.stdout.write(`${file}\n`);
@@ -93,7 +94,7 @@ export function dashboardsCommand(program: Command): void {
     .description("exit 1 when dashboards/generated/ differs from a fresh build (run build, commit)")
     .action(() =>
       reportingDashboardErrors(() => {
-        const problems = staleDashboards(buildDashboards(inputOf({})));
+        const problems = staleDashboards(buildDashboards(dashboardInput()));
         if (problems.length === 0) {
           process.stdout.write("dashboards/generated/ is up to date\n");
           return;

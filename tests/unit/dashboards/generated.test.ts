@@ -9,29 +9,10 @@ import {
   staleDashboards,
 } from "../../../dashboards/index.js";
 import { DashboardError, limitOf } from "../../../dashboards/limits.js";
-import { loadRules } from "../../../ingest/rules/load.js";
-import { builtInScenarios, loadScenario } from "../../../simulators/index.js";
-import type { Device, Rule, Site } from "../../../contracts/index.js";
+import { dashboardInput } from "../../../cli/commands/dashboards.js";
 
 /** The same inputs as `citywatch dashboards build`: the default pack and the built-in city. */
-function defaultInput() {
-  const load = loadRules();
-  if (!load.ok) throw new Error("the default rule pack does not load");
-  const sites = new Map<string, Site>();
-  const devices = new Map<string, Device>();
-  for (const name of builtInScenarios()) {
-    const { layout } = loadScenario(name);
-    for (const s of layout.sites) sites.set(s.id, s);
-    for (const d of layout.devices) devices.set(d.id, d);
-  }
-  return {
-    rules: load.rules.map((r): Rule => r.rule),
-    sites: [...sites.values()],
-    devices: [...devices.values()],
-  };
-}
-
-const input = defaultInput();
+const input = dashboardInput();
 const boards = readdirSync(GENERATED_DIR)
   .filter((f) => f.endsWith(".json") && f !== "citywatch-devices.json")
   .map((f) => parseDashboard(readFileSync(join(GENERATED_DIR, f), "utf8")));
