@@ -1,4 +1,5 @@
-import { readFileSync, readdirSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
@@ -7,6 +8,7 @@ import {
   parseDashboard,
   queriesOf,
   staleDashboards,
+  writeDashboards,
 } from "../../../dashboards/index.js";
 import { DashboardError, limitOf } from "../../../dashboards/limits.js";
 import { dashboardInput } from "../../../cli/commands/dashboards.js";
@@ -95,6 +97,25 @@ describe("generated dashboards", () => {
     expect(() => limitOf(input.rules, "noise.area.laeq", "day", { zoneClass: "9" as "0" })).toThrow(
       /no limit day for \{"zoneClass":"9"\}/,
     );
+  });
+
+  it("names a missing, a stale and a left-over file in another directory", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cw-dash-"));
+    try {
+      const files = buildDashboards(input);
+      writeDashboards(files, dir);
+      expect(staleDashboards(files, dir)).toEqual([]);
+      rmSync(join(dir, "citywatch-flood.json"));
+      writeFileSync(join(dir, "citywatch-devices.json"), "[]\n");
+      writeFileSync(join(dir, "hand-made.json"), "{}\n");
+      expect(staleDashboards(files, dir).sort()).toEqual([
+        "citywatch-devices.json is stale",
+        "citywatch-flood.json is missing",
+        "hand-made.json is not generated",
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("places every device of the built-in city in the gazetteer", () => {
