@@ -115,6 +115,11 @@ function flagFaults(scenario: Scenario, flags: SimFlags): unknown[] {
   if (flags.unknownDevices !== undefined)
     extra.push({ type: "unknown_device", at: half, count: Number(flags.unknownDevices) });
   const first = scenario.layout.devices[0];
+  if (flags.clockSkew !== undefined && first === undefined) {
+    throw new ConfigError("citywatch sim", [
+      { path: "--clock-skew", message: "the scenario has no device of its own to skew" },
+    ]);
+  }
   if (flags.clockSkew !== undefined && first !== undefined) {
     const tenth = `${Math.max(1, Math.floor(scenario.duration / 10_000))}s`;
     extra.push({
@@ -336,5 +341,7 @@ export function simCommand(program: Command): void {
         flags.json === true ? `${JSON.stringify(summary, null, 2)}\n` : summaryText(summary),
       );
       if (!summary.complete || summary.unknownAccepted > 0) process.exitCode = 1;
+      // Thousands of sockets were closed with a bounded wait each; leave even if one lingers.
+      setTimeout(() => process.exit(), 200).unref();
     });
 }
