@@ -168,7 +168,7 @@ export async function run(): Promise<void> {
   const args: AlertsArgs = { devices, probes: probeIds };
   const child = fork(SERVER_SCRIPT, [JSON.stringify(args)], {
     cwd: REPO_ROOT,
-    execArgv: ["--import", "tsx"],
+    execArgv: ["--max-semi-space-size=64", "--import", "tsx"],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));

@@ -83,7 +83,8 @@ export class IngestChild {
     options: { cpuProfileDir?: string | undefined } = {},
   ): Promise<{ child: IngestChild; ready: ReadyMessage }> {
     installExitHook();
-    const execArgv = ["--import", "tsx"];
+    // As `npm start` and bin/citywatch.js run the process (see bin/citywatch.js for why).
+    const execArgv = ["--max-semi-space-size=64", "--import", "tsx"];
     if (options.cpuProfileDir !== undefined) {
       execArgv.push("--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`);
     }

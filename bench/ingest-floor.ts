@@ -50,16 +50,24 @@ function pass(payloads: readonly Buffer[], step: Step, sink: { n: number }): num
     const uplink = parsed.data;
     readings += uplink.readings.length;
     if (step === "validate") continue;
+    // Tags built once per message and quality, as ingest/decode.ts builds them (the serializer
+    // caches a tags object's series key): the floor gets the same shortcut as the product.
+    const tagsByQuality = new Map<string, Point["tags"]>();
     for (const reading of uplink.readings) {
-      const point: Point = {
-        measurement: uplink.kind,
-        tags: {
+      let tags = tagsByQuality.get(reading.quality);
+      if (tags === undefined) {
+        tags = {
           device: uplink.deviceId,
           site: "bench-site",
           district: "Bench",
           grid_cell: "BENCH-001",
           quality: reading.quality,
-        },
+        };
+        tagsByQuality.set(reading.quality, tags);
+      }
+      const point: Point = {
+        measurement: uplink.kind,
+        tags,
         fields: reading.values as Record<string, number | boolean>,
         seq: uplink.seq,
         timeMs: Date.parse(reading.ts),
