@@ -16,3 +16,11 @@ export {
   parseDashboard,
   queriesOf,
 } from "./queries.js";
+export {
+  type InfluxTarget,
+  type QueryCheck,
+  type VerifyWindow,
+  loadGeneratedDashboards,
+  unexposedMetrics,
+  verifyInfluxQL,
+} from "./verify.js";

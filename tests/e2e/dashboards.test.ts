@@ -1,13 +1,12 @@
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  type DashboardJson,
-  GENERATED_DIR,
-  expandInfluxQL,
-  parseDashboard,
+  loadGeneratedDashboards,
   queriesOf,
+  unexposedMetrics,
+  verifyInfluxQL,
 } from "../../dashboards/index.js";
 import { compileScenario, loadScenario } from "../../simulators/index.js";
 import { type CliProcess, startCli } from "../support/cli-process.js";
@@ -26,16 +25,7 @@ import { requireService } from "../support/suite.js";
 const SPEED = 2160; // the demo's 6 simulated hours in 10 s
 const influx = await requireService("dashboards against InfluxDB", provideInfluxDB);
 
-const boards: DashboardJson[] = readdirSync(GENERATED_DIR)
-  .filter((f) => f.endsWith(".json") && f !== "citywatch-devices.json")
-  .map((f) => parseDashboard(readFileSync(join(GENERATED_DIR, f), "utf8")));
-
-interface InfluxAnswer {
-  results: Array<{
-    error?: string;
-    series?: Array<{ name: string; columns: string[]; values: unknown[][] }>;
-  }>;
-}
+const boards = loadGeneratedDashboards();
 
 describe.runIf(influx)("dashboards on a simulated city (InfluxDB 1.x, InfluxQL)", () => {
   const dir = mkdtempSync(join(tmpdir(), "cw-e2e-dash-"));
@@ -44,11 +34,6 @@ describe.runIf(influx)("dashboards on a simulated city (InfluxDB 1.x, InfluxQL)"
   let sim: CliProcess | undefined;
   let httpPort = 0;
   let range = { fromMs: 0, toMs: 0 };
-
-  async function query(q: string): Promise<InfluxAnswer> {
-    const url = `${influx?.url}/query?db=${database}&epoch=ms&q=${encodeURIComponent(q)}`;
-    return (await (await fetch(url)).json()) as InfluxAnswer;
-  }
 
   beforeAll(async () => {
     const ports = { mqtt: await freePort(), ws: await freePort(), http: await freePort() };
@@ -97,63 +82,62 @@ describe.runIf(influx)("dashboards on a simulated city (InfluxDB 1.x, InfluxQL)"
     rmSync(dir, { recursive: true, force: true });
   });
 
+  const target = () => ({ url: influx?.url ?? "", database });
+  const window = () => ({ ...range, intervalMs: 300_000 });
+
   for (const board of boards) {
     it(`${board.uid}: every InfluxQL panel query returns values`, async () => {
-      const district = board.templating.list.find((v) => v.name === "district");
-      const districtQuery = expandInfluxQL(String(district?.query), {
-        ...range,
-        intervalMs: 1,
-        variables: {},
-      });
-      const districts = (await query(districtQuery)).results[0]?.series?.[0]?.values ?? [];
-      // SHOW TAG VALUES answers [key, value] rows.
-      const firstDistrict = districts[0]?.[1];
-      expect(typeof firstDistrict, `${districtQuery} lists no district`).toBe("string");
-      const variables = {
-        district: { values: [firstDistrict as string] },
-        site: { all: ".*" },
-        device: { all: ".*" },
-      };
-      for (const v of board.templating.list.filter((v) => v.name !== "district")) {
-        const text = expandInfluxQL(String(v.query), { ...range, intervalMs: 1, variables });
-        expect(
-          (await query(text)).results[0]?.series?.[0]?.values.length ?? 0,
-          text,
-        ).toBeGreaterThan(0);
-      }
-
-      const influxql = queriesOf(board).filter((q) => q.language === "influxql");
-      expect(influxql.length).toBeGreaterThan(0);
-      for (const q of influxql) {
-        const text = expandInfluxQL(q.text, { ...range, intervalMs: 300_000, variables });
-        const answer = await query(text);
-        const where = `${board.uid} / ${q.panel.title} / ${q.refId}: ${text}`;
-        expect(answer.results[0]?.error, where).toBeUndefined();
-        const values = (answer.results[0]?.series ?? []).flatMap((s) =>
-          s.values.flatMap((row) => row.slice(1)).filter((v) => v !== null),
-        );
-        expect(values.length, `${where} returned no values`).toBeGreaterThan(0);
-      }
+      const checks = await verifyInfluxQL([board], target(), window());
+      const queries = queriesOf(board).filter((q) => q.language === "influxql");
+      expect(queries.length).toBeGreaterThan(0);
+      // One check per query, and none for the variables (each lists values).
+      expect(checks.map((c) => `${c.panel} ${c.refId}`)).toEqual(
+        queries.map((q) => `${q.panel.title} ${q.refId}`),
+      );
+      expect(checks.filter((c) => c.problem !== undefined)).toEqual([]);
     });
   }
 
+  it("fails every panel on a range the city has no data in", async () => {
+    const yearBefore = {
+      fromMs: range.fromMs - 365 * 86_400_000,
+      toMs: range.toMs - 365 * 86_400_000,
+    };
+    const checks = await verifyInfluxQL(boards, target(), { ...yearBefore, intervalMs: 300_000 });
+    const panels = checks.filter((c) => !c.panel.startsWith("variable "));
+    expect(panels.length).toBeGreaterThan(0);
+    expect(panels.every((c) => c.problem === "no values")).toBe(true);
+  });
+
   it("every PromQL expression names metrics the running system exposes on /metrics", async () => {
     const exposition = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
-    const exposed = new Set(
-      [...exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => m[1] ?? ""),
-    );
-    const named = boards.flatMap((b) =>
-      queriesOf(b)
-        .filter((q) => q.language === "promql")
-        .flatMap((q) =>
-          [...q.text.matchAll(/\b(citywatch_[a-z0-9_]+)/g)].map((m) => ({
-            metric: m[1] ?? "",
-            where: `${b.uid} / ${q.panel.title}`,
-          })),
-        ),
-    );
-    expect(named.length).toBeGreaterThan(0);
-    const missing = named.filter((n) => !exposed.has(n.metric));
-    expect(missing).toEqual([]);
+    const promql = boards.flatMap((b) => queriesOf(b).filter((q) => q.language === "promql"));
+    expect(promql.length).toBeGreaterThan(0);
+    expect(unexposedMetrics(boards, exposition)).toEqual([]);
+    expect(unexposedMetrics(boards, "# TYPE citywatch_other gauge\n").length).toBeGreaterThan(0);
+  });
+
+  it("citywatch dashboards verify says the same, and exits 0", async () => {
+    const verify = startCli([
+      "dashboards",
+      "verify",
+      "--influxdb-url",
+      influx?.url ?? "",
+      "--influxdb-database",
+      database,
+      "--from",
+      String(range.fromMs),
+      "--to",
+      String(range.toMs),
+      "--metrics-url",
+      `http://127.0.0.1:${httpPort}/metrics`,
+    ]);
+    const [summary] = await verify.waitFor(/\d+ ok, \d+ failed\n/, 60_000);
+    const code = await new Promise<number | null>((resolve) => {
+      if (verify.child.exitCode !== null) resolve(verify.child.exitCode);
+      else verify.child.once("exit", resolve);
+    });
+    expect(code, verify.output().slice(-3000)).toBe(0);
+    expect(summary).toMatch(/^[1-9]\d* ok, 0 failed/);
   });
 });
