@@ -19,7 +19,7 @@ import { INFLUXDB, PROMETHEUS } from "./datasources.js";
 import { Grid, citywatchBoard, influxTarget, promTarget } from "./panels.js";
 
 /** Where Grafana serves the gazetteer from (compose mounts it there). */
-export const GAZETTEER_PATH = "public/gazetteer/citywatch-devices.json";
+const GAZETTEER_PATH = "public/gazetteer/citywatch-devices.json";
 
 /** Only normal readings are evidence; the others say why a device cannot be trusted right now. */
 const QUALITY_COLOURS: Record<QualityFlag, string> = {

@@ -12,7 +12,6 @@ export {
   type PanelQuery,
   type VariableValue,
   expandInfluxQL,
-  panelsOf,
   parseDashboard,
   queriesOf,
 } from "./queries.js";

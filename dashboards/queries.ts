@@ -42,10 +42,6 @@ export function parseDashboard(text: string): DashboardJson {
   return DashboardJson.parse(JSON.parse(text));
 }
 
-export function panelsOf(board: DashboardJson): Panel[] {
-  return board.panels;
-}
-
 /** Each query of a dashboard with the datasource type that runs it (target's, else panel's). */
 export interface PanelQuery {
   readonly panel: Panel;
