@@ -154,10 +154,10 @@ export function build(deps: IngestDeps): Ingest {
       committedSeq,
       ts: new Date(now()).toISOString(),
     };
-    deps.local.publish(deviceTopic(deviceId, "commit"), JSON.stringify(commit), {
-      qos: 1,
-      retain: true,
-    });
+    // A failed publish is logged by the broker adapter; the next commit supersedes a lost one.
+    deps.local
+      .publish(deviceTopic(deviceId, "commit"), JSON.stringify(commit), { qos: 1, retain: true })
+      .catch(() => undefined);
   };
   let gate: InboxGate | undefined;
 
@@ -199,6 +199,7 @@ export function build(deps: IngestDeps): Ingest {
       region: rulesConfig.region,
       tickMs: rulesConfig.tickMs,
       now,
+      metricsRegistry: metrics.registry,
       backfill: async (device, fromMs, toMs) =>
         (
           await store.readings({

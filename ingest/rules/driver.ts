@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { Registry } from "prom-client";
 import type {
   Condition,
   Device,
@@ -27,6 +28,7 @@ import {
   stepAlarm,
   type SubjectView,
 } from "./engine/index.js";
+import { rulesMetrics, type RulesMetrics } from "./metrics.js";
 import type { RuleSet } from "./rule-set.js";
 
 /*
@@ -66,6 +68,8 @@ export interface RulesDriverDeps {
   readonly now: () => number;
   /** The registry is read again this often (devices added or changed while running). */
   readonly registryRefreshMs?: number;
+  /** The ingest's metrics registry; the driver's metrics are added to it. */
+  readonly metricsRegistry?: Registry;
   /** Past samples to start from after a restart (from the time-series store). */
   readonly backfill?: (device: Device, fromMs: number, toMs: number) => Promise<StoredReading[]>;
 }
@@ -106,6 +110,13 @@ interface Alarm {
    */
   clocked: boolean;
 }
+
+/**
+ * Samples kept per device and quantity at most, whatever the windows say: a device reporting far
+ * faster than its rules need cannot grow memory without bound. Past it the oldest are dropped
+ * (counted in citywatch_rules_samples_dropped_total). A day of 5-s samples fits.
+ */
+export const MAX_SAMPLES_PER_SERIES = 20_000;
 
 /** A reading of a device the driver does not know reads the registry again, at most this often. */
 const NEW_DEVICE_REFRESH_MS = 1_000;
@@ -168,8 +179,16 @@ export class RulesDriver {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private evaluations = 0;
+  private readonly metrics: RulesMetrics | undefined;
 
-  constructor(private readonly deps: RulesDriverDeps) {}
+  constructor(private readonly deps: RulesDriverDeps) {
+    this.metrics =
+      deps.metricsRegistry === undefined
+        ? undefined
+        : rulesMetrics(deps.metricsRegistry, {
+            openAlarms: () => [...this.alarms.values()].filter((a) => isOpen(a.state)).length,
+          });
+  }
 
   /** Load persisted alarms and the registry, start the clock; backfill windows in the background. */
   start(): Promise<void> {
@@ -330,6 +349,11 @@ export class RulesDriver {
       const horizon = (series[series.length - 1]?.at ?? r.timeMs) - keep;
       let drop = 0;
       while (drop < series.length - 1 && (series[drop]?.at ?? 0) <= horizon) drop++;
+      const over = series.length - drop - MAX_SAMPLES_PER_SERIES;
+      if (over > 0) {
+        drop += over;
+        this.metrics?.samplesDropped.inc(over);
+      }
       if (drop > 0) series.splice(0, drop);
     }
     // Replays say nothing of the link now.
@@ -361,9 +385,13 @@ export class RulesDriver {
     const view = this.subjectView(subject, when);
     const evaluation = evaluateCondition(subject.rule, view, when, isOpen(alarm.state));
     this.evaluations++;
+    this.metrics?.evaluations.inc();
     const event: AlarmEvent = { type, evaluation, replayed };
     const step = stepAlarm(subject.rule, alarm.state, event, when);
-    for (const decision of step.decisions) this.deliver(subject, view, evaluation, decision);
+    for (const decision of step.decisions) {
+      this.metrics?.decisions.inc({ type: decision.type });
+      this.deliver(subject, view, evaluation, decision);
+    }
     this.store(subject.rule, subject.key, alarm, step.state, when);
   }
 

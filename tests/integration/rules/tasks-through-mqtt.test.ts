@@ -5,7 +5,7 @@ import type { MqttClient } from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Ingest } from "../../../ingest/app.js";
 import { verifyEvidence } from "../../../ingest/tasks/evidence.js";
-import { startTestBroker, type TestBroker, until } from "../../support/broker.js";
+import { metricValue, startTestBroker, type TestBroker, until } from "../../support/broker.js";
 import { startLocalIngest } from "../../support/ingest.js";
 
 /**
@@ -145,6 +145,8 @@ describe("rules to tasks through MQTT (all-in-one ingest, real broker, real SQLi
     // Still one task after more ticks.
     await new Promise((r) => setTimeout(r, 500));
     expect(ingest.tasks.store.listTasks({ limit: 10 })).toHaveLength(1);
+    expect(await metricValue(ingest, "citywatch_rules_decisions_total", { type: "raise" })).toBe(1);
+    expect(await metricValue(ingest, "citywatch_rules_open_alarms")).toBe(1);
   });
 
   it("keeps a pending alarm's timer across a restart", async () => {

@@ -1,0 +1,32 @@
+import { Counter, Gauge, type Registry } from "prom-client";
+
+/** The rules driver's Prometheus metrics, on the ingest's registry (one /metrics per process). */
+export function rulesMetrics(registry: Registry, read: { openAlarms: () => number }) {
+  return {
+    evaluations: new Counter({
+      name: "citywatch_rules_evaluations_total",
+      help: "Evaluations of a rule for a subject (on readings and on the clock tick).",
+      registers: [registry],
+    }),
+    decisions: new Counter({
+      name: "citywatch_rules_decisions_total",
+      help: "Alarm decisions handed to the task service, by type (raise, escalate-level, clear, ...).",
+      labelNames: ["type"] as const,
+      registers: [registry],
+    }),
+    openAlarms: new Gauge({
+      name: "citywatch_rules_open_alarms",
+      help: "Alarms pending, active or recovering.",
+      registers: [registry],
+      collect() {
+        this.set(read.openAlarms());
+      },
+    }),
+    samplesDropped: new Counter({
+      name: "citywatch_rules_samples_dropped_total",
+      help: "Samples dropped from a full window (more than the per-series bound within a window).",
+      registers: [registry],
+    }),
+  };
+}
+export type RulesMetrics = ReturnType<typeof rulesMetrics>;
