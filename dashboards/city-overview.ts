@@ -47,6 +47,7 @@ function deviceMap(id: number, grid: Grid, centre: { lat: number; lon: number })
     .gridPos(grid.place(16, 14))
     .view(new geomap.MapViewConfigBuilder().id("coords").lat(centre.lat).lon(centre.lon).zoom(12))
     .basemap(new common.MapLayerOptionsBuilder().type("default").name("Basemap"))
+    .tooltip(new geomap.TooltipOptionsBuilder().mode(geomap.TooltipMode.Details))
     .layers([
       new common.MapLayerOptionsBuilder()
         .type("markers")

@@ -10,15 +10,20 @@ import type { Rule, Site } from "../contracts/index.js";
 import { type Band, limitOf } from "./limits.js";
 import { Grid, citing, citywatchBoard, perSite, seriesBands, trend } from "./panels.js";
 
-/** The station's levels as bands of rule water.river.stage (blue is 0.5 m below the warning). */
+/**
+ * The station's levels as bands of rule water.river.stage, in the colours of the signals they
+ * raise (yellow at the warning level, orange at the guaranteed level, red at the historical
+ * maximum; the blue signal 0.5 m below the warning level is not drawn).
+ */
 function stationBands(site: Extract<Site, { type: "river_station" }>): Band[] {
   const levels = site.levels;
   if (levels === undefined) return [];
   const clause = `registry levels of ${site.id}`;
+  const rule = "water.river.stage";
   return [
-    { value: levels.warning, rule: "water.river.stage", clause: `${clause}, warning` },
-    { value: levels.guaranteed, rule: "water.river.stage", clause: `${clause}, guaranteed` },
-    { value: levels.historicalMax, rule: "water.river.stage", clause: `${clause}, historical max` },
+    { value: levels.warning, rule, clause: `${clause}, warning`, colour: "yellow" },
+    { value: levels.guaranteed, rule, clause: `${clause}, guaranteed`, colour: "orange" },
+    { value: levels.historicalMax, rule, clause: `${clause}, historical max`, colour: "red" },
   ];
 }
 

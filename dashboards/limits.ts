@@ -14,6 +14,8 @@ export interface Band {
   readonly value: number;
   readonly rule: string;
   readonly clause: string;
+  /** The colour above the line, when the rule names one (a flood signal); else by rank. */
+  readonly colour?: string;
 }
 
 /**

@@ -98,7 +98,10 @@ export function thresholds(
     direction === "rising"
       ? [
           { value: null, color: "green" },
-          ...sorted.map((b, i) => ({ value: b.value, color: BAND_COLOURS[i] ?? "dark-red" })),
+          ...sorted.map((b, i) => ({
+            value: b.value,
+            color: b.colour ?? BAND_COLOURS[i] ?? "dark-red",
+          })),
         ]
       : direction === "falling"
         ? [
