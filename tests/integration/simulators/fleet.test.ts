@@ -48,22 +48,34 @@ function timeline(events: unknown[] = []): Timeline {
   });
 }
 
-async function system(
+/** The broker with the timeline's devices registered; the ingest is started separately. */
+async function brokerWith(
   t: Timeline,
-): Promise<{ broker: TestBroker; ingest: Ingest; credentials: Map<string, string> }> {
+): Promise<{ broker: TestBroker; dataDir: string; credentials: Map<string, string> }> {
   const dataDir = mkdtempSync(join(tmpdir(), "cw-sim-fleet-"));
   const broker = await startTestBroker({}, { dataDir });
   const credentials = new Map<string, string>();
   for (const site of t.layout.sites) broker.registry.putSite(site);
   for (const device of t.layout.devices)
     credentials.set(device.id, broker.registry.addDevice(device).secret);
-  const ingest = await startTestIngest(broker, { dataDir, clientId: "ingest-sim-test" });
   cleanup.push(async () => {
-    await ingest.stop();
     await broker.stop();
     rmSync(dataDir, { recursive: true, force: true });
   });
-  return { broker, ingest, credentials };
+  return { broker, dataDir, credentials };
+}
+
+async function ingestFor(broker: TestBroker, dataDir: string): Promise<Ingest> {
+  const ingest = await startTestIngest(broker, { dataDir, clientId: "ingest-sim-test" });
+  cleanup.push(() => ingest.stop());
+  return ingest;
+}
+
+async function system(
+  t: Timeline,
+): Promise<{ broker: TestBroker; ingest: Ingest; credentials: Map<string, string> }> {
+  const { broker, dataDir, credentials } = await brokerWith(t);
+  return { broker, ingest: await ingestFor(broker, dataDir), credentials };
 }
 
 /** Planned readings per device, and the same counted in the store. */
@@ -141,5 +153,24 @@ describe("fleet runner against the real broker and ingest", () => {
     expect(mismatched).toEqual([]);
     expect(stored).toBe(planned);
     expect(summary.committedReadings).toBe(planned);
+  }, 120_000);
+
+  it("re-sends what is not committed after the timeout, until an ingest comes and commits it", async () => {
+    const t = timeline();
+    const { broker, dataDir, credentials } = await brokerWith(t);
+    const run = await runFleet({ log }, t, {
+      url: broker.url,
+      credentials,
+      link: { ...link, resendAfterMs: 1_000 },
+    });
+    // Nobody stores anything yet: the broker drops the data, the devices keep it and re-send.
+    await until(() => run.counters.resent >= DEVICES, "re-sends without commits", 30_000);
+    expect(run.counters.committedMessages).toBe(0);
+    const ingest = await ingestFor(broker, dataDir);
+    const summary = await run.done;
+    expect(summary).toMatchObject({ complete: true, pending: 0, dropped: 0 });
+    const { planned, stored, mismatched } = await storedAgainstPlanned(t, ingest);
+    expect(mismatched).toEqual([]);
+    expect(stored).toBe(planned);
   }, 120_000);
 });
