@@ -117,7 +117,7 @@ export function cityOverviewDashboard(centre: {
   lon: number;
 }): dashboard.DashboardBuilder {
   const grid = new Grid();
-  return citywatchBoard("City overview", "city-overview", { from: "now-6h", refresh: "30s" })
+  return citywatchBoard("City overview", "city-overview", { from: "now-24h", refresh: "30s" })
     .withPanel(deviceMap(1, grid, centre))
     .withPanel(openTasks(2, grid));
 }

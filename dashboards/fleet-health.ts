@@ -120,7 +120,7 @@ const METRICS: Metric[] = [
 export function fleetHealthDashboard(): dashboard.DashboardBuilder {
   const grid = new Grid();
   const board = citywatchBoard("Fleet health", "fleet-health", {
-    from: "now-3h",
+    from: "now-24h",
     refresh: "30s",
   }).withPanel(reportingTimeline(1, grid));
   for (const [i, m] of METRICS.entries()) {

@@ -54,7 +54,7 @@ export function floodDashboard(
     limitOf(rules, "water.underpass.ponding", "close"),
   ];
   return citywatchBoard("Flood", "flood", {
-    from: "now-6h",
+    from: "now-24h",
     refresh: "30s",
     kinds: ["water_level"],
   })

@@ -78,7 +78,7 @@ function tunnelPanels(rules: readonly Rule[]): TunnelPanel[] {
 export function utilityTunnelDashboard(rules: readonly Rule[]): dashboard.DashboardBuilder {
   const grid = new Grid();
   const board = citywatchBoard("Utility tunnel", "utility-tunnel", {
-    from: "now-6h",
+    from: "now-24h",
     refresh: "30s",
     kinds: ["utility_tunnel"],
   });

@@ -100,7 +100,7 @@ async function verify(flags: VerifyFlags): Promise<void> {
     );
   }
   const toMs = flags.to === undefined ? Date.now() : instant(flags.to);
-  const fromMs = flags.from === undefined ? toMs - 6 * 3_600_000 : instant(flags.from);
+  const fromMs = flags.from === undefined ? toMs - 24 * 3_600_000 : instant(flags.from);
   // About what Grafana picks for a full-width panel: a few hundred points over the range.
   const intervalMs = Math.max(1_000, Math.round((toMs - fromMs) / 300));
   const boards = loadGeneratedDashboards(resolve(flags.dir ?? GENERATED_DIR));
@@ -191,7 +191,7 @@ export function dashboardsCommand(program: Command): void {
       "--metrics-url <url>",
       "a running citywatch's /metrics, to check the PromQL metric names",
     )
-    .option("--from <time>", "start of the range (ISO or epoch ms); default 6 h before --to")
+    .option("--from <time>", "start of the range (ISO or epoch ms); default 24 h before --to")
     .option("--to <time>", "end of the range (ISO or epoch ms); default now")
     .option("--dir <dir>", "dashboards directory; default dashboards/generated/")
     .action((flags: VerifyFlags) => verify(flags));
