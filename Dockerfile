@@ -37,5 +37,7 @@ VOLUME /data
 EXPOSE 18830 18831 18832 18080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.CITYWATCH_HTTP_PORT||18080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["node", "--import", "tsx", "cli/citywatch.ts"]
+# The same 64 MiB young generation as npm start and bin/citywatch.js (the ingest allocates
+# short-lived objects for every reading).
+ENTRYPOINT ["node", "--max-semi-space-size=64", "--import", "tsx", "cli/citywatch.ts"]
 CMD ["start"]
