@@ -21,5 +21,6 @@ export {
   type VerifyWindow,
   loadGeneratedDashboards,
   unexposedMetrics,
+  variableValues,
   verifyInfluxQL,
 } from "./verify.js";

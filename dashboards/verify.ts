@@ -91,14 +91,21 @@ function tagValues(answer: InfluxAnswer): string[] {
 
 /**
  * The district variable set to its first real value (read with the variable's own query), site
- * and device to All; each chained variable's query must list values too.
+ * and device to All, unless `chosen` sets them; each variable's query must list values, and
+ * `listed` keeps what each listed.
  */
 async function variablesOf(
   board: DashboardJson,
   target: InfluxTarget,
   window: VerifyWindow,
-): Promise<{ variables: Record<string, VariableValue>; problems: QueryCheck[] }> {
+  chosen: Readonly<Record<string, VariableValue>>,
+): Promise<{
+  variables: Record<string, VariableValue>;
+  listed: Record<string, string[]>;
+  problems: QueryCheck[];
+}> {
   const variables: Record<string, VariableValue> = {};
+  const listed: Record<string, string[]> = {};
   const problems: QueryCheck[] = [];
   for (const v of board.templating.list) {
     const query = expandInfluxQL(String(v.query), { ...window, variables });
@@ -111,24 +118,39 @@ async function variablesOf(
       values: values.length,
     };
     if (values.length === 0) problems.push({ ...check, problem: "the variable lists no value" });
+    listed[v.name] = values;
     const first = values[0];
     variables[v.name] =
-      v.name === "district" && first !== undefined
+      chosen[v.name] ??
+      (v.name === "district" && first !== undefined
         ? { values: [first] }
-        : { all: v.allValue ?? ".*" };
+        : { all: v.allValue ?? ".*" });
   }
-  return { variables, problems };
+  return { variables, listed, problems };
 }
 
-/** Run every InfluxQL query of the dashboards; one check per query and per failing variable. */
+/** What each variable of a dashboard lists on this InfluxDB (district at its first value). */
+export async function variableValues(
+  board: DashboardJson,
+  target: InfluxTarget,
+  window: VerifyWindow,
+): Promise<Record<string, string[]>> {
+  return (await variablesOf(board, target, window, {})).listed;
+}
+
+/**
+ * Run every InfluxQL query of the dashboards; one check per query and per failing variable.
+ * `chosen` sets variables (e.g. one site) instead of the defaults of {@link variablesOf}.
+ */
 export async function verifyInfluxQL(
   boards: readonly DashboardJson[],
   target: InfluxTarget,
   window: VerifyWindow,
+  chosen: Readonly<Record<string, VariableValue>> = {},
 ): Promise<QueryCheck[]> {
   const checks: QueryCheck[] = [];
   for (const board of boards) {
-    const { variables, problems } = await variablesOf(board, target, window);
+    const { variables, problems } = await variablesOf(board, target, window, chosen);
     checks.push(...problems);
     for (const q of queriesOf(board).filter((q) => q.language === "influxql")) {
       const query = expandInfluxQL(q.text, { ...window, variables });

@@ -6,6 +6,7 @@ import {
   loadGeneratedDashboards,
   queriesOf,
   unexposedMetrics,
+  variableValues,
   verifyInfluxQL,
 } from "../../dashboards/index.js";
 import { compileScenario, loadScenario } from "../../simulators/index.js";
@@ -97,6 +98,24 @@ describe.runIf(influx)("dashboards on a simulated city (InfluxDB 1.x, InfluxQL)"
       expect(checks.filter((c) => c.problem !== undefined)).toEqual([]);
     });
   }
+
+  it("every site and every device the variables list fills at least one panel of its dashboard", async () => {
+    for (const board of boards) {
+      const listed = await variableValues(board, target(), window());
+      for (const name of ["site", "device"]) {
+        const values = listed[name] ?? [];
+        expect(values.length, `${board.uid} ${name}`).toBeGreaterThan(0);
+        for (const value of values) {
+          const checks = await verifyInfluxQL([board], target(), window(), {
+            [name]: { values: [value] },
+          });
+          const filled = checks.filter((c) => c.problem === undefined && c.refId !== "-");
+          expect(filled.length, `${board.uid} with ${name} = ${value}`).toBeGreaterThan(0);
+          expect(checks.filter((c) => c.problem?.startsWith("InfluxDB"))).toEqual([]);
+        }
+      }
+    }
+  });
 
   it("fails every panel on a range the city has no data in", async () => {
     const yearBefore = {
