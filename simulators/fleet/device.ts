@@ -88,6 +88,8 @@ export class VirtualDevice {
   private connects = 0;
   private holdUntil = 0;
   private firstAttempts = 0;
+  /** Messages this device dropped at its log bound, reported in its birth (§5 `log.dropped`). */
+  private dropped = 0;
   private stopping = false;
   private lastSent: LogEntry | undefined;
   private ready: { resolve: () => void; reject: (error: Error) => void } | undefined;
@@ -245,6 +247,7 @@ export class VirtualDevice {
     if (this.entries.size >= this.options.maxLogMessages) {
       const oldest = this.entries.keys().next().value;
       if (oldest !== undefined) this.entries.delete(oldest);
+      this.dropped += 1;
       this.deps.counters.dropped += 1;
     }
     this.entries.set(entry.seq, entry);
@@ -268,7 +271,7 @@ export class VirtualDevice {
             agent: AGENT,
             log: {
               pending: this.entries.size,
-              dropped: 0,
+              dropped: this.dropped,
               ...(first?.uplink?.readings[0] !== undefined
                 ? { oldestPendingTs: first.uplink.readings[0].ts }
                 : {}),

@@ -173,4 +173,24 @@ describe("fleet runner against the real broker and ingest", () => {
     expect(mismatched).toEqual([]);
     expect(stored).toBe(planned);
   }, 120_000);
+
+  it("at the log bound a device drops its oldest messages and counts them; the run reports what stayed uncommitted", async () => {
+    const t = timeline();
+    const { broker, credentials } = await brokerWith(t);
+    const perDevice = [...(t.devices[0]?.messages() ?? [])].length;
+    const run = await runFleet({ log }, t, {
+      url: broker.url,
+      credentials,
+      link: { ...link, maxLogMessages: 5 },
+      drainTimeoutMs: 1_000,
+    });
+    const summary = await run.done;
+    expect(perDevice).toBe(12);
+    expect(summary).toMatchObject({
+      complete: false,
+      committedMessages: 0,
+      dropped: DEVICES * (perDevice - 5),
+      pending: DEVICES * 5,
+    });
+  }, 60_000);
 });
