@@ -12,6 +12,8 @@ import {
 } from "../../../dashboards/index.js";
 import { DashboardError, limitOf } from "../../../dashboards/limits.js";
 import { dashboardInput } from "../../../cli/commands/dashboards.js";
+import { registryPath } from "../../../cli/registry-file.js";
+import { RegistryStore } from "../../../registry/store.js";
 
 /** The same inputs as `citywatch dashboards build`: the default pack and the built-in city. */
 const input = dashboardInput();
@@ -112,6 +114,51 @@ describe("generated dashboards", () => {
         "citywatch-devices.json is stale",
         "citywatch-flood.json is missing",
         "hand-made.json is not generated",
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("draws river levels and device positions from a running system's registry (--data-dir)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cw-dash-reg-"));
+    const registry = new RegistryStore(registryPath(dir));
+    try {
+      const area = { district: "Qingyang", street: "Wenhua", gridCell: "QY-WH-001" };
+      registry.putSite({
+        id: "fu-river",
+        type: "river_station",
+        name: "Fu River gauge",
+        area,
+        location: { lat: 30.67, lon: 104.05 },
+        levels: { warning: 3.2, guaranteed: 4.1, historicalMax: 4.9 },
+      });
+      registry.addDevice({
+        id: "fu-gauge",
+        kind: "water_level",
+        model: "RLS-20",
+        serial: "QY-1",
+        location: { lat: 30.671, lon: 104.051 },
+        area,
+        siteId: "fu-river",
+      });
+    } finally {
+      registry.close();
+    }
+    try {
+      const files = buildDashboards(dashboardInput({ dataDir: dir }));
+      const flood = parseDashboard(files.get("citywatch-flood.json") ?? "");
+      const overrides = JSON.stringify(flood.panels[0]?.["fieldConfig"]);
+      expect(overrides).toContain('"options":"fu-river"');
+      expect(overrides).toContain('{"value":3.2,"color":"yellow"}');
+      expect(overrides).not.toContain("dm-river");
+      expect(JSON.parse(files.get("citywatch-devices.json") ?? "")).toEqual([
+        {
+          key: "fu-gauge",
+          latitude: 30.671,
+          longitude: 104.051,
+          name: "fu-gauge (water_level, fu-river)",
+        },
       ]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
