@@ -162,6 +162,21 @@ export function describeCondition(condition: Condition, timeZone: string): strin
   }
 }
 
+/** A condition on the newest reading alone: every reading must be evaluated, not just a batch's last. */
+function instantaneous(condition: Condition): boolean {
+  switch (condition.type) {
+    case "state":
+    case "quality":
+      return true;
+    case "threshold":
+    case "k_of_n":
+      return condition.aggregate === "latest";
+    case "rate_of_rise":
+    case "deadman":
+      return false;
+  }
+}
+
 function quantitiesOf(condition: Condition): string[] {
   if (condition.type === "state") return condition.terms.map((t) => t.quantity);
   return "quantity" in condition ? [condition.quantity] : [];
@@ -224,8 +239,10 @@ export class RulesDriver {
     const now = this.deps.now();
     this.refresh(now, false);
     // Per device first (a message's readings come together), then per subject: a site's
-    // subject is evaluated once for all its devices' readings.
-    const devices = new Map<string, { at: number; replayed: boolean }>();
+    // subject is evaluated once per instant for all its devices' readings. A condition on the
+    // latest reading is evaluated at every distinct instant, in order: a one-second methane
+    // spike inside a batch of sixty readings must raise.
+    const devices = new Map<string, Map<number, boolean>>();
     for (const r of readings) {
       let slot = this.slots.get(r.deviceId);
       if (slot === undefined && now - this.lastRegistryRefresh >= NEW_DEVICE_REFRESH_MS) {
@@ -234,27 +251,37 @@ export class RulesDriver {
         slot = this.slots.get(r.deviceId);
       }
       if (slot === undefined) continue;
-      this.addReading(slot, r, now);
-      const seen = devices.get(r.deviceId);
-      if (seen === undefined) devices.set(r.deviceId, { at: r.timeMs, replayed: r.replay });
-      else {
-        seen.at = Math.max(seen.at, r.timeMs);
-        seen.replayed &&= r.replay;
-      }
+      // Pruned after the evaluations below: each instant of the batch needs its own samples.
+      this.addReading(slot, r, now, false);
+      let times = devices.get(r.deviceId);
+      if (times === undefined) devices.set(r.deviceId, (times = new Map<number, boolean>()));
+      times.set(r.timeMs, (times.get(r.timeMs) ?? true) && r.replay);
     }
-    const touched = new Map<string, { subject: Subject; at: number; replayed: boolean }>();
-    for (const [deviceId, d] of devices) {
+    const touched = new Map<string, { subject: Subject; times: Map<number, boolean> }>();
+    for (const [deviceId, times] of devices) {
       for (const subject of this.subjectsByDevice.get(deviceId) ?? []) {
-        const seen = touched.get(subject.alarmKey);
-        if (seen === undefined) touched.set(subject.alarmKey, { subject, ...d });
-        else {
-          seen.at = Math.max(seen.at, d.at);
-          seen.replayed &&= d.replayed;
+        const entry = touched.get(subject.alarmKey);
+        if (entry === undefined) {
+          touched.set(subject.alarmKey, { subject, times: new Map(times) });
+          continue;
         }
+        for (const [at, replayed] of times)
+          entry.times.set(at, (entry.times.get(at) ?? true) && replayed);
       }
     }
-    for (const { subject, at, replayed } of touched.values())
-      this.evaluate(subject, "reading", at, replayed);
+    for (const { subject, times } of touched.values()) {
+      const instants = [...times].sort((a, b) => a[0] - b[0]);
+      // A windowed aggregate looks back over the window anyway: its newest instant is enough
+      // (and each evaluation walks the window, so one per reading would be quadratic).
+      const from = instantaneous(subject.rule.condition) ? 0 : instants.length - 1;
+      for (const [at, replayed] of instants.slice(from))
+        this.evaluate(subject, "reading", at, replayed);
+    }
+    for (const deviceId of devices.keys()) {
+      const slot = this.slots.get(deviceId);
+      if (slot === undefined) continue;
+      for (const [quantity, series] of Object.entries(slot.series)) this.prune(series, quantity);
+    }
   }
 
   /** The clock: every subject evaluated at now, so silence and steady values move alarms too. */
@@ -337,24 +364,14 @@ export class RulesDriver {
     return evaluation.applicable && evaluation.active ? "violating" : "compliant";
   }
 
-  private addReading(slot: Slot, r: StoredReading, now: number): void {
+  private addReading(slot: Slot, r: StoredReading, now: number, prune = true): void {
     for (const [quantity, value] of Object.entries(r.values)) {
       const sample: Sample = r.replay
         ? { at: r.timeMs, value, quality: r.quality, replayed: true }
         : { at: r.timeMs, value, quality: r.quality };
       const series = (slot.series[quantity] ??= []);
       insertInPlace(series, sample);
-      const keep = this.retention.get(quantity) ?? KEEP_NEWEST;
-      // In the data's own time (see clockOf): a night replayed today keeps its windows.
-      const horizon = (series[series.length - 1]?.at ?? r.timeMs) - keep;
-      let drop = 0;
-      while (drop < series.length - 1 && (series[drop]?.at ?? 0) <= horizon) drop++;
-      const over = series.length - drop - MAX_SAMPLES_PER_SERIES;
-      if (over > 0) {
-        drop += over;
-        this.metrics?.samplesDropped.inc(over);
-      }
-      if (drop > 0) series.splice(0, drop);
+      if (prune) this.prune(series, quantity);
     }
     // Replays say nothing of the link now.
     if (!r.replay && (slot.lastSeenAt === undefined || r.timeMs > slot.lastSeenAt)) {
@@ -362,6 +379,23 @@ export class RulesDriver {
       slot.seenArrival = now;
     }
     if (slot.lastQuality === undefined || !r.replay) slot.lastQuality = r.quality;
+  }
+
+  /**
+   * Drop what no window needs any more (in the data's own time: a night replayed today keeps its
+   * windows), and past the per-series bound the oldest.
+   */
+  private prune(series: Sample[], quantity: string): void {
+    const keep = this.retention.get(quantity) ?? KEEP_NEWEST;
+    const horizon = (series[series.length - 1]?.at ?? 0) - keep;
+    let drop = 0;
+    while (drop < series.length - 1 && (series[drop]?.at ?? 0) <= horizon) drop++;
+    const over = series.length - drop - MAX_SAMPLES_PER_SERIES;
+    if (over > 0) {
+      drop += over;
+      this.metrics?.samplesDropped.inc(over);
+    }
+    if (drop > 0) series.splice(0, drop);
   }
 
   private evaluate(

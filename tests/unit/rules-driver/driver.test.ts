@@ -11,6 +11,16 @@ import {
 import { RuleSet } from "../../../ingest/rules/rule-set.js";
 import type { AlarmNotice, TaskSink } from "../../../ingest/tasks/types.js";
 
+const segment = Site.parse({
+  id: "seg-1",
+  type: "tunnel_segment",
+  name: "Segment 1",
+  area: { district: "d", gridCell: "g" },
+  location: { lat: 30, lon: 104 },
+  tunnel: "t1",
+  compartment: "gas",
+  neighbours: [],
+});
 const site = Site.parse({
   id: "s1",
   type: "ambient",
@@ -18,13 +28,13 @@ const site = Site.parse({
   area: { district: "d", gridCell: "g" },
   location: { lat: 30, lon: 104 },
 });
-const device = (id: string) =>
+const device = (id: string, kind: "noise" | "utility_tunnel" = "noise") =>
   Device.parse({
     id,
-    kind: "noise",
+    kind,
     model: "M",
     serial: id,
-    siteId: "s1",
+    siteId: kind === "noise" ? "s1" : "seg-1",
     area: { district: "d", gridCell: "g" },
     location: { lat: 30, lon: 104 },
     expectedIntervalS: 60,
@@ -41,7 +51,7 @@ function setUp(devices: Device[]) {
   const driver = new RulesDriver({
     log: pino({ level: "silent" }),
     rules,
-    registry: { devices: () => devices, sites: () => [site] },
+    registry: { devices: () => devices, sites: () => [site, segment] },
     alarms: new AlarmStore(":memory:"),
     sink,
     region: "default",
@@ -106,6 +116,26 @@ describe("rules driver", () => {
     }
     // Eight hours behind real time, yet no deadman: the data clock runs with the data.
     expect(notices.filter((n) => n.rule.id === "device.deadman")).toEqual([]);
+    driver.stop();
+  });
+
+  it("evaluates a latest-reading rule at every reading of a batch: a spike inside one raises", async () => {
+    const { driver, notices, now } = setUp([device("gas-1", "utility_tunnel")]);
+    await driver.start();
+    const start = now() - 60_000;
+    const batch: StoredReading[] = Array.from({ length: 12 }, (_, i) => ({
+      deviceId: "gas-1",
+      kind: "utility_tunnel",
+      timeMs: start + i * 5_000,
+      quality: "normal",
+      // 30 %LEL for one reading in the middle; the batch ends at 1 %LEL.
+      values: { ch4: i === 6 ? 30 : 1, o2: 20.9 },
+      replay: false,
+    }));
+    driver.onStored(batch);
+    const ch4 = notices.filter((n) => n.rule.id === "tunnel.ch4");
+    expect(ch4.map((n) => n.decision.type)).toContain("raise");
+    expect(ch4[0]?.subjectId).toBe("seg-1");
     driver.stop();
   });
 });
