@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import type { Logger } from "pino";
@@ -58,11 +58,17 @@ export function provisionLayout(
   return secrets;
 }
 
-/** Merge secrets into the credentials file, readable by its owner only (0600). */
+/**
+ * Merge secrets into the credentials file, readable by its owner only (0600). Written to a
+ * temporary file and renamed over the old one, so a reader (another `sim` provisioning at the
+ * same time) sees the old file or the new one, never half of one.
+ */
 function saveCredentials(file: string, secrets: ReadonlyMap<string, string>): void {
   const merged = { ...readCredentials(file), ...Object.fromEntries(secrets) };
-  writeFileSync(file, `${JSON.stringify(merged, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(file, 0o600); // an existing file keeps its old mode on write
+  const temporary = `${file}.${process.pid}.tmp`;
+  writeFileSync(temporary, `${JSON.stringify(merged, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(temporary, 0o600);
+  renameSync(temporary, file);
 }
 
 function readCredentials(file: string): Record<string, string> {

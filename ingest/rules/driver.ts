@@ -22,6 +22,7 @@ import {
   evaluateCondition,
   initialAlarmState,
   isOpen,
+  conditionRetention,
   retentionByQuantity,
   ruleApplies,
   type Sample,
@@ -162,19 +163,16 @@ export function describeCondition(condition: Condition, timeZone: string): strin
   }
 }
 
-/** A condition on the newest reading alone: every reading must be evaluated, not just a batch's last. */
-function instantaneous(condition: Condition): boolean {
-  switch (condition.type) {
-    case "state":
-    case "quality":
-      return true;
-    case "threshold":
-    case "k_of_n":
-      return condition.aggregate === "latest";
-    case "rate_of_rise":
-    case "deadman":
-      return false;
-  }
+/**
+ * Conditions that look back this far at most are evaluated at every reading of a batch, in
+ * order: a short spike or a fast rise inside one edge batch must not be missed. Longer windows
+ * (hourly means, daily counts) see the whole batch from its newest instant, and evaluating them
+ * per reading would walk the window once per reading.
+ */
+const PER_READING_LOOKBACK_MS = 10 * 60_000;
+
+function perReading(condition: Condition): boolean {
+  return conditionRetention(condition) <= PER_READING_LOOKBACK_MS;
 }
 
 function quantitiesOf(condition: Condition): string[] {
@@ -239,9 +237,8 @@ export class RulesDriver {
     const now = this.deps.now();
     this.refresh(now, false);
     // Per device first (a message's readings come together), then per subject: a site's
-    // subject is evaluated once per instant for all its devices' readings. A condition on the
-    // latest reading is evaluated at every distinct instant, in order: a one-second methane
-    // spike inside a batch of sixty readings must raise.
+    // subject is evaluated once per instant for all its devices' readings. A condition with a
+    // short look-back is evaluated at every distinct instant, in order (see perReading).
     const devices = new Map<string, Map<number, boolean>>();
     for (const r of readings) {
       let slot = this.slots.get(r.deviceId);
@@ -271,9 +268,7 @@ export class RulesDriver {
     }
     for (const { subject, times } of touched.values()) {
       const instants = [...times].sort((a, b) => a[0] - b[0]);
-      // A windowed aggregate looks back over the window anyway: its newest instant is enough
-      // (and each evaluation walks the window, so one per reading would be quadratic).
-      const from = instantaneous(subject.rule.condition) ? 0 : instants.length - 1;
+      const from = perReading(subject.rule.condition) ? 0 : instants.length - 1;
       for (const [at, replayed] of instants.slice(from))
         this.evaluate(subject, "reading", at, replayed);
     }
@@ -373,8 +368,9 @@ export class RulesDriver {
       insertInPlace(series, sample);
       if (prune) this.prune(series, quantity);
     }
-    // Replays say nothing of the link now.
-    if (!r.replay && (slot.lastSeenAt === undefined || r.timeMs > slot.lastSeenAt)) {
+    // Replayed readings count too: they fill the data's own timeline (a link outage whose data
+    // came later is no gap in it); the real time since they arrived still shows a dead link.
+    if (slot.lastSeenAt === undefined || r.timeMs > slot.lastSeenAt) {
       slot.lastSeenAt = r.timeMs;
       slot.seenArrival = now;
     }
@@ -416,7 +412,9 @@ export class RulesDriver {
     }
     const when = Math.max(at, alarm.lastAt);
     alarm.lastAt = when;
-    const view = this.subjectView(subject, when);
+    // Deadman on a reading: the silence is the gap before it, in the data's own time.
+    const gapBefore = type === "reading" && subject.rule.condition.type === "deadman";
+    const view = this.subjectView(subject, when, gapBefore);
     const evaluation = evaluateCondition(subject.rule, view, when, isOpen(alarm.state));
     this.evaluations++;
     this.metrics?.evaluations.inc();
@@ -515,8 +513,11 @@ export class RulesDriver {
     };
   }
 
-  /** What the engine sees of a subject; `at` selects the permits valid then. */
-  private subjectView(subject: Subject, at?: number): SubjectView {
+  /**
+   * What the engine sees of a subject; `at` selects the permits valid then. `gapBefore`: each
+   * device was last seen at its newest reading before `at` (the gap that ends at `at`).
+   */
+  private subjectView(subject: Subject, at?: number, gapBefore = false): SubjectView {
     const siteId =
       subject.type === "device" ? this.slots.get(subject.id)?.device.siteId : subject.id;
     const site = siteId === undefined ? undefined : this.sites.get(siteId);
@@ -529,21 +530,26 @@ export class RulesDriver {
     const common = { region: this.deps.region, permits };
     if (subject.type === "device") {
       const slot = this.slots.get(subject.id);
-      return { ...common, site, devices: slot === undefined ? [] : [this.deviceView(slot)] };
+      const seenBefore = gapBefore && at !== undefined ? at : undefined;
+      return {
+        ...common,
+        site,
+        devices: slot === undefined ? [] : [this.deviceView(slot, seenBefore)],
+      };
     }
     const kinds = subject.rule.scope.kinds;
     const devices = (this.devicesBySite.get(subject.id) ?? [])
       .map((id) => this.slots.get(id))
       .filter((s): s is Slot => s !== undefined && kinds.includes(s.device.kind))
-      .map((s) => this.deviceView(s));
+      .map((s) => this.deviceView(s, gapBefore ? at : undefined));
     return { ...common, site, devices };
   }
 
-  private deviceView(slot: Slot): DeviceView {
+  private deviceView(slot: Slot, seenBefore?: number): DeviceView {
     return {
       device: slot.device,
       series: slot.series,
-      lastSeenAt: slot.lastSeenAt,
+      lastSeenAt: seenBefore === undefined ? slot.lastSeenAt : newestBefore(slot, seenBefore),
       lastQuality: slot.lastQuality,
       watchedSince: slot.watchedSince,
     };
@@ -619,6 +625,21 @@ export class RulesDriver {
       }
     }
   }
+}
+
+/** The newest reading time of any quantity strictly before `at` (undefined: none kept). */
+function newestBefore(slot: Slot, at: number): number | undefined {
+  let newest: number | undefined;
+  for (const series of Object.values(slot.series)) {
+    for (let i = series.length - 1; i >= 0; i -= 1) {
+      const t = series[i]?.at;
+      if (t !== undefined && t < at) {
+        if (newest === undefined || t > newest) newest = t;
+        break;
+      }
+    }
+  }
+  return newest;
 }
 
 /** Insert in time order; the common case (newest last) is a push. Same instant: replaced. */
