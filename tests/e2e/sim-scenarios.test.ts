@@ -18,7 +18,8 @@ import { freePort } from "../support/services.js";
  * Every built-in scenario played accelerated by `citywatch sim --provision` (a separate process,
  * as a user runs it) against `citywatch start` (the all-in-one system on embedded defaults). All
  * scenarios play at once: their device ids do not overlap. Each must end with every message
- * committed and every planned reading served by the readings API.
+ * committed, every planned reading served by the readings API, and exactly the tasks its
+ * `expect:` block documents raised (GET /api/v1/tasks) — no others.
  */
 
 const dir = mkdtempSync(join(tmpdir(), "cw-e2e-sim-"));
