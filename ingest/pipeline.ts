@@ -30,6 +30,8 @@ const ROUND_MESSAGES = 2_000;
  * round is still all-or-nothing; commits move over whatever is contiguous, in any order.
  */
 const ROUNDS_IN_FLIGHT = 3;
+/** With nothing to write while the store is down, ask it whether it answers this often. */
+const PROBE_EVERY_MS = 5_000;
 /** A dead letter's reason text at most, in characters (the raw payload is kept whole). */
 const MAX_DETAIL = 2_000;
 /** A device that keeps re-sending committed messages gets its commit again at most this often. */
@@ -134,12 +136,31 @@ export class Pipeline {
     const { config, state } = this.deps;
     let backoffMs = 100;
     let lastGapCheck = this.deps.now();
+    let lastProbe = 0;
     while (!this.stopped) {
       if (this.fatal !== undefined) throw this.fatal.error;
       if (!this.storeUp) {
         // One round at a time until the store answers again, oldest failed round first.
         if (this.inFlight.size > 0) {
           await Promise.race(this.inFlight);
+          continue;
+        }
+        const messages = this.failed.shift() ?? state.takeInbox(ROUND_MESSAGES);
+        if (messages.length === 0) {
+          // Nothing to write: ask the store whether it answers now and then (so health says so),
+          // and wait for messages.
+          const now = this.deps.now();
+          if (now - lastProbe >= PROBE_EVERY_MS) {
+            lastProbe = now;
+            await this.deps.store.open().then(
+              () => {
+                this.storeUp = true;
+              },
+              () => undefined,
+            );
+            if (this.storeUp) continue;
+          }
+          await this.sleep(config.batch.maxDelayMs, "messages");
           continue;
         }
         const wait = Math.max(
@@ -155,19 +176,15 @@ export class Pipeline {
           "store unavailable; holding messages and commits",
         );
         await this.sleep(wait, "backoff");
+        // Stopping: the messages taken stay in the inbox and are read again at the next start.
         if (this.stopped) break;
-        backoffMs = Math.min(backoffMs * 2, 30_000);
-        const messages = this.failed.shift() ?? state.takeInbox(ROUND_MESSAGES);
-        if (messages.length === 0) {
-          // Nothing to prove the store with; look again when messages come.
-          this.storeUp = true;
-          continue;
-        }
         await this.launch(messages);
         if (this.storeUp) {
           backoffMs = 100;
           state.resetGapTimers(this.deps.now());
           this.deps.log.info({ inbox: state.inboxDepth() }, "store available again; committing");
+        } else {
+          backoffMs = Math.min(backoffMs * 2, 30_000);
         }
         continue;
       }
@@ -212,6 +229,10 @@ export class Pipeline {
   private launch(messages: readonly InboxMessage[]): Promise<void> {
     const keys: string[] = [];
     const running = this.round(messages, keys)
+      .then((wrote) => {
+        // Only a write the store took says it is up (a round of dead letters says nothing).
+        if (wrote) this.storeUp = true;
+      })
       .catch((error: unknown) => {
         if (!(error instanceof StoreUnavailableError)) {
           // A programmer error: the loop rethrows it (see start()).
@@ -235,7 +256,7 @@ export class Pipeline {
   }
 
   /** One round: decode, store, apply. `keys` collects the (device, seq) it holds in flight. */
-  private async round(messages: readonly InboxMessage[], keys: string[]): Promise<void> {
+  private async round(messages: readonly InboxMessage[], keys: string[]): Promise<boolean> {
     const { state, store, registry, metrics, config } = this.deps;
     const deadLetters: DeadLetter[] = [];
     const handled: Array<{ deviceId: string; seq: number; receivedMs: number }> = [];
@@ -400,6 +421,7 @@ export class Pipeline {
       if (progress !== undefined)
         metrics.commitLag.set({ device: deviceId }, progress.lastSeq - progress.committedSeq);
     }
+    return points.length > 0;
   }
 
   private publish(moved: ReadonlyMap<string, number>): void {
