@@ -1617,7 +1617,21 @@ export function resolveValue(
 const WEEKDAYS: readonly Weekday[] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 const formatters = new Map<string, Intl.DateTimeFormat>();
 
+/** Local date and minute by (time zone, minute since the epoch): Intl formatting is slow. */
+const localTimes = new Map<string, { date: string; minutes: number }>();
+
 function localTime(atMs: number, timeZone: string): { date: string; minutes: number } {
+  // Every time zone in use is offset by whole minutes, so the local minute follows from the UTC one.
+  const key = `${timeZone}|${Math.floor(atMs / 60_000)}`;
+  const cached = localTimes.get(key);
+  if (cached !== undefined) return cached;
+  const value = formatLocalTime(atMs, timeZone);
+  if (localTimes.size >= 10_000) localTimes.clear();
+  localTimes.set(key, value);
+  return value;
+}
+
+function formatLocalTime(atMs: number, timeZone: string): { date: string; minutes: number } {
   let f = formatters.get(timeZone);
   if (f === undefined) {
     f = new Intl.DateTimeFormat("en-CA", {

@@ -171,6 +171,16 @@ export function describeCondition(condition: Condition, timeZone: string): strin
  */
 const PER_READING_LOOKBACK_MS = 10 * 60_000;
 
+/**
+ * A site or segment with more devices than this is evaluated once per batch: each evaluation
+ * walks every device, so per reading it would cost devices × readings (a tunnel segment has a
+ * few detectors; a site of fifty devices would spend the ingest's time here).
+ */
+const PER_READING_MAX_DEVICES = 8;
+
+/** Instants of one batch evaluated at most for one subject (see RulesDriver.telling). */
+const TELLING_INSTANTS = 4;
+
 function perReading(condition: Condition): boolean {
   return conditionRetention(condition) <= PER_READING_LOOKBACK_MS;
 }
@@ -268,9 +278,11 @@ export class RulesDriver {
     }
     for (const { subject, times } of touched.values()) {
       const instants = [...times].sort((a, b) => a[0] - b[0]);
-      const from = perReading(subject.rule.condition) ? 0 : instants.length - 1;
-      for (const [at, replayed] of instants.slice(from))
-        this.evaluate(subject, "reading", at, replayed);
+      const chosen =
+        perReading(subject.rule.condition) && this.subjectSize(subject) <= PER_READING_MAX_DEVICES
+          ? this.telling(subject, instants)
+          : instants.slice(-1);
+      for (const [at, replayed] of chosen) this.evaluate(subject, "reading", at, replayed);
     }
     for (const deviceId of devices.keys()) {
       const slot = this.slots.get(deviceId);
@@ -308,6 +320,88 @@ export class RulesDriver {
       clock = clock === undefined ? c : Math.max(clock, c);
     }
     return clock ?? now;
+  }
+
+  /**
+   * The instants of a batch worth evaluating, in time order: all of them when few, otherwise the
+   * newest and the ones that can decide — the most extreme values on the raising side (a spike),
+   * the longest gaps (deadman), the changes of state or quality flag. Each evaluation walks the
+   * subject's windows, so one per reading of a long batch would cost the ingest its throughput.
+   */
+  private telling(
+    subject: Subject,
+    instants: ReadonlyArray<[number, boolean]>,
+  ): ReadonlyArray<[number, boolean]> {
+    if (instants.length <= TELLING_INSTANTS) return instants;
+    const c = subject.rule.condition;
+    const slots = (
+      subject.type === "device" ? [subject.id] : (this.devicesBySite.get(subject.id) ?? [])
+    )
+      .map((id) => this.slots.get(id))
+      .filter((slot): slot is Slot => slot !== undefined);
+    const valuesAt = (quantity: string) => {
+      const byTime = new Map<number, number>();
+      for (const slot of slots)
+        for (const sample of slot.series[quantity] ?? []) {
+          const v = typeof sample.value === "number" ? sample.value : sample.value ? 1 : 0;
+          byTime.set(sample.at, Math.max(byTime.get(sample.at) ?? -Infinity, v));
+        }
+      return byTime;
+    };
+    let score: (at: number, i: number) => number;
+    switch (c.type) {
+      case "deadman":
+        score = (at, i) => at - (instants[i - 1]?.[0] ?? at);
+        break;
+      case "threshold":
+      case "k_of_n":
+      case "rate_of_rise": {
+        const values = valuesAt(c.quantity);
+        const sign = c.type !== "rate_of_rise" && (c.op === "<" || c.op === "<=") ? -1 : 1;
+        score = (at) => sign * (values.get(at) ?? -Infinity);
+        break;
+      }
+      case "state":
+      case "quality": {
+        // A change from the reading before is what can move the alarm: one pass over the series
+        // gives each instant's flags (or switch states), then neighbours are compared.
+        const keys = new Map<number, string>();
+        const quantities = c.type === "state" ? c.terms.map((t) => t.quantity) : undefined;
+        for (const slot of slots) {
+          for (const [quantity, series] of Object.entries(slot.series)) {
+            if (quantities !== undefined && !quantities.includes(quantity)) continue;
+            for (const sample of series) {
+              const part = `${slot.device.id}:${quantity}=${c.type === "quality" ? sample.quality : String(sample.value)}`;
+              keys.set(sample.at, `${keys.get(sample.at) ?? ""}|${part}`);
+            }
+          }
+        }
+        score = (at, i) => {
+          const before = instants[i - 1]?.[0];
+          return before === undefined || keys.get(before) !== keys.get(at) ? 1 : 0;
+        };
+        break;
+      }
+    }
+    const last = instants.length - 1;
+    const picked = new Set<number>([last]);
+    instants
+      .map((instant, i) => ({ i, score: score(instant[0], i) }))
+      .filter((x) => x.i !== last)
+      .sort((a, b) => b.score - a.score)
+      .slice(0, TELLING_INSTANTS - 1)
+      .forEach((x) => picked.add(x.i));
+    return [...picked]
+      .sort((a, b) => a - b)
+      .flatMap((i) => {
+        const instant = instants[i];
+        return instant === undefined ? [] : [instant];
+      });
+  }
+
+  /** Devices an evaluation of the subject walks. */
+  private subjectSize(subject: Subject): number {
+    return subject.type === "device" ? 1 : (this.devicesBySite.get(subject.id)?.length ?? 0);
   }
 
   /** Whether any device of the subject has sent a live reading (has a data clock). */
