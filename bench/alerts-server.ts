@@ -13,10 +13,11 @@ import { pino } from "pino";
 import { z } from "zod";
 import { build as buildBroker } from "../broker/app.js";
 import { localBroker } from "../cli/local-broker.js";
-import { BrokerConfig, IngestConfig, SensorKind, Site } from "../contracts/index.js";
+import { BrokerConfig, IngestConfig, SensorKind } from "../contracts/index.js";
 import { buildApi } from "../ingest/api.js";
-import { build as buildIngest, type RegistryView } from "../ingest/app.js";
+import { build as buildIngest } from "../ingest/app.js";
 import { RegistryStore } from "../registry/store.js";
+import { benchCity } from "./bench-city.js";
 
 export const AlertsArgs = z.strictObject({
   /** Background devices (bench/ingest-payloads.ts benchDevices). */
@@ -61,37 +62,8 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "citywatch-bench-alerts-"));
   const log = pino({ level: "silent" });
   const registry = new RegistryStore(":memory:");
-  const area = { district: "Bench", gridCell: "BENCH-001" };
-  const location = { lat: 30.6571, lon: 104.0817 };
-  const ambient = registry.putSite(
-    Site.parse({ id: "bench-ambient", type: "ambient", name: "Bench ambient", area, location }),
-  );
-  const tunnel = registry.putSite(
-    Site.parse({
-      id: "bench-tunnel-seg",
-      type: "tunnel_segment",
-      name: "Bench tunnel segment",
-      area,
-      location,
-      tunnel: "bench-tunnel",
-      compartment: "gas",
-      neighbours: [],
-    }),
-  );
-  const add = (id: string, kind: SensorKind) => {
-    const site = kind === "utility_tunnel" ? tunnel : ambient;
-    const { secret } = registry.addDevice({
-      id,
-      kind,
-      model: "bench",
-      serial: id,
-      location,
-      area,
-      siteId: site.id,
-      expectedIntervalS: 60,
-    });
-    return { clientId: id, username: id, password: secret };
-  };
+  const city = benchCity(registry, 60);
+  const add = (id: string, kind: SensorKind) => city.add(id, kind);
   const devices = args.devices.map((d) => add(d.id, d.kind));
   const probes = args.probes.map((id) => add(id, "noise"));
 
@@ -111,12 +83,7 @@ async function main(): Promise<void> {
     authenticate: (username, secret) => registry.authenticate(username, secret),
   });
   const addresses = await broker.start();
-  const view: RegistryView = {
-    device: (id) => registry.getDevice(id),
-    site: (id) => registry.getSite(id),
-    devices: () => registry.listDevices(),
-    sites: () => registry.listSites(),
-  };
+  const view = registry.view();
   const ingest = buildIngest({
     log,
     config: IngestConfig.parse({ rules: { directories: [rulesDir], tickMs: 1_000 } }),

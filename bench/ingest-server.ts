@@ -11,46 +11,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { build as buildBroker } from "../broker/app.js";
-import { BrokerConfig, IngestConfig, Site } from "../contracts/index.js";
-import { build as buildIngest, type Ingest, type RegistryView } from "../ingest/app.js";
+import { BrokerConfig, IngestConfig } from "../contracts/index.js";
+import { build as buildIngest, type Ingest } from "../ingest/app.js";
 import { localBroker } from "../cli/local-broker.js";
 import { RegistryStore } from "../registry/store.js";
+import { benchCity } from "./bench-city.js";
 import type { ClientCredentials } from "./broker-protocol.js";
 import { type ChildMessage, ParentMessage, ServerArgs } from "./ingest-protocol.js";
 
 function send(message: ChildMessage): void {
   process.send?.(message);
-}
-
-function registryView(registry: RegistryStore): RegistryView {
-  return {
-    device: (id) => registry.getDevice(id),
-    site: (id) => registry.getSite(id),
-    devices: () => registry.listDevices(),
-    sites: () => registry.listSites(),
-  };
-}
-
-/** Two sites: an ambient monitoring station for the dust monitors, a tunnel segment for the gas monitors. */
-function registerSites(registry: RegistryStore): { dust: Site; tunnel: Site } {
-  const area = { district: "Bench", gridCell: "BENCH-001" };
-  const location = { lat: 30.6571, lon: 104.0817 };
-  const dust = registry.putSite(
-    Site.parse({ id: "bench-ambient", type: "ambient", name: "Bench ambient", area, location }),
-  );
-  const tunnel = registry.putSite(
-    Site.parse({
-      id: "bench-tunnel-seg",
-      type: "tunnel_segment",
-      name: "Bench tunnel segment",
-      area,
-      location,
-      tunnel: "bench-tunnel",
-      compartment: "gas",
-      neighbours: [],
-    }),
-  );
-  return { dust, tunnel };
 }
 
 async function counterValue(metric: {
@@ -68,21 +38,9 @@ async function main(): Promise<void> {
   const log = pino({ level: "silent" });
 
   const registry = new RegistryStore(":memory:");
-  const sites = registerSites(registry);
-  const devices: ClientCredentials[] = args.devices.map(({ id, kind }) => {
-    const site = kind === "dust" ? sites.dust : sites.tunnel;
-    const { secret } = registry.addDevice({
-      id,
-      kind,
-      model: "bench",
-      serial: id,
-      location: site.location,
-      area: site.area,
-      siteId: site.id,
-      expectedIntervalS: 1,
-    });
-    return { clientId: id, username: id, password: secret };
-  });
+  // Interval 1 s, as the payloads send: the rules see live devices, not silent ones.
+  const city = benchCity(registry, 1);
+  const devices: ClientCredentials[] = args.devices.map(({ id, kind }) => city.add(id, kind));
 
   const config = BrokerConfig.parse({
     host: "127.0.0.1",
@@ -116,7 +74,7 @@ async function main(): Promise<void> {
         ...args.ingestConfig,
       }),
       dataDir,
-      registry: registryView(registry),
+      registry: registry.view(),
       local: localBroker(broker, log),
     });
     await ingest.start();

@@ -39,6 +39,8 @@ export interface InboxGateDeps {
   readonly inboxMaxMessages: number;
   /** Messages were added to the inbox. */
   readonly onMessages: () => void;
+  /** A publisher held at a full inbox longer than this is refused; default 10 s. */
+  readonly holdMaxMs?: number;
 }
 
 export class InboxGate {
@@ -124,9 +126,10 @@ export class InboxGate {
       const next = this.held.shift();
       if (next !== undefined) this.enqueue(next.topic, next.payload, next.done);
     }
-    const expired = this.held.filter((h) => now - h.since >= FULL_HOLD_MAX_MS);
+    const holdMaxMs = this.deps.holdMaxMs ?? FULL_HOLD_MAX_MS;
+    const expired = this.held.filter((h) => now - h.since >= holdMaxMs);
     if (expired.length > 0) {
-      this.held = this.held.filter((h) => now - h.since < FULL_HOLD_MAX_MS);
+      this.held = this.held.filter((h) => now - h.since < holdMaxMs);
       for (const h of expired) h.done(new Error("ingest inbox full"));
     }
     if (this.held.length > 0) this.recheck = setTimeout(() => this.release(), FULL_RECHECK_MS);

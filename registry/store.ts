@@ -173,6 +173,24 @@ export class RegistryStore {
     return rows.map((r) => Device.parse(JSON.parse(r.doc)));
   }
 
+  /**
+   * The registry read-only, as the ingest, the rules and the API read it (ingest/app.ts
+   * RegistryView): lookups by id and the full lists, each answered from the database.
+   */
+  view(): {
+    device(id: string): Device | undefined;
+    site(id: string): Site | undefined;
+    devices(): Device[];
+    sites(): Site[];
+  } {
+    return {
+      device: (id) => this.getDevice(id),
+      site: (id) => this.getSite(id),
+      devices: () => this.listDevices(),
+      sites: () => this.listSites(),
+    };
+  }
+
   countDevices(): number {
     return (this.db.prepare("SELECT count(*) AS n FROM device").get() as { n: number }).n;
   }

@@ -11,12 +11,7 @@ import {
 } from "../../contracts/index.js";
 import { buildApi } from "../../ingest/api.js";
 import { localBroker } from "../local-broker.js";
-import {
-  build as buildIngest,
-  type Ingest,
-  type IngestDeps,
-  type RegistryView,
-} from "../../ingest/app.js";
+import { build as buildIngest, type Ingest, type IngestDeps } from "../../ingest/app.js";
 
 /** Plausible values per kind for the example command printed at start. */
 const SAMPLE_VALUES: Record<SensorKind, Record<string, number | boolean>> = {
@@ -190,7 +185,7 @@ export async function serve(
         log,
         config: config.ingest,
         dataDir: config.dataDir,
-        registry: registryView(registry),
+        registry: registry.view(),
         ...source,
       });
       await ingest.start();
@@ -222,7 +217,7 @@ export async function serve(
     let httpPort: number;
     if (ingest !== undefined) {
       const api = buildApi({
-        registry: registryView(registry),
+        registry: registry.view(),
         state: ingest.state,
         store: ingest.store,
         metrics: registries,
@@ -273,16 +268,6 @@ export async function serve(
     for (const { stop } of [...stops].reverse()) await stop().catch(() => undefined);
     throw error;
   }
-}
-
-/** The registry as the ingest and the API read it. */
-function registryView(registry: RegistryStore): RegistryView {
-  return {
-    device: (id) => registry.getDevice(id),
-    site: (id) => registry.getSite(id),
-    devices: () => registry.listDevices(),
-    sites: () => registry.listSites(),
-  };
 }
 
 async function listenApi(api: FastifyInstance, host: string, port: number): Promise<number> {

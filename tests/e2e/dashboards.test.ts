@@ -10,8 +10,8 @@ import {
   verifyInfluxQL,
 } from "../../dashboards/index.js";
 import { compileScenario, loadScenario } from "../../simulators/index.js";
-import { type CliProcess, startCli } from "../support/cli-process.js";
-import { freePort, provideInfluxDB } from "../support/services.js";
+import { type CliProcess, startCli, startSystem, systemPorts } from "../support/cli-process.js";
+import { provideInfluxDB } from "../support/services.js";
 import { requireService } from "../support/suite.js";
 
 /*
@@ -37,18 +37,9 @@ describe.runIf(influx)("dashboards on a simulated city (InfluxDB 1.x, InfluxQL)"
   let range = { fromMs: 0, toMs: 0 };
 
   beforeAll(async () => {
-    const ports = { mqtt: await freePort(), ws: await freePort(), http: await freePort() };
+    const ports = await systemPorts();
     httpPort = ports.http;
-    system = startCli([
-      "start",
-      "--data-dir",
-      dir,
-      "--mqtt-port",
-      String(ports.mqtt),
-      "--ws-port",
-      String(ports.ws),
-      "--http-port",
-      String(ports.http),
+    system = startSystem(dir, ports, [
       "--influxdb-url",
       influx?.url ?? "",
       "--influxdb-database",

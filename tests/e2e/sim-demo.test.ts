@@ -3,8 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { compileScenario, loadScenario } from "../../simulators/index.js";
-import { type CliProcess, startCli } from "../support/cli-process.js";
-import { freePort } from "../support/services.js";
+import { type CliProcess, startSystem, systemPorts } from "../support/cli-process.js";
 
 /** `citywatch start --demo`: the newcomer's first minute. */
 const dir = mkdtempSync(join(tmpdir(), "cw-e2e-demo-"));
@@ -17,20 +16,9 @@ afterAll(async () => {
 
 describe("citywatch start --demo", () => {
   it("plays the demo city in-process: readings of every demo device are on the API within a minute", async () => {
-    const ports = { mqtt: await freePort(), ws: await freePort(), http: await freePort() };
+    const ports = await systemPorts();
     const startedAt = Date.now();
-    proc = startCli([
-      "start",
-      "--demo",
-      "--data-dir",
-      dir,
-      "--mqtt-port",
-      String(ports.mqtt),
-      "--ws-port",
-      String(ports.ws),
-      "--http-port",
-      String(ports.http),
-    ]);
+    proc = startSystem(dir, ports, ["--demo"]);
     await proc.waitFor(/demo city running/, 30_000);
     const played = await proc.waitFor(
       /"committed":(\d+),"pending":(\d+),"msg":"demo scenario played/,

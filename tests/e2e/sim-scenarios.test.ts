@@ -11,8 +11,7 @@ import {
   compileScenario,
   loadScenario,
 } from "../../simulators/index.js";
-import { type CliProcess, startCli } from "../support/cli-process.js";
-import { freePort } from "../support/services.js";
+import { type CliProcess, startCli, startSystem, systemPorts } from "../support/cli-process.js";
 
 /*
  * Every built-in scenario played accelerated by `citywatch sim --provision` (a separate process,
@@ -39,18 +38,8 @@ function waitExit(proc: CliProcess): Promise<number | null> {
 }
 
 beforeAll(async () => {
-  const ports = { mqtt: await freePort(), ws: await freePort(), http: await freePort() };
-  system = startCli([
-    "start",
-    "--data-dir",
-    dir,
-    "--mqtt-port",
-    String(ports.mqtt),
-    "--ws-port",
-    String(ports.ws),
-    "--http-port",
-    String(ports.http),
-  ]);
+  const ports = await systemPorts();
+  system = startSystem(dir, ports);
   await system.waitFor(/Metrics {4}http/, 60_000);
   api = `http://127.0.0.1:${ports.http}`;
   for (const name of scenarios) {

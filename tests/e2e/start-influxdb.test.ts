@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
-import { type CliProcess, startCli } from "../support/cli-process.js";
+import { type CliProcess, startSystem, systemPorts } from "../support/cli-process.js";
 import { connectMqtt } from "../support/mqtt-client.js";
-import { freePort, provideInfluxDB } from "../support/services.js";
+import { provideInfluxDB } from "../support/services.js";
 import { requireService } from "../support/suite.js";
 
 const influx = await requireService("citywatch start with InfluxDB", provideInfluxDB);
@@ -24,18 +24,10 @@ describe.runIf(influx)(
     });
 
     it("stores a demo device's reading in InfluxDB and serves it on the API", async () => {
-      const [mqttPort, wsPort, httpPort] = [await freePort(), await freePort(), await freePort()];
+      const ports = await systemPorts();
+      const [mqttPort, httpPort] = [ports.mqtt, ports.http];
       const database = `e2e_${Date.now()}`;
-      proc = startCli([
-        "start",
-        "--data-dir",
-        dir,
-        "--mqtt-port",
-        String(mqttPort),
-        "--ws-port",
-        String(wsPort),
-        "--http-port",
-        String(httpPort),
+      proc = startSystem(dir, ports, [
         "--influxdb-url",
         influx?.url ?? "",
         "--influxdb-database",

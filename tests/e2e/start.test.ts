@@ -5,32 +5,21 @@ import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import type { MqttClient } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
-import { type CliProcess, startCli } from "../support/cli-process.js";
+import {
+  type CliProcess,
+  startSystem,
+  systemPorts,
+  type SystemPorts,
+} from "../support/cli-process.js";
 import { connectMqtt } from "../support/mqtt-client.js";
-import { freePort } from "../support/services.js";
 
 /** `npm start` as the README gives it, on embedded defaults, with ports moved off the defaults. */
 const dir = mkdtempSync(join(tmpdir(), "cw-e2e-"));
 const running: CliProcess[] = [];
 const clients: MqttClient[] = [];
 
-async function ports() {
-  return { mqtt: await freePort(), ws: await freePort(), http: await freePort() };
-}
-
-function start(p: { mqtt: number; ws: number; http: number }, extra: string[] = []): CliProcess {
-  const proc = startCli([
-    "start",
-    "--data-dir",
-    dir,
-    "--mqtt-port",
-    String(p.mqtt),
-    "--ws-port",
-    String(p.ws),
-    "--http-port",
-    String(p.http),
-    ...extra,
-  ]);
+function start(p: SystemPorts, extra: string[] = []): CliProcess {
+  const proc = startSystem(dir, p, extra);
   running.push(proc);
   return proc;
 }
@@ -65,7 +54,7 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
   const secrets = new Map<string, string>();
 
   it("seeds the demo registry, prints each secret once and how to connect", async () => {
-    p = await ports();
+    p = await systemPorts();
     proc = start(p);
     await proc.waitFor(/citywatch broker is up\./);
     await proc.waitFor(/Metrics {4}http/);
@@ -299,7 +288,7 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
   it("stops cleanly on SIGTERM and keeps the registry: no reseed, old secrets still work", async () => {
     expect(await proc.stop()).toBe(0);
     await Promise.all(clients.splice(0).map((c) => c.endAsync(true)));
-    p = await ports();
+    p = await systemPorts();
     proc = start(p);
     await proc.waitFor(/citywatch broker is up\./);
     expect(proc.output()).not.toMatch(/Seeded the demo registry/);
@@ -312,7 +301,7 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
     const blocker = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
     const taken = (blocker.address() as { port: number }).port;
-    const q = await ports();
+    const q = await systemPorts();
     const failing = start({ ...q, mqtt: taken });
     const code = await new Promise<number | null>((resolve) => failing.child.once("exit", resolve));
     blocker.close();
@@ -328,7 +317,7 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
       file,
       "broker:\n  ws:\n    path: mqtt\n  limits:\n    maxConnections: many\nlog:\n  level: chatty\n",
     );
-    const failing = start(await ports(), ["--config", file]);
+    const failing = start(await systemPorts(), ["--config", file]);
     const code = await new Promise<number | null>((resolve) => failing.child.once("exit", resolve));
     expect(code).toBe(1);
     const out = failing.output();

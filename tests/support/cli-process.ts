@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { freePort } from "./services.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -78,4 +79,32 @@ export function startCli(args: string[], env: Record<string, string> = {}): CliP
       return code;
     },
   };
+}
+
+/** The listening ports of a `citywatch start` under test. */
+export interface SystemPorts {
+  readonly mqtt: number;
+  readonly ws: number;
+  readonly http: number;
+}
+
+/** Free loopback ports for `citywatch start` (never the defaults: machine services hold some). */
+export async function systemPorts(): Promise<SystemPorts> {
+  return { mqtt: await freePort(), ws: await freePort(), http: await freePort() };
+}
+
+/** `citywatch start` with its data in `dataDir`, on `ports`, with `extra` flags. */
+export function startSystem(dataDir: string, ports: SystemPorts, extra: string[] = []): CliProcess {
+  return startCli([
+    "start",
+    "--data-dir",
+    dataDir,
+    "--mqtt-port",
+    String(ports.mqtt),
+    "--ws-port",
+    String(ports.ws),
+    "--http-port",
+    String(ports.http),
+    ...extra,
+  ]);
 }
