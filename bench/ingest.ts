@@ -14,6 +14,7 @@
  *
  * BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each child into <dir>.
  * BENCH_INGEST_CONFIG='<json>' is merged over the ingest configuration (e.g. `{"batch":{"maxPoints":10000}}`).
+ * BENCH_INGEST_SIZES=50 keeps only the rounds of that many readings per message (a profile of one).
  */
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
@@ -42,6 +43,14 @@ const ROUNDS = [
   { readingsPerMessage: 50, readings: 300_000 },
   { readingsPerMessage: 1, readings: 30_000 },
 ] as const;
+/** BENCH_INGEST_SIZES: the message sizes whose rounds run (all when unset). */
+const SIZES = (process.env["BENCH_INGEST_SIZES"] ?? "")
+  .split(",")
+  .filter((s) => s.trim() !== "")
+  .map(Number);
+function selected<T extends { readingsPerMessage: number }>(rounds: readonly T[]): T[] {
+  return rounds.filter((r) => SIZES.length === 0 || SIZES.includes(r.readingsPerMessage));
+}
 /** One round at most; a round that makes no progress for STALL_MS ends early, as a failure. */
 const ROUND_TIMEOUT_MS = 60_000;
 const STALL_MS = 15_000;
@@ -393,7 +402,7 @@ async function runTarget(
       ...(counter !== undefined ? { counter } : {}),
     };
     let published = 0;
-    for (const w of WARMUP) {
+    for (const w of selected(WARMUP)) {
       const r = await round(session, w.readingsPerMessage, w.readings);
       published += r.published;
       console.log(progressLine("warm-up", r));
@@ -401,7 +410,7 @@ async function runTarget(
         return { results, error: `warm-up: ${r.error ?? `lost ${r.loss}`}` };
       }
     }
-    for (const spec of ROUNDS) {
+    for (const spec of selected(ROUNDS)) {
       const r = await round(session, spec.readingsPerMessage, spec.readings);
       published += r.published;
       results.push(r);
@@ -454,8 +463,12 @@ export async function run(): Promise<void> {
       `QoS1, ${WINDOW} in flight per device; broker + ingest in one child process (as \`citywatch start\`); influxd its own process`,
   );
   console.log(
-    `rounds per child: warm-up ${WARMUP.map((w) => `${formatCount(w.readings)} x ${w.readingsPerMessage}/msg`).join(", ")}; ` +
-      `timed ${ROUNDS.map((r) => `${formatCount(r.readings)} readings at ${r.readingsPerMessage}/msg`).join(", ")}` +
+    `rounds per child: warm-up ${selected(WARMUP)
+      .map((w) => `${formatCount(w.readings)} x ${w.readingsPerMessage}/msg`)
+      .join(", ")}; ` +
+      `timed ${selected(ROUNDS)
+        .map((r) => `${formatCount(r.readings)} readings at ${r.readingsPerMessage}/msg`)
+        .join(", ")}` +
       (ingestConfig !== undefined
         ? `; ingest config override ${JSON.stringify(ingestConfig)}`
         : ""),

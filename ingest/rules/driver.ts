@@ -99,6 +99,105 @@ interface Subject {
   readonly key: string;
   /** `ruleId \0 type:id`: the alarm's key, built once. */
   readonly alarmKey: string;
+  /**
+   * Evaluated at the telling instants of a batch (a short look-back on few devices), not only
+   * at its newest (see PER_READING_LOOKBACK_MS and PER_READING_MAX_DEVICES).
+   */
+  readonly perReading: boolean;
+}
+
+/** One device's readings in a stored batch: the instants, or only the newest. */
+class DeviceBatch {
+  newest = Number.NEGATIVE_INFINITY;
+  /** Every reading at `newest` is replayed. */
+  newestReplayed = true;
+  /** Instant -> every reading at it is replayed; kept only when a subject evaluates per reading. */
+  readonly times: Map<number, boolean> | undefined;
+  /** Instant -> quality flag of the reading at it (with `times`). */
+  readonly #qualities: Map<number, QualityFlag> | undefined;
+  /** The device's quality flag before the batch. */
+  readonly #qualityBefore: QualityFlag | undefined;
+  #sorted: Array<[number, boolean]> | undefined;
+
+  constructor(
+    readonly slot: Slot,
+    keepInstants: boolean,
+  ) {
+    this.times = keepInstants ? new Map() : undefined;
+    this.#qualities = keepInstants ? new Map() : undefined;
+    this.#qualityBefore = slot.lastQuality;
+  }
+
+  add(at: number, replayed: boolean, quality: QualityFlag): void {
+    if (at > this.newest) {
+      this.newest = at;
+      this.newestReplayed = replayed;
+    } else if (at === this.newest) this.newestReplayed &&= replayed;
+    if (this.times === undefined) return;
+    this.times.set(at, (this.times.get(at) ?? true) && replayed);
+    this.#qualities?.set(at, quality);
+  }
+
+  /** Instants whose quality flag differs from the device's reading before (in time order). */
+  qualityChanges(into: Set<number>): void {
+    let before = this.#qualityBefore;
+    for (const [at] of this.instants()) {
+      const quality = this.#qualities?.get(at);
+      if (quality !== before) into.add(at);
+      before = quality;
+    }
+  }
+
+  /** The instants in time order (built once, shared by the device's subjects). */
+  instants(): ReadonlyArray<[number, boolean]> {
+    this.#sorted ??= [...(this.times ?? [])].sort((a, b) => a[0] - b[0]);
+    return this.#sorted;
+  }
+}
+
+/** The batch as one subject sees it: its devices' readings together. */
+class SubjectBatch {
+  readonly #devices: DeviceBatch[];
+
+  constructor(
+    readonly subject: Subject,
+    first: DeviceBatch,
+  ) {
+    this.#devices = [first];
+  }
+
+  add(batch: DeviceBatch): void {
+    this.#devices.push(batch);
+  }
+
+  get newest(): number {
+    let newest = Number.NEGATIVE_INFINITY;
+    for (const d of this.#devices) newest = Math.max(newest, d.newest);
+    return newest;
+  }
+
+  /** Every reading at the newest instant is replayed. */
+  get newestReplayed(): boolean {
+    const newest = this.newest;
+    return this.#devices.every((d) => d.newest !== newest || d.newestReplayed);
+  }
+
+  /** Instants at which a device's quality flag changed. */
+  qualityChanges(): Set<number> {
+    const changes = new Set<number>();
+    for (const d of this.#devices) d.qualityChanges(changes);
+    return changes;
+  }
+
+  /** Every instant of the subject's readings, in time order. */
+  instants(): ReadonlyArray<[number, boolean]> {
+    if (this.#devices.length === 1) return (this.#devices[0] as DeviceBatch).instants();
+    const merged = new Map<number, boolean>();
+    for (const d of this.#devices)
+      for (const [at, replayed] of d.times ?? [])
+        merged.set(at, (merged.get(at) ?? true) && replayed);
+    return [...merged].sort((a, b) => a[0] - b[0]);
+  }
 }
 
 interface Alarm {
@@ -125,9 +224,18 @@ const NEW_DEVICE_REFRESH_MS = 1_000;
 /** Samples of a quantity no rule reads: only the newest is kept (state and quality need it). */
 const KEEP_NEWEST = 0;
 
-/** Fields of the state whose change is worth a write (lastValue and lastLimit are not). */
-function signature(s: AlarmState): string {
-  return `${s.phase}|${s.since}|${s.alarmSeq}|${s.levelIndex}|${s.repeats}|${s.acknowledged}|${s.unacknowledgedEscalations}|${s.replayed}`;
+/** Whether two states differ in a field worth a write (lastValue and lastLimit are not). */
+function changedForStore(a: AlarmState, b: AlarmState): boolean {
+  return (
+    a.phase !== b.phase ||
+    a.since !== b.since ||
+    a.alarmSeq !== b.alarmSeq ||
+    a.levelIndex !== b.levelIndex ||
+    a.repeats !== b.repeats ||
+    a.acknowledged !== b.acknowledged ||
+    a.unacknowledgedEscalations !== b.unacknowledgedEscalations ||
+    a.replayed !== b.replayed
+  );
 }
 
 /** One line on how the deciding value is computed, for the evidence package. */
@@ -178,12 +286,10 @@ const PER_READING_LOOKBACK_MS = 10 * 60_000;
  */
 const PER_READING_MAX_DEVICES = 8;
 
+const NO_PERMITS: readonly string[] = [];
+
 /** Instants of one batch evaluated at most for one subject (see RulesDriver.telling). */
 const TELLING_INSTANTS = 4;
-
-function perReading(condition: Condition): boolean {
-  return conditionRetention(condition) <= PER_READING_LOOKBACK_MS;
-}
 
 function quantitiesOf(condition: Condition): string[] {
   if (condition.type === "state") return condition.terms.map((t) => t.quantity);
@@ -193,8 +299,12 @@ function quantitiesOf(condition: Condition): string[] {
 export class RulesDriver {
   private readonly slots = new Map<string, Slot>();
   private sites = new Map<string, Site>();
+  /** Sites' permits with their validity parsed once (sites without permits absent). */
+  private permits = new Map<string, Array<{ type: string; from: number; to: number }>>();
   private devicesBySite = new Map<string, string[]>();
   private subjectsByDevice = new Map<string, Subject[]>();
+  /** Devices with a subject evaluated per reading: their batches keep every instant. */
+  private instantDevices = new Set<string>();
   private readonly alarms = new Map<string, Alarm>();
   private retention = new Map<string, number>();
   private rulesGeneration = -1;
@@ -247,47 +357,48 @@ export class RulesDriver {
     const now = this.deps.now();
     this.refresh(now, false);
     // Per device first (a message's readings come together), then per subject: a site's
-    // subject is evaluated once per instant for all its devices' readings. A condition with a
-    // short look-back is evaluated at every distinct instant, in order (see perReading).
-    const devices = new Map<string, Map<number, boolean>>();
+    // subject is evaluated once per instant for all its devices' readings. A subject evaluated
+    // per reading (see Subject.perReading) needs every instant of the batch; the others only
+    // the newest.
+    const batches = new Map<string, DeviceBatch | null>();
     for (const r of readings) {
-      let slot = this.slots.get(r.deviceId);
-      if (slot === undefined && now - this.lastRegistryRefresh >= NEW_DEVICE_REFRESH_MS) {
-        // A device registered since the last refresh: read the registry now, not in 30 s.
-        this.refresh(now, true);
-        slot = this.slots.get(r.deviceId);
+      let batch = batches.get(r.deviceId);
+      if (batch === undefined) {
+        let slot = this.slots.get(r.deviceId);
+        if (slot === undefined && now - this.lastRegistryRefresh >= NEW_DEVICE_REFRESH_MS) {
+          // A device registered since the last refresh: read the registry now, not in 30 s.
+          this.refresh(now, true);
+          slot = this.slots.get(r.deviceId);
+        }
+        batch =
+          slot === undefined ? null : new DeviceBatch(slot, this.instantDevices.has(r.deviceId));
+        batches.set(r.deviceId, batch);
       }
-      if (slot === undefined) continue;
+      if (batch === null) continue;
       // Pruned after the evaluations below: each instant of the batch needs its own samples.
-      this.addReading(slot, r, now, false);
-      let times = devices.get(r.deviceId);
-      if (times === undefined) devices.set(r.deviceId, (times = new Map<number, boolean>()));
-      times.set(r.timeMs, (times.get(r.timeMs) ?? true) && r.replay);
+      this.addReading(batch.slot, r, now, false);
+      batch.add(r.timeMs, r.replay, r.quality);
     }
-    const touched = new Map<string, { subject: Subject; times: Map<number, boolean> }>();
-    for (const [deviceId, times] of devices) {
+    const touched = new Map<string, SubjectBatch>();
+    for (const [deviceId, batch] of batches) {
+      if (batch === null) continue;
       for (const subject of this.subjectsByDevice.get(deviceId) ?? []) {
         const entry = touched.get(subject.alarmKey);
-        if (entry === undefined) {
-          touched.set(subject.alarmKey, { subject, times: new Map(times) });
-          continue;
-        }
-        for (const [at, replayed] of times)
-          entry.times.set(at, (entry.times.get(at) ?? true) && replayed);
+        if (entry === undefined) touched.set(subject.alarmKey, new SubjectBatch(subject, batch));
+        else entry.add(batch);
       }
     }
-    for (const { subject, times } of touched.values()) {
-      const instants = [...times].sort((a, b) => a[0] - b[0]);
-      const chosen =
-        perReading(subject.rule.condition) && this.subjectSize(subject) <= PER_READING_MAX_DEVICES
-          ? this.telling(subject, instants)
-          : instants.slice(-1);
-      for (const [at, replayed] of chosen) this.evaluate(subject, "reading", at, replayed);
+    for (const entry of touched.values()) {
+      const subject = entry.subject;
+      if (subject.perReading) {
+        for (const [at, replayed] of this.telling(entry))
+          this.evaluate(subject, "reading", at, replayed);
+      } else this.evaluate(subject, "reading", entry.newest, entry.newestReplayed);
     }
-    for (const deviceId of devices.keys()) {
-      const slot = this.slots.get(deviceId);
-      if (slot === undefined) continue;
-      for (const [quantity, series] of Object.entries(slot.series)) this.prune(series, quantity);
+    for (const batch of batches.values()) {
+      if (batch === null) continue;
+      const series = batch.slot.series;
+      for (const quantity in series) this.prune(series[quantity] as Sample[], quantity);
     }
   }
 
@@ -328,10 +439,9 @@ export class RulesDriver {
    * the longest gaps (deadman), the changes of state or quality flag. Each evaluation walks the
    * subject's windows, so one per reading of a long batch would cost the ingest its throughput.
    */
-  private telling(
-    subject: Subject,
-    instants: ReadonlyArray<[number, boolean]>,
-  ): ReadonlyArray<[number, boolean]> {
+  private telling(batch: SubjectBatch): ReadonlyArray<[number, boolean]> {
+    const subject = batch.subject;
+    const instants = batch.instants();
     if (instants.length <= TELLING_INSTANTS) return instants;
     const c = subject.rule.condition;
     const slots = (
@@ -339,13 +449,18 @@ export class RulesDriver {
     )
       .map((id) => this.slots.get(id))
       .filter((slot): slot is Slot => slot !== undefined);
+    // Only the batch's own span of each series is read (the windows can be long).
+    const first = instants[0]?.[0] ?? 0;
     const valuesAt = (quantity: string) => {
       const byTime = new Map<number, number>();
-      for (const slot of slots)
-        for (const sample of slot.series[quantity] ?? []) {
+      for (const slot of slots) {
+        const series = slot.series[quantity] ?? [];
+        for (let i = firstAtOrAfter(series, first); i < series.length; i++) {
+          const sample = series[i] as Sample;
           const v = typeof sample.value === "number" ? sample.value : sample.value ? 1 : 0;
           byTime.set(sample.at, Math.max(byTime.get(sample.at) ?? -Infinity, v));
         }
+      }
       return byTime;
     };
     let score: (at: number, i: number) => number;
@@ -358,20 +473,29 @@ export class RulesDriver {
       case "rate_of_rise": {
         const values = valuesAt(c.quantity);
         const sign = c.type !== "rate_of_rise" && (c.op === "<" || c.op === "<=") ? -1 : 1;
-        score = (at) => sign * (values.get(at) ?? -Infinity);
+        score = (at) => {
+          const value = values.get(at);
+          return value === undefined ? -Infinity : sign * value;
+        };
         break;
       }
-      case "state":
       case "quality": {
-        // A change from the reading before is what can move the alarm: one pass over the series
-        // gives each instant's flags (or switch states), then neighbours are compared.
+        // A reading whose flag differs from the device's reading before it can move the alarm.
+        const changes = batch.qualityChanges();
+        score = (at) => (changes.has(at) ? 1 : 0);
+        break;
+      }
+      case "state": {
+        // A change of switch states from the reading before: one pass over the batch's span of
+        // the terms' series gives each instant's states, then neighbours are compared.
         const keys = new Map<number, string>();
-        const quantities = c.type === "state" ? c.terms.map((t) => t.quantity) : undefined;
+        const quantities = c.terms.map((t) => t.quantity);
         for (const slot of slots) {
-          for (const [quantity, series] of Object.entries(slot.series)) {
-            if (quantities !== undefined && !quantities.includes(quantity)) continue;
-            for (const sample of series) {
-              const part = `${slot.device.id}:${quantity}=${c.type === "quality" ? sample.quality : String(sample.value)}`;
+          for (const quantity of quantities) {
+            const series = slot.series[quantity] ?? [];
+            for (let i = firstAtOrAfter(series, first); i < series.length; i++) {
+              const sample = series[i] as Sample;
+              const part = `${slot.device.id}:${quantity}=${String(sample.value)}`;
               keys.set(sample.at, `${keys.get(sample.at) ?? ""}|${part}`);
             }
           }
@@ -383,25 +507,26 @@ export class RulesDriver {
         break;
       }
     }
+    // The newest, and the TELLING_INSTANTS - 1 best scores of the others (earliest wins a tie).
     const last = instants.length - 1;
-    const picked = new Set<number>([last]);
-    instants
-      .map((instant, i) => ({ i, score: score(instant[0], i) }))
-      .filter((x) => x.i !== last)
-      .sort((a, b) => b.score - a.score)
-      .slice(0, TELLING_INSTANTS - 1)
-      .forEach((x) => picked.add(x.i));
-    return [...picked]
-      .sort((a, b) => a - b)
-      .flatMap((i) => {
-        const instant = instants[i];
-        return instant === undefined ? [] : [instant];
-      });
-  }
-
-  /** Devices an evaluation of the subject walks. */
-  private subjectSize(subject: Subject): number {
-    return subject.type === "device" ? 1 : (this.devicesBySite.get(subject.id)?.length ?? 0);
+    const best: number[] = [];
+    const scores: number[] = [];
+    for (let i = 0; i < last; i++) {
+      const at = (instants[i] as [number, boolean])[0];
+      const value = score(at, i);
+      let j = best.length;
+      while (j > 0 && (scores[j - 1] as number) < value) j--;
+      if (j >= TELLING_INSTANTS - 1) continue;
+      best.splice(j, 0, i);
+      scores.splice(j, 0, value);
+      if (best.length > TELLING_INSTANTS - 1) {
+        best.pop();
+        scores.pop();
+      }
+    }
+    best.sort((a, b) => a - b);
+    best.push(last);
+    return best.map((i) => instants[i] as [number, boolean]);
   }
 
   /** Whether any device of the subject has sent a live reading (has a data clock). */
@@ -440,6 +565,7 @@ export class RulesDriver {
       id: subjectId,
       key,
       alarmKey: `${ruleId}\u0000${key}`,
+      perReading: false,
     };
     const view = this.subjectView(subject);
     const now = this.deps.now();
@@ -454,10 +580,15 @@ export class RulesDriver {
   }
 
   private addReading(slot: Slot, r: StoredReading, now: number, prune = true): void {
-    for (const [quantity, value] of Object.entries(r.values)) {
-      const sample: Sample = r.replay
-        ? { at: r.timeMs, value, quality: r.quality, replayed: true }
-        : { at: r.timeMs, value, quality: r.quality };
+    const values = r.values;
+    for (const quantity in values) {
+      // One shape for every sample (replayed always present): the engine's loops stay fast.
+      const sample: Sample = {
+        at: r.timeMs,
+        value: values[quantity] as number | boolean,
+        quality: r.quality,
+        replayed: r.replay,
+      };
       const series = (slot.series[quantity] ??= []);
       insertInPlace(series, sample);
       if (prune) this.prune(series, quantity);
@@ -522,7 +653,7 @@ export class RulesDriver {
   }
 
   private store(rule: Rule, subjectKey: string, alarm: Alarm, next: AlarmState, now: number) {
-    const changed = signature(next) !== signature(alarm.state);
+    const changed = changedForStore(next, alarm.state);
     alarm.state = next;
     if (changed) this.deps.alarms.save({ ruleId: rule.id, subject: subjectKey }, next, now);
   }
@@ -615,12 +746,11 @@ export class RulesDriver {
     const siteId =
       subject.type === "device" ? this.slots.get(subject.id)?.device.siteId : subject.id;
     const site = siteId === undefined ? undefined : this.sites.get(siteId);
+    const sitePermits = siteId === undefined ? undefined : this.permits.get(siteId);
     const permits =
-      at === undefined
-        ? []
-        : (site?.permits ?? [])
-            .filter((p) => Date.parse(p.validFrom) <= at && at < Date.parse(p.validTo))
-            .map((p) => p.type);
+      at === undefined || sitePermits === undefined
+        ? NO_PERMITS
+        : sitePermits.filter((p) => p.from <= at && at < p.to).map((p) => p.type);
     const common = { region: this.deps.region, permits };
     if (subject.type === "device") {
       const slot = this.slots.get(subject.id);
@@ -628,23 +758,30 @@ export class RulesDriver {
       return {
         ...common,
         site,
-        devices: slot === undefined ? [] : [this.deviceView(slot, seenBefore)],
+        devices: slot === undefined ? [] : [this.deviceView(slot, seenBefore, at)],
       };
     }
     const kinds = subject.rule.scope.kinds;
     const devices = (this.devicesBySite.get(subject.id) ?? [])
       .map((id) => this.slots.get(id))
       .filter((s): s is Slot => s !== undefined && kinds.includes(s.device.kind))
-      .map((s) => this.deviceView(s, gapBefore ? at : undefined));
+      .map((s) => this.deviceView(s, gapBefore ? at : undefined, at));
     return { ...common, site, devices };
   }
 
-  private deviceView(slot: Slot, seenBefore?: number): DeviceView {
+  /**
+   * The device as the engine sees it at `at` (default: now): its quality flag is that of its
+   * newest reading at or before `at`, so an earlier instant of a batch sees its own flag.
+   */
+  private deviceView(slot: Slot, seenBefore?: number, at?: number): DeviceView {
     return {
       device: slot.device,
       series: slot.series,
       lastSeenAt: seenBefore === undefined ? slot.lastSeenAt : newestBefore(slot, seenBefore),
-      lastQuality: slot.lastQuality,
+      lastQuality:
+        at === undefined || slot.lastSeenAt === undefined || at >= slot.lastSeenAt
+          ? slot.lastQuality
+          : (qualityAt(slot, at) ?? slot.lastQuality),
       watchedSince: slot.watchedSince,
     };
   }
@@ -658,6 +795,18 @@ export class RulesDriver {
     this.lastRegistryRefresh = now;
     this.retention = retentionByQuantity(this.deps.rules.rules);
     this.sites = new Map(this.deps.registry.sites().map((s) => [s.id, s]));
+    this.permits = new Map();
+    for (const site of this.sites.values()) {
+      if (site.permits === undefined || site.permits.length === 0) continue;
+      this.permits.set(
+        site.id,
+        site.permits.map((p) => ({
+          type: p.type,
+          from: Date.parse(p.validFrom),
+          to: Date.parse(p.validTo),
+        })),
+      );
+    }
     const devices = this.deps.registry.devices();
     const present = new Set(devices.map((d) => d.id as string));
     for (const id of this.slots.keys()) if (!present.has(id)) this.slots.delete(id);
@@ -674,12 +823,12 @@ export class RulesDriver {
           watchedSince: now,
         });
       } else slot.device = device;
-      this.devicesBySite.set(device.siteId, [
-        ...(this.devicesBySite.get(device.siteId) ?? []),
-        device.id,
-      ]);
+      const onSite = this.devicesBySite.get(device.siteId);
+      if (onSite === undefined) this.devicesBySite.set(device.siteId, [device.id]);
+      else onSite.push(device.id);
     }
     this.subjectsByDevice = new Map();
+    this.instantDevices = new Set();
     for (const slot of this.slots.values()) {
       const device = slot.device;
       if (!device.enabled) continue;
@@ -692,7 +841,12 @@ export class RulesDriver {
         const type = rule.subject;
         const id = type === "device" ? device.id : device.siteId;
         const key = `${type}:${id}`;
-        subjects.push({ rule, type, id, key, alarmKey: `${rule.id}\u0000${key}` });
+        const size = type === "device" ? 1 : (this.devicesBySite.get(id)?.length ?? 0);
+        const perReading =
+          conditionRetention(rule.condition) <= PER_READING_LOOKBACK_MS &&
+          size <= PER_READING_MAX_DEVICES;
+        if (perReading) this.instantDevices.add(device.id);
+        subjects.push({ rule, type, id, key, alarmKey: `${rule.id}\u0000${key}`, perReading });
       }
       this.subjectsByDevice.set(device.id, subjects);
     }
@@ -734,6 +888,30 @@ function newestBefore(slot: Slot, at: number): number | undefined {
     }
   }
   return newest;
+}
+
+/** Quality flag of the newest sample at or before `at` (undefined: none kept). */
+function qualityAt(slot: Slot, at: number): QualityFlag | undefined {
+  let newest: Sample | undefined;
+  for (const quantity in slot.series) {
+    const series = slot.series[quantity] as Sample[];
+    const i = firstAtOrAfter(series, at + 1) - 1;
+    const sample = series[i];
+    if (sample !== undefined && (newest === undefined || sample.at > newest.at)) newest = sample;
+  }
+  return newest?.quality;
+}
+
+/** Index of the first sample at or after `at` in a series in time order (binary search). */
+function firstAtOrAfter(series: readonly Sample[], at: number): number {
+  let lo = 0;
+  let hi = series.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((series[mid] as Sample).at < at) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** Insert in time order; the common case (newest last) is a push. Same instant: replaced. */

@@ -2,6 +2,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { QUANTITIES, QualityFlag, type SensorKind } from "../../contracts/index.js";
+import { type HttpResponse, encodeLines, fetchTransport, nodeTransport } from "./http-transport.js";
 import { serializeBatch, TAG_KEYS } from "./line-protocol.js";
 import { parseRetryAfterMs, withRetries, type Attempt, type RetryDeps } from "./retry.js";
 import {
@@ -68,6 +69,7 @@ export type InfluxStoreOptions = z.input<typeof InfluxStoreOptions>;
 
 export interface InfluxStoreDeps {
   readonly log: Logger;
+  /** Another HTTP stack (tests); by default node:http with keep-alive (see http-transport.ts). */
   readonly fetch?: typeof fetch;
   /** Waits between retries; by default a timer that close() cuts short. */
   readonly sleep?: (ms: number) => Promise<void>;
@@ -127,11 +129,7 @@ const QueryAnswer = z.object({
   error: z.string().optional(),
 });
 
-interface HttpAnswer {
-  readonly status: number;
-  readonly headers: Headers;
-  readonly text: string;
-}
+type HttpAnswer = HttpResponse;
 
 type LineRef = { readonly index: number; readonly line: string };
 type Rejection = { index: number; reason: string };
@@ -156,7 +154,7 @@ function errorMessage(answer: HttpAnswer): string {
     if (typeof error === "string") return error;
     if (typeof message === "string") return message;
   }
-  const header = answer.headers.get("x-influxdb-error");
+  const header = answer.header("x-influxdb-error");
   if (header !== null && header !== "") return header;
   const text = answer.text.trim();
   return text === "" ? `HTTP ${answer.status}` : text.slice(0, 500);
@@ -223,7 +221,7 @@ export function createInfluxStore(
 ): TimeSeriesStore {
   const config = InfluxStoreOptions.parse(options);
   const log = deps.log.child({ module: "ingest/store/influxdb" });
-  const fetchFn = deps.fetch ?? fetch;
+  const transport = deps.fetch !== undefined ? fetchTransport(deps.fetch) : nodeTransport();
   const now = deps.now ?? Date.now;
   const closing = new AbortController();
   const closedError = () => new StoreUnavailableError("the InfluxDB store is closed");
@@ -280,7 +278,7 @@ export function createInfluxStore(
   async function exchange(
     op: string,
     url: URL,
-    init: { method: "GET" | "POST"; body?: string; contentType?: string },
+    init: { method: "GET" | "POST"; body?: string | Buffer; contentType?: string },
   ): Promise<Attempt<HttpAnswer>> {
     if (closing.signal.aborted) throw closedError();
     const headers: Record<string, string> = {};
@@ -289,13 +287,12 @@ export function createInfluxStore(
     const where = `InfluxDB ${op} ${url.origin}${url.pathname}`;
     let answer: HttpAnswer;
     try {
-      const response = await fetchFn(url, {
+      answer = await transport.send(url, {
         method: init.method,
         headers,
-        ...(init.body === undefined ? {} : { body: init.body }),
+        body: init.body,
         signal: AbortSignal.any([closing.signal, AbortSignal.timeout(config.timeoutMs)]),
       });
-      answer = { status: response.status, headers: response.headers, text: await response.text() };
     } catch (err) {
       if (closing.signal.aborted) throw closedError();
       return { ok: false, reason: `${where}: ${describeFailure(err, config.timeoutMs)}` };
@@ -304,14 +301,14 @@ export function createInfluxStore(
       return {
         ok: false,
         reason: `${where}: HTTP ${answer.status} ${errorMessage(answer)}`,
-        retryAfterMs: parseRetryAfterMs(answer.headers.get("retry-after"), now()),
+        retryAfterMs: parseRetryAfterMs(answer.header("retry-after"), now()),
       };
     }
     return { ok: true, value: answer };
   }
 
   async function postLines(batch: readonly LineRef[]): Promise<WriteAnswer> {
-    const body = batch.map((l) => l.line).join("\n");
+    const body = encodeLines(batch);
     const answer = await withRetries(
       () =>
         exchange("write", writeUrl, {
@@ -572,6 +569,7 @@ export function createInfluxStore(
 
     close() {
       closing.abort();
+      transport.close();
       return Promise.resolve();
     },
   };

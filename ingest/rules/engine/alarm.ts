@@ -145,6 +145,14 @@ export function stepAlarm(
   }
   const e = event.evaluation;
   const replayed = event.replayed === true;
+  // The common case first, before anything is built for the rest: nothing open, nothing holds.
+  if (!e.active && (state.phase === "normal" || state.phase === "cleared")) {
+    const quiet = !e.applicable && e.reason === "no_data";
+    return {
+      state: quiet ? state : { ...state, lastValue: e.value, lastLimit: e.limit },
+      decisions: [],
+    };
+  }
 
   const decisions: AlarmDecision[] = [];
   const levelName = (i: number) => rule.levels?.[i]?.level;

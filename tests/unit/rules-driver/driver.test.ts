@@ -71,6 +71,17 @@ const reading = (deviceId: string, timeMs: number, laeq: number): StoredReading 
   replay: false,
 });
 
+/** Twelve readings of tunnel monitor gas-1, 5 s apart from `start`, values by index. */
+const gasBatch = (start: number, values: (i: number) => Record<string, number>): StoredReading[] =>
+  Array.from({ length: 12 }, (_, i) => ({
+    deviceId: "gas-1",
+    kind: "utility_tunnel",
+    timeMs: start + i * 5_000,
+    quality: "normal",
+    values: values(i),
+    replay: false,
+  }));
+
 describe("rules driver", () => {
   it("bounds every series and counts what it drops", async () => {
     const { driver, registry, now } = setUp([device("n1")]);
@@ -123,19 +134,59 @@ describe("rules driver", () => {
     const { driver, notices, now } = setUp([device("gas-1", "utility_tunnel")]);
     await driver.start();
     const start = now() - 60_000;
-    const batch: StoredReading[] = Array.from({ length: 12 }, (_, i) => ({
-      deviceId: "gas-1",
-      kind: "utility_tunnel",
-      timeMs: start + i * 5_000,
-      quality: "normal",
-      // 30 %LEL for one reading in the middle; the batch ends at 1 %LEL.
-      values: { ch4: i === 6 ? 30 : 1, o2: 20.9 },
-      replay: false,
-    }));
+    // 30 %LEL for one reading in the middle; the batch ends at 1 %LEL.
+    const batch = gasBatch(start, (i) => ({ ch4: i === 6 ? 30 : 1, o2: 20.9 }));
     driver.onStored(batch);
     const ch4 = notices.filter((n) => n.rule.id === "tunnel.ch4");
     expect(ch4.map((n) => n.decision.type)).toContain("raise");
     expect(ch4[0]?.subjectId).toBe("seg-1");
+    driver.stop();
+  });
+
+  it("evaluates a low-side rule at its lowest reading of a batch: an O2 dip inside one raises", async () => {
+    const { driver, notices, now } = setUp([device("gas-1", "utility_tunnel")]);
+    await driver.start();
+    const start = now() - 60_000;
+    // Readings without o2 (fewer quantities) must not crowd out the dip to 17 %vol.
+    const batch = gasBatch(start, (i) =>
+      i === 7 ? { ch4: 1, o2: 17 } : i % 2 === 0 ? { ch4: 1 } : { ch4: 1, o2: 20.9 },
+    );
+    driver.onStored(batch);
+    const o2 = notices.filter((n) => n.rule.id === "tunnel.o2-low");
+    expect(o2.map((n) => n.decision.type)).toContain("raise");
+    driver.stop();
+  });
+
+  it("evaluates a quality rule where the flag changes inside a batch", async () => {
+    const { driver, notices, now } = setUp([device("n1")]);
+    await driver.start();
+    const start = now() - 60_000;
+    // Normal, then a fault flag for one reading in the middle, then normal again to the end.
+    const batch: StoredReading[] = Array.from({ length: 20 }, (_, i) => ({
+      ...reading("n1", start + i * 3_000, 50),
+      quality: i === 9 ? "fault" : "normal",
+    }));
+    driver.onStored(batch);
+    const flagged = notices.filter((n) => n.rule.id === "device.quality-flag");
+    expect(flagged.map((n) => n.decision.type)).toEqual(["raise", "clear"]);
+    driver.stop();
+  });
+
+  it("evaluates the deadman at the longest silence inside a batch", async () => {
+    const { driver, notices, now } = setUp([device("n1")]);
+    await driver.start();
+    driver.onStored([reading("n1", now() - 3_600_000, 50)]);
+    // A minute apart (the expected interval), except one silence of ten minutes in the middle.
+    const times: number[] = [];
+    let t = now() - 3_000_000;
+    for (let i = 0; i < 20; i++) {
+      t += i === 10 ? 600_000 : 60_000;
+      times.push(t);
+    }
+    driver.onStored(times.map((at) => reading("n1", at, 50)));
+    const deadman = notices.filter((n) => n.rule.id === "device.deadman");
+    expect(deadman[0]?.decision.type).toBe("raise");
+    expect(deadman[0]?.decision.at).toBe(times[10]);
     driver.stop();
   });
 });
