@@ -4,7 +4,9 @@
  * 50 readings per message; the CPU time per reading of the all-in-one process (broker + ingest,
  * built as cli/commands/serve.ts builds them), and of the same broker alone, so the ingest's own
  * share is their difference; and the bare floor (JSON.parse + zod + line protocol) to hold it
- * against.
+ * against. The InfluxDB rounds at 50 readings per message run twice: as shipped (the rules driver
+ * evaluating every stored batch, which the goal is judged on) and with the rules driver off (the
+ * ingest path alone), so the two shares can be told apart.
  *
  * The system under test runs in a child process (bench/ingest-server.ts), InfluxDB (influxd
  * 1.6.7 from tests/support) in its own, and the devices' MQTT.js connections in this process.
@@ -35,12 +37,12 @@ const DEVICES = 100;
 const WINDOW = 10;
 /** Untimed, per child: JIT, SQLite pages, InfluxDB shards and the ingest's state settle first. */
 const WARMUP = [
-  { readingsPerMessage: 50, readings: 20_000 },
+  { readingsPerMessage: 50, readings: 60_000 },
   { readingsPerMessage: 1, readings: 2_000 },
 ] as const;
 /** Timed, per child, in this order. */
 const ROUNDS = [
-  { readingsPerMessage: 50, readings: 300_000 },
+  { readingsPerMessage: 50, readings: 600_000 },
   { readingsPerMessage: 1, readings: 30_000 },
 ] as const;
 /** BENCH_INGEST_SIZES: the message sizes whose rounds run (all when unset). */
@@ -71,7 +73,11 @@ const REFERENCE = {
 };
 const FLOOR_MESSAGES = 200;
 
-type Target = "influxdb" | "sqlite" | "broker-only";
+/**
+ * `influxdb-rules-off`: the same as `influxdb` with the rules driver disabled, 50 readings per
+ * message only: the ingest path alone (issue #3's scope), next to the shipped configuration.
+ */
+type Target = "influxdb" | "influxdb-rules-off" | "sqlite" | "broker-only";
 
 interface RoundResult {
   readonly target: Target;
@@ -336,7 +342,7 @@ async function round(
     childCores: (end.cpuMicros - before.cpuMicros) / 1e6 / seconds,
     publisherCpu: perReading(publisherCpu),
     influxdCpu:
-      influxBefore !== undefined && influxAfter !== undefined && target === "influxdb"
+      influxBefore !== undefined && influxAfter !== undefined && target.startsWith("influxdb")
         ? perReading(influxAfter - influxBefore)
         : null,
     deadLetters: statsAfter.deadLetters - statsBefore.deadLetters,
@@ -366,7 +372,11 @@ async function runTarget(
   influxd: number | undefined,
   ingestConfig: Record<string, unknown> | undefined,
   cpuProfileDir: string | undefined,
+  /** Only the rounds of these message sizes (default: all that BENCH_INGEST_SIZES selects). */
+  sizes?: readonly number[],
 ): Promise<{ results: RoundResult[]; error?: string; cumulative?: string }> {
+  const pick = <T extends { readingsPerMessage: number }>(rounds: readonly T[]) =>
+    selected(rounds).filter((r) => sizes === undefined || sizes.includes(r.readingsPerMessage));
   const devices = benchDevices(DEVICES);
   const variant: IngestVariant = target === "broker-only" ? "broker-only" : "all-in-one";
   const args: ServerArgs = {
@@ -402,7 +412,7 @@ async function runTarget(
       ...(counter !== undefined ? { counter } : {}),
     };
     let published = 0;
-    for (const w of selected(WARMUP)) {
+    for (const w of pick(WARMUP)) {
       const r = await round(session, w.readingsPerMessage, w.readings);
       published += r.published;
       console.log(progressLine("warm-up", r));
@@ -410,7 +420,7 @@ async function runTarget(
         return { results, error: `warm-up: ${r.error ?? `lost ${r.loss}`}` };
       }
     }
-    for (const spec of selected(ROUNDS)) {
+    for (const spec of pick(ROUNDS)) {
       const r = await round(session, spec.readingsPerMessage, spec.readings);
       published += r.published;
       results.push(r);
@@ -499,16 +509,20 @@ export async function run(): Promise<void> {
       console.log(
         `InfluxDB: ${provided.service.url} (${provided.service.source}${influxd !== undefined ? `, pid ${influxd}` : ""})`,
       );
-      const out = await runTarget(
-        "influxdb",
-        { type: "influxdb", url: provided.service.url, database: `bench_${Date.now()}` },
-        influxd,
-        ingestConfig,
-        cpuProfileDir,
-      );
-      results.push(...out.results);
-      if (out.error !== undefined) errors.push(`influxdb: ${out.error}`);
-      if (out.cumulative !== undefined) cumulative.push(out.cumulative);
+      for (const target of ["influxdb", "influxdb-rules-off"] as const) {
+        const rulesOff = target === "influxdb-rules-off";
+        const out = await runTarget(
+          target,
+          { type: "influxdb", url: provided.service.url, database: `bench_${Date.now()}` },
+          influxd,
+          rulesOff ? { ...ingestConfig, rules: { enabled: false } } : ingestConfig,
+          cpuProfileDir,
+          rulesOff ? [50] : undefined,
+        );
+        results.push(...out.results);
+        if (out.error !== undefined) errors.push(`${target}: ${out.error}`);
+        if (out.cumulative !== undefined) cumulative.push(out.cumulative);
+      }
     } else {
       errors.push(`influxdb: ${provided.reason}`);
       console.log(`  InfluxDB unavailable: ${provided.reason}`);
@@ -615,6 +629,7 @@ export async function run(): Promise<void> {
 
   const main = find(results, "influxdb", 50);
   const mainSummary = summary.find((r) => r.target === "influxdb" && r.readingsPerMessage === 50);
+  const rulesOff = summary.find((r) => r.target === "influxdb-rules-off");
   const throughputPass =
     main === undefined
       ? null
@@ -651,6 +666,13 @@ export async function run(): Promise<void> {
           verdict(allStored),
         ],
         [
+          "  ingest CPU with the rules driver off (the ingest path alone)",
+          rulesOff?.ingestOnly === null || rulesOff?.ingestOnly === undefined
+            ? "not run"
+            : `${rulesOff.ingestOnly.toFixed(2)} µs = ${(rulesOff.ingestOnly / floor.total).toFixed(1)}x`,
+          "",
+        ],
+        [
           "  ingest CPU with the broker's share included",
           mainSummary === undefined
             ? "not run"
@@ -684,6 +706,10 @@ export async function run(): Promise<void> {
       floorRatioMeasured: cpuRatio,
       floorRatioIncludesBroker: mainSummary?.ingestOnly === null,
       floorRatioPass: cpuPass,
+      floorRatioRulesOff:
+        rulesOff?.ingestOnly === null || rulesOff?.ingestOnly === undefined
+          ? null
+          : rulesOff.ingestOnly / floor.total,
       zeroLossEverywhere: allStored,
     },
     reference: REFERENCE,

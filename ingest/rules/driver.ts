@@ -111,21 +111,27 @@ class DeviceBatch {
   newest = Number.NEGATIVE_INFINITY;
   /** Every reading at `newest` is replayed. */
   newestReplayed = true;
-  /** Instant -> every reading at it is replayed; kept only when a subject evaluates per reading. */
-  readonly times: Map<number, boolean> | undefined;
-  /** Instant -> quality flag of the reading at it (with `times`). */
-  readonly #qualities: Map<number, QualityFlag> | undefined;
+  /** Whether every instant is kept (a subject of the device evaluates per reading). */
+  readonly #keep: boolean;
+  /** Instants in arrival order, with each reading's replay mark and quality flag. */
+  readonly #at: number[] = [];
+  readonly #replayed: boolean[] = [];
+  readonly #quality: QualityFlag[] = [];
+  /** The instants arrived strictly in time order (the usual case: no sorting, no maps). */
+  #ordered = true;
   /** The device's quality flag before the batch. */
   readonly #qualityBefore: QualityFlag | undefined;
+  /** The device's newest reading time before the batch. */
+  readonly seenBefore: number | undefined;
   #sorted: Array<[number, boolean]> | undefined;
 
   constructor(
     readonly slot: Slot,
     keepInstants: boolean,
   ) {
-    this.times = keepInstants ? new Map() : undefined;
-    this.#qualities = keepInstants ? new Map() : undefined;
+    this.#keep = keepInstants;
     this.#qualityBefore = slot.lastQuality;
+    this.seenBefore = slot.lastSeenAt;
   }
 
   add(at: number, replayed: boolean, quality: QualityFlag): void {
@@ -133,25 +139,51 @@ class DeviceBatch {
       this.newest = at;
       this.newestReplayed = replayed;
     } else if (at === this.newest) this.newestReplayed &&= replayed;
-    if (this.times === undefined) return;
-    this.times.set(at, (this.times.get(at) ?? true) && replayed);
-    this.#qualities?.set(at, quality);
+    if (!this.#keep) return;
+    const last = this.#at[this.#at.length - 1];
+    if (last !== undefined && at <= last) this.#ordered = false;
+    this.#at.push(at);
+    this.#replayed.push(replayed);
+    this.#quality.push(quality);
+  }
+
+  /**
+   * The distinct instants in time order, each replayed only if every reading at it is (built
+   * once, shared by the device's subjects).
+   */
+  instants(): ReadonlyArray<[number, boolean]> {
+    if (this.#sorted !== undefined) return this.#sorted;
+    if (this.#ordered) {
+      this.#sorted = this.#at.map((at, i) => [at, this.#replayed[i] === true]);
+    } else {
+      const merged = new Map<number, boolean>();
+      this.#at.forEach((at, i) =>
+        merged.set(at, (merged.get(at) ?? true) && this.#replayed[i] === true),
+      );
+      this.#sorted = [...merged].sort((x, y) => x[0] - y[0]);
+    }
+    return this.#sorted;
   }
 
   /** Instants whose quality flag differs from the device's reading before (in time order). */
   qualityChanges(into: Set<number>): void {
     let before = this.#qualityBefore;
+    if (this.#ordered) {
+      this.#at.forEach((at, i) => {
+        const quality = this.#quality[i];
+        if (quality !== before) into.add(at);
+        before = quality;
+      });
+      return;
+    }
+    // Out of order: the last reading to arrive at an instant is the one kept (insertInPlace).
+    const byTime = new Map<number, QualityFlag>();
+    this.#at.forEach((at, i) => byTime.set(at, this.#quality[i] as QualityFlag));
     for (const [at] of this.instants()) {
-      const quality = this.#qualities?.get(at);
+      const quality = byTime.get(at);
       if (quality !== before) into.add(at);
       before = quality;
     }
-  }
-
-  /** The instants in time order (built once, shared by the device's subjects). */
-  instants(): ReadonlyArray<[number, boolean]> {
-    this.#sorted ??= [...(this.times ?? [])].sort((a, b) => a[0] - b[0]);
-    return this.#sorted;
   }
 }
 
@@ -168,6 +200,15 @@ class SubjectBatch {
 
   add(batch: DeviceBatch): void {
     this.#devices.push(batch);
+  }
+
+  /** The newest reading time of any of the subject's devices before the batch. */
+  get seenBefore(): number | undefined {
+    let seen: number | undefined;
+    for (const d of this.#devices)
+      if (d.seenBefore !== undefined && (seen === undefined || d.seenBefore > seen))
+        seen = d.seenBefore;
+    return seen;
   }
 
   get newest(): number {
@@ -194,7 +235,7 @@ class SubjectBatch {
     if (this.#devices.length === 1) return (this.#devices[0] as DeviceBatch).instants();
     const merged = new Map<number, boolean>();
     for (const d of this.#devices)
-      for (const [at, replayed] of d.times ?? [])
+      for (const [at, replayed] of d.instants())
         merged.set(at, (merged.get(at) ?? true) && replayed);
     return [...merged].sort((a, b) => a[0] - b[0]);
   }
@@ -465,9 +506,17 @@ export class RulesDriver {
     };
     let score: (at: number, i: number) => number;
     switch (c.type) {
-      case "deadman":
-        score = (at, i) => at - (instants[i - 1]?.[0] ?? at);
+      case "deadman": {
+        // Only a silence longer than the limit can raise (the newest instant clears): the gap
+        // before each instant, the first one's from the subject's reading before the batch.
+        const interval = Math.min(...slots.map((slot) => slot.device.expectedIntervalS));
+        const limit = c.factor * interval * 1_000;
+        score = (at, i) => {
+          const gap = at - (instants[i - 1]?.[0] ?? batch.seenBefore ?? at);
+          return gap > limit ? gap : -Infinity;
+        };
         break;
+      }
       case "threshold":
       case "k_of_n":
       case "rate_of_rise": {
@@ -482,7 +531,7 @@ export class RulesDriver {
       case "quality": {
         // A reading whose flag differs from the device's reading before it can move the alarm.
         const changes = batch.qualityChanges();
-        score = (at) => (changes.has(at) ? 1 : 0);
+        score = (at) => (changes.has(at) ? 1 : -Infinity);
         break;
       }
       case "state": {
@@ -502,18 +551,20 @@ export class RulesDriver {
         }
         score = (at, i) => {
           const before = instants[i - 1]?.[0];
-          return before === undefined || keys.get(before) !== keys.get(at) ? 1 : 0;
+          return before === undefined || keys.get(before) !== keys.get(at) ? 1 : -Infinity;
         };
         break;
       }
     }
-    // The newest, and the TELLING_INSTANTS - 1 best scores of the others (earliest wins a tie).
+    // The newest, and the TELLING_INSTANTS - 1 best scores of the others (earliest wins a tie);
+    // an instant scored -Infinity cannot move the alarm and is never picked.
     const last = instants.length - 1;
     const best: number[] = [];
     const scores: number[] = [];
     for (let i = 0; i < last; i++) {
       const at = (instants[i] as [number, boolean])[0];
       const value = score(at, i);
+      if (value === -Infinity) continue;
       let j = best.length;
       while (j > 0 && (scores[j - 1] as number) < value) j--;
       if (j >= TELLING_INSTANTS - 1) continue;

@@ -175,10 +175,10 @@ describe("rules driver", () => {
   it("evaluates the deadman at the longest silence inside a batch", async () => {
     const { driver, notices, now } = setUp([device("n1")]);
     await driver.start();
-    driver.onStored([reading("n1", now() - 3_600_000, 50)]);
+    let t = now() - 3_000_000;
+    driver.onStored([reading("n1", t, 50)]);
     // A minute apart (the expected interval), except one silence of ten minutes in the middle.
     const times: number[] = [];
-    let t = now() - 3_000_000;
     for (let i = 0; i < 20; i++) {
       t += i === 10 ? 600_000 : 60_000;
       times.push(t);
@@ -187,6 +187,37 @@ describe("rules driver", () => {
     const deadman = notices.filter((n) => n.rule.id === "device.deadman");
     expect(deadman[0]?.decision.type).toBe("raise");
     expect(deadman[0]?.decision.at).toBe(times[10]);
+    driver.stop();
+  });
+
+  it("evaluates the deadman at a batch's first reading after a silence before it", async () => {
+    const { driver, notices, now } = setUp([device("n1")]);
+    await driver.start();
+    const before = now() - 3_000_000;
+    driver.onStored([reading("n1", before, 50)]);
+    // Ten minutes of silence, then an edge's batch of readings a minute apart.
+    const times = Array.from({ length: 20 }, (_, i) => before + 600_000 + i * 60_000);
+    driver.onStored(times.map((at) => reading("n1", at, 50)));
+    const deadman = notices.filter((n) => n.rule.id === "device.deadman");
+    expect(deadman.map((n) => [n.decision.type, n.decision.at])).toEqual([
+      ["raise", times[0]],
+      ["clear", times[19]],
+    ]);
+    driver.stop();
+  });
+
+  it("judges readings that arrive out of time order by each instant's own flag", async () => {
+    const { driver, notices, now } = setUp([device("n1")]);
+    await driver.start();
+    const start = now() - 60_000;
+    const batch: StoredReading[] = Array.from({ length: 20 }, (_, i) => ({
+      ...reading("n1", start + i * 3_000, 50),
+      quality: i === 9 ? "fault" : "normal",
+    }));
+    // The edge sent them newest first.
+    driver.onStored(batch.reverse());
+    const flagged = notices.filter((n) => n.rule.id === "device.quality-flag");
+    expect(flagged.map((n) => n.decision.type)).toEqual(["raise", "clear"]);
     driver.stop();
   });
 });
