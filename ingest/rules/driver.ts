@@ -25,7 +25,7 @@ import {
   conditionRetention,
   retentionByQuantity,
   ruleApplies,
-  type Sample,
+  Series,
   stepAlarm,
   type SubjectView,
 } from "./engine/index.js";
@@ -77,7 +77,10 @@ export interface RulesDriverDeps {
 
 interface Slot {
   device: Device;
-  series: Record<string, Sample[]>;
+  /** Samples of each quantity some rule reads (the others are not kept). */
+  series: Record<string, Series>;
+  /** Every reading's instant and quality flag, whatever its quantities (newest only, kept). */
+  readonly readings: Series;
   /**
    * Newest measurement time of the device's live (not replayed) readings: the device's data
    * clock, and "last seen" for the deadman. For a live device it is the arrival time; for a
@@ -176,7 +179,7 @@ class DeviceBatch {
       });
       return;
     }
-    // Out of order: the last reading to arrive at an instant is the one kept (insertInPlace).
+    // Out of order: the last reading to arrive at an instant is the one kept (Series.insert).
     const byTime = new Map<number, QualityFlag>();
     this.#at.forEach((at, i) => byTime.set(at, this.#quality[i] as QualityFlag));
     for (const [at] of this.instants()) {
@@ -262,7 +265,7 @@ export const MAX_SAMPLES_PER_SERIES = 20_000;
 /** A reading of a device the driver does not know reads the registry again, at most this often. */
 const NEW_DEVICE_REFRESH_MS = 1_000;
 
-/** Samples of a quantity no rule reads: only the newest is kept (state and quality need it). */
+/** Readings kept beyond the batch being judged when no window needs them: the newest only. */
 const KEEP_NEWEST = 0;
 
 /** Whether two states differ in a field worth a write (lastValue and lastLimit are not). */
@@ -439,7 +442,8 @@ export class RulesDriver {
     for (const batch of batches.values()) {
       if (batch === null) continue;
       const series = batch.slot.series;
-      for (const quantity in series) this.prune(series[quantity] as Sample[], quantity);
+      for (const quantity in series) this.prune(series[quantity] as Series, quantity);
+      this.prune(batch.slot.readings, undefined);
     }
   }
 
@@ -495,11 +499,11 @@ export class RulesDriver {
     const valuesAt = (quantity: string) => {
       const byTime = new Map<number, number>();
       for (const slot of slots) {
-        const series = slot.series[quantity] ?? [];
-        for (let i = firstAtOrAfter(series, first); i < series.length; i++) {
-          const sample = series[i] as Sample;
-          const v = typeof sample.value === "number" ? sample.value : sample.value ? 1 : 0;
-          byTime.set(sample.at, Math.max(byTime.get(sample.at) ?? -Infinity, v));
+        const series = slot.series[quantity];
+        if (series === undefined) continue;
+        for (let i = series.firstAtOrAfter(first); i < series.length; i++) {
+          const at = series.atOf(i);
+          byTime.set(at, Math.max(byTime.get(at) ?? -Infinity, series.numberOf(i)));
         }
       }
       return byTime;
@@ -541,11 +545,12 @@ export class RulesDriver {
         const quantities = c.terms.map((t) => t.quantity);
         for (const slot of slots) {
           for (const quantity of quantities) {
-            const series = slot.series[quantity] ?? [];
-            for (let i = firstAtOrAfter(series, first); i < series.length; i++) {
-              const sample = series[i] as Sample;
-              const part = `${slot.device.id}:${quantity}=${String(sample.value)}`;
-              keys.set(sample.at, `${keys.get(sample.at) ?? ""}|${part}`);
+            const series = slot.series[quantity];
+            if (series === undefined) continue;
+            for (let i = series.firstAtOrAfter(first); i < series.length; i++) {
+              const at = series.atOf(i);
+              const part = `${slot.device.id}:${quantity}=${String(series.valueOf(i))}`;
+              keys.set(at, `${keys.get(at) ?? ""}|${part}`);
             }
           }
         }
@@ -633,17 +638,15 @@ export class RulesDriver {
   private addReading(slot: Slot, r: StoredReading, now: number, prune = true): void {
     const values = r.values;
     for (const quantity in values) {
-      // One shape for every sample (replayed always present): the engine's loops stay fast.
-      const sample: Sample = {
-        at: r.timeMs,
-        value: values[quantity] as number | boolean,
-        quality: r.quality,
-        replayed: r.replay,
-      };
-      const series = (slot.series[quantity] ??= []);
-      insertInPlace(series, sample);
+      // Quantities no rule reads are not kept (the flag and instant are, in slot.readings).
+      const keep = this.retention.get(quantity);
+      if (keep === undefined) continue;
+      const series = (slot.series[quantity] ??= new Series());
+      series.insert(r.timeMs, values[quantity] as number | boolean, r.quality, r.replay);
       if (prune) this.prune(series, quantity);
     }
+    slot.readings.insert(r.timeMs, 0, r.quality, r.replay);
+    if (prune) this.prune(slot.readings, undefined);
     // Replayed readings count too: they fill the data's own timeline (a link outage whose data
     // came later is no gap in it); the real time since they arrived still shows a dead link.
     if (slot.lastSeenAt === undefined || r.timeMs > slot.lastSeenAt) {
@@ -657,17 +660,18 @@ export class RulesDriver {
    * Drop what no window needs any more (in the data's own time: a night replayed today keeps its
    * windows), and past the per-series bound the oldest.
    */
-  private prune(series: Sample[], quantity: string): void {
-    const keep = this.retention.get(quantity) ?? KEEP_NEWEST;
-    const horizon = (series[series.length - 1]?.at ?? 0) - keep;
-    let drop = 0;
-    while (drop < series.length - 1 && (series[drop]?.at ?? 0) <= horizon) drop++;
+  private prune(series: Series, quantity: string | undefined): void {
+    const keep = (quantity === undefined ? undefined : this.retention.get(quantity)) ?? KEEP_NEWEST;
+    const newest = series.length - 1;
+    if (newest < 0) return;
+    // Everything at or before the horizon, but never the newest.
+    let drop = Math.min(series.firstAfter(series.atOf(newest) - keep), newest);
     const over = series.length - drop - MAX_SAMPLES_PER_SERIES;
     if (over > 0) {
       drop += over;
-      this.metrics?.samplesDropped.inc(over);
+      if (quantity !== undefined) this.metrics?.samplesDropped.inc(over);
     }
-    if (drop > 0) series.splice(0, drop);
+    if (drop > 0) series.dropOldest(drop);
   }
 
   private evaluate(
@@ -762,12 +766,14 @@ export class RulesDriver {
     for (const d of view.devices) {
       const byTime = new Map<number, { quality: QualityFlag; values: Record<string, number> }>();
       for (const q of quantities) {
-        for (const s of d.series[q] ?? []) {
-          if (s.at <= from || s.at > to) continue;
-          const row = byTime.get(s.at) ?? { quality: s.quality, values: {} };
+        const series = this.slots.get(d.device.id)?.series[q];
+        if (series === undefined) continue;
+        for (let i = series.firstAfter(from); i < series.length && series.atOf(i) <= to; i++) {
+          const at = series.atOf(i);
+          const row = byTime.get(at) ?? { quality: series.qualityOf(i), values: {} };
           // Switch states are recorded as 1 (on) and 0 (off).
-          row.values[q] = typeof s.value === "boolean" ? (s.value ? 1 : 0) : s.value;
-          byTime.set(s.at, row);
+          row.values[q] = series.numberOf(i);
+          byTime.set(at, row);
         }
       }
       for (const [at, row] of [...byTime].sort((a, b) => a[0] - b[0])) {
@@ -868,6 +874,7 @@ export class RulesDriver {
         this.slots.set(device.id, {
           device,
           series: {},
+          readings: new Series(),
           lastSeenAt: undefined,
           seenArrival: now,
           lastQuality: undefined,
@@ -926,54 +933,14 @@ export class RulesDriver {
   }
 }
 
-/** The newest reading time of any quantity strictly before `at` (undefined: none kept). */
+/** The newest reading time strictly before `at` (undefined: none kept). */
 function newestBefore(slot: Slot, at: number): number | undefined {
-  let newest: number | undefined;
-  for (const series of Object.values(slot.series)) {
-    for (let i = series.length - 1; i >= 0; i -= 1) {
-      const t = series[i]?.at;
-      if (t !== undefined && t < at) {
-        if (newest === undefined || t > newest) newest = t;
-        break;
-      }
-    }
-  }
-  return newest;
+  const i = slot.readings.firstAtOrAfter(at) - 1;
+  return i >= 0 ? slot.readings.atOf(i) : undefined;
 }
 
-/** Quality flag of the newest sample at or before `at` (undefined: none kept). */
+/** Quality flag of the newest reading at or before `at` (undefined: none kept). */
 function qualityAt(slot: Slot, at: number): QualityFlag | undefined {
-  let newest: Sample | undefined;
-  for (const quantity in slot.series) {
-    const series = slot.series[quantity] as Sample[];
-    const i = firstAtOrAfter(series, at + 1) - 1;
-    const sample = series[i];
-    if (sample !== undefined && (newest === undefined || sample.at > newest.at)) newest = sample;
-  }
-  return newest?.quality;
-}
-
-/** Index of the first sample at or after `at` in a series in time order (binary search). */
-function firstAtOrAfter(series: readonly Sample[], at: number): number {
-  let lo = 0;
-  let hi = series.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((series[mid] as Sample).at < at) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** Insert in time order; the common case (newest last) is a push. Same instant: replaced. */
-function insertInPlace(series: Sample[], sample: Sample): void {
-  const last = series[series.length - 1];
-  if (last === undefined || last.at < sample.at) {
-    series.push(sample);
-    return;
-  }
-  let i = series.length;
-  while (i > 0 && (series[i - 1]?.at ?? 0) > sample.at) i -= 1;
-  if (i > 0 && series[i - 1]?.at === sample.at) series[i - 1] = sample;
-  else series.splice(i, 0, sample);
+  const i = slot.readings.firstAfter(at) - 1;
+  return i >= 0 ? slot.readings.qualityOf(i) : undefined;
 }

@@ -15,9 +15,11 @@ import {
   type StationLevels,
   valueForPeriod,
 } from "../../../contracts/rules.js";
+import type { SampleSource } from "./series.js";
 import {
   aggregate,
   clockWindows,
+  conditionRetention,
   inInterval,
   latestSample,
   localMidnight,
@@ -35,8 +37,11 @@ import {
 export interface DeviceView {
   readonly device: Pick<Device, "id" | "expectedIntervalS" | "area"> &
     Partial<Pick<Device, "zoneClass" | "calibrationDueOn" | "enabled">>;
-  /** Recent samples per quantity, oldest first (see window.ts). */
-  readonly series: Readonly<Record<string, readonly Sample[]>>;
+  /**
+   * Recent samples per quantity, oldest first (see window.ts): an array, or a source that builds
+   * the samples of a look-back on demand (the rules driver's columns, series.ts).
+   */
+  readonly series: Readonly<Record<string, readonly Sample[] | SampleSource>>;
   /** Arrival of the device's last message (any quantity), epoch ms; undefined when never heard. */
   readonly lastSeenAt?: number | undefined;
   /** Quality flag of the device's newest reading. */
@@ -75,6 +80,27 @@ export interface Evaluation {
   readonly detail: string;
   /** Set when not applicable. */
   readonly reason?: NotApplicableReason | undefined;
+}
+
+/**
+ * A device's samples of `quantity` that a condition looking back `lookBackMs` from `at` can
+ * need: the whole series for a look-back of 0 (a "latest": the series holds the newest and the
+ * batch being judged), else from `at - lookBackMs` on (with the newest sample before it).
+ */
+function samplesOf(
+  d: DeviceView,
+  quantity: string,
+  lookBackMs: number,
+  at: number,
+): readonly Sample[] {
+  const source = d.series[quantity];
+  if (source === undefined) return [];
+  if (isSampleArray(source)) return source;
+  return source.since(lookBackMs === 0 ? Number.NEGATIVE_INFINITY : at - lookBackMs);
+}
+
+function isSampleArray(source: readonly Sample[] | SampleSource): source is readonly Sample[] {
+  return Array.isArray(source);
 }
 
 /** The place and context of a device, for limit resolution. */
@@ -326,7 +352,7 @@ function deviceNumeric(
   const gate = rule.qualityGate;
   if (c.type === "state") {
     const states = c.terms.map((t) => {
-      const s = latestSample(passGate(d.series[t.quantity] ?? [], gate), at);
+      const s = latestSample(passGate(samplesOf(d, t.quantity, 0, at), gate), at);
       return { t, value: s?.value, holds: s !== undefined && s.value === t.is };
     });
     const holds = c.match === "all" ? states.every((s) => s.holds) : states.some((s) => s.holds);
@@ -342,7 +368,7 @@ function deviceNumeric(
   const r = resolveFor(rule, d, subject, at);
   if (c.type === "rate_of_rise") {
     const samples = passGate(
-      inInterval(d.series[c.quantity] ?? [], { from: at - c.window, to: at }),
+      inInterval(samplesOf(d, c.quantity, c.window, at), { from: at - c.window, to: at }),
       gate,
     ).filter((s) => typeof s.value === "number");
     const first = samples[0];
@@ -365,7 +391,7 @@ function deviceNumeric(
   }
   if (c.type !== "threshold")
     return NOT_APPLICABLE(`${c.type} is not evaluated per device`, "other");
-  const samples = passGate(d.series[c.quantity] ?? [], gate);
+  const samples = passGate(samplesOf(d, c.quantity, conditionRetention(c), at), gate);
   const tz = rule.schedule.timeZone;
   // A clock interval is judged by the limits of the period it lies in (the 21:00-22:00 hour
   // against the day limit even when it is evaluated at 22:00).
@@ -450,7 +476,7 @@ function kOfN(
     const raise = numberOf(c.raise, r);
     const clear = numberOf(c.clear ?? c.raise, r);
     if (raise === undefined || clear === undefined) continue;
-    const samples = passGate(d.series[c.quantity] ?? [], rule.qualityGate);
+    const samples = passGate(samplesOf(d, c.quantity, conditionRetention(c), at), rule.qualityGate);
     const { value } = windowValue(
       samples,
       c.aggregate,

@@ -5,4 +5,5 @@
  */
 export * from "./alarm.js";
 export * from "./conditions.js";
+export * from "./series.js";
 export * from "./window.js";

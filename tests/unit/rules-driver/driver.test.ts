@@ -82,6 +82,13 @@ const gasBatch = (start: number, values: (i: number) => Record<string, number>):
     replay: false,
   }));
 
+/** Twenty readings of n1 3 s apart, flagged normal except one fault in the middle. */
+const faultInTheMiddle = (start: number): StoredReading[] =>
+  Array.from({ length: 20 }, (_, i) => ({
+    ...reading("n1", start + i * 3_000, 50),
+    quality: i === 9 ? "fault" : "normal",
+  }));
+
 describe("rules driver", () => {
   it("bounds every series and counts what it drops", async () => {
     const { driver, registry, now } = setUp([device("n1")]);
@@ -162,10 +169,7 @@ describe("rules driver", () => {
     await driver.start();
     const start = now() - 60_000;
     // Normal, then a fault flag for one reading in the middle, then normal again to the end.
-    const batch: StoredReading[] = Array.from({ length: 20 }, (_, i) => ({
-      ...reading("n1", start + i * 3_000, 50),
-      quality: i === 9 ? "fault" : "normal",
-    }));
+    const batch = faultInTheMiddle(start);
     driver.onStored(batch);
     const flagged = notices.filter((n) => n.rule.id === "device.quality-flag");
     expect(flagged.map((n) => n.decision.type)).toEqual(["raise", "clear"]);
@@ -210,10 +214,7 @@ describe("rules driver", () => {
     const { driver, notices, now } = setUp([device("n1")]);
     await driver.start();
     const start = now() - 60_000;
-    const batch: StoredReading[] = Array.from({ length: 20 }, (_, i) => ({
-      ...reading("n1", start + i * 3_000, 50),
-      quality: i === 9 ? "fault" : "normal",
-    }));
+    const batch = faultInTheMiddle(start);
     // The edge sent them newest first.
     driver.onStored(batch.reverse());
     const flagged = notices.filter((n) => n.rule.id === "device.quality-flag");
