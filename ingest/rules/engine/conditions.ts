@@ -84,19 +84,21 @@ export interface Evaluation {
 
 /**
  * A device's samples of `quantity` that a condition looking back `lookBackMs` from `at` can
- * need: the whole series for a look-back of 0 (a "latest": the series holds the newest and the
- * batch being judged), else from `at - lookBackMs` on (with the newest sample before it).
+ * need: for a look-back of 0 (a "latest") the newest sample at or before `at` that the quality
+ * gate lets through, else the samples from `at - lookBackMs` on (with the newest before it).
+ * An array (tests, callers with samples at hand) is returned whole: the callers filter it.
  */
 function samplesOf(
   d: DeviceView,
   quantity: string,
   lookBackMs: number,
   at: number,
+  gate: { readonly suppressFlags: readonly QualityFlag[] },
 ): readonly Sample[] {
   const source = d.series[quantity];
   if (source === undefined) return [];
   if (isSampleArray(source)) return source;
-  return source.since(lookBackMs === 0 ? Number.NEGATIVE_INFINITY : at - lookBackMs);
+  return lookBackMs === 0 ? source.latestAt(at, gate.suppressFlags) : source.since(at - lookBackMs);
 }
 
 function isSampleArray(source: readonly Sample[] | SampleSource): source is readonly Sample[] {
@@ -352,7 +354,7 @@ function deviceNumeric(
   const gate = rule.qualityGate;
   if (c.type === "state") {
     const states = c.terms.map((t) => {
-      const s = latestSample(passGate(samplesOf(d, t.quantity, 0, at), gate), at);
+      const s = latestSample(passGate(samplesOf(d, t.quantity, 0, at, gate), gate), at);
       return { t, value: s?.value, holds: s !== undefined && s.value === t.is };
     });
     const holds = c.match === "all" ? states.every((s) => s.holds) : states.some((s) => s.holds);
@@ -368,7 +370,7 @@ function deviceNumeric(
   const r = resolveFor(rule, d, subject, at);
   if (c.type === "rate_of_rise") {
     const samples = passGate(
-      inInterval(samplesOf(d, c.quantity, c.window, at), { from: at - c.window, to: at }),
+      inInterval(samplesOf(d, c.quantity, c.window, at, gate), { from: at - c.window, to: at }),
       gate,
     ).filter((s) => typeof s.value === "number");
     const first = samples[0];
@@ -391,7 +393,7 @@ function deviceNumeric(
   }
   if (c.type !== "threshold")
     return NOT_APPLICABLE(`${c.type} is not evaluated per device`, "other");
-  const samples = passGate(samplesOf(d, c.quantity, conditionRetention(c), at), gate);
+  const samples = passGate(samplesOf(d, c.quantity, conditionRetention(c), at, gate), gate);
   const tz = rule.schedule.timeZone;
   // A clock interval is judged by the limits of the period it lies in (the 21:00-22:00 hour
   // against the day limit even when it is evaluated at 22:00).
@@ -476,7 +478,10 @@ function kOfN(
     const raise = numberOf(c.raise, r);
     const clear = numberOf(c.clear ?? c.raise, r);
     if (raise === undefined || clear === undefined) continue;
-    const samples = passGate(samplesOf(d, c.quantity, conditionRetention(c), at), rule.qualityGate);
+    const samples = passGate(
+      samplesOf(d, c.quantity, conditionRetention(c), at, rule.qualityGate),
+      rule.qualityGate,
+    );
     const { value } = windowValue(
       samples,
       c.aggregate,

@@ -10,7 +10,10 @@ import type { Sample } from "./window.js";
  */
 
 const FLAGS = QualityFlag.options;
-const FLAG_INDEX = new Map<QualityFlag, number>(FLAGS.map((flag, i) => [flag, i]));
+const FLAG_INDEX = Object.fromEntries(FLAGS.map((flag, i) => [flag, i])) as Record<
+  QualityFlag,
+  number
+>;
 /** meta byte: bits 0-3 the flag's index, then these. */
 const REPLAYED = 0x10;
 const BOOLEAN = 0x20;
@@ -18,8 +21,10 @@ const FLAG_MASK = 0x0f;
 
 /** Samples from a look-back on: the engine's view of a series kept elsewhere. */
 export interface SampleSource {
-  /** Samples at or after `from`, and the newest one before it (a "latest" needs it), oldest first. */
+  /** Samples at or after `from`, and the newest one before it, oldest first. */
   since(from: number): readonly Sample[];
+  /** The newest sample at or before `at` whose flag is not in `suppress` ([] when none). */
+  latestAt(at: number, suppress: readonly QualityFlag[]): readonly Sample[];
 }
 
 export class Series implements SampleSource {
@@ -99,6 +104,13 @@ export class Series implements SampleSource {
     return out;
   }
 
+  latestAt(at: number, suppress: readonly QualityFlag[]): Sample[] {
+    for (let i = this.firstAfter(at) - 1; i >= 0; i--) {
+      if (suppress.length === 0 || !suppress.includes(this.qualityOf(i))) return [this.sample(i)];
+    }
+    return [];
+  }
+
   /** Every sample, oldest first. */
   all(): Sample[] {
     return this.since(Number.NEGATIVE_INFINITY);
@@ -110,7 +122,7 @@ export class Series implements SampleSource {
    */
   insert(at: number, value: number | boolean, quality: QualityFlag, replayed: boolean): void {
     const meta =
-      (FLAG_INDEX.get(quality) ?? 0) |
+      (FLAG_INDEX[quality] ?? 0) |
       (replayed ? REPLAYED : 0) |
       (typeof value === "boolean" ? BOOLEAN : 0);
     const v = typeof value === "boolean" ? (value ? 1 : 0) : value;
