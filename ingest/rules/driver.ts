@@ -77,8 +77,10 @@ export interface RulesDriverDeps {
 
 interface Slot {
   device: Device;
-  /** Samples of each quantity some rule reads (the others are not kept). */
+  /** Samples of each quantity a rule applying to the device reads (the others are not kept). */
   series: Record<string, Series>;
+  /** Those quantities and how far back their rules look, ms (from the device's subjects). */
+  keep: ReadonlyMap<string, number>;
   /** Every reading's instant and quality flag, whatever its quantities (newest only, kept). */
   readonly readings: Series;
   /**
@@ -364,6 +366,7 @@ export class RulesDriver {
         ? undefined
         : rulesMetrics(deps.metricsRegistry, {
             openAlarms: () => [...this.alarms.values()].filter((a) => isOpen(a.state)).length,
+            windowSamples: () => this.windowSamples(),
           });
   }
 
@@ -389,6 +392,14 @@ export class RulesDriver {
   stop(): void {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.unsubscribe?.();
+  }
+
+  /** Samples held in the windows of every device and quantity. */
+  windowSamples(): number {
+    let samples = 0;
+    for (const slot of this.slots.values())
+      for (const quantity in slot.series) samples += (slot.series[quantity] as Series).length;
+    return samples;
   }
 
   /** Evaluations made so far (metrics, tests). */
@@ -442,8 +453,8 @@ export class RulesDriver {
     for (const batch of batches.values()) {
       if (batch === null) continue;
       const series = batch.slot.series;
-      for (const quantity in series) this.prune(series[quantity] as Series, quantity);
-      this.prune(batch.slot.readings, undefined);
+      for (const quantity in series) this.prune(batch.slot, series[quantity] as Series, quantity);
+      this.prune(batch.slot, batch.slot.readings, undefined);
     }
   }
 
@@ -639,14 +650,14 @@ export class RulesDriver {
     const values = r.values;
     for (const quantity in values) {
       // Quantities no rule reads are not kept (the flag and instant are, in slot.readings).
-      const keep = this.retention.get(quantity);
+      const keep = slot.keep.get(quantity);
       if (keep === undefined) continue;
       const series = (slot.series[quantity] ??= new Series());
       series.insert(r.timeMs, values[quantity] as number | boolean, r.quality, r.replay);
-      if (prune) this.prune(series, quantity);
+      if (prune) this.prune(slot, series, quantity);
     }
     slot.readings.insert(r.timeMs, 0, r.quality, r.replay);
-    if (prune) this.prune(slot.readings, undefined);
+    if (prune) this.prune(slot, slot.readings, undefined);
     // Replayed readings count too: they fill the data's own timeline (a link outage whose data
     // came later is no gap in it); the real time since they arrived still shows a dead link.
     if (slot.lastSeenAt === undefined || r.timeMs > slot.lastSeenAt) {
@@ -660,8 +671,8 @@ export class RulesDriver {
    * Drop what no window needs any more (in the data's own time: a night replayed today keeps its
    * windows), and past the per-series bound the oldest.
    */
-  private prune(series: Series, quantity: string | undefined): void {
-    const keep = (quantity === undefined ? undefined : this.retention.get(quantity)) ?? KEEP_NEWEST;
+  private prune(slot: Slot, series: Series, quantity: string | undefined): void {
+    const keep = (quantity === undefined ? undefined : slot.keep.get(quantity)) ?? KEEP_NEWEST;
     const newest = series.length - 1;
     if (newest < 0) return;
     // Everything at or before the horizon, but never the newest.
@@ -874,6 +885,7 @@ export class RulesDriver {
         this.slots.set(device.id, {
           device,
           series: {},
+          keep: new Map(),
           readings: new Series(),
           lastSeenAt: undefined,
           seenArrival: now,
@@ -907,6 +919,15 @@ export class RulesDriver {
         subjects.push({ rule, type, id, key, alarmKey: `${rule.id}\u0000${key}`, perReading });
       }
       this.subjectsByDevice.set(device.id, subjects);
+      // Windows only for what the device's own rules read, as far back as they look.
+      const keep = new Map<string, number>();
+      for (const subject of subjects) {
+        const c = subject.rule.condition;
+        for (const q of quantitiesOf(c))
+          keep.set(q, Math.max(keep.get(q) ?? 0, conditionRetention(c)));
+      }
+      slot.keep = keep;
+      for (const q of Object.keys(slot.series)) if (!keep.has(q)) delete slot.series[q];
     }
   }
 

@@ -1,7 +1,10 @@
 import { Counter, Gauge, type Registry } from "prom-client";
 
 /** The rules driver's Prometheus metrics, on the ingest's registry (one /metrics per process). */
-export function rulesMetrics(registry: Registry, read: { openAlarms: () => number }) {
+export function rulesMetrics(
+  registry: Registry,
+  read: { openAlarms: () => number; windowSamples: () => number },
+) {
   return {
     evaluations: new Counter({
       name: "citywatch_rules_evaluations_total",
@@ -20,6 +23,14 @@ export function rulesMetrics(registry: Registry, read: { openAlarms: () => numbe
       registers: [registry],
       collect() {
         this.set(read.openAlarms());
+      },
+    }),
+    windowSamples: new Gauge({
+      name: "citywatch_rules_window_samples",
+      help: "Samples held in the rules' windows, all devices and quantities (17 bytes each).",
+      registers: [registry],
+      collect() {
+        this.set(read.windowSamples());
       },
     }),
     samplesDropped: new Counter({

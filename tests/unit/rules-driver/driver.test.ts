@@ -28,13 +28,13 @@ const site = Site.parse({
   area: { district: "d", gridCell: "g" },
   location: { lat: 30, lon: 104 },
 });
-const device = (id: string, kind: "noise" | "utility_tunnel" = "noise") =>
+const device = (id: string, kind: "noise" | "dust" | "utility_tunnel" = "noise") =>
   Device.parse({
     id,
     kind,
     model: "M",
     serial: id,
-    siteId: kind === "noise" ? "s1" : "seg-1",
+    siteId: kind === "utility_tunnel" ? "seg-1" : "s1",
     area: { district: "d", gridCell: "g" },
     location: { lat: 30, lon: 104 },
     expectedIntervalS: 60,
@@ -102,6 +102,33 @@ describe("rules driver", () => {
     const dropped = (await registry.getSingleMetric("citywatch_rules_samples_dropped_total")?.get())
       ?.values[0]?.value;
     expect(dropped).toBe(n - MAX_SAMPLES_PER_SERIES);
+    driver.stop();
+  });
+
+  it("keeps windows only for the quantities the device's own rules read", async () => {
+    const { driver, registry, now } = setUp([
+      device("d1", "dust"),
+      device("gas-1", "utility_tunnel"),
+    ]);
+    await driver.start();
+    const samples = async () =>
+      (await registry.getSingleMetric("citywatch_rules_window_samples")?.get())?.values[0]?.value;
+    const start = now() - 600_000;
+    // A dust monitor at an ambient site: the pack's dust rules are for construction sites; only
+    // the device rules (deadman, flags) apply, and they read no quantity. No window.
+    driver.onStored(
+      Array.from({ length: 100 }, (_, i) => ({
+        ...reading("d1", start + i * 1_000, 0),
+        kind: "dust" as const,
+        values: { pm10: 80, tsp: 200 },
+      })),
+    );
+    expect(driver.windowSamples()).toBe(0);
+    expect(await samples()).toBe(0);
+    // The tunnel monitor's segment rules read ch4 and o2 (latest values): the newest of each.
+    driver.onStored(gasBatch(start, () => ({ ch4: 1, o2: 20.9, humidity: 50 })));
+    expect(driver.windowSamples()).toBe(2);
+    expect(await samples()).toBe(2);
     driver.stop();
   });
 
