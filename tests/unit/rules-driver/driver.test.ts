@@ -6,6 +6,7 @@ import { AlarmStore } from "../../../ingest/rules/alarm-store.js";
 import {
   MAX_SAMPLES_PER_SERIES,
   RulesDriver,
+  type RulesDriverDeps,
   type StoredReading,
 } from "../../../ingest/rules/driver.js";
 import { RuleSet } from "../../../ingest/rules/rule-set.js";
@@ -41,7 +42,7 @@ const device = (id: string, kind: "noise" | "dust" | "utility_tunnel" = "noise")
   });
 
 /** The driver over the real pack, an in-memory alarm store and a sink that records notices. */
-function setUp(devices: Device[]) {
+function setUp(devices: Device[], backfill?: RulesDriverDeps["backfill"]) {
   const rules = new RuleSet();
   expect(rules.reload()).toEqual([]);
   const notices: AlarmNotice[] = [];
@@ -58,6 +59,7 @@ function setUp(devices: Device[]) {
     tickMs: 60_000,
     now: () => now,
     metricsRegistry: registry,
+    ...(backfill === undefined ? {} : { backfill }),
   });
   return { driver, notices, registry, advance: (ms: number) => (now += ms), now: () => now };
 }
@@ -130,6 +132,34 @@ describe("rules driver", () => {
     expect(driver.windowSamples()).toBe(2);
     expect(await samples()).toBe(2);
     driver.stop();
+  });
+
+  it("reads its windows back from the store after a restart: the hour before counts", async () => {
+    // A zone 1 area monitor (day limit 55 dB LAeq per clock hour). Before the restart it heard
+    // 70 dB all through 19:00-20:00 Shanghai; after it, one quiet reading at 20:00:00 closes
+    // that hour. Only the read-back hour can raise: the new reading alone is under the limit.
+    const monitor = Device.parse({ ...device("n1"), zoneClass: "1" });
+    const hourStart = Date.parse("2026-11-27T11:00:00Z");
+    const stored = Array.from({ length: 60 }, (_, i) => reading("n1", hourStart + i * 60_000, 70));
+    const asked: Array<[number, number]> = [];
+    const { driver, notices, now } = setUp([monitor], (_device, fromMs, toMs) => {
+      asked.push([fromMs, toMs]);
+      return Promise.resolve(stored.filter((r) => r.timeMs >= fromMs && r.timeMs <= toMs));
+    });
+    await driver.start();
+    driver.onStored([reading("n1", now(), 50)]);
+    driver.stop();
+    const raised = notices.filter((n) => n.rule.id === "noise.area.laeq");
+    expect(asked.length).toBe(1);
+    expect(asked[0]?.[0]).toBeLessThanOrEqual(hourStart);
+    expect(raised.map((n) => n.decision.type)).toEqual(["raise"]);
+    expect(raised[0]?.evidence?.readings.length).toBe(60);
+    // The same without the read-back: an empty hour, nothing to judge.
+    const cold = setUp([monitor], () => Promise.resolve([]));
+    await cold.driver.start();
+    cold.driver.onStored([reading("n1", cold.now(), 50)]);
+    cold.driver.stop();
+    expect(cold.notices.filter((n) => n.rule.id === "noise.area.laeq")).toEqual([]);
   });
 
   it("picks up a device registered after start at its first reading", async () => {
