@@ -1,7 +1,6 @@
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import type { DeadLetterReason } from "./decode.js";
+import { openSqlite, Statements } from "./sqlite-file.js";
 
 /**
  * The ingest's durable state in SQLite (`{dataDir}/ingest.db`):
@@ -91,7 +90,7 @@ const MIRROR_MAX_BYTES = 64 * 1024 * 1024;
 export class IngestState {
   private readonly db: Database.Database;
   private readonly insertInbox: Database.Statement;
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly statements: Statements;
   /** Messages in the inbox, kept in memory: a count(*) per received message would walk the table. */
   private depth: number;
   /**
@@ -113,20 +112,8 @@ export class IngestState {
   private readonly gapped = new Set<string>();
 
   constructor(readonly file: string) {
-    if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = NORMAL");
-    // Only this process opens the file: skip the shared-lock dance on every transaction.
-    this.db.pragma("locking_mode = EXCLUSIVE");
-    this.db.pragma("busy_timeout = 5000");
-    const version = this.db.pragma("user_version", { simple: true }) as number;
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v] ?? "");
-        this.db.pragma(`user_version = ${v + 1}`);
-      })();
-    }
+    this.db = openSqlite(file, { synchronous: "NORMAL", exclusive: true, migrations: MIGRATIONS });
+    this.statements = new Statements(this.db);
     this.insertInbox = this.stmt(
       "INSERT INTO inbox (received_ms, topic, payload) VALUES (?, ?, ?)",
     );
@@ -140,12 +127,7 @@ export class IngestState {
 
   /** A prepared statement, prepared once per SQL text. */
   private stmt(sql: string): Database.Statement {
-    let statement = this.statements.get(sql);
-    if (statement === undefined) {
-      statement = this.db.prepare(sql);
-      this.statements.set(sql, statement);
-    }
-    return statement;
+    return this.statements.get(sql);
   }
 
   close(): void {

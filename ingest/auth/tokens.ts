@@ -1,8 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import type { ApiRole } from "../../contracts/tasks.js";
+import { openSqlite } from "../sqlite-file.js";
 
 /*
  * API tokens (`{dataDir}/tokens.db`). A token is 32 random bytes shown once; only its SHA-256 is
@@ -40,6 +39,18 @@ const record = (r: TokenRow): TokenRecord => ({
 const hashOf = (token: string): string => createHash("sha256").update(token, "utf8").digest("hex");
 
 /** A token problem the CLI reports as it is (duplicate name, unknown token). */
+const MIGRATIONS = [
+  `CREATE TABLE IF NOT EXISTS api_token (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     role TEXT NOT NULL,
+     hash TEXT NOT NULL UNIQUE,
+     created_ms INTEGER NOT NULL,
+     revoked_ms INTEGER
+   );
+   CREATE UNIQUE INDEX IF NOT EXISTS api_token_active_name ON api_token(name) WHERE revoked_ms IS NULL;`,
+];
+
 export class TokenError extends Error {
   readonly code = "TOKEN_INVALID";
 }
@@ -51,19 +62,7 @@ export class TokenStore {
     readonly file: string,
     private readonly now: () => number = Date.now,
   ) {
-    if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("busy_timeout = 5000");
-    this.db.exec(`CREATE TABLE IF NOT EXISTS api_token (
-      id TEXT PRIMARY KEY,
-      name TEXT NOT NULL,
-      role TEXT NOT NULL,
-      hash TEXT NOT NULL UNIQUE,
-      created_ms INTEGER NOT NULL,
-      revoked_ms INTEGER
-    );
-    CREATE UNIQUE INDEX IF NOT EXISTS api_token_active_name ON api_token(name) WHERE revoked_ms IS NULL;`);
+    this.db = openSqlite(file, { synchronous: "FULL", migrations: MIGRATIONS });
   }
 
   close(): void {

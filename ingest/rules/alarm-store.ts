@@ -1,7 +1,6 @@
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import type { AlarmState } from "./engine/alarm.js";
+import { openSqlite } from "../sqlite-file.js";
 
 /**
  * The alarm state of every (subject, rule), persisted in SQLite (`{dataDir}/alarms.db`), so an
@@ -24,22 +23,22 @@ export interface StoredAlarm extends AlarmKey {
   readonly updatedMs: number;
 }
 
+const MIGRATIONS = [
+  `CREATE TABLE IF NOT EXISTS alarm (
+     rule_id TEXT NOT NULL,
+     subject TEXT NOT NULL,
+     state TEXT NOT NULL,
+     updated_ms INTEGER NOT NULL,
+     PRIMARY KEY (rule_id, subject)
+   ) WITHOUT ROWID`,
+];
+
 export class AlarmStore {
   private readonly db: Database.Database;
   private readonly upsert: Database.Statement;
 
   constructor(file: string) {
-    if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = NORMAL");
-    this.db.exec(`CREATE TABLE IF NOT EXISTS alarm (
-      rule_id TEXT NOT NULL,
-      subject TEXT NOT NULL,
-      state TEXT NOT NULL,
-      updated_ms INTEGER NOT NULL,
-      PRIMARY KEY (rule_id, subject)
-    ) WITHOUT ROWID`);
+    this.db = openSqlite(file, { synchronous: "NORMAL", migrations: MIGRATIONS });
     this.upsert = this.db.prepare(
       `INSERT INTO alarm (rule_id, subject, state, updated_ms) VALUES (?, ?, ?, ?)
        ON CONFLICT (rule_id, subject) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms`,

@@ -1,6 +1,3 @@
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
-import Database from "better-sqlite3";
 import type { QualityFlag, SensorKind } from "../../contracts/index.js";
 import { StoreUnavailableError } from "./types.js";
 import type {
@@ -12,6 +9,7 @@ import type {
   TimeSeriesStore,
   WriteOutcome,
 } from "./types.js";
+import { openSqlite } from "../sqlite-file.js";
 
 /**
  * The embedded time-series store: one SQLite table of readings, keyed like an InfluxDB series
@@ -20,12 +18,9 @@ import type {
  * JSON object; aggregates use SQLite's math functions. For one machine and the quick start.
  */
 export function createSqliteStore(file: string): TimeSeriesStore {
-  if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
-  const db = new Database(file);
-  db.pragma("journal_mode = WAL");
   // FULL: a commit is published to a device only after this write returns, so the write must
   // survive a power cut, not just a process crash.
-  db.pragma("synchronous = FULL");
+  const db = openSqlite(file, { synchronous: "FULL" });
   db.exec(`CREATE TABLE IF NOT EXISTS readings (
       measurement TEXT NOT NULL,
       device TEXT NOT NULL,

@@ -1,6 +1,4 @@
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import {
   type AuditAction,
   type AuditEntry,
@@ -10,6 +8,7 @@ import {
   type TaskKind,
   type TaskState,
 } from "../../contracts/index.js";
+import { openSqlite, Statements } from "../sqlite-file.js";
 
 /*
  * The task service's durable state in SQLite (`{dataDir}/tasks.db`):
@@ -159,30 +158,15 @@ const auditEntry = (r: AuditRow): AuditEntry => ({
 
 export class TaskStore {
   private readonly db: Database.Database;
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly statements: Statements;
 
   constructor(readonly file: string) {
-    if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = FULL");
-    this.db.pragma("busy_timeout = 5000");
-    const version = this.db.pragma("user_version", { simple: true }) as number;
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v] ?? "");
-        this.db.pragma(`user_version = ${v + 1}`);
-      })();
-    }
+    this.db = openSqlite(file, { synchronous: "FULL", migrations: MIGRATIONS });
+    this.statements = new Statements(this.db);
   }
 
   private stmt(sql: string): Database.Statement {
-    let statement = this.statements.get(sql);
-    if (statement === undefined) {
-      statement = this.db.prepare(sql);
-      this.statements.set(sql, statement);
-    }
-    return statement;
+    return this.statements.get(sql);
   }
 
   close(): void {

@@ -1,0 +1,62 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+
+/*
+ * How the ingest opens its SQLite files (inbox and dead letters, the embedded time-series store,
+ * alarms, tasks, API tokens): WAL, a busy timeout, the durability each file needs, and schema
+ * steps counted in `user_version`. The registry and the edge agent's log open theirs the same
+ * way in their own component (components share only contracts/).
+ */
+
+export interface OpenSqliteOptions {
+  /**
+   * FULL: a committed transaction survives a power cut (the WAL is synced at every commit).
+   * NORMAL: it survives a crash of the process; a power cut may lose the last few.
+   */
+  readonly synchronous: "FULL" | "NORMAL";
+  /** Only this process opens the file: no shared-lock dance on every transaction. */
+  readonly exclusive?: boolean;
+  readonly foreignKeys?: boolean;
+  /** Schema steps in order; those past the file's `user_version` run, each in a transaction. */
+  readonly migrations?: readonly string[];
+}
+
+/** Open (creating the directory and the file when missing) and bring the schema up to date. */
+export function openSqlite(file: string, options: OpenSqliteOptions): Database.Database {
+  if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
+  const db = new Database(file);
+  db.pragma("journal_mode = WAL");
+  db.pragma(`synchronous = ${options.synchronous}`);
+  if (options.exclusive === true) db.pragma("locking_mode = EXCLUSIVE");
+  if (options.foreignKeys === true) db.pragma("foreign_keys = ON");
+  db.pragma("busy_timeout = 5000");
+  const migrations = options.migrations ?? [];
+  const version = db.pragma("user_version", { simple: true }) as number;
+  for (let v = version; v < migrations.length; v++) {
+    db.transaction(() => {
+      db.exec(migrations[v] ?? "");
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+  return db;
+}
+
+/** Prepared statements by SQL text, each prepared once. */
+export class Statements {
+  readonly #db: Database.Database;
+  readonly #prepared = new Map<string, Database.Statement>();
+
+  constructor(db: Database.Database) {
+    this.#db = db;
+  }
+
+  get(sql: string): Database.Statement {
+    let statement = this.#prepared.get(sql);
+    if (statement === undefined) {
+      statement = this.#db.prepare(sql);
+      this.#prepared.set(sql, statement);
+    }
+    return statement;
+  }
+}
