@@ -134,6 +134,9 @@ function influxOptions(store: Extract<StoreConfig, { type: "influxdb" }>): Influ
   };
 }
 
+/** How often the dead letters are held to ingest.deadLetters. */
+const DEAD_LETTER_PRUNE_MS = 60_000;
+
 export function build(deps: IngestDeps): Ingest {
   const log = deps.log.child({ module: "ingest" });
   const now = deps.now ?? Date.now;
@@ -231,7 +234,27 @@ export function build(deps: IngestDeps): Ingest {
     ...(driver === undefined ? {} : { onStored: (readings) => driver?.onStored(readings) }),
     brokerConnected: () => gate !== undefined || (subscriber?.connected() ?? false),
   });
-  metrics.observe({ inbox: () => state.inboxDepth(), storeUp: () => (pipeline.isStoreUp ? 1 : 0) });
+  metrics.observe({
+    inbox: () => state.inboxDepth(),
+    storeUp: () => (pipeline.isStoreUp ? 1 : 0),
+    deadLetterBytes: () => state.deadLetterBytes(),
+  });
+  let pruneTimer: NodeJS.Timeout | undefined;
+  const pruneDeadLetters = () => {
+    try {
+      const pruned = state.pruneDeadLetters(now(), deps.config.deadLetters);
+      if (pruned.age > 0) metrics.deadLettersPruned.inc({ why: "age" }, pruned.age);
+      if (pruned.bytes > 0) {
+        metrics.deadLettersPruned.inc({ why: "bytes" }, pruned.bytes);
+        log.warn(
+          { pruned: pruned.bytes, maxBytes: deps.config.deadLetters.maxBytes },
+          "dead letters at their byte bound; the oldest were deleted",
+        );
+      }
+    } catch (error) {
+      log.error({ err: (error as Error).message }, "dead letters could not be pruned");
+    }
+  };
   return {
     metrics,
     rules,
@@ -250,6 +273,9 @@ export function build(deps: IngestDeps): Ingest {
         );
       });
       tasks.start();
+      pruneDeadLetters();
+      pruneTimer = setInterval(pruneDeadLetters, DEAD_LETTER_PRUNE_MS);
+      pruneTimer.unref();
       // Windows are read back from the store in the background; alarms hold on missing data.
       driver?.start().catch((error: unknown) => {
         log.warn({ err: (error as Error).message }, "rules backfill failed");
@@ -293,6 +319,7 @@ export function build(deps: IngestDeps): Ingest {
       // Closed, not removed: until the broker stops, device data is refused (and re-sent later),
       // never acknowledged past the inbox.
       gate?.close();
+      if (pruneTimer !== undefined) clearInterval(pruneTimer);
       await pipeline.stop();
       driver?.stop();
       alarms?.close();

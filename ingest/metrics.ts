@@ -2,12 +2,17 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 /** The ingest's Prometheus metrics, on a registry of its own. */
 export function ingestMetrics(registry: Registry = new Registry()) {
-  const gauges = { inbox: () => 0, storeUp: () => 1 };
+  const gauges = { inbox: () => 0, storeUp: () => 1, deadLetterBytes: () => 0 };
   return {
     registry,
-    observe(read: { inbox: () => number; storeUp: () => number }): void {
+    observe(read: {
+      inbox: () => number;
+      storeUp: () => number;
+      deadLetterBytes: () => number;
+    }): void {
       gauges.inbox = read.inbox;
       gauges.storeUp = read.storeUp;
+      gauges.deadLetterBytes = read.deadLetterBytes;
     },
     messagesReceived: new Counter({
       name: "citywatch_ingest_messages_received_total",
@@ -33,6 +38,20 @@ export function ingestMetrics(registry: Registry = new Registry()) {
       name: "citywatch_ingest_dead_letters_total",
       help: "Messages (or readings, for store rejections) kept as dead letters, by reason.",
       labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
+    deadLetterBytes: new Gauge({
+      name: "citywatch_ingest_dead_letter_bytes",
+      help: "Bytes of raw payload and detail the dead letters hold (bounded by ingest.deadLetters.maxBytes).",
+      registers: [registry],
+      collect() {
+        this.set(gauges.deadLetterBytes());
+      },
+    }),
+    deadLettersPruned: new Counter({
+      name: "citywatch_ingest_dead_letters_pruned_total",
+      help: "Dead letters deleted to keep within ingest.deadLetters, by why (age, bytes).",
+      labelNames: ["why"] as const,
       registers: [registry],
     }),
     inboxDepth: new Gauge({

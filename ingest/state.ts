@@ -110,10 +110,17 @@ export class IngestState {
   private readonly committedSeqs = new Map<string, number>();
   /** Devices with handled seqs above a gap (rows in `processed`): only they need a lookup. */
   private readonly gapped = new Set<string>();
+  /** Bytes of payload and detail held in dead_letter (kept current; see pruneDeadLetters). */
+  private deadLetterBytesHeld = 0;
 
   constructor(readonly file: string) {
     this.db = openSqlite(file, { synchronous: "NORMAL", exclusive: true, migrations: MIGRATIONS });
     this.statements = new Statements(this.db);
+    this.deadLetterBytesHeld = (
+      this.stmt(
+        "SELECT coalesce(sum(length(payload) + octet_length(detail)), 0) AS n FROM dead_letter",
+      ).get() as { n: number }
+    ).n;
     this.insertInbox = this.stmt(
       "INSERT INTO inbox (received_ms, topic, payload) VALUES (?, ?, ?)",
     );
@@ -306,6 +313,7 @@ export class IngestState {
           d.detail,
           d.payload,
         );
+        this.deadLetterBytesHeld += d.payload.length + Buffer.byteLength(d.detail);
       }
       const insertProcessed = this.stmt(
         "INSERT OR IGNORE INTO processed (device_id, seq, at_ms) VALUES (?, ?, ?)",
@@ -414,17 +422,11 @@ export class IngestState {
         const from = row.committed_seq + 1;
         const to = row.first_seq - 1;
         if (to < from) return; // no gap below the first handled seq: advance() will move on
+        const detail = `seq ${from}..${to} never arrived within ${timeoutMs} ms; commit moved past them`;
         this.stmt(
           "INSERT INTO dead_letter (received_ms, topic, device_id, seq, reason, detail, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        ).run(
-          nowMs,
-          "",
-          row.device_id,
-          from,
-          "missing_seq",
-          `seq ${from}..${to} never arrived within ${timeoutMs} ms; commit moved past them`,
-          Buffer.alloc(0),
-        );
+        ).run(nowMs, "", row.device_id, from, "missing_seq", detail, Buffer.alloc(0));
+        this.deadLetterBytesHeld += Buffer.byteLength(detail);
         this.stmt("UPDATE progress SET committed_seq = ? WHERE device_id = ?").run(
           to,
           row.device_id,
@@ -483,5 +485,55 @@ export class IngestState {
 
   deadLetterCount(): number {
     return (this.stmt("SELECT count(*) AS n FROM dead_letter").get() as { n: number }).n;
+  }
+
+  /** Bytes of payload and detail the dead letters hold. */
+  deadLetterBytes(): number {
+    return this.deadLetterBytesHeld;
+  }
+
+  /**
+   * Keep the dead letters within their bounds, oldest first: those received before
+   * `nowMs - maxAgeMs`, then the oldest while they hold more than `maxBytes`. Deletes in steps of
+   * 1,000 rows, each its own transaction, so a large prune does not hold the file for long.
+   * Returns how many went for each reason.
+   */
+  pruneDeadLetters(
+    nowMs: number,
+    limits: { readonly maxBytes: number; readonly maxAgeMs: number },
+  ): { age: number; bytes: number } {
+    const pruned = { age: 0, bytes: 0 };
+    // Rows are in receipt order by id (near enough): expired ones are among the oldest.
+    const expired = this.stmt(
+      `DELETE FROM dead_letter WHERE id IN (SELECT id FROM dead_letter ORDER BY id LIMIT 1000)
+         AND received_ms < ? RETURNING length(payload) + octet_length(detail) AS n`,
+    );
+    const oldest = this.stmt(
+      `DELETE FROM dead_letter WHERE id IN (SELECT id FROM dead_letter ORDER BY id LIMIT ?)
+         RETURNING length(payload) + octet_length(detail) AS n`,
+    );
+    const run = (statement: Database.Statement, ...args: unknown[]) => {
+      const rows = this.db.transaction(() => statement.all(...args) as Array<{ n: number }>)();
+      for (const row of rows) this.deadLetterBytesHeld -= row.n;
+      return rows.length;
+    };
+    for (
+      let n = run(expired, nowMs - limits.maxAgeMs);
+      n > 0;
+      n = run(expired, nowMs - limits.maxAgeMs)
+    )
+      pruned.age += n;
+    while (this.deadLetterBytesHeld > limits.maxBytes) {
+      // About as many of the oldest rows as hold the excess: at least one, at most 1,000 a step.
+      const rows = this.deadLetterCount();
+      if (rows === 0) break;
+      const perRow = this.deadLetterBytesHeld / rows;
+      const want = Math.ceil((this.deadLetterBytesHeld - limits.maxBytes) / Math.max(1, perRow));
+      const n = run(oldest, Math.min(1_000, Math.max(1, want)));
+      if (n === 0) break;
+      pruned.bytes += n;
+    }
+    if (this.deadLetterBytesHeld < 0) this.deadLetterBytesHeld = 0;
+    return pruned;
   }
 }

@@ -67,6 +67,18 @@ export const IngestConfig = z.strictObject({
    * (MQTT PUBACK), so the broker holds further messages in the ingest's persistent session.
    */
   inboxMaxMessages: PositiveInt.default(200_000),
+  /**
+   * What the dead letters may hold, the oldest pruned first, once a minute: received longer ago
+   * than `maxAgeMs` (3 years, as long as the raw readings should be kept: docs/data-model.md 10),
+   * and past `maxBytes` of payload and detail (a device sending garbage cannot fill the disk).
+   * citywatch_ingest_dead_letters_pruned_total counts what went.
+   */
+  deadLetters: z
+    .strictObject({
+      maxBytes: PositiveInt.default(1024 * 1024 * 1024),
+      maxAgeMs: PositiveInt.default(days(3 * 365)),
+    })
+    .prefault({}),
   /** Readings timestamped further ahead than this are dead-lettered (device clock wrong). */
   maxFutureMs: PositiveInt.default(5 * 60 * 1000),
   /** Readings older than this are dead-lettered (an edge's log holds at most this long). */

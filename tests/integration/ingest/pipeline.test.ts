@@ -5,7 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApi } from "../../../ingest/api.js";
 import type { Ingest } from "../../../ingest/app.js";
 import { registryViewOf, startTestIngest } from "../../support/ingest.js";
-import { collect, startTestBroker, type TestBroker, until } from "../../support/broker.js";
+import {
+  collect,
+  metricValue,
+  startTestBroker,
+  type TestBroker,
+  until,
+} from "../../support/broker.js";
 
 const data = (id: string) => `citywatch/v1/devices/${id}/data`;
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -122,6 +128,10 @@ describe("ingest through the real broker into the embedded SQLite store", () => 
     ]);
     expect(dead[1]?.detail).toContain("LAeq 500 is above the plausible range 0..150 dB(A)");
     expect(dead[0]?.payload.toString()).toBe("{not json");
+    // What they hold is on /metrics, in bytes (payload and detail), as it stands in the file.
+    expect(await metricValue(ingest, "citywatch_ingest_dead_letter_bytes")).toBe(
+      dead.reduce((sum, d) => sum + d.payload.length + Buffer.byteLength(d.detail), 0),
+    );
     await until(
       () =>
         commits.length > 0 &&
