@@ -126,8 +126,6 @@ class DeviceBatch {
   #ordered = true;
   /** The device's quality flag before the batch. */
   readonly #qualityBefore: QualityFlag | undefined;
-  /** The device's newest reading time before the batch. */
-  readonly seenBefore: number | undefined;
   #sorted: Array<[number, boolean]> | undefined;
 
   constructor(
@@ -136,7 +134,6 @@ class DeviceBatch {
   ) {
     this.#keep = keepInstants;
     this.#qualityBefore = slot.lastQuality;
-    this.seenBefore = slot.lastSeenAt;
   }
 
   add(at: number, replayed: boolean, quality: QualityFlag): void {
@@ -205,15 +202,6 @@ class SubjectBatch {
 
   add(batch: DeviceBatch): void {
     this.#devices.push(batch);
-  }
-
-  /** The newest reading time of any of the subject's devices before the batch. */
-  get seenBefore(): number | undefined {
-    let seen: number | undefined;
-    for (const d of this.#devices)
-      if (d.seenBefore !== undefined && (seen === undefined || d.seenBefore > seen))
-        seen = d.seenBefore;
-    return seen;
   }
 
   get newest(): number {
@@ -523,11 +511,13 @@ export class RulesDriver {
     switch (c.type) {
       case "deadman": {
         // Only a silence longer than the limit can raise (the newest instant clears): the gap
-        // before each instant, the first one's from the subject's reading before the batch.
+        // before each instant within the batch. Not the one before its first: rounds are stored
+        // concurrently, so the readings just before a batch may be in another round still in
+        // flight (the clock tick judges silence between batches, in real time).
         const interval = Math.min(...slots.map((slot) => slot.device.expectedIntervalS));
         const limit = c.factor * interval * 1_000;
         score = (at, i) => {
-          const gap = at - (instants[i - 1]?.[0] ?? batch.seenBefore ?? at);
+          const gap = at - (instants[i - 1]?.[0] ?? at);
           return gap > limit ? gap : -Infinity;
         };
         break;
@@ -703,8 +693,11 @@ export class RulesDriver {
     }
     const when = Math.max(at, alarm.lastAt);
     alarm.lastAt = when;
-    // Deadman on a reading: the silence is the gap before it, in the data's own time.
-    const gapBefore = type === "reading" && subject.rule.condition.type === "deadman";
+    // Deadman on a reading: the silence is the gap before it, in the data's own time. Not for
+    // readings older than what was judged already (a round stored after a later one, a replay):
+    // they fill a gap, they cannot open one.
+    const gapBefore =
+      type === "reading" && subject.rule.condition.type === "deadman" && at === when;
     const view = this.subjectView(subject, when, gapBefore);
     const evaluation = evaluateCondition(subject.rule, view, when, isOpen(alarm.state));
     this.evaluations++;
