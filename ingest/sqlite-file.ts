@@ -15,6 +15,10 @@ export interface OpenSqliteOptions {
    * NORMAL: it survives a crash of the process; a power cut may lose the last few.
    */
   readonly synchronous: "FULL" | "NORMAL";
+  /** Page size of a new file (an existing one keeps its own). */
+  readonly pageSize?: number;
+  /** Pages the WAL may grow to before it is copied back into the file (SQLite's default: 1,000). */
+  readonly walAutocheckpoint?: number;
   /** Only this process opens the file: no shared-lock dance on every transaction. */
   readonly exclusive?: boolean;
   readonly foreignKeys?: boolean;
@@ -26,7 +30,11 @@ export interface OpenSqliteOptions {
 export function openSqlite(file: string, options: OpenSqliteOptions): Database.Database {
   if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
   const db = new Database(file);
+  if (options.pageSize !== undefined) db.pragma(`page_size = ${options.pageSize}`);
   db.pragma("journal_mode = WAL");
+  if (options.walAutocheckpoint !== undefined) {
+    db.pragma(`wal_autocheckpoint = ${options.walAutocheckpoint}`);
+  }
   db.pragma(`synchronous = ${options.synchronous}`);
   if (options.exclusive === true) db.pragma("locking_mode = EXCLUSIVE");
   if (options.foreignKeys === true) db.pragma("foreign_keys = ON");
