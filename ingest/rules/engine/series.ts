@@ -132,11 +132,13 @@ export class Series implements SampleSource {
       this.#room();
       j = this.#tail++;
     } else {
-      const i = this.firstAtOrAfter(at) + this.#head;
-      if (i < this.#tail && this.#at[i] === at) {
-        j = i;
+      const index = this.firstAtOrAfter(at);
+      if (index < this.length && this.#at[this.#head + index] === at) {
+        j = this.#head + index;
       } else {
+        // Room first: it may move the samples to the start of new columns.
         this.#room();
+        const i = this.#head + index;
         // Shift the newer samples up by one.
         this.#at.copyWithin(i + 1, i, this.#tail);
         this.#value.copyWithin(i + 1, i, this.#tail);

@@ -46,6 +46,23 @@ describe("Series", () => {
     expect(series.all()).toEqual([]);
   });
 
+  it("inserts a late sample in place when the columns must first be compacted or grown", () => {
+    for (const drop of [0, 3, 6]) {
+      const series = new Series();
+      // Eight fill the first columns, some are dropped from the head, and a late sample arrives
+      // while the columns are full: room is made (grown, or compacted when most of the head is
+      // dropped) before the newer samples shift up.
+      for (let i = 0; i < 8; i++) series.insert(i * 10, i, "normal", false);
+      series.dropOldest(drop);
+      const late = drop * 10 + 5;
+      series.insert(late, 99, "normal", false);
+      series.insert(75, 98, "normal", false);
+      const kept = Array.from({ length: 8 }, (_, i) => i * 10).slice(drop);
+      expect(series.all().map((s) => s.at)).toEqual([...kept, late, 75].sort((x, y) => x - y));
+      expect(series.all().find((s) => s.at === late)?.value).toBe(99);
+    }
+  });
+
   it("finds instants and gives a look-back with the newest sample before it", () => {
     const series = new Series();
     for (const at of [10, 20, 30, 40]) series.insert(at, at / 10, "normal", false);
