@@ -2,7 +2,13 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { QUANTITIES, QualityFlag, type SensorKind } from "../../contracts/index.js";
-import { type HttpResponse, encodeLines, fetchTransport, nodeTransport } from "./http-transport.js";
+import {
+  type HttpResponse,
+  type LineSpan,
+  encodeLines,
+  fetchTransport,
+  nodeTransport,
+} from "./http-transport.js";
 import { serializeBatch, TAG_KEYS } from "./line-protocol.js";
 import { parseRetryAfterMs, withRetries, type Attempt, type RetryDeps } from "./retry.js";
 import {
@@ -131,7 +137,14 @@ const QueryAnswer = z.object({
 
 type HttpAnswer = HttpResponse;
 
-type LineRef = { readonly index: number; readonly line: string };
+/** Lines of one write: the encoded body and where each line lies in it. */
+interface Lines {
+  readonly body: Buffer;
+  readonly spans: readonly LineSpan[];
+}
+
+const lineText = (lines: Lines, span: LineSpan) =>
+  lines.body.toString("utf8", span.start, span.end);
 type Rejection = { index: number; reason: string };
 
 type WriteAnswer =
@@ -184,13 +197,16 @@ function describeFailure(err: unknown, timeoutMs: number): string {
  */
 function linesNamedInParseError(
   message: string,
-  batch: readonly LineRef[],
+  lines: Lines,
+  batch: readonly LineSpan[],
 ): Rejection[] | undefined {
   const dropped = / dropped=(\d+)$/.exec(message);
   if (dropped !== null && dropped[1] !== "0") return undefined;
   const listed = message.replace(/^partial write: /, "").replace(/ dropped=\d+$/, "");
   const byLine = new Map<string, number[]>();
-  for (const { index, line } of batch) {
+  for (const span of batch) {
+    const { index } = span;
+    const line = lineText(lines, span);
     const indexes = byLine.get(line);
     if (indexes === undefined) byLine.set(line, [index]);
     else indexes.push(index);
@@ -307,8 +323,9 @@ export function createInfluxStore(
     return { ok: true, value: answer };
   }
 
-  async function postLines(batch: readonly LineRef[]): Promise<WriteAnswer> {
-    const body = encodeLines(batch);
+  async function postLines(lines: Lines, batch: readonly LineSpan[]): Promise<WriteAnswer> {
+    // The batch is a contiguous run of the lines (the whole write, or a half of a half…).
+    const body = lines.body.subarray(batch[0]?.start ?? 0, batch[batch.length - 1]?.end ?? 0);
     const answer = await withRetries(
       () =>
         exchange("write", writeUrl, {
@@ -346,11 +363,15 @@ export function createInfluxStore(
    * failed, each half is sent again until the bad lines stand alone: a good line sent twice
    * overwrites itself (same series, same time).
    */
-  async function writeLines(batch: readonly LineRef[], rejected: Rejection[]): Promise<void> {
-    const answer = await postLines(batch);
+  async function writeLines(
+    lines: Lines,
+    batch: readonly LineSpan[],
+    rejected: Rejection[],
+  ): Promise<void> {
+    const answer = await postLines(lines, batch);
     if (answer.kind === "stored") return;
     if (answer.kind === "refused-lines") {
-      const named = linesNamedInParseError(answer.message, batch);
+      const named = linesNamedInParseError(answer.message, lines, batch);
       if (named !== undefined) {
         rejected.push(...named);
         return;
@@ -368,8 +389,8 @@ export function createInfluxStore(
       return;
     }
     const middle = Math.ceil(batch.length / 2);
-    await writeLines(batch.slice(0, middle), rejected);
-    await writeLines(batch.slice(middle), rejected);
+    await writeLines(lines, batch.slice(0, middle), rejected);
+    await writeLines(lines, batch.slice(middle), rejected);
   }
 
   async function query(q: string, method: "GET" | "POST" = "GET"): Promise<SeriesAnswer[]> {
@@ -460,9 +481,11 @@ export function createInfluxStore(
     },
 
     async write(points: readonly Point[]): Promise<WriteOutcome> {
-      const { lines, refused } = serializeBatch(points);
-      const rejected: Rejection[] = [...refused];
-      if (lines.length > 0) await writeLines(lines, rejected);
+      const serialized = serializeBatch(points);
+      const rejected: Rejection[] = [...serialized.refused];
+      // Encoded at once: the line strings die young, only the body waits on InfluxDB.
+      const lines = encodeLines(serialized.lines);
+      if (lines.spans.length > 0) await writeLines(lines, lines.spans, rejected);
       if (rejected.length > 0) {
         rejected.sort((a, b) => a.index - b.index);
         log.warn(

@@ -19,16 +19,24 @@ async function serve(handler: http.RequestListener): Promise<URL> {
 }
 
 describe("encodeLines", () => {
-  it("joins lines with newlines as UTF-8, with no trailing newline", () => {
+  it("joins lines with newlines as UTF-8, no trailing newline, and says where each line is", () => {
     const lines = [
-      { line: "a,district=锦江区 v=1 1" },
-      { line: "b v=2 2" },
-      { line: "c,t=é v=3 3" },
+      { index: 0, line: "a,district=锦江区 v=1 1" },
+      { index: 2, line: "b v=2 2" },
+      { index: 5, line: "c,t=é v=3 3" },
     ];
-    const body = encodeLines(lines);
-    expect(body.toString("utf8")).toBe(lines.map((l) => l.line).join("\n"));
-    expect(body.length).toBe(Buffer.byteLength(lines.map((l) => l.line).join("\n")));
-    expect(encodeLines([]).length).toBe(0);
+    const { body, spans } = encodeLines(lines);
+    const text = lines.map((l) => l.line).join("\n");
+    expect(body.toString("utf8")).toBe(text);
+    expect(body.length).toBe(Buffer.byteLength(text));
+    expect(spans.map((s) => s.index)).toEqual([0, 2, 5]);
+    expect(spans.map((s) => body.toString("utf8", s.start, s.end))).toEqual(
+      lines.map((l) => l.line),
+    );
+    // A run of lines is one slice of the body.
+    const [, second, third] = spans;
+    expect(body.subarray(second?.start, third?.end).toString()).toBe("b v=2 2\nc,t=é v=3 3");
+    expect(encodeLines([]).body.length).toBe(0);
   });
 });
 
@@ -49,7 +57,10 @@ describe("nodeTransport", () => {
     const answer = await transport.send(url, {
       method: "POST",
       headers: { "content-type": "text/plain" },
-      body: encodeLines([{ line: "m v=1 1" }, { line: "m,t=区 v=2 2" }]),
+      body: encodeLines([
+        { index: 0, line: "m v=1 1" },
+        { index: 1, line: "m,t=区 v=2 2" },
+      ]).body,
       signal: AbortSignal.timeout(5_000),
     });
     transport.close();
