@@ -81,6 +81,8 @@ interface Slot {
   series: Record<string, Series>;
   /** Those quantities and how far back their rules look, ms (from the device's subjects). */
   keep: ReadonlyMap<string, number>;
+  /** The same quantities with their series (made at the first value), for the per-reading loop. */
+  kept: Array<{ readonly quantity: string; series: Series | undefined }>;
   /** Every reading's instant and quality flag, whatever its quantities (newest only, kept). */
   readonly readings: Series;
   /**
@@ -127,6 +129,7 @@ class DeviceBatch {
   /** The device's quality flag before the batch. */
   readonly #qualityBefore: QualityFlag | undefined;
   #sorted: Array<[number, boolean]> | undefined;
+  #changes: Set<number> | undefined;
 
   constructor(
     readonly slot: Slot,
@@ -167,8 +170,13 @@ class DeviceBatch {
     return this.#sorted;
   }
 
-  /** Instants whose quality flag differs from the device's reading before (in time order). */
-  qualityChanges(into: Set<number>): void {
+  /**
+   * Instants whose quality flag differs from the device's reading before (in time order); built
+   * once, shared by the device's quality rules.
+   */
+  qualityChanges(): ReadonlySet<number> {
+    if (this.#changes !== undefined) return this.#changes;
+    const into = (this.#changes = new Set<number>());
     let before = this.#qualityBefore;
     if (this.#ordered) {
       this.#at.forEach((at, i) => {
@@ -176,7 +184,7 @@ class DeviceBatch {
         if (quality !== before) into.add(at);
         before = quality;
       });
-      return;
+      return into;
     }
     // Out of order: the last reading to arrive at an instant is the one kept (Series.insert).
     const byTime = new Map<number, QualityFlag>();
@@ -186,6 +194,7 @@ class DeviceBatch {
       if (quality !== before) into.add(at);
       before = quality;
     }
+    return into;
   }
 }
 
@@ -217,9 +226,10 @@ class SubjectBatch {
   }
 
   /** Instants at which a device's quality flag changed. */
-  qualityChanges(): Set<number> {
+  qualityChanges(): ReadonlySet<number> {
+    if (this.#devices.length === 1) return (this.#devices[0] as DeviceBatch).qualityChanges();
     const changes = new Set<number>();
-    for (const d of this.#devices) d.qualityChanges(changes);
+    for (const d of this.#devices) for (const at of d.qualityChanges()) changes.add(at);
     return changes;
   }
 
@@ -637,14 +647,15 @@ export class RulesDriver {
   }
 
   private addReading(slot: Slot, r: StoredReading, now: number, prune = true): void {
-    const values = r.values;
-    for (const quantity in values) {
-      // Quantities no rule reads are not kept (the flag and instant are, in slot.readings).
-      const keep = slot.keep.get(quantity);
-      if (keep === undefined) continue;
-      const series = (slot.series[quantity] ??= new Series());
-      series.insert(r.timeMs, values[quantity] as number | boolean, r.quality, r.replay);
-      if (prune) this.prune(slot, series, quantity);
+    // Only what the device's rules read (the flag and instant of every reading are kept too,
+    // in slot.readings).
+    const values = r.values as Readonly<Record<string, number | boolean | undefined>>;
+    for (const kept of slot.kept) {
+      const value = values[kept.quantity];
+      if (value === undefined) continue;
+      const series = (kept.series ??= slot.series[kept.quantity] = new Series());
+      series.insert(r.timeMs, value, r.quality, r.replay);
+      if (prune) this.prune(slot, series, kept.quantity);
     }
     slot.readings.insert(r.timeMs, 0, r.quality, r.replay);
     if (prune) this.prune(slot, slot.readings, undefined);
@@ -879,6 +890,7 @@ export class RulesDriver {
           device,
           series: {},
           keep: new Map(),
+          kept: [],
           readings: new Series(),
           lastSeenAt: undefined,
           seenArrival: now,
@@ -921,6 +933,7 @@ export class RulesDriver {
       }
       slot.keep = keep;
       for (const q of Object.keys(slot.series)) if (!keep.has(q)) delete slot.series[q];
+      slot.kept = [...keep.keys()].map((quantity) => ({ quantity, series: slot.series[quantity] }));
     }
   }
 
