@@ -115,6 +115,32 @@ const METRICS: Metric[] = [
     about: "Messages received and not yet stored or dead-lettered (bounded; see protocol.md 6.7).",
     queries: [["sum(citywatch_ingest_inbox_depth)", "inbox"]],
   },
+  {
+    title: "Dead letters held",
+    unit: "bytes",
+    about:
+      "Raw payload and detail the dead letters hold, bounded by ingest.deadLetters.maxBytes; " +
+      "anything pruned for bytes means a device is flooding the ingest with rejects.",
+    queries: [
+      ["sum(citywatch_ingest_dead_letter_bytes)", "held"],
+      [
+        "sum by (why) (increase(citywatch_ingest_dead_letters_pruned_total[$__rate_interval]))",
+        "pruned ({{why}})",
+      ],
+    ],
+  },
+  {
+    title: "Rules: open alarms and window samples",
+    unit: "short",
+    about:
+      "Alarms pending, active or recovering; samples the rules hold in memory (17 bytes each); " +
+      "samples dropped at the per-series bound.",
+    queries: [
+      ["sum(citywatch_rules_open_alarms)", "open alarms"],
+      ["sum(citywatch_rules_window_samples)", "window samples"],
+      ["sum(increase(citywatch_rules_samples_dropped_total[$__rate_interval]))", "dropped"],
+    ],
+  },
 ];
 
 export function fleetHealthDashboard(): dashboard.DashboardBuilder {
