@@ -17,6 +17,7 @@ import {
 import type { RegistryView } from "./app.js";
 import type { IngestState } from "./state.js";
 import type { StoredReading, TimeSeriesStore } from "./store/types.js";
+import { bearerAuth } from "./auth/bearer.js";
 import { registerTaskRoutes, type TaskApiDeps, taskOpenApiPaths } from "./tasks/routes.js";
 
 export interface ApiDeps {
@@ -29,7 +30,16 @@ export interface ApiDeps {
   readonly now: () => number;
   /** The task routes (ingest.tasks.api); absent: the API serves readings only. */
   readonly tasks?: TaskApiDeps | undefined;
+  /**
+   * `token` (default): the readings endpoints (devices, readings, aggregates, latest, dead
+   * letters) need a bearer token of any role, checked against `tasks.tokens`; `open`: they need
+   * none (a proxy in front authenticates). Without `tasks` there are no tokens, so they are open.
+   */
+  readonly readings?: "token" | "open" | undefined;
 }
+
+/** The readings endpoints: devices, a device's readings, aggregates and latest, dead letters. */
+const READINGS_PATH = /^\/api\/v1\/(?:devices|dead-letters)(?:\/|$)/;
 
 /** Buckets one aggregate request may produce at most. */
 const MAX_BUCKETS = 10_000;
@@ -72,10 +82,16 @@ export function openApiDocument(): Record<string, unknown> {
       schema: { type: "string" },
       description,
     }));
+  // A bearer token of any role, unless the deployment set http.readings to open.
+  const security = [{ bearer: [] }];
   const responses = (ok: z.ZodType) => ({
     "200": { description: "OK", content: { "application/json": { schema: json(ok) } } },
     "400": {
       description: "Bad request; every problem named",
+      content: { "application/json": { schema: json(ApiError) } },
+    },
+    "401": {
+      description: "No valid bearer token (unless http.readings is open)",
       content: { "application/json": { schema: json(ApiError) } },
     },
     "404": {
@@ -97,12 +113,14 @@ export function openApiDocument(): Record<string, unknown> {
       "/api/v1/devices": {
         get: {
           summary: "Registered devices with last-seen time and online state",
+          security,
           responses: responses(DevicesResponse),
         },
       },
       "/api/v1/devices/{id}/readings": {
         get: {
           summary: "Raw readings of a device in [from, to)",
+          security,
           parameters: [
             idParam,
             ...query({
@@ -118,6 +136,7 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           summary:
             "Per-interval aggregate of one quantity: mean, max, or energy mean 10·log10(mean(10^(L/10))) for levels in dB",
+          security,
           parameters: [
             idParam,
             ...query({
@@ -134,6 +153,7 @@ export function openApiDocument(): Record<string, unknown> {
       "/api/v1/devices/{id}/latest": {
         get: {
           summary: "The newest reading of a device",
+          security,
           parameters: [idParam],
           responses: responses(ReadingsResponse),
         },
@@ -141,6 +161,7 @@ export function openApiDocument(): Record<string, unknown> {
       "/api/v1/dead-letters": {
         get: {
           summary: "Rejected messages with raw payload, topic, reason and time, newest first",
+          security,
           parameters: query({
             limit: "1..1000, default 100",
             before: "dead-letter id to page from",
@@ -174,6 +195,18 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       return send(reply, status, { error: "bad_request", message: error.message });
     return send(reply, 503, { error: "unavailable", message: error.message });
   });
+
+  if (deps.tasks !== undefined && (deps.readings ?? "token") === "token") {
+    const authenticate = bearerAuth(deps.tasks.tokens, {
+      cacheMs: deps.tasks.tokenCacheMs,
+      now: deps.tasks.now,
+    });
+    app.addHook("onRequest", async (request, reply) => {
+      if (!READINGS_PATH.test(request.url.split("?")[0] ?? "")) return;
+      // Any role may read; undefined means the 401 is already sent.
+      if (authenticate(request, reply) === undefined) return reply;
+    });
+  }
 
   const deviceOr404 = (id: string, reply: FastifyReply) => {
     const device = deps.registry.device(id);

@@ -52,6 +52,7 @@ function connectHelp(
     kind: example.kind,
     readings: [{ ts: now, quality: "normal", values: SAMPLE_VALUES[example.kind] }],
   });
+  const readingsUrl = `${httpBase}/api/v1/devices/${example.id}/readings?from=${new Date(Date.now() - 3_600_000).toISOString()}`;
   const lines = [
     "",
     "citywatch broker is up.",
@@ -65,13 +66,14 @@ function connectHelp(
       : []),
     ...(withIngest
       ? [
-          `  API        ${httpBase}/api/v1/devices   (OpenAPI: ${httpBase}/openapi.json)`,
-          `  Readings   ${httpBase}/api/v1/devices/${example.id}/readings?from=${new Date(Date.now() - 3_600_000).toISOString()}`,
+          `  API        ${httpBase}/api/v1/devices   (bearer token; OpenAPI: ${httpBase}/openapi.json)`,
+          `  Readings   ${readingsUrl}`,
           `  Tasks      ${httpBase}/api/v1/tasks   (live: ${httpBase}/api/v1/tasks/stream; bearer token, docs/tasks.md)`,
           ...(example.token !== undefined
             ? [
                 `  Admin API token (shown once; more with: npm run citywatch -- tokens add --help):`,
                 `    curl -H 'Authorization: Bearer ${example.token}' ${httpBase}/api/v1/tasks`,
+                `    curl -H 'Authorization: Bearer ${example.token}' '${readingsUrl}'`,
               ]
             : []),
         ]
@@ -225,6 +227,7 @@ export async function serve(
         onlineIntervals: config.ingest.onlineIntervals,
         now: Date.now,
         tasks: ingest.tasks.api,
+        readings: config.http.readings,
       });
       httpPort = await listenApi(api, config.http.host, config.http.port);
       stops.push({ name: "api", stop: () => api.close() });
@@ -261,7 +264,7 @@ export async function serve(
       }
     } else {
       process.stdout.write(
-        `\ncitywatch ingest is up. API ${base}/api/v1/devices, OpenAPI ${base}/openapi.json\n\n`,
+        `\ncitywatch ingest is up. API ${base}/api/v1/devices (bearer token: citywatch tokens add), OpenAPI ${base}/openapi.json\n\n`,
       );
     }
   } catch (error) {

@@ -29,7 +29,7 @@ export function tokensCommand(program: Command): void {
   const tokens = program
     .command("tokens")
     .description(
-      "manage API tokens with roles for the task API (admin, operator, emergency, enforcement, viewer)",
+      "manage API tokens with roles (admin, operator, emergency, enforcement, viewer): every role reads readings and tasks; roles differ in the tasks they act on",
     )
     .option("-c, --config <file>", "configuration file (YAML)")
     .option("--data-dir <dir>", "data directory holding tokens.db");

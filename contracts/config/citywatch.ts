@@ -14,9 +14,20 @@ export const CitywatchConfig = z.strictObject({
       pretty: Flag.default(false),
     })
     .prefault({}),
-  /** HTTP listener for `/metrics` (Prometheus) and `/healthz` (later also the API). */
+  /** HTTP listener: the API (`/api/v1`), `/openapi.json`, `/metrics` (Prometheus), `/healthz`. */
   http: z
-    .strictObject({ host: Host.default("127.0.0.1"), port: Port.default(DEFAULT_PORTS.http) })
+    .strictObject({
+      host: Host.default("127.0.0.1"),
+      port: Port.default(DEFAULT_PORTS.http),
+      /**
+       * `token`: the readings endpoints (devices, readings, aggregates, latest, dead letters)
+       * need a bearer token of any role (`citywatch tokens add`), like the task API. `open`: no
+       * token, for a deployment whose reverse proxy authenticates users itself.
+       */
+      readings: z
+        .enum(["token", "open"], { error: "http.readings is token or open" })
+        .default("token"),
+    })
     .prefault({}),
   broker: BrokerConfig.prefault({}),
   ingest: IngestConfig.prefault({}),
@@ -34,6 +45,7 @@ export const CITYWATCH_ENV: Readonly<Record<string, readonly string[]>> = {
   CITYWATCH_LOG_PRETTY: ["log", "pretty"],
   CITYWATCH_HTTP_HOST: ["http", "host"],
   CITYWATCH_HTTP_PORT: ["http", "port"],
+  CITYWATCH_HTTP_READINGS: ["http", "readings"],
   CITYWATCH_BROKER_HOST: ["broker", "host"],
   CITYWATCH_MQTT_PORT: ["broker", "mqtt", "port"],
   CITYWATCH_MQTTS_PORT: ["broker", "tls", "port"],

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { compileScenario, loadScenario } from "../../simulators/index.js";
-import { type CliProcess, startSystem, systemPorts } from "../support/cli-process.js";
+import { bearer, type CliProcess, startSystem, systemPorts } from "../support/cli-process.js";
 
 /** `citywatch start --demo`: the newcomer's first minute. */
 const dir = mkdtempSync(join(tmpdir(), "cw-e2e-demo-"));
@@ -29,9 +29,14 @@ describe("citywatch start --demo", () => {
     expect(played[2]).toBe("0");
     const timeline = compileScenario(loadScenario("demo"), { nowMs: Date.now() });
     const from = new Date(timeline.startMs).toISOString();
+    // The admin token the first start printed.
+    const headers = bearer(
+      /Authorization: Bearer ([A-Za-z0-9_-]+)'/.exec(proc.output())?.[1] ?? "",
+    );
     for (const device of timeline.layout.devices) {
       const response = await fetch(
         `http://127.0.0.1:${ports.http}/api/v1/devices/${device.id}/readings?from=${from}&limit=10000`,
+        { headers },
       );
       expect(response.status).toBe(200);
       const body = (await response.json()) as { readings: unknown[] };

@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +10,14 @@ import {
   compileScenario,
   loadScenario,
 } from "../../simulators/index.js";
-import { type CliProcess, startCli, startSystem, systemPorts } from "../support/cli-process.js";
+import {
+  bearer,
+  type CliProcess,
+  issueToken,
+  startCli,
+  startSystem,
+  systemPorts,
+} from "../support/cli-process.js";
 
 /*
  * Every built-in scenario played accelerated by `citywatch sim --provision` (a separate process,
@@ -73,7 +79,9 @@ function summaryOf(output: string): FleetSummary {
 
 async function storedCount(deviceId: string, t: Timeline): Promise<number> {
   const q = `from=${new Date(t.startMs).toISOString()}&to=${new Date(t.endMs + 1000).toISOString()}&limit=10000`;
-  const response = await fetch(`${api}/api/v1/devices/${deviceId}/readings?${q}`);
+  const response = await fetch(`${api}/api/v1/devices/${deviceId}/readings?${q}`, {
+    headers: bearer(token()),
+  });
   expect(response.status).toBe(200);
   return ((await response.json()) as { readings: unknown[] }).readings.length;
 }
@@ -81,26 +89,7 @@ async function storedCount(deviceId: string, t: Timeline): Promise<number> {
 /** One viewer token for all scenarios (a token name is unique). */
 let issued: string | undefined;
 function token(): string {
-  if (issued !== undefined) return issued;
-  const result = spawnSync(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      "cli/citywatch.ts",
-      "tokens",
-      "add",
-      "--role",
-      "viewer",
-      "--name",
-      "e2e-sim",
-      "--json",
-      "--data-dir",
-      dir,
-    ],
-    { encoding: "utf8" },
-  );
-  issued = (JSON.parse(result.stdout) as { token: string }).token;
+  issued ??= issueToken(dir, "e2e-sim");
   return issued;
 }
 

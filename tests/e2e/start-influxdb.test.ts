@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
-import { type CliProcess, startSystem, systemPorts } from "../support/cli-process.js";
+import { bearer, type CliProcess, startSystem, systemPorts } from "../support/cli-process.js";
 import { connectMqtt } from "../support/mqtt-client.js";
 import { provideInfluxDB } from "../support/services.js";
 import { requireService } from "../support/suite.js";
@@ -55,6 +55,11 @@ describe.runIf(influx)(
       while (readings.length === 0 && Date.now() < deadline) {
         const res = await fetch(
           `${api}/api/v1/devices/demo-tunnel-s1-gas/readings?from=${Date.parse(ts) - 1000}`,
+          {
+            headers: bearer(
+              /Authorization: Bearer ([A-Za-z0-9_-]+)'/.exec(proc.output())?.[1] ?? "",
+            ),
+          },
         );
         readings = ((await res.json()) as { readings: typeof readings }).readings;
         if (readings.length === 0) await new Promise((r) => setTimeout(r, 100));

@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process";
 import type { MqttClient } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
 import {
+  bearer,
   type CliProcess,
   startSystem,
   systemPorts,
@@ -110,15 +111,17 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
     });
 
     const api = `http://127.0.0.1:${p.http}`;
-    const stored = (await (
-      await fetch(
-        `${api}/api/v1/devices/demo-noise-1/readings?from=${encodeURIComponent(new Date(Date.now() - 60_000).toISOString())}`,
-      )
-    ).json()) as {
+    // The readings API takes the admin token the first start printed, like the task API.
+    const headers = bearer(
+      /Authorization: Bearer ([A-Za-z0-9_-]+)'/.exec(proc.output())?.[1] ?? "",
+    );
+    const readingsUrl = `${api}/api/v1/devices/demo-noise-1/readings?from=${encodeURIComponent(new Date(Date.now() - 60_000).toISOString())}`;
+    expect((await fetch(readingsUrl)).status).toBe(401);
+    const stored = (await (await fetch(readingsUrl, { headers })).json()) as {
       readings: Array<{ ts: string; values: { LAeq: number } }>;
     };
     expect(stored.readings).toEqual([expect.objectContaining({ ts, values: { LAeq: 58.2 } })]);
-    const devices = (await (await fetch(`${api}/api/v1/devices`)).json()) as {
+    const devices = (await (await fetch(`${api}/api/v1/devices`, { headers })).json()) as {
       devices: Array<{ id: string; online: boolean }>;
     };
     expect(devices.devices.find((d) => d.id === "demo-noise-1")?.online).toBe(true);
@@ -138,7 +141,9 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
       inbox: 0,
     });
     expect((await fetch(`${api}/nope`)).status).toBe(404);
-    expect((await fetch(`${api}/api/v1/devices/demo-noise-1/readings?from=soon`)).status).toBe(400);
+    expect(
+      (await fetch(`${api}/api/v1/devices/demo-noise-1/readings?from=soon`, { headers })).status,
+    ).toBe(400);
   });
 
   it("raises an emergency task for a violating reading: on the API and on the live stream", async () => {

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { freePort } from "./services.js";
 
@@ -108,3 +108,33 @@ export function startSystem(dataDir: string, ports: SystemPorts, extra: string[]
     ...extra,
   ]);
 }
+
+/**
+ * A new API token for the system whose data is in `dataDir`, issued by `citywatch tokens add` as
+ * an operator would (the running system sees it at once). Names are unique per data directory.
+ */
+export function issueToken(dataDir: string, name: string, role = "viewer"): string {
+  const result = spawnSync(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "cli/citywatch.ts",
+      "tokens",
+      "add",
+      "--role",
+      role,
+      "--name",
+      name,
+      "--json",
+      "--data-dir",
+      dataDir,
+    ],
+    { cwd: ROOT, encoding: "utf8" },
+  );
+  if (result.status !== 0) throw new Error(`citywatch tokens add failed: ${result.stderr}`);
+  return (JSON.parse(result.stdout) as { token: string }).token;
+}
+
+/** The authorization header of `token`. */
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });

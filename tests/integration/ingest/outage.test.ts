@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import type { Ingest } from "../../../ingest/app.js";
 import { startTestIngest } from "../../support/ingest.js";
 import { collect, startTestBroker, type TestBroker, until } from "../../support/broker.js";
-import { type CliProcess, startCli } from "../../support/cli-process.js";
+import { bearer, type CliProcess, issueToken, startCli } from "../../support/cli-process.js";
 import { freePort, provideInfluxDB } from "../../support/services.js";
 import { requireService } from "../../support/suite.js";
 
@@ -165,14 +165,16 @@ describe("ingest killed with SIGKILL mid-stream and restarted", () => {
 
     await startIngest();
     await until(() => committedOf(commits) === MESSAGES, "all committed after restart", 60_000);
+    const headers = bearer(issueToken(dir, "outage-check"));
     const res = await fetch(
       `http://127.0.0.1:${httpPort}/api/v1/devices/gas-2/readings?from=0&limit=10000`,
+      { headers },
     );
     const body = (await res.json()) as { readings: Array<{ ts: string; seq: number }> };
     expect(body.readings).toHaveLength(MESSAGES * PER_MESSAGE);
     expect(new Set(body.readings.map((r) => r.ts)).size).toBe(MESSAGES * PER_MESSAGE);
     const dead = (await (
-      await fetch(`http://127.0.0.1:${httpPort}/api/v1/dead-letters`)
+      await fetch(`http://127.0.0.1:${httpPort}/api/v1/dead-letters`, { headers })
     ).json()) as { deadLetters: unknown[] };
     expect(dead.deadLetters).toEqual([]);
   });

@@ -45,16 +45,7 @@ describe("task API", () => {
     state = new IngestState(join(dir, "ingest.db"));
     store = createSqliteStore(join(dir, "timeseries.db"));
     await store.open();
-    app = buildApi({
-      registry: { ...registry, devices: () => DEVICES, sites: () => SITES },
-      state,
-      store,
-      metrics: [system.metrics.registry],
-      health: () => ({ ok: true, detail: {} }),
-      onlineIntervals: 3,
-      now: Date.now,
-      tasks: system.api,
-    });
+    app = api();
     for (const role of ApiRole.options) tokens[role] = system.tokens.add(`${role}-1`, role).token;
   });
   afterAll(async () => {
@@ -64,6 +55,20 @@ describe("task API", () => {
     await store.close();
     await removeTempDir(dir);
   });
+
+  /** The API over this suite's system; `readings` as http.readings sets it. */
+  const api = (readings?: "token" | "open") =>
+    buildApi({
+      registry: { ...registry, devices: () => DEVICES, sites: () => SITES },
+      state,
+      store,
+      metrics: [system.metrics.registry],
+      health: () => ({ ok: true, detail: {} }),
+      onlineIntervals: 3,
+      now: Date.now,
+      tasks: system.api,
+      readings,
+    });
 
   /** Open one task of each kind, so every role meets every kind. */
   const openTasks = () => {
@@ -226,8 +231,10 @@ describe("task API", () => {
     expect((await get(`/api/v1/tasks/${ids.emergency}/evidence`, "viewer")).statusCode).toBe(404); // no evidence given
   });
 
-  it("documents the task routes in OpenAPI; the readings endpoints still need no token", async () => {
-    const doc = (await get("/openapi.json")).json<{ paths: Record<string, unknown> }>();
+  it("documents the task routes in OpenAPI, and the readings endpoints need a token too", async () => {
+    const doc = (await get("/openapi.json")).json<{
+      paths: Record<string, { get?: { security?: unknown } }>;
+    }>();
     expect(Object.keys(doc.paths)).toEqual(
       expect.arrayContaining([
         "/api/v1/tasks",
@@ -235,6 +242,39 @@ describe("task API", () => {
         "/api/v1/tasks/stream",
       ]) as unknown,
     );
-    expect((await get("/api/v1/devices")).statusCode).toBe(200);
+    for (const path of [
+      "/api/v1/devices",
+      "/api/v1/devices/{id}/readings",
+      "/api/v1/devices/{id}/aggregate",
+      "/api/v1/devices/{id}/latest",
+      "/api/v1/dead-letters",
+    ])
+      expect(doc.paths[path]?.get?.security, path).toEqual([{ bearer: [] }]);
+    // No token, or a wrong one: 401 with the challenge. Any role reads.
+    for (const url of [
+      "/api/v1/devices",
+      "/api/v1/dead-letters",
+      "/api/v1/devices/g-1/readings?from=0",
+    ]) {
+      const refused = await get(url);
+      expect(refused.statusCode, url).toBe(401);
+      expect(refused.headers["www-authenticate"]).toBe('Bearer realm="citywatch"');
+      expect((await get(url, undefined, { authorization: "Bearer nope" })).statusCode).toBe(401);
+      expect((await get(url, "viewer")).statusCode, url).toBe(200);
+    }
+    // The documents a proxy or a probe needs stay open.
+    for (const url of ["/openapi.json", "/healthz", "/metrics"])
+      expect((await get(url)).statusCode, url).toBe(200);
+  });
+
+  it("serves the readings endpoints without a token when http.readings is open", async () => {
+    const open = api("open");
+    try {
+      expect((await open.inject({ method: "GET", url: "/api/v1/devices" })).statusCode).toBe(200);
+      // The task API keeps its tokens.
+      expect((await open.inject({ method: "GET", url: "/api/v1/tasks" })).statusCode).toBe(401);
+    } finally {
+      await open.close();
+    }
   });
 });
