@@ -132,7 +132,7 @@ export const DeadLettersResponse = z.object({ deadLetters: z.array(ApiDeadLetter
 
 /** Body of every 4xx/5xx answer: a stable code, a sentence, and for 400 each problem. */
 export const ApiError = z.object({
-  error: z.enum(["bad_request", "not_found", "unavailable", "internal"]),
+  error: z.enum(["bad_request", "unauthorized", "not_found", "unavailable", "internal"]),
   message: z.string(),
   problems: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
 });

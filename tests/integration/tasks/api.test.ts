@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  ApiError,
   ApiRole,
   EvidencePackage,
   TaskApiError,
@@ -259,6 +260,8 @@ describe("task API", () => {
       const refused = await get(url);
       expect(refused.statusCode, url).toBe(401);
       expect(refused.headers["www-authenticate"]).toBe('Bearer realm="citywatch"');
+      // The body is the readings API's documented error.
+      expect(ApiError.parse(refused.json())).toMatchObject({ error: "unauthorized" });
       expect((await get(url, undefined, { authorization: "Bearer nope" })).statusCode).toBe(401);
       expect((await get(url, "viewer")).statusCode, url).toBe(200);
     }
