@@ -23,7 +23,6 @@ import {
   initialAlarmState,
   isOpen,
   conditionRetention,
-  retentionByQuantity,
   ruleApplies,
   Series,
   stepAlarm,
@@ -350,7 +349,6 @@ export class RulesDriver {
   /** Devices with a subject evaluated per reading: their batches keep every instant. */
   private instantDevices = new Set<string>();
   private readonly alarms = new Map<string, Alarm>();
-  private retention = new Map<string, number>();
   private rulesGeneration = -1;
   private lastRegistryRefresh = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -865,7 +863,6 @@ export class RulesDriver {
     if (!force && !rulesChanged && !due) return;
     this.rulesGeneration = this.deps.rules.generation;
     this.lastRegistryRefresh = now;
-    this.retention = retentionByQuantity(this.deps.rules.rules);
     this.sites = new Map(this.deps.registry.sites().map((s) => [s.id, s]));
     this.permits = new Map();
     for (const site of this.sites.values()) {
@@ -941,9 +938,10 @@ export class RulesDriver {
   private async backfill(now: number): Promise<void> {
     const backfill = this.deps.backfill;
     if (backfill === undefined) return;
-    const longest = Math.max(0, ...this.retention.values());
-    if (longest === 0) return;
     for (const slot of [...this.slots.values()]) {
+      // As far back as the device's own rules look; nothing for a device whose rules keep none.
+      const longest = Math.max(0, ...slot.keep.values());
+      if (longest === 0) continue;
       try {
         const readings = await backfill(slot.device, now - longest, now);
         for (const r of readings) this.addReading(slot, { ...r, replay: false }, now);

@@ -1,6 +1,7 @@
 import { pino } from "pino";
 import { IngestConfig } from "../../contracts/index.js";
 import { localBroker } from "../../cli/local-broker.js";
+import { type ApiDeps, buildApi } from "../../ingest/api.js";
 import { build, type Ingest, type RegistryView } from "../../ingest/app.js";
 import { type TestBroker, until } from "./broker.js";
 
@@ -51,4 +52,19 @@ export async function startLocalIngest(
   });
   await ingest.start();
   return ingest;
+}
+
+/**
+ * The HTTP API over what a test has built, with the defaults a test does not care about: always
+ * healthy, 3 online intervals, the real clock.
+ */
+export function testApi(
+  deps: Pick<ApiDeps, "registry" | "state" | "store" | "metrics"> & Partial<ApiDeps>,
+) {
+  return buildApi({
+    health: () => ({ ok: true, detail: {} }),
+    onlineIntervals: 3,
+    now: Date.now,
+    ...deps,
+  });
 }

@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildApi } from "../../../ingest/api.js";
+
 import type { Ingest } from "../../../ingest/app.js";
-import { registryViewOf, startTestIngest } from "../../support/ingest.js";
+import { registryViewOf, startTestIngest, testApi } from "../../support/ingest.js";
 import {
   collect,
   metricValue,
@@ -220,14 +220,11 @@ describe("ingest through the real broker into the embedded SQLite store", () => 
   });
 
   it("answers the query API: ranges, energy mean, mean, max, latest, devices, dead letters, 400s", async () => {
-    const api = buildApi({
+    const api = testApi({
       registry: registryViewOf(t),
       state: ingest.state,
       store: ingest.store,
       metrics: [ingest.metrics.registry],
-      health: () => ({ ok: true, detail: {} }),
-      onlineIntervals: 3,
-      now: Date.now,
     });
     const get = async (url: string) => {
       const res = await api.inject({ method: "GET", url });

@@ -10,12 +10,13 @@ import {
   TaskListResponse,
   type TaskKind,
 } from "../../../contracts/index.js";
-import { buildApi } from "../../../ingest/api.js";
+
 import { IngestState } from "../../../ingest/state.js";
 import { createSqliteStore } from "../../../ingest/store/sqlite.js";
 import type { TimeSeriesStore } from "../../../ingest/store/types.js";
 import type { TaskSystem } from "../../../ingest/tasks/build.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
+import { testApi } from "../../support/ingest.js";
 import {
   DEADMAN,
   DEVICES,
@@ -59,14 +60,11 @@ describe("task API", () => {
 
   /** The API over this suite's system; `readings` as http.readings sets it. */
   const api = (readings?: "token" | "open") =>
-    buildApi({
+    testApi({
       registry: { ...registry, devices: () => DEVICES, sites: () => SITES },
       state,
       store,
       metrics: [system.metrics.registry],
-      health: () => ({ ok: true, detail: {} }),
-      onlineIntervals: 3,
-      now: Date.now,
       tasks: system.api,
       readings,
     });

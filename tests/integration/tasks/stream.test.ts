@@ -4,13 +4,14 @@ import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { TaskEvent } from "../../../contracts/index.js";
-import { buildApi } from "../../../ingest/api.js";
+
 import { IngestState } from "../../../ingest/state.js";
 import { createSqliteStore } from "../../../ingest/store/sqlite.js";
 import type { TimeSeriesStore } from "../../../ingest/store/types.js";
 import type { TaskSystem } from "../../../ingest/tasks/build.js";
 import { until } from "../../support/broker.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
+import { testApi } from "../../support/ingest.js";
 import {
   DEVICES,
   gasNotice,
@@ -95,14 +96,11 @@ describe("live task stream (SSE)", () => {
     });
     state = new IngestState(join(dir, "ingest.db"));
     store = createSqliteStore(join(dir, "timeseries.db"));
-    app = buildApi({
+    app = testApi({
       registry: { ...registry, devices: () => DEVICES, sites: () => SITES },
       state,
       store,
       metrics: [system.metrics.registry],
-      health: () => ({ ok: true, detail: {} }),
-      onlineIntervals: 3,
-      now: Date.now,
       tasks: system.api,
     });
     await app.listen({ host: "127.0.0.1", port: 0 });
