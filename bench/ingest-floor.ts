@@ -117,3 +117,23 @@ export function measureFloor(payloads: readonly Buffer[], readingsPerMessage: nu
     readingsPerMessage,
   };
 }
+
+const SAMPLE_WARMUP_CPU_MICROS = 30_000;
+const SAMPLE_REPETITION_CPU_MICROS = 60_000;
+const SAMPLE_REPETITIONS = 5;
+
+/**
+ * A short sample of the floor (all three steps together, µs per reading, the median of a few
+ * repetitions), taken next to each timed round: this machine's speed drifts by a fifth within a
+ * minute, and a round is best held against the floor of its own moment.
+ */
+export function sampleFloor(payloads: readonly Buffer[]): number {
+  const sink = { n: 0 };
+  timed(payloads, "full", SAMPLE_WARMUP_CPU_MICROS, sink);
+  const samples: number[] = [];
+  for (let r = 0; r < SAMPLE_REPETITIONS; r++) {
+    samples.push(timed(payloads, "full", SAMPLE_REPETITION_CPU_MICROS, sink));
+  }
+  if (sink.n === 0) throw new Error("the floor loop produced no lines");
+  return median(samples);
+}

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { IngestConfig } from "../contracts/index.js";
-import { decodeUplink, type DeviceLookup } from "./decode.js";
+import { type Decoded, decodeUplink, type DeviceLookup } from "./decode.js";
 import type { IngestMetrics } from "./metrics.js";
 import type { StoredReading } from "./rules/driver.js";
 import type { DeadLetter, IngestState, InboxMessage } from "./state.js";
@@ -44,6 +44,58 @@ function clip(text: string): string {
 }
 
 const keyOf = (deviceId: string, seq: number) => `${deviceId}\u0000${seq}`;
+
+type DecodedOk = Extract<Decoded, { ok: true }>;
+
+/** A message of a round whose readings go to the store. */
+interface Source {
+  readonly message: InboxMessage;
+  readonly deviceId: string;
+  readonly seq: number;
+  /** The index in the round of its first point. */
+  readonly first: number;
+  /** Its decoded readings, until they are in the round's chunks (and the rules' readings). */
+  decoded: DecodedOk | undefined;
+}
+
+/** The round's readings as the rules take them, in point order. */
+function readingsOf(sources: readonly Source[], total: number): StoredReading[] {
+  const readings = new Array<StoredReading>(total);
+  let i = 0;
+  for (const { decoded } of sources) {
+    if (decoded === undefined) continue;
+    for (const p of decoded.points) {
+      readings[i++] = {
+        deviceId: decoded.deviceId,
+        kind: p.measurement,
+        timeMs: p.timeMs,
+        quality: p.tags.quality,
+        values: p.fields,
+        replay: decoded.replay,
+      };
+    }
+  }
+  return readings;
+}
+
+/** Chunk `c`, leaving an empty one in its place (the caller's frame does not keep the points). */
+function takeChunk(chunks: Point[][], c: number): Point[] {
+  const chunk = chunks[c] ?? [];
+  chunks[c] = [];
+  return chunk;
+}
+
+/** The source of the round's point `at` (sources in point order). */
+function sourceOf(sources: readonly Source[], at: number): Source | undefined {
+  let lo = 0;
+  let hi = sources.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if ((sources[mid] as Source).first <= at) lo = mid;
+    else hi = mid - 1;
+  }
+  return sources[lo];
+}
 
 /**
  * Drains the inbox in arrival order: decode, dedupe, write to the store, then in one state
@@ -260,16 +312,18 @@ export class Pipeline {
     const { state, store, registry, metrics, config } = this.deps;
     const deadLetters: DeadLetter[] = [];
     const handled: Array<{ deviceId: string; seq: number; receivedMs: number }> = [];
-    const points: Point[] = [];
-    /** For each point, the message it came from (to dead-letter store rejections). */
-    const origin: InboxMessage[] = [];
-    /** For each point, its index among its message's readings. */
-    const readingIndex: number[] = [];
-    /** Messages re-sent from an edge's log after an outage (historical). */
-    const replayed = new Set<InboxMessage>();
-    /** Indexes into `points` the store refused. */
-    const refused = new Set<number>();
+    /** The messages whose readings go to the store, in order, and where their points start. */
+    const sources: Source[] = [];
     const resent = new Set<string>();
+    /**
+     * The points in store-write chunks. A chunk is let go as its write starts (the store encodes
+     * it at once): points waiting on the store would outlive the garbage collector's young
+     * generation. The rules get theirs as `StoredReading`s, made before the write (they share
+     * the points' values, and are a third of a point's size).
+     */
+    const chunks: Point[][] = [];
+    let chunk: Point[] = [];
+    let total = 0;
 
     for (const message of messages) {
       // Freshness is judged at receipt, so messages that waited out a store outage stay valid.
@@ -324,53 +378,63 @@ export class Pipeline {
       this.inFlightKeys.add(key);
       keys.push(key);
       metrics.readingsReceived.inc(decoded.points.length);
-      if (decoded.replay) replayed.add(message);
-      decoded.points.forEach((p, i) => {
-        points.push(p);
-        origin.push(message);
-        readingIndex.push(i);
+      sources.push({
+        message,
+        deviceId: decoded.deviceId,
+        seq: decoded.seq,
+        first: total,
+        decoded,
       });
+      total += decoded.points.length;
+      for (const point of decoded.points) {
+        chunk.push(point);
+        if (chunk.length === config.batch.maxPoints) {
+          chunks.push(chunk);
+          chunk = [];
+        }
+      }
       handled.push({
         deviceId: decoded.deviceId,
         seq: decoded.seq,
         receivedMs: message.receivedMs,
       });
     }
+    if (chunk.length > 0) chunks.push(chunk);
+    chunk = [];
+    const forRules = this.deps.onStored !== undefined ? readingsOf(sources, total) : undefined;
+    // From here on the sources' readings are in the chunks (and the rules' readings) only.
+    for (const source of sources) source.decoded = undefined;
 
+    /** Indexes (in the round) of the points the store refused. */
+    const refused = new Set<number>();
     /** Store rejections, grouped by the message they came from: one dead letter per message. */
-    const rejectedByMessage = new Map<
-      InboxMessage,
-      { indexes: number[]; reasons: Set<string>; seq: number; device: string }
-    >();
-    for (let from = 0; from < points.length; from += config.batch.maxPoints) {
-      const chunk = points.slice(from, from + config.batch.maxPoints);
+    const rejectedBySource = new Map<Source, { indexes: number[]; reasons: Set<string> }>();
+    let from = 0;
+    for (let c = 0; c < chunks.length; c++) {
+      const size = chunks[c]?.length ?? 0;
       const started = process.hrtime.bigint();
-      const outcome = await store.write(chunk);
+      const outcome = await store.write(takeChunk(chunks, c));
       metrics.storeLatency.observe(Number(process.hrtime.bigint() - started) / 1e9);
-      metrics.readingsStored.inc(chunk.length - outcome.rejected.length);
+      metrics.readingsStored.inc(size - outcome.rejected.length);
       for (const { index, reason } of outcome.rejected) {
-        refused.add(from + index);
-        const point = chunk[index];
-        const message = origin[from + index];
-        if (point === undefined || message === undefined) continue;
-        const entry = rejectedByMessage.get(message) ?? {
-          indexes: [],
-          reasons: new Set<string>(),
-          seq: point.seq,
-          device: point.tags.device,
-        };
-        entry.indexes.push(readingIndex[from + index] ?? index);
+        const at = from + index;
+        refused.add(at);
+        const source = sourceOf(sources, at);
+        if (source === undefined) continue;
+        const entry = rejectedBySource.get(source) ?? { indexes: [], reasons: new Set<string>() };
+        entry.indexes.push(at - source.first);
         entry.reasons.add(reason);
-        rejectedByMessage.set(message, entry);
+        rejectedBySource.set(source, entry);
       }
+      from += size;
     }
-    for (const [message, entry] of rejectedByMessage) {
+    for (const [{ message, deviceId, seq }, entry] of rejectedBySource) {
       metrics.deadLettered.inc({ reason: "store_rejected" }, entry.indexes.length);
       deadLetters.push({
         receivedMs: message.receivedMs,
         topic: message.topic,
-        deviceId: entry.device,
-        seq: entry.seq,
+        deviceId,
+        seq,
         reason: "store_rejected",
         detail: clip(
           `readings ${entry.indexes.join(", ")} refused by the store (the others are stored): ${[...entry.reasons].join("; ")}`,
@@ -384,22 +448,11 @@ export class Pipeline {
       this.deps.now(),
     );
     this.publish(moved);
-    if (this.deps.onStored !== undefined && points.length > refused.size) {
-      const stored: StoredReading[] = [];
-      points.forEach((p, i) => {
-        if (refused.has(i)) return;
-        const message = origin[i];
-        stored.push({
-          deviceId: p.tags.device,
-          kind: p.measurement,
-          timeMs: p.timeMs,
-          quality: p.tags.quality,
-          values: p.fields,
-          replay: message !== undefined && replayed.has(message),
-        });
-      });
+    if (this.deps.onStored !== undefined && forRules !== undefined && total > refused.size) {
       try {
-        this.deps.onStored(stored);
+        this.deps.onStored(
+          refused.size === 0 ? forRules : forRules.filter((_, i) => !refused.has(i)),
+        );
       } catch (error) {
         // The readings are stored and committed whatever the rules make of them.
         this.deps.log.error({ err: error }, "rules evaluation failed");
@@ -421,7 +474,7 @@ export class Pipeline {
       if (progress !== undefined)
         metrics.commitLag.set({ device: deviceId }, progress.lastSeq - progress.committedSeq);
     }
-    return points.length > 0;
+    return total > 0;
   }
 
   private publish(moved: ReadonlyMap<string, number>): void {

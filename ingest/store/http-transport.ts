@@ -96,36 +96,3 @@ export function fetchTransport(fetchFn: typeof fetch): HttpTransport {
     close() {},
   };
 }
-
-/** Where one line lies in an encoded body, and the index of its point in the batch. */
-export interface LineSpan {
-  readonly index: number;
-  readonly start: number;
-  readonly end: number;
-}
-
-/**
- * Lines joined by newlines, UTF-8, straight into one buffer: no joined string is built first
- * (tag values may be any text, so UTF-8 it is, at most 3 bytes per UTF-16 unit). The spans say
- * where each line is, so the line strings can go as soon as the body is built: a contiguous run
- * of lines is `body.subarray(first.start, last.end)`.
- */
-export function encodeLines(
-  lines: ReadonlyArray<{ readonly index: number; readonly line: string }>,
-): {
-  body: Buffer;
-  spans: LineSpan[];
-} {
-  let units = 0;
-  for (const { line } of lines) units += line.length + 1;
-  const buffer = Buffer.allocUnsafe(units * 3);
-  const spans: LineSpan[] = [];
-  let offset = 0;
-  for (const { index, line } of lines) {
-    if (offset > 0) buffer[offset++] = 0x0a;
-    const start = offset;
-    offset += buffer.write(line, offset, "utf8");
-    spans.push({ index, start, end: offset });
-  }
-  return { body: buffer.subarray(0, offset), spans };
-}

@@ -2,14 +2,8 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { QUANTITIES, QualityFlag, type SensorKind } from "../../contracts/index.js";
-import {
-  type HttpResponse,
-  type LineSpan,
-  encodeLines,
-  fetchTransport,
-  nodeTransport,
-} from "./http-transport.js";
-import { serializeBatch, TAG_KEYS } from "./line-protocol.js";
+import { type HttpResponse, fetchTransport, nodeTransport } from "./http-transport.js";
+import { type EncodedBatch, encodeBatch, TAG_KEYS } from "./line-protocol.js";
 import { parseRetryAfterMs, withRetries, type Attempt, type RetryDeps } from "./retry.js";
 import {
   StoreUnavailableError,
@@ -137,15 +131,13 @@ const QueryAnswer = z.object({
 
 type HttpAnswer = HttpResponse;
 
-/** Lines of one write: the encoded body and where each line lies in it. */
-interface Lines {
-  readonly body: Buffer;
-  readonly spans: readonly LineSpan[];
-}
-
-const lineText = (lines: Lines, span: LineSpan) =>
-  lines.body.toString("utf8", span.start, span.end);
 type Rejection = { index: number; reason: string };
+
+/** Lines [from, to) of an encoded batch: the whole write, or a half of a half… */
+interface Run {
+  readonly from: number;
+  readonly to: number;
+}
 
 type WriteAnswer =
   | { readonly kind: "stored" }
@@ -197,16 +189,16 @@ function describeFailure(err: unknown, timeoutMs: number): string {
  */
 function linesNamedInParseError(
   message: string,
-  lines: Lines,
-  batch: readonly LineSpan[],
+  lines: EncodedBatch,
+  run: Run,
 ): Rejection[] | undefined {
   const dropped = / dropped=(\d+)$/.exec(message);
   if (dropped !== null && dropped[1] !== "0") return undefined;
   const listed = message.replace(/^partial write: /, "").replace(/ dropped=\d+$/, "");
   const byLine = new Map<string, number[]>();
-  for (const span of batch) {
-    const { index } = span;
-    const line = lineText(lines, span);
+  for (let k = run.from; k < run.to; k++) {
+    const index = lines.index(k);
+    const line = lines.text(k);
     const indexes = byLine.get(line);
     if (indexes === undefined) byLine.set(line, [index]);
     else indexes.push(index);
@@ -323,9 +315,8 @@ export function createInfluxStore(
     return { ok: true, value: answer };
   }
 
-  async function postLines(lines: Lines, batch: readonly LineSpan[]): Promise<WriteAnswer> {
-    // The batch is a contiguous run of the lines (the whole write, or a half of a half…).
-    const body = lines.body.subarray(batch[0]?.start ?? 0, batch[batch.length - 1]?.end ?? 0);
+  async function postLines(lines: EncodedBatch, run: Run): Promise<WriteAnswer> {
+    const body = lines.slice(run.from, run.to);
     const answer = await withRetries(
       () =>
         exchange("write", writeUrl, {
@@ -363,34 +354,45 @@ export function createInfluxStore(
    * failed, each half is sent again until the bad lines stand alone: a good line sent twice
    * overwrites itself (same series, same time).
    */
-  async function writeLines(
-    lines: Lines,
-    batch: readonly LineSpan[],
-    rejected: Rejection[],
-  ): Promise<void> {
-    const answer = await postLines(lines, batch);
+  async function writeLines(lines: EncodedBatch, run: Run, rejected: Rejection[]): Promise<void> {
+    const answer = await postLines(lines, run);
     if (answer.kind === "stored") return;
+    const size = run.to - run.from;
     if (answer.kind === "refused-lines") {
-      const named = linesNamedInParseError(answer.message, lines, batch);
+      const named = linesNamedInParseError(answer.message, lines, run);
       if (named !== undefined) {
         rejected.push(...named);
         return;
       }
       // `dropped=N` counts the lines that parsed but were not written: all of them, here (a
       // whole batch against a field of another type), so there is nothing to bisect.
-      if (Number(/ dropped=(\d+)$/.exec(answer.message)?.[1]) === batch.length) {
-        rejected.push(...batch.map(({ index }) => ({ index, reason: answer.message })));
+      if (Number(/ dropped=(\d+)$/.exec(answer.message)?.[1]) === size) {
+        for (let k = run.from; k < run.to; k++)
+          rejected.push({ index: lines.index(k), reason: answer.message });
         return;
       }
     }
-    const [only] = batch;
-    if (batch.length === 1 && only !== undefined) {
-      rejected.push({ index: only.index, reason: answer.message });
+    if (size === 1) {
+      rejected.push({ index: lines.index(run.from), reason: answer.message });
       return;
     }
-    const middle = Math.ceil(batch.length / 2);
-    await writeLines(lines, batch.slice(0, middle), rejected);
-    await writeLines(lines, batch.slice(middle), rejected);
+    const middle = run.from + Math.ceil(size / 2);
+    await writeLines(lines, { from: run.from, to: middle }, rejected);
+    await writeLines(lines, { from: middle, to: run.to }, rejected);
+  }
+
+  /** Send an encoded batch; what InfluxDB refused comes back with the points refused before. */
+  async function send(lines: EncodedBatch, count: number): Promise<WriteOutcome> {
+    const rejected: Rejection[] = [...lines.refused];
+    if (lines.lineCount > 0) await writeLines(lines, { from: 0, to: lines.lineCount }, rejected);
+    if (rejected.length > 0) {
+      rejected.sort((a, b) => a.index - b.index);
+      log.warn(
+        { points: count, rejected: rejected.length, first: rejected[0] },
+        "InfluxDB refused points",
+      );
+    }
+    return { rejected };
   }
 
   async function query(q: string, method: "GET" | "POST" = "GET"): Promise<SeriesAnswer[]> {
@@ -480,20 +482,15 @@ export function createInfluxStore(
       log.info({ api: config.api, database: db }, "InfluxDB store open");
     },
 
-    async write(points: readonly Point[]): Promise<WriteOutcome> {
-      const serialized = serializeBatch(points);
-      const rejected: Rejection[] = [...serialized.refused];
-      // Encoded at once: the line strings die young, only the body waits on InfluxDB.
-      const lines = encodeLines(serialized.lines);
-      if (lines.spans.length > 0) await writeLines(lines, lines.spans, rejected);
-      if (rejected.length > 0) {
-        rejected.sort((a, b) => a.index - b.index);
-        log.warn(
-          { points: points.length, rejected: rejected.length, first: rejected[0] },
-          "InfluxDB refused points",
-        );
+    write(points: readonly Point[]): Promise<WriteOutcome> {
+      // Encoded before anything waits, and not an async function: an async function keeps its
+      // arguments until it returns, and the points would wait on InfluxDB with the body. Only
+      // the body (outside the JS heap) does.
+      try {
+        return send(encodeBatch(points), points.length);
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }
-      return { rejected };
     },
 
     async readings(q: ReadingsQuery): Promise<StoredReading[]> {

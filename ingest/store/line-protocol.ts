@@ -190,23 +190,86 @@ function anyFieldSet(point: Point): string {
   return set;
 }
 
-/** A batch as lines: the body of one write, and the points refused before sending. */
-export interface SerializedBatch {
-  /** Lines in point order, each with the index of its point in the batch. */
-  readonly lines: ReadonlyArray<{ readonly index: number; readonly line: string }>;
-  readonly refused: ReadonlyArray<{ readonly index: number; readonly reason: string }>;
+/**
+ * A batch of points as the body of one write: their lines joined by newlines, in UTF-8, and the
+ * points refused before sending. Line k is the line of point `index(k)`. A line holds no raw
+ * newline (line protocol escapes them), so any run of lines is one slice of the body.
+ */
+export class EncodedBatch {
+  constructor(
+    /** The lines, newline-separated, no trailing newline. */
+    readonly body: Buffer,
+    /** Where each line starts in `body`, and one past the end of the body. */
+    private readonly starts: Uint32Array,
+    /** Each line's point, as an index into the batch. */
+    private readonly indexes: Uint32Array,
+    readonly refused: ReadonlyArray<{ readonly index: number; readonly reason: string }>,
+  ) {}
+
+  get lineCount(): number {
+    return this.indexes.length;
+  }
+
+  /** The index in the batch of line `k`'s point. */
+  index(k: number): number {
+    return this.indexes[k] as number;
+  }
+
+  /** Line `k` as text. */
+  text(k: number): string {
+    return this.body.toString("utf8", this.starts[k], (this.starts[k + 1] as number) - 1);
+  }
+
+  /** Lines [from, to) as one body (a view of `body`, no copy). */
+  slice(from: number, to: number): Buffer {
+    return to <= from
+      ? this.body.subarray(0, 0)
+      : this.body.subarray(this.starts[from], (this.starts[to] as number) - 1);
+  }
 }
 
-export function serializeBatch(points: readonly Point[]): SerializedBatch {
-  const lines: Array<{ index: number; line: string }> = [];
+/** Room for this many UTF-8 bytes per point at first: the body grows when the lines are longer. */
+const BYTES_PER_POINT = 192;
+
+/**
+ * The write body of `points`: each line written into one buffer as soon as it is made, so no
+ * line string outlives its point's turn and no joined string is built. Points line protocol
+ * cannot carry are refused (with the reason), never sent.
+ */
+export function encodeBatch(points: readonly Point[]): EncodedBatch {
+  const starts = new Uint32Array(points.length + 1);
+  const indexes = new Uint32Array(points.length);
   const refused: Array<{ index: number; reason: string }> = [];
-  points.forEach((point, index) => {
+  let body = Buffer.allocUnsafe(Math.max(4_096, points.length * BYTES_PER_POINT));
+  let offset = 0;
+  let count = 0;
+  for (let index = 0; index < points.length; index++) {
+    let line: string;
     try {
-      lines.push({ index, line: toLine(point) });
+      line = toLine(points[index] as Point);
     } catch (err) {
       if (!(err instanceof LineProtocolError)) throw err;
       refused.push({ index, reason: err.message });
+      continue;
     }
-  });
-  return { lines, refused };
+    // At most 3 bytes per UTF-16 unit, and the newline.
+    const most = line.length * 3 + 1;
+    if (offset + most > body.length) {
+      const grown = Buffer.allocUnsafe(Math.max(body.length * 2, offset + most));
+      body.copy(grown, 0, 0, offset);
+      body = grown;
+    }
+    starts[count] = offset;
+    indexes[count] = index;
+    count++;
+    offset += body.write(line, offset, "utf8");
+    body[offset++] = 0x0a;
+  }
+  starts[count] = offset;
+  return new EncodedBatch(
+    body.subarray(0, Math.max(0, offset - 1)),
+    starts.subarray(0, count + 1),
+    indexes.subarray(0, count),
+    refused,
+  );
 }

@@ -1,7 +1,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { encodeLines, nodeTransport } from "../../../ingest/store/http-transport.js";
+import { nodeTransport } from "../../../ingest/store/http-transport.js";
 
 const servers: http.Server[] = [];
 afterEach(async () => {
@@ -17,28 +17,6 @@ async function serve(handler: http.RequestListener): Promise<URL> {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/write?db=x`);
 }
-
-describe("encodeLines", () => {
-  it("joins lines with newlines as UTF-8, no trailing newline, and says where each line is", () => {
-    const lines = [
-      { index: 0, line: "a,district=锦江区 v=1 1" },
-      { index: 2, line: "b v=2 2" },
-      { index: 5, line: "c,t=é v=3 3" },
-    ];
-    const { body, spans } = encodeLines(lines);
-    const text = lines.map((l) => l.line).join("\n");
-    expect(body.toString("utf8")).toBe(text);
-    expect(body.length).toBe(Buffer.byteLength(text));
-    expect(spans.map((s) => s.index)).toEqual([0, 2, 5]);
-    expect(spans.map((s) => body.toString("utf8", s.start, s.end))).toEqual(
-      lines.map((l) => l.line),
-    );
-    // A run of lines is one slice of the body.
-    const [, second, third] = spans;
-    expect(body.subarray(second?.start, third?.end).toString()).toBe("b v=2 2\nc,t=é v=3 3");
-    expect(encodeLines([]).body.length).toBe(0);
-  });
-});
 
 describe("nodeTransport", () => {
   it("sends the body with its length and returns status, headers and text", async () => {
@@ -57,10 +35,7 @@ describe("nodeTransport", () => {
     const answer = await transport.send(url, {
       method: "POST",
       headers: { "content-type": "text/plain" },
-      body: encodeLines([
-        { index: 0, line: "m v=1 1" },
-        { index: 1, line: "m,t=区 v=2 2" },
-      ]).body,
+      body: Buffer.from("m v=1 1\nm,t=区 v=2 2"),
       signal: AbortSignal.timeout(5_000),
     });
     transport.close();

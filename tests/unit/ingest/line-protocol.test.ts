@@ -9,7 +9,7 @@ import {
 import {
   LineProtocolError,
   MAX_TIME_MS,
-  serializeBatch,
+  encodeBatch,
   TAG_KEYS,
   toLine,
 } from "../../../ingest/store/line-protocol.js";
@@ -243,17 +243,39 @@ describe("line protocol", () => {
     expect(toLine(point({ tags: { ...point().tags, site: "a\\b" } }))).toContain(",site=a\\b ");
   });
 
-  it("serializes a batch and refuses only the bad points, by index", () => {
+  it("encodes a batch into one body and refuses only the bad points, by index", () => {
     const batch = [
       point(),
       point({ fields: { LAeq: Number.NaN } }),
       point({ seq: 43 }),
       point({ tags: { ...point().tags, grid_cell: "x\\" } }),
     ];
-    const { lines, refused } = serializeBatch(batch);
-    expect(lines.map((l) => l.index)).toEqual([0, 2]);
-    expect(lines[1]?.line).toBe(toLine(batch[2]!));
-    expect(refused.map((r) => r.index)).toEqual([1, 3]);
-    expect(refused[0]?.reason).toMatch(/LAeq is NaN/);
+    const encoded = encodeBatch(batch);
+    expect(encoded.lineCount).toBe(2);
+    expect([encoded.index(0), encoded.index(1)]).toEqual([0, 2]);
+    expect(encoded.text(1)).toBe(toLine(batch[2]!));
+    expect(encoded.body.toString("utf8")).toBe(`${toLine(batch[0]!)}\n${toLine(batch[2]!)}`);
+    expect(encoded.refused.map((r) => r.index)).toEqual([1, 3]);
+    expect(encoded.refused[0]?.reason).toMatch(/LAeq is NaN/);
+  });
+
+  it("writes lines as UTF-8 with no trailing newline, any run of them one slice of the body", () => {
+    // Longer than the first guess of the body's size, so the body grows on the way.
+    const district = "锦江区".repeat(200);
+    const batch = [
+      point({ seq: 1 }),
+      point({ seq: 2, tags: { ...point().tags, district } }),
+      point({ seq: 3, tags: { ...point().tags, site: "é" } }),
+    ];
+    const encoded = encodeBatch(batch);
+    const lines = batch.map((p) => toLine(p));
+    expect(encoded.body.toString("utf8")).toBe(lines.join("\n"));
+    expect(encoded.body.length).toBe(Buffer.byteLength(lines.join("\n")));
+    expect([0, 1, 2].map((k) => encoded.text(k))).toEqual(lines);
+    expect(encoded.slice(1, 3).toString("utf8")).toBe(`${lines[1]}\n${lines[2]}`);
+    expect(encoded.slice(0, 1).toString("utf8")).toBe(lines[0]);
+    expect(encoded.slice(2, 2).length).toBe(0);
+    const none = encodeBatch([]);
+    expect([none.lineCount, none.body.length]).toEqual([0, 0]);
   });
 });
