@@ -132,7 +132,9 @@ export function decodeUplink(
   // serializer caches a tags object's text, so a message's series key is escaped once).
   const tagsByQuality = new Map<string, Point["tags"]>();
   const points: Point[] = [];
-  for (const [i, reading] of uplink.readings.entries()) {
+  const { readings } = uplink;
+  for (let i = 0; i < readings.length; i++) {
+    const reading = readings[i] as (typeof readings)[number];
     const timeMs = Date.parse(reading.ts);
     if (timeMs > nowMs + limits.maxFutureMs) {
       return {
