@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { QUANTITIES, QualityFlag, type SensorKind } from "../../contracts/index.js";
 import { type HttpResponse, fetchTransport, nodeTransport } from "./http-transport.js";
-import { type EncodedBatch, encodeBatch, TAG_KEYS } from "./line-protocol.js";
+import { type EncodedBatch, encodeBatch, LineEncoder, TAG_KEYS } from "./line-protocol.js";
 import { parseRetryAfterMs, withRetries, type Attempt, type RetryDeps } from "./retry.js";
 import {
   StoreUnavailableError,
@@ -13,6 +13,7 @@ import {
   type ReadingsQuery,
   type StoredReading,
   type TimeSeriesStore,
+  type WriteBatch,
   type WriteOutcome,
 } from "./types.js";
 
@@ -480,6 +481,17 @@ export function createInfluxStore(
         if (!databases?.values.some((row) => row[0] === db)) throw err;
       }
       log.info({ api: config.api, database: db }, "InfluxDB store open");
+    },
+
+    batch(): WriteBatch {
+      const encoder = new LineEncoder();
+      return {
+        add: (point) => encoder.add(point),
+        get size() {
+          return encoder.size;
+        },
+        write: () => send(encoder.finish(), encoder.size),
+      };
     },
 
     write(points: readonly Point[]): Promise<WriteOutcome> {

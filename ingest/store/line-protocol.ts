@@ -232,44 +232,83 @@ export class EncodedBatch {
 const BYTES_PER_POINT = 192;
 
 /**
- * The write body of `points`: each line written into one buffer as soon as it is made, so no
- * line string outlives its point's turn and no joined string is built. Points line protocol
- * cannot carry are refused (with the reason), never sent.
+ * Lines written into one growing buffer as points are added, so no point and no line string
+ * need outlive its turn: the caller may drop each point once it is added. Points line protocol
+ * cannot carry are refused (with the reason), never written. `finish` gives the write body.
  */
-export function encodeBatch(points: readonly Point[]): EncodedBatch {
-  const starts = new Uint32Array(points.length + 1);
-  const indexes = new Uint32Array(points.length);
-  const refused: Array<{ index: number; reason: string }> = [];
-  let body = Buffer.allocUnsafe(Math.max(4_096, points.length * BYTES_PER_POINT));
-  let offset = 0;
-  let count = 0;
-  for (let index = 0; index < points.length; index++) {
+export class LineEncoder {
+  #body: Buffer;
+  #offset = 0;
+  /** Where each line starts, then one past the end of the body's last newline. */
+  #starts: Uint32Array;
+  /** Each line's point, by the order points were added. */
+  #indexes: Uint32Array;
+  #lines = 0;
+  #added = 0;
+  readonly #refused: Array<{ index: number; reason: string }> = [];
+
+  constructor(expectedPoints = 1_024) {
+    const points = Math.max(16, expectedPoints);
+    this.#body = Buffer.allocUnsafe(points * BYTES_PER_POINT);
+    this.#starts = new Uint32Array(points + 1);
+    this.#indexes = new Uint32Array(points);
+  }
+
+  /** Points added so far (written or refused). */
+  get size(): number {
+    return this.#added;
+  }
+
+  add(point: Point): void {
+    const index = this.#added++;
     let line: string;
     try {
-      line = toLine(points[index] as Point);
+      line = toLine(point);
     } catch (err) {
       if (!(err instanceof LineProtocolError)) throw err;
-      refused.push({ index, reason: err.message });
-      continue;
+      this.#refused.push({ index, reason: err.message });
+      return;
     }
+    if (this.#lines === this.#indexes.length) this.#growIndex();
     // At most 3 bytes per UTF-16 unit, and the newline.
     const most = line.length * 3 + 1;
-    if (offset + most > body.length) {
-      const grown = Buffer.allocUnsafe(Math.max(body.length * 2, offset + most));
-      body.copy(grown, 0, 0, offset);
-      body = grown;
+    if (this.#offset + most > this.#body.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.#body.length * 2, this.#offset + most));
+      this.#body.copy(grown, 0, 0, this.#offset);
+      this.#body = grown;
     }
-    starts[count] = offset;
-    indexes[count] = index;
-    count++;
-    offset += body.write(line, offset, "utf8");
-    body[offset++] = 0x0a;
+    this.#starts[this.#lines] = this.#offset;
+    this.#indexes[this.#lines] = index;
+    this.#lines++;
+    this.#offset += this.#body.write(line, this.#offset, "utf8");
+    this.#body[this.#offset++] = 0x0a;
   }
-  starts[count] = offset;
-  return new EncodedBatch(
-    body.subarray(0, Math.max(0, offset - 1)),
-    starts.subarray(0, count + 1),
-    indexes.subarray(0, count),
-    refused,
-  );
+
+  /** The write body of the points added. */
+  finish(): EncodedBatch {
+    this.#starts[this.#lines] = this.#offset;
+    return new EncodedBatch(
+      this.#body.subarray(0, Math.max(0, this.#offset - 1)),
+      this.#starts.subarray(0, this.#lines + 1),
+      this.#indexes.subarray(0, this.#lines),
+      this.#refused,
+    );
+  }
+
+  #growIndex(): void {
+    const size = this.#indexes.length * 2;
+    const starts = new Uint32Array(size + 1);
+    starts.set(this.#starts.subarray(0, this.#lines));
+    const indexes = new Uint32Array(size);
+    indexes.set(this.#indexes);
+    this.#starts = starts;
+    this.#indexes = indexes;
+  }
+}
+
+/** The write body of `points` (see LineEncoder). */
+export function encodeBatch(points: readonly Point[]): EncodedBatch {
+  const encoder = new LineEncoder(points.length);
+  for (const point of points) encoder.add(point);
+  return encoder.finish();
 }

@@ -85,6 +85,19 @@ export interface AggregateBucket {
 }
 
 /**
+ * Points added one at a time and written together. The store takes what it needs of each point
+ * as it is added (InfluxDB: its line), so the caller can let the points go at once instead of
+ * holding them until the write. Rejections in the outcome are indexed by the order of `add`.
+ */
+export interface WriteBatch {
+  add(point: Point): void;
+  /** Points added so far. */
+  readonly size: number;
+  /** As TimeSeriesStore.write, once; the batch is spent afterwards. */
+  write(): Promise<WriteOutcome>;
+}
+
+/**
  * A time-series store behind one interface: InfluxDB (line protocol over HTTP, InfluxQL) or the
  * embedded SQLite store. `write` resolves only once the store has the points durably.
  */
@@ -97,6 +110,8 @@ export interface TimeSeriesStore {
    * StoreUnavailableError when the store cannot take it now (after the store's own short retries).
    */
   write(points: readonly Point[]): Promise<WriteOutcome>;
+  /** A batch to fill point by point (see WriteBatch); without it, the caller collects points for `write`. */
+  batch?(): WriteBatch;
   readings(query: ReadingsQuery): Promise<StoredReading[]>;
   aggregate(query: AggregateQuery): Promise<AggregateBucket[]>;
   /** The newest reading of a device, or undefined. */

@@ -329,6 +329,32 @@ describe.runIf(influx)("InfluxDB store on a real influxd (v1 API)", () => {
     expect(await count(url, db, "noise")).toBe(1);
   });
 
+  it("writes a batch filled point by point as write() does, rejections by order of adding", async () => {
+    await store.write([noise(T0, { LAeq: 60 })]);
+    const batch = store.batch?.();
+    if (batch === undefined) throw new Error("the InfluxDB store fills batches point by point");
+    const points = [
+      noise(T0 + 1_000, { LAeq: 61 }),
+      noise(T0 + 2_000, { LAeq: Number.NaN }),
+      noise(T0 + 3_000, { LAeq: true }),
+      noise(T0 + 4_000, { LAeq: 64 }),
+    ];
+    for (const point of points) batch.add(point);
+    expect(batch.size).toBe(4);
+    const { rejected } = await batch.write();
+    expect(rejected.map((r) => r.index)).toEqual([1, 2]);
+    expect(rejected[0]?.reason).toMatch(/LAeq is NaN/);
+    expect(rejected[1]?.reason).toMatch(/field type conflict/);
+    const stored = await store.readings({
+      deviceId: "n1",
+      kind: "noise",
+      fromMs: T0,
+      toMs: T0 + 10_000,
+      limit: 10,
+    });
+    expect(stored.map((r) => r.values["LAeq"])).toEqual([60, 61, 64]);
+  });
+
   it("aggregates mean, max and energy mean in the same buckets, with null for empty ones", async () => {
     await store.write([
       noise(T0 - 1, { LAeq: 100 }), // before the range

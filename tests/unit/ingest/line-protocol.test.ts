@@ -10,6 +10,7 @@ import {
   LineProtocolError,
   MAX_TIME_MS,
   encodeBatch,
+  LineEncoder,
   TAG_KEYS,
   toLine,
 } from "../../../ingest/store/line-protocol.js";
@@ -277,5 +278,21 @@ describe("line protocol", () => {
     expect(encoded.slice(2, 2).length).toBe(0);
     const none = encodeBatch([]);
     expect([none.lineCount, none.body.length]).toEqual([0, 0]);
+  });
+
+  it("grows past the points it expected, a point at a time, and indexes by order of adding", () => {
+    const encoder = new LineEncoder(1);
+    const points = Array.from({ length: 40 }, (_, i) =>
+      point({ seq: i, fields: { LAeq: i === 7 ? Number.POSITIVE_INFINITY : 40 + i } }),
+    );
+    for (const p of points) encoder.add(p);
+    expect(encoder.size).toBe(40);
+    const encoded = encoder.finish();
+    expect(encoded.lineCount).toBe(39);
+    expect(encoded.refused.map((r) => r.index)).toEqual([7]);
+    expect(encoded.index(7)).toBe(8);
+    expect(encoded.text(38)).toBe(toLine(points[39]!));
+    const kept = points.filter((_, i) => i !== 7).map((p) => toLine(p));
+    expect(encoded.body.toString("utf8")).toBe(kept.join("\n"));
   });
 });

@@ -1,0 +1,132 @@
+import {
+  QUANTITIES,
+  QualityFlag,
+  type SensorKind,
+  SensorKind as Kinds,
+} from "../contracts/index.js";
+import type { StoredReading } from "./rules/driver.js";
+import type { Point } from "./store/types.js";
+
+/** Each kind's quantities in a fixed order (a reading's values are a row of that many slots). */
+const NAMES = {} as Record<SensorKind, readonly string[]>;
+for (const kind of Kinds.options) NAMES[kind] = Object.keys(QUANTITIES[kind]);
+/** Slots per row: the most quantities of any kind. */
+const ROW = Math.max(...Object.values(NAMES).map((names) => names.length));
+// A reading's boolean slots are the bits of one 32-bit word.
+if (ROW > 32) throw new Error("ReadingColumns: a kind has more than 32 quantities");
+const FLAGS = QualityFlag.options;
+const FLAG_INDEX = new Map<string, number>(FLAGS.map((flag, i) => [flag, i]));
+/** Marks an empty slot (values are finite numbers or booleans). */
+const EMPTY = Number.NaN;
+
+/**
+ * The readings of one pipeline round, kept for the rules while the store writes them, in typed
+ * columns rather than one object per reading. Objects that wait on the store outlive V8's young
+ * generation: they are copied, promoted and collected again, and with the rules on that copying
+ * was most of the garbage collector's work. `stored()` gives the rules their `StoredReading`s
+ * once the store has the readings; those live only as long as the rules look at them.
+ */
+export class ReadingColumns {
+  private time = new Float64Array(0);
+  private flag = new Uint8Array(0);
+  /** ROW slots per reading, in its kind's quantity order; NaN where it has no value. */
+  private values = new Float64Array(0);
+  /** The slots holding booleans (1 = true), one bit each, per reading. */
+  private booleans = new Uint32Array(0);
+  /** Per reading, the index of its message in `messages`. */
+  private message = new Uint32Array(0);
+  private readonly messages: Array<{ deviceId: string; kind: SensorKind; replay: boolean }> = [];
+  private count = 0;
+
+  constructor(capacity = 1_024) {
+    this.grow(Math.max(1, capacity));
+  }
+
+  get length(): number {
+    return this.count;
+  }
+
+  /**
+   * Add one message's points (all of one device and kind), in order. Only the kind's quantities
+   * are kept: a validated uplink has no others, and no rule can read another.
+   */
+  add(deviceId: string, replay: boolean, points: readonly Point[]): void {
+    const first = points[0];
+    if (first === undefined) return;
+    if (this.count + points.length > this.time.length) {
+      this.grow(Math.max(this.time.length * 2, this.count + points.length));
+    }
+    const kind = first.measurement;
+    const names = NAMES[kind];
+    const m = this.messages.length;
+    this.messages.push({ deviceId, kind, replay });
+    for (const point of points) {
+      const i = this.count++;
+      this.time[i] = point.timeMs;
+      this.flag[i] = FLAG_INDEX.get(point.tags.quality) ?? 0;
+      this.message[i] = m;
+      const row = i * ROW;
+      const fields = point.fields as Readonly<Record<string, number | boolean | undefined>>;
+      let booleans = 0;
+      for (let slot = 0; slot < names.length; slot++) {
+        const value = fields[names[slot] as string];
+        if (typeof value === "number") this.values[row + slot] = value;
+        else if (typeof value === "boolean") {
+          booleans |= 1 << slot;
+          this.values[row + slot] = value ? 1 : 0;
+        } else this.values[row + slot] = EMPTY;
+      }
+      this.booleans[i] = booleans;
+    }
+  }
+
+  /** The readings as the rules take them, leaving out those at the indexes in `refused`. */
+  stored(refused: ReadonlySet<number>): StoredReading[] {
+    const out: StoredReading[] = [];
+    for (let i = 0; i < this.count; i++) {
+      if (refused.has(i)) continue;
+      const source = this.messages[this.message[i] as number];
+      if (source === undefined) continue;
+      out.push({
+        deviceId: source.deviceId,
+        kind: source.kind,
+        timeMs: this.time[i] as number,
+        quality: FLAGS[this.flag[i] as number] as QualityFlag,
+        values: this.valuesOf(i, source.kind),
+        replay: source.replay,
+      });
+    }
+    return out;
+  }
+
+  private valuesOf(i: number, kind: SensorKind): Record<string, number | boolean> {
+    const names = NAMES[kind];
+    const row = i * ROW;
+    const booleans = this.booleans[i] as number;
+    const values: Record<string, number | boolean> = {};
+    for (let slot = 0; slot < names.length; slot++) {
+      const value = this.values[row + slot] as number;
+      if (Number.isNaN(value)) continue;
+      values[names[slot] as string] = (booleans & (1 << slot)) !== 0 ? value === 1 : value;
+    }
+    return values;
+  }
+
+  private grow(capacity: number): void {
+    const time = new Float64Array(capacity);
+    const flag = new Uint8Array(capacity);
+    const values = new Float64Array(capacity * ROW);
+    const booleans = new Uint32Array(capacity);
+    const message = new Uint32Array(capacity);
+    time.set(this.time.subarray(0, this.count));
+    flag.set(this.flag.subarray(0, this.count));
+    values.set(this.values.subarray(0, this.count * ROW));
+    booleans.set(this.booleans.subarray(0, this.count));
+    message.set(this.message.subarray(0, this.count));
+    this.time = time;
+    this.flag = flag;
+    this.values = values;
+    this.booleans = booleans;
+    this.message = message;
+  }
+}
