@@ -37,6 +37,8 @@ const ROUND_MESSAGES = 2_000;
  * round is still all-or-nothing; commits move over whatever is contiguous, in any order.
  */
 const ROUNDS_IN_FLIGHT = 3;
+/** Columns larger than this (readings) are not kept for the next round (about 5 MB). */
+const SPARE_COLUMNS_MAX_READINGS = 65_536;
 /** With nothing to write while the store is down, ask it whether it answers this often. */
 const PROBE_EVERY_MS = 5_000;
 /** A dead letter's reason text at most, in characters (the raw payload is kept whole). */
@@ -116,6 +118,11 @@ export class Pipeline {
   /** (device, seq) of messages in rounds in flight: a copy arriving meanwhile is a duplicate. */
   private readonly inFlightKeys = new Set<string>();
   private lastStoreError: StoreUnavailableError | undefined;
+  /**
+   * Columns of finished rounds, used again: typed arrays live outside the JS heap, and V8 counts
+   * fresh ones towards a full collection. As many as rounds run at once.
+   */
+  private readonly spareColumns: ReadingColumns[] = [];
   private fatal: { error: unknown } | undefined;
 
   constructor(private readonly deps: PipelineDeps) {}
@@ -322,7 +329,10 @@ export class Pipeline {
     const newBatch = () => store.batch?.() ?? new CollectedBatch(store);
     const batches: Array<WriteBatch | undefined> = [];
     let batch = newBatch();
-    const forRules = this.deps.onStored !== undefined ? new ReadingColumns() : undefined;
+    const forRules =
+      this.deps.onStored !== undefined
+        ? (this.spareColumns.pop() ?? new ReadingColumns())
+        : undefined;
     let total = 0;
 
     for (const message of messages) {
@@ -450,6 +460,14 @@ export class Pipeline {
         // The readings are stored and committed whatever the rules make of them.
         this.deps.log.error({ err: error }, "rules evaluation failed");
       }
+    }
+    if (
+      forRules !== undefined &&
+      this.spareColumns.length < ROUNDS_IN_FLIGHT &&
+      forRules.capacity <= SPARE_COLUMNS_MAX_READINGS
+    ) {
+      forRules.clear();
+      this.spareColumns.push(forRules);
     }
     // A device re-sending what is already committed did not see its commit: send it again.
     const now = this.deps.now();

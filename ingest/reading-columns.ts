@@ -46,6 +46,17 @@ export class ReadingColumns {
     return this.count;
   }
 
+  /** Readings it holds without growing. */
+  get capacity(): number {
+    return this.time.length;
+  }
+
+  /** Empty again, keeping its memory (for the next round). */
+  clear(): void {
+    this.count = 0;
+    this.messages.length = 0;
+  }
+
   /**
    * Add one message's points (all of one device and kind), in order. Only the kind's quantities
    * are kept: a validated uplink has no others, and no rule can read another.

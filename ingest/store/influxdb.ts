@@ -3,7 +3,13 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { QUANTITIES, QualityFlag, type SensorKind } from "../../contracts/index.js";
 import { type HttpResponse, fetchTransport, nodeTransport } from "./http-transport.js";
-import { type EncodedBatch, encodeBatch, LineEncoder, TAG_KEYS } from "./line-protocol.js";
+import {
+  BodyPool,
+  type EncodedBatch,
+  encodeBatch,
+  LineEncoder,
+  TAG_KEYS,
+} from "./line-protocol.js";
 import { parseRetryAfterMs, withRetries, type Attempt, type RetryDeps } from "./retry.js";
 import {
   StoreUnavailableError,
@@ -382,10 +388,17 @@ export function createInfluxStore(
     await writeLines(lines, { from: middle, to: run.to }, rejected);
   }
 
+  /** Write bodies, used again once their write is over (every request of it has ended). */
+  const bodies = new BodyPool();
+
   /** Send an encoded batch; what InfluxDB refused comes back with the points refused before. */
   async function send(lines: EncodedBatch, count: number): Promise<WriteOutcome> {
     const rejected: Rejection[] = [...lines.refused];
-    if (lines.lineCount > 0) await writeLines(lines, { from: 0, to: lines.lineCount }, rejected);
+    try {
+      if (lines.lineCount > 0) await writeLines(lines, { from: 0, to: lines.lineCount }, rejected);
+    } finally {
+      lines.release();
+    }
     if (rejected.length > 0) {
       rejected.sort((a, b) => a.index - b.index);
       log.warn(
@@ -484,7 +497,7 @@ export function createInfluxStore(
     },
 
     batch(): WriteBatch {
-      const encoder = new LineEncoder();
+      const encoder = new LineEncoder(undefined, bodies);
       return {
         add: (point) => encoder.add(point),
         get size() {
@@ -499,7 +512,7 @@ export function createInfluxStore(
       // arguments until it returns, and the points would wait on InfluxDB with the body. Only
       // the body (outside the JS heap) does.
       try {
-        return send(encodeBatch(points), points.length);
+        return send(encodeBatch(points, bodies), points.length);
       } catch (error) {
         return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }

@@ -204,7 +204,14 @@ export class EncodedBatch {
     /** Each line's point, as an index into the batch. */
     private readonly indexes: Uint32Array,
     readonly refused: ReadonlyArray<{ readonly index: number; readonly reason: string }>,
+    /** Hands the body's memory back for another batch (see BodyPool); a no-op when pooled off. */
+    private readonly onRelease: () => void = () => undefined,
   ) {}
+
+  /** The body is no longer needed (its write is over): its memory may go to another batch. */
+  release(): void {
+    this.onRelease();
+  }
 
   get lineCount(): number {
     return this.indexes.length;
@@ -232,6 +239,48 @@ export class EncodedBatch {
 const BYTES_PER_POINT = 192;
 
 /**
+ * Write bodies kept for the next batches. A body is a megabyte or so of memory outside the JS
+ * heap, and V8 counts such memory towards starting a full collection: a fresh one per write,
+ * grown by doubling, started one every second under load. Bodies come from here and go back
+ * once their write is over.
+ */
+export class BodyPool {
+  readonly #free: Buffer[] = [];
+
+  constructor(
+    /** Bodies kept at most (about the writes in flight at once). */
+    private readonly keep = 4,
+    /** Larger bodies are not kept. */
+    private readonly maxBytes = 16 * 1024 * 1024,
+  ) {}
+
+  /**
+   * The largest kept buffer when it has at least `bytes`, else a new one of its own memory (never
+   * a slice of Node's shared pool).
+   */
+  take(bytes: number): Buffer {
+    let largest = -1;
+    for (let i = 0; i < this.#free.length; i++) {
+      if (largest < 0 || (this.#free[i] as Buffer).length > (this.#free[largest] as Buffer).length)
+        largest = i;
+    }
+    if (largest >= 0 && (this.#free[largest] as Buffer).length >= bytes) {
+      return this.#free.splice(largest, 1)[0] as Buffer;
+    }
+    return Buffer.allocUnsafeSlow(Math.max(bytes, 64 * 1024));
+  }
+
+  give(buffer: Buffer): void {
+    if (this.#free.length < this.keep && buffer.length <= this.maxBytes) this.#free.push(buffer);
+  }
+
+  /** Bodies waiting to be used again (tests, metrics). */
+  get size(): number {
+    return this.#free.length;
+  }
+}
+
+/**
  * Lines written into one growing buffer as points are added, so no point and no line string
  * need outlive its turn: the caller may drop each point once it is added. Points line protocol
  * cannot carry are refused (with the reason), never written. `finish` gives the write body.
@@ -247,9 +296,14 @@ export class LineEncoder {
   #added = 0;
   readonly #refused: Array<{ index: number; reason: string }> = [];
 
-  constructor(expectedPoints = 1_024) {
+  constructor(
+    /** Room for this many points from the start (the store's batches hold up to 5,000). */
+    expectedPoints = 8_192,
+    private readonly pool?: BodyPool,
+  ) {
     const points = Math.max(16, expectedPoints);
-    this.#body = Buffer.allocUnsafe(points * BYTES_PER_POINT);
+    const bytes = points * BYTES_PER_POINT;
+    this.#body = pool !== undefined ? pool.take(bytes) : Buffer.allocUnsafe(bytes);
     this.#starts = new Uint32Array(points + 1);
     this.#indexes = new Uint32Array(points);
   }
@@ -273,7 +327,8 @@ export class LineEncoder {
     // At most 3 bytes per UTF-16 unit, and the newline.
     const most = line.length * 3 + 1;
     if (this.#offset + most > this.#body.length) {
-      const grown = Buffer.allocUnsafe(Math.max(this.#body.length * 2, this.#offset + most));
+      const bytes = Math.max(this.#body.length * 2, this.#offset + most);
+      const grown = this.pool !== undefined ? this.pool.take(bytes) : Buffer.allocUnsafe(bytes);
       this.#body.copy(grown, 0, 0, this.#offset);
       this.#body = grown;
     }
@@ -287,11 +342,19 @@ export class LineEncoder {
   /** The write body of the points added. */
   finish(): EncodedBatch {
     this.#starts[this.#lines] = this.#offset;
+    const body = this.#body;
+    const pool = this.pool;
+    let released = false;
     return new EncodedBatch(
-      this.#body.subarray(0, Math.max(0, this.#offset - 1)),
+      body.subarray(0, Math.max(0, this.#offset - 1)),
       this.#starts.subarray(0, this.#lines + 1),
       this.#indexes.subarray(0, this.#lines),
       this.#refused,
+      () => {
+        if (released || pool === undefined) return;
+        released = true;
+        pool.give(body);
+      },
     );
   }
 
@@ -307,8 +370,8 @@ export class LineEncoder {
 }
 
 /** The write body of `points` (see LineEncoder). */
-export function encodeBatch(points: readonly Point[]): EncodedBatch {
-  const encoder = new LineEncoder(points.length);
+export function encodeBatch(points: readonly Point[], pool?: BodyPool): EncodedBatch {
+  const encoder = new LineEncoder(points.length, pool);
   for (const point of points) encoder.add(point);
   return encoder.finish();
 }

@@ -9,6 +9,7 @@ import {
 import {
   LineProtocolError,
   MAX_TIME_MS,
+  BodyPool,
   encodeBatch,
   LineEncoder,
   TAG_KEYS,
@@ -294,5 +295,40 @@ describe("line protocol", () => {
     expect(encoded.text(38)).toBe(toLine(points[39]!));
     const kept = points.filter((_, i) => i !== 7).map((p) => toLine(p));
     expect(encoded.body.toString("utf8")).toBe(kept.join("\n"));
+  });
+
+  it("takes bodies from a pool and gives them back once, when released", () => {
+    const pool = new BodyPool(2);
+    const first = encodeBatch([point(), point({ seq: 43 })], pool);
+    expect(pool.size).toBe(0);
+    const memory = first.body.buffer;
+    first.release();
+    first.release();
+    expect(pool.size).toBe(1);
+    // The next batch writes into the same memory.
+    const second = encodeBatch([point({ seq: 44 })], pool);
+    expect(second.body.buffer).toBe(memory);
+    expect(second.text(0)).toBe(toLine(point({ seq: 44 })));
+    expect(pool.size).toBe(0);
+    // A body that grew goes back grown, and the largest kept body is the one taken next.
+    const encoder = new LineEncoder(1, pool);
+    for (let seq = 0; seq < 1_000; seq++) encoder.add(point({ seq }));
+    const big = encoder.finish();
+    expect(big.lineCount).toBe(1_000);
+    expect(big.text(999)).toBe(toLine(point({ seq: 999 })));
+    second.release();
+    big.release();
+    expect(pool.size).toBe(2);
+    expect(pool.take(10).length).toBe(big.body.buffer.byteLength);
+    expect(pool.size).toBe(1);
+  });
+
+  it("pools only buffers of their own memory, and not the very large", () => {
+    const pool = new BodyPool(4, 1_000_000);
+    const small = pool.take(10);
+    expect(small.byteOffset).toBe(0);
+    expect(small.buffer.byteLength).toBe(small.length);
+    pool.give(Buffer.allocUnsafeSlow(2_000_000));
+    expect(pool.size).toBe(0);
   });
 });

@@ -92,4 +92,29 @@ describe("ReadingColumns", () => {
     );
     expect(stored.filter((r) => r.replay).map((r) => r.timeMs)).toEqual([400, 401, 402]);
   });
+
+  it("is empty again after clear, keeping its room", () => {
+    const columns = new ReadingColumns(2);
+    columns.add(
+      "dust-1",
+      false,
+      [1, 2, 3].map((n) => point("dust", { pm10: n }, n)),
+    );
+    const room = columns.capacity;
+    columns.clear();
+    expect(columns.length).toBe(0);
+    expect(columns.stored(new Set())).toEqual([]);
+    columns.add("noise-1", true, [point("noise", { LAeq: 40 }, 9)]);
+    expect(columns.capacity).toBe(room);
+    expect(columns.stored(new Set())).toEqual([
+      {
+        deviceId: "noise-1",
+        kind: "noise",
+        timeMs: 9,
+        quality: "normal",
+        values: { LAeq: 40 },
+        replay: true,
+      },
+    ]);
+  });
 });
