@@ -4,7 +4,9 @@
  * 50 readings per message; the CPU time per reading of the all-in-one process (broker + ingest,
  * built as cli/commands/serve.ts builds them), and of the same broker alone, so the ingest's own
  * share is their difference; and the bare floor (JSON.parse + zod + line protocol) to hold it
- * against. The InfluxDB rounds at 50 readings per message run twice: as shipped (the rules driver
+ * against: measured at length before and after the children (its breakdown), and briefly just
+ * before each timed round, whose ratio is taken against that sample (this machine's speed drifts
+ * by a fifth within a minute); a figure is the median of its rounds' ratios. The InfluxDB rounds at 50 readings per message run twice: as shipped (the rules driver
  * evaluating every stored batch, which the goal is judged on) and with the rules driver off (the
  * ingest path alone), so the two shares can be told apart.
  *
