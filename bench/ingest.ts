@@ -6,9 +6,10 @@
  * share is their difference; and the bare floor (JSON.parse + zod + line protocol) to hold it
  * against: measured at length before and after the children (its breakdown), and briefly just
  * before each timed round, whose ratio is taken against that sample (this machine's speed drifts
- * by a fifth within a minute); a figure is the median of its rounds' ratios. The InfluxDB rounds at 50 readings per message run twice: as shipped (the rules driver
- * evaluating every stored batch, which the goal is judged on) and with the rules driver off (the
- * ingest path alone), so the two shares can be told apart.
+ * by a fifth within a minute); a figure is the median of its rounds' ratios. The InfluxDB rounds
+ * at 50 readings per message run twice: as shipped (the rules driver evaluating every stored
+ * batch, which the goal is judged on) and with the rules driver off (the ingest path alone), so
+ * the two shares can be told apart.
  *
  * The system under test runs in a child process (bench/ingest-server.ts), InfluxDB (influxd
  * 1.6.7 from tests/support) in its own, and the devices' MQTT.js connections in this process.

@@ -329,7 +329,8 @@ export class Pipeline {
      */
     const newBatch = () => store.batch?.() ?? new CollectedBatch(store);
     const batches: Array<WriteBatch | undefined> = [];
-    let batch = newBatch();
+    /** The batch being filled; made at its first point (an InfluxDB batch takes a body). */
+    let batch: WriteBatch | undefined;
     const forRules =
       this.deps.onStored !== undefined
         ? (this.spareColumns.pop() ?? new ReadingColumns())
@@ -392,10 +393,11 @@ export class Pipeline {
       sources.push({ message, deviceId: decoded.deviceId, seq: decoded.seq, first: total });
       total += decoded.points.length;
       for (const point of decoded.points) {
+        batch ??= newBatch();
         batch.add(point);
         if (batch.size >= config.batch.maxPoints) {
           batches.push(batch);
-          batch = newBatch();
+          batch = undefined;
         }
       }
       forRules?.add(decoded.deviceId, decoded.replay, decoded.points);
@@ -405,7 +407,7 @@ export class Pipeline {
         receivedMs: message.receivedMs,
       });
     }
-    if (batch.size > 0) batches.push(batch);
+    if (batch !== undefined) batches.push(batch);
 
     /** Indexes (in the round) of the points the store refused. */
     const refused = new Set<number>();

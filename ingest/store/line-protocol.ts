@@ -208,7 +208,10 @@ export class EncodedBatch {
     private readonly onRelease: () => void = () => undefined,
   ) {}
 
-  /** The body is no longer needed (its write is over): its memory may go to another batch. */
+  /**
+   * The body is no longer needed (its write is over): its memory may go to another batch, so
+   * nothing may be read from this one afterwards.
+   */
   release(): void {
     this.onRelease();
   }

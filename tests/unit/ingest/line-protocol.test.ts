@@ -330,5 +330,8 @@ describe("line protocol", () => {
     expect(small.buffer.byteLength).toBe(small.length);
     pool.give(Buffer.allocUnsafeSlow(2_000_000));
     expect(pool.size).toBe(0);
+    // It keeps as many as it was told to, no more.
+    for (let i = 0; i < 6; i++) pool.give(Buffer.allocUnsafeSlow(1_000));
+    expect(pool.size).toBe(4);
   });
 });
