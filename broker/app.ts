@@ -100,7 +100,7 @@ export function build(deps: BrokerDeps): Broker {
   const metrics = deps.metrics ?? brokerMetrics();
   const now = deps.now ?? Date.now;
   const limits = config.limits;
-  const persistence = persistenceFor(config.persistence);
+  const persistence = persistenceFor(config.persistence, log);
 
   const principals = new WeakMap<Client, Principal>();
   const buckets = new WeakMap<Client, PublishBucket>();

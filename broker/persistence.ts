@@ -2,6 +2,7 @@ import type { AedesOptions } from "aedes";
 import { Redis } from "ioredis";
 import mqemitterRedis from "mqemitter-redis";
 import redisPersistence from "aedes-persistence-redis";
+import type { Logger } from "pino";
 import type { BrokerPersistence } from "../contracts/index.js";
 
 /** What aedes needs for a persistence choice, and how to release it after the broker closed. */
@@ -14,14 +15,23 @@ export interface PersistenceParts {
  * Memory: aedes' defaults (one process). Redis: sessions and retained messages in Redis and
  * messages fanned out over Redis pub/sub, so several broker processes act as one broker.
  */
-export function persistenceFor(choice: BrokerPersistence): PersistenceParts {
+export function persistenceFor(choice: BrokerPersistence, log: Logger): PersistenceParts {
   switch (choice.type) {
     case "memory":
       return { options: {}, close: () => Promise.resolve() };
     case "redis": {
       const conn = new Redis(choice.url, { lazyConnect: false, maxRetriesPerRequest: null });
+      conn.on("error", (error: Error) =>
+        log.warn({ err: error.message }, "Redis persistence connection error; reconnecting"),
+      );
       const persistence = redisPersistence({ conn });
       const mq = mqemitterRedis({ connectionString: choice.url });
+      // mqemitter-redis re-emits its connections' errors on `state`; with no listener one error
+      // (Redis restarting, or ioredis' "Connection in subscriber mode" on a reconnect) killed the
+      // broker. ioredis reconnects and subscribes again by itself: log it and carry on.
+      (mq as unknown as { state: NodeJS.EventEmitter }).state.on("error", (error: Error) =>
+        log.warn({ err: error.message }, "Redis pub/sub connection error; reconnecting"),
+      );
       return {
         options: { persistence, mq },
         close: async () => {
