@@ -7,7 +7,20 @@
 import { Uplink } from "../contracts/index.js";
 import { toLine } from "../ingest/store/line-protocol.js";
 import type { Point } from "../ingest/store/types.js";
+import { benchDevices, DeviceStream, firstReadingMs } from "./ingest-payloads.js";
 import { median } from "./table.js";
+
+/**
+ * The floor's input: `messages` messages of 50 readings from the bench's `devices` devices, as
+ * the publishers send them (the same generator, so the same sizes and values).
+ */
+export function floorPayloads(devices: number, messages: number): Buffer[] {
+  const start = firstReadingMs(Date.now());
+  const streams = benchDevices(devices).map((d, i) => new DeviceStream(d.id, d.kind, i, start));
+  return Array.from({ length: messages }, (_, i) =>
+    (streams[i % streams.length] as DeviceStream).next(50),
+  );
+}
 
 /** µs of CPU per reading. */
 export interface FloorFigure {
@@ -36,45 +49,45 @@ function cpuMicros(): number {
   return usage.user + usage.system;
 }
 
-/** One pass over `payloads`; returns readings handled, and adds to `sink` so no work is dropped. */
+/** One message through `step`; returns its readings, and adds to `sink` so no work is dropped. */
+function handle(payload: Buffer, step: Step, sink: { n: number }): number {
+  const json: unknown = JSON.parse(payload.toString("utf8"));
+  if (step === "parse") return (json as { readings: unknown[] }).readings.length;
+  const parsed = Uplink.safeParse(json);
+  if (!parsed.success) throw new Error("a bench payload failed Uplink validation");
+  const uplink = parsed.data;
+  if (step === "validate") return uplink.readings.length;
+  // Tags built once per message and quality, as ingest/decode.ts builds them (the serializer
+  // caches a tags object's series key): the floor gets the same shortcut as the product.
+  const tagsByQuality = new Map<string, Point["tags"]>();
+  for (const reading of uplink.readings) {
+    let tags = tagsByQuality.get(reading.quality);
+    if (tags === undefined) {
+      tags = {
+        device: uplink.deviceId,
+        site: "bench-site",
+        district: "Bench",
+        grid_cell: "BENCH-001",
+        quality: reading.quality,
+      };
+      tagsByQuality.set(reading.quality, tags);
+    }
+    const point: Point = {
+      measurement: uplink.kind,
+      tags,
+      fields: reading.values as Record<string, number | boolean>,
+      seq: uplink.seq,
+      timeMs: Date.parse(reading.ts),
+    };
+    sink.n += toLine(point).length;
+  }
+  return uplink.readings.length;
+}
+
+/** One pass over `payloads`; returns readings handled. */
 function pass(payloads: readonly Buffer[], step: Step, sink: { n: number }): number {
   let readings = 0;
-  for (const payload of payloads) {
-    const json: unknown = JSON.parse(payload.toString("utf8"));
-    if (step === "parse") {
-      readings += (json as { readings: unknown[] }).readings.length;
-      continue;
-    }
-    const parsed = Uplink.safeParse(json);
-    if (!parsed.success) throw new Error("a bench payload failed Uplink validation");
-    const uplink = parsed.data;
-    readings += uplink.readings.length;
-    if (step === "validate") continue;
-    // Tags built once per message and quality, as ingest/decode.ts builds them (the serializer
-    // caches a tags object's series key): the floor gets the same shortcut as the product.
-    const tagsByQuality = new Map<string, Point["tags"]>();
-    for (const reading of uplink.readings) {
-      let tags = tagsByQuality.get(reading.quality);
-      if (tags === undefined) {
-        tags = {
-          device: uplink.deviceId,
-          site: "bench-site",
-          district: "Bench",
-          grid_cell: "BENCH-001",
-          quality: reading.quality,
-        };
-        tagsByQuality.set(reading.quality, tags);
-      }
-      const point: Point = {
-        measurement: uplink.kind,
-        tags,
-        fields: reading.values as Record<string, number | boolean>,
-        seq: uplink.seq,
-        timeMs: Date.parse(reading.ts),
-      };
-      sink.n += toLine(point).length;
-    }
-  }
+  for (const payload of payloads) readings += handle(payload, step, sink);
   return readings;
 }
 
@@ -136,4 +149,31 @@ export function sampleFloor(payloads: readonly Buffer[]): number {
   }
   if (sink.n === 0) throw new Error("the floor loop produced no lines");
   return median(samples);
+}
+
+/** Where a run of bursts is in the payloads, and the sink of their output. */
+export interface BurstCursor {
+  next: number;
+  readonly sink: { n: number };
+}
+
+/**
+ * The whole floor (parse, validate, line protocol), message by message from `cursor` on, until
+ * `budgetMicros` of CPU are spent: a short burst (bench/floor-sampler.ts runs them alongside a
+ * round). Returns the CPU it took and the readings it handled.
+ */
+export function floorBurst(
+  payloads: readonly Buffer[],
+  budgetMicros: number,
+  cursor: BurstCursor,
+): { cpuMicros: number; readings: number } {
+  const start = cpuMicros();
+  let readings = 0;
+  let used = 0;
+  do {
+    readings += handle(payloads[cursor.next] as Buffer, "full", cursor.sink);
+    cursor.next = (cursor.next + 1) % payloads.length;
+    used = cpuMicros() - start;
+  } while (used < budgetMicros);
+  return { cpuMicros: used, readings };
 }

@@ -87,3 +87,29 @@ export const ParentMessage = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("stop") }),
 ]);
 export type ParentMessage = z.infer<typeof ParentMessage>;
+
+/**
+ * The floor sampler (bench/floor-sampler-process.ts): the floor run in short bursts alongside a
+ * round, so it is timed under the same load on the machine as the process under test.
+ */
+export const SamplerParentMessage = z.discriminatedUnion("type", [
+  /** Start bursts (ending any run in progress unreported). */
+  z.strictObject({ type: z.literal("start") }),
+  /** Stop the bursts and report them. */
+  z.strictObject({ type: z.literal("stop"), id: z.number().int() }),
+  z.strictObject({ type: z.literal("exit") }),
+]);
+export type SamplerParentMessage = z.infer<typeof SamplerParentMessage>;
+
+export const SamplerMessage = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("ready") }),
+  z.strictObject({
+    type: z.literal("result"),
+    id: z.number().int(),
+    /** CPU time of the bursts (process.cpuUsage, user + system), µs. */
+    cpuMicros: z.number(),
+    readings: z.number().int(),
+    bursts: z.number().int(),
+  }),
+]);
+export type SamplerMessage = z.infer<typeof SamplerMessage>;
