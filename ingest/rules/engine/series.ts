@@ -152,12 +152,26 @@ export class Series implements SampleSource {
     this.#meta[j] = meta;
   }
 
-  /** Drop the `count` oldest samples; a series far smaller than its columns gets smaller ones. */
+  /** Room in the columns (samples held without growing). */
+  get capacity(): number {
+    return this.#at.length;
+  }
+
+  /**
+   * Drop the `count` oldest samples. A series far smaller than its columns gets smaller ones, but
+   * only if it was that small before the drop too: a series filled by each stored batch and
+   * pruned back after it (a backlog of readings, a window that keeps the newest only) keeps its
+   * room rather than growing it again by doubling every batch.
+   */
   dropOldest(count: number): void {
+    const before = this.#tail - this.#head;
     this.#head = Math.min(this.#tail, this.#head + count);
     if (this.#head === this.#tail) this.#head = this.#tail = 0;
     const live = this.#tail - this.#head;
-    if (this.#at.length > 64 && live < this.#at.length / 8) this.#resize(Math.max(8, live * 2));
+    const oversized = (n: number) => n < this.#at.length / 8;
+    if (this.#at.length > 64 && oversized(live) && oversized(before)) {
+      this.#resize(Math.max(8, live * 2));
+    }
   }
 
   /** Room for one more at the tail: compact when the dropped head is most of it, else grow. */

@@ -46,6 +46,22 @@ describe("Series", () => {
     expect(series.all()).toEqual([]);
   });
 
+  it("keeps its room while batches refill it, and gives it back once it stays small", () => {
+    const series = new Series();
+    let at = 0;
+    for (let batch = 0; batch < 5; batch++) {
+      for (let i = 0; i < 1000; i++) series.insert(at++, i, "normal", false);
+      series.dropOldest(series.length - 1);
+      expect(series.length).toBe(1);
+      expect(series.capacity).toBe(1024);
+    }
+    // Small before the drop as well: the columns shrink to fit.
+    for (let i = 0; i < 3; i++) series.insert(at++, i, "normal", false);
+    series.dropOldest(2);
+    expect(series.capacity).toBe(8);
+    expect(series.all().map((s) => s.at)).toEqual([at - 2, at - 1]);
+  });
+
   it("inserts a late sample in place when the columns must first be compacted or grown", () => {
     for (const drop of [0, 3, 6]) {
       const series = new Series();
