@@ -231,7 +231,7 @@ export function build(deps: IngestDeps): Ingest {
     metrics,
     now,
     publishCommit,
-    ...(driver === undefined ? {} : { onStored: (readings) => driver?.onStored(readings) }),
+    ...(driver === undefined ? {} : { onStored: (readings) => driver?.onStoredBatch(readings) }),
     brokerConnected: () => gate !== undefined || (subscriber?.connected() ?? false),
   });
   metrics.observe({

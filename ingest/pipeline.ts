@@ -3,7 +3,7 @@ import type { IngestConfig } from "../contracts/index.js";
 import { decodeUplink, type DeviceLookup } from "./decode.js";
 import type { IngestMetrics } from "./metrics.js";
 import { ReadingColumns } from "./reading-columns.js";
-import type { StoredReading } from "./rules/driver.js";
+import type { StoredBatch } from "./rules/driver.js";
 import type { DeadLetter, IngestState, InboxMessage } from "./state.js";
 import {
   StoreUnavailableError,
@@ -22,8 +22,11 @@ export interface PipelineDeps {
   readonly metrics: IngestMetrics;
   /** Publish the device's commit (retained). Fire and forget: the next commit supersedes it. */
   readonly publishCommit: (deviceId: string, committedSeq: number) => void;
-  /** Readings the store acknowledged, after their round was applied (the rules engine). */
-  readonly onStored?: (readings: StoredReading[]) => void;
+  /**
+   * Readings the store acknowledged, after their round was applied (the rules engine). The batch
+   * is read during the call only: its columns serve a later round afterwards.
+   */
+  readonly onStored?: (readings: StoredBatch) => void;
   /** Is the broker connection up? Gaps only age while it is. */
   readonly brokerConnected: () => boolean;
   readonly now: () => number;
@@ -458,7 +461,7 @@ export class Pipeline {
     this.publish(moved);
     if (this.deps.onStored !== undefined && forRules !== undefined && total > refused.size) {
       try {
-        this.deps.onStored(forRules.stored(refused));
+        this.deps.onStored(forRules.markRefused(refused));
       } catch (error) {
         // The readings are stored and committed whatever the rules make of them.
         this.deps.log.error({ err: error }, "rules evaluation failed");

@@ -4,12 +4,17 @@ import {
   type SensorKind,
   SensorKind as Kinds,
 } from "../contracts/index.js";
-import type { StoredReading } from "./rules/driver.js";
+import type { StoredBatch } from "./rules/driver.js";
 import type { Point } from "./store/types.js";
 
 /** Each kind's quantities in a fixed order (a reading's values are a row of that many slots). */
 const NAMES = {} as Record<SensorKind, readonly string[]>;
-for (const kind of Kinds.options) NAMES[kind] = Object.keys(QUANTITIES[kind]);
+/** Each kind's slot of a quantity. */
+const SLOTS = {} as Record<SensorKind, ReadonlyMap<string, number>>;
+for (const kind of Kinds.options) {
+  NAMES[kind] = Object.keys(QUANTITIES[kind]);
+  SLOTS[kind] = new Map(NAMES[kind].map((name, slot) => [name, slot]));
+}
 /** Slots per row: the most quantities of any kind. */
 const ROW = Math.max(...Object.values(NAMES).map((names) => names.length));
 // A reading's boolean slots are the bits of one 32-bit word.
@@ -18,15 +23,16 @@ const FLAGS = QualityFlag.options;
 const FLAG_INDEX = new Map<string, number>(FLAGS.map((flag, i) => [flag, i]));
 /** Marks an empty slot (values are finite numbers or booleans). */
 const EMPTY = Number.NaN;
+const NONE: ReadonlySet<number> = new Set();
 
 /**
  * The readings of one pipeline round, kept for the rules while the store writes them, in typed
  * columns rather than one object per reading. Objects that wait on the store outlive V8's young
  * generation: they are copied, promoted and collected again, and with the rules on that copying
- * was most of the garbage collector's work. `stored()` gives the rules their `StoredReading`s
- * once the store has the readings; those live only as long as the rules look at them.
+ * was most of the garbage collector's work. Once the store has the readings the rules walk the
+ * columns themselves (a StoredBatch), so no object per reading is made at all.
  */
-export class ReadingColumns {
+export class ReadingColumns implements StoredBatch {
   private time = new Float64Array(0);
   private flag = new Uint8Array(0);
   /** ROW slots per reading, in its kind's quantity order; NaN where it has no value. */
@@ -37,6 +43,8 @@ export class ReadingColumns {
   private message = new Uint32Array(0);
   private readonly messages: Array<{ deviceId: string; kind: SensorKind; replay: boolean }> = [];
   private count = 0;
+  /** Indexes of readings the store refused (see markRefused). */
+  private refused: ReadonlySet<number> = NONE;
 
   constructor(capacity = 1_024) {
     this.grow(Math.max(1, capacity));
@@ -55,6 +63,13 @@ export class ReadingColumns {
   clear(): void {
     this.count = 0;
     this.messages.length = 0;
+    this.refused = NONE;
+  }
+
+  /** The readings at these indexes were refused by the store: not stored (isStored false). */
+  markRefused(refused: ReadonlySet<number>): this {
+    this.refused = refused;
+    return this;
   }
 
   /**
@@ -91,36 +106,42 @@ export class ReadingColumns {
     }
   }
 
-  /** The readings as the rules take them, leaving out those at the indexes in `refused`. */
-  stored(refused: ReadonlySet<number>): StoredReading[] {
-    const out: StoredReading[] = [];
-    for (let i = 0; i < this.count; i++) {
-      if (refused.has(i)) continue;
-      const source = this.messages[this.message[i] as number];
-      if (source === undefined) continue;
-      out.push({
-        deviceId: source.deviceId,
-        kind: source.kind,
-        timeMs: this.time[i] as number,
-        quality: FLAGS[this.flag[i] as number] as QualityFlag,
-        values: this.valuesOf(i, source.kind),
-        replay: source.replay,
-      });
-    }
-    return out;
+  isStored(i: number): boolean {
+    return this.refused.size === 0 || !this.refused.has(i);
   }
 
-  private valuesOf(i: number, kind: SensorKind): Record<string, number | boolean> {
-    const names = NAMES[kind];
-    const row = i * ROW;
-    const booleans = this.booleans[i] as number;
-    const values: Record<string, number | boolean> = {};
-    for (let slot = 0; slot < names.length; slot++) {
-      const value = this.values[row + slot] as number;
-      if (Number.isNaN(value)) continue;
-      values[names[slot] as string] = (booleans & (1 << slot)) !== 0 ? value === 1 : value;
-    }
-    return values;
+  deviceId(i: number): string {
+    return this.source(i).deviceId;
+  }
+
+  timeMs(i: number): number {
+    return this.time[i] as number;
+  }
+
+  quality(i: number): QualityFlag {
+    return FLAGS[this.flag[i] as number] as QualityFlag;
+  }
+
+  replay(i: number): boolean {
+    return this.source(i).replay;
+  }
+
+  value(i: number, quantity: string): number | boolean | undefined {
+    const source = this.source(i);
+    const slot = SLOTS[source.kind].get(quantity);
+    if (slot === undefined) return undefined;
+    const value = this.values[i * ROW + slot] as number;
+    if (Number.isNaN(value)) return undefined;
+    return ((this.booleans[i] as number) & (1 << slot)) !== 0 ? value === 1 : value;
+  }
+
+  private source(i: number): { deviceId: string; kind: SensorKind; replay: boolean } {
+    if (i < 0 || i >= this.count) throw new RangeError(`reading ${i} of ${this.count}`);
+    return this.messages[this.message[i] as number] as {
+      deviceId: string;
+      kind: SensorKind;
+      replay: boolean;
+    };
   }
 
   private grow(capacity: number): void {

@@ -49,6 +49,38 @@ export interface StoredReading {
   readonly replay: boolean;
 }
 
+/**
+ * Stored readings as the driver walks them, by index, with no object per reading: the pipeline
+ * hands over its typed columns (ingest/reading-columns.ts); `batchOf` wraps an array.
+ */
+export interface StoredBatch {
+  /** Indexes run from 0 to length - 1. */
+  readonly length: number;
+  /** False for a reading the store refused: the driver skips it. */
+  isStored(i: number): boolean;
+  deviceId(i: number): string;
+  timeMs(i: number): number;
+  quality(i: number): QualityFlag;
+  replay(i: number): boolean;
+  /** The reading's value of `quantity`, if it has one. */
+  value(i: number, quantity: string): number | boolean | undefined;
+}
+
+/** An array of readings as a StoredBatch. */
+export function batchOf(readings: readonly StoredReading[]): StoredBatch {
+  const at = (i: number) => readings[i] as StoredReading;
+  return {
+    length: readings.length,
+    isStored: () => true,
+    deviceId: (i) => at(i).deviceId,
+    timeMs: (i) => at(i).timeMs,
+    quality: (i) => at(i).quality,
+    replay: (i) => at(i).replay,
+    value: (i, quantity) =>
+      (at(i).values as Readonly<Record<string, number | boolean | undefined>>)[quantity],
+  };
+}
+
 /** The registry as the driver reads it. */
 export interface RulesRegistry {
   devices(): Device[];
@@ -405,6 +437,11 @@ export class RulesDriver {
 
   /** Readings the store acknowledged: into the windows, then every subject they touch evaluated. */
   onStored(readings: readonly StoredReading[]): void {
+    this.onStoredBatch(batchOf(readings));
+  }
+
+  /** The same, over the pipeline's columns (no object per reading). */
+  onStoredBatch(readings: StoredBatch): void {
     const now = this.deps.now();
     this.refresh(now, false);
     // Per device first (a message's readings come together), then per subject: a site's
@@ -412,23 +449,34 @@ export class RulesDriver {
     // per reading (see Subject.perReading) needs every instant of the batch; the others only
     // the newest.
     const batches = new Map<string, DeviceBatch | null>();
-    for (const r of readings) {
-      let batch = batches.get(r.deviceId);
-      if (batch === undefined) {
-        let slot = this.slots.get(r.deviceId);
-        if (slot === undefined && now - this.lastRegistryRefresh >= NEW_DEVICE_REFRESH_MS) {
-          // A device registered since the last refresh: read the registry now, not in 30 s.
-          this.refresh(now, true);
-          slot = this.slots.get(r.deviceId);
+    // A message's readings come together: the previous reading's device is the likely one.
+    let lastDevice: string | undefined;
+    let batch: DeviceBatch | null | undefined;
+    for (let i = 0; i < readings.length; i++) {
+      if (!readings.isStored(i)) continue;
+      const deviceId = readings.deviceId(i);
+      if (deviceId !== lastDevice) {
+        lastDevice = deviceId;
+        batch = batches.get(deviceId);
+        if (batch === undefined) {
+          let slot = this.slots.get(deviceId);
+          if (slot === undefined && now - this.lastRegistryRefresh >= NEW_DEVICE_REFRESH_MS) {
+            // A device registered since the last refresh: read the registry now, not in 30 s.
+            this.refresh(now, true);
+            slot = this.slots.get(deviceId);
+          }
+          batch =
+            slot === undefined ? null : new DeviceBatch(slot, this.instantDevices.has(deviceId));
+          batches.set(deviceId, batch);
         }
-        batch =
-          slot === undefined ? null : new DeviceBatch(slot, this.instantDevices.has(r.deviceId));
-        batches.set(r.deviceId, batch);
       }
-      if (batch === null) continue;
+      if (batch === null || batch === undefined) continue;
       // Pruned after the evaluations below: each instant of the batch needs its own samples.
-      this.addReading(batch.slot, r, now, false);
-      batch.add(r.timeMs, r.replay, r.quality);
+      const timeMs = readings.timeMs(i);
+      const replay = readings.replay(i);
+      const quality = readings.quality(i);
+      this.addReading(batch.slot, readings, i, now, false);
+      batch.add(timeMs, replay, quality);
     }
     const touched = new Map<string, SubjectBatch>();
     for (const [deviceId, batch] of batches) {
@@ -644,26 +692,34 @@ export class RulesDriver {
     return evaluation.applicable && evaluation.active ? "violating" : "compliant";
   }
 
-  private addReading(slot: Slot, r: StoredReading, now: number, prune = true): void {
+  private addReading(
+    slot: Slot,
+    readings: StoredBatch,
+    i: number,
+    now: number,
+    prune = true,
+  ): void {
+    const timeMs = readings.timeMs(i);
+    const quality = readings.quality(i);
+    const replay = readings.replay(i);
     // Only what the device's rules read (the flag and instant of every reading are kept too,
     // in slot.readings).
-    const values = r.values as Readonly<Record<string, number | boolean | undefined>>;
     for (const kept of slot.kept) {
-      const value = values[kept.quantity];
+      const value = readings.value(i, kept.quantity);
       if (value === undefined) continue;
       const series = (kept.series ??= slot.series[kept.quantity] = new Series());
-      series.insert(r.timeMs, value, r.quality, r.replay);
+      series.insert(timeMs, value, quality, replay);
       if (prune) this.prune(slot, series, kept.quantity);
     }
-    slot.readings.insert(r.timeMs, 0, r.quality, r.replay);
+    slot.readings.insert(timeMs, 0, quality, replay);
     if (prune) this.prune(slot, slot.readings, undefined);
     // Replayed readings count too: they fill the data's own timeline (a link outage whose data
     // came later is no gap in it); the real time since they arrived still shows a dead link.
-    if (slot.lastSeenAt === undefined || r.timeMs > slot.lastSeenAt) {
-      slot.lastSeenAt = r.timeMs;
+    if (slot.lastSeenAt === undefined || timeMs > slot.lastSeenAt) {
+      slot.lastSeenAt = timeMs;
       slot.seenArrival = now;
     }
-    if (slot.lastQuality === undefined || !r.replay) slot.lastQuality = r.quality;
+    if (slot.lastQuality === undefined || !replay) slot.lastQuality = quality;
   }
 
   /**
@@ -944,7 +1000,8 @@ export class RulesDriver {
       if (longest === 0) continue;
       try {
         const readings = await backfill(slot.device, now - longest, now);
-        for (const r of readings) this.addReading(slot, { ...r, replay: false }, now);
+        const batch = batchOf(readings.map((r) => ({ ...r, replay: false })));
+        for (let i = 0; i < batch.length; i++) this.addReading(slot, batch, i, now);
         // What was stored before the restart says nothing of the link now.
         slot.lastSeenAt = undefined;
         slot.seenArrival = now;

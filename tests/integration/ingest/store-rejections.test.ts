@@ -48,7 +48,7 @@ async function influxPost(path: string, body?: string): Promise<void> {
  * Readings InfluxDB refuses (a field already stored with another type: a real 400 "field type
  * conflict" from influxd) across a round written in several batches: each refused reading is
  * dead-lettered with its own message (seq, index, raw payload), every other reading of the round
- * is stored, and the commit moves over all of them.
+ * is stored, and the commit moves over all of them; the rules see the stored readings only.
  */
 describe.runIf(influx)("readings the store refuses, in a round of several writes", () => {
   let t: TestBroker | undefined;
@@ -116,5 +116,8 @@ describe.runIf(influx)("readings the store refuses, in a round of several writes
     );
     expect(stored.map((r) => r.values["LAeq"])).toEqual(expected);
     expect(stored.every((r) => r.values["LAmax"] === undefined)).toBe(true);
+    // The rules saw exactly what was stored: the noise rules' LAeq windows hold the stored
+    // readings, not the refused ones.
+    expect(running.driver?.windowSamples()).toBe(expected.length);
   });
 });

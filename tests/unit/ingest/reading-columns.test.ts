@@ -1,6 +1,32 @@
 import { describe, expect, it } from "vitest";
+import { QUANTITIES } from "../../../contracts/index.js";
 import { ReadingColumns } from "../../../ingest/reading-columns.js";
+import type { StoredBatch } from "../../../ingest/rules/driver.js";
 import type { Point } from "../../../ingest/store/types.js";
+
+/** Every quantity name of every kind. */
+const ALL_QUANTITIES = [...new Set(Object.values(QUANTITIES).flatMap((q) => Object.keys(q)))];
+
+/** The batch's stored readings as plain objects, read through the StoredBatch interface. */
+function stored(batch: StoredBatch) {
+  const out = [];
+  for (let i = 0; i < batch.length; i++) {
+    if (!batch.isStored(i)) continue;
+    const values: Record<string, number | boolean> = {};
+    for (const quantity of ALL_QUANTITIES) {
+      const value = batch.value(i, quantity);
+      if (value !== undefined) values[quantity] = value;
+    }
+    out.push({
+      deviceId: batch.deviceId(i),
+      timeMs: batch.timeMs(i),
+      quality: batch.quality(i),
+      values,
+      replay: batch.replay(i),
+    });
+  }
+  return out;
+}
 
 function point(
   measurement: Point["measurement"],
@@ -24,10 +50,9 @@ describe("ReadingColumns", () => {
     ]);
     columns.add("empty", false, []);
     expect(columns.length).toBe(3);
-    expect(columns.stored(new Set())).toEqual([
+    expect(stored(columns)).toEqual([
       {
         deviceId: "tunnel-1",
-        kind: "utility_tunnel",
         timeMs: 1_764_230_400_123,
         quality: "normal",
         values: { ch4: 0.4, o2: 20.9 },
@@ -35,7 +60,6 @@ describe("ReadingColumns", () => {
       },
       {
         deviceId: "tunnel-1",
-        kind: "utility_tunnel",
         timeMs: 1_764_230_401_000,
         quality: "maintenance",
         values: { sumpLevel: 25 },
@@ -43,7 +67,6 @@ describe("ReadingColumns", () => {
       },
       {
         deviceId: "noise-1",
-        kind: "noise",
         timeMs: 1_764_230_402_000,
         quality: "calibration",
         values: { LAeq: 61.5, LAmax: 70 },
@@ -59,7 +82,18 @@ describe("ReadingColumns", () => {
       false,
       [1, 2, 3].map((n) => point("dust", { pm10: n * 10 }, 1_764_230_400_000 + n)),
     );
-    expect(columns.stored(new Set([0, 2])).map((r) => r.values)).toEqual([{ pm10: 20 }]);
+    expect(stored(columns.markRefused(new Set([0, 2]))).map((r) => r.values)).toEqual([
+      { pm10: 20 },
+    ]);
+  });
+
+  it("has no value of a quantity the reading lacks or its kind does not have", () => {
+    const columns = new ReadingColumns();
+    columns.add("tunnel-1", false, [point("utility_tunnel", { ch4: 0.4 }, 1)]);
+    expect(columns.value(0, "ch4")).toBe(0.4);
+    expect(columns.value(0, "o2")).toBeUndefined();
+    expect(columns.value(0, "LAeq")).toBeUndefined();
+    expect(() => columns.deviceId(1)).toThrow(RangeError);
   });
 
   it("keeps booleans as booleans and zero as a number", () => {
@@ -68,7 +102,7 @@ describe("ReadingColumns", () => {
       point("cooking_fume", { fanOn: true, purifierOn: false, oilFume: 0 }, 1),
       point("cooking_fume", { fanOn: false }, 2),
     ]);
-    const [a, b] = columns.stored(new Set());
+    const [a, b] = stored(columns);
     expect(a?.values).toEqual({ fanOn: true, purifierOn: false, oilFume: 0 });
     expect(b?.values).toEqual({ fanOn: false });
   });
@@ -82,15 +116,15 @@ describe("ReadingColumns", () => {
         [0, 1, 2].map((j) => point("dust", { pm10: m * 10 + j, tsp: j }, m * 100 + j)),
       );
     }
-    const stored = columns.stored(new Set());
-    expect(stored).toHaveLength(15);
-    expect(stored.map((r) => r.values["pm10"])).toEqual(
+    const readings = stored(columns);
+    expect(readings).toHaveLength(15);
+    expect(readings.map((r) => r.values["pm10"])).toEqual(
       Array.from({ length: 15 }, (_, i) => Math.floor(i / 3) * 10 + (i % 3)),
     );
-    expect(stored.map((r) => r.deviceId)).toEqual(
+    expect(readings.map((r) => r.deviceId)).toEqual(
       Array.from({ length: 15 }, (_, i) => `dust-${Math.floor(i / 3)}`),
     );
-    expect(stored.filter((r) => r.replay).map((r) => r.timeMs)).toEqual([400, 401, 402]);
+    expect(readings.filter((r) => r.replay).map((r) => r.timeMs)).toEqual([400, 401, 402]);
   });
 
   it("is empty again after clear, keeping its room", () => {
@@ -101,15 +135,15 @@ describe("ReadingColumns", () => {
       [1, 2, 3].map((n) => point("dust", { pm10: n }, n)),
     );
     const room = columns.capacity;
+    columns.markRefused(new Set([0]));
     columns.clear();
     expect(columns.length).toBe(0);
-    expect(columns.stored(new Set())).toEqual([]);
+    expect(stored(columns)).toEqual([]);
     columns.add("noise-1", true, [point("noise", { LAeq: 40 }, 9)]);
     expect(columns.capacity).toBe(room);
-    expect(columns.stored(new Set())).toEqual([
+    expect(stored(columns)).toEqual([
       {
         deviceId: "noise-1",
-        kind: "noise",
         timeMs: 9,
         quality: "normal",
         values: { LAeq: 40 },
