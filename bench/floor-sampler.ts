@@ -30,7 +30,8 @@ export interface SamplerFigure {
 
 export class FloorSampler {
   private nextId = 1;
-  private readonly waiting = new Map<number | "ready", (message: SamplerMessage) => void>();
+  /** Answers awaited, by request id; each is told of the answer, or of the process's end. */
+  private readonly waiting = new Map<number | "ready", (outcome: SamplerMessage | Error) => void>();
   private exited = false;
 
   private constructor(private readonly child: ChildProcess) {
@@ -41,8 +42,11 @@ export class FloorSampler {
       this.waiting.get(key)?.(parsed.data);
       this.waiting.delete(key);
     });
-    child.once("exit", () => {
+    child.once("exit", (code, signal) => {
       this.exited = true;
+      const error = new Error(`floor sampler exited (${signal ?? `code ${code}`})`);
+      for (const tell of this.waiting.values()) tell(error);
+      this.waiting.clear();
     });
   }
 
@@ -64,14 +68,16 @@ export class FloorSampler {
   }
 
   private answer(key: number | "ready"): Promise<SamplerMessage> {
+    if (this.exited) return Promise.reject(new Error("floor sampler exited"));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(key);
         reject(new Error(`floor sampler: no answer in ${ANSWER_TIMEOUT_MS} ms`));
       }, ANSWER_TIMEOUT_MS);
-      this.waiting.set(key, (message) => {
+      this.waiting.set(key, (outcome) => {
         clearTimeout(timer);
-        resolve(message);
+        if (outcome instanceof Error) reject(outcome);
+        else resolve(outcome);
       });
     });
   }

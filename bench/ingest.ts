@@ -764,7 +764,9 @@ export async function run(): Promise<void> {
   const allStored =
     results.length > 0 && errors.length === 0 ? results.every((r) => r.loss === 0) : null;
   const cpuFigure = mainSummary?.ingestOnly ?? mainSummary?.childCpu ?? null;
-  const cpuRatio = mainSummary?.ratio ?? null;
+  // Without the sampler (it failed to start) the goal falls back to the quiet floor, and says so.
+  const onQuietFloor = mainSummary !== undefined && mainSummary.ratio === null;
+  const cpuRatio = mainSummary?.ratio ?? mainSummary?.quietRatio ?? null;
   const cpuPass = cpuRatio !== null ? cpuRatio <= GOAL_FLOOR_RATIO : null;
   const ratioText = (figure: number | null | undefined, ratio: number | null | undefined) =>
     figure === null || figure === undefined || ratio === null || ratio === undefined
@@ -783,7 +785,9 @@ export async function run(): Promise<void> {
           verdict(throughputPass),
         ],
         [
-          `ingest CPU <= ${GOAL_FLOOR_RATIO}x floor (each round / the floor timed alongside it)`,
+          onQuietFloor
+            ? `ingest CPU <= ${GOAL_FLOOR_RATIO}x floor (each round / the quiet floor: no sampler)`
+            : `ingest CPU <= ${GOAL_FLOOR_RATIO}x floor (each round / the floor timed alongside it)`,
           ratioText(cpuFigure, cpuRatio),
           verdict(cpuPass),
         ],
@@ -799,14 +803,16 @@ export async function run(): Promise<void> {
         ],
         [
           "  ingest CPU with the rules driver off (the ingest path alone)",
-          ratioText(rulesOff?.ingestOnly, rulesOff?.ratio),
+          ratioText(rulesOff?.ingestOnly, rulesOff?.ratio ?? rulesOff?.quietRatio),
           "",
         ],
         [
           "  ingest CPU with the broker's share included",
           ratioText(
             mainSummary?.childCpu,
-            mainSummary === undefined ? null : floorRatio(mainSummary, 0, "alongside"),
+            mainSummary === undefined
+              ? null
+              : floorRatio(mainSummary, 0, onQuietFloor ? "quiet" : "alongside"),
           ),
           "",
         ],
@@ -838,8 +844,9 @@ export async function run(): Promise<void> {
       floorRatio: GOAL_FLOOR_RATIO,
       floorRatioMeasured: cpuRatio,
       floorRatioQuiet: mainSummary?.quietRatio ?? null,
+      floorRatioOnQuietFloor: onQuietFloor,
       floorRatioPass: cpuPass,
-      floorRatioRulesOff: rulesOff?.ratio ?? null,
+      floorRatioRulesOff: rulesOff?.ratio ?? rulesOff?.quietRatio ?? null,
       zeroLossEverywhere: allStored,
     },
     reference: REFERENCE,

@@ -451,32 +451,32 @@ export class RulesDriver {
     const batches = new Map<string, DeviceBatch | null>();
     // A message's readings come together: the previous reading's device is the likely one.
     let lastDevice: string | undefined;
-    let batch: DeviceBatch | null | undefined;
+    let current: DeviceBatch | null | undefined;
     for (let i = 0; i < readings.length; i++) {
       if (!readings.isStored(i)) continue;
       const deviceId = readings.deviceId(i);
       if (deviceId !== lastDevice) {
         lastDevice = deviceId;
-        batch = batches.get(deviceId);
-        if (batch === undefined) {
+        current = batches.get(deviceId);
+        if (current === undefined) {
           let slot = this.slots.get(deviceId);
           if (slot === undefined && now - this.lastRegistryRefresh >= NEW_DEVICE_REFRESH_MS) {
             // A device registered since the last refresh: read the registry now, not in 30 s.
             this.refresh(now, true);
             slot = this.slots.get(deviceId);
           }
-          batch =
+          current =
             slot === undefined ? null : new DeviceBatch(slot, this.instantDevices.has(deviceId));
-          batches.set(deviceId, batch);
+          batches.set(deviceId, current);
         }
       }
-      if (batch === null || batch === undefined) continue;
+      if (current === null || current === undefined) continue;
       // Pruned after the evaluations below: each instant of the batch needs its own samples.
       const timeMs = readings.timeMs(i);
       const replay = readings.replay(i);
       const quality = readings.quality(i);
-      this.addReading(batch.slot, readings, i, now, false);
-      batch.add(timeMs, replay, quality);
+      this.addReading(current.slot, readings, i, now, false);
+      current.add(timeMs, replay, quality);
     }
     const touched = new Map<string, SubjectBatch>();
     for (const [deviceId, batch] of batches) {
