@@ -5,10 +5,10 @@
  * land at any moment of a round, so they are slowed by the rest of the machine as the process
  * under test is.
  *
- *   node --import tsx bench/floor-sampler-process.ts
+ *   node --import tsx bench/floor-sampler-process.ts '{"devices":100,"messages":200}'
  */
 import { floorBurst, floorPayloads } from "./ingest-floor.js";
-import { type SamplerMessage, SamplerParentMessage } from "./ingest-protocol.js";
+import { SamplerArgs, type SamplerMessage, SamplerParentMessage } from "./ingest-protocol.js";
 
 /** One burst: about 2,500 readings; short, so the sampler takes a tenth of one core. */
 const BURST_CPU_MICROS = 10_000;
@@ -23,7 +23,8 @@ function send(message: SamplerMessage): void {
 function main(): void {
   if (process.send === undefined)
     throw new Error("bench/floor-sampler-process.ts runs under fork() only");
-  const payloads = floorPayloads(100, 200);
+  const { devices, messages } = SamplerArgs.parse(JSON.parse(process.argv[2] ?? "null"));
+  const payloads = floorPayloads(devices, messages);
   const cursor = { next: 0, sink: { n: 0 } };
   floorBurst(payloads, WARMUP_CPU_MICROS, cursor);
   let timer: NodeJS.Timeout | undefined;

@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import {
   type SamplerMessage,
   SamplerMessage as Message,
+  type SamplerArgs,
   type SamplerParentMessage,
 } from "./ingest-protocol.js";
 
@@ -50,8 +51,9 @@ export class FloorSampler {
     });
   }
 
-  static async start(): Promise<FloorSampler> {
-    const child = fork(SCRIPT, [], {
+  /** Start the process; it times the floor over the same payloads as the bench (`args`). */
+  static async start(args: SamplerArgs): Promise<FloorSampler> {
+    const child = fork(SCRIPT, [JSON.stringify(args)], {
       cwd: REPO_ROOT,
       execArgv: ["--import", "tsx"],
       stdio: ["ignore", "inherit", "inherit", "ipc"],

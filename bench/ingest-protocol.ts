@@ -92,6 +92,13 @@ export type ParentMessage = z.infer<typeof ParentMessage>;
  * The floor sampler (bench/floor-sampler-process.ts): the floor run in short bursts alongside a
  * round, so it is timed under the same load on the machine as the process under test.
  */
+/** The floor's input, as bench/ingest-floor.ts floorPayloads makes it; passed as JSON in argv[2]. */
+export const SamplerArgs = z.strictObject({
+  devices: z.number().int().positive(),
+  messages: z.number().int().positive(),
+});
+export type SamplerArgs = z.infer<typeof SamplerArgs>;
+
 export const SamplerParentMessage = z.discriminatedUnion("type", [
   /** Start bursts (ending any run in progress unreported). */
   z.strictObject({ type: z.literal("start") }),

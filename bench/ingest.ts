@@ -592,12 +592,14 @@ export async function run(): Promise<void> {
     `floor ${label}: ${f.total.toFixed(2)} µs/reading (JSON.parse ${f.parse.toFixed(2)} + zod ${f.validate.toFixed(2)} + points & toLine ${f.serialize.toFixed(2)}; best ${f.best.toFixed(2)})`;
   console.log(floorLine("before", floorBefore));
   const floorSample = () => sampleFloor(payloads);
-  const sampler = await FloorSampler.start().catch((error: unknown) => {
-    console.log(
-      `  floor sampler unavailable (${messageOf(error)}): rounds are held against the quiet floor only`,
-    );
-    return undefined;
-  });
+  const sampler = await FloorSampler.start({ devices: DEVICES, messages: FLOOR_MESSAGES }).catch(
+    (error: unknown) => {
+      console.log(
+        `  floor sampler unavailable (${messageOf(error)}): rounds are held against the quiet floor only`,
+      );
+      return undefined;
+    },
+  );
 
   const results: RoundResult[] = [];
   const errors: string[] = [];
