@@ -472,11 +472,7 @@ export class RulesDriver {
       }
       if (current === null || current === undefined) continue;
       // Pruned after the evaluations below: each instant of the batch needs its own samples.
-      const timeMs = readings.timeMs(i);
-      const replay = readings.replay(i);
-      const quality = readings.quality(i);
-      this.addReading(current.slot, readings, i, now, false);
-      current.add(timeMs, replay, quality);
+      this.addReading(current.slot, readings, i, now, false, current);
     }
     const touched = new Map<string, SubjectBatch>();
     for (const [deviceId, batch] of batches) {
@@ -698,10 +694,13 @@ export class RulesDriver {
     i: number,
     now: number,
     prune = true,
+    /** The device's batch being judged, which records the reading's instant too. */
+    batch?: DeviceBatch,
   ): void {
     const timeMs = readings.timeMs(i);
     const quality = readings.quality(i);
     const replay = readings.replay(i);
+    batch?.add(timeMs, replay, quality);
     // Only what the device's rules read (the flag and instant of every reading are kept too,
     // in slot.readings).
     for (const kept of slot.kept) {
