@@ -12,10 +12,10 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { z } from "zod";
 import { build as buildBroker } from "../broker/app.js";
-import { localBroker } from "../cli/local-broker.js";
+import { localBroker } from "../cli/runtime/local-broker.js";
 import { BrokerConfig, IngestConfig, SensorKind } from "../contracts/index.js";
-import { buildApi } from "../ingest/api.js";
-import { build as buildIngest } from "../ingest/app.js";
+import { buildApi } from "../cli/runtime/api.js";
+import { buildSystem } from "../cli/runtime/system.js";
 import { RegistryStore } from "../registry/store.js";
 import { benchCity } from "./bench-city.js";
 
@@ -84,14 +84,15 @@ async function main(): Promise<void> {
   });
   const addresses = await broker.start();
   const view = registry.view();
-  const ingest = buildIngest({
+  const system = buildSystem({
     log,
     config: IngestConfig.parse({ rules: { directories: [rulesDir], tickMs: 1_000 } }),
     dataDir: dir,
     registry: view,
     local: localBroker(broker, log),
   });
-  await ingest.start();
+  await system.start();
+  const { ingest, tasks } = system;
   const api = buildApi({
     registry: view,
     state: ingest.state,
@@ -100,12 +101,12 @@ async function main(): Promise<void> {
     health: () => ({ ok: true, detail: {} }),
     onlineIntervals: 3,
     now: Date.now,
-    tasks: ingest.tasks.api,
+    tasks: tasks.api,
   });
   await api.listen({ host: "127.0.0.1", port: 0 });
   const address = api.server.address();
   const httpPort = typeof address === "object" && address !== null ? address.port : 0;
-  const { token } = ingest.tasks.tokens.add("bench", "viewer");
+  const { token } = tasks.tokens.add("bench", "viewer");
 
   let stopping = false;
   const stop = async () => {
@@ -113,7 +114,7 @@ async function main(): Promise<void> {
     stopping = true;
     try {
       await api.close();
-      await ingest.stop();
+      await system.stop();
       await broker.stop();
       registry.close();
       await rm(dir, { recursive: true, force: true });

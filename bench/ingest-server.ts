@@ -12,8 +12,9 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { build as buildBroker } from "../broker/app.js";
 import { BrokerConfig, IngestConfig } from "../contracts/index.js";
-import { build as buildIngest, type Ingest } from "../ingest/app.js";
-import { localBroker } from "../cli/local-broker.js";
+import type { Ingest } from "../ingest/app.js";
+import { buildSystem, type System } from "../cli/runtime/system.js";
+import { localBroker } from "../cli/runtime/local-broker.js";
 import { RegistryStore } from "../registry/store.js";
 import { benchCity } from "./bench-city.js";
 import type { ClientCredentials } from "./broker-protocol.js";
@@ -62,12 +63,13 @@ async function main(): Promise<void> {
   if (addresses.mqtt === undefined) throw new Error("the broker opened no MQTT listener");
   const port = addresses.mqtt;
 
+  let system: System | undefined;
   let ingest: Ingest | undefined;
   /** Broker alone: messages its publish gate let through (the ingest's gate, doing nothing). */
   let gated = 0;
   if (args.variant === "all-in-one") {
     dataDir = await mkdtemp(join(tmpdir(), "citywatch-bench-ingest-"));
-    ingest = buildIngest({
+    system = buildSystem({
       log,
       config: IngestConfig.parse({
         store:
@@ -80,7 +82,8 @@ async function main(): Promise<void> {
       registry: registry.view(),
       local: localBroker(broker, log),
     });
-    await ingest.start();
+    await system.start();
+    ingest = system.ingest;
   } else {
     broker.setPublishGate((_topic, _payload, done) => {
       gated++;
@@ -93,7 +96,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     try {
-      await ingest?.stop();
+      await system?.stop();
       await broker.stop();
       registry.close();
       if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });

@@ -2,10 +2,10 @@
 import { Command, InvalidArgumentError } from "commander";
 import { ZodError } from "zod";
 import { ConfigError, problemsOf, formatProblems } from "../contracts/index.js";
-import { RulesError } from "../ingest/app.js";
+import { RulesError } from "../rules/app.js";
 import { RegistryError } from "../registry/store.js";
-import { type RunFlags, loadCitywatchConfig } from "./config.js";
-import { createLogger } from "./logger.js";
+import { type RunFlags, loadCitywatchConfig } from "./runtime/config.js";
+import { createLogger } from "./runtime/logger.js";
 import { dashboardsCommand } from "./commands/dashboards.js";
 import { devicesCommand } from "./commands/devices.js";
 import { edgeCommand } from "./commands/edge.js";

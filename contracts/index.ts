@@ -2,17 +2,19 @@
  * citywatch contracts: the single source of truth for everything that crosses a process boundary.
  * zod schemas first; TypeScript types are `z.infer` of them.
  */
-export * from "./ids.js";
-export * from "./quality.js";
-export * from "./time.js";
-export * from "./sensors.js";
-export * from "./uplink.js";
-export * from "./device-messages.js";
-export * from "./topics.js";
-export * from "./registry.js";
-export * from "./rules.js";
-export * from "./api.js";
-export * from "./tasks.js";
+export * from "./model/ids.js";
+export * from "./model/quality.js";
+export * from "./model/time.js";
+export * from "./model/sensors.js";
+export * from "./model/uplink.js";
+export * from "./model/device-messages.js";
+export * from "./model/topics.js";
+export * from "./model/registry.js";
+export * from "./model/rules.js";
+export * from "./model/api.js";
+export * from "./model/tasks.js";
+export * from "./model/alarms.js";
+export * from "./model/stored-readings.js";
 export * from "./config/problems.js";
 export * from "./config/fields.js";
 export * from "./config/broker.js";

@@ -1,7 +1,7 @@
 /**
  * Utility tunnel: gas, oxygen and sump water per segment (a segment is a site of type
  * tunnel_segment, so the series are grouped by the `site` tag), with the alarm lines of the
- * tunnel rules of the pack (ingest/rules/pack/utility-tunnel.yaml).
+ * tunnel rules of the pack (rules/pack/utility-tunnel.yaml).
  */
 import type * as dashboard from "@grafana/grafana-foundation-sdk/dashboard";
 import type { Rule } from "../contracts/index.js";

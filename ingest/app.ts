@@ -8,22 +8,16 @@ import {
   type Site,
   type StoreConfig,
 } from "../contracts/index.js";
+import type { StoredBatch } from "../contracts/model/stored-readings.js";
 import type { DeviceLookup } from "./decode.js";
 import { ingestMetrics, type IngestMetrics } from "./metrics.js";
-import type { Publisher } from "./notify/mqtt.js";
 import { Pipeline } from "./pipeline.js";
 import { IngestState } from "./state.js";
 import { createInfluxStore, type InfluxStoreOptions } from "./store/influxdb.js";
 import { createSqliteStore } from "./store/sqlite.js";
 import type { TimeSeriesStore } from "./store/types.js";
 import { connectSubscriber } from "./subscriber.js";
-import { buildTaskSystem, type TaskSystem } from "./tasks/build.js";
-import type { Recheck } from "./tasks/graduated.js";
 import { InboxGate, type GateDone } from "./gate.js";
-import { AlarmStore } from "./rules/alarm-store.js";
-import { RulesDriver } from "./rules/driver.js";
-import { formatRuleProblems } from "./rules/load.js";
-import { RuleSet } from "./rules/rule-set.js";
 
 /** The registry as the ingest sees it (read-only). */
 export interface RegistryView extends DeviceLookup {
@@ -43,35 +37,32 @@ export interface IngestDeps {
   readonly mqtt?: { url: string; username: string; password: string; clientId: string };
   readonly local?: LocalBroker;
   readonly now?: () => number;
-  /** Publishes task events on the MQTT task topics (QoS 1); absent: no MQTT task target. */
-  readonly publishTask?: Publisher | undefined;
-  /** Re-checks a warned party's data at the rectification deadline (graduated response). */
-  readonly recheck?: Recheck | undefined;
-}
-
-/** The rule files could not be loaded: every problem, by file and path. */
-export class RulesError extends Error {
-  readonly code = "INGEST_RULES";
-  constructor(readonly problems: string) {
-    super(`the rule files have problems:\n${problems}`);
-    this.name = "RulesError";
-  }
+  /**
+   * Readings the store acknowledged, in typed columns, once per round (the rules). Called before
+   * the round's commits are published; it must not keep the batch past the call.
+   */
+  readonly onStored?: ((batch: StoredBatch) => void) | undefined;
 }
 
 export interface Ingest {
   readonly metrics: IngestMetrics;
-  /** The rules in force (reload() swaps them only when every file is valid). */
-  readonly rules: RuleSet;
-  /** The rules driver; undefined when ingest.rules.enabled is false. */
-  readonly driver: RulesDriver | undefined;
   readonly state: IngestState;
   readonly store: TimeSeriesStore;
   readonly pipeline: Pipeline;
-  /** Tasks, their notifications, stream and API tokens; the rules driver hands decisions to `tasks.service`. */
-  readonly tasks: TaskSystem;
+  /** Open the store (or note it is down) and start pruning dead letters; start() does it if not done. */
+  open(): Promise<void>;
+  /** Take messages: the pipeline, then the publish gate or the subscription. */
   start(): Promise<void>;
+  /** Stop taking messages and finish the round in flight; the connection and files stay open. */
+  drain(): Promise<void>;
+  /** drain(), then close the connection, the store and the inbox. */
   stop(): Promise<void>;
   mqttConnected(): boolean;
+  /**
+   * Publish as the ingest (QoS 1, not retained): through the broker in this process, or on the
+   * ingest's own connection to a broker elsewhere. Rejects when not connected.
+   */
+  publish(topic: string, payload: string): Promise<void>;
 }
 
 /** The broker of the all-in-one process, as the ingest uses it (see broker/app.ts). */
@@ -164,64 +155,6 @@ export function build(deps: IngestDeps): Ingest {
   };
   let gate: InboxGate | undefined;
 
-  const rulesConfig = deps.config.rules;
-  const rules = new RuleSet({
-    defaultPack: rulesConfig.defaultPack,
-    directories: rulesConfig.directories,
-  });
-  const problems = rules.reload();
-  if (problems.length > 0) throw new RulesError(formatRuleProblems(problems));
-  let driver: RulesDriver | undefined;
-  const tasks = buildTaskSystem({
-    log,
-    config: deps.config.tasks,
-    dataDir: deps.dataDir,
-    registry: deps.registry,
-    metricsRegistry: metrics.registry,
-    now,
-    publish:
-      deps.publishTask ??
-      ((topic, payload) =>
-        deps.local !== undefined
-          ? deps.local.publish(topic, payload, { qos: 1, retain: false })
-          : subscriber === undefined
-            ? Promise.reject(new Error("not connected to the broker"))
-            : subscriber.client.publishAsync(topic, payload, { qos: 1 }).then(() => undefined)),
-    recheck:
-      deps.recheck ??
-      ((task) => driver?.recheck(task.rule.id, task.subject.type, task.subject.id) ?? "no_data"),
-  });
-  const alarms = rulesConfig.enabled ? new AlarmStore(join(deps.dataDir, "alarms.db")) : undefined;
-  if (alarms !== undefined) {
-    driver = new RulesDriver({
-      log: log.child({ module: "rules" }),
-      rules,
-      registry: deps.registry,
-      alarms,
-      sink: tasks.service,
-      region: rulesConfig.region,
-      tickMs: rulesConfig.tickMs,
-      now,
-      metricsRegistry: metrics.registry,
-      backfill: async (device, fromMs, toMs) =>
-        (
-          await store.readings({
-            deviceId: device.id,
-            kind: device.kind,
-            fromMs,
-            toMs,
-            limit: 10_000,
-          })
-        ).map((r) => ({
-          deviceId: device.id,
-          kind: device.kind,
-          timeMs: r.timeMs,
-          quality: r.quality,
-          values: r.values,
-          replay: false,
-        })),
-    });
-  }
   const pipeline = new Pipeline({
     log,
     config: deps.config,
@@ -231,7 +164,7 @@ export function build(deps: IngestDeps): Ingest {
     metrics,
     now,
     publishCommit,
-    ...(driver === undefined ? {} : { onStored: (readings) => driver?.onStoredBatch(readings) }),
+    ...(deps.onStored === undefined ? {} : { onStored: deps.onStored }),
     brokerConnected: () => gate !== undefined || (subscriber?.connected() ?? false),
   });
   metrics.observe({
@@ -240,6 +173,7 @@ export function build(deps: IngestDeps): Ingest {
     deadLetterBytes: () => state.deadLetterBytes(),
   });
   let pruneTimer: NodeJS.Timeout | undefined;
+  let opened = false;
   const pruneDeadLetters = () => {
     try {
       const pruned = state.pruneDeadLetters(now(), deps.config.deadLetters);
@@ -255,31 +189,40 @@ export function build(deps: IngestDeps): Ingest {
       log.error({ err: (error as Error).message }, "dead letters could not be pruned");
     }
   };
+  async function open(): Promise<void> {
+    if (opened) return;
+    opened = true;
+    await store.open().catch((error: unknown) => {
+      // Start anyway: messages wait in the inbox until the store answers.
+      pipeline.markStoreDown();
+      log.warn(
+        { err: (error as Error).message, store: store.name },
+        "store not reachable at start; holding messages until it is",
+      );
+    });
+    pruneDeadLetters();
+    pruneTimer = setInterval(pruneDeadLetters, DEAD_LETTER_PRUNE_MS);
+    pruneTimer.unref();
+  }
+
+  async function drain(): Promise<void> {
+    // The last round still publishes its commits, so the pipeline stops before the connection.
+    // Closed, not removed: until the broker stops, device data is refused (and re-sent later),
+    // never acknowledged past the inbox.
+    gate?.close();
+    if (pruneTimer !== undefined) clearInterval(pruneTimer);
+    await pipeline.stop();
+  }
+
   return {
     metrics,
-    rules,
-    driver,
     state,
     store,
     pipeline,
-    tasks,
+    open,
+    drain,
     async start() {
-      await store.open().catch((error: unknown) => {
-        // Start anyway: messages wait in the inbox until the store answers.
-        pipeline.markStoreDown();
-        log.warn(
-          { err: (error as Error).message, store: store.name },
-          "store not reachable at start; holding messages until it is",
-        );
-      });
-      tasks.start();
-      pruneDeadLetters();
-      pruneTimer = setInterval(pruneDeadLetters, DEAD_LETTER_PRUNE_MS);
-      pruneTimer.unref();
-      // Windows are read back from the store in the background; alarms hold on missing data.
-      driver?.start().catch((error: unknown) => {
-        log.warn({ err: (error as Error).message }, "rules backfill failed");
-      });
+      await open();
       pipeline.start();
       if (deps.local !== undefined) {
         gate = new InboxGate({
@@ -315,21 +258,18 @@ export function build(deps: IngestDeps): Ingest {
       log.info({ store: store.name, inbox: state.inboxDepth() }, "ingest started");
     },
     async stop() {
-      // The last round still publishes its commits, so the pipeline stops before the connection.
-      // Closed, not removed: until the broker stops, device data is refused (and re-sent later),
-      // never acknowledged past the inbox.
-      gate?.close();
-      if (pruneTimer !== undefined) clearInterval(pruneTimer);
-      await pipeline.stop();
-      driver?.stop();
-      alarms?.close();
-      // Deliveries in flight may publish on the subscriber's connection: tasks stop first.
-      await tasks.stop();
+      await drain();
       await subscriber?.stop();
       await store.close();
       state.close();
       log.info("ingest stopped");
     },
     mqttConnected: () => gate !== undefined || (subscriber?.connected() ?? false),
+    publish: (topic, payload) =>
+      deps.local !== undefined
+        ? deps.local.publish(topic, payload, { qos: 1, retain: false })
+        : subscriber === undefined
+          ? Promise.reject(new Error("not connected to the broker"))
+          : subscriber.client.publishAsync(topic, payload, { qos: 1 }).then(() => undefined),
   };
 }

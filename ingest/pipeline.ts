@@ -3,7 +3,7 @@ import type { IngestConfig } from "../contracts/index.js";
 import { decodeUplink, type DeviceLookup } from "./decode.js";
 import type { IngestMetrics } from "./metrics.js";
 import { ReadingColumns } from "./reading-columns.js";
-import type { StoredBatch } from "./rules/driver.js";
+import type { StoredBatch } from "../contracts/model/stored-readings.js";
 import type { DeadLetter, IngestState, InboxMessage } from "./state.js";
 import {
   StoreUnavailableError,

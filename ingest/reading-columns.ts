@@ -4,7 +4,7 @@ import {
   type SensorKind,
   SensorKind as Kinds,
 } from "../contracts/index.js";
-import type { StoredBatch } from "./rules/driver.js";
+import type { StoredBatch } from "../contracts/model/stored-readings.js";
 import type { Point } from "./store/types.js";
 
 /** Each kind's quantities in a fixed order (a reading's values are a row of that many slots). */

@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
 import type { DeadLetterReason } from "./decode.js";
-import { openSqlite, Statements } from "./sqlite-file.js";
+import { openSqlite, Statements } from "../infra/sqlite-file.js";
 
 /**
  * The ingest's durable state in SQLite (`{dataDir}/ingest.db`):

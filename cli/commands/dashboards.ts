@@ -13,12 +13,12 @@ import {
   verifyInfluxQL,
   writeDashboards,
 } from "../../dashboards/index.js";
-import { RulesError } from "../../ingest/app.js";
-import { formatRuleProblems, loadRules } from "../../ingest/rules/load.js";
+import { RulesError } from "../../rules/app.js";
+import { formatRuleProblems, loadRules } from "../../rules/load.js";
 import { RegistryStore } from "../../registry/store.js";
 import { builtInScenarios, loadScenario } from "../../simulators/index.js";
-import { type RunFlags, loadCitywatchConfig } from "../config.js";
-import { registryPath } from "../registry-file.js";
+import { type RunFlags, loadCitywatchConfig } from "../runtime/config.js";
+import { registryPath } from "../runtime/registry-file.js";
 
 interface BuildFlags {
   dataDir?: string;

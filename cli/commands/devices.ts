@@ -1,8 +1,8 @@
 import type { Command } from "commander";
 import { ConfigError, type DeviceInput, problemsOf, Device } from "../../contracts/index.js";
 import { RegistryStore } from "../../registry/store.js";
-import { loadCitywatchConfig } from "../config.js";
-import { readRegistryFile, registryPath } from "../registry-file.js";
+import { loadCitywatchConfig } from "../runtime/config.js";
+import { readRegistryFile, registryPath } from "../runtime/registry-file.js";
 
 interface GlobalFlags {
   config?: string;

@@ -12,9 +12,9 @@ import {
   utilityTunnelModel,
   waterLevelModel,
 } from "../../simulators/models/index.js";
-import { startHttp } from "../http.js";
-import { stopOnSignal } from "../lifecycle.js";
-import { createLogger } from "../logger.js";
+import { startHttp } from "../runtime/http.js";
+import { stopOnSignal } from "../runtime/lifecycle.js";
+import { createLogger } from "../runtime/logger.js";
 
 interface EdgeFlags {
   config?: string;

@@ -9,9 +9,10 @@ import {
   type CitywatchConfig,
   type SensorKind,
 } from "../../contracts/index.js";
-import { buildApi } from "../../ingest/api.js";
-import { localBroker } from "../local-broker.js";
-import { build as buildIngest, type Ingest, type IngestDeps } from "../../ingest/app.js";
+import { buildApi } from "../runtime/api.js";
+import { localBroker } from "../runtime/local-broker.js";
+import type { IngestDeps } from "../../ingest/app.js";
+import { buildSystem, type System } from "../runtime/system.js";
 
 /** Plausible values per kind for the example command printed at start. */
 const SAMPLE_VALUES: Record<SensorKind, Record<string, number | boolean>> = {
@@ -30,10 +31,10 @@ interface Example {
   token?: string;
 }
 import { RegistryStore } from "../../registry/store.js";
-import { startHttp } from "../http.js";
-import { stopOnSignal } from "../lifecycle.js";
+import { startHttp } from "../runtime/http.js";
+import { stopOnSignal } from "../runtime/lifecycle.js";
 import { startDemo } from "./sim.js";
-import { DEMO_REGISTRY_FILE, readRegistryFile, registryPath } from "../registry-file.js";
+import { DEMO_REGISTRY_FILE, readRegistryFile, registryPath } from "../runtime/registry-file.js";
 
 function connectHelp(
   host: string,
@@ -156,7 +157,7 @@ export async function serve(
       registries.push(broker.metrics.registry);
     }
 
-    let ingest: Ingest | undefined;
+    let system: System | undefined;
     if (options.ingest && config.ingest.enabled) {
       const mqttConfig = config.ingest.mqtt;
       let source: Pick<IngestDeps, "mqtt" | "local">;
@@ -183,22 +184,23 @@ export async function serve(
           },
         };
       }
-      ingest = buildIngest({
+      system = buildSystem({
         log,
         config: config.ingest,
         dataDir: config.dataDir,
         registry: registry.view(),
         ...source,
       });
-      await ingest.start();
+      await system.start();
       // The first start issues an admin token, shown once, so the task API can be read at once.
-      if (options.seedDemo && ingest.tasks.tokens.list().length === 0) {
-        example = { ...example, token: ingest.tasks.tokens.add("first-admin", "admin").token };
+      if (options.seedDemo && system.tasks.tokens.list().length === 0) {
+        example = { ...example, token: system.tasks.tokens.add("first-admin", "admin").token };
       }
-      const running = ingest;
+      const running = system;
       stops.push({ name: "ingest", stop: () => running.stop() });
-      registries.push(ingest.metrics.registry);
+      registries.push(system.ingest.metrics.registry);
     }
+    const ingest = system?.ingest;
 
     const health = () => ({
       ok:
@@ -226,7 +228,7 @@ export async function serve(
         health,
         onlineIntervals: config.ingest.onlineIntervals,
         now: Date.now,
-        tasks: ingest.tasks.api,
+        tasks: system?.tasks.api,
         readings: config.http.readings,
       });
       httpPort = await listenApi(api, config.http.host, config.http.port);

@@ -18,9 +18,9 @@ import {
   runFleet,
   startProgress,
 } from "../../simulators/index.js";
-import { loadCitywatchConfig } from "../config.js";
-import { createLogger } from "../logger.js";
-import { registryPath } from "../registry-file.js";
+import { loadCitywatchConfig } from "../runtime/config.js";
+import { createLogger } from "../runtime/logger.js";
+import { registryPath } from "../runtime/registry-file.js";
 
 /** The runner's credentials, beside the registry: device id → secret. */
 const CREDENTIALS_FILE = "sim-credentials.json";

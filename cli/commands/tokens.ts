@@ -1,8 +1,8 @@
 import { join } from "node:path";
 import type { Command } from "commander";
 import { ApiRole, problemsOf } from "../../contracts/index.js";
-import { TokenError, TokenStore } from "../../ingest/auth/tokens.js";
-import { loadCitywatchConfig } from "../config.js";
+import { TokenError, TokenStore } from "../../tasks/auth/tokens.js";
+import { loadCitywatchConfig } from "../runtime/config.js";
 
 interface GlobalFlags {
   config?: string;

@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { z } from "zod";
-import { LocalThreshold } from "../device-messages.js";
-import { DeviceId } from "../ids.js";
-import { SensorKind } from "../sensors.js";
-import { MAX_READINGS_PER_MESSAGE } from "../uplink.js";
+import { LocalThreshold } from "../model/device-messages.js";
+import { DeviceId } from "../model/ids.js";
+import { SensorKind } from "../model/sensors.js";
+import { MAX_READINGS_PER_MESSAGE } from "../model/uplink.js";
 import { Flag, Host, LogLevel, MqttUrl, Port, PositiveInt } from "./fields.js";
 import { loadConfig, type LoadOptions } from "./load.js";
 import { ConfigError, type Problem } from "./problems.js";

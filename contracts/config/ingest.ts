@@ -91,7 +91,7 @@ export const IngestConfig = z.strictObject({
   /** A device is online while its last message is younger than this many expected intervals. */
   onlineIntervals: PositiveInt.default(3),
   /**
-   * The rules engine: the default pack (ingest/rules/pack) and then local rule directories,
+   * The rules engine: the default pack (rules/pack) and then local rule directories,
    * evaluated on every stored reading and on a clock tick (silence and steady values still move
    * an alarm). docs/rules.md.
    */

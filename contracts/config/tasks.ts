@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { parseDuration, RuleId } from "../rules.js";
-import { TaskKind } from "../topics.js";
+import { parseDuration, RuleId } from "../model/rules.js";
+import { TaskKind } from "../model/topics.js";
 import { PositiveInt } from "./fields.js";
 
 /**

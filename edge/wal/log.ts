@@ -1,8 +1,8 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import type { DeviceStatus } from "../../contracts/device-messages.js";
-import type { Reading } from "../../contracts/uplink.js";
+import type { DeviceStatus } from "../../contracts/model/device-messages.js";
+import type { Reading } from "../../contracts/model/uplink.js";
 import { WalLimits, type WalLimitsInput } from "./limits.js";
 import { MIGRATIONS } from "./schema.js";
 

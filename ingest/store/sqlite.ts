@@ -9,7 +9,7 @@ import type {
   TimeSeriesStore,
   WriteOutcome,
 } from "./types.js";
-import { openSqlite } from "../sqlite-file.js";
+import { openSqlite } from "../../infra/sqlite-file.js";
 
 /**
  * The embedded time-series store: one SQLite table of readings, keyed like an InfluxDB series

@@ -1,8 +1,12 @@
 import { pino } from "pino";
 import { IngestConfig } from "../../contracts/index.js";
-import { localBroker } from "../../cli/local-broker.js";
-import { type ApiDeps, buildApi } from "../../ingest/api.js";
-import { build, type Ingest, type RegistryView } from "../../ingest/app.js";
+import { localBroker } from "../../cli/runtime/local-broker.js";
+import { type ApiDeps, buildApi } from "../../cli/runtime/api.js";
+import type { Ingest, RegistryView } from "../../ingest/app.js";
+import { buildSystem, type System } from "../../cli/runtime/system.js";
+import type { RulesDriver } from "../../rules/driver.js";
+import type { RuleSet } from "../../rules/rule-set.js";
+import type { TaskSystem } from "../../tasks/build.js";
 import { type TestBroker, until } from "./broker.js";
 
 /** The test broker's registry as the ingest reads it. */
@@ -15,19 +19,42 @@ export function registryViewOf(t: TestBroker): RegistryView {
   };
 }
 
+/**
+ * The ingest as `citywatch start` runs it, with the rules and tasks behind it: the ingest's own
+ * surface, started and stopped as the whole system, with the rules and tasks at hand.
+ */
+export type TestIngest = Ingest & {
+  readonly tasks: TaskSystem;
+  readonly driver: RulesDriver | undefined;
+  readonly rules: RuleSet;
+};
+
+function testIngestOf(system: System): TestIngest {
+  return {
+    ...system.ingest,
+    start: () => system.start(),
+    stop: () => system.stop(),
+    tasks: system.tasks,
+    driver: system.rules.driver,
+    rules: system.rules.ruleSet,
+  };
+}
+
 /** An in-process ingest subscribed to the test broker with an `ingest` account, started and connected. */
 export async function startTestIngest(
   t: TestBroker,
   options: { dataDir: string; clientId: string; config?: Record<string, unknown> },
-): Promise<Ingest> {
+): Promise<TestIngest> {
   const password = t.addService("ingest", "ingest");
-  const ingest = build({
-    log: pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" }),
-    config: IngestConfig.parse({ batch: { maxDelayMs: 20 }, ...options.config }),
-    dataDir: options.dataDir,
-    registry: registryViewOf(t),
-    mqtt: { url: t.url, username: "ingest", password, clientId: options.clientId },
-  });
+  const ingest = testIngestOf(
+    buildSystem({
+      log: pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" }),
+      config: IngestConfig.parse({ batch: { maxDelayMs: 20 }, ...options.config }),
+      dataDir: options.dataDir,
+      registry: registryViewOf(t),
+      mqtt: { url: t.url, username: "ingest", password, clientId: options.clientId },
+    }),
+  );
   await ingest.start();
   await until(() => ingest.mqttConnected(), "ingest connected");
   await new Promise((r) => setTimeout(r, 100)); // the subscription is granted right after CONNACK
@@ -41,15 +68,17 @@ export async function startTestIngest(
 export async function startLocalIngest(
   t: TestBroker,
   options: { dataDir: string; config?: Record<string, unknown> },
-): Promise<Ingest> {
+): Promise<TestIngest> {
   const log = pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" });
-  const ingest = build({
-    log,
-    config: IngestConfig.parse({ batch: { maxDelayMs: 20 }, ...options.config }),
-    dataDir: options.dataDir,
-    registry: registryViewOf(t),
-    local: localBroker(t.broker, log),
-  });
+  const ingest = testIngestOf(
+    buildSystem({
+      log,
+      config: IngestConfig.parse({ batch: { maxDelayMs: 20 }, ...options.config }),
+      dataDir: options.dataDir,
+      registry: registryViewOf(t),
+      local: localBroker(t.broker, log),
+    }),
+  );
   await ingest.start();
   return ingest;
 }

@@ -3,7 +3,7 @@
  * and prints "ack <deviceId> <id>,<id>..." after each append returned, until it is killed.
  * Usage: node --import tsx wal-crash-child.ts <file> <firstId>
  */
-import type { Reading } from "../../../contracts/uplink.js";
+import type { Reading } from "../../../contracts/model/uplink.js";
 import { WriteAheadLog } from "../../../edge/wal/log.js";
 
 const T0 = Date.parse("2026-11-27T14:00:00Z");

@@ -3,9 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
-import type { Ingest } from "../../../ingest/app.js";
 import { metricValue, startTestBroker, type TestBroker, until } from "../../support/broker.js";
-import { startLocalIngest } from "../../support/ingest.js";
+import { startLocalIngest, type TestIngest } from "../../support/ingest.js";
 import { provideInfluxDB } from "../../support/services.js";
 import { requireService } from "../../support/suite.js";
 
@@ -52,7 +51,7 @@ async function influxPost(path: string, body?: string): Promise<void> {
  */
 describe.runIf(influx)("readings the store refuses, in a round of several writes", () => {
   let t: TestBroker | undefined;
-  let ingest: Ingest | undefined;
+  let ingest: TestIngest | undefined;
   let device: MqttClient | undefined;
   const dir = mkdtempSync(join(tmpdir(), "cw-rejections-"));
   afterAll(async () => {

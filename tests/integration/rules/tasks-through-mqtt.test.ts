@@ -3,10 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Ingest } from "../../../ingest/app.js";
-import { verifyEvidence } from "../../../ingest/tasks/evidence.js";
+import { verifyEvidence } from "../../../tasks/evidence.js";
 import { metricValue, startTestBroker, type TestBroker, until } from "../../support/broker.js";
-import { startLocalIngest } from "../../support/ingest.js";
+import { startLocalIngest, type TestIngest } from "../../support/ingest.js";
 
 /**
  * A rule file of its own (the pack's windows are an hour long): LAeq above 70 dB(A) in a rolling
@@ -37,7 +36,7 @@ const dataTopic = (id: string) => `citywatch/v1/devices/${id}/data`;
 
 describe("rules to tasks through MQTT (all-in-one ingest, real broker, real SQLite)", () => {
   let t: TestBroker | undefined;
-  let ingest: Ingest | undefined;
+  let ingest: TestIngest | undefined;
   let device: MqttClient | undefined;
   const dirs: string[] = [];
   afterEach(async () => {

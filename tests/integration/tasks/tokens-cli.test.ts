@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TokenStore } from "../../../ingest/auth/tokens.js";
+import { TokenStore } from "../../../tasks/auth/tokens.js";
 import { startCli } from "../../support/cli-process.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
 

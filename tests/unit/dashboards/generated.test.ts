@@ -12,7 +12,7 @@ import {
 } from "../../../dashboards/index.js";
 import { DashboardError, limitOf } from "../../../dashboards/limits.js";
 import { dashboardInput } from "../../../cli/commands/dashboards.js";
-import { registryPath } from "../../../cli/registry-file.js";
+import { registryPath } from "../../../cli/runtime/registry-file.js";
 import { RegistryStore } from "../../../registry/store.js";
 
 /** The same inputs as `citywatch dashboards build`: the default pack and the built-in city. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { QUANTITIES } from "../../../contracts/index.js";
 import { ReadingColumns } from "../../../ingest/reading-columns.js";
-import type { StoredBatch } from "../../../ingest/rules/driver.js";
+import type { StoredBatch } from "../../../contracts/model/stored-readings.js";
 import type { Point } from "../../../ingest/store/types.js";
 
 /** Every quantity name of every kind. */

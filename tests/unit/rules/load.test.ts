@@ -1,9 +1,9 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { resolveLimits } from "../../../contracts/rules.js";
-import { formatRuleProblems, loadRules } from "../../../ingest/rules/load.js";
-import { RuleSet } from "../../../ingest/rules/rule-set.js";
+import { resolveLimits } from "../../../contracts/model/rules.js";
+import { formatRuleProblems, loadRules } from "../../../rules/load.js";
+import { RuleSet } from "../../../rules/rule-set.js";
 import { patched, ruleDirectory, ruleFile, VALID_RULE } from "./fixtures.js";
 
 const rule = (id: string, patch: Record<string, unknown> = {}) =>

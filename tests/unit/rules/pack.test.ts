@@ -8,8 +8,8 @@ import {
   type Rule,
   type StationLevels,
   valueForPeriod,
-} from "../../../contracts/rules.js";
-import { formatRuleProblems, loadRules } from "../../../ingest/rules/load.js";
+} from "../../../contracts/model/rules.js";
+import { formatRuleProblems, loadRules } from "../../../rules/load.js";
 
 function loadPack() {
   const result = loadRules();

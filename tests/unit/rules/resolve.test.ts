@@ -9,7 +9,7 @@ import {
   resolveValue,
   Rule,
   valueForPeriod,
-} from "../../../contracts/rules.js";
+} from "../../../contracts/model/rules.js";
 import { patched, VALID_RULE } from "./fixtures.js";
 
 /** A rule with a zone-keyed table and overrides at every level, each for a different number. */

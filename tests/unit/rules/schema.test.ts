@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseRuleText } from "../../../ingest/rules/load.js";
+import { parseRuleText } from "../../../rules/load.js";
 import { patched, ruleFile, VALID_RULE } from "./fixtures.js";
 
 const FILE = "rules/test.yaml";

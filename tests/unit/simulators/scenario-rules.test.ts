@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
 import type { Device, Rule, Site } from "../../../contracts/index.js";
-import { ruleApplies } from "../../../ingest/rules/engine/conditions.js";
+import { ruleApplies } from "../../../rules/engine/conditions.js";
 import { builtInScenarios, loadScenario } from "../../../simulators/scenario/load.js";
 import { compileScenario, type Timeline } from "../../../simulators/scenario/compile.js";
 import type { ExpectedTask } from "../../../simulators/scenario/schema.js";
-import { Harness, PACK } from "../rules-engine/harness.js";
+import { Harness, PACK } from "../rules/engine/harness.js";
 
 /*
  * Each built-in scenario, run through every rule of the default pack on the pure rule engine

@@ -1,8 +1,8 @@
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ApiRole, TaskKind } from "../../../contracts/index.js";
-import { mayAct } from "../../../ingest/auth/roles.js";
-import { TokenStore } from "../../../ingest/auth/tokens.js";
+import { mayAct } from "../../../tasks/auth/roles.js";
+import { TokenStore } from "../../../tasks/auth/tokens.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
 
 describe("role matrix", () => {

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EvidencePackage } from "../../../contracts/index.js";
-import type { TaskSystem } from "../../../ingest/tasks/build.js";
-import { canonicalJson } from "../../../ingest/tasks/canonical-json.js";
-import { escapeHtml, evidenceHtml } from "../../../ingest/tasks/evidence-html.js";
-import { verifyEvidence } from "../../../ingest/tasks/evidence.js";
+import type { TaskSystem } from "../../../tasks/build.js";
+import { canonicalJson } from "../../../tasks/canonical-json.js";
+import { escapeHtml, evidenceHtml } from "../../../tasks/evidence-html.js";
+import { verifyEvidence } from "../../../tasks/evidence.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
 import { fakeClock, noiseEvidence, noiseNotice, raise, startSystem, T0 } from "./fixtures.js";
 

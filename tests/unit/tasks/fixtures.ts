@@ -2,11 +2,15 @@ import { pino } from "pino";
 import { Registry } from "prom-client";
 import { Device, type DeviceInput, type Rule, Site } from "../../../contracts/index.js";
 import { TasksConfig } from "../../../contracts/config/tasks.js";
-import type { AlarmDecision } from "../../../ingest/rules/engine/alarm.js";
-import { buildTaskSystem, type TaskSystem } from "../../../ingest/tasks/build.js";
-import type { Recheck } from "../../../ingest/tasks/graduated.js";
-import type { AlarmNotice, EvidenceInput, RegistryLookup } from "../../../ingest/tasks/types.js";
-import { packRule } from "../rules-engine/harness.js";
+import { buildTaskSystem, type TaskSystem } from "../../../tasks/build.js";
+import type {
+  AlarmDecision,
+  AlarmNotice,
+  EvidenceInput,
+  Recheck,
+} from "../../../contracts/model/alarms.js";
+import type { RegistryLookup } from "../../../tasks/types.js";
+import { packRule } from "../rules/engine/harness.js";
 
 /*
  * A small city for the task tests: a construction site with a regulated party, a restaurant of

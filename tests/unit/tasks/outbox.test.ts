@@ -3,10 +3,11 @@ import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { TaskEvent } from "../../../contracts/index.js";
-import { backoffMs, Outbox, type OutboxTarget } from "../../../ingest/notify/outbox.js";
-import { taskMetrics, type TaskMetrics } from "../../../ingest/tasks/metrics.js";
-import { TaskService } from "../../../ingest/tasks/service.js";
-import { TaskStore } from "../../../ingest/tasks/store.js";
+import { backoffMs, Outbox, type OutboxTarget } from "../../../tasks/notify/outbox.js";
+import { taskMetrics } from "../../../tasks/metrics.js";
+import { notifyMetrics, type NotifyMetrics } from "../../../tasks/notify/metrics.js";
+import { TaskService } from "../../../tasks/service.js";
+import { TaskStore } from "../../../tasks/store.js";
 import { until } from "../../support/broker.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
 import { gasNotice, noiseEvidence, noiseNotice, raise, registry, tasksConfig } from "./fixtures.js";
@@ -25,14 +26,14 @@ describe("backoffMs", () => {
 describe("Outbox", () => {
   let dir: string;
   let store: TaskStore;
-  let metrics: TaskMetrics;
+  let metrics: NotifyMetrics;
   let outbox: Outbox | undefined;
   const log = pino({ level: "silent" });
 
   beforeEach(async () => {
     dir = await makeTempDir("cw-outbox-");
     store = new TaskStore(join(dir, "tasks.db"));
-    metrics = taskMetrics(new Registry());
+    metrics = notifyMetrics(new Registry());
   });
   afterEach(async () => {
     await outbox?.stop();
@@ -55,7 +56,7 @@ describe("Outbox", () => {
       config: tasksConfig(),
       store,
       registry,
-      metrics,
+      metrics: taskMetrics(new Registry()),
       now: Date.now,
       enqueue: (e) => outbox!.enqueue(e),
     });

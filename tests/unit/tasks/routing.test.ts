@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { routeTask } from "../../../ingest/tasks/routing.js";
+import { routeTask } from "../../../tasks/routing.js";
 import { registry, tasksConfig } from "./fixtures.js";
 
 const config = tasksConfig();

@@ -1,0 +1,30 @@
+import { join, resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { parse } from "yaml";
+import { ConfigError, problemsOf, RegistryFile } from "../../contracts/index.js";
+
+/** The registry database inside the data directory. */
+export function registryPath(dataDir: string): string {
+  return join(resolve(dataDir), "registry.db");
+}
+
+/** Read and validate a registry YAML/JSON file; every problem is listed on failure. */
+export function readRegistryFile(file: string): RegistryFile {
+  let value: unknown;
+  try {
+    value = parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new ConfigError(file, [
+      { path: "(file)", message: (error as Error).message.split("\n")[0] ?? "unreadable" },
+    ]);
+  }
+  const parsed = RegistryFile.safeParse(value ?? {});
+  if (!parsed.success) throw new ConfigError(file, problemsOf(parsed.error));
+  return parsed.data;
+}
+
+/** The demo city's registry, seeded into an empty registry by `citywatch start`. */
+export const DEMO_REGISTRY_FILE = new URL(
+  "../../simulators/demo-city/registry.yaml",
+  import.meta.url,
+).pathname;

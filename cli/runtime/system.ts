@@ -1,0 +1,101 @@
+import type { IngestConfig } from "../../contracts/index.js";
+import { build as buildIngest, type Ingest, type IngestDeps } from "../../ingest/app.js";
+import { build as buildRules, type Rules } from "../../rules/app.js";
+import { buildTaskSystem, type TaskSystem } from "../../tasks/build.js";
+import type { Publisher } from "../../tasks/notify/mqtt.js";
+
+/*
+ * The back office of one process, wired in one place: ingest → rules → tasks → notify.
+ *
+ *   ingest (stores a round, then) ──onStored(batch)──▶ rules ──handleAlarm(notice)──▶ tasks
+ *   tasks ──recheck(task) at a rectification deadline──▶ rules (the data after the deadline)
+ *   tasks ──task topics (QoS 1)──▶ the ingest's MQTT connection
+ *
+ * The two arrows back (re-check, publish) are calls made only after start(), so the closures
+ * below name components built further down.
+ */
+
+export interface SystemDeps extends Pick<
+  IngestDeps,
+  "log" | "dataDir" | "registry" | "mqtt" | "local" | "now"
+> {
+  readonly config: IngestConfig;
+  /** Publishes task events on the MQTT task topics; absent: on the ingest's own connection. */
+  readonly publishTask?: Publisher | undefined;
+}
+
+export interface System {
+  readonly ingest: Ingest;
+  readonly rules: Rules;
+  readonly tasks: TaskSystem;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function buildSystem(deps: SystemDeps): System {
+  const now = deps.now ?? Date.now;
+  const ingest: Ingest = buildIngest({
+    ...deps,
+    now,
+    onStored: (batch) => rules.onStored(batch),
+  });
+  const tasks: TaskSystem = buildTaskSystem({
+    log: deps.log,
+    config: deps.config.tasks,
+    dataDir: deps.dataDir,
+    registry: deps.registry,
+    metricsRegistry: ingest.metrics.registry,
+    now,
+    publish: deps.publishTask ?? ((topic, payload) => ingest.publish(topic, payload)),
+    recheck: (task) =>
+      rules.driver?.recheck(task.rule.id, task.subject.type, task.subject.id) ?? "no_data",
+  });
+  const rules: Rules = buildRules({
+    log: deps.log,
+    config: deps.config.rules,
+    dataDir: deps.dataDir,
+    registry: deps.registry,
+    sink: tasks.service,
+    now,
+    metricsRegistry: ingest.metrics.registry,
+    backfill: async (device, fromMs, toMs) =>
+      (
+        await ingest.store.readings({
+          deviceId: device.id,
+          kind: device.kind,
+          fromMs,
+          toMs,
+          limit: 10_000,
+        })
+      ).map((r) => ({
+        deviceId: device.id,
+        kind: device.kind,
+        timeMs: r.timeMs,
+        quality: r.quality,
+        values: r.values,
+        replay: false,
+      })),
+  });
+  return {
+    ingest,
+    rules,
+    tasks,
+    async start() {
+      // The store first (the rules read their windows back from it), then what consumes
+      // decisions, then the rules, and only then the flow of messages.
+      await ingest.open();
+      tasks.start();
+      rules.start();
+      await ingest.start();
+    },
+    async stop() {
+      // The last round still hands its readings to the rules and publishes its commits, so the
+      // ingest drains first; deliveries in flight may publish on the ingest's connection, so the
+      // tasks stop before the ingest closes it.
+      await ingest.drain();
+      rules.stop();
+      await tasks.stop();
+      await ingest.stop();
+    },
+  };
+}

@@ -1,0 +1,90 @@
+import { join } from "node:path";
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import type { Device, IngestConfig, TaskSink } from "../contracts/index.js";
+import type { StoredBatch, StoredReading } from "../contracts/model/stored-readings.js";
+import { AlarmStore } from "./alarm-store.js";
+import { type RulesRegistry, RulesDriver } from "./driver.js";
+import { formatRuleProblems } from "./load.js";
+import { RuleSet } from "./rule-set.js";
+
+/*
+ * The rules engine as a component: the rule files in force, the alarm store and the driver that
+ * runs the pure engine on what the ingest stored. The composition root hands it the stored
+ * batches (`onStored`) and the task sink its decisions go to.
+ */
+
+/** The rule files could not be loaded: every problem, by file and path. */
+export class RulesError extends Error {
+  readonly code = "RULES_INVALID";
+  constructor(readonly problems: string) {
+    super(`the rule files have problems:\n${problems}`);
+    this.name = "RulesError";
+  }
+}
+
+export interface RulesDeps {
+  readonly log: Logger;
+  readonly config: IngestConfig["rules"];
+  readonly dataDir: string;
+  readonly registry: RulesRegistry;
+  /** Where decisions go: the task service. */
+  readonly sink: TaskSink;
+  readonly now: () => number;
+  /** The process's metrics registry (one /metrics per process). */
+  readonly metricsRegistry: Registry;
+  /** Past readings of a device, read back from the time-series store after a restart. */
+  readonly backfill: (device: Device, fromMs: number, toMs: number) => Promise<StoredReading[]>;
+}
+
+export interface Rules {
+  /** The rules in force (reload() swaps them only when every file is valid). */
+  readonly ruleSet: RuleSet;
+  /** The driver; undefined when rules.enabled is false (the files are still checked). */
+  readonly driver: RulesDriver | undefined;
+  /** The one entry point from the ingest: readings the store acknowledged. */
+  onStored(batch: StoredBatch): void;
+  start(): void;
+  stop(): void;
+}
+
+export function build(deps: RulesDeps): Rules {
+  const log = deps.log.child({ module: "rules" });
+  const ruleSet = new RuleSet({
+    defaultPack: deps.config.defaultPack,
+    directories: deps.config.directories,
+  });
+  const problems = ruleSet.reload();
+  if (problems.length > 0) throw new RulesError(formatRuleProblems(problems));
+  const alarms = deps.config.enabled ? new AlarmStore(join(deps.dataDir, "alarms.db")) : undefined;
+  const driver =
+    alarms === undefined
+      ? undefined
+      : new RulesDriver({
+          log,
+          rules: ruleSet,
+          registry: deps.registry,
+          alarms,
+          sink: deps.sink,
+          region: deps.config.region,
+          tickMs: deps.config.tickMs,
+          now: deps.now,
+          metricsRegistry: deps.metricsRegistry,
+          backfill: deps.backfill,
+        });
+  return {
+    ruleSet,
+    driver,
+    onStored: (batch) => driver?.onStoredBatch(batch),
+    start() {
+      // Windows are read back from the store in the background; alarms hold on missing data.
+      driver?.start().catch((error: unknown) => {
+        log.warn({ err: (error as Error).message }, "rules backfill failed");
+      });
+    },
+    stop() {
+      driver?.stop();
+      alarms?.close();
+    },
+  };
+}

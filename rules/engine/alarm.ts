@@ -1,0 +1,247 @@
+import type { AlarmDecision } from "../../contracts/model/alarms.js";
+import type { Rule } from "../../contracts/model/rules.js";
+import type { Evaluation } from "./conditions.js";
+
+/*
+ * The alarm state machine of one (subject, rule). Pure: (state, event, now) → (state, decisions).
+ * The state is a plain JSON-serialisable object, so it can be persisted and an alarm survives a
+ * restart in the middle of a `for` or clearHold duration.
+ *
+ *   normal ──holds──▶ pending ──held `for`──▶ active ──stops holding──▶ recovering ──clearHold
+ *     ▲                 │                       ▲  (minActive / clearHold)   │      and minActive──▶ cleared
+ *     └──stops holding──┘                       └──holds again (repeat)─────┘
+ *
+ * `cleared` behaves as `normal` on the next event; it keeps the last alarm's id and times for
+ * the caller to read. Severity only rises within one alarm.
+ */
+
+export type AlarmPhase = "normal" | "pending" | "active" | "recovering" | "cleared";
+
+export interface AlarmState {
+  readonly phase: AlarmPhase;
+  /** When the current phase was entered, epoch ms. */
+  readonly since: number;
+  /** Sequence number of the current (or last) alarm of this (subject, rule); 0 before the first. */
+  readonly alarmSeq: number;
+  /** When the condition first held for the current alarm (start of pending). */
+  readonly startedAt?: number | undefined;
+  /** When the alarm became active (raise). */
+  readonly raisedAt?: number | undefined;
+  /** Highest level index reached by the current alarm. */
+  readonly levelIndex: number;
+  /** Times the condition held again while recovering (suppressed flaps). */
+  readonly repeats: number;
+  /** The alarm was raised, or some of its data was, from replayed (historical) readings. */
+  readonly replayed: boolean;
+  /** Last evaluation's value and limit, for the record. */
+  readonly lastValue?: number | boolean | undefined;
+  readonly lastLimit?: number | undefined;
+  /** The task of the alarm was acknowledged (emergency escalation stops). */
+  readonly acknowledged: boolean;
+  /** Escalations on no acknowledgement sent for the current alarm. */
+  readonly unacknowledgedEscalations: number;
+}
+
+export type AlarmEvent =
+  /** A reading arrived (or a clock tick passed) and the condition was evaluated at `now`. */
+  | {
+      readonly type: "reading" | "tick";
+      readonly evaluation: Evaluation;
+      /** The triggering reading is historical (replay). */
+      readonly replayed?: boolean | undefined;
+    }
+  /** The alarm's task was acknowledged by an operator. */
+  | { readonly type: "acknowledge" };
+
+export type { AlarmDecision };
+
+export interface AlarmStep {
+  readonly state: AlarmState;
+  readonly decisions: readonly AlarmDecision[];
+}
+
+/** The state of a (subject, rule) never evaluated. */
+export function initialAlarmState(now: number): AlarmState {
+  return {
+    phase: "normal",
+    since: now,
+    alarmSeq: 0,
+    levelIndex: 0,
+    repeats: 0,
+    replayed: false,
+    acknowledged: false,
+    unacknowledgedEscalations: 0,
+  };
+}
+
+/** Whether the state holds an open alarm (active or recovering). */
+export const isOpen = (state: AlarmState): boolean =>
+  state.phase === "active" || state.phase === "recovering";
+
+/** The `for` duration of a rule's condition (deadman: 0, its factor is the duration). */
+export function holdFor(rule: Rule): number {
+  const c = rule.condition;
+  return c.type === "deadman" ? 0 : c.for;
+}
+
+/** Advance the alarm of one (subject, rule) by one event at `now`. */
+export function stepAlarm(
+  rule: Rule,
+  state: AlarmState,
+  event: AlarmEvent,
+  now: number,
+): AlarmStep {
+  if (event.type === "acknowledge") {
+    return { state: isOpen(state) ? { ...state, acknowledged: true } : state, decisions: [] };
+  }
+  const e = event.evaluation;
+  const replayed = event.replayed === true;
+  // The common case first, before anything is built for the rest: nothing open, nothing holds.
+  if (!e.active && (state.phase === "normal" || state.phase === "cleared")) {
+    const quiet = !e.applicable && e.reason === "no_data";
+    return {
+      state: quiet ? state : { ...state, lastValue: e.value, lastLimit: e.limit },
+      decisions: [],
+    };
+  }
+
+  const decisions: AlarmDecision[] = [];
+  const levelName = (i: number) => rule.levels?.[i]?.level;
+  const recorded = { lastValue: e.value, lastLimit: e.limit };
+  const raise = (from: AlarmState): AlarmState => {
+    const next: AlarmState = {
+      ...from,
+      ...recorded,
+      phase: "active",
+      since: now,
+      raisedAt: now,
+      levelIndex: e.levelIndex,
+      replayed: from.replayed || replayed,
+    };
+    decisions.push({
+      type: "raise",
+      alarmSeq: next.alarmSeq,
+      level: levelName(e.levelIndex),
+      levelIndex: e.levelIndex,
+      startedAt: next.startedAt ?? now,
+      at: now,
+      value: e.value,
+      limit: e.limit,
+      deviceId: e.deviceId,
+      detail: e.detail,
+      replayed: next.replayed,
+    });
+    return next;
+  };
+  /** Severity rises within an open alarm and never falls. */
+  const escalate = (s: AlarmState): AlarmState => {
+    if (!e.active || e.levelIndex <= s.levelIndex) return s;
+    decisions.push({
+      type: "escalate-level",
+      alarmSeq: s.alarmSeq,
+      from: levelName(s.levelIndex),
+      level: levelName(e.levelIndex),
+      levelIndex: e.levelIndex,
+      at: now,
+      value: e.value,
+      limit: e.limit,
+      detail: e.detail,
+      replayed,
+    });
+    return { ...s, levelIndex: e.levelIndex };
+  };
+  const unacknowledged = (s: AlarmState): AlarmState => {
+    const after = rule.timing.escalateAfter;
+    if (after === undefined || s.acknowledged || s.raisedAt === undefined) return s;
+    const due = s.raisedAt + after * (s.unacknowledgedEscalations + 1);
+    if (now < due) return s;
+    const count = s.unacknowledgedEscalations + 1;
+    decisions.push({ type: "escalate-unacknowledged", alarmSeq: s.alarmSeq, at: now, count });
+    return { ...s, unacknowledgedEscalations: count };
+  };
+  const clear = (s: AlarmState): AlarmState => {
+    decisions.push({
+      type: "clear",
+      alarmSeq: s.alarmSeq,
+      at: now,
+      raisedAt: s.raisedAt ?? now,
+      levelIndex: s.levelIndex,
+      level: levelName(s.levelIndex),
+      repeats: s.repeats,
+      replayed: s.replayed || replayed,
+    });
+    return { ...s, ...recorded, phase: "cleared", since: now };
+  };
+  const minActive = rule.timing.minActive ?? 0;
+  const clearHold = rule.timing.clearHold ?? 0;
+  const mayClear = (s: AlarmState): boolean =>
+    now - (s.raisedAt ?? now) >= minActive &&
+    (s.phase !== "recovering" || now - s.since >= clearHold);
+
+  // A gap (no data in the window) neither raises nor clears: silence is the deadman rule's
+  // business. Pending stays pending; only the unacknowledged-escalation clock keeps running.
+  if (!e.applicable && e.reason === "no_data") {
+    return { state: isOpen(state) ? unacknowledged(state) : state, decisions };
+  }
+  let s: AlarmState = { ...state, ...recorded };
+  switch (state.phase) {
+    case "normal":
+    case "cleared": {
+      if (!e.active) return { state: s, decisions };
+      s = {
+        ...s,
+        phase: "pending",
+        since: now,
+        startedAt: now,
+        alarmSeq: state.alarmSeq + 1,
+        levelIndex: 0,
+        repeats: 0,
+        replayed,
+        acknowledged: false,
+        unacknowledgedEscalations: 0,
+        raisedAt: undefined,
+      };
+      if (holdFor(rule) === 0) s = raise(s);
+      return { state: s, decisions };
+    }
+    case "pending": {
+      if (!e.active) {
+        return { state: { ...s, phase: "normal", since: now, startedAt: undefined }, decisions };
+      }
+      s = { ...s, replayed: s.replayed || replayed };
+      if (now - (s.startedAt ?? s.since) >= holdFor(rule)) s = raise(s);
+      return { state: s, decisions };
+    }
+    case "active": {
+      if (e.active) return { state: unacknowledged(escalate(s)), decisions };
+      s = { ...s, phase: "recovering", since: now };
+      if (clearHold === 0 && mayClear(s)) s = clear(s);
+      return { state: isOpen(s) ? unacknowledged(s) : s, decisions };
+    }
+    case "recovering": {
+      if (e.active) {
+        const repeats = s.repeats + 1;
+        s = { ...s, phase: "active", since: now, repeats };
+        decisions.push({
+          type: "attach-repeat",
+          alarmSeq: s.alarmSeq,
+          at: now,
+          repeats,
+          detail: e.detail,
+          replayed,
+        });
+        return { state: unacknowledged(escalate(s)), decisions };
+      }
+      if (mayClear(s)) s = clear(s);
+      return { state: isOpen(s) ? unacknowledged(s) : s, decisions };
+    }
+  }
+}
+
+/**
+ * Whether to evaluate the condition on its clear side (hysteresis): pass this as
+ * `previouslyActive` to evaluateCondition.
+ */
+export function previouslyActive(state: AlarmState): boolean {
+  return isOpen(state);
+}

@@ -1,0 +1,205 @@
+import { QualityFlag } from "../../contracts/model/quality.js";
+import type { Sample } from "./window.js";
+
+/*
+ * One device's recent readings of one quantity, in time order, held in columns (typed arrays)
+ * rather than one object per reading: the rules driver keeps up to a day of samples per series,
+ * and as objects they were the garbage collector's busiest work (every one promoted to the old
+ * generation, then dropped). The engine reads a series through `since()`, which builds the
+ * `Sample`s of a look-back on demand.
+ */
+
+const FLAGS = QualityFlag.options;
+const FLAG_INDEX = Object.fromEntries(FLAGS.map((flag, i) => [flag, i])) as Record<
+  QualityFlag,
+  number
+>;
+/** meta byte: bits 0-3 the flag's index, then these. */
+const REPLAYED = 0x10;
+const BOOLEAN = 0x20;
+const FLAG_MASK = 0x0f;
+
+/** Samples from a look-back on: the engine's view of a series kept elsewhere. */
+export interface SampleSource {
+  /** Samples at or after `from`, and the newest one before it, oldest first. */
+  since(from: number): readonly Sample[];
+  /** The newest sample at or before `at` whose flag is not in `suppress` ([] when none). */
+  latestAt(at: number, suppress: readonly QualityFlag[]): readonly Sample[];
+}
+
+export class Series implements SampleSource {
+  #at = new Float64Array(8);
+  #value = new Float64Array(8);
+  #meta = new Uint8Array(8);
+  /** Live samples are [#head, #tail). */
+  #head = 0;
+  #tail = 0;
+
+  get length(): number {
+    return this.#tail - this.#head;
+  }
+
+  /** Instant of the i-th sample (0 = oldest). */
+  atOf(i: number): number {
+    return this.#at[this.#head + i] as number;
+  }
+
+  /** Value of the i-th sample; switch states as booleans. */
+  valueOf(i: number): number | boolean {
+    const j = this.#head + i;
+    const value = this.#value[j] as number;
+    return ((this.#meta[j] as number) & BOOLEAN) !== 0 ? value !== 0 : value;
+  }
+
+  /** The i-th sample's value as a number (switch on = 1). */
+  numberOf(i: number): number {
+    return this.#value[this.#head + i] as number;
+  }
+
+  qualityOf(i: number): QualityFlag {
+    return FLAGS[(this.#meta[this.#head + i] as number) & FLAG_MASK] as QualityFlag;
+  }
+
+  /** The i-th sample as an object. */
+  sample(i: number): Sample {
+    const j = this.#head + i;
+    const meta = this.#meta[j] as number;
+    const value = this.#value[j] as number;
+    return {
+      at: this.#at[j] as number,
+      value: (meta & BOOLEAN) !== 0 ? value !== 0 : value,
+      quality: FLAGS[meta & FLAG_MASK] as QualityFlag,
+      replayed: (meta & REPLAYED) !== 0,
+    };
+  }
+
+  /** Index of the first sample at or after `at` (binary search; `length` when none). */
+  firstAtOrAfter(at: number): number {
+    let lo = this.#head;
+    let hi = this.#tail;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.#at[mid] as number) < at) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - this.#head;
+  }
+
+  /** Index of the first sample strictly after `at` (`length` when none). */
+  firstAfter(at: number): number {
+    let lo = this.#head;
+    let hi = this.#tail;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.#at[mid] as number) <= at) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - this.#head;
+  }
+
+  since(from: number): Sample[] {
+    const start = Math.max(0, this.firstAtOrAfter(from) - 1);
+    const out: Sample[] = [];
+    for (let i = start; i < this.length; i++) out.push(this.sample(i));
+    return out;
+  }
+
+  latestAt(at: number, suppress: readonly QualityFlag[]): Sample[] {
+    for (let i = this.firstAfter(at) - 1; i >= 0; i--) {
+      if (suppress.length === 0 || !suppress.includes(this.qualityOf(i))) return [this.sample(i)];
+    }
+    return [];
+  }
+
+  /** Every sample, oldest first. */
+  all(): Sample[] {
+    return this.since(Number.NEGATIVE_INFINITY);
+  }
+
+  /**
+   * Insert in time order; the usual case (newest last) is an append. A sample at an instant
+   * already held replaces it.
+   */
+  insert(at: number, value: number | boolean, quality: QualityFlag, replayed: boolean): void {
+    const meta =
+      (FLAG_INDEX[quality] ?? 0) |
+      (replayed ? REPLAYED : 0) |
+      (typeof value === "boolean" ? BOOLEAN : 0);
+    const v = typeof value === "boolean" ? (value ? 1 : 0) : value;
+    const last = this.#tail - 1;
+    let j: number;
+    if (this.#tail === this.#head || (this.#at[last] as number) < at) {
+      this.#room();
+      j = this.#tail++;
+    } else {
+      const index = this.firstAtOrAfter(at);
+      if (index < this.length && this.#at[this.#head + index] === at) {
+        j = this.#head + index;
+      } else {
+        // Room first: it may move the samples to the start of new columns.
+        this.#room();
+        const i = this.#head + index;
+        // Shift the newer samples up by one.
+        this.#at.copyWithin(i + 1, i, this.#tail);
+        this.#value.copyWithin(i + 1, i, this.#tail);
+        this.#meta.copyWithin(i + 1, i, this.#tail);
+        this.#tail++;
+        j = i;
+      }
+    }
+    this.#at[j] = at;
+    this.#value[j] = v;
+    this.#meta[j] = meta;
+  }
+
+  /** Room in the columns (samples held without growing). */
+  get capacity(): number {
+    return this.#at.length;
+  }
+
+  /**
+   * Drop the `count` oldest samples. A series far smaller than its columns gets smaller ones, but
+   * only if it was that small before the drop too: a series filled by each stored batch and
+   * pruned back after it (a backlog of readings, a window that keeps the newest only) keeps its
+   * room rather than growing it again by doubling every batch.
+   */
+  dropOldest(count: number): void {
+    const before = this.#tail - this.#head;
+    this.#head = Math.min(this.#tail, this.#head + count);
+    if (this.#head === this.#tail) this.#head = this.#tail = 0;
+    const live = this.#tail - this.#head;
+    const oversized = (n: number) => n < this.#at.length / 8;
+    if (this.#at.length > 64 && oversized(live) && oversized(before)) {
+      this.#resize(Math.max(8, live * 2));
+    }
+  }
+
+  /** Room for one more at the tail: compact when the dropped head is most of it, else grow. */
+  #room(): void {
+    if (this.#tail < this.#at.length) return;
+    const live = this.#tail - this.#head;
+    if (this.#head >= live) {
+      this.#at.copyWithin(0, this.#head, this.#tail);
+      this.#value.copyWithin(0, this.#head, this.#tail);
+      this.#meta.copyWithin(0, this.#head, this.#tail);
+      this.#head = 0;
+      this.#tail = live;
+    } else this.#resize(this.#at.length * 2);
+  }
+
+  /** New columns of `size` holding the live samples from index 0. */
+  #resize(size: number): void {
+    const live = this.#tail - this.#head;
+    const at = new Float64Array(size);
+    const value = new Float64Array(size);
+    const meta = new Uint8Array(size);
+    at.set(this.#at.subarray(this.#head, this.#tail));
+    value.set(this.#value.subarray(this.#head, this.#tail));
+    meta.set(this.#meta.subarray(this.#head, this.#tail));
+    this.#at = at;
+    this.#value = value;
+    this.#meta = meta;
+    this.#head = 0;
+    this.#tail = live;
+  }
+}

@@ -1,0 +1,108 @@
+import { join } from "node:path";
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import type { TasksConfig } from "../contracts/config/tasks.js";
+import { TokenStore } from "./auth/tokens.js";
+import { mqttTarget, type Publisher } from "./notify/mqtt.js";
+import { Outbox, type OutboxTarget } from "./notify/outbox.js";
+import { TaskStream } from "./notify/stream.js";
+import { webhookDelivery } from "./notify/webhook.js";
+import type { Recheck } from "../contracts/model/alarms.js";
+import { taskMetrics, type TaskMetrics } from "./metrics.js";
+import { notifyMetrics, type NotifyMetrics } from "./notify/metrics.js";
+import type { TaskApiDeps } from "./routes.js";
+import { TaskService } from "./service.js";
+import { TaskStore } from "./store.js";
+import type { RegistryLookup } from "./types.js";
+
+/*
+ * The task system of the ingest: store, service, outbox (webhooks, MQTT task topics), live stream
+ * and API tokens, built from one dependency object. start() delivers what a previous run left in
+ * the outbox; stop() stops timers, waits for deliveries in flight and closes the databases.
+ */
+
+export interface TaskSystemDeps {
+  readonly log: Logger;
+  readonly config: TasksConfig;
+  readonly dataDir: string;
+  readonly registry: RegistryLookup;
+  /** The ingest's metrics registry (one /metrics per process). */
+  readonly metricsRegistry: Registry;
+  readonly now: () => number;
+  /** MQTT publisher for the task topics; absent: no MQTT target. */
+  readonly publish?: Publisher | undefined;
+  /** Re-check of graduated response at the rectification deadline. */
+  readonly recheck?: Recheck | undefined;
+  readonly random?: () => number;
+}
+
+export interface TaskSystem {
+  readonly service: TaskService;
+  readonly store: TaskStore;
+  readonly tokens: TokenStore;
+  readonly outbox: Outbox;
+  readonly stream: TaskStream;
+  readonly metrics: TaskMetrics & NotifyMetrics;
+  /** What the HTTP API needs to serve the task routes (ingest/api.ts `tasks`). */
+  readonly api: TaskApiDeps;
+  start(): void;
+  stop(): Promise<void>;
+}
+
+export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
+  const log = deps.log.child({ module: "tasks" });
+  const { config, now } = deps;
+  const metrics = { ...taskMetrics(deps.metricsRegistry), ...notifyMetrics(deps.metricsRegistry) };
+  const store = new TaskStore(join(deps.dataDir, "tasks.db"));
+  const tokens = new TokenStore(join(deps.dataDir, "tokens.db"), now);
+  const targets: OutboxTarget[] = config.webhooks.map((hook) => ({
+    name: hook.name,
+    kinds: hook.kinds,
+    deliver: webhookDelivery(hook, { timeoutMs: config.outbox.timeoutMs, now }),
+  }));
+  if (deps.publish !== undefined) targets.push(mqttTarget(deps.publish));
+  const outbox = new Outbox({
+    store,
+    targets,
+    options: config.outbox,
+    metrics,
+    log,
+    now,
+    ...(deps.random === undefined ? {} : { random: deps.random }),
+  });
+  const stream = new TaskStream(config.stream, { metrics, log });
+  const service = new TaskService({
+    log,
+    config,
+    store,
+    registry: deps.registry,
+    metrics,
+    now,
+    recheck: deps.recheck,
+    enqueue: (event) => outbox.enqueue(event),
+  });
+  service.onEvent((event) => {
+    stream.publish(event);
+    outbox.kick();
+  });
+  return {
+    service,
+    store,
+    tokens,
+    outbox,
+    stream,
+    metrics,
+    api: { service, store, tokens, stream, tokenCacheMs: config.tokens.cacheMs, now },
+    start() {
+      outbox.start();
+      service.start();
+    },
+    async stop() {
+      service.stop();
+      stream.close();
+      await outbox.stop();
+      store.close();
+      tokens.close();
+    },
+  };
+}

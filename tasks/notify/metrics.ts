@@ -1,0 +1,63 @@
+import { Counter, Gauge, type Registry } from "prom-client";
+
+/** The notifications' metrics (outbox, live stream), on the process's registry. */
+export function notifyMetrics(registry: Registry) {
+  const read = {
+    outbox: (): ReadonlyMap<string, number> => new Map(),
+    sseClients: () => 0,
+  };
+  return {
+    /** Where the gauges read their values at scrape time. */
+    observeNotifications(sources: Partial<typeof read>): void {
+      Object.assign(read, sources);
+    },
+    outboxDepth: new Gauge({
+      name: "citywatch_tasks_outbox_depth",
+      help: "Notifications waiting in the durable outbox, by target (webhook name or mqtt).",
+      labelNames: ["target"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [target, n] of read.outbox()) this.set({ target }, n);
+      },
+    }),
+    deliveries: new Counter({
+      name: "citywatch_tasks_deliveries_total",
+      help: "Notifications delivered, by target.",
+      labelNames: ["target"] as const,
+      registers: [registry],
+    }),
+    deliveryFailures: new Counter({
+      name: "citywatch_tasks_delivery_failures_total",
+      help: "Failed delivery attempts (retried with backoff), by target.",
+      labelNames: ["target"] as const,
+      registers: [registry],
+    }),
+    deadNotifications: new Counter({
+      name: "citywatch_tasks_outbox_dead_total",
+      help: "Notifications moved to the dead outbox, by target and reason (outbox_full, max_attempts).",
+      labelNames: ["target", "reason"] as const,
+      registers: [registry],
+    }),
+    sseClients: new Gauge({
+      name: "citywatch_tasks_stream_clients",
+      help: "Clients connected to the live task stream.",
+      registers: [registry],
+      collect() {
+        this.set(read.sseClients());
+      },
+    }),
+    sseDropped: new Counter({
+      name: "citywatch_tasks_stream_dropped_total",
+      help: "Stream clients disconnected because they fell behind by more than the buffer.",
+      registers: [registry],
+    }),
+    sseRefused: new Counter({
+      name: "citywatch_tasks_stream_refused_total",
+      help: "Stream connections refused because the client limit was reached.",
+      registers: [registry],
+    }),
+  };
+}
+
+export type NotifyMetrics = ReturnType<typeof notifyMetrics>;

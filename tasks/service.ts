@@ -1,0 +1,545 @@
+import type { Logger } from "pino";
+import type { TasksConfig } from "../contracts/config/tasks.js";
+import type { Rule, Site } from "../contracts/index.js";
+import type {
+  AuditAction,
+  AuditEntry,
+  ClosureReason,
+  Task,
+  TaskEvent,
+  TaskState,
+  TransitionRequest,
+} from "../contracts/model/tasks.js";
+import type { AlarmDecision, AlarmNotice, Recheck, TaskSink } from "../contracts/model/alarms.js";
+import { buildEvidencePackage } from "./evidence.js";
+import { afterRecheck, afterRepeat, firstResponse, partyOf, recheckDueMs } from "./graduated.js";
+import { checkTransition } from "./lifecycle.js";
+import type { TaskMetrics } from "./metrics.js";
+import { routeTask } from "./routing.js";
+import { slaFlags } from "./sla.js";
+import type { NewAudit, TaskStore } from "./store.js";
+import type { RegistryLookup } from "./types.js";
+
+/*
+ * The task service: turns alarm decisions into tasks (file, attach repeats, raise levels,
+ * escalate, record clears), applies people's transitions, runs SLA timers and re-checks. Every
+ * change is one SQLite transaction holding the task, its audit entries, its evidence, its event
+ * and the event's outbox rows; listeners (the live stream, the outbox pump) hear of it after the
+ * commit. A `clear` does not close the task: the condition stopping is not the case being dealt
+ * with, so it is recorded and people close the task.
+ */
+
+export interface TaskServiceDeps {
+  readonly log: Logger;
+  readonly config: TasksConfig;
+  readonly store: TaskStore;
+  readonly registry: RegistryLookup;
+  readonly metrics: TaskMetrics;
+  readonly now: () => number;
+  /** Re-check of a warned party at the rectification deadline; absent: every re-check finds no data. */
+  readonly recheck?: Recheck | undefined;
+  /** Called inside each change's transaction with its event (the outbox writes its rows here). */
+  readonly enqueue?: ((event: TaskEvent) => void) | undefined;
+}
+
+/** The person (or `system`) behind a change. */
+export interface Actor {
+  readonly name: string;
+}
+
+export type TransitionResult =
+  | { readonly ok: true; readonly task: Task; readonly event: TaskEvent }
+  | { readonly ok: false; readonly error: "not_found" | "conflict"; readonly message: string };
+
+const SYSTEM = "system";
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** Actions of a level and the levels below it, in order, once each: a higher level adds to the lower ones' work. */
+function actionsUpTo(rule: Rule, levelIndex: number): string[] {
+  if (rule.levels === undefined) return [...rule.actions];
+  return [...new Set(rule.levels.slice(0, levelIndex + 1).flatMap((l) => l.actions))];
+}
+
+/** The sites a task concerns: a tunnel segment and its neighbours when a reached level says so. */
+function affectedSites(rule: Rule, levelIndex: number, site: Site | undefined): string[] {
+  if (site === undefined) return [];
+  const wide = (rule.levels ?? [])
+    .slice(0, levelIndex + 1)
+    .some((l) => l.area === "subject_and_neighbours");
+  return wide && site.type === "tunnel_segment" ? [site.id, ...site.neighbours] : [site.id];
+}
+
+/** Level name and index a decision carries (raise, escalate-level). */
+function levelOf(
+  decision: AlarmDecision,
+): { level: string | undefined; levelIndex: number } | undefined {
+  return decision.type === "raise" || decision.type === "escalate-level"
+    ? { level: decision.level, levelIndex: decision.levelIndex }
+    : undefined;
+}
+
+interface Draft {
+  task: Task;
+  readonly entries: Array<Omit<NewAudit, "taskId" | "atMs">>;
+  evidence: boolean;
+}
+
+export class TaskService implements TaskSink {
+  private readonly ackListeners = new Set<(ruleId: string, subjectId: string) => void>();
+  private readonly eventListeners = new Set<(event: TaskEvent) => void>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly deps: TaskServiceDeps) {
+    deps.metrics.observe({
+      open: () => deps.store.openCounts(),
+      flagged: () => this.countFlagged(),
+    });
+  }
+
+  /** Run SLA timers and re-checks every `tickMs`. */
+  start(): void {
+    this.timer = setInterval(() => {
+      try {
+        this.tick();
+      } catch (error) {
+        this.deps.log.error(
+          { err: (error as Error).message },
+          "task tick failed; next tick retries",
+        );
+      }
+    }, this.deps.config.tickMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  onAcknowledged(listener: (ruleId: string, subjectId: string) => void): () => void {
+    this.ackListeners.add(listener);
+    return () => this.ackListeners.delete(listener);
+  }
+
+  /** Hear of every committed task event (live stream, outbox pump). */
+  onEvent(listener: (event: TaskEvent) => void): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
+  }
+
+  task(id: string): Task | undefined {
+    return this.deps.store.task(id);
+  }
+
+  audit(id: string): AuditEntry[] {
+    return this.deps.store.audit(id);
+  }
+
+  handleAlarm(notice: AlarmNotice): void {
+    const { store, log } = this.deps;
+    const now = this.deps.now();
+    const d = notice.decision;
+    const event = store.transaction(() => {
+      const open = store.openTask(notice.subjectType, notice.subjectId, notice.rule.id);
+      switch (d.type) {
+        case "raise":
+        case "attach-repeat":
+          return open === undefined ? this.file(notice, now) : this.repeat(open, notice, now);
+        case "escalate-level":
+          return open === undefined ? this.file(notice, now) : this.raiseLevel(open, notice, now);
+        case "escalate-unacknowledged":
+          if (open === undefined) return undefined;
+          return this.record({ ...open, escalations: d.count }, now, [
+            {
+              actor: SYSTEM,
+              action: "escalated_unacknowledged",
+              detail: `not acknowledged in time: escalation ${d.count}${open.acknowledgedAt === undefined ? "" : " (acknowledged meanwhile)"}`,
+            },
+          ]);
+        case "clear":
+          if (open === undefined) return undefined;
+          return this.record({ ...open, conditionClearedAt: iso(d.at) }, now, [
+            {
+              actor: SYSTEM,
+              action: "condition_cleared",
+              detail: `condition cleared at ${iso(d.at)}; the task stays open until closed`,
+            },
+          ]);
+      }
+    });
+    if (event === undefined) {
+      log.info(
+        { rule: notice.rule.id, subject: notice.subjectId, decision: d.type },
+        "no open task for this decision; nothing to record",
+      );
+      return;
+    }
+    this.published(event);
+  }
+
+  /** Apply a person's transition. */
+  transition(id: string, request: TransitionRequest, actor: Actor): TransitionResult {
+    const now = this.deps.now();
+    const result = this.deps.store.transaction((): TransitionResult => {
+      const task = this.deps.store.task(id);
+      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+      const check = checkTransition(task.state, request.to, request.reason);
+      if (!check.ok) return { ok: false, error: "conflict", message: check.reason };
+      const next = this.moved(task, request.to, request.reason, request.note, now);
+      const event = this.record(next, now, [
+        {
+          actor: actor.name,
+          action: "transition",
+          from: task.state,
+          to: request.to,
+          detail: [
+            request.reason === undefined ? "" : `reason ${request.reason}`,
+            request.note ?? "",
+          ]
+            .filter((s) => s !== "")
+            .join("; "),
+        },
+      ]);
+      return { ok: true, task: event.task, event };
+    });
+    if (result.ok) {
+      this.published(result.event);
+      if (request.to === "acknowledged") this.acknowledged(result.task);
+    }
+    return result;
+  }
+
+  /** SLA flags and due re-checks at the clock's now. */
+  tick(): void {
+    const now = this.deps.now();
+    const events: TaskEvent[] = [];
+    for (const due of this.deps.store.dueRechecks(now)) {
+      const event = this.deps.store.transaction(() => this.recheck(due, now));
+      if (event !== undefined) events.push(event);
+    }
+    for (const task of this.deps.store.openTasks()) {
+      const flags = slaFlags(this.deps.config.sla, task, now);
+      const added = flags.filter((f) => !task.sla.flags.includes(f));
+      if (added.length === 0 && flags.length === task.sla.flags.length) continue;
+      const event = this.deps.store.transaction(() =>
+        this.record(
+          { ...task, sla: { flags } },
+          now,
+          added.map((flag) => ({
+            actor: SYSTEM,
+            action: "sla_flagged" as const,
+            detail:
+              flag === "not_handled"
+                ? `filed ${task.filedAt} and not handled within the ${task.kind} SLA`
+                : `handled ${task.handledAt ?? "?"} and not closed within the ${task.kind} SLA`,
+          })),
+        ),
+      );
+      events.push(event);
+    }
+    for (const event of events) this.published(event);
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private file(notice: AlarmNotice, now: number): TaskEvent {
+    const { rule, decision: d } = notice;
+    const { store, registry, config } = this.deps;
+    const id = store.nextTaskId(rule.taskKind);
+    const siteId =
+      notice.siteId ??
+      (notice.subjectType === "device"
+        ? registry.device(notice.subjectId)?.siteId
+        : notice.subjectId);
+    const site = siteId === undefined ? undefined : registry.site(siteId);
+    const level = levelOf(d) ?? { level: undefined, levelIndex: 0 };
+    const routing = routeTask(config, { kind: rule.taskKind, ruleId: rule.id, site });
+    const values = "value" in d ? d : undefined;
+    const task: Task = {
+      id,
+      kind: rule.taskKind,
+      state: "filed",
+      title: rule.title,
+      rule: { id: rule.id, version: rule.version, clause: rule.clause },
+      subject: { type: notice.subjectType, id: notice.subjectId },
+      ...(siteId === undefined ? {} : { siteId }),
+      deviceIds: [...notice.deviceIds],
+      routing,
+      ...(level.level === undefined ? {} : { level: level.level }),
+      levelIndex: level.levelIndex,
+      affectedSites: affectedSites(rule, level.levelIndex, site),
+      actions: actionsUpTo(rule, level.levelIndex),
+      alarmSeq: d.alarmSeq,
+      detail: "detail" in d ? d.detail : d.type,
+      ...(values?.value === undefined ? {} : { value: values.value }),
+      ...(values?.limit === undefined ? {} : { limit: values.limit }),
+      replayed: "replayed" in d ? d.replayed : false,
+      filedAt: iso(now),
+      startedAt: iso(d.type === "raise" ? d.startedAt : d.at),
+      updatedAt: iso(now),
+      repeats: 0,
+      escalations: 0,
+      sla: { flags: [] },
+      evidenceCount: 0,
+    };
+    const entries: Draft["entries"] = [
+      {
+        actor: SYSTEM,
+        action: "filed",
+        detail: `${rule.id} v${rule.version} ${d.type}${task.level === undefined ? "" : ` at level ${task.level}`}: ${task.detail}${task.replayed ? " (from replayed, historical data)" : ""}`,
+      },
+      {
+        actor: SYSTEM,
+        action: "routed",
+        detail: `to ${routing.department}, team ${routing.team}${routing.rule === null ? " (default department)" : ` (responsibility ${routing.rule})`}`,
+      },
+    ];
+    const draft: Draft = {
+      task,
+      entries,
+      evidence: notice.evidence !== undefined || rule.taskKind === "enforcement",
+    };
+    if (rule.taskKind === "enforcement") {
+      const party = partyOf(site);
+      if (party === undefined) {
+        entries.push({
+          actor: SYSTEM,
+          action: "routed",
+          detail: "no regulated party registered for the site: graduated response not applied",
+        });
+      } else {
+        const earlierCases = store.partyTasksSince(party.key, now - config.graduated.periodMs, id);
+        const graduated = firstResponse(config.graduated, {
+          party,
+          ruleId: rule.id,
+          earlierCases,
+          nowMs: now,
+        });
+        draft.task = { ...draft.task, graduated };
+        entries.push({
+          actor: SYSTEM,
+          action: graduated.stage === "warning" ? "warning_issued" : "referred_for_penalty",
+          detail:
+            graduated.stage === "warning"
+              ? `${graduated.reason} to ${party.name}; rectify by ${graduated.deadline ?? "?"}, automatic re-check then`
+              : `${graduated.reason}; ${party.name} referred for penalty`,
+        });
+      }
+    }
+    this.deps.metrics.opened.inc({ kind: rule.taskKind });
+    return this.commit(draft, now, notice);
+  }
+
+  /** A raise while the task is open, or a repeat of its alarm. */
+  private repeat(open: Task, notice: AlarmNotice, now: number): TaskEvent {
+    const d = notice.decision;
+    const draft: Draft = {
+      task: { ...open, repeats: open.repeats + 1 },
+      entries: [
+        {
+          actor: SYSTEM,
+          action: "repeat_attached",
+          detail: `${d.type === "raise" ? `alarm ${d.alarmSeq} raised again` : `alarm ${d.alarmSeq} held again`} while the task is open${"detail" in d ? `: ${d.detail}` : ""}`,
+        },
+      ],
+      evidence: notice.evidence !== undefined,
+    };
+    this.levelUp(draft, notice);
+    const graduated = open.graduated === undefined ? undefined : afterRepeat(open.graduated);
+    if (graduated !== undefined) {
+      draft.task = { ...draft.task, graduated };
+      draft.entries.push({
+        actor: SYSTEM,
+        action: "referred_for_penalty",
+        detail: `${graduated.reason}; ${graduated.party.name} referred for penalty`,
+      });
+    }
+    return this.commit(draft, now, notice);
+  }
+
+  private raiseLevel(open: Task, notice: AlarmNotice, now: number): TaskEvent {
+    const draft: Draft = { task: open, entries: [], evidence: notice.evidence !== undefined };
+    this.levelUp(draft, notice);
+    return this.commit(draft, now, notice);
+  }
+
+  /** Severity only rises: a lower or equal level is ignored (never silently falls). */
+  private levelUp(draft: Draft, notice: AlarmNotice): void {
+    const level = levelOf(notice.decision);
+    if (level === undefined || level.levelIndex <= draft.task.levelIndex) return;
+    const site =
+      draft.task.siteId === undefined ? undefined : this.deps.registry.site(draft.task.siteId);
+    const from = draft.task.level;
+    draft.task = {
+      ...draft.task,
+      ...(level.level === undefined ? {} : { level: level.level }),
+      levelIndex: level.levelIndex,
+      actions: actionsUpTo(notice.rule, level.levelIndex),
+      affectedSites: affectedSites(notice.rule, level.levelIndex, site),
+    };
+    draft.entries.push({
+      actor: SYSTEM,
+      action: "level_raised",
+      detail: `level ${from ?? "-"} → ${level.level ?? "-"}`,
+    });
+  }
+
+  private recheck(task: Task, now: number): TaskEvent | undefined {
+    const graduated = task.graduated;
+    if (graduated === undefined) return undefined;
+    if (task.closure !== undefined && task.closure.reason !== "rectified") {
+      // Closed as false positive, sensor fault or exempt: there is nothing to re-check.
+      this.deps.store.saveTask(task, { partyKey: graduated.party.key, recheckDueMs: undefined });
+      return undefined;
+    }
+    let outcome: ReturnType<Recheck> = "no_data";
+    let why = "";
+    try {
+      outcome = this.deps.recheck?.(task) ?? "no_data";
+      if (this.deps.recheck === undefined) why = " (no re-check wired)";
+    } catch (error) {
+      why = ` (re-check failed: ${(error as Error).message})`;
+      this.deps.log.error({ task: task.id, err: (error as Error).message }, "re-check failed");
+    }
+    const next = afterRecheck(this.deps.config.graduated, graduated, outcome, now);
+    const action: AuditAction =
+      outcome === "compliant"
+        ? "recheck_compliant"
+        : outcome === "violating"
+          ? "recheck_violating"
+          : "recheck_no_data";
+    const retry =
+      next.stage === "warning" && outcome === "no_data"
+        ? `; tried again at ${next.recheck?.dueAt ?? "?"}`
+        : "";
+    const entries: Draft["entries"] = [
+      {
+        actor: SYSTEM,
+        action,
+        detail: `re-check at the rectification deadline: ${outcome}${why}${retry}`,
+      },
+    ];
+    if (next.stage === "referred" && graduated.stage !== "referred") {
+      entries.push({
+        actor: SYSTEM,
+        action: "referred_for_penalty",
+        detail: `${next.reason}; ${next.party.name} referred for penalty`,
+      });
+    }
+    if (next.stage === "inspection")
+      entries.push({ actor: SYSTEM, action: "inspection_needed", detail: next.reason });
+    return this.record({ ...task, graduated: next }, now, entries);
+  }
+
+  private moved(
+    task: Task,
+    to: TaskState,
+    reason: ClosureReason | undefined,
+    note: string | undefined,
+    now: number,
+  ): Task {
+    const at = iso(now);
+    const next: Task = {
+      ...task,
+      state: to,
+      ...(to === "acknowledged" ? { acknowledgedAt: at } : {}),
+      ...(to === "handled" ? { handledAt: at } : {}),
+      ...(to === "closed"
+        ? {
+            closedAt: at,
+            closure: { reason: reason ?? "rectified", ...(note === undefined ? {} : { note }) },
+          }
+        : {}),
+    };
+    return { ...next, sla: { flags: slaFlags(this.deps.config.sla, next, now) } };
+  }
+
+  /** Write a change without evidence. */
+  private record(task: Task, now: number, entries: Draft["entries"]): TaskEvent {
+    return this.commit({ task, entries, evidence: false }, now);
+  }
+
+  /** Write one change: task row, audit entries, evidence, event, outbox rows. Inside a transaction. */
+  private commit(draft: Draft, now: number, notice?: AlarmNotice): TaskEvent {
+    const { store } = this.deps;
+    let task: Task = { ...draft.task, updatedAt: iso(now) };
+    const entries = [...draft.entries];
+    if (draft.evidence && notice !== undefined) {
+      try {
+        const pkg = buildEvidencePackage({
+          taskId: task.id,
+          sequence: task.evidenceCount + 1,
+          createdAt: iso(now),
+          notice,
+          registry: this.deps.registry,
+        });
+        store.addEvidence(pkg, now);
+        task = { ...task, evidenceCount: pkg.sequence };
+        entries.push({
+          actor: SYSTEM,
+          action: "evidence_attached",
+          detail: `evidence package ${pkg.sequence}, sha256 ${pkg.hash.value}, ${pkg.readings.length} readings`,
+        });
+      } catch (error) {
+        // A value JSON cannot carry (NaN, Infinity) must not cost the task: it is filed, and
+        // the record says why it has no sealed evidence.
+        const message = (error as Error).message;
+        this.deps.log.error({ task: task.id, err: message }, "evidence package not sealed");
+        entries.push({
+          actor: SYSTEM,
+          action: "evidence_attached",
+          detail: `evidence could not be sealed: ${message}`,
+        });
+      }
+    }
+    store.saveTask(task, {
+      partyKey: task.graduated?.party.key,
+      recheckDueMs: recheckDueMs(task.graduated),
+    });
+    const written = entries.map((e) => store.appendAudit({ ...e, taskId: task.id, atMs: now }));
+    const event = store.appendEvent(
+      { type: written[0]?.action ?? "transition", at: iso(now), task, entries: written },
+      now,
+    );
+    this.deps.enqueue?.(event);
+    return event;
+  }
+
+  private published(event: TaskEvent): void {
+    for (const listener of this.eventListeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.deps.log.error(
+          { err: (error as Error).message, event: event.id },
+          "task event listener failed",
+        );
+      }
+    }
+  }
+
+  private acknowledged(task: Task): void {
+    for (const listener of this.ackListeners) {
+      try {
+        listener(task.rule.id, task.subject.id);
+      } catch (error) {
+        this.deps.log.error(
+          { err: (error as Error).message, task: task.id },
+          "acknowledge listener failed",
+        );
+      }
+    }
+  }
+
+  private countFlagged(): Array<{ kind: string; flag: string; n: number }> {
+    const counts = new Map<string, { kind: string; flag: string; n: number }>();
+    for (const t of this.deps.store.flaggedTasks()) {
+      for (const flag of t.sla.flags) {
+        const key = `${t.kind}/${flag}`;
+        const c = counts.get(key) ?? { kind: t.kind, flag, n: 0 };
+        c.n++;
+        counts.set(key, c);
+      }
+    }
+    return [...counts.values()];
+  }
+}

@@ -1,0 +1,443 @@
+import type Database from "better-sqlite3";
+import {
+  type AuditAction,
+  type AuditEntry,
+  type EvidencePackage,
+  type Task,
+  type TaskEvent,
+  type TaskKind,
+  type TaskState,
+} from "../contracts/index.js";
+import { openSqlite, Statements } from "../infra/sqlite-file.js";
+import type { OutboxRow } from "./notify/outbox.js";
+
+/*
+ * The task service's durable state in SQLite (`{dataDir}/tasks.db`):
+ * - task: one row per task, the whole task as JSON plus the columns the API filters on; a partial
+ *   unique index keeps one open task per (subject, rule) even if the code had a bug;
+ * - audit: the append-only audit trail (no UPDATE or DELETE is ever issued on it);
+ * - evidence: sealed evidence packages, append-only;
+ * - event: every task change as published (SSE replay, MQTT, webhooks read it from here);
+ * - outbox / outbox_dead: notifications to deliver, written in the same transaction as the
+ *   change, so a crash or an outage of a receiver loses none.
+ *
+ * WAL with synchronous=FULL: a task change is on disk when its transaction returns (an
+ * enforcement record must survive a power cut; tasks change a few times a minute, not 20k/s).
+ */
+const MIGRATIONS = [
+  `CREATE TABLE counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+   INSERT INTO counter (name, value) VALUES ('task', 0);
+   CREATE TABLE task (
+     id TEXT PRIMARY KEY,
+     kind TEXT NOT NULL,
+     state TEXT NOT NULL,
+     open INTEGER NOT NULL,
+     rule_id TEXT NOT NULL,
+     subject_type TEXT NOT NULL,
+     subject_id TEXT NOT NULL,
+     site_id TEXT,
+     district TEXT,
+     filed_ms INTEGER NOT NULL,
+     updated_ms INTEGER NOT NULL,
+     sla_flagged INTEGER NOT NULL DEFAULT 0,
+     party_key TEXT,
+     recheck_due_ms INTEGER,
+     doc TEXT NOT NULL
+   );
+   CREATE UNIQUE INDEX task_one_open ON task(subject_type, subject_id, rule_id) WHERE open = 1;
+   CREATE INDEX task_filed ON task(filed_ms);
+   CREATE INDEX task_party ON task(party_key, filed_ms) WHERE party_key IS NOT NULL;
+   CREATE INDEX task_recheck ON task(recheck_due_ms) WHERE recheck_due_ms IS NOT NULL;
+   CREATE TABLE audit (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     task_id TEXT NOT NULL,
+     at_ms INTEGER NOT NULL,
+     actor TEXT NOT NULL,
+     action TEXT NOT NULL,
+     from_state TEXT,
+     to_state TEXT,
+     detail TEXT NOT NULL
+   );
+   CREATE INDEX audit_task ON audit(task_id, id);
+   CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+   CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+   CREATE TABLE evidence (
+     task_id TEXT NOT NULL,
+     sequence INTEGER NOT NULL,
+     created_ms INTEGER NOT NULL,
+     hash TEXT NOT NULL,
+     package TEXT NOT NULL,
+     PRIMARY KEY (task_id, sequence)
+   ) WITHOUT ROWID;
+   CREATE TABLE event (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     task_id TEXT NOT NULL,
+     at_ms INTEGER NOT NULL,
+     payload TEXT NOT NULL
+   );
+   CREATE TABLE outbox (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     event_id INTEGER NOT NULL,
+     target TEXT NOT NULL,
+     attempts INTEGER NOT NULL DEFAULT 0,
+     next_ms INTEGER NOT NULL,
+     last_error TEXT,
+     created_ms INTEGER NOT NULL
+   );
+   CREATE INDEX outbox_target ON outbox(target, id);
+   CREATE TABLE outbox_dead (
+     id INTEGER PRIMARY KEY,
+     event_id INTEGER NOT NULL,
+     target TEXT NOT NULL,
+     attempts INTEGER NOT NULL,
+     last_error TEXT,
+     created_ms INTEGER NOT NULL,
+     dead_ms INTEGER NOT NULL,
+     why TEXT NOT NULL
+   );`,
+];
+
+const KIND_PREFIX: Readonly<Record<TaskKind, string>> = {
+  enforcement: "enf",
+  emergency: "emg",
+  maintenance: "mnt",
+};
+
+export interface NewAudit {
+  readonly taskId: string;
+  readonly atMs: number;
+  readonly actor: string;
+  readonly action: AuditAction;
+  readonly from?: TaskState | undefined;
+  readonly to?: TaskState | undefined;
+  readonly detail: string;
+}
+
+export interface TaskFilter {
+  readonly kind?: TaskKind | undefined;
+  readonly state?: TaskState | "open" | undefined;
+  readonly siteId?: string | undefined;
+  readonly district?: string | undefined;
+  readonly ruleId?: string | undefined;
+  readonly flagged?: boolean | undefined;
+  readonly fromMs?: number | undefined;
+  readonly toMs?: number | undefined;
+  readonly limit: number;
+}
+
+interface AuditRow {
+  id: number;
+  task_id: string;
+  at_ms: number;
+  actor: string;
+  action: AuditAction;
+  from_state: TaskState | null;
+  to_state: TaskState | null;
+  detail: string;
+}
+
+const auditEntry = (r: AuditRow): AuditEntry => ({
+  id: r.id,
+  taskId: r.task_id,
+  at: new Date(r.at_ms).toISOString(),
+  actor: r.actor,
+  action: r.action,
+  ...(r.from_state === null ? {} : { from: r.from_state }),
+  ...(r.to_state === null ? {} : { to: r.to_state }),
+  detail: r.detail,
+});
+
+export class TaskStore {
+  private readonly db: Database.Database;
+  private readonly statements: Statements;
+
+  constructor(readonly file: string) {
+    this.db = openSqlite(file, { synchronous: "FULL", migrations: MIGRATIONS });
+    this.statements = new Statements(this.db);
+  }
+
+  private stmt(sql: string): Database.Statement {
+    return this.statements.get(sql);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Run `fn` in one transaction: all of it is durable when this returns, or none of it. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  /** A new task id: `enf-000001`, `emg-000002`, `mnt-000003` (one sequence for all kinds). */
+  nextTaskId(kind: TaskKind): string {
+    const row = this.stmt(
+      "UPDATE counter SET value = value + 1 WHERE name = 'task' RETURNING value",
+    ).get() as { value: number };
+    return `${KIND_PREFIX[kind]}-${String(row.value).padStart(6, "0")}`;
+  }
+
+  /** Insert or replace a task row (the JSON document and its filter columns). */
+  saveTask(
+    task: Task,
+    extra: { partyKey?: string | undefined; recheckDueMs?: number | undefined },
+  ): void {
+    this.stmt(
+      `INSERT INTO task (id, kind, state, open, rule_id, subject_type, subject_id, site_id, district,
+                         filed_ms, updated_ms, sla_flagged, party_key, recheck_due_ms, doc)
+       VALUES (@id, @kind, @state, @open, @ruleId, @subjectType, @subjectId, @siteId, @district,
+               @filedMs, @updatedMs, @slaFlagged, @partyKey, @recheckDueMs, @doc)
+       ON CONFLICT (id) DO UPDATE SET state = excluded.state, open = excluded.open,
+         updated_ms = excluded.updated_ms, sla_flagged = excluded.sla_flagged,
+         party_key = excluded.party_key, recheck_due_ms = excluded.recheck_due_ms, doc = excluded.doc`,
+    ).run({
+      id: task.id,
+      kind: task.kind,
+      state: task.state,
+      open: task.state === "closed" ? 0 : 1,
+      ruleId: task.rule.id,
+      subjectType: task.subject.type,
+      subjectId: task.subject.id,
+      siteId: task.siteId ?? null,
+      district: task.routing.district ?? null,
+      filedMs: Date.parse(task.filedAt),
+      updatedMs: Date.parse(task.updatedAt),
+      slaFlagged: task.sla.flags.length > 0 ? 1 : 0,
+      partyKey: extra.partyKey ?? null,
+      recheckDueMs: extra.recheckDueMs ?? null,
+      doc: JSON.stringify(task),
+    });
+  }
+
+  task(id: string): Task | undefined {
+    const row = this.stmt("SELECT doc FROM task WHERE id = ?").get(id) as
+      { doc: string } | undefined;
+    return row === undefined ? undefined : (JSON.parse(row.doc) as Task);
+  }
+
+  /** The open task of (subject, rule), if any. */
+  openTask(subjectType: string, subjectId: string, ruleId: string): Task | undefined {
+    const row = this.stmt(
+      "SELECT doc FROM task WHERE subject_type = ? AND subject_id = ? AND rule_id = ? AND open = 1",
+    ).get(subjectType, subjectId, ruleId) as { doc: string } | undefined;
+    return row === undefined ? undefined : (JSON.parse(row.doc) as Task);
+  }
+
+  listTasks(filter: TaskFilter): Task[] {
+    const where: string[] = [];
+    const args: Record<string, string | number> = { limit: filter.limit };
+    const add = (sql: string, name: string, value: string | number | undefined) => {
+      if (value === undefined) return;
+      where.push(sql);
+      args[name] = value;
+    };
+    add("kind = @kind", "kind", filter.kind);
+    if (filter.state === "open") where.push("open = 1");
+    else add("state = @state", "state", filter.state);
+    add("site_id = @siteId", "siteId", filter.siteId);
+    add("district = @district", "district", filter.district);
+    add("rule_id = @ruleId", "ruleId", filter.ruleId);
+    add(
+      "sla_flagged = @flagged",
+      "flagged",
+      filter.flagged === undefined ? undefined : filter.flagged ? 1 : 0,
+    );
+    add("filed_ms >= @fromMs", "fromMs", filter.fromMs);
+    add("filed_ms < @toMs", "toMs", filter.toMs);
+    const sql = `SELECT doc FROM task ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`}
+                 ORDER BY filed_ms DESC, id DESC LIMIT @limit`;
+    return (this.stmt(sql).all(args) as Array<{ doc: string }>).map(
+      (r) => JSON.parse(r.doc) as Task,
+    );
+  }
+
+  /** Open tasks, for the SLA timers. */
+  openTasks(): Task[] {
+    return (this.stmt("SELECT doc FROM task WHERE open = 1").all() as Array<{ doc: string }>).map(
+      (r) => JSON.parse(r.doc) as Task,
+    );
+  }
+
+  /** Open tasks per kind (the open-tasks gauge). */
+  openCounts(): Array<{ kind: string; n: number }> {
+    return this.stmt(
+      "SELECT kind, count(*) AS n FROM task WHERE open = 1 GROUP BY kind",
+    ).all() as Array<{
+      kind: string;
+      n: number;
+    }>;
+  }
+
+  /** Open tasks past an SLA limit. */
+  flaggedTasks(): Task[] {
+    return (
+      this.stmt("SELECT doc FROM task WHERE open = 1 AND sla_flagged = 1").all() as Array<{
+        doc: string;
+      }>
+    ).map((r) => JSON.parse(r.doc) as Task);
+  }
+
+  /** Tasks whose graduated-response re-check is due. */
+  dueRechecks(nowMs: number): Task[] {
+    return (
+      this.stmt("SELECT doc FROM task WHERE recheck_due_ms <= ? ORDER BY recheck_due_ms").all(
+        nowMs,
+      ) as Array<{ doc: string }>
+    ).map((r) => JSON.parse(r.doc) as Task);
+  }
+
+  /**
+   * Ids of a party's enforcement tasks filed at or after `sinceMs`, other than `exceptId`. A case
+   * closed as false positive, sensor fault or exempt was no violation and does not count.
+   */
+  partyTasksSince(partyKey: string, sinceMs: number, exceptId: string): string[] {
+    return (
+      this.stmt(
+        `SELECT id FROM task WHERE party_key = ? AND filed_ms >= ? AND id != ?
+           AND coalesce(json_extract(doc, '$.closure.reason'), '') NOT IN ('false_positive', 'sensor_fault', 'exempt')
+         ORDER BY filed_ms`,
+      ).all(partyKey, sinceMs, exceptId) as Array<{ id: string }>
+    ).map((r) => r.id);
+  }
+
+  appendAudit(entry: NewAudit): AuditEntry {
+    const row = this.stmt(
+      `INSERT INTO audit (task_id, at_ms, actor, action, from_state, to_state, detail)
+       VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+    ).get(
+      entry.taskId,
+      entry.atMs,
+      entry.actor,
+      entry.action,
+      entry.from ?? null,
+      entry.to ?? null,
+      entry.detail,
+    ) as AuditRow;
+    return auditEntry(row);
+  }
+
+  audit(taskId: string): AuditEntry[] {
+    return (
+      this.stmt("SELECT * FROM audit WHERE task_id = ? ORDER BY id").all(taskId) as AuditRow[]
+    ).map(auditEntry);
+  }
+
+  addEvidence(pkg: EvidencePackage, createdMs: number): void {
+    this.stmt(
+      "INSERT INTO evidence (task_id, sequence, created_ms, hash, package) VALUES (?, ?, ?, ?, ?)",
+    ).run(pkg.taskId, pkg.sequence, createdMs, pkg.hash.value, JSON.stringify(pkg));
+  }
+
+  /** A task's evidence package: the given one, or the newest. */
+  evidence(taskId: string, sequence?: number): EvidencePackage | undefined {
+    const row = (
+      sequence === undefined
+        ? this.stmt(
+            "SELECT package FROM evidence WHERE task_id = ? ORDER BY sequence DESC LIMIT 1",
+          ).get(taskId)
+        : this.stmt("SELECT package FROM evidence WHERE task_id = ? AND sequence = ?").get(
+            taskId,
+            sequence,
+          )
+    ) as { package: string } | undefined;
+    return row === undefined ? undefined : (JSON.parse(row.package) as EvidencePackage);
+  }
+
+  /** Record an event; its id is the event's (and the webhooks' idempotency key's) identity. */
+  appendEvent(event: Omit<TaskEvent, "id">, atMs: number): TaskEvent {
+    const row = this.stmt(
+      "INSERT INTO event (task_id, at_ms, payload) VALUES (?, ?, ?) RETURNING id",
+    ).get(event.task.id, atMs, JSON.stringify(event)) as { id: number };
+    return { id: row.id, ...event };
+  }
+
+  event(id: number): TaskEvent | undefined {
+    const row = this.stmt("SELECT id, payload FROM event WHERE id = ?").get(id) as
+      { id: number; payload: string } | undefined;
+    return row === undefined
+      ? undefined
+      : { id: row.id, ...(JSON.parse(row.payload) as Omit<TaskEvent, "id">) };
+  }
+
+  /** Events after `afterId`, oldest first (stream resume with Last-Event-ID). */
+  eventsAfter(afterId: number, limit: number): TaskEvent[] {
+    return (
+      this.stmt("SELECT id, payload FROM event WHERE id > ? ORDER BY id LIMIT ?").all(
+        afterId,
+        limit,
+      ) as Array<{
+        id: number;
+        payload: string;
+      }>
+    ).map((r) => ({ id: r.id, ...(JSON.parse(r.payload) as Omit<TaskEvent, "id">) }));
+  }
+
+  enqueue(eventId: number, target: string, nowMs: number): void {
+    this.stmt("INSERT INTO outbox (event_id, target, next_ms, created_ms) VALUES (?, ?, ?, ?)").run(
+      eventId,
+      target,
+      nowMs,
+      nowMs,
+    );
+  }
+
+  /** Pending notifications per target. */
+  outboxDepths(): Map<string, number> {
+    const rows = this.stmt(
+      "SELECT target, count(*) AS n FROM outbox GROUP BY target",
+    ).all() as Array<{
+      target: string;
+      n: number;
+    }>;
+    return new Map(rows.map((r) => [r.target, r.n]));
+  }
+
+  /** The oldest pending notification of a target: delivery is in order, one at a time per target. */
+  outboxHead(target: string): OutboxRow | undefined {
+    const row = this.stmt(
+      "SELECT id, event_id, target, attempts, next_ms FROM outbox WHERE target = ? ORDER BY id LIMIT 1",
+    ).get(target) as
+      | { id: number; event_id: number; target: string; attempts: number; next_ms: number }
+      | undefined;
+    return row === undefined
+      ? undefined
+      : {
+          id: row.id,
+          eventId: row.event_id,
+          target: row.target,
+          attempts: row.attempts,
+          nextMs: row.next_ms,
+        };
+  }
+
+  /** Remove a delivered notification; false when it was already gone (moved to the dead outbox meanwhile). */
+  delivered(outboxId: number): boolean {
+    return this.stmt("DELETE FROM outbox WHERE id = ?").run(outboxId).changes > 0;
+  }
+
+  retryLater(outboxId: number, attempts: number, nextMs: number, error: string): void {
+    this.stmt("UPDATE outbox SET attempts = ?, next_ms = ?, last_error = ? WHERE id = ?").run(
+      attempts,
+      nextMs,
+      error,
+      outboxId,
+    );
+  }
+
+  /** Move a notification to the dead outbox (kept for inspection, never delivered); false when it was gone. */
+  bury(outboxId: number, nowMs: number, why: string): boolean {
+    return this.transaction(() => {
+      this.stmt(
+        `INSERT INTO outbox_dead (id, event_id, target, attempts, last_error, created_ms, dead_ms, why)
+         SELECT id, event_id, target, attempts, last_error, created_ms, ?, ? FROM outbox WHERE id = ?`,
+      ).run(nowMs, why, outboxId);
+      return this.stmt("DELETE FROM outbox WHERE id = ?").run(outboxId).changes > 0;
+    });
+  }
+
+  deadCount(): number {
+    return (this.stmt("SELECT count(*) AS n FROM outbox_dead").get() as { n: number }).n;
+  }
+}
