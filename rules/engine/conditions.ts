@@ -1,20 +1,17 @@
 import type { QualityFlag } from "../../contracts/model/quality.js";
 import type { Device, Site } from "../../contracts/model/registry.js";
 import type { SensorKind } from "../../contracts/model/sensors.js";
+import type { Comparison, PeriodValue, Rule } from "../../contracts/model/rules.js";
+import { activePeriods, valueForPeriod } from "./periods.js";
 import {
-  activePeriods,
-  type Comparison,
-  type PeriodValue,
   type ResolutionContext,
   type ResolvedLimits,
   resolveEnabled,
   resolveLimits,
   resolvePeriods,
   resolveValue,
-  type Rule,
   type StationLevels,
-  valueForPeriod,
-} from "../../contracts/model/rules.js";
+} from "./resolve.js";
 import type { SampleSource } from "./series.js";
 import {
   aggregate,

@@ -1,7 +1,7 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { resolveLimits } from "../../../contracts/model/rules.js";
+import { resolveLimits } from "../../../rules/engine/resolve.js";
 import { formatRuleProblems, loadRules } from "../../../rules/load.js";
 import { RuleSet } from "../../../rules/rule-set.js";
 import { patched, ruleDirectory, ruleFile, VALID_RULE } from "./fixtures.js";

@@ -1,14 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { QualityFlag } from "../../../contracts/index.js";
+import { DEFAULT_PERIODS, type Rule } from "../../../contracts/model/rules.js";
+import { valueForPeriod } from "../../../rules/engine/periods.js";
 import {
-  DEFAULT_PERIODS,
   type ResolutionContext,
   resolveLimits,
   resolveValue,
-  type Rule,
   type StationLevels,
-  valueForPeriod,
-} from "../../../contracts/model/rules.js";
+} from "../../../rules/engine/resolve.js";
 import { formatRuleProblems, loadRules } from "../../../rules/load.js";
 
 function loadPack() {

@@ -1,15 +1,12 @@
 import { describe, expect, it } from "vitest";
+import { formatDuration, parseDuration, Rule } from "../../../contracts/model/rules.js";
+import { activePeriods, valueForPeriod } from "../../../rules/engine/periods.js";
 import {
-  activePeriods,
-  formatDuration,
-  parseDuration,
   resolveEnabled,
   resolveLimits,
   resolvePeriods,
   resolveValue,
-  Rule,
-  valueForPeriod,
-} from "../../../contracts/model/rules.js";
+} from "../../../rules/engine/resolve.js";
 import { patched, VALID_RULE } from "./fixtures.js";
 
 /** A rule with a zone-keyed table and overrides at every level, each for a different number. */
