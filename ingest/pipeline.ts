@@ -1,17 +1,11 @@
 import type { Logger } from "pino";
 import type { IngestConfig } from "../contracts/index.js";
-import { decodeUplink, type DeviceLookup } from "./decode.js";
-import type { IngestMetrics } from "./metrics.js";
-import { ReadingColumns } from "./reading-columns.js";
 import type { StoredBatch } from "../contracts/model/stored-readings.js";
-import type { DeadLetter, IngestState, InboxMessage } from "./state.js";
-import {
-  StoreUnavailableError,
-  type Point,
-  type TimeSeriesStore,
-  type WriteBatch,
-  type WriteOutcome,
-} from "./store/types.js";
+import type { DeviceLookup } from "./decode.js";
+import type { IngestMetrics } from "./metrics.js";
+import { ColumnPool, newRound, type RoundContext, runRound } from "./round.js";
+import type { IngestState, InboxMessage } from "./state.js";
+import { StoreUnavailableError, type TimeSeriesStore } from "./store/types.js";
 
 export interface PipelineDeps {
   readonly log: Logger;
@@ -40,69 +34,15 @@ const ROUND_MESSAGES = 2_000;
  * round is still all-or-nothing; commits move over whatever is contiguous, in any order.
  */
 const ROUNDS_IN_FLIGHT = 3;
-/** Columns larger than this (readings) are not kept for the next round (about 5 MB). */
-const SPARE_COLUMNS_MAX_READINGS = 65_536;
 /** With nothing to write while the store is down, ask it whether it answers this often. */
 const PROBE_EVERY_MS = 5_000;
-/** A dead letter's reason text at most, in characters (the raw payload is kept whole). */
-const MAX_DETAIL = 2_000;
 /** A device that keeps re-sending committed messages gets its commit again at most this often. */
 const REPUBLISH_EVERY_MS = 5_000;
 
-function clip(text: string): string {
-  return text.length <= MAX_DETAIL
-    ? text
-    : `${text.slice(0, MAX_DETAIL)}… (${text.length - MAX_DETAIL} more characters)`;
-}
-
-const keyOf = (deviceId: string, seq: number) => `${deviceId}\u0000${seq}`;
-
-/** A message of a round whose readings go to the store. */
-interface Source {
-  readonly message: InboxMessage;
-  readonly deviceId: string;
-  readonly seq: number;
-  /** The index in the round of its first point. */
-  readonly first: number;
-}
-
-/** Points collected for `store.write`, for a store without batches of its own. */
-class CollectedBatch implements WriteBatch {
-  #points: Point[] = [];
-
-  constructor(private readonly store: TimeSeriesStore) {}
-
-  get size(): number {
-    return this.#points.length;
-  }
-
-  add(point: Point): void {
-    this.#points.push(point);
-  }
-
-  write(): Promise<WriteOutcome> {
-    const points = this.#points;
-    this.#points = [];
-    return this.store.write(points);
-  }
-}
-
-/** The source of the round's point `at` (sources in point order). */
-function sourceOf(sources: readonly Source[], at: number): Source | undefined {
-  let lo = 0;
-  let hi = sources.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >>> 1;
-    if ((sources[mid] as Source).first <= at) lo = mid;
-    else hi = mid - 1;
-  }
-  return sources[lo];
-}
-
 /**
- * Drains the inbox in arrival order: decode, dedupe, write to the store, then in one state
- * transaction record what was handled, keep dead letters, delete the inbox rows and move each
- * device's commit; only then publish the commits. While the store is unavailable nothing is
+ * Drains the inbox in arrival order, in rounds (round.ts: decode, dedupe, write to the store, then
+ * in one state transaction record what was handled, keep dead letters, delete the inbox rows and
+ * move each device's commit; only then publish the commits and hand the readings to the rules). While the store is unavailable nothing is
  * deleted or committed: the inbox holds the messages and the failed round is retried with
  * backoff, one round at a time.
  */
@@ -118,17 +58,21 @@ export class Pipeline {
   private readonly inFlight = new Set<Promise<void>>();
   /** Rounds whose store write failed, oldest first: retried before anything new is taken. */
   private readonly failed: InboxMessage[][] = [];
-  /** (device, seq) of messages in rounds in flight: a copy arriving meanwhile is a duplicate. */
-  private readonly inFlightKeys = new Set<string>();
   private lastStoreError: StoreUnavailableError | undefined;
-  /**
-   * Columns of finished rounds, used again: typed arrays live outside the JS heap, and V8 counts
-   * fresh ones towards a full collection. As many as rounds run at once.
-   */
-  private readonly spareColumns: ReadingColumns[] = [];
   private fatal: { error: unknown } | undefined;
+  /** What every round reads: the pipeline's dependencies, its in-flight keys and column pool. */
+  private readonly roundContext: RoundContext;
 
-  constructor(private readonly deps: PipelineDeps) {}
+  constructor(private readonly deps: PipelineDeps) {
+    this.roundContext = {
+      ...deps,
+      inFlightKeys: new Set(),
+      columns: deps.onStored === undefined ? undefined : new ColumnPool(ROUNDS_IN_FLIGHT),
+      onStored: deps.onStored,
+      publish: (moved) => this.publish(moved),
+      republish: (deviceId) => this.republish(deviceId),
+    };
+  }
 
   get isStoreUp(): boolean {
     return this.storeUp;
@@ -286,8 +230,8 @@ export class Pipeline {
 
   /** Run one round; a store outage files it for retry instead of failing. */
   private launch(messages: readonly InboxMessage[]): Promise<void> {
-    const keys: string[] = [];
-    const running = this.round(messages, keys)
+    const round = newRound(messages, this.roundContext);
+    const running = runRound(round, this.roundContext)
       .then((wrote) => {
         // Only a write the store took says it is up (a round of dead letters says nothing).
         if (wrote) this.storeUp = true;
@@ -307,191 +251,21 @@ export class Pipeline {
         this.failed.sort((a, b) => (a[0]?.id ?? 0) - (b[0]?.id ?? 0));
       })
       .finally(() => {
-        for (const key of keys) this.inFlightKeys.delete(key);
+        for (const key of round.keys) this.roundContext.inFlightKeys.delete(key);
         this.inFlight.delete(running);
       });
     this.inFlight.add(running);
     return running;
   }
 
-  /** One round: decode, store, apply. `keys` collects the (device, seq) it holds in flight. */
-  private async round(messages: readonly InboxMessage[], keys: string[]): Promise<boolean> {
-    const { state, store, registry, metrics, config } = this.deps;
-    const deadLetters: DeadLetter[] = [];
-    const handled: Array<{ deviceId: string; seq: number; receivedMs: number }> = [];
-    /** The messages whose readings go to the store, in order, and where their points start. */
-    const sources: Source[] = [];
-    const resent = new Set<string>();
-    /**
-     * The round's store writes, each of up to batch.maxPoints points. A point goes into its batch
-     * as soon as its message is decoded (InfluxDB: as a line in the write body) and is not kept:
-     * points held until the write outlive V8's young generation and are copied, then promoted
-     * (with them held, the scavenger's pauses were three times as long: --trace-gc-nvp on a
-     * child of npm run bench -- ingest). The rules get the readings from columns
-     * (ReadingColumns), for the same reason.
-     */
-    const newBatch = () => store.batch?.() ?? new CollectedBatch(store);
-    const batches: Array<WriteBatch | undefined> = [];
-    /** The batch being filled; made at its first point (an InfluxDB batch takes a body). */
-    let batch: WriteBatch | undefined;
-    const forRules =
-      this.deps.onStored !== undefined
-        ? (this.spareColumns.pop() ?? new ReadingColumns())
-        : undefined;
-    let total = 0;
-
-    for (const message of messages) {
-      // Freshness is judged at receipt, so messages that waited out a store outage stay valid.
-      const decoded = decodeUplink(
-        message.topic,
-        message.payload,
-        registry,
-        message.receivedMs,
-        config,
-      );
-      if (!decoded.ok) {
-        metrics.deadLettered.inc({ reason: decoded.reason });
-        deadLetters.push({
-          receivedMs: message.receivedMs,
-          topic: message.topic,
-          deviceId: decoded.deviceId,
-          seq: decoded.seq,
-          reason: decoded.reason,
-          detail: clip(decoded.detail),
-          payload: message.payload,
-        });
-        // A readable seq of a registered device counts as handled, so its commit can move on.
-        if (
-          decoded.deviceId !== undefined &&
-          decoded.seq !== undefined &&
-          registry.device(decoded.deviceId) !== undefined
-        ) {
-          handled.push({
-            deviceId: decoded.deviceId,
-            seq: decoded.seq,
-            receivedMs: message.receivedMs,
-          });
-        }
-        continue;
-      }
-      const key = keyOf(decoded.deviceId, decoded.seq);
-      if (this.inFlightKeys.has(key)) {
-        // Another round in flight holds this message; if that round fails, it retries its copy.
-        metrics.duplicates.inc();
-        continue;
-      }
-      if (state.isHandled(decoded.deviceId, decoded.seq)) {
-        metrics.duplicates.inc();
-        handled.push({
-          deviceId: decoded.deviceId,
-          seq: decoded.seq,
-          receivedMs: message.receivedMs,
-        });
-        resent.add(decoded.deviceId);
-        continue;
-      }
-      this.inFlightKeys.add(key);
-      keys.push(key);
-      metrics.readingsReceived.inc(decoded.points.length);
-      sources.push({ message, deviceId: decoded.deviceId, seq: decoded.seq, first: total });
-      total += decoded.points.length;
-      for (const point of decoded.points) {
-        batch ??= newBatch();
-        batch.add(point);
-        if (batch.size >= config.batch.maxPoints) {
-          batches.push(batch);
-          batch = undefined;
-        }
-      }
-      forRules?.add(decoded.deviceId, decoded.replay, decoded.points);
-      handled.push({
-        deviceId: decoded.deviceId,
-        seq: decoded.seq,
-        receivedMs: message.receivedMs,
-      });
-    }
-    if (batch !== undefined) batches.push(batch);
-
-    /** Indexes (in the round) of the points the store refused. */
-    const refused = new Set<number>();
-    /** Store rejections, grouped by the message they came from: one dead letter per message. */
-    const rejectedBySource = new Map<Source, { indexes: number[]; reasons: Set<string> }>();
-    let from = 0;
-    for (let b = 0; b < batches.length; b++) {
-      const write = batches[b];
-      if (write === undefined) continue;
-      // Spent once written: the round does not keep its body while the next one is written.
-      batches[b] = undefined;
-      const size = write.size;
-      const started = process.hrtime.bigint();
-      const outcome = await write.write();
-      metrics.storeLatency.observe(Number(process.hrtime.bigint() - started) / 1e9);
-      metrics.readingsStored.inc(size - outcome.rejected.length);
-      for (const { index, reason } of outcome.rejected) {
-        const at = from + index;
-        refused.add(at);
-        const source = sourceOf(sources, at);
-        if (source === undefined) continue;
-        const entry = rejectedBySource.get(source) ?? { indexes: [], reasons: new Set<string>() };
-        entry.indexes.push(at - source.first);
-        entry.reasons.add(reason);
-        rejectedBySource.set(source, entry);
-      }
-      from += size;
-    }
-    for (const [{ message, deviceId, seq }, entry] of rejectedBySource) {
-      metrics.deadLettered.inc({ reason: "store_rejected" }, entry.indexes.length);
-      deadLetters.push({
-        receivedMs: message.receivedMs,
-        topic: message.topic,
-        deviceId,
-        seq,
-        reason: "store_rejected",
-        detail: clip(
-          `readings ${entry.indexes.join(", ")} refused by the store (the others are stored): ${[...entry.reasons].join("; ")}`,
-        ),
-        payload: message.payload,
-      });
-    }
-
-    const moved = state.applyBatch(
-      { inboxIds: messages.map((m) => m.id), handled, deadLetters },
-      this.deps.now(),
-    );
-    this.publish(moved);
-    if (this.deps.onStored !== undefined && forRules !== undefined && total > refused.size) {
-      try {
-        this.deps.onStored(forRules.markRefused(refused));
-      } catch (error) {
-        // The readings are stored and committed whatever the rules make of them.
-        this.deps.log.error({ err: error }, "rules evaluation failed");
-      }
-    }
-    if (
-      forRules !== undefined &&
-      this.spareColumns.length < ROUNDS_IN_FLIGHT &&
-      forRules.capacity <= SPARE_COLUMNS_MAX_READINGS
-    ) {
-      forRules.clear();
-      this.spareColumns.push(forRules);
-    }
-    // A device re-sending what is already committed did not see its commit: send it again.
+  private republish(deviceId: string): void {
     const now = this.deps.now();
-    for (const deviceId of resent) {
-      if (moved.has(deviceId) || now - (this.republished.get(deviceId) ?? 0) < REPUBLISH_EVERY_MS)
-        continue;
-      const progress = state.progress(deviceId);
-      if (progress === undefined) continue;
-      this.republished.set(deviceId, now);
-      if (this.republished.size > 100_000) this.republished.clear();
-      this.deps.publishCommit(deviceId, progress.committedSeq);
-    }
-    for (const deviceId of new Set(handled.map((h) => h.deviceId))) {
-      const progress = state.progress(deviceId);
-      if (progress !== undefined)
-        metrics.commitLag.set({ device: deviceId }, progress.lastSeq - progress.committedSeq);
-    }
-    return total > 0;
+    if (now - (this.republished.get(deviceId) ?? 0) < REPUBLISH_EVERY_MS) return;
+    const progress = this.deps.state.progress(deviceId);
+    if (progress === undefined) return;
+    this.republished.set(deviceId, now);
+    if (this.republished.size > 100_000) this.republished.clear();
+    this.deps.publishCommit(deviceId, progress.committedSeq);
   }
 
   private publish(moved: ReadonlyMap<string, number>): void {
