@@ -3,10 +3,9 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 
 /*
- * How the ingest opens its SQLite files (inbox and dead letters, the embedded time-series store,
- * alarms, tasks, API tokens): WAL, a busy timeout, the durability each file needs, and schema
- * steps counted in `user_version`. The registry and the edge agent's log open theirs the same
- * way in their own component (components share only contracts/).
+ * How every component opens its SQLite files (the ingest's inbox and dead letters, the embedded
+ * time-series store, alarms, tasks, API tokens, the edge agent's write-ahead log): WAL, a busy
+ * timeout, the durability each file needs, and schema steps counted in `user_version`.
  */
 
 export interface OpenSqliteOptions {

@@ -1,8 +1,7 @@
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import type { DeviceStatus } from "../../contracts/model/device-messages.js";
 import type { Reading } from "../../contracts/model/uplink.js";
+import { openSqlite, Statements } from "../../infra/sqlite-file.js";
 import { WalLimits, type WalLimitsInput } from "./limits.js";
 import { MIGRATIONS } from "./schema.js";
 
@@ -125,25 +124,16 @@ export class WriteAheadLog implements ReadingLog {
   private readonly db: Database.Database;
   private bytes = 0;
   private droppedQueue: DroppedMessage[] = [];
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly statements: Statements;
 
   constructor(
     options: WriteAheadLogOptions,
     private readonly deps: WriteAheadLogDeps,
   ) {
     this.limits = WalLimits.parse(options.limits ?? {});
-    if (options.file !== ":memory:") mkdirSync(dirname(options.file), { recursive: true });
-    this.db = new Database(options.file);
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = FULL");
-    this.db.pragma("busy_timeout = 5000");
-    const version = this.db.pragma("user_version", { simple: true }) as number;
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v] ?? "");
-        this.db.pragma(`user_version = ${v + 1}`);
-      })();
-    }
+    // FULL: an append that returned survives a power cut (see "Fsync policy" above).
+    this.db = openSqlite(options.file, { synchronous: "FULL", migrations: MIGRATIONS });
+    this.statements = new Statements(this.db);
     // Everything already in the file was formed before this restart: seal it and mark it replay.
     this.db.exec("UPDATE message SET sealed = 1, replay = 1 WHERE sealed = 0 OR replay = 0");
     this.recountBytes();
@@ -336,12 +326,7 @@ export class WriteAheadLog implements ReadingLog {
 
   /** Statements are prepared once and reused (better-sqlite3 does not cache them itself). */
   private sql(source: string): Database.Statement {
-    let statement = this.statements.get(source);
-    if (statement === undefined) {
-      statement = this.db.prepare(source);
-      this.statements.set(source, statement);
-    }
-    return statement;
+    return this.statements.get(source);
   }
 
   private device(deviceId: string): DeviceRow | undefined {

@@ -1,10 +1,12 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Reading } from "../../../../contracts/model/uplink.js";
 import { type DroppedMessage, WriteAheadLog } from "../../../../edge/wal/log.js";
 import type { WalLimitsInput } from "../../../../edge/wal/limits.js";
+import { MIGRATIONS } from "../../../../edge/wal/schema.js";
 
 const T0 = Date.parse("2026-11-27T22:00:00+08:00");
 
@@ -252,6 +254,48 @@ describe("edge write-ahead log", () => {
     log.append("noise-0001", [reading(10), reading(2), reading(5)]);
     expect(log.stats("noise-0001").oldestPendingTs).toBe(reading(2).ts);
     expect(log.stats("noise-0003")).toEqual({ pending: 0, dropped: 0 });
+  });
+
+  it("opens a file written by the earlier hand-rolled opener, synced at every commit", () => {
+    // What the log did before it used infra/sqlite-file.ts: WAL, synchronous=FULL, schema steps
+    // counted in user_version. A file it left behind, holding a message, opens unchanged.
+    mkdirSync(join(dir, "edge"), { recursive: true });
+    const old = new Database(file);
+    old.pragma("journal_mode = WAL");
+    old.pragma("synchronous = FULL");
+    for (const [v, step] of MIGRATIONS.entries()) {
+      old.exec(step);
+      old.pragma(`user_version = ${v + 1}`);
+    }
+    old.exec("INSERT INTO device (device_id, next_seq) VALUES ('noise-0001', 2)");
+    old
+      .prepare(
+        `INSERT INTO message
+           (device_id, seq, readings, reading_count, bytes, appended_ms, oldest_ts, oldest_ts_ms)
+         VALUES ('noise-0001', 1, ?, 1, 10, ?, ?, ?)`,
+      )
+      .run(JSON.stringify(reading(0)), T0, reading(0).ts, T0);
+    old.close();
+
+    const log = openLog();
+    expect(log.pending("noise-0001", { limit: 10 }).map((m) => [m.seq, m.replay])).toEqual([
+      [1, true],
+    ]);
+    expect(log.append("noise-0001", readings(1, 1)).seqs).toEqual([2]);
+    log.close();
+    open.splice(open.indexOf(log), 1);
+    const check = new Database(file, { readonly: true });
+    expect(check.pragma("user_version", { simple: true })).toBe(MIGRATIONS.length);
+    expect(check.pragma("journal_mode", { simple: true })).toBe("wal");
+    check.close();
+  });
+
+  it("syncs every commit (synchronous=FULL) in WAL mode", () => {
+    const log = openLog();
+    // The connection's own settings: read through the log's database handle.
+    const db = (log as unknown as { db: Database.Database }).db;
+    expect(db.pragma("synchronous", { simple: true })).toBe(2);
+    expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
   });
 
   it("refuses limits beyond the protocol's", () => {
