@@ -1,3 +1,4 @@
+import { backoffDelayMs, type BackoffPolicy } from "../../infra/backoff.js";
 import { StoreUnavailableError } from "./types.js";
 
 /** How a store retries a request that failed for a reason that may pass (network, 429, 5xx). */
@@ -30,21 +31,15 @@ export interface RetryDeps {
   }) => void;
 }
 
-/** The ceiling of the wait before retry number `retry` (0-based): initial·2^retry, at most max. */
-export function backoffCeilingMs(retry: number, policy: RetryPolicy): number {
-  return Math.min(policy.maxBackoffMs, policy.initialBackoffMs * 2 ** retry);
-}
-
 /**
- * "Full jitter" (AWS Architecture Blog, "Exponential Backoff And Jitter", 2015): a uniform wait in
- * [0, ceiling), so clients that failed together do not retry together.
+ * The wait before retry `retry` (0-based): initial·2^retry at most max, with full jitter
+ * (infra/backoff.ts), a uniform wait in [0, ceiling). Full jitter, because the requests that fail
+ * together here are many against one server: the chunks of a round, the rounds in flight and the
+ * API's queries all hit the same InfluxDB, and full jitter spreads them most. No floor: the retries
+ * are few, and when they are spent the pipeline's outage loop takes over, which waits with a floor.
  */
-export function jitteredBackoffMs(
-  retry: number,
-  policy: RetryPolicy,
-  random: () => number,
-): number {
-  return Math.floor(random() * backoffCeilingMs(retry, policy));
+export function retryBackoff(policy: RetryPolicy): BackoffPolicy {
+  return { baseMs: policy.initialBackoffMs, capMs: policy.maxBackoffMs, jitter: "full" };
 }
 
 /**
@@ -89,7 +84,10 @@ export async function withRetries<T>(
         retryAfterMs,
       );
     }
-    const delayMs = Math.max(jitteredBackoffMs(n, policy, deps.random), retryAfterMs ?? 0);
+    const delayMs = Math.max(
+      backoffDelayMs(n, retryBackoff(policy), deps.random),
+      retryAfterMs ?? 0,
+    );
     deps.onRetry?.({ attempt: n + 1, delayMs, reason });
     await deps.sleep(delayMs);
   }

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { TaskEvent } from "../../contracts/model/tasks.js";
 import type { TaskKind } from "../../contracts/model/topics.js";
+import { backoffDelayMs } from "../../infra/backoff.js";
 import type { NotifyMetrics } from "./metrics.js";
 
 /*
@@ -58,15 +59,21 @@ export interface OutboxDeps {
   readonly random?: () => number;
 }
 
-/** Delay before attempt `attempts + 1`: exponential, capped, with the upper half jittered. */
+/**
+ * Delay before attempt `attempts + 1`: min(max, base·2^(attempts−1)), with equal jitter
+ * (infra/backoff.ts), uniform in [ceiling/2, ceiling). Equal jitter, not full: one outbox sends to
+ * each receiver, one notification at a time, so there is no crowd to spread, and every wait must
+ * be worth something. Under full jitter a refused connection could come back at ~0 ms, and a run
+ * of small draws would spend `maxAttempts` in moments and bury the event while the receiver was
+ * restarting; equal jitter guarantees at least half of each ceiling between attempts.
+ */
 export function backoffMs(
   attempts: number,
   base: number,
   max: number,
   random: () => number,
 ): number {
-  const ceiling = Math.min(max, base * 2 ** Math.max(0, attempts - 1));
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+  return backoffDelayMs(attempts - 1, { baseMs: base, capMs: max, jitter: "equal" }, random);
 }
 
 export class Outbox {

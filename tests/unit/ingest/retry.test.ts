@@ -1,38 +1,30 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { createInfluxStore, type InfluxStoreOptions } from "../../../ingest/store/influxdb.js";
-import {
-  backoffCeilingMs,
-  jitteredBackoffMs,
-  parseRetryAfterMs,
-  withRetries,
-} from "../../../ingest/store/retry.js";
+import { backoffCeilingMs, backoffDelayMs } from "../../../infra/backoff.js";
+import { parseRetryAfterMs, retryBackoff, withRetries } from "../../../ingest/store/retry.js";
 import { StoreUnavailableError, type Point } from "../../../ingest/store/types.js";
 
 const policy = { maxRetries: 5, initialBackoffMs: 100, maxBackoffMs: 1_000 };
 const NOW = Date.parse("2026-03-01T08:00:00Z");
 
 describe("backoff", () => {
+  const backoff = retryBackoff(policy);
+
   it("doubles from the initial wait up to the maximum", () => {
-    expect([0, 1, 2, 3, 4, 5, 9].map((n) => backoffCeilingMs(n, policy))).toEqual([
+    expect([0, 1, 2, 3, 4, 5, 9].map((n) => backoffCeilingMs(n, backoff))).toEqual([
       100, 200, 400, 800, 1_000, 1_000, 1_000,
     ]);
   });
 
   it("jitters uniformly below the ceiling (full jitter)", () => {
+    expect(backoff.jitter).toBe("full");
     for (let retry = 0; retry < 8; retry++) {
-      const ceiling = backoffCeilingMs(retry, policy);
-      expect(jitteredBackoffMs(retry, policy, () => 0)).toBe(0);
-      expect(jitteredBackoffMs(retry, policy, () => 0.5)).toBe(ceiling / 2);
-      expect(jitteredBackoffMs(retry, policy, () => 0.999_999)).toBeLessThan(ceiling);
-      expect(jitteredBackoffMs(retry, policy, () => 0.999_999)).toBeGreaterThanOrEqual(ceiling - 1);
-    }
-    let calls = 0;
-    const random = () => [0.13, 0.71, 0.42, 0.99, 0.05][calls++ % 5] ?? 0;
-    for (let i = 0; i < 50; i++) {
-      const delay = jitteredBackoffMs(i % 6, policy, random);
-      expect(delay).toBeGreaterThanOrEqual(0);
-      expect(delay).toBeLessThan(backoffCeilingMs(i % 6, policy));
+      const ceiling = backoffCeilingMs(retry, backoff);
+      expect(backoffDelayMs(retry, backoff, () => 0)).toBe(0);
+      expect(backoffDelayMs(retry, backoff, () => 0.5)).toBe(ceiling / 2);
+      expect(backoffDelayMs(retry, backoff, () => 0.999_999)).toBeLessThan(ceiling);
+      expect(backoffDelayMs(retry, backoff, () => 0.999_999)).toBeGreaterThanOrEqual(ceiling - 1);
     }
   });
 });

@@ -13,10 +13,13 @@ import { makeTempDir, removeTempDir } from "../../support/process.js";
 import { gasNotice, noiseEvidence, noiseNotice, raise, registry, tasksConfig } from "./fixtures.js";
 
 describe("backoffMs", () => {
-  it("doubles per attempt up to the cap, jittered within the upper half", () => {
+  it("doubles per attempt up to the cap, with equal jitter: in [ceiling/2, ceiling)", () => {
     expect([1, 2, 3, 4, 10].map((n) => backoffMs(n, 1_000, 5_000, () => 0))).toEqual([
       500, 1_000, 2_000, 2_500, 2_500,
     ]);
+    expect(
+      [1, 2, 3, 4, 10].map((n) => backoffMs(n, 1_000, 5_000, () => 1 - Number.EPSILON)),
+    ).toEqual([999, 1_999, 3_999, 4_999, 4_999]);
     expect([1, 2, 3, 4, 10].map((n) => backoffMs(n, 1_000, 5_000, () => 1))).toEqual([
       1_000, 2_000, 4_000, 5_000, 5_000,
     ]);
