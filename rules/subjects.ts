@@ -1,0 +1,329 @@
+import type {
+  Condition,
+  Device,
+  QualityFlag,
+  Rule,
+  RuleSubject,
+  Site,
+} from "../contracts/index.js";
+import {
+  conditionRetention,
+  type DeviceView,
+  ruleApplies,
+  Series,
+  type SubjectView,
+} from "./engine/index.js";
+import type { RuleSet } from "./rule-set.js";
+
+/*
+ * The subject index: what the rules driver knows of the registry and the rules in force. Each
+ * device's slot (its windows and data clock), the sites and their permits, and the subjects (a
+ * rule and the device, site or segment it judges) each device's readings touch; rebuilt when the
+ * rules change and whenever the registry is due to be read again.
+ */
+
+/** The registry as the driver reads it. */
+export interface RulesRegistry {
+  devices(): Device[];
+  sites(): Site[];
+}
+
+/** What the index reads: the rules in force and the registry. */
+export interface SubjectIndexDeps {
+  readonly rules: RuleSet;
+  readonly registry: RulesRegistry;
+  /** The deployment's regulatory region (limit tables keyed by region). */
+  readonly region: string;
+  /** The registry is read again this often (devices added or changed while running). */
+  readonly registryRefreshMs?: number;
+}
+
+export interface Slot {
+  device: Device;
+  /** Samples of each quantity a rule applying to the device reads (the others are not kept). */
+  series: Record<string, Series>;
+  /** Those quantities and how far back their rules look, ms (from the device's subjects). */
+  keep: ReadonlyMap<string, number>;
+  /** The same quantities with their series (made at the first value), for the per-reading loop. */
+  kept: Array<{ readonly quantity: string; series: Series | undefined }>;
+  /** Every reading's instant and quality flag, whatever its quantities (newest only, kept). */
+  readonly readings: Series;
+  /**
+   * Newest measurement time of the device's live (not replayed) readings: the device's data
+   * clock, and "last seen" for the deadman. For a live device it is the arrival time; for a
+   * device whose data lags (a simulator replaying a night, a backlog) it keeps the engine in the
+   * data's own time, so windows hold the readings they are about.
+   */
+  lastSeenAt: number | undefined;
+  /** Real time at which `lastSeenAt` arrived: the data clock runs on from there. */
+  seenArrival: number;
+  lastQuality: QualityFlag | undefined;
+  readonly watchedSince: number;
+}
+
+export interface Subject {
+  readonly rule: Rule;
+  readonly type: RuleSubject;
+  readonly id: string;
+  /** `type:id`, the subject part of the alarm key. */
+  readonly key: string;
+  /** `ruleId \0 type:id`: the alarm's key, built once. */
+  readonly alarmKey: string;
+  /**
+   * Evaluated at the telling instants of a batch (a short look-back on few devices), not only
+   * at its newest (see PER_READING_LOOKBACK_MS and PER_READING_MAX_DEVICES).
+   */
+  readonly perReading: boolean;
+}
+
+/**
+ * Conditions that look back this far at most are evaluated at every reading of a batch, in
+ * order: a short spike or a fast rise inside one edge batch must not be missed. Longer windows
+ * (hourly means, daily counts) see the whole batch from its newest instant, and evaluating them
+ * per reading would walk the window once per reading.
+ */
+export const PER_READING_LOOKBACK_MS = 10 * 60_000;
+
+/**
+ * A site or segment with more devices than this is evaluated once per batch: each evaluation
+ * walks every device, so per reading it would cost devices × readings (a tunnel segment has a
+ * few detectors; a site of fifty devices would spend the ingest's time here).
+ */
+export const PER_READING_MAX_DEVICES = 8;
+
+const NO_PERMITS: readonly string[] = [];
+const NO_SUBJECTS: readonly Subject[] = [];
+
+/** The quantities a condition reads. */
+export function quantitiesOf(condition: Condition): string[] {
+  if (condition.type === "state") return condition.terms.map((t) => t.quantity);
+  return "quantity" in condition ? [condition.quantity] : [];
+}
+
+export class SubjectIndex {
+  /** Every registered device's slot, by device id. */
+  readonly slots = new Map<string, Slot>();
+  private sites = new Map<string, Site>();
+  /** Sites' permits with their validity parsed once (sites without permits absent). */
+  private permits = new Map<string, Array<{ type: string; from: number; to: number }>>();
+  private devicesBySite = new Map<string, string[]>();
+  private subjectsByDevice = new Map<string, Subject[]>();
+  /** Devices with a subject evaluated per reading: their batches keep every instant. */
+  private instantDevices = new Set<string>();
+  private rulesGeneration = -1;
+  private lastRefresh = 0;
+
+  constructor(private readonly deps: SubjectIndexDeps) {}
+
+  /** When the registry was last read (real time). */
+  get lastRegistryRefresh(): number {
+    return this.lastRefresh;
+  }
+
+  /** The subjects a device's readings touch (none for a device unknown or disabled). */
+  subjectsOf(deviceId: string): readonly Subject[] {
+    return this.subjectsByDevice.get(deviceId) ?? NO_SUBJECTS;
+  }
+
+  /** Every device's subjects (a site's subject once per device of the site). */
+  subjectLists(): Iterable<readonly Subject[]> {
+    return this.subjectsByDevice.values();
+  }
+
+  /** Whether the device's batches keep every instant (a subject of it evaluates per reading). */
+  keepsInstants(deviceId: string): boolean {
+    return this.instantDevices.has(deviceId);
+  }
+
+  /** The site of a subject: a device's site, or the site or segment itself. */
+  siteIdOf(subject: Subject): string | undefined {
+    return subject.type === "device" ? this.slots.get(subject.id)?.device.siteId : subject.id;
+  }
+
+  /** The slots of a subject's devices: the device, or every device of the site, of any kind. */
+  slotsOf(subject: Subject): Slot[] {
+    return (subject.type === "device" ? [subject.id] : (this.devicesBySite.get(subject.id) ?? []))
+      .map((id) => this.slots.get(id))
+      .filter((slot): slot is Slot => slot !== undefined);
+  }
+
+  /** Whether any device of the subject has sent a live reading (has a data clock). */
+  hasData(subject: Subject): boolean {
+    if (subject.type === "device") return this.slots.get(subject.id)?.lastSeenAt !== undefined;
+    return (this.devicesBySite.get(subject.id) ?? []).some(
+      (id) => this.slots.get(id)?.lastSeenAt !== undefined,
+    );
+  }
+
+  /**
+   * The instant a tick evaluates a subject at: its devices' data clock (newest reading time plus
+   * the real time since it arrived), real time for a subject never heard from. For live devices
+   * this is now; for data that lags real time it is the data's own time.
+   */
+  clockOf(subject: Subject, now: number): number {
+    let clock: number | undefined;
+    for (const d of this.subjectView(subject).devices) {
+      const slot = this.slots.get(d.device.id);
+      if (slot?.lastSeenAt === undefined) continue;
+      const c = slot.lastSeenAt + (now - slot.seenArrival);
+      clock = clock === undefined ? c : Math.max(clock, c);
+    }
+    return clock ?? now;
+  }
+
+  /**
+   * What the engine sees of a subject; `at` selects the permits valid then. `gapBefore`: each
+   * device was last seen at its newest reading before `at` (the gap that ends at `at`).
+   */
+  subjectView(subject: Subject, at?: number, gapBefore = false): SubjectView {
+    const siteId = this.siteIdOf(subject);
+    const site = siteId === undefined ? undefined : this.sites.get(siteId);
+    const sitePermits = siteId === undefined ? undefined : this.permits.get(siteId);
+    const permits =
+      at === undefined || sitePermits === undefined
+        ? NO_PERMITS
+        : sitePermits.filter((p) => p.from <= at && at < p.to).map((p) => p.type);
+    const common = { region: this.deps.region, permits };
+    if (subject.type === "device") {
+      const slot = this.slots.get(subject.id);
+      const seenBefore = gapBefore && at !== undefined ? at : undefined;
+      return {
+        ...common,
+        site,
+        devices: slot === undefined ? [] : [this.deviceView(slot, seenBefore, at)],
+      };
+    }
+    const kinds = subject.rule.scope.kinds;
+    const devices = (this.devicesBySite.get(subject.id) ?? [])
+      .map((id) => this.slots.get(id))
+      .filter((s): s is Slot => s !== undefined && kinds.includes(s.device.kind))
+      .map((s) => this.deviceView(s, gapBefore ? at : undefined, at));
+    return { ...common, site, devices };
+  }
+
+  /**
+   * The device as the engine sees it at `at` (default: now): its quality flag is that of its
+   * newest reading at or before `at`, so an earlier instant of a batch sees its own flag.
+   */
+  deviceView(slot: Slot, seenBefore?: number, at?: number): DeviceView {
+    return {
+      device: slot.device,
+      series: slot.series,
+      lastSeenAt: seenBefore === undefined ? slot.lastSeenAt : newestBefore(slot, seenBefore),
+      lastQuality:
+        at === undefined || slot.lastSeenAt === undefined || at >= slot.lastSeenAt
+          ? slot.lastQuality
+          : (qualityAt(slot, at) ?? slot.lastQuality),
+      watchedSince: slot.watchedSince,
+    };
+  }
+
+  /** Read the registry and the rules again when due or changed; rebuild the subjects. */
+  refresh(now: number, force: boolean): void {
+    const rulesChanged = this.deps.rules.generation !== this.rulesGeneration;
+    const due = now - this.lastRefresh >= (this.deps.registryRefreshMs ?? 30_000);
+    if (!force && !rulesChanged && !due) return;
+    this.rulesGeneration = this.deps.rules.generation;
+    this.lastRefresh = now;
+    this.readSites();
+    this.readDevices(now);
+    this.subjectsByDevice = new Map();
+    this.instantDevices = new Set();
+    for (const slot of this.slots.values()) {
+      if (!slot.device.enabled) continue;
+      const subjects = this.subjectsFor(slot);
+      this.subjectsByDevice.set(slot.device.id, subjects);
+      keepWindows(slot, subjects);
+    }
+  }
+
+  /** The sites, and their permits' validity parsed once. */
+  private readSites(): void {
+    this.sites = new Map(this.deps.registry.sites().map((s) => [s.id, s]));
+    this.permits = new Map();
+    for (const site of this.sites.values()) {
+      if (site.permits === undefined || site.permits.length === 0) continue;
+      this.permits.set(
+        site.id,
+        site.permits.map((p) => ({
+          type: p.type,
+          from: Date.parse(p.validFrom),
+          to: Date.parse(p.validTo),
+        })),
+      );
+    }
+  }
+
+  /** The devices: a slot for each new one, none for those gone; the devices of each site. */
+  private readDevices(now: number): void {
+    const devices = this.deps.registry.devices();
+    const present = new Set(devices.map((d) => d.id as string));
+    for (const id of this.slots.keys()) if (!present.has(id)) this.slots.delete(id);
+    this.devicesBySite = new Map();
+    for (const device of devices) {
+      const slot = this.slots.get(device.id);
+      if (slot === undefined) {
+        this.slots.set(device.id, {
+          device,
+          series: {},
+          keep: new Map(),
+          kept: [],
+          readings: new Series(),
+          lastSeenAt: undefined,
+          seenArrival: now,
+          lastQuality: undefined,
+          watchedSince: now,
+        });
+      } else slot.device = device;
+      const onSite = this.devicesBySite.get(device.siteId);
+      if (onSite === undefined) this.devicesBySite.set(device.siteId, [device.id]);
+      else onSite.push(device.id);
+    }
+  }
+
+  /** The subjects of the rules that apply to a device (marking it if one is per reading). */
+  private subjectsFor(slot: Slot): Subject[] {
+    const device = slot.device;
+    const site = this.sites.get(device.siteId);
+    const subjects: Subject[] = [];
+    for (const rule of this.deps.rules.forKind(device.kind)) {
+      const view = this.deviceView(slot);
+      const scope = { site, devices: [view], region: this.deps.region };
+      if (!ruleApplies(rule, device.kind, view, scope)) continue;
+      const type = rule.subject;
+      const id = type === "device" ? device.id : device.siteId;
+      const key = `${type}:${id}`;
+      const size = type === "device" ? 1 : (this.devicesBySite.get(id)?.length ?? 0);
+      const perReading =
+        conditionRetention(rule.condition) <= PER_READING_LOOKBACK_MS &&
+        size <= PER_READING_MAX_DEVICES;
+      if (perReading) this.instantDevices.add(device.id);
+      subjects.push({ rule, type, id, key, alarmKey: `${rule.id}\u0000${key}`, perReading });
+    }
+    return subjects;
+  }
+}
+
+/** Windows only for what the device's own rules read, as far back as they look. */
+function keepWindows(slot: Slot, subjects: readonly Subject[]): void {
+  const keep = new Map<string, number>();
+  for (const subject of subjects) {
+    const c = subject.rule.condition;
+    for (const q of quantitiesOf(c)) keep.set(q, Math.max(keep.get(q) ?? 0, conditionRetention(c)));
+  }
+  slot.keep = keep;
+  for (const q of Object.keys(slot.series)) if (!keep.has(q)) delete slot.series[q];
+  slot.kept = [...keep.keys()].map((quantity) => ({ quantity, series: slot.series[quantity] }));
+}
+
+/** The newest reading time strictly before `at` (undefined: none kept). */
+function newestBefore(slot: Slot, at: number): number | undefined {
+  const i = slot.readings.firstAtOrAfter(at) - 1;
+  return i >= 0 ? slot.readings.atOf(i) : undefined;
+}
+
+/** Quality flag of the newest reading at or before `at` (undefined: none kept). */
+function qualityAt(slot: Slot, at: number): QualityFlag | undefined {
+  const i = slot.readings.firstAfter(at) - 1;
+  return i >= 0 ? slot.readings.qualityOf(i) : undefined;
+}
