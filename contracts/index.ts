@@ -12,6 +12,7 @@ export * from "./model/topics.js";
 export * from "./model/registry.js";
 export * from "./model/rules.js";
 export * from "./model/api.js";
+export * from "./model/errors.js";
 export * from "./model/tasks.js";
 export * from "./model/alarms.js";
 export * from "./model/stored-readings.js";

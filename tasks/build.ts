@@ -10,7 +10,6 @@ import { webhookDelivery } from "./notify/webhook.js";
 import type { Recheck } from "../contracts/model/alarms.js";
 import { taskMetrics, type TaskMetrics } from "./metrics.js";
 import { notifyMetrics, type NotifyMetrics } from "./notify/metrics.js";
-import type { TaskApiDeps } from "./routes.js";
 import { TaskService } from "./service.js";
 import { TaskStore } from "./store.js";
 import type { RegistryLookup } from "./types.js";
@@ -36,6 +35,16 @@ export interface TaskSystemDeps {
   readonly random?: () => number;
 }
 
+/** What the HTTP API needs to serve the task routes (tasks/http). */
+export interface TaskApiDeps {
+  readonly service: TaskService;
+  readonly store: TaskStore;
+  readonly tokens: TokenStore;
+  readonly stream: TaskStream;
+  readonly tokenCacheMs: number;
+  readonly now: () => number;
+}
+
 export interface TaskSystem {
   readonly service: TaskService;
   readonly store: TaskStore;
@@ -43,7 +52,7 @@ export interface TaskSystem {
   readonly outbox: Outbox;
   readonly stream: TaskStream;
   readonly metrics: TaskMetrics & NotifyMetrics;
-  /** What the HTTP API needs to serve the task routes (ingest/api.ts `tasks`). */
+  /** What the HTTP API needs to serve the task routes (`buildApi`'s `tasks`). */
   readonly api: TaskApiDeps;
   start(): void;
   stop(): Promise<void>;

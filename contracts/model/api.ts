@@ -34,14 +34,15 @@ export const QueryDuration = z
 /** Query of `GET /api/v1/devices/{id}/readings`. */
 export const ReadingsQueryParams = z
   .strictObject({
-    from: QueryInstant,
-    to: QueryInstant.optional(),
+    from: QueryInstant.describe("readings at or after: RFC 3339 with offset, or epoch ms"),
+    to: QueryInstant.optional().describe("readings before; default now"),
     limit: z
       .string()
       .regex(/^\d+$/, { error: "must be a whole number" })
       .transform(Number)
       .pipe(z.number().int().min(1).max(10_000, { error: "must be <= 10000" }))
-      .optional(),
+      .optional()
+      .describe("1..10000, default 1000"),
   })
   .refine((q) => q.to === undefined || q.to > q.from, {
     error: "to must be after from",
@@ -55,11 +56,14 @@ export const Aggregation = z.enum(["mean", "max", "energy_mean"], {
 /** Query of `GET /api/v1/devices/{id}/aggregate`. */
 export const AggregateQueryParams = z
   .strictObject({
-    quantity: z.string().min(1),
-    from: QueryInstant,
-    to: QueryInstant.optional(),
-    interval: QueryDuration,
-    fn: Aggregation.default("mean"),
+    quantity: z
+      .string()
+      .min(1)
+      .describe("a numeric quantity of the device's kind: LAeq, pm10, ch4…"),
+    from: QueryInstant.describe("RFC 3339 with offset, or epoch ms"),
+    to: QueryInstant.optional().describe("default now"),
+    interval: QueryDuration.describe("60s, 1m, 15m, 1h, 1d or ms; at least 1s"),
+    fn: Aggregation.default("mean").describe("mean (default), max, or energy_mean (dB(A) only)"),
   })
   .refine((q) => q.to === undefined || q.to > q.from, {
     error: "to must be after from",
@@ -73,14 +77,16 @@ export const DeadLettersQueryParams = z.strictObject({
     .regex(/^\d+$/, { error: "must be a whole number" })
     .transform(Number)
     .pipe(z.number().int().min(1).max(1_000, { error: "must be <= 1000" }))
-    .optional(),
+    .optional()
+    .describe("1..1000, default 100"),
   before: z
     .string()
     .regex(/^\d+$/, { error: "must be a dead-letter id" })
     .transform(Number)
-    .optional(),
-  device: z.string().min(1).optional(),
-  reason: z.string().min(1).optional(),
+    .optional()
+    .describe("a dead-letter id: only older ones (paging)"),
+  device: z.string().min(1).optional().describe("only this device id"),
+  reason: z.string().min(1).optional().describe("only this reason code"),
 });
 
 export const ApiReading = z.object({
@@ -130,10 +136,5 @@ export const ApiDeadLetter = z.object({
 });
 export const DeadLettersResponse = z.object({ deadLetters: z.array(ApiDeadLetter) });
 
-/** Body of every 4xx/5xx answer: a stable code, a sentence, and for 400 each problem. */
-export const ApiError = z.object({
-  error: z.enum(["bad_request", "unauthorized", "not_found", "unavailable", "internal"]),
-  message: z.string(),
-  problems: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
-});
-export type ApiError = z.infer<typeof ApiError>;
+/** Body of every 4xx/5xx answer: the error catalogue (contracts/model/errors.ts). */
+export { ApiError } from "./errors.js";

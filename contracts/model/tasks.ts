@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { QueryInstant } from "./api.js";
+import { ApiError } from "./errors.js";
 import { QualityFlag } from "./quality.js";
 import { AdministrativeArea, GeoPoint, RegulatedParty } from "./registry.js";
 import { Clause, RuleSubject } from "./rules.js";
@@ -204,21 +205,9 @@ export type TaskListQuery = z.infer<typeof TaskListQuery>;
 export const TaskListResponse = z.object({ tasks: z.array(Task) });
 export const TaskDetailResponse = z.object({ task: Task, audit: z.array(AuditEntry) });
 
-/** Body of every 4xx/5xx answer of the task API (the readings API's codes, plus auth and conflict). */
-export const TaskApiError = z.object({
-  error: z.enum([
-    "bad_request",
-    "unauthorized",
-    "forbidden",
-    "not_found",
-    "conflict",
-    "unavailable",
-    "internal",
-  ]),
-  message: z.string(),
-  problems: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
-});
-export type TaskApiError = z.infer<typeof TaskApiError>;
+/** Body of every 4xx/5xx answer of the task API: the one error catalogue (errors.ts). */
+export const TaskApiError = ApiError;
+export type TaskApiError = ApiError;
 
 // ---------------------------------------------------------------------------------------------
 // Evidence

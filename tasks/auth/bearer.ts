@@ -1,11 +1,14 @@
-import type { FastifyReply, FastifyRequest } from "fastify";
-import type { ApiRole, TaskApiError } from "../../contracts/model/tasks.js";
+import type { FastifyRequest } from "fastify";
+import { apiFailure } from "../../contracts/model/errors.js";
+import type { ApiRole } from "../../contracts/model/tasks.js";
+import { mayRead } from "./roles.js";
 import type { TokenRecord, TokenStore } from "./tokens.js";
 
 /*
- * Bearer authentication of the task API. 401 when there is no valid token (with
- * WWW-Authenticate, RFC 6750 §3), 403 when the token's role may not do what was asked. Lookups
- * are cached for `cacheMs`, so a revoked token stops working within that time.
+ * Bearer authentication of the API: the hook a plugin adds to its own (encapsulated) context.
+ * 401 when there is no valid token (the error catalogue adds WWW-Authenticate, RFC 6750 §3);
+ * roles are checked by the routes (403). Lookups are cached for `cacheMs`, so a revoked token
+ * stops working within that time.
  */
 
 export interface Caller {
@@ -15,13 +18,33 @@ export interface Caller {
   readonly actor: string;
 }
 
-export function problem(reply: FastifyReply, status: number, body: TaskApiError) {
-  if (status === 401) reply.header("www-authenticate", 'Bearer realm="citywatch"');
-  return reply.code(status).type("application/json").send(body);
+export interface BearerAuth {
+  /** An `onRequest` hook: throws `unauthorized` without a valid token, else notes the caller. */
+  readonly authenticate: (request: FastifyRequest) => Promise<void>;
+  /** An `onRequest` hook: `authenticate`, and `forbidden` for a role that may not read tasks. */
+  readonly reader: (request: FastifyRequest) => Promise<void>;
+  /** The caller a hook of this auth found for the request (after `authenticate` or `reader`). */
+  callerOf(request: FastifyRequest): Caller;
 }
 
-export function bearerAuth(tokens: TokenStore, options: { cacheMs: number; now: () => number }) {
+/** A promise-returning hook, so a refusal travels to the error handler as a rejection. */
+const hook =
+  (check: (request: FastifyRequest) => unknown) =>
+  (request: FastifyRequest): Promise<void> => {
+    try {
+      check(request);
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+  };
+
+export function bearerAuth(
+  tokens: TokenStore,
+  options: { cacheMs: number; now: () => number },
+): BearerAuth {
   const cache = new Map<string, { at: number; record: TokenRecord | undefined }>();
+  const callers = new WeakMap<FastifyRequest, Caller>();
   const lookup = (token: string): TokenRecord | undefined => {
     const now = options.now();
     const hit = cache.get(token);
@@ -32,23 +55,36 @@ export function bearerAuth(tokens: TokenStore, options: { cacheMs: number; now: 
     cache.set(token, { at: now, record });
     return record;
   };
-  /** The caller, or undefined after answering 401. */
-  return (request: FastifyRequest, reply: FastifyReply): Caller | undefined => {
+  const authenticate = (request: FastifyRequest): Caller => {
     const header = request.headers.authorization;
     const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (match?.[1] === undefined) {
-      void problem(reply, 401, {
-        error: "unauthorized",
-        message:
-          "the task API needs a bearer token: Authorization: Bearer <token> (citywatch tokens add)",
-      });
-      return undefined;
+      throw apiFailure(
+        "unauthorized",
+        "the task API needs a bearer token: Authorization: Bearer <token> (citywatch tokens add)",
+      );
     }
     const record = lookup(match[1]);
-    if (record === undefined) {
-      void problem(reply, 401, { error: "unauthorized", message: "unknown or revoked token" });
-      return undefined;
-    }
-    return { name: record.name, role: record.role, actor: `${record.name} (${record.role})` };
+    if (record === undefined) throw apiFailure("unauthorized", "unknown or revoked token");
+    const caller = {
+      name: record.name,
+      role: record.role,
+      actor: `${record.name} (${record.role})`,
+    };
+    callers.set(request, caller);
+    return caller;
+  };
+  return {
+    authenticate: hook((request) => authenticate(request)),
+    reader: hook((request) => {
+      const caller = authenticate(request);
+      if (!mayRead(caller.role))
+        throw apiFailure("forbidden", `role ${caller.role} may not read tasks`);
+    }),
+    callerOf: (request) => {
+      const caller = callers.get(request);
+      if (caller === undefined) throw new Error("callerOf: the request was not authenticated");
+      return caller;
+    },
   };
 }

@@ -1,0 +1,67 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
+import {
+  type ApiError,
+  type ApiErrorCode,
+  ApiFailure,
+  apiFailure,
+  badRequest,
+  codeOfStatus,
+  headersOf,
+  statusOf,
+} from "../../contracts/index.js";
+
+/*
+ * How the API answers every error: the error catalogue of contracts/model/errors.ts, one body
+ * shape `{ error, message, problems? }`. Routes and hooks throw `apiFailure(code, …)`; the zod
+ * type provider's validation errors become `bad_request` naming each problem; the framework's own
+ * 4xx (a body that is not JSON, too large, of another media type, a URL that cannot be decoded)
+ * get the catalogue's code for their status; anything else (the time-series store failing) is
+ * `unavailable` with the failure's message. Unknown routes are the catalogue's `not_found`.
+ */
+
+/** Send an error answer: the catalogue's status and headers (401: the bearer challenge). */
+export function sendApiError(reply: FastifyReply, code: ApiErrorCode, body: ApiError) {
+  return reply.code(statusOf(code)).headers(headersOf(code)).send(body);
+}
+
+/** A validation problem's path as the API names it: `limit`, `values.LAeq`, `(root)`. */
+export const problemPath = (instancePath: string): string => {
+  const path = instancePath
+    .split("/")
+    .filter((p) => p !== "")
+    .join(".");
+  return path === "" ? "(root)" : path;
+};
+
+/** The failure an error stands for. */
+export function failureOf(error: FastifyError | ApiFailure | Error): ApiFailure {
+  if (error instanceof ApiFailure) return error;
+  const validation = (error as FastifyError).validation;
+  if (Array.isArray(validation) && validation.length > 0) {
+    return badRequest(
+      validation.map((v) => ({
+        path: problemPath(v.instancePath),
+        message: v.message ?? "invalid",
+      })),
+    );
+  }
+  const status = (error as FastifyError).statusCode ?? 500;
+  if (status >= 400 && status < 500) return apiFailure(codeOfStatus(status), error.message);
+  return apiFailure("unavailable", error.message);
+}
+
+export function apiErrorHandler(
+  error: FastifyError | ApiFailure,
+  _request: FastifyRequest,
+  reply: FastifyReply,
+) {
+  const failure = failureOf(error);
+  return sendApiError(reply, failure.body.error, failure.body);
+}
+
+export function notFoundHandler(request: FastifyRequest, reply: FastifyReply) {
+  return sendApiError(reply, "not_found", {
+    error: "not_found",
+    message: `no route ${request.method} ${request.url.split("?")[0]}`,
+  });
+}

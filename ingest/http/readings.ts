@@ -1,0 +1,283 @@
+import type { FastifyRequest } from "fastify";
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import {
+  AggregateQueryParams,
+  AggregateResponse,
+  apiFailure,
+  DeadLettersQueryParams,
+  DeadLettersResponse,
+  DevicesResponse,
+  errorResponses,
+  QUANTITIES,
+  type QuantitySpec,
+  ReadingsQueryParams,
+  ReadingsResponse,
+} from "../../contracts/index.js";
+import type { RegistryView } from "../app.js";
+import type { IngestState } from "../state.js";
+import type { StoredReading, TimeSeriesStore } from "../store/types.js";
+
+/*
+ * The readings API: registered devices with their delivery state, a device's raw readings,
+ * per-interval aggregates and latest reading, and the dead letters. Every query is validated by
+ * its zod schema in contracts/model/api.ts (a bad one is a 400 naming each problem, before the
+ * device is looked up). Authentication comes from the composition root as a hook, added to this
+ * plugin's own context: the readings endpoints need a token unless http.readings is open.
+ */
+
+export interface ReadingsApiOptions {
+  readonly registry: RegistryView;
+  readonly state: IngestState;
+  readonly store: TimeSeriesStore;
+  /** A device is online when it was seen within this many expected intervals. */
+  readonly onlineIntervals: number;
+  readonly now: () => number;
+  /** An onRequest hook that refuses (throws) a request without valid credentials; absent: open. */
+  readonly authenticate?: ((request: FastifyRequest) => Promise<void>) | undefined;
+}
+
+/** Buckets one aggregate request may produce at most. */
+const MAX_BUCKETS = 10_000;
+const DEFAULT_LIMIT = 1_000;
+const DEFAULT_DEAD_LETTERS = 100;
+
+const DeviceIdParams = z.object({ id: z.string().describe("device id") });
+
+function apiReading(r: StoredReading) {
+  return { ts: new Date(r.timeMs).toISOString(), quality: r.quality, seq: r.seq, values: r.values };
+}
+
+export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps) => {
+  const open = deps.authenticate === undefined;
+  if (deps.authenticate !== undefined) app.addHook("onRequest", deps.authenticate);
+  // A bearer token of any role, unless the deployment set http.readings to open.
+  const security = open ? [] : [{ bearer: [] }];
+  const unauthorized = open ? {} : { unauthorized: "no valid bearer token" };
+
+  const deviceOr404 = (id: string) => {
+    const device = deps.registry.device(id);
+    if (device === undefined) throw apiFailure("not_found", `device ${id} is not registered`);
+    return device;
+  };
+
+  app.get(
+    "/api/v1/devices",
+    {
+      schema: {
+        tags: ["readings"],
+        summary: "Registered devices with last-seen time and online state",
+        security,
+        response: { 200: DevicesResponse, ...errorResponses({ ...unauthorized }) },
+      },
+    },
+    () => {
+      const now = deps.now();
+      const progress = new Map(deps.state.allProgress().map((p) => [p.deviceId, p]));
+      return {
+        devices: deps.registry.devices().map((d) => {
+          const p = progress.get(d.id);
+          return {
+            id: d.id,
+            kind: d.kind,
+            siteId: d.siteId,
+            area: d.area,
+            location: d.location,
+            enabled: d.enabled,
+            lastSeen: p === undefined ? null : new Date(p.lastSeenMs).toISOString(),
+            online:
+              p !== undefined &&
+              now - p.lastSeenMs <= d.expectedIntervalS * 1000 * deps.onlineIntervals,
+            committedSeq: p?.committedSeq ?? null,
+            lastSeq: p?.lastSeq ?? null,
+          };
+        }),
+      };
+    },
+  );
+
+  app.get(
+    "/api/v1/devices/:id/readings",
+    {
+      schema: {
+        tags: ["readings"],
+        summary: "Raw readings of a device in [from, to), oldest first",
+        security,
+        params: DeviceIdParams,
+        querystring: ReadingsQueryParams,
+        response: {
+          200: ReadingsResponse,
+          ...errorResponses({
+            bad_request: "a query parameter is missing, malformed, unknown or out of range",
+            ...unauthorized,
+            not_found: "the device is not registered",
+            unavailable: "the time-series store could not answer",
+          }),
+        },
+      },
+    },
+    async (request) => {
+      const query = request.query;
+      const device = deviceOr404(request.params.id);
+      const readings = await deps.store.readings({
+        deviceId: device.id,
+        kind: device.kind,
+        fromMs: query.from,
+        toMs: query.to ?? deps.now() + 1,
+        limit: query.limit ?? DEFAULT_LIMIT,
+      });
+      return { deviceId: device.id, kind: device.kind, readings: readings.map(apiReading) };
+    },
+  );
+
+  app.get(
+    "/api/v1/devices/:id/aggregate",
+    {
+      schema: {
+        tags: ["readings"],
+        summary:
+          "Per-interval aggregate of one quantity: mean, max, or energy mean 10·log10(mean(10^(L/10))) for levels in dB",
+        security,
+        params: DeviceIdParams,
+        querystring: AggregateQueryParams,
+        response: {
+          200: AggregateResponse,
+          ...errorResponses({
+            bad_request:
+              "a query parameter is missing, malformed, unknown or out of range; a quantity the device's kind does not have; energy_mean on a quantity not in dB(A); more than 10000 intervals",
+            ...unauthorized,
+            not_found: "the device is not registered",
+            unavailable: "the time-series store could not answer",
+          }),
+        },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const device = deviceOr404(request.params.id);
+      const spec = (QUANTITIES[device.kind] as Record<string, { type: string; unit?: string }>)[
+        q.quantity
+      ];
+      if (spec === undefined || spec.type !== "number") {
+        const known = (Object.entries(QUANTITIES[device.kind]) as Array<[string, QuantitySpec]>)
+          .filter(([, s]) => s.type === "number")
+          .map(([n]) => n);
+        throw apiFailure(
+          "bad_request",
+          `quantity: ${q.quantity} is not a numeric ${device.kind} quantity; known: ${known.join(", ")}`,
+          [{ path: "quantity", message: `known: ${known.join(", ")}` }],
+        );
+      }
+      if (q.fn === "energy_mean" && spec.unit !== "dB(A)") {
+        throw apiFailure(
+          "bad_request",
+          `fn: energy_mean applies to levels in dB, not ${q.quantity} (${spec.unit})`,
+          [{ path: "fn", message: "energy_mean needs a quantity in dB(A)" }],
+        );
+      }
+      const toMs = q.to ?? deps.now() + 1;
+      if ((toMs - q.from) / q.interval > MAX_BUCKETS) {
+        throw apiFailure(
+          "bad_request",
+          `interval: the range holds more than ${MAX_BUCKETS} intervals; widen the interval or narrow the range`,
+          [{ path: "interval", message: `more than ${MAX_BUCKETS} buckets` }],
+        );
+      }
+      const buckets = await deps.store.aggregate({
+        deviceId: device.id,
+        kind: device.kind,
+        quantity: q.quantity,
+        fromMs: q.from,
+        toMs,
+        intervalMs: q.interval,
+        fn: q.fn,
+      });
+      return {
+        deviceId: device.id,
+        kind: device.kind,
+        quantity: q.quantity,
+        fn: q.fn,
+        intervalMs: q.interval,
+        buckets: buckets.map((b) => ({ ts: new Date(b.timeMs).toISOString(), value: b.value })),
+      };
+    },
+  );
+
+  app.get(
+    "/api/v1/devices/:id/latest",
+    {
+      schema: {
+        tags: ["readings"],
+        summary: "The newest reading of a device (by reading time)",
+        security,
+        params: DeviceIdParams,
+        response: {
+          200: ReadingsResponse,
+          ...errorResponses({
+            ...unauthorized,
+            not_found: "the device is not registered, or has no readings yet",
+            unavailable: "the time-series store could not answer",
+          }),
+        },
+      },
+    },
+    async (request) => {
+      const device = deviceOr404(request.params.id);
+      const latest = await deps.store.latest(device.id, device.kind);
+      if (latest === undefined)
+        throw apiFailure("not_found", `device ${device.id} has no readings yet`);
+      return { deviceId: device.id, kind: device.kind, readings: [apiReading(latest)] };
+    },
+  );
+
+  app.get(
+    "/api/v1/dead-letters",
+    {
+      schema: {
+        tags: ["readings"],
+        summary: "Rejected messages with raw payload, topic, reason and time, newest first",
+        security,
+        querystring: DeadLettersQueryParams,
+        response: {
+          200: DeadLettersResponse,
+          ...errorResponses({
+            bad_request: "a query parameter is malformed, unknown or out of range",
+            ...unauthorized,
+          }),
+        },
+      },
+    },
+    (request) => {
+      const query = request.query;
+      const rows = deps.state.deadLetters({
+        limit: query.limit ?? DEFAULT_DEAD_LETTERS,
+        beforeId: query.before,
+        deviceId: query.device,
+        reason: query.reason,
+      });
+      const decoder = new TextDecoder("utf-8", { fatal: true });
+      return {
+        deadLetters: rows.map((d) => {
+          let text: string | null;
+          try {
+            text = decoder.decode(d.payload);
+          } catch {
+            text = null; // not UTF-8: only payloadBase64 carries it
+          }
+          return {
+            id: d.id,
+            receivedAt: new Date(d.receivedMs).toISOString(),
+            topic: d.topic,
+            deviceId: d.deviceId ?? null,
+            seq: d.seq ?? null,
+            reason: d.reason,
+            detail: d.detail,
+            payload: text,
+            payloadBase64: d.payload.toString("base64"),
+          };
+        }),
+      };
+    },
+  );
+  return Promise.resolve();
+};

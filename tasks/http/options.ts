@@ -1,0 +1,14 @@
+import { z } from "zod";
+import type { BearerAuth } from "../auth/bearer.js";
+import type { TaskApiDeps } from "../build.js";
+
+/** What every task plugin is registered with: the task system's API side and the bearer auth. */
+export interface TaskPluginOptions {
+  readonly deps: TaskApiDeps;
+  readonly auth: BearerAuth;
+}
+
+/** Every task route needs a bearer token (the `bearer` security scheme of the document). */
+export const security = [{ bearer: [] }];
+
+export const TaskIdParams = z.object({ id: z.string().describe("task id") });

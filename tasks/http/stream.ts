@@ -1,0 +1,67 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { apiFailure, errorResponses, TaskEvent, TaskKind } from "../../contracts/index.js";
+import { security, type TaskPluginOptions } from "./options.js";
+
+/*
+ * The live task stream (server-sent events, `event: task`), resumable with Last-Event-ID. Every
+ * request needs a bearer token (this plugin's own hook); clients beyond the stream's limit get 503.
+ */
+
+const StreamQuery = z.strictObject({
+  kind: TaskKind.optional().describe("only tasks of this kind"),
+});
+
+/** Events replayed at most on a resume with Last-Event-ID. */
+const MAX_REPLAY = 1_000;
+
+export const streamRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps, auth }) => {
+  app.addHook("onRequest", auth.reader);
+  // Streams never end by themselves: end them when the API closes, or close would wait forever.
+  app.addHook("preClose", (done) => {
+    deps.stream.close();
+    done();
+  });
+
+  app.get(
+    "/api/v1/tasks/stream",
+    {
+      schema: {
+        tags: ["tasks"],
+        summary: "Live task events (server-sent events, event: task); resume with Last-Event-ID",
+        security,
+        querystring: StreamQuery,
+        response: {
+          200: {
+            description: "A text/event-stream of task events; `: heartbeat` comments keep it open",
+            content: { "text/event-stream": { schema: TaskEvent } },
+          },
+          ...errorResponses({
+            bad_request: "a query parameter is malformed or unknown",
+            unauthorized: "no valid bearer token",
+            unavailable: "too many stream clients; try again later",
+          }),
+        },
+      },
+    },
+    (request, reply) => {
+      if (!deps.stream.admit())
+        throw apiFailure("unavailable", "too many stream clients; try again later");
+      const lastId = Number(request.headers["last-event-id"] ?? Number.NaN);
+      const kind = request.query.kind;
+      reply.hijack();
+      reply.raw.writeHead(200, {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+        connection: "keep-alive",
+        "x-accel-buffering": "no",
+      });
+      deps.stream.attach(
+        reply.raw,
+        (event) => kind === undefined || event.task.kind === kind,
+        Number.isInteger(lastId) && lastId >= 0 ? deps.store.eventsAfter(lastId, MAX_REPLAY) : [],
+      );
+    },
+  );
+  return Promise.resolve();
+};

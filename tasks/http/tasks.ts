@@ -1,0 +1,123 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import {
+  apiFailure,
+  errorResponses,
+  TaskDetailResponse,
+  TaskListQuery,
+  TaskListResponse,
+  TransitionRequest,
+} from "../../contracts/index.js";
+import { kindsOf, mayAct } from "../auth/roles.js";
+import { security, TaskIdParams, type TaskPluginOptions } from "./options.js";
+
+/*
+ * The task routes: the list, one task with its audit trail, transitions. Every request needs a
+ * bearer token of a role that may read tasks (this plugin's own onRequest hook); a transition
+ * also needs a role that acts on the task's kind.
+ */
+
+const DEFAULT_LIMIT = 100;
+
+export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps, auth }) => {
+  app.addHook("onRequest", auth.reader);
+  const notFound = (id: string) => apiFailure("not_found", `no task ${id}`);
+
+  app.get(
+    "/api/v1/tasks",
+    {
+      schema: {
+        tags: ["tasks"],
+        summary: "Tasks, newest first, filtered",
+        security,
+        querystring: TaskListQuery,
+        response: {
+          200: TaskListResponse,
+          ...errorResponses({
+            bad_request: "a query parameter is malformed, unknown or out of range",
+            unauthorized: "no valid bearer token",
+          }),
+        },
+      },
+    },
+    (request) => {
+      const q = request.query;
+      return {
+        tasks: deps.store.listTasks({
+          kind: q.kind,
+          state: q.state,
+          siteId: q.site,
+          district: q.district,
+          ruleId: q.rule,
+          flagged: q.flagged,
+          fromMs: q.from,
+          toMs: q.to,
+          limit: q.limit ?? DEFAULT_LIMIT,
+        }),
+      };
+    },
+  );
+
+  app.get(
+    "/api/v1/tasks/:id",
+    {
+      schema: {
+        tags: ["tasks"],
+        summary: "One task with its audit trail",
+        security,
+        params: TaskIdParams,
+        response: {
+          200: TaskDetailResponse,
+          ...errorResponses({ unauthorized: "no valid bearer token", not_found: "unknown task" }),
+        },
+      },
+    },
+    (request) => {
+      const task = deps.service.task(request.params.id);
+      if (task === undefined) throw notFound(request.params.id);
+      return { task, audit: deps.service.audit(task.id) };
+    },
+  );
+
+  app.post(
+    "/api/v1/tasks/:id/transitions",
+    {
+      schema: {
+        tags: ["tasks"],
+        summary: "Move a task along its lifecycle (closing needs a reason)",
+        security,
+        params: TaskIdParams,
+        body: TransitionRequest,
+        response: {
+          200: TaskDetailResponse,
+          ...errorResponses({
+            bad_request: "the body is not a transition request; every problem named",
+            unauthorized: "no valid bearer token",
+            forbidden: "the token's role does not act on tasks of this kind",
+            not_found: "unknown task",
+            conflict: "a transition the lifecycle does not allow; the allowed ones named",
+          }),
+        },
+      },
+    },
+    (request) => {
+      const caller = auth.callerOf(request);
+      const task = deps.service.task(request.params.id);
+      if (task === undefined) throw notFound(request.params.id);
+      if (!mayAct(caller.role, task.kind)) {
+        const kinds = kindsOf(caller.role);
+        throw apiFailure(
+          "forbidden",
+          `role ${caller.role} may not act on ${task.kind} tasks${kinds.length === 0 ? " (read only)" : `; it acts on ${kinds.join(", ")}`}`,
+        );
+      }
+      const result = deps.service.transition(task.id, request.body, { name: caller.actor });
+      if (!result.ok) {
+        throw result.error === "not_found"
+          ? notFound(task.id)
+          : apiFailure("conflict", result.message);
+      }
+      return { task: result.task, audit: deps.service.audit(task.id) };
+    },
+  );
+  return Promise.resolve();
+};
