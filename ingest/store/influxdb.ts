@@ -1,7 +1,8 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { QUANTITIES, QualityFlag, type SensorKind } from "../../contracts/index.js";
+import { QualityFlag, type SensorKind } from "../../contracts/index.js";
+import { aggregateBuckets, checkReadingsQuery } from "./checks.js";
 import { type HttpResponse, fetchTransport, nodeTransport } from "./http-transport.js";
 import {
   BodyPool,
@@ -119,9 +120,6 @@ const LINE_LEVEL = /partial write|unable to parse|field type conflict|beyond ret
 const STORE_LIMIT =
   /max-values-per-tag limit exceeded|max series per database exceeded|max-series-per-database/i;
 
-/** Bounds the answer of one aggregate query. */
-const MAX_BUCKETS = 100_000;
-
 const TAGS: ReadonlySet<string> = new Set(TAG_KEYS);
 
 const SeriesAnswer = z.object({
@@ -221,12 +219,6 @@ function linesNamedInParseError(
     for (const index of indexes) rejected.push({ index, reason: part });
   }
   return rejected;
-}
-
-function checkRange(what: string, fromMs: number, toMs: number): void {
-  if (!Number.isSafeInteger(fromMs) || !Number.isSafeInteger(toMs)) {
-    throw new RangeError(`${what}: fromMs and toMs must be whole milliseconds`);
-  }
 }
 
 /** A TimeSeriesStore on InfluxDB. Validates `options` (InfluxStoreOptions) and throws on bad ones. */
@@ -519,10 +511,7 @@ export function createInfluxStore(
     },
 
     async readings(q: ReadingsQuery): Promise<StoredReading[]> {
-      checkRange("readings", q.fromMs, q.toMs);
-      if (!Number.isSafeInteger(q.limit) || q.limit < 1) {
-        throw new RangeError(`readings: limit must be a positive whole number, not ${q.limit}`);
-      }
+      checkReadingsQuery(q);
       const series = await query(
         `SELECT * FROM ${measurement(q.kind)} WHERE "device" = ${quoteString(q.deviceId)}` +
           ` AND time >= ${q.fromMs}ms AND time < ${q.toMs}ms ORDER BY time ASC LIMIT ${q.limit}`,
@@ -531,22 +520,11 @@ export function createInfluxStore(
     },
 
     async aggregate(q: AggregateQuery): Promise<AggregateBucket[]> {
-      checkRange("aggregate", q.fromMs, q.toMs);
-      const spec = (QUANTITIES[q.kind] as Record<string, { type: string }>)[q.quantity];
-      if (spec?.type !== "number") {
-        throw new RangeError(`aggregate: ${q.kind} has no numeric quantity ${q.quantity}`);
-      }
-      if (!Number.isSafeInteger(q.intervalMs) || q.intervalMs < 1) {
-        throw new RangeError(`aggregate: intervalMs must be a positive whole number`);
-      }
-      // GROUP BY time(i) without an offset starts buckets at multiples of i since the epoch; the
-      // first one may start before fromMs and holds only readings from fromMs on.
-      const first = Math.floor(q.fromMs / q.intervalMs) * q.intervalMs;
-      const count = q.toMs > q.fromMs ? Math.ceil((q.toMs - first) / q.intervalMs) : 0;
-      if (count === 0) return [];
-      if (count > MAX_BUCKETS) {
-        throw new RangeError(`aggregate: ${count} buckets asked for, at most ${MAX_BUCKETS}`);
-      }
+      // InfluxDB answers nothing at all when no reading falls in the range, so the buckets are
+      // laid out first and filled from its answer.
+      const buckets = aggregateBuckets(q);
+      const first = buckets[0]?.timeMs;
+      if (first === undefined) return [];
 
       const field = quoteIdentifier(q.quantity);
       const from = measurement(q.kind);
@@ -572,11 +550,6 @@ export function createInfluxStore(
           break;
       }
 
-      // InfluxDB answers nothing at all when no reading falls in the range, so the buckets are
-      // laid out here and filled from its answer.
-      const buckets: Array<{ timeMs: number; value: number | null }> = [];
-      for (let i = 0; i < count; i++)
-        buckets.push({ timeMs: first + i * q.intervalMs, value: null });
       for (const { columns, values: rows } of await query(influxQL)) {
         const timeAt = columns.indexOf("time");
         const valueAt = columns.indexOf("value");

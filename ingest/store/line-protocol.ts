@@ -1,4 +1,5 @@
 import { QUANTITIES, type SensorKind } from "../../contracts/index.js";
+import { fieldValueProblem, MAX_TIME_MS, pointHeaderProblem, SEQ_IN_FIELDS } from "./checks.js";
 import type { Point } from "./types.js";
 
 /**
@@ -20,11 +21,8 @@ export class LineProtocolError extends Error {
   }
 }
 
-/**
- * The largest |time| in ms InfluxDB accepts: it stores nanoseconds in an int64 and answers
- * "time outside range -9223372036854775806 - 9223372036854775806" beyond it.
- */
-export const MAX_TIME_MS = 9_223_372_036_854;
+/** The largest |time| in ms InfluxDB accepts (checks.ts). */
+export { MAX_TIME_MS };
 
 const MEASUREMENT_SPECIAL = /[, \n\r\t]/;
 const TAG_SPECIAL = /[, =\n\r\t]/;
@@ -97,9 +95,7 @@ const FIELD_ORDER: Readonly<Record<SensorKind, readonly string[]>> = {
 function fieldValue(key: string, value: number | boolean): string {
   if (typeof value === "boolean") return value ? "true" : "false";
   if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw new LineProtocolError(
-      `field ${key} is ${String(value)}; InfluxDB stores only finite numbers and booleans`,
-    );
+    throw new LineProtocolError(fieldValueProblem(key, value) ?? `field ${key} is refused`);
   }
   // Shortest round-trip form, e.g. 60, 0.1, 1e+21; no `i`, so InfluxDB stores a float.
   return String(value);
@@ -112,18 +108,9 @@ function fieldValue(key: string, value: number | boolean): string {
  */
 export function toLine(point: Point): string {
   const { tags, timeMs } = point;
-  const measurement = MEASUREMENTS[point.measurement] as string | undefined;
-  if (measurement === undefined) {
-    throw new LineProtocolError(`unknown measurement ${JSON.stringify(point.measurement)}`);
-  }
-  if (!Number.isSafeInteger(timeMs) || Math.abs(timeMs) > MAX_TIME_MS) {
-    throw new LineProtocolError(
-      `time ${String(timeMs)} is not a whole number of ms within ±${MAX_TIME_MS}`,
-    );
-  }
-  if (!Number.isSafeInteger(point.seq)) {
-    throw new LineProtocolError(`seq ${String(point.seq)} is not a safe integer`);
-  }
+  const problem = pointHeaderProblem(point);
+  if (problem !== undefined) throw new LineProtocolError(problem);
+  const measurement = MEASUREMENTS[point.measurement];
 
   return seriesKey(measurement, tags) + fieldSet(point) + " " + String(timeMs);
 }
@@ -176,7 +163,7 @@ function fieldSet(point: Point): string {
 function anyFieldSet(point: Point): string {
   const fields = point.fields as Readonly<Record<string, number | boolean | undefined>>;
   if (Object.hasOwn(fields, "seq")) {
-    throw new LineProtocolError("fields must not hold seq; it is written from point.seq");
+    throw new LineProtocolError(SEQ_IN_FIELDS);
   }
   const keys = Object.keys(fields).filter((key) => key !== "" && fields[key] !== undefined);
   keys.push("seq");

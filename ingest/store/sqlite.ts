@@ -10,12 +10,18 @@ import type {
   WriteOutcome,
 } from "./types.js";
 import { openSqlite } from "../../infra/sqlite-file.js";
+import { aggregateBuckets, checkReadingsQuery, pointProblem } from "./checks.js";
 
 /**
  * The embedded time-series store: one SQLite table of readings, keyed like an InfluxDB series
  * point by (measurement, device, quality, time) — the InfluxDB series key, as quality is a tag —
  * so a re-sent reading overwrites itself and fields of the same point merge as in InfluxDB. Quantities are a
  * JSON object; aggregates use SQLite's math functions. For one machine and the quick start.
+ *
+ * It refuses what InfluxDB refuses (checks.ts: NaN, a time or seq that is not a safe integer, an
+ * aggregate of an on/off quantity...), so a deployment can move between the stores; what it takes
+ * that InfluxDB does not (a field whose type changes, a tag line protocol cannot carry) is listed in
+ * the capabilities of tests/integration/ingest/store/suite.ts.
  */
 export function createSqliteStore(file: string): TimeSeriesStore {
   // FULL: a commit is published to a device only after this write returns, so the write must
@@ -42,7 +48,13 @@ export function createSqliteStore(file: string): TimeSeriesStore {
        grid_cell = excluded.grid_cell, zone = excluded.zone, fields = json_patch(readings.fields, excluded.fields)`,
   );
   const writeAll = db.transaction((points: readonly Point[]) => {
-    for (const p of points) {
+    const rejected: Array<{ index: number; reason: string }> = [];
+    for (const [index, p] of points.entries()) {
+      const reason = pointProblem(p);
+      if (reason !== undefined) {
+        rejected.push({ index, reason });
+        continue;
+      }
       upsert.run(
         p.measurement,
         p.tags.device,
@@ -56,6 +68,7 @@ export function createSqliteStore(file: string): TimeSeriesStore {
         JSON.stringify(p.fields),
       );
     }
+    return rejected;
   });
 
   type Row = { time_ms: number; quality: QualityFlag; seq: number; fields: string };
@@ -73,12 +86,24 @@ export function createSqliteStore(file: string): TimeSeriesStore {
     "SELECT time_ms, quality, seq, fields FROM readings WHERE measurement = ? AND device = ? ORDER BY time_ms DESC LIMIT 1",
   );
 
+  const closedError = () => new StoreUnavailableError("the embedded store is closed");
+  /** Runs a read on the open file; a closed store answers as InfluxDB's does. */
+  const read = <T>(run: () => T): Promise<T> => {
+    if (!db.open) return Promise.reject(closedError());
+    try {
+      return Promise.resolve(run());
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+  };
+
   return {
     name: "sqlite",
-    open: () => Promise.resolve(),
+    open: () => (db.open ? Promise.resolve() : Promise.reject(closedError())),
     write(points: readonly Point[]): Promise<WriteOutcome> {
+      if (!db.open) return Promise.reject(closedError());
       try {
-        writeAll(points);
+        return Promise.resolve({ rejected: writeAll(points) });
       } catch (error) {
         // Disk full, I/O error, locked: the store cannot take it now; the batch waits in the inbox.
         const raw = (error as { code?: unknown }).code;
@@ -88,62 +113,58 @@ export function createSqliteStore(file: string): TimeSeriesStore {
             new StoreUnavailableError(`embedded store: ${code}: ${(error as Error).message}`),
           );
         }
-        throw error;
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }
-      return Promise.resolve({ rejected: [] });
     },
     readings(q: ReadingsQuery): Promise<StoredReading[]> {
-      return Promise.resolve(
-        (readingsStmt.all(q.kind, q.deviceId, q.fromMs, q.toMs, q.limit) as Row[]).map(toReading),
-      );
+      return read(() => {
+        checkReadingsQuery(q);
+        const rows = readingsStmt.all(q.kind, q.deviceId, q.fromMs, q.toMs, q.limit) as Row[];
+        return rows.map(toReading);
+      });
     },
     aggregate(q: AggregateQuery): Promise<AggregateBucket[]> {
-      // JSON path of a quantity name: names are validated identifiers from contracts/sensors.ts.
-      const path = `$."${q.quantity.replace(/"/g, "")}"`;
-      const value = `json_extract(fields, '${path.replace(/'/g, "''")}')`;
-      const expr =
-        q.fn === "mean"
-          ? `avg(${value})`
-          : q.fn === "max"
-            ? `max(${value})`
-            : `10 * log10(avg(pow(10, ${value} / 10.0)))`;
-      const rows = db
-        .prepare(
-          `SELECT (time_ms / ?) * ? AS bucket, ${expr} AS value
-             FROM readings WHERE measurement = ? AND device = ? AND time_ms >= ? AND time_ms < ? AND ${value} IS NOT NULL
-            GROUP BY bucket ORDER BY bucket`,
-        )
-        // BigInt binds as INTEGER, so the division truncates like GROUP BY time(); a JS number binds as REAL.
-        .all(
-          BigInt(q.intervalMs),
-          BigInt(q.intervalMs),
-          q.kind,
-          q.deviceId,
-          q.fromMs,
-          q.toMs,
-        ) as Array<{
-        bucket: number | bigint;
-        value: number | null;
-      }>;
-      const byBucket = new Map(rows.map((r) => [Number(r.bucket), r.value]));
-      // Every bucket of the range, empty ones as null, like InfluxQL's fill(null).
-      const buckets: AggregateBucket[] = [];
-      for (
-        let t = Math.floor(q.fromMs / q.intervalMs) * q.intervalMs;
-        t < q.toMs;
-        t += q.intervalMs
-      ) {
-        buckets.push({ timeMs: t, value: byBucket.get(t) ?? null });
-      }
-      return Promise.resolve(buckets);
+      return read(() => {
+        // Every bucket of the range, empty ones as null, like InfluxQL's fill(null).
+        const buckets = aggregateBuckets(q);
+        if (buckets.length === 0) return buckets;
+        // JSON path of a quantity name: aggregateBuckets allows only the kind's quantities.
+        const value = `json_extract(fields, '$."${q.quantity}"')`;
+        const expr =
+          q.fn === "mean"
+            ? `avg(${value})`
+            : q.fn === "max"
+              ? `max(${value})`
+              : `10 * log10(avg(pow(10, ${value} / 10.0)))`;
+        // Counted from the first bucket's start, which no reading in the range precedes, so the
+        // integer division (BigInt binds as INTEGER; a JS number would bind as REAL) floors, as
+        // GROUP BY time() does, for times before 1970 too.
+        const first = BigInt(buckets[0]?.timeMs ?? 0);
+        const interval = BigInt(q.intervalMs);
+        const rows = db
+          .prepare(
+            `SELECT ? + ((time_ms - ?) / ?) * ? AS bucket, ${expr} AS value
+               FROM readings WHERE measurement = ? AND device = ? AND time_ms >= ? AND time_ms < ? AND ${value} IS NOT NULL
+              GROUP BY bucket ORDER BY bucket`,
+          )
+          .all(first, first, interval, interval, q.kind, q.deviceId, q.fromMs, q.toMs) as Array<{
+          bucket: number | bigint;
+          value: number | null;
+        }>;
+        const byBucket = new Map(rows.map((r) => [Number(r.bucket), r.value]));
+        for (const bucket of buckets) bucket.value = byBucket.get(bucket.timeMs) ?? null;
+        return buckets;
+      });
     },
     latest(deviceId: string, kind: SensorKind): Promise<StoredReading | undefined> {
-      const row = latestStmt.get(kind, deviceId) as Row | undefined;
-      return Promise.resolve(row === undefined ? undefined : toReading(row));
+      return read(() => {
+        const row = latestStmt.get(kind, deviceId) as Row | undefined;
+        return row === undefined ? undefined : toReading(row);
+      });
     },
     ping: () => Promise.resolve(db.open),
     close(): Promise<void> {
-      db.close();
+      if (db.open) db.close();
       return Promise.resolve();
     },
   };
