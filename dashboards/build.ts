@@ -2,7 +2,7 @@
  * `citywatch dashboards build` and `check`: every dashboard as Grafana JSON, plus the gazetteer
  * that places devices on the overview map, from the rule pack and a registry (sites with their
  * river levels, devices with their positions). The files are committed under
- * dashboards/generated/ and `check` fails when they differ from a fresh build (STYLE.md, Tooling).
+ * dashboards/generated/ and `check` fails when they differ from a fresh build, so stale ones fail CI.
  */
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

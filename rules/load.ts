@@ -13,7 +13,7 @@ import {
   type RuleOverride,
 } from "../contracts/index.js";
 
-/** The default rule pack shipped with citywatch (built from shared/STANDARDS.md). */
+/** The default rule pack shipped with citywatch (its sources: docs/standards.md). */
 export const DEFAULT_PACK_DIR = fileURLToPath(new URL("./pack/", import.meta.url));
 
 /** A problem in a rule file: which file, where in it (dotted path, and line/column when known), what. */

@@ -7,7 +7,7 @@ import type { RegistryLookup } from "./types.js";
 
 /*
  * The evidence package of a task: what an enforcement case must carry to survive a dispute
- * (STANDARDS.md, Evidence: device identity, calibration date, location, raw readings, the method
+ * (Administrative Penalty Law 2021 Art. 41, docs/standards.md: device identity, calibration date, location, raw readings, the method
  * of aggregation, the clause and rule version, integrity protection). The hash is SHA-256 over
  * the RFC 8785 canonical JSON of the package without its `hash` member.
  */

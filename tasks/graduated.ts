@@ -5,7 +5,7 @@ import type { GraduatedResponse } from "../contracts/model/tasks.js";
 import { formatDuration } from "../contracts/model/rules.js";
 
 /*
- * Graduated response of enforcement cases (STANDARDS.md, Evidence and enforcement: education
+ * Graduated response of enforcement cases (docs/standards.md, Enforcement process: education
  * first; repeat offences within a configurable period escalate). Pure: the service stores the
  * result and writes the audit trail.
  *

@@ -98,7 +98,7 @@ export const IngestConfig = z.strictObject({
   rules: z
     .strictObject({
       enabled: Flag.default(true),
-      /** Load the default pack built from STANDARDS.md first. */
+      /** Load the default pack (rules/pack; its sources in docs/standards.md) first. */
       defaultPack: Flag.default(true),
       /** Directories of local rule files (*.yaml, *.yml, *.json), loaded after the pack, in order. */
       directories: z.array(z.string().min(1)).default([]),

@@ -29,7 +29,10 @@ export function ruleProblems(rule: RuleFields): RuleProblem[] {
   const c = rule.condition;
 
   if (rule.confidence === "placeholder" && rule.note === undefined) {
-    add(["note"], "a placeholder rule must say in note what is unverified (STANDARDS.md U items)");
+    add(
+      ["note"],
+      "a placeholder rule must say in note what is unverified (docs/standards.md, Placeholder)",
+    );
   }
   rule.unverified.forEach((u, i) => {
     if (!hasPath(rule, u.path))
@@ -166,7 +169,7 @@ function checkQuantities(rule: RuleFields, add: Add): void {
       if (c.aggregate === "mean" && spec.unit === "dB(A)") {
         add(
           ["condition", "aggregate"],
-          `the arithmetic mean of dB(A) levels is not an equivalent level; use energy_mean for ${c.quantity} (STANDARDS.md Noise)`,
+          `the arithmetic mean of dB(A) levels is not an equivalent level; use energy_mean for ${c.quantity} (GB 3096-2008: LAeq is an energy average)`,
         );
       }
     }

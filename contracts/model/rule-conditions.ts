@@ -54,7 +54,7 @@ const aggregateFields = {
 
 /**
  * A windowed aggregate of one numeric quantity compared with a threshold.
- * `energy_mean` is `10·log10(mean(10^(Li/10)))`, the only correct mean of dB levels (STANDARDS.md Noise).
+ * `energy_mean` is `10·log10(mean(10^(Li/10)))`, the only correct mean of dB levels (GB 3096-2008, definition of LAeq; docs/standards.md, Noise).
  */
 export const ThresholdCondition = z.strictObject({
   type: z.literal("threshold"),

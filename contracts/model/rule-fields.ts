@@ -63,8 +63,8 @@ export const Clause = z.strictObject({
 export type Clause = z.infer<typeof Clause>;
 
 /**
- * `verified`: the numbers were read in the standard or an official notice (STANDARDS.md "V").
- * `placeholder`: not verified (STANDARDS.md "U"); shipped as a marked, configurable default.
+ * `verified`: the numbers were read in the standard or an official notice (docs/standards.md: "Verified").
+ * `placeholder`: not verified, or set by no standard (docs/standards.md: "Placeholder"); shipped as a marked, configurable default.
  */
 export const Confidence = z.enum(["verified", "placeholder"], {
   error: "confidence must be verified or placeholder",

@@ -72,7 +72,7 @@ export const SeverityLevel = z.strictObject({
 });
 export type SeverityLevel = z.infer<typeof SeverityLevel>;
 
-/** Flap suppression and escalation. No defaults: STANDARDS.md gives none. Milliseconds. */
+/** Flap suppression and escalation. No defaults: no standard the pack cites sets them. Milliseconds. */
 export const RuleTiming = z
   .strictObject({
     /** An active alarm stays active at least this long before it may clear. */

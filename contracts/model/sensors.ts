@@ -41,7 +41,7 @@ const dBA = (description: string): MeasuredQuantity => ({
  * Ranges are physical plausibility, not limits: a value outside them is an instrument or
  * transmission fault and is dead-lettered; limits from the standards live in the rule pack.
  * Units follow the standards the rules cite (GB 3096 / GB 12523 dB(A); GB 18483 mg/m³;
- * GB 50838 %LEL; dust in µg/m³ as monitors send it, see HJ212.md).
+ * GB 50838 %LEL; dust in µg/m³ as monitors send it, see docs/hj212.md, Factors).
  */
 export const QUANTITIES = {
   noise: {

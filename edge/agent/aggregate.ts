@@ -12,7 +12,7 @@ import {
  * the minute, so readings of different devices line up. A sample at `ts` belongs to the interval
  * (end − length, end]: a 1-s noise sample stamped 22:01:00 measured 22:00:59–22:01:00.
  *
- * - Noise (GB 3096-2008 Annex; STANDARDS.md): LAeq is the energy mean 10·log10(mean(10^(L/10)))
+ * - Noise (GB 3096-2008, definition of LAeq; docs/standards.md): LAeq is the energy mean 10·log10(mean(10^(L/10)))
  *   of the samples' LAeq, never the mean of dB values; LAmax / LAmin the extremes (of the samples'
  *   own LAmax / LAmin where they carry them); L10, L50, L90 the levels exceeded by 10, 50, 90 % of
  *   the samples, by nearest rank (L10 of 60 samples is the 6th highest). Percentiles come from a

@@ -16,7 +16,7 @@ import type { ProblemLog } from "./hj212-problems.js";
 
 /**
  * From a frame whose CRC verified to samples in the sink and the reply the device gets
- * (HJ212.md, Codes): shared by all connections of one server, since a device may send the pieces
+ * (docs/hj212.md, Commands and replies): shared by all connections of one server, since a device may send the pieces
  * of a split packet over two connections when it reconnects in between.
  *
  * Reply policy (the device drops data from its resend queue on a 9014, retries 3 times 10 s

@@ -33,7 +33,7 @@ export const Hj212DriverOptions = z
     port: Port,
     /**
      * `strict`: only the HJ 212 CRC. `lenient`: a plain Modbus CRC printed low byte first is
-     * accepted too (HJ212.md, Frame: a few devices send it); counted as `lenientCrcFrames`.
+     * accepted too (docs/hj212.md, CRC: a few devices send it); counted as `lenientCrcFrames`.
      */
     crc: z.enum(["strict", "lenient"]).default("strict"),
     /**

@@ -11,7 +11,7 @@ import { Hj212Session } from "./hj212-session.js";
 
 /**
  * The HJ 212 TCP server driver: monitors connect to it as to their platform and push frames
- * (HJ212.md). Per connection: framer → CRC → segment → split reassembly → mapping → sink → reply
+ * (docs/hj212.md). Per connection: framer → CRC → segment → split reassembly → mapping → sink → reply
  * (hj212-session.ts, hj212-intake.ts). This file owns the sockets and their bounds: at most
  * `maxConnections` at once, a fixed read buffer each, an idle timeout, and a cap on replies
  * queued to a peer that does not read.

@@ -1,5 +1,5 @@
 /**
- * HJ 212 frame checksums (HJ212.md, Frame).
+ * HJ 212 frame checksums (docs/hj212.md, CRC).
  *
  * The standard's "ANSI CRC16" is not CRC-16/MODBUS even though both use the reflected polynomial
  * 0xA001 and start at 0xFFFF: HJ 212 folds each byte in as `(crc >> 8) ^ byte`, Modbus as

@@ -1,7 +1,7 @@
 import { checkCrc, type CrcAlgorithm, type CrcMode } from "./crc.js";
 
 /**
- * Streaming HJ 212 framer for a TCP connection (HJ212.md, Frame).
+ * Streaming HJ 212 framer for a TCP connection (docs/hj212.md, Frame).
  *
  * A frame is `##` + 4 decimal digits (the data segment's length in bytes) + the data segment +
  * 4 hex digits of CRC + CR LF. Frames are cut by the length field, never by the CR LF tail: some

@@ -64,7 +64,7 @@ export const EXAMPLE_HJ212_MAPPING = {
       { deviceId: "site-17-noise", model: "site-noise-a50001" },
     ],
     NOISE000000000000000001: { deviceId: "noise-3", model: "noise-monitor" },
-    // The air-quality monitor of HJ212.md's test vector; its gases have no dust quantity (unmapped).
+    // The air-quality monitor of the CN 2051 test vector (docs/hj212.md); its gases have no dust quantity (unmapped).
     JLYP01_AIR01_0001: { deviceId: "air-1", model: "site-dust" },
     DUSTNG0000000000000000001: { deviceId: "site-9-dust", model: "dust-ng" },
     // Same model as site 17, but this unit's firmware sends PM10 in mg/m³.

@@ -11,7 +11,7 @@ import {
 import type { DataSegment, Factor } from "./segment.js";
 
 /**
- * From HJ 212 factors to citywatch readings (HJ212.md, Codes that matter here).
+ * From HJ 212 factors to citywatch readings (docs/hj212.md, Factors).
  *
  * Factor codes, the suffix to read and the unit differ by device model (the standard prints
  * dust in ng/m³, most devices send µg/m³; dust monitors send noise as the non-standard `a50001`;

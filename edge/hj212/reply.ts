@@ -2,7 +2,7 @@ import { formatHj212Crc, hj212Crc } from "./crc.js";
 import type { DataSegment } from "./segment.js";
 
 /**
- * Replies of the platform to a device (HJ212.md, Codes): a reply keeps the request's QN, uses
+ * Replies of the platform to a device (docs/hj212.md, Commands and replies): a reply keeps the request's QN, uses
  * ST=91 (system interaction) and Flag=4 (2017 edition, no acknowledgement asked). 9014 (data
  * answered) carries `CP=&&&&`; 9011 (request answered) carries the QnRtn in its CP.
  */

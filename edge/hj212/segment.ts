@@ -1,5 +1,5 @@
 /**
- * Parser of the HJ 212 data segment (HJ212.md, Data segment):
+ * Parser of the HJ 212 data segment (docs/hj212.md, Data segment):
  * `QN=…;ST=…;CN=…;PW=…;MN=…;Flag=…;[PNUM=…;PNO=…;]CP=&&…&&`.
  *
  * Tolerant where field devices deviate (QN, Flag and PW may be missing, header fields may come in
@@ -36,7 +36,7 @@ export interface DataSegment {
   /** Command code (2011 real-time, 2051 minute, 2061 hourly, 2031 daily data, 9014 data answered, …). */
   readonly cn: string;
   readonly pw?: string;
-  /** Device id as sent; not validated (HJ212.md: real devices send many shapes). */
+  /** Device id as sent; not validated (real devices send many shapes, docs/hj212.md). */
   readonly mn: string;
   /** The Flag number as sent; 2005 devices often omit it. */
   readonly flag?: number;

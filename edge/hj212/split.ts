@@ -1,7 +1,7 @@
 import type { CommandParameters, DataSegment, Factor } from "./segment.js";
 
 /**
- * Reassembly of split packets (HJ212.md, Data segment): with Flag bit D set, each piece is a
+ * Reassembly of split packets (docs/hj212.md, Split packets): with Flag bit D set, each piece is a
  * full frame with its own QN and CRC and PNUM/PNO in its header; the pieces of one packet share
  * MN, CN and DataTime, and arrive in any order, possibly more than once (a device resends a piece
  * it got no 9014 for).

@@ -62,7 +62,7 @@ export interface StoredReading {
 
 /**
  * `mean` and `max` are plain; `energy_mean` is the energy average of levels in dB,
- * `10·log10(mean(10^(L/10)))` (GB 3096-2008, STANDARDS.md Noise), never the mean of dB values.
+ * `10·log10(mean(10^(L/10)))` (GB 3096-2008; docs/standards.md, Noise), never the mean of dB values.
  */
 export type Aggregation = "mean" | "max" | "energy_mean";
 

@@ -1,7 +1,7 @@
 /**
  * Environmental noise at a monitor: road traffic with a diurnal pattern, construction machinery
  * in working hours, quiet nights with occasional events. Sixty 1-s A-weighted levels are drawn
- * per minute and aggregated the way a sound level meter does (GB 3096-2008 Annex; STANDARDS.md:
+ * per minute and aggregated the way a sound level meter does (GB 3096-2008, definition of LAeq:
  * energy mean, never the arithmetic mean of dB), so LAeq, LAmax and the percentiles agree.
  */
 import type { ConstructionPhase, NoiseValues } from "../../contracts/index.js";

@@ -1,7 +1,7 @@
 /**
  * Utility-tunnel (pipe gallery) segment monitor: CH4, O2, H2S, CO, temperature, humidity and the
  * sump level. The segment is a well-mixed volume ventilated at a given air-change rate, so a leak
- * source S gives dC/dt = S − ACH·C. GB 50838-2015 (STANDARDS.md): normal ventilation ≥ 6 ACH,
+ * source S gives dC/dt = S − ACH·C. GB 50838-2015 (docs/standards.md): normal ventilation ≥ 6 ACH,
  * accident ventilation ≥ 12 ACH started at CH4 ≥ 20 %LEL, gas supply cut at ≥ 25 %LEL — both
  * happen here, so a leak rises, is slowed by ventilation and decays after the cut.
  * Methane displaces air: O2 falls in proportion (LEL of methane ≈ 5 %vol).

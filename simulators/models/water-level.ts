@@ -7,7 +7,7 @@
  *
  * An underpass collects the runoff of its ramps into a pump pit; when inflow exceeds the pump
  * capacity the pit overflows onto the carriageway and ponding deepens (alert at 15 cm, closure
- * at 25 cm, STANDARDS.md), then the pumps drain it after the rain.
+ * at 25 cm: Shanghai and Shenyang practice, docs/standards.md), then the pumps drain it after the rain.
  */
 import type { WaterLevelValues } from "../../contracts/index.js";
 import type { InstrumentParams, ModelReading, SignalModel } from "./instrument.js";

@@ -21,7 +21,7 @@ const MINUTE = (mn: string, minute: string) =>
   `QN=202205131626083${minute};ST=22;CN=2051;PW=123456;MN=${mn};Flag=4;CP=&&DataTime=2022051316${minute}00;a34002-Avg=31,a34002-Flag=N&&`;
 
 describe("Hj212Framer", () => {
-  it("emits both HJ212.md vectors from one read", () => {
+  it("emits both public test vectors from one read", () => {
     const events = feed(new Hj212Framer(), VECTOR_1062_FRAME + VECTOR_2051_FRAME);
     expect(events).toEqual([
       { type: "frame", segment: VECTOR_1062, crc: "1C80", crcAlgorithm: "hj212", bytes: 111 },

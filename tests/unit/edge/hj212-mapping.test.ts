@@ -136,7 +136,7 @@ describe("Hj212Mapping schema", () => {
 });
 
 describe("toReadings", () => {
-  it("turns the HJ212.md minute-data vector into one reading stamped at the minute's end", () => {
+  it("turns the minute-data test vector into one reading stamped at the minute's end", () => {
     const result = ok(toReadings(parsed(VECTOR_2051), MAPPING));
     expect(result.cn).toBe("2051");
     expect(result.devices).toEqual([

@@ -33,7 +33,7 @@ const UPLOAD =
   "QN=20220513162608370;ST=22;CN=2051;PW=123456;MN=JLYP01_AIR01_0001;Flag=5;CP=&&DataTime=20220513162600;a34002-Avg=31,a34002-Flag=N&&";
 
 describe("HJ 212 replies", () => {
-  it("encodes a frame the HJ212.md vector way", () => {
+  it("encodes a frame the way the test vectors are framed", () => {
     expect(encodeFrame(VECTOR_1062)).toBe(VECTOR_1062_FRAME);
   });
 

@@ -1,6 +1,6 @@
 import { formatHj212Crc, hj212Crc } from "../../../edge/hj212/crc.js";
 
-/** The public test vectors of HJ212.md (HJ 212-2017 Appendix A, and an air-quality minute frame). */
+/** The public HJ 212 test vectors (HJ 212-2017 Appendix A, and an air-quality minute frame; docs/hj212.md). */
 export const VECTOR_1062 =
   "QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&";
 export const VECTOR_1062_FRAME = `##0101${VECTOR_1062}1C80\r\n`;

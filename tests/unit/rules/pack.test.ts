@@ -120,7 +120,7 @@ const CATALOGUE: Record<
   },
   "water.ponding.rate-of-rise": {
     file: "water.yaml",
-    standard: "none (STANDARDS.md, Water level and flooding)",
+    standard: "none (no standard sets a rate of rise)",
     taskKind: "emergency",
     confidence: "placeholder",
   },
@@ -162,7 +162,7 @@ const CATALOGUE: Record<
   },
   "tunnel.sump": {
     file: "utility-tunnel.yaml",
-    standard: "none (STANDARDS.md, Utility tunnel)",
+    standard: "none (no standard sets a sump level)",
     taskKind: "emergency",
     confidence: "placeholder",
   },
@@ -205,7 +205,7 @@ function thresholds(
   return out;
 }
 
-/** Numbers from shared/STANDARDS.md, per rule, context and period. */
+/** Numbers from docs/standards.md, per rule, context and period. */
 const NUMBERS: ReadonlyArray<{
   id: string;
   place?: ResolutionContext;
@@ -317,7 +317,7 @@ describe("default rule pack", () => {
     }
   });
 
-  it("names the unverified parameters of verified rules (STANDARDS.md U items and product defaults)", () => {
+  it("names the unverified parameters of verified rules (placeholders of docs/standards.md and product defaults)", () => {
     const unverified = Object.fromEntries(
       pack().map((r) => [r.id, r.unverified.map((u) => u.path)]),
     );

@@ -69,7 +69,7 @@ async function monitor(port: number) {
 const withAck = (segment: string) => segment.replace(";Flag=4;", ";Flag=5;");
 
 describe("HJ 212 TCP server driver", () => {
-  it("takes HJ212.md's air-quality frame and a monitor's own frames, and answers over the socket", async () => {
+  it("takes the air-quality test vector frame and a monitor's own frames, and answers over the socket", async () => {
     const { port, samples, server } = await startServer();
     const device = await monitor(port);
     device.send(VECTOR_2051_FRAME); // Flag=4: no answer asked

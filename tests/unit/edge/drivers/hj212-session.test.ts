@@ -54,7 +54,7 @@ const MINUTE_CP =
 const MINUTE_END = Date.UTC(2022, 10, 27, 0, 1, 0);
 
 describe("HJ 212 session: frames to samples and replies", () => {
-  it("maps the air-quality vector of HJ212.md and sends no reply for Flag=4", () => {
+  it("maps the air-quality test vector and sends no reply for Flag=4", () => {
     const h = harness();
     expect(h.send(VECTOR_2051_FRAME)).toEqual([]);
     expect(h.samples).toEqual([
@@ -298,7 +298,7 @@ describe("HJ 212 session: frames to samples and replies", () => {
     expect(h.samples).toHaveLength(2);
   });
 
-  it("answers a request it does not execute (CN 1062 of HJ212.md) with 9011 QnRtn=2", () => {
+  it("answers a request it does not execute (CN 1062 of the HJ 212-2017 Appendix A vector) with 9011 QnRtn=2", () => {
     const h = harness();
     const replies = h.send(VECTOR_1062_FRAME);
     expect(replies.map((r) => [r.qn, r.cn, r.cp.params["QnRtn"]])).toEqual([
