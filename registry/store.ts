@@ -1,6 +1,4 @@
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import {
   type AuthOutcome,
   Device,
@@ -9,12 +7,14 @@ import {
   ServiceAccount,
   Site,
 } from "../contracts/index.js";
+import { openSqlite } from "../infra/sqlite-file.js";
 import { generateSecret, hashSecret, verifySecret } from "./secrets.js";
 
 /** A registry operation refused for a reason the caller can show (duplicate id, unknown site…). */
 export class RegistryError extends Error {
   constructor(
-    readonly code: "REGISTRY_DUPLICATE" | "REGISTRY_NOT_FOUND" | "REGISTRY_INVALID",
+    readonly code:
+      "REGISTRY_DUPLICATE" | "REGISTRY_NOT_FOUND" | "REGISTRY_INVALID" | "REGISTRY_IN_USE",
     message: string,
   ) {
     super(message);
@@ -22,6 +22,11 @@ export class RegistryError extends Error {
   }
 }
 
+/**
+ * Schema steps, counted in `user_version` as infra/sqlite-file.ts counts them. The registry has
+ * recorded its version this way since its first schema, so files written before it used the
+ * shared opener open unchanged (user_version 1 = the first step).
+ */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE site (
      id TEXT PRIMARY KEY,
@@ -47,6 +52,24 @@ const MIGRATIONS: readonly string[] = [
    );`,
 ];
 
+/** JSON with keys sorted, so that two records compare by content, not by key order. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    typeof v === "object" && v !== null && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  );
+}
+
+/** What `removeSite` removed besides the site. */
+export interface RemovedSite {
+  readonly site: Site;
+  /** Devices that belonged to the site (removed with `force`). */
+  readonly devices: readonly string[];
+  /** Tunnel segments that named the site a neighbour (no longer, with `force`). */
+  readonly neighbourOf: readonly string[];
+}
+
 /** A device or service account just created, with its secret: shown once, never stored. */
 export interface Issued<T> {
   readonly record: T;
@@ -62,25 +85,11 @@ export class RegistryStore {
   private readonly db: Database.Database;
 
   constructor(readonly file: string) {
-    if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("foreign_keys = ON");
-    this.db.pragma("busy_timeout = 5000");
     // Write transactions below start with BEGIN IMMEDIATE: several processes (the running system,
     // `citywatch devices`, `citywatch sim --provision`) may write at once, and a deferred
     // transaction that reads first cannot wait for the lock (SQLITE_BUSY_SNAPSHOT).
-    this.migrate();
-  }
-
-  private migrate(): void {
-    const version = this.db.pragma("user_version", { simple: true }) as number;
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v] ?? "");
-        this.db.pragma(`user_version = ${v + 1}`);
-      })();
-    }
+    // synchronous=FULL: a device registered (its secret shown once) survives a power cut.
+    this.db = openSqlite(file, { synchronous: "FULL", foreignKeys: true, migrations: MIGRATIONS });
   }
 
   close(): void {
@@ -104,7 +113,7 @@ export class RegistryStore {
     );
   }
 
-  /** Add or replace a site. */
+  /** Add or replace a site (no checks beyond the schema: imports and tests). */
   putSite(input: unknown): Site {
     const site = Site.parse(input);
     this.db
@@ -113,6 +122,87 @@ export class RegistryStore {
       )
       .run(site.id, site.type, JSON.stringify(site));
     return site;
+  }
+
+  /**
+   * Register a site (`citywatch sites add`). The id must be new unless `replace` (the site's
+   * devices stay); a tunnel segment's neighbours must be registered sites.
+   */
+  addSite(input: unknown, options: { replace?: boolean } = {}): Site {
+    const site = Site.parse(input);
+    return this.db
+      .transaction(() => {
+        if (options.replace !== true && this.getSite(site.id) !== undefined) {
+          throw new RegistryError(
+            "REGISTRY_DUPLICATE",
+            `site ${site.id} is already registered (--replace to change it)`,
+          );
+        }
+        if (site.type === "tunnel_segment") {
+          for (const n of site.neighbours) {
+            if (n === site.id)
+              throw new RegistryError("REGISTRY_INVALID", `${site.id} cannot neighbour itself`);
+            if (this.getSite(n) === undefined)
+              throw new RegistryError(
+                "REGISTRY_NOT_FOUND",
+                `neighbour ${n} is not a registered site; add it first`,
+              );
+          }
+        }
+        return this.putSite(site);
+      })
+      .immediate();
+  }
+
+  /** The devices that belong to a site. */
+  devicesAt(siteId: string): Device[] {
+    const rows = this.db
+      .prepare("SELECT doc FROM device WHERE site_id = ? ORDER BY id")
+      .all(siteId) as { doc: string }[];
+    return rows.map((r) => Device.parse(JSON.parse(r.doc)));
+  }
+
+  /**
+   * Remove a site. Refused while devices belong to it or tunnel segments name it a neighbour;
+   * with `force` its devices are removed too (their secrets stop working at once) and it is
+   * taken out of those neighbour lists. One transaction: all of it or nothing.
+   */
+  removeSite(id: string, options: { force?: boolean } = {}): RemovedSite {
+    return this.db
+      .transaction(() => {
+        const site = this.getSite(id);
+        if (site === undefined)
+          throw new RegistryError("REGISTRY_NOT_FOUND", `site ${id} is not registered`);
+        const devices = this.devicesAt(id).map((d) => d.id as string);
+        const segments = this.listSites().filter(
+          (s) => s.type === "tunnel_segment" && s.neighbours.includes(site.id),
+        );
+        const neighbourOf = segments.map((s) => s.id as string);
+        if (options.force !== true && (devices.length > 0 || neighbourOf.length > 0)) {
+          const reasons = [
+            ...(devices.length > 0
+              ? [
+                  `${devices.length} device${devices.length === 1 ? "" : "s"} belong${devices.length === 1 ? "s" : ""} to it (${devices.join(", ")})`,
+                ]
+              : []),
+            ...(neighbourOf.length > 0
+              ? [`tunnel segments name it a neighbour (${neighbourOf.join(", ")})`]
+              : []),
+          ];
+          throw new RegistryError(
+            "REGISTRY_IN_USE",
+            `site ${id} is in use: ${reasons.join("; ")}. Remove or move them first, or --force to remove the site with its devices`,
+          );
+        }
+        this.db.prepare("DELETE FROM device WHERE site_id = ?").run(id);
+        for (const segment of segments) {
+          if (segment.type !== "tunnel_segment") continue;
+          this.putSite({ ...segment, neighbours: segment.neighbours.filter((n) => n !== id) });
+        }
+        this.db.prepare("DELETE FROM site WHERE id = ?").run(id);
+        return { site, devices, neighbourOf };
+      })
+      .immediate();
   }
 
   getSite(id: string): Site | undefined {
@@ -264,21 +354,67 @@ export class RegistryStore {
 
   /**
    * Import a validated registry file in one transaction: sites are upserted; devices and service
-   * accounts must be new, and each gets a secret, returned once.
+   * accounts must be new, and each gets a secret, returned once. One already registered with the
+   * same definition (a device: every field but `enabled`; a service account: its role) is kept
+   * as it is, its secret unchanged, and listed in `kept`; one registered differently is refused.
    */
   importFile(file: RegistryFile): {
     devices: Issued<Device>[];
     serviceAccounts: Issued<ServiceAccount>[];
+    kept: string[];
   } {
     return this.db
       .transaction(() => {
         for (const site of file.sites) this.putSite(site);
-        return {
-          devices: file.devices.map((d) => this.addDevice(d)),
-          serviceAccounts: file.serviceAccounts.map((a) => this.addServiceAccount(a)),
-        };
+        const kept: string[] = [];
+        const devices: Issued<Device>[] = [];
+        for (const input of file.devices) {
+          const existing = this.getDevice(input.id);
+          const same =
+            existing !== undefined &&
+            canonical({ ...existing, enabled: undefined }) ===
+              canonical({ ...Device.parse(input), enabled: undefined });
+          if (same) kept.push(input.id);
+          else if (existing !== undefined)
+            throw new RegistryError(
+              "REGISTRY_DUPLICATE",
+              `device ${input.id} is already registered with a different definition; remove it first or change the file`,
+            );
+          else devices.push(this.addDevice(input));
+        }
+        const serviceAccounts: Issued<ServiceAccount>[] = [];
+        const accounts = new Map(this.listServiceAccounts().map((a) => [a.name as string, a]));
+        for (const input of file.serviceAccounts) {
+          const existing = accounts.get(input.name);
+          if (existing?.role === input.role) kept.push(input.name);
+          else if (existing !== undefined)
+            throw new RegistryError(
+              "REGISTRY_DUPLICATE",
+              `service account ${input.name} is already registered with role ${existing.role}, not ${input.role}`,
+            );
+          else serviceAccounts.push(this.addServiceAccount(input));
+        }
+        return { devices, serviceAccounts, kept };
       })
       .immediate();
+  }
+
+  /**
+   * Begin a write transaction that spans an asynchronous start (`citywatch start` seeding the
+   * demo city): what is written through this store until `commit()` is seen by this store's own
+   * reads (authentication, the ingest's lookups) but by no other process, and `rollback()`,
+   * close() or a crash undoes it. Other writers wait (busy timeout) while it is held.
+   */
+  hold(): { commit(): void; rollback(): void } {
+    this.db.exec("BEGIN IMMEDIATE");
+    return {
+      commit: () => {
+        if (this.db.inTransaction) this.db.exec("COMMIT");
+      },
+      rollback: () => {
+        if (this.db.inTransaction) this.db.exec("ROLLBACK");
+      },
+    };
   }
 
   /** Authenticate an MQTT username and secret. */

@@ -1,26 +1,10 @@
 import type { Command } from "commander";
 import { ConfigError, type DeviceInput, problemsOf, Device } from "../../contracts/index.js";
-import { RegistryStore } from "../../registry/store.js";
-import { loadCitywatchConfig } from "../runtime/config.js";
-import { readRegistryFile, registryPath } from "../runtime/registry-file.js";
+import { readRegistryFile, withRegistry } from "../runtime/registry-file.js";
 
 interface GlobalFlags {
   config?: string;
   dataDir?: string;
-}
-
-function openRegistry(flags: GlobalFlags): RegistryStore {
-  const config = loadCitywatchConfig(flags);
-  return new RegistryStore(registryPath(config.dataDir));
-}
-
-function withRegistry<T>(flags: GlobalFlags, action: (registry: RegistryStore) => T): T {
-  const registry = openRegistry(flags);
-  try {
-    return action(registry);
-  } finally {
-    registry.close();
-  }
 }
 
 interface AddFlags extends GlobalFlags {
@@ -163,7 +147,7 @@ export function devicesCommand(program: Command): void {
   devices
     .command("import <file>")
     .description(
-      "import sites, devices and service accounts from a YAML/JSON registry file; prints the new secrets once",
+      "import sites, devices and service accounts from a YAML/JSON registry file; prints the new secrets once (sites are added or updated; a device or service account already registered with the same definition is kept)",
     )
     .option("--json", "print the issued secrets as JSON")
     .action((file: string, flags: { json?: boolean }) => {
@@ -179,13 +163,19 @@ export function devicesCommand(program: Command): void {
       ];
       if (flags.json === true) {
         process.stdout.write(
-          `${JSON.stringify({ sites: content.sites.length, issued: rows }, null, 2)}\n`,
+          `${JSON.stringify({ sites: content.sites.length, issued: rows, kept: issued.kept }, null, 2)}\n`,
         );
         return;
       }
       process.stdout.write(
-        `Imported ${content.sites.length} sites, ${issued.devices.length} devices, ${issued.serviceAccounts.length} service accounts.\nSecrets (shown once):\n`,
+        `Imported ${content.sites.length} sites, ${issued.devices.length} devices, ${issued.serviceAccounts.length} service accounts.\n`,
       );
+      if (issued.kept.length > 0) {
+        process.stdout.write(
+          `Already registered with the same definition, kept with their secrets: ${issued.kept.join(", ")}\n`,
+        );
+      }
+      if (rows.length > 0) process.stdout.write("Secrets (shown once):\n");
       for (const row of rows)
         process.stdout.write(`  ${row.id.padEnd(24)} ${row.kind.padEnd(18)} ${row.secret}\n`);
     });
@@ -216,7 +206,7 @@ export function devicesCommand(program: Command): void {
 
   devices
     .command("sites")
-    .description("list registered sites")
+    .description("list registered sites (same as: citywatch sites list)")
     .option("--json", "print JSON")
     .action((flags: { json?: boolean }) => {
       const sites = withRegistry(globals(), (r) => r.listSites());

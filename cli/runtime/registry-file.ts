@@ -2,6 +2,8 @@ import { join, resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { parse } from "yaml";
 import { ConfigError, problemsOf, RegistryFile } from "../../contracts/index.js";
+import { RegistryStore } from "../../registry/store.js";
+import { loadCitywatchConfig } from "./config.js";
 
 /** The registry database inside the data directory. */
 export function registryPath(dataDir: string): string {
@@ -28,3 +30,17 @@ export const DEMO_REGISTRY_FILE = new URL(
   "../../simulators/demo-city/registry.yaml",
   import.meta.url,
 ).pathname;
+
+/** Run `action` on the registry of the configured data directory (`--config`, `--data-dir`), then close it. */
+export function withRegistry<T>(
+  flags: { config?: string; dataDir?: string },
+  action: (registry: RegistryStore) => T,
+): T {
+  const config = loadCitywatchConfig(flags);
+  const registry = new RegistryStore(registryPath(config.dataDir));
+  try {
+    return action(registry);
+  } finally {
+    registry.close();
+  }
+}
