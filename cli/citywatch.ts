@@ -4,13 +4,22 @@ import { ZodError } from "zod";
 import { ConfigError, problemsOf, formatProblems } from "../contracts/index.js";
 import { RulesError } from "../rules/app.js";
 import { RegistryError } from "../registry/store.js";
-import { type RunFlags, loadCitywatchConfig } from "./runtime/config.js";
+import {
+  BROKER_OPTIONS,
+  COMMON_OPTIONS,
+  INGEST_OPTIONS,
+  INGEST_SOURCE_OPTIONS,
+  type RunFlags,
+  loadCitywatchConfig,
+  withOptions,
+} from "./runtime/config.js";
 import { createLogger } from "./runtime/logger.js";
 import { dashboardsCommand } from "./commands/dashboards.js";
 import { devicesCommand } from "./commands/devices.js";
 import { edgeCommand } from "./commands/edge.js";
 import { serve } from "./commands/serve.js";
 import { simCommand } from "./commands/sim.js";
+import { sitesCommand } from "./commands/sites.js";
 import { tokensCommand } from "./commands/tokens.js";
 
 const program = new Command()
@@ -18,42 +27,6 @@ const program = new Command()
   .description("City sensor readings to enforcement cases, emergency tasks and maintenance tasks.")
   .version("0.1.0")
   .showHelpAfterError();
-
-function runOptions(command: Command): Command {
-  return command
-    .option("-c, --config <file>", "configuration file (YAML); also CITYWATCH_CONFIG")
-    .option("--data-dir <dir>", "data directory (registry, state); default ./data")
-    .option("--host <address>", "address the MQTT listeners bind to; default 127.0.0.1")
-    .option("--mqtt-port <port>", "MQTT/TCP port; default 18830")
-    .option("--mqtts-port <port>", "MQTT/TLS port when --tls-cert/--tls-key are set; default 18831")
-    .option("--ws-port <port>", "MQTT over WebSocket port; default 18832")
-    .option("--http-port <port>", "HTTP port for /metrics and /healthz; default 18080")
-    .option("--tls-cert <file>", "TLS certificate (PEM)")
-    .option("--tls-key <file>", "TLS private key (PEM)")
-    .option(
-      "--redis-url <url>",
-      "Redis for broker persistence and clustering, e.g. redis://127.0.0.1:6379",
-    )
-    .option("--log-level <level>", "fatal | error | warn | info | debug | trace | silent")
-    .option("--pretty", "human-readable logs")
-    .option("--store <type>", "sqlite (embedded, default) | influxdb")
-    .option(
-      "--influxdb-url <url>",
-      "InfluxDB base URL, e.g. http://127.0.0.1:8086 (selects the InfluxDB store)",
-    )
-    .option(
-      "--influxdb-api <v1|v2>",
-      "v1: /write with database (InfluxDB 1.x); v2: /api/v2/write with org, bucket and token",
-    )
-    .option("--influxdb-database <db>", "v1 database; default citywatch")
-    .option("--influxdb-token <token>", "v2 API token")
-    .option("--influxdb-org <org>", "v2 organisation")
-    .option("--influxdb-bucket <bucket>", "v2 bucket")
-    .option(
-      "--rules-dir <dir...>",
-      "directories of local rule files, loaded after the default pack (docs/rules.md)",
-    );
-}
 
 async function runServe(
   flags: RunFlags,
@@ -64,27 +37,32 @@ async function runServe(
   await serve(config, log, options);
 }
 
-runOptions(program.command("start"))
+// Each command takes the option sets of what it runs: the broker's listeners, the ingest's store,
+// rules and API, and for the ingest alone the broker it subscribes to.
+withOptions(program.command("start"), COMMON_OPTIONS, BROKER_OPTIONS, INGEST_OPTIONS)
   .description(
-    "run everything in one process on embedded defaults: broker, ingest, API (demo registry when empty)",
+    "run everything in one process on embedded defaults: broker, ingest, rules, tasks, API (demo registry when empty)",
   )
   .option("--demo", "also play the demo city scenario in this process (docs/simulators.md)")
   .action((flags: RunFlags & { demo?: boolean }) =>
     runServe(flags, { seedDemo: true, broker: true, ingest: true, demo: flags.demo === true }),
   );
 
-runOptions(program.command("broker"))
-  .description("run the MQTT broker alone (authentication from the registry in the data directory)")
+withOptions(program.command("broker"), COMMON_OPTIONS, BROKER_OPTIONS)
+  .description(
+    "run the MQTT broker alone (authentication from the registry in the data directory; /metrics and /healthz on the HTTP port)",
+  )
   .action((flags: RunFlags) => runServe(flags, { seedDemo: false, broker: true, ingest: false }));
 
-runOptions(program.command("ingest"))
+withOptions(program.command("ingest"), COMMON_OPTIONS, INGEST_OPTIONS, INGEST_SOURCE_OPTIONS)
   .description(
-    "run the ingest and API alone, subscribed to ingest.mqtt.url (CITYWATCH_INGEST_MQTT_URL) with its service account",
+    "run the ingest, rules, tasks and API alone, subscribed to a broker elsewhere with the ingest service account (--broker-url and --broker-password-file, or CITYWATCH_INGEST_MQTT_URL and CITYWATCH_INGEST_MQTT_PASSWORD)",
   )
   .action((flags: RunFlags) => runServe(flags, { seedDemo: false, broker: false, ingest: true }));
 
 dashboardsCommand(program);
 devicesCommand(program);
+sitesCommand(program);
 simCommand(program);
 tokensCommand(program);
 edgeCommand(program);
