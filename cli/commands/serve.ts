@@ -2,7 +2,7 @@ import type { AddressInfo } from "node:net";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { build as buildBroker, type BrokerAddresses } from "../../broker/app.js";
+import { type Broker, build as buildBroker, type BrokerAddresses } from "../../broker/app.js";
 import {
   ConfigError,
   deviceTopic,
@@ -13,6 +13,13 @@ import { buildApi } from "../runtime/api.js";
 import { localBroker } from "../runtime/local-broker.js";
 import type { IngestDeps } from "../../ingest/app.js";
 import { buildSystem, type System } from "../runtime/system.js";
+import { RegistryStore } from "../../registry/store.js";
+import { probePort, startHttp } from "../runtime/http.js";
+import { RulesError } from "../../rules/app.js";
+import { formatRuleProblems, loadRules } from "../../rules/load.js";
+import { stopOnSignal } from "../runtime/lifecycle.js";
+import { startDemo } from "./sim.js";
+import { DEMO_REGISTRY_FILE, readRegistryFile, registryPath } from "../runtime/registry-file.js";
 
 /** Plausible values per kind for the example command printed at start. */
 const SAMPLE_VALUES: Record<SensorKind, Record<string, number | boolean>> = {
@@ -30,11 +37,6 @@ interface Example {
   /** An admin API token issued at this start (the first one), shown once. */
   token?: string;
 }
-import { RegistryStore } from "../../registry/store.js";
-import { startHttp } from "../runtime/http.js";
-import { stopOnSignal } from "../runtime/lifecycle.js";
-import { startDemo } from "./sim.js";
-import { DEMO_REGISTRY_FILE, readRegistryFile, registryPath } from "../runtime/registry-file.js";
 
 function connectHelp(
   host: string,
@@ -97,53 +99,133 @@ function connectHelp(
   return lines.join("\n");
 }
 
+/** The secrets of the demo city seeded at this start, printed once the start succeeded. */
+function seededLines(file: string, issued: ReturnType<RegistryStore["importFile"]>): string {
+  const rows = [
+    ...issued.devices.map((d) => [d.record.id, d.record.kind, d.secret]),
+    ...issued.serviceAccounts.map((a) => [a.record.name, `service:${a.record.role}`, a.secret]),
+  ];
+  return [
+    "",
+    `Seeded the demo registry into ${file}. Secrets are shown ONCE; store them now:`,
+    ...rows.map(
+      ([id, kind, secret]) => `  ${String(id).padEnd(22)} ${String(kind).padEnd(18)} ${secret}`,
+    ),
+    "",
+  ].join("\n");
+}
+
+/** Where the ingest takes device data from: the embedded broker's gate, or a broker elsewhere. */
+function ingestSource(
+  config: CitywatchConfig,
+  broker: Broker | undefined,
+  log: Logger,
+): Pick<IngestDeps, "mqtt" | "local"> {
+  const mqttConfig = config.ingest.mqtt;
+  if (broker !== undefined && mqttConfig.url === undefined) {
+    // In one process the ingest takes device data at the broker's publish gate, written to
+    // its inbox before the broker acknowledges: no MQTT hop and no account to configure.
+    return { local: localBroker(broker, log) };
+  }
+  return {
+    mqtt: {
+      url: mqttConfig.url ?? "",
+      username: mqttConfig.username,
+      password: mqttConfig.password ?? "",
+      clientId: mqttConfig.clientId,
+    },
+  };
+}
+
 /**
- * Run the broker (and, for `start`, everything that exists so far in one process) until a signal.
- * With `seedDemo`, an empty registry is filled with the demo city and the secrets are printed once.
+ * What can be refused without starting anything: the ingest's broker account when it runs
+ * alone, the rule files, and the HTTP port. The configuration itself was validated at load.
+ */
+async function preflight(
+  config: CitywatchConfig,
+  options: { broker: boolean; ingest: boolean },
+): Promise<void> {
+  if (options.ingest && config.ingest.enabled) {
+    const mqtt = config.ingest.mqtt;
+    if (!options.broker && (mqtt.url === undefined || mqtt.password === undefined)) {
+      throw new ConfigError("configuration", [
+        {
+          path: "ingest.mqtt",
+          message:
+            "the ingest alone needs the broker's URL and the ingest account's secret: --broker-url (CITYWATCH_INGEST_MQTT_URL, ingest.mqtt.url) and --broker-password-file (CITYWATCH_INGEST_MQTT_PASSWORD, ingest.mqtt.password)",
+        },
+      ]);
+    }
+    if (options.broker && mqtt.url !== undefined && mqtt.password === undefined) {
+      throw new ConfigError("configuration", [
+        {
+          path: "ingest.mqtt.password",
+          message:
+            "ingest.mqtt.url is set, so the ingest subscribes over MQTT and needs ingest.mqtt.password (CITYWATCH_INGEST_MQTT_PASSWORD)",
+        },
+      ]);
+    }
+    const rules = loadRules({
+      defaultPack: config.ingest.rules.defaultPack,
+      directories: config.ingest.rules.directories,
+    });
+    if (!rules.ok) throw new RulesError(formatRuleProblems(rules.problems));
+  }
+  await probePort(config.http.host, config.http.port);
+}
+
+/**
+ * Run the broker (and, for `start`, everything in one process) until a signal.
+ *
+ * Everything that can fail comes first: the configuration (validated at load), the rule files
+ * and the HTTP port (preflight), then binding the broker's listeners, opening the ingest's files
+ * and the API's listener. With `seedDemo`, an empty registry is filled with the demo city inside
+ * a transaction held until all of that succeeded: a failed start leaves the registry as it was,
+ * and the secrets (and the first admin token) are printed only once the start succeeded.
  */
 export async function serve(
   config: CitywatchConfig,
   log: Logger,
   options: { seedDemo: boolean; broker: boolean; ingest: boolean; demo?: boolean },
 ): Promise<void> {
+  await preflight(config, options);
   const registry = new RegistryStore(registryPath(config.dataDir));
+  let seed: { commit(): void; rollback(): void } | undefined;
   const stops: Array<{ name: string; stop: () => Promise<void> }> = [
-    { name: "registry", stop: () => Promise.resolve(registry.close()) },
+    {
+      name: "registry",
+      stop: () => {
+        seed?.rollback();
+        registry.close();
+        return Promise.resolve();
+      },
+    },
   ];
-  let example: Example = { id: "demo-noise-1", kind: "noise" };
-  if (
-    options.seedDemo &&
-    registry.countDevices() === 0 &&
-    registry.listServiceAccounts().length === 0
-  ) {
-    const issued = registry.importFile(readRegistryFile(DEMO_REGISTRY_FILE));
-    const rows = [
-      ...issued.devices.map((d) => [d.record.id, d.record.kind, d.secret]),
-      ...issued.serviceAccounts.map((a) => [a.record.name, `service:${a.record.role}`, a.secret]),
-    ];
-    process.stdout.write(
-      [
-        "",
-        `Seeded the demo registry into ${registry.file}. Secrets are shown ONCE; store them now:`,
-        ...rows.map(
-          ([id, kind, secret]) => `  ${String(id).padEnd(22)} ${String(kind).padEnd(18)} ${secret}`,
-        ),
-        "",
-      ].join("\n"),
-    );
-    const first = issued.devices[0];
-    if (first !== undefined)
-      example = { id: first.record.id, kind: first.record.kind, secret: first.secret };
-  } else {
-    const first = registry.listDevices()[0];
-    if (first !== undefined) example = { id: first.id, kind: first.kind };
-  }
-
   stopOnSignal(log, stops);
   try {
+    let example: Example = { id: "demo-noise-1", kind: "noise" };
+    let seeded: ReturnType<RegistryStore["importFile"]> | undefined;
+    if (options.seedDemo) {
+      const demo = readRegistryFile(DEMO_REGISTRY_FILE);
+      seed = registry.hold();
+      if (registry.countDevices() === 0 && registry.listServiceAccounts().length === 0) {
+        seeded = registry.importFile(demo);
+      } else {
+        seed.commit();
+        seed = undefined;
+      }
+    }
+    const first = seeded?.devices[0];
+    if (first !== undefined) {
+      example = { id: first.record.id, kind: first.record.kind, secret: first.secret };
+    } else {
+      const listed = registry.listDevices()[0];
+      if (listed !== undefined) example = { id: listed.id, kind: listed.kind };
+    }
+
     let addresses: BrokerAddresses = {};
     const registries: Registry[] = [];
-    let broker: ReturnType<typeof buildBroker> | undefined;
+    let broker: Broker | undefined;
     if (options.broker) {
       broker = buildBroker({
         log,
@@ -159,31 +241,7 @@ export async function serve(
 
     let system: System | undefined;
     if (options.ingest && config.ingest.enabled) {
-      const mqttConfig = config.ingest.mqtt;
-      let source: Pick<IngestDeps, "mqtt" | "local">;
-      if (broker !== undefined && mqttConfig.url === undefined) {
-        // In one process the ingest takes device data at the broker's publish gate, written to
-        // its inbox before the broker acknowledges: no MQTT hop and no account to configure.
-        source = { local: localBroker(broker, log) };
-      } else {
-        if (mqttConfig.url === undefined || mqttConfig.password === undefined) {
-          throw new ConfigError("configuration", [
-            {
-              path: "ingest.mqtt",
-              message:
-                "the ingest alone needs ingest.mqtt.url and ingest.mqtt.password (CITYWATCH_INGEST_MQTT_URL, CITYWATCH_INGEST_MQTT_PASSWORD)",
-            },
-          ]);
-        }
-        source = {
-          mqtt: {
-            url: mqttConfig.url,
-            username: mqttConfig.username,
-            password: mqttConfig.password,
-            clientId: mqttConfig.clientId,
-          },
-        };
-      }
+      const source = ingestSource(config, broker, log);
       system = buildSystem({
         log,
         config: config.ingest,
@@ -192,10 +250,6 @@ export async function serve(
         ...source,
       });
       await system.start();
-      // The first start issues an admin token, shown once, so the task API can be read at once.
-      if (options.seedDemo && system.tasks.tokens.list().length === 0) {
-        example = { ...example, token: system.tasks.tokens.add("first-admin", "admin").token };
-      }
       const running = system;
       stops.push({ name: "ingest", stop: () => running.stop() });
       registries.push(system.ingest.metrics.registry);
@@ -243,6 +297,15 @@ export async function serve(
       });
       httpPort = http.port;
       stops.push({ name: "http", stop: () => http.close() });
+    }
+
+    // Started: keep the seeded registry, then show its secrets and the first admin token, once.
+    seed?.commit();
+    seed = undefined;
+    if (seeded !== undefined) process.stdout.write(seededLines(registry.file, seeded));
+    // The first start issues an admin token, shown once, so the task API can be read at once.
+    if (options.seedDemo && system !== undefined && system.tasks.tokens.list().length === 0) {
+      example = { ...example, token: system.tasks.tokens.add("first-admin", "admin").token };
     }
     const base = `http://${config.http.host}:${httpPort}`;
     log.info(

@@ -3,6 +3,33 @@ import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 
+/** The error of an HTTP port already taken, naming the setting to change. */
+export function httpPortInUse(host: string, port: number): Error {
+  return Object.assign(
+    new Error(
+      `HTTP port ${port} on ${host} is already in use; choose another with http.port (CITYWATCH_HTTP_PORT, --http-port)`,
+    ),
+    { code: "HTTP_PORT_IN_USE" },
+  );
+}
+
+/**
+ * Fail now if the HTTP port cannot be bound (in use, or not allowed), before anything else starts:
+ * binds it and lets it go. Port 0 always binds. The listener itself binds last (it needs the
+ * running system), so this is the early answer, not the guarantee.
+ */
+export async function probePort(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (error: NodeJS.ErrnoException) =>
+      reject(error.code === "EADDRINUSE" ? httpPortInUse(host, port) : error),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
 /**
  * The process's HTTP listener: `GET /metrics` (Prometheus text format) and `GET /healthz`.
  * The ingest's API (fastify) takes this port over in a later version.
@@ -49,16 +76,7 @@ export async function startHttp(options: {
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error: NodeJS.ErrnoException) =>
-      reject(
-        error.code === "EADDRINUSE"
-          ? Object.assign(
-              new Error(
-                `HTTP port ${options.port} on ${options.host} is already in use; choose another with http.port (CITYWATCH_HTTP_PORT, --http-port)`,
-              ),
-              { code: "HTTP_PORT_IN_USE" },
-            )
-          : error,
-      ),
+      reject(error.code === "EADDRINUSE" ? httpPortInUse(options.host, options.port) : error),
     );
     server.listen(options.port, options.host, () => resolve());
   });
