@@ -82,9 +82,16 @@ describe("edge agent → aedes → ingest → SQLite store", () => {
     const watcherSecret = t.addService("watcher", "monitor");
     const agent = buildAgent({
       log: testLog(),
-      // Reconnects after 1-2 s, so the test's watcher subscribes to the new broker first.
+      // Reconnects within 2 s (full jitter: possibly before the ingest or the watcher subscribe to
+      // the new broker, which loses that first window); the re-send after 2 s delivers it.
       config: edgeConfig(t.url, [{ deviceId: "noise-e1", kind: "noise", secret }], dir, {
-        uplink: { reconnectMinMs: 2_000, reconnectMaxMs: 2_000, commitWaitMs: 300, lingerMs: 10 },
+        uplink: {
+          reconnectMinMs: 2_000,
+          reconnectMaxMs: 2_000,
+          commitWaitMs: 300,
+          lingerMs: 10,
+          resendTimeoutMs: 2_000,
+        },
       }),
     });
     await start(agent);
