@@ -15,6 +15,7 @@ import { BrokerConfig, IngestConfig } from "../contracts/index.js";
 import type { Ingest } from "../ingest/app.js";
 import { buildSystem, type System } from "../cli/runtime/system.js";
 import { localBroker } from "../cli/runtime/local-broker.js";
+import { metricValue } from "../infra/metrics.js";
 import { RegistryStore } from "../registry/store.js";
 import { benchCity } from "./bench-city.js";
 import type { ClientCredentials } from "./broker-protocol.js";
@@ -22,12 +23,6 @@ import { type ChildMessage, ParentMessage, ServerArgs } from "./ingest-protocol.
 
 function send(message: ChildMessage): void {
   process.send?.(message);
-}
-
-async function counterValue(metric: {
-  get(): Promise<{ values: ReadonlyArray<{ value: number }> }>;
-}): Promise<number> {
-  return (await metric.get()).values.reduce((sum, v) => sum + v.value, 0);
 }
 
 /** The ingest's data directory, removed however the child ends. */
@@ -115,8 +110,8 @@ async function main(): Promise<void> {
           type: "sample",
           id: message.id,
           cpuMicros: usage.user + usage.system,
-          readingsStored: ingest ? await counterValue(ingest.metrics.readingsStored) : 0,
-          messagesReceived: ingest ? await counterValue(ingest.metrics.messagesReceived) : gated,
+          readingsStored: ingest ? await metricValue(ingest.metrics.readingsStored) : 0,
+          messagesReceived: ingest ? await metricValue(ingest.metrics.messagesReceived) : gated,
         };
       }
       case "stats": {
@@ -141,8 +136,8 @@ async function main(): Promise<void> {
           id: message.id,
           inbox: ingest.state.inboxDepth(),
           deadLetters: ingest.state.deadLetterCount(),
-          duplicates: await counterValue(ingest.metrics.duplicates),
-          storeErrors: await counterValue(ingest.metrics.storeErrors),
+          duplicates: await metricValue(ingest.metrics.duplicates),
+          storeErrors: await metricValue(ingest.metrics.storeErrors),
           storeWrites: pick("count"),
           storeWriteSeconds: pick("sum"),
         };

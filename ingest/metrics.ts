@@ -1,19 +1,17 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { lateBound, scrapedGauge } from "../infra/metrics.js";
 
 /** The ingest's Prometheus metrics, on a registry of its own. */
 export function ingestMetrics(registry: Registry = new Registry()) {
-  const gauges = { inbox: () => 0, storeUp: () => 1, deadLetterBytes: () => 0 };
+  const { read, observe } = lateBound({
+    inbox: (): number => 0,
+    storeUp: (): number => 1,
+    deadLetterBytes: (): number => 0,
+  });
   return {
     registry,
-    observe(read: {
-      inbox: () => number;
-      storeUp: () => number;
-      deadLetterBytes: () => number;
-    }): void {
-      gauges.inbox = read.inbox;
-      gauges.storeUp = read.storeUp;
-      gauges.deadLetterBytes = read.deadLetterBytes;
-    },
+    /** Where the gauges read their values at scrape time. */
+    observe,
     messagesReceived: new Counter({
       name: "citywatch_ingest_messages_received_total",
       help: "Uplink messages received (written to the inbox).",
@@ -40,41 +38,41 @@ export function ingestMetrics(registry: Registry = new Registry()) {
       labelNames: ["reason"] as const,
       registers: [registry],
     }),
-    deadLetterBytes: new Gauge({
-      name: "citywatch_ingest_dead_letter_bytes",
-      help: "Bytes of raw payload and detail the dead letters hold (bounded by ingest.deadLetters.maxBytes).",
-      registers: [registry],
-      collect() {
-        this.set(gauges.deadLetterBytes());
+    deadLetterBytes: scrapedGauge(
+      registry,
+      {
+        name: "citywatch_ingest_dead_letter_bytes",
+        help: "Bytes of raw payload and detail the dead letters hold (bounded by ingest.deadLetters.maxBytes).",
       },
-    }),
+      () => read.deadLetterBytes(),
+    ),
     deadLettersPruned: new Counter({
       name: "citywatch_ingest_dead_letters_pruned_total",
       help: "Dead letters deleted to keep within ingest.deadLetters, by why (age, bytes).",
       labelNames: ["why"] as const,
       registers: [registry],
     }),
-    inboxDepth: new Gauge({
-      name: "citywatch_ingest_inbox_depth",
-      help: "Messages in the durable inbox (received, not yet stored or dead-lettered).",
-      registers: [registry],
-      collect() {
-        this.set(gauges.inbox());
+    inboxDepth: scrapedGauge(
+      registry,
+      {
+        name: "citywatch_ingest_inbox_depth",
+        help: "Messages in the durable inbox (received, not yet stored or dead-lettered).",
       },
-    }),
+      () => read.inbox(),
+    ),
     inboxFullWaits: new Counter({
       name: "citywatch_ingest_inbox_full_waits_total",
       help: "Times a message waited for room in the full inbox (PUBACK withheld).",
       registers: [registry],
     }),
-    storeUp: new Gauge({
-      name: "citywatch_ingest_store_up",
-      help: "1 when the last store write succeeded, 0 while the store is unavailable.",
-      registers: [registry],
-      collect() {
-        this.set(gauges.storeUp());
+    storeUp: scrapedGauge(
+      registry,
+      {
+        name: "citywatch_ingest_store_up",
+        help: "1 when the last store write succeeded, 0 while the store is unavailable.",
       },
-    }),
+      () => read.storeUp(),
+    ),
     storeLatency: new Histogram({
       name: "citywatch_ingest_store_write_seconds",
       help: "Time of successful store writes (one batch).",

@@ -1,4 +1,5 @@
-import { Counter, Gauge, type Registry } from "prom-client";
+import { Counter, type Registry } from "prom-client";
+import { scrapedGauge } from "../infra/metrics.js";
 
 /** The rules driver's Prometheus metrics, on the ingest's registry (one /metrics per process). */
 export function rulesMetrics(
@@ -17,22 +18,19 @@ export function rulesMetrics(
       labelNames: ["type"] as const,
       registers: [registry],
     }),
-    openAlarms: new Gauge({
-      name: "citywatch_rules_open_alarms",
-      help: "Alarms pending, active or recovering.",
-      registers: [registry],
-      collect() {
-        this.set(read.openAlarms());
+    openAlarms: scrapedGauge(
+      registry,
+      { name: "citywatch_rules_open_alarms", help: "Alarms pending, active or recovering." },
+      read.openAlarms,
+    ),
+    windowSamples: scrapedGauge(
+      registry,
+      {
+        name: "citywatch_rules_window_samples",
+        help: "Samples held in the rules' windows, all devices and quantities (17 bytes each).",
       },
-    }),
-    windowSamples: new Gauge({
-      name: "citywatch_rules_window_samples",
-      help: "Samples held in the rules' windows, all devices and quantities (17 bytes each).",
-      registers: [registry],
-      collect() {
-        this.set(read.windowSamples());
-      },
-    }),
+      read.windowSamples,
+    ),
     samplesDropped: new Counter({
       name: "citywatch_rules_samples_dropped_total",
       help: "Samples dropped from a full window (more than the per-series bound within a window).",

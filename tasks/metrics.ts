@@ -1,43 +1,36 @@
-import { Counter, Gauge, type Registry } from "prom-client";
+import { Counter, type Registry } from "prom-client";
+import { lateBound, scrapedLabelledGauge } from "../infra/metrics.js";
 
 /** The task service's metrics, on the process's registry (one /metrics for the process). */
 export function taskMetrics(registry: Registry) {
-  const read = {
+  const { read, observe } = lateBound({
     open: (): ReadonlyArray<{ kind: string; n: number }> => [],
     flagged: (): ReadonlyArray<{ kind: string; flag: string; n: number }> => [],
-  };
+  });
   return {
     registry,
     /** Where the gauges read their values at scrape time. */
-    observe(sources: Partial<typeof read>): void {
-      Object.assign(read, sources);
-    },
+    observe,
     opened: new Counter({
       name: "citywatch_tasks_opened_total",
       help: "Tasks opened, by kind.",
       labelNames: ["kind"] as const,
       registers: [registry],
     }),
-    open: new Gauge({
-      name: "citywatch_tasks_open",
-      help: "Tasks not closed, by kind.",
-      labelNames: ["kind"] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const { kind, n } of read.open()) this.set({ kind }, n);
+    open: scrapedLabelledGauge(
+      registry,
+      { name: "citywatch_tasks_open", help: "Tasks not closed, by kind.", labelNames: ["kind"] },
+      () => read.open().map(({ kind, n }) => [{ kind }, n] as const),
+    ),
+    slaFlagged: scrapedLabelledGauge(
+      registry,
+      {
+        name: "citywatch_tasks_sla_flagged",
+        help: "Open tasks past an SLA limit, by kind and flag (not_handled, not_closed).",
+        labelNames: ["kind", "flag"],
       },
-    }),
-    slaFlagged: new Gauge({
-      name: "citywatch_tasks_sla_flagged",
-      help: "Open tasks past an SLA limit, by kind and flag (not_handled, not_closed).",
-      labelNames: ["kind", "flag"] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const { kind, flag, n } of read.flagged()) this.set({ kind, flag }, n);
-      },
-    }),
+      () => read.flagged().map(({ kind, flag, n }) => [{ kind, flag }, n] as const),
+    ),
   };
 }
 

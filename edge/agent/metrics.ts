@@ -1,4 +1,5 @@
-import { Gauge, Registry } from "prom-client";
+import { Registry } from "prom-client";
+import { scrapedGauge, scrapedLabelledGauge } from "../../infra/metrics.js";
 import type { AgentStats } from "./agent.js";
 
 /**
@@ -21,16 +22,9 @@ export function edgeMetrics(read: () => AgentStats): Registry {
     help: string,
     value: (d: AgentStats["devices"][number]) => number,
   ) =>
-    new Gauge({
-      name,
-      help,
-      labelNames: ["device"] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const d of stats().devices) this.set({ device: d.deviceId }, value(d));
-      },
-    });
+    scrapedLabelledGauge(registry, { name, help, labelNames: ["device"] }, () =>
+      stats().devices.map((d) => [{ device: d.deviceId }, value(d)] as const),
+    );
   perDevice(
     "citywatch_edge_log_pending_messages",
     "Messages in the write-ahead log not yet committed by the ingest.",
@@ -73,13 +67,13 @@ export function edgeMetrics(read: () => AgentStats): Registry {
     "Readings written to the log, since start.",
     (d) => d.readings,
   );
-  new Gauge({
-    name: "citywatch_edge_alarm_commands_dropped",
-    help: "Alarm events not run because the command queue was full, since start.",
-    registers: [registry],
-    collect() {
-      this.set(stats().alarmCommands?.dropped ?? 0);
+  scrapedGauge(
+    registry,
+    {
+      name: "citywatch_edge_alarm_commands_dropped",
+      help: "Alarm events not run because the command queue was full, since start.",
     },
-  });
+    () => stats().alarmCommands?.dropped ?? 0,
+  );
   return registry;
 }

@@ -1,26 +1,24 @@
-import { Counter, Gauge, type Registry } from "prom-client";
+import { Counter, type Registry } from "prom-client";
+import { lateBound, scrapedGauge, scrapedLabelledGauge } from "../../infra/metrics.js";
 
 /** The notifications' metrics (outbox, live stream), on the process's registry. */
 export function notifyMetrics(registry: Registry) {
-  const read = {
+  const { read, observe } = lateBound({
     outbox: (): ReadonlyMap<string, number> => new Map(),
-    sseClients: () => 0,
-  };
+    sseClients: (): number => 0,
+  });
   return {
     /** Where the gauges read their values at scrape time. */
-    observeNotifications(sources: Partial<typeof read>): void {
-      Object.assign(read, sources);
-    },
-    outboxDepth: new Gauge({
-      name: "citywatch_tasks_outbox_depth",
-      help: "Notifications waiting in the durable outbox, by target (webhook name or mqtt).",
-      labelNames: ["target"] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const [target, n] of read.outbox()) this.set({ target }, n);
+    observeNotifications: observe,
+    outboxDepth: scrapedLabelledGauge(
+      registry,
+      {
+        name: "citywatch_tasks_outbox_depth",
+        help: "Notifications waiting in the durable outbox, by target (webhook name or mqtt).",
+        labelNames: ["target"],
       },
-    }),
+      () => Array.from(read.outbox(), ([target, n]) => [{ target }, n] as const),
+    ),
     deliveries: new Counter({
       name: "citywatch_tasks_deliveries_total",
       help: "Notifications delivered, by target.",
@@ -39,14 +37,14 @@ export function notifyMetrics(registry: Registry) {
       labelNames: ["target", "reason"] as const,
       registers: [registry],
     }),
-    sseClients: new Gauge({
-      name: "citywatch_tasks_stream_clients",
-      help: "Clients connected to the live task stream.",
-      registers: [registry],
-      collect() {
-        this.set(read.sseClients());
+    sseClients: scrapedGauge(
+      registry,
+      {
+        name: "citywatch_tasks_stream_clients",
+        help: "Clients connected to the live task stream.",
       },
-    }),
+      () => read.sseClients(),
+    ),
     sseDropped: new Counter({
       name: "citywatch_tasks_stream_dropped_total",
       help: "Stream clients disconnected because they fell behind by more than the buffer.",

@@ -6,6 +6,7 @@ import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { pino } from "pino";
 import { build, type Broker, type BrokerAddresses } from "../../broker/app.js";
 import { BrokerConfig, type DeviceInput, type SensorKind } from "../../contracts/index.js";
+import { metricValue as valueOf } from "../../infra/metrics.js";
 import { RegistryStore } from "../../registry/store.js";
 
 /** A real embedded broker on free loopback ports, with a registry in a temporary SQLite file. */
@@ -145,11 +146,7 @@ export async function metricValue(
   name: string,
   labels: Record<string, string> = {},
 ): Promise<number> {
-  const metric = await broker.metrics.registry.getSingleMetric(name)?.get();
-  const match = metric?.values.find((v) =>
-    Object.entries(labels).every(([k, l]) => String(v.labels[k]) === l),
-  );
-  return match?.value ?? 0;
+  return valueOf(broker.metrics.registry.getSingleMetric(name), labels);
 }
 
 /** SUBACK return codes for `filters`; MQTT.js rejects on a 0x80 code, this returns it instead. */
