@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { IngestConfig } from "../contracts/index.js";
 import type { StoredBatch } from "../contracts/model/stored-readings.js";
+import { type BackoffPolicy, backoffDelayMs } from "../infra/backoff.js";
 import type { DeviceLookup } from "./decode.js";
 import type { IngestMetrics } from "./metrics.js";
 import { ColumnPool, newRound, type RoundContext, runRound } from "./round.js";
@@ -34,6 +35,11 @@ const ROUND_MESSAGES = 2_000;
  * round is still all-or-nothing; commits move over whatever is contiguous, in any order.
  */
 const ROUNDS_IN_FLIGHT = 3;
+/**
+ * Waits between rounds while the store is down: one loop holds off one store, so there is no
+ * crowd to spread; equal jitter keeps a floor of half the ceiling so the loop never spins.
+ */
+const STORE_OUTAGE_BACKOFF: BackoffPolicy = { baseMs: 100, capMs: 30_000, jitter: "equal" };
 /** With nothing to write while the store is down, ask it whether it answers this often. */
 const PROBE_EVERY_MS = 5_000;
 /** A device that keeps re-sending committed messages gets its commit again at most this often. */
@@ -137,7 +143,7 @@ export class Pipeline {
 
   private async loop(): Promise<void> {
     const { config, state } = this.deps;
-    let backoffMs = 100;
+    let outageRetry = 0;
     let lastGapCheck = this.deps.now();
     let lastProbe = 0;
     while (!this.stopped) {
@@ -168,7 +174,7 @@ export class Pipeline {
         }
         const wait = Math.max(
           this.lastStoreError?.retryAfterMs ?? 0,
-          backoffMs * (0.5 + Math.random() / 2),
+          backoffDelayMs(outageRetry, STORE_OUTAGE_BACKOFF),
         );
         this.deps.log.warn(
           {
@@ -183,11 +189,11 @@ export class Pipeline {
         if (this.stopped) break;
         await this.launch(messages);
         if (this.storeUp) {
-          backoffMs = 100;
+          outageRetry = 0;
           state.resetGapTimers(this.deps.now());
           this.deps.log.info({ inbox: state.inboxDepth() }, "store available again; committing");
         } else {
-          backoffMs = Math.min(backoffMs * 2, 30_000);
+          outageRetry++;
         }
         continue;
       }

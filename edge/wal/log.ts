@@ -7,7 +7,7 @@ import { MIGRATIONS } from "./schema.js";
 
 /**
  * The edge agent's durable write-ahead log: one SQLite file per agent, holding the messages of
- * every device the agent serves (docs/protocol.md 4.2 and 6; DESIGN.md "Delivery guarantee").
+ * every device the agent serves (docs/protocol.md 4.2 and 6; delivery guarantee: docs/protocol.md 6.8).
  *
  * Every reading is appended here before anything is sent. Readings of a device collect in its open
  * message; the message is sealed (formed) when it holds `maxReadingsPerMessage` readings, when the
