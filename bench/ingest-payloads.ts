@@ -5,7 +5,7 @@
  */
 import type { BenchKind } from "./ingest-protocol.js";
 
-/** Quantity, plausible low and high (within contracts/sensors.ts ranges). */
+/** Quantity, plausible low and high (within contracts/model/sensors.ts ranges). */
 type QuantityRange = readonly [name: string, low: number, high: number];
 
 const QUANTITIES: Record<BenchKind, readonly QuantityRange[]> = {

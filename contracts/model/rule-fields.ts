@@ -45,7 +45,7 @@ export const PermitType = z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, {
   error: "a permit type must be 1-32 characters of a-z 0-9 _ starting with a letter",
 });
 
-/** Every site type of the registry (`Site` in contracts/registry.ts). */
+/** Every site type of the registry (`Site` in contracts/model/registry.ts). */
 export const SiteTypeName = z.enum(
   Site.options.map((option) => option.shape.type.value) as [Site["type"], ...Array<Site["type"]>],
 );

@@ -47,7 +47,7 @@ export function intervalEnd(ts: number, intervalMs: number): number {
   return Math.ceil(ts / intervalMs) * intervalMs;
 }
 
-/** Histogram bins: 0.0 … 150.0 dB(A) in 0.1 dB steps (contracts/sensors.ts, noise range). */
+/** Histogram bins: 0.0 … 150.0 dB(A) in 0.1 dB steps (contracts/model/sensors.ts, noise range). */
 const BINS = 1_501;
 
 class LevelStats {

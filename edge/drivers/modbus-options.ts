@@ -61,7 +61,7 @@ export type ByteOrder = z.infer<typeof ByteOrder>;
 
 export const ModbusRegister = z
   .strictObject({
-    /** The citywatch quantity of the device's kind (contracts/sensors.ts, QUANTITIES). */
+    /** The citywatch quantity of the device's kind (contracts/model/sensors.ts, QUANTITIES). */
     quantity: z.string().min(1),
     function: RegisterFunction.default("holding"),
     /** Protocol address, 0-based: register 40001 of a vendor sheet is holding address 0. */

@@ -21,7 +21,7 @@ import { planReads, type PlannedRead } from "./modbus-plan.js";
  *   problem, not a line problem; the registers of that request are left out (`exceptions`),
  *   the others are sent; warned once per request until it succeeds.
  * - a value that is NaN or infinite (a float register of a sensor not ready), or outside the
- *   quantity's plausible range (contracts/sensors.ts): left out of the sample, counted
+ *   quantity's plausible range (contracts/model/sensors.ts): left out of the sample, counted
  *   (`badValues`, `outOfRange`) and logged at debug.
  * - a poll still running when the next is due: the due slot is skipped, not queued
  *   (`pollsSkipped`), so a slow line never builds a backlog.

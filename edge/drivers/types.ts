@@ -15,7 +15,7 @@ export interface FieldSample {
   /** When it was measured, epoch ms; for an interval value, the end of the interval. */
   readonly ts: number;
   readonly quality: QualityFlag;
-  /** Quantities of `kind` (contracts/sensors.ts, QUANTITIES) in their citywatch units. */
+  /** Quantities of `kind` (contracts/model/sensors.ts, QUANTITIES) in their citywatch units. */
   readonly values: Readonly<Record<string, number>>;
   /**
    * `sample`: an instantaneous or short sample (1-s noise, a Modbus poll) that the agent

@@ -38,7 +38,7 @@ const Scale = z
   .refine(Number.isFinite, { error: "a unit scale must be finite" });
 
 export const FactorMapping = z.strictObject({
-  /** The citywatch quantity of the model's kind (contracts/sensors.ts, QUANTITIES). */
+  /** The citywatch quantity of the model's kind (contracts/model/sensors.ts, QUANTITIES). */
   quantity: z.string().min(1),
   /** Suffix to read for some CNs instead of the model's `suffixByCn` (e.g. `ZsRtd`). */
   suffix: z.partialRecord(DataCn, Suffix).optional(),
@@ -163,7 +163,7 @@ export const Hj212Mapping = z
 export type Hj212Mapping = z.infer<typeof Hj212Mapping>;
 export type Hj212MappingInput = z.input<typeof Hj212Mapping>;
 
-/** A citywatch reading of one device (contracts/uplink.ts); values are checked against the kind's ranges by the ingest. */
+/** A citywatch reading of one device (contracts/model/uplink.ts); values are checked against the kind's ranges by the ingest. */
 export interface Hj212Reading {
   readonly ts: Timestamp;
   readonly quality: QualityFlag;
@@ -270,7 +270,7 @@ function valueOf(
 /**
  * Turns a parsed (and, if split, reassembled) 2011/2051/2061/2031 frame into citywatch readings.
  *
- * The reading's ts is the end of its interval (contracts/uplink.ts), while HJ 212's DataTime is
+ * The reading's ts is the end of its interval (contracts/model/uplink.ts), while HJ 212's DataTime is
  * the start of the period for minute, hour and day data; so ts = DataTime + the period (for
  * real-time data, DataTime itself), DataTime being local time in Asia/Shanghai.
  */

@@ -1,6 +1,6 @@
 /**
  * What every simulated instrument shares: the reading it produces, the quality flag (with the
- * occasional fault), slow calibration drift, clamping to the plausible range of contracts/sensors.ts,
+ * occasional fault), slow calibration drift, clamping to the plausible range of contracts/model/sensors.ts,
  * local time in Asia/Shanghai and a series over simulated time.
  */
 import type {
@@ -12,7 +12,7 @@ import type {
 import { QUANTITIES } from "../../contracts/index.js";
 import { STREAM, rngAt, valueNoise } from "./random.js";
 
-/** One reading as the uplink carries it (contracts/uplink.ts), with the model's values type. */
+/** One reading as the uplink carries it (contracts/model/uplink.ts), with the model's values type. */
 export interface ModelReading<V> {
   readonly ts: Timestamp;
   readonly quality: QualityFlag;

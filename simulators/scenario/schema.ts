@@ -1,5 +1,5 @@
 /**
- * The scenario file: a seeded city (the registry layout of contracts/registry.ts, so a scenario's
+ * The scenario file: a seeded city (the registry layout of contracts/model/registry.ts, so a scenario's
  * devices are provisioned exactly as `citywatch devices import` would), the instruments' model
  * parameters, timed events in simulated time, and the tasks the scenario must raise.
  */

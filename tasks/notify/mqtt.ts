@@ -7,7 +7,7 @@ export type Publisher = (topic: string, payload: string) => Promise<void>;
 
 /**
  * The MQTT task topics as an outbox target: each event goes to `citywatch/v1/tasks/{kind}/{id}`
- * (contracts/topics.ts). Through the outbox, so a broker outage delays events and loses none.
+ * (contracts/model/topics.ts). Through the outbox, so a broker outage delays events and loses none.
  */
 export function mqttTarget(publish: Publisher): OutboxTarget {
   return {

@@ -66,7 +66,7 @@ function validate(kind: SensorKind, readings: readonly ModelReading<unknown>[]):
   return problems;
 }
 
-describe("every model stays in the physical ranges of contracts/sensors.ts over a week", () => {
+describe("every model stays in the physical ranges of contracts/model/sensors.ts over a week", () => {
   for (const kind of Object.keys(MODELS) as SensorKind[]) {
     it(`${kind}: a week of 1-minute readings is a valid uplink`, () => {
       for (const seed of [1, 2]) {
