@@ -134,8 +134,8 @@ async function main(): Promise<void> {
         return {
           type: "stats",
           id: message.id,
-          inbox: ingest.state.inboxDepth(),
-          deadLetters: ingest.state.deadLetterCount(),
+          inbox: ingest.state.inbox.depth(),
+          deadLetters: ingest.state.deadLetters.count(),
           duplicates: await metricValue(ingest.metrics.duplicates),
           storeErrors: await metricValue(ingest.metrics.storeErrors),
           storeWrites: pick("count"),

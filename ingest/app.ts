@@ -168,15 +168,15 @@ export function build(deps: IngestDeps): Ingest {
     brokerConnected: () => gate !== undefined || (subscriber?.connected() ?? false),
   });
   metrics.observe({
-    inbox: () => state.inboxDepth(),
+    inbox: () => state.inbox.depth(),
     storeUp: () => (pipeline.isStoreUp ? 1 : 0),
-    deadLetterBytes: () => state.deadLetterBytes(),
+    deadLetterBytes: () => state.deadLetters.bytes(),
   });
   let pruneTimer: NodeJS.Timeout | undefined;
   let opened = false;
   const pruneDeadLetters = () => {
     try {
-      const pruned = state.pruneDeadLetters(now(), deps.config.deadLetters);
+      const pruned = state.deadLetters.prune(now(), deps.config.deadLetters);
       if (pruned.age > 0) metrics.deadLettersPruned.inc({ why: "age" }, pruned.age);
       if (pruned.bytes > 0) {
         metrics.deadLettersPruned.inc({ why: "bytes" }, pruned.bytes);
@@ -236,7 +236,7 @@ export function build(deps: IngestDeps): Ingest {
         deps.local.setPublishGate(gate.accept);
         // The broker in this process starts with no retained messages (unless on Redis).
         pipeline.republishAll();
-        log.info({ store: store.name, inbox: state.inboxDepth() }, "ingest started (in-process)");
+        log.info({ store: store.name, inbox: state.inbox.depth() }, "ingest started (in-process)");
         return;
       }
       if (deps.mqtt === undefined) return;
@@ -255,7 +255,7 @@ export function build(deps: IngestDeps): Ingest {
           },
         },
       );
-      log.info({ store: store.name, inbox: state.inboxDepth() }, "ingest started");
+      log.info({ store: store.name, inbox: state.inbox.depth() }, "ingest started");
     },
     async stop() {
       await drain();

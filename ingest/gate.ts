@@ -73,7 +73,7 @@ export class InboxGate {
   }
 
   private full(): boolean {
-    return this.deps.state.inboxDepth() + this.group.length >= this.deps.inboxMaxMessages;
+    return this.deps.state.inbox.depth() + this.group.length >= this.deps.inboxMaxMessages;
   }
 
   private enqueue(topic: string, payload: Buffer, done: GateDone): void {
@@ -91,7 +91,7 @@ export class InboxGate {
     if (group.length === 0) return;
     this.group = [];
     try {
-      this.deps.state.appendInboxMany(group);
+      this.deps.state.inbox.appendMany(group);
     } catch (error) {
       // Disk full or the like: nothing of the group is acknowledged, the devices re-send it.
       this.deps.log.error(
@@ -110,7 +110,7 @@ export class InboxGate {
     if (this.held.length === 0) {
       this.deps.metrics.inboxFullWaits.inc();
       this.deps.log.warn(
-        { inbox: this.deps.state.inboxDepth(), bound: this.deps.inboxMaxMessages },
+        { inbox: this.deps.state.inbox.depth(), bound: this.deps.inboxMaxMessages },
         "inbox full; holding publishers until it drains",
       );
     }

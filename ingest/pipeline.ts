@@ -94,13 +94,13 @@ export class Pipeline {
     // While a round fills, only a full round is worth waking for: the loop knows when the oldest
     // message's wait runs out. Waking per message would cost more than the message.
     if (this.waitingFor === "messages") this.wake?.();
-    else if (this.waitingFor === "full-round" && this.deps.state.untaken() >= ROUND_MESSAGES)
+    else if (this.waitingFor === "full-round" && this.deps.state.inbox.untaken() >= ROUND_MESSAGES)
       this.wake?.();
   }
 
   start(): void {
     // Time the ingest was down must not count against a device's gaps.
-    this.deps.state.resetGapTimers(this.deps.now());
+    this.deps.state.ledger.resetGapTimers(this.deps.now());
     this.running ??= this.loop().catch((error: unknown) => {
       // A programmer error: crash, and let the supervisor restart us; the inbox keeps the messages.
       this.deps.log.fatal({ err: error }, "ingest pipeline failed");
@@ -118,13 +118,13 @@ export class Pipeline {
 
   /** Publish every device's current commit again (after the broker lost its retained messages). */
   republishAll(): void {
-    for (const p of this.deps.state.allProgress())
+    for (const p of this.deps.state.ledger.all())
       this.deps.publishCommit(p.deviceId, p.committedSeq);
   }
 
   /** The broker connection came back: restart gap timers. */
   brokerReconnected(): void {
-    this.deps.state.resetGapTimers(this.deps.now());
+    this.deps.state.ledger.resetGapTimers(this.deps.now());
   }
 
   private sleep(ms: number, waitingFor: NonNullable<Pipeline["waitingFor"]>): Promise<void> {
@@ -154,7 +154,7 @@ export class Pipeline {
           await Promise.race(this.inFlight);
           continue;
         }
-        const messages = this.failed.shift() ?? state.takeInbox(ROUND_MESSAGES);
+        const messages = this.failed.shift() ?? state.inbox.take(ROUND_MESSAGES);
         if (messages.length === 0) {
           // Nothing to write: ask the store whether it answers now and then (so health says so),
           // and wait for messages.
@@ -180,7 +180,7 @@ export class Pipeline {
           {
             err: this.lastStoreError?.message,
             waitMs: Math.round(wait),
-            inbox: state.inboxDepth(),
+            inbox: state.inbox.depth(),
           },
           "store unavailable; holding messages and commits",
         );
@@ -190,8 +190,8 @@ export class Pipeline {
         await this.launch(messages);
         if (this.storeUp) {
           outageRetry = 0;
-          state.resetGapTimers(this.deps.now());
-          this.deps.log.info({ inbox: state.inboxDepth() }, "store available again; committing");
+          state.ledger.resetGapTimers(this.deps.now());
+          this.deps.log.info({ inbox: state.inbox.depth() }, "store available again; committing");
         } else {
           outageRetry++;
         }
@@ -207,7 +207,7 @@ export class Pipeline {
         continue;
       }
       const now = this.deps.now();
-      const available = state.untaken();
+      const available = state.inbox.untaken();
       if (available === 0) {
         // Gaps are closed only when nothing that could fill them is waiting: the inbox is empty,
         // the store is up and the broker connected (their outages reset the timers).
@@ -223,12 +223,12 @@ export class Pipeline {
         continue;
       }
       // Let a round fill unless it is already large or its oldest message has waited long enough.
-      const oldest = state.oldestUntakenMs() ?? now;
+      const oldest = state.inbox.oldestUntakenMs() ?? now;
       if (available < ROUND_MESSAGES && now - oldest < config.batch.maxDelayMs) {
         await this.sleep(config.batch.maxDelayMs - (now - oldest), "full-round");
         continue;
       }
-      void this.launch(state.takeInbox(ROUND_MESSAGES));
+      void this.launch(state.inbox.take(ROUND_MESSAGES));
     }
     await Promise.allSettled(this.inFlight);
     if (this.fatal !== undefined) throw this.fatal.error;
@@ -267,7 +267,7 @@ export class Pipeline {
   private republish(deviceId: string): void {
     const now = this.deps.now();
     if (now - (this.republished.get(deviceId) ?? 0) < REPUBLISH_EVERY_MS) return;
-    const progress = this.deps.state.progress(deviceId);
+    const progress = this.deps.state.ledger.progress(deviceId);
     if (progress === undefined) return;
     this.republished.set(deviceId, now);
     if (this.republished.size > 100_000) this.republished.clear();

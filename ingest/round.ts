@@ -222,7 +222,7 @@ function dedupe(round: Round, message: InboxMessage, decoded: Valid, ctx: RoundC
     ctx.metrics.duplicates.inc();
     return false;
   }
-  if (ctx.state.isHandled(decoded.deviceId, decoded.seq)) {
+  if (ctx.state.ledger.isHandled(decoded.deviceId, decoded.seq)) {
     ctx.metrics.duplicates.inc();
     round.handled.push({
       deviceId: decoded.deviceId,
@@ -364,7 +364,7 @@ function answerResends(round: Round, ctx: RoundContext): void {
 
 function recordLag(round: Round, ctx: RoundContext): void {
   for (const deviceId of new Set(round.handled.map((h) => h.deviceId))) {
-    const progress = ctx.state.progress(deviceId);
+    const progress = ctx.state.ledger.progress(deviceId);
     if (progress !== undefined)
       ctx.metrics.commitLag.set({ device: deviceId }, progress.lastSeq - progress.committedSeq);
   }

@@ -54,22 +54,22 @@ export function connectSubscriber(options: SubscriberOptions, deps: SubscriberDe
 
   const resumeWhenDrained = () => {
     if (stopping) return;
-    if (deps.state.inboxDepth() >= options.inboxMaxMessages * RESUME_AT) {
+    if (deps.state.inbox.depth() >= options.inboxMaxMessages * RESUME_AT) {
       setTimeout(resumeWhenDrained, 500);
       return;
     }
     pausedForFull = false;
-    log.info({ inbox: deps.state.inboxDepth() }, "inbox drained; reconnecting to the broker");
+    log.info({ inbox: deps.state.inbox.depth() }, "inbox drained; reconnecting to the broker");
     client.reconnect();
   };
 
   client.handleMessage = (packet, callback) => {
     if (stopping || pausedForFull) return; // no PUBACK: the broker re-delivers to the session later
-    if (deps.state.inboxDepth() >= options.inboxMaxMessages) {
+    if (deps.state.inbox.depth() >= options.inboxMaxMessages) {
       pausedForFull = true;
       deps.metrics.inboxFullWaits.inc();
       log.warn(
-        { inbox: deps.state.inboxDepth(), bound: options.inboxMaxMessages },
+        { inbox: deps.state.inbox.depth(), bound: options.inboxMaxMessages },
         "inbox full; disconnecting until it drains (the broker keeps the messages)",
       );
       client.end(true, () => setTimeout(resumeWhenDrained, 500));
@@ -77,7 +77,7 @@ export function connectSubscriber(options: SubscriberOptions, deps: SubscriberDe
     }
     const payload =
       typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
-    deps.state.appendInbox(packet.topic, payload, deps.now());
+    deps.state.inbox.append(packet.topic, payload, deps.now());
     deps.metrics.messagesReceived.inc();
     deps.onMessage();
     callback();

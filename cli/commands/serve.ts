@@ -267,7 +267,7 @@ export async function serve(
               store: ingest.store.name,
               storeUp: ingest.pipeline.isStoreUp,
               mqttConnected: ingest.mqttConnected(),
-              inbox: ingest.state.inboxDepth(),
+              inbox: ingest.state.inbox.depth(),
             }
           : {}),
       },

@@ -73,7 +73,7 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
     },
     () => {
       const now = deps.now();
-      const progress = new Map(deps.state.allProgress().map((p) => [p.deviceId, p]));
+      const progress = new Map(deps.state.ledger.all().map((p) => [p.deviceId, p]));
       return {
         devices: deps.registry.devices().map((d) => {
           const p = progress.get(d.id);
@@ -249,7 +249,7 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
     },
     (request) => {
       const query = request.query;
-      const rows = deps.state.deadLetters({
+      const rows = deps.state.deadLetters.list({
         limit: query.limit ?? DEFAULT_DEAD_LETTERS,
         beforeId: query.before,
         deviceId: query.device,

@@ -77,7 +77,7 @@ function harness() {
       ],
       ...extra,
     };
-    state.appendInbox(
+    state.inbox.append(
       "citywatch/v1/devices/noise-1/data",
       Buffer.from(JSON.stringify(payload)),
       now,
@@ -113,11 +113,11 @@ describe("commit rules (real pipeline, state and store)", () => {
     const h = harness();
     h.pipeline.start();
     h.send(4); // seq 1..3 were published before the ingest's session existed
-    await until(() => h.state.inboxDepth() === 0, "seq 4 handled");
-    expect(h.state.progress("noise-1")?.committedSeq).toBe(0);
+    await until(() => h.state.inbox.depth() === 0, "seq 4 handled");
+    expect(h.state.ledger.progress("noise-1")?.committedSeq).toBe(0);
     expect(h.commits).toEqual([]);
     for (const seq of [1, 2, 3]) h.send(seq); // the edge re-sends what is not committed
-    await until(() => h.state.progress("noise-1")?.committedSeq === 4, "commit 4");
+    await until(() => h.state.ledger.progress("noise-1")?.committedSeq === 4, "commit 4");
     expect(await h.stored()).toEqual([1, 2, 3, 4]);
     expect(h.commits.at(-1)).toEqual(["noise-1", 4]);
     await h.pipeline.stop();
@@ -128,22 +128,22 @@ describe("commit rules (real pipeline, state and store)", () => {
     h.pipeline.start();
     h.send(1);
     h.send(3);
-    await until(() => h.state.inboxDepth() === 0, "1 and 3 handled");
-    expect(h.state.progress("noise-1")?.committedSeq).toBe(1);
+    await until(() => h.state.inbox.depth() === 0, "1 and 3 handled");
+    expect(h.state.ledger.progress("noise-1")?.committedSeq).toBe(1);
     h.setStoreDown(true);
     h.send(2); // the gap's message arrives while the store is down
     h.advance(11 * 60_000); // longer than the gap timeout
     await new Promise((r) => setTimeout(r, 1_300));
-    expect(h.state.progress("noise-1")?.committedSeq).toBe(1);
-    expect(h.state.deadLetters({ limit: 10 })).toEqual([]);
+    expect(h.state.ledger.progress("noise-1")?.committedSeq).toBe(1);
+    expect(h.state.deadLetters.list({ limit: 10 })).toEqual([]);
     h.setStoreDown(false);
     await until(
-      () => h.state.progress("noise-1")?.committedSeq === 3,
+      () => h.state.ledger.progress("noise-1")?.committedSeq === 3,
       "commit 3 after recovery",
       10_000,
     );
     expect(await h.stored()).toEqual([1, 2, 3]);
-    expect(h.state.deadLetters({ limit: 10 })).toEqual([]);
+    expect(h.state.deadLetters.list({ limit: 10 })).toEqual([]);
     await h.pipeline.stop();
   });
 
@@ -152,10 +152,10 @@ describe("commit rules (real pipeline, state and store)", () => {
     h.pipeline.start();
     h.send(1);
     h.send(4);
-    await until(() => h.state.inboxDepth() === 0, "handled");
+    await until(() => h.state.inbox.depth() === 0, "handled");
     h.advance(11 * 60_000);
-    await until(() => h.state.progress("noise-1")?.committedSeq === 4, "gap closed", 5_000);
-    expect(h.state.deadLetters({ limit: 10 }).map((d) => [d.reason, d.seq])).toEqual([
+    await until(() => h.state.ledger.progress("noise-1")?.committedSeq === 4, "gap closed", 5_000);
+    expect(h.state.deadLetters.list({ limit: 10 }).map((d) => [d.reason, d.seq])).toEqual([
       ["missing_seq", 2],
     ]);
     // Counted like every dead letter (one per gap).
@@ -170,7 +170,7 @@ describe("commit rules (real pipeline, state and store)", () => {
     h.send(1);
     h.send(3);
     h.pipeline.start();
-    await until(() => h.state.inboxDepth() === 0, "handled");
+    await until(() => h.state.inbox.depth() === 0, "handled");
     await h.pipeline.stop();
     h.advance(60 * 60_000); // the ingest was down for an hour
     const again = new Pipeline({
@@ -178,7 +178,7 @@ describe("commit rules (real pipeline, state and store)", () => {
     });
     again.start();
     await new Promise((r) => setTimeout(r, 1_300));
-    expect(h.state.progress("noise-1")?.committedSeq).toBe(1); // seq 2 still has its full timeout
+    expect(h.state.ledger.progress("noise-1")?.committedSeq).toBe(1); // seq 2 still has its full timeout
     await again.stop();
   });
 
@@ -207,7 +207,7 @@ describe("commit rules (real pipeline, state and store)", () => {
         { ts, quality: "fault", values: { L90: 40 } },
       ],
     });
-    await until(() => h.state.inboxDepth() === 0, "handled");
+    await until(() => h.state.inbox.depth() === 0, "handled");
     const stored = await createStoredView(h);
     expect(stored).toEqual([
       { quality: "fault", values: { L90: 40 } },

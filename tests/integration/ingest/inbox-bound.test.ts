@@ -54,7 +54,7 @@ describe("ingest inbox bound", () => {
       await new Promise((r) => setTimeout(r, 50));
     expect(await fullWaits()).toBeGreaterThanOrEqual(1);
     await until(() => !ingest.mqttConnected(), "ingest disconnected at the bound");
-    expect(ingest.state.inboxDepth()).toBe(5);
+    expect(ingest.state.inbox.depth()).toBe(5);
     expect(ingest.pipeline.isStoreUp).toBe(false);
     expect(commits).toEqual([]);
   });

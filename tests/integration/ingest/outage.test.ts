@@ -91,7 +91,7 @@ describe.runIf(influx?.outage)("InfluxDB killed mid-stream and restarted", () =>
     await influx?.outage?.kill();
     await publishRange(device, "gas-1", 51, 100, base);
     // The ingest has the messages (inbox) but the store does not: nothing is committed.
-    await until(() => ingest.state.inboxDepth() === 50, "50 messages held in the inbox", 15_000);
+    await until(() => ingest.state.inbox.depth() === 50, "50 messages held in the inbox", 15_000);
     await until(() => !ingest.pipeline.isStoreUp, "store reported down", 15_000);
     await new Promise((r) => setTimeout(r, 1_000));
     expect(committedOf(commits)).toBe(50);
@@ -112,7 +112,7 @@ describe.runIf(influx?.outage)("InfluxDB killed mid-stream and restarted", () =>
     expect(new Set(stored.map((r) => r.seq))).toEqual(
       new Set(Array.from({ length: MESSAGES }, (_, i) => i + 1)),
     );
-    expect(ingest.state.deadLetterCount()).toBe(0);
+    expect(ingest.state.deadLetters.count()).toBe(0);
   });
 });
 

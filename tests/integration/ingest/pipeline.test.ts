@@ -96,14 +96,19 @@ describe("ingest through the real broker into the embedded SQLite store", () => 
     ];
     for (const [topic, payload] of messages) await device.publishAsync(topic, payload, { qos: 1 });
     await until(
-      () => ingest.state.inboxDepth() === 0 && ingest.state.progress("noise-1")?.lastSeq === 7,
+      () =>
+        ingest.state.inbox.depth() === 0 && ingest.state.ledger.progress("noise-1")?.lastSeq === 7,
       "all handled",
       10_000,
     );
     // The unparseable message carried seq 2 but nobody can read it: the commit waits at 1 for it.
-    expect(ingest.state.progress("noise-1")?.committedSeq).toBe(1);
+    expect(ingest.state.ledger.progress("noise-1")?.committedSeq).toBe(1);
     // After the gap timeout the gap is recorded as a dead letter and the commit moves on.
-    await until(() => ingest.state.progress("noise-1")?.committedSeq === 7, "gap closed", 10_000);
+    await until(
+      () => ingest.state.ledger.progress("noise-1")?.committedSeq === 7,
+      "gap closed",
+      10_000,
+    );
 
     const stored = await ingest.store.readings({
       deviceId: "noise-1",
@@ -117,7 +122,7 @@ describe("ingest through the real broker into the embedded SQLite store", () => 
       [base + 60_000, 70, 1],
       [base + 120_000, 80, 7],
     ]);
-    const dead = ingest.state.deadLetters({ limit: 10 }).reverse();
+    const dead = ingest.state.deadLetters.list({ limit: 10 }).reverse();
     expect(dead.map((d) => [d.seq ?? null, d.reason])).toEqual([
       [null, "not_json"],
       [3, "schema"],
@@ -172,7 +177,9 @@ describe("ingest through the real broker into the embedded SQLite store", () => 
     for (const payload of batch) await device.publishAsync(data("dust-1"), payload, { qos: 1 });
     for (const payload of batch) await device.publishAsync(data("dust-1"), payload, { qos: 1 });
     await until(
-      () => ingest.state.inboxDepth() === 0 && ingest.state.progress("dust-1")?.committedSeq === 20,
+      () =>
+        ingest.state.inbox.depth() === 0 &&
+        ingest.state.ledger.progress("dust-1")?.committedSeq === 20,
       "dust committed",
       10_000,
     );
@@ -194,7 +201,7 @@ describe("ingest through the real broker into the embedded SQLite store", () => 
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(await metricSum(ingest, "citywatch_ingest_duplicate_messages_total")).toBe(20);
-    await until(() => ingest.state.inboxDepth() === 0, "inbox drained");
+    await until(() => ingest.state.inbox.depth() === 0, "inbox drained");
     const after = await ingest.store.readings({
       deviceId: "dust-1",
       kind: "dust",

@@ -64,7 +64,7 @@ describe("ingest at the broker's publish gate (all-in-one)", () => {
     await device.subscribeAsync("citywatch/v1/devices/noise-7/commit", { qos: 1 });
     for (let seq = 1; seq <= 30; seq++)
       await device.publishAsync(dataTopic("noise-7"), uplink("noise-7", seq), { qos: 1 });
-    await until(() => ingest.state.progress("noise-7")?.committedSeq === 30, "committed");
+    await until(() => ingest.state.ledger.progress("noise-7")?.committedSeq === 30, "committed");
     await until(() => commits.some((c) => c.payload.includes('"committedSeq":30')), "commit");
     expect(t.broker.aedes.connectedClients).toBe(1);
     const stored = await ingest.store.readings({
@@ -87,7 +87,7 @@ describe("ingest at the broker's publish gate (all-in-one)", () => {
     });
     for (let seq = 1; seq <= 5; seq++) {
       await device.publishAsync(dataTopic("noise-7"), uplink("noise-7", seq), { qos: 1 });
-      expect(ingest.state.inboxDepth()).toBe(seq);
+      expect(ingest.state.inbox.depth()).toBe(seq);
     }
     // Not device data: let through, not kept.
     await device.publishAsync(
@@ -95,9 +95,9 @@ describe("ingest at the broker's publish gate (all-in-one)", () => {
       JSON.stringify({ v: 1, deviceId: "noise-7", state: "online", ts: new Date().toISOString() }),
       { qos: 1 },
     );
-    expect(ingest.state.inboxDepth()).toBe(5);
-    const kept = ingest.state
-      .peekInbox(10)
+    expect(ingest.state.inbox.depth()).toBe(5);
+    const kept = ingest.state.inbox
+      .peek(10)
       .map((m) => JSON.parse(m.payload.toString()) as { seq: number });
     expect(kept.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]);
   });
@@ -122,6 +122,6 @@ describe("ingest at the broker's publish gate (all-in-one)", () => {
     expect(await fullWaits()).toBe(1);
     await new Promise((r) => setTimeout(r, 300));
     expect(acked).toBe(false);
-    expect(ingest.state.inboxDepth()).toBe(3);
+    expect(ingest.state.inbox.depth()).toBe(3);
   });
 });

@@ -85,10 +85,13 @@ describe.runIf(influx)("readings the store refuses, in a round of several writes
       await device.publishAsync("citywatch/v1/devices/noise-3/data", message(seq), { qos: 1 });
     }
     const running = ingest;
-    await until(() => running.state.progress("noise-3")?.committedSeq === MESSAGES, "committed");
+    await until(
+      () => running.state.ledger.progress("noise-3")?.committedSeq === MESSAGES,
+      "committed",
+    );
 
-    const dead = running.state
-      .deadLetters({ limit: 100, reason: "store_rejected" })
+    const dead = running.state.deadLetters
+      .list({ limit: 100, reason: "store_rejected" })
       .sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
     expect(dead.map((d) => d.seq)).toEqual([2, 4, 6]);
     for (const letter of dead) {

@@ -9,7 +9,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Hand `seqs` of device d1 to the state as one batch; the commits that moved. */
 function handle(state: IngestState, seqs: number[], now = 1_000) {
-  for (const seq of seqs) state.isHandled("d1", seq); // the pipeline asks first, as it does
+  for (const seq of seqs) state.ledger.isHandled("d1", seq); // the pipeline asks first, as it does
   return state.applyBatch(
     {
       inboxIds: [],
@@ -29,25 +29,25 @@ describe("commit watermark", () => {
     expect(handle(state, [5, 4])).toEqual(new Map([["d1", 5]]));
     // 6 missing: 7 and 8 wait above the gap.
     expect(handle(state, [7, 8])).toEqual(new Map());
-    expect(state.progress("d1")).toMatchObject({ committedSeq: 5, lastSeq: 8 });
-    expect(state.isHandled("d1", 7)).toBe(true);
-    expect(state.isHandled("d1", 6)).toBe(false);
+    expect(state.ledger.progress("d1")).toMatchObject({ committedSeq: 5, lastSeq: 8 });
+    expect(state.ledger.isHandled("d1", 7)).toBe(true);
+    expect(state.ledger.isHandled("d1", 6)).toBe(false);
     // 6 arrives: the commit moves over 6, 7 and 8.
     expect(handle(state, [6])).toEqual(new Map([["d1", 8]]));
     // Then the usual case again, and a re-sent seq is no reason to move.
     expect(handle(state, [9, 10])).toEqual(new Map([["d1", 10]]));
     expect(handle(state, [10])).toEqual(new Map());
-    expect(state.progress("d1")).toMatchObject({
+    expect(state.ledger.progress("d1")).toMatchObject({
       committedSeq: 10,
       lastSeq: 10,
       committedMs: 1_000,
     });
     state.close();
     state = new IngestState(file);
-    expect(state.progress("d1")).toMatchObject({ committedSeq: 10, lastSeq: 10 });
-    expect(state.isHandled("d1", 10)).toBe(true);
+    expect(state.ledger.progress("d1")).toMatchObject({ committedSeq: 10, lastSeq: 10 });
+    expect(state.ledger.isHandled("d1", 10)).toBe(true);
     expect(handle(state, [11], 2_000)).toEqual(new Map([["d1", 11]]));
-    expect(state.progress("d1")).toMatchObject({
+    expect(state.ledger.progress("d1")).toMatchObject({
       committedSeq: 11,
       committedMs: 2_000,
       lastSeenMs: 2_000,
@@ -58,7 +58,7 @@ describe("commit watermark", () => {
   it("starts a device never heard from at seq 1: a first seq above it waits", () => {
     const state = new IngestState(join(dir, "fresh.db"));
     expect(handle(state, [3, 4])).toEqual(new Map());
-    expect(state.progress("d1")).toMatchObject({ committedSeq: 0, lastSeq: 4 });
+    expect(state.ledger.progress("d1")).toMatchObject({ committedSeq: 0, lastSeq: 4 });
     expect(handle(state, [1, 2])).toEqual(new Map([["d1", 4]]));
     state.close();
   });

@@ -40,16 +40,16 @@ describe("dead letter bounds", () => {
       Array.from({ length: 2_500 }, (_, i) => letter(now - (2_500 - i) * DAY, 10, "锦江")),
       now,
     );
-    expect(state.deadLetterBytes()).toBe(2_500 * (10 + Buffer.byteLength("锦江")));
+    expect(state.deadLetters.bytes()).toBe(2_500 * (10 + Buffer.byteLength("锦江")));
     state.close();
     state = new IngestState(file);
-    expect(state.deadLetterBytes()).toBe(2_500 * 16);
-    const pruned = state.pruneDeadLetters(now, { maxBytes: 1e12, maxAgeMs: 1_000 * DAY });
+    expect(state.deadLetters.bytes()).toBe(2_500 * 16);
+    const pruned = state.deadLetters.prune(now, { maxBytes: 1e12, maxAgeMs: 1_000 * DAY });
     expect(pruned).toEqual({ age: 1_500, bytes: 0 });
-    expect(state.deadLetterCount()).toBe(1_000);
-    expect(state.deadLetterBytes()).toBe(1_000 * 16);
+    expect(state.deadLetters.count()).toBe(1_000);
+    expect(state.deadLetters.bytes()).toBe(1_000 * 16);
     // The newest remain: the oldest kept is exactly 1,000 days old.
-    const oldest = state.deadLetters({ limit: 1_000 }).at(-1);
+    const oldest = state.deadLetters.list({ limit: 1_000 }).at(-1);
     expect(oldest?.receivedMs).toBe(now - 1_000 * DAY);
     state.close();
   });
@@ -62,14 +62,14 @@ describe("dead letter bounds", () => {
       Array.from({ length: 300 }, (_, i) => letter(now - 300 + i, 1_000, "")),
       now,
     );
-    expect(state.deadLetterBytes()).toBe(300_000);
-    const pruned = state.pruneDeadLetters(now, { maxBytes: 250_500, maxAgeMs: DAY });
+    expect(state.deadLetters.bytes()).toBe(300_000);
+    const pruned = state.deadLetters.prune(now, { maxBytes: 250_500, maxAgeMs: DAY });
     expect(pruned).toEqual({ age: 0, bytes: 50 });
-    expect(state.deadLetterCount()).toBe(250);
-    expect(state.deadLetterBytes()).toBe(250_000);
-    expect(state.deadLetters({ limit: 300 }).at(-1)?.receivedMs).toBe(now - 250);
+    expect(state.deadLetters.count()).toBe(250);
+    expect(state.deadLetters.bytes()).toBe(250_000);
+    expect(state.deadLetters.list({ limit: 300 }).at(-1)?.receivedMs).toBe(now - 250);
     // Within bounds: nothing more goes.
-    expect(state.pruneDeadLetters(now, { maxBytes: 250_500, maxAgeMs: DAY })).toEqual({
+    expect(state.deadLetters.prune(now, { maxBytes: 250_500, maxAgeMs: DAY })).toEqual({
       age: 0,
       bytes: 0,
     });

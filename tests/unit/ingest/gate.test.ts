@@ -42,10 +42,10 @@ describe("ingest publish gate", () => {
     accept(DATA, 2);
     accept("citywatch/v1/devices/noise-1/status", 3);
     expect(outcomes).toEqual([null]); // the status at once; data waits for the group's write
-    expect(state.inboxDepth()).toBe(0);
+    expect(state.inbox.depth()).toBe(0);
     await tick();
     expect(outcomes).toEqual([null, null, null]);
-    expect(state.peekInbox(10).map((m) => m.payload.toString())).toEqual(["m1", "m2"]);
+    expect(state.inbox.peek(10).map((m) => m.payload.toString())).toEqual(["m1", "m2"]);
     expect(notified()).toBe(1);
   });
 
@@ -59,17 +59,17 @@ describe("ingest publish gate", () => {
     await tick();
     expect(outcomes).toEqual([null, null]); // 3 and 4 held, unacknowledged
     // Room for one: the oldest held goes in, in order.
-    const [first] = state.takeInbox(1);
+    const [first] = state.inbox.take(1);
     state.applyBatch({ inboxIds: [first?.id ?? 0], handled: [], deadLetters: [] }, 0);
     await tick();
     await tick();
     expect(outcomes).toEqual([null, null, null]);
-    expect(state.peekInbox(10).map((m) => m.payload.toString())).toEqual(["m2", "m3"]);
+    expect(state.inbox.peek(10).map((m) => m.payload.toString())).toEqual(["m2", "m3"]);
     // No more room: past the hold the last one is refused (the broker closes its connection).
     advance(5_000);
     await tick();
     expect(outcomes).toEqual([null, null, null, "ingest inbox full"]);
-    expect(state.inboxDepth()).toBe(2);
+    expect(state.inbox.depth()).toBe(2);
   });
 
   it("refuses what is held and what comes after close", async () => {

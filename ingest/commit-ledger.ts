@@ -1,0 +1,241 @@
+import type { Statements } from "../infra/sqlite-file.js";
+
+export interface DeviceProgress {
+  readonly deviceId: string;
+  readonly committedSeq: number;
+  readonly lastSeq: number;
+  readonly lastSeenMs: number;
+  readonly committedMs: number;
+}
+
+/** A message handled (stored or dead-lettered): its device, seq and receipt time. */
+export interface HandledSeq {
+  readonly deviceId: string;
+  readonly seq: number;
+  readonly receivedMs: number;
+}
+
+/** A device whose handled seqs wait above a gap: the first of them and the committed seq. */
+export interface WaitingGap {
+  readonly deviceId: string;
+  readonly firstSeq: number;
+  readonly committedSeq: number;
+}
+
+interface ProgressRow {
+  device_id: string;
+  committed_seq: number;
+  last_seq: number;
+  last_seen_ms: number;
+  committed_ms: number;
+}
+
+function toProgress(row: ProgressRow): DeviceProgress {
+  return {
+    deviceId: row.device_id,
+    committedSeq: row.committed_seq,
+    lastSeq: row.last_seq,
+    lastSeenMs: row.last_seen_ms,
+    committedMs: row.committed_ms,
+  };
+}
+
+/** Whether `seqs` are exactly committed+1, committed+2, … in some order. */
+function follows(seqs: readonly number[], committed: number): boolean {
+  let max = committed;
+  for (const seq of seqs) if (seq > max) max = seq;
+  if (max !== committed + seqs.length) return false;
+  const seen = new Set<number>();
+  for (const seq of seqs) {
+    if (seq <= committed || seen.has(seq)) return false;
+    seen.add(seq);
+  }
+  return true;
+}
+
+/**
+ * The commit ledger (tables `progress` and `processed` of `ingest.db`): per device, the committed
+ * seq (everything <= it is stored or dead-lettered), and the seqs handled above it while a gap
+ * below them holds the commit back. It also answers the dedupe question, "handled already?".
+ * Writes happen inside `IngestState`'s transactions.
+ */
+export class CommitLedger {
+  readonly #statements: Statements;
+  /** Committed seq per device, as in `progress` (read once per device, then kept current). */
+  readonly #committed = new Map<string, number>();
+  /** Devices with handled seqs above a gap (rows in `processed`): only they need a lookup. */
+  readonly #gapped = new Set<string>();
+
+  constructor(statements: Statements) {
+    this.#statements = statements;
+    for (const row of statements.get("SELECT DISTINCT device_id FROM processed").all() as Array<{
+      device_id: string;
+    }>)
+      this.#gapped.add(row.device_id);
+  }
+
+  progress(deviceId: string): DeviceProgress | undefined {
+    const row = this.#statements.get("SELECT * FROM progress WHERE device_id = ?").get(deviceId) as
+      ProgressRow | undefined;
+    return row === undefined ? undefined : toProgress(row);
+  }
+
+  all(): DeviceProgress[] {
+    const rows = this.#statements
+      .get("SELECT * FROM progress ORDER BY device_id")
+      .all() as ProgressRow[];
+    return rows.map(toProgress);
+  }
+
+  /** Has (device, seq) been handled already? Called for every message: answered from memory
+   * unless the device has seqs waiting above a gap. */
+  isHandled(deviceId: string, seq: number): boolean {
+    let committed = this.#committed.get(deviceId);
+    if (committed === undefined) {
+      committed = this.progress(deviceId)?.committedSeq ?? 0;
+      this.#committed.set(deviceId, committed);
+    }
+    if (seq <= committed) return true;
+    if (!this.#gapped.has(deviceId)) return false;
+    return (
+      this.#statements
+        .get("SELECT 1 FROM processed WHERE device_id = ? AND seq = ?")
+        .get(deviceId, seq) !== undefined
+    );
+  }
+
+  /**
+   * Record handled seqs and move each device's commit over the contiguous ones. Runs inside the
+   * caller's transaction. Returns the devices whose commit moved, with the new committed seq.
+   */
+  record(handled: readonly HandledSeq[], nowMs: number): Map<string, number> {
+    const moved = new Map<string, number>();
+    const insertProcessed = this.#statements.get(
+      "INSERT OR IGNORE INTO processed (device_id, seq, at_ms) VALUES (?, ?, ?)",
+    );
+    // One progress row update per device, not per message.
+    const byDevice = new Map<string, { lastSeq: number; lastSeenMs: number; seqs: number[] }>();
+    for (const h of handled) {
+      const entry = byDevice.get(h.deviceId);
+      if (entry === undefined) {
+        byDevice.set(h.deviceId, { lastSeq: h.seq, lastSeenMs: h.receivedMs, seqs: [h.seq] });
+      } else {
+        entry.lastSeq = Math.max(entry.lastSeq, h.seq);
+        entry.lastSeenMs = Math.max(entry.lastSeenMs, h.receivedMs);
+        entry.seqs.push(h.seq);
+      }
+    }
+    const touched = new Set<string>();
+    const commitInOne = this.#statements.get(
+      `UPDATE progress SET last_seq = max(last_seq, ?), last_seen_ms = max(last_seen_ms, ?),
+         committed_seq = ?, committed_ms = ? WHERE device_id = ?`,
+    );
+    for (const [deviceId, entry] of byDevice) {
+      // The usual case: the device's next seqs, in a row, nothing waiting above a gap. The
+      // commit moves over them in one statement, with no detour through `processed`.
+      const cached = this.#committed.get(deviceId);
+      if (cached !== undefined && !this.#gapped.has(deviceId) && follows(entry.seqs, cached)) {
+        const to = cached + entry.seqs.length;
+        if (commitInOne.run(entry.lastSeq, entry.lastSeenMs, to, nowMs, deviceId).changes === 1) {
+          this.#committed.set(deviceId, to);
+          moved.set(deviceId, to);
+          continue;
+        }
+      }
+      const progress = this.progress(deviceId);
+      if (progress === undefined) {
+        // A device never heard from has committed nothing: seqs start at 1, and any below the
+        // first one seen form a gap the device re-sends into (or the gap timeout records).
+        this.#statements
+          .get(
+            "INSERT INTO progress (device_id, committed_seq, last_seq, last_seen_ms, committed_ms) VALUES (?, 0, ?, ?, ?)",
+          )
+          .run(deviceId, entry.lastSeq, entry.lastSeenMs, nowMs);
+      } else {
+        this.#statements
+          .get(
+            "UPDATE progress SET last_seq = max(last_seq, ?), last_seen_ms = max(last_seen_ms, ?) WHERE device_id = ?",
+          )
+          .run(entry.lastSeq, entry.lastSeenMs, deviceId);
+      }
+      const committed = progress?.committedSeq ?? 0;
+      for (const seq of entry.seqs) if (seq > committed) insertProcessed.run(deviceId, seq, nowMs);
+      touched.add(deviceId);
+    }
+    for (const deviceId of touched) {
+      const committed = this.#advance(deviceId, nowMs);
+      if (committed !== undefined) moved.set(deviceId, committed);
+    }
+    return moved;
+  }
+
+  /** Move the device's committed seq over contiguous handled seqs; the new value if it moved. */
+  #advance(deviceId: string, nowMs: number): number | undefined {
+    const progress = this.progress(deviceId);
+    if (progress === undefined) return undefined;
+    let committed = progress.committedSeq;
+    const next = this.#statements.get(
+      "SELECT seq FROM processed WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT 1000",
+    );
+    let waiting = false;
+    for (;;) {
+      const chunk = next.all(deviceId, committed) as Array<{ seq: number }>;
+      let contiguous = 0;
+      for (const { seq } of chunk) {
+        if (seq !== committed + 1) break;
+        committed = seq;
+        contiguous++;
+      }
+      waiting = chunk.length > contiguous;
+      if (contiguous < 1000) break;
+    }
+    if (waiting) this.#gapped.add(deviceId);
+    else this.#gapped.delete(deviceId);
+    this.#committed.set(deviceId, committed);
+    this.#statements
+      .get("DELETE FROM processed WHERE device_id = ? AND seq <= ?")
+      .run(deviceId, committed);
+    if (committed === progress.committedSeq) return undefined;
+    this.#statements
+      .get("UPDATE progress SET committed_seq = ?, committed_ms = ? WHERE device_id = ?")
+      .run(committed, nowMs, deviceId);
+    return committed;
+  }
+
+  /**
+   * Restart every gap's timer. Called when the ingest starts, when the store comes back and when
+   * the broker connection returns: a device cannot fill a gap while any of them is down, so that
+   * time must not count against it.
+   */
+  resetGapTimers(nowMs: number): void {
+    this.#statements.get("UPDATE processed SET at_ms = ?").run(nowMs);
+  }
+
+  /** Devices whose oldest seq waiting above a gap was handled before `beforeMs`. */
+  staleGaps(beforeMs: number): WaitingGap[] {
+    const rows = this.#statements
+      .get(
+        `SELECT p.device_id AS device_id, min(p.seq) AS first_seq, g.committed_seq AS committed_seq
+           FROM processed p JOIN progress g ON g.device_id = p.device_id
+          GROUP BY p.device_id HAVING min(p.at_ms) < ?`,
+      )
+      .all(beforeMs) as Array<{ device_id: string; first_seq: number; committed_seq: number }>;
+    return rows.map((r) => ({
+      deviceId: r.device_id,
+      firstSeq: r.first_seq,
+      committedSeq: r.committed_seq,
+    }));
+  }
+
+  /**
+   * Give up on the seqs below `gap.firstSeq`: the commit moves to `firstSeq - 1` and on over what
+   * waits above it. Runs inside the caller's transaction. Returns the new committed seq.
+   */
+  skipGap(gap: WaitingGap, nowMs: number): number {
+    const to = gap.firstSeq - 1;
+    this.#statements
+      .get("UPDATE progress SET committed_seq = ? WHERE device_id = ?")
+      .run(to, gap.deviceId);
+    return this.#advance(gap.deviceId, nowMs) ?? to;
+  }
+}
