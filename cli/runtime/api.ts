@@ -14,7 +14,7 @@ import { readingsApi } from "../../ingest/http/readings.js";
 import type { IngestState } from "../../ingest/state.js";
 import type { TimeSeriesStore } from "../../ingest/store/types.js";
 import { bearerAuth } from "../../tasks/auth/bearer.js";
-import type { TaskApiDeps } from "../../tasks/build.js";
+import type { TaskApiDeps } from "../../tasks/app.js";
 import { taskApi } from "../../tasks/http/index.js";
 import { apiErrorHandler, notFoundHandler, sendApiError } from "./api-errors.js";
 import { healthApi } from "./health.js";

@@ -1,7 +1,7 @@
 import type { IngestConfig } from "../../contracts/index.js";
 import { build as buildIngest, type Ingest, type IngestDeps } from "../../ingest/app.js";
 import { build as buildRules, type Rules } from "../../rules/app.js";
-import { buildTaskSystem, type TaskSystem } from "../../tasks/build.js";
+import { buildTaskSystem, type TaskSystem } from "../../tasks/app.js";
 import type { Publisher } from "../../tasks/notify/mqtt.js";
 
 /*

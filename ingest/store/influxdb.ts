@@ -28,7 +28,7 @@ import {
  * InfluxDB behind TimeSeriesStore: line protocol over HTTP (1.x `/write`, or 2.x/3.x
  * `/api/v2/write`), InfluxQL over `/query` (2.x/3.x answer it through their DBRP mapping).
  * Behaviour seen on influxd 1.6.7 that the code relies on is noted where it is used, and tested
- * in tests/integration/ingest/influxdb-store.test.ts.
+ * in tests/integration/ingest/store/influxdb.test.ts.
  */
 
 const common = {

@@ -7,7 +7,7 @@ import type { Point } from "./types.js";
  *
  * Byte for byte what `@influxdata/influxdb-client`'s `Point.toLineProtocol()` writes (tags and
  * fields sorted by key, the same escapes, floats as `String(n)`), except booleans, written `true` /
- * `false` rather than `T` / `F`; tests/unit/ingest/line-protocol.test.ts holds it to that. It is a
+ * `false` rather than `T` / `F`; tests/unit/ingest/store/line-protocol.test.ts holds it to that. It is a
  * template: the tag keys are fixed and already sorted, so only values are escaped, and only when
  * they hold a character that needs it.
  */

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { BearerAuth } from "../auth/bearer.js";
-import type { TaskApiDeps } from "../build.js";
+import type { TaskApiDeps } from "../app.js";
 
 /** What every task plugin is registered with: the task system's API side and the bearer auth. */
 export interface TaskPluginOptions {

@@ -6,7 +6,7 @@ import type { Ingest, RegistryView } from "../../ingest/app.js";
 import { buildSystem, type System } from "../../cli/runtime/system.js";
 import type { RulesDriver } from "../../rules/driver.js";
 import type { RuleSet } from "../../rules/rule-set.js";
-import type { TaskSystem } from "../../tasks/build.js";
+import type { TaskSystem } from "../../tasks/app.js";
 import { type TestBroker, until } from "./broker.js";
 
 /** The test broker's registry as the ingest reads it. */

@@ -14,7 +14,7 @@ import {
 import { IngestState } from "../../../ingest/state.js";
 import { createSqliteStore } from "../../../ingest/store/sqlite.js";
 import type { TimeSeriesStore } from "../../../ingest/store/types.js";
-import type { TaskSystem } from "../../../tasks/build.js";
+import type { TaskSystem } from "../../../tasks/app.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
 import { testApi } from "../../support/ingest.js";
 import {

@@ -1,7 +1,7 @@
 import type { MqttClient } from "mqtt";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseTopic, TaskEvent, tasksFilter } from "../../../contracts/index.js";
-import type { TaskSystem } from "../../../tasks/build.js";
+import type { TaskSystem } from "../../../tasks/app.js";
 import { collect, startTestBroker, type TestBroker, until } from "../../support/broker.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
 import {

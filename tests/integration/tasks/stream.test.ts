@@ -8,7 +8,7 @@ import { TaskEvent } from "../../../contracts/index.js";
 import { IngestState } from "../../../ingest/state.js";
 import { createSqliteStore } from "../../../ingest/store/sqlite.js";
 import type { TimeSeriesStore } from "../../../ingest/store/types.js";
-import type { TaskSystem } from "../../../tasks/build.js";
+import type { TaskSystem } from "../../../tasks/app.js";
 import { until } from "../../support/broker.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
 import { testApi } from "../../support/ingest.js";

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EvidencePackage } from "../../../contracts/index.js";
-import type { TaskSystem } from "../../../tasks/build.js";
+import type { TaskSystem } from "../../../tasks/app.js";
 import { canonicalJson } from "../../../tasks/canonical-json.js";
 import { escapeHtml, evidenceHtml } from "../../../tasks/evidence-html.js";
 import { verifyEvidence } from "../../../tasks/evidence.js";

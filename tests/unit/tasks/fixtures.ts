@@ -2,7 +2,7 @@ import { pino } from "pino";
 import { Registry } from "prom-client";
 import { Device, type DeviceInput, type Rule, Site } from "../../../contracts/index.js";
 import { TasksConfig } from "../../../contracts/config/tasks.js";
-import { buildTaskSystem, type TaskSystem } from "../../../tasks/build.js";
+import { buildTaskSystem, type TaskSystem } from "../../../tasks/app.js";
 import type {
   AlarmDecision,
   AlarmNotice,

@@ -2,7 +2,7 @@ import Database from "better-sqlite3";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Task } from "../../../contracts/index.js";
-import type { TaskSystem } from "../../../tasks/build.js";
+import type { TaskSystem } from "../../../tasks/app.js";
 import type { Recheck } from "../../../contracts/model/alarms.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
 import {

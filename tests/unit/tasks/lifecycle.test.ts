@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { TaskState } from "../../../contracts/index.js";
 import type { TransitionCheck } from "../../../tasks/lifecycle.js";
 import { checkTransition } from "../../../tasks/lifecycle.js";
-import type { TaskSystem } from "../../../tasks/build.js";
+import type { TaskSystem } from "../../../tasks/app.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
 import {
   DEADMAN,

@@ -10,7 +10,7 @@ import { EXAMPLE_HJ212_MAPPING } from "../../../../edge/hj212/mapping-example.js
 import type { Ingest } from "../../../../ingest/app.js";
 import { startTestBroker, type TestBroker, until } from "../../../support/broker.js";
 import { startTestIngest } from "../../../support/ingest.js";
-import { frameOf } from "../../../unit/edge/hj212-vectors.js";
+import { frameOf } from "../../../unit/edge/hj212/vectors.js";
 import { decodeReplies, SITE_MN, siteSegment } from "../../../unit/edge/drivers/hj212-fixtures.js";
 import { edgeConfig, testLog } from "../agent-harness.js";
 

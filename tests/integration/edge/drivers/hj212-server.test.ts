@@ -11,7 +11,7 @@ import {
   seeded,
   VECTOR_2051,
   VECTOR_2051_FRAME,
-} from "../../../unit/edge/hj212-vectors.js";
+} from "../../../unit/edge/hj212/vectors.js";
 import {
   decodeReplies,
   driverOptions,

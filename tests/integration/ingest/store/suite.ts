@@ -10,7 +10,7 @@ import { baseTags, mixedPoints, noise, reading, T0 } from "./points.js";
  * The behaviour every TimeSeriesStore (ingest/store/types.ts) must have, as one suite that each
  * store's test file runs against its own backend (as aedes-persistence does for its backends):
  * tests/integration/ingest/store/sqlite.test.ts for the embedded store on a real file,
- * tests/integration/ingest/influxdb-store.test.ts for InfluxDB on a real influxd.
+ * tests/integration/ingest/store/influxdb.test.ts for InfluxDB on a real influxd.
  *
  * Where the stores legitimately differ, the difference is a capability the store's file declares,
  * and the suite asserts each side of it: nothing is skipped.

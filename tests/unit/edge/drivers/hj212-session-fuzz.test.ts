@@ -5,7 +5,7 @@ import { ProblemLog } from "../../../../edge/drivers/hj212-problems.js";
 import { Hj212Session } from "../../../../edge/drivers/hj212-session.js";
 import { parseSegment } from "../../../../edge/hj212/segment.js";
 import { SplitReassembler } from "../../../../edge/hj212/split.js";
-import { frameOf, seeded } from "../hj212-vectors.js";
+import { frameOf, seeded } from "../hj212/vectors.js";
 import { capturedLogger, decodeReplies, driverOptions, SITE_MN } from "./hj212-fixtures.js";
 
 /**

@@ -6,7 +6,7 @@ import { Hj212Session } from "../../../../edge/drivers/hj212-session.js";
 import { formatModbusCrc, modbusCrc } from "../../../../edge/hj212/crc.js";
 import type { FieldSample } from "../../../../edge/drivers/types.js";
 import { SplitReassembler } from "../../../../edge/hj212/split.js";
-import { frameOf, VECTOR_1062_FRAME, VECTOR_2051_FRAME } from "../hj212-vectors.js";
+import { frameOf, VECTOR_1062_FRAME, VECTOR_2051_FRAME } from "../hj212/vectors.js";
 import {
   capturedLogger,
   decodeReplies,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { parseSegment, type DataSegment } from "../../../edge/hj212/segment.js";
-import { VECTOR_1062, VECTOR_2051 } from "./hj212-vectors.js";
+import { parseSegment, type DataSegment } from "../../../../edge/hj212/segment.js";
+import { VECTOR_1062, VECTOR_2051 } from "./vectors.js";
 
 function parsed(text: string): DataSegment {
   const result = parseSegment(text);

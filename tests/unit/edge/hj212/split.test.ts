@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { Hj212Framer } from "../../../edge/hj212/framer.js";
-import { parseSegment, type DataSegment } from "../../../edge/hj212/segment.js";
-import { SplitReassembler, type SplitOutcome } from "../../../edge/hj212/split.js";
-import { frameOf } from "./hj212-vectors.js";
+import { Hj212Framer } from "../../../../edge/hj212/framer.js";
+import { parseSegment, type DataSegment } from "../../../../edge/hj212/segment.js";
+import { SplitReassembler, type SplitOutcome } from "../../../../edge/hj212/split.js";
+import { frameOf } from "./vectors.js";
 
 function parsed(text: string): DataSegment {
   const result = parseSegment(text);

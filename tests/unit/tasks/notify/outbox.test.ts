@@ -2,15 +2,15 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { TaskEvent } from "../../../contracts/index.js";
-import { backoffMs, Outbox, type OutboxTarget } from "../../../tasks/notify/outbox.js";
-import { taskMetrics } from "../../../tasks/metrics.js";
-import { notifyMetrics, type NotifyMetrics } from "../../../tasks/notify/metrics.js";
-import { TaskService } from "../../../tasks/service.js";
-import { TaskStore } from "../../../tasks/store.js";
-import { until } from "../../support/broker.js";
-import { makeTempDir, removeTempDir } from "../../support/process.js";
-import { gasNotice, noiseEvidence, noiseNotice, raise, registry, tasksConfig } from "./fixtures.js";
+import type { TaskEvent } from "../../../../contracts/index.js";
+import { backoffMs, Outbox, type OutboxTarget } from "../../../../tasks/notify/outbox.js";
+import { taskMetrics } from "../../../../tasks/metrics.js";
+import { notifyMetrics, type NotifyMetrics } from "../../../../tasks/notify/metrics.js";
+import { TaskService } from "../../../../tasks/service.js";
+import { TaskStore } from "../../../../tasks/store.js";
+import { until } from "../../../support/broker.js";
+import { makeTempDir, removeTempDir } from "../../../support/process.js";
+import { gasNotice, noiseEvidence, noiseNotice, raise, registry, tasksConfig } from "../fixtures.js";
 
 describe("backoffMs", () => {
   it("doubles per attempt up to the cap, with equal jitter: in [ceiling/2, ceiling)", () => {

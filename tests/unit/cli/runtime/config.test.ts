@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadCitywatchConfig } from "../../../cli/runtime/config.js";
-import { createLogger } from "../../../cli/runtime/logger.js";
-import { duplicateKeys } from "../../support/json-keys.js";
+import { loadCitywatchConfig } from "../../../../cli/runtime/config.js";
+import { createLogger } from "../../../../cli/runtime/logger.js";
+import { duplicateKeys } from "../../../support/json-keys.js";
 
 const dir = mkdtempSync(join(tmpdir(), "cw-flags-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,16 +1,16 @@
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { Device, Site } from "../../../../contracts/index.js";
-import { AlarmStore } from "../../../../rules/alarm-store.js";
+import { Device, Site } from "../../../contracts/index.js";
+import { AlarmStore } from "../../../rules/alarm-store.js";
 import {
   MAX_SAMPLES_PER_SERIES,
   RulesDriver,
   type RulesDriverDeps,
-} from "../../../../rules/driver.js";
-import type { StoredReading } from "../../../../contracts/model/stored-readings.js";
-import { RuleSet } from "../../../../rules/rule-set.js";
-import type { AlarmNotice, TaskSink } from "../../../../contracts/model/alarms.js";
+} from "../../../rules/driver.js";
+import type { StoredReading } from "../../../contracts/model/stored-readings.js";
+import { RuleSet } from "../../../rules/rule-set.js";
+import type { AlarmNotice, TaskSink } from "../../../contracts/model/alarms.js";
 
 const segment = Site.parse({
   id: "seg-1",

@@ -5,8 +5,8 @@ import {
   formatModbusCrc,
   hj212Crc,
   modbusCrc,
-} from "../../../edge/hj212/crc.js";
-import { VECTOR_1062, VECTOR_2051 } from "./hj212-vectors.js";
+} from "../../../../edge/hj212/crc.js";
+import { VECTOR_1062, VECTOR_2051 } from "./vectors.js";
 
 describe("HJ 212 CRC", () => {
   it("matches the standard's Appendix A vector (1C80, not the 1C08 typo)", () => {

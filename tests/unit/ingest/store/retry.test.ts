@@ -1,9 +1,9 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { createInfluxStore, type InfluxStoreOptions } from "../../../ingest/store/influxdb.js";
-import { backoffCeilingMs, backoffDelayMs } from "../../../infra/backoff.js";
-import { parseRetryAfterMs, retryBackoff, withRetries } from "../../../ingest/store/retry.js";
-import { StoreUnavailableError, type Point } from "../../../ingest/store/types.js";
+import { createInfluxStore, type InfluxStoreOptions } from "../../../../ingest/store/influxdb.js";
+import { backoffCeilingMs, backoffDelayMs } from "../../../../infra/backoff.js";
+import { parseRetryAfterMs, retryBackoff, withRetries } from "../../../../ingest/store/retry.js";
+import { StoreUnavailableError, type Point } from "../../../../ingest/store/types.js";
 
 const policy = { maxRetries: 5, initialBackoffMs: 100, maxBackoffMs: 1_000 };
 const NOW = Date.parse("2026-03-01T08:00:00Z");

@@ -7,7 +7,7 @@ import {
   TaskKind,
   taskTopic,
   tasksFilter,
-} from "../../../contracts/index.js";
+} from "../../../../contracts/index.js";
 
 describe("topic scheme", () => {
   it("builds and parses every device channel round trip", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { checkCrc } from "../../../edge/hj212/crc.js";
-import { Hj212Framer } from "../../../edge/hj212/framer.js";
+import { checkCrc } from "../../../../edge/hj212/crc.js";
+import { Hj212Framer } from "../../../../edge/hj212/framer.js";
 import {
   dataAnsweredReply,
   encodeFrame,
@@ -9,9 +9,9 @@ import {
   rejectionReply,
   replyFor,
   requestAnsweredReply,
-} from "../../../edge/hj212/reply.js";
-import { parseSegment, type DataSegment } from "../../../edge/hj212/segment.js";
-import { frameOf, VECTOR_1062, VECTOR_1062_FRAME, VECTOR_2051 } from "./hj212-vectors.js";
+} from "../../../../edge/hj212/reply.js";
+import { parseSegment, type DataSegment } from "../../../../edge/hj212/segment.js";
+import { frameOf, VECTOR_1062, VECTOR_1062_FRAME, VECTOR_2051 } from "./vectors.js";
 
 function parsed(text: string): DataSegment {
   const result = parseSegment(text);

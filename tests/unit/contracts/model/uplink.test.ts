@@ -6,7 +6,7 @@ import {
   type SensorKind,
   SensorKind as Kind,
   Uplink,
-} from "../../../contracts/index.js";
+} from "../../../../contracts/index.js";
 
 const TS = "2026-11-27T08:00:00+08:00";
 

@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { formatDuration, parseDuration, Rule } from "../../../contracts/model/rules.js";
-import { activePeriods, valueForPeriod } from "../../../rules/engine/periods.js";
+import { formatDuration, parseDuration, Rule } from "../../../../contracts/model/rules.js";
+import { activePeriods, valueForPeriod } from "../../../../rules/engine/periods.js";
 import {
   resolveEnabled,
   resolveLimits,
   resolvePeriods,
   resolveValue,
-} from "../../../rules/engine/resolve.js";
-import { patched, VALID_RULE } from "./fixtures.js";
+} from "../../../../rules/engine/resolve.js";
+import { patched, VALID_RULE } from "../fixtures.js";
 
 /** A rule with a zone-keyed table and overrides at every level, each for a different number. */
 const LAYERED = Rule.parse(

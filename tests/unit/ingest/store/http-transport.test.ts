@@ -1,7 +1,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { nodeTransport } from "../../../ingest/store/http-transport.js";
+import { nodeTransport } from "../../../../ingest/store/http-transport.js";
 
 const servers: http.Server[] = [];
 afterEach(async () => {

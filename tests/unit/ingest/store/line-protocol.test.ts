@@ -5,7 +5,7 @@ import {
   QualityFlag,
   SensorKind,
   type QuantitySpec,
-} from "../../../contracts/index.js";
+} from "../../../../contracts/index.js";
 import {
   LineProtocolError,
   MAX_TIME_MS,
@@ -14,8 +14,8 @@ import {
   LineEncoder,
   TAG_KEYS,
   toLine,
-} from "../../../ingest/store/line-protocol.js";
-import type { Point, PointTags } from "../../../ingest/store/types.js";
+} from "../../../../ingest/store/line-protocol.js";
+import type { Point, PointTags } from "../../../../ingest/store/types.js";
 
 /**
  * The reference serializer, @influxdata/influxdb-client 1.35's Point, with one normalisation:

@@ -1,9 +1,9 @@
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ApiRole, TaskKind } from "../../../contracts/index.js";
-import { mayAct } from "../../../tasks/auth/roles.js";
-import { TokenStore } from "../../../tasks/auth/tokens.js";
-import { makeTempDir, removeTempDir } from "../../support/process.js";
+import { ApiRole, TaskKind } from "../../../../contracts/index.js";
+import { mayAct } from "../../../../tasks/auth/roles.js";
+import { TokenStore } from "../../../../tasks/auth/tokens.js";
+import { makeTempDir, removeTempDir } from "../../../support/process.js";
 
 describe("role matrix", () => {
   it("lets each role act on its own kind of task only; viewers on none, admin on all", () => {

@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { formatModbusCrc, modbusCrc } from "../../../edge/hj212/crc.js";
-import { Hj212Framer, type FramerEvent } from "../../../edge/hj212/framer.js";
+import { formatModbusCrc, modbusCrc } from "../../../../edge/hj212/crc.js";
+import { Hj212Framer, type FramerEvent } from "../../../../edge/hj212/framer.js";
 import {
   frameOf,
   VECTOR_1062,
   VECTOR_1062_FRAME,
   VECTOR_2051,
   VECTOR_2051_FRAME,
-} from "./hj212-vectors.js";
+} from "./vectors.js";
 
 function feed(framer: Hj212Framer, ...chunks: (string | Uint8Array)[]): FramerEvent[] {
   return chunks.flatMap((chunk) => framer.push(chunk));

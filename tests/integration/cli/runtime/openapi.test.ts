@@ -2,15 +2,15 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyInstance, RouteOptions } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { API_ERRORS, ApiError } from "../../../contracts/index.js";
-import { DOCS_PATH, OPENAPI_PATH } from "../../../cli/runtime/api.js";
-import { IngestState } from "../../../ingest/state.js";
-import { createSqliteStore } from "../../../ingest/store/sqlite.js";
-import type { TimeSeriesStore } from "../../../ingest/store/types.js";
-import type { TaskSystem } from "../../../tasks/build.js";
-import { testApi } from "../../support/ingest.js";
-import { makeTempDir, removeTempDir } from "../../support/process.js";
-import { DEVICES, registry, SITES, startSystem, tasksConfig } from "../../unit/tasks/fixtures.js";
+import { API_ERRORS, ApiError } from "../../../../contracts/index.js";
+import { DOCS_PATH, OPENAPI_PATH } from "../../../../cli/runtime/api.js";
+import { IngestState } from "../../../../ingest/state.js";
+import { createSqliteStore } from "../../../../ingest/store/sqlite.js";
+import type { TimeSeriesStore } from "../../../../ingest/store/types.js";
+import type { TaskSystem } from "../../../../tasks/app.js";
+import { testApi } from "../../../support/ingest.js";
+import { makeTempDir, removeTempDir } from "../../../support/process.js";
+import { DEVICES, registry, SITES, startSystem, tasksConfig } from "../../../unit/tasks/fixtures.js";
 
 /*
  * The API's documents agree with the API: every route the app registers is in the generated
@@ -18,7 +18,7 @@ import { DEVICES, registry, SITES, startSystem, tasksConfig } from "../../unit/t
  * error table exactly the error catalogue, and /docs serves Swagger UI from the package.
  */
 
-const API_MD = new URL("../../../docs/api.md", import.meta.url);
+const API_MD = new URL("../../../../docs/api.md", import.meta.url);
 const METHODS = ["get", "head", "post", "put", "patch", "delete", "options"] as const;
 
 /** `GET /a/{id}` pairs of docs/api.md's endpoint table (rows that start with an operation). */

@@ -7,7 +7,7 @@ import {
   CitywatchConfig,
   ConfigError,
   loadConfig,
-} from "../../../contracts/index.js";
+} from "../../../../contracts/index.js";
 
 function file(text: string): string {
   const path = join(mkdtempSync(join(tmpdir(), "cw-config-")), "citywatch.yaml");

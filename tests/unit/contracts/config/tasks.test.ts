@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { IngestConfig, problemsOf } from "../../../contracts/index.js";
-import { TasksConfig } from "../../../contracts/config/tasks.js";
+import { IngestConfig, problemsOf } from "../../../../contracts/index.js";
+import { TasksConfig } from "../../../../contracts/config/tasks.js";
 
 describe("ingest.tasks configuration", () => {
   it("has working defaults under ingest.tasks", () => {

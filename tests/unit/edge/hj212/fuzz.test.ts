@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { formatModbusCrc, modbusCrc } from "../../../edge/hj212/crc.js";
-import { Hj212Framer, type FramerEvent } from "../../../edge/hj212/framer.js";
-import { Hj212Mapping, toReadings } from "../../../edge/hj212/mapping.js";
-import { EXAMPLE_HJ212_MAPPING } from "../../../edge/hj212/mapping-example.js";
-import { QN_RTN, rejectionReply, replyFor } from "../../../edge/hj212/reply.js";
-import { parseSegment } from "../../../edge/hj212/segment.js";
-import { SplitReassembler } from "../../../edge/hj212/split.js";
-import { frameOf, seeded, VECTOR_1062_FRAME, VECTOR_2051_FRAME } from "./hj212-vectors.js";
+import { formatModbusCrc, modbusCrc } from "../../../../edge/hj212/crc.js";
+import { Hj212Framer, type FramerEvent } from "../../../../edge/hj212/framer.js";
+import { Hj212Mapping, toReadings } from "../../../../edge/hj212/mapping.js";
+import { EXAMPLE_HJ212_MAPPING } from "../../../../edge/hj212/mapping-example.js";
+import { QN_RTN, rejectionReply, replyFor } from "../../../../edge/hj212/reply.js";
+import { parseSegment } from "../../../../edge/hj212/segment.js";
+import { SplitReassembler } from "../../../../edge/hj212/split.js";
+import { frameOf, seeded, VECTOR_1062_FRAME, VECTOR_2051_FRAME } from "./vectors.js";
 
 /**
  * Fuzzing of the whole protocol layer: random bytes and mutated valid frames, fed in random chunk

@@ -10,7 +10,7 @@ import {
   problemsOf,
   RegistryFile,
   Site,
-} from "../../../contracts/index.js";
+} from "../../../../contracts/index.js";
 
 const area = { district: "Jinjiang", gridCell: "JJ-01" };
 const location = { lat: 30.65, lon: 104.08 };

@@ -4,17 +4,17 @@ import type { AddressInfo } from "node:net";
 import { Point as ReferencePoint } from "@influxdata/influxdb-client";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { SensorKind } from "../../../contracts/index.js";
+import type { SensorKind } from "../../../../contracts/index.js";
 import {
   createInfluxStore,
   InfluxQueryError,
   type InfluxStoreOptions,
-} from "../../../ingest/store/influxdb.js";
-import { StoreUnavailableError, type TimeSeriesStore } from "../../../ingest/store/types.js";
-import { freePort, provideInfluxDB, type ServiceHandle } from "../../support/services.js";
-import { requireService } from "../../support/suite.js";
-import { baseTags, mixedPoints, noise, reading, SITES, T0 } from "./store/points.js";
-import { timeSeriesStoreSuite } from "./store/suite.js";
+} from "../../../../ingest/store/influxdb.js";
+import { StoreUnavailableError, type TimeSeriesStore } from "../../../../ingest/store/types.js";
+import { freePort, provideInfluxDB, type ServiceHandle } from "../../../support/services.js";
+import { requireService } from "../../../support/suite.js";
+import { baseTags, mixedPoints, noise, reading, SITES, T0 } from "./points.js";
+import { timeSeriesStoreSuite } from "./suite.js";
 
 const influx = await requireService("ingest: InfluxDB store", provideInfluxDB);
 afterAll(async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DustUplink, NoiseUplink } from "../../../contracts/index.js";
+import { DustUplink, NoiseUplink } from "../../../../contracts/index.js";
 import {
   formatShanghai,
   Hj212Mapping,
@@ -7,10 +7,10 @@ import {
   toReadings,
   type Hj212MappingInput,
   type ToReadingsResult,
-} from "../../../edge/hj212/mapping.js";
-import { EXAMPLE_HJ212_MAPPING } from "../../../edge/hj212/mapping-example.js";
-import { parseSegment, type DataSegment } from "../../../edge/hj212/segment.js";
-import { VECTOR_2051 } from "./hj212-vectors.js";
+} from "../../../../edge/hj212/mapping.js";
+import { EXAMPLE_HJ212_MAPPING } from "../../../../edge/hj212/mapping-example.js";
+import { parseSegment, type DataSegment } from "../../../../edge/hj212/segment.js";
+import { VECTOR_2051 } from "./vectors.js";
 
 const MAPPING = Hj212Mapping.parse(EXAMPLE_HJ212_MAPPING);
 

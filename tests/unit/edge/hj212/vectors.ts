@@ -1,4 +1,4 @@
-import { formatHj212Crc, hj212Crc } from "../../../edge/hj212/crc.js";
+import { formatHj212Crc, hj212Crc } from "../../../../edge/hj212/crc.js";
 
 /** The public HJ 212 test vectors (HJ 212-2017 Appendix A, and an air-quality minute frame; docs/hj212.md). */
 export const VECTOR_1062 =
