@@ -230,7 +230,11 @@ describe("edge agent → aedes → ingest → SQLite store", () => {
       Array.from({ length: 3_000 - dropped * 10 }, (_, i) => dropped * 10 + i),
     );
     // The ingest records the dropped seqs as one gap.
-    const gaps = live.state.deadLetters.list({ limit: 10, deviceId: "noise-e2", reason: "missing_seq" });
+    const gaps = live.state.deadLetters.list({
+      limit: 10,
+      deviceId: "noise-e2",
+      reason: "missing_seq",
+    });
     expect(gaps.map((g) => g.seq)).toEqual([1]);
     expect(gaps[0]?.detail).toMatch(new RegExp(`^seq 1\\.\\.${dropped} never arrived`));
   }, 60_000);

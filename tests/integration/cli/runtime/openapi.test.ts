@@ -10,7 +10,13 @@ import type { TimeSeriesStore } from "../../../../ingest/store/types.js";
 import type { TaskSystem } from "../../../../tasks/app.js";
 import { testApi } from "../../../support/ingest.js";
 import { makeTempDir, removeTempDir } from "../../../support/process.js";
-import { DEVICES, registry, SITES, startSystem, tasksConfig } from "../../../unit/tasks/fixtures.js";
+import {
+  DEVICES,
+  registry,
+  SITES,
+  startSystem,
+  tasksConfig,
+} from "../../../unit/tasks/fixtures.js";
 
 /*
  * The API's documents agree with the API: every route the app registers is in the generated

@@ -10,7 +10,14 @@ import { TaskService } from "../../../../tasks/service.js";
 import { TaskStore } from "../../../../tasks/store.js";
 import { until } from "../../../support/broker.js";
 import { makeTempDir, removeTempDir } from "../../../support/process.js";
-import { gasNotice, noiseEvidence, noiseNotice, raise, registry, tasksConfig } from "../fixtures.js";
+import {
+  gasNotice,
+  noiseEvidence,
+  noiseNotice,
+  raise,
+  registry,
+  tasksConfig,
+} from "../fixtures.js";
 
 describe("backoffMs", () => {
   it("doubles per attempt up to the cap, with equal jitter: in [ceiling/2, ceiling)", () => {
