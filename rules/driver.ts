@@ -24,7 +24,6 @@ import {
 import { evidence } from "./evidence.js";
 import { rulesMetrics, type RulesMetrics } from "./metrics.js";
 import { type Slot, type Subject, SubjectIndex, type SubjectIndexDeps } from "./subjects.js";
-import { telling } from "./telling.js";
 
 export type { RulesRegistry } from "./subjects.js";
 
@@ -154,16 +153,13 @@ export class RulesDriver {
     const now = this.deps.now();
     this.index.refresh(now, false);
     // Per device first (a message's readings come together), then per subject: a site's
-    // subject is evaluated once per instant for all its devices' readings. A subject evaluated
-    // per reading (see Subject.perReading) needs every instant of the batch; the others only
-    // the newest.
+    // subject is evaluated once per instant for all its devices' readings. Every instant of the
+    // batch, in time order, each seeing only the readings up to it: the same decisions at the
+    // same instants however the device batched its readings (docs/rules.md, Time).
     const batches = this.collect(readings, now);
     for (const entry of this.bySubject(batches)) {
-      const subject = entry.subject;
-      if (subject.perReading) {
-        for (const [at, replayed] of telling(entry, this.index))
-          this.evaluate(subject, "reading", at, replayed);
-      } else this.evaluate(subject, "reading", entry.newest, entry.newestReplayed);
+      for (const [at, replayed] of entry.instants())
+        this.evaluate(entry.subject, "reading", at, replayed);
     }
     // Pruned only now: each instant of the batch needed its own samples.
     for (const batch of batches.values()) if (batch !== null) this.pruneSlot(batch.slot);
@@ -201,7 +197,7 @@ export class RulesDriver {
       this.index.refresh(now, true);
       slot = this.index.slots.get(deviceId);
     }
-    return slot === undefined ? null : new DeviceBatch(slot, this.index.keepsInstants(deviceId));
+    return slot === undefined ? null : new DeviceBatch(slot);
   }
 
   /** The batch as each subject its devices' readings touch sees it. */
@@ -261,7 +257,6 @@ export class RulesDriver {
       id: subjectId,
       key,
       alarmKey: `${ruleId}\u0000${key}`,
-      perReading: false,
     };
     const view = this.index.subjectView(subject);
     const now = this.deps.now();
@@ -287,7 +282,7 @@ export class RulesDriver {
     const timeMs = readings.timeMs(i);
     const quality = readings.quality(i);
     const replay = readings.replay(i);
-    batch?.add(timeMs, replay, quality);
+    batch?.add(timeMs, replay);
     // Only what the device's rules read (the flag and instant of every reading are kept too,
     // in slot.readings).
     for (const kept of slot.kept) {
@@ -351,12 +346,11 @@ export class RulesDriver {
     }
     const when = Math.max(at, alarm.lastAt);
     alarm.lastAt = when;
-    // Deadman on a reading: the silence is the gap before it, in the data's own time. Not for
-    // readings older than what was judged already (a round stored after a later one, a replay):
-    // they fill a gap, they cannot open one.
-    const gapBefore =
-      type === "reading" && subject.rule.condition.type === "deadman" && at === when;
-    const view = this.index.subjectView(subject, when, gapBefore);
+    // Silence is judged on the clock (docs/rules.md, Time): a reading only ends it.
+    if (type === "reading" && subject.rule.condition.type === "deadman" && !isOpen(alarm.state)) {
+      return;
+    }
+    const view = this.index.subjectView(subject, when);
     const evaluation = evaluateCondition(subject.rule, view, when, isOpen(alarm.state));
     this.evaluations++;
     this.metrics?.evaluations.inc();
@@ -421,12 +415,16 @@ export class RulesDriver {
       const longest = Math.max(0, ...slot.keep.values());
       if (longest === 0) continue;
       try {
+        const heard = slot.lastSeenAt;
         const readings = await backfill(slot.device, now - longest, now);
         const batch = batchOf(readings.map((r) => ({ ...r, replay: false })));
         for (let i = 0; i < batch.length; i++) this.addReading(slot, batch, i, now);
-        // What was stored before the restart says nothing of the link now.
-        slot.lastSeenAt = undefined;
-        slot.seenArrival = now;
+        // The data clock continues from the newest stored reading, as if it had arrived when it
+        // was measured (a restart changes nothing: docs/rules.md, Time); readings that arrived
+        // live during the backfill keep their own clock.
+        if (heard === undefined && slot.lastSeenAt !== undefined) {
+          slot.seenArrival = Math.min(slot.lastSeenAt, now);
+        }
       } catch (error) {
         this.deps.log.warn(
           { err: (error as Error).message, device: slot.device.id },

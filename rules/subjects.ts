@@ -69,27 +69,7 @@ export interface Subject {
   readonly key: string;
   /** `ruleId \0 type:id`: the alarm's key, built once. */
   readonly alarmKey: string;
-  /**
-   * Evaluated at the telling instants of a batch (a short look-back on few devices), not only
-   * at its newest (see PER_READING_LOOKBACK_MS and PER_READING_MAX_DEVICES).
-   */
-  readonly perReading: boolean;
 }
-
-/**
- * Conditions that look back this far at most are evaluated at every reading of a batch, in
- * order: a short spike or a fast rise inside one edge batch must not be missed. Longer windows
- * (hourly means, daily counts) see the whole batch from its newest instant, and evaluating them
- * per reading would walk the window once per reading.
- */
-export const PER_READING_LOOKBACK_MS = 10 * 60_000;
-
-/**
- * A site or segment with more devices than this is evaluated once per batch: each evaluation
- * walks every device, so per reading it would cost devices × readings (a tunnel segment has a
- * few detectors; a site of fifty devices would spend the ingest's time here).
- */
-export const PER_READING_MAX_DEVICES = 8;
 
 const NO_PERMITS: readonly string[] = [];
 const NO_SUBJECTS: readonly Subject[] = [];
@@ -108,8 +88,6 @@ export class SubjectIndex {
   private permits = new Map<string, Array<{ type: string; from: number; to: number }>>();
   private devicesBySite = new Map<string, string[]>();
   private subjectsByDevice = new Map<string, Subject[]>();
-  /** Devices with a subject evaluated per reading: their batches keep every instant. */
-  private instantDevices = new Set<string>();
   private rulesGeneration = -1;
   private lastRefresh = 0;
 
@@ -128,11 +106,6 @@ export class SubjectIndex {
   /** Every device's subjects (a site's subject once per device of the site). */
   subjectLists(): Iterable<readonly Subject[]> {
     return this.subjectsByDevice.values();
-  }
-
-  /** Whether the device's batches keep every instant (a subject of it evaluates per reading). */
-  keepsInstants(deviceId: string): boolean {
-    return this.instantDevices.has(deviceId);
   }
 
   /** The site of a subject: a device's site, or the site or segment itself. */
@@ -172,48 +145,47 @@ export class SubjectIndex {
   }
 
   /**
-   * What the engine sees of a subject; `at` selects the permits valid then. `gapBefore`: each
-   * device was last seen at its newest reading before `at` (the gap that ends at `at`).
+   * What the engine sees of a subject at `at` (default: now, everything held): each device as of
+   * its newest reading at or before `at` (its data clock and quality flag then), and the permits
+   * of its site valid at any instant (a window is exempt by the permits where it lies).
    */
-  subjectView(subject: Subject, at?: number, gapBefore = false): SubjectView {
+  subjectView(subject: Subject, at?: number): SubjectView {
     const siteId = this.siteIdOf(subject);
     const site = siteId === undefined ? undefined : this.sites.get(siteId);
     const sitePermits = siteId === undefined ? undefined : this.permits.get(siteId);
-    const permits =
-      at === undefined || sitePermits === undefined
-        ? NO_PERMITS
-        : sitePermits.filter((p) => p.from <= at && at < p.to).map((p) => p.type);
-    const common = { region: this.deps.region, permits };
+    const permitsAt =
+      sitePermits === undefined
+        ? () => NO_PERMITS
+        : (t: number) => sitePermits.filter((p) => p.from <= t && t < p.to).map((p) => p.type);
+    const common = {
+      region: this.deps.region,
+      permits: at === undefined ? NO_PERMITS : permitsAt(at),
+      permitsAt,
+    };
     if (subject.type === "device") {
       const slot = this.slots.get(subject.id);
-      const seenBefore = gapBefore && at !== undefined ? at : undefined;
-      return {
-        ...common,
-        site,
-        devices: slot === undefined ? [] : [this.deviceView(slot, seenBefore, at)],
-      };
+      return { ...common, site, devices: slot === undefined ? [] : [this.deviceView(slot, at)] };
     }
     const kinds = subject.rule.scope.kinds;
     const devices = (this.devicesBySite.get(subject.id) ?? [])
       .map((id) => this.slots.get(id))
       .filter((s): s is Slot => s !== undefined && kinds.includes(s.device.kind))
-      .map((s) => this.deviceView(s, gapBefore ? at : undefined, at));
+      .map((s) => this.deviceView(s, at));
     return { ...common, site, devices };
   }
 
   /**
-   * The device as the engine sees it at `at` (default: now): its quality flag is that of its
-   * newest reading at or before `at`, so an earlier instant of a batch sees its own flag.
+   * The device as the engine sees it at `at` (default: now): last seen at its newest reading at
+   * or before `at`, with that reading's quality flag, so each instant of a batch is judged as if
+   * the readings after it had not arrived yet.
    */
-  deviceView(slot: Slot, seenBefore?: number, at?: number): DeviceView {
+  deviceView(slot: Slot, at?: number): DeviceView {
+    const current = at === undefined || slot.lastSeenAt === undefined || at >= slot.lastSeenAt;
     return {
       device: slot.device,
       series: slot.series,
-      lastSeenAt: seenBefore === undefined ? slot.lastSeenAt : newestBefore(slot, seenBefore),
-      lastQuality:
-        at === undefined || slot.lastSeenAt === undefined || at >= slot.lastSeenAt
-          ? slot.lastQuality
-          : (qualityAt(slot, at) ?? slot.lastQuality),
+      lastSeenAt: current ? slot.lastSeenAt : newestAtOrBefore(slot, at),
+      lastQuality: current ? slot.lastQuality : (qualityAt(slot, at) ?? slot.lastQuality),
       watchedSince: slot.watchedSince,
     };
   }
@@ -228,7 +200,6 @@ export class SubjectIndex {
     this.readSites();
     this.readDevices(now);
     this.subjectsByDevice = new Map();
-    this.instantDevices = new Set();
     for (const slot of this.slots.values()) {
       if (!slot.device.enabled) continue;
       const subjects = this.subjectsFor(slot);
@@ -281,7 +252,7 @@ export class SubjectIndex {
     }
   }
 
-  /** The subjects of the rules that apply to a device (marking it if one is per reading). */
+  /** The subjects of the rules that apply to a device. */
   private subjectsFor(slot: Slot): Subject[] {
     const device = slot.device;
     const site = this.sites.get(device.siteId);
@@ -293,12 +264,7 @@ export class SubjectIndex {
       const type = rule.subject;
       const id = type === "device" ? device.id : device.siteId;
       const key = `${type}:${id}`;
-      const size = type === "device" ? 1 : (this.devicesBySite.get(id)?.length ?? 0);
-      const perReading =
-        conditionRetention(rule.condition) <= PER_READING_LOOKBACK_MS &&
-        size <= PER_READING_MAX_DEVICES;
-      if (perReading) this.instantDevices.add(device.id);
-      subjects.push({ rule, type, id, key, alarmKey: `${rule.id}\u0000${key}`, perReading });
+      subjects.push({ rule, type, id, key, alarmKey: `${rule.id}\u0000${key}` });
     }
     return subjects;
   }
@@ -316,9 +282,9 @@ function keepWindows(slot: Slot, subjects: readonly Subject[]): void {
   slot.kept = [...keep.keys()].map((quantity) => ({ quantity, series: slot.series[quantity] }));
 }
 
-/** The newest reading time strictly before `at` (undefined: none kept). */
-function newestBefore(slot: Slot, at: number): number | undefined {
-  const i = slot.readings.firstAtOrAfter(at) - 1;
+/** The newest reading time at or before `at` (undefined: none kept). */
+function newestAtOrBefore(slot: Slot, at: number): number | undefined {
+  const i = slot.readings.firstAfter(at) - 1;
   return i >= 0 ? slot.readings.atOf(i) : undefined;
 }
 

@@ -32,6 +32,19 @@ export const WindowAlign = z.enum(["rolling", "clock"], {
 export type WindowAlign = z.infer<typeof WindowAlign>;
 
 const QuantityRef = z.string({ error: "quantity must be a string" }).min(1);
+
+/**
+ * Share of a window the readings must cover for the window to be judged, when the rule does not
+ * say (docs/standards.md, Data coverage): the product default, by analogy with GB 3095-2012,
+ * whose data-validity rule (§8) counts an hourly mean valid with at least 45 minutes of data.
+ */
+export const DEFAULT_MIN_COVERAGE = 0.75;
+
+/** Minimum coverage of a window (0 < x <= 1): below it the window is a gap, not a verdict. */
+const MinCoverage = z
+  .number({ error: "minCoverage must be a number" })
+  .gt(0, { error: "minCoverage must be > 0" })
+  .max(1, { error: "minCoverage must be <= 1" });
 const forField = HoldDuration.default(0);
 
 const aggregateFields = {
@@ -50,6 +63,12 @@ const aggregateFields = {
   clear: PeriodValue.optional(),
   /** How long the raise comparison must hold before the alarm is active (pending until then). */
   for: forField,
+  /**
+   * Share of the window its readings must cover (each reading covers the interval it measured,
+   * its device's expectedIntervalS ending at its stamp). Absent: DEFAULT_MIN_COVERAGE. Windowless
+   * `latest` judges one reading and ignores it.
+   */
+  minCoverage: MinCoverage.optional(),
 };
 
 /**

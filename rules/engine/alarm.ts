@@ -1,6 +1,6 @@
 import type { AlarmDecision } from "../../contracts/model/alarms.js";
 import type { Rule } from "../../contracts/model/rules.js";
-import type { Evaluation } from "./conditions.js";
+import { type Evaluation, isGap } from "./conditions.js";
 
 /*
  * The alarm state machine of one (subject, rule). Pure: (state, event, now) → (state, decisions).
@@ -98,7 +98,7 @@ export function stepAlarm(
   const replayed = event.replayed === true;
   // The common case first, before anything is built for the rest: nothing open, nothing holds.
   if (!e.active && (state.phase === "normal" || state.phase === "cleared")) {
-    const quiet = !e.applicable && e.reason === "no_data";
+    const quiet = isGap(e);
     return {
       state: quiet ? state : { ...state, lastValue: e.value, lastLimit: e.limit },
       decisions: [],
@@ -180,7 +180,7 @@ export function stepAlarm(
 
   // A gap (no data in the window) neither raises nor clears: silence is the deadman rule's
   // business. Pending stays pending; only the unacknowledged-escalation clock keeps running.
-  if (!e.applicable && e.reason === "no_data") {
+  if (isGap(e)) {
     return { state: isOpen(state) ? unacknowledged(state) : state, decisions };
   }
   let s: AlarmState = { ...state, ...recorded };

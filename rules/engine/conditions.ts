@@ -3,6 +3,8 @@ import type { Device, Site } from "../../contracts/model/registry.js";
 import type { SensorKind } from "../../contracts/model/sensors.js";
 import type { Comparison, PeriodValue, Rule } from "../../contracts/model/rules.js";
 import { activePeriods, valueForPeriod } from "./periods.js";
+import { DEFAULT_MIN_COVERAGE } from "../../contracts/model/rule-conditions.js";
+import type { Aggregate } from "../../contracts/model/rules.js";
 import {
   type ResolutionContext,
   type ResolvedLimits,
@@ -12,18 +14,8 @@ import {
   resolveValue,
   type StationLevels,
 } from "./resolve.js";
-import type { SampleSource } from "./series.js";
-import {
-  aggregate,
-  clockWindows,
-  conditionRetention,
-  inInterval,
-  latestSample,
-  localMidnight,
-  passGate,
-  type Sample,
-  windowValue,
-} from "./window.js";
+import { columnsOf, type SampleColumns } from "./series.js";
+import { clockWindow, clockWindows, type Interval, localMidnight, type Sample } from "./window.js";
 
 /*
  * Evaluation of one rule's condition at one instant for one subject. Pure: the subject's devices,
@@ -35,10 +27,10 @@ export interface DeviceView {
   readonly device: Pick<Device, "id" | "expectedIntervalS" | "area"> &
     Partial<Pick<Device, "zoneClass" | "calibrationDueOn" | "enabled">>;
   /**
-   * Recent samples per quantity, oldest first (see window.ts): an array, or a source that builds
-   * the samples of a look-back on demand (the rules driver's columns, series.ts).
+   * Recent samples per quantity, oldest first (see window.ts): an array, or columns read in place
+   * (the rules driver's series, series.ts).
    */
-  readonly series: Readonly<Record<string, readonly Sample[] | SampleSource>>;
+  readonly series: Readonly<Record<string, readonly Sample[] | SampleColumns>>;
   /** Arrival of the device's last message (any quantity), epoch ms; undefined when never heard. */
   readonly lastSeenAt?: number | undefined;
   /** Quality flag of the device's newest reading. */
@@ -55,6 +47,11 @@ export interface SubjectView {
   readonly region?: string | undefined;
   /** Permit types the site holds valid at the instant (permitExemption). */
   readonly permits?: readonly string[] | undefined;
+  /**
+   * Permit types valid at another instant: a window is exempt when a permit covers the interval
+   * it is placed by, not the bare evaluation instant (docs/rules.md, Time). Absent: `permits`.
+   */
+  readonly permitsAt?: ((at: number) => readonly string[]) | undefined;
 }
 
 /** The result of evaluating a condition at an instant. */
@@ -77,29 +74,24 @@ export interface Evaluation {
   readonly detail: string;
   /** Set when not applicable. */
   readonly reason?: NotApplicableReason | undefined;
+  /**
+   * The window the deciding device's value was computed over, `(from, to]`, and which of its
+   * readings the computation used: those of the window's period (`period`, the names of the
+   * periods in force, "" for a rule without periods) that the quality gate let through.
+   */
+  readonly window?: UsedWindow | undefined;
+  /** Share of the window covered by the readings used (0..1); undefined without a window. */
+  readonly coverage?: number | undefined;
 }
 
-/**
- * A device's samples of `quantity` that a condition looking back `lookBackMs` from `at` can
- * need: for a look-back of 0 (a "latest") the newest sample at or before `at` that the quality
- * gate lets through, else the samples from `at - lookBackMs` on (with the newest before it).
- * An array (tests, callers with samples at hand) is returned whole: the callers filter it.
- */
-function samplesOf(
-  d: DeviceView,
-  quantity: string,
-  lookBackMs: number,
-  at: number,
-  gate: { readonly suppressFlags: readonly QualityFlag[] },
-): readonly Sample[] {
-  const source = d.series[quantity];
-  if (source === undefined) return [];
-  if (isSampleArray(source)) return source;
-  return lookBackMs === 0 ? source.latestAt(at, gate.suppressFlags) : source.since(at - lookBackMs);
-}
-
-function isSampleArray(source: readonly Sample[] | SampleSource): source is readonly Sample[] {
-  return Array.isArray(source);
+/** The readings a window's value was computed from (evidence). */
+export interface UsedWindow extends Interval {
+  readonly deviceId: string;
+  readonly quantity: string;
+  /** Period names in force for the window ("" for a rule without periods). */
+  readonly period: string;
+  /** Whether a reading stamped `at` belongs to the window's period. */
+  readonly inPeriod: (at: number) => boolean;
 }
 
 /** The place and context of a device, for limit resolution. */
@@ -188,8 +180,16 @@ export function calibrationExpired(view: DeviceView, at: number, timeZone: strin
   return due !== undefined && localDate(at, timeZone) > due;
 }
 
-/** Why an evaluation is not applicable; the alarm holds its state on `no_data` (a gap). */
-export type NotApplicableReason = "no_data" | "no_limit" | "schedule" | "exempt" | "other";
+/**
+ * Why an evaluation is not applicable; the alarm holds its state on `no_data` and `coverage`
+ * (a gap: too little data to judge).
+ */
+export type NotApplicableReason =
+  "no_data" | "coverage" | "no_limit" | "schedule" | "exempt" | "other";
+
+/** Whether a not-applicable evaluation is a gap in the data (the alarm holds its state). */
+export const isGap = (e: Evaluation): boolean =>
+  !e.applicable && (e.reason === "no_data" || e.reason === "coverage");
 
 const NOT_APPLICABLE = (detail: string, reason: NotApplicableReason = "no_data"): Evaluation => ({
   active: false,
@@ -257,10 +257,315 @@ function usableDevices(rule: Rule, subject: SubjectView, at: number): DeviceView
   );
 }
 
+// ---------------------------------------------------------------------------------------------
+// Time: where a reading and a window lie (docs/rules.md, Time)
+
+/** What a device's reading stamped `t` measured: `(t − readingMs, t]`, ms. */
+export const readingMs = (d: DeviceView): number => d.device.expectedIntervalS * 1_000;
+
+/** The instant whose periods a reading stamped `t` belongs to: the middle of what it measured. */
+export const placeOf = (t: number, intervalMs: number): number => t - intervalMs / 2;
+
+const periodicRules = new WeakMap<Rule, boolean>();
+
+/** Whether a rule's verdict depends on the schedule's periods (limits by period, activeDuring). */
+export function periodic(rule: Rule): boolean {
+  let known = periodicRules.get(rule);
+  if (known === undefined) {
+    known =
+      rule.schedule.activeDuring !== undefined ||
+      JSON.stringify([rule.condition, rule.levels ?? null, rule.overrides ?? null]).includes(
+        '"byPeriod"',
+      );
+    periodicRules.set(rule, known);
+  }
+  return known;
+}
+
+/** The periods in force for one (rule, device), by local minute (periods switch on whole minutes). */
+class PeriodClock {
+  readonly #byMinute = new Map<number, string>();
+  constructor(
+    private readonly periods: ReturnType<typeof resolvePeriods>,
+    private readonly schedule: Rule["schedule"],
+  ) {}
+
+  /** The names of the periods in force at an instant, joined ("" when none). */
+  keyAt(at: number): string {
+    const minute = Math.floor(at / 60_000);
+    let key = this.#byMinute.get(minute);
+    if (key === undefined) {
+      key = activePeriods(this.periods, this.schedule, minute * 60_000).join(",");
+      if (this.#byMinute.size >= 4_096) this.#byMinute.clear();
+      this.#byMinute.set(minute, key);
+    }
+    return key;
+  }
+}
+
+const periodClocks = new WeakMap<Rule, WeakMap<object, PeriodClock>>();
+
+function periodClockOf(rule: Rule, d: DeviceView, subject: SubjectView): PeriodClock {
+  let byDevice = periodClocks.get(rule);
+  if (byDevice === undefined) periodClocks.set(rule, (byDevice = new WeakMap()));
+  let clock = byDevice.get(d.device);
+  if (clock === undefined) {
+    clock = new PeriodClock(resolvePeriods(rule, resolutionContext(d, subject)), rule.schedule);
+    byDevice.set(d.device, clock);
+  }
+  return clock;
+}
+
+/** One window's readings reduced: the aggregate, the coverage and how many readings were used. */
+interface Judgement {
+  readonly value: number | undefined;
+  readonly coverage: number;
+  readonly count: number;
+}
+
+/**
+ * Aggregate of the numeric readings in `(from, to]` that pass the gate and (`inPeriod`) belong
+ * to the window's period, with their coverage of the window. Read in place: no sample objects.
+ */
+function judge(
+  cols: SampleColumns,
+  how: Aggregate,
+  interval: Interval,
+  intervalMs: number,
+  suppress: readonly QualityFlag[],
+  inPeriod: ((at: number) => boolean) | undefined,
+): Judgement {
+  const hi = cols.firstAfter(interval.to);
+  let count = 0;
+  let sum = 0;
+  let max = Number.NEGATIVE_INFINITY;
+  let min = Number.POSITIVE_INFINITY;
+  let last = Number.NaN;
+  let covered = 0;
+  let until = interval.from;
+  for (let i = cols.firstAfter(interval.from); i < hi; i++) {
+    if (!cols.isNumber(i)) continue;
+    if (suppress.length > 0 && suppress.includes(cols.qualityOf(i))) continue;
+    const at = cols.atOf(i);
+    if (inPeriod !== undefined && !inPeriod(at)) continue;
+    const v = cols.numberOf(i);
+    count++;
+    last = v;
+    if (how === "energy_mean") sum += 10 ** (v / 10);
+    else sum += v;
+    if (v > max) max = v;
+    if (v < min) min = v;
+    const start = Math.max(at - intervalMs, until);
+    if (at > start) covered += at - start;
+    until = Math.max(until, at);
+  }
+  const length = interval.to - interval.from;
+  const cover = length > 0 ? covered / length : count > 0 ? 1 : 0;
+  if (count === 0) return { value: undefined, coverage: 0, count };
+  const value =
+    how === "latest"
+      ? last
+      : how === "max"
+        ? max
+        : how === "min"
+          ? min
+          : how === "energy_mean"
+            ? 10 * Math.log10(sum / count)
+            : sum / count;
+  return { value, coverage: cover, count };
+}
+
+/** Completed clock intervals judged once per (rule, series): their readings no longer change. */
+type JudgedIntervals = Map<number, { epoch: number; from: number; j: Judgement }>;
+const intervalCache = new WeakMap<Rule, WeakMap<SampleColumns, JudgedIntervals>>();
+
+function judgeCached(
+  rule: Rule,
+  cols: SampleColumns,
+  how: Aggregate,
+  interval: Interval,
+  intervalMs: number,
+  inPeriod: ((at: number) => boolean) | undefined,
+): Judgement {
+  const suppress = rule.qualityGate.suppressFlags;
+  const complete = cols.length > 0 && cols.atOf(cols.length - 1) >= interval.to;
+  if (!complete || interval.clock !== true) {
+    return judge(cols, how, interval, intervalMs, suppress, inPeriod);
+  }
+  let bySeries = intervalCache.get(rule);
+  if (bySeries === undefined) intervalCache.set(rule, (bySeries = new WeakMap()));
+  let byEnd = bySeries.get(cols);
+  if (byEnd === undefined) bySeries.set(cols, (byEnd = new Map() as JudgedIntervals));
+  const hit = byEnd.get(interval.to);
+  if (hit !== undefined && hit.epoch === cols.epoch && hit.from === interval.from) return hit.j;
+  const j = judge(cols, how, interval, intervalMs, suppress, inPeriod);
+  if (byEnd.size >= 2_048) byEnd.clear();
+  byEnd.set(interval.to, { epoch: cols.epoch, from: interval.from, j });
+  return j;
+}
+
+const columns = (d: DeviceView, quantity: string): SampleColumns | undefined => {
+  const source = d.series[quantity];
+  if (source === undefined) return undefined;
+  return Array.isArray(source) ? columnsOf(source as readonly Sample[]) : (source as SampleColumns);
+};
+
+/** Index of the newest reading at or before `at` that the gate lets through (-1: none). */
+function newestUsable(
+  cols: SampleColumns,
+  at: number,
+  suppress: readonly QualityFlag[],
+  numeric: boolean,
+): number {
+  for (let i = cols.firstAfter(at) - 1; i >= 0; i--) {
+    if (numeric && !cols.isNumber(i)) continue;
+    if (suppress.length === 0 || !suppress.includes(cols.qualityOf(i))) return i;
+  }
+  return -1;
+}
+
+/** The window a windowed condition judges at `at`, and the instant that places it in time. */
+interface Placed {
+  readonly interval: Interval;
+  readonly place: number;
+  /** `latest` without a window: the one reading judged. */
+  readonly reading?: number | undefined;
+}
+
+function placeWindow(
+  c: { aggregate: Aggregate; window?: number | undefined; align: "rolling" | "clock" },
+  cols: SampleColumns,
+  d: DeviceView,
+  at: number,
+  rule: Rule,
+): Placed | undefined {
+  const d_ = readingMs(d);
+  if (c.window === undefined) {
+    const i = newestUsable(cols, at, rule.qualityGate.suppressFlags, true);
+    if (i < 0) return undefined;
+    const t = cols.atOf(i);
+    return { interval: { from: t - d_, to: t }, place: placeOf(t, d_), reading: i };
+  }
+  if (c.align === "clock") {
+    const interval = clockWindow(at, c.window, rule.schedule.timeZone);
+    return { interval, place: (interval.from + interval.to) / 2 };
+  }
+  return { interval: { from: at - c.window, to: at }, place: placeOf(at, d_) };
+}
+
+/** Whether the site holds, at `place`, a permit that exempts it from the rule. */
+function exemptAt(rule: Rule, subject: SubjectView, place: number): boolean {
+  const types = rule.permitExemption?.types;
+  if (types === undefined) return false;
+  const held = subject.permitsAt?.(place) ?? subject.permits ?? [];
+  return types.some((t) => held.includes(t));
+}
+
+/**
+ * The place of a window in time: the periods in force there, the limits they select, and
+ * whether the rule is off there (outside activeDuring, exempt by a permit). Undefined: it judges.
+ */
+function situate(
+  rule: Rule,
+  d: DeviceView,
+  subject: SubjectView,
+  place: number,
+): { r: Resolved; off: Evaluation | undefined } {
+  const r = resolveFor(rule, d, subject, place);
+  const during = rule.schedule.activeDuring;
+  if (during !== undefined && !during.some((p) => r.periods.includes(p))) {
+    return {
+      r,
+      off: NOT_APPLICABLE(
+        `${d.device.id}: outside ${during.join(", ")} (${iso(place)})`,
+        "schedule",
+      ),
+    };
+  }
+  if (exemptAt(rule, subject, place)) {
+    return { r, off: NOT_APPLICABLE("exempt: the site holds a valid permit", "exempt") };
+  }
+  return { r, off: undefined };
+}
+
+const iso = (t: number): string => new Date(t).toISOString();
+
+/** A window's value judged in place, or why it is not judged. */
+type WindowVerdict =
+  | {
+      readonly ok: true;
+      readonly value: number;
+      readonly r: Resolved;
+      readonly coverage: number | undefined;
+      readonly used: UsedWindow;
+    }
+  | { readonly ok: false; readonly evaluation: Evaluation };
+
+/** Judge a device's window for a threshold or k_of_n condition at `at`. */
+function judgeWindow(
+  rule: Rule,
+  c: {
+    quantity: string;
+    aggregate: Aggregate;
+    window?: number | undefined;
+    align: "rolling" | "clock";
+    minCoverage?: number | undefined;
+  },
+  d: DeviceView,
+  subject: SubjectView,
+  at: number,
+): WindowVerdict {
+  const id = d.device.id;
+  const cols = columns(d, c.quantity);
+  const placed = cols === undefined ? undefined : placeWindow(c, cols, d, at, rule);
+  if (cols === undefined || placed === undefined) {
+    return { ok: false, evaluation: NOT_APPLICABLE(`${id}: no ${c.quantity} data`) };
+  }
+  const { r, off } = situate(rule, d, subject, placed.place);
+  if (off !== undefined) return { ok: false, evaluation: off };
+  const clock = periodic(rule) ? periodClockOf(rule, d, subject) : undefined;
+  const period = clock === undefined ? "" : r.periods.join(",");
+  const intervalMs = readingMs(d);
+  const inPeriod =
+    clock === undefined ? undefined : (t: number) => clock.keyAt(placeOf(t, intervalMs)) === period;
+  const used: UsedWindow = {
+    ...placed.interval,
+    deviceId: id,
+    quantity: c.quantity,
+    period,
+    inPeriod: inPeriod ?? (() => true),
+  };
+  if (placed.reading !== undefined) {
+    return { ok: true, value: cols.numberOf(placed.reading), r, coverage: undefined, used };
+  }
+  const j = judgeCached(rule, cols, c.aggregate, placed.interval, intervalMs, inPeriod);
+  if (j.value === undefined) {
+    return { ok: false, evaluation: NOT_APPLICABLE(`${id}: no ${c.quantity} data in the window`) };
+  }
+  const min = c.minCoverage ?? DEFAULT_MIN_COVERAGE;
+  if (j.coverage < min) {
+    return {
+      ok: false,
+      evaluation: {
+        ...NOT_APPLICABLE(
+          `${id}: ${c.quantity} window ${iso(placed.interval.from)}–${iso(placed.interval.to)} covered ${pct(j.coverage)} (${j.count} readings${period === "" ? "" : `, ${period}`}), below the ${pct(min)} needed`,
+          "coverage",
+        ),
+        coverage: j.coverage,
+        window: used,
+      },
+    };
+  }
+  return { ok: true, value: j.value, r, coverage: j.coverage, used };
+}
+
+const pct = (x: number): string => `${Math.round(x * 1000) / 10} %`;
+
 /**
  * Evaluate a rule's condition for a subject at `at`. `previouslyActive` selects the clear side
  * (hysteresis): an active alarm stays active until `aggregate op clear` no longer holds.
- * Outside `schedule.activeDuring`, or while a listed permit is held, the result is inactive and
+ * A window is placed in time by the interval it ends on (docs/rules.md, Time): outside
+ * `schedule.activeDuring` there, or while a listed permit covers it, the result is inactive and
  * not applicable.
  */
 export function evaluateCondition(
@@ -269,22 +574,13 @@ export function evaluateCondition(
   at: number,
   previouslyActive = false,
 ): Evaluation {
-  if (rule.permitExemption?.types.some((t) => subject.permits?.includes(t)) === true) {
-    return NOT_APPLICABLE("exempt: the site holds a valid permit", "exempt");
-  }
   const c = rule.condition;
   if (c.type === "deadman" || c.type === "quality") {
     return worstOf(
       subject.devices
         .filter((d) => d.device.enabled !== false)
-        .map((d) => deviceCondition(rule, d, at)),
+        .map((d) => deviceCondition(rule, d, at, previouslyActive)),
     );
-  }
-  if (rule.schedule.activeDuring !== undefined) {
-    const r = resolveFor(rule, subject.devices[0], subject, at);
-    if (!rule.schedule.activeDuring.some((p) => r.periods.includes(p))) {
-      return NOT_APPLICABLE(`outside ${rule.schedule.activeDuring.join(", ")}`, "schedule");
-    }
   }
   const devices = usableDevices(rule, subject, at);
   if (c.type === "k_of_n") {
@@ -298,14 +594,19 @@ export function evaluateCondition(
 function worstOf(evaluations: readonly Evaluation[]): Evaluation {
   const applicable = evaluations.filter((e) => e.applicable);
   if (applicable.length === 0) {
-    return evaluations[0] ?? NOT_APPLICABLE("no device of the subject reports");
+    // A device off by schedule or permit says more than one with no data.
+    return (
+      evaluations.find((e) => !isGap(e)) ??
+      evaluations[0] ??
+      NOT_APPLICABLE("no device of the subject reports")
+    );
   }
   const active = applicable.filter((e) => e.active);
   if (active.length === 0) return applicable[0] ?? NOT_APPLICABLE("no data");
   return active.reduce((a, b) => (b.levelIndex > a.levelIndex ? b : a));
 }
 
-function deviceCondition(rule: Rule, d: DeviceView, at: number): Evaluation {
+function deviceCondition(rule: Rule, d: DeviceView, at: number, open: boolean): Evaluation {
   const c = rule.condition;
   const id = d.device.id;
   if (c.type === "deadman") {
@@ -313,6 +614,10 @@ function deviceCondition(rule: Rule, d: DeviceView, at: number): Evaluation {
     if (since === undefined) return NOT_APPLICABLE(`${id}: never heard and not watched`);
     const silence = at - since;
     const limit = c.factor * d.device.expectedIntervalS * 1000;
+    // A device never heard from is not "back": only a reading clears its deadman.
+    if (d.lastSeenAt === undefined && open && silence <= limit) {
+      return NOT_APPLICABLE(`${id}: never heard; its deadman clears on its first reading`);
+    }
     return result(rule, {
       active: silence > limit,
       value: silence,
@@ -348,11 +653,13 @@ function deviceNumeric(
 ): Evaluation {
   const c = rule.condition;
   const id = d.device.id;
-  const gate = rule.qualityGate;
+  const suppress = rule.qualityGate.suppressFlags;
   if (c.type === "state") {
     const states = c.terms.map((t) => {
-      const s = latestSample(passGate(samplesOf(d, t.quantity, 0, at, gate), gate), at);
-      return { t, value: s?.value, holds: s !== undefined && s.value === t.is };
+      const cols = columns(d, t.quantity);
+      const i = cols === undefined ? -1 : newestUsable(cols, at, suppress, false);
+      const value = cols === undefined || i < 0 ? undefined : cols.sample(i).value;
+      return { t, value, holds: value === t.is };
     });
     const holds = c.match === "all" ? states.every((s) => s.holds) : states.some((s) => s.holds);
     return result(rule, {
@@ -364,20 +671,26 @@ function deviceNumeric(
       detail: `${id}: ${states.map((s) => `${s.t.quantity}=${String(s.value)} (want ${s.t.is})`).join(c.match === "all" ? " and " : " or ")}`,
     });
   }
-  const r = resolveFor(rule, d, subject, at);
   if (c.type === "rate_of_rise") {
-    const samples = passGate(
-      inInterval(samplesOf(d, c.quantity, c.window, at, gate), { from: at - c.window, to: at }),
-      gate,
-    ).filter((s) => typeof s.value === "number");
-    const first = samples[0];
-    const last = samples[samples.length - 1];
+    const { r, off } = situate(rule, d, subject, placeOf(at, readingMs(d)));
+    if (off !== undefined) return off;
+    const cols = columns(d, c.quantity);
+    let first: number | undefined;
+    let last: number | undefined;
+    if (cols !== undefined) {
+      const hi = cols.firstAfter(at);
+      for (let i = cols.firstAfter(at - c.window); i < hi; i++) {
+        if (!cols.isNumber(i) || suppress.includes(cols.qualityOf(i))) continue;
+        first ??= cols.numberOf(i);
+        last = cols.numberOf(i);
+      }
+    }
     const raise = numberOf(c.raise, r);
     const clear = numberOf(c.clear ?? c.raise, r);
     if (first === undefined || last === undefined || raise === undefined || clear === undefined) {
       return NOT_APPLICABLE(`${id}: no ${c.quantity} data or limit in the window`);
     }
-    const rise = (last.value as number) - (first.value as number);
+    const rise = last - first;
     const limit = previouslyActive ? clear : raise;
     return result(rule, {
       active: rise >= limit,
@@ -385,72 +698,83 @@ function deviceNumeric(
       limit,
       levelIndex: levelFor(rule, rise, ">=", r),
       deviceId: id,
-      detail: `${id}: ${c.quantity} rose ${rise} in ${c.window} ms (limit ${limit})`,
+      detail: `${id}: ${c.quantity} rose ${round(rise)} in ${c.window} ms (limit ${limit})`,
     });
   }
   if (c.type !== "threshold")
     return NOT_APPLICABLE(`${c.type} is not evaluated per device`, "other");
-  const samples = passGate(samplesOf(d, c.quantity, conditionRetention(c), at, gate), gate);
-  const tz = rule.schedule.timeZone;
-  // A clock interval is judged by the limits of the period it lies in (the 21:00-22:00 hour
-  // against the day limit even when it is evaluated at 22:00).
-  const limitAt = (t: number) => {
-    const rt = t === at ? r : resolveFor(rule, d, subject, t);
-    const raise = numberOf(c.raise, rt);
-    const clear = numberOf(c.clear ?? c.raise, rt);
-    if (raise === undefined || clear === undefined) return undefined;
-    return { limit: previouslyActive ? clear : raise, resolved: rt };
+  const side = (r: Resolved) => {
+    const raise = numberOf(c.raise, r);
+    const clear = numberOf(c.clear ?? c.raise, r);
+    return raise === undefined || clear === undefined
+      ? undefined
+      : previouslyActive
+        ? clear
+        : raise;
   };
   if (c.nOfM !== undefined || c.exceedances !== undefined) {
-    const windowMs = c.window ?? 0;
-    const midnight = localMidnight(at, tz);
-    const count = c.nOfM?.m ?? Math.max(1, Math.ceil((at - midnight) / windowMs));
-    const intervals = clockWindows(at, windowMs, tz, count).filter(
-      (w) => c.nOfM !== undefined || w.from >= midnight,
-    );
-    const judged = intervals.map((w) => {
-      const value = aggregate(inInterval(samples, w), c.aggregate);
-      const l = limitAt(w.from);
-      return {
-        value,
-        l,
-        violates: value !== undefined && l !== undefined && compare(value, c.op, l.limit),
-      };
-    });
-    const violating = judged.filter((j) => j.violates).length;
-    const needed = c.nOfM?.n ?? (c.exceedances?.allowedPerDay ?? 0) + 1;
-    const newest = judged[judged.length - 1];
-    if (newest?.value === undefined || newest.l === undefined) {
-      return NOT_APPLICABLE(`${id}: no ${c.quantity} data or limit for the newest interval`);
-    }
-    return result(rule, {
-      active: violating >= needed,
-      value: newest.value,
-      limit: newest.l.limit,
-      levelIndex: levelFor(rule, newest.value, c.op, newest.l.resolved),
-      deviceId: id,
-      detail: `${id}: ${violating} of ${judged.length} ${c.aggregate} intervals violate (need ${needed})`,
-    });
+    return countedIntervals(rule, c, d, subject, at, side);
   }
-  const { value, interval } = windowValue(
-    samples,
-    c.aggregate,
-    at,
-    { windowMs: c.window, align: c.align },
-    tz,
-  );
-  const l = limitAt(interval?.clock === true ? interval.from : at);
-  if (l === undefined)
+  const w = judgeWindow(rule, c, d, subject, at);
+  if (!w.ok) return w.evaluation;
+  const limit = side(w.r);
+  if (limit === undefined)
     return NOT_APPLICABLE(`${id}: no limit for this context and period`, "no_limit");
-  if (value === undefined) return NOT_APPLICABLE(`${id}: no ${c.quantity} data in the window`);
-  const active = compare(value, c.op, l.limit);
+  const active = compare(w.value, c.op, limit);
   return result(rule, {
     active,
-    value,
-    limit: l.limit,
-    levelIndex: levelFor(rule, value, c.op, l.resolved),
+    value: w.value,
+    limit,
+    levelIndex: levelFor(rule, w.value, c.op, w.r),
     deviceId: id,
-    detail: `${id}: ${c.quantity} ${c.aggregate} ${round(value)} ${c.op} ${l.limit}: ${active}`,
+    detail: `${id}: ${c.quantity} ${c.aggregate} ${round(w.value)} ${c.op} ${limit}: ${active}${w.used.period === "" ? "" : ` (${w.used.period})`}${w.coverage === undefined ? "" : `; coverage ${pct(w.coverage)}`}`,
+    window: w.used,
+    coverage: w.coverage,
+  });
+}
+
+/**
+ * N-of-M and exceedances per day: each complete clock interval judged on its own, with its own
+ * period's limit and coverage (an interval below coverage does not violate).
+ */
+function countedIntervals(
+  rule: Rule,
+  c: Extract<Rule["condition"], { type: "threshold" }>,
+  d: DeviceView,
+  subject: SubjectView,
+  at: number,
+  side: (r: Resolved) => number | undefined,
+): Evaluation {
+  const id = d.device.id;
+  const tz = rule.schedule.timeZone;
+  const windowMs = c.window ?? 0;
+  const midnight = localMidnight(at, tz);
+  const count = c.nOfM?.m ?? Math.max(1, Math.ceil((at - midnight) / windowMs));
+  const intervals = clockWindows(at, windowMs, tz, count).filter(
+    (w) => c.nOfM !== undefined || w.from >= midnight,
+  );
+  const judged = intervals.map((w) => {
+    const v = judgeWindow(rule, { ...c, align: "clock" }, d, subject, w.to);
+    const limit = v.ok ? side(v.r) : undefined;
+    return { v, limit, violates: v.ok && limit !== undefined && compare(v.value, c.op, limit) };
+  });
+  const violating = judged.filter((j) => j.violates).length;
+  const needed = c.nOfM?.n ?? (c.exceedances?.allowedPerDay ?? 0) + 1;
+  const newest = judged[judged.length - 1];
+  if (newest === undefined) return NOT_APPLICABLE(`${id}: no complete interval yet today`);
+  if (!newest.v.ok) return newest.v.evaluation;
+  if (newest.limit === undefined) {
+    return NOT_APPLICABLE(`${id}: no limit for this context and period`, "no_limit");
+  }
+  return result(rule, {
+    active: violating >= needed,
+    value: newest.v.value,
+    limit: newest.limit,
+    levelIndex: levelFor(rule, newest.v.value, c.op, newest.v.r),
+    deviceId: id,
+    detail: `${id}: ${violating} of ${judged.length} ${c.aggregate} intervals violate (need ${needed}); newest covered ${pct(newest.v.coverage ?? 1)}`,
+    window: newest.v.used,
+    coverage: newest.v.coverage,
   });
 }
 
@@ -469,35 +793,32 @@ function kOfN(
     violates: boolean;
     level: number;
     limit: number;
+    used: UsedWindow;
+    coverage: number | undefined;
   }> = [];
+  let off: Evaluation | undefined;
   for (const d of devices) {
-    const r = resolveFor(rule, d, subject, at);
-    const raise = numberOf(c.raise, r);
-    const clear = numberOf(c.clear ?? c.raise, r);
+    const w = judgeWindow(rule, c, d, subject, at);
+    if (!w.ok) {
+      if (!isGap(w.evaluation)) off ??= w.evaluation;
+      continue;
+    }
+    const raise = numberOf(c.raise, w.r);
+    const clear = numberOf(c.clear ?? c.raise, w.r);
     if (raise === undefined || clear === undefined) continue;
-    const samples = passGate(
-      samplesOf(d, c.quantity, conditionRetention(c), at, rule.qualityGate),
-      rule.qualityGate,
-    );
-    const { value } = windowValue(
-      samples,
-      c.aggregate,
-      at,
-      { windowMs: c.window, align: c.align },
-      rule.schedule.timeZone,
-    );
-    if (value === undefined) continue;
     const limit = previouslyActive ? clear : raise;
     votes.push({
       id: d.device.id,
-      value,
+      value: w.value,
       limit,
-      violates: compare(value, c.op, limit),
-      level: levelFor(rule, value, c.op, r),
+      violates: compare(w.value, c.op, limit),
+      level: levelFor(rule, w.value, c.op, w.r),
+      used: w.used,
+      coverage: w.coverage,
     });
   }
   const n = votes.length;
-  if (n === 0) return NOT_APPLICABLE("no device votes");
+  if (n === 0) return off ?? NOT_APPLICABLE("no device votes");
   let k = c.k;
   if (n < k) {
     if (c.degraded === "keep_k") return NOT_APPLICABLE(`only ${n} of ${c.k} needed devices vote`);
@@ -516,7 +837,9 @@ function kOfN(
     // The level reached by at least k devices.
     levelIndex: active ? (levels[k - 1] ?? 0) : 0,
     deviceId: worst?.id,
-    detail: `${violating.length} of ${n} devices ${c.aggregate} ${c.quantity} ${c.op} limit (k = ${k})`,
+    detail: `${violating.length} of ${n} devices ${c.aggregate} ${c.quantity} ${c.op} limit (k = ${k}${k < c.k ? `, degraded from ${c.k}: only ${n} vote` : ""}): ${votes.map((v) => `${v.id}=${round(v.value)}`).join(", ")}`,
+    window: worst?.used,
+    coverage: worst?.coverage,
   });
 }
 

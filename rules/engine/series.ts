@@ -19,15 +19,59 @@ const REPLAYED = 0x10;
 const BOOLEAN = 0x20;
 const FLAG_MASK = 0x0f;
 
-/** Samples from a look-back on: the engine's view of a series kept elsewhere. */
-export interface SampleSource {
-  /** Samples at or after `from`, and the newest one before it, oldest first. */
-  since(from: number): readonly Sample[];
-  /** The newest sample at or before `at` whose flag is not in `suppress` ([] when none). */
-  latestAt(at: number, suppress: readonly QualityFlag[]): readonly Sample[];
+/**
+ * A series as the engine reads it: samples in time order by index, read in place (no object per
+ * sample). `Series` is one; `columnsOf` wraps a plain array of samples (tests, callers with
+ * samples at hand).
+ */
+export interface SampleColumns {
+  readonly length: number;
+  /**
+   * Changes whenever a sample is put anywhere but after the newest (a late reading, a
+   * replacement): what was computed over the old samples may be stale.
+   */
+  readonly epoch: number;
+  atOf(i: number): number;
+  numberOf(i: number): number;
+  /** The i-th sample is a number (not a switch state). */
+  isNumber(i: number): boolean;
+  qualityOf(i: number): QualityFlag;
+  /** Index of the first sample strictly after `at` (`length` when none). */
+  firstAfter(at: number): number;
+  sample(i: number): Sample;
 }
 
-export class Series implements SampleSource {
+const arrayColumns = new WeakMap<readonly Sample[], SampleColumns>();
+
+/** A plain array of samples (oldest first) read as columns. */
+export function columnsOf(samples: readonly Sample[]): SampleColumns {
+  let columns = arrayColumns.get(samples);
+  if (columns !== undefined) return columns;
+  columns = {
+    length: samples.length,
+    epoch: 0,
+    atOf: (i) => (samples[i] as Sample).at,
+    numberOf: (i) => Number((samples[i] as Sample).value),
+    isNumber: (i) => typeof (samples[i] as Sample).value === "number",
+    qualityOf: (i) => (samples[i] as Sample).quality,
+    firstAfter(at) {
+      let lo = 0;
+      let hi = samples.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if ((samples[mid] as Sample).at <= at) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo;
+    },
+    sample: (i) => samples[i] as Sample,
+  };
+  arrayColumns.set(samples, columns);
+  return columns;
+}
+
+export class Series implements SampleColumns {
+  #epoch = 0;
   #at = new Float64Array(8);
   #value = new Float64Array(8);
   #meta = new Uint8Array(8);
@@ -37,6 +81,14 @@ export class Series implements SampleSource {
 
   get length(): number {
     return this.#tail - this.#head;
+  }
+
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  isNumber(i: number): boolean {
+    return ((this.#meta[this.#head + i] as number) & BOOLEAN) === 0;
   }
 
   /** Instant of the i-th sample (0 = oldest). */
@@ -104,13 +156,6 @@ export class Series implements SampleSource {
     return out;
   }
 
-  latestAt(at: number, suppress: readonly QualityFlag[]): Sample[] {
-    for (let i = this.firstAfter(at) - 1; i >= 0; i--) {
-      if (suppress.length === 0 || !suppress.includes(this.qualityOf(i))) return [this.sample(i)];
-    }
-    return [];
-  }
-
   /** Every sample, oldest first. */
   all(): Sample[] {
     return this.since(Number.NEGATIVE_INFINITY);
@@ -132,6 +177,7 @@ export class Series implements SampleSource {
       this.#room();
       j = this.#tail++;
     } else {
+      this.#epoch++;
       const index = this.firstAtOrAfter(at);
       if (index < this.length && this.#at[this.#head + index] === at) {
         j = this.#head + index;

@@ -17,8 +17,9 @@ export interface Sample {
 }
 
 /**
- * An interval of instants, epoch milliseconds: rolling windows are `(from, to]` (the newest
- * reading counts), clock intervals `[from, to)` (a reading at 22:00:00 starts the 22:00 hour).
+ * An interval of instants, epoch milliseconds, `(from, to]`: readings are stamped at the end of
+ * what they measured, so a reading stamped 22:00:00 closes the 21:00-22:00 hour (docs/rules.md,
+ * Time). Rolling windows and clock intervals alike.
  */
 export interface Interval {
   readonly from: number;
@@ -176,11 +177,31 @@ export function clockWindows(
   return out;
 }
 
-/** Samples in the interval: `(from, to]`, or `[from, to)` for clock intervals. */
+/** Samples in the interval `(from, to]`. */
 export function inInterval(samples: readonly Sample[], interval: Interval): Sample[] {
-  return interval.clock === true
-    ? samples.filter((s) => s.at >= interval.from && s.at < interval.to)
-    : samples.filter((s) => s.at > interval.from && s.at <= interval.to);
+  return samples.filter((s) => s.at > interval.from && s.at <= interval.to);
+}
+
+/**
+ * Share of `interval` covered by the readings stamped `at` that measured `(at − readingMs, at]`,
+ * each clipped to the interval (overlaps counted once). Instants in time order.
+ */
+export function coverage(
+  instants: readonly number[],
+  interval: Interval,
+  readingMs: number,
+): number {
+  const length = interval.to - interval.from;
+  if (length <= 0) return instants.length > 0 ? 1 : 0;
+  let covered = 0;
+  let until = interval.from;
+  for (const at of instants) {
+    const end = Math.min(at, interval.to);
+    const start = Math.max(at - readingMs, until);
+    if (end > start) covered += end - start;
+    until = Math.max(until, end);
+  }
+  return covered / length;
 }
 
 const numbers = (samples: readonly Sample[]): number[] =>

@@ -77,7 +77,7 @@ describe("threshold", () => {
     expect(evaluateCondition(r, s(55), at, true).active).toBe(false);
   });
 
-  it("byPeriod switches at 22:00 and 06:00 Asia/Shanghai (half-open periods)", () => {
+  it("a reading belongs to the period of the interval it measured: 22:00 is day, 06:00 night", () => {
     const r = rule({
       type: "threshold",
       quantity: "LAeq",
@@ -85,12 +85,29 @@ describe("threshold", () => {
       op: ">",
       raise: { byPeriod: { day: 60, night: 50 } },
     });
-    const at = (t: string) =>
-      evaluateCondition(r, subject({ LAeq: [sample(night("21:00"), 55)] }), night(t));
-    expect(at("21:59:59")).toMatchObject({ active: false, limit: 60 });
-    expect(at("22:00")).toMatchObject({ active: true, limit: 50 });
-    expect(at("05:59:59")).toMatchObject({ active: true, limit: 50 });
-    expect(at("06:00")).toMatchObject({ active: false, limit: 60 });
+    // A 1-min reading stamped t measured (t - 1 min, t]: stamped 22:00 it is the 21:59-22:00 minute.
+    const stamped = (t: string, intervalS = 60) =>
+      evaluateCondition(
+        r,
+        subject(
+          { LAeq: [sample(night(t), 55)] },
+          { device: device("d-1", { expectedIntervalS: intervalS }) },
+        ),
+        night(t),
+      );
+    expect(stamped("21:59")).toMatchObject({ active: false, limit: 60 });
+    expect(stamped("22:00")).toMatchObject({ active: false, limit: 60 });
+    expect(stamped("22:01")).toMatchObject({ active: true, limit: 50 });
+    expect(stamped("05:59")).toMatchObject({ active: true, limit: 50 });
+    expect(stamped("06:00")).toMatchObject({ active: true, limit: 50 });
+    expect(stamped("06:01")).toMatchObject({ active: false, limit: 60 });
+    // Straddling the switch: the larger part decides, an exact half goes to the later period.
+    expect(stamped("22:00:20")).toMatchObject({ limit: 60 }); // 21:59:20-22:00:20, mostly day
+    expect(stamped("22:00:30")).toMatchObject({ limit: 50 }); // 21:59:30-22:00:30, half and half
+    expect(stamped("22:00:40")).toMatchObject({ limit: 50 });
+    // An old reading keeps its own period: a day reading judged at night is a day reading.
+    const late = subject({ LAeq: [sample(night("21:00"), 55)] });
+    expect(evaluateCondition(r, late, night("23:00"))).toMatchObject({ active: false, limit: 60 });
   });
 
   it("the schedule's time zone decides the period (UTC: 22:00 is 06:00 in Shanghai)", () => {
@@ -104,9 +121,10 @@ describe("threshold", () => {
       },
       { schedule: { timeZone: "UTC" } },
     );
-    const s = subject({ LAeq: [sample(night("05:00"), 55)] });
-    expect(evaluateCondition(r, s, night("05:59"))).toMatchObject({ active: false, limit: 60 });
-    expect(evaluateCondition(r, s, night("06:00"))).toMatchObject({ active: true, limit: 50 });
+    const at = (t: string) =>
+      evaluateCondition(r, subject({ LAeq: [sample(night(t), 55)] }), night(t));
+    expect(at("06:00")).toMatchObject({ active: false, limit: 60 });
+    expect(at("06:01")).toMatchObject({ active: true, limit: 50 });
   });
 
   it("a district override of the night period (23:00-07:00) moves the switch", () => {
@@ -130,13 +148,16 @@ describe("threshold", () => {
         },
       ],
     };
-    const s = subject({ LAeq: [sample(night("21:00"), 55)] });
-    expect(evaluateCondition(overridden, s, night("22:30")).active).toBe(false);
-    expect(evaluateCondition(overridden, s, night("23:00")).active).toBe(true);
-    expect(evaluateCondition(overridden, s, night("06:30")).active).toBe(true);
+    const at = (t: string) =>
+      evaluateCondition(overridden, subject({ LAeq: [sample(night(t), 55)] }), night(t));
+    expect(at("22:30").active).toBe(false);
+    expect(at("23:00").active).toBe(false);
+    expect(at("23:01").active).toBe(true);
+    expect(at("06:30").active).toBe(true);
+    expect(at("07:01").active).toBe(false);
   });
 
-  it("a gap: no reading in the rolling window is not applicable (neither raise nor clear)", () => {
+  it("a window below its coverage is a gap; an empty one too (neither raise nor clear)", () => {
     const r = rule({
       type: "threshold",
       quantity: "LAeq",
@@ -145,12 +166,56 @@ describe("threshold", () => {
       op: ">",
       raise: 60,
     });
-    const s = subject({ LAeq: [sample(night("23:00"), 90)] });
-    expect(evaluateCondition(r, s, night("23:04:59")).active).toBe(true);
-    expect(evaluateCondition(r, s, night("23:05"))).toMatchObject({
+    const minutes = ["22:56", "22:57", "22:58", "22:59", "23:00"];
+    const s = subject({ LAeq: minutes.map((t) => sample(night(t), 90)) });
+    expect(evaluateCondition(r, s, night("23:00"))).toMatchObject({ active: true, coverage: 1 });
+    // (22:58, 23:03]: two of five minutes covered, 40 % < 75 %.
+    expect(evaluateCondition(r, s, night("23:03"))).toMatchObject({
       active: false,
       applicable: false,
+      reason: "coverage",
+      coverage: 0.4,
     });
+    // (22:57, 23:02]: 60 %; with minCoverage 0.5 the window is judged.
+    const lenient = rule({
+      type: "threshold",
+      quantity: "LAeq",
+      aggregate: "max",
+      window: "5m",
+      op: ">",
+      raise: 60,
+      minCoverage: 0.5,
+    });
+    expect(evaluateCondition(lenient, s, night("23:02"))).toMatchObject({ active: true });
+    expect(evaluateCondition(r, s, night("23:05"))).toMatchObject({
+      applicable: false,
+      reason: "no_data",
+    });
+  });
+
+  it("a per-period window holds only that period's readings", () => {
+    const r = rule({
+      type: "threshold",
+      quantity: "LAeq",
+      aggregate: "energy_mean",
+      window: "20m",
+      op: ">",
+      raise: { byPeriod: { day: 70, night: 55 } },
+    });
+    const readings: Sample[] = [];
+    // 70 dB (legal by day) until 22:00, 50 dB after it.
+    for (let t = night("21:40"); t <= night("22:30"); t += MIN) {
+      readings.push(sample(t, t <= night("22:00") ? 70 : 50));
+    }
+    const s = subject({ LAeq: readings });
+    // 22:00 closes a day window of 70 dB: compliant with the day limit.
+    expect(evaluateCondition(r, s, night("22:00"))).toMatchObject({ active: false, limit: 70 });
+    // 22:05: the night window holds 22:01-22:05 only, 25 % covered: not judged.
+    expect(evaluateCondition(r, s, night("22:05"))).toMatchObject({ reason: "coverage" });
+    // 22:15: 15 of 20 night minutes, all 50 dB: compliant (the day's 70 dB never counts).
+    const at = evaluateCondition(r, s, night("22:15"));
+    expect(at).toMatchObject({ active: false, limit: 55, coverage: 0.75 });
+    expect(at.value).toBeCloseTo(50, 6);
   });
 
   it("enforcement ignores flagged readings and devices with expired calibration", () => {

@@ -158,11 +158,12 @@ describe("noise.construction.night-lamax (LAmax > 70 at night)", () => {
       start: night("21:50"),
     });
 
-  it("is off by day and raises at 22:00 on the first LAmax above 70", () => {
+  it("is off by day (the reading stamped 22:00 measured 21:59-22:00) and raises at 22:01", () => {
     const h = construction();
-    h.reading("c-1", night("21:59:59"), { LAmax: 85 });
+    h.reading("c-1", night("21:59"), { LAmax: 85 });
+    h.reading("c-1", night("22:00"), { LAmax: 85 });
     expect(h.decisions).toEqual([]);
-    expect(h.reading("c-1", night("22:00"), { LAmax: 70.1 })).toMatchObject([
+    expect(h.reading("c-1", night("22:01"), { LAmax: 70.1 })).toMatchObject([
       { type: "raise", limit: 70 },
     ]);
   });
@@ -173,12 +174,12 @@ describe("noise.construction.night-lamax (LAmax > 70 at night)", () => {
     expect(h.decisions).toEqual([]);
   });
 
-  it("an open alarm clears at 06:00 when the rule leaves its schedule", () => {
+  it("the reading stamped 06:00 is still night; the alarm clears at 06:01 with the schedule", () => {
     const h = construction();
     h.reading("c-1", night("05:59"), { LAmax: 80 });
     expect(h.raised()).toHaveLength(1);
-    h.reading("c-1", night("05:59:59"), { LAmax: 80 });
-    expect(h.reading("c-1", night("06:00"), { LAmax: 80 })).toMatchObject([{ type: "clear" }]);
+    expect(h.reading("c-1", night("06:00"), { LAmax: 90 })).toEqual([]);
+    expect(h.reading("c-1", night("06:01"), { LAmax: 90 })).toMatchObject([{ type: "clear" }]);
   });
 });
 

@@ -90,16 +90,19 @@ describe("Series", () => {
     expect(series.since(50).map((s) => s.at)).toEqual([40]);
   });
 
-  it("gives the newest sample at or before an instant that the quality gate lets through", () => {
+  it("changes its epoch when a sample lands anywhere but after the newest", () => {
     const series = new Series();
     series.insert(10, 1, "normal", false);
-    series.insert(20, 2, "fault", false);
+    series.insert(20, 2, "normal", false);
+    const appended = series.epoch;
     series.insert(30, 3, "normal", false);
-    expect(series.latestAt(25, []).map((s) => s.value)).toEqual([2]);
-    expect(series.latestAt(25, ["fault"]).map((s) => s.value)).toEqual([1]);
-    expect(series.latestAt(30, ["fault"]).map((s) => s.value)).toEqual([3]);
-    expect(series.latestAt(5, [])).toEqual([]);
-    expect(series.latestAt(15, ["normal"])).toEqual([]);
+    expect(series.epoch).toBe(appended);
+    series.insert(15, 1.5, "normal", false);
+    expect(series.epoch).toBeGreaterThan(appended);
+    const late = series.epoch;
+    series.insert(30, 4, "normal", false);
+    expect(series.epoch).toBeGreaterThan(late);
+    expect(series.isNumber(0)).toBe(true);
   });
 
   it("round-trips switch states, flags and the replay mark", () => {

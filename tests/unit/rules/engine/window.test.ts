@@ -52,7 +52,7 @@ describe("windows", () => {
     expect(inInterval(samples, w).map((x) => x.value)).toEqual([2, 3]);
   });
 
-  it("clock windows align to local midnight in Asia/Shanghai and are [from, to)", () => {
+  it("clock windows align to local midnight in Asia/Shanghai and are (from, to]", () => {
     expect(localMidnight(night("23:30"), TZ)).toBe(Date.parse("2026-11-26T00:00:00+08:00"));
     expect(clockWindow(night("22:05"), 10 * MIN, TZ)).toEqual({
       from: night("21:50"),
@@ -71,7 +71,8 @@ describe("windows", () => {
     });
     const w = clockWindow(night("22:00"), HOUR, TZ);
     const samples = [s(night("21:00"), 1), s(night("21:59:59"), 2), s(night("22:00"), 3)];
-    expect(inInterval(samples, w).map((x) => x.value)).toEqual([1, 2]);
+    // (from, to]: the reading stamped 22:00 measured the hour's last minute.
+    expect(inInterval(samples, w).map((x) => x.value)).toEqual([2, 3]);
   });
 
   it("the m newest clock intervals, oldest first", () => {
