@@ -42,7 +42,13 @@ export function describeCondition(condition: Condition, timeZone: string): strin
   }
 }
 
-/** The raw readings of the rule's evidence window, from the windows in memory. */
+/**
+ * The raw readings behind a decision, from the windows in memory. A windowed value (threshold,
+ * k_of_n) gets exactly the readings of the window it was computed over, in its period, each with
+ * its quality flag (the gate's rejects are marked unusable by the task service): recomputing the
+ * value from the usable ones gives the stated value. Other conditions get the rule's evidence
+ * window.
+ */
 export function evidence(
   rule: Rule,
   view: SubjectView,
@@ -51,9 +57,12 @@ export function evidence(
   /** The driver's slots, by device id: the windows the readings are read from. */
   slots: ReadonlyMap<string, Slot>,
 ): EvidenceInput {
+  const used = evaluation.window;
   const from =
+    used?.from ??
     (decision.type === "raise" ? decision.startedAt : decision.at) - rule.evidence.window;
-  const to = decision.at;
+  const to = used?.to ?? decision.at;
+  const inPeriod = used?.inPeriod ?? (() => true);
   const quantities = quantitiesOf(rule.condition);
   const readings: EvidenceReading[] = [];
   for (const d of view.devices) {
@@ -63,6 +72,7 @@ export function evidence(
       if (series === undefined) continue;
       for (let i = series.firstAfter(from); i < series.length && series.atOf(i) <= to; i++) {
         const at = series.atOf(i);
+        if (!inPeriod(at)) continue;
         const row = byTime.get(at) ?? { quality: series.qualityOf(i), values: {} };
         // Switch states are recorded as 1 (on) and 0 (off).
         row.values[q] = series.numberOf(i);
@@ -80,7 +90,7 @@ export function evidence(
   }
   return {
     readings,
-    method: `${describeCondition(rule.condition, rule.schedule.timeZone)}; ${evaluation.detail}`,
+    method: `${describeCondition(rule.condition, rule.schedule.timeZone)}; ${evaluation.detail}${used === undefined ? "" : `; window (${new Date(from).toISOString()}, ${new Date(to).toISOString()}]${used.period === "" ? "" : `, ${used.period} readings only`}${evaluation.coverage === undefined ? "" : `, coverage ${Math.round(evaluation.coverage * 1000) / 10} %`}`}`,
     windowStart: new Date(from).toISOString(),
     windowEnd: new Date(to).toISOString(),
     value: decision.value,
