@@ -354,6 +354,7 @@ export class RulesDriver {
     const evaluation = evaluateCondition(subject.rule, view, when, isOpen(alarm.state));
     this.evaluations++;
     this.metrics?.evaluations.inc();
+    if (evaluation.degraded !== undefined) this.metrics?.degraded.inc({ rule: subject.rule.id });
     const event: AlarmEvent = { type, evaluation, replayed };
     const step = stepAlarm(subject.rule, alarm.state, event, when);
     for (const decision of step.decisions) {

@@ -31,6 +31,12 @@ export function rulesMetrics(
       },
       read.windowSamples,
     ),
+    degraded: new Counter({
+      name: "citywatch_rules_degraded_evaluations_total",
+      help: "k-of-n evaluations judged with fewer voting devices than k (degraded: lower_k), by rule.",
+      labelNames: ["rule"] as const,
+      registers: [registry],
+    }),
     samplesDropped: new Counter({
       name: "citywatch_rules_samples_dropped_total",
       help: "Samples dropped from a full window (more than the per-series bound within a window).",

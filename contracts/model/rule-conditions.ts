@@ -172,7 +172,7 @@ export const KOfNCondition = z.strictObject({
   ...aggregateFields,
   degraded: z
     .enum(["lower_k", "keep_k"], { error: "degraded must be lower_k or keep_k" })
-    .default("lower_k"),
+    .default("keep_k"),
 });
 export type KOfNCondition = z.infer<typeof KOfNCondition>;
 

@@ -82,6 +82,8 @@ export interface Evaluation {
   readonly window?: UsedWindow | undefined;
   /** Share of the window covered by the readings used (0..1); undefined without a window. */
   readonly coverage?: number | undefined;
+  /** k_of_n judged with fewer voting devices than its k (`degraded: lower_k`). */
+  readonly degraded?: { readonly k: number; readonly voting: number } | undefined;
 }
 
 /** The readings a window's value was computed from (evidence). */
@@ -185,11 +187,14 @@ export function calibrationExpired(view: DeviceView, at: number, timeZone: strin
  * (a gap: too little data to judge).
  */
 export type NotApplicableReason =
-  "no_data" | "coverage" | "no_limit" | "schedule" | "exempt" | "other";
+  "no_data" | "coverage" | "flagged" | "no_limit" | "schedule" | "exempt" | "other";
 
-/** Whether a not-applicable evaluation is a gap in the data (the alarm holds its state). */
+/**
+ * Whether a not-applicable evaluation is a gap (the alarm holds its state): no data, too little
+ * of it, or only readings that cannot decide alone.
+ */
 export const isGap = (e: Evaluation): boolean =>
-  !e.applicable && (e.reason === "no_data" || e.reason === "coverage");
+  !e.applicable && (e.reason === "no_data" || e.reason === "coverage" || e.reason === "flagged");
 
 const NOT_APPLICABLE = (detail: string, reason: NotApplicableReason = "no_data"): Evaluation => ({
   active: false,
@@ -233,6 +238,34 @@ function levelFor(rule: Rule, value: number, op: Comparison, r: Resolved): numbe
   });
   return index;
 }
+
+/** The threshold a level stands on (undefined for the first level: the condition's own). */
+function levelLimit(rule: Rule, index: number, r: Resolved): number | undefined {
+  const raise = index === 0 ? undefined : rule.levels?.[index]?.raise;
+  return raise === undefined ? undefined : resolveValue(raise, r.limits, r.station);
+}
+
+/**
+ * The level an active value reached and the threshold that level stands on: a level III
+ * methane alarm cites 25 %LEL, not the 20 of level IV (its evidence and task say so).
+ */
+function reached(
+  rule: Rule,
+  value: number,
+  op: Comparison,
+  r: Resolved,
+  active: boolean,
+  limit: number,
+): { levelIndex: number; limit: number } {
+  const levelIndex = levelFor(rule, value, op, r);
+  return { levelIndex, limit: (active ? levelLimit(rule, levelIndex, r) : undefined) ?? limit };
+}
+
+/**
+ * Flags that make a reading unable to raise or escalate an emergency by itself: a faulty, a
+ * maintained or a calibrating detector (test gas) must not cut a city's gas supply alone.
+ */
+export const UNCORROBORATED_FLAGS: readonly QualityFlag[] = ["fault", "maintenance", "calibration"];
 
 function result(
   rule: Rule,
@@ -321,6 +354,8 @@ interface Judgement {
   readonly value: number | undefined;
   readonly coverage: number;
   readonly count: number;
+  /** Quality flag of the newest reading used. */
+  readonly newest: QualityFlag | undefined;
 }
 
 /**
@@ -343,6 +378,7 @@ function judge(
   let last = Number.NaN;
   let covered = 0;
   let until = interval.from;
+  let newest: QualityFlag | undefined;
   for (let i = cols.firstAfter(interval.from); i < hi; i++) {
     if (!cols.isNumber(i)) continue;
     if (suppress.length > 0 && suppress.includes(cols.qualityOf(i))) continue;
@@ -351,6 +387,7 @@ function judge(
     const v = cols.numberOf(i);
     count++;
     last = v;
+    newest = cols.qualityOf(i);
     if (how === "energy_mean") sum += 10 ** (v / 10);
     else sum += v;
     if (v > max) max = v;
@@ -361,7 +398,7 @@ function judge(
   }
   const length = interval.to - interval.from;
   const cover = length > 0 ? covered / length : count > 0 ? 1 : 0;
-  if (count === 0) return { value: undefined, coverage: 0, count };
+  if (count === 0) return { value: undefined, coverage: 0, count, newest };
   const value =
     how === "latest"
       ? last
@@ -372,7 +409,7 @@ function judge(
           : how === "energy_mean"
             ? 10 * Math.log10(sum / count)
             : sum / count;
-  return { value, coverage: cover, count };
+  return { value, coverage: cover, count, newest };
 }
 
 /** Completed clock intervals judged once per (rule, series): their readings no longer change. */
@@ -498,6 +535,8 @@ type WindowVerdict =
       readonly r: Resolved;
       readonly coverage: number | undefined;
       readonly used: UsedWindow;
+      /** The newest reading used carries a flag that cannot decide an emergency alone. */
+      readonly flagged: QualityFlag | undefined;
     }
   | { readonly ok: false; readonly evaluation: Evaluation };
 
@@ -536,7 +575,14 @@ function judgeWindow(
     inPeriod: inPeriod ?? (() => true),
   };
   if (placed.reading !== undefined) {
-    return { ok: true, value: cols.numberOf(placed.reading), r, coverage: undefined, used };
+    return {
+      ok: true,
+      value: cols.numberOf(placed.reading),
+      r,
+      coverage: undefined,
+      used,
+      flagged: flaggedFor(rule, cols.qualityOf(placed.reading)),
+    };
   }
   const j = judgeCached(rule, cols, c.aggregate, placed.interval, intervalMs, inPeriod);
   if (j.value === undefined) {
@@ -556,8 +602,20 @@ function judgeWindow(
       },
     };
   }
-  return { ok: true, value: j.value, r, coverage: j.coverage, used };
+  return {
+    ok: true,
+    value: j.value,
+    r,
+    coverage: j.coverage,
+    used,
+    flagged: flaggedFor(rule, j.newest),
+  };
 }
+
+const flaggedFor = (rule: Rule, quality: QualityFlag | undefined): QualityFlag | undefined =>
+  quality !== undefined && rule.taskKind === "emergency" && UNCORROBORATED_FLAGS.includes(quality)
+    ? quality
+    : undefined;
 
 const pct = (x: number): string => `${Math.round(x * 1000) / 10} %`;
 
@@ -695,8 +753,7 @@ function deviceNumeric(
     return result(rule, {
       active: rise >= limit,
       value: rise,
-      limit,
-      levelIndex: levelFor(rule, rise, ">=", r),
+      ...reached(rule, rise, ">=", r, rise >= limit, limit),
       deviceId: id,
       detail: `${id}: ${c.quantity} rose ${round(rise)} in ${c.window} ms (limit ${limit})`,
     });
@@ -721,11 +778,21 @@ function deviceNumeric(
   if (limit === undefined)
     return NOT_APPLICABLE(`${id}: no limit for this context and period`, "no_limit");
   const active = compare(w.value, c.op, limit);
+  if (w.flagged !== undefined) {
+    // Neither raises nor clears: the alarm holds until a reading that can be trusted.
+    return {
+      ...NOT_APPLICABLE(
+        `${id}: ${c.quantity} ${round(w.value)} flagged ${w.flagged}: a flagged reading cannot decide an emergency alone`,
+        "flagged",
+      ),
+      value: w.value,
+      window: w.used,
+    };
+  }
   return result(rule, {
     active,
     value: w.value,
-    limit,
-    levelIndex: levelFor(rule, w.value, c.op, w.r),
+    ...reached(rule, w.value, c.op, w.r, active, limit),
     deviceId: id,
     detail: `${id}: ${c.quantity} ${c.aggregate} ${round(w.value)} ${c.op} ${limit}: ${active}${w.used.period === "" ? "" : ` (${w.used.period})`}${w.coverage === undefined ? "" : `; coverage ${pct(w.coverage)}`}`,
     window: w.used,
@@ -769,8 +836,7 @@ function countedIntervals(
   return result(rule, {
     active: violating >= needed,
     value: newest.v.value,
-    limit: newest.limit,
-    levelIndex: levelFor(rule, newest.v.value, c.op, newest.v.r),
+    ...reached(rule, newest.v.value, c.op, newest.v.r, violating >= needed, newest.limit),
     deviceId: id,
     detail: `${id}: ${violating} of ${judged.length} ${c.aggregate} intervals violate (need ${needed}); newest covered ${pct(newest.v.coverage ?? 1)}`,
     window: newest.v.used,
@@ -793,8 +859,10 @@ function kOfN(
     violates: boolean;
     level: number;
     limit: number;
+    r: Resolved;
     used: UsedWindow;
     coverage: number | undefined;
+    flagged: QualityFlag | undefined;
   }> = [];
   let off: Evaluation | undefined;
   for (const d of devices) {
@@ -811,35 +879,49 @@ function kOfN(
       id: d.device.id,
       value: w.value,
       limit,
+      r: w.r,
       violates: compare(w.value, c.op, limit),
       level: levelFor(rule, w.value, c.op, w.r),
       used: w.used,
       coverage: w.coverage,
+      flagged: w.flagged,
     });
   }
   const n = votes.length;
   if (n === 0) return off ?? NOT_APPLICABLE("no device votes");
+  const ballot = votes
+    .map((v) => `${v.id}=${round(v.value)}${v.flagged === undefined ? "" : ` (${v.flagged})`}`)
+    .join(", ");
   let k = c.k;
   if (n < k) {
-    if (c.degraded === "keep_k") return NOT_APPLICABLE(`only ${n} of ${c.k} needed devices vote`);
+    if (c.degraded === "keep_k") {
+      return NOT_APPLICABLE(`only ${n} of the ${c.k} devices needed vote: ${ballot}`);
+    }
     k = n;
   }
   const violating = votes.filter((v) => v.violates);
-  const worst = [...votes].sort(
-    (a, b) => b.level - a.level || (b.violates ? 1 : 0) - (a.violates ? 1 : 0),
-  )[0];
-  const active = violating.length >= k;
+  // A flagged vote counts only beside a trusted one: flagged readings never decide alone.
+  const trusted = violating.filter((v) => v.flagged === undefined);
+  const uncorroborated = trusted.length === 0 && violating.length > 0;
+  const active = !uncorroborated && violating.length >= k;
+  // The level reached by at least k devices, and by a trusted one.
   const levels = violating.map((v) => v.level).sort((a, b) => b - a);
+  const trustedLevel = Math.max(0, ...trusted.map((v) => v.level));
+  const levelIndex = active ? Math.min(levels[k - 1] ?? 0, trustedLevel) : 0;
+  const decider =
+    [...trusted].sort((a, b) => b.level - a.level || (b.violates ? 1 : 0))[0] ??
+    [...votes].sort((a, b) => b.level - a.level)[0];
+  const degraded = k < c.k ? `; DEGRADED from k = ${c.k}: only ${n} vote` : "";
   return result(rule, {
     active,
-    value: worst?.value,
-    limit: worst?.limit,
-    // The level reached by at least k devices.
-    levelIndex: active ? (levels[k - 1] ?? 0) : 0,
-    deviceId: worst?.id,
-    detail: `${violating.length} of ${n} devices ${c.aggregate} ${c.quantity} ${c.op} limit (k = ${k}${k < c.k ? `, degraded from ${c.k}: only ${n} vote` : ""}): ${votes.map((v) => `${v.id}=${round(v.value)}`).join(", ")}`,
-    window: worst?.used,
-    coverage: worst?.coverage,
+    value: decider?.value,
+    limit: active ? (levelLimit(rule, levelIndex, decider!.r) ?? decider?.limit) : decider?.limit,
+    levelIndex,
+    deviceId: decider?.id,
+    detail: `${violating.length} of ${n} devices ${c.aggregate} ${c.quantity} ${c.op} limit (k = ${k}${degraded})${uncorroborated ? "; only flagged readings violate, which cannot decide alone" : ""}: ${ballot}`,
+    window: decider?.used,
+    coverage: decider?.coverage,
+    ...(k < c.k ? { degraded: { k: c.k, voting: n } } : {}),
   });
 }
 

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { Device, Site, type SensorKind } from "../../../contracts/index.js";
@@ -43,6 +46,25 @@ const SITES = [
     zoneClass: "1",
   }),
   Site.parse({
+    id: "bar-2",
+    type: "commercial_venue",
+    name: "Bar 2",
+    area: AREA,
+    location: LOCATION,
+    regulatedParty: PARTY,
+    zoneClass: "2",
+  }),
+  Site.parse({
+    id: "seg-1",
+    type: "tunnel_segment",
+    name: "Segment 1",
+    area: AREA,
+    location: LOCATION,
+    tunnel: "t1",
+    compartment: "gas",
+    neighbours: [],
+  }),
+  Site.parse({
     id: "wok-1",
     type: "restaurant",
     name: "Wok 1",
@@ -70,6 +92,9 @@ const DEVICES = [
   device("road-4a-noise", "noise", "road-4a"),
   device("quiet-1-noise", "noise", "quiet-1"),
   device("wok-1-fume", "cooking_fume", "wok-1"),
+  device("bar-2-noise", "noise", "bar-2"),
+  device("seg-1-gas-a", "utility_tunnel", "seg-1"),
+  device("seg-1-gas-b", "utility_tunnel", "seg-1"),
 ];
 
 /** Beijing time on the night of 2026-11-26/27 (hours before noon are the next morning). */
@@ -79,43 +104,68 @@ const bj = (hhmm: string): number => {
 };
 const MIN = 60_000;
 
-/** The real driver over the default pack; the clock is the data's (a live city). */
+/**
+ * The real driver over the default pack; the clock is the data's (a live city). `restart()`
+ * builds a new driver over the same alarm file, its windows read back from what was stored.
+ */
 function city() {
   const rules = new RuleSet();
   expect(rules.reload()).toEqual([]);
   const notices: AlarmNotice[] = [];
   const sink: TaskSink = { handleAlarm: (n) => notices.push(n), onAcknowledged: () => () => {} };
   let now = bj("20:00");
-  const driver = new RulesDriver({
-    log: pino({ level: "silent" }),
-    rules,
-    registry: { devices: () => DEVICES, sites: () => SITES },
-    alarms: new AlarmStore(":memory:"),
-    sink,
-    region: "default",
-    tickMs: 60_000,
-    now: () => now,
-  });
+  const dir = mkdtempSync(join(tmpdir(), "cw-regress-"));
+  const stored: StoredReading[] = [];
+  let alarms = new AlarmStore(join(dir, "alarms.db"));
+  const build = () =>
+    new RulesDriver({
+      log: pino({ level: "silent" }),
+      rules,
+      registry: { devices: () => DEVICES, sites: () => SITES },
+      alarms,
+      sink,
+      region: "default",
+      tickMs: 60_000,
+      now: () => now,
+      backfill: (device, from, to) =>
+        Promise.resolve(
+          stored.filter((r) => r.deviceId === device.id && r.timeMs > from && r.timeMs <= to),
+        ),
+    });
   const reading = (
     deviceId: string,
     timeMs: number,
     values: Record<string, number | boolean>,
+    quality: StoredReading["quality"] = "normal",
   ): StoredReading => ({
     deviceId,
     kind: DEVICES.find((d) => d.id === deviceId)?.kind ?? "noise",
     timeMs,
-    quality: "normal",
+    quality,
     values,
     replay: false,
   });
-  return {
-    driver,
+  const c = {
+    driver: build(),
     notices,
     reading,
     /** Deliver readings as one stored batch, the clock at the newest. */
     store(readings: StoredReading[]) {
       now = Math.max(now, ...readings.map((r) => r.timeMs));
-      driver.onStored(readings);
+      stored.push(...readings);
+      c.driver.onStored(readings);
+    },
+    /** The clock moves on to `at` and ticks. */
+    tickAt(at: number) {
+      now = at;
+      c.driver.tick();
+    },
+    async restart() {
+      c.driver.stop();
+      alarms.close();
+      alarms = new AlarmStore(join(dir, "alarms.db"));
+      c.driver = build();
+      await c.driver.start();
     },
     /** Readings every minute over (from, to], one message each or one batch. */
     minutes(
@@ -127,14 +177,21 @@ function city() {
     ) {
       const all: StoredReading[] = [];
       for (let t = from + MIN; t <= to; t += MIN) all.push(reading(deviceId, t, values(t)));
-      if (batched) this.store(all);
-      else for (const r of all) this.store([r]);
+      if (batched) c.store(all);
+      else for (const r of all) c.store([r]);
     },
     raised: (ruleId?: string) =>
       notices.filter(
         (n) => n.decision.type === "raise" && (ruleId === undefined || n.rule.id === ruleId),
       ),
+    of: (ruleId: string) => notices.filter((n) => n.rule.id === ruleId).map((n) => n.decision),
+    close() {
+      c.driver.stop();
+      alarms.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
+  return c;
 }
 
 describe("issue #15 regressions: time as the standards judge it", () => {
@@ -145,7 +202,7 @@ describe("issue #15 regressions: time as the standards judge it", () => {
       t <= bj("22:00") ? { LAeq: 70, LAmax: 75 } : { LAeq: 55, LAmax: 65 },
     );
     expect(c.raised().map((n) => n.rule.id)).toEqual([]);
-    c.driver.stop();
+    c.close();
   });
 
   it("a daytime LAmax of 70.9 stamped 22:00 at a class 4a site raises no night case; 22:01 does", async () => {
@@ -155,7 +212,7 @@ describe("issue #15 regressions: time as the standards judge it", () => {
     expect(c.raised("noise.area.night-lamax")).toEqual([]);
     c.store([c.reading("road-4a-noise", bj("22:01"), { LAmax: 70.9, LAeq: 60 })]);
     expect(c.raised("noise.area.night-lamax")).toHaveLength(1);
-    c.driver.stop();
+    c.close();
   });
 
   it("a night LAmax of 90 stamped 06:00 is raised", async () => {
@@ -164,7 +221,7 @@ describe("issue #15 regressions: time as the standards judge it", () => {
     c.store([c.reading("road-4a-noise", bj("05:59"), { LAmax: 60, LAeq: 50 })]);
     c.store([c.reading("road-4a-noise", bj("06:00"), { LAmax: 90, LAeq: 50 })]);
     expect(c.raised("noise.area.night-lamax").map((n) => n.decision.at)).toEqual([bj("06:00")]);
-    c.driver.stop();
+    c.close();
   });
 
   it("the evidence of a night verdict holds the night readings it was computed from", async () => {
@@ -183,7 +240,7 @@ describe("issue #15 regressions: time as the standards judge it", () => {
     const mean = 10 * Math.log10(levels.reduce((a, l) => a + 10 ** (l / 10), 0) / levels.length);
     expect(mean).toBeCloseTo(evidence?.value as number, 9);
     expect(evidence?.method).toMatch(/night readings only, coverage 75 %/);
-    c.driver.stop();
+    c.close();
   });
 
   it("a 20-min rolling LAeq is not decided on one minute of data", async () => {
@@ -191,7 +248,7 @@ describe("issue #15 regressions: time as the standards judge it", () => {
     await c.driver.start();
     c.store([c.reading("build-1-noise", bj("23:00"), { LAeq: 80 })]);
     expect(c.raised("noise.construction.laeq")).toEqual([]);
-    c.driver.stop();
+    c.close();
   });
 
   it("a 66 dB LAmax at 22:10 in a 60-reading message is raised as in single messages", async () => {
@@ -205,7 +262,7 @@ describe("issue #15 regressions: time as the standards judge it", () => {
         (t) => ({ LAeq: 40, LAmax: t === bj("22:10") ? 66 : 50 }),
         batched,
       );
-      c.driver.stop();
+      c.close();
       return c.notices.map((n) => [n.rule.id, n.decision.type, n.decision.at]);
     };
     const single = await decide(false);
@@ -218,6 +275,69 @@ describe("issue #15 regressions: time as the standards judge it", () => {
     await c.driver.start();
     c.minutes("wok-1-fume", bj("21:30"), bj("22:00"), () => ({ oilFume: 2.5 }));
     expect(c.raised("cooking-fume.oil-fume").map((n) => n.decision.at)).toEqual([bj("22:00")]);
-    c.driver.stop();
+    c.close();
+  });
+});
+
+describe("issue #15 regressions: flapping, emergencies, restarts", () => {
+  it("a commercial venue flapping at 60.5 / 59.5 around its 60 dB limit is one alarm", async () => {
+    const c = city();
+    await c.driver.start();
+    c.minutes("bar-2-noise", bj("14:00"), bj("15:00"), (t) => ({
+      LAeq: Math.round((t - bj("14:00")) / MIN) % 2 === 0 ? 59.5 : 60.5,
+    }));
+    expect(c.of("noise.commercial.laeq").map((d) => d.type)).toEqual(["raise"]);
+    c.close();
+  });
+
+  it("a single fault-flagged methane reading of 30 %LEL raises nothing", async () => {
+    const c = city();
+    await c.driver.start();
+    c.store([c.reading("seg-1-gas-b", bj("23:00"), { ch4: 1 })]);
+    c.store([c.reading("seg-1-gas-a", bj("23:00:30"), { ch4: 30 }, "fault")]);
+    expect(c.of("tunnel.ch4")).toEqual([]);
+    c.close();
+  });
+
+  it("an escalation to level III cites the level III threshold (25), not 20", async () => {
+    const c = city();
+    await c.driver.start();
+    c.store([c.reading("seg-1-gas-a", bj("23:00"), { ch4: 21 })]);
+    c.store([c.reading("seg-1-gas-a", bj("23:00:30"), { ch4: 26 })]);
+    const [raise, escalate] = c.notices.filter((n) => n.rule.id === "tunnel.ch4");
+    expect(raise?.evidence?.limit).toBe(20);
+    expect(escalate?.decision).toMatchObject({ type: "escalate-level", level: "III", limit: 25 });
+    expect(escalate?.evidence?.limit).toBe(25);
+    c.close();
+  });
+
+  it("an unacknowledged methane alarm is re-sent (every emergency rule has escalateAfter)", async () => {
+    const c = city();
+    await c.driver.start();
+    c.store([c.reading("seg-1-gas-a", bj("23:00"), { ch4: 21 })]);
+    c.store([c.reading("seg-1-gas-a", bj("23:10"), { ch4: 21 })]);
+    expect(c.of("tunnel.ch4").map((d) => d.type)).toEqual(["raise", "escalate-unacknowledged"]);
+    c.close();
+  });
+
+  it("a restart writes no cleared event, not even for a device that never reported", async () => {
+    const c = city();
+    await c.driver.start();
+    // Night LAmax over the limit at a 4a site: raised. Every device silent: deadman raised.
+    c.store([c.reading("road-4a-noise", bj("23:00"), { LAmax: 80, LAeq: 60 })]);
+    c.tickAt(bj("23:10"));
+    const before = c.notices.length;
+    expect(c.raised("noise.area.night-lamax")).toHaveLength(1);
+    expect(c.raised("device.deadman").map((n) => n.subjectId)).toContain("quiet-1-noise");
+    await c.restart();
+    c.tickAt(bj("23:11"));
+    c.tickAt(bj("23:12"));
+    expect(c.notices.slice(before)).toEqual([]);
+    // Only a reading clears a deadman.
+    c.store([c.reading("quiet-1-noise", bj("23:13"), { LAmax: 50, LAeq: 40 })]);
+    expect(c.notices.slice(before).map((n) => [n.rule.id, n.subjectId, n.decision.type])).toEqual([
+      ["device.deadman", "quiet-1-noise", "clear"],
+    ]);
+    c.close();
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { RuleInput } from "../../../../contracts/index.js";
+import { KOfNCondition } from "../../../../contracts/model/rule-conditions.js";
 import {
   type DeviceView,
   evaluateCondition,
@@ -342,11 +343,32 @@ describe("k_of_n", () => {
     expect(evaluateCondition(r(1, "keep_k"), s, at).active).toBe(true);
   });
 
-  it("degraded: lower_k votes with k = n, keep_k cannot raise", () => {
-    expect(evaluateCondition(r(2, "lower_k"), devices(25), at).active).toBe(true);
+  it("degraded: lower_k votes with k = n and says so, keep_k (the default) cannot raise", () => {
+    const lowered = evaluateCondition(r(2, "lower_k"), devices(25), at);
+    expect(lowered).toMatchObject({ active: true, degraded: { k: 2, voting: 1 } });
+    expect(lowered.detail).toContain("DEGRADED from k = 2: only 1 vote");
     expect(evaluateCondition(r(2, "keep_k"), devices(25), at)).toMatchObject({
       active: false,
       applicable: false,
     });
+    // Unsaid, a rule keeps its k: it degrades only where its file says it may.
+    const unsaid = KOfNCondition.parse({
+      type: "k_of_n",
+      k: 2,
+      quantity: "ch4",
+      aggregate: "latest",
+      op: ">=",
+      raise: 20,
+    });
+    expect(unsaid.degraded).toBe("keep_k");
+  });
+
+  it("a stuck, fault-flagged detector alone neither raises nor keeps a degraded vote", () => {
+    const s = devices(30);
+    const flagged: SubjectView = {
+      devices: s.devices.map((d) => ({ ...d, series: { ch4: [sample(at - SEC, 30, "fault")] } })),
+    };
+    expect(evaluateCondition(r(2, "lower_k"), flagged, at)).toMatchObject({ active: false });
+    expect(evaluateCondition(r(2, "lower_k"), flagged, at).detail).toContain("g-0=30 (fault)");
   });
 });

@@ -23,8 +23,9 @@ describe("tunnel.ch4 (k_of_n, IV at 20 %LEL, III at 25 %LEL)", () => {
     expect(h.decisions).toEqual([]);
     const raised = h.reading("gas-2", night("23:00:20"), { ch4: 20 });
     expect(raised).toMatchObject([{ type: "raise", level: "IV", value: 20, limit: 20 }]);
+    // The escalation cites its own level's threshold (25), not the first level's (20).
     expect(h.reading("gas-2", night("23:00:30"), { ch4: 25 })).toMatchObject([
-      { type: "escalate-level", from: "IV", level: "III" },
+      { type: "escalate-level", from: "IV", level: "III", limit: 25 },
     ]);
     h.reading("gas-2", night("23:00:40"), { ch4: 21 });
     expect(h.state.levelIndex).toBe(1);
@@ -43,10 +44,18 @@ describe("tunnel.ch4 (k_of_n, IV at 20 %LEL, III at 25 %LEL)", () => {
     const h = tunnel("tunnel.ch4");
     h.reading("gas-1", night("23:01"), { ch4: 60 }, { quality: "calibration" });
     expect(h.decisions).toEqual([]);
-    // A faulty reading still alarms in an emergency rule.
-    expect(h.reading("gas-1", night("23:02"), { ch4: 60 }, { quality: "fault" })).toMatchObject([
-      { type: "raise", level: "III" },
-    ]);
+  });
+
+  it("a fault-flagged reading never raises alone; beside a trusted one it counts, shown", () => {
+    const h = tunnel("tunnel.ch4", ["gas-1", "gas-2"]);
+    h.reading("gas-2", night("23:00:10"), { ch4: 2 });
+    expect(h.reading("gas-1", night("23:00:20"), { ch4: 30 }, { quality: "fault" })).toEqual([]);
+    // A trusted detector at 21 corroborates: level IV on its value, the flag in the account.
+    const raised = h.reading("gas-2", night("23:00:30"), { ch4: 21 });
+    expect(raised).toMatchObject([{ type: "raise", level: "IV", limit: 20 }]);
+    const detail = (raised[0] as { detail: string }).detail;
+    expect(detail).toContain("gas-1=30 (fault)");
+    expect(detail).toContain("gas-2=21");
   });
 });
 
@@ -174,12 +183,14 @@ describe("noise.construction.night-lamax (LAmax > 70 at night)", () => {
     expect(h.decisions).toEqual([]);
   });
 
-  it("the reading stamped 06:00 is still night; the alarm clears at 06:01 with the schedule", () => {
+  it("the reading stamped 06:00 is still night; the alarm leaves with the schedule at 06:01", () => {
     const h = construction();
-    h.reading("c-1", night("05:59"), { LAmax: 80 });
+    h.reading("c-1", night("05:49"), { LAmax: 80 });
     expect(h.raised()).toHaveLength(1);
     expect(h.reading("c-1", night("06:00"), { LAmax: 90 })).toEqual([]);
-    expect(h.reading("c-1", night("06:01"), { LAmax: 90 })).toMatchObject([{ type: "clear" }]);
+    // Out of schedule from 06:01; it clears once compliant for the clear hold (5 min).
+    h.reading("c-1", night("06:01"), { LAmax: 90 });
+    expect(h.reading("c-1", night("06:06"), { LAmax: 90 })).toMatchObject([{ type: "clear" }]);
   });
 });
 
