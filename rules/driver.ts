@@ -17,11 +17,13 @@ import {
   evaluateCondition,
   initialAlarmState,
   isOpen,
+  judgedInParts,
   Series,
   stepAlarm,
   type SubjectView,
 } from "./engine/index.js";
 import { evidence } from "./evidence.js";
+import { SubjectParts } from "./parts.js";
 import { rulesMetrics, type RulesMetrics } from "./metrics.js";
 import { type Slot, type Subject, SubjectIndex, type SubjectIndexDeps } from "./subjects.js";
 
@@ -44,6 +46,11 @@ export interface RulesDriverDeps extends SubjectIndexDeps {
   readonly now: () => number;
   /** The ingest's metrics registry; the driver's metrics are added to it. */
   readonly metricsRegistry?: Registry;
+  /**
+   * Keep the parts of site and segment evaluations between instants (parts.ts; default true).
+   * false evaluates every device at every instant: the tests compare the two.
+   */
+  readonly keepParts?: boolean;
   /** Past samples to start from after a restart (from the time-series store). */
   readonly backfill?: (device: Device, fromMs: number, toMs: number) => Promise<StoredReading[]>;
 }
@@ -52,6 +59,8 @@ interface Alarm {
   state: AlarmState;
   /** Last instant evaluated: evaluations never go back in time. */
   lastAt: number;
+  /** A site or segment's parts kept between instants (see parts.ts). */
+  parts?: SubjectParts;
   /**
    * `lastAt` is on the subject's data clock. Until the subject's first reading it is real time
    * (deadman of a device never heard), and the first reading may set it back to the data's time.
@@ -350,8 +359,16 @@ export class RulesDriver {
     if (type === "reading" && subject.rule.condition.type === "deadman" && !isOpen(alarm.state)) {
       return;
     }
-    const view = this.index.subjectView(subject, when);
-    const evaluation = evaluateCondition(subject.rule, view, when, isOpen(alarm.state));
+    const previouslyActive = isOpen(alarm.state);
+    let view: SubjectView | undefined;
+    let evaluation: Evaluation;
+    if (subject.type !== "device" && this.deps.keepParts !== false && judgedInParts(subject.rule)) {
+      alarm.parts ??= new SubjectParts();
+      evaluation = alarm.parts.evaluate(this.index, subject, when, previouslyActive);
+    } else {
+      view = this.index.subjectView(subject, when);
+      evaluation = evaluateCondition(subject.rule, view, when, previouslyActive);
+    }
     this.evaluations++;
     this.metrics?.evaluations.inc();
     if (evaluation.degraded !== undefined) this.metrics?.degraded.inc({ rule: subject.rule.id });
@@ -359,6 +376,7 @@ export class RulesDriver {
     const step = stepAlarm(subject.rule, alarm.state, event, when);
     for (const decision of step.decisions) {
       this.metrics?.decisions.inc({ type: decision.type });
+      view ??= this.index.subjectView(subject, when);
       this.deliver(subject, view, evaluation, decision);
     }
     this.store(subject.rule, subject.key, alarm, step.state, when);

@@ -72,6 +72,7 @@ export interface Subject {
 }
 
 const NO_PERMITS: readonly string[] = [];
+const NO_PERMITS_AT = (): readonly string[] => NO_PERMITS;
 const NO_SUBJECTS: readonly Subject[] = [];
 
 /** The quantities a condition reads. */
@@ -84,14 +85,33 @@ export class SubjectIndex {
   /** Every registered device's slot, by device id. */
   readonly slots = new Map<string, Slot>();
   private sites = new Map<string, Site>();
-  /** Sites' permits with their validity parsed once (sites without permits absent). */
-  private permits = new Map<string, Array<{ type: string; from: number; to: number }>>();
+  /** Sites' permits valid at an instant, validity parsed once (sites without permits absent). */
+  private permitsAt = new Map<string, (at: number) => readonly string[]>();
   private devicesBySite = new Map<string, string[]>();
   private subjectsByDevice = new Map<string, Subject[]>();
   private rulesGeneration = -1;
   private lastRefresh = 0;
+  /** Rebuilt with the subjects: what was computed of a subject before may be stale. */
+  private built = 0;
+  private readonly partSlotsBySubject = new Map<string, Slot[]>();
 
   constructor(private readonly deps: SubjectIndexDeps) {}
+
+  /** Counts the rebuilds of the subjects (registry read again, rules changed). */
+  get generation(): number {
+    return this.built;
+  }
+
+  /** The slots a site or segment subject is judged over: its devices of the rule's kinds. */
+  partSlots(subject: Subject): readonly Slot[] {
+    let slots = this.partSlotsBySubject.get(subject.alarmKey);
+    if (slots === undefined) {
+      const kinds = subject.rule.scope.kinds;
+      slots = this.slotsOf(subject).filter((s) => kinds.includes(s.device.kind));
+      this.partSlotsBySubject.set(subject.alarmKey, slots);
+    }
+    return slots;
+  }
 
   /** When the registry was last read (real time). */
   get lastRegistryRefresh(): number {
@@ -144,6 +164,18 @@ export class SubjectIndex {
     return clock ?? now;
   }
 
+  /** The subject without its devices: its site, region and permits (a part's context). */
+  subjectShell(subject: Subject): SubjectView {
+    const siteId = this.siteIdOf(subject);
+    return {
+      region: this.deps.region,
+      site: siteId === undefined ? undefined : this.sites.get(siteId),
+      permits: NO_PERMITS,
+      permitsAt: (siteId === undefined ? undefined : this.permitsAt.get(siteId)) ?? NO_PERMITS_AT,
+      devices: [],
+    };
+  }
+
   /**
    * What the engine sees of a subject at `at` (default: now, everything held): each device as of
    * its newest reading at or before `at` (its data clock and quality flag then), and the permits
@@ -152,20 +184,15 @@ export class SubjectIndex {
   subjectView(subject: Subject, at?: number): SubjectView {
     const siteId = this.siteIdOf(subject);
     const site = siteId === undefined ? undefined : this.sites.get(siteId);
-    const sitePermits = siteId === undefined ? undefined : this.permits.get(siteId);
     const permitsAt =
-      sitePermits === undefined
-        ? () => NO_PERMITS
-        : (t: number) => sitePermits.filter((p) => p.from <= t && t < p.to).map((p) => p.type);
-    const common = {
-      region: this.deps.region,
-      permits: at === undefined ? NO_PERMITS : permitsAt(at),
-      permitsAt,
-    };
+      (siteId === undefined ? undefined : this.permitsAt.get(siteId)) ?? NO_PERMITS_AT;
+    const permits = at === undefined ? NO_PERMITS : permitsAt(at);
     if (subject.type === "device") {
       const slot = this.slots.get(subject.id);
-      return { ...common, site, devices: slot === undefined ? [] : [this.deviceView(slot, at)] };
+      const devices = slot === undefined ? [] : [this.deviceView(slot, at)];
+      return { region: this.deps.region, permits, permitsAt, site, devices };
     }
+    const common = { region: this.deps.region, permits, permitsAt };
     const kinds = subject.rule.scope.kinds;
     const devices = (this.devicesBySite.get(subject.id) ?? [])
       .map((id) => this.slots.get(id))
@@ -197,6 +224,8 @@ export class SubjectIndex {
     if (!force && !rulesChanged && !due) return;
     this.rulesGeneration = this.deps.rules.generation;
     this.lastRefresh = now;
+    this.built++;
+    this.partSlotsBySubject.clear();
     this.readSites();
     this.readDevices(now);
     this.subjectsByDevice = new Map();
@@ -211,16 +240,16 @@ export class SubjectIndex {
   /** The sites, and their permits' validity parsed once. */
   private readSites(): void {
     this.sites = new Map(this.deps.registry.sites().map((s) => [s.id, s]));
-    this.permits = new Map();
+    this.permitsAt = new Map();
     for (const site of this.sites.values()) {
       if (site.permits === undefined || site.permits.length === 0) continue;
-      this.permits.set(
-        site.id,
-        site.permits.map((p) => ({
-          type: p.type,
-          from: Date.parse(p.validFrom),
-          to: Date.parse(p.validTo),
-        })),
+      const permits = site.permits.map((p) => ({
+        type: p.type,
+        from: Date.parse(p.validFrom),
+        to: Date.parse(p.validTo),
+      }));
+      this.permitsAt.set(site.id, (at) =>
+        permits.filter((p) => p.from <= at && at < p.to).map((p) => p.type),
       );
     }
   }

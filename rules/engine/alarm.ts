@@ -60,6 +60,8 @@ export interface AlarmStep {
   readonly decisions: readonly AlarmDecision[];
 }
 
+const NO_DECISIONS: readonly AlarmDecision[] = [];
+
 /** The state of a (subject, rule) never evaluated. */
 export function initialAlarmState(now: number): AlarmState {
   return {
@@ -98,10 +100,10 @@ export function stepAlarm(
   const replayed = event.replayed === true;
   // The common case first, before anything is built for the rest: nothing open, nothing holds.
   if (!e.active && (state.phase === "normal" || state.phase === "cleared")) {
-    const quiet = isGap(e);
+    const same = isGap(e) || (state.lastValue === e.value && state.lastLimit === e.limit);
     return {
-      state: quiet ? state : { ...state, lastValue: e.value, lastLimit: e.limit },
-      decisions: [],
+      state: same ? state : { ...state, lastValue: e.value, lastLimit: e.limit },
+      decisions: NO_DECISIONS,
     };
   }
 

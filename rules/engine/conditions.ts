@@ -279,7 +279,7 @@ function result(
 }
 
 /** Devices that take part: enabled, and not suppressed by expired calibration. */
-function usableDevices(rule: Rule, subject: SubjectView, at: number): DeviceView[] {
+export function usableDevices(rule: Rule, subject: SubjectView, at: number): DeviceView[] {
   return subject.devices.filter(
     (d) =>
       d.device.enabled !== false &&
@@ -447,18 +447,20 @@ const columns = (d: DeviceView, quantity: string): SampleColumns | undefined => 
   return Array.isArray(source) ? columnsOf(source as readonly Sample[]) : (source as SampleColumns);
 };
 
-/** Index of the newest reading at or before `at` that the gate lets through (-1: none). */
+/**
+ * Index of the newest reading at or before `at`, if the gate lets it through (-1: none, or it is
+ * suppressed). Never an older one: a value judged alone is the newest, or nothing (a gap), so the
+ * verdict cannot depend on how many older readings happen to be held.
+ */
 function newestUsable(
   cols: SampleColumns,
   at: number,
   suppress: readonly QualityFlag[],
   numeric: boolean,
 ): number {
-  for (let i = cols.firstAfter(at) - 1; i >= 0; i--) {
-    if (numeric && !cols.isNumber(i)) continue;
-    if (suppress.length === 0 || !suppress.includes(cols.qualityOf(i))) return i;
-  }
-  return -1;
+  const i = cols.firstAfter(at) - 1;
+  if (i < 0 || (numeric && !cols.isNumber(i))) return -1;
+  return suppress.length > 0 && suppress.includes(cols.qualityOf(i)) ? -1 : i;
 }
 
 /** The window a windowed condition judges at `at`, and the instant that places it in time. */
@@ -560,6 +562,67 @@ function judgeWindow(
   if (cols === undefined || placed === undefined) {
     return { ok: false, evaluation: NOT_APPLICABLE(`${id}: no ${c.quantity} data`) };
   }
+  if (placed.reading === undefined) return judgePlaced(rule, c, d, subject, cols, placed);
+  // One reading judged (`latest`): the verdict depends on that reading alone, so it is kept
+  // until another reading is the newest (a site of fifty detectors is judged at every instant
+  // of every batch, and all but one of them have not moved).
+  let byColumns = readingVerdicts.get(rule);
+  if (byColumns === undefined) readingVerdicts.set(rule, (byColumns = new WeakMap()));
+  const t = cols.atOf(placed.reading);
+  const kept = byColumns.get(cols);
+  if (
+    kept !== undefined &&
+    kept.t === t &&
+    kept.epoch === cols.epoch &&
+    kept.device === d.device &&
+    kept.site === subject.site &&
+    kept.permitsAt === subject.permitsAt
+  ) {
+    return kept.verdict;
+  }
+  const verdict = judgePlaced(rule, c, d, subject, cols, placed);
+  byColumns.set(cols, {
+    t,
+    epoch: cols.epoch,
+    device: d.device,
+    site: subject.site,
+    permitsAt: subject.permitsAt,
+    verdict,
+  });
+  return verdict;
+}
+
+/** Verdicts on one reading, by rule and series: valid while the same reading is the newest. */
+const readingVerdicts = new WeakMap<
+  Rule,
+  WeakMap<
+    SampleColumns,
+    {
+      t: number;
+      epoch: number;
+      device: object;
+      site: object | undefined;
+      permitsAt: unknown;
+      verdict: WindowVerdict;
+    }
+  >
+>();
+
+function judgePlaced(
+  rule: Rule,
+  c: {
+    quantity: string;
+    aggregate: Aggregate;
+    window?: number | undefined;
+    align: "rolling" | "clock";
+    minCoverage?: number | undefined;
+  },
+  d: DeviceView,
+  subject: SubjectView,
+  cols: SampleColumns,
+  placed: Placed,
+): WindowVerdict {
+  const id = d.device.id;
   const { r, off } = situate(rule, d, subject, placed.place);
   if (off !== undefined) return { ok: false, evaluation: off };
   const clock = periodic(rule) ? periodClockOf(rule, d, subject) : undefined;
@@ -641,11 +704,11 @@ export function evaluateCondition(
     );
   }
   const devices = usableDevices(rule, subject, at);
-  if (c.type === "k_of_n") {
-    const voting = devices.filter((d) => !isSilent(d, at));
-    return kOfN(rule, voting, subject, at, previouslyActive);
-  }
-  return worstOf(devices.map((d) => deviceNumeric(rule, d, subject, at, previouslyActive)));
+  const voting = c.type === "k_of_n" ? devices.filter((d) => !isSilent(d, at)) : devices;
+  return combineParts(
+    rule,
+    voting.map((d) => partOf(rule, d, subject, at, previouslyActive)),
+  );
 }
 
 /** Site subjects: active when any device is; the highest level and the worst value decide. */
@@ -760,21 +823,49 @@ function deviceNumeric(
   }
   if (c.type !== "threshold")
     return NOT_APPLICABLE(`${c.type} is not evaluated per device`, "other");
-  const side = (r: Resolved) => {
-    const raise = numberOf(c.raise, r);
-    const clear = numberOf(c.clear ?? c.raise, r);
-    return raise === undefined || clear === undefined
-      ? undefined
-      : previouslyActive
-        ? clear
-        : raise;
-  };
   if (c.nOfM !== undefined || c.exceedances !== undefined) {
-    return countedIntervals(rule, c, d, subject, at, side);
+    return countedIntervals(rule, c, d, subject, at, previouslyActive);
   }
   const w = judgeWindow(rule, c, d, subject, at);
   if (!w.ok) return w.evaluation;
-  const limit = side(w.r);
+  const memo = thresholdEvaluations.get(w);
+  const known = memo?.[previouslyActive ? 1 : 0];
+  if (known !== undefined) return known;
+  const evaluation = thresholdOf(rule, c, w, id, sideOf(c, w.r, previouslyActive));
+  if (memo === undefined)
+    thresholdEvaluations.set(
+      w,
+      previouslyActive ? [undefined, evaluation] : [evaluation, undefined],
+    );
+  else memo[previouslyActive ? 1 : 0] = evaluation;
+  return evaluation;
+}
+
+/** The limit on the side the alarm is on: raise, or clear while it is open (hysteresis). */
+function sideOf(
+  c: { raise: PeriodValue; clear?: PeriodValue | undefined },
+  r: Resolved,
+  previouslyActive: boolean,
+): number | undefined {
+  const raise = numberOf(c.raise, r);
+  const clear = numberOf(c.clear ?? c.raise, r);
+  if (raise === undefined || clear === undefined) return undefined;
+  return previouslyActive ? clear : raise;
+}
+
+/** A verdict's evaluation on each side (raise, clear): a kept verdict is evaluated once. */
+const thresholdEvaluations = new WeakMap<
+  WindowVerdict,
+  [Evaluation | undefined, Evaluation | undefined]
+>();
+
+function thresholdOf(
+  rule: Rule,
+  c: Extract<Rule["condition"], { type: "threshold" }>,
+  w: Extract<WindowVerdict, { ok: true }>,
+  id: string,
+  limit: number | undefined,
+): Evaluation {
   if (limit === undefined)
     return NOT_APPLICABLE(`${id}: no limit for this context and period`, "no_limit");
   const active = compare(w.value, c.op, limit);
@@ -810,7 +901,7 @@ function countedIntervals(
   d: DeviceView,
   subject: SubjectView,
   at: number,
-  side: (r: Resolved) => number | undefined,
+  previouslyActive: boolean,
 ): Evaluation {
   const id = d.device.id;
   const tz = rule.schedule.timeZone;
@@ -822,7 +913,7 @@ function countedIntervals(
   );
   const judged = intervals.map((w) => {
     const v = judgeWindow(rule, { ...c, align: "clock" }, d, subject, w.to);
-    const limit = v.ok ? side(v.r) : undefined;
+    const limit = v.ok ? sideOf(c, v.r, previouslyActive) : undefined;
     return { v, limit, violates: v.ok && limit !== undefined && compare(v.value, c.op, limit) };
   });
   const violating = judged.filter((j) => j.violates).length;
@@ -844,58 +935,98 @@ function countedIntervals(
   });
 }
 
-function kOfN(
+/** One device's vote in a k_of_n condition. */
+export interface Vote {
+  readonly id: string;
+  readonly value: number;
+  readonly violates: boolean;
+  readonly level: number;
+  readonly limit: number;
+  readonly r: Resolved;
+  readonly used: UsedWindow;
+  readonly coverage: number | undefined;
+  readonly flagged: QualityFlag | undefined;
+}
+
+/**
+ * One device's part in a site or segment evaluation at `at`: its own evaluation (threshold), or
+ * its vote (k_of_n: a Vote, an Evaluation that keeps it out — no data, off by schedule — or
+ * undefined without a limit). Parts combine with {@link combineParts}; a driver may keep the parts
+ * of devices whose readings have not moved and recompute only the others.
+ */
+export type Part = Evaluation | Vote | undefined;
+
+/** Whether a rule is judged per device then combined (the parts a driver may keep). */
+export function judgedInParts(rule: Rule): boolean {
+  const c = rule.condition;
+  return (
+    (c.type === "threshold" && c.nOfM === undefined && c.exceedances === undefined) ||
+    c.type === "k_of_n"
+  );
+}
+
+/** A device's part at `at` (see {@link Part}); the device must be usable (see usableDevices). */
+export function partOf(
   rule: Rule,
-  devices: readonly DeviceView[],
+  d: DeviceView,
   subject: SubjectView,
   at: number,
   previouslyActive: boolean,
-): Evaluation {
+): Part {
+  const c = rule.condition;
+  if (c.type !== "k_of_n") return deviceNumeric(rule, d, subject, at, previouslyActive);
+  const w = judgeWindow(rule, c, d, subject, at);
+  if (!w.ok) return w.evaluation;
+  let base = voteBases.get(w);
+  if (base === undefined) {
+    base = {
+      raise: numberOf(c.raise, w.r),
+      clear: numberOf(c.clear ?? c.raise, w.r),
+      level: levelFor(rule, w.value, c.op, w.r),
+    };
+    voteBases.set(w, base);
+  }
+  if (base.raise === undefined || base.clear === undefined) return undefined;
+  const limit = previouslyActive ? base.clear : base.raise;
+  return {
+    id: d.device.id,
+    value: w.value,
+    limit,
+    r: w.r,
+    violates: compare(w.value, c.op, limit),
+    level: base.level,
+    used: w.used,
+    coverage: w.coverage,
+    flagged: w.flagged,
+  };
+}
+
+const isVote = (part: Part): part is Vote => part !== undefined && "violates" in part;
+
+/** The subject's evaluation from its usable devices' parts (k_of_n: the voting devices'). */
+export function combineParts(rule: Rule, parts: readonly Part[]): Evaluation {
+  if (rule.condition.type !== "k_of_n") {
+    return worstOf(parts.filter((p): p is Evaluation => p !== undefined && !isVote(p)));
+  }
+  const votes: Vote[] = [];
+  let off: Evaluation | undefined;
+  for (const part of parts) {
+    if (isVote(part)) votes.push(part);
+    else if (part !== undefined && !isGap(part)) off ??= part;
+  }
+  return tally(rule, votes, off);
+}
+
+function tally(rule: Rule, votes: readonly Vote[], off: Evaluation | undefined): Evaluation {
   const c = rule.condition;
   if (c.type !== "k_of_n") return NOT_APPLICABLE("not k_of_n", "other");
-  const votes: Array<{
-    id: string;
-    value: number;
-    violates: boolean;
-    level: number;
-    limit: number;
-    r: Resolved;
-    used: UsedWindow;
-    coverage: number | undefined;
-    flagged: QualityFlag | undefined;
-  }> = [];
-  let off: Evaluation | undefined;
-  for (const d of devices) {
-    const w = judgeWindow(rule, c, d, subject, at);
-    if (!w.ok) {
-      if (!isGap(w.evaluation)) off ??= w.evaluation;
-      continue;
-    }
-    const raise = numberOf(c.raise, w.r);
-    const clear = numberOf(c.clear ?? c.raise, w.r);
-    if (raise === undefined || clear === undefined) continue;
-    const limit = previouslyActive ? clear : raise;
-    votes.push({
-      id: d.device.id,
-      value: w.value,
-      limit,
-      r: w.r,
-      violates: compare(w.value, c.op, limit),
-      level: levelFor(rule, w.value, c.op, w.r),
-      used: w.used,
-      coverage: w.coverage,
-      flagged: w.flagged,
-    });
-  }
   const n = votes.length;
   if (n === 0) return off ?? NOT_APPLICABLE("no device votes");
-  const ballot = votes
-    .map((v) => `${v.id}=${round(v.value)}${v.flagged === undefined ? "" : ` (${v.flagged})`}`)
-    .join(", ");
+  const ballot = votesText.bind(undefined, votes);
   let k = c.k;
   if (n < k) {
     if (c.degraded === "keep_k") {
-      return NOT_APPLICABLE(`only ${n} of the ${c.k} devices needed vote: ${ballot}`);
+      return NOT_APPLICABLE(`only ${n} of the ${c.k} devices needed vote: ${ballot()}`);
     }
     k = n;
   }
@@ -912,17 +1043,40 @@ function kOfN(
     [...trusted].sort((a, b) => b.level - a.level || (b.violates ? 1 : 0))[0] ??
     [...votes].sort((a, b) => b.level - a.level)[0];
   const degraded = k < c.k ? `; DEGRADED from k = ${c.k}: only ${n} vote` : "";
-  return result(rule, {
+  const account = `${violating.length} of ${n} devices ${c.aggregate} ${c.quantity} ${c.op} limit (k = ${k}${degraded})${uncorroborated ? "; only flagged readings violate, which cannot decide alone" : ""}`;
+  const evaluation = result(rule, {
     active,
     value: decider?.value,
     limit: active ? (levelLimit(rule, levelIndex, decider!.r) ?? decider?.limit) : decider?.limit,
     levelIndex,
     deviceId: decider?.id,
-    detail: `${violating.length} of ${n} devices ${c.aggregate} ${c.quantity} ${c.op} limit (k = ${k}${degraded})${uncorroborated ? "; only flagged readings violate, which cannot decide alone" : ""}: ${ballot}`,
+    detail: account,
     window: decider?.used,
     coverage: decider?.coverage,
     ...(k < c.k ? { degraded: { k: c.k, voting: n } } : {}),
   });
+  // Every vote in the account, written only when read (a decision, evidence): a segment of fifty
+  // detectors is evaluated at every instant and most evaluations decide nothing.
+  let written: string | undefined;
+  return Object.defineProperty(evaluation, "detail", {
+    enumerable: true,
+    get: () => (written ??= `${account}: ${ballot()}`),
+  });
 }
+
+/** Every vote: device, value and flag. */
+function votesText(
+  votes: ReadonlyArray<{ id: string; value: number; flagged: QualityFlag | undefined }>,
+): string {
+  return votes
+    .map((v) => `${v.id}=${round(v.value)}${v.flagged === undefined ? "" : ` (${v.flagged})`}`)
+    .join(", ");
+}
+
+/** A vote's limits and level, by the verdict it rests on. */
+const voteBases = new WeakMap<
+  WindowVerdict,
+  { raise: number | undefined; clear: number | undefined; level: number }
+>();
 
 const round = (x: number): number => Math.round(x * 100) / 100;
