@@ -64,6 +64,7 @@ ${row("Task kind", pkg.kind)}
 ${row("Rule", `${pkg.rule.id} version ${pkg.rule.version}: ${pkg.rule.title}`)}
 ${row("Clause", `${pkg.rule.clause.standard} ${pkg.rule.clause.section}`)}
 ${row("Confidence", pkg.rule.confidence)}
+${row("Unverified", pkg.rule.unverified === undefined ? null : pkg.rule.unverified.map((u) => `${u.path}: ${u.note}`).join("; ") || "none")}
 ${row("Note", pkg.rule.note)}
 ${row("Statement", pkg.rule.statement)}
 </table>

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Device, Site } from "../contracts/model/registry.js";
 import type { EvidencePackage, EvidenceVerification } from "../contracts/model/tasks.js";
+import { unverifiedOf } from "../contracts/model/rule-confidence.js";
 import { canonicalJson } from "./canonical-json.js";
 import type { AlarmNotice } from "../contracts/model/alarms.js";
 import type { RegistryLookup } from "./types.js";
@@ -84,6 +85,8 @@ export function buildEvidencePackage(ctx: EvidenceContext): EvidencePackage {
       clause: rule.clause,
       confidence: rule.confidence,
       note: rule.note ?? null,
+      // Sealed by the task service with the rule it cites (docs/tasks.md, Evidence package).
+      unverified: unverifiedOf(rule),
       statement: rule.evidence.statement ?? null,
     },
     decision: {

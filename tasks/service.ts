@@ -11,6 +11,7 @@ import type {
   TransitionRequest,
 } from "../contracts/model/tasks.js";
 import type { AlarmDecision, AlarmNotice, Recheck, TaskSink } from "../contracts/model/alarms.js";
+import { unverifiedOf } from "../contracts/model/rule-confidence.js";
 import { buildEvidencePackage } from "./evidence.js";
 import { afterRecheck, afterRepeat, firstResponse, partyOf, recheckDueMs } from "./graduated.js";
 import { checkTransition } from "./lifecycle.js";
@@ -259,7 +260,13 @@ export class TaskService implements TaskSink {
       kind: rule.taskKind,
       state: "filed",
       title: rule.title,
-      rule: { id: rule.id, version: rule.version, clause: rule.clause },
+      rule: {
+        id: rule.id,
+        version: rule.version,
+        clause: rule.clause,
+        confidence: rule.confidence,
+        unverified: unverifiedOf(rule),
+      },
       subject: { type: notice.subjectType, id: notice.subjectId },
       ...(siteId === undefined ? {} : { siteId }),
       deviceIds: [...notice.deviceIds],

@@ -3,7 +3,7 @@ import { QueryInstant } from "./api.js";
 import { ApiError } from "./errors.js";
 import { QualityFlag } from "./quality.js";
 import { AdministrativeArea, GeoPoint, RegulatedParty } from "./registry.js";
-import { Clause, RuleSubject } from "./rules.js";
+import { Clause, Confidence, RuleSubject } from "./rules.js";
 import { TaskKind } from "./topics.js";
 
 /*
@@ -107,13 +107,36 @@ export type GraduatedResponse = z.infer<typeof GraduatedResponse>;
 export const SlaFlag = z.enum(["not_handled", "not_closed"]);
 export type SlaFlag = z.infer<typeof SlaFlag>;
 
+/**
+ * A part of a rule nobody verified: a path inside the rule (`condition.window`, `limits`) and a
+ * note on what is missing (the rule's `unverified`; for a placeholder, what it stands in for).
+ */
+export const UnverifiedPart = z.object({ path: z.string(), note: z.string() });
+export type UnverifiedPart = z.infer<typeof UnverifiedPart>;
+
 /** A task as the API, the stream and the notifications show it. */
 export const Task = z.object({
   id: z.string(),
   kind: TaskKind,
   state: TaskState,
   title: z.string(),
-  rule: z.object({ id: z.string(), version: z.number().int(), clause: Clause }),
+  rule: z.object({
+    id: z.string(),
+    version: z.number().int(),
+    clause: Clause,
+    /**
+     * `placeholder`: the rule's numbers are not verified (docs/standards.md); `verified` may still
+     * list unverified parts. Absent on tasks filed before citywatch recorded it.
+     */
+    confidence: Confidence.optional().describe(
+      "placeholder: the rule's numbers are not verified (docs/standards.md); absent on tasks filed before it was recorded",
+    ),
+    /** The rule's unverified parts (empty when none); absent where `confidence` is. */
+    unverified: z
+      .array(UnverifiedPart)
+      .optional()
+      .describe("The rule's unverified parts, each a path in the rule and a note (empty: none)"),
+  }),
   subject: z.object({ type: RuleSubject, id: z.string() }),
   siteId: z.string().optional(),
   deviceIds: z.array(z.string()),
@@ -254,6 +277,11 @@ export const EvidencePackage = z.object({
     clause: Clause,
     confidence: z.string(),
     note: z.string().nullable(),
+    /** The rule's unverified parts, sealed with it; absent in packages sealed before they were recorded. */
+    unverified: z
+      .array(UnverifiedPart)
+      .optional()
+      .describe("The rule's unverified parts; absent in packages sealed before they were recorded"),
     statement: z.string().nullable(),
   }),
   decision: z.object({
