@@ -6,6 +6,13 @@ import type { StoredBatch, StoredReading } from "../contracts/model/stored-readi
 import { AlarmStore } from "./alarm-store.js";
 import { type RulesRegistry, RulesDriver } from "./driver.js";
 import { formatRuleProblems } from "./load.js";
+import {
+  logPlaceholders,
+  placeholderGauge,
+  placeholderPlace,
+  type PlaceholderReport,
+  placeholderReport,
+} from "./placeholders.js";
 import { RuleSet } from "./rule-set.js";
 
 /*
@@ -44,6 +51,11 @@ export interface Rules {
   readonly driver: RulesDriver | undefined;
   /** The one entry point from the ingest: readings the store acknowledged. */
   onStored(batch: StoredBatch): void;
+  /**
+   * The rules in force in the configured region that are a disabled placeholder or run on
+   * unverified numbers, as found at start (empty before start and when rules.enabled is false).
+   */
+  placeholders(): PlaceholderReport;
   start(): void;
   stop(): void;
 }
@@ -72,11 +84,21 @@ export function build(deps: RulesDeps): Rules {
           metricsRegistry: deps.metricsRegistry,
           backfill: deps.backfill,
         });
+  const region = deps.config.region;
+  let placeholders: PlaceholderReport = { region, dustRegions: [], rules: [] };
+  placeholderGauge(deps.metricsRegistry, () => placeholders);
   return {
     ruleSet,
     driver,
     onStored: (batch) => driver?.onStoredBatch(batch),
+    placeholders: () => placeholders,
     start() {
+      if (driver !== undefined) {
+        // Said once at start, so a placeholder in force is never silent.
+        const place = placeholderPlace(region, deps.registry.sites());
+        placeholders = placeholderReport(ruleSet.rules, place);
+        logPlaceholders(log, placeholders);
+      }
       // Windows are read back from the store in the background; alarms hold on missing data.
       driver?.start().catch((error: unknown) => {
         log.warn({ err: (error as Error).message }, "rules backfill failed");

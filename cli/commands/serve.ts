@@ -17,6 +17,7 @@ import { RegistryStore } from "../../registry/store.js";
 import { probePort, startHttp } from "../runtime/http.js";
 import { RulesError } from "../../rules/app.js";
 import { formatRuleProblems, loadRules } from "../../rules/load.js";
+import { placeholderHealth } from "../../rules/placeholders.js";
 import { stopOnSignal } from "../runtime/lifecycle.js";
 import { startDemo } from "./sim.js";
 import { DEMO_REGISTRY_FILE, readRegistryFile, registryPath } from "../runtime/registry-file.js";
@@ -270,6 +271,8 @@ export async function serve(
               inbox: ingest.state.inbox.depth(),
             }
           : {}),
+        // Rules in force that are disabled placeholders or run on unverified numbers (not a failure).
+        ...(system !== undefined ? { rules: placeholderHealth(system.rules.placeholders()) } : {}),
       },
     });
     let httpPort: number;
