@@ -98,7 +98,9 @@ function cachedLookup(registry: DeviceLookup, ttlMs: number, now: () => number):
 }
 
 /** The InfluxDB store's options from the ingest configuration (validated there, see contracts). */
-function influxOptions(store: Extract<StoreConfig, { type: "influxdb" }>): InfluxStoreOptions {
+export function influxOptions(
+  store: Extract<StoreConfig, { type: "influxdb" }>,
+): InfluxStoreOptions {
   const common = { url: store.url, timeoutMs: store.timeoutMs, maxRetries: store.maxRetries };
   if (store.api === "v1") {
     return {

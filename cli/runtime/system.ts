@@ -3,6 +3,7 @@ import { build as buildIngest, type Ingest, type IngestDeps } from "../../ingest
 import { build as buildRules, type Rules } from "../../rules/app.js";
 import { buildTaskSystem, type TaskSystem } from "../../tasks/app.js";
 import type { Publisher } from "../../tasks/notify/mqtt.js";
+import { readBack } from "./backtest.js";
 
 /*
  * The back office of one process, wired in one place: ingest → rules → tasks → notify.
@@ -58,23 +59,7 @@ export function buildSystem(deps: SystemDeps): System {
     sink: tasks.service,
     now,
     metricsRegistry: ingest.metrics.registry,
-    backfill: async (device, fromMs, toMs) =>
-      (
-        await ingest.store.readings({
-          deviceId: device.id,
-          kind: device.kind,
-          fromMs,
-          toMs,
-          limit: 10_000,
-        })
-      ).map((r) => ({
-        deviceId: device.id,
-        kind: device.kind,
-        timeMs: r.timeMs,
-        quality: r.quality,
-        values: r.values,
-        replay: false,
-      })),
+    backfill: (device, fromMs, toMs) => readBack(ingest.store)(device, fromMs, toMs, 10_000),
   });
   return {
     ingest,
