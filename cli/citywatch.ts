@@ -18,6 +18,7 @@ import { dashboardsCommand } from "./commands/dashboards.js";
 import { devicesCommand } from "./commands/devices.js";
 import { edgeCommand } from "./commands/edge.js";
 import { serve } from "./commands/serve.js";
+import { rulesCommand } from "./commands/rules.js";
 import { simCommand } from "./commands/sim.js";
 import { sitesCommand } from "./commands/sites.js";
 import { tokensCommand } from "./commands/tokens.js";
@@ -63,6 +64,7 @@ withOptions(program.command("ingest"), COMMON_OPTIONS, INGEST_OPTIONS, INGEST_SO
 dashboardsCommand(program);
 devicesCommand(program);
 sitesCommand(program);
+rulesCommand(program);
 simCommand(program);
 tokensCommand(program);
 edgeCommand(program);
