@@ -14,6 +14,7 @@ import { localBroker } from "../runtime/local-broker.js";
 import type { IngestDeps } from "../../ingest/app.js";
 import { buildSystem, type System } from "../runtime/system.js";
 import { RegistryStore } from "../../registry/store.js";
+import { storeRetention } from "../../ingest/store/retention.js";
 import { probePort, startHttp } from "../runtime/http.js";
 import { RulesError } from "../../rules/app.js";
 import { formatRuleProblems, loadRules } from "../../rules/load.js";
@@ -287,6 +288,10 @@ export async function serve(
         now: Date.now,
         tasks: system?.tasks.api,
         readings: config.http.readings,
+        backtest: {
+          rules: config.ingest.rules,
+          retention: () => storeRetention(config.ingest.store),
+        },
       });
       httpPort = await listenApi(api, config.http.host, config.http.port);
       stops.push({ name: "api", stop: () => api.close() });

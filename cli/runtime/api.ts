@@ -7,16 +7,22 @@ import {
   type FastifyPluginAsyncZod,
   validatorCompiler,
 } from "fastify-type-provider-zod";
+import { pino } from "pino";
 import type { Registry } from "prom-client";
 import { z } from "zod";
+import { IngestConfig } from "../../contracts/index.js";
+import type { StoreRetention } from "../../contracts/model/backtest.js";
 import type { RegistryView } from "../../ingest/app.js";
 import { readingsApi } from "../../ingest/http/readings.js";
 import type { IngestState } from "../../ingest/state.js";
+import { storeRetention } from "../../ingest/store/retention.js";
 import type { TimeSeriesStore } from "../../ingest/store/types.js";
+import { backtestApi } from "../../rules/http/backtest.js";
 import { bearerAuth } from "../../tasks/auth/bearer.js";
 import type { TaskApiDeps } from "../../tasks/app.js";
 import { taskApi } from "../../tasks/http/index.js";
 import { apiErrorHandler, notFoundHandler, sendApiError } from "./api-errors.js";
+import { backtestDeps } from "./backtest.js";
 import { healthApi } from "./health.js";
 
 export interface ApiDeps {
@@ -35,6 +41,21 @@ export interface ApiDeps {
    * none (a proxy in front authenticates). Without `tasks` there are no tokens, so they are open.
    */
   readonly readings?: "token" | "open" | undefined;
+  /**
+   * The backtest route (with the task routes: it needs an admin token): the configured rules
+   * (`ingest.rules`) and how long the store keeps readings. Absent: the default rules, region and
+   * tick, and the retention of an embedded store (for ever) or an unknown one.
+   */
+  readonly backtest?:
+    | { readonly rules: IngestConfig["rules"]; readonly retention: () => Promise<StoreRetention> }
+    | undefined;
+}
+
+/** A store whose configuration the API was not given: the embedded one keeps everything. */
+function retentionOf(store: TimeSeriesStore): () => Promise<StoreRetention> {
+  if (store.name === "sqlite") return () => storeRetention({ type: "sqlite" });
+  return () =>
+    Promise.resolve({ ms: undefined, description: "the store's retention is not known" });
 }
 
 /** Where the interactive API documentation (Swagger UI) is served. */
@@ -97,13 +118,14 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
         title: "citywatch API",
         version: "1.0.0",
         description:
-          "Readings, device state and dead letters; tasks, evidence and the live task stream; health and metrics. Errors: the ApiError body, codes in docs/api.md.",
+          "Readings, device state and dead letters; tasks, evidence and the live task stream; rule backtests; health and metrics. Errors: the ApiError body, codes in docs/api.md.",
       },
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
       tags: [
         { name: "readings", description: "Devices, readings, aggregates, dead letters" },
         { name: "tasks", description: "Tasks and the live task stream" },
         { name: "evidence", description: "Evidence export and verification" },
+        { name: "rules", description: "Rule backtests over stored history" },
         { name: "operations", description: "Health, metrics and this document" },
       ],
     },
@@ -127,7 +149,19 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     // Any role may read; without tasks there are no tokens.
     authenticate: (deps.readings ?? "token") === "token" ? auth?.authenticate : undefined,
   });
-  if (deps.tasks !== undefined && auth !== undefined)
+  if (deps.tasks !== undefined && auth !== undefined) {
     void app.register(taskApi, { deps: deps.tasks, auth });
+    void app.register(backtestApi, {
+      deps: backtestDeps({
+        store: deps.store,
+        registry: deps.registry,
+        log: pino({ level: "silent" }),
+        now: deps.now,
+        retention: deps.backtest?.retention ?? retentionOf(deps.store),
+      }),
+      rules: deps.backtest?.rules ?? IngestConfig.parse({}).rules,
+      admin: auth.admin,
+    });
+  }
   return app;
 }

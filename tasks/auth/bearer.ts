@@ -23,7 +23,9 @@ export interface BearerAuth {
   readonly authenticate: (request: FastifyRequest) => Promise<void>;
   /** An `onRequest` hook: `authenticate`, and `forbidden` for a role that may not read tasks. */
   readonly reader: (request: FastifyRequest) => Promise<void>;
-  /** The caller a hook of this auth found for the request (after `authenticate` or `reader`). */
+  /** An `onRequest` hook: `authenticate`, and `forbidden` for any role but admin. */
+  readonly admin: (request: FastifyRequest) => Promise<void>;
+  /** The caller a hook of this auth found for the request (after `authenticate`, `reader` or `admin`). */
   callerOf(request: FastifyRequest): Caller;
 }
 
@@ -80,6 +82,14 @@ export function bearerAuth(
       const caller = authenticate(request);
       if (!mayRead(caller.role))
         throw apiFailure("forbidden", `role ${caller.role} may not read tasks`);
+    }),
+    admin: hook((request) => {
+      const caller = authenticate(request);
+      if (caller.role !== "admin")
+        throw apiFailure(
+          "forbidden",
+          `role ${caller.role} may not do this; it needs an admin token`,
+        );
     }),
     callerOf: (request) => {
       const caller = callers.get(request);
