@@ -8,6 +8,7 @@ const BENCHES: Record<string, () => Promise<void>> = {
   ingest: async () => (await import("./ingest.js")).run(),
   alerts: async () => (await import("./alerts.js")).run(),
   edge: async () => (await import("./edge.js")).run(),
+  backtest: async () => (await import("./backtest.js")).run(),
 };
 
 function usage(): string {

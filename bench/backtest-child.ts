@@ -1,0 +1,125 @@
+/**
+ * One phase of the backtest bench (bench/backtest.ts), alone in its process so its peak memory is
+ * its own: the embedded store of the parent's history replayed with the phase's rules and tick,
+ * or only read back (the store's own ceiling). Sends its figures to the parent and exits.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { pino } from "pino";
+import { z } from "zod";
+import { Device, Site } from "../contracts/index.js";
+import { createSqliteStore } from "../ingest/store/sqlite.js";
+import { readBack } from "../cli/runtime/backtest.js";
+import { backtest } from "../rules/backtest/index.js";
+import { replay } from "../rules/backtest/replay.js";
+import { inlineRules } from "../rules/backtest/sources.js";
+import { loadRules } from "../rules/load.js";
+
+export const PhaseArgs = z.object({
+  dir: z.string(),
+  /** read: the store only; none: the driver with no rules; pack: the default pack. */
+  rules: z.enum(["read", "none", "pack"]),
+  fromMs: z.number(),
+  toMs: z.number(),
+  tickMs: z.number(),
+  warmUpMs: z.number(),
+  /** Only the city's first this many devices. */
+  devices: z.number(),
+});
+export type PhaseArgs = z.infer<typeof PhaseArgs>;
+
+export const PhaseResult = z.object({
+  readings: z.number(),
+  seconds: z.number(),
+  evaluations: z.number(),
+  raised: z.number(),
+  peakRssBytes: z.number(),
+  peakHeapBytes: z.number(),
+});
+export type PhaseResult = z.infer<typeof PhaseResult>;
+
+async function main(args: PhaseArgs): Promise<PhaseResult> {
+  const city = JSON.parse(readFileSync(join(args.dir, "city.json"), "utf8")) as {
+    sites: unknown[];
+    devices: unknown[];
+  };
+  const sites = city.sites.map((s) => Site.parse(s));
+  const devices = city.devices.slice(0, args.devices).map((d) => Device.parse(d));
+  const store = createSqliteStore(join(args.dir, "timeseries.db"));
+  let peakHeap = 0;
+  const sample = () => {
+    peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
+  };
+  const sampler = setInterval(sample, 20);
+  const started = performance.now();
+  try {
+    if (args.rules === "read") {
+      const replayed = await replay({
+        history: { readings: readBack(store) },
+        devices,
+        targets: [],
+        setNow: () => undefined,
+        warmUpFromMs: args.fromMs - args.warmUpMs,
+        fromMs: args.fromMs,
+        toMs: args.toMs,
+        tickMs: args.tickMs,
+        onProgress: sample,
+      });
+      return result(replayed.readings + replayed.warmUpReadings, 0, 0);
+    }
+    const report = await backtest(
+      {
+        log: pino({ level: "silent" }),
+        history: { readings: readBack(store) },
+        registry: { devices: () => devices, sites: () => sites },
+        retention: () => Promise.resolve({ ms: undefined, description: "the bench store" }),
+        now: Date.now,
+      },
+      {
+        fromMs: args.fromMs,
+        toMs: args.toMs,
+        region: "default",
+        tickMs: args.tickMs,
+        warmUpMs: args.warmUpMs,
+        rules:
+          args.rules === "pack"
+            ? { label: "pack", load: () => loadRules() }
+            : inlineRules("none", [], false),
+        onProgress: sample,
+      },
+    );
+    return result(
+      report.data.readings + report.data.warmUpReadings,
+      report.run.evaluations,
+      report.run.totals.raised,
+    );
+  } finally {
+    clearInterval(sampler);
+    await store.close();
+  }
+
+  function result(readings: number, evaluations: number, raised: number): PhaseResult {
+    sample();
+    return {
+      readings,
+      seconds: (performance.now() - started) / 1000,
+      evaluations,
+      raised,
+      // The kernel's high-water mark of this process's resident memory, startup included.
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+      peakHeapBytes: peakHeap,
+    };
+  }
+}
+
+if (process.send !== undefined) {
+  const args = PhaseArgs.parse(JSON.parse(process.argv[2] ?? "{}"));
+  main(args).then(
+    (r) => process.send?.(r, () => process.exit(0)),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,169 @@
+/**
+ * Backtest benchmark (`npm run bench -- backtest`): readings replayed per second from the embedded
+ * store through the rules engine, and the peak memory of doing it.
+ *
+ * A history of the bench city (bench/backtest-city.ts: blocks of a construction site, restaurant,
+ * river gauge, underpass, tunnel segment and ambient station, 8 devices each, 1-minute readings
+ * and 30-s tunnel monitors) is written to an embedded store on a real SQLite file once; then each
+ * phase runs in a child process of its own (bench/backtest-child.ts), so its peak RSS and heap
+ * are its own:
+ *
+ *   store read      the readings only read back and merged in time order: the store's ceiling
+ *   no rules        the same replay into a RulesDriver with no rules: the harness's own cost
+ *   pack, live tick the default pack on the live clock (ingest.rules.tickMs, 5 s): the default run
+ *   pack, 1 m tick  the default pack with `--tick 1m`
+ *
+ * The first two are the baseline of the same run: what is left is the engine's. Goal: 200,000
+ * readings/s through the default pack. Rates do not depend on the city's size (blocks are alike
+ * and independent), so the engine's phases replay the first blocks only, to keep the run short.
+ *
+ * Size: BENCH_BACKTEST_BLOCKS (default 20) blocks of history, replayed whole by the baselines;
+ * BENCH_BACKTEST_ENGINE_BLOCKS (default 1) of them through the rules; BENCH_BACKTEST_HOURS
+ * (default 12) hours of range after a 2-hour warm-up (the longest window of the pack's rules on
+ * these sites).
+ */
+import { fork } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { performance } from "node:perf_hooks";
+import { createSqliteStore } from "../ingest/store/sqlite.js";
+import type { Point } from "../ingest/store/types.js";
+import { benchHistoryCity, DEVICES_PER_BLOCK, emitHistory } from "./backtest-city.js";
+import { type PhaseArgs, PhaseResult } from "./backtest-child.js";
+import { formatCount, formatTable } from "./table.js";
+
+const CHILD_SCRIPT = fileURLToPath(new URL("./backtest-child.ts", import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
+const GOAL_READINGS_PER_SECOND = 200_000;
+const WARM_UP_MS = 2 * 3_600_000;
+
+function sizeFromEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a whole number >= 1`);
+  return n;
+}
+
+function runPhase(args: PhaseArgs): Promise<PhaseResult> {
+  const child = fork(CHILD_SCRIPT, [JSON.stringify(args)], {
+    cwd: REPO_ROOT,
+    execArgv: ["--import", "tsx"],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  return new Promise((resolve, reject) => {
+    child.once("message", (m) => {
+      const parsed = PhaseResult.safeParse(m);
+      if (parsed.success) resolve(parsed.data);
+      else reject(new Error(`backtest child sent ${JSON.stringify(m)}`));
+    });
+    child.once("exit", (code) => reject(new Error(`backtest child exited with ${code}`)));
+  });
+}
+
+const mb = (bytes: number) => (bytes / 1_048_576).toFixed(0);
+
+export async function run(): Promise<void> {
+  const blocks = sizeFromEnv("BENCH_BACKTEST_BLOCKS", 20);
+  const engineBlocks = Math.min(blocks, sizeFromEnv("BENCH_BACKTEST_ENGINE_BLOCKS", 1));
+  const hours = sizeFromEnv("BENCH_BACKTEST_HOURS", 12);
+  const dir = mkdtempSync(join(tmpdir(), "cw-bench-backtest-"));
+  try {
+    const city = benchHistoryCity(blocks);
+    writeFileSync(join(dir, "city.json"), JSON.stringify(city));
+    // Whole days back from today's midnight UTC: the same local hours at every run.
+    const toMs = Math.floor(Date.now() / 86_400_000) * 86_400_000 - 86_400_000;
+    const fromMs = toMs - hours * 3_600_000;
+    const store = createSqliteStore(join(dir, "timeseries.db"));
+    const written = performance.now();
+    let points = 0;
+    let batch: Point[] = [];
+    const flush = async () => {
+      await store.write(batch);
+      batch = [];
+    };
+    for (const [i, device] of city.devices.entries()) {
+      const pointsOf: Point[] = [];
+      emitHistory(device, i, fromMs - WARM_UP_MS, toMs, (p) => pointsOf.push(p));
+      points += pointsOf.length;
+      batch.push(...pointsOf);
+      if (batch.length >= 20_000) await flush();
+    }
+    await flush();
+    await store.close();
+    const writeSeconds = (performance.now() - written) / 1000;
+    console.log(
+      `history: ${blocks} blocks, ${city.devices.length} devices, ${hours} h after a ${WARM_UP_MS / 3_600_000} h warm-up: ` +
+        `${formatCount(points)} readings written to the embedded store in ${writeSeconds.toFixed(1)} s`,
+    );
+
+    const all = { dir, fromMs, toMs, warmUpMs: WARM_UP_MS, devices: city.devices.length };
+    const engine = { ...all, devices: engineBlocks * DEVICES_PER_BLOCK };
+    const phases: Array<{ name: string; args: PhaseArgs }> = [
+      { name: "store read (baseline)", args: { ...all, rules: "read", tickMs: 5_000 } },
+      { name: "no rules (baseline)", args: { ...all, rules: "none", tickMs: 5_000 } },
+      { name: "default pack, 5 s tick", args: { ...engine, rules: "pack", tickMs: 5_000 } },
+      { name: "default pack, 1 m tick", args: { ...engine, rules: "pack", tickMs: 60_000 } },
+    ];
+    const results: Array<{ name: string; args: PhaseArgs; r: PhaseResult }> = [];
+    for (const phase of phases) {
+      const r = await runPhase(phase.args);
+      results.push({ ...phase, r });
+      console.log(`  ${phase.name}: ${r.seconds.toFixed(1)} s`);
+    }
+    const rate = (r: PhaseResult) => r.readings / r.seconds;
+    console.log("\nBacktest replay from the embedded store (each phase in its own process):");
+    console.log(
+      formatTable(
+        [
+          "phase",
+          "devices",
+          "readings",
+          "seconds",
+          "readings/s",
+          "evaluations",
+          "µs/evaluation",
+          "cases",
+          "peak RSS MB",
+          "peak heap MB",
+        ],
+        results.map(({ name, args, r }) => [
+          name,
+          String(args.devices),
+          formatCount(r.readings),
+          r.seconds.toFixed(2),
+          formatCount(rate(r)),
+          r.evaluations === 0 ? "-" : formatCount(r.evaluations),
+          r.evaluations === 0 ? "-" : ((r.seconds * 1e6) / r.evaluations).toFixed(1),
+          r.evaluations === 0 ? "-" : formatCount(r.raised),
+          mb(r.peakRssBytes),
+          mb(r.peakHeapBytes),
+        ]),
+      ),
+    );
+    const pack = results.find((x) => x.name.startsWith("default pack, 5 s"))?.r;
+    const packRate = pack === undefined ? 0 : rate(pack);
+    const pass = packRate >= GOAL_READINGS_PER_SECOND;
+    console.log(
+      `\ngoal: >= ${formatCount(GOAL_READINGS_PER_SECOND)} readings/s through the default pack: ` +
+        `${formatCount(packRate)} readings/s on the live tick -> ${pass ? "PASS" : "MISS"}`,
+    );
+    console.log(
+      `BENCH_RESULT ${JSON.stringify({
+        bench: "backtest",
+        size: { blocks, engineBlocks, hours, devices: city.devices.length, readings: points },
+        phases: results.map(({ name, args, r }) => ({
+          name,
+          devices: args.devices,
+          ...r,
+          readingsPerSecond: rate(r),
+        })),
+        goal: { readingsPerSecond: GOAL_READINGS_PER_SECOND, pass },
+      })}`,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
