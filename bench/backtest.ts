@@ -19,7 +19,7 @@
  *
  * Size: BENCH_BACKTEST_BLOCKS (default 20) blocks of history, replayed whole by the baselines;
  * BENCH_BACKTEST_ENGINE_BLOCKS (default 1) of them through the rules; BENCH_BACKTEST_HOURS
- * (default 12) hours of range after a 2-hour warm-up (the longest window of the pack's rules on
+ * (default 8) hours of range after a 2-hour warm-up (the longest window of the pack's rules on
  * these sites).
  */
 import { fork } from "node:child_process";
@@ -68,7 +68,7 @@ const mb = (bytes: number) => (bytes / 1_048_576).toFixed(0);
 export async function run(): Promise<void> {
   const blocks = sizeFromEnv("BENCH_BACKTEST_BLOCKS", 20);
   const engineBlocks = Math.min(blocks, sizeFromEnv("BENCH_BACKTEST_ENGINE_BLOCKS", 1));
-  const hours = sizeFromEnv("BENCH_BACKTEST_HOURS", 12);
+  const hours = sizeFromEnv("BENCH_BACKTEST_HOURS", 8);
   const dir = mkdtempSync(join(tmpdir(), "cw-bench-backtest-"));
   try {
     const city = benchHistoryCity(blocks);
