@@ -171,9 +171,26 @@ export function compare(value: number, op: Comparison, limit: number): boolean {
   }
 }
 
+const dateFormats = new Map<string, Intl.DateTimeFormat>();
+/** Local dates by (time zone, minute since the epoch): formatting is slow, evaluations many. */
+const localDates = new Map<string, string>();
+
 /** Local calendar date `YYYY-MM-DD` of an instant. */
 function localDate(atMs: number, timeZone: string): string {
-  return new Intl.DateTimeFormat("en-CA", { timeZone }).format(atMs);
+  // Every time zone in use is offset by whole minutes: the minute decides the date.
+  const key = `${timeZone}|${Math.floor(atMs / 60_000)}`;
+  let date = localDates.get(key);
+  if (date === undefined) {
+    let format = dateFormats.get(timeZone);
+    if (format === undefined) {
+      format = new Intl.DateTimeFormat("en-CA", { timeZone });
+      dateFormats.set(timeZone, format);
+    }
+    date = format.format(atMs);
+    if (localDates.size >= 10_000) localDates.clear();
+    localDates.set(key, date);
+  }
+  return date;
 }
 
 /** Whether the device's calibration expired at `at` (the local date is after `calibrationDueOn`). */
@@ -212,14 +229,6 @@ interface Resolved {
   readonly limits: ResolvedLimits;
   readonly periods: readonly string[];
   readonly station: StationLevels | undefined;
-}
-
-function resolveFor(rule: Rule, view: DeviceView | undefined, subject: SubjectView, at: number) {
-  const place = resolutionContext(view, subject);
-  const periods = activePeriods(resolvePeriods(rule, place), rule.schedule, at);
-  const site = subject.site;
-  const station = site?.type === "river_station" ? site.levels : undefined;
-  return { limits: resolveLimits(rule, place), periods, station } satisfies Resolved;
 }
 
 function numberOf(value: PeriodValue | undefined, r: Resolved): number | undefined {
@@ -336,17 +345,56 @@ class PeriodClock {
   }
 }
 
-const periodClocks = new WeakMap<Rule, WeakMap<object, PeriodClock>>();
+/**
+ * What a rule resolves to for one device of a subject, whatever the instant: its limits, its
+ * station levels and (for a rule with periods) its period clock; then the periods at an instant
+ * come from the clock, by the minute. Resolved once per (rule, device, site), not per judgement.
+ */
+class Resolution {
+  readonly clock: PeriodClock | undefined;
+  readonly #byPeriods = new Map<string, Resolved>();
+  readonly #timeless: Resolved;
 
-function periodClockOf(rule: Rule, d: DeviceView, subject: SubjectView): PeriodClock {
-  let byDevice = periodClocks.get(rule);
-  if (byDevice === undefined) periodClocks.set(rule, (byDevice = new WeakMap()));
-  let clock = byDevice.get(d.device);
-  if (clock === undefined) {
-    clock = new PeriodClock(resolvePeriods(rule, resolutionContext(d, subject)), rule.schedule);
-    byDevice.set(d.device, clock);
+  constructor(
+    rule: Rule,
+    d: DeviceView,
+    subject: SubjectView,
+    readonly site: object | undefined,
+    readonly region: string | undefined,
+  ) {
+    const place = resolutionContext(d, subject);
+    const station = subject.site?.type === "river_station" ? subject.site.levels : undefined;
+    const limits = resolveLimits(rule, place);
+    this.#timeless = { limits, periods: [], station };
+    this.clock = periodic(rule)
+      ? new PeriodClock(resolvePeriods(rule, place), rule.schedule)
+      : undefined;
   }
-  return clock;
+
+  /** The limits and the periods in force at an instant. */
+  at(instant: number): Resolved {
+    if (this.clock === undefined) return this.#timeless;
+    const key = this.clock.keyAt(instant);
+    let r = this.#byPeriods.get(key);
+    if (r === undefined) {
+      r = { ...this.#timeless, periods: key === "" ? [] : key.split(",") };
+      this.#byPeriods.set(key, r);
+    }
+    return r;
+  }
+}
+
+const resolutions = new WeakMap<Rule, WeakMap<object, Resolution>>();
+
+function resolutionOf(rule: Rule, d: DeviceView, subject: SubjectView): Resolution {
+  let byDevice = resolutions.get(rule);
+  if (byDevice === undefined) resolutions.set(rule, (byDevice = new WeakMap()));
+  let res = byDevice.get(d.device);
+  if (res === undefined || res.site !== subject.site || res.region !== subject.region) {
+    res = new Resolution(rule, d, subject, subject.site, subject.region);
+    byDevice.set(d.device, res);
+  }
+  return res;
 }
 
 /** One window's readings reduced: the aggregate, the coverage and how many readings were used. */
@@ -510,7 +558,7 @@ function situate(
   subject: SubjectView,
   place: number,
 ): { r: Resolved; off: Evaluation | undefined } {
-  const r = resolveFor(rule, d, subject, place);
+  const r = resolutionOf(rule, d, subject).at(place);
   const during = rule.schedule.activeDuring;
   if (during !== undefined && !during.some((p) => r.periods.includes(p))) {
     return {
@@ -625,7 +673,7 @@ function judgePlaced(
   const id = d.device.id;
   const { r, off } = situate(rule, d, subject, placed.place);
   if (off !== undefined) return { ok: false, evaluation: off };
-  const clock = periodic(rule) ? periodClockOf(rule, d, subject) : undefined;
+  const clock = resolutionOf(rule, d, subject).clock;
   const period = clock === undefined ? "" : r.periods.join(",");
   const intervalMs = readingMs(d);
   const inPeriod =
