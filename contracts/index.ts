@@ -10,6 +10,7 @@ export * from "./model/uplink.js";
 export * from "./model/device-messages.js";
 export * from "./model/topics.js";
 export * from "./model/registry.js";
+export * from "./model/registry-dates.js";
 export * from "./model/rules.js";
 export * from "./model/api.js";
 export * from "./model/errors.js";

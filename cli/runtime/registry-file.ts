@@ -1,7 +1,13 @@
 import { join, resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { parse } from "yaml";
-import { ConfigError, problemsOf, RegistryFile } from "../../contracts/index.js";
+import {
+  ConfigError,
+  localDate,
+  problemsOf,
+  RegistryFile,
+  resolveRelativeDates,
+} from "../../contracts/index.js";
 import { RegistryStore } from "../../registry/store.js";
 import { loadCitywatchConfig } from "./config.js";
 
@@ -10,8 +16,12 @@ export function registryPath(dataDir: string): string {
   return join(resolve(dataDir), "registry.db");
 }
 
-/** Read and validate a registry YAML/JSON file; every problem is listed on failure. */
-export function readRegistryFile(file: string): RegistryFile {
+/**
+ * Read and validate a registry YAML/JSON file; every problem is listed on failure. Relative dates
+ * (`{{today + 1y}}`, contracts/model/registry-dates.ts) are resolved to the calendar day of
+ * `nowMs` on this machine: the day the file is imported or seeded.
+ */
+export function readRegistryFile(file: string, nowMs: number = Date.now()): RegistryFile {
   let value: unknown;
   try {
     value = parse(readFileSync(file, "utf8"));
@@ -20,7 +30,9 @@ export function readRegistryFile(file: string): RegistryFile {
       { path: "(file)", message: (error as Error).message.split("\n")[0] ?? "unreadable" },
     ]);
   }
-  const parsed = RegistryFile.safeParse(value ?? {});
+  const resolved = resolveRelativeDates(value ?? {}, localDate(nowMs));
+  if (resolved.problems.length > 0) throw new ConfigError(file, resolved.problems);
+  const parsed = RegistryFile.safeParse(resolved.value);
   if (!parsed.success) throw new ConfigError(file, problemsOf(parsed.error));
   return parsed.data;
 }
