@@ -295,10 +295,35 @@ export class RegistryStore {
       .run(enabled ? 1 : 0, JSON.stringify({ ...device, enabled }), id);
   }
 
+  /**
+   * Put a device on standby (`Device.standby`): the rules stop judging and watching it, and its
+   * next accepted CONNECT puts it in service again. `citywatch sim` does this to a scenario's
+   * devices when the run ends, so their silence afterwards opens no deadman.
+   */
+  putOnStandby(id: string): void {
+    const device = this.getDevice(id);
+    if (device === undefined)
+      throw new RegistryError("REGISTRY_NOT_FOUND", `device ${id} is not registered`);
+    this.db
+      .prepare("UPDATE device SET doc = ? WHERE id = ?")
+      .run(JSON.stringify({ ...device, standby: true }), id);
+  }
+
   removeDevice(id: string): void {
     const result = this.db.prepare("DELETE FROM device WHERE id = ?").run(id);
     if (result.changes === 0)
       throw new RegistryError("REGISTRY_NOT_FOUND", `device ${id} is not registered`);
+  }
+
+  /** Clear a device's standby flag; false when it was not on standby (or is not registered). */
+  private putInService(id: string): boolean {
+    return (
+      this.db
+        .prepare(
+          "UPDATE device SET doc = json_remove(doc, '$.standby') WHERE id = ? AND json_extract(doc, '$.standby') = 1",
+        )
+        .run(id).changes > 0
+    );
   }
 
   /** Issue a new secret for a device or service account; the old one stops working at its next CONNECT. */
@@ -355,7 +380,7 @@ export class RegistryStore {
   /**
    * Import a validated registry file in one transaction: sites are upserted; devices and service
    * accounts must be new, and each gets a secret, returned once. One already registered with the
-   * same definition (a device: every field but `enabled`; a service account: its role) is kept
+   * same definition (a device: every field but `enabled` and `standby`; a service account: its role) is kept
    * as it is, its secret unchanged, and listed in `kept`; one registered differently is refused.
    */
   importFile(file: RegistryFile): {
@@ -372,8 +397,8 @@ export class RegistryStore {
           const existing = this.getDevice(input.id);
           const same =
             existing !== undefined &&
-            canonical({ ...existing, enabled: undefined }) ===
-              canonical({ ...Device.parse(input), enabled: undefined });
+            canonical({ ...existing, enabled: undefined, standby: undefined }) ===
+              canonical({ ...Device.parse(input), enabled: undefined, standby: undefined });
           if (same) kept.push(input.id);
           else if (existing !== undefined)
             throw new RegistryError(
@@ -417,19 +442,30 @@ export class RegistryStore {
     };
   }
 
-  /** Authenticate an MQTT username and secret. */
+  /**
+   * Authenticate an MQTT username and secret. A device on standby that authenticates is put in
+   * service (its `standby` flag cleared, `leftStandby` in the outcome): from then on the rules
+   * judge and watch it.
+   */
   authenticate(username: string, secret: string): AuthOutcome {
     const device = this.db
-      .prepare("SELECT kind, enabled, secret_hash FROM device WHERE id = ?")
-      .get(username) as { kind: string; enabled: number; secret_hash: string } | undefined;
+      .prepare(
+        "SELECT kind, enabled, secret_hash, json_extract(doc, '$.standby') AS standby FROM device WHERE id = ?",
+      )
+      .get(username) as
+      { kind: string; enabled: number; secret_hash: string; standby: number | null } | undefined;
     if (device !== undefined) {
       if (!verifySecret(secret, device.secret_hash)) return { ok: false, reason: "bad_secret" };
       if (device.enabled === 0) return { ok: false, reason: "disabled" };
       const parsed = Device.shape.kind.parse(device.kind);
-      return {
-        ok: true,
-        principal: { type: "device", deviceId: Device.shape.id.parse(username), kind: parsed },
+      const principal = {
+        type: "device" as const,
+        deviceId: Device.shape.id.parse(username),
+        kind: parsed,
       };
+      if (device.standby === 1 && this.putInService(username))
+        return { ok: true, principal, leftStandby: true };
+      return { ok: true, principal };
     }
     const account = this.db
       .prepare("SELECT role, secret_hash FROM service_account WHERE name = ?")

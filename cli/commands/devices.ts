@@ -104,7 +104,7 @@ export function devicesCommand(program: Command): void {
       }
       for (const d of list) {
         process.stdout.write(
-          `${d.id.padEnd(24)} ${d.kind.padEnd(15)} ${d.siteId.padEnd(24)} ${d.area.gridCell.padEnd(12)} ${d.enabled ? "enabled" : "disabled"}\n`,
+          `${d.id.padEnd(24)} ${d.kind.padEnd(15)} ${d.siteId.padEnd(24)} ${d.area.gridCell.padEnd(12)} ${d.enabled ? "enabled" : "disabled"}${d.standby === true ? ", standby" : ""}\n`,
         );
       }
       process.stdout.write(`${list.length} device${list.length === 1 ? "" : "s"}\n`);

@@ -21,7 +21,8 @@ import { formatRuleProblems, loadRules } from "../../rules/load.js";
 import { placeholderHealth } from "../../rules/placeholders.js";
 import { stopOnSignal } from "../runtime/lifecycle.js";
 import { startDemo } from "./sim.js";
-import { DEMO_REGISTRY_FILE, readRegistryFile, registryPath } from "../runtime/registry-file.js";
+import { registryPath, seedDemoCity } from "../runtime/registry-file.js";
+import { authenticateDevices } from "../runtime/standby.js";
 
 /** Plausible values per kind for the example command printed at start. */
 const SAMPLE_VALUES: Record<SensorKind, Record<string, number | boolean>> = {
@@ -113,6 +114,7 @@ function seededLines(file: string, issued: ReturnType<RegistryStore["importFile"
     ...rows.map(
       ([id, kind, secret]) => `  ${String(id).padEnd(22)} ${String(kind).padEnd(18)} ${secret}`,
     ),
+    "The demo devices are on standby: no rule judges or watches one until it first connects.",
     "",
   ].join("\n");
 }
@@ -208,11 +210,9 @@ export async function serve(
     let example: Example = { id: "demo-noise-1", kind: "noise" };
     let seeded: ReturnType<RegistryStore["importFile"]> | undefined;
     if (options.seedDemo) {
-      const demo = readRegistryFile(DEMO_REGISTRY_FILE);
       seed = registry.hold();
-      if (registry.countDevices() === 0 && registry.listServiceAccounts().length === 0) {
-        seeded = registry.importFile(demo);
-      } else {
+      seeded = seedDemoCity(registry, Date.now());
+      if (seeded === undefined) {
         seed.commit();
         seed = undefined;
       }
@@ -232,7 +232,7 @@ export async function serve(
       broker = buildBroker({
         log,
         config: config.broker,
-        authenticate: (username, secret) => registry.authenticate(username, secret),
+        authenticate: authenticateDevices(registry, log),
       });
       // No abort signal: on SIGTERM the broker stops last, after the ingest published its commits.
       addresses = await broker.start();

@@ -43,6 +43,20 @@ export const DEMO_REGISTRY_FILE = new URL(
   import.meta.url,
 ).pathname;
 
+/**
+ * Seed the demo city into an empty registry (no device, no service account), its relative dates
+ * resolved to the day of `nowMs`; undefined when the registry was not empty. Its devices are on
+ * standby (cli/runtime/standby.ts) until they first connect.
+ */
+export function seedDemoCity(
+  registry: RegistryStore,
+  nowMs: number,
+): ReturnType<RegistryStore["importFile"]> | undefined {
+  const demo = readRegistryFile(DEMO_REGISTRY_FILE, nowMs);
+  if (registry.countDevices() > 0 || registry.listServiceAccounts().length > 0) return undefined;
+  return registry.importFile(demo);
+}
+
 /** Run `action` on the registry of the configured data directory (`--config`, `--data-dir`), then close it. */
 export function withRegistry<T>(
   flags: { config?: string; dataDir?: string },

@@ -3,6 +3,7 @@ import { build as buildIngest, type Ingest, type IngestDeps } from "../../ingest
 import { build as buildRules, type Rules } from "../../rules/app.js";
 import { buildTaskSystem, type TaskSystem } from "../../tasks/app.js";
 import type { Publisher } from "../../tasks/notify/mqtt.js";
+import { rulesRegistry } from "./standby.js";
 import { readBack } from "./backtest.js";
 
 /*
@@ -55,7 +56,8 @@ export function buildSystem(deps: SystemDeps): System {
     log: deps.log,
     config: deps.config.rules,
     dataDir: deps.dataDir,
-    registry: deps.registry,
+    // Devices on standby are not in service: no rule judges or watches them (standby.ts).
+    registry: rulesRegistry(deps.registry),
     sink: tasks.service,
     now,
     metricsRegistry: ingest.metrics.registry,

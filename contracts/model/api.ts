@@ -116,6 +116,8 @@ export const DeviceState = z.object({
   area: AdministrativeArea,
   location: GeoPoint,
   enabled: z.boolean(),
+  /** On standby: not in service, so no rule judges or watches it (registry `standby`). */
+  standby: z.boolean(),
   lastSeen: z.string().nullable(),
   online: z.boolean(),
   committedSeq: z.number().int().nullable(),

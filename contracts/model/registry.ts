@@ -172,6 +172,13 @@ export const Device = z.strictObject({
   /** Seconds between messages in normal operation; silence beyond a multiple of it is "offline". */
   expectedIntervalS: z.number().int().min(1).max(86_400).default(60),
   enabled: z.boolean().default(true),
+  /**
+   * On standby: registered but not in service yet (a demo device nobody plays, a simulated device
+   * between runs). It may connect, and the rules neither judge nor watch it (no deadman) until
+   * its first accepted CONNECT puts it in service, which clears the flag. `citywatch sim` puts a
+   * scenario's devices back on standby when the run ends.
+   */
+  standby: z.boolean().optional(),
 });
 export type Device = z.infer<typeof Device>;
 export type DeviceInput = z.input<typeof Device>;
@@ -262,5 +269,10 @@ export type Principal =
 
 /** What the credential store says about an MQTT username and secret. */
 export type AuthOutcome =
-  | { readonly ok: true; readonly principal: Principal }
+  | {
+      readonly ok: true;
+      readonly principal: Principal;
+      /** The device was on standby and this CONNECT put it in service. */
+      readonly leftStandby?: true;
+    }
   | { readonly ok: false; readonly reason: "unknown_user" | "bad_secret" | "disabled" };

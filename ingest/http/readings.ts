@@ -84,6 +84,7 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
             area: d.area,
             location: d.location,
             enabled: d.enabled,
+            standby: d.standby === true,
             lastSeen: p === undefined ? null : new Date(p.lastSeenMs).toISOString(),
             online:
               p !== undefined &&

@@ -175,6 +175,10 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
       "demo-tunnel-s1-gas",
       secrets.get("demo-tunnel-s1-gas") ?? "",
     );
+    // The demo devices are seeded on standby; this CONNECT put the detector in service. The rules
+    // take it up when its first reading arrives, but read the registry for that at most once a
+    // second (rules/driver.ts), and the previous test's first reading just made them read it.
+    await new Promise((r) => setTimeout(r, 1_100));
     const uplink = {
       v: 1,
       deviceId: "demo-tunnel-s1-gas",
@@ -211,6 +215,12 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
         subject: { id: string };
       }>;
     };
+    // Nothing else: no calibration expired (the demo's are due a year after seeding), and no
+    // deadman for the demo devices nobody connected (on standby, not watched).
+    const all = (await (await fetch(`${api}/api/v1/tasks`, { headers: auth })).json()) as {
+      tasks: Array<{ rule: { id: string } }>;
+    };
+    expect(all.tasks.map((t) => t.rule.id)).toEqual(["tunnel.ch4"]);
     const task = list.tasks.find((t) => t.rule.id === "tunnel.ch4");
     expect(task).toMatchObject({
       kind: "emergency",

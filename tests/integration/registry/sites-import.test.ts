@@ -1,16 +1,14 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { parse } from "yaml";
-import { RegistryFile } from "../../../contracts/index.js";
+import { DEMO_REGISTRY_FILE, readRegistryFile } from "../../../cli/runtime/registry-file.js";
 import { RegistryStore } from "../../../registry/store.js";
 
 const area = { district: "Jinjiang", gridCell: "JJ-01" };
 const location = { lat: 30.65, lon: 104.08 };
-const demo = () =>
-  RegistryFile.parse(parse(readFileSync("simulators/demo-city/registry.yaml", "utf8")));
+const demo = () => readRegistryFile(DEMO_REGISTRY_FILE);
 
 describe("registry: sites, imports after add-service, the held seed, old files", () => {
   let dir: string;

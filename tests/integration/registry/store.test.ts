@@ -2,8 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { parse } from "yaml";
-import { RegistryFile } from "../../../contracts/index.js";
+import { DEMO_REGISTRY_FILE, readRegistryFile } from "../../../cli/runtime/registry-file.js";
 import { RegistryError, RegistryStore } from "../../../registry/store.js";
 
 const area = { district: "Jinjiang", gridCell: "JJ-01" };
@@ -49,6 +48,32 @@ describe("registry store on a real SQLite file", () => {
     expect(store.authenticate("n1", secret).ok).toBe(true);
   });
 
+  it("puts a device on standby in service at its first accepted CONNECT, and back on standby", () => {
+    const { secret } = store.addDevice({ ...device("n1"), standby: true });
+    expect(store.getDevice("n1")?.standby).toBe(true);
+    // A refused CONNECT changes nothing.
+    expect(store.authenticate("n1", "nope")).toEqual({ ok: false, reason: "bad_secret" });
+    expect(store.getDevice("n1")?.standby).toBe(true);
+    expect(store.authenticate("n1", secret)).toEqual({
+      ok: true,
+      principal: { type: "device", deviceId: "n1", kind: "noise" },
+      leftStandby: true,
+    });
+    expect(store.getDevice("n1")).not.toHaveProperty("standby");
+    // In service: the next CONNECT is an ordinary one.
+    expect(store.authenticate("n1", secret)).not.toHaveProperty("leftStandby");
+    store.putOnStandby("n1");
+    expect(store.listDevices()[0]?.standby).toBe(true);
+    expect(store.authenticate("n1", secret)).toMatchObject({ ok: true, leftStandby: true });
+    expect(() => store.putOnStandby("n9")).toThrow(/not registered/);
+  });
+
+  it("a disabled device on standby stays refused and on standby", () => {
+    const { secret } = store.addDevice({ ...device("n1"), standby: true, enabled: false });
+    expect(store.authenticate("n1", secret)).toEqual({ ok: false, reason: "disabled" });
+    expect(store.getDevice("n1")?.standby).toBe(true);
+  });
+
   it("refuses duplicates across devices and service accounts, and unknown sites", () => {
     store.addDevice(device("n1"));
     expect(() => store.addDevice(device("n1"))).toThrow(RegistryError);
@@ -88,9 +113,7 @@ describe("registry store on a real SQLite file", () => {
   });
 
   it("imports a registry file atomically: a failure leaves nothing behind", () => {
-    const demo = RegistryFile.parse(
-      parse(readFileSync("simulators/demo-city/registry.yaml", "utf8")),
-    );
+    const demo = readRegistryFile(DEMO_REGISTRY_FILE);
     store.addDevice(device("demo-fume-1")); // collides with a demo device
     expect(() => store.importFile(demo)).toThrow(/already registered/);
     expect(store.listSites().map((s) => s.id)).toEqual(["s1"]);
@@ -99,6 +122,8 @@ describe("registry store on a real SQLite file", () => {
     expect(issued.devices).toHaveLength(7);
     expect(issued.serviceAccounts.map((a) => a.record.name)).toEqual(["ingest", "simulator"]);
     for (const d of issued.devices) expect(store.authenticate(d.record.id, d.secret).ok).toBe(true);
+    // Those CONNECTs put the demo devices in service; the same file imported again keeps them.
+    expect(store.importFile(demo).kept).toHaveLength(9);
     expect(store.getSite("demo-tunnel-s1")).toMatchObject({
       type: "tunnel_segment",
       neighbours: ["demo-tunnel-s2"],

@@ -9,6 +9,7 @@ import {
   DeviceStatus,
   problemsOf,
   RegistryFile,
+  resolveRelativeDates,
   Site,
 } from "../../../../contracts/index.js";
 
@@ -16,10 +17,22 @@ const area = { district: "Jinjiang", gridCell: "JJ-01" };
 const location = { lat: 30.65, lon: 104.08 };
 
 describe("registry schemas", () => {
-  it("the demo registry is valid", () => {
-    const file = RegistryFile.parse(
-      parse(readFileSync("simulators/demo-city/registry.yaml", "utf8")),
+  it("the demo registry is valid, its dates relative to the day it is seeded", () => {
+    const raw: unknown = parse(readFileSync("simulators/demo-city/registry.yaml", "utf8"));
+    const resolved = resolveRelativeDates(raw, "2026-12-05");
+    expect(resolved.problems).toEqual([]);
+    const file = RegistryFile.parse(resolved.value);
+    expect(file.devices.every((d) => d.standby === true)).toBe(true);
+    expect(new Set(file.devices.map((d) => d.calibratedOn))).toEqual(new Set(["2026-12-05"]));
+    expect(new Set(file.devices.map((d) => d.calibrationDueOn))).toEqual(
+      new Set(["2027-12-05", "2027-06-05", undefined]),
     );
+    expect(file.sites.flatMap((s) => s.permits ?? [])).toEqual([
+      expect.objectContaining({
+        validFrom: "2026-12-19T22:00:00+08:00",
+        validTo: "2026-12-20T06:00:00+08:00",
+      }),
+    ]);
     expect(file.devices.map((d) => d.kind).sort()).toEqual([
       "cooking_fume",
       "dust",
