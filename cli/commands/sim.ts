@@ -21,6 +21,7 @@ import {
 import { loadCitywatchConfig } from "../runtime/config.js";
 import { createLogger } from "../runtime/logger.js";
 import { registryPath } from "../runtime/registry-file.js";
+import { putOnStandby } from "../runtime/standby.js";
 
 /** The runner's credentials, beside the registry: device id → secret. */
 const CREDENTIALS_FILE = "sim-credentials.json";
@@ -32,7 +33,9 @@ export function credentialsPath(dataDir: string): string {
 
 /**
  * Write a layout into the registry: sites are upserted; a new device is added, an existing one
- * (same kind) gets a new secret, since secrets are never stored in clear. Returns the secrets.
+ * (same kind) gets a new secret, since secrets are never stored in clear. Every device is left on
+ * standby (cli/runtime/standby.ts) until the runner's CONNECT puts it in service, so devices
+ * provisioned and not played are not watched. Returns the secrets.
  */
 export function provisionLayout(
   registry: RegistryStore,
@@ -50,12 +53,28 @@ export function provisionLayout(
         },
       ]);
     }
-    secrets.set(
-      device.id,
-      existing === undefined ? registry.addDevice(device).secret : registry.rotateSecret(device.id),
-    );
+    if (existing === undefined) {
+      secrets.set(device.id, registry.addDevice({ ...device, standby: true }).secret);
+    } else {
+      secrets.set(device.id, registry.rotateSecret(device.id));
+      registry.putOnStandby(device.id);
+    }
   }
   return secrets;
+}
+
+/**
+ * When a run ends its devices fall silent for good: put them back on standby, so the rules stop
+ * watching them and no deadman opens for the end of a scenario. A later run's CONNECT puts them
+ * in service again.
+ */
+function retire(registry: RegistryStore, timeline: Timeline, log: Logger): string[] {
+  return putOnStandby(
+    registry,
+    timeline.layout.devices.map((d) => d.id),
+    log,
+    `scenario ${timeline.name} ended`,
+  );
 }
 
 /**
@@ -184,6 +203,26 @@ function summaryText(s: FleetSummary): string {
   ].join("\n");
 }
 
+/** The run's devices back on standby in the data directory's registry, said on stderr. */
+function retireIn(dataDir: string, timeline: Timeline, log: Logger): void {
+  const file = registryPath(dataDir);
+  if (!existsSync(file)) {
+    process.stderr.write(
+      `No registry at ${file}: the scenario's devices were not put back on standby; the rules will watch them until you do (citywatch devices disable, or a run with --data-dir).\n`,
+    );
+    return;
+  }
+  const registry = new RegistryStore(file);
+  try {
+    const retired = retire(registry, timeline, log);
+    process.stderr.write(
+      `Scenario ${timeline.name} ended: ${retired.length} device(s) back on standby in ${file} (not judged or watched by the rules until they connect again).\n`,
+    );
+  } finally {
+    registry.close();
+  }
+}
+
 /** Run a timeline with a progress display until it ends or a signal stops it. */
 async function play(
   log: Logger,
@@ -232,13 +271,23 @@ export async function startDemo(deps: {
     },
     "demo city running: readings arrive now, tasks as the rules raise them",
   );
-  void run.done.then((s) =>
+  const ended = run.done.then((s) => {
+    try {
+      retire(deps.registry, timeline, deps.log);
+    } catch (error) {
+      deps.log.warn({ err: (error as Error).message }, "could not put the demo devices on standby");
+    }
     deps.log.info(
       { published: s.published, committed: s.committedMessages, pending: s.pending },
       "demo scenario played; play it again with: citywatch sim --scenario demo --provision",
-    ),
-  );
-  return { stop: async () => void (await run.stop()) };
+    );
+  });
+  return {
+    stop: async () => {
+      await run.stop();
+      await ended;
+    },
+  };
 }
 
 /** `citywatch sim`: play a scenario (and an optional load fleet) against a running system. */
@@ -346,6 +395,7 @@ export function simCommand(program: Command): void {
       process.stdout.write(
         flags.json === true ? `${JSON.stringify(summary, null, 2)}\n` : summaryText(summary),
       );
+      retireIn(config.dataDir, timeline, log);
       if (!summary.complete || summary.unknownAccepted > 0) process.exitCode = 1;
       // Thousands of sockets were closed with a bounded wait each; leave even if one lingers.
       setTimeout(() => process.exit(), 200).unref();

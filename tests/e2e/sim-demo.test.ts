@@ -8,6 +8,7 @@ import { bearer, type CliProcess, startSystem, systemPorts } from "../support/cl
 /** `citywatch start --demo`: the newcomer's first minute. */
 const dir = mkdtempSync(join(tmpdir(), "cw-e2e-demo-"));
 let proc: CliProcess | undefined;
+let api = "";
 
 afterAll(async () => {
   await proc?.stop();
@@ -17,6 +18,7 @@ afterAll(async () => {
 describe("citywatch start --demo", () => {
   it("plays the demo city in-process: readings of every demo device are on the API within a minute", async () => {
     const ports = await systemPorts();
+    api = `http://127.0.0.1:${ports.http}`;
     const startedAt = Date.now();
     proc = startSystem(dir, ports, ["--demo"]);
     await proc.waitFor(/demo city running/, 30_000);
@@ -46,4 +48,32 @@ describe("citywatch start --demo", () => {
       });
     }
   }, 120_000);
+
+  it("files exactly the demo's documented tasks, and puts its devices back on standby at the end", async () => {
+    if (proc === undefined) throw new Error("the demo did not start");
+    const headers = bearer(
+      /Authorization: Bearer ([A-Za-z0-9_-]+)'/.exec(proc.output())?.[1] ?? "",
+    );
+    // Every task of the system, not only the demo's: the idle demo city files none.
+    const body = (await (await fetch(`${api}/api/v1/tasks?limit=1000`, { headers })).json()) as {
+      tasks: Array<{ kind: string; rule: { id: string }; subject: { id: string }; level?: string }>;
+    };
+    const filed = body.tasks.map((t) => ({
+      rule: t.rule.id,
+      subject: t.subject.id,
+      kind: t.kind,
+      ...(t.level !== undefined ? { level: t.level } : {}),
+    }));
+    const order = (tasks: ReadonlyArray<{ rule: string; subject: string }>) =>
+      [...tasks].sort((a, b) => `${a.rule}/${a.subject}`.localeCompare(`${b.rule}/${b.subject}`));
+    expect(order(filed)).toEqual(order(loadScenario("demo").expect.tasks));
+
+    expect(proc.output()).toMatch(/"msg":"scenario demo ended: 8 devices back on standby/);
+    const devices = (await (await fetch(`${api}/api/v1/devices`, { headers })).json()) as {
+      devices: Array<{ id: string; standby: boolean }>;
+    };
+    expect(devices.devices.filter((d) => d.standby).map((d) => d.id)).toEqual(
+      devices.devices.map((d) => d.id),
+    );
+  });
 });

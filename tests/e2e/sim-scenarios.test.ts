@@ -72,9 +72,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** The summary `--json` printed; stderr (the devices put back on standby) may follow it. */
 function summaryOf(output: string): FleetSummary {
   const start = output.lastIndexOf('{\n  "devices"');
-  return JSON.parse(output.slice(start)) as FleetSummary;
+  return JSON.parse(output.slice(start, output.indexOf("\n}", start) + 2)) as FleetSummary;
 }
 
 async function storedCount(deviceId: string, t: Timeline): Promise<number> {
@@ -142,6 +143,9 @@ describe.each(scenarios)("citywatch sim --scenario %s against citywatch start", 
       unknownAccepted: 0,
     });
     expect(summary.committedReadings).toBe(total);
+    expect(run.sim.output()).toContain(
+      `Scenario ${name} ended: ${planned.length} device(s) back on standby`,
+    );
     for (const device of planned) {
       expect({ device: device.id, stored: await storedCount(device.id, run.timeline) }).toEqual({
         device: device.id,
