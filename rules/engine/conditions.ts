@@ -576,6 +576,13 @@ function situate(
 }
 
 const iso = (t: number): string => new Date(t).toISOString();
+const ANY_PERIOD = (): boolean => true;
+
+interface VerdictMemo {
+  raiseSide?: Evaluation;
+  clearSide?: Evaluation;
+  vote?: { raise: number | undefined; clear: number | undefined; level: number };
+}
 
 /** A window's value judged in place, or why it is not judged. */
 type WindowVerdict =
@@ -587,6 +594,8 @@ type WindowVerdict =
       readonly used: UsedWindow;
       /** The newest reading used carries a flag that cannot decide an emergency alone. */
       readonly flagged: QualityFlag | undefined;
+      /** What was computed from the verdict (a kept verdict is evaluated once). */
+      memo?: VerdictMemo;
     }
   | { readonly ok: false; readonly evaluation: Evaluation };
 
@@ -679,11 +688,12 @@ function judgePlaced(
   const inPeriod =
     clock === undefined ? undefined : (t: number) => clock.keyAt(placeOf(t, intervalMs)) === period;
   const used: UsedWindow = {
-    ...placed.interval,
+    from: placed.interval.from,
+    to: placed.interval.to,
     deviceId: id,
     quantity: c.quantity,
     period,
-    inPeriod: inPeriod ?? (() => true),
+    inPeriod: inPeriod ?? ANY_PERIOD,
   };
   if (placed.reading !== undefined) {
     return {
@@ -876,17 +886,10 @@ function deviceNumeric(
   }
   const w = judgeWindow(rule, c, d, subject, at);
   if (!w.ok) return w.evaluation;
-  const memo = thresholdEvaluations.get(w);
-  const known = memo?.[previouslyActive ? 1 : 0];
-  if (known !== undefined) return known;
-  const evaluation = thresholdOf(rule, c, w, id, sideOf(c, w.r, previouslyActive));
-  if (memo === undefined)
-    thresholdEvaluations.set(
-      w,
-      previouslyActive ? [undefined, evaluation] : [evaluation, undefined],
-    );
-  else memo[previouslyActive ? 1 : 0] = evaluation;
-  return evaluation;
+  // A kept verdict is evaluated once per side (raise, clear).
+  const memo = (w.memo ??= {});
+  const side = previouslyActive ? "clearSide" : "raiseSide";
+  return (memo[side] ??= thresholdOf(rule, c, w, id, sideOf(c, w.r, previouslyActive)));
 }
 
 /** The limit on the side the alarm is on: raise, or clear while it is open (hysteresis). */
@@ -900,12 +903,6 @@ function sideOf(
   if (raise === undefined || clear === undefined) return undefined;
   return previouslyActive ? clear : raise;
 }
-
-/** A verdict's evaluation on each side (raise, clear): a kept verdict is evaluated once. */
-const thresholdEvaluations = new WeakMap<
-  WindowVerdict,
-  [Evaluation | undefined, Evaluation | undefined]
->();
 
 function thresholdOf(
   rule: Rule,
@@ -928,15 +925,46 @@ function thresholdOf(
       window: w.used,
     };
   }
-  return result(rule, {
+  const level = reached(rule, w.value, c.op, w.r, active, limit);
+  // The account is written only when read (a decision, evidence): most evaluations decide nothing.
+  return new Judged(
+    rule,
     active,
-    value: w.value,
-    ...reached(rule, w.value, c.op, w.r, active, limit),
-    deviceId: id,
-    detail: `${id}: ${c.quantity} ${c.aggregate} ${round(w.value)} ${c.op} ${limit}: ${active}${w.used.period === "" ? "" : ` (${w.used.period})`}${w.coverage === undefined ? "" : `; coverage ${pct(w.coverage)}`}`,
-    window: w.used,
-    coverage: w.coverage,
-  });
+    w.value,
+    level.limit,
+    level.levelIndex,
+    id,
+    w.used,
+    w.coverage,
+    () =>
+      `${id}: ${c.quantity} ${c.aggregate} ${round(w.value)} ${c.op} ${limit}: ${active}${w.used.period === "" ? "" : ` (${w.used.period})`}${w.coverage === undefined ? "" : `; coverage ${pct(w.coverage)}`}`,
+  );
+}
+
+/** An applicable evaluation whose account is written when first read. */
+class Judged implements Evaluation {
+  readonly applicable = true;
+  readonly level: string | undefined;
+  #detail: string | undefined;
+
+  constructor(
+    rule: Rule,
+    readonly active: boolean,
+    readonly value: number | undefined,
+    readonly limit: number | undefined,
+    readonly levelIndex: number,
+    readonly deviceId: string | undefined,
+    readonly window: UsedWindow | undefined,
+    readonly coverage: number | undefined,
+    private readonly write: () => string,
+    readonly degraded?: { readonly k: number; readonly voting: number },
+  ) {
+    this.level = rule.levels?.[levelIndex]?.level;
+  }
+
+  get detail(): string {
+    return (this.#detail ??= this.write());
+  }
 }
 
 /**
@@ -1025,15 +1053,12 @@ export function partOf(
   if (c.type !== "k_of_n") return deviceNumeric(rule, d, subject, at, previouslyActive);
   const w = judgeWindow(rule, c, d, subject, at);
   if (!w.ok) return w.evaluation;
-  let base = voteBases.get(w);
-  if (base === undefined) {
-    base = {
-      raise: numberOf(c.raise, w.r),
-      clear: numberOf(c.clear ?? c.raise, w.r),
-      level: levelFor(rule, w.value, c.op, w.r),
-    };
-    voteBases.set(w, base);
-  }
+  const memo = (w.memo ??= {});
+  const base = (memo.vote ??= {
+    raise: numberOf(c.raise, w.r),
+    clear: numberOf(c.clear ?? c.raise, w.r),
+    level: levelFor(rule, w.value, c.op, w.r),
+  });
   if (base.raise === undefined || base.clear === undefined) return undefined;
   const limit = previouslyActive ? base.clear : base.raise;
   return {
@@ -1091,25 +1116,21 @@ function tally(rule: Rule, votes: readonly Vote[], off: Evaluation | undefined):
     [...trusted].sort((a, b) => b.level - a.level || (b.violates ? 1 : 0))[0] ??
     [...votes].sort((a, b) => b.level - a.level)[0];
   const degraded = k < c.k ? `; DEGRADED from k = ${c.k}: only ${n} vote` : "";
-  const account = `${violating.length} of ${n} devices ${c.aggregate} ${c.quantity} ${c.op} limit (k = ${k}${degraded})${uncorroborated ? "; only flagged readings violate, which cannot decide alone" : ""}`;
-  const evaluation = result(rule, {
-    active,
-    value: decider?.value,
-    limit: active ? (levelLimit(rule, levelIndex, decider!.r) ?? decider?.limit) : decider?.limit,
-    levelIndex,
-    deviceId: decider?.id,
-    detail: account,
-    window: decider?.used,
-    coverage: decider?.coverage,
-    ...(k < c.k ? { degraded: { k: c.k, voting: n } } : {}),
-  });
   // Every vote in the account, written only when read (a decision, evidence): a segment of fifty
   // detectors is evaluated at every instant and most evaluations decide nothing.
-  let written: string | undefined;
-  return Object.defineProperty(evaluation, "detail", {
-    enumerable: true,
-    get: () => (written ??= `${account}: ${ballot()}`),
-  });
+  return new Judged(
+    rule,
+    active,
+    decider?.value,
+    active ? (levelLimit(rule, levelIndex, decider!.r) ?? decider?.limit) : decider?.limit,
+    levelIndex,
+    decider?.id,
+    decider?.used,
+    decider?.coverage,
+    () =>
+      `${violating.length} of ${n} devices ${c.aggregate} ${c.quantity} ${c.op} limit (k = ${k}${degraded})${uncorroborated ? "; only flagged readings violate, which cannot decide alone" : ""}: ${ballot()}`,
+    k < c.k ? { k: c.k, voting: n } : undefined,
+  );
 }
 
 /** Every vote: device, value and flag. */
@@ -1120,11 +1141,5 @@ function votesText(
     .map((v) => `${v.id}=${round(v.value)}${v.flagged === undefined ? "" : ` (${v.flagged})`}`)
     .join(", ");
 }
-
-/** A vote's limits and level, by the verdict it rests on. */
-const voteBases = new WeakMap<
-  WindowVerdict,
-  { raise: number | undefined; clear: number | undefined; level: number }
->();
 
 const round = (x: number): number => Math.round(x * 100) / 100;
