@@ -99,6 +99,8 @@ export class RulesDriver {
   /** The devices' slots and the subjects their readings touch. */
   private readonly index: SubjectIndex;
   private readonly alarms = new Map<string, Alarm>();
+  /** Devices whose readings came while the registry read did not hold them (standby, gone). */
+  private readonly missing = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private evaluations = 0;
@@ -201,10 +203,17 @@ export class RulesDriver {
   /** A new batch of the device's readings (null: the device is not registered). */
   private deviceBatch(deviceId: string, now: number): DeviceBatch | null {
     let slot = this.index.slots.get(deviceId);
-    if (slot === undefined && now - this.index.lastRegistryRefresh >= NEW_DEVICE_REFRESH_MS) {
-      // A device registered since the last refresh: read the registry now, not in 30 s.
+    if (
+      slot === undefined &&
+      (!this.missing.has(deviceId) || now - this.index.lastRegistryRefresh >= NEW_DEVICE_REFRESH_MS)
+    ) {
+      // A device registered (or put in service) since the last refresh: read the registry now,
+      // not in 30 s, so its first reading is judged. A device still missing after that read
+      // waits for the next one (at most every NEW_DEVICE_REFRESH_MS).
       this.index.refresh(now, true);
       slot = this.index.slots.get(deviceId);
+      if (slot === undefined) this.missing.add(deviceId);
+      else this.missing.delete(deviceId);
     }
     return slot === undefined ? null : new DeviceBatch(slot);
   }

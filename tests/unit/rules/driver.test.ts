@@ -257,6 +257,21 @@ describe("rules driver", () => {
     driver.stop();
   });
 
+  it("judges the first reading of a device registered a moment after the last registry read", async () => {
+    const devices = [device("n1")];
+    const { driver, notices, now, advance } = setUp(devices);
+    await driver.start();
+    advance(100); // well within a second of the read at start
+    devices.push(device("n2"));
+    driver.onStored([{ ...reading("n2", now(), 50), quality: "fault" }]);
+    expect(notices.map((n) => [n.rule.id, n.subjectId, n.decision.type])).toContainEqual([
+      "device.quality-flag",
+      "n2",
+      "raise",
+    ]);
+    driver.stop();
+  });
+
   it("raises no deadman when batches are stored out of order", async () => {
     // The pipeline stores up to three rounds at once: a device's later messages can be stored
     // before its earlier ones. The gap before the later batch is not silence.
