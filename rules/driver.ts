@@ -78,6 +78,12 @@ export const MAX_SAMPLES_PER_SERIES = 20_000;
 /** A reading of a device the driver does not know reads the registry again, at most this often. */
 const NEW_DEVICE_REFRESH_MS = 1_000;
 
+/**
+ * After a restart each device's windows are read back at least this many expected intervals, so
+ * its newest reading comes back even when no rule keeps a window (docs/rules.md, Time, rule 9).
+ */
+const RESTORE_NEWEST_INTERVALS = 10;
+
 /** Readings kept beyond the batch being judged when no window needs them: the newest only. */
 const KEEP_NEWEST = 0;
 
@@ -439,9 +445,13 @@ export class RulesDriver {
     const backfill = this.deps.backfill;
     if (backfill === undefined) return;
     for (const slot of [...this.index.slots.values()]) {
-      // As far back as the device's own rules look; nothing for a device whose rules keep none.
-      const longest = Math.max(0, ...slot.keep.values());
-      if (longest === 0) continue;
+      // As far back as the device's own rules look, and at least far enough to find its newest
+      // reading (a latest value, a quality flag, the data clock) unless it has been silent for
+      // longer than RESTORE_NEWEST_INTERVALS expected intervals.
+      const longest = Math.max(
+        RESTORE_NEWEST_INTERVALS * slot.device.expectedIntervalS * 1_000,
+        ...slot.keep.values(),
+      );
       try {
         const heard = slot.lastSeenAt;
         const readings = await backfill(slot.device, now - longest, now);

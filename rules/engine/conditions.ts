@@ -1032,12 +1032,18 @@ export interface Vote {
  */
 export type Part = Evaluation | Vote | undefined;
 
-/** Whether a rule is judged per device then combined (the parts a driver may keep). */
+/**
+ * Whether a rule is judged per device on its newest reading alone, then combined: the parts a
+ * driver may keep until a device's newest reading moves. A windowed part moves with time (the
+ * window slides, empties, a clock interval completes) and is never kept.
+ */
 export function judgedInParts(rule: Rule): boolean {
   const c = rule.condition;
   return (
-    (c.type === "threshold" && c.nOfM === undefined && c.exceedances === undefined) ||
-    c.type === "k_of_n"
+    (c.type === "threshold" || c.type === "k_of_n") &&
+    c.window === undefined &&
+    !("nOfM" in c && c.nOfM !== undefined) &&
+    !("exceedances" in c && c.exceedances !== undefined)
   );
 }
 
