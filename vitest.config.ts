@@ -1,7 +1,8 @@
 import { defineConfig } from "vitest/config";
 
-// Three projects: unit (pure logic, fake clock), integration (real broker, real services),
-// e2e (the product started the way the README says).
+// Four projects: unit (pure logic, fake clock), integration (real broker, real services),
+// e2e (the product started the way the README says), fault (the fault and attack suite: hostile
+// devices and readers, fuzzers, kills, full disks; each test prints a line of figures).
 export default defineConfig({
   test: {
     projects: [
@@ -24,6 +25,15 @@ export default defineConfig({
           name: "e2e",
           include: ["tests/e2e/**/*.test.ts"],
           testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: "fault",
+          include: ["tests/fault/**/*.test.ts"],
+          testTimeout: 180_000,
           hookTimeout: 120_000,
           fileParallelism: false,
         },
