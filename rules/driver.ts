@@ -24,6 +24,7 @@ import {
 } from "./engine/index.js";
 import { evidence } from "./evidence.js";
 import { SubjectParts } from "./parts.js";
+import { quietUntil } from "./quiet.js";
 import { rulesMetrics, type RulesMetrics } from "./metrics.js";
 import { type Slot, type Subject, SubjectIndex, type SubjectIndexDeps } from "./subjects.js";
 
@@ -51,6 +52,11 @@ export interface RulesDriverDeps extends SubjectIndexDeps {
    * false evaluates every device at every instant: the tests compare the two.
    */
   readonly keepParts?: boolean;
+  /**
+   * Skip a subject's ticks while they cannot decide anything (quiet.ts; default false): the
+   * backtest's replay. The same decisions at the same instants, fewer evaluations.
+   */
+  readonly quietTicks?: boolean;
   /** Past samples to start from after a restart (from the time-series store). */
   readonly backfill?: (device: Device, fromMs: number, toMs: number) => Promise<StoredReading[]>;
 }
@@ -66,6 +72,13 @@ interface Alarm {
    * (deadman of a device never heard), and the first reading may set it back to the data's time.
    */
   clocked: boolean;
+  /**
+   * quietTicks: on the subject's data clock, the ticks before this may skip the subject
+   * (undefined: not known since the last evaluation; -Infinity: judge at the next tick), valid
+   * while the subjects and the data read back are those of `wakeStamp`.
+   */
+  wake?: number | undefined;
+  wakeStamp?: number;
 }
 
 /**
@@ -110,6 +123,8 @@ export class RulesDriver {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private evaluations = 0;
+  /** Counts the readings added without an evaluation (backfill): wakes computed before are stale. */
+  private unjudgedData = 0;
   private readonly metrics: RulesMetrics | undefined;
 
   constructor(private readonly deps: RulesDriverDeps) {
@@ -242,15 +257,38 @@ export class RulesDriver {
   tick(): void {
     const now = this.deps.now();
     this.index.refresh(now, false);
-    const seen = new Set<string>();
-    for (const subjects of this.index.subjectLists()) {
-      for (const subject of subjects) {
-        const key = subject.alarmKey;
-        if (seen.has(key)) continue;
-        seen.add(key);
-        this.evaluate(subject, "tick", this.index.clockOf(subject, now), false);
-      }
+    const quiet = this.deps.quietTicks === true;
+    for (const subject of this.index.subjects()) {
+      const at = this.index.clockOf(subject, now);
+      if (quiet && this.quiet(subject, at)) continue;
+      this.evaluate(subject, "tick", at, false);
     }
+  }
+
+  /** Whether a tick at `at` may skip the subject (quiet.ts). */
+  private quiet(subject: Subject, at: number): boolean {
+    const alarm = this.alarms.get(subject.alarmKey);
+    if (alarm === undefined) return false;
+    const stamp = this.index.generation * 1_000_003 + this.unjudgedData;
+    if (alarm.wakeStamp !== stamp) {
+      // The subjects were rebuilt (registry, rules) or readings came without an evaluation.
+      alarm.wakeStamp = stamp;
+      alarm.wake = Number.NEGATIVE_INFINITY;
+    } else if (alarm.wake === undefined) {
+      // After the last evaluation, on the data it saw (nothing new since, or it would have run).
+      const state = alarm.state;
+      alarm.wake =
+        state.phase === "normal" || state.phase === "cleared"
+          ? quietUntil(
+              subject.rule,
+              this.index.subjectView(subject, alarm.lastAt),
+              alarm.lastAt,
+              state,
+              (after) => this.index.permitEdgeAfter(subject, after),
+            )
+          : Number.NEGATIVE_INFINITY;
+    }
+    return at < alarm.wake;
   }
 
   /** The alarm's task was acknowledged: emergency escalation stops. */
@@ -370,6 +408,7 @@ export class RulesDriver {
     }
     const when = Math.max(at, alarm.lastAt);
     alarm.lastAt = when;
+    alarm.wake = undefined;
     // Silence is judged on the clock (docs/rules.md, Time): a reading only ends it.
     if (type === "reading" && subject.rule.condition.type === "deadman" && !isOpen(alarm.state)) {
       return;
@@ -457,6 +496,7 @@ export class RulesDriver {
         const readings = await backfill(slot.device, now - longest, now);
         const batch = batchOf(readings.map((r) => ({ ...r, replay: false })));
         for (let i = 0; i < batch.length; i++) this.addReading(slot, batch, i, now);
+        if (batch.length > 0) this.unjudgedData++;
         // The data clock continues from the newest stored reading, as if it had arrived when it
         // was measured (a restart changes nothing: docs/rules.md, Time); readings that arrived
         // live during the backfill keep their own clock.

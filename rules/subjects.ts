@@ -87,6 +87,10 @@ export class SubjectIndex {
   private sites = new Map<string, Site>();
   /** Sites' permits valid at an instant, validity parsed once (sites without permits absent). */
   private permitsAt = new Map<string, (at: number) => readonly string[]>();
+  /** Sites' permits' starts and ends, sorted (sites without permits absent). */
+  private permitEdges = new Map<string, readonly number[]>();
+  /** Every subject once (a site's subject is in each of its devices' lists), per rebuild. */
+  private unique: readonly Subject[] | undefined;
   private devicesBySite = new Map<string, string[]>();
   private subjectsByDevice = new Map<string, Subject[]>();
   private rulesGeneration = -1;
@@ -128,6 +132,26 @@ export class SubjectIndex {
     return this.subjectsByDevice.values();
   }
 
+  /** Every subject once, in the order of {@link subjectLists}. */
+  subjects(): readonly Subject[] {
+    if (this.unique === undefined) {
+      const byKey = new Map<string, Subject>();
+      for (const list of this.subjectsByDevice.values())
+        for (const subject of list)
+          if (!byKey.has(subject.alarmKey)) byKey.set(subject.alarmKey, subject);
+      this.unique = [...byKey.values()];
+    }
+    return this.unique;
+  }
+
+  /** The first start or end of a permit of the subject's site after `after` (+Infinity: none). */
+  permitEdgeAfter(subject: Subject, after: number): number {
+    const siteId = this.siteIdOf(subject);
+    const edges = siteId === undefined ? undefined : this.permitEdges.get(siteId);
+    if (edges !== undefined) for (const t of edges) if (t > after) return t;
+    return Number.POSITIVE_INFINITY;
+  }
+
   /** The site of a subject: a device's site, or the site or segment itself. */
   siteIdOf(subject: Subject): string | undefined {
     return subject.type === "device" ? this.slots.get(subject.id)?.device.siteId : subject.id;
@@ -155,9 +179,8 @@ export class SubjectIndex {
    */
   clockOf(subject: Subject, now: number): number {
     let clock: number | undefined;
-    for (const d of this.subjectView(subject).devices) {
-      const slot = this.slots.get(d.device.id);
-      if (slot?.lastSeenAt === undefined) continue;
+    for (const slot of this.partSlots(subject)) {
+      if (slot.lastSeenAt === undefined) continue;
       const c = slot.lastSeenAt + (now - slot.seenArrival);
       clock = clock === undefined ? c : Math.max(clock, c);
     }
@@ -226,6 +249,7 @@ export class SubjectIndex {
     this.lastRefresh = now;
     this.built++;
     this.partSlotsBySubject.clear();
+    this.unique = undefined;
     this.readSites();
     this.readDevices(now);
     this.subjectsByDevice = new Map();
@@ -241,6 +265,7 @@ export class SubjectIndex {
   private readSites(): void {
     this.sites = new Map(this.deps.registry.sites().map((s) => [s.id, s]));
     this.permitsAt = new Map();
+    this.permitEdges = new Map();
     for (const site of this.sites.values()) {
       if (site.permits === undefined || site.permits.length === 0) continue;
       const permits = site.permits.map((p) => ({
@@ -248,6 +273,10 @@ export class SubjectIndex {
         from: Date.parse(p.validFrom),
         to: Date.parse(p.validTo),
       }));
+      this.permitEdges.set(
+        site.id,
+        permits.flatMap((p) => [p.from, p.to]).sort((a, b) => a - b),
+      );
       this.permitsAt.set(site.id, (at) =>
         permits.filter((p) => p.from <= at && at < p.to).map((p) => p.type),
       );

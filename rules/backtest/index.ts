@@ -64,6 +64,11 @@ export interface BacktestOptions {
   readonly maxRangeMs?: number | undefined;
   readonly maxReadings?: number | undefined;
   readonly onProgress?: ((progress: ReplayProgress) => void) | undefined;
+  /**
+   * Judge every subject at every tick (default false: ticks that cannot decide anything are
+   * skipped, rules/quiet.ts; the same decisions, fewer evaluations). For tests and doubt.
+   */
+  readonly everyTick?: boolean | undefined;
 }
 
 /** What is wrong with a backtest's input: which option (from, to, site, device, rules, compare, ruleIds, tick, warmUp) and why. */
@@ -306,6 +311,7 @@ function judge(
     rules: set.ruleSet,
     registry,
     registryRefreshMs: NEVER,
+    quietTicks: options.everyTick !== true,
     region: options.region,
     alarms,
     sink,

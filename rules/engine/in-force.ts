@@ -1,4 +1,8 @@
 import { activePeriods } from "./periods.js";
+import { DAY_MS, minutesOfDay } from "../../contracts/model/rule-time.js";
+import { localMidnight } from "./window.js";
+
+const HOUR_MS = 3_600_000;
 import type { Rule } from "../../contracts/model/rules.js";
 import {
   type ResolutionContext,
@@ -65,12 +69,50 @@ export function periodic(rule: Rule): boolean {
 }
 
 /** The periods in force for one (rule, device), by local minute (periods switch on whole minutes). */
-class PeriodClock {
+export class PeriodClock {
   readonly #byMinute = new Map<number, string>();
+  /** Local minutes of the day at which a period starts or ends: the only switches there are. */
+  readonly #switches: readonly number[];
+  /** The last answer of nextChange: the key holds from `from` until `to`. */
+  #span: { from: number; to: number } | undefined;
+
   constructor(
     private readonly periods: ReturnType<typeof resolvePeriods>,
     private readonly schedule: Rule["schedule"],
-  ) {}
+  ) {
+    const minutes = new Set<number>([0]);
+    for (const p of Object.values(periods)) {
+      minutes.add(minutesOfDay(p.from));
+      minutes.add(minutesOfDay(p.to));
+    }
+    this.#switches = [...minutes].sort((a, b) => a - b);
+  }
+
+  /**
+   * An instant after `at`, at or before the first at which the periods in force differ from
+   * those at `at` (ticks need not judge a window again before it: rules/quiet.ts). Periods switch
+   * at their own from and to (days and holidays at a period's start), so only those local
+   * minutes are tried, each also an hour either side (a daylight-saving day), over the next two days;
+   * past them, two days on.
+   */
+  nextChange(at: number): number {
+    const span = this.#span;
+    if (span !== undefined && at >= span.from && at < span.to) return span.to;
+    const key = this.keyAt(at);
+    const midnight = localMidnight(at, this.schedule.timeZone);
+    let next = at + 2 * DAY_MS;
+    for (let day = 0; day <= 2; day++) {
+      for (const minute of this.#switches) {
+        const exact = midnight + day * DAY_MS + minute * 60_000;
+        for (const t of [exact - HOUR_MS, exact, exact + HOUR_MS]) {
+          if (t > at && t < next && this.keyAt(t) !== key) next = t;
+        }
+      }
+    }
+    // The key holds from the start of at's minute (keys are by the minute).
+    this.#span = { from: Math.floor(at / 60_000) * 60_000, to: next };
+    return next;
+  }
 
   /** The names of the periods in force at an instant, joined ("" when none). */
   keyAt(at: number): string {
@@ -135,4 +177,13 @@ export function resolutionOf(rule: Rule, d: DeviceView, subject: SubjectView): R
     byDevice.set(d.device, res);
   }
   return res;
+}
+
+/** The period clock of a (rule, device) on a subject; undefined for a rule without periods. */
+export function periodClockOf(
+  rule: Rule,
+  d: DeviceView,
+  subject: SubjectView,
+): PeriodClock | undefined {
+  return resolutionOf(rule, d, subject).clock;
 }

@@ -7,7 +7,8 @@
  */
 export * from "./alarm.js";
 export * from "./conditions.js";
-export { periodic, placeOf, readingMs, resolutionContext } from "./in-force.js";
+export { periodClockOf, periodic, placeOf, readingMs, resolutionContext } from "./in-force.js";
+export { columns } from "./reduce.js";
 export { UNCORROBORATED_FLAGS } from "./verdict.js";
 export * from "./series.js";
 export * from "./window.js";

@@ -107,8 +107,23 @@ export function rollingWindow(at: number, windowMs: number): Interval {
 
 const offsetFormatters = new Map<string, Intl.DateTimeFormat>();
 
+/** Offsets by (time zone, minute since the epoch): formatting is slow, evaluations many. */
+const offsets = new Map<string, number>();
+
 /** Offset of local time from UTC at an instant in a time zone, in milliseconds (+8 h for Shanghai). */
 export function zoneOffsetMs(atMs: number, timeZone: string): number {
+  // Every time zone in use is offset by whole minutes and changes offset on a whole minute.
+  const key = `${timeZone}|${Math.floor(atMs / 60_000)}`;
+  let offset = offsets.get(key);
+  if (offset === undefined) {
+    offset = formatOffset(atMs, timeZone);
+    if (offsets.size >= 10_000) offsets.clear();
+    offsets.set(key, offset);
+  }
+  return offset;
+}
+
+function formatOffset(atMs: number, timeZone: string): number {
   let f = offsetFormatters.get(timeZone);
   if (f === undefined) {
     f = new Intl.DateTimeFormat("en-US", {

@@ -185,6 +185,8 @@ export interface ProductionOptions {
   readonly ruleSet?: RuleSet;
   /** Passed to the driver (rules/parts.ts is compared with judging every device). */
   readonly keepParts?: boolean;
+  /** Passed to the driver (rules/quiet.ts: ticks that cannot decide anything skipped). */
+  readonly quietTicks?: boolean;
 }
 
 /** A RuleSet holding exactly these rules, as if loaded from one file. */
@@ -248,6 +250,7 @@ export async function runProduction(
       tickMs: 1_000_000_000,
       now: () => now,
       ...(options.keepParts === undefined ? {} : { keepParts: options.keepParts }),
+      ...(options.quietTicks === undefined ? {} : { quietTicks: options.quietTicks }),
       backfill: (device, fromMs, toMs) =>
         Promise.resolve(
           delivered.filter(

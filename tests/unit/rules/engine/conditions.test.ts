@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import type { RuleInput } from "../../../../contracts/index.js";
 import { KOfNCondition } from "../../../../contracts/model/rule-conditions.js";
 import {
   type DeviceView,
@@ -7,27 +6,10 @@ import {
   type SubjectView,
 } from "../../../../rules/engine/conditions.js";
 import type { Sample } from "../../../../rules/engine/window.js";
-import { device, MIN, night, parseRule, SEC, site } from "./harness.js";
+import { device, MIN, night, sampleAt, SEC, site, testRule } from "./harness.js";
 
-const BASE = {
-  id: "test.rule",
-  version: 1,
-  title: "Test",
-  clause: { standard: "test", section: "1" },
-  confidence: "verified",
-  taskKind: "enforcement",
-  scope: { kinds: ["noise"] },
-  subject: "device",
-} as const;
-
-const rule = (condition: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-  parseRule({ ...BASE, condition, ...extra } as unknown as RuleInput);
-
-const sample = (at: number, value: number | boolean, quality: Sample["quality"] = "normal") => ({
-  at,
-  value,
-  quality,
-});
+const rule = testRule;
+const sample = sampleAt;
 
 function subject(
   series: Record<string, Sample[]>,

@@ -50,6 +50,28 @@ export function packRule(id: string): Rule {
 
 export const parseRule = (input: RuleInput): Rule => Rule.parse(input);
 
+/** The fields of a test rule around its condition. */
+const TEST_RULE = {
+  id: "test.rule",
+  version: 1,
+  title: "Test",
+  clause: { standard: "test", section: "1" },
+  confidence: "verified",
+  taskKind: "enforcement",
+  scope: { kinds: ["noise"] },
+  subject: "device",
+} as const;
+
+/** A verified enforcement rule on noise devices with this condition (and fields over it). */
+export const testRule = (condition: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+  parseRule({ ...TEST_RULE, condition, ...extra } as unknown as RuleInput);
+
+export const sampleAt = (
+  at: number,
+  value: number | boolean,
+  quality: Sample["quality"] = "normal",
+): Sample => ({ at, value, quality });
+
 const AREA = { district: "pudong", gridCell: "g1" };
 const PARTY = { name: "Test Co." };
 

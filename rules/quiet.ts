@@ -1,0 +1,126 @@
+import {
+  type AlarmState,
+  calibrationExpired,
+  columns,
+  localMidnight,
+  periodClockOf,
+  placeOf,
+  readingMs,
+  SILENT_FACTOR,
+  type SubjectView,
+} from "./engine/index.js";
+import type { Rule } from "../contracts/index.js";
+
+/*
+ * Quiet ticks. A clock tick judges every subject again so that time alone can move an alarm:
+ * silence, a window sliding past its readings, a period switching, a timer running out. Between
+ * those instants a tick judges the same data the same way. `quietUntil` says, after an
+ * evaluation at `at`, an instant before which no tick can make a decision or change the alarm's
+ * state, so the driver may skip the ticks until then (a backtest replays months of data time at
+ * one tick every few seconds; most subjects are quiet most of the time). Conservative: an
+ * instant too early only costs an evaluation; the differential tests compare a driver that skips
+ * quiet ticks with the reference evaluator, which judges every subject at every tick.
+ *
+ * Only a subject whose alarm is normal (or cleared) is ever quiet: there, a tick decides
+ * something only if the condition holds (it goes pending, or raises). An evaluation that does not
+ * hold keeps not holding until one of these, whatever its condition:
+ *  - a reading (the driver evaluates the subject then anyway);
+ *  - a rolling window's oldest reading leaving it (its value and coverage change);
+ *  - the instant that places a rolling window (the middle of the interval it ends on) crossing a
+ *    period switch or a permit's start or end (limits, activeDuring, the readings of the period);
+ *  - the next clock interval of a clock window, N-of-M or daily count (and local midnight);
+ *  - a device's silence passing its deadman limit, or (k_of_n) the silence that stops its vote;
+ *  - local midnight, where a calibration may expire.
+ * Coverage falling as a window slides past the newest reading cannot make a condition hold: a
+ * window judged without holding becomes at most a gap (no decision), and a gap stays one. The
+ * exception is a windowed k_of_n that may lower its k (a device out of coverage no longer votes,
+ * and fewer votes need fewer violations): it is judged at every tick.
+ * Pending, active and recovering alarms have timers (`for`, minActive, clearHold, escalateAfter)
+ * and are judged at every tick.
+ */
+
+/** Judge at the next tick. */
+const NOW = Number.NEGATIVE_INFINITY;
+
+/**
+ * An instant before which ticks need not judge the subject again, after an evaluation at `at`
+ * left its alarm in `state` (see above). `permitEdge(after)`: the next instant after `after` at
+ * which a permit of the subject's site starts or ends (+Infinity: none).
+ */
+export function quietUntil(
+  rule: Rule,
+  view: SubjectView,
+  at: number,
+  state: AlarmState,
+  permitEdge: (after: number) => number,
+): number {
+  if (state.phase !== "normal" && state.phase !== "cleared") return NOW;
+  const c = rule.condition;
+  let wake = Number.POSITIVE_INFINITY;
+  const until = (t: number) => {
+    if (t < wake) wake = t;
+  };
+  const tz = rule.schedule.timeZone;
+  const calibrates =
+    rule.qualityGate.suppressOnExpiredCalibration || (c.type === "quality" && c.calibrationExpired);
+  if (calibrates && view.devices.some((d) => d.device.calibrationDueOn !== undefined)) {
+    // Not yet expired at `at`: the next local midnight may be the day after it is due.
+    if (view.devices.some((d) => !calibrationExpired(d, at, tz))) {
+      until(localMidnight(localMidnight(at, tz) + 36 * 3_600_000, tz));
+    }
+  }
+  switch (c.type) {
+    case "deadman":
+      for (const d of view.devices) {
+        if (d.device.enabled === false) continue;
+        const since = d.lastSeenAt ?? d.watchedSince;
+        if (since === undefined) continue; // never heard and not watched: never judged
+        until(since + c.factor * d.device.expectedIntervalS * 1000);
+      }
+      return wake;
+    case "quality":
+    case "state":
+      // The newest reading decides: only a reading moves it (and midnight, above).
+      return wake;
+    case "threshold":
+    case "k_of_n":
+    case "rate_of_rise":
+      break;
+  }
+  const windowMs = c.window;
+  // A k_of_n that may lower its k: a device whose window falls below coverage stops voting, and
+  // fewer votes may need fewer violations. Coverage falls continuously: judge at every tick.
+  if (c.type === "k_of_n" && c.degraded === "lower_k" && windowMs !== undefined) return NOW;
+  const counted = c.type === "threshold" && (c.nOfM !== undefined || c.exceedances !== undefined);
+  const clock = counted || (c.type !== "rate_of_rise" && c.align === "clock");
+  for (const d of view.devices) {
+    if (c.type === "k_of_n" && d.lastSeenAt !== undefined) {
+      // A device falls silent (and stops voting) after this; it votes again only on a reading.
+      const silent = d.lastSeenAt + SILENT_FACTOR * d.device.expectedIntervalS * 1000;
+      if (silent >= at) until(silent);
+    }
+    if (windowMs === undefined) continue; // the newest reading alone, placed where it lies
+    if (clock) continue; // below, once for the subject
+    // A rolling window (at − window, at]: its oldest reading leaves it at t + window.
+    const cols = columns(d, c.quantity);
+    if (cols !== undefined) {
+      const oldest = cols.firstAfter(at - windowMs);
+      if (oldest < cols.length) until(cols.atOf(oldest) + windowMs);
+    }
+    // It is placed at the middle of the interval it ends on, which crosses period switches
+    // and permits' edges as time goes on.
+    const half = readingMs(d) / 2;
+    const place = placeOf(at, readingMs(d));
+    const periods = periodClockOf(rule, d, view);
+    if (periods !== undefined) until(periods.nextChange(place) + half);
+    if (rule.permitExemption !== undefined) until(permitEdge(place) + half);
+  }
+  if (clock && windowMs !== undefined) {
+    // The next clock interval completes (intervals are counted from local midnight, the last
+    // one of a day cut there).
+    const midnight = localMidnight(at, tz);
+    const next = midnight + (Math.floor((at - midnight) / windowMs) + 1) * windowMs;
+    until(Math.min(next, localMidnight(midnight + 36 * 3_600_000, tz)));
+  }
+  return wake;
+}

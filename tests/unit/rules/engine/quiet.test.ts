@@ -1,0 +1,128 @@
+import { describe, expect, it } from "vitest";
+import { initialAlarmState, type AlarmState } from "../../../../rules/engine/alarm.js";
+import type { SubjectView } from "../../../../rules/engine/conditions.js";
+import { periodClockOf } from "../../../../rules/engine/in-force.js";
+import type { Sample } from "../../../../rules/engine/window.js";
+import { quietUntil } from "../../../../rules/quiet.js";
+import { device, MIN, night, packRule, sampleAt, SEC, site, testRule } from "./harness.js";
+
+/*
+ * When ticks may skip a subject (rules/quiet.ts), by hand. The differential tests and the
+ * backtest comparison check the skipping against judging every tick; these pin the instants.
+ */
+
+const rule = testRule;
+const sample = (at: number, value: number): Sample => sampleAt(at, value);
+const NO_PERMITS = () => Number.POSITIVE_INFINITY;
+const NORMAL: AlarmState = initialAlarmState(0);
+
+function view(samples: Sample[], lastSeenAt?: number): SubjectView {
+  return {
+    site: site("ambient", { zoneClass: "2" }),
+    devices: [
+      {
+        device: device("d-1"),
+        series: { LAeq: samples },
+        lastSeenAt,
+        watchedSince: night("20:00"),
+      },
+    ],
+  };
+}
+
+describe("quiet ticks", () => {
+  it("judges an open or pending alarm at every tick", () => {
+    const r = rule({
+      type: "threshold",
+      quantity: "LAeq",
+      aggregate: "latest",
+      op: ">",
+      raise: 60,
+    });
+    for (const phase of ["pending", "active", "recovering"] as const) {
+      const state = { ...NORMAL, phase };
+      expect(quietUntil(r, view([]), night("21:00"), state, NO_PERMITS)).toBe(
+        Number.NEGATIVE_INFINITY,
+      );
+    }
+  });
+
+  it("a rolling window wakes when its oldest reading leaves it", () => {
+    const r = rule({
+      type: "threshold",
+      quantity: "LAeq",
+      aggregate: "energy_mean",
+      window: "10m",
+      op: ">",
+      raise: 60,
+    });
+    const samples = [night("20:49"), night("20:50"), night("20:51"), night("20:59")].map((t) =>
+      sample(t, 50),
+    );
+    // At 21:00 the window (20:50, 21:00] holds 20:51 first: it leaves at 21:01.
+    expect(quietUntil(r, view(samples), night("21:00"), NORMAL, NO_PERMITS)).toBe(night("21:01"));
+  });
+
+  it("a window with day and night limits wakes where its place crosses 22:00 and 06:00", () => {
+    const clock = periodClockOf(packRule("noise.area.laeq"), view([]).devices[0]!, view([]));
+    expect(clock?.nextChange(night("21:30"))).toBe(night("22:00"));
+    expect(clock?.nextChange(night("23:00"))).toBe(night("06:00"));
+    const r = rule({
+      type: "threshold",
+      quantity: "LAeq",
+      aggregate: "energy_mean",
+      window: "30m",
+      op: ">",
+      raise: { byPeriod: { day: 60, night: 50 } },
+    });
+    const samples = [sample(night("21:50"), 55)];
+    // Placed at the middle of the 60-s interval it ends on: the place reaches 22:00 at 22:00:30,
+    // long before 21:50 leaves the window (22:20).
+    expect(quietUntil(r, view(samples), night("21:58"), NORMAL, NO_PERMITS)).toBe(
+      night("22:00") + 30 * SEC,
+    );
+  });
+
+  it("a clock window wakes at the next interval", () => {
+    const r = rule({
+      type: "threshold",
+      quantity: "LAeq",
+      aggregate: "energy_mean",
+      window: "10m",
+      align: "clock",
+      op: ">",
+      raise: 60,
+    });
+    expect(quietUntil(r, view([]), night("21:03"), NORMAL, NO_PERMITS)).toBe(night("21:10"));
+  });
+
+  it("a deadman wakes when the silence passes its limit", () => {
+    const r = rule({ type: "deadman", factor: 3 });
+    expect(quietUntil(r, view([], night("21:00")), night("21:01"), NORMAL, NO_PERMITS)).toBe(
+      night("21:00") + 3 * MIN,
+    );
+    // Never heard: counted from when the engine started watching.
+    expect(quietUntil(r, view([]), night("21:01"), NORMAL, NO_PERMITS)).toBe(
+      night("20:00") + 3 * MIN,
+    );
+  });
+
+  it("a windowed k_of_n that may lower its k is judged at every tick", () => {
+    const r = rule(
+      {
+        type: "k_of_n",
+        k: 2,
+        quantity: "LAeq",
+        aggregate: "energy_mean",
+        window: "2m",
+        op: ">",
+        raise: 55,
+        degraded: "lower_k",
+      },
+      { subject: "site" },
+    );
+    expect(quietUntil(r, view([]), night("21:00"), NORMAL, NO_PERMITS)).toBe(
+      Number.NEGATIVE_INFINITY,
+    );
+  });
+});
