@@ -122,3 +122,13 @@ export function maySubscribe(principal: Principal, filter: string): boolean {
       }
   }
 }
+
+/**
+ * A device's `data` and `config-ack` are not retained (docs/protocol.md section 3): a retained
+ * batch of readings would be handed to every later subscriber as if it were new. The broker drops
+ * the retain flag of a PUBLISH on them (delivers it, keeps nothing).
+ */
+export function retainForbidden(topic: string): boolean {
+  const channel = deviceChannelOf(topic, false);
+  return channel === "data" || channel === "config-ack";
+}

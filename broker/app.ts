@@ -12,12 +12,14 @@ import {
   deviceTopic,
   type Principal,
 } from "../contracts/index.js";
-import { devicePublishTopics, mayPublish, maySubscribe } from "./acl.js";
+import { devicePublishTopics, mayPublish, maySubscribe, retainForbidden } from "./acl.js";
+import { DURABLE_DATA_DEFAULTS, DurableDataGate, isDataTopic } from "./durable.js";
 import { boundPort, type Listener, openListeners } from "./listeners.js";
 import { type AuthFailureReason, type BrokerMetrics, brokerMetrics } from "./metrics.js";
 import { limitPacketSize, PacketTooLargeError } from "./packet-size.js";
 import { persistenceFor } from "./persistence.js";
 import { PublishBucket } from "./rate-limit.js";
+import { guardSubscriptionStore, type SubscriptionStore } from "./sessions.js";
 
 export interface BrokerDeps {
   readonly log: Logger;
@@ -27,6 +29,15 @@ export interface BrokerDeps {
   readonly metrics?: BrokerMetrics;
   /** Milliseconds since the epoch; injected so rate limits can be tested with a fake clock. */
   readonly now?: () => number;
+  /**
+   * Acknowledge a QoS 1 publish on a device's `data` topic only once a durable consumer holds
+   * it: a publish gate (the all-in-one ingest), or a persistent session subscribed to it (the
+   * ingest over MQTT; connected, with memory persistence). Otherwise the PUBACK is held, then
+   * the connection is closed unacknowledged (broker/durable.ts). On in production
+   * (`citywatch broker`, `citywatch start`); off by default so a bare broker routes like any
+   * MQTT broker. `holdMs` and `maxHeld` default to 10 s and 10,000 publishes.
+   */
+  readonly durableData?: boolean | { readonly holdMs?: number; readonly maxHeld?: number };
 }
 
 /** Ports the broker actually listens on (useful with port 0). */
@@ -101,6 +112,10 @@ export function build(deps: BrokerDeps): Broker {
   const now = deps.now ?? Date.now;
   const limits = config.limits;
   const persistence = persistenceFor(config.persistence, log);
+  const durableOptions =
+    deps.durableData === undefined || deps.durableData === false
+      ? undefined
+      : { ...DURABLE_DATA_DEFAULTS, ...(deps.durableData === true ? {} : deps.durableData) };
 
   const principals = new WeakMap<Client, Principal>();
   const buckets = new WeakMap<Client, PublishBucket>();
@@ -241,14 +256,24 @@ export function build(deps: BrokerDeps): Broker {
         // MQTT 3.1.1 cannot NACK a PUBLISH; the server must ack or close [MQTT-3.3.5-2]. We close.
         return callback(new Error(`not authorized to publish on ${packet.topic}`));
       }
+      if (packet.retain && retainForbidden(packet.topic)) {
+        // Delivered as a live message; aedes stores retained messages after this hook.
+        packet.retain = false;
+        metrics.retainDropped.inc();
+        log.debug({ clientId: client.id, topic: packet.topic }, "retain flag dropped");
+      }
       const bucket = buckets.get(client);
       const wait = bucket?.reserve() ?? 0;
       const admit = () => {
         metrics.hot.publishesIn[packet.qos]++;
-        if (gate === undefined) return callback(null);
-        const payload =
-          typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
-        gate(packet.topic, payload, callback);
+        if (gate !== undefined) {
+          const payload =
+            typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
+          return gate(packet.topic, payload, callback);
+        }
+        if (durable !== undefined && packet.qos > 0 && isDataTopic(packet.topic))
+          return durable.admit(packet.topic, callback);
+        callback(null);
       };
       if (wait === 0) return admit();
       if (wait > limits.maxThrottleMs) {
@@ -286,6 +311,19 @@ export function build(deps: BrokerDeps): Broker {
   });
 
   metrics.observeConnectedClients(() => aedes.connectedClients);
+  const durable =
+    durableOptions === undefined
+      ? undefined
+      : new DurableDataGate(
+          aedes,
+          {
+            ...durableOptions,
+            // Memory persistence loses a session's queue with this process.
+            consumerMustBeConnected: config.persistence.type === "memory",
+          },
+          metrics,
+          log,
+        );
   aedes.on("clientError", (client, error) => {
     if (error instanceof PacketTooLargeError) return; // counted where it was raised
     if (error.message === "topic has too many levels") {
@@ -329,6 +367,9 @@ export function build(deps: BrokerDeps): Broker {
 
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
+      // No new connections; what was acknowledged reaches the consumers' queues first.
+      for (const l of listeners) l.stopAccepting();
+      await durable?.drain();
       await Promise.all(listeners.map((l) => l.close()));
       listeners = [];
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
@@ -341,6 +382,14 @@ export function build(deps: BrokerDeps): Broker {
   const start = async (signal?: AbortSignal): Promise<BrokerAddresses> => {
     signal?.throwIfAborted();
     await aedes.listen();
+    // aedes creates its persistence in listen().
+    guardSubscriptionStore(
+      (aedes as unknown as { persistence: SubscriptionStore }).persistence,
+      (client, topic) => {
+        const principal = principals.get(client);
+        return principal !== undefined && maySubscribe(principal, topic);
+      },
+    );
     try {
       listeners = await openListeners({
         config,

@@ -33,6 +33,8 @@ export type ConnectionHandler = (stream: Duplex, request?: IncomingMessage) => v
 export interface Listener {
   readonly name: "mqtt" | "mqtts" | "ws" | "wss";
   readonly server: TcpServer | HttpServer;
+  /** Accept no new connection; the open ones stay (a graceful stop drains them first). */
+  readonly stopAccepting: () => void;
   readonly close: () => Promise<void>;
 }
 
@@ -83,7 +85,8 @@ function listen(
 
 function closeServer(server: TcpServer | HttpServer, sockets: Set<Socket>): Promise<void> {
   return new Promise((resolve) => {
-    server.close(() => resolve());
+    if (server.listening) server.close(() => resolve());
+    else resolve();
     // Connections are closed by aedes.close(); any raw socket still open (never sent CONNECT) goes now.
     for (const socket of sockets) socket.destroy();
   });
@@ -134,6 +137,9 @@ export async function openListeners({
     opened.push({
       name,
       server,
+      stopAccepting: () => {
+        if (server.listening) server.close();
+      },
       close: () => {
         extraClose?.();
         return closeServer(server, sockets);

@@ -13,9 +13,12 @@ export type AuthFailureReason =
 /** Which limit refused a client. */
 export type LimitName = "packet_size" | "topic_levels" | "connections" | "publish_rate";
 
+/** Why a device data publish was refused unacknowledged by the durable-consumer rule. */
+export type DataRefusal = "no_durable_consumer" | "hold_queue_full" | "broker_stopping";
+
 /** The broker's Prometheus metrics, on a registry of its own (no global default registry). */
 export function brokerMetrics(registry: Registry = new Registry()) {
-  const sources = lateBound({ connected: (): number => 0 });
+  const sources = lateBound({ connected: (): number => 0, held: (): number => 0 });
   // Per-message counts are plain numbers, copied into the counters at scrape time: a labelled
   // prom-client inc() costs ~200 ns, a noticeable share of a broker's ~15 µs per message.
   const hot = { publishesIn: [0, 0, 0] as [number, number, number], publishesOut: 0 };
@@ -26,6 +29,10 @@ export function brokerMetrics(registry: Registry = new Registry()) {
     /** Tell the gauge where to read the number of connected clients at scrape time. */
     observeConnectedClients(read: () => number): void {
       sources.observe({ connected: read });
+    },
+    /** Tell the gauge where to read the number of data publishes held for a durable consumer. */
+    observeHeldData(read: () => number): void {
+      sources.observe({ held: read });
     },
     connectedClients: scrapedGauge(
       registry,
@@ -85,6 +92,30 @@ export function brokerMetrics(registry: Registry = new Registry()) {
     publishesThrottled: new Counter({
       name: "citywatch_broker_publishes_throttled_total",
       help: "PUBLISH packets delayed by the per-connection rate limit (reading from the client paused).",
+      registers: [registry],
+    }),
+    dataHeld: scrapedGauge(
+      registry,
+      {
+        name: "citywatch_broker_data_held",
+        help: "Device data publishes held unacknowledged now, waiting for a durable consumer (the ingest's persistent session).",
+      },
+      () => sources.read.held(),
+    ),
+    dataHeldTotal: new Counter({
+      name: "citywatch_broker_data_held_total",
+      help: "Device data publishes held unacknowledged because no durable consumer held the topic when they arrived.",
+      registers: [registry],
+    }),
+    dataRefused: new Counter({
+      name: "citywatch_broker_data_refused_total",
+      help: "Device data publishes refused unacknowledged (connection closed, the device re-sends): no durable consumer within the hold time, the hold queue full, or the broker stopping.",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
+    retainDropped: new Counter({
+      name: "citywatch_broker_retain_dropped_total",
+      help: "PUBLISH packets on a device's data or config-ack topic whose retain flag the broker dropped (delivered, never retained).",
       registers: [registry],
     }),
     clientErrors: new Counter({

@@ -233,6 +233,8 @@ export async function serve(
         log,
         config: config.broker,
         authenticate: authenticateDevices(registry, log),
+        // Device data is acknowledged only once the ingest holds it (docs/protocol.md 6.1).
+        durableData: true,
       });
       // No abort signal: on SIGTERM the broker stops last, after the ingest published its commits.
       addresses = await broker.start();

@@ -29,7 +29,7 @@ export interface TestBroker {
 
 export async function startTestBroker(
   overrides: Record<string, unknown> = {},
-  setup: { dataDir?: string } = {},
+  setup: { dataDir?: string; durableData?: boolean } = {},
 ): Promise<TestBroker> {
   // With a dataDir the registry lives where `citywatch ingest --data-dir` finds it.
   const dir = setup.dataDir ?? mkdtempSync(join(tmpdir(), "cw-broker-"));
@@ -44,6 +44,7 @@ export async function startTestBroker(
     log: pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" }),
     config,
     authenticate: (username, secret) => registry.authenticate(username, secret),
+    ...(setup.durableData !== undefined ? { durableData: setup.durableData } : {}),
   });
   const addresses = await broker.start();
   const clients: MqttClient[] = [];

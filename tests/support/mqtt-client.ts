@@ -1,4 +1,4 @@
-import mqtt, { type MqttClient } from "mqtt";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 
 /**
  * A real MQTT.js client on 127.0.0.1:`port` as `username` (client id defaults to it), resolved on
@@ -9,6 +9,7 @@ export function connectMqtt(
   username: string,
   password: string,
   clientId = username,
+  options: IClientOptions = {},
 ): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
@@ -17,6 +18,7 @@ export function connectMqtt(
       clientId,
       reconnectPeriod: 0,
       protocolVersion: 4,
+      ...options,
     });
     client.once("connect", () => resolve(client));
     client.once("error", (error) => {

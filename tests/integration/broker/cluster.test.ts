@@ -74,7 +74,9 @@ describe.runIf(redis)("two broker processes sharing Redis", () => {
 
   it("delivers a message published on one broker to a subscriber on the other", async () => {
     const [portA, portB] = ports as [number, number];
-    const ingest = await connect(portB, "ingest", ingestSecret, "ingest-b");
+    // A persistent session: `citywatch broker` acknowledges device data only once a durable
+    // consumer holds it (broker/durable.ts).
+    const ingest = await connect(portB, "ingest", ingestSecret, "ingest-b", { clean: false });
     clients.push(ingest);
     const received = collect(ingest);
     await ingest.subscribeAsync("citywatch/v1/devices/+/data", { qos: 1 });
