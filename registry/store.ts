@@ -1,12 +1,14 @@
 import type Database from "better-sqlite3";
 import {
   type AuthOutcome,
+  problemsOf,
   Device,
   type DeviceInput,
   type RegistryFile,
   ServiceAccount,
   Site,
 } from "../contracts/index.js";
+import type { z } from "zod";
 import { openSqlite } from "../infra/sqlite-file.js";
 import { generateSecret, hashSecret, verifySecret } from "./secrets.js";
 
@@ -68,6 +70,29 @@ export interface RemovedSite {
   readonly devices: readonly string[];
   /** Tunnel segments that named the site a neighbour (no longer, with `force`). */
   readonly neighbourOf: readonly string[];
+}
+
+/**
+ * A record read back from the file. Values the registry refuses since the text rules of
+ * contracts/model/registry.ts (a control character, an unwritable backslash) may sit in rows
+ * written before them: such a row is still read (it passed the rules of its day, and refusing to
+ * read it would stop the broker, the ingest and the listings from starting), and is reported by
+ * `invalidRecords()`. Anything else that does not parse is a damaged file and throws.
+ */
+function readRecord<T>(schema: z.ZodType<T>, doc: string): T {
+  const raw: unknown = JSON.parse(doc);
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  if (parsed.error.issues.every((i) => i.code === "custom" || i.code === "too_big"))
+    return raw as T;
+  throw parsed.error;
+}
+
+/** A stored record a registration would now refuse, with why (see readRecord). */
+export interface InvalidRecord {
+  readonly type: "site" | "device";
+  readonly id: string;
+  readonly problems: readonly string[];
 }
 
 /** A device or service account just created, with its secret: shown once, never stored. */
@@ -159,7 +184,7 @@ export class RegistryStore {
     const rows = this.db
       .prepare("SELECT doc FROM device WHERE site_id = ? ORDER BY id")
       .all(siteId) as { doc: string }[];
-    return rows.map((r) => Device.parse(JSON.parse(r.doc)));
+    return rows.map((r) => readRecord(Device, r.doc));
   }
 
   /**
@@ -208,12 +233,12 @@ export class RegistryStore {
   getSite(id: string): Site | undefined {
     const row = this.db.prepare("SELECT doc FROM site WHERE id = ?").get(id) as
       { doc: string } | undefined;
-    return row === undefined ? undefined : Site.parse(JSON.parse(row.doc));
+    return row === undefined ? undefined : readRecord(Site, row.doc);
   }
 
   listSites(): Site[] {
     const rows = this.db.prepare("SELECT doc FROM site ORDER BY id").all() as { doc: string }[];
-    return rows.map((r) => Site.parse(JSON.parse(r.doc)));
+    return rows.map((r) => readRecord(Site, r.doc));
   }
 
   /** Register a device and issue its secret. The device's site must exist; the id must be new. */
@@ -255,12 +280,12 @@ export class RegistryStore {
   getDevice(id: string): Device | undefined {
     const row = this.db.prepare("SELECT doc FROM device WHERE id = ?").get(id) as
       { doc: string } | undefined;
-    return row === undefined ? undefined : Device.parse(JSON.parse(row.doc));
+    return row === undefined ? undefined : readRecord(Device, row.doc);
   }
 
   listDevices(): Device[] {
     const rows = this.db.prepare("SELECT doc FROM device ORDER BY id").all() as { doc: string }[];
-    return rows.map((r) => Device.parse(JSON.parse(r.doc)));
+    return rows.map((r) => readRecord(Device, r.doc));
   }
 
   /**
@@ -279,6 +304,37 @@ export class RegistryStore {
       devices: () => this.listDevices(),
       sites: () => this.listSites(),
     };
+  }
+
+  /**
+   * Stored sites and devices a registration would now refuse (values written before the text
+   * rules). Logged at start; their readings are dead-lettered (`store_rejected`) until the record
+   * is registered again with values the stores can hold.
+   */
+  invalidRecords(): InvalidRecord[] {
+    const out: InvalidRecord[] = [];
+    const check = (
+      type: "site" | "device",
+      schema: z.ZodType,
+      rows: { id: string; doc: string }[],
+    ) => {
+      for (const row of rows) {
+        const parsed = schema.safeParse(JSON.parse(row.doc));
+        if (!parsed.success)
+          out.push({
+            type,
+            id: row.id,
+            problems: problemsOf(parsed.error).map((p) => `${p.path}: ${p.message}`),
+          });
+      }
+    };
+    check("site", Site, this.db.prepare("SELECT id, doc FROM site ORDER BY id").all() as never);
+    check(
+      "device",
+      Device,
+      this.db.prepare("SELECT id, doc FROM device ORDER BY id").all() as never,
+    );
+    return out;
   }
 
   countDevices(): number {

@@ -2,6 +2,13 @@ import type { Command } from "commander";
 import { ConfigError, type DeviceInput, problemsOf, Device } from "../../contracts/index.js";
 import { readRegistryFile, withRegistry } from "../runtime/registry-file.js";
 
+/**
+ * A stored value on one line: control characters (possible only in rows written before the
+ * registry's text rules) shown as \uXXXX escapes, so one device stays one line of `devices list`.
+ */
+const oneLine = (value: string): string =>
+  value.replace(/\p{Cc}/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+
 interface GlobalFlags {
   config?: string;
   dataDir?: string;
@@ -104,7 +111,7 @@ export function devicesCommand(program: Command): void {
       }
       for (const d of list) {
         process.stdout.write(
-          `${d.id.padEnd(24)} ${d.kind.padEnd(15)} ${d.siteId.padEnd(24)} ${d.area.gridCell.padEnd(12)} ${d.enabled ? "enabled" : "disabled"}${d.standby === true ? ", standby" : ""}\n`,
+          `${d.id.padEnd(24)} ${d.kind.padEnd(15)} ${d.siteId.padEnd(24)} ${oneLine(d.area.gridCell).padEnd(12)} ${d.enabled ? "enabled" : "disabled"}${d.standby === true ? ", standby" : ""}\n`,
         );
       }
       process.stdout.write(`${list.length} device${list.length === 1 ? "" : "s"}\n`);

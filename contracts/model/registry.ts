@@ -9,6 +9,42 @@ export const AcousticZoneClass = z.enum(["0", "1", "2", "3", "4a", "4b"], {
 });
 export type AcousticZoneClass = z.infer<typeof AcousticZoneClass>;
 
+/*
+ * Text the registry holds must be text every store and every listing can hold: a district or grid
+ * cell is written as an InfluxDB tag on every reading, and any value is printed one device a line
+ * by `citywatch devices list`. So: no control characters (a newline breaks the listing and line
+ * protocol), well-formed Unicode (a lone surrogate has no UTF-8), no leading or trailing spaces,
+ * and for values that become tags no backslash before `,` ` ` `=` or at the end (line protocol
+ * cannot carry it: ingest/store/line-protocol.ts). A value refused here was, before, accepted and
+ * then dead-lettered as `store_rejected` with every reading of the device.
+ */
+const CONTROL = /[\p{Cc}\u2028\u2029]/u;
+const LONE_SURROGATE = /\p{Surrogate}/u;
+const UNWRITABLE_BACKSLASH = /\\(?:[, =]|$)/;
+
+/** Free text of `min`–`max` characters that every store and listing can hold. */
+export function registryText(min: number, max: number) {
+  return z
+    .string()
+    .min(min)
+    .max(max)
+    .refine((s) => !CONTROL.test(s), {
+      error: "must not contain control characters (newline, tab, NUL, …)",
+    })
+    .refine((s) => !LONE_SURROGATE.test(s), {
+      error: "must be well-formed Unicode (no lone surrogate)",
+    })
+    .refine((s) => s.trim() === s, { error: "must not start or end with whitespace" });
+}
+
+/** Text written as a time-series tag on every reading: registryText and no unwritable backslash. */
+export function tagText(max: number) {
+  return registryText(1, max).refine((s) => !UNWRITABLE_BACKSLASH.test(s), {
+    error:
+      'must not have a backslash before "," " " "=" or at its end (InfluxDB tags cannot hold it)',
+  });
+}
+
 /** WGS-84 position. (Chinese map services use GCJ-02; convert before registering.) */
 export const GeoPoint = z.strictObject({
   lat: z.number().min(-90).max(90),
@@ -18,15 +54,15 @@ export type GeoPoint = z.infer<typeof GeoPoint>;
 
 /** Where a thing is in the city's administration: district, street (街道) and unit grid cell (GB/T 30428.1). */
 export const AdministrativeArea = z.strictObject({
-  district: z.string().min(1).max(64),
-  street: z.string().min(1).max(64).optional(),
-  gridCell: z.string().min(1).max(64),
+  district: tagText(64),
+  street: tagText(64).optional(),
+  gridCell: tagText(64),
 });
 export type AdministrativeArea = z.infer<typeof AdministrativeArea>;
 
 /** The party an enforcement case is addressed to: the site's operator or contractor. */
 export const RegulatedParty = z.strictObject({
-  name: z.string().min(1).max(200),
+  name: registryText(1, 200),
   /** Unified social credit code (统一社会信用代码), 18 characters, GB 32100-2015. */
   creditCode: z
     .string()
@@ -34,9 +70,7 @@ export const RegulatedParty = z.strictObject({
       error: "credit code must be an 18-character unified social credit code (GB 32100-2015)",
     })
     .optional(),
-  contact: z
-    .strictObject({ name: z.string().min(1).max(100), phone: z.string().min(3).max(32) })
-    .optional(),
+  contact: z.strictObject({ name: registryText(1, 100), phone: registryText(3, 32) }).optional(),
 });
 export type RegulatedParty = z.infer<typeof RegulatedParty>;
 
@@ -51,7 +85,7 @@ export const Permit = z
       error: "a permit type must be 1-32 characters of a-z 0-9 _ starting with a letter",
     }),
     /** The authority's reference, printed in evidence. */
-    reference: z.string().min(1).max(100).optional(),
+    reference: registryText(1, 100).optional(),
     validFrom: Timestamp,
     validTo: Timestamp,
   })
@@ -63,7 +97,7 @@ export type Permit = z.infer<typeof Permit>;
 
 const siteBase = {
   id: SiteId,
-  name: z.string().min(1).max(200),
+  name: registryText(1, 200),
   area: AdministrativeArea,
   location: GeoPoint,
   /** Zone class of the surroundings, for area noise limits (GB 3096). */
@@ -100,7 +134,7 @@ export const Site = z.discriminatedUnion("type", [
     regulatedParty: RegulatedParty,
     phase: ConstructionPhase,
     /** Region key of the dust rule table (e.g. "default", "hebei", "sichuan"). */
-    dustRegion: z.string().min(1).max(32).optional(),
+    dustRegion: registryText(1, 32).optional(),
   }),
   z.strictObject({
     ...siteBase,
@@ -132,17 +166,17 @@ export const Site = z.discriminatedUnion("type", [
   z.strictObject({
     ...siteBase,
     type: z.literal("underpass"),
-    road: z.string().min(1).max(200).optional(),
+    road: registryText(1, 200).optional(),
   }),
   z.strictObject({
     ...siteBase,
     type: z.literal("drain"),
-    road: z.string().min(1).max(200).optional(),
+    road: registryText(1, 200).optional(),
   }),
   z.strictObject({
     ...siteBase,
     type: z.literal("tunnel_segment"),
-    tunnel: z.string().min(1).max(64),
+    tunnel: registryText(1, 64),
     compartment: TunnelCompartment,
     /** Adjacent segments: accident ventilation at CH4 >= 20 %LEL covers them too (GB 50838-2015). */
     neighbours: z.array(SiteId).max(16),
@@ -158,8 +192,8 @@ export type SiteType = Site["type"];
 export const Device = z.strictObject({
   id: DeviceId,
   kind: SensorKind,
-  model: z.string().min(1).max(100),
-  serial: z.string().min(1).max(100),
+  model: registryText(1, 100),
+  serial: registryText(1, 100),
   /** Date of the last calibration or verification (检定/校准); evidence cites it. */
   calibratedOn: CalendarDate.optional(),
   /** Date the calibration expires; after it enforcement is suppressed and maintenance opened. */
@@ -195,7 +229,7 @@ export type ServiceRole = z.infer<typeof ServiceRole>;
 export const ServiceAccount = z.strictObject({
   name: ServiceAccountName,
   role: ServiceRole,
-  description: z.string().max(200).optional(),
+  description: registryText(0, 200).optional(),
 });
 export type ServiceAccount = z.infer<typeof ServiceAccount>;
 
