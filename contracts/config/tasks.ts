@@ -134,11 +134,39 @@ export const TasksConfig = z.strictObject({
       clientBuffer: PositiveInt.default(1_000),
       /** Clients connected at most; further clients get 503. */
       maxClients: PositiveInt.default(100),
+      /**
+       * Of `maxClients`, kept for admin tokens: other roles get 503 at `maxClients - adminReserve`.
+       * Absent: a tenth of `maxClients`.
+       */
+      adminReserve: z.number().int().min(0).optional(),
+      /** Streams one token may hold open; the next gets 429. */
+      maxPerToken: PositiveInt.default(5),
+      /** Streams one user may hold open over all their tokens (a token's user: its name before `@`). */
+      maxPerUser: PositiveInt.default(10),
       /** A comment line is sent this often so proxies keep the connection open. */
       heartbeatMs: DurationMs.default(15_000),
     })
     .prefault({}),
-  /** API tokens: how long a token is cached after a lookup (a revocation takes effect after this). */
-  tokens: z.strictObject({ cacheMs: z.number().int().min(0).default(5_000) }).prefault({}),
+  /**
+   * API tokens: how long a lookup is cached (a revocation clears the cache at once: the token file
+   * is watched every `watchMs`, and checked before each request and each stream event).
+   */
+  tokens: z
+    .strictObject({
+      cacheMs: z.number().int().min(0).default(5_000),
+      watchMs: PositiveInt.default(250),
+    })
+    .prefault({}),
+  /**
+   * Flap damping per task (docs/tasks.md): events published and evidence packages sealed per task
+   * in a sliding hour at most; changes beyond are recorded (audit trail, task row) and coalesced
+   * into the next event the bound allows, counted in the task's `damping`.
+   */
+  damping: z
+    .strictObject({
+      maxEventsPerHour: PositiveInt.default(30),
+      maxEvidencePerHour: PositiveInt.default(6),
+    })
+    .prefault({}),
 });
 export type TasksConfig = z.infer<typeof TasksConfig>;

@@ -25,6 +25,10 @@ export const API_ERRORS = {
   conflict: { status: 409, when: "a task transition its lifecycle does not allow" },
   payload_too_large: { status: 413, when: "a request body above the server's body limit" },
   unsupported_media_type: { status: 415, when: "a request body that is not application/json" },
+  too_many_requests: {
+    status: 429,
+    when: "the caller's live streams or queries in flight are at their bound (per token, per user)",
+  },
   internal: { status: 500, when: "reserved: a fault of the API itself" },
   unavailable: {
     status: 503,

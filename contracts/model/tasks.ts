@@ -170,6 +170,19 @@ export const Task = z.object({
   sla: z.object({ flags: z.array(SlaFlag) }),
   /** Evidence packages attached (raise, level rises); the newest is exported by default. */
   evidenceCount: z.number().int(),
+  /**
+   * Flap damping (docs/tasks.md): changes recorded without their own event, and evidence packages
+   * not sealed, because the task reached its hourly bound. Absent while nothing was suppressed.
+   */
+  damping: z
+    .object({
+      suppressedEvents: z.number().int(),
+      suppressedEvidence: z.number().int(),
+      /** A change not yet published (the next event carries it). */
+      pending: z.boolean(),
+    })
+    .optional()
+    .describe("Flap damping: events and evidence suppressed at the task's hourly bounds"),
 });
 export type Task = z.infer<typeof Task>;
 
