@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { TasksConfig } from "../contracts/config/tasks.js";
 import { TokenStore } from "./auth/tokens.js";
+import { TokenWatch } from "./auth/watch.js";
 import { mqttTarget, type Publisher } from "./notify/mqtt.js";
 import { Outbox, type OutboxTarget } from "./notify/outbox.js";
 import { TaskStream } from "./notify/stream.js";
@@ -40,6 +41,8 @@ export interface TaskApiDeps {
   readonly service: TaskService;
   readonly store: TaskStore;
   readonly tokens: TokenStore;
+  /** Tells the bearer cache and the stream of revocations at once. */
+  readonly tokenWatch?: TokenWatch | undefined;
   readonly stream: TaskStream;
   readonly tokenCacheMs: number;
   readonly now: () => number;
@@ -49,6 +52,7 @@ export interface TaskSystem {
   readonly service: TaskService;
   readonly store: TaskStore;
   readonly tokens: TokenStore;
+  readonly tokenWatch: TokenWatch;
   readonly outbox: Outbox;
   readonly stream: TaskStream;
   readonly metrics: TaskMetrics & NotifyMetrics;
@@ -79,7 +83,14 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     now,
     ...(deps.random === undefined ? {} : { random: deps.random }),
   });
-  const stream = new TaskStream(config.stream, { metrics, log });
+  const tokenWatch = new TokenWatch(tokens, { intervalMs: config.tokens.watchMs, log });
+  const stream = new TaskStream(config.stream, {
+    metrics,
+    log,
+    check: () => tokenWatch.check(),
+  });
+  // A revoked token's streams close at once (the watch polls; requests and events ask too).
+  tokenWatch.onChange(() => stream.revalidate((id) => tokens.isActive(id)));
   const service = new TaskService({
     log,
     config,
@@ -98,16 +109,27 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     service,
     store,
     tokens,
+    tokenWatch,
     outbox,
     stream,
     metrics,
-    api: { service, store, tokens, stream, tokenCacheMs: config.tokens.cacheMs, now },
+    api: {
+      service,
+      store,
+      tokens,
+      tokenWatch,
+      stream,
+      tokenCacheMs: config.tokens.cacheMs,
+      now,
+    },
     start() {
+      tokenWatch.start();
       outbox.start();
       service.start();
     },
     async stop() {
       service.stop();
+      tokenWatch.stop();
       stream.close();
       await outbox.stop();
       store.close();

@@ -17,6 +17,13 @@ export function taskMetrics(registry: Registry) {
       labelNames: ["kind"] as const,
       registers: [registry],
     }),
+    /** Flap damping: changes recorded without their own event, and evidence not sealed. */
+    suppressed: new Counter({
+      name: "citywatch_tasks_suppressed_total",
+      help: "Flap damping: task events coalesced into a later event and evidence packages not sealed, because the task reached its hourly bound, by what (event, evidence).",
+      labelNames: ["what"] as const,
+      registers: [registry],
+    }),
     open: scrapedLabelledGauge(
       registry,
       { name: "citywatch_tasks_open", help: "Tasks not closed, by kind.", labelNames: ["kind"] },

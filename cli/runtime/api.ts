@@ -139,7 +139,11 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   const auth =
     deps.tasks === undefined
       ? undefined
-      : bearerAuth(deps.tasks.tokens, { cacheMs: deps.tasks.tokenCacheMs, now: deps.tasks.now });
+      : bearerAuth(deps.tasks.tokens, {
+          cacheMs: deps.tasks.tokenCacheMs,
+          now: deps.tasks.now,
+          watch: deps.tasks.tokenWatch,
+        });
   void app.register(readingsApi, {
     registry: deps.registry,
     state: deps.state,

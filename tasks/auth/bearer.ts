@@ -3,15 +3,21 @@ import { apiFailure } from "../../contracts/model/errors.js";
 import type { ApiRole } from "../../contracts/model/tasks.js";
 import { mayRead } from "./roles.js";
 import type { TokenRecord, TokenStore } from "./tokens.js";
+import type { TokenWatch } from "./watch.js";
 
 /*
  * Bearer authentication of the API: the hook a plugin adds to its own (encapsulated) context.
  * 401 when there is no valid token (the error catalogue adds WWW-Authenticate, RFC 6750 §3);
- * roles are checked by the routes (403). Lookups are cached for `cacheMs`, so a revoked token
- * stops working within that time.
+ * roles are checked by the routes (403). Lookups are cached for `cacheMs`; with a `watch`, every
+ * lookup first asks whether the token file changed and a change empties the cache, so a revoked
+ * token is refused from the next request on.
  */
 
 export interface Caller {
+  /** The token's id (streams and limits are counted per token). */
+  readonly tokenId: string;
+  /** The user behind the token: its name before `@` (`alice@laptop` → `alice`). */
+  readonly user: string;
   readonly name: string;
   readonly role: ApiRole;
   /** How the audit trail names the caller. */
@@ -29,6 +35,9 @@ export interface BearerAuth {
   callerOf(request: FastifyRequest): Caller;
 }
 
+/** The user a token name stands for: the part before `@`, or the whole name. */
+export const userOf = (name: string): string => name.split("@", 1)[0] ?? name;
+
 /** A promise-returning hook, so a refusal travels to the error handler as a rejection. */
 const hook =
   (check: (request: FastifyRequest) => unknown) =>
@@ -43,11 +52,13 @@ const hook =
 
 export function bearerAuth(
   tokens: TokenStore,
-  options: { cacheMs: number; now: () => number },
+  options: { cacheMs: number; now: () => number; watch?: TokenWatch | undefined },
 ): BearerAuth {
   const cache = new Map<string, { at: number; record: TokenRecord | undefined }>();
   const callers = new WeakMap<FastifyRequest, Caller>();
+  options.watch?.onChange(() => cache.clear());
   const lookup = (token: string): TokenRecord | undefined => {
+    options.watch?.check();
     const now = options.now();
     const hit = cache.get(token);
     if (hit !== undefined && now - hit.at < options.cacheMs) return hit.record;
@@ -69,6 +80,8 @@ export function bearerAuth(
     const record = lookup(match[1]);
     if (record === undefined) throw apiFailure("unauthorized", "unknown or revoked token");
     const caller = {
+      tokenId: record.id,
+      user: userOf(record.name),
       name: record.name,
       role: record.role,
       actor: `${record.name} (${record.role})`,

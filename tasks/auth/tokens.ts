@@ -57,12 +57,39 @@ export class TokenError extends Error {
 
 export class TokenStore {
   private readonly db: Database.Database;
+  private readonly dataVersion: Database.Statement;
+  private readonly active: Database.Statement;
+  /** `PRAGMA data_version` last seen, plus changes made through this connection. */
+  private seen: { data: number; local: number };
+  private local = 0;
 
   constructor(
     readonly file: string,
     private readonly now: () => number = Date.now,
   ) {
     this.db = openSqlite(file, { synchronous: "FULL", migrations: MIGRATIONS });
+    this.dataVersion = this.db.prepare("PRAGMA data_version").pluck();
+    this.active = this.db
+      .prepare("SELECT 1 FROM api_token WHERE id = ? AND revoked_ms IS NULL")
+      .pluck();
+    this.seen = { data: this.dataVersion.get() as number, local: 0 };
+  }
+
+  /**
+   * Whether the token table may have changed since the last call: written by another process
+   * (`citywatch tokens revoke`: SQLite's data_version, one read of shared memory) or through this
+   * store. Cheap enough to ask before every request and every stream event.
+   */
+  changed(): boolean {
+    const data = this.dataVersion.get() as number;
+    if (data === this.seen.data && this.local === this.seen.local) return false;
+    this.seen = { data, local: this.local };
+    return true;
+  }
+
+  /** Whether the token with this id exists and is not revoked. */
+  isActive(id: string): boolean {
+    return this.active.get(id) !== undefined;
   }
 
   close(): void {
@@ -104,6 +131,7 @@ export class TokenStore {
     if (row === undefined) throw new TokenError(`no active token with id or name ${idOrName}`);
     const revokedMs = this.now();
     this.db.prepare("UPDATE api_token SET revoked_ms = ? WHERE id = ?").run(revokedMs, row.id);
+    this.local++;
     return record({ ...row, revoked_ms: revokedMs });
   }
 

@@ -5,7 +5,8 @@ import { security, type TaskPluginOptions } from "./options.js";
 
 /*
  * The live task stream (server-sent events, `event: task`), resumable with Last-Event-ID. Every
- * request needs a bearer token (this plugin's own hook); clients beyond the stream's limit get 503.
+ * request needs a bearer token (this plugin's own hook). A token or user at its cap of streams gets
+ * 429; beyond the global limit other roles get 503 while admins still have room (adminReserve).
  */
 
 const StreamQuery = z.strictObject({
@@ -39,14 +40,16 @@ export const streamRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { de
           ...errorResponses({
             bad_request: "a query parameter is malformed or unknown",
             unauthorized: "no valid bearer token",
+            too_many_requests: "the token or its user holds its cap of live streams",
             unavailable: "too many stream clients; try again later",
           }),
         },
       },
     },
     (request, reply) => {
-      if (!deps.stream.admit())
-        throw apiFailure("unavailable", "too many stream clients; try again later");
+      const caller = auth.callerOf(request);
+      const admission = deps.stream.admit(caller);
+      if (!admission.ok) throw apiFailure(admission.code, admission.message);
       const lastId = Number(request.headers["last-event-id"] ?? Number.NaN);
       const kind = request.query.kind;
       reply.hijack();
@@ -60,6 +63,7 @@ export const streamRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { de
         reply.raw,
         (event) => kind === undefined || event.task.kind === kind,
         Number.isInteger(lastId) && lastId >= 0 ? deps.store.eventsAfter(lastId, MAX_REPLAY) : [],
+        caller,
       );
     },
   );

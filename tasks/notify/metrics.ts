@@ -55,6 +55,17 @@ export function notifyMetrics(registry: Registry) {
       help: "Stream connections refused because the client limit was reached.",
       registers: [registry],
     }),
+    sseCapped: new Counter({
+      name: "citywatch_tasks_stream_capped_total",
+      help: "Stream connections refused with 429 because the token or user held its cap of streams, by bound (token, user).",
+      labelNames: ["bound"] as const,
+      registers: [registry],
+    }),
+    sseRevoked: new Counter({
+      name: "citywatch_tasks_stream_revoked_total",
+      help: "Stream clients disconnected because their token was revoked.",
+      registers: [registry],
+    }),
   };
 }
 

@@ -1,6 +1,6 @@
 import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import type { TaskEvent } from "../../contracts/model/tasks.js";
+import type { ApiRole, TaskEvent } from "../../contracts/model/tasks.js";
 import type { NotifyMetrics } from "./metrics.js";
 
 /*
@@ -8,15 +8,41 @@ import type { NotifyMetrics } from "./metrics.js";
  * socket has not taken yet (write() returned false): a client that falls more than
  * `clientBuffer` events behind is disconnected and counted, so one slow reader cannot hold the
  * process's memory. It reconnects with Last-Event-ID and gets what it missed from the event table.
+ *
+ * Bounds for readers: a token holds at most `maxPerToken` streams and a user (the token name
+ * before `@`) `maxPerUser` over all their tokens (429); the last `adminReserve` of `maxClients`
+ * are kept for admin tokens (503 for other roles beyond). A revoked token's streams are closed at
+ * once (`revalidate`, run by the token watch) and never carry an event written after the
+ * revocation (`check` runs before every publish).
  */
 
 export interface StreamOptions {
   readonly clientBuffer: number;
   readonly maxClients: number;
   readonly heartbeatMs: number;
+  readonly adminReserve?: number | undefined;
+  readonly maxPerToken?: number;
+  readonly maxPerUser?: number;
 }
 
+/** Who holds a stream. */
+export interface StreamCaller {
+  readonly tokenId: string;
+  readonly user: string;
+  readonly role: ApiRole;
+}
+
+/** Why a stream was refused: the API answers with the code and message. */
+export type Admission =
+  | { readonly ok: true }
+  | {
+      readonly ok: false;
+      readonly code: "too_many_requests" | "unavailable";
+      readonly message: string;
+    };
+
 interface Client {
+  readonly caller: StreamCaller | undefined;
   readonly res: ServerResponse;
   readonly accepts: (event: TaskEvent) => boolean;
   readonly backlog: string[];
@@ -33,7 +59,12 @@ export class TaskStream {
 
   constructor(
     private readonly options: StreamOptions,
-    private readonly deps: { metrics: NotifyMetrics; log: Logger },
+    private readonly deps: {
+      metrics: NotifyMetrics;
+      log: Logger;
+      /** Run before each publish: the token watch's check (a revocation closes streams first). */
+      check?: () => void;
+    },
   ) {
     this.heartbeat = setInterval(() => {
       for (const client of this.clients) if (!client.blocked) client.res.write(": heartbeat\n\n");
@@ -42,11 +73,78 @@ export class TaskStream {
     deps.metrics.observeNotifications({ sseClients: () => this.clients.size });
   }
 
-  /** Whether another client may connect; a refusal is counted. */
-  admit(): boolean {
-    if (this.clients.size < this.options.maxClients) return true;
+  /** Whether another client of `caller` may connect; a refusal is counted. */
+  admit(caller?: StreamCaller): Admission {
+    const { maxClients, maxPerToken, maxPerUser } = this.options;
+    const adminReserve = this.options.adminReserve ?? Math.floor(maxClients / 10);
+    if (caller !== undefined) {
+      let token = 0;
+      let user = 0;
+      for (const c of this.clients) {
+        if (c.caller?.tokenId === caller.tokenId) token++;
+        if (c.caller?.user === caller.user) user++;
+      }
+      if (maxPerToken !== undefined && token >= maxPerToken) {
+        this.deps.metrics.sseCapped.inc({ bound: "token" });
+        return {
+          ok: false,
+          code: "too_many_requests",
+          message: `this token holds ${token} live streams, its limit (tasks.stream.maxPerToken = ${maxPerToken}); close one first`,
+        };
+      }
+      if (maxPerUser !== undefined && user >= maxPerUser) {
+        this.deps.metrics.sseCapped.inc({ bound: "user" });
+        return {
+          ok: false,
+          code: "too_many_requests",
+          message: `user ${caller.user} holds ${user} live streams over their tokens, the limit (tasks.stream.maxPerUser = ${maxPerUser}); close one first`,
+        };
+      }
+    }
+    const limit =
+      caller === undefined || caller.role === "admin"
+        ? maxClients
+        : Math.max(0, maxClients - adminReserve);
+    if (this.clients.size < limit) return { ok: true };
     this.deps.metrics.sseRefused.inc();
-    return false;
+    return {
+      ok: false,
+      code: "unavailable",
+      message: `too many stream clients (${this.clients.size}); try again later`,
+    };
+  }
+
+  /** Clients connected now. */
+  size(): number {
+    return this.clients.size;
+  }
+
+  /** Close the streams of tokens no longer active (revoked), at once; returns how many. */
+  revalidate(isActive: (tokenId: string) => boolean): number {
+    const verdicts = new Map<string, boolean>();
+    let closed = 0;
+    for (const client of this.clients) {
+      const tokenId = client.caller?.tokenId;
+      if (tokenId === undefined) continue;
+      let active = verdicts.get(tokenId);
+      if (active === undefined) {
+        active = isActive(tokenId);
+        verdicts.set(tokenId, active);
+      }
+      if (active) continue;
+      this.clients.delete(client);
+      closed++;
+      client.backlog.length = 0;
+      if (!client.blocked) client.res.write(": token revoked\n\n");
+      client.res.end();
+      // A client that does not read would keep the socket: it gets no more time.
+      client.res.destroy();
+    }
+    if (closed > 0) {
+      this.deps.metrics.sseRevoked.inc(closed);
+      this.deps.log.info({ closed }, "streams of revoked tokens closed");
+    }
+    return closed;
   }
 
   /**
@@ -57,8 +155,9 @@ export class TaskStream {
     res: ServerResponse,
     accepts: (event: TaskEvent) => boolean,
     missed: readonly TaskEvent[],
+    caller?: StreamCaller,
   ): void {
-    const client: Client = { res, accepts, backlog: [], blocked: false };
+    const client: Client = { caller, res, accepts, backlog: [], blocked: false };
     this.clients.add(client);
     res.on("close", () => this.clients.delete(client));
     res.on("drain", () => this.flush(client));
@@ -67,6 +166,7 @@ export class TaskStream {
   }
 
   publish(event: TaskEvent): void {
+    this.deps.check?.();
     const frame = sseFrame(event);
     for (const client of this.clients) if (client.accepts(event)) this.send(client, frame);
   }
