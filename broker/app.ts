@@ -264,15 +264,18 @@ export function build(deps: BrokerDeps): Broker {
       }
       const bucket = buckets.get(client);
       const wait = bucket?.reserve() ?? 0;
+      const toGate = (next: PublishGate) => {
+        const payload =
+          typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
+        next(packet.topic, payload, callback);
+      };
       const admit = () => {
         metrics.hot.publishesIn[packet.qos]++;
-        if (gate !== undefined) {
-          const payload =
-            typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
-          return gate(packet.topic, payload, callback);
-        }
+        if (gate !== undefined) return toGate(gate);
         if (durable !== undefined && packet.qos > 0 && isDataTopic(packet.topic))
-          return durable.admit(packet.topic, callback);
+          return durable.admit(packet.topic, callback, () =>
+            gate === undefined ? callback(new Error("publish gate gone")) : toGate(gate),
+          );
         callback(null);
       };
       if (wait === 0) return admit();
@@ -323,6 +326,7 @@ export function build(deps: BrokerDeps): Broker {
           },
           metrics,
           log,
+          () => gate !== undefined,
         );
   aedes.on("clientError", (client, error) => {
     if (error instanceof PacketTooLargeError) return; // counted where it was raised
@@ -418,6 +422,7 @@ export function build(deps: BrokerDeps): Broker {
     stop,
     setPublishGate(next) {
       gate = next;
+      if (next !== undefined) durable?.wake();
     },
   };
 }

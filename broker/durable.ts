@@ -37,6 +37,8 @@ interface SessionStore {
 interface Held {
   readonly topic: string;
   readonly done: (error: Error | null) => void;
+  /** Send the publish to the publish gate set meanwhile instead. */
+  readonly toGate: () => void;
   readonly until: number;
 }
 
@@ -74,6 +76,8 @@ export class DurableDataGate {
     private readonly options: DurableDataOptions,
     private readonly metrics: BrokerMetrics,
     log: Logger,
+    /** Whether a publish gate takes device data now (it is a durable consumer of its own). */
+    private readonly gated: () => boolean,
   ) {
     this.log = log.child({ part: "durable-data" });
     metrics.observeHeldData(() => this.held.length);
@@ -89,11 +93,11 @@ export class DurableDataGate {
   }
 
   /** Let a publish on a data topic through once a durable consumer holds it. */
-  admit(topic: string, done: (error: Error | null) => void): void {
+  admit(topic: string, done: (error: Error | null) => void, toGate: () => void): void {
     if (this.stopping) return this.refuse(done, "broker_stopping");
-    if (this.held.length > 0) return this.hold(topic, done);
+    if (this.held.length > 0) return this.hold({ topic, done, toGate });
     this.hasConsumer(topic).then(
-      (yes) => (yes ? this.pass(done) : this.hold(topic, done)),
+      (yes) => (yes ? this.pass(done) : this.hold({ topic, done, toGate })),
       (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
     );
   }
@@ -159,19 +163,25 @@ export class DurableDataGate {
     done(new DataRefusedError(reason));
   }
 
-  private hold(topic: string, done: (error: Error | null) => void): void {
+  private hold(publish: Omit<Held, "until">): void {
+    const { topic } = publish;
     if (this.held.length >= this.options.maxHeld) {
       this.log.warn({ topic, held: this.held.length }, "data hold queue full; closing connection");
-      return this.refuse(done, "hold_queue_full");
+      return this.refuse(publish.done, "hold_queue_full");
     }
     if (this.held.length === 0)
       this.log.warn({ topic }, "no durable consumer for device data: holding PUBACKs");
     this.metrics.dataHeldTotal.inc();
-    this.held.push({ topic, done, until: Date.now() + this.options.holdMs });
+    this.held.push({ ...publish, until: Date.now() + this.options.holdMs });
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
       this.recheckSoon();
     }, RECHECK_MS);
+  }
+
+  /** Look at the held publishes again now (a publish gate was set). */
+  wake(): void {
+    this.recheckSoon();
   }
 
   private recheckSoon(): void {
@@ -202,6 +212,11 @@ export class DurableDataGate {
     const known = new Map<string, boolean>();
     const now = Date.now();
     const waiting = this.held.splice(0);
+    if (this.gated()) {
+      // The all-in-one ingest's gate is set: it takes what was held (into its durable inbox).
+      for (const h of waiting) h.toGate();
+      return;
+    }
     const keep: Held[] = [];
     let i = 0;
     try {

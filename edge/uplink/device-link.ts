@@ -19,6 +19,9 @@ import { backoffMs } from "./backoff.js";
  *
  * - Connect: clean session 0, a retained Will `offline`/`lost` stamped with the connect time (5),
  *   subscribe to the own `commit` and `config`, publish the retained birth with the log figures.
+ *   A SUBACK (or birth PUBACK) that does not come within `subscribeTimeoutMs` drops the
+ *   connection (warn) and the link connects again with back-off: a broker that never answers
+ *   the SUBSCRIBE would otherwise leave the device connected and sending nothing.
  * - After connecting, wait up to `commitWaitMs` for the retained commit (6.4 step 4), then send
  *   every uncommitted message oldest first; after an outage (a lost connection or failed
  *   attempts) the log is marked replay first, so the backlog goes out with `replay: true` (4.3).
@@ -43,6 +46,11 @@ export interface DeviceLinkOptions {
   readonly secret: string;
   readonly keepaliveS: number;
   readonly connectTimeoutMs: number;
+  /**
+   * How long the SUBACK of the start-up SUBSCRIBE (and the birth's PUBACK) may take before the
+   * connection is dropped, logged at warn, and made again; the connect timeout when unset.
+   */
+  readonly subscribeTimeoutMs?: number;
   /** CA bundle and certificate checking for mqtts:// and wss://. */
   readonly tls: { readonly ca?: Buffer; readonly rejectUnauthorized: boolean };
   readonly uplink: EdgeConfig["uplink"];
@@ -67,6 +75,13 @@ export interface DeviceLinkStats {
   readonly committedSeq: number;
   /** Commits refused: not JSON, not the contract, another device's, or ahead of the log. */
   readonly badCommits: number;
+}
+
+class SubscribeTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`no SUBACK within ${timeoutMs} ms`);
+    this.name = "SubscribeTimeoutError";
+  }
 }
 
 /** How often the re-send timeout and the status refresh are checked. */
@@ -226,17 +241,31 @@ export class DeviceLink {
       }
     }
     this.outage = false;
+    const timeoutMs = this.options.subscribeTimeoutMs ?? this.options.connectTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new SubscribeTimeoutError(timeoutMs)), timeoutMs);
+    });
     try {
-      await client.subscribeAsync([this.topics.commit, this.topics.config], { qos: 1 });
-      await client.publishAsync(
-        this.topics.status,
-        this.status("online", this.everConnected ? "reconnect" : "startup"),
-        { qos: 1, retain: true },
-      );
+      await Promise.race([
+        (async () => {
+          await client.subscribeAsync([this.topics.commit, this.topics.config], { qos: 1 });
+          await client.publishAsync(
+            this.topics.status,
+            this.status("online", this.everConnected ? "reconnect" : "startup"),
+            { qos: 1, retain: true },
+          );
+        })(),
+        timeout,
+      ]);
     } catch (error) {
-      this.log.warn({ err: error }, "subscribe or birth failed; reconnecting");
+      if (error instanceof SubscribeTimeoutError)
+        this.log.warn({ timeoutMs }, "no SUBACK (or birth PUBACK) in time; reconnecting");
+      else this.log.warn({ err: error }, "subscribe or birth failed; reconnecting");
       client.end(true);
       return;
+    } finally {
+      clearTimeout(timer);
     }
     if (client !== this.client) return;
     this.connected = true;
