@@ -59,6 +59,8 @@ export interface Slot {
   seenArrival: number;
   lastQuality: QualityFlag | undefined;
   readonly watchedSince: number;
+  /** The device as the engine sees it now (deviceView), while it holds. */
+  view?: DeviceView | undefined;
 }
 
 export interface Subject {
@@ -215,13 +217,10 @@ export class SubjectIndex {
       const devices = slot === undefined ? [] : [this.deviceView(slot, at)];
       return { region: this.deps.region, permits, permitsAt, site, devices };
     }
-    const common = { region: this.deps.region, permits, permitsAt };
-    const kinds = subject.rule.scope.kinds;
-    const devices = (this.devicesBySite.get(subject.id) ?? [])
-      .map((id) => this.slots.get(id))
-      .filter((s): s is Slot => s !== undefined && kinds.includes(s.device.kind))
-      .map((s) => this.deviceView(s, at));
-    return { ...common, site, devices };
+    const slots = this.partSlots(subject);
+    const devices = new Array<DeviceView>(slots.length);
+    for (let i = 0; i < slots.length; i++) devices[i] = this.deviceView(slots[i] as Slot, at);
+    return { region: this.deps.region, permits, permitsAt, site, devices };
   }
 
   /**
@@ -231,6 +230,25 @@ export class SubjectIndex {
    */
   deviceView(slot: Slot, at?: number): DeviceView {
     const current = at === undefined || slot.lastSeenAt === undefined || at >= slot.lastSeenAt;
+    if (current) {
+      // The same view until the device's newest reading, flag or registration changes.
+      const kept = slot.view;
+      if (
+        kept !== undefined &&
+        kept.lastSeenAt === slot.lastSeenAt &&
+        kept.lastQuality === slot.lastQuality &&
+        kept.device === slot.device
+      ) {
+        return kept;
+      }
+      return (slot.view = {
+        device: slot.device,
+        series: slot.series,
+        lastSeenAt: slot.lastSeenAt,
+        lastQuality: slot.lastQuality,
+        watchedSince: slot.watchedSince,
+      });
+    }
     return {
       device: slot.device,
       series: slot.series,
