@@ -23,6 +23,12 @@ import { InboxGate, type GateDone } from "./gate.js";
 export interface RegistryView extends DeviceLookup {
   devices(): Device[];
   sites(): Site[];
+  /**
+   * Whether the registry changed since the last ask (cli/runtime/revocations.ts). When given, the
+   * ingest asks before each lookup and drops its cache on a change, so a device disabled or
+   * removed has its next reading refused at once; absent, lookups are cached 5 s.
+   */
+  changed?(): boolean;
 }
 
 export interface IngestDeps {
@@ -74,8 +80,15 @@ export interface LocalBroker {
   publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): Promise<void>;
 }
 
-/** Cache registry lookups briefly: the ingest asks once per message. */
-function cachedLookup(registry: DeviceLookup, ttlMs: number, now: () => number): DeviceLookup {
+/**
+ * Cache registry lookups briefly: the ingest asks once per message. A registry that says when it
+ * changed (`changed`) empties the cache at the change, so revocations are not cached.
+ */
+function cachedLookup(
+  registry: DeviceLookup & Pick<RegistryView, "changed">,
+  ttlMs: number,
+  now: () => number,
+): DeviceLookup {
   const devices = new Map<string, { at: number; value: Device | undefined }>();
   const sites = new Map<string, { at: number; value: Site | undefined }>();
   const get = <T>(
@@ -83,6 +96,10 @@ function cachedLookup(registry: DeviceLookup, ttlMs: number, now: () => number):
     id: string,
     load: (id: string) => T,
   ): T => {
+    if (registry.changed?.() === true) {
+      devices.clear();
+      sites.clear();
+    }
     const hit = cache.get(id);
     const t = now();
     if (hit !== undefined && t - hit.at < ttlMs) return hit.value;
@@ -180,6 +197,7 @@ export function build(deps: IngestDeps): Ingest {
     try {
       const pruned = state.deadLetters.prune(now(), deps.config.deadLetters);
       if (pruned.age > 0) metrics.deadLettersPruned.inc({ why: "age" }, pruned.age);
+      if (pruned.device > 0) metrics.deadLettersPruned.inc({ why: "device" }, pruned.device);
       if (pruned.bytes > 0) {
         metrics.deadLettersPruned.inc({ why: "bytes" }, pruned.bytes);
         log.warn(
