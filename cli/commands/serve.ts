@@ -20,6 +20,7 @@ import { RulesError } from "../../rules/app.js";
 import { formatRuleProblems, loadRules } from "../../rules/load.js";
 import { placeholderHealth } from "../../rules/placeholders.js";
 import { stopOnSignal } from "../runtime/lifecycle.js";
+import { RegistryRevocations, withRevocations } from "../runtime/revocations.js";
 import { startDemo } from "./sim.js";
 import { registryPath, seedDemoCity } from "../runtime/registry-file.js";
 import { authenticateDevices } from "../runtime/standby.js";
@@ -246,11 +247,15 @@ export async function serve(
     let system: System | undefined;
     if (options.ingest && config.ingest.enabled) {
       const source = ingestSource(config, broker, log);
+      // Revocations (devices disable/remove) reach the ingest's next lookup (revocations.ts).
+      const revocations = new RegistryRevocations(registry.file, { log });
+      revocations.start();
+      stops.push({ name: "revocations", stop: () => Promise.resolve(revocations.close()) });
       system = buildSystem({
         log,
         config: config.ingest,
         dataDir: config.dataDir,
-        registry: registry.view(),
+        registry: withRevocations(registry.view(), revocations),
         ...source,
       });
       await system.start();
