@@ -198,7 +198,6 @@ export function build(deps: IngestDeps): Ingest {
       const pruned = state.deadLetters.prune(now(), deps.config.deadLetters);
       if (pruned.age > 0) metrics.deadLettersPruned.inc({ why: "age" }, pruned.age);
       if (pruned.device > 0) metrics.deadLettersPruned.inc({ why: "device" }, pruned.device);
-      if (pruned.device > 0) metrics.deadLettersPruned.inc({ why: "device" }, pruned.device);
       if (pruned.bytes > 0) {
         metrics.deadLettersPruned.inc({ why: "bytes" }, pruned.bytes);
         log.warn(
