@@ -148,10 +148,23 @@ const dateFormats = new Map<string, Intl.DateTimeFormat>();
 /** Local dates by (time zone, minute since the epoch): formatting is slow, evaluations many. */
 const localDates = new Map<string, string>();
 
+/** The last date asked for: evaluations in a row ask for the same minute. */
+let lastDate: { timeZone: string; minute: number; date: string } | undefined;
+
 /** Local calendar date `YYYY-MM-DD` of an instant. */
 function localDate(atMs: number, timeZone: string): string {
   // Every time zone in use is offset by whole minutes: the minute decides the date.
-  const key = `${timeZone}|${Math.floor(atMs / 60_000)}`;
+  const minute = Math.floor(atMs / 60_000);
+  if (lastDate !== undefined && lastDate.minute === minute && lastDate.timeZone === timeZone) {
+    return lastDate.date;
+  }
+  const date = minuteDate(minute, atMs, timeZone);
+  lastDate = { timeZone, minute, date };
+  return date;
+}
+
+function minuteDate(minute: number, atMs: number, timeZone: string): string {
+  const key = `${timeZone}|${minute}`;
   let date = localDates.get(key);
   if (date === undefined) {
     let format = dateFormats.get(timeZone);

@@ -71,6 +71,8 @@ export function periodic(rule: Rule): boolean {
 /** The periods in force for one (rule, device), by local minute (periods switch on whole minutes). */
 export class PeriodClock {
   readonly #byMinute = new Map<number, string>();
+  #lastMinute = Number.NaN;
+  #lastKey = "";
   /** Local minutes of the day at which a period starts or ends: the only switches there are. */
   readonly #switches: readonly number[];
   /** The last answer of nextChange: the key holds from `from` until `to`. */
@@ -117,12 +119,15 @@ export class PeriodClock {
   /** The names of the periods in force at an instant, joined ("" when none). */
   keyAt(at: number): string {
     const minute = Math.floor(at / 60_000);
+    if (minute === this.#lastMinute) return this.#lastKey;
     let key = this.#byMinute.get(minute);
     if (key === undefined) {
       key = activePeriods(this.periods, this.schedule, minute * 60_000).join(",");
       if (this.#byMinute.size >= 4_096) this.#byMinute.clear();
       this.#byMinute.set(minute, key);
     }
+    this.#lastMinute = minute;
+    this.#lastKey = key;
     return key;
   }
 }
