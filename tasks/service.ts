@@ -28,6 +28,14 @@ import type { RegistryLookup } from "./types.js";
  * and the event's outbox rows; listeners (the live stream, the outbox pump) hear of it after the
  * commit. A `clear` does not close the task: the condition stopping is not the case being dealt
  * with, so it is recorded and people close the task.
+ *
+ * Flap damping: a condition that comes and goes (quality flags alternating fault/normal) must not
+ * turn into thousands of events and sealed packages. Per task, at most `damping.maxEventsPerHour`
+ * events are published and `damping.maxEvidencePerHour` packages sealed in a sliding hour.
+ * Beyond, a repeat, a clear or an unacknowledged escalation is still recorded (task row, audit
+ * trail) but publishes no event of its own (`task.damping.suppressedEvents`, pending) and seals no
+ * package (`suppressedEvidence`); the tick publishes one `events_coalesced` event with the task as
+ * it is once the hour has room. Filing, level rises and people's transitions are never held back.
  */
 
 export interface TaskServiceDeps {
@@ -54,6 +62,15 @@ export type TransitionResult =
 
 const SYSTEM = "system";
 const iso = (ms: number) => new Date(ms).toISOString();
+const HOUR_MS = 3_600_000;
+/** Tasks whose damping windows are held at most (older windows are forgotten first). */
+const DAMPING_TASKS_MAX = 50_000;
+
+/** What a task published and sealed in the last hour (flap damping). */
+interface DampingWindow {
+  readonly events: number[];
+  readonly evidence: number[];
+}
 
 /** Actions of a level and the levels below it, in order, once each: a higher level adds to the lower ones' work. */
 function actionsUpTo(rule: Rule, levelIndex: number): string[] {
@@ -89,6 +106,8 @@ export class TaskService implements TaskSink {
   private readonly ackListeners = new Set<(ruleId: string, subjectId: string) => void>();
   private readonly eventListeners = new Set<(event: TaskEvent) => void>();
   private timer: NodeJS.Timeout | undefined;
+  /** Flap damping: per task, what it published and sealed in the last hour (in memory). */
+  private readonly damping = new Map<string, DampingWindow>();
 
   constructor(private readonly deps: TaskServiceDeps) {
     deps.metrics.observe({
@@ -139,7 +158,7 @@ export class TaskService implements TaskSink {
     const { store, log } = this.deps;
     const now = this.deps.now();
     const d = notice.decision;
-    const event = store.transaction(() => {
+    const event = store.transaction((): TaskEvent | "suppressed" | undefined => {
       const open = store.openTask(notice.subjectType, notice.subjectId, notice.rule.id);
       switch (d.type) {
         case "raise":
@@ -149,24 +168,49 @@ export class TaskService implements TaskSink {
           return open === undefined ? this.file(notice, now) : this.raiseLevel(open, notice, now);
         case "escalate-unacknowledged":
           if (open === undefined) return undefined;
-          return this.record({ ...open, escalations: d.count }, now, [
+          return this.commit(
             {
-              actor: SYSTEM,
-              action: "escalated_unacknowledged",
-              detail: `not acknowledged in time: escalation ${d.count}${open.acknowledgedAt === undefined ? "" : " (acknowledged meanwhile)"}`,
+              task: { ...open, escalations: d.count },
+              entries: [
+                {
+                  actor: SYSTEM,
+                  action: "escalated_unacknowledged",
+                  detail: `not acknowledged in time: escalation ${d.count}${open.acknowledgedAt === undefined ? "" : " (acknowledged meanwhile)"}`,
+                },
+              ],
+              evidence: false,
             },
-          ]);
+            now,
+            undefined,
+            true,
+          );
         case "clear":
           if (open === undefined) return undefined;
-          return this.record({ ...open, conditionClearedAt: iso(d.at) }, now, [
+          return this.commit(
             {
-              actor: SYSTEM,
-              action: "condition_cleared",
-              detail: `condition cleared at ${iso(d.at)}; the task stays open until closed`,
+              task: { ...open, conditionClearedAt: iso(d.at) },
+              entries: [
+                {
+                  actor: SYSTEM,
+                  action: "condition_cleared",
+                  detail: `condition cleared at ${iso(d.at)}; the task stays open until closed`,
+                },
+              ],
+              evidence: false,
             },
-          ]);
+            now,
+            undefined,
+            true,
+          );
       }
     });
+    if (event === "suppressed") {
+      log.debug(
+        { rule: notice.rule.id, subject: notice.subjectId, decision: d.type },
+        "recorded without an event: the task is at its hourly event bound (flap damping)",
+      );
+      return;
+    }
     if (event === undefined) {
       log.info(
         { rule: notice.rule.id, subject: notice.subjectId, decision: d.type },
@@ -209,13 +253,30 @@ export class TaskService implements TaskSink {
     return result;
   }
 
-  /** SLA flags and due re-checks at the clock's now. */
+  /** SLA flags, due re-checks and coalesced (damped) changes at the clock's now. */
   tick(): void {
     const now = this.deps.now();
     const events: TaskEvent[] = [];
     for (const due of this.deps.store.dueRechecks(now)) {
       const event = this.deps.store.transaction(() => this.recheck(due, now));
       if (event !== undefined) events.push(event);
+    }
+    for (const task of this.deps.store.openTasks()) {
+      const damping = task.damping;
+      if (damping?.pending !== true) continue;
+      if (this.windowOf(task.id, now).events.length >= this.deps.config.damping.maxEventsPerHour)
+        continue;
+      events.push(
+        this.deps.store.transaction(() =>
+          this.record(task, now, [
+            {
+              actor: SYSTEM,
+              action: "events_coalesced",
+              detail: `flap damping: ${damping.suppressedEvents} changes recorded without their own event and ${damping.suppressedEvidence} evidence packages not sealed so far (at most ${this.deps.config.damping.maxEventsPerHour} events and ${this.deps.config.damping.maxEvidencePerHour} packages per task and hour); this event carries the task as it is now`,
+            },
+          ]),
+        ),
+      );
     }
     for (const task of this.deps.store.openTasks()) {
       const flags = slaFlags(this.deps.config.sla, task, now);
@@ -336,8 +397,8 @@ export class TaskService implements TaskSink {
     return this.commit(draft, now, notice);
   }
 
-  /** A raise while the task is open, or a repeat of its alarm. */
-  private repeat(open: Task, notice: AlarmNotice, now: number): TaskEvent {
+  /** A raise while the task is open, or a repeat of its alarm (damped unless the level rose). */
+  private repeat(open: Task, notice: AlarmNotice, now: number): TaskEvent | "suppressed" {
     const d = notice.decision;
     const draft: Draft = {
       task: { ...open, repeats: open.repeats + 1 },
@@ -360,7 +421,10 @@ export class TaskService implements TaskSink {
         detail: `${graduated.reason}; ${graduated.party.name} referred for penalty`,
       });
     }
-    return this.commit(draft, now, notice);
+    const newsworthy =
+      draft.task.levelIndex > open.levelIndex ||
+      draft.task.graduated?.stage !== open.graduated?.stage;
+    return this.commit(draft, now, notice, !newsworthy);
   }
 
   private raiseLevel(open: Task, notice: AlarmNotice, now: number): TaskEvent {
@@ -465,12 +529,68 @@ export class TaskService implements TaskSink {
     return this.commit({ task, entries, evidence: false }, now);
   }
 
-  /** Write one change: task row, audit entries, evidence, event, outbox rows. Inside a transaction. */
-  private commit(draft: Draft, now: number, notice?: AlarmNotice): TaskEvent {
+  /** The task's damping window, its entries older than an hour dropped. */
+  private windowOf(taskId: string, now: number): DampingWindow {
+    let window = this.damping.get(taskId);
+    if (window === undefined) {
+      if (this.damping.size >= DAMPING_TASKS_MAX) {
+        for (const [id, w] of this.damping)
+          if ((w.events.at(-1) ?? 0) <= now - HOUR_MS && (w.evidence.at(-1) ?? 0) <= now - HOUR_MS)
+            this.damping.delete(id);
+        // Still full: forget the oldest windows (a forgotten task starts a fresh hour).
+        for (const id of this.damping.keys()) {
+          if (this.damping.size < DAMPING_TASKS_MAX) break;
+          this.damping.delete(id);
+        }
+      }
+      window = { events: [], evidence: [] };
+      this.damping.set(taskId, window);
+    }
+    for (const list of [window.events, window.evidence])
+      while (list.length > 0 && (list[0] ?? 0) <= now - HOUR_MS) list.shift();
+    return window;
+  }
+
+  /** The task with one more suppression of `what` counted (and a change pending for `event`). */
+  private suppressed(task: Task, what: "event" | "evidence"): Task {
+    this.deps.metrics.suppressed.inc({ what });
+    const d = task.damping ?? { suppressedEvents: 0, suppressedEvidence: 0, pending: false };
+    return {
+      ...task,
+      damping:
+        what === "event"
+          ? { ...d, suppressedEvents: d.suppressedEvents + 1, pending: true }
+          : { ...d, suppressedEvidence: d.suppressedEvidence + 1 },
+    };
+  }
+
+  /**
+   * Write one change: task row, audit entries, evidence, event, outbox rows. Inside a transaction.
+   * A `dampable` change of a task at its hourly event bound is written without its event
+   * ("suppressed"); evidence beyond the hourly bound is not sealed (flap damping).
+   */
+  private commit(draft: Draft, now: number, notice?: AlarmNotice): TaskEvent;
+  private commit(
+    draft: Draft,
+    now: number,
+    notice: AlarmNotice | undefined,
+    dampable: boolean,
+  ): TaskEvent | "suppressed";
+  private commit(
+    draft: Draft,
+    now: number,
+    notice?: AlarmNotice,
+    dampable = false,
+  ): TaskEvent | "suppressed" {
     const { store } = this.deps;
+    const { maxEventsPerHour, maxEvidencePerHour } = this.deps.config.damping;
+    const window = this.windowOf(draft.task.id, now);
     let task: Task = { ...draft.task, updatedAt: iso(now) };
     const entries = [...draft.entries];
-    if (draft.evidence && notice !== undefined) {
+    if (draft.evidence && notice !== undefined && window.evidence.length >= maxEvidencePerHour) {
+      task = this.suppressed(task, "evidence");
+    } else if (draft.evidence && notice !== undefined) {
+      window.evidence.push(now);
       try {
         const pkg = buildEvidencePackage({
           taskId: task.id,
@@ -498,11 +618,17 @@ export class TaskService implements TaskSink {
         });
       }
     }
+    const held = dampable && window.events.length >= maxEventsPerHour;
+    if (held) task = this.suppressed(task, "event");
+    else if (task.damping?.pending === true)
+      task = { ...task, damping: { ...task.damping, pending: false } };
     store.saveTask(task, {
       partyKey: task.graduated?.party.key,
       recheckDueMs: recheckDueMs(task.graduated),
     });
     const written = entries.map((e) => store.appendAudit({ ...e, taskId: task.id, atMs: now }));
+    if (held) return "suppressed";
+    window.events.push(now);
     const event = store.appendEvent(
       { type: written[0]?.action ?? "transition", at: iso(now), task, entries: written },
       now,

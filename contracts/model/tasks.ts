@@ -54,6 +54,8 @@ export const AuditAction = z.enum([
   "recheck_no_data",
   "inspection_needed",
   "sla_flagged",
+  /** Flap damping: changes recorded without their own event, published together (docs/tasks.md). */
+  "events_coalesced",
 ]);
 export type AuditAction = z.infer<typeof AuditAction>;
 
