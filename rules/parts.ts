@@ -5,6 +5,7 @@ import {
   type Part,
   partOf,
   SILENT_FACTOR,
+  type SubjectView,
   usableDevices,
 } from "./engine/index.js";
 import type { Slot, Subject, SubjectIndex } from "./subjects.js";
@@ -30,7 +31,10 @@ interface Kept {
 }
 
 export class SubjectParts {
-  readonly #kept = new Map<string, Kept>();
+  /** Each device's kept part, by its place in #slots (undefined: none, or not usable). */
+  #kept: Array<Kept | undefined> = [];
+  /** The subject's devices (index.partSlots) when the parts were all computed. */
+  #slots: readonly Slot[] = [];
   #previouslyActive = false;
   #generation = -1;
   /** Start of the next local day after the parts were all computed. */
@@ -56,28 +60,27 @@ export class SubjectParts {
       this.#all(index, subject, at, previouslyActive);
       this.#combined = undefined;
     } else {
-      const view = index.subjectShell(subject);
-      for (const slot of index.partSlots(subject)) {
-        const kept = this.#kept.get(slot.device.id);
+      let view: SubjectView | undefined;
+      const slots = this.#slots;
+      for (let i = 0; i < slots.length; i++) {
+        const slot = slots[i] as Slot;
+        const kept = this.#kept[i];
         if (kept !== undefined && unmoved(slot, kept, at)) continue;
         const d = index.deviceView(slot, at);
+        view ??= index.subjectShell(subject);
         this.#combined = undefined;
         if (usableDevices(rule, { ...view, devices: [d] }, at).length === 0) {
-          this.#kept.delete(slot.device.id);
+          this.#kept[i] = undefined;
           continue;
         }
-        this.#kept.set(
-          slot.device.id,
-          keep(partOf(rule, d, view, at, previouslyActive), slot, d.lastSeenAt),
-        );
+        this.#kept[i] = keep(partOf(rule, d, view, at, previouslyActive), slot, d.lastSeenAt);
       }
     }
     if (this.#combined !== undefined && !(kOfN && at > this.#nextSilence)) return this.#combined;
     const parts: Part[] = [];
     this.#nextSilence = Number.POSITIVE_INFINITY;
     // In the subject's device order, as the full evaluation combines them.
-    for (const slot of index.partSlots(subject)) {
-      const kept = this.#kept.get(slot.device.id);
+    for (const kept of this.#kept) {
       if (kept === undefined) continue;
       if (kOfN && at > kept.silentAfter) continue;
       this.#nextSilence = Math.min(this.#nextSilence, kept.silentAfter);
@@ -89,19 +92,21 @@ export class SubjectParts {
 
   #all(index: SubjectIndex, subject: Subject, at: number, previouslyActive: boolean): void {
     const rule = subject.rule;
-    this.#kept.clear();
     this.#previouslyActive = previouslyActive;
     this.#generation = index.generation;
     const tz = rule.schedule.timeZone;
     this.#dayEnd = localMidnight(localMidnight(at, tz) + 30 * 3_600_000, tz);
     const view = index.subjectView(subject, at);
-    const slots = new Map(index.partSlots(subject).map((slot) => [slot.device.id as string, slot]));
+    this.#slots = index.partSlots(subject);
+    this.#kept = new Array<Kept | undefined>(this.#slots.length);
+    const places = new Map(this.#slots.map((slot, i) => [slot.device.id as string, i]));
     for (const d of usableDevices(rule, view, at)) {
-      const slot = slots.get(d.device.id);
-      if (slot === undefined) continue;
-      this.#kept.set(
-        d.device.id,
-        keep(partOf(rule, d, view, at, previouslyActive), slot, d.lastSeenAt),
+      const i = places.get(d.device.id);
+      if (i === undefined) continue;
+      this.#kept[i] = keep(
+        partOf(rule, d, view, at, previouslyActive),
+        this.#slots[i] as Slot,
+        d.lastSeenAt,
       );
     }
   }
