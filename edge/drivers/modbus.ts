@@ -17,6 +17,11 @@ import { planReads, type PlannedRead } from "./modbus-plan.js";
  *   (`backoff.minMs` … `backoff.maxMs`, with jitter) instead of its interval. No sample is made
  *   up: the silence is what the rules' no-data condition sees. A warning when a device starts
  *   failing, an info line when it answers again.
+ * - the whole line is down (every device on it failing): the backoff is the line's, one count of
+ *   failures for all its units, and the first unit that answers again wakes every failing unit
+ *   of the line at once (`lineRecoveries`): no unit stays blind for its own backoff while its
+ *   neighbour on the same gateway already answers. A single silent unit on a line that works
+ *   keeps its own backoff, so it does not hold the bus with a timeout per poll.
  * - the device answers a request with a Modbus exception (illegal address…): a configuration
  *   problem, not a line problem; the registers of that request are left out (`exceptions`),
  *   the others are sent; warned once per request until it succeeds.
@@ -53,6 +58,7 @@ const COUNTERS = [
   "outOfRange",
   "samples",
   "sinkRefused",
+  "lineRecoveries",
 ] as const;
 type Counter = (typeof COUNTERS)[number];
 
@@ -66,6 +72,8 @@ export class ModbusDriver implements Driver {
     number
   >;
   private running = false;
+  /** Failed polls in a row while every device of the line fails: the line's shared backoff count. */
+  private lineFailures = 0;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
 
@@ -158,6 +166,7 @@ export class ModbusDriver implements Driver {
       } catch (error) {
         if (error instanceof ModbusExceptionError) {
           this.exception(state, index, error);
+          this.lineAnswers(state);
           continue;
         }
         this.failed(state, startedMs, error);
@@ -173,6 +182,7 @@ export class ModbusDriver implements Driver {
       );
       state.failuresInRow = 0;
     }
+    this.lineAnswers(state);
     this.schedule(state, startedMs + device.pollIntervalMs);
     if (Object.keys(values).length === 0) return;
     try {
@@ -252,11 +262,32 @@ export class ModbusDriver implements Driver {
     );
   }
 
+  /**
+   * A unit answered (with values or a Modbus exception: the line works). If the whole line was
+   * down, every unit still failing is polled at once, in turn, instead of after its backoff.
+   */
+  private lineAnswers(answered: DeviceState): void {
+    if (this.lineFailures === 0) return;
+    this.lineFailures = 0;
+    const now = Date.now();
+    const woken = this.devices.filter((s) => s !== answered && s.failuresInRow > 0);
+    for (const state of woken) state.nextDueMs = Math.min(state.nextDueMs, now);
+    this.counts.lineRecoveries++;
+    this.log.info(
+      { deviceId: answered.device.deviceId, woken: woken.map((s) => s.device.deviceId) },
+      "Modbus line answers again; its failing units are polled at once",
+    );
+  }
+
   private failed(state: DeviceState, startedMs: number, error: unknown): void {
     this.counts.pollFailures++;
     state.failuresInRow++;
+    // The whole line down: one backoff for all its units (the count of the line's failures).
+    const lineDown = this.devices.every((s) => s.failuresInRow > 0);
+    if (lineDown) this.lineFailures++;
+    const inRow = lineDown ? Math.max(this.lineFailures, state.failuresInRow) : state.failuresInRow;
     const { minMs, maxMs } = this.options.backoff;
-    const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(state.failuresInRow - 1, 30));
+    const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(inRow - 1, 30));
     // Jitter in [ceiling/2, ceiling]: devices behind one gateway spread their retries.
     const delayMs = Math.max(
       state.device.pollIntervalMs,

@@ -1,5 +1,5 @@
 import { pino } from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { modbusDriverFactory, type ModbusDriver } from "../../../../edge/drivers/modbus.js";
 import type { ModbusDriverOptionsInput } from "../../../../edge/drivers/modbus-options.js";
 import { until } from "../../../support/broker.js";
@@ -175,6 +175,38 @@ describe("Modbus driver against a Modbus TCP server", () => {
     await until(() => samples.length >= before + 2, "samples after the outage", 10_000);
     await until(() => driver.stats()["devicesFailing"] === 0, "both units answering again");
     expect((driver.stats()["connections"] ?? 0) >= 2).toBe(true);
+  });
+
+  it("keeps one backoff per line: the first unit that answers after an outage wakes its neighbour at once (issue 16 item 7)", async () => {
+    // Jitter alternates between its two ends, so two units with separate backoffs would retry
+    // seconds apart (the tunnel gas unit stayed blind 17-26 s while its neighbour answered).
+    let low = false;
+    vi.spyOn(Math, "random").mockImplementation(() => ((low = !low) ? 0 : 0.999));
+    try {
+      const field = await startFieldServer({ 1: TUNNEL_UNIT, 2: FUME_UNIT });
+      const { driver, samples } = await startDriver(field.port, {
+        backoff: { minMs: 1_000, maxMs: 4_000 },
+      });
+      await until(() => samples.length >= 2, "samples before the outage");
+      await field.close();
+      await until(() => driver.stats()["devicesFailing"] === 2, "both units failing", 10_000);
+      await until(() => (driver.stats()["pollFailures"] ?? 0) >= 4, "the line backing off", 15_000);
+      const before = samples.length;
+      await startFieldServer({ 1: TUNNEL_UNIT, 2: FUME_UNIT }, field.port);
+      await until(
+        () => new Set(samples.slice(before).map((s) => s.deviceId)).size === 2,
+        "both units after the outage",
+        15_000,
+      );
+      const after = samples.slice(before);
+      const firstOf = (id: string) => after.find((s) => s.deviceId === id)?.ts ?? Infinity;
+      const gap = Math.abs(firstOf("tunnel-a-gas-1") - firstOf("restaurant-5-fume"));
+      console.log(`[modbus] line recovery: gap between the two units' first samples ${gap} ms`);
+      expect(gap).toBeLessThan(1_000);
+      expect(driver.stats()["lineRecoveries"]).toBe(1);
+    } finally {
+      vi.restoreAllMocks();
+    }
   });
 
   it("stops promptly with polls pending and closes its connection", async () => {
