@@ -19,9 +19,32 @@ import {
  * `unavailable` with the failure's message. Unknown routes are the catalogue's `not_found`.
  */
 
+/**
+ * Headers of every API answer: a browser must not guess a JSON (or a raw dead-letter payload)
+ * to be HTML (`nosniff`), and no cache may keep an answer that needed a bearer token (`no-store`;
+ * a route may set its own Cache-Control).
+ */
+export const SECURITY_HEADERS = {
+  "x-content-type-options": "nosniff",
+  "cache-control": "no-store",
+} as const;
+
+/** onRequest hook: SECURITY_HEADERS on the answer (set first, so errors and 404s carry them). */
+export function securityHeaders(
+  _request: FastifyRequest,
+  reply: FastifyReply,
+  done: () => void,
+): void {
+  reply.headers(SECURITY_HEADERS);
+  done();
+}
+
 /** Send an error answer: the catalogue's status and headers (401: the bearer challenge). */
 export function sendApiError(reply: FastifyReply, code: ApiErrorCode, body: ApiError) {
-  return reply.code(statusOf(code)).headers(headersOf(code)).send(body);
+  return reply
+    .code(statusOf(code))
+    .headers({ ...SECURITY_HEADERS, ...headersOf(code) })
+    .send(body);
 }
 
 /** A validation problem's path as the API names it: `limit`, `values.LAeq`, `(root)`. */

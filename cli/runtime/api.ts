@@ -21,7 +21,7 @@ import { backtestApi } from "../../rules/http/backtest.js";
 import { bearerAuth } from "../../tasks/auth/bearer.js";
 import type { TaskApiDeps } from "../../tasks/app.js";
 import { taskApi } from "../../tasks/http/index.js";
-import { apiErrorHandler, notFoundHandler, sendApiError } from "./api-errors.js";
+import { apiErrorHandler, notFoundHandler, securityHeaders, sendApiError } from "./api-errors.js";
 import { backtestDeps } from "./backtest.js";
 import { healthApi } from "./health.js";
 
@@ -110,6 +110,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   app.setSerializerCompiler(asIs);
   app.setErrorHandler(apiErrorHandler);
   app.setNotFoundHandler(notFoundHandler);
+  app.addHook("onRequest", securityHeaders);
 
   void app.register(fastifySwagger, {
     openapi: {

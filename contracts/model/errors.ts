@@ -11,6 +11,10 @@ export const API_ERRORS = {
     status: 400,
     when: "a query parameter, path parameter or body failed validation (each problem named); a body that is not valid JSON; a URL that cannot be decoded",
   },
+  bad_range: {
+    status: 400,
+    when: "a query's from or to outside the instants every store can hold (±9223372036854 ms since 1970), on any store",
+  },
   unauthorized: {
     status: 401,
     when: "no bearer token, or an unknown or revoked one",

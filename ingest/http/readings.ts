@@ -16,6 +16,7 @@ import {
 } from "../../contracts/index.js";
 import type { RegistryView } from "../app.js";
 import type { IngestState } from "../state.js";
+import { instantProblem, QueryRangeError } from "../store/checks.js";
 import type { StoredReading, TimeSeriesStore } from "../store/types.js";
 
 /*
@@ -43,6 +44,29 @@ const DEFAULT_LIMIT = 1_000;
 const DEFAULT_DEAD_LETTERS = 100;
 
 const DeviceIdParams = z.object({ id: z.string().describe("device id") });
+
+/**
+ * A query range every store can answer, or a 400 `bad_range` naming `from` or `to`. InfluxDB
+ * answered `to=9999999999999` with its own error as a 503; the embedded store answered nothing.
+ */
+function checkedRange(fromMs: number, toMs: number): { fromMs: number; toMs: number } {
+  for (const [path, ms] of [
+    ["from", fromMs],
+    ["to", toMs],
+  ] as const) {
+    const problem = instantProblem(ms);
+    if (problem !== undefined)
+      throw apiFailure("bad_range", `${path}: ${problem}`, [{ path, message: problem }]);
+  }
+  return { fromMs, toMs };
+}
+
+/** A store's own range refusal (QueryRangeError) as the same 400. */
+function rangeAs400(error: unknown): never {
+  if (error instanceof QueryRangeError)
+    throw apiFailure("bad_range", error.message, [{ path: error.field, message: error.message }]);
+  throw error;
+}
 
 function apiReading(r: StoredReading) {
   return { ts: new Date(r.timeMs).toISOString(), quality: r.quality, seq: r.seq, values: r.values };
@@ -109,7 +133,8 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
         response: {
           200: ReadingsResponse,
           ...errorResponses({
-            bad_request: "a query parameter is missing, malformed, unknown or out of range",
+            bad_request:
+              "a query parameter is missing, malformed, unknown or out of range (bad_range: from or to beyond what every store holds)",
             ...unauthorized,
             not_found: "the device is not registered",
             unavailable: "the time-series store could not answer",
@@ -120,13 +145,14 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
     async (request) => {
       const query = request.query;
       const device = deviceOr404(request.params.id);
-      const readings = await deps.store.readings({
-        deviceId: device.id,
-        kind: device.kind,
-        fromMs: query.from,
-        toMs: query.to ?? deps.now() + 1,
-        limit: query.limit ?? DEFAULT_LIMIT,
-      });
+      const readings = await deps.store
+        .readings({
+          deviceId: device.id,
+          kind: device.kind,
+          ...checkedRange(query.from, query.to ?? deps.now() + 1),
+          limit: query.limit ?? DEFAULT_LIMIT,
+        })
+        .catch(rangeAs400);
       return { deviceId: device.id, kind: device.kind, readings: readings.map(apiReading) };
     },
   );
@@ -145,7 +171,7 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
           200: AggregateResponse,
           ...errorResponses({
             bad_request:
-              "a query parameter is missing, malformed, unknown or out of range; a quantity the device's kind does not have; energy_mean on a quantity not in dB(A); more than 10000 intervals",
+              "a query parameter is missing, malformed, unknown or out of range; a quantity the device's kind does not have; energy_mean on a quantity not in dB(A); more than 10000 intervals (bad_range: from or to beyond what every store holds)",
             ...unauthorized,
             not_found: "the device is not registered",
             unavailable: "the time-series store could not answer",
@@ -176,7 +202,7 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
           [{ path: "fn", message: "energy_mean needs a quantity in dB(A)" }],
         );
       }
-      const toMs = q.to ?? deps.now() + 1;
+      const { toMs } = checkedRange(q.from, q.to ?? deps.now() + 1);
       if ((toMs - q.from) / q.interval > MAX_BUCKETS) {
         throw apiFailure(
           "bad_request",
@@ -184,15 +210,17 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
           [{ path: "interval", message: `more than ${MAX_BUCKETS} buckets` }],
         );
       }
-      const buckets = await deps.store.aggregate({
-        deviceId: device.id,
-        kind: device.kind,
-        quantity: q.quantity,
-        fromMs: q.from,
-        toMs,
-        intervalMs: q.interval,
-        fn: q.fn,
-      });
+      const buckets = await deps.store
+        .aggregate({
+          deviceId: device.id,
+          kind: device.kind,
+          quantity: q.quantity,
+          fromMs: q.from,
+          toMs,
+          intervalMs: q.interval,
+          fn: q.fn,
+        })
+        .catch(rangeAs400);
       return {
         deviceId: device.id,
         kind: device.kind,

@@ -56,10 +56,36 @@ export function pointProblem(point: Point): string | undefined {
   return undefined;
 }
 
-/** A query's range must be whole milliseconds. */
+/**
+ * Why an instant cannot bound a query on every store (InfluxDB holds ±MAX_TIME_MS; the embedded
+ * store answers the same), or undefined.
+ */
+export function instantProblem(ms: number): string | undefined {
+  if (!Number.isSafeInteger(ms)) return "must be whole milliseconds";
+  if (Math.abs(ms) > MAX_TIME_MS)
+    return `must be within ±${MAX_TIME_MS} ms of 1970 (${new Date(MAX_TIME_MS).toISOString()}), the range every store can hold`;
+  return undefined;
+}
+
+/** A bad query range, thrown by every store (and answered 400 `bad_range` by the API). */
+export class QueryRangeError extends RangeError {
+  constructor(
+    readonly field: "from" | "to",
+    message: string,
+  ) {
+    super(message);
+    this.name = "QueryRangeError";
+  }
+}
+
+/** A query's range must be whole milliseconds within what every store holds. */
 export function checkRange(what: string, fromMs: number, toMs: number): void {
-  if (!Number.isSafeInteger(fromMs) || !Number.isSafeInteger(toMs)) {
-    throw new RangeError(`${what}: fromMs and toMs must be whole milliseconds`);
+  for (const [field, ms] of [
+    ["from", fromMs],
+    ["to", toMs],
+  ] as const) {
+    const problem = instantProblem(ms);
+    if (problem !== undefined) throw new QueryRangeError(field, `${what}: ${field} ${problem}`);
   }
 }
 

@@ -4,6 +4,7 @@ import {
   type Point,
   type TimeSeriesStore,
 } from "../../../../ingest/store/types.js";
+import { MAX_TIME_MS, QueryRangeError } from "../../../../ingest/store/checks.js";
 import { baseTags, mixedPoints, noise, reading, T0 } from "./points.js";
 
 /*
@@ -122,6 +123,33 @@ export function timeSeriesStoreSuite(factory: StoreFactory): void {
       await expect(store.readings({ ...q, fromMs: T0 + 0.5, limit: 1 })).rejects.toThrow(
         RangeError,
       );
+    });
+
+    // Issue #16 item 8: `to=9999999999999` reached InfluxDB, whose error came back as a 503.
+    it("refuses a range beyond what every store holds as a QueryRangeError naming the bound, and answers at the edge", async () => {
+      const q = { deviceId: "n1", kind: "noise" as const, limit: 1 };
+      const far = 9_999_999_999_999;
+      for (const [fromMs, toMs, field] of [
+        [T0, far, "to"],
+        [-far, T0, "from"],
+      ] as const) {
+        const refused = store.readings({ ...q, fromMs, toMs });
+        await expect(refused).rejects.toThrow(QueryRangeError);
+        await expect(refused).rejects.toMatchObject({ field });
+        await expect(
+          store.aggregate({
+            ...q,
+            quantity: "LAeq",
+            fn: "mean",
+            intervalMs: 3_600_000 * 24 * 365 * 100,
+            fromMs,
+            toMs,
+          }),
+        ).rejects.toThrow(QueryRangeError);
+      }
+      await store.write([noise(T0, { LAeq: 50 })]);
+      const edge = await store.readings({ ...q, fromMs: -MAX_TIME_MS, toMs: MAX_TIME_MS });
+      expect(edge.map((r) => r.timeMs)).toEqual([T0]);
     });
 
     it("a point re-sent with the same time overwrites itself", async () => {
