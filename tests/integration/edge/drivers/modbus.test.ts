@@ -181,7 +181,10 @@ describe("Modbus driver against a Modbus TCP server", () => {
     // Jitter alternates between its two ends, so two units with separate backoffs would retry
     // seconds apart (the tunnel gas unit stayed blind 17-26 s while its neighbour answered).
     let low = false;
-    vi.spyOn(Math, "random").mockImplementation(() => ((low = !low) ? 0 : 0.999));
+    vi.spyOn(Math, "random").mockImplementation(() => {
+      low = !low;
+      return low ? 0 : 0.999;
+    });
     try {
       const field = await startFieldServer({ 1: TUNNEL_UNIT, 2: FUME_UNIT });
       const { driver, samples } = await startDriver(field.port, {
