@@ -1,4 +1,5 @@
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
@@ -14,6 +15,13 @@ import { localBroker } from "../runtime/local-broker.js";
 import type { IngestDeps } from "../../ingest/app.js";
 import { buildSystem, type System } from "../runtime/system.js";
 import { RegistryStore } from "../../registry/store.js";
+import {
+  FIRST_START_SECRETS,
+  type IssuedSecret,
+  makePrivate,
+  secretsFileText,
+  writeOwnerOnly,
+} from "../../registry/private-files.js";
 import { storeRetention } from "../../ingest/store/retention.js";
 import { probePort, startHttp } from "../runtime/http.js";
 import { RulesError } from "../../rules/app.js";
@@ -40,7 +48,12 @@ interface Example {
   secret?: string;
   /** An admin API token issued at this start (the first one), shown once. */
   token?: string;
+  /** The owner-only file the secret and the token were written to (FIRST_START_SECRETS). */
+  secretsFile?: string;
 }
+
+/** A shell expression that reads one secret from the first start's file, for the printed commands. */
+const fromSecretsFile = (file: string, id: string) => `$(awk '$1=="${id}"{print $3}' ${file})`;
 
 function connectHelp(
   host: string,
@@ -76,11 +89,11 @@ function connectHelp(
           `  API        ${httpBase}/api/v1/devices   (bearer token; OpenAPI: ${httpBase}/openapi.json)`,
           `  Readings   ${readingsUrl}`,
           `  Tasks      ${httpBase}/api/v1/tasks   (live: ${httpBase}/api/v1/tasks/stream; bearer token, docs/tasks.md)`,
-          ...(example.token !== undefined
+          ...(example.token !== undefined && example.secretsFile !== undefined
             ? [
-                `  Admin API token (shown once; more with: npm run citywatch -- tokens add --help):`,
-                `    curl -H 'Authorization: Bearer ${example.token}' ${httpBase}/api/v1/tasks`,
-                `    curl -H 'Authorization: Bearer ${example.token}' '${readingsUrl}'`,
+                `  Admin API token: in ${example.secretsFile} (more with: npm run citywatch -- tokens add --help):`,
+                `    curl -H "Authorization: Bearer ${fromSecretsFile(example.secretsFile, ADMIN_TOKEN_ID)}" ${httpBase}/api/v1/tasks`,
+                `    curl -H "Authorization: Bearer ${fromSecretsFile(example.secretsFile, ADMIN_TOKEN_ID)}" '${readingsUrl}'`,
               ]
             : []),
         ]
@@ -89,7 +102,7 @@ function connectHelp(
     "",
     "Connect a device: username and client id = device id, password = its secret.",
     `  mosquitto_pub -h ${shownHost} -p ${addresses.mqtt ?? "PORT"} -V mqttv311 -q 1 \\`,
-    `    -i ${example.id} -u ${example.id} -P '${example.secret ?? "<secret>"}' \\`,
+    `    -i ${example.id} -u ${example.id} -P ${example.secret !== undefined && example.secretsFile !== undefined ? `"${fromSecretsFile(example.secretsFile, example.id)}"` : "'<secret>'"} \\`,
     `    -t ${topic} \\`,
     `    -m '${payload}'`,
     ...(example.secret === undefined
@@ -103,21 +116,19 @@ function connectHelp(
   return lines.join("\n");
 }
 
-/** The secrets of the demo city seeded at this start, printed once the start succeeded. */
-function seededLines(file: string, issued: ReturnType<RegistryStore["importFile"]>): string {
-  const rows = [
-    ...issued.devices.map((d) => [d.record.id, d.record.kind, d.secret]),
-    ...issued.serviceAccounts.map((a) => [a.record.name, `service:${a.record.role}`, a.secret]),
-  ];
+/** The id of the first admin API token in the first start's secrets file. */
+const ADMIN_TOKEN_ID = "first-admin";
+
+/** The secrets of the demo city seeded at this start, for the owner-only secrets file. */
+function seededSecrets(issued: ReturnType<RegistryStore["importFile"]>): IssuedSecret[] {
   return [
-    "",
-    `Seeded the demo registry into ${file}. Secrets are shown ONCE; store them now:`,
-    ...rows.map(
-      ([id, kind, secret]) => `  ${String(id).padEnd(22)} ${String(kind).padEnd(18)} ${secret}`,
-    ),
-    "The demo devices are on standby: no rule judges or watches one until it first connects.",
-    "",
-  ].join("\n");
+    ...issued.devices.map((d) => ({ id: d.record.id, what: d.record.kind, secret: d.secret })),
+    ...issued.serviceAccounts.map((a) => ({
+      id: a.record.name,
+      what: `service:${a.record.role}`,
+      secret: a.secret,
+    })),
+  ];
 }
 
 /** Where the ingest takes device data from: the embedded broker's gate, or a broker elsewhere. */
@@ -186,7 +197,8 @@ async function preflight(
  * and the HTTP port (preflight), then binding the broker's listeners, opening the ingest's files
  * and the API's listener. With `seedDemo`, an empty registry is filled with the demo city inside
  * a transaction held until all of that succeeded: a failed start leaves the registry as it was,
- * and the secrets (and the first admin token) are printed only once the start succeeded.
+ * and the secrets (and the first admin token) are written to the owner-only secrets file only once
+ * the start succeeded.
  */
 export async function serve(
   config: CitywatchConfig,
@@ -194,7 +206,20 @@ export async function serve(
   options: { seedDemo: boolean; broker: boolean; ingest: boolean; demo?: boolean },
 ): Promise<void> {
   await preflight(config, options);
+  // Owner-only from here on: every file this process creates, and what an older version left open.
+  const tightened = makePrivate(config.dataDir);
+  if (tightened.length > 0)
+    log.warn(
+      { dataDir: config.dataDir, paths: tightened.length },
+      "the data directory and its files were readable by others; made them owner-only (0700/0600)",
+    );
   const registry = new RegistryStore(registryPath(config.dataDir));
+  // Rows written before the registry's text rules are read, and said (registry/store.ts).
+  for (const bad of registry.invalidRecords())
+    log.warn(
+      bad,
+      "a registry record holds values the time-series stores cannot hold: its readings are dead-lettered (store_rejected) until it is registered again with valid values",
+    );
   let seed: { commit(): void; rollback(): void } | undefined;
   const stops: Array<{ name: string; stop: () => Promise<void> }> = [
     {
@@ -314,13 +339,29 @@ export async function serve(
       stops.push({ name: "http", stop: () => http.close() });
     }
 
-    // Started: keep the seeded registry, then show its secrets and the first admin token, once.
+    // Started: keep the seeded registry, then write its secrets and the first admin token, once.
     seed?.commit();
     seed = undefined;
-    if (seeded !== undefined) process.stdout.write(seededLines(registry.file, seeded));
-    // The first start issues an admin token, shown once, so the task API can be read at once.
+    const issued = seeded === undefined ? [] : seededSecrets(seeded);
+    // The first start issues an admin token, so the task API can be read at once.
     if (options.seedDemo && system !== undefined && system.tasks.tokens.list().length === 0) {
-      example = { ...example, token: system.tasks.tokens.add("first-admin", "admin").token };
+      const token = system.tasks.tokens.add(ADMIN_TOKEN_ID, "admin").token;
+      example = { ...example, token };
+      issued.push({ id: ADMIN_TOKEN_ID, what: "token:admin", secret: token });
+    }
+    if (issued.length > 0) {
+      // Secrets go to a file only the owner can read, never to stdout (where logs keep them).
+      const file = join(config.dataDir, FIRST_START_SECRETS);
+      writeOwnerOnly(file, secretsFileText(issued, Date.now()));
+      example = { ...example, secretsFile: file };
+      log.warn(
+        { file, secrets: issued.length },
+        "first start: the secrets issued (demo devices, service accounts, the first admin API token) are in this file, readable by its owner only; store them elsewhere, then delete it",
+      );
+      if (seeded !== undefined)
+        process.stdout.write(
+          `\nSeeded the demo registry into ${registry.file}. Its secrets and the first admin API token are in ${file} (owner-only, mode 0600): store them, then delete the file.\nThe demo devices are on standby: no rule judges or watches one until it first connects.\n`,
+        );
     }
     const base = `http://${config.http.host}:${httpPort}`;
     log.info(

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,15 +54,19 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
   let proc: CliProcess;
   const secrets = new Map<string, string>();
 
-  it("seeds the demo registry, prints each secret once and how to connect", async () => {
+  it("seeds the demo registry, writes each secret once to an owner-only file, and says how to connect", async () => {
     p = await systemPorts();
     proc = start(p);
     await proc.waitFor(/citywatch broker is up\./);
     await proc.waitFor(/Metrics {4}http/);
     const out = proc.output();
-    for (const m of out.matchAll(
-      /^ {2}(demo-[\w-]+|ingest|simulator)\s+\S+\s+([A-Za-z0-9_-]{43})$/gm,
-    )) {
+    // Issue #16 item 8: the secrets and the admin token go to a file only the owner can read,
+    // not to stdout (where logs keep them); the start says where.
+    const file = join(dir, "first-start-secrets.txt");
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    expect(statSync(join(dir, "registry.db")).mode & 0o777).toBe(0o600);
+    for (const m of readFileSync(file, "utf8").matchAll(/^(\S+)\s+\S+\s+([A-Za-z0-9_-]{20,})$/gm)) {
       secrets.set(m[1] ?? "", m[2] ?? "");
     }
     expect([...secrets.keys()].sort()).toEqual([
@@ -73,12 +77,15 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
       "demo-tunnel-s1-gas",
       "demo-tunnel-s2-gas",
       "demo-underpass-1",
+      "first-admin",
       "ingest",
       "simulator",
     ]);
+    for (const secret of secrets.values()) expect(out).not.toContain(secret);
+    expect(out).toContain(`are in ${file} (owner-only, mode 0600)`);
     expect(out).toContain(`mqtt://127.0.0.1:${p.mqtt}`);
     expect(out).toContain(`ws://127.0.0.1:${p.ws}/mqtt`);
-    expect(out).toContain(`-P '${secrets.get("demo-noise-1")}'`);
+    expect(out).toContain(`-P "$(awk '$1=="demo-noise-1"{print $3}' ${file})"`);
   });
 
   it("stores a demo device's reading, commits it, and serves it on the API, metrics and health", async () => {
@@ -111,10 +118,8 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
     });
 
     const api = `http://127.0.0.1:${p.http}`;
-    // The readings API takes the admin token the first start printed, like the task API.
-    const headers = bearer(
-      /Authorization: Bearer ([A-Za-z0-9_-]+)'/.exec(proc.output())?.[1] ?? "",
-    );
+    // The readings API takes the admin token the first start wrote, like the task API.
+    const headers = bearer(secrets.get("first-admin") ?? "");
     const readingsUrl = `${api}/api/v1/devices/demo-noise-1/readings?from=${encodeURIComponent(new Date(Date.now() - 60_000).toISOString())}`;
     expect((await fetch(readingsUrl)).status).toBe(401);
     const stored = (await (await fetch(readingsUrl, { headers })).json()) as {
@@ -147,7 +152,7 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
   });
 
   it("raises an emergency task for a violating reading: on the API and on the live stream", async () => {
-    const token = /Authorization: Bearer ([A-Za-z0-9_-]+)'/.exec(proc.output())?.[1];
+    const token = secrets.get("first-admin");
     expect(token).toBeDefined();
     const api = `http://127.0.0.1:${p.http}`;
     const auth = { authorization: `Bearer ${token ?? ""}` };
