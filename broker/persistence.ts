@@ -5,6 +5,9 @@ import redisPersistence from "aedes-persistence-redis";
 import type { Logger } from "pino";
 import type { BrokerPersistence } from "../contracts/index.js";
 
+/** Messages a reconnecting persistent session (the ingest) is handed from its Redis queue at once. */
+export const MAX_SESSION_DELIVERY = 1_000_000;
+
 /** What aedes needs for a persistence choice, and how to release it after the broker closed. */
 export interface PersistenceParts {
   readonly options: Pick<AedesOptions, "mq" | "persistence">;
@@ -24,7 +27,11 @@ export function persistenceFor(choice: BrokerPersistence, log: Logger): Persiste
       conn.on("error", (error: Error) =>
         log.warn({ err: error.message }, "Redis persistence connection error; reconnecting"),
       );
-      const persistence = redisPersistence({ conn });
+      // A persistent session gets at most maxSessionDelivery queued messages when it reconnects
+      // (the rest wait for its next reconnect): 1,000 by default, fewer than a fleet publishes
+      // while the ingest reconnects to a restarted broker. Queued messages are keys in one Redis
+      // list, read at the reconnect.
+      const persistence = redisPersistence({ conn, maxSessionDelivery: MAX_SESSION_DELIVERY });
       const mq = mqemitterRedis({ connectionString: choice.url });
       // mqemitter-redis re-emits its connections' errors on `state`; with no listener one error
       // (Redis restarting, or ioredis' "Connection in subscriber mode" on a reconnect) killed the

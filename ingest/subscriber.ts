@@ -44,8 +44,10 @@ export function connectSubscriber(options: SubscriberOptions, deps: SubscriberDe
     password: options.password,
     clean: false,
     protocolVersion: 4,
-    reconnectPeriod: 1_000,
-    connectTimeout: 10_000,
+    // After a broker restart the ingest's session is what lets the broker acknowledge device data
+    // again (broker/durable.ts): come back fast, and do not wait long on an attempt that hangs.
+    reconnectPeriod: 250,
+    connectTimeout: 3_000,
     resubscribe: true,
   });
   const filter = allDevicesFilter("data");
