@@ -7,6 +7,7 @@ export {
   type EdgeAgent,
 } from "./agent/agent.js";
 export { edgeMetrics } from "./agent/metrics.js";
+export { deadLettersRoute, EdgeDeadLetterLog } from "./agent/dead-letters.js";
 export type { DriverDeps, DriverFactory } from "./drivers/index.js";
 export type { SampleGenerator, SampleSource, SimulatedSample } from "./drivers/simulated.js";
 export type { Driver, DriverSink, FieldSample } from "./drivers/types.js";

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { loadEdgeConfig, type SensorKind } from "../../contracts/index.js";
-import { buildAgent, edgeMetrics } from "../../edge/index.js";
+import { buildAgent, deadLettersRoute, edgeMetrics } from "../../edge/index.js";
 import type { SampleGenerator, SampleSource } from "../../edge/index.js";
 import {
   cookingFumeModel,
@@ -121,6 +121,7 @@ export function edgeCommand(program: Command): void {
           host: config.http.host,
           port: config.http.port,
           registries: [edgeMetrics(() => agent.stats())],
+          routes: { "/dead-letters": deadLettersRoute(agent.deadLetters) },
           // The agent is healthy while it runs: an offline link is what its log is for.
           health: () => {
             const devices = agent.stats().devices;

@@ -39,10 +39,12 @@ export async function startHttp(options: {
   port: number;
   registries: readonly Registry[];
   health: () => { ok: boolean; detail: Record<string, unknown> };
+  /** More GET paths answered with JSON (the edge's `/dead-letters`). */
+  routes?: Readonly<Record<string, (query: URLSearchParams) => { status: number; body: unknown }>>;
   log: Logger;
 }): Promise<{ port: number; close: () => Promise<void> }> {
   const server: Server = createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
+    const [path = "/", search = ""] = (req.url ?? "/").split("?");
     if (req.method !== "GET") {
       res
         .writeHead(405, { allow: "GET", "content-type": "application/json" })
@@ -68,6 +70,16 @@ export async function startHttp(options: {
       const health = options.health();
       res.writeHead(health.ok ? 200 : 503, { "content-type": "application/json" });
       res.end(JSON.stringify({ status: health.ok ? "ok" : "unavailable", ...health.detail }));
+      return;
+    }
+    const route =
+      options.routes !== undefined && Object.hasOwn(options.routes, path)
+        ? options.routes[path]
+        : undefined;
+    if (route !== undefined) {
+      const answer = route(new URLSearchParams(search));
+      res.writeHead(answer.status, { "content-type": "application/json" });
+      res.end(JSON.stringify(answer.body));
       return;
     }
     res

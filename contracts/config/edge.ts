@@ -108,6 +108,19 @@ export const EdgeConfig = z
       .max(1_000),
     /** The write-ahead log (edge/wal): one SQLite file for all devices. */
     wal: WalLimits.extend({ file: z.string().min(1).default("./data/edge/wal.db") }).prefault({}),
+    /**
+     * What the field drivers refuse, kept in a bounded SQLite log (edge/agent/dead-letters.ts,
+     * docs/edge.md): `file` defaults to `dead-letters.db` beside the write-ahead log.
+     */
+    deadLetters: z
+      .strictObject({
+        file: z.string().min(1).optional(),
+        /** Rows kept at most; the oldest is pruned first. */
+        maxEntries: PositiveInt.pipe(z.number().min(10).max(10_000_000)).default(10_000),
+        /** Rows kept at most per source (an MN, a peer address); that source's oldest is pruned first. */
+        maxPerSource: PositiveInt.pipe(z.number().max(10_000_000)).default(2_000),
+      })
+      .prefault({}),
     /** The uplink (docs/protocol.md 6.3 and 6.4). */
     uplink: z
       .strictObject({
@@ -195,6 +208,7 @@ export const EDGE_ENV: Readonly<Record<string, readonly string[]>> = {
   CITYWATCH_LOG_PRETTY: ["log", "pretty"],
   CITYWATCH_EDGE_MQTT_URL: ["mqtt", "url"],
   CITYWATCH_EDGE_WAL_FILE: ["wal", "file"],
+  CITYWATCH_EDGE_DEAD_LETTERS_FILE: ["deadLetters", "file"],
   CITYWATCH_EDGE_HTTP_PORT: ["http", "port"],
 };
 

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { Logger } from "pino";
 import {
   type ConfigAck,
@@ -16,7 +17,8 @@ import type { SampleSource } from "../drivers/simulated.js";
 import type { Driver, DriverSink, FieldSample } from "../drivers/types.js";
 import { DeviceLink, type DeviceLinkStats } from "../uplink/device-link.js";
 import { type LogStats, WriteAheadLog } from "../wal/log.js";
-import { IntervalAggregator } from "./aggregate.js";
+import { IntervalAggregator, LateSampleError } from "./aggregate.js";
+import { EdgeDeadLetterLog } from "./dead-letters.js";
 import { AlarmCommandRunner, type AlarmOutput, LocalAlarms, logAlarm } from "./local-alarms.js";
 import { checkDeviceConfig, type HandledRevision, RevisionStore } from "./remote-config.js";
 
@@ -49,6 +51,8 @@ export interface DeviceStats {
   readonly deviceId: string;
   readonly samples: number;
   readonly refused: number;
+  /** Samples that came after their interval was sent, logged on their own as replay. */
+  readonly late: number;
   readonly readings: number;
   /** Settings in force (from the file, or from the last remote revision applied). */
   readonly reportIntervalS: number;
@@ -62,6 +66,7 @@ export interface AgentStats {
   readonly devices: DeviceStats[];
   readonly drivers: Record<string, Readonly<Record<string, number>>>;
   readonly walDropped: number;
+  readonly deadLetters: ReturnType<EdgeDeadLetterLog["stats"]>;
   readonly alarmCommands?: ReturnType<AlarmCommandRunner["stats"]>;
 }
 
@@ -69,6 +74,8 @@ export interface EdgeAgent {
   /** Where drivers hand samples; public so a test or an embedding program can feed the agent. */
   readonly sink: DriverSink;
   readonly wal: WriteAheadLog;
+  /** What the drivers refused (edge/agent/dead-letters.ts), served on `GET /dead-letters`. */
+  readonly deadLetters: EdgeDeadLetterLog;
   start(): Promise<void>;
   stop(): Promise<void>;
   stats(): AgentStats;
@@ -90,6 +97,7 @@ interface DeviceState {
   handled?: HandledRevision;
   samples: number;
   refused: number;
+  late: number;
   readings: number;
 }
 
@@ -98,6 +106,8 @@ export function buildAgent(deps: AgentDeps): EdgeAgent {
   const now = deps.now ?? Date.now;
   const log = deps.log.child({ module: "edge" });
   // Drivers first: a driver entry that is wrong is refused before any file is opened.
+  // The dead-letter log opens after the drivers are built; refusals reach it once it is open.
+  const opened: { deadLetters?: EdgeDeadLetterLog } = {};
   const drivers: Driver[] = createDrivers(
     config.drivers,
     {
@@ -105,9 +115,16 @@ export function buildAgent(deps: AgentDeps): EdgeAgent {
       devices: config.devices.map((d) => ({ deviceId: d.deviceId, kind: d.kind })),
       now,
       ...(deps.simulation !== undefined ? { simulation: deps.simulation } : {}),
+      deadLetters: (letter) => opened.deadLetters?.record(letter),
     },
     deps.source,
   );
+  const deadLetters = new EdgeDeadLetterLog(
+    config.deadLetters.file ?? join(dirname(config.wal.file), "dead-letters.db"),
+    config.deadLetters,
+    now,
+  );
+  opened.deadLetters = deadLetters;
   let walDropped = 0;
   const wal = new WriteAheadLog(
     {
@@ -179,6 +196,7 @@ export function buildAgent(deps: AgentDeps): EdgeAgent {
       ...(stored.record !== undefined ? { handled: stored.record } : {}),
       samples: 0,
       refused: 0,
+      late: 0,
       readings: 0,
     };
     devices.set(device.deviceId, state);
@@ -215,7 +233,24 @@ export function buildAgent(deps: AgentDeps): EdgeAgent {
         } as Reading;
         append(state, [reading]);
       } else {
-        append(state, state.aggregator.add(sample.ts, sample.quality, values));
+        let closed: Reading[];
+        try {
+          closed = state.aggregator.add(sample.ts, sample.quality, values);
+        } catch (error) {
+          if (!(error instanceof LateSampleError)) throw error;
+          // Its interval was already sent: kept at its own time, in a message marked replay.
+          const reading = {
+            ts: new Date(sample.ts).toISOString(),
+            quality: sample.quality,
+            values,
+          };
+          wal.appendReplay(state.device.deviceId, [reading]);
+          state.readings++;
+          state.late++;
+          state.link.notify();
+          closed = [];
+        }
+        append(state, closed);
       }
       state.samples++;
     } catch (error) {
@@ -323,6 +358,7 @@ export function buildAgent(deps: AgentDeps): EdgeAgent {
       deviceId: s.device.deviceId,
       samples: s.samples,
       refused: s.refused,
+      late: s.late,
       readings: s.readings,
       reportIntervalS: s.aggregator.interval / 1000,
       localThresholds: s.alarms.thresholdsInForce(),
@@ -332,12 +368,14 @@ export function buildAgent(deps: AgentDeps): EdgeAgent {
     })),
     drivers: Object.fromEntries(started.map((d) => [d.name, d.stats()])),
     walDropped,
+    deadLetters: deadLetters.stats(),
     ...(command !== undefined ? { alarmCommands: command.stats() } : {}),
   });
 
   return {
     sink,
     wal,
+    deadLetters,
     stats,
     connected: (deviceId) => devices.get(deviceId)?.link.isConnected ?? false,
     async start() {
@@ -370,6 +408,7 @@ export function buildAgent(deps: AgentDeps): EdgeAgent {
       await Promise.all([...devices.values()].map((s) => s.link.stop()));
       command?.stop();
       wal.close();
+      deadLetters.close();
       log.info("edge agent stopped");
     },
   };

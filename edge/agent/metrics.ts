@@ -67,6 +67,45 @@ export function edgeMetrics(read: () => AgentStats): Registry {
     "Readings written to the log, since start.",
     (d) => d.readings,
   );
+  perDevice(
+    "citywatch_edge_late_samples",
+    "Samples that came after their interval was sent, logged at their own time as replay, since start.",
+    (d) => d.late,
+  );
+  scrapedGauge(
+    registry,
+    {
+      name: "citywatch_edge_dead_letters",
+      help: "Refusals of the field drivers held in the edge's dead-letter log (bounded; oldest pruned first).",
+    },
+    () => stats().deadLetters.entries,
+  );
+  scrapedLabelledGauge(
+    registry,
+    {
+      name: "citywatch_edge_dead_letters_recorded",
+      help: "Refusals of the field drivers recorded in the dead-letter log, by problem code, since start.",
+      labelNames: ["code"],
+    },
+    () =>
+      Object.entries(stats().deadLetters.recordedByCode).map(([code, n]) => [{ code }, n] as const),
+  );
+  scrapedGauge(
+    registry,
+    {
+      name: "citywatch_edge_dead_letters_pruned",
+      help: "Dead letters pruned by the log's bounds (maxEntries, maxPerSource), since start.",
+    },
+    () => stats().deadLetters.pruned,
+  );
+  scrapedGauge(
+    registry,
+    {
+      name: "citywatch_edge_dead_letter_failures",
+      help: "Refusals not recorded because the dead-letter log could not be written, since start.",
+    },
+    () => stats().deadLetters.failures,
+  );
   scrapedGauge(
     registry,
     {

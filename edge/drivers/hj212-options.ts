@@ -52,6 +52,12 @@ export const Hj212DriverOptions = z
      * one connection and send at least minute data; a closed one reconnects by itself.
      */
     idleTimeoutS: Count(1, 86_400).default(600),
+    /**
+     * A frame must be complete this long after the first byte that followed the connection's last
+     * frame; otherwise the connection is closed (`frameTimeouts`): a peer dribbling one byte a
+     * second, or a partial frame that never completes, cannot hold a connection for ever.
+     */
+    frameTimeoutS: Count(1, 3_600).default(30),
     /** Longest frame accepted (header + segment + CRC); a longer length field is refused before buffering (`frameTooLong`). */
     maxFrameBytes: Count(64, LONGEST_FRAME).default(LONGEST_FRAME),
     /** Bytes held per connection between reads (a partial frame); fixed, allocated once. */

@@ -2,7 +2,7 @@ import net from "node:net";
 import type { Logger } from "pino";
 import type { SensorKind } from "../../contracts/index.js";
 import { SplitReassembler } from "../hj212/split.js";
-import type { Driver, DriverSink } from "./types.js";
+import type { DeadLetterSink, Driver, DriverSink } from "./types.js";
 import { zeroCounts, type Hj212Counts } from "./hj212-counts.js";
 import { Hj212Intake } from "./hj212-intake.js";
 import { Hj212DriverOptions } from "./hj212-options.js";
@@ -22,6 +22,8 @@ export interface Hj212DriverDeps {
   readonly log: Logger;
   /** The agent's devices: when given, every device the mapping feeds must be one of them, of its kind. */
   readonly devices?: readonly { readonly deviceId: string; readonly kind: SensorKind }[];
+  /** Where refusals are recorded (the agent's dead-letter log). */
+  readonly deadLetters?: DeadLetterSink;
 }
 
 /** How often split packets pending too long are given up (and delivered piece by piece). */
@@ -44,7 +46,14 @@ export class Hj212Server implements Driver {
     deps: Hj212DriverDeps,
   ) {
     this.log = deps.log.child({ module: "hj212", port: options.port });
-    this.problems = new ProblemLog(this.log, options.problemLogIntervalS * 1_000);
+    this.problems = new ProblemLog(
+      this.log,
+      options.problemLogIntervalS * 1_000,
+      Date.now,
+      deps.deadLetters === undefined
+        ? undefined
+        : { driver: () => this.name, sink: deps.deadLetters },
+    );
   }
 
   get name(): string {
@@ -120,7 +129,7 @@ export class Hj212Server implements Driver {
     const remote = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
     if (this.sockets.size >= this.options.maxConnections || this.server === undefined) {
       this.counts.connectionsRefused++;
-      this.problems.warn(
+      this.problems.refuse(
         "HJ212_TOO_MANY_CONNECTIONS",
         { remote, maxConnections: this.options.maxConnections },
         "HJ 212 connection refused: maxConnections reached",
@@ -145,18 +154,55 @@ export class Hj212Server implements Driver {
       );
       socket.destroy();
     });
+    // The frame timeout: armed while bytes of a partial frame are held, or by a read that brought
+    // refused bytes and no frame; disarmed when a frame completes with nothing held. A peer that
+    // sends bytes but no frame is closed when it fires; CR LF after a frame arms nothing.
+    let frameTimer: NodeJS.Timeout | undefined;
+    const frameTimeoutMs = this.options.frameTimeoutS * 1_000;
     socket.on("data", (chunk: Buffer) => {
+      const before = session.framesSeen;
+      const refusedBefore = this.refusedBytes();
       for (const reply of session.receive(chunk)) this.write(socket, reply, remote);
+      const framed = session.framesSeen !== before;
+      const held = session.bufferedBytes > 0;
+      const refusedOnly = !framed && this.refusedBytes() !== refusedBefore;
+      if (!held && !refusedOnly) {
+        if (framed) {
+          clearTimeout(frameTimer);
+          frameTimer = undefined;
+        }
+      } else if (framed || frameTimer === undefined) {
+        clearTimeout(frameTimer);
+        frameTimer = setTimeout(() => {
+          this.counts.frameTimeouts++;
+          this.problems.refuse(
+            "HJ212_FRAME_TIMEOUT",
+            { remote, frameTimeoutS: this.options.frameTimeoutS, held: session.bufferedBytes },
+            "HJ 212 connection sent no complete frame in frameTimeoutS; closed",
+            {
+              reason: `no complete frame within ${this.options.frameTimeoutS} s (${session.bufferedBytes} bytes of a partial frame held)`,
+            },
+          );
+          socket.destroy();
+        }, frameTimeoutMs);
+      }
     });
     socket.on("error", (error) => {
       this.counts.socketErrors++;
       this.log.debug({ remote, err: error }, "HJ 212 socket error");
     });
     socket.once("close", () => {
+      clearTimeout(frameTimer);
       this.sockets.delete(socket);
       session.end();
       this.log.debug({ remote }, "HJ 212 monitor disconnected");
     });
+  }
+
+  /** Bytes refused by the framer so far (garbage, lying or over-long length fields). */
+  private refusedBytes(): number {
+    const c = this.counts;
+    return c.garbageBytes + c.badLength + c.frameTooLong + c.bufferOverflows;
   }
 
   /** Writes a reply, or closes a peer that has left too many replies unread. */
@@ -164,7 +210,7 @@ export class Hj212Server implements Driver {
     if (socket.destroyed) return;
     if (socket.writableLength + reply.length > this.options.maxReplyBacklogBytes) {
       this.counts.replyBacklogOverflows++;
-      this.problems.warn(
+      this.problems.refuse(
         "HJ212_REPLY_BACKLOG",
         { remote, queuedBytes: socket.writableLength },
         "HJ 212 peer does not read its replies; connection closed",

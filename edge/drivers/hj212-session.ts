@@ -37,6 +37,8 @@ const COUNTER_BY_ERROR: Readonly<
 
 export class Hj212Session {
   private readonly framer: Hj212Framer;
+  /** Frames completed (verified or refused for their CRC): the server's frame timeout watches it. */
+  framesSeen = 0;
 
   constructor(
     options: Hj212SessionOptions,
@@ -73,16 +75,19 @@ export class Hj212Session {
   private handle(event: FramerEvent): string | undefined {
     const { counts, problems, remote } = this.deps;
     if (event.type === "frame") {
+      this.framesSeen++;
       counts.frames++;
       if (event.crcAlgorithm === "modbus") counts.lenientCrcFrames++;
-      return this.deps.intake.frame(event.segment);
+      return this.deps.intake.frame(event.segment, remote);
     }
     if (event.code === "HJ212_CRC_MISMATCH") {
+      this.framesSeen++;
       counts.crcMismatches++;
-      problems.warn(
+      problems.refuse(
         event.code,
         { remote, reason: event.reason, segment: event.segment.slice(0, 200) },
         "HJ 212 frame refused: CRC mismatch",
+        { payload: event.segment },
       );
       const reply = rejectionReply(event.segment, QN_RTN.badCrc);
       if (reply !== undefined) counts.replies9011++;
@@ -90,11 +95,19 @@ export class Hj212Session {
     }
     counts[COUNTER_BY_ERROR[event.code]]++;
     if (event.code === "HJ212_GARBAGE") counts.garbageBytes += event.bytes;
-    problems.warn(
+    problems.refuse(
       event.code,
       { remote, reason: event.reason, bytes: event.bytes, preview: event.preview },
       "HJ 212 bytes refused",
+      { payload: event.preview },
     );
+    // A frame whose length field lies, and whose CRC verified where the segment really ends
+    // (`segment` set): the monitor is told at once instead of waiting for bytes that never come.
+    if (event.code === "HJ212_BAD_LENGTH" && event.segment !== undefined) {
+      const reply = rejectionReply(event.segment, QN_RTN.unknown);
+      if (reply !== undefined) counts.replies9011++;
+      return reply;
+    }
     return undefined;
   }
 }

@@ -10,7 +10,7 @@ import {
 import { hj212DriverFactory } from "./hj212-server.js";
 import { modbusDriverFactory } from "./modbus.js";
 import { createSimulatedDriver, type SampleSource, SimulatedOptions } from "./simulated.js";
-import type { Driver } from "./types.js";
+import type { DeadLetterSink, Driver } from "./types.js";
 
 /**
  * The table of field drivers. A driver is a factory: its own zod schema for its entry in the
@@ -26,6 +26,8 @@ export interface DriverDeps {
   readonly now: () => number;
   /** Signal models for the simulated driver, from the composition root (cli/). */
   readonly simulation?: SampleSource;
+  /** The edge's dead-letter log, where drivers record what they refuse (edge/agent/dead-letters.ts). */
+  readonly deadLetters?: DeadLetterSink;
 }
 
 export interface DriverFactory<S extends z.ZodType = z.ZodType> {

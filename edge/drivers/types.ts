@@ -42,3 +42,24 @@ export interface Driver {
   /** Counters for the agent's status and logs (frames, bad CRC, polls, errors...). */
   stats(): Readonly<Record<string, number>>;
 }
+
+/**
+ * One refusal of a driver (a frame, a factor, a connection), for the edge's dead-letter log
+ * (edge/agent/dead-letters.ts): what was refused, why, and enough of it to look at later.
+ */
+export interface EdgeDeadLetter {
+  /** The driver, e.g. `hj212:0.0.0.0:9212`. */
+  readonly driver: string;
+  /** Whose input it was: the HJ 212 MN when known, else the peer's address. */
+  readonly source: string;
+  /** Stable problem code (`HJ212_BAD_VALUE`, `HJ212_CRC_MISMATCH`…). */
+  readonly code: string;
+  readonly reason: string;
+  /** The peer (`ip:port`), when there is one. */
+  readonly remote?: string;
+  /** The refused input as text (segment, factor, preview of bytes), cut to a bounded length. */
+  readonly payload?: string;
+}
+
+/** Records a refusal; never throws (a log that cannot write counts the loss). */
+export type DeadLetterSink = (letter: EdgeDeadLetter) => void;

@@ -57,8 +57,13 @@ interface ErrorBase {
 export type FramingError =
   /** Bytes outside any frame. */
   | (ErrorBase & { readonly code: "HJ212_GARBAGE" })
-  /** `##` not followed by 4 digits, or no 4 hex digits of CRC right after the declared segment. */
-  | (ErrorBase & { readonly code: "HJ212_BAD_LENGTH" })
+  /**
+   * `##` not followed by 4 digits, or no 4 hex digits of CRC right after the declared segment, or
+   * a line end inside the declared segment (the length field claims more than the frame holds).
+   * `segment` is set when the bytes up to that line end form a segment whose CRC verified, so the
+   * sender can be answered.
+   */
+  | (ErrorBase & { readonly code: "HJ212_BAD_LENGTH"; readonly segment?: string })
   /** The header declares more than `maxFrameBytes`. */
   | (ErrorBase & {
       readonly code: "HJ212_FRAME_TOO_LONG";
@@ -126,6 +131,8 @@ export class Hj212Framer {
   private tail = 0;
   /** Garbage seen since the last event, reported as one event (not one per buffer fill). */
   private garbage: { bytes: number; preview: string } | undefined;
+  /** How far the body of the frame waiting at `at` was searched for a line end. */
+  private scanned = { at: -1, to: 0 };
 
   /** Throws a RangeError on inconsistent options (a programming or configuration error). */
   constructor(options: FramerOptions = {}) {
@@ -258,6 +265,57 @@ export class Hj212Framer {
   }
 
   /**
+   * Where a frame's real end shows inside the segment its header declares: a CR or LF (a segment
+   * holds neither), or a `##` right after `&&` and 4 hex digits (a device that omits CR LF). A
+   * length field that claims more than the frame holds (`0999` on a 100-byte segment) is refused
+   * as soon as that end has arrived, instead of holding the connection's later frames until the
+   * declared bytes are in. Searched once per byte, however the frame arrives.
+   */
+  private lineEndInside(at: number, segmentBytes: number): number | undefined {
+    const bodyStart = at + HEADER_BYTES;
+    const end = Math.min(this.tail, bodyStart + segmentBytes);
+    let i = this.scanned.at === at ? Math.max(this.scanned.to, bodyStart) : bodyStart;
+    for (; i < end; i++) {
+      const byte = this.buf[i];
+      if (byte === CR || byte === LF) return i;
+      if (
+        byte === HASH &&
+        this.buf[i + 1] === HASH &&
+        i + 1 < this.tail &&
+        i - 6 >= bodyStart &&
+        this.buf[i - 6] === 0x26 &&
+        this.buf[i - 5] === 0x26 &&
+        [1, 2, 3, 4].every((k) => isHexDigit(this.buf[i - k]))
+      ) {
+        return i;
+      }
+    }
+    // A `#` at the last byte may be the first of `##`: search it again with the next read.
+    this.scanned = { at, to: end > bodyStart && this.buf[end - 1] === HASH ? end - 1 : end };
+    return undefined;
+  }
+
+  /** The error of a length field that lies; the segment up to the real end, if its CRC verifies. */
+  private lengthLie(at: number, segmentBytes: number, lineEnd: number): FramingError {
+    const real = lineEnd - at - HEADER_BYTES - CRC_BYTES;
+    let segment: string | undefined;
+    if (real > 0) {
+      const body = this.buf.subarray(at + HEADER_BYTES, lineEnd - CRC_BYTES);
+      const printed = String.fromCharCode(...this.buf.subarray(lineEnd - CRC_BYTES, lineEnd));
+      if (checkCrc(body, printed, this.crcMode).ok) segment = utf8Decoder.decode(body);
+    }
+    return {
+      ...this.discard(
+        "HJ212_BAD_LENGTH",
+        at,
+        lineEnd,
+        `the header declares a ${segmentBytes}-byte segment but the frame ends after ${Math.max(0, real)} bytes (the length field does not match the frame)`,
+      ),
+      ...(segment !== undefined ? { segment } : {}),
+    };
+  }
+
+  /**
    * Index of the next frame start at or after `from`: a `##` not followed by a third `#` (so in
    * `###0101` the first `#` is garbage). Returns `end` when there is none; a trailing `#` or `##`
    * that might still start a frame is reported by returning its index with `complete = false`.
@@ -322,6 +380,12 @@ export class Hj212Framer {
           maxFrameBytes: this.maxFrameBytes,
         });
         this.head = at + 2;
+        continue;
+      }
+      const lie = this.lineEndInside(at, segmentBytes);
+      if (lie !== undefined) {
+        this.emit(events, this.lengthLie(at, segmentBytes, lie));
+        this.head = lie;
         continue;
       }
       if (this.tail - at < frameBytes) return; // a half frame: wait for the next read

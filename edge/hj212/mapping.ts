@@ -184,6 +184,20 @@ export interface RejectedFactor {
   readonly reason: string;
 }
 
+/**
+ * A mapped factor kept with a changed value: outside its quantity's plausible range under a flag
+ * that already says the value is not a measurement (T over range, D fault, …), so it is stored
+ * at the range's bound (the instrument's full scale, docs/protocol.md 4.4) with its quality.
+ */
+export interface ClampedFactor {
+  readonly deviceId: DeviceId;
+  readonly code: string;
+  readonly quality: QualityFlag;
+  readonly sent: number;
+  readonly stored: number;
+  readonly reason: string;
+}
+
 export interface Hj212ReadingsError {
   readonly code: "HJ212_UNKNOWN_MN" | "HJ212_UNSUPPORTED_CN" | "HJ212_BAD_DATATIME";
   readonly reason: string;
@@ -198,6 +212,8 @@ export type ToReadingsResult =
       /** Factors no model of this MN maps (kept, not an error). */
       readonly unmapped: readonly Factor[];
       readonly rejected: readonly RejectedFactor[];
+      /** Implausible values kept at their range's bound because their flag marks them (T, D…). */
+      readonly clamped: readonly ClampedFactor[];
     }
   | { readonly ok: false; readonly error: Hj212ReadingsError };
 
@@ -312,6 +328,7 @@ export function toReadings(segment: DataSegment, mapping: Hj212Mapping): ToReadi
 
   const mapped = new Set<string>();
   const rejected: RejectedFactor[] = [];
+  const clamped: ClampedFactor[] = [];
   const out: DeviceReadings[] = [];
   for (const device of devices) {
     const model = Object.hasOwn(mapping.models, device.model)
@@ -362,10 +379,25 @@ export function toReadings(segment: DataSegment, mapping: Hj212Mapping): ToReadi
         reject(value.reason);
         continue;
       }
-      setBy.set(rule.quantity, factor.code);
       const quality = qualityOf(factor, mapping, model.qualityWithoutFlag);
+      const plausible = withinRange(rule.quantity, spec, value.value, quality);
+      if (!plausible.ok) {
+        reject(plausible.reason);
+        continue;
+      }
+      if (plausible.value !== value.value) {
+        clamped.push({
+          deviceId: device.deviceId,
+          code: factor.code,
+          quality,
+          sent: value.value as number,
+          stored: plausible.value as number,
+          reason: plausible.reason,
+        });
+      }
+      setBy.set(rule.quantity, factor.code);
       const values = byQuality.get(quality) ?? {};
-      values[rule.quantity] = value.value;
+      values[rule.quantity] = plausible.value;
       byQuality.set(quality, values);
     }
     if (byQuality.size === 0) continue;
@@ -376,7 +408,42 @@ export function toReadings(segment: DataSegment, mapping: Hj212Mapping): ToReadi
     });
   }
   const unmapped = segment.cp.factors.filter((factor) => !mapped.has(factor.code));
-  return { ok: true, cn, devices: out, unmapped, rejected };
+  return { ok: true, cn, devices: out, unmapped, rejected, clamped };
+}
+
+/** Qualities under which a value is claimed to be a good measurement: an implausible one is refused, not kept. */
+const CLAIMED_GOOD: ReadonlySet<QualityFlag> = new Set(["normal", "manual"]);
+
+/**
+ * The value checked against the quantity's plausible range (contracts/model/sensors.ts). Out of
+ * range under N or S, the factor is refused with the reason (the frame's other factors are kept).
+ * Out of range under a flag that marks it (T over range, D fault with a sentinel such as -9999,
+ * M, C, B, F), the value is kept at the nearest bound with its quality, so the flag reaches the
+ * rules (`device.quality-flag`) instead of the whole sample being refused.
+ */
+function withinRange(
+  quantity: string,
+  spec: QuantitySpec,
+  value: number | boolean,
+  quality: QualityFlag,
+): { ok: true; value: number | boolean; reason: string } | { ok: false; reason: string } {
+  if (spec.type !== "number" || typeof value !== "number") return { ok: true, value, reason: "" };
+  if (value >= spec.min && value <= spec.max) return { ok: true, value, reason: "" };
+  const range = `${spec.min}..${spec.max} ${spec.unit}`;
+  const side = value < spec.min ? "below" : "above";
+  const flag = HJ212_FLAG_BY_QUALITY[quality];
+  if (CLAIMED_GOOD.has(quality)) {
+    return {
+      ok: false,
+      reason: `${quantity} ${value} is ${side} the plausible range ${range} (flag ${flag})`,
+    };
+  }
+  const bound = value < spec.min ? spec.min : spec.max;
+  return {
+    ok: true,
+    value: bound,
+    reason: `${quantity} ${value} is ${side} the plausible range ${range}; kept as ${bound} with flag ${flag} (${quality})`,
+  };
 }
 
 /**

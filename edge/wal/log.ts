@@ -150,42 +150,60 @@ export class WriteAheadLog implements ReadingLog {
   append(deviceId: string, readings: readonly Reading[]): AppendResult {
     if (readings.length === 0) return { seqs: [] };
     const now = this.deps.now();
+    return { seqs: this.write(() => this.appendRows(deviceId, readings, now)) };
+  }
+
+  /**
+   * Appends readings that came late, after the interval they belong to was formed and sent (an
+   * HJ 212 monitor whose clock is behind, a resent real-time frame): they go durably in messages
+   * of their own, sealed and marked replay (protocol 4.3), so the ingest stores them as evidence
+   * without raising live alarms. The device's open message is sealed first, so no live reading
+   * travels marked replay.
+   */
+  appendReplay(deviceId: string, readings: readonly Reading[]): AppendResult {
+    if (readings.length === 0) return { seqs: [] };
+    const now = this.deps.now();
     const seqs = this.write(() => {
-      this.sql("INSERT OR IGNORE INTO device (device_id, next_seq) VALUES (?, 1)").run(deviceId);
-      const out: number[] = [];
-      const max = this.limits.maxReadingsPerMessage;
-      let i = 0;
-      while (i < readings.length) {
-        let open = this.sql(
-          "SELECT id, seq, reading_count FROM message WHERE device_id = ? AND sealed = 0",
-        ).get(deviceId) as { id: number; seq: number; reading_count: number } | undefined;
-        const chunk = readings.slice(i, i + max - (open?.reading_count ?? 0));
-        i += chunk.length;
-        const json = chunk.map((r) => JSON.stringify(r)).join(",");
-        const bytes = Buffer.byteLength(json);
-        const oldest = oldestOf(chunk);
-        if (open === undefined) {
-          const device = this.device(deviceId);
-          const seq = device?.next_seq ?? 1;
-          this.sql("UPDATE device SET next_seq = next_seq + 1 WHERE device_id = ?").run(deviceId);
-          const id = this.sql(
-            `INSERT INTO message
+      this.sql("UPDATE message SET sealed = 1 WHERE device_id = ? AND sealed = 0").run(deviceId);
+      const out = this.appendRows(deviceId, readings, now);
+      for (const seq of out) {
+        this.sql("UPDATE message SET sealed = 1, replay = 1 WHERE device_id = ? AND seq = ?").run(
+          deviceId,
+          seq,
+        );
+      }
+      return out;
+    });
+    return { seqs };
+  }
+
+  private appendRows(deviceId: string, readings: readonly Reading[], now: number): number[] {
+    this.sql("INSERT OR IGNORE INTO device (device_id, next_seq) VALUES (?, 1)").run(deviceId);
+    const out: number[] = [];
+    const max = this.limits.maxReadingsPerMessage;
+    let i = 0;
+    while (i < readings.length) {
+      let open = this.sql(
+        "SELECT id, seq, reading_count FROM message WHERE device_id = ? AND sealed = 0",
+      ).get(deviceId) as { id: number; seq: number; reading_count: number } | undefined;
+      const chunk = readings.slice(i, i + max - (open?.reading_count ?? 0));
+      i += chunk.length;
+      const json = chunk.map((r) => JSON.stringify(r)).join(",");
+      const bytes = Buffer.byteLength(json);
+      const oldest = oldestOf(chunk);
+      if (open === undefined) {
+        const device = this.device(deviceId);
+        const seq = device?.next_seq ?? 1;
+        this.sql("UPDATE device SET next_seq = next_seq + 1 WHERE device_id = ?").run(deviceId);
+        const id = this.sql(
+          `INSERT INTO message
                  (device_id, seq, readings, reading_count, bytes, appended_ms, oldest_ts, oldest_ts_ms)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-          ).run(
-            deviceId,
-            seq,
-            json,
-            chunk.length,
-            bytes,
-            now,
-            oldest.ts,
-            oldest.ms,
-          ).lastInsertRowid;
-          open = { id: Number(id), seq, reading_count: chunk.length };
-        } else {
-          this.sql(
-            `UPDATE message SET
+        ).run(deviceId, seq, json, chunk.length, bytes, now, oldest.ts, oldest.ms).lastInsertRowid;
+        open = { id: Number(id), seq, reading_count: chunk.length };
+      } else {
+        this.sql(
+          `UPDATE message SET
                  readings = readings || ',' || ?,
                  appended_ms = ?,
                  reading_count = reading_count + ?,
@@ -193,20 +211,18 @@ export class WriteAheadLog implements ReadingLog {
                  oldest_ts = CASE WHEN ? < oldest_ts_ms THEN ? ELSE oldest_ts END,
                  oldest_ts_ms = min(oldest_ts_ms, ?)
                WHERE id = ?`,
-          ).run(json, now, chunk.length, bytes, oldest.ms, oldest.ts, oldest.ms, open.id);
-          this.bytes += 1;
-          open = { ...open, reading_count: open.reading_count + chunk.length };
-        }
-        this.bytes += bytes;
-        if (open.reading_count >= max) {
-          this.sql("UPDATE message SET sealed = 1 WHERE id = ?").run(open.id);
-        }
-        if (out[out.length - 1] !== open.seq) out.push(open.seq);
+        ).run(json, now, chunk.length, bytes, oldest.ms, oldest.ts, oldest.ms, open.id);
+        this.bytes += 1;
+        open = { ...open, reading_count: open.reading_count + chunk.length };
       }
-      this.enforceLimits(now);
-      return out;
-    });
-    return { seqs };
+      this.bytes += bytes;
+      if (open.reading_count >= max) {
+        this.sql("UPDATE message SET sealed = 1 WHERE id = ?").run(open.id);
+      }
+      if (out[out.length - 1] !== open.seq) out.push(open.seq);
+    }
+    this.enforceLimits(now);
+    return out;
   }
 
   /**

@@ -37,6 +37,17 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Waits until `read` gives `count` rows (the store is read asynchronously), and returns them. */
+async function rows<T>(read: () => Promise<T[]>, count: number, what: string): Promise<T[]> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const got = await read();
+    if (got.length >= count) return got;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (${got.length})`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 /** `YYYYMMDDhhmm00` in Asia/Shanghai for the minute starting `ms`. */
 function dataTimeOf(ms: number): string {
   return new Date(ms + 8 * 3_600_000).toISOString().replace(/\D/g, "").slice(0, 12) + "00";
@@ -57,7 +68,7 @@ async function setup(list: ReadonlyArray<{ deviceId: string; kind: SensorKind }>
 }
 
 describe("HJ 212 monitor → driver → edge agent → aedes → ingest → SQLite store", () => {
-  it("stores the monitor's minute data exactly as sent and answers it; a refused frame is not answered 9014", async () => {
+  it("stores the monitor's minute data exactly as sent and answers it; an implausible factor is dead-lettered and its frame answered", async () => {
     const {
       broker: t,
       devices,
@@ -77,7 +88,7 @@ describe("HJ 212 monitor → driver → edge agent → aedes → ingest → SQLi
     };
     driver = hj212DriverFactory.create(
       hj212DriverFactory.options.parse({ host: "127.0.0.1", port: 0, mapping }),
-      { log: testLog(), devices },
+      { log: testLog(), devices, deadLetters: agent.deadLetters.record },
     );
     await driver.start(agent.sink);
 
@@ -92,15 +103,23 @@ describe("HJ 212 monitor → driver → edge agent → aedes → ingest → SQLi
       const cp = `DataTime=${dataTimeOf(firstMinute + m * 60_000)};a34002-Avg=${80 + m},a34002-Flag=N;a50001-Avg=${60 + m},a50001-Flag=${m === 4 ? "M" : "N"}`;
       socket.write(frameOf(siteSegment(cp, { qn: `1000${m}` })));
     }
-    // PM10 of 30 000 µg/m³ is outside the plausible range: the agent refuses it, so no 9014.
+    // PM10 of 30 000 µg/m³ (no flag: normal) is outside the plausible range: the factor is
+    // refused into the dead-letter log and the frame is answered (resending cannot fix it).
     const refused = `DataTime=${dataTimeOf(firstMinute + 5 * 60_000)};a34002-Avg=30000`;
     socket.write(frameOf(siteSegment(refused, { qn: "10005" })));
-    await until(() => decodeReplies(received).length === 5, "five replies");
-    await new Promise((resolve) => setTimeout(resolve, 200)); // room for a wrong sixth reply
+    await until(() => decodeReplies(received).length === 6, "six replies");
     expect(decodeReplies(received).map((r) => [r.cn, r.qn])).toEqual(
-      [0, 1, 2, 3, 4].map((m) => ["9014", `1000${m}`]),
+      [0, 1, 2, 3, 4, 5].map((m) => ["9014", `1000${m}`]),
     );
-    expect(driver.stats()).toMatchObject({ samples: 10, sinkRefused: 1, replies9014: 5 });
+    expect(driver.stats()).toMatchObject({
+      samples: 10,
+      sinkRefused: 0,
+      badValues: 1,
+      replies9014: 6,
+    });
+    expect(agent.deadLetters.list().map((d) => [d.code, d.source, d.payload])).toEqual([
+      ["HJ212_BAD_VALUE", SITE_MN, "a34002-Avg=30000"],
+    ]);
 
     const stored = async (deviceId: string, kind: "dust" | "noise") =>
       store.readings({
@@ -178,5 +197,142 @@ describe("HJ 212 monitor → driver → edge agent → aedes → ingest → SQLi
       samples: 1,
       replies9014: 1,
     });
+  });
+
+  /** The site monitor's driver by hand on the agent's sink and dead-letter log, and a monitor socket. */
+  async function siteMonitor(overrides: Record<string, unknown> = {}) {
+    const mapping = {
+      ...EXAMPLE_HJ212_MAPPING,
+      devices: { [SITE_MN]: EXAMPLE_HJ212_MAPPING.devices[SITE_MN] },
+    };
+    const served = agent!;
+    driver = hj212DriverFactory.create(
+      hj212DriverFactory.options.parse({ host: "127.0.0.1", port: 0, mapping, ...overrides }),
+      { log: testLog(), deadLetters: served.deadLetters.record },
+    );
+    await driver.start(served.sink);
+    socket = net.connect({ host: "127.0.0.1", port: driver.port ?? 0 });
+    let received = "";
+    socket.on("data", (chunk: Buffer) => (received += chunk.toString()));
+    await new Promise((resolve) => socket!.once("connect", resolve));
+    return { replies: () => decodeReplies(received) };
+  }
+
+  it("answers late real-time samples (a monitor clock behind, a retried frame) and stores them at their own time (issue 16 item 7)", async () => {
+    const {
+      broker: t,
+      devices,
+      store,
+    } = await setup([
+      { deviceId: "site-17-dust", kind: "dust" },
+      { deviceId: "site-17-noise", kind: "noise" },
+    ]);
+    agent = buildAgent({ log: testLog(), config: edgeConfig(t.url, devices, dir) });
+    await agent.start();
+    const monitor = await siteMonitor({ dataCns: ["2011"] });
+    const minute = Math.floor(Date.now() / 60_000) * 60_000 - 10 * 60_000;
+    const at = (ms: number) =>
+      new Date(ms + 8 * 3_600_000).toISOString().replace(/\D/g, "").slice(0, 14);
+    const send = (qn: string, ms: number, pm10: number) =>
+      socket!.write(
+        frameOf(
+          siteSegment(`DataTime=${at(ms)};a34002-Rtd=${pm10},a34002-Flag=N`, { qn, cn: "2011" }),
+        ),
+      );
+    send("1", minute + 10_000, 40);
+    send("2", minute + 70_000, 50); // the next minute: the first one is closed and sent
+    send("3", minute + 30_000, 45); // 30 s behind: its minute was already sent
+    await until(() => monitor.replies().length === 3, "three replies", 5_000);
+    expect(monitor.replies().map((r) => [r.cn, r.qn])).toEqual([
+      ["9014", "1"],
+      ["9014", "2"],
+      ["9014", "3"],
+    ]);
+    const dust = agent.stats().devices.find((d) => d.deviceId === "site-17-dust");
+    expect(dust).toMatchObject({ samples: 3, late: 1, refused: 0 });
+    await until(
+      () => agent!.stats().devices.every((d) => d.log.pending === 0) && (dust?.readings ?? 0) >= 1,
+      "the readings committed",
+      15_000,
+    );
+    const stored = await rows(
+      () =>
+        store.readings({
+          deviceId: "site-17-dust",
+          kind: "dust",
+          fromMs: minute,
+          toMs: minute + 180_000,
+          limit: 10,
+        }),
+      3,
+      "three readings stored",
+    );
+    // The first minute's reading, the late sample at its own time, the second minute's reading.
+    expect(stored.map((r) => [r.timeMs - minute, r.values["pm10"]])).toEqual([
+      [30_000, 45],
+      [60_000, 40],
+      [120_000, 50],
+    ]);
+  });
+
+  it("keeps a frame's good factors when one is implausible, and keeps flags T and D with their quality (issue 16 item 7)", async () => {
+    const {
+      broker: t,
+      devices,
+      store,
+    } = await setup([
+      { deviceId: "site-17-dust", kind: "dust" },
+      { deviceId: "site-17-noise", kind: "noise" },
+    ]);
+    agent = buildAgent({ log: testLog(), config: edgeConfig(t.url, devices, dir) });
+    await agent.start();
+    const monitor = await siteMonitor();
+    const minute = Math.floor(Date.now() / 60_000) * 60_000 - 10 * 60_000;
+    socket!.write(
+      frameOf(
+        siteSegment(
+          `DataTime=${dataTimeOf(minute)};a34002-Avg=25000,a34002-Flag=N;a34004-Avg=14,a34004-Flag=N;a01001-Avg=17,a01001-Flag=N;a50001-Avg=61.5,a50001-Flag=N`,
+          { qn: "1" },
+        ),
+      ),
+    );
+    socket!.write(
+      frameOf(
+        siteSegment(
+          `DataTime=${dataTimeOf(minute + 60_000)};a34002-Avg=25000,a34002-Flag=T;a34004-Avg=-9999,a34004-Flag=D;a01001-Avg=18,a01001-Flag=N`,
+          { qn: "2" },
+        ),
+      ),
+    );
+    await until(() => monitor.replies().length === 2, "both frames answered", 5_000);
+    expect(monitor.replies().map((r) => [r.cn, r.qn])).toEqual([
+      ["9014", "1"],
+      ["9014", "2"],
+    ]);
+    const read = () =>
+      store.readings({
+        deviceId: "site-17-dust",
+        kind: "dust",
+        fromMs: minute,
+        toMs: minute + 180_000,
+        limit: 10,
+      });
+    const stored = (await rows(read, 4, "four dust readings stored")).map((r) => [
+      r.timeMs - minute,
+      r.quality,
+      r.values,
+    ]);
+    expect(stored).toEqual(
+      expect.arrayContaining([
+        [60_000, "normal", { pm2_5: 14, temperature: 17 }],
+        [120_000, "normal", { temperature: 18 }],
+        [120_000, "over_range", { pm10: 20_000 }],
+        [120_000, "fault", { pm2_5: 0 }],
+      ]),
+    );
+    expect(agent.deadLetters.list().map((d) => [d.code, d.payload])).toEqual([
+      ["HJ212_BAD_VALUE", "a34002-Avg=25000,a34002-Flag=N"],
+    ]);
+    expect(driver!.stats()).toMatchObject({ badValues: 1, clampedValues: 2, sinkRefused: 0 });
   });
 });

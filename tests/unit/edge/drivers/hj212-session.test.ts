@@ -100,8 +100,8 @@ describe("HJ 212 session: frames to samples and replies", () => {
 
   it("has handed every sample to the sink before it makes the 9014", () => {
     const h = harness();
-    const frame = frameOf(siteSegment(MINUTE_CP));
-    expect(h.send(frame + frame).map((r) => r.cn)).toEqual(["9014", "9014"]);
+    const frame = (qn: string) => frameOf(siteSegment(MINUTE_CP, { qn }));
+    expect(h.send(frame("1") + frame("2")).map((r) => r.cn)).toEqual(["9014", "9014"]);
     expect(h.repliesSeenBySink).toEqual([0, 0, 1, 1]);
   });
 
