@@ -1,4 +1,6 @@
+import { statfsSync } from "node:fs";
 import { join } from "node:path";
+import { Gauge } from "prom-client";
 import type { Logger } from "pino";
 import {
   type Commit,
@@ -17,7 +19,7 @@ import { createInfluxStore, type InfluxStoreOptions } from "./store/influxdb.js"
 import { createSqliteStore } from "./store/sqlite.js";
 import type { TimeSeriesStore } from "./store/types.js";
 import { connectSubscriber } from "./subscriber.js";
-import { InboxGate, type GateDone } from "./gate.js";
+import { freeBytes, InboxGate, isDiskFull, type GateDone } from "./gate.js";
 
 /** The registry as the ingest sees it (read-only). */
 export interface RegistryView extends DeviceLookup {
@@ -64,6 +66,8 @@ export interface Ingest {
   /** drain(), then close the connection, the store and the inbox. */
   stop(): Promise<void>;
   mqttConnected(): boolean;
+  /** Whether the data directory's disk is full: device data is held unacknowledged, commits withheld. */
+  diskFull(): boolean;
   /**
    * Publish as the ingest (QoS 1, not retained): through the broker in this process, or on the
    * ingest's own connection to a broker elsewhere. Rejects when not connected.
@@ -144,6 +148,38 @@ export function influxOptions(
   };
 }
 
+/**
+ * Free space the publish gate keeps for the pipeline to commit what the inbox holds: 5 % of the
+ * data directory's file system, at least 512 KiB and at most 64 MiB.
+ */
+function diskReserveBytes(dataDir: string): number {
+  try {
+    const s = statfsSync(dataDir);
+    return Math.min(64 * 2 ** 20, Math.max(512 * 2 ** 10, Math.round(s.blocks * s.bsize * 0.05)));
+  } catch {
+    return 512 * 2 ** 10;
+  }
+}
+
+/**
+ * Open a file of the data directory; a full disk says so ("disk full", code DISK_FULL) instead of
+ * SQLite's raw error (SQLITE_FULL, or SQLITE_IOERR_SHMSIZE when the WAL index cannot grow).
+ */
+export function openOnDisk<T>(dataDir: string, file: string, open: () => T): T {
+  try {
+    return open();
+  } catch (error) {
+    if (!isDiskFull(error)) throw error;
+    const free = freeBytes(dataDir);
+    throw Object.assign(
+      new Error(
+        `disk full: cannot open ${file} in ${dataDir} (${free ?? "?"} bytes free; ${(error as { code?: string }).code ?? ""}): free space there and start again`,
+      ),
+      { code: "DISK_FULL", cause: error },
+    );
+  }
+}
+
 /** How often the dead letters are held to ingest.deadLetters. */
 const DEAD_LETTER_PRUNE_MS = 60_000;
 
@@ -151,10 +187,16 @@ export function build(deps: IngestDeps): Ingest {
   const log = deps.log.child({ module: "ingest" });
   const now = deps.now ?? Date.now;
   const metrics = ingestMetrics();
-  const state = new IngestState(join(deps.dataDir, "ingest.db"));
+  const state = openOnDisk(
+    deps.dataDir,
+    "ingest.db",
+    () => new IngestState(join(deps.dataDir, "ingest.db")),
+  );
   const store =
     deps.config.store.type === "sqlite"
-      ? createSqliteStore(join(deps.dataDir, "timeseries.db"))
+      ? openOnDisk(deps.dataDir, "timeseries.db", () =>
+          createSqliteStore(join(deps.dataDir, "timeseries.db")),
+        )
       : createInfluxStore(influxOptions(deps.config.store), { log });
   if ((deps.mqtt === undefined) === (deps.local === undefined))
     throw new Error("the ingest needs exactly one of mqtt and local");
@@ -174,17 +216,30 @@ export function build(deps: IngestDeps): Ingest {
   };
   let gate: InboxGate | undefined;
 
+  // One lookup for the pipeline and the ledger: commits and dedupe are per registration, so a
+  // device id registered again starts clean (commit-ledger.ts useGenerations).
+  const lookup = cachedLookup(deps.registry, 5_000, now);
+  state.ledger.useGenerations((id) => lookup.device(id)?.generation);
   const pipeline = new Pipeline({
     log,
     config: deps.config,
     state,
     store,
-    registry: cachedLookup(deps.registry, 5_000, now),
+    registry: lookup,
     metrics,
     now,
     publishCommit,
     ...(deps.onStored === undefined ? {} : { onStored: deps.onStored }),
     brokerConnected: () => gate !== undefined || (subscriber?.connected() ?? false),
+  });
+  const diskFull = () => pipeline.isDiskFull || (gate?.diskFull() ?? false);
+  new Gauge({
+    name: "citywatch_ingest_disk_full",
+    help: "1 while the data directory's disk is full: device data held unacknowledged, commits withheld.",
+    registers: [metrics.registry],
+    collect() {
+      this.set(diskFull() ? 1 : 0);
+    },
   });
   metrics.observe({
     inbox: () => state.inbox.depth(),
@@ -252,6 +307,8 @@ export function build(deps: IngestDeps): Ingest {
           now,
           inboxMaxMessages: deps.config.inboxMaxMessages,
           onMessages: () => pipeline.notify(),
+          free: () => freeBytes(deps.dataDir),
+          reserveBytes: diskReserveBytes(deps.dataDir),
         });
         deps.local.setPublishGate(gate.accept);
         // The broker in this process starts with no retained messages (unless on Redis).
@@ -285,6 +342,7 @@ export function build(deps: IngestDeps): Ingest {
       log.info("ingest stopped");
     },
     mqttConnected: () => gate !== undefined || (subscriber?.connected() ?? false),
+    diskFull,
     publish: (topic, payload) =>
       deps.local !== undefined
         ? deps.local.publish(topic, payload, { qos: 1, retain: false })

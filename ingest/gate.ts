@@ -1,3 +1,4 @@
+import { statfsSync } from "node:fs";
 import type { Logger } from "pino";
 import { TOPIC_ROOT } from "../contracts/index.js";
 import type { IngestMetrics } from "./metrics.js";
@@ -18,6 +19,35 @@ const GROUP_MAX = 1_000;
 const FULL_HOLD_MAX_MS = 10_000;
 /** How often held publishers look at the inbox again. */
 const FULL_RECHECK_MS = 100;
+/** Free space asked of the file system at most this often (one statfs). */
+const FREE_CHECK_MS = 250;
+/** Without a way to ask for free space, a write that found the disk full is tried again after this. */
+const DISK_RETRY_MS = 1_000;
+/** "disk full" is logged at most this often (a disk that fills and frees by turns). */
+const DISK_LOG_EVERY_MS = 10_000;
+
+/**
+ * A write that failed because the disk (or the file system holding the data directory) is full:
+ * SQLite's SQLITE_FULL ("database or disk is full"), an I/O error from a file that cannot grow
+ * (SQLITE_IOERR_WRITE, _FSYNC, _SHMSIZE, …, which a full tmpfs gives) or ENOSPC.
+ */
+export function isDiskFull(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code !== "string") return false;
+  return /^(SQLITE_FULL|SQLITE_IOERR_(WRITE|FSYNC|SHMSIZE|SHMMAP|TRUNCATE|DIR_FSYNC)|ENOSPC|EDQUOT)$/.test(
+    code,
+  );
+}
+
+/** Free bytes for an unprivileged writer on the file system holding `dir`, or undefined. */
+export function freeBytes(dir: string): number | undefined {
+  try {
+    const s = statfsSync(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return undefined;
+  }
+}
 
 const DATA_PREFIX = `${TOPIC_ROOT}/devices/`;
 
@@ -41,6 +71,13 @@ export interface InboxGateDeps {
   readonly onMessages: () => void;
   /** A publisher held at a full inbox longer than this is refused; default 10 s. */
   readonly holdMaxMs?: number;
+  /**
+   * The data directory's free space (bytes; `freeBytes(dataDir)`): below `reserveBytes` no message
+   * is taken — publishers are held, unacknowledged, as at a full inbox — so the pipeline keeps the
+   * room to commit what the inbox holds. Absent: only a failed write says the disk is full.
+   */
+  readonly free?: (() => number | undefined) | undefined;
+  readonly reserveBytes?: number;
 }
 
 export class InboxGate {
@@ -50,6 +87,10 @@ export class InboxGate {
   private held: Held[] = [];
   private recheck: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Since when the disk is full (a write failed, or free space under the reserve). */
+  private diskFullSince: number | undefined;
+  private freeCheckedAt = Number.NEGATIVE_INFINITY;
+  private diskLoggedAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly deps: InboxGateDeps) {}
 
@@ -57,7 +98,7 @@ export class InboxGate {
   readonly accept = (topic: string, payload: Buffer, done: GateDone): void => {
     if (!topic.startsWith(DATA_PREFIX) || !topic.endsWith("/data")) return done(null);
     if (this.closed) return done(new Error("ingest stopping"));
-    if (this.held.length > 0 || this.full()) {
+    if (this.held.length > 0 || this.full() || this.diskFull()) {
       this.hold({ topic, payload, done, since: this.deps.now() });
       return;
     }
@@ -70,6 +111,45 @@ export class InboxGate {
     this.closed = true;
     if (this.recheck !== undefined) clearTimeout(this.recheck);
     for (const h of this.held.splice(0)) h.done(new Error("ingest stopping"));
+  }
+
+  /**
+   * Whether the disk is full: a write failed for lack of space (until free space is back above the
+   * reserve), or free space is under the reserve. Asks the file system at most every 250 ms.
+   */
+  diskFull(): boolean {
+    const now = this.deps.now();
+    if (now - this.freeCheckedAt < FREE_CHECK_MS) return this.diskFullSince !== undefined;
+    this.freeCheckedAt = now;
+    const free = this.deps.free?.();
+    if (free === undefined) {
+      // Nothing to ask: a failed write holds everything for a while, then the write is tried again.
+      if (this.diskFullSince !== undefined && now - this.diskFullSince >= DISK_RETRY_MS)
+        this.diskFullSince = undefined;
+      return this.diskFullSince !== undefined;
+    }
+    const reserve = this.deps.reserveBytes ?? 0;
+    if (free < reserve) this.markDiskFull(`${free} bytes free, under the reserve of ${reserve}`);
+    else if (this.diskFullSince !== undefined) {
+      this.deps.log.warn(
+        { free, fullForMs: now - this.diskFullSince },
+        "disk space is back: taking device data again",
+      );
+      this.diskFullSince = undefined;
+    }
+    return this.diskFullSince !== undefined;
+  }
+
+  private markDiskFull(why: string): void {
+    if (this.diskFullSince !== undefined) return;
+    const now = this.deps.now();
+    this.diskFullSince = now;
+    if (now - this.diskLoggedAt < DISK_LOG_EVERY_MS) return;
+    this.diskLoggedAt = now;
+    this.deps.log.error(
+      { why },
+      "disk full: device data is held unacknowledged (no PUBACK) until space is freed in the data directory",
+    );
   }
 
   private full(): boolean {
@@ -93,7 +173,17 @@ export class InboxGate {
     try {
       this.deps.state.inbox.appendMany(group);
     } catch (error) {
-      // Disk full or the like: nothing of the group is acknowledged, the devices re-send it.
+      if (isDiskFull(error)) {
+        // Nothing of the group is acknowledged: held like publishers at a full inbox, written
+        // when space is back, or refused unacknowledged after the hold (the devices re-send).
+        this.markDiskFull((error as Error).message);
+        this.freeCheckedAt = this.deps.now();
+        const since = this.deps.now();
+        this.held.unshift(...group.map((m) => ({ ...m, since })));
+        this.recheck ??= setTimeout(() => this.release(), FULL_RECHECK_MS);
+        return;
+      }
+      // Another failure: nothing of the group is acknowledged, the devices re-send it.
       this.deps.log.error(
         { err: (error as Error).message, messages: group.length },
         "inbox write failed; refusing the messages",
@@ -122,7 +212,7 @@ export class InboxGate {
   private release(): void {
     this.recheck = undefined;
     const now = this.deps.now();
-    while (this.held.length > 0 && !this.full()) {
+    while (this.held.length > 0 && !this.full() && !this.diskFull()) {
       const next = this.held.shift();
       if (next !== undefined) this.enqueue(next.topic, next.payload, next.done);
     }

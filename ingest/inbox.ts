@@ -83,6 +83,16 @@ export class Inbox {
     this.#mirrorBytes += message.payload.length;
   }
 
+  /**
+   * Count the rows again: after a transaction that removed rows was rolled back (a disk that
+   * filled up under the batch), the in-memory depth counted removals that did not happen.
+   */
+  recount(): void {
+    this.#depth = (
+      this.#statements.get("SELECT count(*) AS n FROM inbox").get() as { n: number }
+    ).n;
+  }
+
   /** Messages in the inbox (taken by the pipeline or not), the queue's depth. */
   depth(): number {
     return this.#depth;

@@ -7,6 +7,7 @@ import type { IngestMetrics } from "./metrics.js";
 import { ColumnPool, newRound, type RoundContext, runRound } from "./round.js";
 import type { IngestState, InboxMessage } from "./state.js";
 import { StoreUnavailableError, type TimeSeriesStore } from "./store/types.js";
+import { isDiskFull } from "./gate.js";
 
 export interface PipelineDeps {
   readonly log: Logger;
@@ -65,6 +66,8 @@ export class Pipeline {
   /** Rounds whose store write failed, oldest first: retried before anything new is taken. */
   private readonly failed: InboxMessage[][] = [];
   private lastStoreError: StoreUnavailableError | undefined;
+  /** Since when the ingest's own files cannot be written (disk full); commits are withheld. */
+  private diskFullSince: number | undefined;
   private fatal: { error: unknown } | undefined;
   /** What every round reads: the pipeline's dependencies, its in-flight keys and column pool. */
   private readonly roundContext: RoundContext;
@@ -82,6 +85,11 @@ export class Pipeline {
 
   get isStoreUp(): boolean {
     return this.storeUp;
+  }
+
+  /** Whether the last round could not be committed because the disk is full. */
+  get isDiskFull(): boolean {
+    return this.diskFullSince !== undefined;
   }
 
   /** The store did not answer at start: report it down until a write succeeds. */
@@ -213,7 +221,19 @@ export class Pipeline {
         // the store is up and the broker connected (their outages reset the timers).
         if (this.inFlight.size === 0 && now - lastGapCheck > 1_000 && this.deps.brokerConnected()) {
           lastGapCheck = now;
-          const closed = state.closeStaleGaps(now, config.gapTimeoutMs);
+          let closed: ReturnType<IngestState["closeStaleGaps"]>;
+          try {
+            closed = state.closeStaleGaps(now, config.gapTimeoutMs);
+          } catch (error) {
+            // Each gap is its own transaction: those closed are published, the rest wait for space.
+            if (!isDiskFull(error)) throw error;
+            this.deps.log.error(
+              { err: (error as Error).message },
+              "disk full: stale gaps not closed; tried again when space is back",
+            );
+            await this.sleep(config.batch.maxDelayMs, "messages");
+            continue;
+          }
           // One dead letter per closed gap (the missing seqs are never stored).
           if (closed.gaps > 0)
             this.deps.metrics.deadLettered.inc({ reason: "missing_seq" }, closed.gaps);
@@ -241,8 +261,38 @@ export class Pipeline {
       .then((wrote) => {
         // Only a write the store took says it is up (a round of dead letters says nothing).
         if (wrote) this.storeUp = true;
+        if (this.diskFullSince !== undefined) {
+          this.deps.log.warn(
+            {
+              fullForMs: this.deps.now() - this.diskFullSince,
+              inbox: this.deps.state.inbox.depth(),
+            },
+            "disk space is back: committing again",
+          );
+          this.diskFullSince = undefined;
+          this.storeUp = true;
+        }
       })
       .catch((error: unknown) => {
+        if (isDiskFull(error)) {
+          // The round's state transaction (dead letters, handled seqs, inbox rows, commits) was
+          // rolled back: nothing is committed, the messages stay in the inbox and the round is
+          // retried like one the store refused, with backoff, until space is back. Readings the
+          // store already took are written again then (the store's writes are idempotent).
+          this.deps.state.inbox.recount();
+          if (this.diskFullSince === undefined) {
+            this.diskFullSince = this.deps.now();
+            this.deps.log.error(
+              { err: (error as Error).message, inbox: this.deps.state.inbox.depth() },
+              "disk full: commits withheld until space is freed in the data directory",
+            );
+          }
+          this.storeUp = false;
+          this.lastStoreError = new StoreUnavailableError(`disk full: ${(error as Error).message}`);
+          this.failed.push([...messages]);
+          this.failed.sort((a, b) => (a[0]?.id ?? 0) - (b[0]?.id ?? 0));
+          return;
+        }
         if (!(error instanceof StoreUnavailableError)) {
           // A programmer error: the loop rethrows it (see start()).
           this.fatal ??= { error };
@@ -251,6 +301,8 @@ export class Pipeline {
         }
         this.storeUp = false;
         this.lastStoreError = error;
+        // The embedded store on the same full disk says so in its error.
+        if (/SQLITE_(FULL|IOERR)/.test(error.message)) this.diskFullSince ??= this.deps.now();
         this.deps.metrics.storeErrors.inc();
         this.failed.push([...messages]);
         // Keep the failed round in arrival order ahead of newer failures.

@@ -33,9 +33,24 @@ const MIGRATIONS = [
    ) WITHOUT ROWID`,
 ];
 
+/**
+ * A write that failed for lack of space (SQLITE_FULL, or an I/O error from a file that cannot
+ * grow, as a full tmpfs gives): the same test as the ingest's (ingest/gate.ts isDiskFull).
+ */
+const DISK_FULL = /^(SQLITE_FULL|SQLITE_IOERR_(WRITE|FSYNC|SHMSIZE|SHMMAP|TRUNCATE|DIR_FSYNC))$/;
+
+/** Moves held in memory at most while the disk is full (one per (rule, subject): latest wins). */
+const UNSAVED_MAX = 100_000;
+
 export class AlarmStore {
   private readonly db: Database.Database;
   private readonly upsert: Database.Statement;
+  /**
+   * Moves a full disk refused, latest per (rule, subject), written with the next save that
+   * succeeds: a full disk must not crash the rules' tick (it did: uncaught from save on the
+   * timer), and the state machine's moves are kept for when space is back.
+   */
+  private readonly unsaved = new Map<string, { key: AlarmKey; state: string; nowMs: number }>();
 
   constructor(file: string) {
     this.db = openSqlite(file, { synchronous: "NORMAL", migrations: MIGRATIONS });
@@ -61,7 +76,30 @@ export class AlarmStore {
   }
 
   save(key: AlarmKey, state: AlarmState, nowMs: number): void {
-    this.upsert.run(key.ruleId, key.subject, JSON.stringify(state), nowMs);
+    const text = JSON.stringify(state);
+    try {
+      if (this.unsaved.size > 0) this.flushUnsaved();
+      this.upsert.run(key.ruleId, key.subject, text, nowMs);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (typeof code !== "string" || !DISK_FULL.test(code)) throw error;
+      const id = `${key.ruleId}\u0000${key.subject}`;
+      this.unsaved.delete(id);
+      if (this.unsaved.size < UNSAVED_MAX) this.unsaved.set(id, { key, state: text, nowMs });
+    }
+  }
+
+  /** Moves not on disk because the disk was full (written with the next save that succeeds). */
+  unsavedCount(): number {
+    return this.unsaved.size;
+  }
+
+  private flushUnsaved(): void {
+    this.db.transaction(() => {
+      for (const { key, state, nowMs } of this.unsaved.values())
+        this.upsert.run(key.ruleId, key.subject, state, nowMs);
+    })();
+    this.unsaved.clear();
   }
 
   close(): void {
