@@ -4,6 +4,7 @@ import { ZodError } from "zod";
 import { ConfigError, problemsOf, formatProblems } from "../contracts/index.js";
 import { RulesError } from "../rules/app.js";
 import { RegistryError } from "../registry/store.js";
+import { isDiskFull } from "../ingest/gate.js";
 import {
   BROKER_OPTIONS,
   COMMON_OPTIONS,
@@ -82,9 +83,15 @@ function report(error: unknown): void {
     process.stderr.write(`citywatch: ${error.message}\n`);
   } else if (
     error instanceof Error &&
-    /PORT_IN_USE$/.test(String((error as Error & { code?: unknown }).code))
+    /(PORT_IN_USE|DISK_FULL)$/.test(String((error as Error & { code?: unknown }).code))
   ) {
     process.stderr.write(`citywatch: ${error.message}\n`);
+  } else if (error instanceof Error && isDiskFull(error)) {
+    // A file of the data directory could not be opened or grown (SQLITE_IOERR_SHMSIZE, …).
+    const code = String((error as Error & { code?: unknown }).code);
+    process.stderr.write(
+      `citywatch: disk full: ${error.message} (${code}); free space in the data directory and start again\n`,
+    );
   } else {
     throw error;
   }

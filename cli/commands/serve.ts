@@ -293,7 +293,8 @@ export async function serve(
     const health = () => ({
       ok:
         (broker === undefined || !broker.aedes.closed) &&
-        (ingest === undefined || (ingest.pipeline.isStoreUp && ingest.mqttConnected())),
+        (ingest === undefined ||
+          (ingest.pipeline.isStoreUp && ingest.mqttConnected() && !ingest.diskFull())),
       detail: {
         ...(broker !== undefined ? { connectedClients: broker.aedes.connectedClients } : {}),
         ...(ingest !== undefined
@@ -302,6 +303,8 @@ export async function serve(
               storeUp: ingest.pipeline.isStoreUp,
               mqttConnected: ingest.mqttConnected(),
               inbox: ingest.state.inbox.depth(),
+              // Device data held unacknowledged and commits withheld until space is freed.
+              ...(ingest.diskFull() ? { disk: "full" } : {}),
             }
           : {}),
         // Rules in force that are disabled placeholders or run on unverified numbers (not a failure).
