@@ -122,7 +122,8 @@ export class EdgeDeadLetterLog {
     const code = letter.code.slice(0, 64);
     this.recordedByCode.set(code, (this.recordedByCode.get(code) ?? 0) + 1);
     try {
-      this.db.transaction(() => {
+      // Counters move only when the transaction committed (a failed one changed nothing).
+      const pruned = this.db.transaction((): number => {
         const source = letter.source.slice(0, 128);
         this.insert.run(
           this.now(),
@@ -133,18 +134,19 @@ export class EdgeDeadLetterLog {
           cut(letter.remote, 64),
           cut(letter.payload, MAX_PAYLOAD_CHARS),
         );
-        this.entries++;
+        let removed = 0;
         const ofSource = (this.countSource.get(source) as { n: number }).n;
         if (ofSource > this.limits.maxPerSource) {
-          this.dropped(this.pruneSource.run(source, ofSource - this.limits.maxPerSource).changes);
+          removed += this.pruneSource.run(source, ofSource - this.limits.maxPerSource).changes;
         }
-        if (this.entries > this.limits.maxEntries) {
-          this.dropped(this.pruneOldest.run(this.entries - this.limits.maxEntries).changes);
-        }
+        const over = this.entries + 1 - removed - this.limits.maxEntries;
+        if (over > 0) removed += this.pruneOldest.run(over).changes;
+        return removed;
       })();
+      this.entries += 1 - pruned;
+      this.pruned += pruned;
     } catch {
       this.failures++;
-      this.entries = (this.db.prepare("SELECT count(*) AS n FROM letter").get() as { n: number }).n;
     }
   };
 
@@ -187,11 +189,6 @@ export class EdgeDeadLetterLog {
 
   close(): void {
     this.db.close();
-  }
-
-  private dropped(count: number): void {
-    this.entries -= count;
-    this.pruned += count;
   }
 }
 

@@ -302,4 +302,53 @@ describe("HJ 212 TCP server driver", () => {
     await until(() => device.closed(), "the monitor's connection closed");
     await expect(monitor(port)).rejects.toThrow();
   });
+
+  it("refuses a length field that claims more than the frame holds (0999, 9999) at once, and later frames are answered without delay (issue 16 item 7)", async () => {
+    const { port, samples, server } = await startServer();
+    const device = await monitor(port);
+    const lying = withAck(siteSegment("DataTime=20221127080000;a34002-Avg=88", { qn: "1" }));
+    const good = withAck(siteSegment("DataTime=20221127080100;a34002-Avg=89", { qn: "2" }));
+    for (const declared of ["0999", "9999"]) {
+      device.send(frameOf(lying).replace(/^##\d{4}/, `##${declared}`));
+      device.send(frameOf(good));
+    }
+    // Before, the good frame waited for 999 (or 9 999) more bytes: no answer came at all.
+    await until(() => device.replies().length === 4, "four replies", 2_000);
+    expect(device.replies().map((r) => [r.cn, r.qn, r.cp.params["QnRtn"]])).toEqual([
+      ["9011", "1", "100"],
+      ["9014", "2", undefined],
+      ["9011", "1", "100"],
+      ["9014", "2", undefined],
+    ]);
+    expect(samples.map((s) => s.values)).toEqual([{ pm10: 89 }]); // the resent copy is not delivered twice
+    expect(server.stats()).toMatchObject({ badLength: 2, duplicateFrames: 1 });
+    expect(device.closed()).toBe(false);
+  });
+
+  it("closes a client that sends one byte a second and never a frame, after frameTimeoutS (issue 16 item 7)", async () => {
+    const { port, server } = await startServer({ frameTimeoutS: 1 });
+    const slow = await monitor(port);
+    const fast = await monitor(port);
+    const wire = frameOf(siteSegment("DataTime=20221127080000;a34002-Avg=88"));
+    const started = Date.now();
+    let i = 0;
+    const dribble = setInterval(() => slow.send(wire.slice(i, ++i)), 200);
+    try {
+      await until(() => slow.closed(), "the dribbling client closed", 4_000);
+    } finally {
+      clearInterval(dribble);
+    }
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(900);
+    expect(elapsed).toBeLessThan(3_000);
+    // A monitor that sends whole frames, with its CR LF in a later read, stays connected.
+    const frame = frameOf(withAck(siteSegment("DataTime=20221127080000;a34002-Avg=88")));
+    fast.send(frame.slice(0, -2));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    fast.send("\r\n");
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(fast.closed()).toBe(false);
+    expect(fast.replies().map((r) => r.cn)).toEqual(["9014"]);
+    expect(server.stats()).toMatchObject({ frameTimeouts: 1 });
+  });
 });
