@@ -384,8 +384,12 @@ export class Hj212Framer {
       }
       const lie = this.lineEndInside(at, segmentBytes);
       if (lie !== undefined) {
-        this.emit(events, this.lengthLie(at, segmentBytes, lie));
-        this.head = lie;
+        // A frame cut short and followed by the next one: that next frame starts before the
+        // line end found, and parsing resumes at its start so it is not lost with the cut one.
+        const next = this.findStart(at + 2);
+        const resumeAt = next.complete && next.index < lie ? next.index : lie;
+        this.emit(events, this.lengthLie(at, segmentBytes, resumeAt));
+        this.head = resumeAt;
         continue;
       }
       if (this.tail - at < frameBytes) return; // a half frame: wait for the next read

@@ -226,3 +226,41 @@ describe("Hj212Framer", () => {
     expect(() => new Hj212Framer({ maxBufferBytes: 1.5 })).toThrow(RangeError);
   });
 });
+
+describe("length fields that claim more than the frame holds (issue 16 item 7)", () => {
+  const good = frameOf(VECTOR_1062);
+  it("refuses the frame at its line end, with its segment when its CRC verifies, and takes the next frame at once", () => {
+    const framer = new Hj212Framer();
+    const lying = good.replace("##0101", "##0999");
+    const events = framer.push(lying + good);
+    expect(events.map((e) => (e.type === "frame" ? "frame" : e.code))).toEqual([
+      "HJ212_BAD_LENGTH",
+      "frame",
+    ]);
+    const refused = events[0];
+    expect(
+      refused?.type === "error" && refused.code === "HJ212_BAD_LENGTH" && refused.segment,
+    ).toBe(VECTOR_1062);
+    expect(framer.bufferedBytes).toBe(0);
+  });
+
+  it("does not lose the frame that follows a frame cut short", () => {
+    const framer = new Hj212Framer();
+    // Cut where the next frame's line end falls inside the declared segment, and where it does not.
+    for (const cut of [good.slice(0, 60), good.replace("##0101", "##0999").slice(0, 60)]) {
+      const events = framer.push(cut + good);
+      expect(events.filter((e) => e.type === "frame")).toHaveLength(1);
+      expect(events.at(-1)?.type).toBe("frame");
+    }
+  });
+
+  it("finds the lie one byte at a time without rescanning (a 9999 header dribbled in)", () => {
+    const framer = new Hj212Framer();
+    const wire = good.replace("##0101", "##9999") + good;
+    const events = [...wire].flatMap((ch) => framer.push(ch));
+    expect(events.map((e) => (e.type === "frame" ? "frame" : e.code))).toEqual([
+      "HJ212_BAD_LENGTH",
+      "frame",
+    ]);
+  });
+});
