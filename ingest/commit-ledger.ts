@@ -6,6 +6,8 @@ export interface DeviceProgress {
   readonly lastSeq: number;
   readonly lastSeenMs: number;
   readonly committedMs: number;
+  /** The device's registration this progress belongs to (1 for rows written before generations). */
+  readonly generation: number;
 }
 
 /** A message handled (stored or dead-lettered): its device, seq and receipt time. */
@@ -28,6 +30,7 @@ interface ProgressRow {
   last_seq: number;
   last_seen_ms: number;
   committed_ms: number;
+  generation: number;
 }
 
 function toProgress(row: ProgressRow): DeviceProgress {
@@ -37,6 +40,7 @@ function toProgress(row: ProgressRow): DeviceProgress {
     lastSeq: row.last_seq,
     lastSeenMs: row.last_seen_ms,
     committedMs: row.committed_ms,
+    generation: row.generation,
   };
 }
 
@@ -65,13 +69,61 @@ export class CommitLedger {
   readonly #committed = new Map<string, number>();
   /** Devices with handled seqs above a gap (rows in `processed`): only they need a lookup. */
   readonly #gapped = new Set<string>();
+  /** Generation per device, as in `progress` (read once per device, then kept current). */
+  readonly #generations = new Map<string, number>();
+  /** The registry's current generation of a device (undefined: not registered, or not known). */
+  #generationOf: (deviceId: string) => number | undefined = () => undefined;
 
   constructor(statements: Statements) {
     this.#statements = statements;
+    // The ledger's own column, added here so that it comes with the ledger: a file written
+    // before generations gets it once (its rows are generation 1); adding it is idempotent.
+    const columns = statements
+      .get("SELECT name FROM pragma_table_info('progress')")
+      .all() as Array<{
+      name: string;
+    }>;
+    if (!columns.some((c) => c.name === "generation"))
+      statements.get("ALTER TABLE progress ADD COLUMN generation INTEGER NOT NULL DEFAULT 1").run();
     for (const row of statements.get("SELECT DISTINCT device_id FROM processed").all() as Array<{
       device_id: string;
     }>)
       this.#gapped.add(row.device_id);
+  }
+
+  /**
+   * Where the ledger reads a device's current generation (the registry's, issue #16 item 5). A
+   * device whose registry generation is above the one its progress belongs to was registered
+   * again: its progress and the seqs waiting above a gap are the old device's, so the ledger
+   * starts it clean (commit 0) before it answers for the new one. Without a resolver every device
+   * is generation 1.
+   */
+  useGenerations(generationOf: (deviceId: string) => number | undefined): void {
+    this.#generationOf = generationOf;
+  }
+
+  /** Start a device clean when the registry holds a newer registration than its progress. */
+  #sync(deviceId: string, nowMs: number): void {
+    const current = this.#generationOf(deviceId);
+    if (current === undefined) return;
+    let stored = this.#generations.get(deviceId);
+    if (stored === undefined) {
+      stored = this.progress(deviceId)?.generation ?? current;
+      this.#generations.set(deviceId, stored);
+    }
+    if (current <= stored) return;
+    // In this order, so a crash between the two leaves the old generation in `progress` and the
+    // next message resets again (each step can be repeated).
+    this.#statements.get("DELETE FROM processed WHERE device_id = ?").run(deviceId);
+    this.#statements
+      .get(
+        `UPDATE progress SET generation = ?, committed_seq = 0, last_seq = 0, committed_ms = ?
+          WHERE device_id = ?`,
+      )
+      .run(current, nowMs, deviceId);
+    this.#generations.set(deviceId, current);
+    this.#committed.set(deviceId, 0);
+    this.#gapped.delete(deviceId);
   }
 
   progress(deviceId: string): DeviceProgress | undefined {
@@ -89,7 +141,8 @@ export class CommitLedger {
 
   /** Has (device, seq) been handled already? Called for every message: answered from memory
    * unless the device has seqs waiting above a gap. */
-  isHandled(deviceId: string, seq: number): boolean {
+  isHandled(deviceId: string, seq: number, nowMs = Date.now()): boolean {
+    this.#sync(deviceId, nowMs);
     let committed = this.#committed.get(deviceId);
     if (committed === undefined) {
       committed = this.progress(deviceId)?.committedSeq ?? 0;
@@ -131,6 +184,7 @@ export class CommitLedger {
          committed_seq = ?, committed_ms = ? WHERE device_id = ?`,
     );
     for (const [deviceId, entry] of byDevice) {
+      this.#sync(deviceId, nowMs);
       // The usual case: the device's next seqs, in a row, nothing waiting above a gap. The
       // commit moves over them in one statement, with no detour through `processed`.
       const cached = this.#committed.get(deviceId);
@@ -148,9 +202,9 @@ export class CommitLedger {
         // first one seen form a gap the device re-sends into (or the gap timeout records).
         this.#statements
           .get(
-            "INSERT INTO progress (device_id, committed_seq, last_seq, last_seen_ms, committed_ms) VALUES (?, 0, ?, ?, ?)",
+            "INSERT INTO progress (device_id, committed_seq, last_seq, last_seen_ms, committed_ms, generation) VALUES (?, 0, ?, ?, ?, ?)",
           )
-          .run(deviceId, entry.lastSeq, entry.lastSeenMs, nowMs);
+          .run(deviceId, entry.lastSeq, entry.lastSeenMs, nowMs, this.#generationOf(deviceId) ?? 1);
       } else {
         this.#statements
           .get(

@@ -52,6 +52,18 @@ const MIGRATIONS: readonly string[] = [
      doc TEXT NOT NULL,
      created_at TEXT NOT NULL
    );`,
+  // Issue #16 item 5: a device's identity is its registration. Each registration of an id gets
+  // the next generation, kept here after the device is removed so that the id registered again
+  // never takes an old generation. Devices registered before this step are generation 1.
+  // Idempotent: IF NOT EXISTS and OR IGNORE, so a file another process migrated first (or a
+  // copy restored from before the step) opens unchanged.
+  `CREATE TABLE IF NOT EXISTS device_generation (
+     id TEXT PRIMARY KEY,
+     generation INTEGER NOT NULL,
+     registered_at TEXT NOT NULL
+   );
+   INSERT OR IGNORE INTO device_generation (id, generation, registered_at)
+     SELECT id, 1, created_at FROM device;`,
 ];
 
 /** JSON with keys sorted, so that two records compare by content, not by key order. */
@@ -86,6 +98,12 @@ function readRecord<T>(schema: z.ZodType<T>, doc: string): T {
   if (parsed.error.issues.every((i) => i.code === "custom" || i.code === "too_big"))
     return raw as T;
   throw parsed.error;
+}
+
+/** What a device row's doc holds: the record without its registration (generation, time). */
+function docOf(device: Device): Device {
+  const { generation: _generation, registeredAt: _registeredAt, ...doc } = device;
+  return doc;
 }
 
 /** A stored record a registration would now refuse, with why (see readRecord). */
@@ -259,6 +277,8 @@ export class RegistryStore {
           );
         }
         const secret = generateSecret();
+        const now = new Date().toISOString();
+        const doc = docOf(device);
         this.db
           .prepare(
             "INSERT INTO device (id, kind, site_id, enabled, secret_hash, doc, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -269,23 +289,48 @@ export class RegistryStore {
             device.siteId,
             device.enabled ? 1 : 0,
             hashSecret(secret),
-            JSON.stringify(device),
-            new Date().toISOString(),
+            JSON.stringify(doc),
+            now,
           );
-        return { record: device, secret };
+        // A new registration is a new identity: the next generation of this id.
+        const { generation } = this.db
+          .prepare(
+            `INSERT INTO device_generation (id, generation, registered_at) VALUES (?, 1, ?)
+               ON CONFLICT(id) DO UPDATE SET generation = generation + 1, registered_at = excluded.registered_at
+             RETURNING generation`,
+          )
+          .get(device.id, now) as { generation: number };
+        return { record: { ...doc, generation, registeredAt: now }, secret };
       })
       .immediate();
   }
 
+  /** A device with its registration: generation and when (registry/store.ts MIGRATIONS[1]). */
+  static readonly #SELECT_DEVICE = `SELECT d.doc AS doc, coalesce(g.generation, 1) AS generation,
+       coalesce(g.registered_at, d.created_at) AS registered_at
+     FROM device d LEFT JOIN device_generation g ON g.id = d.id`;
+
+  #device(row: { doc: string; generation: number; registered_at: string }): Device {
+    return {
+      ...readRecord(Device, row.doc),
+      generation: row.generation,
+      registeredAt: row.registered_at,
+    };
+  }
+
   getDevice(id: string): Device | undefined {
-    const row = this.db.prepare("SELECT doc FROM device WHERE id = ?").get(id) as
-      { doc: string } | undefined;
-    return row === undefined ? undefined : readRecord(Device, row.doc);
+    const row = this.db.prepare(`${RegistryStore.#SELECT_DEVICE} WHERE d.id = ?`).get(id) as
+      { doc: string; generation: number; registered_at: string } | undefined;
+    return row === undefined ? undefined : this.#device(row);
   }
 
   listDevices(): Device[] {
-    const rows = this.db.prepare("SELECT doc FROM device ORDER BY id").all() as { doc: string }[];
-    return rows.map((r) => readRecord(Device, r.doc));
+    const rows = this.db.prepare(`${RegistryStore.#SELECT_DEVICE} ORDER BY d.id`).all() as Array<{
+      doc: string;
+      generation: number;
+      registered_at: string;
+    }>;
+    return rows.map((r) => this.#device(r));
   }
 
   /**
@@ -348,7 +393,7 @@ export class RegistryStore {
       throw new RegistryError("REGISTRY_NOT_FOUND", `device ${id} is not registered`);
     this.db
       .prepare("UPDATE device SET enabled = ?, doc = ? WHERE id = ?")
-      .run(enabled ? 1 : 0, JSON.stringify({ ...device, enabled }), id);
+      .run(enabled ? 1 : 0, JSON.stringify(docOf({ ...device, enabled })), id);
   }
 
   /**
@@ -362,7 +407,7 @@ export class RegistryStore {
       throw new RegistryError("REGISTRY_NOT_FOUND", `device ${id} is not registered`);
     this.db
       .prepare("UPDATE device SET doc = ? WHERE id = ?")
-      .run(JSON.stringify({ ...device, standby: true }), id);
+      .run(JSON.stringify(docOf({ ...device, standby: true })), id);
   }
 
   removeDevice(id: string): void {
@@ -453,8 +498,8 @@ export class RegistryStore {
           const existing = this.getDevice(input.id);
           const same =
             existing !== undefined &&
-            canonical({ ...existing, enabled: undefined, standby: undefined }) ===
-              canonical({ ...Device.parse(input), enabled: undefined, standby: undefined });
+            canonical({ ...docOf(existing), enabled: undefined, standby: undefined }) ===
+              canonical({ ...docOf(Device.parse(input)), enabled: undefined, standby: undefined });
           if (same) kept.push(input.id);
           else if (existing !== undefined)
             throw new RegistryError(

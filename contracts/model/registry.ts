@@ -213,6 +213,15 @@ export const Device = z.strictObject({
    * scenario's devices back on standby when the run ends.
    */
   standby: z.boolean().optional(),
+  /**
+   * The registration this record is: 1 for the first registration of the id, one more for each
+   * registration of the same id after a removal. Assigned by the registry (ignored in input);
+   * commits, dedupe and readings queries are per generation, so an id registered again starts
+   * clean and never shows the old device's data (issue #16 item 5).
+   */
+  generation: z.number().int().min(1).optional(),
+  /** When this generation was registered (assigned by the registry, ignored in input). */
+  registeredAt: Timestamp.optional(),
 });
 export type Device = z.infer<typeof Device>;
 export type DeviceInput = z.input<typeof Device>;

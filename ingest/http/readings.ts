@@ -2,6 +2,7 @@ import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import {
+  type Device,
   AggregateQueryParams,
   AggregateResponse,
   apiFailure,
@@ -68,6 +69,20 @@ function rangeAs400(error: unknown): never {
   throw error;
 }
 
+/**
+ * Where a device's current registration begins, for a device registered again (generation 2
+ * on): its readings are those timed from then on, so an id registered again at another site
+ * never shows the old device's readings (issue #16 item 5). Undefined for a first registration.
+ */
+function registrationStart(device: Device): number | undefined {
+  if ((device.generation ?? 1) <= 1 || device.registeredAt === undefined) return undefined;
+  return Date.parse(device.registeredAt);
+}
+
+/** A query's from, moved to the start of the device's current registration when later. */
+const fromOf = (device: Device, fromMs: number) =>
+  Math.max(fromMs, registrationStart(device) ?? fromMs);
+
 function apiReading(r: StoredReading) {
   return { ts: new Date(r.timeMs).toISOString(), quality: r.quality, seq: r.seq, values: r.values };
 }
@@ -100,7 +115,10 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
       const progress = new Map(deps.state.ledger.all().map((p) => [p.deviceId, p]));
       return {
         devices: deps.registry.devices().map((d) => {
-          const p = progress.get(d.id);
+          // Progress of an earlier registration of the id is not this device's.
+          const found = progress.get(d.id);
+          const p =
+            found !== undefined && found.generation === (d.generation ?? 1) ? found : undefined;
           return {
             id: d.id,
             kind: d.kind,
@@ -149,7 +167,7 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
         .readings({
           deviceId: device.id,
           kind: device.kind,
-          ...checkedRange(query.from, query.to ?? deps.now() + 1),
+          ...checkedRange(fromOf(device, query.from), query.to ?? deps.now() + 1),
           limit: query.limit ?? DEFAULT_LIMIT,
         })
         .catch(rangeAs400);
@@ -202,7 +220,7 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
           [{ path: "fn", message: "energy_mean needs a quantity in dB(A)" }],
         );
       }
-      const { toMs } = checkedRange(q.from, q.to ?? deps.now() + 1);
+      const { fromMs, toMs } = checkedRange(fromOf(device, q.from), q.to ?? deps.now() + 1);
       if ((toMs - q.from) / q.interval > MAX_BUCKETS) {
         throw apiFailure(
           "bad_request",
@@ -215,7 +233,7 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
           deviceId: device.id,
           kind: device.kind,
           quantity: q.quantity,
-          fromMs: q.from,
+          fromMs,
           toMs,
           intervalMs: q.interval,
           fn: q.fn,
@@ -252,7 +270,10 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
     },
     async (request) => {
       const device = deviceOr404(request.params.id);
-      const latest = await deps.store.latest(device.id, device.kind);
+      const found = await deps.store.latest(device.id, device.kind);
+      const start = registrationStart(device);
+      const latest =
+        start !== undefined && found !== undefined && found.timeMs < start ? undefined : found;
       if (latest === undefined)
         throw apiFailure("not_found", `device ${device.id} has no readings yet`);
       return { deviceId: device.id, kind: device.kind, readings: [apiReading(latest)] };
