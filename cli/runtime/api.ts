@@ -8,7 +8,7 @@ import {
   validatorCompiler,
 } from "fastify-type-provider-zod";
 import { pino } from "pino";
-import type { Registry } from "prom-client";
+import { Registry } from "prom-client";
 import { z } from "zod";
 import { IngestConfig } from "../../contracts/index.js";
 import type { StoreRetention } from "../../contracts/model/backtest.js";
@@ -24,6 +24,7 @@ import { taskApi } from "../../tasks/http/index.js";
 import { apiErrorHandler, notFoundHandler, securityHeaders, sendApiError } from "./api-errors.js";
 import { backtestDeps } from "./backtest.js";
 import { healthApi } from "./health.js";
+import { DEFAULT_QUERY_LIMITS, type QueryLimitOptions, queryLimits } from "./query-limits.js";
 
 export interface ApiDeps {
   readonly registry: RegistryView;
@@ -49,6 +50,8 @@ export interface ApiDeps {
   readonly backtest?:
     | { readonly rules: IngestConfig["rules"]; readonly retention: () => Promise<StoreRetention> }
     | undefined;
+  /** Bounds of the readings queries (query-limits.ts); absent: DEFAULT_QUERY_LIMITS. */
+  readonly queryLimits?: QueryLimitOptions | undefined;
 }
 
 /** A store whose configuration the API was not given: the embedded one keeps everything. */
@@ -135,7 +138,16 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   });
   void app.register(fastifySwaggerUi, { routePrefix: DOCS_PATH });
   void app.register(openApiRoute);
-  void app.register(healthApi, { metrics: deps.metrics, health: deps.health });
+  // Readings queries: in flight at most so many (429), aggregates cost-bounded (400) and, on the
+  // embedded store, answered in chunks that yield to the devices (query-limits.ts).
+  const apiMetrics = new Registry();
+  const limits = queryLimits(
+    deps.store,
+    { registry: deps.registry, metrics: apiMetrics },
+    deps.queryLimits ?? DEFAULT_QUERY_LIMITS,
+  );
+  app.addHook("onRequest", limits.onRequest);
+  void app.register(healthApi, { metrics: [...deps.metrics, apiMetrics], health: deps.health });
 
   const auth =
     deps.tasks === undefined
@@ -148,7 +160,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   void app.register(readingsApi, {
     registry: deps.registry,
     state: deps.state,
-    store: deps.store,
+    store: limits.store,
     onlineIntervals: deps.onlineIntervals,
     now: deps.now,
     // Any role may read; without tasks there are no tokens.
