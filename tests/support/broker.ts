@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { pino } from "pino";
-import { build, type Broker, type BrokerAddresses } from "../../broker/app.js";
+import { build, type Broker, type BrokerAddresses, type BrokerDeps } from "../../broker/app.js";
 import { BrokerConfig, type DeviceInput, type SensorKind } from "../../contracts/index.js";
 import { metricValue as valueOf } from "../../infra/metrics.js";
 import { RegistryStore } from "../../registry/store.js";
@@ -29,7 +29,7 @@ export interface TestBroker {
 
 export async function startTestBroker(
   overrides: Record<string, unknown> = {},
-  setup: { dataDir?: string; durableData?: boolean } = {},
+  setup: { dataDir?: string; durableData?: BrokerDeps["durableData"] } = {},
 ): Promise<TestBroker> {
   // With a dataDir the registry lives where `citywatch ingest --data-dir` finds it.
   const dir = setup.dataDir ?? mkdtempSync(join(tmpdir(), "cw-broker-"));
