@@ -71,6 +71,8 @@ export class CommitLedger {
   readonly #gapped = new Set<string>();
   /** Generation per device, as in `progress` (read once per device, then kept current). */
   readonly #generations = new Map<string, number>();
+  /** Devices started clean whose commit was not published since (record() publishes it). */
+  readonly #restarted = new Set<string>();
   /** The registry's current generation of a device (undefined: not registered, or not known). */
   #generationOf: (deviceId: string) => number | undefined = () => undefined;
 
@@ -103,15 +105,15 @@ export class CommitLedger {
   }
 
   /** Start a device clean when the registry holds a newer registration than its progress. */
-  #sync(deviceId: string, nowMs: number): void {
+  #sync(deviceId: string, nowMs: number): boolean {
     const current = this.#generationOf(deviceId);
-    if (current === undefined) return;
+    if (current === undefined) return false;
     let stored = this.#generations.get(deviceId);
     if (stored === undefined) {
       stored = this.progress(deviceId)?.generation ?? current;
       this.#generations.set(deviceId, stored);
     }
-    if (current <= stored) return;
+    if (current <= stored) return false;
     // In this order, so a crash between the two leaves the old generation in `progress` and the
     // next message resets again (each step can be repeated).
     this.#statements.get("DELETE FROM processed WHERE device_id = ?").run(deviceId);
@@ -124,6 +126,8 @@ export class CommitLedger {
     this.#generations.set(deviceId, current);
     this.#committed.set(deviceId, 0);
     this.#gapped.delete(deviceId);
+    this.#restarted.add(deviceId);
+    return true;
   }
 
   progress(deviceId: string): DeviceProgress | undefined {
@@ -183,6 +187,8 @@ export class CommitLedger {
       `UPDATE progress SET last_seq = max(last_seq, ?), last_seen_ms = max(last_seen_ms, ?),
          committed_seq = ?, committed_ms = ? WHERE device_id = ?`,
     );
+    // Devices registered again: their commit is published even when it stays at 0 (a gap below
+    // the first seq), so the old registration's retained commit is replaced at once.
     for (const [deviceId, entry] of byDevice) {
       this.#sync(deviceId, nowMs);
       // The usual case: the device's next seqs, in a row, nothing waiting above a gap. The
@@ -220,6 +226,10 @@ export class CommitLedger {
       const committed = this.#advance(deviceId, nowMs);
       if (committed !== undefined) moved.set(deviceId, committed);
     }
+    for (const deviceId of this.#restarted)
+      if (byDevice.has(deviceId) && !moved.has(deviceId))
+        moved.set(deviceId, this.#committed.get(deviceId) ?? 0);
+    for (const deviceId of byDevice.keys()) this.#restarted.delete(deviceId);
     return moved;
   }
 

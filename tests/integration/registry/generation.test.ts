@@ -204,11 +204,17 @@ describe("migrations on files written before generations", () => {
     expect(state.ledger.progress("d1")).toMatchObject({ committedSeq: 0, generation: 2 });
     // Seq 5 waited above the old gap: the old device's, gone with it.
     expect(state.ledger.isHandled("d1", 5)).toBe(false);
-    const moved = state.ledger.record([{ deviceId: "d1", seq: 1, receivedMs: 2 }], 2);
-    expect(moved.get("d1")).toBe(1);
+    // The new registration's first message is seq 3 (1 and 2 still to come): its commit, 0, is
+    // published anyway, replacing the old registration's retained commit.
+    expect(state.ledger.record([{ deviceId: "d1", seq: 3, receivedMs: 2 }], 2).get("d1")).toBe(0);
+    const moved = state.ledger.record(
+      [1, 2].map((seq) => ({ deviceId: "d1", seq, receivedMs: 2 })),
+      2,
+    );
+    expect(moved.get("d1")).toBe(3);
     state.close();
     state = new IngestState(file);
-    expect(state.ledger.progress("d1")).toMatchObject({ committedSeq: 1, generation: 2 });
+    expect(state.ledger.progress("d1")).toMatchObject({ committedSeq: 3, generation: 2 });
     state.close();
   });
 });
