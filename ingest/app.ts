@@ -187,6 +187,7 @@ export function build(deps: IngestDeps): Ingest {
   const log = deps.log.child({ module: "ingest" });
   const now = deps.now ?? Date.now;
   const metrics = ingestMetrics();
+  const reserveBytes = diskReserveBytes(deps.dataDir);
   const state = openOnDisk(
     deps.dataDir,
     "ingest.db",
@@ -231,6 +232,8 @@ export function build(deps: IngestDeps): Ingest {
     publishCommit,
     ...(deps.onStored === undefined ? {} : { onStored: deps.onStored }),
     brokerConnected: () => gate !== undefined || (subscriber?.connected() ?? false),
+    // A quarter of the gate's reserve: what the gate took is committed while room remains.
+    diskRoom: () => (freeBytes(deps.dataDir) ?? Number.POSITIVE_INFINITY) >= reserveBytes / 4,
   });
   const diskFull = () => pipeline.isDiskFull || (gate?.diskFull() ?? false);
   new Gauge({
@@ -308,7 +311,7 @@ export function build(deps: IngestDeps): Ingest {
           inboxMaxMessages: deps.config.inboxMaxMessages,
           onMessages: () => pipeline.notify(),
           free: () => freeBytes(deps.dataDir),
-          reserveBytes: diskReserveBytes(deps.dataDir),
+          reserveBytes,
         });
         deps.local.setPublishGate(gate.accept);
         // The broker in this process starts with no retained messages (unless on Redis).

@@ -26,6 +26,12 @@ export interface PipelineDeps {
   /** Is the broker connection up? Gaps only age while it is. */
   readonly brokerConnected: () => boolean;
   readonly now: () => number;
+  /**
+   * Whether the data directory has room for a round's state transaction; false: no round is
+   * started (the messages wait in the inbox, commits are withheld) so a round is not rolled back
+   * half-applied by a full disk. Absent: always room.
+   */
+  readonly diskRoom?: (() => boolean) | undefined;
 }
 
 /** Messages taken from the inbox per round at most. */
@@ -43,6 +49,8 @@ const ROUNDS_IN_FLIGHT = 3;
 const STORE_OUTAGE_BACKOFF: BackoffPolicy = { baseMs: 100, capMs: 30_000, jitter: "equal" };
 /** With nothing to write while the store is down, ask it whether it answers this often. */
 const PROBE_EVERY_MS = 5_000;
+/** With the disk full, look for space again this often. */
+const DISK_WAIT_MS = 250;
 /** A device that keeps re-sending committed messages gets its commit again at most this often. */
 const REPUBLISH_EVERY_MS = 5_000;
 
@@ -247,6 +255,28 @@ export class Pipeline {
       if (available < ROUND_MESSAGES && now - oldest < config.batch.maxDelayMs) {
         await this.sleep(config.batch.maxDelayMs - (now - oldest), "full-round");
         continue;
+      }
+      if (this.deps.diskRoom?.() === false) {
+        if (this.diskFullSince === undefined) {
+          this.diskFullSince = now;
+          this.deps.log.error(
+            { inbox: state.inbox.depth() },
+            "disk full: commits withheld until space is freed in the data directory",
+          );
+        }
+        await this.sleep(DISK_WAIT_MS, "backoff");
+        continue;
+      }
+      if (
+        this.diskFullSince !== undefined &&
+        this.inFlight.size === 0 &&
+        this.failed.length === 0
+      ) {
+        this.deps.log.warn(
+          { fullForMs: now - this.diskFullSince, inbox: state.inbox.depth() },
+          "disk space is back: committing again",
+        );
+        this.diskFullSince = undefined;
       }
       void this.launch(state.inbox.take(ROUND_MESSAGES));
     }
