@@ -141,6 +141,15 @@ export function build(deps: BrokerDeps): Broker {
     ...(config.id !== undefined ? { id: config.id } : {}),
     ...persistence.options,
     connectTimeout: limits.connectTimeoutMs,
+    // No routing queue in aedes' in-memory emitter (mqemitter; the Redis one has none either).
+    // With aedes' default of 100 messages routed at once, the rest queue, and a queued message
+    // that no one subscribes to finishes inside the callback that started it: a run of thousands
+    // (devices' statuses behind a slow subscriber, from a fleet) recursed until
+    // "RangeError: Maximum call stack size exceeded" killed the broker
+    // (tests/fault/broker/stack-depth.test.ts). Unqueued, messages are routed as they come;
+    // publishers are still held by TCP backpressure, since aedes reads no further packet of a
+    // client until its last batch is routed.
+    concurrency: 0,
     maxTopicLevels: limits.maxTopicLevels,
     maxClientsIdLength: 128,
     // Packets a client may send before its CONNECT is processed (aedes' pre-CONNECT queue); a slow
