@@ -1,5 +1,4 @@
-import { execFileSync } from "node:child_process";
-import { closeSync, mkdirSync, openSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { mkdirSync, rmSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import { pino } from "pino";
@@ -10,9 +9,8 @@ import { freeBytes } from "../../../ingest/gate.js";
 import { metricValue } from "../../../infra/metrics.js";
 import { startTestBroker, type TestBroker, until } from "../../support/broker.js";
 import { startLocalIngest, type TestIngest } from "../../support/ingest.js";
-import { makeTempDir, removeTempDir } from "../../support/process.js";
-import type { Provided } from "../../support/provide.js";
 import { requireService } from "../../support/suite.js";
+import { fill, mountTmpfs } from "./tmpfs.js";
 
 /*
  * Issue #16 item 10: with the data directory on a small file system that fills up, the
@@ -27,53 +25,8 @@ import { requireService } from "../../support/suite.js";
  * CITYWATCH_REQUIRE_SERVICES=1).
  */
 
-let root: string;
-let mountPoint: string;
-
-async function mountTmpfs(): Promise<Provided> {
-  root = await makeTempDir("cw-disk-");
-  mountPoint = join(root, "small");
-  mkdirSync(mountPoint);
-  try {
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", mountPoint], {
-      stdio: "pipe",
-    });
-  } catch (error) {
-    await removeTempDir(root);
-    return {
-      ok: false,
-      reason: `cannot mount an 8 MiB tmpfs (${(error as Error).message.split("\n")[0] ?? ""}); run as root or with CAP_SYS_ADMIN`,
-    };
-  }
-  return {
-    ok: true,
-    service: {
-      url: mountPoint,
-      source: "local-binary",
-      stop: async () => {
-        execFileSync("umount", ["-l", mountPoint], { stdio: "pipe" });
-        await removeTempDir(root);
-      },
-    },
-  };
-}
-
 const mounted = await requireService("full disk (tmpfs data directory)", mountTmpfs);
-
-/** Fill the file system with a ballast file until it refuses more; returns its path. */
-function fill(dir: string): string {
-  const file = join(dir, "ballast");
-  const fd = openSync(file, "w");
-  const chunk = Buffer.alloc(16 * 1024, 1);
-  try {
-    for (;;) writeSync(fd, chunk);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error;
-  } finally {
-    closeSync(fd);
-  }
-  return file;
-}
+const mountPoint = mounted?.url ?? "";
 
 const topic = (id: string) => `citywatch/v1/devices/${id}/data`;
 const start = Date.now() - 2 * 3_600_000;
