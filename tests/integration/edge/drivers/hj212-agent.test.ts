@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { SensorKind } from "../../../../contracts/index.js";
 import { hj212DriverFactory, type Hj212Server } from "../../../../edge/drivers/hj212-server.js";
-import { buildAgent, type EdgeAgent } from "../../../../edge/index.js";
+import { buildAgent, edgeMetrics, type EdgeAgent } from "../../../../edge/index.js";
 import { EXAMPLE_HJ212_MAPPING } from "../../../../edge/hj212/mapping-example.js";
 import type { Ingest } from "../../../../ingest/app.js";
 import { startTestBroker, type TestBroker, until } from "../../../support/broker.js";
@@ -120,6 +120,10 @@ describe("HJ 212 monitor → driver → edge agent → aedes → ingest → SQLi
     expect(agent.deadLetters.list().map((d) => [d.code, d.source, d.payload])).toEqual([
       ["HJ212_BAD_VALUE", SITE_MN, "a34002-Avg=30000"],
     ]);
+    // The refusal is on the agent's /metrics too.
+    const metrics = await edgeMetrics(() => agent!.stats()).metrics();
+    expect(metrics).toMatch(/^citywatch_edge_dead_letters 1$/m);
+    expect(metrics).toMatch(/^citywatch_edge_dead_letters_recorded\{code="HJ212_BAD_VALUE"\} 1$/m);
 
     const stored = async (deviceId: string, kind: "dust" | "noise") =>
       store.readings({

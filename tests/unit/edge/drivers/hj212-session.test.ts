@@ -105,6 +105,15 @@ describe("HJ 212 session: frames to samples and replies", () => {
     expect(h.repliesSeenBySink).toEqual([0, 0, 1, 1]);
   });
 
+  it("answers a resent copy of a frame it answered 9014 without delivering it twice (a lost 9014)", () => {
+    const h = harness();
+    const frame = frameOf(siteSegment(MINUTE_CP, { qn: "7" }));
+    expect(h.send(frame).map((r) => r.cn)).toEqual(["9014"]);
+    expect(h.send(frame).map((r) => [r.cn, r.qn])).toEqual([["9014", "7"]]);
+    expect(h.samples).toHaveLength(2); // dust and noise, once
+    expect(h.counts.duplicateFrames).toBe(1);
+  });
+
   it("takes real-time data (CN 2011) as samples for the agent to aggregate, read from -Rtd", () => {
     const h = harness();
     h.send(

@@ -414,3 +414,48 @@ describe("toReadings", () => {
     expect(formatShanghai(Date.UTC(2026, 11, 31, 16, 0, 0))).toBe("2027-01-01T00:00:00+08:00");
   });
 });
+
+describe("values outside the plausible range (issue 16 item 7)", () => {
+  it("refuses an implausible value under N alone and keeps the frame's other factors", () => {
+    const result = ok(
+      toReadings(
+        frame(
+          "2051",
+          "DataTime=20220513162600;a34002-Avg=25000,a34002-Flag=N;a34004-Avg=14,a34004-Flag=N",
+        ),
+        MAPPING,
+      ),
+    );
+    expect(result.devices[0]?.readings).toEqual([
+      { ts: "2022-05-13T16:27:00+08:00", quality: "normal", values: { pm2_5: 14 } },
+    ]);
+    expect(result.rejected).toEqual([
+      {
+        deviceId: "site-17-dust",
+        code: "a34002",
+        reason: "pm10 25000 is above the plausible range 0..20000 µg/m³ (flag N)",
+      },
+    ]);
+  });
+
+  it("keeps T over range at full scale and a D sentinel at the bound, with their quality", () => {
+    const result = ok(
+      toReadings(
+        frame(
+          "2051",
+          "DataTime=20220513162600;a34002-Avg=25000,a34002-Flag=T;a34004-Avg=-9999,a34004-Flag=D",
+        ),
+        MAPPING,
+      ),
+    );
+    expect(result.devices[0]?.readings).toEqual([
+      { ts: "2022-05-13T16:27:00+08:00", quality: "over_range", values: { pm10: 20_000 } },
+      { ts: "2022-05-13T16:27:00+08:00", quality: "fault", values: { pm2_5: 0 } },
+    ]);
+    expect(result.rejected).toEqual([]);
+    expect(result.clamped.map((c) => [c.code, c.quality, c.sent, c.stored])).toEqual([
+      ["a34002", "over_range", 25_000, 20_000],
+      ["a34004", "fault", -9_999, 0],
+    ]);
+  });
+});
