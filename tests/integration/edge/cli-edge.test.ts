@@ -95,6 +95,11 @@ describe("citywatch edge --config", () => {
       new RegExp(`citywatch_edge_readings\\{device="${DEVICE}"\\} (\\d+)`),
     );
     expect(Number(logged?.[1])).toBeGreaterThanOrEqual(3);
+    expect(metrics).toMatch(/^citywatch_edge_dead_letters 0$/m);
+    // The edge's dead-letter log is served beside /metrics (nothing refused in this run).
+    const deadLetters = await fetch((metricsUrl ?? "").replace(/\/metrics$/, "/dead-letters"));
+    expect(deadLetters.status).toBe(200);
+    expect(await deadLetters.json()).toMatchObject({ deadLetters: [], entries: 0, failures: 0 });
     expect(await cli.stop()).toBe(0);
     await until(() => statuses.some((s) => s.payload.includes('"shutdown"')), "shutdown status");
     const last = JSON.parse(statuses.at(-1)?.payload ?? "{}") as Record<string, unknown>;
