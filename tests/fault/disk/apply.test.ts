@@ -1,9 +1,6 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { startTestBroker, type TestBroker, until } from "../../support/broker.js";
-import { startLocalIngest, type TestIngest } from "../../support/ingest.js";
+import { until } from "../../support/broker.js";
+import { type AllInOne, dataTopic, noiseUplink, startAllInOne } from "../flapping/all-in-one.js";
 
 /*
  * Issue #16 item 10, the crash itself: `SqliteError: database or disk is full` thrown by the
@@ -13,25 +10,15 @@ import { startLocalIngest, type TestIngest } from "../../support/ingest.js";
  * full, withholds commits, and commits everything once the apply succeeds again.
  */
 
-let dir: string;
-let t: TestBroker;
-let ingest: TestIngest;
+let system: AllInOne;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "cw-apply-full-"));
-  t = await startTestBroker(
-    { limits: { publishRatePerSecond: 10_000, publishBurst: 10_000 } },
-    { dataDir: dir },
-  );
-  ingest = await startLocalIngest(t, { dataDir: dir });
+  system = await startAllInOne("cw-apply-full-");
 });
-afterAll(async () => {
-  await ingest.stop();
-  await t.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => system.stop());
 
 it("withholds commits while the batch apply finds the disk full, stays up and commits afterwards", async () => {
+  const { t, ingest } = system;
   const secret = t.addDevice("noise-apply", "noise");
   const device = await t.connect({ username: "noise-apply", password: secret });
   const apply = ingest.state.applyBatch.bind(ingest.state);
@@ -47,20 +34,8 @@ it("withholds commits while the batch apply finds the disk full, stays up and co
   const first = Date.now() - 5 * 60_000;
   for (let seq = 1; seq <= 100; seq++)
     await device.publishAsync(
-      "citywatch/v1/devices/noise-apply/data",
-      JSON.stringify({
-        v: 1,
-        deviceId: "noise-apply",
-        seq,
-        kind: "noise",
-        readings: [
-          {
-            ts: new Date(first + seq * 1_000).toISOString(),
-            quality: "normal",
-            values: { LAeq: 50 },
-          },
-        ],
-      }),
+      dataTopic("noise-apply"),
+      noiseUplink("noise-apply", seq, first + seq * 1_000),
       { qos: 1 },
     );
   await until(() => refused > 0 && ingest.diskFull(), "the ingest says the disk is full");

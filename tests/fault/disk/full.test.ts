@@ -10,6 +10,7 @@ import { metricValue } from "../../../infra/metrics.js";
 import { startTestBroker, type TestBroker, until } from "../../support/broker.js";
 import { startLocalIngest, type TestIngest } from "../../support/ingest.js";
 import { requireService } from "../../support/suite.js";
+import { dataTopic, noiseUplink } from "../flapping/all-in-one.js";
 import { fill, mountTmpfs } from "./tmpfs.js";
 
 /*
@@ -28,22 +29,9 @@ import { fill, mountTmpfs } from "./tmpfs.js";
 const mounted = await requireService("full disk (tmpfs data directory)", mountTmpfs);
 const mountPoint = mounted?.url ?? "";
 
-const topic = (id: string) => `citywatch/v1/devices/${id}/data`;
 const start = Date.now() - 2 * 3_600_000;
 const message = (id: string, seq: number) =>
-  JSON.stringify({
-    v: 1,
-    deviceId: id,
-    seq,
-    kind: "noise",
-    readings: [
-      {
-        ts: new Date(start + seq * 1_000).toISOString(),
-        quality: "normal",
-        values: { LAeq: 40 + (seq % 30) },
-      },
-    ],
-  });
+  noiseUplink(id, seq, start + seq * 1_000, { LAeq: 40 + (seq % 30) });
 
 describe.runIf(mounted)("a full disk under the all-in-one process", () => {
   let t: TestBroker;
@@ -80,7 +68,7 @@ describe.runIf(mounted)("a full disk under the all-in-one process", () => {
   it("withholds PUBACKs and commits while full, says so, stays up, resumes by itself and loses nothing", async () => {
     const acked = new Set<number>();
     const send = (seq: number) =>
-      device.publish(topic("noise-disk"), message("noise-disk", seq), { qos: 1 }, (error) => {
+      device.publish(dataTopic("noise-disk"), message("noise-disk", seq), { qos: 1 }, (error) => {
         if (error === undefined || error === null) acked.add(seq);
       });
     for (let seq = 1; seq <= 50; seq++) send(seq);

@@ -1,9 +1,6 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { startTestBroker, type TestBroker, until } from "../../support/broker.js";
-import { startLocalIngest, type TestIngest } from "../../support/ingest.js";
+import { until } from "../../support/broker.js";
+import { type AllInOne, dataTopic, noiseUplink, startAllInOne } from "./all-in-one.js";
 
 /*
  * Issue #16 item 4 through the whole system: a device whose quality flag alternates fault/normal
@@ -13,44 +10,24 @@ import { startLocalIngest, type TestIngest } from "../../support/ingest.js";
  * on the task.
  */
 
-let dir: string;
-let t: TestBroker;
-let ingest: TestIngest;
+let system: AllInOne;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "cw-flap-"));
-  t = await startTestBroker(
-    { limits: { publishRatePerSecond: 10_000, publishBurst: 10_000 } },
-    { dataDir: dir },
-  );
-  ingest = await startLocalIngest(t, { dataDir: dir });
+  system = await startAllInOne("cw-flap-");
 });
-afterAll(async () => {
-  await ingest.stop();
-  await t.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => system.stop());
 
 it("keeps a flapping device's task at its hourly bounds of events and sealed packages", async () => {
+  const { t, ingest } = system;
   const secret = t.addDevice("noise-flap", "noise");
   const device = await t.connect({ username: "noise-flap", password: secret });
   const sent = 400;
   const first = Date.now() - 10 * 60_000;
   for (let seq = 1; seq <= sent; seq++) {
     await device.publishAsync(
-      "citywatch/v1/devices/noise-flap/data",
-      JSON.stringify({
-        v: 1,
-        deviceId: "noise-flap",
-        seq,
-        kind: "noise",
-        readings: [
-          {
-            ts: new Date(first + seq * 1_000).toISOString(),
-            quality: seq % 2 === 1 ? "fault" : "normal",
-            values: { LAeq: 50 },
-          },
-        ],
+      dataTopic("noise-flap"),
+      noiseUplink("noise-flap", seq, first + seq * 1_000, {
+        quality: seq % 2 === 1 ? "fault" : "normal",
       }),
       { qos: 1 },
     );

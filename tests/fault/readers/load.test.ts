@@ -16,6 +16,7 @@ import {
   type TestIngest,
 } from "../../support/ingest.js";
 import { bodyOf, getOwn, openStream } from "../../integration/tasks/sse-reader.js";
+import { dataTopic, noiseUplink } from "../flapping/all-in-one.js";
 
 /*
  * Issue #16 item 2 as a load test that asserts bounds, not times. One greedy reader fires 40
@@ -124,20 +125,8 @@ it("bounds concurrent aggregates per caller and in all, answers /healthz and the
   const sending = (async () => {
     for (let seq = 1; seq <= 100; seq++) {
       await device.publishAsync(
-        "citywatch/v1/devices/noise-live/data",
-        JSON.stringify({
-          v: 1,
-          deviceId: "noise-live",
-          seq,
-          kind: "noise",
-          readings: [
-            {
-              ts: new Date(Date.now() - 60_000 + seq).toISOString(),
-              quality: "normal",
-              values: { LAeq: 50 },
-            },
-          ],
-        }),
+        dataTopic("noise-live"),
+        noiseUplink("noise-live", seq, Date.now() - 60_000 + seq),
         { qos: 1 },
       );
       acked++;

@@ -16,6 +16,7 @@ import { metricValue } from "../../../infra/metrics.js";
 import { RegistryStore } from "../../../registry/store.js";
 import { startTestBroker, type TestBroker, until } from "../../support/broker.js";
 import { registryViewOf } from "../../support/ingest.js";
+import { dataTopic, noiseUplink } from "../flapping/all-in-one.js";
 
 /*
  * Issue #16 item 1, devices (the ingest's part): `devices disable` and `devices remove`, run by
@@ -27,22 +28,9 @@ import { registryViewOf } from "../../support/ingest.js";
  */
 
 const log = pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" });
-const dataTopic = (id: string) => `citywatch/v1/devices/${id}/data`;
 const base = Date.now() - 3_600_000;
 const uplink = (id: string, seq: number) =>
-  JSON.stringify({
-    v: 1,
-    deviceId: id,
-    seq,
-    kind: "noise",
-    readings: [
-      {
-        ts: new Date(base + seq * 1_000).toISOString(),
-        quality: "normal",
-        values: { LAeq: 50 + (seq % 20) },
-      },
-    ],
-  });
+  noiseUplink(id, seq, base + seq * 1_000, { LAeq: 50 + (seq % 20) });
 
 let dir: string;
 let t: TestBroker;
