@@ -70,6 +70,13 @@ export interface Broker {
    * guarantee.
    */
   setPublishGate(gate: PublishGate | undefined): void;
+  /**
+   * A device was revoked in the registry (cli/runtime/revocations.ts): its open connection is
+   * closed at once (a rotated secret's session must not outlive the secret; a disabled or removed
+   * device publishes nothing more). A removed device's registration ends here: its persistent
+   * subscriptions and its retained commit are dropped, so an id registered again starts clean.
+   */
+  revoke(deviceId: string, why: "disabled" | "removed" | "rotated"): void;
   start(signal?: AbortSignal): Promise<BrokerAddresses>;
   stop(): Promise<void>;
 }
@@ -432,6 +439,39 @@ export function build(deps: BrokerDeps): Broker {
     setPublishGate(next) {
       gate = next;
       if (next !== undefined) durable?.wake();
+    },
+    revoke(deviceId, why) {
+      // aedes' types name neither its clients by id nor its persistence.
+      const internals = aedes as unknown as {
+        clients: Record<string, Client | undefined>;
+        persistence: { cleanSubscriptions(client: { id: string }): Promise<void> };
+      };
+      const client = internals.clients[deviceId];
+      if (client !== undefined) {
+        metrics.sessionsRevoked.inc({ why });
+        log.warn({ device: deviceId, why }, "closed a revoked device's connection");
+        client.close();
+      }
+      if (why !== "removed") return;
+      const dropped = (what: string) => (error: unknown) =>
+        log.warn({ err: (error as Error).message, device: deviceId }, `could not drop ${what}`);
+      Promise.resolve(internals.persistence.cleanSubscriptions({ id: deviceId })).catch(
+        dropped("the removed device's persistent subscriptions"),
+      );
+      // An empty retained message deletes the retained one (MQTT 3.1.1 §3.3.1.3).
+      aedes.publish(
+        {
+          cmd: "publish",
+          topic: deviceTopic(deviceId, "commit"),
+          payload: Buffer.alloc(0),
+          qos: 0,
+          dup: false,
+          retain: true,
+        },
+        (error) => {
+          if (error) dropped("the removed device's retained commit")(error);
+        },
+      );
     },
   };
 }

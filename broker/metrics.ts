@@ -113,6 +113,12 @@ export function brokerMetrics(registry: Registry = new Registry()) {
       labelNames: ["reason"] as const,
       registers: [registry],
     }),
+    sessionsRevoked: new Counter({
+      name: "citywatch_broker_sessions_revoked_total",
+      help: "Open device connections closed because the device was disabled, removed or had its secret rotated.",
+      labelNames: ["why"] as const,
+      registers: [registry],
+    }),
     retainDropped: new Counter({
       name: "citywatch_broker_retain_dropped_total",
       help: "PUBLISH packets on a device's data or config-ack topic whose retain flag the broker dropped (delivered, never retained).",

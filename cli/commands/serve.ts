@@ -253,6 +253,15 @@ export async function serve(
 
     let addresses: BrokerAddresses = {};
     const registries: Registry[] = [];
+    // Revocations (devices rotate-secret, disable, remove) reach the broker's open sessions and
+    // the ingest's next lookup at once (revocations.ts).
+    let revocations: RegistryRevocations | undefined;
+    if (options.broker || (options.ingest && config.ingest.enabled)) {
+      const watch = new RegistryRevocations(registry.file, { log });
+      watch.start();
+      stops.push({ name: "revocations", stop: () => Promise.resolve(watch.close()) });
+      revocations = watch;
+    }
     let broker: Broker | undefined;
     if (options.broker) {
       broker = buildBroker({
@@ -265,6 +274,7 @@ export async function serve(
       // No abort signal: on SIGTERM the broker stops last, after the ingest published its commits.
       addresses = await broker.start();
       const running = broker;
+      revocations?.onRevoked(({ deviceId, why }) => running.revoke(deviceId, why));
       stops.push({ name: "broker", stop: () => running.stop() });
       registries.push(broker.metrics.registry);
     }
@@ -272,15 +282,14 @@ export async function serve(
     let system: System | undefined;
     if (options.ingest && config.ingest.enabled) {
       const source = ingestSource(config, broker, log);
-      // Revocations (devices disable/remove) reach the ingest's next lookup (revocations.ts).
-      const revocations = new RegistryRevocations(registry.file, { log });
-      revocations.start();
-      stops.push({ name: "revocations", stop: () => Promise.resolve(revocations.close()) });
       system = buildSystem({
         log,
         config: config.ingest,
         dataDir: config.dataDir,
-        registry: withRevocations(registry.view(), revocations),
+        registry:
+          revocations === undefined
+            ? registry.view()
+            : withRevocations(registry.view(), revocations),
         ...source,
       });
       await system.start();
