@@ -93,6 +93,17 @@ export class CommitLedger {
       this.#gapped.add(row.device_id);
   }
 
+  /** Forget what is kept in memory (a transaction rolled back): it is read again from the file. */
+  forget(): void {
+    this.#committed.clear();
+    this.#generations.clear();
+    this.#gapped.clear();
+    for (const row of this.#statements
+      .get("SELECT DISTINCT device_id FROM processed")
+      .all() as Array<{ device_id: string }>)
+      this.#gapped.add(row.device_id);
+  }
+
   /**
    * Where the ledger reads a device's current generation (the registry's, issue #16 item 5). A
    * device whose registry generation is above the one its progress belongs to was registered

@@ -93,12 +93,27 @@ export class IngestState {
    * commit watermarks advanced over contiguous seqs. Returns the devices whose commit moved.
    */
   applyBatch(outcome: BatchOutcome, nowMs: number): Map<string, number> {
-    return this.#db.transaction(() => {
-      for (const d of outcome.deadLetters) this.deadLetters.add(d);
-      const moved = this.ledger.record(outcome.handled, nowMs);
-      this.inbox.remove(outcome.inboxIds);
-      return moved;
-    })();
+    return this.#rolledBackForgets(() =>
+      this.#db.transaction(() => {
+        for (const d of outcome.deadLetters) this.deadLetters.add(d);
+        const moved = this.ledger.record(outcome.handled, nowMs);
+        this.inbox.remove(outcome.inboxIds);
+        return moved;
+      })(),
+    );
+  }
+
+  /**
+   * A transaction that failed (a full disk) rolled the ledger's rows back, but not what the
+   * ledger keeps in memory: forget it, so the retried messages are not taken for duplicates.
+   */
+  #rolledBackForgets<T>(run: () => T): T {
+    try {
+      return run();
+    } catch (error) {
+      this.ledger.forget();
+      throw error;
+    }
   }
 
   /**
@@ -113,20 +128,22 @@ export class IngestState {
       const from = gap.committedSeq + 1;
       const to = gap.firstSeq - 1;
       if (to < from) continue; // no gap below the first handled seq: the ledger moves on by itself
-      this.#db.transaction(() => {
-        const detail = `seq ${from}..${to} never arrived within ${timeoutMs} ms; commit moved past them`;
-        this.deadLetters.add({
-          receivedMs: nowMs,
-          topic: "",
-          deviceId: gap.deviceId,
-          seq: from,
-          reason: "missing_seq",
-          detail,
-          payload: Buffer.alloc(0),
-        });
-        moved.set(gap.deviceId, this.ledger.skipGap(gap, nowMs));
-        gaps++;
-      })();
+      this.#rolledBackForgets(() =>
+        this.#db.transaction(() => {
+          const detail = `seq ${from}..${to} never arrived within ${timeoutMs} ms; commit moved past them`;
+          this.deadLetters.add({
+            receivedMs: nowMs,
+            topic: "",
+            deviceId: gap.deviceId,
+            seq: from,
+            reason: "missing_seq",
+            detail,
+            payload: Buffer.alloc(0),
+          });
+          moved.set(gap.deviceId, this.ledger.skipGap(gap, nowMs));
+          gaps++;
+        })(),
+      );
     }
     return { moved, gaps };
   }

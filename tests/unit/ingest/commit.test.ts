@@ -62,4 +62,21 @@ describe("commit watermark", () => {
     expect(handle(state, [1, 2])).toEqual(new Map([["d1", 4]]));
     state.close();
   });
+
+  it("forgets what a rolled-back batch moved: the retried seqs are not duplicates", () => {
+    const state = new IngestState(join(dir, "rollback.db"));
+    expect(handle(state, [1, 2])).toEqual(new Map([["d1", 2]]));
+    // The batch's transaction fails after the ledger moved (a full disk at the inbox's delete).
+    const remove = state.inbox.remove.bind(state.inbox);
+    state.inbox.remove = () => {
+      throw Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" });
+    };
+    expect(() => handle(state, [3, 4])).toThrow(/disk is full/);
+    state.inbox.remove = remove;
+    expect(state.ledger.progress("d1")).toMatchObject({ committedSeq: 2 });
+    // The round is retried: 3 and 4 are new, and the commit moves over them.
+    expect(state.ledger.isHandled("d1", 3)).toBe(false);
+    expect(handle(state, [3, 4])).toEqual(new Map([["d1", 4]]));
+    state.close();
+  });
 });
