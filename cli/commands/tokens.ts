@@ -86,7 +86,7 @@ export function tokensCommand(program: Command): void {
   tokens
     .command("revoke <idOrName>")
     .description(
-      "revoke the active token with this id or name (takes effect within the API's token cache time)",
+      "revoke the active token with this id or name (at once: its next request is refused and its open live streams are closed)",
     )
     .action((idOrName: string) => {
       withTokens(globals(), (store) => {
