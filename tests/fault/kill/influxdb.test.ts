@@ -27,6 +27,14 @@ import { requireService } from "../../support/suite.js";
 
 const influx = await requireService("kill tests: InfluxDB SIGSTOP and SIGKILL", provideInfluxDB);
 
+// SIGSTOP needs the pid of an influxd this process started: an InfluxDB given by URL or run in a
+// container has none here.
+if (influx !== undefined && influx.outage === undefined) {
+  const why = `kill tests: InfluxDB SIGSTOP and SIGKILL need a local influxd binary (this one is ${influx.source})`;
+  if (process.env["CITYWATCH_REQUIRE_SERVICES"] === "1") throw new Error(why);
+  process.stderr.write(`[skip] ${why}\n`);
+}
+
 const DEVICES = 4;
 const PERIOD_MS = 25; // 40 messages/s per device
 const STOP_MS = 8_000;
@@ -68,7 +76,6 @@ async function influxSeqs(url: string): Promise<Map<string, number[]>> {
   );
 }
 
-// The local influxd's pid is needed for SIGSTOP: only a binary this process started has one.
 describe.runIf(influx?.outage)("InfluxDB frozen and killed under a stream", () => {
   it("SIGSTOP then SIGKILL of influxd: every acknowledged reading stored exactly once", async () => {
     const url = influx?.url ?? "";
@@ -91,7 +98,7 @@ describe.runIf(influx?.outage)("InfluxDB frozen and killed under a stream", () =
     const storedNow = async () => tally(new Map(), await influxSeqs(url)).stored;
     const storedGrows = async (what: string) => {
       const from = await storedNow();
-      const deadline = Date.now() + 30_000;
+      const deadline = Date.now() + 40_000;
       while ((await storedNow()) < from + 200) {
         if (Date.now() > deadline) throw new Error(`stored readings did not grow: ${what}`);
         await new Promise((r) => setTimeout(r, 200));
