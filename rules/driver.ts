@@ -25,6 +25,7 @@ import {
 import { evidence } from "./evidence.js";
 import { SubjectParts } from "./parts.js";
 import { quietUntil } from "./quiet.js";
+import { WakeHeap } from "./wake-heap.js";
 import { rulesMetrics, type RulesMetrics } from "./metrics.js";
 import { type Slot, type Subject, SubjectIndex, type SubjectIndexDeps } from "./subjects.js";
 
@@ -74,11 +75,11 @@ interface Alarm {
   clocked: boolean;
   /**
    * quietTicks: on the subject's data clock, the ticks before this may skip the subject
-   * (undefined: not known since the last evaluation; -Infinity: judge at the next tick), valid
-   * while the subjects and the data read back are those of `wakeStamp`.
+   * (undefined: not known since the last evaluation, which put the subject on `dirty`).
    */
   wake?: number | undefined;
-  wakeStamp?: number;
+  /** Counts the subject's turns asleep: a heap entry of an earlier turn is stale. */
+  sleeps?: number;
 }
 
 /**
@@ -125,6 +126,14 @@ export class RulesDriver {
   private evaluations = 0;
   /** Counts the readings added without an evaluation (backfill): wakes computed before are stale. */
   private unjudgedData = 0;
+  /** quietTicks: subjects evaluated since the last tick (their wake is not known yet). */
+  private readonly dirty: Subject[] = [];
+  /** quietTicks: the other subjects, by wake. */
+  private readonly sleeping = new WakeHeap<{ subject: Subject; alarm: Alarm; turn: number }>();
+  /** The subjects and data the sleeping subjects' wakes were computed on (see tick). */
+  private sleepingStamp = Number.NaN;
+  /** How far a device's data clock has run ahead of real time at most (future-stamped data). */
+  private maxLead = 0;
   private readonly metrics: RulesMetrics | undefined;
 
   constructor(private readonly deps: RulesDriverDeps) {
@@ -257,38 +266,66 @@ export class RulesDriver {
   tick(): void {
     const now = this.deps.now();
     this.index.refresh(now, false);
-    const quiet = this.deps.quietTicks === true;
+    if (this.deps.quietTicks === true) {
+      this.quietTick(now);
+      return;
+    }
     for (const subject of this.index.subjects()) {
-      const at = this.index.clockOf(subject, now);
-      if (quiet && this.quiet(subject, at)) continue;
-      this.evaluate(subject, "tick", at, false);
+      this.evaluate(subject, "tick", this.index.clockOf(subject, now), false);
     }
   }
 
-  /** Whether a tick at `at` may skip the subject (quiet.ts). */
-  private quiet(subject: Subject, at: number): boolean {
-    const alarm = this.alarms.get(subject.alarmKey);
-    if (alarm === undefined) return false;
+  /**
+   * A tick that judges only the subjects due (quiet.ts): those evaluated since the last tick whose
+   * wake has come, and the sleeping ones whose wake has. After the subjects were rebuilt (registry,
+   * rules) or readings came without an evaluation (backfill), every subject.
+   */
+  private quietTick(now: number): void {
     const stamp = this.index.generation * 1_000_003 + this.unjudgedData;
-    if (alarm.wakeStamp !== stamp) {
-      // The subjects were rebuilt (registry, rules) or readings came without an evaluation.
-      alarm.wakeStamp = stamp;
-      alarm.wake = Number.NEGATIVE_INFINITY;
-    } else if (alarm.wake === undefined) {
-      // After the last evaluation, on the data it saw (nothing new since, or it would have run).
-      const state = alarm.state;
-      alarm.wake =
-        state.phase === "normal" || state.phase === "cleared"
-          ? quietUntil(
-              subject.rule,
-              this.index.subjectView(subject, alarm.lastAt),
-              alarm.lastAt,
-              state,
-              (after) => this.index.permitEdgeAfter(subject, after),
-            )
-          : Number.NEGATIVE_INFINITY;
+    if (stamp !== this.sleepingStamp) {
+      this.sleepingStamp = stamp;
+      this.sleeping.clear();
+      this.dirty.length = 0;
+      for (const subject of this.index.subjects()) {
+        // Each goes on `dirty` as it is evaluated.
+        const alarm = this.alarms.get(subject.alarmKey);
+        if (alarm !== undefined) alarm.wake = Number.NEGATIVE_INFINITY;
+        this.evaluate(subject, "tick", this.index.clockOf(subject, now), false);
+      }
+      return;
     }
-    return at < alarm.wake;
+    const due: Subject[] = this.dirty.splice(0);
+    // A subject's data clock is at most maxLead ahead of now.
+    while (this.sleeping.peek() <= now + this.maxLead) {
+      const entry = this.sleeping.pop();
+      // Evaluated since it went to sleep: it is on `dirty` (or was, and sleeps again).
+      if (entry !== undefined && entry.alarm.sleeps === entry.turn) due.push(entry.subject);
+    }
+    for (const subject of due) {
+      const alarm = this.alarms.get(subject.alarmKey);
+      if (alarm === undefined) continue;
+      const at = this.index.clockOf(subject, now);
+      const wake = (alarm.wake ??= this.wakeOf(subject, alarm));
+      if (at < wake) {
+        const turn = (alarm.sleeps ?? 0) + 1;
+        alarm.sleeps = turn;
+        this.sleeping.push(wake, { subject, alarm, turn });
+      } else this.evaluate(subject, "tick", at, false);
+    }
+  }
+
+  /** When ticks must judge the subject again after its last evaluation (quiet.ts). */
+  private wakeOf(subject: Subject, alarm: Alarm): number {
+    const state = alarm.state;
+    if (state.phase !== "normal" && state.phase !== "cleared") return Number.NEGATIVE_INFINITY;
+    // After the last evaluation, on the data it saw (nothing new since, or it would have run).
+    return quietUntil(
+      subject.rule,
+      this.index.subjectView(subject, alarm.lastAt),
+      alarm.lastAt,
+      state,
+      (after) => this.index.permitEdgeAfter(subject, after),
+    );
   }
 
   /** The alarm's task was acknowledged: emergency escalation stops. */
@@ -361,6 +398,7 @@ export class RulesDriver {
     if (slot.lastSeenAt === undefined || timeMs > slot.lastSeenAt) {
       slot.lastSeenAt = timeMs;
       slot.seenArrival = now;
+      if (timeMs - now > this.maxLead) this.maxLead = timeMs - now;
     }
     if (slot.lastQuality === undefined || !replay) slot.lastQuality = quality;
   }
@@ -399,7 +437,12 @@ export class RulesDriver {
     const key = subject.alarmKey;
     let alarm = this.alarms.get(key);
     if (alarm === undefined) {
-      alarm = { state: initialAlarmState(at), lastAt: at, clocked: false };
+      alarm = {
+        state: initialAlarmState(at),
+        lastAt: at,
+        clocked: false,
+        wake: Number.NEGATIVE_INFINITY,
+      };
       this.alarms.set(key, alarm);
     }
     if (!alarm.clocked && this.index.hasData(subject)) {
@@ -408,6 +451,10 @@ export class RulesDriver {
     }
     const when = Math.max(at, alarm.lastAt);
     alarm.lastAt = when;
+    if (this.deps.quietTicks === true && alarm.wake !== undefined) {
+      this.dirty.push(subject);
+      alarm.sleeps = (alarm.sleeps ?? 0) + 1; // awake: a heap entry of its sleep is stale
+    }
     alarm.wake = undefined;
     // Silence is judged on the clock (docs/rules.md, Time): a reading only ends it.
     if (type === "reading" && subject.rule.condition.type === "deadman" && !isOpen(alarm.state)) {

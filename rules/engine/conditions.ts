@@ -388,7 +388,7 @@ function deviceNumeric(
     const raise = numberOf(c.raise, r);
     const clear = numberOf(c.clear ?? c.raise, r);
     if (first === undefined || last === undefined || raise === undefined || clear === undefined) {
-      return NOT_APPLICABLE(`${id}: no ${c.quantity} data or limit in the window`);
+      return NOT_APPLICABLE(() => `${id}: no ${c.quantity} data or limit in the window`);
     }
     const rise = last - first;
     const limit = previouslyActive ? clear : raise;
@@ -433,18 +433,16 @@ function thresholdOf(
   limit: number | undefined,
 ): Evaluation {
   if (limit === undefined)
-    return NOT_APPLICABLE(`${id}: no limit for this context and period`, "no_limit");
+    return NOT_APPLICABLE(() => `${id}: no limit for this context and period`, "no_limit");
   const active = compare(w.value, c.op, limit);
   if (w.flagged !== undefined) {
     // Neither raises nor clears: the alarm holds until a reading that can be trusted.
-    return {
-      ...NOT_APPLICABLE(
+    return NOT_APPLICABLE(
+      () =>
         `${id}: ${c.quantity} ${round(w.value)} flagged ${w.flagged}: a flagged reading cannot decide an emergency alone`,
-        "flagged",
-      ),
-      value: w.value,
-      window: w.used,
-    };
+      "flagged",
+      { value: w.value, window: w.used },
+    );
   }
   const level = reached(rule, w.value, c.op, w.r, active, limit);
   // The account is written only when read (a decision, evidence): most evaluations decide nothing.
@@ -516,10 +514,10 @@ function countedIntervals(
   const violating = judged.filter((j) => j.violates).length;
   const needed = c.nOfM?.n ?? (c.exceedances?.allowedPerDay ?? 0) + 1;
   const newest = judged[judged.length - 1];
-  if (newest === undefined) return NOT_APPLICABLE(`${id}: no complete interval yet today`);
+  if (newest === undefined) return NOT_APPLICABLE(() => `${id}: no complete interval yet today`);
   if (!newest.v.ok) return newest.v.evaluation;
   if (newest.limit === undefined) {
-    return NOT_APPLICABLE(`${id}: no limit for this context and period`, "no_limit");
+    return NOT_APPLICABLE(() => `${id}: no limit for this context and period`, "no_limit");
   }
   return result(rule, {
     active: violating >= needed,
@@ -626,7 +624,7 @@ function tally(rule: Rule, votes: readonly Vote[], off: Evaluation | undefined):
   let k = c.k;
   if (n < k) {
     if (c.degraded === "keep_k") {
-      return NOT_APPLICABLE(`only ${n} of the ${c.k} devices needed vote: ${ballot()}`);
+      return NOT_APPLICABLE(() => `only ${n} of the ${c.k} devices needed vote: ${ballot()}`);
     }
     k = n;
   }

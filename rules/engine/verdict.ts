@@ -20,20 +20,47 @@ import { clockWindow, type Interval } from "./window.js";
  * one reading is kept until another reading is the newest.
  */
 
+/**
+ * An evaluation that is not applicable; its account is written when first read (given as a
+ * function): a cooking-fume rule is off all night, and a date formatted at every evaluation of it
+ * costs more than the evaluation.
+ */
+class NotApplicable implements Evaluation {
+  readonly active = false;
+  readonly applicable = false;
+  readonly limit = undefined;
+  readonly levelIndex = 0;
+  readonly level = undefined;
+  readonly deviceId = undefined;
+  readonly value: number | undefined;
+  readonly coverage: number | undefined;
+  readonly window: UsedWindow | undefined;
+  #detail: string | (() => string);
+
+  constructor(
+    detail: string | (() => string),
+    readonly reason: NotApplicableReason,
+    extra: { value?: number; coverage?: number; window?: UsedWindow },
+  ) {
+    this.#detail = detail;
+    this.value = extra.value;
+    this.coverage = extra.coverage;
+    this.window = extra.window;
+  }
+
+  get detail(): string {
+    if (typeof this.#detail !== "string") this.#detail = this.#detail();
+    return this.#detail;
+  }
+}
+
+const NO_EXTRA = {};
+
 export const NOT_APPLICABLE = (
-  detail: string,
+  detail: string | (() => string),
   reason: NotApplicableReason = "no_data",
-): Evaluation => ({
-  active: false,
-  applicable: false,
-  reason,
-  value: undefined,
-  limit: undefined,
-  levelIndex: 0,
-  level: undefined,
-  deviceId: undefined,
-  detail,
-});
+  extra: { value?: number; coverage?: number; window?: UsedWindow } = NO_EXTRA,
+): Evaluation => new NotApplicable(detail, reason, extra);
 
 /**
  * Flags that make a reading unable to raise or escalate an emergency by itself: a faulty, a
@@ -94,7 +121,7 @@ export function situate(
     return {
       r,
       off: NOT_APPLICABLE(
-        `${d.device.id}: outside ${during.join(", ")} (${iso(place)})`,
+        () => `${d.device.id}: outside ${during.join(", ")} (${iso(place)})`,
         "schedule",
       ),
     };
@@ -147,7 +174,7 @@ export function judgeWindow(
   const cols = columns(d, c.quantity);
   const placed = cols === undefined ? undefined : placeWindow(c, cols, d, at, rule);
   if (cols === undefined || placed === undefined) {
-    return { ok: false, evaluation: NOT_APPLICABLE(`${id}: no ${c.quantity} data`) };
+    return { ok: false, evaluation: NOT_APPLICABLE(() => `${id}: no ${c.quantity} data`) };
   }
   if (placed.reading === undefined) return judgePlaced(rule, c, d, subject, cols, placed);
   // One reading judged (`latest`): the verdict depends on that reading alone, so it is kept
@@ -231,20 +258,21 @@ function judgePlaced(
   }
   const j = judgeCached(rule, cols, c.aggregate, placed.interval, intervalMs, inPeriod);
   if (j.value === undefined) {
-    return { ok: false, evaluation: NOT_APPLICABLE(`${id}: no ${c.quantity} data in the window`) };
+    return {
+      ok: false,
+      evaluation: NOT_APPLICABLE(() => `${id}: no ${c.quantity} data in the window`),
+    };
   }
   const min = c.minCoverage ?? DEFAULT_MIN_COVERAGE;
   if (j.coverage < min) {
     return {
       ok: false,
-      evaluation: {
-        ...NOT_APPLICABLE(
+      evaluation: NOT_APPLICABLE(
+        () =>
           `${id}: ${c.quantity} window ${iso(placed.interval.from)}–${iso(placed.interval.to)} covered ${pct(j.coverage)} (${j.count} readings${period === "" ? "" : `, ${period}`}), below the ${pct(min)} needed`,
-          "coverage",
-        ),
-        coverage: j.coverage,
-        window: used,
-      },
+        "coverage",
+        { coverage: j.coverage, window: used },
+      ),
     };
   }
   return {
