@@ -299,12 +299,17 @@ interface Request {
   readonly routed: boolean;
 }
 
+/** The live stream's GET route, whose HEAD never answers (see the test at the end). */
+const isStreamHead = (method: string, op: Operation | undefined) =>
+  method === "HEAD" && op?.path === "/api/v1/tasks/stream";
+
 function generate(r: Prng): Request {
   const op = r.chance(0.93) ? r.pick(operations) : undefined;
   const method =
     op !== undefined && r.chance(0.8)
       ? op.method
       : r.pick(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]);
+  if (isStreamHead(method, op)) return generate(r);
   let path: string;
   let routed = false;
   if (op !== undefined) {
@@ -493,4 +498,33 @@ it(`answers ${REQUESTS} fuzzed requests with documented codes, never a 5xx, and 
   expect(counts.unauthorizedPassed).toBe(0);
   expect(health.status).toBe(200);
   expect(counts["2xx"] + counts["4xx"]).toBeGreaterThan(REQUESTS / 2);
+});
+
+/*
+ * Found by this fuzzer (seed 4154847982): HEAD /api/v1/tasks/stream with a valid token gets no
+ * answer at all (no status line; the connection stays open until the client gives up), where GET
+ * answers 200 text/event-stream and a HEAD elsewhere answers like its GET. Left to the lead to fix;
+ * `fails` keeps it visible: this turns red once HEAD is answered, then drop `.fails`.
+ */
+it.fails("answers HEAD on the live stream (today: no answer)", async () => {
+  const answer = await new Promise<number>((resolve, reject) => {
+    const req = request(
+      {
+        ...base,
+        agent,
+        method: "HEAD",
+        path: "/api/v1/tasks/stream",
+        headers: { authorization: `Bearer ${tokens.viewer}` },
+        timeout: 3_000,
+      },
+      (res) => {
+        resolve(res.statusCode ?? 0);
+        res.destroy();
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("HEAD /api/v1/tasks/stream: no answer in 3 s")));
+    req.on("error", reject);
+    req.end();
+  });
+  expect([200, 405]).toContain(answer);
 });
