@@ -3,7 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { compileScenario, loadScenario } from "../../simulators/index.js";
-import { bearer, type CliProcess, startSystem, systemPorts } from "../support/cli-process.js";
+import {
+  bearer,
+  type CliProcess,
+  firstStartSecret,
+  startSystem,
+  systemPorts,
+} from "../support/cli-process.js";
 
 /** `citywatch start --demo`: the newcomer's first minute. */
 const dir = mkdtempSync(join(tmpdir(), "cw-e2e-demo-"));
@@ -31,10 +37,8 @@ describe("citywatch start --demo", () => {
     expect(played[2]).toBe("0");
     const timeline = compileScenario(loadScenario("demo"), { nowMs: Date.now() });
     const from = new Date(timeline.startMs).toISOString();
-    // The admin token the first start printed.
-    const headers = bearer(
-      /Authorization: Bearer ([A-Za-z0-9_-]+)'/.exec(proc.output())?.[1] ?? "",
-    );
+    // The admin token the first start wrote to its owner-only secrets file.
+    const headers = bearer(firstStartSecret(dir, "first-admin"));
     for (const device of timeline.layout.devices) {
       const response = await fetch(
         `http://127.0.0.1:${ports.http}/api/v1/devices/${device.id}/readings?from=${from}&limit=10000`,
@@ -51,9 +55,7 @@ describe("citywatch start --demo", () => {
 
   it("files exactly the demo's documented tasks, and puts its devices back on standby at the end", async () => {
     if (proc === undefined) throw new Error("the demo did not start");
-    const headers = bearer(
-      /Authorization: Bearer ([A-Za-z0-9_-]+)'/.exec(proc.output())?.[1] ?? "",
-    );
+    const headers = bearer(firstStartSecret(dir, "first-admin"));
     // Every task of the system, not only the demo's: the idle demo city files none.
     const body = (await (await fetch(`${api}/api/v1/tasks?limit=1000`, { headers })).json()) as {
       tasks: Array<{ kind: string; rule: { id: string }; subject: { id: string }; level?: string }>;

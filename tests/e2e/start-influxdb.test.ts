@@ -3,7 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
-import { bearer, type CliProcess, startSystem, systemPorts } from "../support/cli-process.js";
+import {
+  bearer,
+  type CliProcess,
+  firstStartSecret,
+  startSystem,
+  systemPorts,
+} from "../support/cli-process.js";
 import { connectMqtt } from "../support/mqtt-client.js";
 import { provideInfluxDB } from "../support/services.js";
 import { requireService } from "../support/suite.js";
@@ -34,8 +40,7 @@ describe.runIf(influx)(
         database,
       ]);
       await proc.waitFor(/citywatch broker is up\./);
-      const secret =
-        /^ {2}demo-tunnel-s1-gas\s+\S+\s+([A-Za-z0-9_-]{43})$/m.exec(proc.output())?.[1] ?? "";
+      const secret = firstStartSecret(dir, "demo-tunnel-s1-gas");
       device = await connectMqtt(mqttPort, "demo-tunnel-s1-gas", secret);
       const ts = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
       await device.publishAsync(
@@ -56,9 +61,7 @@ describe.runIf(influx)(
         const res = await fetch(
           `${api}/api/v1/devices/demo-tunnel-s1-gas/readings?from=${Date.parse(ts) - 1000}`,
           {
-            headers: bearer(
-              /Authorization: Bearer ([A-Za-z0-9_-]+)'/.exec(proc.output())?.[1] ?? "",
-            ),
+            headers: bearer(firstStartSecret(dir, "first-admin")),
           },
         );
         readings = ((await res.json()) as { readings: typeof readings }).readings;

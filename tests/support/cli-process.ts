@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "./services.js";
 
@@ -138,3 +140,17 @@ export function issueToken(dataDir: string, name: string, role = "viewer"): stri
 
 /** The authorization header of `token`. */
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/**
+ * A secret the first start wrote to `{dataDir}/first-start-secrets.txt` (`id what secret` a line):
+ * a demo device's, a service account's, or the first admin token (`first-admin`). Empty when absent.
+ */
+export function firstStartSecret(dataDir: string, id: string): string {
+  const file = join(dataDir, "first-start-secrets.txt");
+  if (!existsSync(file)) return "";
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    const [name, , secret] = line.trim().split(/\s+/);
+    if (name === id && secret !== undefined) return secret;
+  }
+  return "";
+}

@@ -42,12 +42,24 @@ describe.runIf(redis)("a persistent session's queue on Redis", () => {
       for (let i = 1; i <= 1_500; i++) {
         await device.publishAsync(deviceTopic("noise-b1", "data"), String(i), { qos: 1 });
       }
-      const back = await t.connect({
-        username: "ingest",
-        password,
-        clientId: "ingest-q",
-        clean: false,
-      });
+      // As the ingest does (docs/deploy.md, 3): a CONNACK that does not come within 3 s is tried
+      // again. A persistent session's first reconnect on Redis sometimes gets no CONNACK (a known
+      // issue, not understood yet); what this test holds is that the queue comes back whole.
+      let back: Awaited<ReturnType<typeof t.connect>> | undefined;
+      for (let attempt = 1; back === undefined; attempt++) {
+        try {
+          back = await t.connect({
+            username: "ingest",
+            password,
+            clientId: "ingest-q",
+            clean: false,
+            connectTimeout: 3_000,
+            reconnectPeriod: 0,
+          });
+        } catch (error) {
+          if (attempt >= 3) throw error;
+        }
+      }
       const received = new Set<string>();
       back.on("message", (_topic, payload) => received.add(payload.toString()));
       await until(() => received.size >= 1_500, "every queued message", 20_000).catch(
