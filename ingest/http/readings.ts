@@ -261,6 +261,7 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
         response: {
           200: ReadingsResponse,
           ...errorResponses({
+            bad_request: "the device id is malformed",
             ...unauthorized,
             not_found: "the device is not registered, or has no readings yet",
             unavailable: "the time-series store could not answer",

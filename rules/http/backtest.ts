@@ -57,6 +57,8 @@ export const backtestApi: FastifyPluginAsyncZod<BacktestApiOptions> = (app, opti
             unauthorized: "no valid bearer token",
             forbidden: "the token's role is not admin",
             unavailable: "the time-series store could not answer",
+            payload_too_large: "the body is larger than the API accepts",
+            unsupported_media_type: "the body is not application/json",
           }),
         },
       },

@@ -121,6 +121,8 @@ export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { 
           ...errorResponses({
             bad_request: "the body is not an evidence package; every problem named",
             unauthorized: "no valid bearer token",
+            payload_too_large: "the body is larger than the API accepts",
+            unsupported_media_type: "the body is not application/json",
           }),
         },
       },

@@ -47,6 +47,17 @@ export const streamRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { de
       },
     },
     (request, reply) => {
+      // HEAD (Fastify answers it with this handler) says what a GET would open, and opens nothing.
+      if (request.method === "HEAD") {
+        reply.hijack();
+        reply.raw.writeHead(200, {
+          "content-type": "text/event-stream; charset=utf-8",
+          "cache-control": "no-cache",
+          "x-content-type-options": "nosniff",
+        });
+        reply.raw.end();
+        return;
+      }
       const caller = auth.callerOf(request);
       const admission = deps.stream.admit(caller);
       if (!admission.ok) throw apiFailure(admission.code, admission.message);
@@ -56,6 +67,7 @@ export const streamRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { de
       reply.raw.writeHead(200, {
         "content-type": "text/event-stream; charset=utf-8",
         "cache-control": "no-cache",
+        "x-content-type-options": "nosniff",
         connection: "keep-alive",
         "x-accel-buffering": "no",
       });

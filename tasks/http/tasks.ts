@@ -67,7 +67,11 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
         params: TaskIdParams,
         response: {
           200: TaskDetailResponse,
-          ...errorResponses({ unauthorized: "no valid bearer token", not_found: "unknown task" }),
+          ...errorResponses({
+            bad_request: "the task id is malformed",
+            unauthorized: "no valid bearer token",
+            not_found: "unknown task",
+          }),
         },
       },
     },
@@ -95,6 +99,8 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
             forbidden: "the token's role does not act on tasks of this kind",
             not_found: "unknown task",
             conflict: "a transition the lifecycle does not allow; the allowed ones named",
+            payload_too_large: "the body is larger than the API accepts",
+            unsupported_media_type: "the body is not application/json",
           }),
         },
       },
