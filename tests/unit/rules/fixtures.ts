@@ -1,6 +1,7 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { afterAll } from "vitest";
 import { stringify } from "yaml";
 
 type Tree = Record<string, unknown>;
@@ -46,9 +47,17 @@ export function ruleFile(rules: readonly Tree[], overrides?: readonly Tree[]): s
   return stringify(overrides === undefined ? { rules } : { rules, overrides });
 }
 
+/** The temporary directories ruleDirectory made, removed after the test file's tests. */
+const made: string[] = [];
+afterAll(() => {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
 /** A fresh directory named `name` holding these files; returns its path. */
 export function ruleDirectory(files: Readonly<Record<string, string>>, name = "rules"): string {
-  const dir = join(mkdtempSync(join(tmpdir(), "cw-rules-")), name);
+  const parent = mkdtempSync(join(tmpdir(), "cw-rules-"));
+  made.push(parent);
+  const dir = join(parent, name);
   mkdirSync(dir);
   for (const [file, text] of Object.entries(files)) writeFileSync(join(dir, file), text);
   return dir;

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import {
   CITYWATCH_ENV,
   CitywatchConfig,
@@ -9,8 +9,15 @@ import {
   loadConfig,
 } from "../../../../contracts/index.js";
 
+const made: string[] = [];
+afterAll(() => {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
 function file(text: string): string {
-  const path = join(mkdtempSync(join(tmpdir(), "cw-config-")), "citywatch.yaml");
+  const dir = mkdtempSync(join(tmpdir(), "cw-config-"));
+  made.push(dir);
+  const path = join(dir, "citywatch.yaml");
   writeFileSync(path, text);
   return path;
 }
