@@ -87,9 +87,15 @@ export class CommitLedger {
     }>;
     if (!columns.some((c) => c.name === "generation"))
       statements.get("ALTER TABLE progress ADD COLUMN generation INTEGER NOT NULL DEFAULT 1").run();
-    for (const row of statements.get("SELECT DISTINCT device_id FROM processed").all() as Array<{
-      device_id: string;
-    }>)
+    this.#readGapped();
+  }
+
+  /** The devices with handled seqs above a gap, from the file. */
+  #readGapped(): void {
+    this.#gapped.clear();
+    for (const row of this.#statements
+      .get("SELECT DISTINCT device_id FROM processed")
+      .all() as Array<{ device_id: string }>)
       this.#gapped.add(row.device_id);
   }
 
@@ -97,11 +103,7 @@ export class CommitLedger {
   forget(): void {
     this.#committed.clear();
     this.#generations.clear();
-    this.#gapped.clear();
-    for (const row of this.#statements
-      .get("SELECT DISTINCT device_id FROM processed")
-      .all() as Array<{ device_id: string }>)
-      this.#gapped.add(row.device_id);
+    this.#readGapped();
   }
 
   /**

@@ -129,12 +129,7 @@ export class SubjectIndex {
     return this.subjectsByDevice.get(deviceId) ?? NO_SUBJECTS;
   }
 
-  /** Every device's subjects (a site's subject once per device of the site). */
-  subjectLists(): Iterable<readonly Subject[]> {
-    return this.subjectsByDevice.values();
-  }
-
-  /** Every subject once, in the order of {@link subjectLists}. */
+  /** Every subject once (a site's subject is in each of its devices' lists), device by device. */
   subjects(): readonly Subject[] {
     if (this.unique === undefined) {
       const byKey = new Map<string, Subject>();

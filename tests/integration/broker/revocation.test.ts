@@ -54,7 +54,10 @@ beforeAll(async () => {
       username: id,
       password: secrets.get(id) ?? "",
       reconnectPeriod: 0,
+      // The removed device holds a persistent session, which its removal must drop.
+      clean: id !== "dev-removed",
     });
+    if (id === "dev-removed") await client.subscribeAsync(deviceTopic(id, "commit"), { qos: 1 });
     client.on("close", () => closed.add(id));
     clients.set(id, client);
   }
@@ -114,6 +117,19 @@ it("closes a revoked device's open connection at once and drops a removed device
   for (const why of ["disabled", "removed", "rotated"]) {
     expect(await metricValue(revoked, { why })).toBe(1);
   }
+
+  // The removed registration's persistent subscriptions are gone with it.
+  const persistence = (
+    t.broker.aedes as unknown as {
+      persistence: { subscriptionsByClient(c: { id: string }): Promise<unknown[]> };
+    }
+  ).persistence;
+  let kept = await persistence.subscriptionsByClient({ id: "dev-removed" });
+  for (let i = 0; i < 20 && kept.length > 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    kept = await persistence.subscriptionsByClient({ id: "dev-removed" });
+  }
+  expect(kept).toEqual([]);
 
   // The id registered again: its first subscription is not told the old registration's commit.
   const secret = t.addDevice("dev-removed", "noise");
