@@ -27,6 +27,7 @@ export function persistenceFor(choice: BrokerPersistence, log: Logger): Persiste
       conn.on("error", (error: Error) =>
         log.warn({ err: error.message }, "Redis persistence connection error; reconnecting"),
       );
+      heedEveryCommand(conn, log);
       // A persistent session gets at most maxSessionDelivery queued messages when it reconnects
       // (the rest wait for its next reconnect): 1,000 by default, fewer than a fleet publishes
       // while the ingest reconnects to a restarted broker. Queued messages are keys in one Redis
@@ -56,4 +57,27 @@ export function persistenceFor(choice: BrokerPersistence, log: Logger): Persiste
       };
     }
   }
+}
+
+/**
+ * aedes-persistence-redis issues some commands without awaiting them (the LREM of a will's key,
+ * of a stale outgoing packet). When one fails (Redis gone, or the connection closed while the
+ * broker stops: "Connection is closed.") its rejection has no handler, and an unhandled
+ * rejection ends a Node process. Every command's promise gets a handler that logs the failure;
+ * a caller that awaits the command still receives the rejection.
+ */
+function heedEveryCommand(conn: Redis, log: Logger): void {
+  const send = conn.sendCommand.bind(conn);
+  conn.sendCommand = (...args: Parameters<Redis["sendCommand"]>) => {
+    const result = send(...args);
+    if (result instanceof Promise) {
+      result.catch((error: unknown) =>
+        log.debug(
+          { err: error instanceof Error ? error.message : String(error), command: args[0].name },
+          "Redis persistence command failed",
+        ),
+      );
+    }
+    return result;
+  };
 }

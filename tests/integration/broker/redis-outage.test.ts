@@ -70,3 +70,35 @@ describe.runIf(redis?.outage)("the broker's Redis pub/sub when Redis restarts", 
     expect(received[0]).toBe("1");
   });
 });
+
+/**
+ * aedes-persistence-redis sends some commands without awaiting them (the LREM in delWill and
+ * putWill). One that fails, here on a connection closed while the broker stops, must not surface
+ * as an unhandled rejection: that ends a Node process (it failed a CI run as "Connection is
+ * closed." from ioredis). The caller that awaits still gets its error.
+ */
+describe.runIf(redis)("the broker's Redis persistence on a closed connection", () => {
+  it("a command nobody awaits fails without an unhandled rejection", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const closed = persistenceFor(
+        { type: "redis", url: redis?.url ?? "" },
+        pino({ level: "silent" }),
+      );
+      const persistence = closed.options.persistence as unknown as {
+        delWill(client: { id: string; brokerId: string }, done: (error?: Error) => void): void;
+      };
+      await closed.close();
+      const error = await new Promise<Error | undefined>((resolve) =>
+        persistence.delWill({ id: "gone", brokerId: "b1" }, resolve),
+      );
+      expect(error?.message).toMatch(/closed/i);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+});
