@@ -15,6 +15,7 @@ export * from "./model/rules.js";
 export * from "./model/api.js";
 export * from "./model/errors.js";
 export * from "./model/tasks.js";
+export * from "./model/evidence.js";
 export * from "./model/alarms.js";
 export * from "./model/stored-readings.js";
 export * from "./config/problems.js";

@@ -71,4 +71,6 @@ export const CITYWATCH_ENV: Readonly<Record<string, readonly string[]>> = {
   CITYWATCH_INFLUXDB_ORG: ["ingest", "store", "org"],
   CITYWATCH_INFLUXDB_BUCKET: ["ingest", "store", "bucket"],
   CITYWATCH_INFLUXDB_TOKEN: ["ingest", "store", "token"],
+  CITYWATCH_EVIDENCE_KEY_FILE: ["ingest", "tasks", "evidence", "keyFile"],
+  CITYWATCH_PUBLIC_URL: ["ingest", "tasks", "evidence", "publicUrl"],
 };

@@ -168,5 +168,29 @@ export const TasksConfig = z.strictObject({
       maxEvidencePerHour: PositiveInt.default(6),
     })
     .prefault({}),
+  /** Evidence packages: signing, the printable document and its signed links (docs/tasks.md). */
+  evidence: z
+    .strictObject({
+      /**
+       * The Ed25519 keyring (private keys: owner-only file). Absent: `{dataDir}/evidence-keys.json`,
+       * created with a first key on first start. Rotation adds a key and keeps the old public keys
+       * valid for the packages they signed.
+       */
+      keyFile: z.string().min(1).optional(),
+      /** Lifetime of a signed link to a printable package (webhooks, the task API). */
+      linkTtlMs: DurationMs.default(24 * 3_600_000),
+      /** Language of the printable document when the request names none. */
+      language: z
+        .enum(["zh-CN", "en"], { error: "evidence language is zh-CN or en" })
+        .default("zh-CN"),
+      /**
+       * The base URL recipients reach this API at (e.g. `https://citywatch.example.gov.cn`), for
+       * the signed links in webhooks and on the document. Absent: `http://{http.host}:{http.port}`.
+       */
+      publicUrl: z
+        .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+        .optional(),
+    })
+    .prefault({}),
 });
 export type TasksConfig = z.infer<typeof TasksConfig>;

@@ -274,11 +274,12 @@ export const EvidenceDevice = z.object({
 });
 
 /**
- * The evidence package of a task (format `citywatch-evidence/1`). `hash.value` is the SHA-256 of
+ * An evidence package of format `citywatch-evidence/1`, sealed before packages were signed (kept
+ * readable and hash-checkable; new packages are format 2, contracts/model/evidence.ts). `hash.value` is the SHA-256 of
  * the canonical JSON (RFC 8785) of the package without its `hash` member; docs/tasks.md shows how
  * to verify it.
  */
-export const EvidencePackage = z.object({
+export const EvidencePackageV1 = z.object({
   format: z.literal("citywatch-evidence/1"),
   taskId: z.string(),
   /** Position of this package among the task's packages, from 1. */
@@ -335,14 +336,4 @@ export const EvidencePackage = z.object({
     value: z.string().regex(/^[0-9a-f]{64}$/),
   }),
 });
-export type EvidencePackage = z.infer<typeof EvidencePackage>;
-
-/** Answer of `GET /api/v1/tasks/{id}/evidence/verify`. */
-export const EvidenceVerification = z.object({
-  taskId: z.string(),
-  sequence: z.number().int(),
-  valid: z.boolean(),
-  expected: z.string(),
-  actual: z.string(),
-});
-export type EvidenceVerification = z.infer<typeof EvidenceVerification>;
+export type EvidencePackageV1 = z.infer<typeof EvidencePackageV1>;
