@@ -23,6 +23,7 @@ import { rulesCommand } from "./commands/rules.js";
 import { simCommand } from "./commands/sim.js";
 import { sitesCommand } from "./commands/sites.js";
 import { tokensCommand } from "./commands/tokens.js";
+import { usersCommand } from "./commands/users.js";
 
 const program = new Command()
   .name("citywatch")
@@ -68,6 +69,7 @@ sitesCommand(program);
 rulesCommand(program);
 simCommand(program);
 tokensCommand(program);
+usersCommand(program);
 edgeCommand(program);
 
 function report(error: unknown): void {

@@ -44,7 +44,13 @@ export function routeTask(
   return {
     department: line?.department ?? config.defaultDepartment,
     team: line?.team ?? gridTeam ?? line?.department ?? config.defaultDepartment,
-    ...(area === undefined ? {} : { district: area.district, gridCell: area.gridCell }),
+    ...(area === undefined
+      ? {}
+      : {
+          district: area.district,
+          ...(area.street === undefined ? {} : { street: area.street }),
+          gridCell: area.gridCell,
+        }),
     rule: line === undefined ? null : index,
   };
 }

@@ -29,7 +29,7 @@ export function tokensCommand(program: Command): void {
   const tokens = program
     .command("tokens")
     .description(
-      "manage API tokens with roles (admin, operator, emergency, enforcement, viewer): every role reads readings and tasks; roles differ in the tasks they act on",
+      `manage API tokens with roles (${ApiRole.options.join(", ")}): every role reads readings and tasks; roles differ in the tasks they act on`,
     )
     .option("-c, --config <file>", "configuration file (YAML)")
     .option("--data-dir <dir>", "data directory holding tokens.db");
@@ -40,8 +40,12 @@ export function tokensCommand(program: Command): void {
     .description("create a token and print it (shown once; only its hash is kept)")
     .requiredOption("--role <role>", ApiRole.options.join(" | "))
     .requiredOption("--name <name>", "who or what uses the token; the audit trail names it")
+    .option(
+      "--user <id>",
+      "the user the token acts for (their scope; the role must be one of theirs; disabled with them)",
+    )
     .option("--json", "print the token and its record as JSON")
-    .action((flags: { role: string; name: string; json?: boolean }) => {
+    .action((flags: { role: string; name: string; user?: string; json?: boolean }) => {
       const role = ApiRole.safeParse(flags.role);
       if (!role.success) {
         process.stderr.write(
@@ -51,7 +55,7 @@ export function tokensCommand(program: Command): void {
         return;
       }
       withTokens(globals(), (store) => {
-        const { record, token } = store.add(flags.name, role.data);
+        const { record, token } = store.add(flags.name, role.data, flags.user);
         if (flags.json === true) {
           process.stdout.write(`${JSON.stringify({ ...record, token }, null, 2)}\n`);
           return;
@@ -76,7 +80,7 @@ export function tokensCommand(program: Command): void {
         }
         for (const t of list) {
           process.stdout.write(
-            `${t.id.padEnd(14)} ${t.name.padEnd(24)} ${t.role.padEnd(12)} created ${t.createdAt}${t.revokedAt === undefined ? "" : `  revoked ${t.revokedAt}`}\n`,
+            `${t.id.padEnd(14)} ${t.name.padEnd(24)} ${t.role.padEnd(12)} created ${t.createdAt}${t.userId === undefined ? "" : `  user ${t.userId}`}${t.revokedAt === undefined ? "" : `  revoked ${t.revokedAt}`}\n`,
           );
         }
         process.stdout.write(`${list.length} token${list.length === 1 ? "" : "s"}\n`);

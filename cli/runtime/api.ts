@@ -21,6 +21,9 @@ import { backtestApi } from "../../rules/http/backtest.js";
 import { bearerAuth } from "../../tasks/auth/bearer.js";
 import type { TaskApiDeps } from "../../tasks/app.js";
 import { taskApi } from "../../tasks/http/index.js";
+import { sessionApi } from "../../tasks/http/session.js";
+import { LoginLimiter } from "../../tasks/auth/login-limit.js";
+import { TasksConfig } from "../../contracts/config/tasks.js";
 import { apiErrorHandler, notFoundHandler, securityHeaders, sendApiError } from "./api-errors.js";
 import { backtestDeps } from "./backtest.js";
 import { healthApi } from "./health.js";
@@ -52,6 +55,12 @@ export interface ApiDeps {
     | undefined;
   /** Bounds of the readings queries (query-limits.ts); absent: DEFAULT_QUERY_LIMITS. */
   readonly queryLimits?: QueryLimitOptions | undefined;
+  /**
+   * Users' browser sessions (`ingest.tasks.sessions`) and whether the cookie is marked Secure.
+   * Absent: the defaults, not Secure.
+   */
+  readonly sessions?:
+    { readonly config: TasksConfig["sessions"]; readonly secureCookie: boolean } | undefined;
 }
 
 /** A store whose configuration the API was not given: the embedded one keeps everything. */
@@ -129,6 +138,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
         { name: "readings", description: "Devices, readings, aggregates, dead letters" },
         { name: "tasks", description: "Tasks and the live task stream" },
         { name: "evidence", description: "Evidence export and verification" },
+        { name: "people", description: "Sign-in sessions and user accounts" },
         { name: "rules", description: "Rule backtests over stored history" },
         { name: "operations", description: "Health, metrics and this document" },
       ],
@@ -149,6 +159,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   app.addHook("onRequest", limits.onRequest);
   void app.register(healthApi, { metrics: [...deps.metrics, apiMetrics], health: deps.health });
 
+  const sessionConfig = deps.sessions?.config ?? TasksConfig.parse({}).sessions;
   const auth =
     deps.tasks === undefined
       ? undefined
@@ -156,6 +167,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
           cacheMs: deps.tasks.tokenCacheMs,
           now: deps.tasks.now,
           watch: deps.tasks.tokenWatch,
+          sessions: sessionConfig,
         });
   void app.register(readingsApi, {
     registry: deps.registry,
@@ -167,6 +179,12 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     authenticate: (deps.readings ?? "token") === "token" ? auth?.authenticate : undefined,
   });
   if (deps.tasks !== undefined && auth !== undefined) {
+    void app.register(sessionApi, {
+      tokens: deps.tasks.tokens,
+      auth,
+      limiter: new LoginLimiter(sessionConfig, deps.tasks.now),
+      secureCookie: deps.sessions?.secureCookie ?? false,
+    });
     void app.register(taskApi, { deps: deps.tasks, auth });
     void app.register(backtestApi, {
       deps: backtestDeps({

@@ -168,6 +168,21 @@ export const TasksConfig = z.strictObject({
       maxEvidencePerHour: PositiveInt.default(6),
     })
     .prefault({}),
+  /** Browser sessions of users (docs/tasks.md, People, roles and scopes). */
+  sessions: z
+    .strictObject({
+      /** A session unused this long ends. */
+      idleMs: DurationMs.default(8 * 3_600_000),
+      /** A session ends this long after sign-in (a shift), used or not. */
+      maxMs: DurationMs.default(12 * 3_600_000),
+      /** Failed sign-ins allowed per user name, and per client address, in `windowMs`; then 429. */
+      failuresPerUser: PositiveInt.default(5),
+      failuresPerAddress: PositiveInt.default(20),
+      windowMs: DurationMs.default(15 * 60_000),
+      /** Mark the cookie Secure (HTTPS only). Absent: when `evidence.publicUrl` is https. */
+      secureCookie: z.boolean().optional(),
+    })
+    .prefault({}),
   /** Evidence packages: signing, the printable document and its signed links (docs/tasks.md). */
   evidence: z
     .strictObject({

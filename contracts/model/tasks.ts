@@ -32,9 +32,21 @@ export const ClosureReason = z.enum(["rectified", "false_positive", "sensor_faul
 export type ClosureReason = z.infer<typeof ClosureReason>;
 
 /** Roles of API tokens. See docs/tasks.md for what each may do. */
-export const ApiRole = z.enum(["admin", "operator", "emergency", "enforcement", "viewer"], {
-  error: "role must be admin, operator, emergency, enforcement or viewer",
-});
+export const ApiRole = z.enum(
+  [
+    "admin",
+    "command_centre",
+    "operator",
+    "emergency",
+    "enforcement",
+    "legal_reviewer",
+    "viewer",
+  ],
+  {
+    error:
+      "role must be admin, command_centre, operator, emergency, enforcement, legal_reviewer or viewer",
+  },
+);
 export type ApiRole = z.infer<typeof ApiRole>;
 
 /** What an audit entry records. */
@@ -79,6 +91,8 @@ export const TaskRouting = z.object({
   department: z.string(),
   team: z.string(),
   district: z.string().optional(),
+  /** The site's street (街道), where the registry records one. */
+  street: z.string().optional(),
   gridCell: z.string().optional(),
   /** The responsibility line that matched (index in `tasks.responsibilities`), or null for the default. */
   rule: z.number().int().nullable(),

@@ -1,14 +1,20 @@
+import { timingSafeEqual } from "node:crypto";
 import type { FastifyRequest } from "fastify";
 import { apiFailure } from "../../contracts/model/errors.js";
+import { CITY_WIDE, type UserScope } from "../../contracts/model/people.js";
 import type { ApiRole } from "../../contracts/model/tasks.js";
 import { mayRead } from "./roles.js";
 import type { TokenRecord, TokenStore } from "./tokens.js";
+import type { ActiveSession, SessionLimits } from "./users.js";
 import type { TokenWatch } from "./watch.js";
 
 /*
- * Bearer authentication of the API: the hook a plugin adds to its own (encapsulated) context.
- * 401 when there is no valid token (the error catalogue adds WWW-Authenticate, RFC 6750 §3);
- * roles are checked by the routes (403). Lookups are cached for `cacheMs`; with a `watch`, every
+ * Authentication of the API: the hook a plugin adds to its own (encapsulated) context. A caller
+ * is a bearer token (a service account's, or one a user made) or a user's browser session (the
+ * `cw_session` cookie, sessions.ts); a request with a session cookie that changes something
+ * (POST, PUT, PATCH, DELETE) must also carry the session's CSRF token in `x-csrf-token`.
+ * 401 when there is neither (the error catalogue adds WWW-Authenticate, RFC 6750 §3); roles and
+ * scopes are checked by the routes (403). Lookups are cached for `cacheMs`; with a `watch`, every
  * lookup first asks whether the token file changed and a change empties the cache, so a revoked
  * token is refused from the next request on.
  */
@@ -19,9 +25,54 @@ export interface Caller {
   /** The user behind the token: its name before `@` (`alice@laptop` → `alice`). */
   readonly user: string;
   readonly name: string;
+  /** The token's role; for a session, the user's first role (see `roles`). */
   readonly role: ApiRole;
+  /** Every role the caller acts with: the token's one, or all of a signed-in user's. */
+  readonly roles: readonly ApiRole[];
+  /** Where the caller acts: the user's scope; city-wide for service accounts' tokens. */
+  readonly scope: UserScope;
+  /** The user account behind the caller, if any. */
+  readonly userId?: string | undefined;
+  /** Staff or badge number of that user, if recorded. */
+  readonly badge?: string | null | undefined;
+  readonly via: "token" | "session";
   /** How the audit trail names the caller. */
   readonly actor: string;
+}
+
+/** The session cookie's name. */
+export const SESSION_COOKIE = "cw_session";
+
+/** One cookie's value from a Cookie header (RFC 6265 §5.4), or undefined. */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (header === undefined || header.length > 8_192) return undefined;
+  for (const part of header.split(";")) {
+    const at = part.indexOf("=");
+    if (at < 0) continue;
+    if (part.slice(0, at).trim() !== name) continue;
+    let value = part.slice(at + 1).trim();
+    if (value.startsWith('"') && value.endsWith('"') && value.length >= 2)
+      value = value.slice(1, -1);
+    return value;
+  }
+  return undefined;
+}
+
+const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+function sameText(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** How the audit trail names a signed-in user: name, login, badge, roles. */
+export function userActor(
+  session: Pick<ActiveSession, "user">,
+  roles?: readonly ApiRole[],
+): string {
+  const u = session.user;
+  return `${u.name} [${u.id}${u.badge === null ? "" : ` #${u.badge}`}] (${(roles ?? u.roles).join(", ")})`;
 }
 
 export interface BearerAuth {
@@ -31,6 +82,8 @@ export interface BearerAuth {
   readonly reader: (request: FastifyRequest) => Promise<void>;
   /** An `onRequest` hook: `authenticate`, and `forbidden` for any role but admin. */
   readonly admin: (request: FastifyRequest) => Promise<void>;
+  /** The session limits (the session routes start sessions with them). */
+  readonly sessionLimits: SessionLimits;
   /** The caller a hook of this auth found for the request (after `authenticate`, `reader` or `admin`). */
   callerOf(request: FastifyRequest): Caller;
 }
@@ -52,8 +105,15 @@ const hook =
 
 export function bearerAuth(
   tokens: TokenStore,
-  options: { cacheMs: number; now: () => number; watch?: TokenWatch | undefined },
+  options: {
+    cacheMs: number;
+    now: () => number;
+    watch?: TokenWatch | undefined;
+    /** Browser sessions (default: 8 h idle, 12 h at most). */
+    sessions?: SessionLimits | undefined;
+  },
 ): BearerAuth {
+  const sessionLimits = options.sessions ?? { idleMs: 8 * 3_600_000, maxMs: 12 * 3_600_000 };
   const cache = new Map<string, { at: number; record: TokenRecord | undefined }>();
   const callers = new WeakMap<FastifyRequest, Caller>();
   options.watch?.onChange(() => cache.clear());
@@ -68,24 +128,80 @@ export function bearerAuth(
     cache.set(token, { at: now, record });
     return record;
   };
-  const authenticate = (request: FastifyRequest): Caller => {
-    const header = request.headers.authorization;
-    const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (match?.[1] === undefined) {
-      throw apiFailure(
-        "unauthorized",
-        "the task API needs a bearer token: Authorization: Bearer <token> (citywatch tokens add)",
-      );
+  const bySession = (request: FastifyRequest, cookie: string): Caller => {
+    options.watch?.check();
+    const session = tokens.users.session(cookie, sessionLimits);
+    if (session === undefined) {
+      throw apiFailure("unauthorized", "the session ended or is unknown: sign in again");
     }
-    const record = lookup(match[1]);
+    if (UNSAFE.has(request.method)) {
+      const sent = request.headers["x-csrf-token"];
+      if (typeof sent !== "string" || !sameText(sent, session.csrf)) {
+        throw apiFailure(
+          "forbidden",
+          "a change made with a session cookie needs the session's CSRF token in the x-csrf-token header",
+        );
+      }
+    }
+    const u = session.user;
+    return {
+      tokenId: `session:${u.id}`,
+      user: u.id,
+      name: u.id,
+      role: u.roles[0] ?? "viewer",
+      roles: u.roles,
+      scope: u.scope,
+      userId: u.id,
+      badge: u.badge,
+      via: "session",
+      actor: userActor(session),
+    };
+  };
+  const byToken = (token: string): Caller => {
+    const record = lookup(token);
     if (record === undefined) throw apiFailure("unauthorized", "unknown or revoked token");
-    const caller = {
+    const user = record.userId === undefined ? undefined : tokens.users.get(record.userId);
+    if (record.userId !== undefined && (user === undefined || user.disabled)) {
+      throw apiFailure("unauthorized", "the token's user is disabled");
+    }
+    return {
       tokenId: record.id,
-      user: userOf(record.name),
+      user: user?.id ?? userOf(record.name),
       name: record.name,
       role: record.role,
-      actor: `${record.name} (${record.role})`,
+      roles: [record.role],
+      scope: user?.scope ?? CITY_WIDE,
+      userId: user?.id,
+      badge: user?.badge,
+      via: "token",
+      actor:
+        user === undefined
+          ? `${record.name} (${record.role})`
+          : `${userActor({ user }, [record.role])} via token ${record.name}`,
     };
+  };
+  const authenticate = (request: FastifyRequest): Caller => {
+    const header = request.headers.authorization;
+    let caller: Caller;
+    if (header === undefined) {
+      const cookie = cookieValue(request.headers.cookie, SESSION_COOKIE);
+      if (cookie === undefined) {
+        throw apiFailure(
+          "unauthorized",
+          "the API needs a bearer token (Authorization: Bearer <token>, citywatch tokens add) or a signed-in session (POST /api/v1/session)",
+        );
+      }
+      caller = bySession(request, cookie);
+    } else {
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+      if (match?.[1] === undefined) {
+        throw apiFailure(
+          "unauthorized",
+          "the task API needs a bearer token: Authorization: Bearer <token> (citywatch tokens add)",
+        );
+      }
+      caller = byToken(match[1]);
+    }
     callers.set(request, caller);
     return caller;
   };
@@ -96,9 +212,10 @@ export function bearerAuth(
       if (!mayRead(caller.role))
         throw apiFailure("forbidden", `role ${caller.role} may not read tasks`);
     }),
+    sessionLimits,
     admin: hook((request) => {
       const caller = authenticate(request);
-      if (caller.role !== "admin")
+      if (!caller.roles.includes("admin"))
         throw apiFailure(
           "forbidden",
           `role ${caller.role} may not do this; it needs an admin token`,

@@ -4,14 +4,19 @@ import type { TaskKind } from "../../contracts/model/topics.js";
 /*
  * What each role may do with tasks. Every role reads every task (a coordinator must see the whole
  * picture); acting — transitions — is limited to the role's own kind of work:
- *   admin: everything · enforcement: enforcement cases · emergency: emergency tasks ·
- *   operator: maintenance tasks · viewer: nothing.
+ *   admin and command_centre: everything · enforcement: enforcement cases · emergency:
+ *   emergency tasks · operator: maintenance tasks · legal_reviewer: reviews (no task transitions
+ *   of its own) · viewer: nothing.
+ * A user with several roles acts on the union of their kinds; a user acts only within their scope
+ * (scope.ts).
  */
 const ACTS_ON: Readonly<Record<ApiRole, readonly TaskKind[]>> = {
   admin: ["enforcement", "emergency", "maintenance"],
+  command_centre: ["enforcement", "emergency", "maintenance"],
   enforcement: ["enforcement"],
   emergency: ["emergency"],
   operator: ["maintenance"],
+  legal_reviewer: [],
   viewer: [],
 };
 

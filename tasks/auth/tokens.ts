@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type Database from "better-sqlite3";
 import type { ApiRole } from "../../contracts/model/tasks.js";
 import { openSqlite } from "../../infra/sqlite-file.js";
+import { USER_MIGRATION, UserStore } from "./users.js";
 
 /*
  * API tokens (`{dataDir}/tokens.db`). A token is 32 random bytes shown once; only its SHA-256 is
@@ -18,6 +19,8 @@ export interface TokenRecord {
   readonly role: ApiRole;
   readonly createdAt: string;
   readonly revokedAt?: string | undefined;
+  /** The user the token acts for (their roles and scope); absent: a service account's token. */
+  readonly userId?: string | undefined;
 }
 
 interface TokenRow {
@@ -26,6 +29,7 @@ interface TokenRow {
   role: ApiRole;
   created_ms: number;
   revoked_ms: number | null;
+  user_id: string | null;
 }
 
 const record = (r: TokenRow): TokenRecord => ({
@@ -34,6 +38,7 @@ const record = (r: TokenRow): TokenRecord => ({
   role: r.role,
   createdAt: new Date(r.created_ms).toISOString(),
   ...(r.revoked_ms === null ? {} : { revokedAt: new Date(r.revoked_ms).toISOString() }),
+  ...(r.user_id === null ? {} : { userId: r.user_id }),
 });
 
 const hashOf = (token: string): string => createHash("sha256").update(token, "utf8").digest("hex");
@@ -49,6 +54,7 @@ const MIGRATIONS = [
      revoked_ms INTEGER
    );
    CREATE UNIQUE INDEX IF NOT EXISTS api_token_active_name ON api_token(name) WHERE revoked_ms IS NULL;`,
+  USER_MIGRATION,
 ];
 
 export class TokenError extends Error {
@@ -62,6 +68,8 @@ export class TokenStore {
   /** `PRAGMA data_version` last seen, plus changes made through this connection. */
   private seen: { data: number; local: number };
   private local = 0;
+  /** User accounts and their sessions, in the same file. */
+  readonly users: UserStore;
 
   constructor(
     readonly file: string,
@@ -70,9 +78,13 @@ export class TokenStore {
     this.db = openSqlite(file, { synchronous: "FULL", migrations: MIGRATIONS });
     this.dataVersion = this.db.prepare("PRAGMA data_version").pluck();
     this.active = this.db
-      .prepare("SELECT 1 FROM api_token WHERE id = ? AND revoked_ms IS NULL")
+      .prepare(
+        `SELECT 1 FROM api_token t LEFT JOIN app_user u ON u.id = t.user_id
+         WHERE t.id = ? AND t.revoked_ms IS NULL AND (t.user_id IS NULL OR u.disabled = 0)`,
+      )
       .pluck();
     this.seen = { data: this.dataVersion.get() as number, local: 0 };
+    this.users = new UserStore(this.db, now, () => this.local++);
   }
 
   /**
@@ -96,8 +108,12 @@ export class TokenStore {
     this.db.close();
   }
 
-  /** Create a token; the returned secret is the only copy. */
-  add(name: string, role: ApiRole): { record: TokenRecord; token: string } {
+  /**
+   * Create a token; the returned secret is the only copy. A token for a user (`userId`) acts with
+   * that user's roles and scope and stops working when the user is disabled; `role` must be one
+   * of the user's roles.
+   */
+  add(name: string, role: ApiRole, userId?: string): { record: TokenRecord; token: string } {
     if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(name)) {
       throw new TokenError(
         "a token name must be 1-64 characters of A-Z a-z 0-9 _ . @ - starting with a letter or digit",
@@ -108,13 +124,34 @@ export class TokenStore {
       .get(name);
     if (active !== undefined)
       throw new TokenError(`an active token named ${name} exists; revoke it first`);
+    if (userId !== undefined) {
+      const user = this.users.get(userId);
+      if (user === undefined) throw new TokenError(`no user ${userId}`);
+      if (!user.roles.includes(role)) {
+        throw new TokenError(
+          `user ${userId} has the roles ${user.roles.join(", ")}; a token for them cannot have the role ${role}`,
+        );
+      }
+    }
     const token = `${TOKEN_PREFIX}${randomBytes(32).toString("base64url")}`;
     const id = randomBytes(6).toString("hex");
     const createdMs = this.now();
     this.db
-      .prepare("INSERT INTO api_token (id, name, role, hash, created_ms) VALUES (?, ?, ?, ?, ?)")
-      .run(id, name, role, hashOf(token), createdMs);
-    return { record: { id, name, role, createdAt: new Date(createdMs).toISOString() }, token };
+      .prepare(
+        "INSERT INTO api_token (id, name, role, hash, created_ms, user_id) VALUES (?, ?, ?, ?, ?, ?)",
+      )
+      .run(id, name, role, hashOf(token), createdMs, userId ?? null);
+    this.local++;
+    return {
+      record: {
+        id,
+        name,
+        role,
+        createdAt: new Date(createdMs).toISOString(),
+        ...(userId === undefined ? {} : { userId }),
+      },
+      token,
+    };
   }
 
   list(): TokenRecord[] {
@@ -135,11 +172,14 @@ export class TokenStore {
     return record({ ...row, revoked_ms: revokedMs });
   }
 
-  /** The active token a bearer secret belongs to, or undefined. */
+  /** The active token a bearer secret belongs to (not of a disabled user), or undefined. */
   authenticate(token: string): TokenRecord | undefined {
     if (!token.startsWith(TOKEN_PREFIX)) return undefined;
     const row = this.db
-      .prepare("SELECT * FROM api_token WHERE hash = ? AND revoked_ms IS NULL")
+      .prepare(
+        `SELECT t.* FROM api_token t LEFT JOIN app_user u ON u.id = t.user_id
+         WHERE t.hash = ? AND t.revoked_ms IS NULL AND (t.user_id IS NULL OR u.disabled = 0)`,
+      )
       .get(hashOf(token)) as TokenRow | undefined;
     return row === undefined ? undefined : record(row);
   }

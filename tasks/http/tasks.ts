@@ -7,14 +7,27 @@ import {
   TaskListResponse,
   TransitionRequest,
 } from "../../contracts/index.js";
+import type { Caller } from "../auth/bearer.js";
 import { kindsOf, mayAct } from "../auth/roles.js";
+import { describeScope, inScope } from "../auth/scope.js";
 import { security, TaskIdParams, type TaskPluginOptions } from "./options.js";
 
 /*
  * The task routes: the list, one task with its audit trail, transitions. Every request needs a
- * bearer token of a role that may read tasks (this plugin's own onRequest hook); a transition
- * also needs a role that acts on the task's kind.
+ * caller (token or session) of a role that may read tasks (this plugin's own onRequest hook); a
+ * task outside the caller's scope is refused (403); a transition also needs a role that acts on
+ * the task's kind.
  */
+
+/** 403 unless the task lies in the caller's scope. */
+export function checkScope(caller: Caller, task: Parameters<typeof inScope>[1] & { id: string }) {
+  if (!inScope(caller.scope, task)) {
+    throw apiFailure(
+      "forbidden",
+      `task ${task.id} is outside your scope (${describeScope(caller.scope)}); it is routed to ${[task.routing.district, task.routing.street, task.routing.gridCell].filter((x) => x !== undefined).join(" / ") || "no area (city-wide work)"}`,
+    );
+  }
+}
 
 const DEFAULT_LIMIT = 100;
 
@@ -70,6 +83,7 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
           ...errorResponses({
             bad_request: "the task id is malformed",
             unauthorized: "no valid bearer token",
+            forbidden: "the task is outside the caller's scope",
             not_found: "unknown task",
           }),
         },
@@ -78,6 +92,7 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
     (request) => {
       const task = deps.service.task(request.params.id);
       if (task === undefined) throw notFound(request.params.id);
+      checkScope(auth.callerOf(request), task);
       return { task, audit: deps.service.audit(task.id) };
     },
   );
@@ -96,7 +111,8 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
           ...errorResponses({
             bad_request: "the body is not a transition request; every problem named",
             unauthorized: "no valid bearer token",
-            forbidden: "the token's role does not act on tasks of this kind",
+            forbidden:
+              "the task is outside the caller's scope, or the caller's role does not act on tasks of this kind",
             not_found: "unknown task",
             conflict: "a transition the lifecycle does not allow; the allowed ones named",
             payload_too_large: "the body is larger than the API accepts",
@@ -109,11 +125,12 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
       const caller = auth.callerOf(request);
       const task = deps.service.task(request.params.id);
       if (task === undefined) throw notFound(request.params.id);
-      if (!mayAct(caller.role, task.kind)) {
-        const kinds = kindsOf(caller.role);
+      checkScope(caller, task);
+      if (!caller.roles.some((role) => mayAct(role, task.kind))) {
+        const kinds = [...new Set(caller.roles.flatMap((role) => kindsOf(role)))];
         throw apiFailure(
           "forbidden",
-          `role ${caller.role} may not act on ${task.kind} tasks${kinds.length === 0 ? " (read only)" : `; it acts on ${kinds.join(", ")}`}`,
+          `role ${caller.roles.join(", ")} may not act on ${task.kind} tasks${kinds.length === 0 ? " (read only)" : `; it acts on ${kinds.join(", ")}`}`,
         );
       }
       const result = deps.service.transition(task.id, request.body, { name: caller.actor });

@@ -141,9 +141,11 @@ describe("task API", () => {
     }
     const may: Record<ApiRole, TaskKind[]> = {
       admin: ["enforcement", "emergency", "maintenance"],
+      command_centre: ["enforcement", "emergency", "maintenance"],
       enforcement: ["enforcement"],
       emergency: ["emergency"],
       operator: ["maintenance"],
+      legal_reviewer: [],
       viewer: [],
     };
     for (const role of ApiRole.options) {

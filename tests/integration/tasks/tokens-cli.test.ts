@@ -44,7 +44,7 @@ describe("citywatch tokens", () => {
     const badRole = await tokens(dir, "add", "--role", "mayor", "--name", "x");
     expect(badRole.code).toBe(1);
     expect(badRole.output).toContain(
-      "role must be admin, operator, emergency, enforcement or viewer",
+      "role must be admin, command_centre, operator, emergency, enforcement, legal_reviewer or viewer",
     );
     const duplicate = await tokens(dir, "add", "--role", "viewer", "--name", "pudong-brigade");
     expect(duplicate.code).toBe(1);

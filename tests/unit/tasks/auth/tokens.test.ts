@@ -12,9 +12,11 @@ describe("role matrix", () => {
     );
     expect(matrix).toEqual({
       admin: ["enforcement", "emergency", "maintenance"],
+      command_centre: ["enforcement", "emergency", "maintenance"],
       operator: ["maintenance"],
       emergency: ["emergency"],
       enforcement: ["enforcement"],
+      legal_reviewer: [],
       viewer: [],
     });
   });
