@@ -9,6 +9,7 @@ import { Outbox, type OutboxTarget } from "./notify/outbox.js";
 import { TaskStream } from "./notify/stream.js";
 import { webhookDelivery } from "./notify/webhook.js";
 import type { Recheck } from "../contracts/model/alarms.js";
+import { EvidenceKeyring, evidenceKeyFile } from "./evidence-keys.js";
 import { taskMetrics, type TaskMetrics } from "./metrics.js";
 import { notifyMetrics, type NotifyMetrics } from "./notify/metrics.js";
 import { TaskService } from "./service.js";
@@ -34,6 +35,11 @@ export interface TaskSystemDeps {
   /** Re-check of graduated response at the rectification deadline. */
   readonly recheck?: Recheck | undefined;
   readonly random?: () => number;
+  /**
+   * The evidence signing keys; absent: opened from `tasks.evidence.keyFile` (default
+   * `{dataDir}/evidence-keys.json`), created with a first key when there is none.
+   */
+  readonly keyring?: EvidenceKeyring | undefined;
 }
 
 /** What the HTTP API needs to serve the task routes (tasks/http). */
@@ -46,6 +52,8 @@ export interface TaskApiDeps {
   readonly stream: TaskStream;
   readonly tokenCacheMs: number;
   readonly now: () => number;
+  /** The evidence keys: served public, used to verify packages. */
+  readonly keyring: EvidenceKeyring;
 }
 
 export interface TaskSystem {
@@ -56,6 +64,7 @@ export interface TaskSystem {
   readonly outbox: Outbox;
   readonly stream: TaskStream;
   readonly metrics: TaskMetrics & NotifyMetrics;
+  readonly keyring: EvidenceKeyring;
   /** What the HTTP API needs to serve the task routes (`buildApi`'s `tasks`). */
   readonly api: TaskApiDeps;
   start(): void;
@@ -66,6 +75,10 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
   const log = deps.log.child({ module: "tasks" });
   const { config, now } = deps;
   const metrics = { ...taskMetrics(deps.metricsRegistry), ...notifyMetrics(deps.metricsRegistry) };
+  // Before any database: a key file that is unreadable, malformed or not owner-only stops the start.
+  const keyring =
+    deps.keyring ??
+    EvidenceKeyring.open(evidenceKeyFile(config, deps.dataDir), { log, now, create: true });
   const store = new TaskStore(join(deps.dataDir, "tasks.db"));
   const tokens = new TokenStore(join(deps.dataDir, "tokens.db"), now);
   const targets: OutboxTarget[] = config.webhooks.map((hook) => ({
@@ -100,6 +113,7 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     now,
     recheck: deps.recheck,
     enqueue: (event) => outbox.enqueue(event),
+    keyring,
   });
   service.onEvent((event) => {
     stream.publish(event);
@@ -113,6 +127,7 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     outbox,
     stream,
     metrics,
+    keyring,
     api: {
       service,
       store,
@@ -121,6 +136,7 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
       stream,
       tokenCacheMs: config.tokens.cacheMs,
       now,
+      keyring,
     },
     start() {
       tokenWatch.start();

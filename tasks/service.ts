@@ -12,7 +12,10 @@ import type {
 } from "../contracts/model/tasks.js";
 import type { AlarmDecision, AlarmNotice, Recheck, TaskSink } from "../contracts/model/alarms.js";
 import { unverifiedOf } from "../contracts/model/rule-confidence.js";
-import { buildEvidencePackage } from "./evidence.js";
+// TEMPORARY until tasks/evidence.ts exports buildEvidenceBody (H1): then import it from there.
+import { buildEvidenceBody } from "./evidence-body-adapter.js";
+import type { EvidenceSigner } from "./evidence-keys.js";
+import { linkTo, sealEvidence } from "./evidence-seal.js";
 import { afterRecheck, afterRepeat, firstResponse, partyOf, recheckDueMs } from "./graduated.js";
 import { checkTransition } from "./lifecycle.js";
 import type { TaskMetrics } from "./metrics.js";
@@ -49,6 +52,8 @@ export interface TaskServiceDeps {
   readonly recheck?: Recheck | undefined;
   /** Called inside each change's transaction with its event (the outbox writes its rows here). */
   readonly enqueue?: ((event: TaskEvent) => void) | undefined;
+  /** Signs evidence packages (the deployment's keyring, tasks/evidence-keys.ts). */
+  readonly keyring: EvidenceSigner;
 }
 
 /** The person (or `system`) behind a change. */
@@ -586,37 +591,22 @@ export class TaskService implements TaskSink {
     const { maxEventsPerHour, maxEvidencePerHour } = this.deps.config.damping;
     const window = this.windowOf(draft.task.id, now);
     let task: Task = { ...draft.task, updatedAt: iso(now) };
-    const entries = [...draft.entries];
+    const written: AuditEntry[] = [];
+    const write = (entries: Draft["entries"]) => {
+      for (const e of entries)
+        written.push(store.appendAudit({ ...e, taskId: task.id, atMs: now }));
+    };
     if (draft.evidence && notice !== undefined && window.evidence.length >= maxEvidencePerHour) {
       task = this.suppressed(task, "evidence");
+      write(draft.entries);
     } else if (draft.evidence && notice !== undefined) {
       window.evidence.push(now);
-      try {
-        const pkg = buildEvidencePackage({
-          taskId: task.id,
-          sequence: task.evidenceCount + 1,
-          createdAt: iso(now),
-          notice,
-          registry: this.deps.registry,
-        });
-        store.addEvidence(pkg, now);
-        task = { ...task, evidenceCount: pkg.sequence };
-        entries.push({
-          actor: SYSTEM,
-          action: "evidence_attached",
-          detail: `evidence package ${pkg.sequence}, sha256 ${pkg.hash.value}, ${pkg.readings.length} readings`,
-        });
-      } catch (error) {
-        // A value JSON cannot carry (NaN, Infinity) must not cost the task: it is filed, and
-        // the record says why it has no sealed evidence.
-        const message = (error as Error).message;
-        this.deps.log.error({ task: task.id, err: message }, "evidence package not sealed");
-        entries.push({
-          actor: SYSTEM,
-          action: "evidence_attached",
-          detail: `evidence could not be sealed: ${message}`,
-        });
-      }
+      // This change's entries first: the package carries the audit trail as it is at sealing.
+      write(draft.entries);
+      write([this.seal(task, notice, now)]);
+      task = { ...task, evidenceCount: store.evidenceCount(task.id) };
+    } else {
+      write(draft.entries);
     }
     const held = dampable && window.events.length >= maxEventsPerHour;
     if (held) task = this.suppressed(task, "event");
@@ -626,7 +616,6 @@ export class TaskService implements TaskSink {
       partyKey: task.graduated?.party.key,
       recheckDueMs: recheckDueMs(task.graduated),
     });
-    const written = entries.map((e) => store.appendAudit({ ...e, taskId: task.id, atMs: now }));
     if (held) return "suppressed";
     window.events.push(now);
     const event = store.appendEvent(
@@ -635,6 +624,44 @@ export class TaskService implements TaskSink {
     );
     this.deps.enqueue?.(event);
     return event;
+  }
+
+  /**
+   * Seal the next evidence package of a task: the body (tasks/evidence.ts) with the task's audit
+   * trail as written so far, linked to the task's previous package, hashed and signed with the
+   * deployment's current key (tasks/evidence-seal.ts). Returns the audit entry that records it,
+   * or why it could not be sealed: a value JSON cannot carry (NaN, Infinity) or a key file that
+   * cannot be read must not cost the task, so it is filed and the record says why it has no package.
+   */
+  private seal(task: Task, notice: AlarmNotice, now: number): Draft["entries"][number] {
+    const { store } = this.deps;
+    try {
+      const sequence = task.evidenceCount + 1;
+      const body = buildEvidenceBody({
+        taskId: task.id,
+        sequence,
+        createdAt: iso(now),
+        notice,
+        registry: this.deps.registry,
+        audit: store.audit(task.id),
+      });
+      const previous = sequence === 1 ? null : linkTo(store.evidence(task.id, sequence - 1));
+      const pkg = sealEvidence(body, previous, this.deps.keyring, now);
+      store.addEvidence(pkg, now);
+      return {
+        actor: SYSTEM,
+        action: "evidence_attached",
+        detail: `evidence package ${pkg.sequence}, sha256 ${pkg.hash.value}, signed by key ${pkg.signature.keyId}, ${pkg.readings.length} readings${previous === null ? "" : `, follows package ${previous.sequence}`}`,
+      };
+    } catch (error) {
+      const message = (error as Error).message;
+      this.deps.log.error({ task: task.id, err: message }, "evidence package not sealed");
+      return {
+        actor: SYSTEM,
+        action: "evidence_attached",
+        detail: `evidence could not be sealed: ${message}`,
+      };
+    }
   }
 
   private published(event: TaskEvent): void {

@@ -16,7 +16,9 @@ import type { OutboxRow } from "./notify/outbox.js";
  * - task: one row per task, the whole task as JSON plus the columns the API filters on; a partial
  *   unique index keeps one open task per (subject, rule) even if the code had a bug;
  * - audit: the append-only audit trail (no UPDATE or DELETE is ever issued on it);
- * - evidence: sealed evidence packages, append-only;
+ * - evidence: sealed evidence packages, append-only (triggers refuse UPDATE and DELETE): format 2
+ *   (signed, contracts/model/evidence.ts) since packages were signed; format 1 rows sealed
+ *   before stay as they were, readable and hash-checkable;
  * - event: every task change as published (SSE replay, MQTT, webhooks read it from here);
  * - outbox / outbox_dead: notifications to deliver, written in the same transaction as the
  *   change, so a crash or an outage of a receiver loses none.
@@ -97,6 +99,11 @@ const MIGRATIONS = [
      dead_ms INTEGER NOT NULL,
      why TEXT NOT NULL
    );`,
+  // Evidence is append-only, as the audit trail: a sealed package is never changed or removed.
+  `CREATE TRIGGER evidence_append_only_update BEFORE UPDATE ON evidence
+     BEGIN SELECT RAISE(ABORT, 'evidence packages are append-only'); END;
+   CREATE TRIGGER evidence_append_only_delete BEFORE DELETE ON evidence
+     BEGIN SELECT RAISE(ABORT, 'evidence packages are append-only'); END;`,
 ];
 
 const KIND_PREFIX: Readonly<Record<TaskKind, string>> = {
@@ -330,7 +337,19 @@ export class TaskStore {
     ).run(pkg.taskId, pkg.sequence, createdMs, pkg.hash.value, JSON.stringify(pkg));
   }
 
-  /** A task's evidence package: the given one, or the newest. */
+  /** The number of a task's newest evidence package (0: none). */
+  evidenceCount(taskId: string): number {
+    return (
+      this.stmt("SELECT coalesce(max(sequence), 0) AS n FROM evidence WHERE task_id = ?").get(
+        taskId,
+      ) as { n: number }
+    ).n;
+  }
+
+  /**
+   * A task's evidence package: the given one, or the newest. Format 2 (signed) or format 1
+   * (sealed before packages were signed), as stored: verification checks its shape.
+   */
   evidence(taskId: string, sequence?: number): EvidencePackage | undefined {
     const row = (
       sequence === undefined

@@ -1,26 +1,36 @@
+import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import {
   apiFailure,
   errorResponses,
+  EvidenceKey,
   EvidencePackage,
   EvidenceVerification,
 } from "../../contracts/index.js";
 import { evidenceHtml } from "../evidence-html.js";
-import { verifyEvidence } from "../evidence.js";
+import { verifyAgainstStore } from "../evidence-seal.js";
 import { security, TaskIdParams, type TaskPluginOptions } from "./options.js";
 
 /*
- * Evidence: a task's package exported as JSON or printable HTML, the stored package verified, and
- * a package someone holds verified. Every request needs a bearer token (this plugin's own hook).
+ * Evidence: a task's package exported as JSON or printable HTML, the stored package verified, a
+ * package someone holds verified against the stored one, and the deployment's public evidence
+ * keys. Every route but the keys needs a bearer token (each route's own hook): the keys are
+ * public, so anyone holding a package can check its signature without an account.
  */
 
 const Sequence = z
   .string()
   .regex(/^\d+$/, { error: "must be a whole number" })
   .transform(Number)
+  .pipe(z.number().int().min(1, { error: "packages are numbered from 1" }))
   .optional()
   .describe("package number, from 1; default the newest");
+
+const Language = z
+  .enum(["zh-CN", "en"], { error: "language must be zh-CN or en" })
+  .optional()
+  .describe("language of the printable document (format=html): zh-CN or en; default configured");
 
 const EvidenceQuery = z.strictObject({
   format: z
@@ -28,10 +38,16 @@ const EvidenceQuery = z.strictObject({
     .default("json")
     .describe("json (default) or html"),
   sequence: Sequence,
+  language: Language,
 });
 const VerifyQuery = z.strictObject({
   format: z.enum(["json", "html"], { error: "format must be json or html" }).optional(),
   sequence: Sequence,
+});
+
+/** Body of `GET /api/v1/evidence/keys` (and the output of `citywatch evidence keys`). */
+export const EvidenceKeysResponse = z.object({
+  keys: z.array(EvidenceKey).describe("every key that signed or signs packages, oldest first"),
 });
 
 const errors = errorResponses({
@@ -40,12 +56,32 @@ const errors = errorResponses({
   not_found: "no such task, or no evidence package (with that number) for it",
 });
 
+/** The body as the client sent it (before the schema dropped members it does not know). */
+const RAW_BODY = Symbol("evidence package as sent");
+type WithRaw = FastifyRequest & { [RAW_BODY]?: unknown };
+
 export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps, auth }) => {
-  app.addHook("onRequest", auth.reader);
+  const reader = auth.reader;
+  const keys = () => deps.keyring.publicKeys();
+
+  app.get(
+    "/api/v1/evidence/keys",
+    {
+      schema: {
+        tags: ["evidence"],
+        summary:
+          "The deployment's public evidence keys (Ed25519, SPKI PEM) with their validity: no token needed",
+        security: [],
+        response: { 200: EvidenceKeysResponse },
+      },
+    },
+    () => ({ keys: keys() }),
+  );
 
   app.get(
     "/api/v1/tasks/:id/evidence",
     {
+      onRequest: reader,
       schema: {
         tags: ["evidence"],
         summary: "The task's evidence package (newest, or ?sequence=n) as JSON or printable HTML",
@@ -91,9 +127,11 @@ export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { 
   app.get(
     "/api/v1/tasks/:id/evidence/verify",
     {
+      onRequest: reader,
       schema: {
         tags: ["evidence"],
-        summary: "Recompute the stored package's SHA-256 and compare",
+        summary:
+          "Verify the stored package (newest, or ?sequence=n): hash, Ed25519 signature, key validity at sealing, link to the previous package",
         security,
         params: TaskIdParams,
         querystring: VerifyQuery,
@@ -101,19 +139,36 @@ export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { 
       },
     },
     (request) => {
-      const pkg = deps.store.evidence(request.params.id, request.query.sequence);
+      const { id } = request.params;
+      const { sequence } = request.query;
+      const pkg = deps.store.evidence(id, sequence);
       if (pkg === undefined)
-        throw apiFailure("not_found", `no evidence package for task ${request.params.id}`);
-      return verifyEvidence(pkg);
+        throw apiFailure(
+          "not_found",
+          deps.store.task(id) === undefined
+            ? `no task ${id}`
+            : `no evidence package${sequence === undefined ? "" : ` ${sequence}`} for task ${id}`,
+        );
+      return verifyAgainstStore(pkg, keys(), deps.store, {
+        taskId: id,
+        sequence: sequence ?? deps.store.evidenceCount(id),
+      });
     },
   );
 
   app.post(
     "/api/v1/evidence/verify",
     {
+      onRequest: reader,
+      // The package exactly as sent: the hash and the comparison cover members the schema does not know.
+      preValidation: (request, _reply, done) => {
+        (request as WithRaw)[RAW_BODY] = request.body;
+        done();
+      },
       schema: {
         tags: ["evidence"],
-        summary: "Verify an evidence package someone holds (as exported)",
+        summary:
+          "Verify an evidence package someone holds: hash, signature, key validity, and the stored package of its task and number (every difference named)",
         security,
         body: EvidencePackage,
         response: {
@@ -127,7 +182,8 @@ export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { 
         },
       },
     },
-    (request) => verifyEvidence(request.body),
+    (request) =>
+      verifyAgainstStore((request as WithRaw)[RAW_BODY] ?? request.body, keys(), deps.store),
   );
   return Promise.resolve();
 };

@@ -4,6 +4,7 @@ import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { TaskEvent } from "../../../../contracts/index.js";
 import { backoffMs, Outbox, type OutboxTarget } from "../../../../tasks/notify/outbox.js";
+import { EvidenceKeyring } from "../../../../tasks/evidence-keys.js";
 import { taskMetrics } from "../../../../tasks/metrics.js";
 import { notifyMetrics, type NotifyMetrics } from "../../../../tasks/notify/metrics.js";
 import { TaskService } from "../../../../tasks/service.js";
@@ -69,6 +70,7 @@ describe("Outbox", () => {
       metrics: taskMetrics(new Registry()),
       now: Date.now,
       enqueue: (e) => outbox!.enqueue(e),
+      keyring: EvidenceKeyring.open(join(dir, "evidence-keys.json"), { create: true }),
     });
     s.onEvent(() => outbox!.kick());
     outbox.start();
