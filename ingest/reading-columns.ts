@@ -25,6 +25,17 @@ const FLAG_INDEX = new Map<string, number>(FLAGS.map((flag, i) => [flag, i]));
 const EMPTY = Number.NaN;
 const NONE: ReadonlySet<number> = new Set();
 
+/** What the columns keep of one message (its readings point to it). */
+interface Message {
+  readonly deviceId: string;
+  readonly kind: SensorKind;
+  readonly replay: boolean;
+  /** The uplink's per-device seq; undefined where the caller did not give it. */
+  readonly seq: number | undefined;
+  /** When the ingest received the message, epoch ms; undefined where not given. */
+  readonly receivedMs: number | undefined;
+}
+
 /**
  * The readings of one pipeline round, kept for the rules while the store writes them, in typed
  * columns rather than one object per reading. Objects that wait on the store outlive V8's young
@@ -41,7 +52,8 @@ export class ReadingColumns implements StoredBatch {
   private booleans = new Uint32Array(0);
   /** Per reading, the index of its message in `messages`. */
   private message = new Uint32Array(0);
-  private readonly messages: Array<{ deviceId: string; kind: SensorKind; replay: boolean }> = [];
+  /** One record per message: its device, kind, replay flag, seq and receive time (evidence). */
+  private readonly messages: Message[] = [];
   private count = 0;
   /** Indexes of readings the store refused (see markRefused). */
   private refused: ReadonlySet<number> = NONE;
@@ -74,9 +86,16 @@ export class ReadingColumns implements StoredBatch {
 
   /**
    * Add one message's points (all of one device and kind), in order. Only the kind's quantities
-   * are kept: a validated uplink has no others, and no rule can read another.
+   * are kept: a validated uplink has no others, and no rule can read another. `seq` and
+   * `receivedMs` (the message's uplink seq and receive time) go into evidence packages.
    */
-  add(deviceId: string, replay: boolean, points: readonly Point[]): void {
+  add(
+    deviceId: string,
+    replay: boolean,
+    points: readonly Point[],
+    seq?: number,
+    receivedMs?: number,
+  ): void {
     const first = points[0];
     if (first === undefined) return;
     if (this.count + points.length > this.time.length) {
@@ -85,7 +104,7 @@ export class ReadingColumns implements StoredBatch {
     const kind = first.measurement;
     const names = NAMES[kind];
     const m = this.messages.length;
-    this.messages.push({ deviceId, kind, replay });
+    this.messages.push({ deviceId, kind, replay, seq, receivedMs });
     for (const point of points) {
       const i = this.count++;
       this.time[i] = point.timeMs;
@@ -126,6 +145,14 @@ export class ReadingColumns implements StoredBatch {
     return this.source(i).replay;
   }
 
+  seq(i: number): number | undefined {
+    return this.source(i).seq;
+  }
+
+  receivedMs(i: number): number | undefined {
+    return this.source(i).receivedMs;
+  }
+
   value(i: number, quantity: string): number | boolean | undefined {
     const source = this.source(i);
     const slot = SLOTS[source.kind].get(quantity);
@@ -135,13 +162,9 @@ export class ReadingColumns implements StoredBatch {
     return ((this.booleans[i] as number) & (1 << slot)) !== 0 ? value === 1 : value;
   }
 
-  private source(i: number): { deviceId: string; kind: SensorKind; replay: boolean } {
+  private source(i: number): Message {
     if (i < 0 || i >= this.count) throw new RangeError(`reading ${i} of ${this.count}`);
-    return this.messages[this.message[i] as number] as {
-      deviceId: string;
-      kind: SensorKind;
-      replay: boolean;
-    };
+    return this.messages[this.message[i] as number] as Message;
   }
 
   private grow(capacity: number): void {

@@ -391,7 +391,15 @@ export class RulesDriver {
       series.insert(timeMs, value, quality, replay);
       if (prune) this.prune(slot, series, kept.quantity);
     }
-    slot.readings.insert(timeMs, 0, quality, replay);
+    // Its provenance (uplink seq, receive time) once per reading, for evidence.
+    slot.readings.insert(
+      timeMs,
+      0,
+      quality,
+      replay,
+      readings.seq(i) ?? Number.NaN,
+      readings.receivedMs(i) ?? Number.NaN,
+    );
     if (prune) this.prune(slot, slot.readings, undefined);
     // Replayed readings count too: they fill the data's own timeline (a link outage whose data
     // came later is no gap in it); the real time since they arrived still shows a dead link.
@@ -415,7 +423,8 @@ export class RulesDriver {
    * windows), and past the per-series bound the oldest.
    */
   private prune(slot: Slot, series: Series, quantity: string | undefined): void {
-    const keep = (quantity === undefined ? undefined : slot.keep.get(quantity)) ?? KEEP_NEWEST;
+    const keep =
+      (quantity === undefined ? slot.keepReadings : slot.keep.get(quantity)) ?? KEEP_NEWEST;
     const newest = series.length - 1;
     if (newest < 0) return;
     // Everything at or before the horizon, but never the newest.

@@ -46,8 +46,15 @@ export interface Slot {
   keep: ReadonlyMap<string, number>;
   /** The same quantities with their series (made at the first value), for the per-reading loop. */
   kept: Array<{ readonly quantity: string; series: Series | undefined }>;
-  /** Every reading's instant and quality flag, whatever its quantities (newest only, kept). */
+  /**
+   * Every reading's instant, quality flag, replay flag, uplink seq and receive time, whatever its
+   * quantities (a series with provenance), kept as far back as the longest window of `keep`
+   * (`keepReadings`; the newest always): evidence packages cite the seq and receive time of each
+   * reading they hold.
+   */
   readonly readings: Series;
+  /** How far back `readings` is kept, ms: the longest of `keep` (0: the newest only). */
+  keepReadings: number;
   /**
    * Newest measurement time of the device's live (not replayed) readings: the device's data
    * clock, and "last seen" for the deadman. For a live device it is the arrival time; for a
@@ -310,7 +317,8 @@ export class SubjectIndex {
           series: {},
           keep: new Map(),
           kept: [],
-          readings: new Series(),
+          readings: new Series({ provenance: true }),
+          keepReadings: 0,
           lastSeenAt: undefined,
           seenArrival: now,
           lastQuality: undefined,
@@ -341,14 +349,20 @@ export class SubjectIndex {
   }
 }
 
-/** Windows only for what the device's own rules read, as far back as they look. */
+/**
+ * Windows only for what the device's own rules read, as far back as they look, and for a reading
+ * judged alone (latest, state) as far back as the rule holds it before raising (`for`): the
+ * evidence of a decision holds every reading it rests on (rules/evidence.ts).
+ */
 function keepWindows(slot: Slot, subjects: readonly Subject[]): void {
   const keep = new Map<string, number>();
   for (const subject of subjects) {
     const c = subject.rule.condition;
-    for (const q of quantitiesOf(c)) keep.set(q, Math.max(keep.get(q) ?? 0, conditionRetention(c)));
+    const back = Math.max(conditionRetention(c), "for" in c ? c.for : 0);
+    for (const q of quantitiesOf(c)) keep.set(q, Math.max(keep.get(q) ?? 0, back));
   }
   slot.keep = keep;
+  slot.keepReadings = Math.max(0, ...keep.values());
   for (const q of Object.keys(slot.series)) if (!keep.has(q)) delete slot.series[q];
   slot.kept = [...keep.keys()].map((quantity) => ({ quantity, series: slot.series[quantity] }));
 }

@@ -61,16 +61,34 @@ export type AlarmDecision =
       readonly replayed: boolean;
     };
 
-/** One raw reading of an evidence window, as stored (numeric values only). */
+/** One raw reading of an evidence window, as stored (numeric values only; switch on = 1). */
 export interface EvidenceReading {
   readonly deviceId: string;
   readonly ts: string;
   readonly quality: QualityFlag;
   readonly values: Readonly<Record<string, number>>;
+  /** When the ingest received the message that carried it, UTC ISO (absent: not recorded). */
+  readonly receivedAt?: string | undefined;
+  /** The uplink message (per-device seq) that carried it (absent: not recorded). */
+  readonly seq?: number | undefined;
+  /** Sent late from the edge agent's log after an outage. */
+  readonly replay?: boolean | undefined;
+  /** The reading that tipped the decision (see rules/evidence.ts for each condition type). */
+  readonly trigger?: boolean | undefined;
+}
+
+/** One device's part in a k-of-n decision. */
+export interface EvidenceVote {
+  readonly deviceId: string;
+  /** Its window's value; null: it did not vote (no usable data, silent, off). */
+  readonly value: number | null;
+  readonly quality: QualityFlag | null;
+  /** It voted for the alarm (its value is over the limit). */
+  readonly votes: boolean;
 }
 
 export interface EvidenceInput {
-  /** Raw readings of the rule's evidence window (from the store), every quality flag included, marked. */
+  /** Raw readings the computation used (the gate's rejects included, marked by their flag). */
   readonly readings: readonly EvidenceReading[];
   /** How the value was computed, e.g. "energy mean of LAeq over the clock hour 22:00-23:00 Asia/Shanghai". */
   readonly method: string;
@@ -78,6 +96,25 @@ export interface EvidenceInput {
   readonly windowEnd: string;
   readonly value?: number | boolean | undefined;
   readonly limit?: number | undefined;
+  /** The device whose readings gave the value. */
+  readonly deviceId?: string | undefined;
+  /** Window length (ms) and alignment of a windowed value; absent: the latest reading. */
+  readonly windowMs?: number | undefined;
+  readonly align?: "rolling" | "clock" | undefined;
+  /** Period names whose readings alone count ("" or absent: any). */
+  readonly period?: string | undefined;
+  /** Share of the window the readings covered (0..1). */
+  readonly coverage?: number | undefined;
+  /** k-of-n: k (after a degraded lowering), the devices voting, and each device's vote. */
+  readonly vote?:
+    | {
+        readonly k: number;
+        readonly n: number;
+        /** The limit each device's value is compared with (the raise side). */
+        readonly threshold: number | null;
+        readonly devices: readonly EvidenceVote[];
+      }
+    | undefined;
 }
 
 export interface AlarmNotice {

@@ -163,6 +163,18 @@ export const EvidencePackageV2 = z.object({
     limit: z.number().nullable(),
     /** `dB(A)`, `mg/m³`, `m`, `%LEL`, … null for states. */
     unit: z.string().nullable(),
+    /*
+     * Added by the content builder (optional, so packages built before them still parse): what a
+     * verifier needs besides the readings to recompute the value (tasks/evidence-recompute.ts).
+     */
+    /** The device whose readings gave `value` (a site's deciding device, the k-of-n decider). */
+    deviceId: z.string().nullable().optional(),
+    /** State conditions: the terms and whether all or any must hold. */
+    terms: z.array(z.object({ quantity: z.string(), is: z.boolean() })).optional(),
+    match: z.enum(["all", "any"]).optional(),
+    /** Quality conditions: the flags that count, and whether expired calibration counts. */
+    flags: z.array(QualityFlag).optional(),
+    calibrationExpired: z.boolean().optional(),
   }),
   /** k-of-n emergency decisions: each device's value and whether it voted. */
   vote: z

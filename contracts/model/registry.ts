@@ -104,6 +104,8 @@ const siteBase = {
   zoneClass: AcousticZoneClass.optional(),
   /** Permits the site holds (time-bound exemptions from the rules that list their type). */
   permits: z.array(Permit).max(100).optional(),
+  /** Postal address of the site (evidence prints it for the site and, as its place, for the party). */
+  address: registryText(1, 300).optional(),
 };
 
 /** Construction phases used by local dust standards (e.g. DB61/1078-2017 earthwork vs structure). */
@@ -198,6 +200,13 @@ export const Device = z.strictObject({
   calibratedOn: CalendarDate.optional(),
   /** Date the calibration expires; after it enforcement is suppressed and maintenance opened. */
   calibrationDueOn: CalendarDate.optional(),
+  /**
+   * Pattern / type approval (型式批准) or environmental product certification number of the
+   * model; evidence cites it and warns where it is missing.
+   */
+  typeApproval: registryText(1, 100).optional(),
+  /** Number of the current metrological verification or calibration certificate (检定/校准证书). */
+  metrologyCertificate: registryText(1, 100).optional(),
   location: GeoPoint,
   area: AdministrativeArea,
   siteId: SiteId,

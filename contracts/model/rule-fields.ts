@@ -71,6 +71,29 @@ export const Confidence = z.enum(["verified", "placeholder"], {
 });
 export type Confidence = z.infer<typeof Confidence>;
 
+/**
+ * A law's article the penalty or duty of a rule rests on, as opposed to the clause of the limit
+ * standard (`clause`). Evidence packages print it (contracts/model/evidence.ts, LegalBasis).
+ * `placeholder`: a configurable default that docs/standards.md does not verify in the law's text;
+ * its summary must say so.
+ */
+export const RuleLegalBasis = z
+  .strictObject({
+    /** The law or regulation with its year, e.g. `Noise Pollution Prevention and Control Law 2021`. */
+    law: z.string().min(1, { error: "law must not be empty" }).max(200),
+    /** e.g. `Art. 43`. */
+    article: z.string().min(1, { error: "article must not be empty" }).max(100),
+    /** One line on what the article provides. */
+    summary: z.string().min(1, { error: "summary must not be empty" }).max(500),
+    confidence: Confidence,
+  })
+  .refine((b) => b.confidence !== "placeholder" || /placeholder|not verified/i.test(b.summary), {
+    error:
+      "a placeholder legal basis must say in its summary that it is a placeholder (not verified)",
+    path: ["summary"],
+  });
+export type RuleLegalBasis = z.infer<typeof RuleLegalBasis>;
+
 /** One parameter of an otherwise verified rule that is a product default, not from the standard. */
 export const UnverifiedParameter = z.strictObject({
   /** Dotted path inside the rule (`condition.window`, `levels`). Must exist. */

@@ -10,6 +10,7 @@ import {
   LimitTable,
   PermitType,
   RuleId,
+  RuleLegalBasis,
   RuleScope,
   RuleSubject,
   Schedule,
@@ -50,6 +51,8 @@ export const RuleFields = z.strictObject({
   title: z.string().min(1, { error: "title must not be empty" }).max(200),
   description: z.string().max(2_000).optional(),
   clause: Clause,
+  /** The law articles the penalty or duty rests on (evidence prints them); default none. */
+  legalBasis: z.array(RuleLegalBasis).max(10).default([]),
   confidence: Confidence,
   /** Required for placeholders: what is unverified and where the real number would come from. */
   note: z.string().min(1).max(1_000).optional(),

@@ -16,6 +16,10 @@ export interface StoredReading {
   readonly values: Readonly<Record<string, number | boolean>>;
   /** Sent late from an edge's log after an outage: evaluated, and marked historical. */
   readonly replay: boolean;
+  /** The uplink message (per-device `seq`) that carried it, where known (evidence). */
+  readonly seq?: number | undefined;
+  /** When the ingest received that message, epoch ms, where known (evidence). */
+  readonly receivedMs?: number | undefined;
 }
 
 /**
@@ -31,6 +35,10 @@ export interface StoredBatch {
   timeMs(i: number): number;
   quality(i: number): QualityFlag;
   replay(i: number): boolean;
+  /** The per-device `seq` of the uplink message that carried it (undefined: not known). */
+  seq(i: number): number | undefined;
+  /** When the ingest received that message, epoch ms (undefined: not known, e.g. read back). */
+  receivedMs(i: number): number | undefined;
   /** The reading's value of `quantity`, if it has one. */
   value(i: number, quantity: string): number | boolean | undefined;
 }
@@ -45,6 +53,8 @@ export function batchOf(readings: readonly StoredReading[]): StoredBatch {
     timeMs: (i) => at(i).timeMs,
     quality: (i) => at(i).quality,
     replay: (i) => at(i).replay,
+    seq: (i) => at(i).seq,
+    receivedMs: (i) => at(i).receivedMs,
     value: (i, quantity) =>
       (at(i).values as Readonly<Record<string, number | boolean | undefined>>)[quantity],
   };

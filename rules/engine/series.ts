@@ -75,12 +75,43 @@ export class Series implements SampleColumns {
   #at = new Float64Array(8);
   #value = new Float64Array(8);
   #meta = new Uint8Array(8);
+  /**
+   * Provenance columns (only in a series made with `provenance`: the driver's per-device series of
+   * every reading): the uplink seq and receive time of each sample, NaN where not known. Evidence
+   * packages cite them; typed arrays, so no object per reading.
+   */
+  #seq: Float64Array | undefined;
+  #received: Float64Array | undefined;
   /** Live samples are [#head, #tail). */
   #head = 0;
   #tail = 0;
 
+  constructor(options: { provenance?: boolean } = {}) {
+    if (options.provenance === true) {
+      this.#seq = new Float64Array(8);
+      this.#received = new Float64Array(8);
+    }
+  }
+
   get length(): number {
     return this.#tail - this.#head;
+  }
+
+  /** Uplink seq of the i-th sample (undefined: not known, or a series without provenance). */
+  seqOf(i: number): number | undefined {
+    const v = this.#seq?.[this.#head + i];
+    return v === undefined || Number.isNaN(v) ? undefined : v;
+  }
+
+  /** Receive time (epoch ms) of the i-th sample (undefined: not known). */
+  receivedOf(i: number): number | undefined {
+    const v = this.#received?.[this.#head + i];
+    return v === undefined || Number.isNaN(v) ? undefined : v;
+  }
+
+  /** Whether the i-th sample was replayed from an edge agent's log. */
+  replayedOf(i: number): boolean {
+    return ((this.#meta[this.#head + i] as number) & REPLAYED) !== 0;
   }
 
   get epoch(): number {
@@ -163,9 +194,16 @@ export class Series implements SampleColumns {
 
   /**
    * Insert in time order; the usual case (newest last) is an append. A sample at an instant
-   * already held replaces it.
+   * already held replaces it. `seq` and `received` are kept only by a series with provenance.
    */
-  insert(at: number, value: number | boolean, quality: QualityFlag, replayed: boolean): void {
+  insert(
+    at: number,
+    value: number | boolean,
+    quality: QualityFlag,
+    replayed: boolean,
+    seq = Number.NaN,
+    received = Number.NaN,
+  ): void {
     const meta =
       (FLAG_INDEX[quality] ?? 0) |
       (replayed ? REPLAYED : 0) |
@@ -189,6 +227,8 @@ export class Series implements SampleColumns {
         this.#at.copyWithin(i + 1, i, this.#tail);
         this.#value.copyWithin(i + 1, i, this.#tail);
         this.#meta.copyWithin(i + 1, i, this.#tail);
+        this.#seq?.copyWithin(i + 1, i, this.#tail);
+        this.#received?.copyWithin(i + 1, i, this.#tail);
         this.#tail++;
         j = i;
       }
@@ -196,6 +236,10 @@ export class Series implements SampleColumns {
     this.#at[j] = at;
     this.#value[j] = v;
     this.#meta[j] = meta;
+    if (this.#seq !== undefined && this.#received !== undefined) {
+      this.#seq[j] = seq;
+      this.#received[j] = received;
+    }
   }
 
   /** Room in the columns (samples held without growing). */
@@ -228,6 +272,8 @@ export class Series implements SampleColumns {
       this.#at.copyWithin(0, this.#head, this.#tail);
       this.#value.copyWithin(0, this.#head, this.#tail);
       this.#meta.copyWithin(0, this.#head, this.#tail);
+      this.#seq?.copyWithin(0, this.#head, this.#tail);
+      this.#received?.copyWithin(0, this.#head, this.#tail);
       this.#head = 0;
       this.#tail = live;
     } else this.#resize(this.#at.length * 2);
@@ -242,6 +288,14 @@ export class Series implements SampleColumns {
     at.set(this.#at.subarray(this.#head, this.#tail));
     value.set(this.#value.subarray(this.#head, this.#tail));
     meta.set(this.#meta.subarray(this.#head, this.#tail));
+    if (this.#seq !== undefined && this.#received !== undefined) {
+      const seq = new Float64Array(size);
+      const received = new Float64Array(size);
+      seq.set(this.#seq.subarray(this.#head, this.#tail));
+      received.set(this.#received.subarray(this.#head, this.#tail));
+      this.#seq = seq;
+      this.#received = received;
+    }
     this.#at = at;
     this.#value = value;
     this.#meta = meta;
