@@ -20,7 +20,8 @@ import { afterRecheck, afterRepeat, firstResponse, partyOf, recheckDueMs } from 
 import { checkTransition } from "./lifecycle.js";
 import type { TaskMetrics } from "./metrics.js";
 import { routeTask } from "./routing.js";
-import { slaFlags } from "./sla.js";
+import { calendarOf, type WorkingCalendar } from "./calendar/working-time.js";
+import { slaState } from "./sla.js";
 import type { NewAudit, TaskStore } from "./store.js";
 import type { RegistryLookup } from "./types.js";
 
@@ -114,7 +115,11 @@ export class TaskService implements TaskSink {
   /** Flap damping: per task, what it published and sealed in the last hour (in memory). */
   private readonly damping = new Map<string, DampingWindow>();
 
+  /** Office hours and holidays of `working` SLA clocks (tasks.calendar). */
+  private readonly calendar: WorkingCalendar;
+
   constructor(private readonly deps: TaskServiceDeps) {
+    this.calendar = calendarOf(deps.config.calendar);
     deps.metrics.observe({
       open: () => deps.store.openCounts(),
       flagged: () => this.countFlagged(),
@@ -284,12 +289,13 @@ export class TaskService implements TaskSink {
       );
     }
     for (const task of this.deps.store.openTasks()) {
-      const flags = slaFlags(this.deps.config.sla, task, now);
+      const sla = slaState(this.deps.config.sla, task, now, this.calendar);
+      const flags = sla.flags;
       const added = flags.filter((f) => !task.sla.flags.includes(f));
       if (added.length === 0 && flags.length === task.sla.flags.length) continue;
       const event = this.deps.store.transaction(() =>
         this.record(
-          { ...task, sla: { flags } },
+          { ...task, sla: { ...sla } },
           now,
           added.map((flag) => ({
             actor: SYSTEM,
@@ -354,6 +360,7 @@ export class TaskService implements TaskSink {
       sla: { flags: [] },
       evidenceCount: 0,
     };
+    task.sla = { ...slaState(this.deps.config.sla, task, now, this.calendar) };
     const entries: Draft["entries"] = [
       {
         actor: SYSTEM,
@@ -517,6 +524,7 @@ export class TaskService implements TaskSink {
     const next: Task = {
       ...task,
       state: to,
+      ...(to === "dispatched" && task.dispatchedAt === undefined ? { dispatchedAt: at } : {}),
       ...(to === "acknowledged" ? { acknowledgedAt: at } : {}),
       ...(to === "handled" ? { handledAt: at } : {}),
       ...(to === "closed"
@@ -526,7 +534,7 @@ export class TaskService implements TaskSink {
           }
         : {}),
     };
-    return { ...next, sla: { flags: slaFlags(this.deps.config.sla, next, now) } };
+    return { ...next, sla: { ...slaState(this.deps.config.sla, next, now, this.calendar) } };
   }
 
   /** Write a change without evidence. */

@@ -178,12 +178,20 @@ export const Task = z.object({
   escalations: z.number().int(),
   /** When the condition last cleared; the task stays open until people close it. */
   conditionClearedAt: z.string().optional(),
+  /** When the task was first dispatched to a team (the SLA may start there). */
+  dispatchedAt: z.string().optional(),
   acknowledgedAt: z.string().optional(),
   handledAt: z.string().optional(),
   closedAt: z.string().optional(),
   closure: z.object({ reason: ClosureReason, note: z.string().optional() }).optional(),
   graduated: GraduatedResponse.optional(),
-  sla: z.object({ flags: z.array(SlaFlag) }),
+  sla: z.object({
+    flags: z.array(SlaFlag),
+    /** When the task must be handled by (while its handle timer runs). */
+    handleBy: z.string().optional(),
+    /** When the task must be closed by (once handled). */
+    closeBy: z.string().optional(),
+  }),
   /** Evidence packages attached (raise, level rises); the newest is exported by default. */
   evidenceCount: z.number().int(),
   /**
