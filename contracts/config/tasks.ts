@@ -59,9 +59,9 @@ export const SlaLimits = z.strictObject({
    * `working`: the limits count office hours of the working calendar (`tasks.calendar`), so
    * nights, weekends and statutory holidays do not count; `calendar`: every hour counts.
    */
-  clock: z.enum(["calendar", "working"], { error: "clock is calendar or working" }).default(
-    "calendar",
-  ),
+  clock: z
+    .enum(["calendar", "working"], { error: "clock is calendar or working" })
+    .default("calendar"),
   /** The step the handle timer starts at: filing, dispatch to a team, or acknowledgement. */
   from: z
     .enum(["filed", "dispatched", "acknowledged"], {

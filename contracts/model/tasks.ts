@@ -33,15 +33,7 @@ export type ClosureReason = z.infer<typeof ClosureReason>;
 
 /** Roles of API tokens. See docs/tasks.md for what each may do. */
 export const ApiRole = z.enum(
-  [
-    "admin",
-    "command_centre",
-    "operator",
-    "emergency",
-    "enforcement",
-    "legal_reviewer",
-    "viewer",
-  ],
+  ["admin", "command_centre", "operator", "emergency", "enforcement", "legal_reviewer", "viewer"],
   {
     error:
       "role must be admin, command_centre, operator, emergency, enforcement, legal_reviewer or viewer",
