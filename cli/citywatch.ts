@@ -18,6 +18,7 @@ import { createLogger } from "./runtime/logger.js";
 import { dashboardsCommand } from "./commands/dashboards.js";
 import { devicesCommand } from "./commands/devices.js";
 import { edgeCommand } from "./commands/edge.js";
+import { evidenceCommand } from "./commands/evidence.js";
 import { serve } from "./commands/serve.js";
 import { rulesCommand } from "./commands/rules.js";
 import { simCommand } from "./commands/sim.js";
@@ -71,6 +72,7 @@ simCommand(program);
 tokensCommand(program);
 usersCommand(program);
 edgeCommand(program);
+evidenceCommand(program);
 
 function report(error: unknown): void {
   if (error instanceof ConfigError) {

@@ -190,8 +190,14 @@ function readKeyFile(file: string): { keys: LoadedKey[]; stamp: string } {
   return { keys: checked(file, parsed.data.keys), stamp: stampOf(stat) };
 }
 
-const stampOf = (stat: { ino: number; mtimeMs: number; size: number }) =>
-  `${stat.ino}:${stat.mtimeMs}:${stat.size}`;
+/** What tells a changed file: a rename (rotation), a write, a chmod (a file made readable to others is refused). */
+const stampOf = (stat: {
+  ino: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  size: number;
+  mode: number;
+}) => `${stat.ino}:${stat.mtimeMs}:${stat.ctimeMs}:${stat.size}:${stat.mode}`;
 
 /** Write the key file owner-only (0600) in one step: a temporary file in the same directory, then a rename. */
 function writeKeyFile(file: string, content: KeyFile): void {
@@ -261,7 +267,8 @@ export interface EvidenceSigner {
 /**
  * The keyring of a deployment. It reads the file again when it changed on disk (a rotation by
  * `citywatch evidence rotate-key` while the service runs), so the service signs with the new key
- * at once and serves the new public key.
+ * at once and serves the new public key; a file changed into one it would refuse at start (made
+ * readable to others, malformed) makes signing and listing fail with that error until repaired.
  */
 export class EvidenceKeyring implements EvidenceSigner {
   private keys: LoadedKey[];

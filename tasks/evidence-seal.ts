@@ -101,7 +101,12 @@ export function differingPaths(a: unknown, b: unknown, path = "", out: string[] 
   const isObject = (v: unknown): v is Record<string, unknown> =>
     typeof v === "object" && v !== null && !Array.isArray(v);
   if (isObject(a) && isObject(b)) {
-    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+    // Plain members before nested ones, each group by name: a swapped package shows its
+    // `taskId` and `sequence` first, not fifty audit entries.
+    const nested = (k: string) => typeof (a[k] ?? b[k]) === "object" && (a[k] ?? b[k]) !== null;
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort(
+      (x, y) => Number(nested(x)) - Number(nested(y)) || (x < y ? -1 : x > y ? 1 : 0),
+    );
     for (const key of keys) {
       const sub = path === "" ? key : `${path}.${key}`;
       if (!(key in a) || !(key in b)) {
@@ -273,7 +278,7 @@ export function verifyEvidencePackage(
       if (paths.length > 0)
         problems.push({
           code: "differs_from_stored",
-          message: `differs from the stored package ${stored.sequence} of task ${stored.taskId} at ${paths.join(", ")}`,
+          message: `differs from the stored package ${stored.sequence} of task ${stored.taskId} at ${paths.join(", ")}${paths.length >= MAX_PATHS ? `, … (the first ${MAX_PATHS} listed)` : ""}`,
           paths,
         });
     }

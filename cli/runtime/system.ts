@@ -1,7 +1,8 @@
-import type { IngestConfig } from "../../contracts/index.js";
+import { ConfigError, type IngestConfig } from "../../contracts/index.js";
 import { build as buildIngest, type Ingest, type IngestDeps } from "../../ingest/app.js";
 import { build as buildRules, type Rules } from "../../rules/app.js";
 import { buildTaskSystem, type TaskSystem } from "../../tasks/app.js";
+import { EvidenceKeyError, EvidenceKeyring, evidenceKeyFile } from "../../tasks/evidence-keys.js";
 import type { Publisher } from "../../tasks/notify/mqtt.js";
 import { rulesRegistry } from "./standby.js";
 import { readBack } from "./backtest.js";
@@ -34,8 +35,25 @@ export interface System {
   stop(): Promise<void>;
 }
 
+/**
+ * The evidence signing keys, created with a first key on the first start; a key file that cannot
+ * be used stops the start with a configuration error naming it (never the keys).
+ */
+function evidenceKeyring(deps: SystemDeps, now: () => number): EvidenceKeyring {
+  const file = evidenceKeyFile(deps.config.tasks, deps.dataDir);
+  try {
+    return EvidenceKeyring.open(file, { log: deps.log, now, create: true });
+  } catch (error) {
+    if (!(error instanceof EvidenceKeyError)) throw error;
+    throw new ConfigError("evidence signing keys", [
+      { path: "ingest.tasks.evidence.keyFile", message: error.message },
+    ]);
+  }
+}
+
 export function buildSystem(deps: SystemDeps): System {
   const now = deps.now ?? Date.now;
+  const keyring = evidenceKeyring(deps, now);
   const ingest: Ingest = buildIngest({
     ...deps,
     now,
@@ -51,6 +69,7 @@ export function buildSystem(deps: SystemDeps): System {
     publish: deps.publishTask ?? ((topic, payload) => ingest.publish(topic, payload)),
     recheck: (task) =>
       rules.driver?.recheck(task.rule.id, task.subject.type, task.subject.id) ?? "no_data",
+    keyring,
   });
   const rules: Rules = buildRules({
     log: deps.log,

@@ -140,11 +140,11 @@ export function sampleBody(
 }
 
 /** A format 1 package as packages were sealed before signing (hash only). */
-export function sampleV1(): EvidencePackageV1 {
+export function sampleV1(taskId = "enf-000009", sequence = 1): EvidencePackageV1 {
   const body = {
     format: "citywatch-evidence/1" as const,
-    taskId: "enf-000009",
-    sequence: 1,
+    taskId,
+    sequence,
     createdAt: "2026-11-01T14:12:00.000Z",
     kind: "enforcement" as const,
     rule: {

@@ -220,8 +220,8 @@ describe("sealing and verifying evidence packages", () => {
     const result = verifyEvidencePackage(extra, keys(), genuine, true);
     expect(codes(result)).toEqual(["bad_signature", "differs_from_stored", "hash_mismatch"]);
     expect(result.problems.find((p) => p.code === "differs_from_stored")?.paths).toEqual([
-      "computation.extra",
       "note",
+      "computation.extra",
     ]);
   });
 
@@ -365,5 +365,7 @@ describe("sealing and verifying evidence packages", () => {
     ]);
     expect(differingPaths({ a: 1 }, { a: 1 })).toEqual([]);
     expect(differingPaths(1, 2)).toEqual(["(package)"]);
+    // Plain members first, then nested ones.
+    expect(differingPaths({ a: { x: 1 }, b: 1 }, { a: { x: 2 }, b: 2 })).toEqual(["b", "a.x"]);
   });
 });
