@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { evidenceRoutes } from "./evidence.js";
+import { evidenceDocumentRoutes } from "./evidence-document.js";
 import type { TaskPluginOptions } from "./options.js";
 import { streamRoutes } from "./stream.js";
 import { taskRoutes } from "./tasks.js";
@@ -14,5 +15,6 @@ export { evidenceRoutes, streamRoutes, taskRoutes };
 export const taskApi: FastifyPluginAsyncZod<TaskPluginOptions> = async (app, options) => {
   await app.register(taskRoutes, options);
   await app.register(evidenceRoutes, options);
+  await app.register(evidenceDocumentRoutes, options);
   await app.register(streamRoutes, options);
 };

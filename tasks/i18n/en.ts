@@ -351,6 +351,18 @@ export const en = {
       "Under Art. 41 of the Administrative Penalty Law of the People's Republic of China (2021), the party shall be told the facts recorded by the monitoring devices, may inspect them, and has the right to state their case and to defend themselves (陈述、申辩); these rights may not be restricted.",
     partyNone: "No party: no signature of a party is needed",
   },
+  link: {
+    expiredTitle: "This link has expired",
+    expired: "The link to this evidence document was valid until {{until}} and has expired.",
+    invalidTitle: "This link is not valid",
+    invalid:
+      "The link to this evidence document is incomplete, altered, or was not issued by this server (or the server's link secret was changed since).",
+    notFoundTitle: "No such evidence package",
+    notFound:
+      "The link is genuine, but this server holds no evidence package {{sequence}} for case {{taskId}}.",
+    renew:
+      "Ask for a new link: the case's sender can issue one from the task API (GET /api/v1/tasks/{id}/evidence/link), and each webhook about the case carries a fresh one.",
+  },
   common: {
     notRecorded: "not recorded",
     noneListed: "none",

@@ -346,6 +346,16 @@ export const zhCN: Catalogue = {
       "根据《中华人民共和国行政处罚法》（2021年修订）第四十一条，行政机关应当及时告知当事人电子技术监控设备记录的违法事实，当事人可以查询，并有权进行陈述和申辩；行政机关不得限制或者变相限制当事人的陈述权、申辩权。",
     partyNone: "无当事人，无需当事人签字",
   },
+  link: {
+    expiredTitle: "链接已过期",
+    expired: "本证据文书链接的有效期至 {{until}}，现已过期。",
+    invalidTitle: "链接无效",
+    invalid: "本证据文书链接不完整、被改动，或非本服务器签发（也可能是服务器的链接密钥已更换）。",
+    notFoundTitle: "无此证据包",
+    notFound: "链接真实有效，但本服务器没有案件 {{taskId}} 的第 {{sequence}} 号证据包。",
+    renew:
+      "请索取新链接：发送方可通过任务接口（GET /api/v1/tasks/{id}/evidence/link）签发新链接，案件的每条 Webhook 通知也附有新链接。",
+  },
   common: {
     notRecorded: "未记录",
     noneListed: "无",
