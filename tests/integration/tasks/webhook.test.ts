@@ -4,6 +4,8 @@ import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { TaskEvent } from "../../../contracts/index.js";
 import type { TaskSystem } from "../../../tasks/app.js";
+import { EvidenceLinks } from "../../../tasks/evidence-links.js";
+import { evidenceLinkOf, WebhookPayload, webhookDelivery } from "../../../tasks/notify/webhook.js";
 import { until } from "../../support/broker.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
 import {
@@ -129,6 +131,71 @@ describe("webhooks through the durable outbox", () => {
         labels: { target: "city-platform", reason: "outbox_full" },
       }),
     ]);
+  });
+
+  it("carries a signed link to the printable evidence of a task that has evidence, made per attempt", async () => {
+    system = startSystem(dir, { now: Date.now, config: tasksConfig({}) });
+    const now = Date.now();
+    system.service.handleAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
+    system.service.handleAlarm(gasNotice(raise(now, { level: "IV", deviceId: "g-1" })));
+    const [noise, gas] = [system.store.event(1), system.store.event(2)];
+    expect(noise?.task.evidenceCount).toBe(1);
+    expect(gas?.task.evidenceCount).toBe(0);
+    // A receiver that keeps what it was sent, after checking the signature over the exact body.
+    const bodies: string[] = [];
+    server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const body = Buffer.concat(chunks).toString("utf8");
+        const expected = `sha256=${createHmac("sha256", SECRET)
+          .update(`${String(req.headers["x-citywatch-timestamp"])}.${body}`)
+          .digest("hex")}`;
+        if (req.headers["x-citywatch-signature"] !== expected) res.writeHead(401).end();
+        else {
+          bodies.push(body);
+          res.writeHead(204).end();
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server!.listen(port, "127.0.0.1", () => resolve()));
+    const t0 = Math.floor(now / 1000) * 1000; // links expire at whole seconds
+    let clock = t0;
+    const links = new EvidenceLinks(Buffer.alloc(32, 9), {
+      ttlMs: 3_600_000,
+      baseUrl: "https://cw.example.gov.cn",
+      now: () => clock,
+    });
+    const hook = config().webhooks[0]!;
+    const deliver = webhookDelivery(hook, {
+      timeoutMs: 2_000,
+      now: Date.now,
+      evidenceLink: evidenceLinkOf(links, system.store),
+    });
+    await deliver(noise!);
+    clock += 60_000; // a retry a minute later gets a link of its own
+    await deliver(noise!);
+    await deliver(gas!);
+    const [first, retry, noEvidence] = bodies.map((b) => WebhookPayload.parse(JSON.parse(b)));
+    const taskId = noise!.task.id;
+    expect(first?.links?.evidence).toMatch(
+      new RegExp(
+        `^https://cw\\.example\\.gov\\.cn/evidence/${taskId}/1\\?lang=zh-CN&expires=\\d+&sig=[A-Za-z0-9_-]{43}$`,
+      ),
+    );
+    expect(first?.links?.expiresAt).toBe(new Date(t0 + 3_600_000).toISOString());
+    expect(retry?.links?.expiresAt).toBe(new Date(t0 + 3_660_000).toISOString());
+    expect(retry?.links?.evidence).not.toBe(first?.links?.evidence);
+    expect(retry?.id).toBe(first?.id);
+    const url = new URL(first!.links!.evidence);
+    expect(
+      links.check(taskId, 1, Number(url.searchParams.get("expires")), url.searchParams.get("sig")!),
+    ).toEqual({ ok: true });
+    // The rest of the body is the event, unchanged.
+    const { links: _links, ...event } = first!;
+    expect(event).toEqual(JSON.parse(JSON.stringify(noise)));
+    expect(noEvidence?.links).toBeUndefined();
+    expect(bodies[2]).not.toContain('"links"');
   });
 });
 
