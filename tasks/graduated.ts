@@ -7,10 +7,14 @@ import { formatDuration } from "../contracts/model/rules.js";
 /*
  * Graduated response of enforcement cases (docs/standards.md, Enforcement process: education
  * first; repeat offences within a configurable period escalate). Pure: the service stores the
- * result and writes the audit trail.
+ * result and writes the audit trail. Time is the data's own: whether a violation came after a
+ * rectification deadline is judged on when the readings show it, not on when they arrived.
  *
- *   first case of a party within `periodMs` → warning notice, rectify by the deadline, re-check
- *   another case of the party within the period, a repeat while warned, a failed re-check → referred
+ *   a party's first episode within `periodMs` → warning notice, rectify by the deadline, re-check
+ *   a violation the data show before that deadline → the same episode (the same case, or a case
+ *     that shares the deadline when the first was closed early): no escalation
+ *   a violation the data show at or after a warned case's deadline, or after a referral within
+ *     the period, a failed re-check → referred for penalty, pending legal review (法制审核)
  *   re-check without data `recheckAttempts` times → inspection on site
  */
 
@@ -23,26 +27,63 @@ export function partyOf(site: Site | undefined): GraduatedResponse["party"] | un
   return { key: party.creditCode ?? `site:${site.id}`, name: party.name };
 }
 
-/** The response to a new case, given the party's earlier cases within the period. */
+/** An earlier case of the party within the period (one that was a violation). */
+export interface EarlierCase {
+  readonly id: string;
+  readonly stage: GraduatedResponse["stage"] | undefined;
+  /** The rectification deadline of its warning, if it had one. */
+  readonly deadline?: string | undefined;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const PENDING_REVIEW = { status: "pending" } as const;
+
+/**
+ * The response to a new case of a party, given its earlier cases within the period and when the
+ * data show the violation (`dataAtMs`).
+ */
 export function firstResponse(
   config: Graduation,
   input: {
     party: GraduatedResponse["party"];
     ruleId: string;
-    earlierCases: readonly string[];
+    earlier: readonly EarlierCase[];
+    dataAtMs: number;
     nowMs: number;
   },
 ): GraduatedResponse {
-  if (input.earlierCases.length > 0) {
+  const after = input.earlier.find(
+    (c) =>
+      c.stage === "referred" ||
+      (c.deadline !== undefined && input.dataAtMs >= Date.parse(c.deadline)),
+  );
+  if (after !== undefined) {
     return {
       stage: "referred",
+      review: PENDING_REVIEW,
+      repeatOf: after.id,
       party: input.party,
-      reason: `repeat violation: earlier case ${input.earlierCases.join(", ")} within ${formatDuration(config.periodMs)}`,
+      reason:
+        after.stage === "referred"
+          ? `repeat violation within ${formatDuration(config.periodMs)} of case ${after.id}, which was referred for penalty`
+          : `repeat violation: the data show it at ${iso(input.dataAtMs)}, after the rectification deadline ${after.deadline ?? "?"} of case ${after.id}`,
     };
   }
-  const deadlineMs =
-    input.nowMs + (config.rectifyWithinByRule[input.ruleId] ?? config.rectifyWithinMs);
-  const deadline = new Date(deadlineMs).toISOString();
+  const episode = input.earlier.find(
+    (c) => c.deadline !== undefined && input.dataAtMs < Date.parse(c.deadline),
+  );
+  if (episode?.deadline !== undefined) {
+    return {
+      stage: "warning",
+      party: input.party,
+      reason: `the same episode as case ${episode.id}: the data show it before that case's rectification deadline; no escalation`,
+      deadline: episode.deadline,
+      recheck: { dueAt: episode.deadline, attempts: 0 },
+    };
+  }
+  const deadline = iso(
+    input.nowMs + (config.rectifyWithinByRule[input.ruleId] ?? config.rectifyWithinMs),
+  );
   return {
     stage: "warning",
     party: input.party,
@@ -52,13 +93,22 @@ export function firstResponse(
   };
 }
 
-/** The response after a repeat attached to the case: a warned party is referred. */
-export function afterRepeat(current: GraduatedResponse): GraduatedResponse | undefined {
-  if (current.stage !== "warning") return undefined;
+/**
+ * The response after another violation joins an open case, shown by the data at `dataAtMs`: a
+ * warned party is referred only when the data show it at or after the rectification deadline;
+ * before it, it is the same episode and nothing changes.
+ */
+export function afterRepeat(
+  current: GraduatedResponse,
+  dataAtMs: number,
+): GraduatedResponse | undefined {
+  if (current.stage !== "warning" || current.deadline === undefined) return undefined;
+  if (dataAtMs < Date.parse(current.deadline)) return undefined;
   return {
     ...current,
     stage: "referred",
-    reason: "violated again before the rectification deadline",
+    review: PENDING_REVIEW,
+    reason: `violated again: the data show it at ${iso(dataAtMs)}, after the rectification deadline ${current.deadline}`,
     ...(current.recheck === undefined
       ? {}
       : { recheck: { ...current.recheck, outcome: "violating" as const } }),
@@ -82,6 +132,7 @@ export function afterRecheck(
       return {
         ...current,
         stage: "referred",
+        review: PENDING_REVIEW,
         reason: "the re-check at the rectification deadline found the violation continuing",
         recheck: { dueAt, attempts, outcome, at },
       };

@@ -12,8 +12,7 @@ import type {
 } from "../contracts/model/tasks.js";
 import type { AlarmDecision, AlarmNotice, Recheck, TaskSink } from "../contracts/model/alarms.js";
 import { unverifiedOf } from "../contracts/model/rule-confidence.js";
-// TEMPORARY until tasks/evidence.ts exports buildEvidenceBody (H1): then import it from there.
-import { buildEvidenceBody } from "./evidence-body-adapter.js";
+import { buildEvidenceBody } from "./evidence.js";
 import type { EvidenceSigner } from "./evidence-keys.js";
 import { linkTo, sealEvidence } from "./evidence-seal.js";
 import { afterRecheck, afterRepeat, firstResponse, partyOf, recheckDueMs } from "./graduated.js";
@@ -102,6 +101,30 @@ function levelOf(
     : undefined;
 }
 
+/**
+ * When the data show a decision's violation: a raise from when its condition started to hold,
+ * anything else at its own instant. Graduated response judges deadlines on this clock.
+ */
+function dataTimeOf(decision: AlarmDecision): number {
+  return decision.type === "raise" ? decision.startedAt : decision.at;
+}
+
+/** One violation of an enforcement case, as the case lists it. */
+function violationOf(notice: AlarmNotice): NonNullable<Task["violations"]>[number] {
+  const { rule, decision: d } = notice;
+  return {
+    ruleId: rule.id,
+    ruleVersion: rule.version,
+    clause: rule.clause,
+    subject: { type: notice.subjectType, id: notice.subjectId },
+    alarmSeq: d.alarmSeq,
+    startedAt: iso(dataTimeOf(d)),
+    detail: "detail" in d ? d.detail : d.type,
+    ...("value" in d && d.value !== undefined ? { value: d.value } : {}),
+    ...("limit" in d && d.limit !== undefined ? { limit: d.limit } : {}),
+  };
+}
+
 interface Draft {
   task: Task;
   readonly entries: Array<Omit<NewAudit, "taskId" | "atMs">>;
@@ -172,8 +195,13 @@ export class TaskService implements TaskSink {
       const open = store.openTask(notice.subjectType, notice.subjectId, notice.rule.id);
       switch (d.type) {
         case "raise":
-        case "attach-repeat":
-          return open === undefined ? this.file(notice, now) : this.repeat(open, notice, now);
+        case "attach-repeat": {
+          if (open !== undefined) return this.repeat(open, notice, now);
+          const incident = this.incidentOf(notice);
+          return incident === undefined
+            ? this.file(notice, now)
+            : this.attachViolation(incident, notice, now);
+        }
         case "escalate-level":
           return open === undefined ? this.file(notice, now) : this.raiseLevel(open, notice, now);
         case "escalate-unacknowledged":
@@ -194,16 +222,24 @@ export class TaskService implements TaskSink {
             undefined,
             true,
           );
-        case "clear":
+        case "clear": {
           if (open === undefined) return undefined;
+          // A violation an incident holds besides its own clears alone: the case's own
+          // condition (its first violation) may still hold.
+          const own =
+            open.subject.type === notice.subjectType &&
+            open.subject.id === notice.subjectId &&
+            open.rule.id === notice.rule.id;
           return this.commit(
             {
-              task: { ...open, conditionClearedAt: iso(d.at) },
+              task: own ? { ...open, conditionClearedAt: iso(d.at) } : open,
               entries: [
                 {
                   actor: SYSTEM,
                   action: "condition_cleared",
-                  detail: `condition cleared at ${iso(d.at)}; the task stays open until closed`,
+                  detail: own
+                    ? `condition cleared at ${iso(d.at)}; the task stays open until closed`
+                    : `${notice.rule.id} on ${notice.subjectType} ${notice.subjectId} cleared at ${iso(d.at)}; the case stays open until closed`,
                 },
               ],
               evidence: false,
@@ -212,6 +248,7 @@ export class TaskService implements TaskSink {
             undefined,
             true,
           );
+        }
       }
     });
     if (event === "suppressed") {
@@ -359,6 +396,7 @@ export class TaskService implements TaskSink {
       escalations: 0,
       sla: { flags: [] },
       evidenceCount: 0,
+      ...(rule.taskKind === "enforcement" ? { violations: [violationOf(notice)] } : {}),
     };
     task.sla = { ...slaState(this.deps.config.sla, task, now, this.calendar) };
     const entries: Draft["entries"] = [
@@ -387,11 +425,14 @@ export class TaskService implements TaskSink {
           detail: "no regulated party registered for the site: graduated response not applied",
         });
       } else {
-        const earlierCases = store.partyTasksSince(party.key, now - config.graduated.periodMs, id);
+        const earlier = store
+          .partyCases(party.key, now - config.graduated.periodMs, id)
+          .map((c) => ({ id: c.id, stage: c.graduated?.stage, deadline: c.graduated?.deadline }));
         const graduated = firstResponse(config.graduated, {
           party,
           ruleId: rule.id,
-          earlierCases,
+          earlier,
+          dataAtMs: dataTimeOf(d),
           nowMs: now,
         });
         draft.task = { ...draft.task, graduated };
@@ -401,7 +442,7 @@ export class TaskService implements TaskSink {
           detail:
             graduated.stage === "warning"
               ? `${graduated.reason} to ${party.name}; rectify by ${graduated.deadline ?? "?"}, automatic re-check then`
-              : `${graduated.reason}; ${party.name} referred for penalty`,
+              : `${graduated.reason}; ${party.name} referred for penalty, pending legal review`,
         });
       }
     }
@@ -424,19 +465,67 @@ export class TaskService implements TaskSink {
       evidence: notice.evidence !== undefined,
     };
     this.levelUp(draft, notice);
-    const graduated = open.graduated === undefined ? undefined : afterRepeat(open.graduated);
-    if (graduated !== undefined) {
-      draft.task = { ...draft.task, graduated };
-      draft.entries.push({
-        actor: SYSTEM,
-        action: "referred_for_penalty",
-        detail: `${graduated.reason}; ${graduated.party.name} referred for penalty`,
-      });
-    }
+    this.escalateRepeat(draft, open, d);
     const newsworthy =
       draft.task.levelIndex > open.levelIndex ||
       draft.task.graduated?.stage !== open.graduated?.stage;
     return this.commit(draft, now, notice, !newsworthy);
+  }
+
+  /** A warned party referred when the data show another violation after the deadline. */
+  private escalateRepeat(draft: Draft, open: Task, d: AlarmDecision): void {
+    const graduated =
+      open.graduated === undefined ? undefined : afterRepeat(open.graduated, dataTimeOf(d));
+    if (graduated === undefined) return;
+    draft.task = { ...draft.task, graduated };
+    draft.entries.push({
+      actor: SYSTEM,
+      action: "referred_for_penalty",
+      detail: `${graduated.reason}; ${graduated.party.name} referred for penalty, pending legal review`,
+    });
+  }
+
+  /**
+   * The open case of the party an enforcement violation is about: one incident per party (or
+   * site, when it has no registered party) holds every rule's and site's violation of an episode.
+   */
+  private incidentOf(notice: AlarmNotice): Task | undefined {
+    if (notice.rule.taskKind !== "enforcement") return undefined;
+    const party = partyOf(this.siteOf(notice));
+    return party === undefined ? undefined : this.deps.store.openIncident(party.key);
+  }
+
+  private siteOf(notice: AlarmNotice): Site | undefined {
+    const siteId =
+      notice.siteId ??
+      (notice.subjectType === "device"
+        ? this.deps.registry.device(notice.subjectId)?.siteId
+        : notice.subjectId);
+    return siteId === undefined ? undefined : this.deps.registry.site(siteId);
+  }
+
+  /** Another rule's or site's violation joins the party's open case (its own evidence sealed). */
+  private attachViolation(incident: Task, notice: AlarmNotice, now: number): TaskEvent {
+    const { rule, decision: d } = notice;
+    this.deps.store.linkViolation(incident.id, notice.subjectType, notice.subjectId, rule.id);
+    const violation = violationOf(notice);
+    const draft: Draft = {
+      task: {
+        ...incident,
+        violations: [...(incident.violations ?? []), violation],
+        deviceIds: [...new Set([...incident.deviceIds, ...notice.deviceIds])],
+      },
+      entries: [
+        {
+          actor: SYSTEM,
+          action: "violation_attached",
+          detail: `${rule.id} v${rule.version} on ${notice.subjectType} ${notice.subjectId} (${rule.clause.standard} ${rule.clause.section}), started ${violation.startedAt}: ${violation.detail}; the same incident`,
+        },
+      ],
+      evidence: true,
+    };
+    this.escalateRepeat(draft, incident, d);
+    return this.commit(draft, now, notice);
   }
 
   private raiseLevel(open: Task, notice: AlarmNotice, now: number): TaskEvent {

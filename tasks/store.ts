@@ -104,6 +104,16 @@ const MIGRATIONS = [
      BEGIN SELECT RAISE(ABORT, 'evidence packages are append-only'); END;
    CREATE TRIGGER evidence_append_only_delete BEFORE DELETE ON evidence
      BEGIN SELECT RAISE(ABORT, 'evidence packages are append-only'); END;`,
+  // Incidents: one enforcement case per party and episode holds the violations of several rules
+  // and sites; each (subject, rule) it holds besides its own points at it here.
+  `CREATE TABLE task_link (
+     subject_type TEXT NOT NULL,
+     subject_id TEXT NOT NULL,
+     rule_id TEXT NOT NULL,
+     task_id TEXT NOT NULL,
+     PRIMARY KEY (subject_type, subject_id, rule_id, task_id)
+   );
+   CREATE INDEX task_open_party ON task(party_key, filed_ms) WHERE open = 1 AND party_key IS NOT NULL;`,
 ];
 
 const KIND_PREFIX: Readonly<Record<TaskKind, string>> = {
@@ -224,12 +234,47 @@ export class TaskStore {
     return row === undefined ? undefined : (JSON.parse(row.doc) as Task);
   }
 
-  /** The open task of (subject, rule), if any. */
+  /** The open task of (subject, rule), if any: its own, or the incident that holds it. */
   openTask(subjectType: string, subjectId: string, ruleId: string): Task | undefined {
     const row = this.stmt(
-      "SELECT doc FROM task WHERE subject_type = ? AND subject_id = ? AND rule_id = ? AND open = 1",
-    ).get(subjectType, subjectId, ruleId) as { doc: string } | undefined;
+      `SELECT doc FROM task WHERE subject_type = @t AND subject_id = @s AND rule_id = @r AND open = 1
+       UNION ALL
+       SELECT task.doc FROM task_link JOIN task ON task.id = task_link.task_id
+         WHERE task_link.subject_type = @t AND task_link.subject_id = @s AND task_link.rule_id = @r
+           AND task.open = 1
+       LIMIT 1`,
+    ).get({ t: subjectType, s: subjectId, r: ruleId }) as { doc: string } | undefined;
     return row === undefined ? undefined : (JSON.parse(row.doc) as Task);
+  }
+
+  /** Record that an incident's task holds (subject, rule) besides its own. */
+  linkViolation(taskId: string, subjectType: string, subjectId: string, ruleId: string): void {
+    this.stmt(
+      "INSERT OR IGNORE INTO task_link (subject_type, subject_id, rule_id, task_id) VALUES (?, ?, ?, ?)",
+    ).run(subjectType, subjectId, ruleId, taskId);
+  }
+
+  /** The party's open enforcement case (its newest), if any. */
+  openIncident(partyKey: string): Task | undefined {
+    const row = this.stmt(
+      `SELECT doc FROM task WHERE party_key = ? AND open = 1 AND kind = 'enforcement'
+       ORDER BY filed_ms DESC LIMIT 1`,
+    ).get(partyKey) as { doc: string } | undefined;
+    return row === undefined ? undefined : (JSON.parse(row.doc) as Task);
+  }
+
+  /**
+   * A party's enforcement cases filed at or after `sinceMs`, other than `exceptId`, oldest first.
+   * A case closed as false positive, sensor fault or exempt was no violation and is left out.
+   */
+  partyCases(partyKey: string, sinceMs: number, exceptId: string): Task[] {
+    return (
+      this.stmt(
+        `SELECT doc FROM task WHERE party_key = ? AND filed_ms >= ? AND id != ?
+           AND coalesce(json_extract(doc, '$.closure.reason'), '') NOT IN ('false_positive', 'sensor_fault', 'exempt')
+         ORDER BY filed_ms`,
+      ).all(partyKey, sinceMs, exceptId) as Array<{ doc: string }>
+    ).map((r) => JSON.parse(r.doc) as Task);
   }
 
   listTasks(filter: TaskFilter): Task[] {
@@ -293,20 +338,6 @@ export class TaskStore {
         nowMs,
       ) as Array<{ doc: string }>
     ).map((r) => JSON.parse(r.doc) as Task);
-  }
-
-  /**
-   * Ids of a party's enforcement tasks filed at or after `sinceMs`, other than `exceptId`. A case
-   * closed as false positive, sensor fault or exempt was no violation and does not count.
-   */
-  partyTasksSince(partyKey: string, sinceMs: number, exceptId: string): string[] {
-    return (
-      this.stmt(
-        `SELECT id FROM task WHERE party_key = ? AND filed_ms >= ? AND id != ?
-           AND coalesce(json_extract(doc, '$.closure.reason'), '') NOT IN ('false_positive', 'sensor_fault', 'exempt')
-         ORDER BY filed_ms`,
-      ).all(partyKey, sinceMs, exceptId) as Array<{ id: string }>
-    ).map((r) => r.id);
   }
 
   appendAudit(entry: NewAudit): AuditEntry {

@@ -60,6 +60,11 @@ export const AuditAction = z.enum([
   "sla_flagged",
   /** Flap damping: changes recorded without their own event, published together (docs/tasks.md). */
   "events_coalesced",
+  /** Another rule's or site's violation in the same episode, added to the incident's case. */
+  "violation_attached",
+  "legal_review_approved",
+  "legal_review_rejected",
+  "assigned",
 ]);
 export type AuditAction = z.infer<typeof AuditAction>;
 
@@ -94,6 +99,20 @@ export type TaskRouting = z.infer<typeof TaskRouting>;
 /** Graduated response of an enforcement case: education first, penalty for repeats. */
 export const GraduatedResponse = z.object({
   stage: z.enum(["warning", "referred", "inspection"]),
+  /**
+   * The legal review (法制审核) of a referral for penalty: pending until a legal reviewer approves
+   * or rejects it. Absent on warnings and on referrals made before reviews were recorded.
+   */
+  review: z
+    .object({
+      status: z.enum(["pending", "approved", "rejected"]),
+      by: z.string().optional(),
+      at: z.string().optional(),
+      note: z.string().optional(),
+    })
+    .optional(),
+  /** The earlier case whose rectification deadline this repeat came after. */
+  repeatOf: z.string().optional(),
   /** Who the case is addressed to; the key is the credit code, or the site when there is none. */
   party: z.object({ key: z.string(), name: z.string() }),
   /** Why this stage: first violation, repeat of case X, failed re-check. */
@@ -170,6 +189,30 @@ export const Task = z.object({
   escalations: z.number().int(),
   /** When the condition last cleared; the task stays open until people close it. */
   conditionClearedAt: z.string().optional(),
+  /**
+   * Every violation the case is about (enforcement incidents): the rule and subject that raised
+   * it first, and each other rule or site of the same party in the same episode.
+   */
+  violations: z
+    .array(
+      z.object({
+        ruleId: z.string(),
+        ruleVersion: z.number().int(),
+        clause: Clause,
+        subject: z.object({ type: RuleSubject, id: z.string() }),
+        alarmSeq: z.number().int(),
+        /** When the data show it started (the readings' own time). */
+        startedAt: z.string(),
+        detail: z.string(),
+        value: z.union([z.number(), z.boolean()]).optional(),
+        limit: z.number().optional(),
+      }),
+    )
+    .optional(),
+  /** The person the task is assigned to. */
+  assignee: z.object({ userId: z.string(), name: z.string(), at: z.string() }).optional(),
+  /** Who moved the task to handled (a user id or `token:<name>`): they may not verify it. */
+  handledBy: z.string().optional(),
   /** When the task was first dispatched to a team (the SLA may start there). */
   dispatchedAt: z.string().optional(),
   acknowledgedAt: z.string().optional(),
