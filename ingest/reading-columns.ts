@@ -52,6 +52,9 @@ export class ReadingColumns implements StoredBatch {
   private booleans = new Uint32Array(0);
   /** Per reading, the index of its message in `messages`. */
   private message = new Uint32Array(0);
+  /** Per reading, its message's seq and receive time (NaN: not given), read without a lookup. */
+  private seqs = new Float64Array(0);
+  private received = new Float64Array(0);
   /** One record per message: its device, kind, replay flag, seq and receive time (evidence). */
   private readonly messages: Message[] = [];
   private count = 0;
@@ -105,11 +108,15 @@ export class ReadingColumns implements StoredBatch {
     const names = NAMES[kind];
     const m = this.messages.length;
     this.messages.push({ deviceId, kind, replay, seq, receivedMs });
+    const seqValue = seq ?? Number.NaN;
+    const receivedValue = receivedMs ?? Number.NaN;
     for (const point of points) {
       const i = this.count++;
       this.time[i] = point.timeMs;
       this.flag[i] = FLAG_INDEX.get(point.tags.quality) ?? 0;
       this.message[i] = m;
+      this.seqs[i] = seqValue;
+      this.received[i] = receivedValue;
       const row = i * ROW;
       const fields = point.fields as Readonly<Record<string, number | boolean | undefined>>;
       let booleans = 0;
@@ -146,11 +153,15 @@ export class ReadingColumns implements StoredBatch {
   }
 
   seq(i: number): number | undefined {
-    return this.source(i).seq;
+    if (i < 0 || i >= this.count) throw new RangeError(`reading ${i} of ${this.count}`);
+    const seq = this.seqs[i] as number;
+    return Number.isNaN(seq) ? undefined : seq;
   }
 
   receivedMs(i: number): number | undefined {
-    return this.source(i).receivedMs;
+    if (i < 0 || i >= this.count) throw new RangeError(`reading ${i} of ${this.count}`);
+    const received = this.received[i] as number;
+    return Number.isNaN(received) ? undefined : received;
   }
 
   value(i: number, quantity: string): number | boolean | undefined {
@@ -173,15 +184,21 @@ export class ReadingColumns implements StoredBatch {
     const values = new Float64Array(capacity * ROW);
     const booleans = new Uint32Array(capacity);
     const message = new Uint32Array(capacity);
+    const seqs = new Float64Array(capacity);
+    const received = new Float64Array(capacity);
     time.set(this.time.subarray(0, this.count));
     flag.set(this.flag.subarray(0, this.count));
     values.set(this.values.subarray(0, this.count * ROW));
     booleans.set(this.booleans.subarray(0, this.count));
     message.set(this.message.subarray(0, this.count));
+    seqs.set(this.seqs.subarray(0, this.count));
+    received.set(this.received.subarray(0, this.count));
     this.time = time;
     this.flag = flag;
     this.values = values;
     this.booleans = booleans;
     this.message = message;
+    this.seqs = seqs;
+    this.received = received;
   }
 }

@@ -14,7 +14,7 @@ interface GlobalFlags {
   dataDir?: string;
 }
 
-interface AddFlags extends GlobalFlags {
+export interface AddFlags extends GlobalFlags {
   id: string;
   kind: string;
   site: string;
@@ -28,6 +28,8 @@ interface AddFlags extends GlobalFlags {
   zone?: string;
   calibratedOn?: string;
   calibrationDue?: string;
+  typeApproval?: string;
+  metrologyCertificate?: string;
   interval?: string;
   json?: boolean;
 }
@@ -35,6 +37,31 @@ interface AddFlags extends GlobalFlags {
 function number(value: string): number | string {
   const n = Number(value);
   return value.trim() !== "" && Number.isFinite(n) ? n : value;
+}
+
+/** The device record `devices add` registers, from its flags (validated by the caller). */
+export function deviceInputFromFlags(flags: AddFlags): Record<string, unknown> {
+  return {
+    id: flags.id,
+    kind: flags.kind,
+    siteId: flags.site,
+    model: flags.model,
+    serial: flags.serial,
+    location: { lat: number(flags.lat), lon: number(flags.lon) },
+    area: {
+      district: flags.district,
+      gridCell: flags.gridCell,
+      ...(flags.street !== undefined ? { street: flags.street } : {}),
+    },
+    ...(flags.zone !== undefined ? { zoneClass: flags.zone } : {}),
+    ...(flags.calibratedOn !== undefined ? { calibratedOn: flags.calibratedOn } : {}),
+    ...(flags.calibrationDue !== undefined ? { calibrationDueOn: flags.calibrationDue } : {}),
+    ...(flags.typeApproval !== undefined ? { typeApproval: flags.typeApproval } : {}),
+    ...(flags.metrologyCertificate !== undefined
+      ? { metrologyCertificate: flags.metrologyCertificate }
+      : {}),
+    expectedIntervalS: number(flags.interval ?? "60"),
+  };
 }
 
 /** `citywatch devices …`: manage the device registry and credentials. */
@@ -64,26 +91,18 @@ export function devicesCommand(program: Command): void {
     .option("--zone <class>", "acoustic zone class at the device: 0 1 2 3 4a 4b")
     .option("--calibrated-on <date>", "last calibration, YYYY-MM-DD")
     .option("--calibration-due <date>", "calibration expiry, YYYY-MM-DD")
+    .option(
+      "--type-approval <number>",
+      "pattern / type approval (型式批准) or product certification number, printed in evidence",
+    )
+    .option(
+      "--metrology-certificate <number>",
+      "metrological verification or calibration certificate number (检定/校准证书)",
+    )
     .option("--interval <seconds>", "expected seconds between messages", "60")
     .option("--json", "print the device and secret as JSON")
     .action((flags: AddFlags) => {
-      const input = {
-        id: flags.id,
-        kind: flags.kind,
-        siteId: flags.site,
-        model: flags.model,
-        serial: flags.serial,
-        location: { lat: number(flags.lat), lon: number(flags.lon) },
-        area: {
-          district: flags.district,
-          gridCell: flags.gridCell,
-          ...(flags.street !== undefined ? { street: flags.street } : {}),
-        },
-        ...(flags.zone !== undefined ? { zoneClass: flags.zone } : {}),
-        ...(flags.calibratedOn !== undefined ? { calibratedOn: flags.calibratedOn } : {}),
-        ...(flags.calibrationDue !== undefined ? { calibrationDueOn: flags.calibrationDue } : {}),
-        expectedIntervalS: number(flags.interval ?? "60"),
-      };
+      const input = deviceInputFromFlags(flags);
       const parsed = Device.safeParse(input);
       if (!parsed.success) throw new ConfigError("devices add", problemsOf(parsed.error));
       const issued = withRegistry(globals(), (r) => r.addDevice(parsed.data as DeviceInput));

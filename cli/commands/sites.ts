@@ -17,6 +17,7 @@ interface AddFlags {
   lat: string;
   lon: string;
   zone?: string;
+  address?: string;
   permit?: string[];
   party?: string;
   creditCode?: string;
@@ -70,6 +71,7 @@ const FLAG_OF: Record<string, string> = {
   "location.lat": "--lat",
   "location.lon": "--lon",
   zoneClass: "--zone",
+  address: "--address",
   regulatedParty: "--party",
   "regulatedParty.name": "--party",
   "regulatedParty.creditCode": "--credit-code",
@@ -127,6 +129,7 @@ export function siteFromFlags(flags: AddFlags): { site: Site } | { problems: Pro
     },
     location: { lat: number(flags.lat), lon: number(flags.lon) },
     ...(flags.zone !== undefined ? { zoneClass: flags.zone } : {}),
+    ...(flags.address !== undefined ? { address: flags.address } : {}),
     ...(flags.permit !== undefined ? { permits: flags.permit.map(permitOf) } : {}),
     ...(takesParty
       ? {
@@ -212,6 +215,10 @@ export function sitesCommand(program: Command): void {
       "--permit <type,from,to[,reference]>",
       "a permit, e.g. night_works,2026-01-01T00:00:00+08:00,2026-06-30T00:00:00+08:00,NW-017; repeatable",
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+    )
+    .option(
+      "--address <text>",
+      "postal address of the site (printed in evidence for site and party)",
     )
     .option("--party <name>", "regulated party (operator or contractor) the cases are addressed to")
     .option("--credit-code <code>", "the party's unified social credit code (18 characters)")
