@@ -165,7 +165,7 @@ describe("registry fields for evidence", () => {
     ]);
     expect(ok.stderr).toBe("");
     expect(ok.status).toBe(0);
-    expect(JSON.parse(ok.stdout).device).toMatchObject({
+    expect((JSON.parse(ok.stdout) as { device: unknown }).device).toMatchObject({
       typeApproval: "CMC 2019-F123",
       metrologyCertificate: "JD-2026-00451",
     });
