@@ -1,10 +1,8 @@
-import { createHash } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { EvidencePackage } from "../../../contracts/index.js";
+import { EvidencePackageV2 } from "../../../contracts/model/evidence.js";
 import type { TaskSystem } from "../../../tasks/app.js";
 import { canonicalJson } from "../../../tasks/canonical-json.js";
 import { escapeHtml, evidenceHtml } from "../../../tasks/evidence-html.js";
-import { verifyEvidence } from "../../../tasks/evidence.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
 import { fakeClock, noiseEvidence, noiseNotice, raise, startSystem, T0 } from "./fixtures.js";
 
@@ -41,51 +39,63 @@ describe("evidence package", () => {
     await removeTempDir(dir);
   });
 
-  it("holds the raw readings (flags marked), method and values, clause and rule version, device identity and calibration, place and zone", () => {
-    const pkg = EvidencePackage.parse(system.store.evidence("enf-000001"));
+  it("holds the raw readings (flags marked), method and values, clause and rule version, device identity and calibration, place, zone and party, in local time", () => {
+    const pkg = EvidencePackageV2.parse(system.store.evidence("enf-000001"));
     expect(pkg).toMatchObject({
-      format: "citywatch-evidence/1",
+      format: "citywatch-evidence/2",
       taskId: "enf-000001",
       sequence: 1,
+      previous: null,
+      timeZone: "Asia/Shanghai",
       rule: {
         id: "noise.construction.laeq",
         version: 1,
         clause: { standard: "GB 12523-2011", section: "Table 1" },
+        legalBasis: [{ article: "Art. 41", confidence: "verified" }],
+      },
+      decision: {
+        atLocal: "2026-11-26T22:40:00+08:00",
+        startedAtLocal: "2026-11-26T22:20:00+08:00",
       },
       computation: {
         method: "energy mean of LAeq over the rolling 20 min window",
         value: 62.4,
+        reported: "62.4",
+        unit: "dB(A)",
         limit: 55,
+        windowEndLocal: "2026-11-26T22:40:00+08:00",
       },
       subject: { type: "site", id: "cs-1" },
-      site: {
-        id: "cs-1",
-        zoneClass: "2",
-        area: { district: "pudong", gridCell: "pd-017" },
-        regulatedParty: { name: "Acme <Build> Co." },
-      },
+      party: { name: "Acme <Build> Co.", creditCode: "91310000MA1FL0AB1X" },
+      site: { id: "cs-1", zoneClass: "2", area: { district: "pudong", gridCell: "pd-017" } },
       devices: [
-        { id: "n-1", serial: "SN-n-1", calibratedOn: "2026-03-01", calibrationDueOn: "2027-03-01" },
+        {
+          id: "n-1",
+          serial: "SN-n-1",
+          calibratedOn: "2026-03-01",
+          calibrationDueOn: "2027-03-01",
+          calibration: "valid",
+        },
       ],
     });
     expect(pkg.readings).toHaveLength(20);
     expect(pkg.readings.filter((r) => !r.usable).map((r) => r.quality)).toEqual(["calibration"]);
-    const expected = createHash("sha256")
-      .update(canonicalJson({ ...pkg, hash: undefined }))
-      .digest("hex");
-    expect(pkg.hash.value).toBe(expected);
-  });
-
-  it("verifies, and detects any change to the package", () => {
-    const pkg = system.store.evidence("enf-000001")!;
-    expect(verifyEvidence(pkg).valid).toBe(true);
-    const tampered = structuredClone(pkg);
-    tampered.readings[5]!.values["LAeq"] = 54.9;
-    expect(verifyEvidence(tampered)).toMatchObject({ valid: false, expected: pkg.hash.value });
-    const { hash, ...body } = pkg;
-    const reordered = JSON.parse(JSON.stringify({ hash, ...body })) as typeof pkg;
-    expect(verifyEvidence(reordered).valid).toBe(true); // member order is not content
-    expect(verifyEvidence({ ...pkg, rule: { ...pkg.rule, version: 2 } }).valid).toBe(false);
+    expect(pkg.readings[0]?.tsLocal).toBe("2026-11-26T22:20:00+08:00");
+    // The fixture's stated value is made up: the package recomputes its own from the usable
+    // readings of its window (start, end] (the fixture's first reading lies on the start).
+    const start = Date.parse(pkg.computation.windowStart);
+    const usable = pkg.readings
+      .filter((r) => r.usable && Date.parse(r.ts) > start)
+      .map((r) => r.values["LAeq"] as number);
+    expect(usable).toHaveLength(18);
+    const energy = 10 * Math.log10(usable.reduce((a, l) => a + 10 ** (l / 10), 0) / usable.length);
+    expect(pkg.computation.recomputed).toBe(energy);
+    // The fixture's devices have no approval numbers on record: the package says so.
+    expect(pkg.warnings.map((w) => w.code)).toEqual([
+      "type_approval_missing",
+      "metrology_certificate_missing",
+    ]);
+    expect(pkg.audit.map((e) => e.action)).toContain("filed");
   });
 
   it("files the task even when the evidence cannot be sealed, and says why", () => {
@@ -103,7 +113,6 @@ describe("evidence package", () => {
     expect(html).toContain("Acme &lt;Build&gt; Co.");
     expect(html).not.toContain("<Tower>");
     expect(html).not.toMatch(/<script/i);
-    expect(html).toContain("calibration (not used)");
     expect(escapeHtml(`<img src=x onerror='alert(1)'>&`)).toBe(
       "&lt;img src=x onerror=&#39;alert(1)&#39;&gt;&amp;",
     );
