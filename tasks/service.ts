@@ -2,9 +2,11 @@ import type { Logger } from "pino";
 import type { TasksConfig } from "../contracts/config/tasks.js";
 import type { Rule, Site } from "../contracts/index.js";
 import type {
+  ApiRole,
   AuditAction,
   AuditEntry,
   ClosureReason,
+  GraduatedResponse,
   Task,
   TaskEvent,
   TaskState,
@@ -58,12 +60,26 @@ export interface TaskServiceDeps {
 
 /** The person (or `system`) behind a change. */
 export interface Actor {
+  /** How the audit trail names them. */
   readonly name: string;
+  /**
+   * Who they are for separation of duties (a user id, or `token:<name>` for a service account's
+   * token); absent: the name.
+   */
+  readonly id?: string | undefined;
+  /** Their roles (legal review, closing referred cases); absent: none of those duties. */
+  readonly roles?: readonly ApiRole[] | undefined;
 }
 
 export type TransitionResult =
   | { readonly ok: true; readonly task: Task; readonly event: TaskEvent }
-  | { readonly ok: false; readonly error: "not_found" | "conflict"; readonly message: string };
+  | {
+      readonly ok: false;
+      readonly error: "not_found" | "conflict" | "forbidden";
+      readonly message: string;
+    };
+
+const identityOf = (actor: Actor) => actor.id ?? actor.name;
 
 const SYSTEM = "system";
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -123,6 +139,26 @@ function violationOf(notice: AlarmNotice): NonNullable<Task["violations"]>[numbe
     ...("value" in d && d.value !== undefined ? { value: d.value } : {}),
     ...("limit" in d && d.limit !== undefined ? { limit: d.limit } : {}),
   };
+}
+
+/**
+ * Why an actor may not make a transition (separation of duties), or undefined: whoever handled a
+ * task does not verify it; a case referred for penalty is closed by a legal reviewer only.
+ */
+function dutyProblem(task: Task, request: TransitionRequest, actor: Actor): string | undefined {
+  if (request.to === "verified" && task.handledBy !== undefined) {
+    if (task.handledBy === identityOf(actor)) {
+      return "separation of duties: whoever handled a task does not verify it; another person must";
+    }
+  }
+  if (
+    request.to === "closed" &&
+    task.graduated?.stage === "referred" &&
+    !(actor.roles ?? []).includes("legal_reviewer")
+  ) {
+    return "a case referred for penalty is closed (as rectified, false positive or otherwise) only by a legal reviewer (legal_reviewer role), who records the review";
+  }
+  return undefined;
 }
 
 interface Draft {
@@ -276,7 +312,10 @@ export class TaskService implements TaskSink {
       if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
       const check = checkTransition(task.state, request.to, request.reason);
       if (!check.ok) return { ok: false, error: "conflict", message: check.reason };
-      const next = this.moved(task, request.to, request.reason, request.note, now);
+      const duty = dutyProblem(task, request, actor);
+      if (duty !== undefined) return { ok: false, error: "forbidden", message: duty };
+      const moved = this.moved(task, request.to, request.reason, request.note, now);
+      const next = request.to === "handled" ? { ...moved, handledBy: identityOf(actor) } : moved;
       const event = this.record(next, now, [
         {
           actor: actor.name,
@@ -297,6 +336,112 @@ export class TaskService implements TaskSink {
       this.published(result.event);
       if (request.to === "acknowledged") this.acknowledged(result.task);
     }
+    return result;
+  }
+
+  /**
+   * A legal reviewer's decision on a referral for penalty (法制审核): approved, or rejected with a
+   * note (the case goes back to a warning with its deadline).
+   */
+  review(
+    id: string,
+    request: { readonly decision: "approve" | "reject"; readonly note?: string | undefined },
+    actor: Actor,
+  ): TransitionResult {
+    const now = this.deps.now();
+    const result = this.deps.store.transaction((): TransitionResult => {
+      const task = this.deps.store.task(id);
+      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+      if (!(actor.roles ?? []).includes("legal_reviewer")) {
+        return {
+          ok: false,
+          error: "forbidden",
+          message: "a legal review needs the legal_reviewer role",
+        };
+      }
+      const graduated = task.graduated;
+      if (graduated?.stage !== "referred" || graduated.review?.status !== "pending") {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `task ${id} has no referral awaiting legal review`,
+        };
+      }
+      if (request.decision === "reject" && (request.note ?? "").trim() === "") {
+        return {
+          ok: false,
+          error: "conflict",
+          message: "a rejected referral needs a note saying why",
+        };
+      }
+      const review = {
+        status: request.decision === "approve" ? ("approved" as const) : ("rejected" as const),
+        by: actor.name,
+        at: iso(now),
+        ...(request.note === undefined ? {} : { note: request.note }),
+      };
+      const next: GraduatedResponse =
+        request.decision === "approve"
+          ? { ...graduated, review }
+          : {
+              ...graduated,
+              stage: "warning",
+              review,
+              reason: `legal review rejected the referral: ${request.note ?? ""}`,
+            };
+      const event = this.record({ ...task, graduated: next }, now, [
+        {
+          actor: actor.name,
+          action:
+            request.decision === "approve" ? "legal_review_approved" : "legal_review_rejected",
+          detail:
+            request.decision === "approve"
+              ? `referral for penalty of ${graduated.party.name} approved${request.note === undefined ? "" : `: ${request.note}`}`
+              : `referral rejected, back to the warning: ${request.note ?? ""}`,
+        },
+      ]);
+      return { ok: true, task: event.task, event };
+    });
+    if (result.ok) this.published(result.event);
+    return result;
+  }
+
+  /** Assign a task to a person (a reassignment needs a reason). */
+  assign(
+    id: string,
+    request: {
+      readonly userId: string;
+      readonly name: string;
+      readonly reason?: string | undefined;
+    },
+    actor: Actor,
+  ): TransitionResult {
+    const now = this.deps.now();
+    const result = this.deps.store.transaction((): TransitionResult => {
+      const task = this.deps.store.task(id);
+      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+      if (task.state === "closed") {
+        return { ok: false, error: "conflict", message: `task ${id} is closed` };
+      }
+      const previous = task.assignee;
+      if (previous !== undefined && (request.reason ?? "").trim() === "") {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `task ${id} is assigned to ${previous.name}; a reassignment needs a reason`,
+        };
+      }
+      const assignee = { userId: request.userId, name: request.name, at: iso(now) };
+      const event = this.record({ ...task, assignee }, now, [
+        {
+          actor: actor.name,
+          action: "assigned",
+          detail: `${previous === undefined ? "assigned" : `reassigned from ${previous.name} [${previous.userId}]`} to ${request.name} [${request.userId}]${request.reason === undefined ? "" : `: ${request.reason}`}`,
+        },
+      ]);
+      return { ok: true, task: event.task, event };
+    });
+    if (result.ok) this.published(result.event);
     return result;
   }
 

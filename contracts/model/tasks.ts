@@ -269,6 +269,25 @@ export const TransitionRequest = z.strictObject({
 });
 export type TransitionRequest = z.infer<typeof TransitionRequest>;
 
+/** Body of `POST /api/v1/tasks/{id}/review`: a legal reviewer's decision on a referral. */
+export const ReviewRequest = z
+  .strictObject({
+    decision: z.enum(["approve", "reject"], { error: "decision is approve or reject" }),
+    note: z.string().min(1).max(2_000).optional(),
+  })
+  .refine((r) => r.decision === "approve" || r.note !== undefined, {
+    error: "a rejection needs a note saying why",
+    path: ["note"],
+  });
+export type ReviewRequest = z.infer<typeof ReviewRequest>;
+
+/** Body of `POST /api/v1/tasks/{id}/assign`: the person, and why when reassigning. */
+export const AssignRequest = z.strictObject({
+  userId: z.string().min(1).max(64),
+  reason: z.string().min(1).max(2_000).optional(),
+});
+export type AssignRequest = z.infer<typeof AssignRequest>;
+
 const Flag = z.enum(["true", "false"], { error: "must be true or false" });
 
 /** Query of `GET /api/v1/tasks`. */

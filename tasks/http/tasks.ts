@@ -1,13 +1,16 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import {
   apiFailure,
+  AssignRequest,
   errorResponses,
+  ReviewRequest,
   TaskDetailResponse,
   TaskListQuery,
   TaskListResponse,
   TransitionRequest,
 } from "../../contracts/index.js";
 import type { Caller } from "../auth/bearer.js";
+import type { TransitionResult } from "../service.js";
 import { kindsOf, mayAct } from "../auth/roles.js";
 import { describeScope, inScope } from "../auth/scope.js";
 import { security, TaskIdParams, type TaskPluginOptions } from "./options.js";
@@ -31,9 +34,33 @@ export function checkScope(caller: Caller, task: Parameters<typeof inScope>[1] &
 
 const DEFAULT_LIMIT = 100;
 
+/** 403 unless one of the caller's roles acts on the task's kind. */
+function checkActs(caller: Caller, task: { kind: Parameters<typeof mayAct>[1] }): void {
+  if (caller.roles.some((role) => mayAct(role, task.kind))) return;
+  const kinds = [...new Set(caller.roles.flatMap((role) => kindsOf(role)))];
+  throw apiFailure(
+    "forbidden",
+    `role ${caller.roles.join(", ")} may not act on ${task.kind} tasks${kinds.length === 0 ? " (read only)" : `; it acts on ${kinds.join(", ")}`}`,
+  );
+}
+
+/** The service's actor for a caller: the audit name, the identity for duties, the roles. */
+const actorOf = (caller: Caller) => ({
+  name: caller.actor,
+  id: caller.userId ?? `token:${caller.name}`,
+  roles: caller.roles,
+});
+
 export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps, auth }) => {
   app.addHook("onRequest", auth.reader);
   const notFound = (id: string) => apiFailure("not_found", `no task ${id}`);
+  /** A service result as the task and its audit trail, or its error. */
+  const answer = (result: TransitionResult, id: string) => {
+    if (!result.ok) {
+      throw result.error === "not_found" ? notFound(id) : apiFailure(result.error, result.message);
+    }
+    return { task: result.task, audit: deps.service.audit(id) };
+  };
 
   app.get(
     "/api/v1/tasks",
@@ -126,20 +153,103 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
       const task = deps.service.task(request.params.id);
       if (task === undefined) throw notFound(request.params.id);
       checkScope(caller, task);
-      if (!caller.roles.some((role) => mayAct(role, task.kind))) {
-        const kinds = [...new Set(caller.roles.flatMap((role) => kindsOf(role)))];
+      // A legal reviewer acts on no kind of task, but closes the referred cases they reviewed.
+      const reviewerCloses =
+        request.body.to === "closed" &&
+        task.graduated?.stage === "referred" &&
+        caller.roles.includes("legal_reviewer");
+      if (!reviewerCloses) checkActs(caller, task);
+      const result = deps.service.transition(task.id, request.body, actorOf(caller));
+      return answer(result, task.id);
+    },
+  );
+
+  app.post(
+    "/api/v1/tasks/:id/review",
+    {
+      schema: {
+        tags: ["tasks"],
+        summary: "A legal reviewer approves or rejects a referral for penalty (法制审核)",
+        security,
+        params: TaskIdParams,
+        body: ReviewRequest,
+        response: {
+          200: TaskDetailResponse,
+          ...errorResponses({
+            bad_request: "the body is not a review; every problem named",
+            unauthorized: "no valid bearer token or session",
+            forbidden: "the caller is not a legal reviewer, or the task is outside their scope",
+            not_found: "unknown task",
+            conflict: "the task has no referral awaiting review",
+            payload_too_large: "the body is larger than the API accepts",
+            unsupported_media_type: "the body is not application/json",
+          }),
+        },
+      },
+    },
+    (request) => {
+      const caller = auth.callerOf(request);
+      const task = deps.service.task(request.params.id);
+      if (task === undefined) throw notFound(request.params.id);
+      checkScope(caller, task);
+      return answer(deps.service.review(task.id, request.body, actorOf(caller)), task.id);
+    },
+  );
+
+  app.post(
+    "/api/v1/tasks/:id/assign",
+    {
+      schema: {
+        tags: ["tasks"],
+        summary: "Assign the task to a person (a reassignment needs a reason)",
+        security,
+        params: TaskIdParams,
+        body: AssignRequest,
+        response: {
+          200: TaskDetailResponse,
+          ...errorResponses({
+            bad_request: "the body is not an assignment; every problem named",
+            unauthorized: "no valid bearer token or session",
+            forbidden:
+              "the caller may not act on the task, or the person's scope or roles do not cover it",
+            not_found: "unknown task or user",
+            conflict: "the task is closed, or a reassignment without a reason",
+            payload_too_large: "the body is larger than the API accepts",
+            unsupported_media_type: "the body is not application/json",
+          }),
+        },
+      },
+    },
+    (request) => {
+      const caller = auth.callerOf(request);
+      const task = deps.service.task(request.params.id);
+      if (task === undefined) throw notFound(request.params.id);
+      checkScope(caller, task);
+      checkActs(caller, task);
+      const user = deps.tokens.users.get(request.body.userId);
+      if (user === undefined || user.disabled) {
+        throw apiFailure("not_found", `no enabled user ${request.body.userId}`);
+      }
+      if (!inScope(user.scope, task)) {
         throw apiFailure(
           "forbidden",
-          `role ${caller.roles.join(", ")} may not act on ${task.kind} tasks${kinds.length === 0 ? " (read only)" : `; it acts on ${kinds.join(", ")}`}`,
+          `task ${task.id} is outside ${user.id}'s scope (${describeScope(user.scope)})`,
         );
       }
-      const result = deps.service.transition(task.id, request.body, { name: caller.actor });
-      if (!result.ok) {
-        throw result.error === "not_found"
-          ? notFound(task.id)
-          : apiFailure("conflict", result.message);
+      if (!user.roles.some((role) => mayAct(role, task.kind))) {
+        throw apiFailure(
+          "forbidden",
+          `${user.id} (${user.roles.join(", ")}) does not act on ${task.kind} tasks`,
+        );
       }
-      return { task: result.task, audit: deps.service.audit(task.id) };
+      return answer(
+        deps.service.assign(
+          task.id,
+          { userId: user.id, name: user.name, reason: request.body.reason },
+          actorOf(caller),
+        ),
+        task.id,
+      );
     },
   );
   return Promise.resolve();

@@ -207,6 +207,99 @@ describe("users, sessions and scopes on the task API", () => {
     expect(Number(blocked.headers["retry-after"])).toBeGreaterThan(0);
   });
 
+  const post = (url: string, who: { cookie: string; info: SessionInfo }, payload: object) =>
+    t.app.inject({
+      method: "POST",
+      url,
+      headers: { cookie: who.cookie, "x-csrf-token": who.info.csrfToken },
+      payload,
+    });
+
+  it("keeps duties apart: the handler does not verify; a referral is reviewed and closed by a legal reviewer", async () => {
+    await t.system.tokens.users.add(
+      { id: "sun.li", name: "Sun Li", roles: ["legal_reviewer"], scope: { districts: ["xuhui"] } },
+      PASSWORD,
+    );
+    await t.system.tokens.users.add(
+      { id: "qian.bo", name: "Qian Bo", roles: ["enforcement"], scope: { districts: ["xuhui"] } },
+      PASSWORD,
+    );
+    const li = await session("li.na");
+    const qian = await session("qian.bo");
+    const reviewer = await session("sun.li");
+    const id = ids["cs-3"] ?? "";
+    const move = (who: typeof li, to: string, extra: object = {}) =>
+      post(`/api/v1/tasks/${id}/transitions`, who, { to, ...extra });
+    expect((await move(li, "acknowledged")).statusCode).toBe(200);
+    expect((await move(li, "handled")).statusCode).toBe(200);
+    const self = await move(li, "verified");
+    expect(self.statusCode).toBe(403);
+    expect(TaskApiError.parse(self.json()).message).toContain("separation of duties");
+    expect((await move(qian, "verified")).statusCode).toBe(200);
+
+    // The party violates again after the rectification deadline: referred, pending review.
+    const later = Date.now() + 4 * 86_400_000;
+    t.system.service.handleAlarm(
+      noiseNotice("cs-3", raise(later, { alarmSeq: 2 }), noiseEvidence(later)),
+    );
+    const referred = t.system.service.task(id);
+    expect(referred?.graduated).toMatchObject({ stage: "referred", review: { status: "pending" } });
+    const close = (who: typeof li) =>
+      move(who, "closed", { reason: "false_positive", note: "the party disputes it" });
+    const refused = await close(qian);
+    expect(refused.statusCode).toBe(403);
+    expect(TaskApiError.parse(refused.json()).message).toContain("legal reviewer");
+    expect(
+      (await post(`/api/v1/tasks/${id}/review`, qian, { decision: "approve" })).statusCode,
+    ).toBe(403);
+    expect(
+      (await post(`/api/v1/tasks/${id}/review`, reviewer, { decision: "reject" })).statusCode,
+    ).toBe(400);
+    const approved = await post(`/api/v1/tasks/${id}/review`, reviewer, {
+      decision: "approve",
+      note: "readings and device certificates in order",
+    });
+    expect(approved.statusCode).toBe(200);
+    const body = TaskDetailResponse.parse(approved.json());
+    expect(body.task.graduated?.review).toMatchObject({
+      status: "approved",
+      by: "Sun Li [sun.li] (legal_reviewer)",
+    });
+    expect(body.audit.at(-1)?.action).toBe("legal_review_approved");
+    expect((await close(reviewer)).statusCode).toBe(200);
+  });
+
+  it("assigns a task to a person in scope; a reassignment needs a reason", async () => {
+    const chief = await session("chief");
+    const id = ids["cs-1"] ?? "";
+    const assign = (payload: object) => post(`/api/v1/tasks/${id}/assign`, chief, payload);
+    const outOfScope = await assign({ userId: "li.na" });
+    expect(outOfScope.statusCode).toBe(403);
+    expect(TaskApiError.parse(outOfScope.json()).message).toContain("outside li.na's scope");
+    const ok = await assign({ userId: "zhang.wei" });
+    expect(ok.statusCode).toBe(200);
+    expect(TaskDetailResponse.parse(ok.json()).task.assignee).toMatchObject({
+      userId: "zhang.wei",
+      name: "Zhang Wei",
+    });
+    await t.system.tokens.users.add(
+      {
+        id: "zhou.min",
+        name: "Zhou Min",
+        roles: ["enforcement"],
+        scope: { districts: ["pudong"] },
+      },
+      PASSWORD,
+    );
+    expect((await assign({ userId: "zhou.min" })).statusCode).toBe(409);
+    const re = await assign({ userId: "zhou.min", reason: "Zhang Wei is on leave" });
+    expect(re.statusCode).toBe(200);
+    expect(TaskDetailResponse.parse(re.json()).audit.at(-1)?.detail).toBe(
+      "reassigned from Zhang Wei [zhang.wei] to Zhou Min [zhou.min]: Zhang Wei is on leave",
+    );
+    expect((await assign({ userId: "nobody" })).statusCode).toBe(404);
+  });
+
   it("lets an admin manage users over the API; others get 403", async () => {
     const chief = await session("chief");
     const refused = await t.app.inject({

@@ -104,7 +104,13 @@ describe("task service lifecycle", () => {
           ...(reason === undefined ? {} : { reason: reason as "rectified" }),
           note: `step ${to}`,
         },
-        { name: "li.wei (enforcement)" },
+        // Whoever handled it does not verify it (separation of duties).
+        {
+          name:
+            to === "verified" || to === "closed"
+              ? "wang.fang (enforcement)"
+              : "li.wei (enforcement)",
+        },
       );
       expect(result.ok).toBe(true);
     }
@@ -123,7 +129,14 @@ describe("task service lifecycle", () => {
       "handled→verified",
       "verified→closed",
     ]);
-    expect(transitions.every((e) => e.actor === "li.wei (enforcement)")).toBe(true);
+    expect(transitions.map((e) => e.actor.split(" ")[0])).toEqual([
+      "li.wei",
+      "li.wei",
+      "li.wei",
+      "li.wei",
+      "wang.fang",
+      "wang.fang",
+    ]);
     expect(transitions.at(-1)!.at).toBe(new Date(T0 + 6 * MIN).toISOString());
   });
 

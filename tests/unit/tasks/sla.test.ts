@@ -86,8 +86,9 @@ describe("SLA timers", () => {
     system.service.tick();
     expect(system.service.task("enf-000001")!.sla.flags).toEqual(["not_closed"]);
     expect(await flaggedGauge(system, { kind: "enforcement", flag: "not_closed" })).toBe(1);
-    system.service.transition("enf-000001", { to: "verified" }, { name: "x" });
-    system.service.transition("enf-000001", { to: "closed", reason: "rectified" }, { name: "x" });
+    // Verified by another person than the handler (separation of duties).
+    system.service.transition("enf-000001", { to: "verified" }, { name: "y" });
+    system.service.transition("enf-000001", { to: "closed", reason: "rectified" }, { name: "y" });
     expect(system.service.task("enf-000001")!.sla.flags).toEqual([]);
     expect(await flaggedGauge(system, { kind: "enforcement", flag: "not_closed" })).toBe(0);
   });
