@@ -371,14 +371,11 @@ function integrityBlock(
       html: `<span class="short mono" id="short-code">${h(shortCode(hash))}</span><br><span class="small">${h(t.t("integrity.shortCodeHelp"))}</span>`,
     }),
     row(t.t("integrity.hash"), {
-      html: `<span class="mono">${h(grouped(hash))}</span><br><span class="small">${h(t.t("integrity.canonical"))}</span>`,
+      html: `<span class="mono" id="package-hash">${h(hash)}</span><br><span class="small">${h(t.t("integrity.canonical"))}</span>`,
     }),
     signature === null
       ? row(t.t("integrity.signature"), missing(t.t("integrity.unsigned")))
-      : row(
-          t.t("integrity.signature"),
-          t.t("integrity.signatureOf", { keyId: grouped(signature.keyId) }),
-        ),
+      : row(t.t("integrity.signature"), t.t("integrity.signatureOf", { keyId: signature.keyId })),
     ...(signature === null
       ? []
       : [

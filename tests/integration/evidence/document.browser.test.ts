@@ -1,7 +1,16 @@
 import { execFileSync } from "node:child_process";
-import { accessSync, constants, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  constants,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import jsqr from "jsqr";
+import pixelmatch from "pixelmatch";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,6 +18,7 @@ import { IngestState } from "../../../ingest/state.js";
 import { createSqliteStore } from "../../../ingest/store/sqlite.js";
 import type { TimeSeriesStore } from "../../../ingest/store/types.js";
 import type { TaskSystem } from "../../../tasks/app.js";
+import { renderEvidenceDocument } from "../../../tasks/evidence-html.js";
 import { EvidenceLinks, evidenceLinkKeyFile } from "../../../tasks/evidence-links.js";
 import { testApi } from "../../support/ingest.js";
 import { freePort } from "../../support/ports.js";
@@ -33,6 +43,8 @@ import { DEVICES, registry, SITES, startSystem } from "../../unit/tasks/fixtures
  */
 
 const HOUR = 3_600_000;
+/** The first A4 page of the noise case as chromium drew it (CITYWATCH_UPDATE_BASELINE=1 redraws). */
+const BASELINE = new URL("./document-top.baseline.png", import.meta.url);
 
 /** jsQR is CommonJS: its default export is the function or carries it, by loader. */
 type DecodeQr = typeof jsqr.default;
@@ -258,6 +270,53 @@ describe.runIf(browserService)("printable evidence document in chromium", () => 
     );
     expect((text.match(/\/Type \/Page\b/g) ?? []).length).toBeGreaterThanOrEqual(2);
     expect(text).toMatch(/NotoSansCJK/);
+  });
+
+  it("draws the first A4 page as the committed baseline (pixel comparison with a tolerance)", async () => {
+    // Fixed content: no print time from the clock; the first page holds no hash or signature.
+    const html = renderEvidenceDocument(noise, {
+      language: "zh-CN",
+      verifyUrl: "https://cw.example.gov.cn/api/v1/evidence/keys",
+      generatedAt: new Date("2026-12-06T01:00:00Z"),
+    });
+    await page.setContent(html);
+    const actual = PNG.sync.read(
+      await page.screenshot({ clip: { x: 0, y: 0, width: A4_WIDTH, height: A4_HEIGHT } }),
+    );
+    if (process.env["CITYWATCH_UPDATE_BASELINE"] === "1" || !existsSync(BASELINE)) {
+      writeFileSync(BASELINE, PNG.sync.write(actual));
+      if (process.env["CITYWATCH_UPDATE_BASELINE"] !== "1")
+        throw new Error(`no baseline: drew ${BASELINE.pathname}; look at it, commit it, run again`);
+    }
+    const expected = PNG.sync.read(readFileSync(BASELINE));
+    expect([actual.width, actual.height]).toEqual([expected.width, expected.height]);
+    const diff = new PNG({ width: actual.width, height: actual.height });
+    const differing = pixelmatch(
+      expected.data,
+      actual.data,
+      diff.data,
+      actual.width,
+      actual.height,
+      {
+        threshold: 0.1,
+      },
+    );
+    const share = differing / (actual.width * actual.height);
+    if (share > 0.005) {
+      writeFileSync(join(dir, "document-top.actual.png"), PNG.sync.write(actual));
+      writeFileSync(join(dir, "document-top.diff.png"), PNG.sync.write(diff));
+      const keep = process.env["CITYWATCH_SCREENSHOT_DIR"];
+      if (keep !== undefined) {
+        mkdirSync(keep, { recursive: true });
+        copyFileSync(join(dir, "document-top.actual.png"), join(keep, "document-top.actual.png"));
+        copyFileSync(join(dir, "document-top.diff.png"), join(keep, "document-top.diff.png"));
+      }
+    }
+    // At most 0.5 % of the pixels differ (anti-aliasing); a moved block or a lost font is far more.
+    expect(
+      share,
+      `${differing} pixels differ (CITYWATCH_UPDATE_BASELINE=1 redraws)`,
+    ).toBeLessThanOrEqual(0.005);
   });
 
   it("answers an expired or altered link with a 403 page, in the browser", async () => {

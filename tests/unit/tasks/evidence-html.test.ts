@@ -190,8 +190,9 @@ describe("printable evidence document, format 2", () => {
     expect(zh).toContain(
       `<span class="short mono" id="short-code">${shortCode(pkg.hash.value)}</span>`,
     );
-    expect(zhText).toContain(pkg.hash.value.replace(/(.{4})(?=.)/g, "$1 "));
-    expect(zhText).toContain(`Ed25519，密钥指纹 ${FIXTURE_KEY_ID.replace(/(.{4})(?=.)/g, "$1 ")}`);
+    // In full and unbroken, to copy into a verifier; the short code is grouped to read aloud.
+    expect(zh).toContain(`<span class="mono" id="package-hash">${pkg.hash.value}</span>`);
+    expect(zhText).toContain(`Ed25519，密钥指纹 ${FIXTURE_KEY_ID}`);
     expect(zhText).toContain(pkg.signature.value);
     expect(zh).toContain(`<span class="mono" id="verify-url">${VERIFY}</span>`);
     expect(zhText).toContain(`citywatch evidence verify <证据包文件> --keys ${VERIFY}`);
