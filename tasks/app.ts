@@ -7,9 +7,10 @@ import { TokenWatch } from "./auth/watch.js";
 import { mqttTarget, type Publisher } from "./notify/mqtt.js";
 import { Outbox, type OutboxTarget } from "./notify/outbox.js";
 import { TaskStream } from "./notify/stream.js";
-import { webhookDelivery } from "./notify/webhook.js";
+import { evidenceLinkOf, webhookDelivery } from "./notify/webhook.js";
 import type { Recheck } from "../contracts/model/alarms.js";
 import { EvidenceKeyring, evidenceKeyFile } from "./evidence-keys.js";
+import { evidenceLinkKeyFile, EvidenceLinks } from "./evidence-links.js";
 import { taskMetrics, type TaskMetrics } from "./metrics.js";
 import { notifyMetrics, type NotifyMetrics } from "./notify/metrics.js";
 import { TaskService } from "./service.js";
@@ -40,6 +41,12 @@ export interface TaskSystemDeps {
    * `{dataDir}/evidence-keys.json`), created with a first key when there is none.
    */
   readonly keyring?: EvidenceKeyring | undefined;
+  /**
+   * Where recipients reach this API when `tasks.evidence.publicUrl` is not set (the process's
+   * `http://{http.host}:{http.port}`), for signed links to printable evidence. Absent with no
+   * `publicUrl`: no signed links (webhooks carry none, the link route answers unavailable).
+   */
+  readonly httpBase?: string | undefined;
 }
 
 /** What the HTTP API needs to serve the task routes (tasks/http). */
@@ -54,6 +61,8 @@ export interface TaskApiDeps {
   readonly now: () => number;
   /** The evidence keys: served public, used to verify packages. */
   readonly keyring: EvidenceKeyring;
+  /** Language of the printable document when a request names none (`tasks.evidence.language`). */
+  readonly evidenceLanguage: "zh-CN" | "en";
 }
 
 export interface TaskSystem {
@@ -79,12 +88,25 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
   const keyring =
     deps.keyring ??
     EvidenceKeyring.open(evidenceKeyFile(config, deps.dataDir), { log, now, create: true });
+  const baseUrl = config.evidence.publicUrl ?? deps.httpBase;
+  const evidenceLinks =
+    baseUrl === undefined
+      ? undefined
+      : EvidenceLinks.open(evidenceLinkKeyFile(deps.dataDir), {
+          ttlMs: config.evidence.linkTtlMs,
+          baseUrl,
+          language: config.evidence.language,
+          now,
+          log,
+        });
   const store = new TaskStore(join(deps.dataDir, "tasks.db"));
+  const evidenceLink =
+    evidenceLinks === undefined ? undefined : evidenceLinkOf(evidenceLinks, store);
   const tokens = new TokenStore(join(deps.dataDir, "tokens.db"), now);
   const targets: OutboxTarget[] = config.webhooks.map((hook) => ({
     name: hook.name,
     kinds: hook.kinds,
-    deliver: webhookDelivery(hook, { timeoutMs: config.outbox.timeoutMs, now }),
+    deliver: webhookDelivery(hook, { timeoutMs: config.outbox.timeoutMs, now, evidenceLink }),
   }));
   if (deps.publish !== undefined) targets.push(mqttTarget(deps.publish));
   const outbox = new Outbox({
@@ -137,6 +159,8 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
       tokenCacheMs: config.tokens.cacheMs,
       now,
       keyring,
+      evidenceLinks,
+      evidenceLanguage: config.evidence.language,
     },
     start() {
       tokenWatch.start();

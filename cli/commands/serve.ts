@@ -291,6 +291,8 @@ export async function serve(
             ? registry.view()
             : withRevocations(registry.view(), revocations),
         ...source,
+        // Signed evidence links point here unless tasks.evidence.publicUrl says otherwise.
+        httpBase: `http://${config.http.host}:${config.http.port}`,
       });
       await system.start();
       const running = system;

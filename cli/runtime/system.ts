@@ -3,6 +3,7 @@ import { build as buildIngest, type Ingest, type IngestDeps } from "../../ingest
 import { build as buildRules, type Rules } from "../../rules/app.js";
 import { buildTaskSystem, type TaskSystem } from "../../tasks/app.js";
 import { EvidenceKeyError, EvidenceKeyring, evidenceKeyFile } from "../../tasks/evidence-keys.js";
+import { EvidenceLinkError } from "../../tasks/evidence-links.js";
 import type { Publisher } from "../../tasks/notify/mqtt.js";
 import { rulesRegistry } from "./standby.js";
 import { readBack } from "./backtest.js";
@@ -25,6 +26,8 @@ export interface SystemDeps extends Pick<
   readonly config: IngestConfig;
   /** Publishes task events on the MQTT task topics; absent: on the ingest's own connection. */
   readonly publishTask?: Publisher | undefined;
+  /** `http://{http.host}:{http.port}`: the base of signed evidence links without `tasks.evidence.publicUrl`. */
+  readonly httpBase?: string | undefined;
 }
 
 export interface System {
@@ -51,6 +54,16 @@ function evidenceKeyring(deps: SystemDeps, now: () => number): EvidenceKeyring {
   }
 }
 
+/** A file the evidence links need that cannot be used stops the start as a configuration error. */
+function asConfigError<T>(what: string, build: () => T): T {
+  try {
+    return build();
+  } catch (error) {
+    if (!(error instanceof EvidenceLinkError)) throw error;
+    throw new ConfigError(what, [{ path: "ingest.tasks.evidence", message: error.message }]);
+  }
+}
+
 export function buildSystem(deps: SystemDeps): System {
   const now = deps.now ?? Date.now;
   const keyring = evidenceKeyring(deps, now);
@@ -59,18 +72,21 @@ export function buildSystem(deps: SystemDeps): System {
     now,
     onStored: (batch) => rules.onStored(batch),
   });
-  const tasks: TaskSystem = buildTaskSystem({
-    log: deps.log,
-    config: deps.config.tasks,
-    dataDir: deps.dataDir,
-    registry: deps.registry,
-    metricsRegistry: ingest.metrics.registry,
-    now,
-    publish: deps.publishTask ?? ((topic, payload) => ingest.publish(topic, payload)),
-    recheck: (task) =>
-      rules.driver?.recheck(task.rule.id, task.subject.type, task.subject.id) ?? "no_data",
-    keyring,
-  });
+  const tasks: TaskSystem = asConfigError("evidence links", () =>
+    buildTaskSystem({
+      log: deps.log,
+      config: deps.config.tasks,
+      dataDir: deps.dataDir,
+      registry: deps.registry,
+      metricsRegistry: ingest.metrics.registry,
+      now,
+      publish: deps.publishTask ?? ((topic, payload) => ingest.publish(topic, payload)),
+      recheck: (task) =>
+        rules.driver?.recheck(task.rule.id, task.subject.type, task.subject.id) ?? "no_data",
+      keyring,
+      httpBase: deps.httpBase,
+    }),
+  );
   const rules: Rules = buildRules({
     log: deps.log,
     config: deps.config.rules,

@@ -8,7 +8,7 @@ import {
   EvidencePackage,
   EvidenceVerification,
 } from "../../contracts/index.js";
-import { evidenceHtml } from "../evidence-html.js";
+import { renderEvidenceDocument } from "../evidence-html.js";
 import { verifyAgainstStore } from "../evidence-seal.js";
 import { security, TaskIdParams, type TaskPluginOptions } from "./options.js";
 
@@ -101,7 +101,7 @@ export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { 
       },
     },
     (request, reply) => {
-      const { format, sequence } = request.query;
+      const { format, sequence, language } = request.query;
       const pkg = deps.store.evidence(request.params.id, sequence);
       if (pkg === undefined) {
         throw apiFailure(
@@ -114,7 +114,11 @@ export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { 
         void reply
           .type("text/html; charset=utf-8")
           .header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'");
-        return evidenceHtml(pkg);
+        return renderEvidenceDocument(pkg, {
+          language: language ?? deps.evidenceLanguage,
+          // Where the public keys are: printed on the document (absent: no public URL configured).
+          verifyUrl: deps.evidenceLinks?.verifyUrl,
+        });
       }
       void reply.header(
         "content-disposition",

@@ -216,11 +216,18 @@ describe("task API", () => {
     const html = await get(`/api/v1/tasks/${ids.enforcement}/evidence?format=html`, "viewer");
     expect(html.headers["content-type"]).toBe("text/html; charset=utf-8");
     expect(html.headers["content-security-policy"]).toContain("default-src 'none'");
-    expect(html.body).toContain(pkg.hash.value);
+    // The document prints the hash (perhaps in groups) and escapes every value.
+    expect(html.body.replace(/\s/g, "")).toContain(pkg.hash.value);
     expect(html.body).toContain("Acme &lt;Build&gt; Co.");
+    expect(html.body).toContain('<html lang="zh-CN">');
+    const english = await get(
+      `/api/v1/tasks/${ids.enforcement}/evidence?format=html&language=en`,
+      "viewer",
+    );
+    expect(english.body).toContain('<html lang="en">');
     expect(
       (await get(`/api/v1/tasks/${ids.enforcement}/evidence/verify`, "viewer")).json(),
-    ).toMatchObject({ valid: true });
+    ).toMatchObject({ valid: true, problems: [] });
     const tampered = { ...pkg, computation: { ...pkg.computation, value: 54 } };
     const verify = await app.inject({
       method: "POST",
@@ -229,6 +236,12 @@ describe("task API", () => {
       payload: tampered,
     });
     expect(verify.json()).toMatchObject({ valid: false, expected: pkg.hash.value });
+    expect(
+      verify
+        .json<{ problems: Array<{ code: string }> }>()
+        .problems.map((p) => p.code)
+        .sort(),
+    ).toEqual(["bad_signature", "differs_from_stored", "hash_mismatch"]);
     expect((await get(`/api/v1/tasks/${ids.emergency}/evidence`, "viewer")).statusCode).toBe(404); // no evidence given
   });
 

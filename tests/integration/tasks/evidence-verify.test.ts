@@ -42,6 +42,7 @@ import {
  */
 
 const TASKS_MD = new URL("../../../docs/tasks.md", import.meta.url);
+const PUBLIC_URL = "https://citywatch.example.gov.cn";
 
 describe("signed evidence: sealing, keys and verification through the API", () => {
   let dir: string;
@@ -55,7 +56,10 @@ describe("signed evidence: sealing, keys and verification through the API", () =
 
   beforeAll(async () => {
     dir = await makeTempDir("cw-evidence-verify-");
-    system = startSystem(dir, { now: Date.now, config: tasksConfig() });
+    system = startSystem(dir, {
+      now: Date.now,
+      config: tasksConfig({ evidence: { publicUrl: PUBLIC_URL } }),
+    });
     state = new IngestState(join(dir, "ingest.db"));
     store = createSqliteStore(join(dir, "timeseries.db"));
     await store.open();
@@ -213,6 +217,23 @@ describe("signed evidence: sealing, keys and verification through the API", () =
       "bad_signature",
       "differs_from_stored",
     ]);
+  });
+
+  it("prints the document in the language asked, with where the public keys are; signed links are wired", async () => {
+    const zh = await get(`/api/v1/tasks/${ids[0]}/evidence?format=html`);
+    expect(zh.statusCode).toBe(200);
+    expect(zh.body).toContain('<html lang="zh-CN">');
+    expect(zh.body).toContain(`${PUBLIC_URL}/api/v1/evidence/keys`);
+    const en = await get(`/api/v1/tasks/${ids[0]}/evidence?format=html&language=en&sequence=1`);
+    expect(en.body).toContain('<html lang="en">');
+    const link = await get(`/api/v1/tasks/${ids[0]}/evidence/link`);
+    expect(link.statusCode).toBe(200);
+    const { url } = link.json<{ url: string }>();
+    expect(url.startsWith(`${PUBLIC_URL}/evidence/${ids[0]}/2?`)).toBe(true);
+    // The link opens the document without a token.
+    const opened = await app.inject({ method: "GET", url: url.slice(PUBLIC_URL.length) });
+    expect(opened.statusCode).toBe(200);
+    expect(opened.headers["content-type"]).toBe("text/html; charset=utf-8");
   });
 
   it("answers malformed bodies and queries with 400, naming the problem", async () => {
