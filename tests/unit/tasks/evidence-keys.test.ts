@@ -1,5 +1,5 @@
 import { createHash, createPublicKey, verify } from "node:crypto";
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -127,6 +127,10 @@ describe("evidence keyring", () => {
   });
 
   it("refuses an unreadable key file", () => {
+    // A directory where the file should be cannot be read as one (whoever runs the test).
+    const folder = fresh();
+    mkdirSync(folder, { recursive: true, mode: 0o700 });
+    expect(() => EvidenceKeyring.open(folder, { create: true })).toThrow(/is not a file/);
     if (process.getuid?.() === 0) return; // root reads a 0000 file
     const file = fresh();
     EvidenceKeyring.open(file, { create: true });
