@@ -379,6 +379,30 @@ describe("evidence content, for every rule type (real driver, default pack)", ()
     expect(works.computation.recomputed).toBe(works.computation.value);
   });
 
+  it("threshold, N of M intervals: oil fume holds the readings of the 3 intervals counted, the newest interval's mean recomputed", async () => {
+    const c = await city(bj("10:25"));
+    c.minutes("wok-1-fume", bj("10:30"), bj("11:00"), (t) => ({
+      oilFume: 2.5 + ((t / MIN) % 4) * 0.13,
+    }));
+    const notice = c.raised("cooking-fume.oil-fume")[0];
+    const body = bodyOf(notice);
+    expect(body.decision.atLocal).toBe("2026-12-05T11:00:00+08:00");
+    expect(times(body)).toEqual(Array.from({ length: 30 }, (_, i) => bj("10:31") + i * MIN));
+    expect(body.computation).toMatchObject({
+      windowStartLocal: "2026-12-05T10:50:00+08:00",
+      windowEndLocal: "2026-12-05T11:00:00+08:00",
+      windowMs: 10 * MIN,
+      align: "clock",
+      aggregate: "mean",
+      unit: "mg/m³",
+    });
+    const newest = body.readings.slice(20).map((r) => r.values["oilFume"] as number);
+    expect(body.computation.value).toBe(newest.reduce((a, b) => a + b, 0) / newest.length);
+    expect(body.computation.recomputed).toBe(body.computation.value);
+    expect(body.computation.reported).toBe(roundReported(body.computation.value as number, 1));
+    expect(body.rule.statement).toMatch(/lead for on-site inspection/);
+  });
+
   it("point (latest): a 22:10 Beijing LAmax of 79.3 shows 22:10 locally and holds that one reading, not the 22:00 daytime one", async () => {
     const c = await city(bj("21:40"));
     c.send("road-4a-noise", bj("21:50"), { LAmax: 79.3, LAeq: 60 });
