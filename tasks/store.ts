@@ -141,6 +141,14 @@ export interface TaskFilter {
   readonly flagged?: boolean | undefined;
   readonly fromMs?: number | undefined;
   readonly toMs?: number | undefined;
+  /** Only tasks routed to these districts, streets or grid cells (a user's scope). */
+  readonly scope?:
+    | {
+        readonly districts: readonly string[];
+        readonly streets: readonly string[];
+        readonly gridCells: readonly string[];
+      }
+    | undefined;
   readonly limit: number;
 }
 
@@ -298,6 +306,14 @@ export class TaskStore {
     );
     add("filed_ms >= @fromMs", "fromMs", filter.fromMs);
     add("filed_ms < @toMs", "toMs", filter.toMs);
+    if (filter.scope !== undefined) {
+      where.push(`(district IN (SELECT value FROM json_each(@scopeDistricts))
+        OR json_extract(doc, '$.routing.street') IN (SELECT value FROM json_each(@scopeStreets))
+        OR json_extract(doc, '$.routing.gridCell') IN (SELECT value FROM json_each(@scopeGrid)))`);
+      args["scopeDistricts"] = JSON.stringify(filter.scope.districts);
+      args["scopeStreets"] = JSON.stringify(filter.scope.streets);
+      args["scopeGrid"] = JSON.stringify(filter.scope.gridCells);
+    }
     const sql = `SELECT doc FROM task ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`}
                  ORDER BY filed_ms DESC, id DESC LIMIT @limit`;
     return (this.stmt(sql).all(args) as Array<{ doc: string }>).map(

@@ -1,3 +1,4 @@
+import { inScope } from "../auth/scope.js";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { apiFailure, errorResponses, TaskEvent, TaskKind } from "../../contracts/index.js";
@@ -73,7 +74,9 @@ export const streamRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { de
       });
       deps.stream.attach(
         reply.raw,
-        (event) => kind === undefined || event.task.kind === kind,
+        // A user hears of the tasks of their scope only.
+        (event) =>
+          (kind === undefined || event.task.kind === kind) && inScope(caller.scope, event.task),
         Number.isInteger(lastId) && lastId >= 0 ? deps.store.eventsAfter(lastId, MAX_REPLAY) : [],
         caller,
       );

@@ -81,6 +81,7 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
     },
     (request) => {
       const q = request.query;
+      const scope = auth.callerOf(request).scope;
       return {
         tasks: deps.store.listTasks({
           kind: q.kind,
@@ -91,6 +92,8 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
           flagged: q.flagged,
           fromMs: q.from,
           toMs: q.to,
+          // A user sees the tasks of their scope only.
+          scope: scope.cityWide ? undefined : scope,
           limit: q.limit ?? DEFAULT_LIMIT,
         }),
       };

@@ -1,5 +1,14 @@
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SessionInfo, TaskApiError, TaskDetailResponse, User } from "../../../contracts/index.js";
+import {
+  SessionInfo,
+  TaskApiError,
+  TaskDetailResponse,
+  TaskListResponse,
+  User,
+} from "../../../contracts/index.js";
+import { until } from "../../support/broker.js";
+import { openStream } from "./sse-reader.js";
 import { openTaskApi, type TaskApi } from "../../support/task-api.js";
 import { noiseEvidence, noiseNotice, raise } from "../../unit/tasks/fixtures.js";
 
@@ -298,6 +307,49 @@ describe("users, sessions and scopes on the task API", () => {
       "reassigned from Zhang Wei [zhang.wei] to Zhou Min [zhou.min]: Zhang Wei is on leave",
     );
     expect((await assign({ userId: "nobody" })).statusCode).toBe(404);
+  });
+
+  it("lists and streams only the tasks of the caller's scope", async () => {
+    const li = await session("li.na");
+    const list = await t.app.inject({
+      method: "GET",
+      url: "/api/v1/tasks",
+      headers: { cookie: li.cookie },
+    });
+    const tasks = TaskListResponse.parse(list.json()).tasks;
+    expect(tasks.length).toBeGreaterThan(0);
+    expect(tasks.every((task) => task.routing.district === "xuhui")).toBe(true);
+    const chief = await session("chief");
+    const all = TaskListResponse.parse(
+      (
+        await t.app.inject({
+          method: "GET",
+          url: "/api/v1/tasks",
+          headers: { cookie: chief.cookie },
+        })
+      ).json(),
+    ).tasks;
+    expect(new Set(all.map((task) => task.routing.district))).toEqual(new Set(["pudong", "xuhui"]));
+
+    await t.app.listen({ host: "127.0.0.1", port: 0 });
+    const address = t.app.server.address() as AddressInfo;
+    const { token } = t.system.tokens.add("li.na@stream", "enforcement", "li.na");
+    const reader = await openStream(`http://127.0.0.1:${address.port}`, token);
+    try {
+      expect(reader.status).toBe(200);
+      const now = Date.now() + 10 * 86_400_000;
+      for (const site of ["cs-1", "cs-3"]) {
+        t.system.service.handleAlarm(
+          noiseNotice(site, raise(now, { alarmSeq: 9 }), noiseEvidence(now)),
+        );
+      }
+      await until(() => reader.events.length > 0, "an event in scope");
+      await new Promise((r) => setTimeout(r, 200));
+      expect(reader.events.length).toBeGreaterThan(0);
+      expect(reader.events.every((e) => e.task.routing.district === "xuhui")).toBe(true);
+    } finally {
+      reader.close();
+    }
   });
 
   it("lets an admin manage users over the API; others get 403", async () => {
