@@ -509,7 +509,7 @@ export function buildEvidenceBody(ctx: EvidenceContext): EvidenceBody {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Format 1 (kept until tasks/evidence-seal.ts replaces their callers in tasks/service.ts)
+// Format 1 (kept until the integration tests that call them use tasks/evidence-seal.ts)
 
 type Unhashed = Omit<EvidencePackageV1, "hash">;
 
@@ -534,85 +534,5 @@ export function verifyEvidence(pkg: EvidencePackageV1): {
     valid: actual === pkg.hash.value,
     expected: pkg.hash.value,
     actual,
-  };
-}
-
-/**
- * Format 1, kept only until tasks/service.ts calls buildEvidenceBody and seals it
- * (tasks/evidence-seal.ts): the old package of one decision, hash only.
- * @deprecated use buildEvidenceBody and the sealer.
- */
-export function buildEvidencePackage(ctx: Omit<EvidenceContext, "audit">): EvidencePackageV1 {
-  const body = buildEvidenceBody({ ...ctx, audit: [] });
-  const v1: Unhashed = {
-    format: "citywatch-evidence/1",
-    taskId: body.taskId,
-    sequence: body.sequence,
-    createdAt: body.createdAt,
-    kind: body.kind,
-    rule: {
-      id: body.rule.id,
-      version: body.rule.version,
-      title: body.rule.title,
-      clause: body.rule.clause,
-      confidence: body.rule.confidence,
-      note: body.rule.note,
-      unverified: body.rule.unverified,
-      statement: body.rule.statement,
-    },
-    decision: {
-      type: body.decision.type,
-      alarmSeq: body.decision.alarmSeq,
-      level: body.decision.level,
-      at: body.decision.at,
-      startedAt: body.decision.startedAt,
-      detail: body.decision.detail,
-      replayed: body.decision.replayed,
-    },
-    computation: {
-      method: body.computation.method,
-      windowStart: body.computation.windowStart,
-      windowEnd: body.computation.windowEnd,
-      value: body.computation.value,
-      limit: body.computation.limit,
-    },
-    subject: body.subject,
-    site:
-      body.site === null
-        ? null
-        : {
-            id: body.site.id,
-            name: body.site.name,
-            type: body.site.type,
-            area: body.site.area,
-            location: body.site.location,
-            zoneClass: body.site.zoneClass,
-            regulatedParty: (() => {
-              const site = ctx.registry.site(body.site.id);
-              return site !== undefined && "regulatedParty" in site ? site.regulatedParty : null;
-            })(),
-          },
-    devices: body.devices.map((d) => ({
-      id: d.id,
-      kind: d.kind,
-      model: d.model,
-      serial: d.serial,
-      calibratedOn: d.calibratedOn,
-      calibrationDueOn: d.calibrationDueOn,
-      location: d.location,
-      area: d.area,
-      zoneClass: d.zoneClass,
-    })),
-    readings: body.readings.map((r) => ({
-      deviceId: r.deviceId,
-      ts: r.ts,
-      quality: r.quality,
-      usable: r.usable,
-      values: r.values,
-    })),
-  };
-  return {
-    ...v1,
-    hash: { algorithm: "sha256", canonicalization: "RFC 8785", value: evidenceHash(v1) },
   };
 }
