@@ -527,11 +527,58 @@ function ruleSection(pkg: EvidencePackageV2, t: Translator): string {
   return section("rule", t.t("section.rule"), mark + facts(rows));
 }
 
-/** The value of the computation in words: reported with its unit, or a state's word. */
+/** A length of time in words, to the second: `2 h 5 min`, `40 s`. */
+function elapsed(ms: number, t: Translator): string {
+  const seconds = Math.round(ms / 1000);
+  const parts: string[] = [];
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  if (h > 0) parts.push(t.t("duration.hours", { count: h }));
+  if (m > 0) parts.push(t.t("duration.minutes", { count: m }));
+  if (s > 0 || parts.length === 0) parts.push(t.t("duration.seconds", { count: s }));
+  return parts.join(" ");
+}
+
+/** A value or limit of the computation with its unit (a silence in ms as a length of time). */
+function measured(value: number, pkg: EvidencePackageV2, t: Translator): string {
+  const unit = pkg.computation.unit;
+  return unit === "ms" ? elapsed(value, t) : withUnit(num(value), unit);
+}
+
+/**
+ * The value of the computation in words: reported with its unit, a silence as a length of
+ * time, a state as its terms, a quality decision as the flags.
+ */
 function reportedValue(pkg: EvidencePackageV2, t: Translator): string | undefined {
   const c = pkg.computation;
-  if (typeof c.value === "boolean" && c.quantity !== null && SWITCHES.has(c.quantity))
-    return t.t(c.value ? "switch.on" : "switch.off");
+  if (c.unit === "ms" && typeof c.value === "number") return elapsed(c.value, t);
+  if (typeof c.value === "boolean") {
+    if (c.conditionType === "state" && c.terms !== undefined && c.terms.length > 0) {
+      const terms = c.terms
+        .map(
+          (term) =>
+            `${quantityName(term.quantity, t)} ${t.t(term.is ? "switch.on" : "switch.off")}`,
+        )
+        .join(t.t(c.match === "any" ? "stateTerms.or" : "stateTerms.and"));
+      return c.value ? terms : t.t("stateTerms.not", { terms });
+    }
+    if (c.conditionType === "quality") {
+      if (!c.value) return t.t("qualityFinding.notFlagged");
+      const flagged = pkg.readings.filter(
+        (r) => r.trigger && (c.flags === undefined || c.flags.includes(r.quality)),
+      );
+      if (flagged.length > 0)
+        return t.t("qualityFinding.flagged", {
+          flags: [...new Set(flagged.map((r) => qualityWord(r.quality, t)))].join(", "),
+        });
+      if (pkg.devices.some((d) => d.calibration === "expired"))
+        return t.t("qualityFinding.calibrationExpired");
+      return t.t("qualityFinding.flaggedOther");
+    }
+    if (c.quantity !== null && SWITCHES.has(c.quantity))
+      return t.t(c.value ? "switch.on" : "switch.off");
+  }
   if (c.reported === null) return undefined;
   return withUnit(c.reported, c.unit);
 }
@@ -569,7 +616,7 @@ function findingSentence(pkg: EvidencePackageV2, t: Translator): string {
   const window = localWindow(start, end, t);
   const quantity = quantityName(c.quantity, t);
   const value = reportedValue(pkg, t) ?? t.t("common.notRecorded");
-  const limit = c.limit === null ? undefined : withUnit(num(c.limit), c.unit);
+  const limit = c.limit === null ? undefined : measured(c.limit, pkg, t);
   const period = c.period === null ? "" : (t.maybe(`periodPrefix.${c.period}`) ?? "");
   switch (c.conditionType) {
     case "threshold":
@@ -631,6 +678,12 @@ function recomputedCell(pkg: EvidencePackageV2, t: Translator): Cell {
           t.t("finding.recomputedDiffers", { value: word, reported: reportedValue(pkg, t) ?? "" }),
         );
   }
+  if (c.unit === "ms") {
+    const value = elapsed(recomputed, t);
+    return reported === null || fixed(recomputed, decimalsOf(reported)) === reported
+      ? t.t("finding.recomputedAgrees", { value })
+      : missing(t.t("finding.recomputedDiffers", { value, reported: reportedValue(pkg, t) ?? "" }));
+  }
   if (reported === null) return withUnit(num(recomputed), c.unit);
   const text = fixed(recomputed, decimalsOf(reported));
   const value = withUnit(text, c.unit);
@@ -680,7 +733,7 @@ function findingSection(pkg: EvidencePackageV2, t: Translator): string {
       t.t("finding.limit"),
       c.limit === null
         ? t.t("finding.notApplicable")
-        : { html: `<span id="limit-value">${h(withUnit(num(c.limit), c.unit))}</span>` },
+        : { html: `<span id="limit-value">${h(measured(c.limit, pkg, t))}</span>` },
     ),
     row(t.t("finding.recomputed"), recomputedCell(pkg, t)),
     row(t.t("finding.replayed"), t.t(d.replayed ? "finding.yes" : "finding.no")),

@@ -137,7 +137,7 @@ export const en = {
   method: {
     threshold: "{{aggregate}} of {{quantity}}{{window}}{{period}}, compared with the limit",
     k_of_n: "at least k of n devices above the threshold ({{aggregate}} of {{quantity}}{{window}})",
-    rate_of_rise: "rise of {{quantity}} within{{window}}, compared with the limit",
+    rate_of_rise: "rise of {{quantity}}{{window}}, compared with the limit",
     state: "state of {{quantity}}{{window}}",
     deadman: "no reading received for longer than the allowed silence",
     quality: "quality flag reported by the device",
@@ -154,6 +154,8 @@ export const en = {
     max: "maximum",
     min: "minimum",
     energy_mean: "energy (logarithmic) mean",
+    rise: "rise",
+    silence: "silence",
     none: "value",
   },
   period: { day: "daytime", night: "night-time" },
@@ -244,14 +246,19 @@ export const en = {
     title: "Warning",
     about: "Concerns: {{about}}",
     calibration_expired: "The device's calibration had expired at the time of the decision",
-    calibration_missing: "No calibration date is recorded for the device",
+    calibration_missing:
+      "No calibration due date is recorded for the device: whether its calibration was valid cannot be shown",
+    calibration_date_missing: "The date of the device's last calibration is not recorded",
     type_approval_missing:
       "No type approval or product certification number is recorded for the device",
     metrology_certificate_missing:
       "No metrology verification or calibration certificate number is recorded for the device",
-    credit_code_missing: "The party's unified social credit code is not recorded",
-    placeholder_rule: "The rule's limit is a placeholder, not verified in the standard's text",
-    placeholder_legal_basis: "A legal basis cited is a placeholder, not verified in the law's text",
+    device_unregistered:
+      "The device is not in the registry: its identity and calibration cannot be shown",
+    party_credit_code_missing: "The party's unified social credit code is not recorded",
+    rule_placeholder: "The rule's limit is a placeholder, not verified in the standard's text",
+    legal_basis_placeholder: "A legal basis cited is a placeholder, not verified in the law's text",
+    no_readings: "The package holds no reading: the decision's readings were not kept",
     unknown: "Warning {{code}} (as recorded: {{message}})",
   },
   permits: {
@@ -362,6 +369,17 @@ export const en = {
       "The link is genuine, but this server holds no evidence package {{sequence}} for case {{taskId}}.",
     renew:
       "Ask for a new link: the case's sender can issue one from the task API (GET /api/v1/tasks/{id}/evidence/link), and each webhook about the case carries a fresh one.",
+  },
+  stateTerms: {
+    and: " and ",
+    or: " or ",
+    not: "not ({{terms}})",
+  },
+  qualityFinding: {
+    flagged: "flagged: {{flags}}",
+    notFlagged: "not flagged",
+    calibrationExpired: "calibration expired",
+    flaggedOther: "flagged",
   },
   common: {
     notRecorded: "not recorded",

@@ -26,7 +26,15 @@ import { makeTempDir, removeTempDir } from "../../support/process.js";
 import type { Provided } from "../../support/provide.js";
 import { requireService } from "../../support/suite.js";
 import { methanePackage, nightNoisePackage } from "../../unit/tasks/evidence-document-fixtures.js";
-import { DEVICES, registry, SITES, startSystem } from "../../unit/tasks/fixtures.js";
+import {
+  DEVICES,
+  noiseEvidence,
+  noiseNotice,
+  raise,
+  registry,
+  SITES,
+  startSystem,
+} from "../../unit/tasks/fixtures.js";
 
 /*
  * The printable evidence document in a real browser: Debian's chromium driven by playwright-core
@@ -317,6 +325,29 @@ describe.runIf(browserService)("printable evidence document in chromium", () => 
       share,
       `${differing} pixels differ (CITYWATCH_UPDATE_BASELINE=1 redraws)`,
     ).toBeLessThanOrEqual(0.005);
+  });
+
+  it("opens a package the task service sealed itself (the real path, format 2, signed)", async () => {
+    // Night construction noise decided at 22:30 Beijing time over 22:10–22:30.
+    const at = Date.UTC(2026, 11, 5, 14, 30);
+    system.service.handleAlarm(noiseNotice("cs-1", raise(at), noiseEvidence(at)));
+    const task = system.store.listTasks({ limit: 10, ruleId: "noise.construction.laeq" })[0];
+    expect(task?.evidenceCount).toBe(1);
+    const sealed = system.store.evidence(task!.id);
+    expect(sealed?.format).toBe("citywatch-evidence/2");
+    const res = await fetch(`${base}/api/v1/tasks/${task!.id}/evidence/link`, {
+      headers: { authorization: `Bearer ${viewer}` },
+    });
+    const link = ((await res.json()) as { url: string }).url;
+    const response = await page.goto(link);
+    expect(response?.status()).toBe(200);
+    const sentence = await page.locator("#finding-sentence").innerText();
+    expect(sentence).toContain("2026-12-05 22:10–22:30 (UTC+08:00)");
+    expect(sentence).toMatch(/LAeq \d+\.\d dB\(A\)，超过限值 55 dB\(A\)/);
+    expect(await page.locator("#package-hash").innerText()).toBe(sealed!.hash.value);
+    expect(await page.locator("table.readings tbody tr").count()).toBe(sealed!.readings.length);
+    // The fixture devices carry no approval numbers: the builder's warnings, in Chinese.
+    expect(await page.locator(".warning").first().innerText()).toContain("该设备未登记");
   });
 
   it("answers an expired or altered link with a 403 page, in the browser", async () => {

@@ -284,7 +284,7 @@ describe("printable evidence document, other cases", () => {
   it("a device without calibration gets a red box even when the sealer gave no warning", () => {
     const html = renderEvidenceDocument(missingCalibrationPackage(), { language: "zh-CN" });
     expect(html).toContain(
-      '<strong>提示</strong> 该设备未登记校准日期<br><span class="about">涉及：noise-17</span>',
+      '<strong>提示</strong> 该设备未登记校准有效期，无法证明判定时校准有效<br><span class="about">涉及：noise-17</span>',
     );
     expect(text(html)).toContain("校准日期 未登记");
     expect(html).toContain('<span class="missing">未登记</span>');
@@ -365,11 +365,114 @@ describe("printable evidence document, other cases", () => {
     expect(t).not.toContain("64.2119");
     expect(t).toContain("Riverside <Tower>");
     expect(html).not.toContain("<Tower>");
-    expect(html).toContain("该设备未登记校准日期");
+    expect(html).toContain("该设备未登记校准有效期");
     expect(t).toContain("当事人签字");
     // The old English entry point still answers, now with the new document.
     expect(evidenceHtml(v1)).toContain('<html lang="en">');
     expect(text(evidenceHtml(v1))).toContain("Format 1, unsigned");
+  });
+
+  it("deadman, state, quality and rate-of-rise findings read in words", () => {
+    const base = nightNoiseBody();
+    const c = base.computation;
+    const doc = (computation: Partial<typeof c>, extra: Partial<typeof base> = {}) =>
+      text(
+        renderEvidenceDocument(seal({ ...base, ...extra, computation: { ...c, ...computation } }), {
+          language: "zh-CN",
+        }),
+      );
+    const deadman = doc({
+      conditionType: "deadman",
+      quantity: null,
+      aggregate: "silence",
+      windowMs: null,
+      period: null,
+      value: 7_500_000,
+      recomputed: 7_500_000,
+      reported: "7500000",
+      limit: 3_600_000,
+      unit: "ms",
+    });
+    expect(deadman).toContain("设备自 2026-12-05 22:10:00 (UTC+08:00) 起无数据上报");
+    expect(deadman).toContain("监测值（按标准修约） 2 小时 5 分钟");
+    expect(deadman).toContain("限值 1 小时");
+    expect(deadman).toContain("2 小时 5 分钟：与判定值一致");
+    expect(deadman).not.toContain("7500000");
+    const state = doc({
+      conditionType: "state",
+      quantity: null,
+      aggregate: "latest",
+      windowMs: null,
+      period: null,
+      value: true,
+      recomputed: true,
+      reported: "fanOn on and purifierOn off",
+      limit: null,
+      unit: null,
+      terms: [
+        { quantity: "fanOn", is: true },
+        { quantity: "purifierOn", is: false },
+      ],
+      match: "all",
+    });
+    expect(state).toContain("2026-12-05 22:30:00 (UTC+08:00) 数值：排风机 开且油烟净化器 关");
+    expect(state).not.toContain("purifierOn off");
+    const quality = doc(
+      {
+        conditionType: "quality",
+        quantity: null,
+        aggregate: "latest",
+        windowMs: null,
+        period: null,
+        value: true,
+        recomputed: true,
+        reported: "flagged calibration",
+        limit: null,
+        unit: null,
+        flags: ["fault", "calibration"],
+      },
+      // The flagged reading (the sixth, flagged calibration) is the one that tipped it.
+      { readings: base.readings.map((r, i) => ({ ...r, trigger: i === 5 })) },
+    );
+    expect(quality).toContain("监测值（按标准修约） 标记为：校准中");
+    expect(quality).not.toContain("flagged calibration");
+    const rise = doc({
+      conditionType: "rate_of_rise",
+      quantity: "stage",
+      aggregate: "rise",
+      windowMs: 3_600_000,
+      period: null,
+      value: 0.52,
+      recomputed: 0.52,
+      reported: "0.52",
+      limit: 0.3,
+      unit: "m",
+    });
+    expect(rise).toContain(
+      "2026-12-05 22:10–22:30 (UTC+08:00) 河道水位 上升 0.52 m，超过限值 0.3 m",
+    );
+    expect(rise).toContain("河道水位的上升幅度（滑动时段 1 小时），与限值比较");
+  });
+
+  it("has a message in both languages for every warning the package builder gives", () => {
+    // The codes of tasks/evidence.ts (evidenceWarnings) and the two the document adds itself.
+    const codes = [
+      "device_unregistered",
+      "calibration_expired",
+      "calibration_missing",
+      "calibration_date_missing",
+      "type_approval_missing",
+      "metrology_certificate_missing",
+      "party_credit_code_missing",
+      "rule_placeholder",
+      "legal_basis_placeholder",
+      "no_readings",
+    ];
+    const warnings = codes.map((code) => ({ code, about: "x", message: `English ${code}` }));
+    for (const language of ["zh-CN", "en"] as const) {
+      const t = text(renderEvidenceDocument(seal({ ...nightNoiseBody(), warnings }), { language }));
+      for (const code of codes) expect(t, `${language} ${code}`).not.toContain(`English ${code}`);
+    }
   });
 
   it("escapeHtml escapes the five characters", () => {
