@@ -415,7 +415,10 @@ describe("printable evidence document, other cases", () => {
       ],
       match: "all",
     });
-    expect(state).toContain("2026-12-05 22:30:00 (UTC+08:00) 数值：排风机 开且油烟净化器 关");
+    expect(state).toContain(
+      "2026-12-05 22:30:00 (UTC+08:00) 设备运行状态：排风机 开且油烟净化器 关",
+    );
+    expect(state).toContain("计算方法 设备运行状态（最新一条数据）");
     expect(state).not.toContain("purifierOn off");
     const quality = doc(
       {
