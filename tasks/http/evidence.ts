@@ -11,6 +11,7 @@ import {
 import { renderEvidenceDocument } from "../evidence-html.js";
 import { verifyAgainstStore } from "../evidence-seal.js";
 import { security, TaskIdParams, type TaskPluginOptions } from "./options.js";
+import { checkScope } from "./tasks.js";
 
 /*
  * Evidence: a task's package exported as JSON or printable HTML, the stored package verified, a
@@ -53,6 +54,7 @@ export const EvidenceKeysResponse = z.object({
 const errors = errorResponses({
   bad_request: "a query parameter is malformed or unknown",
   unauthorized: "no valid bearer token",
+  forbidden: "the task is outside the caller's scope",
   not_found: "no such task, or no evidence package (with that number) for it",
 });
 
@@ -63,6 +65,11 @@ type WithRaw = FastifyRequest & { [RAW_BODY]?: unknown };
 export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps, auth }) => {
   const reader = auth.reader;
   const keys = () => deps.keyring.publicKeys();
+  /** 403 for a task outside the caller's scope (as the task routes answer). */
+  const inScope = (request: FastifyRequest, taskId: string) => {
+    const task = deps.store.task(taskId);
+    if (task !== undefined) checkScope(auth.callerOf(request), task);
+  };
 
   app.get(
     "/api/v1/evidence/keys",
@@ -102,6 +109,7 @@ export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { 
     },
     (request, reply) => {
       const { format, sequence, language } = request.query;
+      inScope(request, request.params.id);
       const pkg = deps.store.evidence(request.params.id, sequence);
       if (pkg === undefined) {
         throw apiFailure(
@@ -145,6 +153,7 @@ export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { 
     (request) => {
       const { id } = request.params;
       const { sequence } = request.query;
+      inScope(request, id);
       const pkg = deps.store.evidence(id, sequence);
       if (pkg === undefined)
         throw apiFailure(
@@ -180,14 +189,17 @@ export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { 
           ...errorResponses({
             bad_request: "the body is not an evidence package; every problem named",
             unauthorized: "no valid bearer token",
+            forbidden: "the package's task is outside the caller's scope",
             payload_too_large: "the body is larger than the API accepts",
             unsupported_media_type: "the body is not application/json",
           }),
         },
       },
     },
-    (request) =>
-      verifyAgainstStore((request as WithRaw)[RAW_BODY] ?? request.body, keys(), deps.store),
+    (request) => {
+      inScope(request, request.body.taskId);
+      return verifyAgainstStore((request as WithRaw)[RAW_BODY] ?? request.body, keys(), deps.store);
+    },
   );
   return Promise.resolve();
 };

@@ -236,6 +236,39 @@ describe("signed evidence: sealing, keys and verification through the API", () =
     expect(opened.headers["content-type"]).toBe("text/html; charset=utf-8");
   });
 
+  it("keeps a user to their scope: another district's evidence is 403 to export and to verify", async () => {
+    // cs-1 (the first case) is in pudong, cs-3 (the second) in xuhui.
+    await system.tokens.users.add(
+      { id: "li.na", name: "Li Na", roles: ["enforcement"], scope: { districts: ["xuhui"] } },
+      "correct horse battery",
+    );
+    const scoped = system.tokens.add("li.na@laptop", "enforcement", "li.na").token;
+    const headers = { authorization: `Bearer ${scoped}` };
+    const other = await stored(ids[0]!, 1);
+    for (const url of [
+      `/api/v1/tasks/${ids[0]}/evidence`,
+      `/api/v1/tasks/${ids[0]}/evidence?format=html`,
+      `/api/v1/tasks/${ids[0]}/evidence/verify`,
+    ]) {
+      const res = await app.inject({ method: "GET", url, headers });
+      expect(res.statusCode, url).toBe(403);
+      expect(res.json<{ message: string }>().message, url).toContain("outside your scope");
+    }
+    const posted = await app.inject({
+      method: "POST",
+      url: "/api/v1/evidence/verify",
+      headers,
+      payload: other,
+    });
+    expect(posted.statusCode).toBe(403);
+    const own = await app.inject({
+      method: "GET",
+      url: `/api/v1/tasks/${ids[1]}/evidence/verify?sequence=1`,
+      headers,
+    });
+    expect(own.json()).toMatchObject({ valid: true });
+  });
+
   it("answers malformed bodies and queries with 400, naming the problem", async () => {
     const res = await post({ format: "citywatch-evidence/2", taskId: 1 });
     expect(res.statusCode).toBe(400);
