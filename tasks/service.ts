@@ -406,6 +406,73 @@ export class TaskService implements TaskSink {
     return result;
   }
 
+  /**
+   * An authorised person lowers an emergency task's level, or lifts it (the emergency response
+   * ends; the task stays open until closed), with a reason. A later decision of the rules at a
+   * higher level raises it again.
+   */
+  changeLevel(
+    id: string,
+    request: { readonly to: string; readonly reason: string },
+    actor: Actor,
+  ): TransitionResult {
+    const now = this.deps.now();
+    const result = this.deps.store.transaction((): TransitionResult => {
+      const task = this.deps.store.task(id);
+      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+      if (task.kind !== "emergency" || task.state === "closed") {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `task ${id} is not an open emergency task`,
+        };
+      }
+      if (task.level === undefined) {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `task ${id} has no level to lower or lift`,
+        };
+      }
+      const names = task.levelNames ?? [];
+      const lifted = request.to === "lifted";
+      const index = lifted ? -1 : names.indexOf(request.to);
+      if (!lifted && (index < 0 || index >= task.levelIndex)) {
+        const lower = names.slice(0, task.levelIndex);
+        return {
+          ok: false,
+          error: "conflict",
+          message: `${request.to} is not below the task's level ${task.level}; lower to ${[...lower, "lifted"].join(", ")}`,
+        };
+      }
+      const { level: _old, ...rest } = task;
+      const next: Task = {
+        ...rest,
+        ...(lifted ? {} : { level: request.to }),
+        levelIndex: lifted ? -1 : index,
+        levelHistory: [
+          ...(task.levelHistory ?? []),
+          {
+            level: lifted ? null : request.to,
+            at: iso(now),
+            by: actor.name,
+            reason: request.reason,
+          },
+        ],
+      };
+      const event = this.record(next, now, [
+        {
+          actor: actor.name,
+          action: lifted ? "level_lifted" : "level_lowered",
+          detail: `level ${task.level} → ${lifted ? "lifted" : request.to}: ${request.reason}`,
+        },
+      ]);
+      return { ok: true, task: event.task, event };
+    });
+    if (result.ok) this.published(result.event);
+    return result;
+  }
+
   /** Assign a task to a person (a reassignment needs a reason). */
   assign(
     id: string,
@@ -542,6 +609,19 @@ export class TaskService implements TaskSink {
       sla: { flags: [] },
       evidenceCount: 0,
       ...(rule.taskKind === "enforcement" ? { violations: [violationOf(notice)] } : {}),
+      ...(rule.taskKind === "emergency" && rule.levels !== undefined
+        ? {
+            levelNames: rule.levels.map((l) => l.level),
+            levelHistory: [
+              {
+                level: level.level ?? null,
+                at: iso(now),
+                by: SYSTEM,
+                reason: `filed by ${rule.id}: ${"detail" in d ? d.detail : d.type}`,
+              },
+            ],
+          }
+        : {}),
     };
     task.sla = { ...slaState(this.deps.config.sla, task, now, this.calendar) };
     const entries: Draft["entries"] = [
@@ -693,6 +773,17 @@ export class TaskService implements TaskSink {
       actions: actionsUpTo(notice.rule, level.levelIndex),
       affectedSites: affectedSites(notice.rule, level.levelIndex, site),
     };
+    if (draft.task.levelHistory !== undefined) {
+      draft.task.levelHistory = [
+        ...draft.task.levelHistory,
+        {
+          level: level.level ?? null,
+          at: iso(this.deps.now()),
+          by: SYSTEM,
+          reason: `raised by ${notice.rule.id}: ${"detail" in notice.decision ? notice.decision.detail : notice.decision.type}`,
+        },
+      ];
+    }
     draft.entries.push({
       actor: SYSTEM,
       action: "level_raised",

@@ -86,6 +86,21 @@ export const RuleTiming = z
 export type RuleTiming = z.infer<typeof RuleTiming>;
 
 /**
+ * Escalation of an unacknowledged emergency task when its rule names no `escalateAfter`: a
+ * product default (no standard the pack cites sets one), so no emergency waits unseen.
+ */
+export const DEFAULT_EMERGENCY_ESCALATION_MS = 15 * 60_000;
+
+/** When a rule's unacknowledged task escalates (emergency rules always; others never). */
+export function escalationAfter(rule: {
+  readonly taskKind: string;
+  readonly timing: { readonly escalateAfter?: number | undefined };
+}): number | undefined {
+  if (rule.taskKind !== "emergency") return undefined;
+  return rule.timing.escalateAfter ?? DEFAULT_EMERGENCY_ESCALATION_MS;
+}
+
+/**
  * Which readings a rule ignores. Readings flagged with one of `suppressFlags` are left out of
  * every aggregate, state and vote, and never become evidence; a device whose calibration has
  * expired contributes nothing while `suppressOnExpiredCalibration`. Defaults by task kind:

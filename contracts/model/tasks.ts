@@ -62,6 +62,8 @@ export const AuditAction = z.enum([
   "events_coalesced",
   /** Another rule's or site's violation in the same episode, added to the incident's case. */
   "violation_attached",
+  "level_lowered",
+  "level_lifted",
   "legal_review_approved",
   "legal_review_rejected",
   "assigned",
@@ -209,6 +211,20 @@ export const Task = z.object({
       }),
     )
     .optional(),
+  /** The rule's emergency levels in rising order (IV … I), for lowering a level by name. */
+  levelNames: z.array(z.string()).optional(),
+  /** Every level the task has had: raised by the rules, lowered or lifted by a person. */
+  levelHistory: z
+    .array(
+      z.object({
+        /** null: the level was lifted (the emergency response ended; the task stays open). */
+        level: z.string().nullable(),
+        at: z.string(),
+        by: z.string(),
+        reason: z.string(),
+      }),
+    )
+    .optional(),
   /** The person the task is assigned to. */
   assignee: z.object({ userId: z.string(), name: z.string(), at: z.string() }).optional(),
   /** Who moved the task to handled (a user id or `token:<name>`): they may not verify it. */
@@ -280,6 +296,14 @@ export const ReviewRequest = z
     path: ["note"],
   });
 export type ReviewRequest = z.infer<typeof ReviewRequest>;
+
+/** Body of `POST /api/v1/tasks/{id}/level`: lower an emergency level, or lift it, and why. */
+export const LevelRequest = z.strictObject({
+  /** A lower level of the task's rule (e.g. `IV`), or `lifted`. */
+  to: z.string().min(1).max(16),
+  reason: z.string().min(1, { error: "a level change needs a reason" }).max(2_000),
+});
+export type LevelRequest = z.infer<typeof LevelRequest>;
 
 /** Body of `POST /api/v1/tasks/{id}/assign`: the person, and why when reassigning. */
 export const AssignRequest = z.strictObject({

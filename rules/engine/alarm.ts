@@ -1,5 +1,6 @@
 import type { AlarmDecision } from "../../contracts/model/alarms.js";
 import type { Rule } from "../../contracts/model/rules.js";
+import { escalationAfter } from "../../contracts/model/rule-severity.js";
 import { type Evaluation, isGap } from "./conditions.js";
 
 /*
@@ -153,7 +154,7 @@ export function stepAlarm(
     return { ...s, levelIndex: e.levelIndex };
   };
   const unacknowledged = (s: AlarmState): AlarmState => {
-    const after = rule.timing.escalateAfter;
+    const after = escalationAfter(rule);
     if (after === undefined || s.acknowledged || s.raisedAt === undefined) return s;
     const due = s.raisedAt + after * (s.unacknowledgedEscalations + 1);
     if (now < due) return s;

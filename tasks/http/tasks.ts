@@ -3,6 +3,7 @@ import {
   apiFailure,
   AssignRequest,
   errorResponses,
+  LevelRequest,
   ReviewRequest,
   TaskDetailResponse,
   TaskListQuery,
@@ -196,6 +197,40 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
       if (task === undefined) throw notFound(request.params.id);
       checkScope(caller, task);
       return answer(deps.service.review(task.id, request.body, actorOf(caller)), task.id);
+    },
+  );
+
+  app.post(
+    "/api/v1/tasks/:id/level",
+    {
+      schema: {
+        tags: ["tasks"],
+        summary: "Lower an emergency task's level, or lift it, with a reason",
+        security,
+        params: TaskIdParams,
+        body: LevelRequest,
+        response: {
+          200: TaskDetailResponse,
+          ...errorResponses({
+            bad_request: "the body is not a level change; every problem named",
+            unauthorized: "no valid bearer token or session",
+            forbidden:
+              "the caller does not act on emergency tasks, or the task is outside their scope",
+            not_found: "unknown task",
+            conflict: "not an open emergency task, or the level is not below the current one",
+            payload_too_large: "the body is larger than the API accepts",
+            unsupported_media_type: "the body is not application/json",
+          }),
+        },
+      },
+    },
+    (request) => {
+      const caller = auth.callerOf(request);
+      const task = deps.service.task(request.params.id);
+      if (task === undefined) throw notFound(request.params.id);
+      checkScope(caller, task);
+      checkActs(caller, task);
+      return answer(deps.service.changeLevel(task.id, request.body, actorOf(caller)), task.id);
     },
   );
 

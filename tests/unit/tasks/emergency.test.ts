@@ -95,4 +95,58 @@ describe("emergency tasks", () => {
     );
     expect(heard).toEqual(["tunnel.ch4/ts-2"]);
   });
+
+  it("lets a person lower or lift the level with a reason; the history and audit keep every step", () => {
+    system.service.handleAlarm(gasNotice(ch4(T0)));
+    clock.advance(MIN);
+    system.service.handleAlarm(
+      gasNotice({
+        type: "escalate-level",
+        alarmSeq: 1,
+        from: "IV",
+        level: "II",
+        levelIndex: 2,
+        at: clock.now(),
+        value: 41,
+        limit: 40,
+        detail: "CH4 41 %LEL",
+        replayed: false,
+      }),
+    );
+    const duty = { name: "duty officer (emergency)", roles: ["emergency" as const] };
+    const same = system.service.changeLevel("emg-000001", { to: "II", reason: "x" }, duty);
+    expect(same).toMatchObject({ ok: false, error: "conflict" });
+    expect(same.ok ? "" : same.message).toContain("lower to IV, III, lifted");
+    clock.advance(MIN);
+    const lowered = system.service.changeLevel(
+      "emg-000001",
+      { to: "IV", reason: "gas source isolated, ventilation running" },
+      duty,
+    );
+    expect(lowered.ok).toBe(true);
+    expect(system.service.task("emg-000001")).toMatchObject({ level: "IV", levelIndex: 0 });
+    clock.advance(MIN);
+    expect(
+      system.service.changeLevel(
+        "emg-000001",
+        { to: "lifted", reason: "CH4 below 1 %LEL for 30 min" },
+        duty,
+      ).ok,
+    ).toBe(true);
+    const task = system.service.task("emg-000001")!;
+    expect(task.level).toBeUndefined();
+    expect(task.state).not.toBe("closed");
+    expect(task.levelHistory?.map((h) => `${h.level ?? "lifted"} by ${h.by}`)).toEqual([
+      "IV by system",
+      "II by system",
+      "IV by duty officer (emergency)",
+      "lifted by duty officer (emergency)",
+    ]);
+    expect(system.service.audit("emg-000001").map((e) => e.action)).toEqual(
+      expect.arrayContaining(["level_lowered", "level_lifted"]) as unknown,
+    );
+    // The rules raise it again when the data call for it.
+    system.service.handleAlarm(gasNotice(ch4(clock.now() + MIN)));
+    expect(system.service.task("emg-000001")).toMatchObject({ level: "IV", levelIndex: 0 });
+  });
 });

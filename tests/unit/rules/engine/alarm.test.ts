@@ -201,6 +201,20 @@ describe("replay and acknowledgement", () => {
     ]);
     expect(decisions.map((d) => d.type)).toEqual(["raise", "escalate-unacknowledged"]);
   });
+
+  it("escalates an emergency rule that names no escalateAfter after the 15-minute default", () => {
+    const { decisions } = drive(rule(), [
+      [t(0), true],
+      [t(0) + 15 * MIN - 1, true, 0, "tick"],
+      [t(0) + 15 * MIN, true, 0, "tick"],
+      [t(0) + 30 * MIN, true, 0, "tick"],
+    ]);
+    expect(decisions.map((d) => d.type)).toEqual([
+      "raise",
+      "escalate-unacknowledged",
+      "escalate-unacknowledged",
+    ]);
+  });
 });
 
 describe("gaps", () => {
