@@ -1,13 +1,4 @@
-import {
-  chmodSync,
-  closeSync,
-  fchmodSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  writeSync,
-} from "node:fs";
+import { chmodSync, lstatSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 
 /*
@@ -18,9 +9,9 @@ import { join } from "node:path";
  * readable to others is tightened to the same modes.
  */
 
-/** Owner-only modes. */
-export const PRIVATE_DIR = 0o700;
-export const PRIVATE_FILE = 0o600;
+import { PRIVATE_DIR } from "../infra/owner-only.js";
+
+export { PRIVATE_DIR, PRIVATE_FILE, writeOwnerOnly } from "../infra/owner-only.js";
 
 /** Where the first start writes the secrets it issued (in the data directory). */
 export const FIRST_START_SECRETS = "first-start-secrets.txt";
@@ -48,20 +39,6 @@ export function makePrivate(dataDir: string, depth = 4): string[] {
   };
   tighten(dataDir, 0);
   return changed;
-}
-
-/**
- * Write `text` to `file` readable and writable by the owner only (0600, also when the file was
- * there before with other modes), replacing what it held.
- */
-export function writeOwnerOnly(file: string, text: string): void {
-  const fd = openSync(file, "w", PRIVATE_FILE);
-  try {
-    fchmodSync(fd, PRIVATE_FILE);
-    writeSync(fd, text);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** One issued secret: a device, a service account or an API token. */

@@ -3,7 +3,7 @@ import { lstatSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { writeOwnerOnly } from "../registry/private-files.js";
+import { writeOwnerOnly } from "../infra/owner-only.js";
 import { DEFAULT_LANGUAGE, type Language, LANGUAGES } from "./i18n/index.js";
 
 /*

@@ -33,7 +33,10 @@ function matches(line: Responsibility, input: RoutingInput): boolean {
 
 /** Department and team of a task. */
 export function routeTask(
-  config: Pick<TasksConfig, "responsibilities" | "gridTeams" | "defaultDepartment">,
+  config: Pick<
+    TasksConfig,
+    "responsibilities" | "gridTeams" | "defaultDepartment" | "environmentalDepartment"
+  >,
   input: RoutingInput,
 ): TaskRouting {
   const index = config.responsibilities.findIndex((line) => matches(line, input));
@@ -41,9 +44,11 @@ export function routeTask(
   const area = input.site?.area;
   const gridTeam =
     area === undefined ? undefined : (config.gridTeams[area.gridCell] ?? `grid ${area.gridCell}`);
+  const fallback =
+    input.kind === "environmental" ? config.environmentalDepartment : config.defaultDepartment;
   return {
-    department: line?.department ?? config.defaultDepartment,
-    team: line?.team ?? gridTeam ?? line?.department ?? config.defaultDepartment,
+    department: line?.department ?? fallback,
+    team: line?.team ?? gridTeam ?? line?.department ?? fallback,
     ...(area === undefined
       ? {}
       : {

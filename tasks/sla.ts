@@ -27,10 +27,15 @@ export function limitsOf(sla: TasksConfig["sla"], task: Pick<Task, "kind" | "rul
   return best?.limits ?? sla[task.kind];
 }
 
-function due(limits: SlaLimits, calendar: WorkingCalendar | undefined, fromMs: number, ms: number) {
-  return limits.clock === "working" && calendar !== undefined
-    ? calendar.add(fromMs, ms)
-    : fromMs + ms;
+function due(
+  limits: SlaLimits,
+  kind: Task["kind"],
+  calendar: WorkingCalendar | undefined,
+  fromMs: number,
+  ms: number,
+) {
+  const clock = limits.clock ?? (kind === "emergency" ? "calendar" : "working");
+  return clock === "working" && calendar !== undefined ? calendar.add(fromMs, ms) : fromMs + ms;
 }
 
 /** When the handle timer started, or undefined while the step it waits for has not come. */
@@ -59,7 +64,7 @@ export function slaState(
     case "in_progress": {
       const start = handleStart(limits, task);
       if (start === undefined) return { flags: [] };
-      const by = due(limits, calendar, start, limits.handleWithinMs);
+      const by = due(limits, task.kind, calendar, start, limits.handleWithinMs);
       return {
         flags: nowMs > by ? ["not_handled"] : [],
         handleBy: new Date(by).toISOString(),
@@ -69,6 +74,7 @@ export function slaState(
     case "verified": {
       const by = due(
         limits,
+        task.kind,
         calendar,
         Date.parse(task.handledAt ?? task.updatedAt),
         limits.closeWithinMs,

@@ -120,6 +120,7 @@ const KIND_PREFIX: Readonly<Record<TaskKind, string>> = {
   enforcement: "enf",
   emergency: "emg",
   maintenance: "mnt",
+  environmental: "env",
 };
 
 export interface NewAudit {

@@ -58,10 +58,9 @@ export const SlaLimits = z.strictObject({
   /**
    * `working`: the limits count office hours of the working calendar (`tasks.calendar`), so
    * nights, weekends and statutory holidays do not count; `calendar`: every hour counts.
+   * Absent: `calendar` for emergencies, `working` for every other kind.
    */
-  clock: z
-    .enum(["calendar", "working"], { error: "clock is calendar or working" })
-    .default("calendar"),
+  clock: z.enum(["calendar", "working"], { error: "clock is calendar or working" }).optional(),
   /** The step the handle timer starts at: filing, dispatch to a team, or acknowledgement. */
   from: z
     .enum(["filed", "dispatched", "acknowledged"], {
@@ -88,6 +87,11 @@ export type WebhookConfig = z.infer<typeof WebhookConfig>;
 export const TasksConfig = z.strictObject({
   /** Department of a task no responsibility line matches. */
   defaultDepartment: z.string().min(1).max(120).default("urban-management-command-centre"),
+  /**
+   * Department of an environmental-quality alert no responsibility line matches: the body that
+   * investigates area exceedances (the grid team of the cell works it on the ground).
+   */
+  environmentalDepartment: z.string().min(1).max(120).default("ecology-environment-bureau"),
   responsibilities: z.array(Responsibility).default([]),
   /** Grid cell → the grid team that works it (grid management, GB/T 30428.1). */
   gridTeams: z.record(z.string().min(1).max(64), z.string().min(1).max(120)).default({}),
@@ -103,13 +107,15 @@ export const TasksConfig = z.strictObject({
       enforcement: SlaLimits.prefault({
         handleWithinMs: 24 * 3_600_000,
         closeWithinMs: 40 * 3_600_000,
-        clock: "working",
       }),
       emergency: SlaLimits.prefault({ handleWithinMs: 2 * 3_600_000, closeWithinMs: 86_400_000 }),
       maintenance: SlaLimits.prefault({
         handleWithinMs: 56 * 3_600_000,
         closeWithinMs: 80 * 3_600_000,
-        clock: "working",
+      }),
+      environmental: SlaLimits.prefault({
+        handleWithinMs: 24 * 3_600_000,
+        closeWithinMs: 40 * 3_600_000,
       }),
       byRule: z.record(z.string().min(1).max(64), SlaLimits).default({}),
     })

@@ -98,7 +98,8 @@ export const Rule = RuleFields.superRefine((rule, ctx) => {
   qualityGate: {
     suppressFlags: rule.qualityGate?.suppressFlags ?? defaultSuppressFlags(rule.taskKind),
     suppressOnExpiredCalibration:
-      rule.qualityGate?.suppressOnExpiredCalibration ?? rule.taskKind === "enforcement",
+      rule.qualityGate?.suppressOnExpiredCalibration ??
+      (rule.taskKind === "enforcement" || rule.taskKind === "environmental"),
   },
   evidence: {
     window: rule.evidence?.window ?? conditionSpan(rule.condition),
@@ -119,6 +120,7 @@ export type RuleFile = z.infer<typeof RuleFile>;
 function defaultSuppressFlags(kind: TaskKind): QualityFlag[] {
   switch (kind) {
     case "enforcement":
+    case "environmental":
       return QualityFlag.options.filter((f) => f !== "normal");
     case "emergency":
       return ["maintenance", "calibration"];

@@ -27,8 +27,12 @@ export type DownlinkChannel = z.infer<typeof DownlinkChannel>;
 export const DeviceChannel = z.enum([...UplinkChannel.options, ...DownlinkChannel.options]);
 export type DeviceChannel = z.infer<typeof DeviceChannel>;
 
-/** Kinds of task published on the task topics. */
-export const TaskKind = z.enum(["enforcement", "emergency", "maintenance"]);
+/**
+ * Kinds of task published on the task topics. `environmental`: an environmental-quality alert
+ * (an area exceedance of GB 3096 with no party to address it to), for the environment bureau and
+ * the grid to investigate; never an enforcement case.
+ */
+export const TaskKind = z.enum(["enforcement", "emergency", "maintenance", "environmental"]);
 export type TaskKind = z.infer<typeof TaskKind>;
 
 /** A parsed citywatch topic. */

@@ -11,9 +11,10 @@ import type { TaskKind } from "../../contracts/model/topics.js";
  * (scope.ts).
  */
 const ACTS_ON: Readonly<Record<ApiRole, readonly TaskKind[]>> = {
-  admin: ["enforcement", "emergency", "maintenance"],
-  command_centre: ["enforcement", "emergency", "maintenance"],
-  enforcement: ["enforcement"],
+  admin: ["enforcement", "emergency", "maintenance", "environmental"],
+  command_centre: ["enforcement", "emergency", "maintenance", "environmental"],
+  // Grid inspectors of the urban-management teams investigate environmental-quality alerts.
+  enforcement: ["enforcement", "environmental"],
   emergency: ["emergency"],
   operator: ["maintenance"],
   legal_reviewer: [],

@@ -9,6 +9,7 @@ export const en = {
       enforcement: "Off-site enforcement evidence",
       emergency: "Emergency task evidence",
       maintenance: "Maintenance task evidence",
+      environmental: "Environmental-quality alert evidence",
     },
     subtitle: "Evidence package",
     caseNumber: "Case number",

@@ -10,6 +10,7 @@ export const zhCN: Catalogue = {
       enforcement: "非现场执法证据",
       emergency: "应急任务证据",
       maintenance: "运维任务证据",
+      environmental: "环境质量预警证据",
     },
     subtitle: "证据包",
     caseNumber: "案件编号",

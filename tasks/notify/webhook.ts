@@ -2,7 +2,6 @@ import { createHmac } from "node:crypto";
 import { z } from "zod";
 import type { WebhookConfig } from "../../contracts/config/tasks.js";
 import { TaskEvent } from "../../contracts/model/tasks.js";
-import type { EvidenceLink, EvidenceLinks } from "../evidence-links.js";
 
 /*
  * Webhook delivery: one POST per task event. The receiver verifies
@@ -29,6 +28,18 @@ export const WebhookPayload = TaskEvent.extend({
 });
 export type WebhookPayload = z.infer<typeof WebhookPayload>;
 
+/** A signed link to a printable package (tasks/evidence-links.ts makes them). */
+export interface EvidenceLink {
+  readonly url: string;
+  /** UTC ISO 8601. */
+  readonly expiresAt: string;
+}
+
+/** What makes the links: the task system's EvidenceLinks (its `create`). */
+export interface EvidenceLinkMaker {
+  create(taskId: string, sequence: number): EvidenceLink;
+}
+
 /** Where the delivery finds a task's newest package (the task store). */
 export interface NewestEvidence {
   evidence(taskId: string): { readonly taskId: string; readonly sequence: number } | undefined;
@@ -39,7 +50,7 @@ export interface NewestEvidence {
  * else undefined. `links` and `store` are the task system's.
  */
 export function evidenceLinkOf(
-  links: EvidenceLinks,
+  links: EvidenceLinkMaker,
   store: NewestEvidence,
 ): (event: TaskEvent) => EvidenceLink | undefined {
   return (event) => {

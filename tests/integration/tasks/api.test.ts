@@ -140,9 +140,9 @@ describe("task API", () => {
       expect((await get(`/api/v1/tasks/${ids.emergency}`, role)).statusCode).toBe(200);
     }
     const may: Record<ApiRole, TaskKind[]> = {
-      admin: ["enforcement", "emergency", "maintenance"],
-      command_centre: ["enforcement", "emergency", "maintenance"],
-      enforcement: ["enforcement"],
+      admin: ["enforcement", "emergency", "maintenance", "environmental"],
+      command_centre: ["enforcement", "emergency", "maintenance", "environmental"],
+      enforcement: ["enforcement", "environmental"],
       emergency: ["emergency"],
       operator: ["maintenance"],
       legal_reviewer: [],

@@ -37,13 +37,13 @@ const CATALOGUE: Record<
   "noise.area.laeq": {
     file: "noise.yaml",
     standard: "GB 3096-2008",
-    taskKind: "enforcement",
+    taskKind: "environmental",
     confidence: "verified",
   },
   "noise.area.night-lamax": {
     file: "noise.yaml",
     standard: "GB 3096-2008",
-    taskKind: "enforcement",
+    taskKind: "environmental",
     confidence: "verified",
   },
   "noise.construction.laeq": {
@@ -301,7 +301,8 @@ describe("default rule pack", () => {
         confidence: entry?.confidence,
       });
       expect(rule.clause.section.length, rule.id).toBeGreaterThan(0);
-      expect(rule.version, rule.id).toBe(1);
+      // The area rules are version 2: environmental-quality alerts, no longer enforcement cases.
+      expect(rule.version, rule.id).toBe(rule.id.startsWith("noise.area.") ? 2 : 1);
     }
   });
 
@@ -428,7 +429,8 @@ describe("default rule pack", () => {
   it("gates enforcement on good data and keeps emergencies fail-safe", () => {
     for (const rule of pack()) {
       const gate = rule.qualityGate;
-      if (rule.taskKind === "enforcement") {
+      // Environmental-quality alerts judge by the same evidence rules as enforcement cases.
+      if (rule.taskKind === "enforcement" || rule.taskKind === "environmental") {
         expect(gate.suppressFlags, rule.id).toEqual(
           QualityFlag.options.filter((f) => f !== "normal"),
         );

@@ -128,13 +128,15 @@ export function startSystem(
     config?: TasksConfig;
     recheck?: Recheck;
     publish?: (t: string, p: string) => Promise<void>;
+    /** Devices and sites; absent: this city's. */
+    registry?: RegistryLookup;
   },
 ): TaskSystem {
   const system = buildTaskSystem({
     log: pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" }),
     config: options.config ?? tasksConfig(),
     dataDir,
-    registry,
+    registry: options.registry ?? registry,
     metricsRegistry: new Registry(),
     now: options.now,
     publish: options.publish,

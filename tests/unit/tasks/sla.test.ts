@@ -39,7 +39,7 @@ describe("SLA timers", () => {
       now: clock.now,
       config: tasksConfig({
         sla: {
-          enforcement: { handleWithinMs: "3d", closeWithinMs: "1d" },
+          enforcement: { handleWithinMs: "3d", closeWithinMs: "1d", clock: "calendar" },
           emergency: { handleWithinMs: "2h", closeWithinMs: "1d" },
         },
       }),

@@ -5,7 +5,11 @@ import { TasksConfig } from "../../../../contracts/config/tasks.js";
 describe("ingest.tasks configuration", () => {
   it("has working defaults under ingest.tasks", () => {
     const config = IngestConfig.parse({}).tasks;
-    expect(config.sla.emergency).toEqual({ handleWithinMs: 7_200_000, closeWithinMs: 86_400_000 });
+    expect(config.sla.emergency).toEqual({
+      handleWithinMs: 7_200_000,
+      closeWithinMs: 86_400_000,
+      from: "filed",
+    });
     expect(config.outbox.maxPending).toBe(10_000);
     expect(config.webhooks).toEqual([]);
   });
@@ -19,6 +23,7 @@ describe("ingest.tasks configuration", () => {
     expect(config.sla.enforcement).toEqual({
       handleWithinMs: 259_200_000,
       closeWithinMs: 604_800_000,
+      from: "filed",
     });
     expect(config.graduated.periodMs).toBe(180 * 86_400_000);
     expect(config.graduated.rectifyWithinByRule).toEqual({

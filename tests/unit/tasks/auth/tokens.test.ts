@@ -11,11 +11,11 @@ describe("role matrix", () => {
       ApiRole.options.map((role) => [role, TaskKind.options.filter((kind) => mayAct(role, kind))]),
     );
     expect(matrix).toEqual({
-      admin: ["enforcement", "emergency", "maintenance"],
-      command_centre: ["enforcement", "emergency", "maintenance"],
+      admin: ["enforcement", "emergency", "maintenance", "environmental"],
+      command_centre: ["enforcement", "emergency", "maintenance", "environmental"],
       operator: ["maintenance"],
       emergency: ["emergency"],
-      enforcement: ["enforcement"],
+      enforcement: ["enforcement", "environmental"],
       legal_reviewer: [],
       viewer: [],
     });
