@@ -258,7 +258,13 @@ function collect(round: Round, message: InboxMessage, decoded: Valid, ctx: Round
     }
   }
   round.filling = batch;
-  round.columns?.add(decoded.deviceId, decoded.replay, decoded.points);
+  round.columns?.add(
+    decoded.deviceId,
+    decoded.replay,
+    decoded.points,
+    decoded.seq,
+    message.receivedMs,
+  );
   round.handled.push({
     deviceId: decoded.deviceId,
     seq: decoded.seq,

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
-import { verifyEvidence } from "../../../tasks/evidence.js";
+import { verifyEvidencePackage } from "../../../tasks/evidence-seal.js";
 import { metricValue, startTestBroker, type TestBroker, until } from "../../support/broker.js";
 import { startLocalIngest, type TestIngest } from "../../support/ingest.js";
 
@@ -115,14 +115,23 @@ describe("rules to tasks through MQTT (all-in-one ingest, real broker, real SQLi
       subject: { type: "device", id: "noise-1" },
     });
     // Raised no sooner than `for` after the first violating reading.
-    const evidence = ingest.tasks.store.evidence(task?.id ?? "");
-    expect(evidence).toBeDefined();
-    if (evidence === undefined) return;
+    const sealed = ingest.tasks.store.evidence(task?.id ?? "");
+    expect(sealed?.format).toBe("citywatch-evidence/2");
+    if (sealed?.format !== "citywatch-evidence/2") return;
+    const evidence = sealed;
     expect(Date.parse(evidence.decision.at) - started).toBeGreaterThanOrEqual(2_000);
     expect(evidence.rule).toMatchObject({
       id: "test.noise-loud",
       version: 3,
       clause: { standard: "TEST 1-2026", section: "4.2" },
+    });
+    expect(evidence.computation).toMatchObject({
+      conditionType: "threshold",
+      aggregate: "max",
+      windowMs: 10_000,
+      align: "rolling",
+      reported: "80.0",
+      unit: "dB(A)",
     });
     expect(evidence.computation.method).toContain("max of LAeq over a rolling 10s window");
     expect(evidence.computation.value).toBe(80);
@@ -137,10 +146,14 @@ describe("rules to tasks through MQTT (all-in-one ingest, real broker, real SQLi
     expect(evidence.site?.location).toBeDefined();
     expect(evidence.readings.length).toBeGreaterThanOrEqual(15);
     expect(evidence.readings.every((r) => r.deviceId === "noise-1")).toBe(true);
-    expect(verifyEvidence(evidence).valid).toBe(true);
+    // Every reading the computation used, each with the message it came in and when it arrived.
+    expect(evidence.readings.every((r) => r.seq !== null && r.receivedAt !== null)).toBe(true);
+    expect(evidence.computation.recomputed).toBe(80);
+    const keys = ingest.tasks.keyring.publicKeys();
+    expect(verifyEvidencePackage(evidence, keys).valid).toBe(true);
     // Tampering shows.
     const tampered = { ...evidence, readings: evidence.readings.slice(1) };
-    expect(verifyEvidence(tampered).valid).toBe(false);
+    expect(verifyEvidencePackage(tampered, keys).valid).toBe(false);
     // Still one task after more ticks.
     await new Promise((r) => setTimeout(r, 500));
     expect(ingest.tasks.store.listTasks({ limit: 10 })).toHaveLength(1);

@@ -6,7 +6,7 @@ import {
   TaskDetailResponse,
 } from "../../../contracts/index.js";
 import type { TaskSystem } from "../../../tasks/app.js";
-import { evidenceHash } from "../../../tasks/evidence.js";
+import { verifyEvidencePackage } from "../../../tasks/evidence-seal.js";
 import { openTaskApi, type TaskApi } from "../../support/task-api.js";
 import { packRule } from "../../unit/rules/engine/harness.js";
 import { gasNotice, noiseEvidence, noiseNotice, raise } from "../../unit/tasks/fixtures.js";
@@ -79,13 +79,18 @@ describe("a task from a placeholder rule", () => {
       confidence: "placeholder",
       unverified: [{ path: "limits", note: SUMP.note }],
     });
-    // Sealed with the package: the hash covers it, and the parsed package still verifies.
-    expect(pkg.hash.value).toBe(evidenceHash(pkg));
-    expect(evidenceHash({ ...pkg, rule: { ...pkg.rule, unverified: [] } })).not.toBe(
-      pkg.hash.value,
-    );
+    // Sealed with the package: the signature covers it, and the parsed package still verifies.
+    const keys = system.keyring.publicKeys();
+    expect(verifyEvidencePackage(pkg, keys).valid).toBe(true);
+    expect(
+      verifyEvidencePackage({ ...pkg, rule: { ...pkg.rule, unverified: [] } }, keys).valid,
+    ).toBe(false);
     const html = await get(`/api/v1/tasks/${task.id}/evidence?format=html`);
-    expect(html.body).toContain("<th>Unverified</th><td>limits: No standard sets the sump level.");
+    expect(html.body).toContain(
+      `<th scope="row">规则中未经核实的部分</th><td><div>limits: ${SUMP.note?.replaceAll("'", "&#39;")}`,
+    );
+    const english = await get(`/api/v1/tasks/${task.id}/evidence?format=html&language=en`);
+    expect(english.body).toContain("Unverified parts of the rule");
   });
 
   it("an enforcement case of the Sichuan dust placeholder (switched on by the city) carries it too", async () => {
@@ -108,7 +113,8 @@ describe("a task from a placeholder rule", () => {
 
   it("a verified rule's task says verified and lists its unverified parts", async () => {
     const now = Date.now();
-    system.service.handleAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
+    // cs-3: another party than the Sichuan dust case's (whose open case would hold this one).
+    system.service.handleAlarm(noiseNotice("cs-3", raise(now), noiseEvidence(now)));
     const filed = system.store.listTasks({ limit: 10, ruleId: "noise.construction.laeq" })[0];
     const task = await taskOf(filed?.id ?? "");
     expect(task.rule.confidence).toBe("verified");
@@ -134,7 +140,7 @@ describe("a task from a placeholder rule", () => {
     );
   });
 
-  it("POST /api/v1/evidence/verify: a package with the field verifies, and so does one sealed before it existed", async () => {
+  it("POST /api/v1/evidence/verify: a package with the field verifies; one without it re-hashed is refused", async () => {
     const id = system.store.listTasks({ limit: 10, ruleId: "tunnel.sump" })[0]?.id ?? "";
     const pkg = await packageOf(id);
     const verify = async (body: unknown) =>
@@ -151,12 +157,11 @@ describe("a task from a placeholder rule", () => {
     expect((await verify(pkg)).valid).toBe(true);
     // The body schema keeps the list: dropping it would change the hash.
     expect((await verify({ ...pkg, rule: { ...pkg.rule, unverified: [] } })).valid).toBe(false);
+    // Rewriting the package and its hash is the forgery a signature exists to catch.
     const { unverified: _gone, ...older } = pkg.rule;
-    const sealedBefore = { ...pkg, rule: older };
-    const resealed = {
-      ...sealedBefore,
-      hash: { ...pkg.hash, value: evidenceHash(sealedBefore) },
-    };
-    expect((await verify(resealed)).valid).toBe(true);
+    const rewritten = { ...pkg, rule: { ...older, unverified: [] } };
+    const answer = await verify(rewritten);
+    expect(answer.valid).toBe(false);
+    expect(answer.problems.map((p) => p.code)).toContain("differs_from_stored");
   });
 });
