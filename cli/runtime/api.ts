@@ -133,7 +133,14 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
         description:
           "Readings, device state and dead letters; tasks, evidence and the live task stream; rule backtests; health and metrics. Errors: the ApiError body, codes in docs/api.md.",
       },
-      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      components: {
+        securitySchemes: {
+          bearer: { type: "http", scheme: "bearer" },
+          // A signed-in user's browser session (POST /api/v1/session); changes also need the
+          // session's CSRF token in the x-csrf-token header.
+          session: { type: "apiKey", in: "cookie", name: "cw_session" },
+        },
+      },
       tags: [
         { name: "readings", description: "Devices, readings, aggregates, dead letters" },
         { name: "tasks", description: "Tasks and the live task stream" },

@@ -91,7 +91,7 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
   const open = deps.authenticate === undefined;
   if (deps.authenticate !== undefined) app.addHook("onRequest", deps.authenticate);
   // A bearer token of any role, unless the deployment set http.readings to open.
-  const security = open ? [] : [{ bearer: [] }];
+  const security = open ? [] : [{ bearer: [] }, { session: [] }];
   const unauthorized = open ? {} : { unauthorized: "no valid bearer token" };
 
   const deviceOr404 = (id: string) => {

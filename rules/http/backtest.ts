@@ -26,7 +26,7 @@ export interface BacktestApiOptions {
   readonly admin: (request: FastifyRequest) => Promise<void>;
 }
 
-const security = [{ bearer: [] }];
+const security = [{ bearer: [] }, { session: [] }];
 
 function sourceOf(
   label: "rules" | "compare",

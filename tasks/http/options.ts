@@ -8,7 +8,10 @@ export interface TaskPluginOptions {
   readonly auth: BearerAuth;
 }
 
-/** Every task route needs a bearer token (the `bearer` security scheme of the document). */
-export const security = [{ bearer: [] }];
+/**
+ * Every task route needs a bearer token or a signed-in session (the `bearer` and `session`
+ * security schemes of the document; either one suffices).
+ */
+export const security = [{ bearer: [] }, { session: [] }];
 
 export const TaskIdParams = z.object({ id: z.string().describe("task id") });

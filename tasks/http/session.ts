@@ -31,7 +31,7 @@ export interface SessionPluginOptions {
   readonly secureCookie: boolean;
 }
 
-const security = [{ bearer: [] }];
+const security = [{ bearer: [] }, { session: [] }];
 
 const PasswordChange = z.strictObject({
   current: z.string().min(1).max(1_024),
@@ -128,7 +128,7 @@ export const sessionApi: FastifyPluginAsyncZod<SessionPluginOptions> = (app, opt
       schema: {
         tags: ["people"],
         summary: "Who is signed in (a session cookie), with the CSRF token",
-        security: [],
+        security: [{ session: [] }],
         response: {
           200: SessionInfo,
           ...errorResponses({ unauthorized: "no session, or it ended" }),
@@ -153,7 +153,7 @@ export const sessionApi: FastifyPluginAsyncZod<SessionPluginOptions> = (app, opt
       schema: {
         tags: ["people"],
         summary: "Sign out: ends the session and clears the cookie",
-        security: [],
+        security: [{ session: [] }],
         response: {
           204: z.null().describe("signed out"),
           ...errorResponses({

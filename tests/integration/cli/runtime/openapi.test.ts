@@ -151,12 +151,21 @@ describe("OpenAPI document, docs/api.md and /docs", () => {
       }
   });
 
-  it("names the bearer scheme on the operations that need a token, none on the open ones", () => {
-    expect(doc.components.securitySchemes).toEqual({ bearer: { type: "http", scheme: "bearer" } });
+  it("names the bearer and session schemes on the operations that need a caller, none on the open ones", () => {
+    expect(doc.components.securitySchemes).toEqual({
+      bearer: { type: "http", scheme: "bearer" },
+      session: { type: "apiKey", in: "cookie", name: "cw_session" },
+    });
+    // Open: signing in, and the public evidence keys. Session only: who is signed in, signing out.
+    const open = new Set(["POST /api/v1/session", "GET /api/v1/evidence/keys"]);
+    const sessionOnly = new Set(["GET /api/v1/session", "DELETE /api/v1/session"]);
     for (const op of operations()) {
       const [method, path] = op.split(" ") as [string, string];
       const security = doc.paths[path]?.[method.toLowerCase() as "get"]?.security;
-      if (path.startsWith("/api/")) expect(security, op).toEqual([{ bearer: [] }]);
+      if (open.has(op)) expect(security, op).toEqual([]);
+      else if (sessionOnly.has(op)) expect(security, op).toEqual([{ session: [] }]);
+      else if (path.startsWith("/api/"))
+        expect(security, op).toEqual([{ bearer: [] }, { session: [] }]);
       else expect(security, op).toBeUndefined();
     }
   });
