@@ -10,6 +10,8 @@ import {
   compileScenario,
   loadScenario,
 } from "../../simulators/index.js";
+import { TaskListResponse } from "../../contracts/index.js";
+import { expectedEntries } from "../support/scenario-tasks.js";
 import {
   bearer,
   type CliProcess,
@@ -104,22 +106,10 @@ async function tasksOf(t: Timeline, bearer: string): Promise<ExpectedTask[]> {
     ...t.layout.sites.map((s) => s.id),
     ...t.layout.devices.map((d) => d.id),
   ]);
-  const body = (await response.json()) as {
-    tasks: Array<{
-      kind: ExpectedTask["kind"];
-      rule: { id: string };
-      subject: { id: string };
-      level?: string;
-    }>;
-  };
+  const body = TaskListResponse.parse(await response.json());
   return body.tasks
     .filter((task) => subjects.has(task.subject.id))
-    .map((task) => ({
-      rule: task.rule.id,
-      subject: task.subject.id,
-      kind: task.kind,
-      ...(task.level !== undefined ? { level: task.level } : {}),
-    }));
+    .flatMap((task) => expectedEntries(task));
 }
 
 const sorted = (tasks: readonly ExpectedTask[]) =>

@@ -18,6 +18,7 @@ import { buildSystem, type System } from "../../../cli/runtime/system.js";
 import { RegistryStore } from "../../../registry/store.js";
 import { type ExpectedTask, loadScenario } from "../../../simulators/index.js";
 import { connectMqtt } from "../../support/mqtt-client.js";
+import { expectedEntries } from "../../support/scenario-tasks.js";
 
 /*
  * The first start of `citywatch start`, in process and wired as cli/commands/serve.ts wires it:
@@ -104,12 +105,7 @@ async function start(
     },
     tasks: () =>
       sorted(
-        system.tasks.store.listTasks({ limit: 1000 }).map((task) => ({
-          rule: task.rule.id,
-          subject: task.subject.id,
-          kind: task.kind,
-          ...(task.level !== undefined ? { level: task.level } : {}),
-        })),
+        system.tasks.store.listTasks({ limit: 1000 }).flatMap((task) => expectedEntries(task)),
       ),
     async stop() {
       await system.stop();
