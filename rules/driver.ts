@@ -345,8 +345,9 @@ export class RulesDriver {
    * still open, and does the subject have recent data at all?
    */
   recheck(ruleId: string, subjectType: RuleSubject, subjectId: string): RecheckOutcome {
+    // Fresh data first: an alarm left open by data that ended long ago is no finding (a re-check
+    // 40 h after the data stopped referred two parties on such alarms; issue #18).
     const alarm = this.alarms.get(`${ruleId}\u0000${subjectType}:${subjectId}`);
-    if (alarm !== undefined && isOpen(alarm.state)) return "violating";
     const rule = this.deps.rules.get(ruleId);
     if (rule === undefined) return "no_data";
     const key = `${subjectType}:${subjectId}`;
@@ -364,6 +365,7 @@ export class RulesDriver {
         d.lastSeenAt !== undefined && now - d.lastSeenAt <= 3 * d.device.expectedIntervalS * 1_000,
     );
     if (!fresh) return "no_data";
+    if (alarm !== undefined && isOpen(alarm.state)) return "violating";
     const at = this.index.clockOf(subject, now);
     const evaluation = evaluateCondition(rule, this.index.subjectView(subject, at), at, false);
     return evaluation.applicable && evaluation.active ? "violating" : "compliant";

@@ -341,3 +341,20 @@ describe("issue #15 regressions: flapping, emergencies, restarts", () => {
     c.close();
   });
 });
+
+describe("issue #18 regression: a re-check needs fresh data", () => {
+  it("an alarm left open by data that ended 40 h ago re-checks as no data, never violating", async () => {
+    const c = city();
+    await c.driver.start();
+    c.minutes("build-1-noise", bj("22:00"), bj("22:40"), () => ({ LAeq: 62, LAmax: 70 }));
+    expect(c.raised("noise.construction.laeq")).toHaveLength(1);
+    // The data stop; the alarm stays open (a gap never clears it).
+    c.tickAt(bj("22:40") + 40 * 60 * MIN);
+    expect(c.driver.recheck("noise.construction.laeq", "site", "build-1")).toBe("no_data");
+    // Fresh readings that still violate: violating.
+    const later = bj("22:40") + 40 * 60 * MIN;
+    c.minutes("build-1-noise", later, later + 5 * MIN, () => ({ LAeq: 62, LAmax: 70 }));
+    expect(c.driver.recheck("noise.construction.laeq", "site", "build-1")).toBe("violating");
+    c.close();
+  });
+});
