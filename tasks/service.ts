@@ -542,17 +542,22 @@ export class TaskService implements TaskSink {
       const flags = sla.flags;
       const added = flags.filter((f) => !task.sla.flags.includes(f));
       if (added.length === 0 && flags.length === task.sla.flags.length) continue;
+      // Past a limit: flagged, and escalated to the lead of the team it is routed to.
+      const lead =
+        this.deps.config.teamLeads[task.routing.team] ?? `the lead of ${task.routing.team}`;
+      const escalated = added.length > 0 ? { escalatedTo: lead } : {};
       const event = this.deps.store.transaction(() =>
         this.record(
-          { ...task, sla: { ...sla } },
+          { ...task, sla: { ...sla, ...escalated } },
           now,
           added.map((flag) => ({
             actor: SYSTEM,
             action: "sla_flagged" as const,
-            detail:
+            detail: `${
               flag === "not_handled"
-                ? `filed ${task.filedAt} and not handled within the ${task.kind} SLA`
-                : `handled ${task.handledAt ?? "?"} and not closed within the ${task.kind} SLA`,
+                ? `not handled by ${sla.handleBy ?? "?"} (${task.kind} SLA)`
+                : `handled ${task.handledAt ?? "?"} and not closed by ${sla.closeBy ?? "?"} (${task.kind} SLA)`
+            }; escalated to ${lead}`,
           })),
         ),
       );

@@ -93,6 +93,11 @@ export const TasksConfig = z.strictObject({
    */
   environmentalDepartment: z.string().min(1).max(120).default("ecology-environment-bureau"),
   responsibilities: z.array(Responsibility).default([]),
+  /**
+   * Team → its lead (a user id or a name): a task past an SLA limit is escalated to the lead of
+   * the team it is routed to. Absent for a team: "the lead of <team>".
+   */
+  teamLeads: z.record(z.string().min(1).max(120), z.string().min(1).max(120)).default({}),
   /** Grid cell → the grid team that works it (grid management, GB/T 30428.1). */
   gridTeams: z.record(z.string().min(1).max(64), z.string().min(1).max(120)).default({}),
   /**

@@ -242,6 +242,8 @@ export const Task = z.object({
     handleBy: z.string().optional(),
     /** When the task must be closed by (once handled). */
     closeBy: z.string().optional(),
+    /** The team lead the task was escalated to when it went past a limit. */
+    escalatedTo: z.string().optional(),
   }),
   /** Evidence packages attached (raise, level rises); the newest is exported by default. */
   evidenceCount: z.number().int(),

@@ -71,7 +71,12 @@ describe("SLA timers", () => {
     expect(system.store.listTasks({ limit: 10, flagged: true })).toHaveLength(2);
     const slaEntries = system.service.audit("enf-000001").filter((e) => e.action === "sla_flagged");
     expect(slaEntries).toHaveLength(1);
-    expect(slaEntries[0]!.detail).toContain("not handled within the enforcement SLA");
+    expect(slaEntries[0]!.detail).toBe(
+      `not handled by ${new Date(T0 + 3 * DAY).toISOString()} (enforcement SLA); escalated to the lead of Pudong grid team 17`,
+    );
+    expect(system.service.task("enf-000001")!.sla.escalatedTo).toBe(
+      "the lead of Pudong grid team 17",
+    );
   });
 
   it("clears not_handled once handled and flags handled but not closed", async () => {
