@@ -25,6 +25,7 @@ import { simCommand } from "./commands/sim.js";
 import { sitesCommand } from "./commands/sites.js";
 import { tokensCommand } from "./commands/tokens.js";
 import { usersCommand } from "./commands/users.js";
+import { assessmentCommand } from "./commands/assessment.js";
 
 const program = new Command()
   .name("citywatch")
@@ -73,6 +74,7 @@ tokensCommand(program);
 usersCommand(program);
 edgeCommand(program);
 evidenceCommand(program);
+assessmentCommand(program);
 
 function report(error: unknown): void {
   if (error instanceof ConfigError) {

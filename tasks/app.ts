@@ -15,6 +15,8 @@ import { taskMetrics, type TaskMetrics } from "./metrics.js";
 import { notifyMetrics, type NotifyMetrics } from "./notify/metrics.js";
 import { TaskService } from "./service.js";
 import { TaskStore } from "./store.js";
+import { AssessmentSchedule } from "./assessment-schedule.js";
+import { calendarOf } from "./calendar/working-time.js";
 import type { RegistryLookup } from "./types.js";
 
 /*
@@ -141,6 +143,16 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     stream.publish(event);
     outbox.kick();
   });
+  // The assessment report (API, monthly run): the SLA limits and the working calendar.
+  const assessment = { sla: config.sla, calendar: calendarOf(config.calendar) };
+  const assessments = new AssessmentSchedule({
+    store,
+    settings: assessment,
+    dataDir: deps.dataDir,
+    log,
+    now,
+    intervalMs: config.tickMs,
+  });
   return {
     service,
     store,
@@ -161,14 +173,17 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
       keyring,
       evidenceLinks,
       evidenceLanguage: config.evidence.language,
+      assessment,
     },
     start() {
       tokenWatch.start();
       outbox.start();
       service.start();
+      assessments.start();
     },
     async stop() {
       service.stop();
+      assessments.stop();
       tokenWatch.stop();
       stream.close();
       await outbox.stop();

@@ -507,4 +507,29 @@ export class TaskStore {
   deadCount(): number {
     return (this.stmt("SELECT count(*) AS n FROM outbox_dead").get() as { n: number }).n;
   }
+
+  /**
+   * The tasks filed in [fromMs, toMs), oldest first, each with its whole audit trail (the
+   * assessment report): one query for the tasks (index task_filed), one for their audit entries
+   * (index audit_task). The period is bounded to 400 days (a report covers at most 366): a
+   * longer one is refused, so one call never reads years of tasks into memory.
+   */
+  filedBetween(fromMs: number, toMs: number): Array<{ task: Task; audit: AuditEntry[] }> {
+    if (!(toMs > fromMs) || toMs - fromMs > 400 * 86_400_000) {
+      throw new RangeError("filedBetween: the period must be positive and at most 400 days");
+    }
+    const tasks = (
+      this.stmt(
+        "SELECT doc FROM task WHERE filed_ms >= ? AND filed_ms < ? ORDER BY filed_ms, id",
+      ).all(fromMs, toMs) as Array<{ doc: string }>
+    ).map((r) => JSON.parse(r.doc) as Task);
+    const audits = new Map<string, AuditEntry[]>(tasks.map((t) => [t.id, []]));
+    const rows = this.stmt(
+      `SELECT audit.* FROM audit
+       WHERE audit.task_id IN (SELECT id FROM task WHERE filed_ms >= ? AND filed_ms < ?)
+       ORDER BY audit.id`,
+    ).all(fromMs, toMs) as AuditRow[];
+    for (const row of rows) audits.get(row.task_id)?.push(auditEntry(row));
+    return tasks.map((task) => ({ task, audit: audits.get(task.id) ?? [] }));
+  }
 }

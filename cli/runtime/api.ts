@@ -22,6 +22,7 @@ import { bearerAuth } from "../../tasks/auth/bearer.js";
 import type { TaskApiDeps } from "../../tasks/app.js";
 import { taskApi } from "../../tasks/http/index.js";
 import { sessionApi } from "../../tasks/http/session.js";
+import { assessmentApi } from "../../tasks/http/assessment.js";
 import { LoginLimiter } from "../../tasks/auth/login-limit.js";
 import { TasksConfig } from "../../contracts/config/tasks.js";
 import { apiErrorHandler, notFoundHandler, securityHeaders, sendApiError } from "./api-errors.js";
@@ -193,6 +194,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       secureCookie: deps.sessions?.secureCookie ?? false,
     });
     void app.register(taskApi, { deps: deps.tasks, auth });
+    void app.register(assessmentApi, { deps: deps.tasks, auth });
     void app.register(backtestApi, {
       deps: backtestDeps({
         store: deps.store,
