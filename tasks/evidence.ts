@@ -1,12 +1,10 @@
-import { createHash } from "node:crypto";
 import type { AlarmNotice, EvidenceReading } from "../contracts/model/alarms.js";
 import type { EvidencePackageV2, EvidenceWarning } from "../contracts/model/evidence.js";
 import type { Device, Site } from "../contracts/model/registry.js";
 import { unverifiedOf } from "../contracts/model/rule-confidence.js";
 import type { Rule } from "../contracts/model/rules.js";
 import { QUANTITIES, type QuantitySpec } from "../contracts/model/sensors.js";
-import type { AuditEntry, EvidencePackageV1 } from "../contracts/model/tasks.js";
-import { canonicalJson } from "./canonical-json.js";
+import type { AuditEntry } from "../contracts/model/tasks.js";
 import { recompute } from "./evidence-recompute.js";
 import type { RegistryLookup } from "./types.js";
 
@@ -505,34 +503,5 @@ export function buildEvidenceBody(ctx: EvidenceContext): EvidenceBody {
       to: e.to ?? null,
       detail: e.detail,
     })),
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Format 1 (kept until the integration tests that call them use tasks/evidence-seal.ts)
-
-type Unhashed = Omit<EvidencePackageV1, "hash">;
-
-/** The hex SHA-256 of a format-1 package's canonical form (its `hash` member left out). */
-export function evidenceHash(pkg: Unhashed | EvidencePackageV1): string {
-  const { hash: _hash, ...body } = pkg as EvidencePackageV1;
-  return createHash("sha256").update(canonicalJson(body), "utf8").digest("hex");
-}
-
-/** Recompute a format-1 package's hash and compare it with the one it carries. */
-export function verifyEvidence(pkg: EvidencePackageV1): {
-  taskId: string;
-  sequence: number;
-  valid: boolean;
-  expected: string;
-  actual: string;
-} {
-  const actual = evidenceHash(pkg);
-  return {
-    taskId: pkg.taskId,
-    sequence: pkg.sequence,
-    valid: actual === pkg.hash.value,
-    expected: pkg.hash.value,
-    actual,
   };
 }

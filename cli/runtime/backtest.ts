@@ -36,6 +36,8 @@ export function readBack(store: TimeSeriesStore) {
         quality: r.quality,
         values: r.values,
         replay: false,
+        // The uplink message is stored with each reading; its receive time is not.
+        seq: r.seq,
       }),
     );
 }
