@@ -334,6 +334,14 @@ export async function serve(
         now: Date.now,
         tasks: system?.tasks.api,
         readings: config.http.readings,
+        sessions: {
+          config: config.ingest.tasks.sessions,
+          // Behind HTTPS the session cookie is marked Secure.
+          secureCookie:
+            config.ingest.tasks.sessions.secureCookie ??
+            config.ingest.tasks.evidence.publicUrl?.startsWith("https:") ??
+            false,
+        },
         backtest: {
           rules: config.ingest.rules,
           retention: () => storeRetention(config.ingest.store),
