@@ -1040,4 +1040,230 @@ export class TaskService implements TaskSink {
     }
     return [...counts.values()];
   }
+
+  // -------------------------------------------------------------------------------------------
+  // Inbound work: hotline complaints and manual filing (docs/tasks.md, Complaints and manual filing)
+
+  /** A complaint platform's configuration by name (tasks.complaints.platforms), if any. */
+  complaintPlatform(name: string): TasksConfig["complaints"]["platforms"][number] | undefined {
+    return this.deps.config.complaints.platforms.find((p) => p.name === name);
+  }
+
+  /** Where complaints are corroborated: radius, window, allowed clock skew of a post. */
+  complaintSettings(): Omit<TasksConfig["complaints"], "platforms"> {
+    const { platforms: _p, ...rest } = this.deps.config.complaints;
+    return rest;
+  }
+
+  /**
+   * File a hotline complaint as a task, once per (platform, complaint id): a repeat returns the
+   * task the first post made and changes nothing. The task, its audit entries, the complaint
+   * record (with the complainant's contact, which the task never carries), the link to the site's
+   * open case (an audit entry there too) and the events are one transaction.
+   */
+  fileComplaint(input: {
+    readonly platform: string;
+    readonly complaintId: string;
+    readonly receivedAt: string;
+    readonly kind: Task["kind"];
+    readonly category: string;
+    /** The synthetic rule id: `<domain>.complaint/<platform>/<complaint id>` (routing by domain). */
+    readonly ruleId: string;
+    readonly siteId: string | undefined;
+    readonly source: Extract<NonNullable<Task["source"]>, { type: "complaint" }>;
+    readonly contact: unknown;
+    readonly actor: string;
+  }): { readonly created: boolean; readonly task: Task } {
+    const { store, registry, config } = this.deps;
+    const now = this.deps.now();
+    const result = store.transaction(() => {
+      const existing = store.complaintTask(input.platform, input.complaintId);
+      if (existing !== undefined) {
+        const task = store.task(existing);
+        if (task !== undefined) return { created: false, task, events: [] as TaskEvent[] };
+      }
+      const site = input.siteId === undefined ? undefined : registry.site(input.siteId);
+      const id = store.nextTaskId(input.kind);
+      const ruleId = input.ruleId;
+      const routing = routeTask(config, { kind: input.kind, ruleId, site });
+      const linked =
+        input.source.linkedTaskId === undefined ? undefined : store.task(input.source.linkedTaskId);
+      const { linkedTaskId: _asked, ...unlinked } = input.source;
+      const source: typeof input.source =
+        linked === undefined || linked.state === "closed" ? unlinked : input.source;
+      const task: Task = {
+        id,
+        kind: input.kind,
+        state: "filed",
+        title: `Hotline complaint (${input.platform} ${input.complaintId}): ${input.category}`,
+        rule: {
+          id: ruleId,
+          version: 1,
+          clause: { standard: "hotline complaint", section: input.platform },
+        },
+        subject: { type: "site", id: input.siteId ?? "unlocated" },
+        ...(input.siteId === undefined ? {} : { siteId: input.siteId }),
+        deviceIds: source.corroboration.devices.map((d) => d.deviceId),
+        routing,
+        levelIndex: 0,
+        affectedSites: input.siteId === undefined ? [] : [input.siteId],
+        actions: [],
+        alarmSeq: 0,
+        detail: source.corroboration.statement,
+        replayed: false,
+        filedAt: iso(now),
+        startedAt: input.receivedAt,
+        updatedAt: iso(now),
+        repeats: 0,
+        escalations: 0,
+        sla: { flags: [] },
+        evidenceCount: 0,
+        source,
+      };
+      task.sla = { ...slaState(config.sla, task, now, this.calendar) };
+      const entries: Draft["entries"] = [
+        {
+          actor: input.actor,
+          action: "filed",
+          detail: `complaint ${input.complaintId} from ${input.platform} (${input.category}), received ${input.receivedAt}${source.nearestSite === undefined ? ", no site found" : `, nearest site ${source.nearestSite.id}`}; corroboration: ${source.corroboration.statement}`,
+        },
+        {
+          actor: SYSTEM,
+          action: "routed",
+          detail: `to ${routing.department}, team ${routing.team}${routing.rule === null ? " (default department)" : ` (responsibility ${routing.rule})`}`,
+        },
+      ];
+      const events: TaskEvent[] = [];
+      if (source.linkedTaskId !== undefined && linked !== undefined) {
+        entries.push({
+          actor: SYSTEM,
+          action: "routed",
+          detail: `linked to open case ${linked.id} at the same site`,
+        });
+        events.push(
+          this.record(linked, now, [
+            {
+              actor: SYSTEM,
+              action: "routed",
+              detail: `complaint ${input.complaintId} from ${input.platform} about this site filed as ${id} and linked here`,
+            },
+          ]),
+        );
+      }
+      store.addComplaint({
+        platform: input.platform,
+        complaintId: input.complaintId,
+        taskId: id,
+        receivedMs: Date.parse(input.receivedAt),
+        contact: input.contact,
+        createdMs: now,
+      });
+      this.deps.metrics.opened.inc({ kind: input.kind });
+      events.unshift(this.commit({ task, entries, evidence: false }, now));
+      return { created: true, task: events[0]?.task ?? task, events };
+    });
+    for (const event of result.events) this.published(event);
+    return { created: result.created, task: result.task };
+  }
+
+  /**
+   * An officer files a task by hand at a site: a rule of the pack (by id and clause) or a free
+   * observation, a note and optional attached readings. Conflict when the site already has an
+   * open task of that rule or observation (its id named).
+   */
+  fileManual(
+    input: {
+      readonly kind: Task["kind"];
+      readonly siteId: string;
+      readonly rule: {
+        readonly id: string;
+        readonly clause: { standard: string; section: string };
+      };
+      readonly observation?: string | undefined;
+      readonly note: string;
+      readonly readings?: NonNullable<
+        Extract<NonNullable<Task["source"]>, { type: "manual" }>["readings"]
+      >;
+    },
+    actor: Actor,
+  ): TransitionResult {
+    const { store, registry, config } = this.deps;
+    const now = this.deps.now();
+    const site = registry.site(input.siteId);
+    if (site === undefined) {
+      return { ok: false, error: "not_found", message: `no site ${input.siteId}` };
+    }
+    const result = store.transaction((): TransitionResult => {
+      const open = store.openTask("site", input.siteId, input.rule.id);
+      if (open !== undefined) {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `site ${input.siteId} already has open task ${open.id} for ${input.rule.id}`,
+        };
+      }
+      const id = store.nextTaskId(input.kind);
+      const routing = routeTask(config, { kind: input.kind, ruleId: input.rule.id, site });
+      const readings = input.readings ?? [];
+      const count = readings.reduce((n, r) => n + r.readings.length, 0);
+      const task: Task = {
+        id,
+        kind: input.kind,
+        state: "filed",
+        title:
+          input.observation === undefined
+            ? `Filed by hand: ${input.rule.id}`
+            : `Filed by hand: ${input.observation}`,
+        rule: { id: input.rule.id, version: 1, clause: input.rule.clause },
+        subject: { type: "site", id: input.siteId },
+        siteId: input.siteId,
+        deviceIds: [...new Set(readings.map((r) => r.deviceId))],
+        routing,
+        levelIndex: 0,
+        affectedSites: [input.siteId],
+        actions: [],
+        alarmSeq: 0,
+        detail: input.note,
+        replayed: false,
+        filedAt: iso(now),
+        startedAt: iso(now),
+        updatedAt: iso(now),
+        repeats: 0,
+        escalations: 0,
+        sla: { flags: [] },
+        evidenceCount: 0,
+        source: {
+          type: "manual",
+          by: actor.name,
+          ...(input.observation === undefined ? {} : { observation: input.observation }),
+          note: input.note,
+          ...(readings.length === 0 ? {} : { readings: [...readings] }),
+        },
+      };
+      task.sla = { ...slaState(config.sla, task, now, this.calendar) };
+      this.deps.metrics.opened.inc({ kind: input.kind });
+      const event = this.commit(
+        {
+          task,
+          entries: [
+            {
+              actor: actor.name,
+              action: "filed",
+              detail: `filed by hand at ${input.siteId}: ${input.rule.id} (${input.rule.clause.standard} ${input.rule.clause.section}): ${input.note}${count === 0 ? "" : `; ${count} readings of ${task.deviceIds.join(", ")} attached`}`,
+            },
+            {
+              actor: SYSTEM,
+              action: "routed",
+              detail: `to ${routing.department}, team ${routing.team}${routing.rule === null ? " (default department)" : ` (responsibility ${routing.rule})`}`,
+            },
+          ],
+          evidence: false,
+        },
+        now,
+      );
+      return { ok: true, task: event.task, event };
+    });
+    if (result.ok) this.published(result.event);
+    return result;
+  }
 }

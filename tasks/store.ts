@@ -114,6 +114,17 @@ const MIGRATIONS = [
      PRIMARY KEY (subject_type, subject_id, rule_id, task_id)
    );
    CREATE INDEX task_open_party ON task(party_key, filed_ms) WHERE open = 1 AND party_key IS NOT NULL;`,
+  // Complaints from hotline platforms: one per (platform, platform's complaint id), the task it
+  // became, and the complainant's contact (kept here only: never on the task or sent on).
+  `CREATE TABLE complaint (
+     platform TEXT NOT NULL,
+     complaint_id TEXT NOT NULL,
+     task_id TEXT NOT NULL,
+     received_ms INTEGER NOT NULL,
+     contact TEXT,
+     created_ms INTEGER NOT NULL,
+     PRIMARY KEY (platform, complaint_id)
+   ) WITHOUT ROWID;`,
 ];
 
 const KIND_PREFIX: Readonly<Record<TaskKind, string>> = {
@@ -531,5 +542,44 @@ export class TaskStore {
     ).all(fromMs, toMs) as AuditRow[];
     for (const row of rows) audits.get(row.task_id)?.push(auditEntry(row));
     return tasks.map((task) => ({ task, audit: audits.get(task.id) ?? [] }));
+  }
+
+  /** The task a platform's complaint became, if it was taken in before. */
+  complaintTask(platform: string, complaintId: string): string | undefined {
+    const row = this.stmt(
+      "SELECT task_id FROM complaint WHERE platform = ? AND complaint_id = ?",
+    ).get(platform, complaintId) as { task_id: string } | undefined;
+    return row?.task_id;
+  }
+
+  /** Record a complaint and its task (inside the filing's transaction). */
+  addComplaint(entry: {
+    readonly platform: string;
+    readonly complaintId: string;
+    readonly taskId: string;
+    readonly receivedMs: number;
+    readonly contact: unknown;
+    readonly createdMs: number;
+  }): void {
+    this.stmt(
+      `INSERT INTO complaint (platform, complaint_id, task_id, received_ms, contact, created_ms)
+       VALUES (?, ?, ?, ?, ?, ?)`,
+    ).run(
+      entry.platform,
+      entry.complaintId,
+      entry.taskId,
+      entry.receivedMs,
+      entry.contact === undefined ? null : JSON.stringify(entry.contact),
+      entry.createdMs,
+    );
+  }
+
+  /** Open tasks at a site, newest first (a complaint links to the site's open case). */
+  openTasksAtSite(siteId: string): Task[] {
+    return (
+      this.stmt(
+        "SELECT doc FROM task WHERE site_id = ? AND open = 1 ORDER BY filed_ms DESC, id DESC",
+      ).all(siteId) as Array<{ doc: string }>
+    ).map((r) => JSON.parse(r.doc) as Task);
   }
 }

@@ -22,6 +22,7 @@ import { bearerAuth } from "../../tasks/auth/bearer.js";
 import type { TaskApiDeps } from "../../tasks/app.js";
 import { taskApi } from "../../tasks/http/index.js";
 import { sessionApi } from "../../tasks/http/session.js";
+import { complaintApi } from "../../tasks/http/complaints.js";
 import { assessmentApi } from "../../tasks/http/assessment.js";
 import { LoginLimiter } from "../../tasks/auth/login-limit.js";
 import { TasksConfig } from "../../contracts/config/tasks.js";
@@ -194,6 +195,12 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       secureCookie: deps.sessions?.secureCookie ?? false,
     });
     void app.register(taskApi, { deps: deps.tasks, auth });
+    void app.register(complaintApi, {
+      deps: deps.tasks,
+      auth,
+      store: limits.store,
+      registry: deps.registry,
+    });
     void app.register(assessmentApi, { deps: deps.tasks, auth });
     void app.register(backtestApi, {
       deps: backtestDeps({

@@ -246,5 +246,40 @@ export const TasksConfig = z.strictObject({
         .optional(),
     })
     .prefault({}),
+  /**
+   * Complaint intake from hotline platforms (12345 / 12319; docs/tasks.md, Complaints): each
+   * platform by name, with the HMAC secret its posts are signed with and where outcomes go back.
+   */
+  complaints: z
+    .strictObject({
+      platforms: z
+        .array(
+          z.strictObject({
+            /** The platform's name: `X-Citywatch-Platform`, and its bearer token's name. */
+            name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, {
+              error: "a platform name must be 1-32 characters of a-z 0-9 _ - (e.g. hotline-12345)",
+            }),
+            /** HMAC-SHA256 key of the posts' signature and of the outcome callback's. */
+            secret: z
+              .string()
+              .min(16, { error: "a platform secret must be at least 16 characters" }),
+            /** Where the outcome of a closed complaint task is POSTed; absent: not reported back. */
+            callbackUrl: z
+              .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+              .optional(),
+          }),
+        )
+        .refine((ps) => new Set(ps.map((p) => p.name)).size === ps.length, {
+          error: "complaint platform names must be unique",
+        })
+        .default([]),
+      /** Readings corroborate a complaint from devices this close to it (metres)... */
+      radiusM: z.number().positive().max(10_000).default(500),
+      /** ...and this long before and after its time. */
+      windowMs: DurationMs.default(30 * 60_000),
+      /** A post whose timestamp is further than this from the clock is refused (replay). */
+      maxSkewMs: DurationMs.default(5 * 60_000),
+    })
+    .prefault({}),
 });
 export type TasksConfig = z.infer<typeof TasksConfig>;

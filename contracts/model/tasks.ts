@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { QueryInstant } from "./api.js";
 import { ApiError } from "./errors.js";
+import { TaskSource } from "./complaints.js";
 import { QualityFlag } from "./quality.js";
 import { AdministrativeArea, GeoPoint, RegulatedParty } from "./registry.js";
 import { Clause, Confidence, RuleSubject } from "./rules.js";
@@ -229,6 +230,8 @@ export const Task = z.object({
   assignee: z.object({ userId: z.string(), name: z.string(), at: z.string() }).optional(),
   /** Who moved the task to handled (a user id or `token:<name>`): they may not verify it. */
   handledBy: z.string().optional(),
+  /** Where a task came from when not from the rules: a hotline complaint or a manual filing. */
+  source: TaskSource.optional(),
   /** When the task was first dispatched to a team (the SLA may start there). */
   dispatchedAt: z.string().optional(),
   acknowledgedAt: z.string().optional(),

@@ -17,6 +17,8 @@ export interface OutboxTarget {
   readonly name: string;
   /** Only events of tasks of these kinds (absent: all). */
   readonly kinds?: readonly TaskKind[] | undefined;
+  /** Only the events this accepts (absent: all of its kinds), e.g. one task's closing event. */
+  readonly accepts?: ((event: TaskEvent) => boolean) | undefined;
   deliver(event: TaskEvent): Promise<void>;
 }
 
@@ -104,6 +106,7 @@ export class Outbox {
   enqueue(event: TaskEvent): void {
     const now = this.deps.now();
     for (const target of this.targetsFor(event.task.kind)) {
+      if (target.accepts !== undefined && !target.accepts(event)) continue;
       const depth = this.depth.get(target.name) ?? 0;
       if (depth >= this.deps.options.maxPending) {
         const oldest = this.deps.store.outboxHead(target.name);
