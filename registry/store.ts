@@ -11,6 +11,8 @@ import {
 import type { z } from "zod";
 import { openSqlite } from "../infra/sqlite-file.js";
 import { generateSecret, hashSecret, verifySecret } from "./secrets.js";
+import { createHash } from "node:crypto";
+import { Party, PartyInput } from "../contracts/model/registry.js";
 
 /** A registry operation refused for a reason the caller can show (duplicate id, unknown site…). */
 export class RegistryError extends Error {
@@ -64,6 +66,19 @@ const MIGRATIONS: readonly string[] = [
    );
    INSERT OR IGNORE INTO device_generation (id, generation, registered_at)
      SELECT id, 1, created_at FROM device;`,
+  // Issue #18 item 3: regulated parties, keyed by credit code (or a generated key), with the
+  // sites each party's record names (party_site: one party per site).
+  `CREATE TABLE IF NOT EXISTS party (
+     key TEXT PRIMARY KEY,
+     credit_code TEXT UNIQUE,
+     name TEXT NOT NULL,
+     doc TEXT NOT NULL
+   );
+   CREATE TABLE IF NOT EXISTS party_site (
+     site_id TEXT PRIMARY KEY,
+     party_key TEXT NOT NULL REFERENCES party(key) ON DELETE CASCADE
+   );
+   CREATE INDEX IF NOT EXISTS party_site_party ON party_site(party_key);`,
 ];
 
 /** JSON with keys sorted, so that two records compare by content, not by key order. */
@@ -583,5 +598,193 @@ export class RegistryStore {
       };
     }
     return { ok: false, reason: "unknown_user" };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Regulated parties (issue #18 item 3)
+
+  /**
+   * Register a party, or replace it (`replace`: the same key). The key is the credit code; a
+   * party without one gets `nocode-` and the first 16 hex digits of the SHA-256 of its name (the
+   * same name, the same key) and a warning. A site the record lists that another party's record
+   * lists is refused; a site not registered (yet), or one whose inline party carries another
+   * credit code, is a warning: the record takes precedence (resolvedSite).
+   */
+  putParty(
+    input: unknown,
+    options: { replace?: boolean; now?: number } = {},
+  ): { party: Party; warnings: string[]; created: boolean } {
+    const parsed = PartyInput.parse(input);
+    return this.db.transaction(() => this.writeParty(parsed, options)).immediate();
+  }
+
+  /** Register or replace every party of a registry file's `parties:` list in one transaction. */
+  importParties(
+    inputs: readonly unknown[],
+    options: { now?: number } = {},
+  ): { created: Party[]; replaced: Party[]; warnings: string[] } {
+    const parsed = inputs.map((i) => PartyInput.parse(i));
+    return this.db
+      .transaction(() => {
+        const created: Party[] = [];
+        const replaced: Party[] = [];
+        const warnings: string[] = [];
+        for (const input of parsed) {
+          const result = this.writeParty(input, { replace: true, now: options.now });
+          (result.created ? created : replaced).push(result.party);
+          warnings.push(...result.warnings);
+        }
+        return { created, replaced, warnings };
+      })
+      .immediate();
+  }
+
+  getParty(key: string): Party | undefined {
+    const row = this.db.prepare("SELECT doc FROM party WHERE key = ?").get(key) as
+      { doc: string } | undefined;
+    return row === undefined ? undefined : readRecord(Party, row.doc);
+  }
+
+  listParties(): Party[] {
+    const rows = this.db.prepare("SELECT doc FROM party ORDER BY name, key").all() as {
+      doc: string;
+    }[];
+    return rows.map((r) => readRecord(Party, r.doc));
+  }
+
+  /**
+   * The party record of a site: the record that lists the site, else the record keyed by the
+   * credit code of the site's inline party; undefined when neither exists.
+   */
+  partyOfSite(siteId: string): Party | undefined {
+    const listed = this.db
+      .prepare(
+        "SELECT party.doc FROM party_site JOIN party ON party.key = party_site.party_key WHERE site_id = ?",
+      )
+      .get(siteId) as { doc: string } | undefined;
+    if (listed !== undefined) return readRecord(Party, listed.doc);
+    const site = this.getSite(siteId);
+    const code =
+      site !== undefined && "regulatedParty" in site ? site.regulatedParty.creditCode : undefined;
+    return code === undefined ? undefined : this.getParty(code);
+  }
+
+  /**
+   * A site with its party resolved: when a party record is the site's (partyOfSite), the site's
+   * `regulatedParty` is the record's name, credit code and first contact (the record wins over
+   * what the site carries inline); otherwise the site as stored. Sites of a type without a
+   * regulated party are returned as stored.
+   */
+  resolvedSite(id: string): Site | undefined {
+    const site = this.getSite(id);
+    if (site === undefined || !("regulatedParty" in site)) return site;
+    const party = this.partyOfSite(id);
+    if (party === undefined) return site;
+    const contact = party.contacts[0];
+    return {
+      ...site,
+      regulatedParty: {
+        name: party.name,
+        ...(party.creditCode === undefined
+          ? site.regulatedParty.creditCode === undefined
+            ? {}
+            : { creditCode: site.regulatedParty.creditCode }
+          : { creditCode: party.creditCode }),
+        ...(contact === undefined
+          ? site.regulatedParty.contact === undefined
+            ? {}
+            : { contact: site.regulatedParty.contact }
+          : { contact: { name: contact.name, phone: contact.phone } }),
+      },
+    };
+  }
+
+  /** The sites of a party: those its record lists and those whose inline party has its credit code. */
+  sitesOfParty(key: string): string[] {
+    const party = this.getParty(key);
+    if (party === undefined) return [];
+    const ids = new Set(party.sites);
+    if (party.creditCode !== undefined) {
+      for (const site of this.listSites()) {
+        if ("regulatedParty" in site && site.regulatedParty.creditCode === party.creditCode) {
+          const owner = this.db
+            .prepare("SELECT party_key FROM party_site WHERE site_id = ?")
+            .get(site.id) as { party_key: string } | undefined;
+          if (owner === undefined || owner.party_key === key) ids.add(site.id);
+        }
+      }
+    }
+    return [...ids].sort();
+  }
+
+  /** A party's key: its credit code, or `nocode-` and 16 hex digits of the SHA-256 of its name. */
+  partyKey(input: { readonly creditCode?: string | undefined; readonly name: string }): string {
+    return (
+      input.creditCode ??
+      `nocode-${createHash("sha256").update(input.name, "utf8").digest("hex").slice(0, 16)}`
+    );
+  }
+
+  private writeParty(
+    input: z.infer<typeof PartyInput>,
+    options: { replace?: boolean | undefined; now?: number | undefined },
+  ): { party: Party; warnings: string[]; created: boolean } {
+    const warnings: string[] = [];
+    const key = this.partyKey(input);
+    if (input.creditCode === undefined) {
+      warnings.push(
+        `party "${input.name}" has no unified social credit code: registered under the generated key ${key}; its credit record cannot be exported by code`,
+      );
+    }
+    const existing = this.getParty(key);
+    if (existing !== undefined && options.replace !== true) {
+      throw new RegistryError(
+        "REGISTRY_DUPLICATE",
+        `party ${key} is already registered (replace it to change it)`,
+      );
+    }
+    const sites = [...new Set(input.sites)];
+    for (const siteId of sites) {
+      const owner = this.db
+        .prepare("SELECT party_key FROM party_site WHERE site_id = ?")
+        .get(siteId) as { party_key: string } | undefined;
+      if (owner !== undefined && owner.party_key !== key) {
+        throw new RegistryError(
+          "REGISTRY_DUPLICATE",
+          `site ${siteId} is already a site of party ${owner.party_key}; remove it from that party first`,
+        );
+      }
+      const site = this.getSite(siteId);
+      if (site === undefined) {
+        warnings.push(`site ${siteId} of party ${key} is not registered (yet)`);
+      } else if (!("regulatedParty" in site)) {
+        warnings.push(
+          `site ${siteId} of party ${key} is a ${site.type}, which has no regulated party: no case there is addressed to the party`,
+        );
+      } else if (
+        site.regulatedParty.creditCode !== undefined &&
+        site.regulatedParty.creditCode !== input.creditCode
+      ) {
+        warnings.push(
+          `site ${siteId} names credit code ${site.regulatedParty.creditCode} inline; the record of party ${key} takes precedence`,
+        );
+      }
+    }
+    const party = Party.parse({
+      ...input,
+      sites,
+      key,
+      updatedAt: new Date(options.now ?? Date.now()).toISOString(),
+    });
+    this.db
+      .prepare(
+        `INSERT INTO party (key, credit_code, name, doc) VALUES (?, ?, ?, ?)
+         ON CONFLICT(key) DO UPDATE SET credit_code = excluded.credit_code, name = excluded.name, doc = excluded.doc`,
+      )
+      .run(key, party.creditCode ?? null, party.name, JSON.stringify(party));
+    this.db.prepare("DELETE FROM party_site WHERE party_key = ?").run(key);
+    const link = this.db.prepare("INSERT INTO party_site (site_id, party_key) VALUES (?, ?)");
+    for (const siteId of sites) link.run(siteId, key);
+    return { party, warnings, created: existing === undefined };
   }
 }

@@ -10,6 +10,7 @@ import {
 } from "../../contracts/index.js";
 import { RegistryStore } from "../../registry/store.js";
 import { loadCitywatchConfig } from "./config.js";
+import { PartiesFile } from "../../contracts/model/registry.js";
 
 /** The registry database inside the data directory. */
 export function registryPath(dataDir: string): string {
@@ -69,4 +70,22 @@ export function withRegistry<T>(
   } finally {
     registry.close();
   }
+}
+
+/**
+ * Read the `parties:` list of a registry YAML/JSON file (its other lists are left to
+ * `citywatch devices import`); every problem is listed on failure.
+ */
+export function readPartiesFile(file: string): PartiesFile {
+  let value: unknown;
+  try {
+    value = parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new ConfigError(file, [
+      { path: "(file)", message: (error as Error).message.split("\n")[0] ?? "unreadable" },
+    ]);
+  }
+  const parsed = PartiesFile.safeParse(value ?? {});
+  if (!parsed.success) throw new ConfigError(file, problemsOf(parsed.error));
+  return parsed.data;
 }

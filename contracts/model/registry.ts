@@ -328,3 +328,75 @@ export type AuthOutcome =
       readonly leftStandby?: true;
     }
   | { readonly ok: false; readonly reason: "unknown_user" | "bad_secret" | "disabled" };
+
+// ---------------------------------------------------------------------------------------------
+// Regulated parties (issue #18 item 3)
+
+/** A unified social credit code (统一社会信用代码), 18 characters, GB 32100-2015. */
+export const CreditCode = z.string().regex(/^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$/, {
+  error: "credit code must be an 18-character unified social credit code (GB 32100-2015)",
+});
+export type CreditCode = z.infer<typeof CreditCode>;
+
+/** The key of a party the registry generated because it has no credit code: `nocode-` and 16 hex digits. */
+export const GeneratedPartyKey = z.string().regex(/^nocode-[0-9a-f]{16}$/, {
+  error: "a generated party key is nocode- and 16 hex digits",
+});
+
+/** A party's key: its credit code, or the key the registry generated for a party without one. */
+export const PartyKey = z.union([CreditCode, GeneratedPartyKey], {
+  error: "a party key is an 18-character unified social credit code or a generated nocode-… key",
+});
+
+/** A contact person of a regulated party. */
+export const PartyContact = z.strictObject({
+  name: registryText(1, 100),
+  phone: registryText(3, 32),
+  /** What they do for the party (site manager, environmental officer, …). */
+  role: registryText(1, 100).optional(),
+});
+export type PartyContact = z.infer<typeof PartyContact>;
+
+/**
+ * A regulated party as registered (`parties:` of the registry file, `citywatch parties add`,
+ * `POST /api/v1/parties`). Without `creditCode` the registry generates a stable key from the name
+ * and warns: a case against a party without its code cannot be exported to the credit system by
+ * code. `sites` lists the party's sites: the party record is then the site's party, ahead of the
+ * party written inline in the site (registry/store.ts `resolvedSite`).
+ */
+export const PartyInput = z.strictObject({
+  creditCode: CreditCode.optional(),
+  name: registryText(1, 200),
+  /** Legal representative (法定代表人). */
+  legalRepresentative: registryText(1, 100).optional(),
+  contacts: z.array(PartyContact).max(20).default([]),
+  address: registryText(1, 300).optional(),
+  sites: z.array(SiteId).max(1_000).default([]),
+});
+export type PartyInput = z.input<typeof PartyInput>;
+
+/** A registered party: its input and its key (the credit code, or a generated one). */
+export const Party = PartyInput.extend({
+  key: PartyKey,
+  updatedAt: Timestamp,
+});
+export type Party = z.infer<typeof Party>;
+
+/** The `parties:` list of a registry file (`citywatch parties import`). */
+export const PartiesFile = z
+  .looseObject({ parties: z.array(PartyInput).max(100_000).default([]) })
+  .superRefine((file, ctx) => {
+    const codes = new Set<string>();
+    file.parties.forEach((p, i) => {
+      if (p.creditCode === undefined) return;
+      if (codes.has(p.creditCode)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["parties", i, "creditCode"],
+          message: `duplicate credit code ${p.creditCode}`,
+        });
+      }
+      codes.add(p.creditCode);
+    });
+  });
+export type PartiesFile = z.infer<typeof PartiesFile>;
