@@ -1266,4 +1266,197 @@ export class TaskService implements TaskSink {
     if (result.ok) this.published(result.event);
     return result;
   }
+
+  // -------------------------------------------------------------------------------------------
+  // The notice to the party, statement and defence, referral to the police (issue #18 item 3)
+
+  /**
+   * Record that the party of an enforcement case was told (告知): when, by which channel, by whom,
+   * and the statement-and-defence window (陈述、申辩) that starts then, in working days on the
+   * task calendar (default 3, a product default). One notice per case.
+   */
+  serveNotice(
+    id: string,
+    request: {
+      readonly servedAt?: string | undefined;
+      readonly channel: NonNullable<Task["notice"]>["channel"];
+      readonly servedBy: string;
+      readonly windowWorkingDays?: number | undefined;
+      readonly note?: string | undefined;
+    },
+    actor: Actor,
+  ): TransitionResult {
+    const now = this.deps.now();
+    const result = this.deps.store.transaction((): TransitionResult => {
+      const task = this.deps.store.task(id);
+      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+      const party = task.graduated?.party;
+      if (task.kind !== "enforcement" || party === undefined) {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `task ${id} is not an enforcement case addressed to a party: there is nobody to serve a notice on`,
+        };
+      }
+      if (task.state === "closed") {
+        return { ok: false, error: "conflict", message: `task ${id} is closed` };
+      }
+      if (task.notice !== undefined) {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `the notice of task ${id} was served at ${task.notice.servedAt} (${task.notice.channel})`,
+        };
+      }
+      const servedMs = request.servedAt === undefined ? now : Date.parse(request.servedAt);
+      if (servedMs > now) {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `servedAt ${request.servedAt ?? ""} is in the future: record a notice once it was served`,
+        };
+      }
+      if (servedMs < Date.parse(task.filedAt)) {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `servedAt ${request.servedAt ?? ""} is before the case was filed (${task.filedAt})`,
+        };
+      }
+      const days = request.windowWorkingDays ?? 3;
+      const dayMs = this.calendar.file.hours.reduce((sum, span) => {
+        const [from, to] = span.split("-").map((hhmm) => {
+          const [h, m] = hhmm.split(":").map(Number) as [number, number];
+          return h * 60 + m;
+        }) as [number, number];
+        return sum + (to - from) * 60_000;
+      }, 0);
+      const windowEndsAt = iso(this.calendar.add(servedMs, days * dayMs));
+      const notice: NonNullable<Task["notice"]> = {
+        servedAt: iso(servedMs),
+        channel: request.channel,
+        servedBy: request.servedBy,
+        recordedBy: actor.name,
+        ...(request.note === undefined ? {} : { note: request.note }),
+        windowWorkingDays: days,
+        windowEndsAt,
+      };
+      const event = this.record({ ...task, notice }, now, [
+        {
+          actor: actor.name,
+          action: "notice_served",
+          detail: `notice served on ${party.name} at ${notice.servedAt} by ${request.servedBy} (${request.channel}); statement and defence until ${windowEndsAt} (${days} working days)${request.note === undefined ? "" : `: ${request.note}`}`,
+        },
+      ]);
+      return { ok: true, task: event.task, event };
+    });
+    if (result.ok) this.published(result.event);
+    return result;
+  }
+
+  /**
+   * Record what the party did in the statement-and-defence window: a statement (with its
+   * summary), a request for a hearing, or no statement (only once the window has ended).
+   */
+  recordStatement(
+    id: string,
+    request: {
+      readonly outcome: NonNullable<NonNullable<Task["notice"]>["statement"]>["outcome"];
+      readonly summary?: string | undefined;
+    },
+    actor: Actor,
+  ): TransitionResult {
+    const now = this.deps.now();
+    const result = this.deps.store.transaction((): TransitionResult => {
+      const task = this.deps.store.task(id);
+      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+      const notice = task.notice;
+      if (notice === undefined) {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `no notice was served on the party of task ${id}: serve it first (POST /api/v1/tasks/${id}/notice)`,
+        };
+      }
+      if (notice.statement !== undefined) {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `the party's statement of task ${id} was recorded at ${notice.statement.at}: ${notice.statement.outcome}`,
+        };
+      }
+      if (request.outcome === "no_statement" && now < Date.parse(notice.windowEndsAt)) {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `the party may state their case until ${notice.windowEndsAt}: "no statement" is recorded after that`,
+        };
+      }
+      if (request.outcome === "statement_received" && (request.summary ?? "").trim() === "") {
+        return {
+          ok: false,
+          error: "conflict",
+          message: "a received statement needs a summary of what the party said",
+        };
+      }
+      const statement = {
+        outcome: request.outcome,
+        ...(request.summary === undefined ? {} : { summary: request.summary }),
+        at: iso(now),
+        recordedBy: actor.name,
+      };
+      const event = this.record({ ...task, notice: { ...notice, statement } }, now, [
+        {
+          actor: actor.name,
+          action: "statement_recorded",
+          detail: `${request.outcome.replace("_", " ")}${request.summary === undefined ? "" : `: ${request.summary}`}`,
+        },
+      ]);
+      return { ok: true, task: event.task, event };
+    });
+    if (result.ok) this.published(result.event);
+    return result;
+  }
+
+  /**
+   * Record that an enforcement case was referred to the police (public security organs, seed
+   * point 25) with a note; once per case. The credit record lists it.
+   */
+  referToPolice(id: string, request: { readonly note: string }, actor: Actor): TransitionResult {
+    const now = this.deps.now();
+    const result = this.deps.store.transaction((): TransitionResult => {
+      const task = this.deps.store.task(id);
+      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+      if (task.kind !== "enforcement" || task.graduated === undefined) {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `task ${id} is not an enforcement case addressed to a party`,
+        };
+      }
+      const earlier = this.deps.store.audit(id).find((e) => e.action === "referred_to_police");
+      if (earlier !== undefined) {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `task ${id} was referred to the police at ${earlier.at}`,
+        };
+      }
+      const event = this.record(task, now, [
+        {
+          actor: actor.name,
+          action: "referred_to_police",
+          detail: `${task.graduated.party.name} referred to the police: ${request.note}`,
+        },
+      ]);
+      return { ok: true, task: event.task, event };
+    });
+    if (result.ok) this.published(result.event);
+    return result;
+  }
+
+  /** The graduated period (tasks.graduated.periodMs): repeat-offender status counts cases within it. */
+  graduatedPeriodMs(): number {
+    return this.deps.config.graduated.periodMs;
+  }
 }

@@ -582,4 +582,31 @@ export class TaskStore {
       ).all(siteId) as Array<{ doc: string }>
     ).map((r) => JSON.parse(r.doc) as Task);
   }
+
+  // -------------------------------------------------------------------------------------------
+  // Credit record (issue #18 item 3): read-only
+
+  /** Enforcement cases addressed to a party (all parties' when `partyKey` is absent), oldest first. */
+  partyCaseHistory(partyKey?: string): Task[] {
+    return (
+      this.stmt(
+        `SELECT doc FROM task WHERE kind = 'enforcement' AND party_key IS NOT NULL
+           AND (@key IS NULL OR party_key = @key)
+         ORDER BY filed_ms, id`,
+      ).all({ key: partyKey ?? null }) as Array<{ doc: string }>
+    ).map((r) => JSON.parse(r.doc) as Task);
+  }
+
+  /** Audit entries of `actions` on enforcement cases addressed to a party (or any party), oldest first. */
+  partyAuditEntries(actions: readonly AuditAction[], partyKey?: string): AuditEntry[] {
+    return (
+      this.stmt(
+        `SELECT audit.* FROM audit JOIN task ON task.id = audit.task_id
+         WHERE task.kind = 'enforcement' AND task.party_key IS NOT NULL
+           AND (@key IS NULL OR task.party_key = @key)
+           AND audit.action IN (SELECT value FROM json_each(@actions))
+         ORDER BY audit.id`,
+      ).all({ key: partyKey ?? null, actions: JSON.stringify(actions) }) as AuditRow[]
+    ).map(auditEntry);
+  }
 }

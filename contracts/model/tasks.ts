@@ -68,6 +68,9 @@ export const AuditAction = z.enum([
   "legal_review_approved",
   "legal_review_rejected",
   "assigned",
+  "notice_served",
+  "statement_recorded",
+  "referred_to_police",
 ]);
 export type AuditAction = z.infer<typeof AuditAction>;
 
@@ -230,6 +233,8 @@ export const Task = z.object({
   assignee: z.object({ userId: z.string(), name: z.string(), at: z.string() }).optional(),
   /** Who moved the task to handled (a user id or `token:<name>`): they may not verify it. */
   handledBy: z.string().optional(),
+  /** The notice to the party (告知) and its statement-and-defence window (陈述、申辩): PartyNotice. */
+  notice: z.lazy(() => PartyNotice).optional(),
   /** Where a task came from when not from the rules: a hotline complaint or a manual filing. */
   source: TaskSource.optional(),
   /** When the task was first dispatched to a team (the SLA may start there). */
@@ -442,3 +447,132 @@ export const EvidencePackageV1 = z.object({
   }),
 });
 export type EvidencePackageV1 = z.infer<typeof EvidencePackageV1>;
+
+// ---------------------------------------------------------------------------------------------
+// The notice to the party (告知), statement and defence (陈述、申辩), referral to the police
+
+/** How the notice reached the party. */
+export const NoticeChannel = z.enum(
+  ["in_person", "registered_mail", "sms", "electronic", "posted"],
+  { error: "channel must be in_person, registered_mail, sms, electronic or posted" },
+);
+export type NoticeChannel = z.infer<typeof NoticeChannel>;
+
+/** What the party did in the statement-and-defence window. */
+export const StatementOutcome = z.enum(
+  ["no_statement", "statement_received", "hearing_requested"],
+  {
+    error: "outcome must be no_statement, statement_received or hearing_requested",
+  },
+);
+export type StatementOutcome = z.infer<typeof StatementOutcome>;
+
+/**
+ * The notice to the party of an enforcement case and its statement-and-defence window
+ * (Administrative Penalty Law 2021: informing and hearing the party), on `Task.notice`.
+ */
+export const PartyNotice = z.object({
+  servedAt: z.string(),
+  channel: NoticeChannel,
+  /** Who served it (the officer's name and badge, as they gave it). */
+  servedBy: z.string(),
+  /** Who recorded it (the audit trail's name of the caller). */
+  recordedBy: z.string(),
+  note: z.string().optional(),
+  /** Working days the party has to state their case, counted from `servedAt`. */
+  windowWorkingDays: z.number().int(),
+  /** When the window ends (working time on the task calendar). */
+  windowEndsAt: z.string(),
+  statement: z
+    .object({
+      outcome: StatementOutcome,
+      summary: z.string().optional(),
+      at: z.string(),
+      recordedBy: z.string(),
+    })
+    .optional(),
+});
+export type PartyNotice = z.infer<typeof PartyNotice>;
+
+/** Body of `POST /api/v1/tasks/{id}/notice`. */
+export const NoticeRequest = z.strictObject({
+  /** When the notice was served (default: now); not in the future. */
+  servedAt: z.iso
+    .datetime({ offset: true, error: "servedAt must be an ISO 8601 time with a zone" })
+    .optional(),
+  channel: NoticeChannel,
+  servedBy: z.string().trim().min(1, { error: "servedBy names who served the notice" }).max(200),
+  /** Working days of the statement-and-defence window (default: tasks' product default, 3). */
+  windowWorkingDays: z.number().int().min(1).max(60).optional(),
+  note: z.string().min(1).max(2_000).optional(),
+});
+export type NoticeRequest = z.infer<typeof NoticeRequest>;
+
+/** Body of `POST /api/v1/tasks/{id}/statement`. */
+export const StatementRequest = z
+  .strictObject({
+    outcome: StatementOutcome,
+    summary: z.string().trim().min(1).max(4_000).optional(),
+  })
+  .refine((r) => r.outcome !== "statement_received" || r.summary !== undefined, {
+    error: "a received statement needs a summary of what the party said",
+    path: ["summary"],
+  });
+export type StatementRequest = z.infer<typeof StatementRequest>;
+
+/** Body of `POST /api/v1/tasks/{id}/police-referral` (seed point 25). */
+export const PoliceReferralRequest = z.strictObject({
+  note: z.string().trim().min(1, { error: "a referral to the police needs a note" }).max(2_000),
+});
+export type PoliceReferralRequest = z.infer<typeof PoliceReferralRequest>;
+
+/** One outcome of a case in a party's credit record. */
+export const CreditOutcome = z.enum([
+  "warning",
+  "rectified",
+  "penalty_referral_approved",
+  "referred_to_police",
+  "false_positive",
+  "sensor_fault",
+  "exempt",
+]);
+export type CreditOutcome = z.infer<typeof CreditOutcome>;
+
+/** One row of the credit record: one outcome of one case of one party. */
+export const CreditRecordRow = z.object({
+  partyKey: z.string(),
+  /** The credit code, or null for a party without one (keyed by site or a generated key). */
+  creditCode: z.string().nullable(),
+  partyName: z.string(),
+  outcome: CreditOutcome,
+  at: z.string(),
+  taskId: z.string(),
+  sites: z.array(z.string()),
+  rules: z.array(z.string()),
+  detail: z.string(),
+});
+export type CreditRecordRow = z.infer<typeof CreditRecordRow>;
+
+/** Query of `GET /api/v1/credit-records`. */
+export const CreditRecordQuery = z
+  .strictObject({
+    from: QueryInstant.optional(),
+    to: QueryInstant.optional(),
+    format: z.enum(["json", "csv"], { error: "format is json or csv" }).optional(),
+  })
+  .refine((q) => q.to === undefined || q.from === undefined || q.to > q.from, {
+    error: "to must be after from",
+    path: ["to"],
+  });
+export type CreditRecordQuery = z.infer<typeof CreditRecordQuery>;
+
+/** Repeat-offender status of a party, computed from its record across its sites. */
+export const RepeatOffenderStatus = z.object({
+  repeatOffender: z.boolean(),
+  /** Cases that were violations (not false positive, sensor fault or exempt) within the period. */
+  violations: z.number().int(),
+  periodDays: z.number(),
+  caseIds: z.array(z.string()),
+  sites: z.array(z.string()),
+});
+export type RepeatOffenderStatus = z.infer<typeof RepeatOffenderStatus>;
