@@ -19,6 +19,7 @@ import {
   XUHUI_TEAM,
   type AssessmentFixture,
 } from "./assessment-fixture.js";
+import { fakeClock, noiseEvidence, noiseNotice, raise, startSystem } from "./fixtures.js";
 
 /*
  * The assessment report against a hand-computed fixture (issue #18, done when): ten tasks driven
@@ -255,6 +256,39 @@ describe("assessment report", () => {
       overdue: 2,
       reopened: 1,
     });
+  });
+});
+
+describe("assessment: repeat offenders referred on an open case", () => {
+  it("a warned party whose data show a new violation after the deadline counts as a repeat offender", async () => {
+    const dir = await makeTempDir("cw-assessment-repeat-");
+    const clock = fakeClock(local("2026-11-02T10:00:00"));
+    const system = startSystem(dir, { now: clock.now, config: assessmentConfig() });
+    system.service.stop();
+    try {
+      const config = assessmentConfig();
+      const settings = { sla: config.sla, calendar: calendarOf(config.calendar) };
+      const repeaters = () =>
+        assessFrom(system.store, { ...NOVEMBER, by: "district" }, settings, clock.now()).totals
+          .repeatOffenders;
+      system.service.handleAlarm(
+        noiseNotice("cs-1", raise(clock.now()), noiseEvidence(clock.now())),
+      );
+      // A first violation: a warning, no repeat.
+      expect(repeaters()).toBe(0);
+      // Four days on, the case still open: the data show the noise again after the deadline.
+      clock.set(local("2026-11-06T10:00:00"));
+      system.service.handleAlarm(
+        noiseNotice("cs-1", raise(clock.now(), { alarmSeq: 2 }), noiseEvidence(clock.now())),
+      );
+      const [task] = system.store.listTasks({ limit: 1 });
+      expect(task?.graduated).toMatchObject({ stage: "referred" });
+      expect(task?.graduated?.repeatOf).toBeUndefined();
+      expect(repeaters()).toBe(1);
+    } finally {
+      await system.stop();
+      await removeTempDir(dir);
+    }
   });
 });
 
