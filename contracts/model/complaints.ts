@@ -178,7 +178,7 @@ export const ManualTaskRequest = z
     path: ["rule"],
   })
   .refine((r) => (r.readings ?? []).every((x) => Date.parse(x.to) > Date.parse(x.from)), {
-    error: "each readings range needs to after from",
+    error: "each readings range needs its to after its from",
     path: ["readings"],
   });
 export type ManualTaskRequest = z.infer<typeof ManualTaskRequest>;

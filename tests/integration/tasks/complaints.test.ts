@@ -457,6 +457,16 @@ describe("complaints from hotline platforms and manual filing", () => {
     expect(deliveries.map((v) => v.value)).toEqual([1]);
   });
 
+  it("documents both routes in the OpenAPI document", async () => {
+    const res = await app.inject({ method: "GET", url: "/openapi.json" });
+    expect(res.statusCode).toBe(200);
+    const paths = res.json<{ paths: Record<string, Record<string, unknown>> }>().paths;
+    expect(Object.keys(paths["/api/v1/complaints"] ?? {})).toContain("post");
+    expect(Object.keys(paths["/api/v1/tasks"] ?? {})).toEqual(
+      expect.arrayContaining(["get", "post"]),
+    );
+  });
+
   describe("manual filing", () => {
     const file = (token: string, body: Record<string, unknown>) =>
       app.inject({
