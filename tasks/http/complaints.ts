@@ -233,16 +233,19 @@ export const complaintApi: FastifyPluginAsyncZod<ComplaintPluginOptions> = (app,
           return { deviceId: device.id, siteId: device.siteId, distanceM, readings };
         }),
       );
-      // The open case at the same party (its newest), else at the same site (not a complaint).
-      const party = partyOf(site);
+      // The open case at the same party (its newest), else at the same site (not a complaint),
+      // when the complaint is at that site (within the radius, or matched by its address).
+      const atSite =
+        site !== undefined && (near?.distanceM ?? 0) <= settings.radiusM ? site : undefined;
+      const party = partyOf(atSite);
       const linked =
         (party === undefined ? undefined : deps.store.openIncident(party.key)) ??
-        (site === undefined
+        (atSite === undefined
           ? undefined
-          : deps.store.openTasksAtSite(site.id).find((t) => t.source?.type !== "complaint"));
+          : deps.store.openTasksAtSite(atSite.id).find((t) => t.source?.type !== "complaint"));
       const limit = limitFor({
         category: body.category,
-        site,
+        site: atSite,
         receivedAt: body.receivedAt,
         linked,
       });
