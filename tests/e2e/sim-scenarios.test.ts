@@ -10,7 +10,7 @@ import {
   compileScenario,
   loadScenario,
 } from "../../simulators/index.js";
-import { TaskListResponse } from "../../contracts/index.js";
+import { TaskDetailResponse, TaskListResponse } from "../../contracts/index.js";
 import { expectedEntries } from "../support/scenario-tasks.js";
 import {
   bearer,
@@ -149,5 +149,33 @@ describe.each(scenarios)("citywatch sim --scenario %s against citywatch start", 
     if (run === undefined) throw new Error(`scenario ${name} was not started`);
     await run.exit;
     expect(sorted(await tasksOf(run.timeline, token()))).toEqual(sorted(run.timeline.expect.tasks));
+  }, 300_000);
+});
+
+describe("issue #18 against citywatch start: one incident, one case", () => {
+  it("night-construction gives one case holding its three violations, with a warning and no referral", async () => {
+    const run = runs.get("night-construction");
+    if (run === undefined) throw new Error("scenario night-construction was not started");
+    await run.exit;
+    const response = await fetch(`${api}/api/v1/tasks?kind=enforcement&site=nc-site`, {
+      headers: bearer(token()),
+    });
+    const cases = TaskListResponse.parse(await response.json()).tasks;
+    expect(cases).toHaveLength(1);
+    const [incident] = cases;
+    expect(incident?.violations?.map((v) => v.ruleId).sort()).toEqual([
+      "noise.construction.laeq",
+      "noise.construction.night-lamax",
+      "noise.construction.night-works",
+    ]);
+    expect(incident?.graduated?.stage).toBe("warning");
+    const detail = TaskDetailResponse.parse(
+      await (
+        await fetch(`${api}/api/v1/tasks/${incident?.id ?? ""}`, { headers: bearer(token()) })
+      ).json(),
+    );
+    const actions = detail.audit.map((e) => e.action);
+    expect(actions.filter((a) => a === "warning_issued")).toHaveLength(1);
+    expect(actions).not.toContain("referred_for_penalty");
   }, 300_000);
 });
