@@ -263,7 +263,7 @@ describe("task API", () => {
       "/api/v1/devices/{id}/latest",
       "/api/v1/dead-letters",
     ])
-      expect(doc.paths[path]?.get?.security, path).toEqual([{ bearer: [] }]);
+      expect(doc.paths[path]?.get?.security, path).toEqual([{ bearer: [] }, { session: [] }]);
     // No token, or a wrong one: 401 with the challenge. Any role reads.
     for (const url of [
       "/api/v1/devices",

@@ -134,7 +134,10 @@ describe("signed evidence: sealing, keys and verification through the API", () =
       paths: Record<string, Record<string, { security?: unknown }>>;
     }>();
     expect(doc.paths["/api/v1/evidence/keys"]?.get?.security).toEqual([]);
-    expect(doc.paths["/api/v1/evidence/verify"]?.post?.security).toEqual([{ bearer: [] }]);
+    expect(doc.paths["/api/v1/evidence/verify"]?.post?.security).toEqual([
+      { bearer: [] },
+      { session: [] },
+    ]);
     // The other evidence routes still need a token.
     expect((await get(`/api/v1/tasks/${ids[0]}/evidence`, false)).statusCode).toBe(401);
   });
