@@ -104,16 +104,19 @@ const NOT_A_VIOLATION = new Set(["false_positive", "sensor_fault", "exempt"]);
 
 /**
  * Repeat-offender status of a party across its sites: `threshold` (default 2) or more cases that
- * were violations filed within `periodMs` before `nowMs`.
+ * were violations filed within `periodMs` before `nowMs`. `partyKey` may list several keys the
+ * task store knows the party by (its credit code, `site:<id>` of its sites without a code).
  */
 export function repeatOffender(
   store: TaskStore,
-  partyKey: string,
+  partyKey: string | readonly string[],
   options: { readonly periodMs: number; readonly nowMs: number; readonly threshold?: number },
 ): RepeatOffenderStatus {
   const since = options.nowMs - options.periodMs;
-  const violations = store
-    .partyCaseHistory(partyKey)
+  const keys = typeof partyKey === "string" ? [partyKey] : [...new Set(partyKey)];
+  const violations = keys
+    .flatMap((key) => store.partyCaseHistory(key))
+    .sort((a, b) => Date.parse(a.filedAt) - Date.parse(b.filedAt) || a.id.localeCompare(b.id))
     .filter((t) => Date.parse(t.filedAt) >= since && Date.parse(t.filedAt) <= options.nowMs)
     .filter((t) => t.closure === undefined || !NOT_A_VIOLATION.has(t.closure.reason));
   return {

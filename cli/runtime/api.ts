@@ -22,6 +22,7 @@ import { bearerAuth } from "../../tasks/auth/bearer.js";
 import type { TaskApiDeps } from "../../tasks/app.js";
 import { taskApi } from "../../tasks/http/index.js";
 import { sessionApi } from "../../tasks/http/session.js";
+import { partyApi } from "../../tasks/http/parties.js";
 import { complaintApi } from "../../tasks/http/complaints.js";
 import { assessmentApi } from "../../tasks/http/assessment.js";
 import { LoginLimiter } from "../../tasks/auth/login-limit.js";
@@ -195,6 +196,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       secureCookie: deps.sessions?.secureCookie ?? false,
     });
     void app.register(taskApi, { deps: deps.tasks, auth });
+    void app.register(partyApi, { deps: deps.tasks, auth });
     void app.register(complaintApi, {
       deps: deps.tasks,
       auth,

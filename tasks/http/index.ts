@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { evidenceRoutes } from "./evidence.js";
 import { evidenceDocumentRoutes } from "./evidence-document.js";
+import { noticeRoutes } from "./notices.js";
 import type { TaskPluginOptions } from "./options.js";
 import { streamRoutes } from "./stream.js";
 import { taskRoutes } from "./tasks.js";
@@ -17,4 +18,5 @@ export const taskApi: FastifyPluginAsyncZod<TaskPluginOptions> = async (app, opt
   await app.register(evidenceRoutes, options);
   await app.register(evidenceDocumentRoutes, options);
   await app.register(streamRoutes, options);
+  await app.register(noticeRoutes, options);
 };
