@@ -345,6 +345,33 @@ describe("complaints from hotline platforms and manual filing", () => {
     expect(system.store.listTasks({ limit: 100 })).toHaveLength(before);
   });
 
+  it("files one task for two copies of a complaint posted at once", async () => {
+    const body = JSON.stringify(complaint({ complaintId: "12345-20261205-0009" }));
+    const [a, b] = await Promise.all([post(body), post(body)]);
+    const answers = [a, b].map((r) => r.json<{ taskId: string; created: boolean }>());
+    expect(answers[0]?.taskId).toBe(answers[1]?.taskId);
+    expect(answers.map((x) => x.created).sort()).toEqual([false, true]);
+    expect([a.statusCode, b.statusCode].sort()).toEqual([200, 201]);
+  });
+
+  it("keeps one task per complaint in the service too (a post that passed the route's check)", () => {
+    const first = system.store.task(taskId)!;
+    if (first.source?.type !== "complaint") throw new Error("not a complaint task");
+    const again = system.service.fileComplaint({
+      platform: PLATFORM,
+      complaintId: first.source.complaintId,
+      receivedAt: RECEIVED,
+      kind: "enforcement",
+      category: "noise",
+      ruleId: "noise.complaint/other",
+      siteId: "cs-1",
+      source: first.source,
+      contact: undefined,
+      actor: "test",
+    });
+    expect(again).toMatchObject({ created: false, task: { id: taskId } });
+  });
+
   it("refuses a bad signature, a stale timestamp, an unknown platform and other tokens", async () => {
     const body = JSON.stringify(complaint({ complaintId: "x-1" }));
     const bad = await post(body, { secret: "not-the-platform-secret" });
