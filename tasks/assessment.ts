@@ -142,13 +142,10 @@ function factsOf(
   const handleDue = handleStart === undefined ? undefined : due(handleStart);
 
   const graduated = task.graduated;
+  // A repeat case: filed as one (repeatOf), or referred when the data showed a new violation
+  // after its warning's deadline (graduated.repeat).
   const repeat =
-    graduated !== undefined &&
-    (graduated.repeatOf !== undefined ||
-      // Referred when the data showed a new violation after the warning's deadline (afterRepeat).
-      entries.some(
-        (e) => e.action === "referred_for_penalty" && e.detail.startsWith("violated again"),
-      ));
+    graduated !== undefined && (graduated.repeatOf !== undefined || graduated.repeat === true);
   return {
     group: groupOf(task, by),
     dispatched: dispatchedMs !== undefined,

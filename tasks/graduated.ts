@@ -61,6 +61,7 @@ export function firstResponse(
     return {
       stage: "referred",
       review: PENDING_REVIEW,
+      repeat: true,
       repeatOf: after.id,
       party: input.party,
       reason:
@@ -108,6 +109,7 @@ export function afterRepeat(
     ...current,
     stage: "referred",
     review: PENDING_REVIEW,
+    repeat: true,
     reason: `violated again: the data show it at ${iso(dataAtMs)}, after the rectification deadline ${current.deadline}`,
     ...(current.recheck === undefined
       ? {}

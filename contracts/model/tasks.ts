@@ -119,6 +119,8 @@ export const GraduatedResponse = z.object({
     .optional(),
   /** The earlier case whose rectification deadline this repeat came after. */
   repeatOf: z.string().optional(),
+  /** A repeat: referred because the data showed a violation after a rectification deadline. */
+  repeat: z.boolean().optional(),
   /** Who the case is addressed to; the key is the credit code, or the site when there is none. */
   party: z.object({ key: z.string(), name: z.string() }),
   /** Why this stage: first violation, repeat of case X, failed re-check. */
