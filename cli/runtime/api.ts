@@ -23,6 +23,7 @@ import type { TaskApiDeps } from "../../tasks/app.js";
 import { taskApi } from "../../tasks/http/index.js";
 import { sessionApi } from "../../tasks/http/session.js";
 import { partyApi } from "../../tasks/http/parties.js";
+import { openPartyRegistry } from "./registry-file.js";
 import { complaintApi } from "../../tasks/http/complaints.js";
 import { assessmentApi } from "../../tasks/http/assessment.js";
 import { LoginLimiter } from "../../tasks/auth/login-limit.js";
@@ -196,7 +197,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       secureCookie: deps.sessions?.secureCookie ?? false,
     });
     void app.register(taskApi, { deps: deps.tasks, auth });
-    void app.register(partyApi, { deps: deps.tasks, auth });
+    void app.register(partyApi, { deps: deps.tasks, auth, openRegistry: openPartyRegistry });
     void app.register(complaintApi, {
       deps: deps.tasks,
       auth,

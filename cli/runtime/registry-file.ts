@@ -1,4 +1,4 @@
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { parse } from "yaml";
 import {
@@ -88,4 +88,12 @@ export function readPartiesFile(file: string): PartiesFile {
   const parsed = PartiesFile.safeParse(value ?? {});
   if (!parsed.success) throw new ConfigError(file, problemsOf(parsed.error));
   return parsed.data;
+}
+
+/**
+ * The registry of the data directory a task store lives in (`{dataDir}/registry.db` next to
+ * `{dataDir}/tasks.db`): the party routes of the API (tasks/http/parties.ts) open it with this.
+ */
+export function openPartyRegistry(taskStoreFile: string): RegistryStore {
+  return new RegistryStore(join(dirname(resolve(taskStoreFile)), "registry.db"));
 }

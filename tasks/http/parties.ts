@@ -1,4 +1,3 @@
-import { dirname, join } from "node:path";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import {
@@ -11,7 +10,6 @@ import {
   PartyKey,
   RepeatOffenderStatus,
 } from "../../contracts/index.js";
-import { RegistryError, RegistryStore } from "../../registry/store.js";
 import type { Caller } from "../auth/bearer.js";
 import { inScope } from "../auth/scope.js";
 import { creditRecord, creditRecordCsv, repeatOffender } from "../credit-record.js";
@@ -30,9 +28,28 @@ import { security, type TaskPluginOptions } from "./options.js";
  * rows are those of cases in their scope; the party records themselves are readable by all.
  */
 
+/**
+ * The party registry as this plugin uses it (registry/store.ts RegistryStore is one; tasks/ does
+ * not import registry/, so the process hands it in).
+ */
+export interface PartyRegistry {
+  listParties(): Party[];
+  getParty(key: string): Party | undefined;
+  putParty(
+    input: unknown,
+    options?: { replace?: boolean; now?: number },
+  ): { party: Party; warnings: string[]; created: boolean };
+  sitesOfParty(key: string): string[];
+  partyKey(input: { readonly creditCode?: string | undefined; readonly name: string }): string;
+  close(): void;
+}
+
 export interface PartyPluginOptions extends TaskPluginOptions {
-  /** The registry database; absent: `registry.db` next to the task store's `tasks.db`. */
-  readonly registryFile?: string | undefined;
+  /**
+   * Opens the registry of the task store's data directory (given the task store's file); the
+   * plugin closes it with the server.
+   */
+  readonly openRegistry: (taskStoreFile: string) => PartyRegistry;
 }
 
 const KeyParams = z.object({ key: PartyKey.describe("credit code, or generated nocode-… key") });
@@ -61,8 +78,9 @@ const PartyRecord = z.object({
 });
 const CreditRecords = z.object({ rows: z.array(CreditRecordRow) });
 
+/** A registry refusal (registry/store.ts RegistryError, known by its name and code) as an API error. */
 function registryProblem(error: unknown): never {
-  if (error instanceof RegistryError) {
+  if (error instanceof Error && error.name === "RegistryError" && "code" in error) {
     throw apiFailure(
       error.code === "REGISTRY_DUPLICATE" ? "conflict" : "bad_request",
       error.message,
@@ -82,9 +100,7 @@ function checkAdmin(caller: Caller): void {
 
 export const partyApi: FastifyPluginAsyncZod<PartyPluginOptions> = (app, options) => {
   const { deps, auth } = options;
-  const registry = new RegistryStore(
-    options.registryFile ?? join(dirname(deps.store.file), "registry.db"),
-  );
+  const registry = options.openRegistry(deps.store.file);
   app.addHook("onClose", () => {
     registry.close();
     return Promise.resolve();
