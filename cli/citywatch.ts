@@ -25,6 +25,7 @@ import { simCommand } from "./commands/sim.js";
 import { sitesCommand } from "./commands/sites.js";
 import { tokensCommand } from "./commands/tokens.js";
 import { usersCommand } from "./commands/users.js";
+import { partiesCommand } from "./commands/parties.js";
 import { assessmentCommand } from "./commands/assessment.js";
 
 const program = new Command()
@@ -72,6 +73,7 @@ rulesCommand(program);
 simCommand(program);
 tokensCommand(program);
 usersCommand(program);
+partiesCommand(program);
 edgeCommand(program);
 evidenceCommand(program);
 assessmentCommand(program);

@@ -740,7 +740,7 @@ export class RegistryStore {
     if (existing !== undefined && options.replace !== true) {
       throw new RegistryError(
         "REGISTRY_DUPLICATE",
-        `party ${key} is already registered (replace it to change it)`,
+        `party ${key} is already registered (citywatch parties add --replace, or PUT /api/v1/parties/${key}, changes it)`,
       );
     }
     const sites = [...new Set(input.sites)];
