@@ -17,6 +17,7 @@ export * from "./model/errors.js";
 export * from "./model/tasks.js";
 export * from "./model/evidence.js";
 export * from "./model/people.js";
+export * from "./model/complaints.js";
 export * from "./model/alarms.js";
 export * from "./model/stored-readings.js";
 export * from "./config/problems.js";

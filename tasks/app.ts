@@ -17,6 +17,7 @@ import { TaskService } from "./service.js";
 import { TaskStore } from "./store.js";
 import { AssessmentSchedule } from "./assessment-schedule.js";
 import { calendarOf } from "./calendar/working-time.js";
+import { complaintTargets } from "./complaints.js";
 import type { RegistryLookup } from "./types.js";
 
 /*
@@ -111,6 +112,10 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     deliver: webhookDelivery(hook, { timeoutMs: config.outbox.timeoutMs, now, evidenceLink }),
   }));
   if (deps.publish !== undefined) targets.push(mqttTarget(deps.publish));
+  // Hotline platforms hear of their complaints' outcomes (only those events: OutboxTarget.accepts).
+  targets.push(
+    ...complaintTargets(config.complaints.platforms, { timeoutMs: config.outbox.timeoutMs, now }),
+  );
   const outbox = new Outbox({
     store,
     targets,

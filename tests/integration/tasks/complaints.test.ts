@@ -12,16 +12,7 @@ import { IngestState } from "../../../ingest/state.js";
 import { createSqliteStore } from "../../../ingest/store/sqlite.js";
 import type { Point } from "../../../ingest/store/types.js";
 import type { TimeSeriesStore } from "../../../ingest/store/types.js";
-import type { TaskApiDeps } from "../../../tasks/app.js";
-import { TokenStore } from "../../../tasks/auth/tokens.js";
-import { complaintTargets } from "../../../tasks/complaints.js";
-import { EvidenceKeyring } from "../../../tasks/evidence-keys.js";
-import { taskMetrics } from "../../../tasks/metrics.js";
-import { notifyMetrics } from "../../../tasks/notify/metrics.js";
-import { Outbox } from "../../../tasks/notify/outbox.js";
-import { TaskStream } from "../../../tasks/notify/stream.js";
-import { TaskService } from "../../../tasks/service.js";
-import { TaskStore } from "../../../tasks/store.js";
+import { buildTaskSystem } from "../../../tasks/app.js";
 import { until } from "../../support/broker.js";
 import { testApi } from "../../support/ingest.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
@@ -40,8 +31,8 @@ import {
  * SQLite time-series store with readings written through its API, the task store, the API over
  * fastify inject, HMAC with node:crypto, and a listening HTTP server as the platform's receiver.
  *
- * The task system is assembled here as tasks/app.ts assembles it, plus the complaint platforms'
- * outbox targets (complaintTargets), which tasks/app.ts does not add yet.
+ * The task system is the one the start builds (tasks/app.ts), whose outbox holds a target per
+ * platform with a callback URL.
  */
 
 const SECRET = "hotline-12345-shared-secret";
@@ -90,71 +81,19 @@ function receiver(accepted: Outcome[], attempts: { n: number }, failFirst: numbe
   return new Promise<Server>((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
 }
 
-/** The task system as tasks/app.ts builds it, with the complaint platforms' outbox targets. */
+/** The task system as the start builds it: its outbox holds the platforms' targets. */
 function complaintSystem(dir: string, config: TasksConfig) {
-  const log = pino({ level: "silent" });
-  const metricsRegistry = new Registry();
-  const metrics = { ...taskMetrics(metricsRegistry), ...notifyMetrics(metricsRegistry) };
-  const keyring = EvidenceKeyring.open(join(dir, "evidence-keys.json"), {
-    log,
-    now: Date.now,
-    create: true,
-  });
-  const store = new TaskStore(join(dir, "tasks.db"));
-  const tokens = new TokenStore(join(dir, "tokens.db"), Date.now);
-  const outbox = new Outbox({
-    store,
-    targets: complaintTargets(config.complaints.platforms, {
-      timeoutMs: config.outbox.timeoutMs,
-      now: Date.now,
-    }),
-    options: config.outbox,
-    metrics,
-    log,
+  const system = buildTaskSystem({
+    log: pino({ level: "silent" }),
+    config,
+    dataDir: dir,
+    registry,
+    metricsRegistry: new Registry(),
     now: Date.now,
     random: () => 0.5,
   });
-  const stream = new TaskStream(config.stream, { metrics, log });
-  const service = new TaskService({
-    log,
-    config,
-    store,
-    registry,
-    metrics,
-    now: Date.now,
-    enqueue: (event) => outbox.enqueue(event),
-    keyring,
-  });
-  service.onEvent((event) => {
-    stream.publish(event);
-    outbox.kick();
-  });
-  outbox.start();
-  const api: TaskApiDeps = {
-    service,
-    store,
-    tokens,
-    stream,
-    tokenCacheMs: 0,
-    now: Date.now,
-    keyring,
-    evidenceLanguage: "en",
-  };
-  return {
-    service,
-    store,
-    tokens,
-    outbox,
-    metrics,
-    api,
-    async stop() {
-      service.stop();
-      stream.close();
-      await outbox.stop();
-      store.close();
-      tokens.close();
-    },
-  };
+  system.start();
+  return system;
 }
 
 /** Noise readings of a device: one a minute from `fromMs`, LAeq and LAmax as given. */
