@@ -717,6 +717,19 @@ export class RegistryStore {
     return [...ids].sort();
   }
 
+  /**
+   * The registry read-only as view() gives it, with every site's party resolved from the party
+   * records (resolvedSite): the task service, evidence and routing then address cases to the
+   * party record's name and credit code.
+   */
+  resolvedView(): ReturnType<RegistryStore["view"]> {
+    return {
+      ...this.view(),
+      site: (id) => this.resolvedSite(id),
+      sites: () => this.listSites().map((site) => this.resolvedSite(site.id) ?? site),
+    };
+  }
+
   /** A party's key: its credit code, or `nocode-` and 16 hex digits of the SHA-256 of its name. */
   partyKey(input: { readonly creditCode?: string | undefined; readonly name: string }): string {
     return (

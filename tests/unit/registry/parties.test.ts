@@ -120,6 +120,18 @@ describe("parties", () => {
       name: "Beta Ltd.",
       creditCode: BETA,
     });
+    // The resolved view (what the task service would read) carries the record's party.
+    const viewed = registry.resolvedView().site("cs-2");
+    expect(
+      viewed !== undefined && "regulatedParty" in viewed ? viewed.regulatedParty.name : "",
+    ).toBe("Beta Ltd.");
+    expect(
+      registry
+        .resolvedView()
+        .sites()
+        .map((s) => ("regulatedParty" in s ? s.regulatedParty.name : s.id)),
+    ).toEqual(["Acme Build Co.", "Beta Ltd.", "Beta Ltd."]); // cs-3 names Beta's code inline
+    expect(registry.view().site("cs-2")).toEqual(registry.getSite("cs-2"));
     // The party's sites: listed ones and those with its code inline.
     expect(registry.sitesOfParty(BETA)).toEqual(["cs-2", "cs-3"]);
     // A record listing a site whose inline code is another party's wins, with a warning.
