@@ -507,6 +507,8 @@ export class RegistryStore {
     return this.db
       .transaction(() => {
         for (const site of file.sites) this.putSite(site);
+        // Parties after their sites (a party lists the sites it runs).
+        if (file.parties.length > 0) this.importParties(file.parties);
         const kept: string[] = [];
         const devices: Issued<Device>[] = [];
         for (const input of file.devices) {

@@ -1,4 +1,5 @@
 import type { TasksConfig } from "../contracts/config/tasks.js";
+import { toCsv, type Cell } from "./csv.js";
 import type {
   AssessmentGrouping,
   AssessmentNumbers,
@@ -291,24 +292,7 @@ export function assessFrom(
 // ---------------------------------------------------------------------------------------------
 // CSV (RFC 4180)
 
-type Cell = string | number | null;
-
-/**
- * One field: quoted when it holds a comma, a quote, CR or LF, or starts or ends with a space
- * (inner quotes doubled). Text that a spreadsheet would run as a formula (starting with = + - @,
- * a tab or CR) is prefixed with an apostrophe first (OWASP, CSV injection); numbers are as they are.
- */
-export function csvField(value: Cell): string {
-  if (value === null) return "";
-  if (typeof value === "number") return String(value);
-  const text = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
-  return /[",\r\n]|^\s|\s$/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
-}
-
-/** Records as CSV: fields joined by commas, records ended by CRLF (RFC 4180 §2). */
-export function toCsv(records: ReadonlyArray<readonly Cell[]>): string {
-  return records.map((r) => `${r.map(csvField).join(",")}\r\n`).join("");
-}
+export { csvField, toCsv } from "./csv.js";
 
 export const CSV_HEADER = [
   "row",

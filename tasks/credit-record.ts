@@ -5,6 +5,7 @@ import type {
   RepeatOffenderStatus,
   Task,
 } from "../contracts/model/tasks.js";
+import { toCsv } from "./csv.js";
 import type { TaskStore } from "./store.js";
 
 /*
@@ -140,23 +141,20 @@ const CSV_COLUMNS = [
   "detail",
 ] as const;
 
-/** One CSV field (RFC 4180 §2): quoted when it holds a quote, comma, CR or LF; quotes doubled. */
-function csvField(value: string): string {
-  return /[",\r\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
-}
-
-/** The credit record as RFC 4180 CSV: a header line, one line per row, CRLF line ends; lists joined by `;`. */
+/**
+ * The credit record as RFC 4180 CSV (tasks/csv.ts: formulas defused): a header line, one line per
+ * row, CRLF line ends; lists joined by `;`.
+ */
 export function creditRecordCsv(rows: readonly CreditRecordRow[]): string {
-  const lines = [CSV_COLUMNS.join(",")];
-  for (const r of rows) {
-    lines.push(
+  return toCsv([
+    [...CSV_COLUMNS],
+    ...rows.map((r) =>
       CSV_COLUMNS.map((c) => {
         const v = r[c];
-        return csvField(v === null ? "" : Array.isArray(v) ? v.join(";") : String(v));
-      }).join(","),
-    );
-  }
-  return `${lines.join("\r\n")}\r\n`;
+        return v === null ? "" : Array.isArray(v) ? v.join(";") : String(v);
+      }),
+    ),
+  ]);
 }
 
 /**

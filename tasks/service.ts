@@ -19,6 +19,7 @@ import type { EvidenceSigner } from "./evidence-keys.js";
 import { linkTo, sealEvidence } from "./evidence-seal.js";
 import { afterRecheck, afterRepeat, firstResponse, partyOf, recheckDueMs } from "./graduated.js";
 import { checkTransition } from "./lifecycle.js";
+import { reviewGate } from "./credit-record.js";
 import type { TaskMetrics } from "./metrics.js";
 import { routeTask } from "./routing.js";
 import { calendarOf, type WorkingCalendar } from "./calendar/working-time.js";
@@ -367,6 +368,9 @@ export class TaskService implements TaskSink {
           message: `task ${id} has no referral awaiting legal review`,
         };
       }
+      // The party must have been told and heard (notice served, window passed or statement).
+      const gate = reviewGate(task, request.decision, now);
+      if (gate !== undefined) return gate;
       if (request.decision === "reject" && (request.note ?? "").trim() === "") {
         return {
           ok: false,

@@ -288,8 +288,8 @@ export async function serve(
         dataDir: config.dataDir,
         registry:
           revocations === undefined
-            ? registry.view()
-            : withRevocations(registry.view(), revocations),
+            ? registry.resolvedView()
+            : withRevocations(registry.resolvedView(), revocations),
         ...source,
         // Signed evidence links point here unless tasks.evidence.publicUrl says otherwise.
         httpBase: `http://${config.http.host}:${config.http.port}`,
@@ -325,7 +325,7 @@ export async function serve(
     let httpPort: number;
     if (ingest !== undefined) {
       const api = buildApi({
-        registry: registry.view(),
+        registry: registry.resolvedView(),
         state: ingest.state,
         store: ingest.store,
         metrics: registries,

@@ -150,6 +150,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
         { name: "tasks", description: "Tasks and the live task stream" },
         { name: "evidence", description: "Evidence export and verification" },
         { name: "people", description: "Sign-in sessions and user accounts" },
+        { name: "parties", description: "Regulated parties and the credit record" },
         { name: "rules", description: "Rule backtests over stored history" },
         { name: "operations", description: "Health, metrics and this document" },
       ],

@@ -257,6 +257,8 @@ export const RegistryFile = z
     sites: z.array(Site).default([]),
     devices: z.array(Device).default([]),
     serviceAccounts: z.array(ServiceAccount).default([]),
+    /** Regulated parties (imported with the sites; `citywatch parties import` reads only these). */
+    parties: z.array(z.lazy(() => PartyInput)).default([]),
   })
   .superRefine((file, ctx) => {
     const siteIds = new Set<string>();

@@ -272,6 +272,7 @@ export function compileScenario(scenario: Scenario, options: CompileOptions): Ti
     sites: [...scenario.layout.sites, ...(options.extra?.layout.sites ?? [])],
     devices: [...scenario.layout.devices, ...(options.extra?.layout.devices ?? [])],
     serviceAccounts: scenario.layout.serviceAccounts,
+    parties: scenario.layout.parties,
   };
   const models = { ...scenario.models, ...options.extra?.models };
   const sites = new Map(layout.sites.map((s) => [s.id as string, s]));

@@ -264,6 +264,14 @@ describe("users, sessions and scopes on the task API", () => {
     expect(
       (await post(`/api/v1/tasks/${id}/review`, reviewer, { decision: "reject" })).statusCode,
     ).toBe(400);
+    // The party must be told and heard first (notice, then statement or the window's end).
+    const early = await post(`/api/v1/tasks/${id}/review`, reviewer, { decision: "approve" });
+    expect(early.statusCode).toBe(409);
+    expect(TaskApiError.parse(early.json()).message).toContain("has not been served a notice");
+    const notice = { channel: "in_person", servedBy: "Qian Bo" };
+    expect((await post(`/api/v1/tasks/${id}/notice`, qian, notice)).statusCode).toBe(200);
+    const statement = { outcome: "statement_received", summary: "the party disputes the readings" };
+    expect((await post(`/api/v1/tasks/${id}/statement`, reviewer, statement)).statusCode).toBe(200);
     const approved = await post(`/api/v1/tasks/${id}/review`, reviewer, {
       decision: "approve",
       note: "readings and device certificates in order",

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { ZodError } from "zod";
-import { PartiesFile } from "../../../contracts/index.js";
+import { PartiesFile, RegistryFile } from "../../../contracts/index.js";
 import { RegistryError, RegistryStore } from "../../../registry/store.js";
 
 /*
@@ -191,5 +191,24 @@ describe("parties", () => {
         ],
       }).success,
     ).toBe(false);
+  });
+});
+
+describe("parties in a registry file", () => {
+  it("imports the file's parties with its sites, in one transaction", () => {
+    const file = RegistryFile.parse({
+      sites: [site("cs-9", { name: "Gamma inline" })],
+      parties: [{ creditCode: ACME, name: "Acme Build Co.", sites: ["cs-9"] }],
+    });
+    registry.importFile(file);
+    expect(registry.getParty(ACME)?.name).toBe("Acme Build Co.");
+    expect(registry.partyOfSite("cs-9")?.key).toBe(ACME);
+    // A party claiming another party's site fails the whole import: its sites are not stored.
+    const broken = RegistryFile.parse({
+      sites: [site("cs-10", { name: "Delta" })],
+      parties: [{ creditCode: BETA, name: "Beta", sites: ["cs-10", "cs-9"] }],
+    });
+    expect(() => registry.importFile(broken)).toThrow(/already a site of party/);
+    expect(registry.getSite("cs-10")).toBeUndefined();
   });
 });
