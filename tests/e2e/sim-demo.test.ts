@@ -2,7 +2,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { TaskListResponse } from "../../contracts/index.js";
 import { compileScenario, loadScenario } from "../../simulators/index.js";
+import { expectedEntries } from "../support/scenario-tasks.js";
 import {
   bearer,
   type CliProcess,
@@ -57,15 +59,11 @@ describe("citywatch start --demo", () => {
     if (proc === undefined) throw new Error("the demo did not start");
     const headers = bearer(firstStartSecret(dir, "first-admin"));
     // Every task of the system, not only the demo's: the idle demo city files none.
-    const body = (await (await fetch(`${api}/api/v1/tasks?limit=1000`, { headers })).json()) as {
-      tasks: Array<{ kind: string; rule: { id: string }; subject: { id: string }; level?: string }>;
-    };
-    const filed = body.tasks.map((t) => ({
-      rule: t.rule.id,
-      subject: t.subject.id,
-      kind: t.kind,
-      ...(t.level !== undefined ? { level: t.level } : {}),
-    }));
+    const body = TaskListResponse.parse(
+      await (await fetch(`${api}/api/v1/tasks?limit=1000`, { headers })).json(),
+    );
+    // An incident's case stands for every violation it holds.
+    const filed = body.tasks.flatMap((t) => expectedEntries(t));
     const order = (tasks: ReadonlyArray<{ rule: string; subject: string }>) =>
       [...tasks].sort((a, b) => `${a.rule}/${a.subject}`.localeCompare(`${b.rule}/${b.subject}`));
     expect(order(filed)).toEqual(order(loadScenario("demo").expect.tasks));

@@ -24,14 +24,21 @@ import {
 
 const ID = "noise-9";
 const dataTopic = `citywatch/v1/devices/${ID}/data`;
-const message = (seq: number, LAeq: number) =>
-  JSON.stringify({
+/**
+ * Each message's reading gets its own millisecond: two published within one millisecond would
+ * otherwise be one point in the store (a reading re-sent with its time overwrites itself).
+ */
+let lastTs = 0;
+const message = (seq: number, LAeq: number) => {
+  lastTs = Math.max(Date.now(), lastTs + 1);
+  return JSON.stringify({
     v: 1,
     deviceId: ID,
     seq,
     kind: "noise",
-    readings: [{ ts: new Date().toISOString(), quality: "normal", values: { LAeq } }],
+    readings: [{ ts: new Date(lastTs).toISOString(), quality: "normal", values: { LAeq } }],
   });
+};
 
 describe("a device id registered again is a new identity", () => {
   let t: TestBroker | undefined;
