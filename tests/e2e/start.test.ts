@@ -236,6 +236,65 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
     expect(one.status).toBe(200);
   });
 
+  it("signs in a user added with `users add`; a user out of scope gets 403 on another district's task", async () => {
+    const api = `http://127.0.0.1:${p.http}`;
+    const admin = { authorization: `Bearer ${secrets.get("first-admin") ?? ""}` };
+    const tasks = (await (await fetch(`${api}/api/v1/tasks`, { headers: admin })).json()) as {
+      tasks: Array<{ id: string; routing: { district?: string } }>;
+    };
+    const task = tasks.tasks[0];
+    const district = task?.routing.district ?? "";
+    expect(district).not.toBe("");
+    const addUser = (id: string, scope: string[]) => {
+      const added = cli([
+        "users",
+        "add",
+        id,
+        "--name",
+        id,
+        "--role",
+        "emergency",
+        ...scope,
+        "--data-dir",
+        dir,
+      ]);
+      expect(added.status, added.stderr).toBe(0);
+      const password = /shown ONCE, hand it over now:\n {2}(\S+)/.exec(added.stdout)?.[1];
+      expect(password).toBeDefined();
+      return password ?? "";
+    };
+    const signIn = async (username: string, password: string) => {
+      const res = await fetch(`${api}/api/v1/session`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ username, password }),
+      });
+      expect(res.status).toBe(200);
+      const cookie = (res.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+      expect(cookie).toMatch(/^cw_session=cws_/);
+      return { cookie };
+    };
+    const inside = await signIn("duty.in", addUser("duty.in", ["--district", district]));
+    const outside = await signIn("duty.out", addUser("duty.out", ["--district", "elsewhere"]));
+    const get = (path: string, cookie: string) =>
+      fetch(`${api}${path}`, { headers: { cookie } }).then(async (r) => ({
+        status: r.status,
+        body: (await r.json()) as { tasks?: unknown[]; message?: string },
+      }));
+    expect((await get(`/api/v1/tasks/${task?.id ?? ""}`, inside.cookie)).status).toBe(200);
+    const refused = await get(`/api/v1/tasks/${task?.id ?? ""}`, outside.cookie);
+    expect(refused.status).toBe(403);
+    expect(refused.body.message).toContain("outside your scope");
+    expect((await get("/api/v1/tasks", outside.cookie)).body.tasks).toEqual([]);
+    // A change with the cookie but without the CSRF token is refused.
+    const move = await fetch(`${api}/api/v1/tasks/${task?.id ?? ""}/transitions`, {
+      method: "POST",
+      headers: { cookie: inside.cookie, "content-type": "application/json" },
+      body: JSON.stringify({ to: "acknowledged" }),
+    });
+    expect(move.status).toBe(403);
+  });
+
   it("registers a device with `devices add` while running; its printed secret connects", async () => {
     const added = cli([
       "devices",
