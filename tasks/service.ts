@@ -349,10 +349,7 @@ export class TaskService implements TaskSink {
     request: { readonly decision: "approve" | "reject"; readonly note?: string | undefined },
     actor: Actor,
   ): TransitionResult {
-    const now = this.deps.now();
-    const result = this.deps.store.transaction((): TransitionResult => {
-      const task = this.deps.store.task(id);
-      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+    return this.change(id, (task, now) => {
       if (!(actor.roles ?? []).includes("legal_reviewer")) {
         return {
           ok: false,
@@ -406,8 +403,6 @@ export class TaskService implements TaskSink {
       ]);
       return { ok: true, task: event.task, event };
     });
-    if (result.ok) this.published(result.event);
-    return result;
   }
 
   /**
@@ -420,10 +415,7 @@ export class TaskService implements TaskSink {
     request: { readonly to: string; readonly reason: string },
     actor: Actor,
   ): TransitionResult {
-    const now = this.deps.now();
-    const result = this.deps.store.transaction((): TransitionResult => {
-      const task = this.deps.store.task(id);
-      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+    return this.change(id, (task, now) => {
       if (task.kind !== "emergency" || task.state === "closed") {
         return {
           ok: false,
@@ -473,8 +465,6 @@ export class TaskService implements TaskSink {
       ]);
       return { ok: true, task: event.task, event };
     });
-    if (result.ok) this.published(result.event);
-    return result;
   }
 
   /** Assign a task to a person (a reassignment needs a reason). */
@@ -487,10 +477,7 @@ export class TaskService implements TaskSink {
     },
     actor: Actor,
   ): TransitionResult {
-    const now = this.deps.now();
-    const result = this.deps.store.transaction((): TransitionResult => {
-      const task = this.deps.store.task(id);
-      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+    return this.change(id, (task, now) => {
       if (task.state === "closed") {
         return { ok: false, error: "conflict", message: `task ${id} is closed` };
       }
@@ -511,6 +498,22 @@ export class TaskService implements TaskSink {
         },
       ]);
       return { ok: true, task: event.task, event };
+    });
+  }
+
+  /**
+   * A person's change of one task (review, level, assignment, notice, statement, referral): the
+   * task read and changed in one transaction, its event published once committed.
+   */
+  private change(
+    id: string,
+    apply: (task: Task, now: number) => TransitionResult,
+  ): TransitionResult {
+    const now = this.deps.now();
+    const result = this.deps.store.transaction((): TransitionResult => {
+      const task = this.deps.store.task(id);
+      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+      return apply(task, now);
     });
     if (result.ok) this.published(result.event);
     return result;
@@ -1290,10 +1293,7 @@ export class TaskService implements TaskSink {
     },
     actor: Actor,
   ): TransitionResult {
-    const now = this.deps.now();
-    const result = this.deps.store.transaction((): TransitionResult => {
-      const task = this.deps.store.task(id);
-      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+    return this.change(id, (task, now) => {
       const party = task.graduated?.party;
       if (task.kind !== "enforcement" || party === undefined) {
         return {
@@ -1354,8 +1354,6 @@ export class TaskService implements TaskSink {
       ]);
       return { ok: true, task: event.task, event };
     });
-    if (result.ok) this.published(result.event);
-    return result;
   }
 
   /**
@@ -1370,10 +1368,7 @@ export class TaskService implements TaskSink {
     },
     actor: Actor,
   ): TransitionResult {
-    const now = this.deps.now();
-    const result = this.deps.store.transaction((): TransitionResult => {
-      const task = this.deps.store.task(id);
-      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+    return this.change(id, (task, now) => {
       const notice = task.notice;
       if (notice === undefined) {
         return {
@@ -1418,8 +1413,6 @@ export class TaskService implements TaskSink {
       ]);
       return { ok: true, task: event.task, event };
     });
-    if (result.ok) this.published(result.event);
-    return result;
   }
 
   /**
@@ -1427,10 +1420,7 @@ export class TaskService implements TaskSink {
    * point 25) with a note; once per case. The credit record lists it.
    */
   referToPolice(id: string, request: { readonly note: string }, actor: Actor): TransitionResult {
-    const now = this.deps.now();
-    const result = this.deps.store.transaction((): TransitionResult => {
-      const task = this.deps.store.task(id);
-      if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
+    return this.change(id, (task, now) => {
       if (task.kind !== "enforcement" || task.graduated === undefined) {
         return {
           ok: false,
@@ -1455,8 +1445,6 @@ export class TaskService implements TaskSink {
       ]);
       return { ok: true, task: event.task, event };
     });
-    if (result.ok) this.published(result.event);
-    return result;
   }
 
   /** The graduated period (tasks.graduated.periodMs): repeat-offender status counts cases within it. */

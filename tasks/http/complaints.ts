@@ -11,9 +11,8 @@ import { apiFailure, errorResponses } from "../../contracts/model/errors.js";
 import type { Device, Site } from "../../contracts/model/registry.js";
 import type { SensorKind } from "../../contracts/model/sensors.js";
 import { TaskDetailResponse } from "../../contracts/model/tasks.js";
-import type { BearerAuth, Caller } from "../auth/bearer.js";
+import type { BearerAuth } from "../auth/bearer.js";
 import { userOf } from "../auth/bearer.js";
-import { kindsOf, mayAct } from "../auth/roles.js";
 import { describeScope, inScope } from "../auth/scope.js";
 import type { TaskApiDeps } from "../app.js";
 import {
@@ -30,6 +29,7 @@ import {
 } from "../complaints.js";
 import { partyOf } from "../graduated.js";
 import { security } from "./options.js";
+import { checkActs } from "./tasks.js";
 
 /*
  * Inbound work (docs/tasks.md, Complaints and manual filing):
@@ -81,16 +81,6 @@ const header = (request: FastifyRequest, name: string): string | undefined => {
   const v = request.headers[name];
   return typeof v === "string" ? v : undefined;
 };
-
-/** 403 unless the caller may act on tasks of the kind. */
-function checkActs(caller: Caller, kind: Parameters<typeof mayAct>[1]): void {
-  if (caller.roles.some((role) => mayAct(role, kind))) return;
-  const kinds = [...new Set(caller.roles.flatMap((role) => kindsOf(role)))];
-  throw apiFailure(
-    "forbidden",
-    `role ${caller.roles.join(", ")} may not file ${kind} tasks${kinds.length === 0 ? " (read only)" : `; it acts on ${kinds.join(", ")}`}`,
-  );
-}
 
 export const complaintApi: FastifyPluginAsyncZod<ComplaintPluginOptions> = (app, options) => {
   const { deps, auth } = options;
@@ -332,7 +322,7 @@ export const complaintApi: FastifyPluginAsyncZod<ComplaintPluginOptions> = (app,
       const caller = auth.callerOf(request);
       const body = request.body;
       const kind = body.kind ?? "enforcement";
-      checkActs(caller, kind);
+      checkActs(caller, { kind }, "file");
       const site = options.registry.sites().find((s) => s.id === body.siteId);
       if (site === undefined) throw apiFailure("not_found", `no site ${body.siteId}`);
       const routing = {

@@ -8,9 +8,9 @@ import {
   TaskDetailResponse,
 } from "../../contracts/index.js";
 import type { Caller } from "../auth/bearer.js";
-import { kindsOf, mayAct } from "../auth/roles.js";
+import type { mayAct } from "../auth/roles.js";
 import type { TransitionResult } from "../service.js";
-import { checkScope } from "./tasks.js";
+import { actorOf, checkActs, checkScope } from "./tasks.js";
 import { security, TaskIdParams, type TaskPluginOptions } from "./options.js";
 
 /*
@@ -22,21 +22,10 @@ import { security, TaskIdParams, type TaskPluginOptions } from "./options.js";
  * referred_to_police).
  */
 
-const actorOf = (caller: Caller) => ({
-  name: caller.actor,
-  id: caller.userId ?? `token:${caller.name}`,
-  roles: caller.roles,
-});
-
 /** 403 unless one of the caller's roles acts on the task's kind (or, where allowed, reviews). */
-function checkActs(caller: Caller, kind: Parameters<typeof mayAct>[1], reviewer = false): void {
-  if (caller.roles.some((role) => mayAct(role, kind))) return;
+function checkActsOrReviews(caller: Caller, kind: Parameters<typeof mayAct>[1], reviewer = false) {
   if (reviewer && caller.roles.includes("legal_reviewer")) return;
-  const kinds = [...new Set(caller.roles.flatMap((role) => kindsOf(role)))];
-  throw apiFailure(
-    "forbidden",
-    `role ${caller.roles.join(", ")} may not act on ${kind} tasks${kinds.length === 0 ? " (read only)" : `; it acts on ${kinds.join(", ")}`}`,
-  );
+  checkActs(caller, { kind });
 }
 
 const problems = (what: string) =>
@@ -84,7 +73,7 @@ export const noticeRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { de
     (request) => {
       const caller = auth.callerOf(request);
       const task = taskFor(caller, request.params.id);
-      checkActs(caller, task.kind);
+      checkActsOrReviews(caller, task.kind);
       return answer(deps.service.serveNotice(task.id, request.body, actorOf(caller)), task.id);
     },
   );
@@ -105,7 +94,7 @@ export const noticeRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { de
     (request) => {
       const caller = auth.callerOf(request);
       const task = taskFor(caller, request.params.id);
-      checkActs(caller, task.kind, true);
+      checkActsOrReviews(caller, task.kind, true);
       return answer(deps.service.recordStatement(task.id, request.body, actorOf(caller)), task.id);
     },
   );
@@ -125,7 +114,7 @@ export const noticeRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { de
     (request) => {
       const caller = auth.callerOf(request);
       const task = taskFor(caller, request.params.id);
-      checkActs(caller, task.kind);
+      checkActsOrReviews(caller, task.kind);
       return answer(deps.service.referToPolice(task.id, request.body, actorOf(caller)), task.id);
     },
   );

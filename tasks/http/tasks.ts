@@ -36,17 +36,21 @@ export function checkScope(caller: Caller, task: Parameters<typeof inScope>[1] &
 const DEFAULT_LIMIT = 100;
 
 /** 403 unless one of the caller's roles acts on the task's kind. */
-function checkActs(caller: Caller, task: { kind: Parameters<typeof mayAct>[1] }): void {
+export function checkActs(
+  caller: Caller,
+  task: { kind: Parameters<typeof mayAct>[1] },
+  verb = "act on",
+): void {
   if (caller.roles.some((role) => mayAct(role, task.kind))) return;
   const kinds = [...new Set(caller.roles.flatMap((role) => kindsOf(role)))];
   throw apiFailure(
     "forbidden",
-    `role ${caller.roles.join(", ")} may not act on ${task.kind} tasks${kinds.length === 0 ? " (read only)" : `; it acts on ${kinds.join(", ")}`}`,
+    `role ${caller.roles.join(", ")} may not ${verb} ${task.kind} tasks${kinds.length === 0 ? " (read only)" : `; it acts on ${kinds.join(", ")}`}`,
   );
 }
 
 /** The service's actor for a caller: the audit name, the identity for duties, the roles. */
-const actorOf = (caller: Caller) => ({
+export const actorOf = (caller: Caller) => ({
   name: caller.actor,
   id: caller.userId ?? `token:${caller.name}`,
   roles: caller.roles,
