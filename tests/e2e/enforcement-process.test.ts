@@ -1,0 +1,316 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { MqttClient } from "mqtt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TaskDetailResponse, TaskListResponse, type Task } from "../../contracts/index.js";
+import {
+  bearer,
+  type CliProcess,
+  firstStartSecret,
+  startSystem,
+  systemPorts,
+} from "../support/cli-process.js";
+import { connectMqtt } from "../support/mqtt-client.js";
+
+/*
+ * Issue #18's process against the real all-in-one process (`citywatch start`, embedded
+ * defaults): devices publish over MQTT to its broker, its rules raise, its task service files
+ * and grades, and people act through its API with the session cookies of `citywatch users`.
+ *
+ * A rule file of the test's own keeps the data clock simple (LAmax above 80 dB(A), any time of
+ * day, at commercial venues, which no rule of the pack judges on LAmax), so the test does not
+ * depend on the hour it runs at; the rectification deadline of that rule is 20 s, re-checks are
+ * retried every second and twice, and the task clock ticks every 200 ms (configuration file).
+ *
+ *   venue A (party A): loud → case, warning; quiet; loud before the deadline → the same case, a
+ *     repeat, still a warning; quiet through the deadline (the re-check finds fresh compliant
+ *     data); loud after the deadline → referred for penalty, awaiting legal review; closing it
+ *     needs a legal reviewer.
+ *   venue B (party B): loud once, then silent → the re-checks find no fresh data → inspection
+ *     needed, never "violating"; the handler of its case cannot verify it, another officer can.
+ */
+
+const RULE = "test.venue-lamax";
+const RULES = `
+rules:
+  - id: ${RULE}
+    version: 1
+    title: Venue boundary LAmax above 80 dB(A) (test rule)
+    clause: { standard: TEST 18-2026, section: "1" }
+    confidence: verified
+    taskKind: enforcement
+    scope: { kinds: [noise], siteTypes: [commercial_venue] }
+    subject: site
+    condition:
+      type: threshold
+      quantity: LAmax
+      aggregate: latest
+      op: ">"
+      raise: 80
+      clear: 75
+`;
+
+const CONFIG = `
+ingest:
+  tasks:
+    tickMs: 200
+    graduated:
+      recheckRetryMs: 1000
+      recheckAttempts: 2
+      rectifyWithinByRule:
+        ${RULE}: 20000
+`;
+
+const venue = (id: string, party: string, code: string) => ({
+  id,
+  type: "commercial_venue",
+  name: `${party} (test venue)`,
+  area: { district: "Jinjiang", street: "Hejiang", gridCell: "JJ-HJ-018" },
+  location: { lat: 30.65, lon: 104.09 },
+  zoneClass: "2",
+  regulatedParty: { name: party, creditCode: code },
+});
+const noiseDevice = (id: string, siteId: string) => ({
+  id,
+  kind: "noise",
+  model: "AWA6228+",
+  serial: id.toUpperCase(),
+  calibratedOn: "2026-03-01",
+  calibrationDueOn: "2027-03-01",
+  location: { lat: 30.65, lon: 104.09 },
+  area: { district: "Jinjiang", street: "Hejiang", gridCell: "JJ-HJ-018" },
+  siteId,
+  expectedIntervalS: 5,
+});
+const REGISTRY = {
+  sites: [
+    venue("ep-venue-a", "Riverside KTV Co., Ltd.", "91510100MA6EP0001A"),
+    venue("ep-venue-b", "Hejiang Bar Co., Ltd.", "91510100MA6EP0002B"),
+  ],
+  devices: [noiseDevice("ep-noise-a", "ep-venue-a"), noiseDevice("ep-noise-b", "ep-venue-b")],
+};
+
+const dir = mkdtempSync(join(tmpdir(), "cw-e2e-process-"));
+const clients: MqttClient[] = [];
+let system: CliProcess;
+let api: string;
+let admin: Record<string, string>;
+const seqs = new Map<string, number>();
+const devices = new Map<string, MqttClient>();
+
+function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(
+    process.execPath,
+    ["--import", "tsx", "cli/citywatch.ts", ...args, "--data-dir", dir],
+    { encoding: "utf8" },
+  );
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+async function publish(deviceId: string, LAmax: number): Promise<void> {
+  const device = devices.get(deviceId);
+  if (device === undefined) throw new Error(`${deviceId} is not connected`);
+  const seq = (seqs.get(deviceId) ?? 0) + 1;
+  seqs.set(deviceId, seq);
+  const uplink = {
+    v: 1,
+    deviceId,
+    seq,
+    kind: "noise",
+    readings: [{ ts: new Date().toISOString(), quality: "normal", values: { LAmax } }],
+  };
+  await device.publishAsync(`citywatch/v1/devices/${deviceId}/data`, JSON.stringify(uplink), {
+    qos: 1,
+  });
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function casesOf(site: string): Promise<Task[]> {
+  const res = await fetch(`${api}/api/v1/tasks?kind=enforcement&site=${site}`, { headers: admin });
+  return TaskListResponse.parse(await res.json()).tasks;
+}
+
+async function detail(id: string) {
+  const res = await fetch(`${api}/api/v1/tasks/${id}`, { headers: admin });
+  return TaskDetailResponse.parse(await res.json());
+}
+
+interface Person {
+  readonly cookie: string;
+  readonly csrf: string;
+}
+
+async function person(id: string, role: string, scope: string[]): Promise<Person> {
+  const added = cli(["users", "add", id, "--name", id, "--role", role, ...scope]);
+  expect(added.status, added.stderr).toBe(0);
+  const password = /shown ONCE, hand it over now:\n {2}(\S+)/.exec(added.stdout)?.[1] ?? "";
+  const res = await fetch(`${api}/api/v1/session`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: id, password }),
+  });
+  expect(res.status).toBe(200);
+  const body = (await res.json()) as { csrfToken?: string };
+  const cookie = (res.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+  expect(cookie).toMatch(/^cw_session=/);
+  return { cookie, csrf: body.csrfToken ?? "" };
+}
+
+async function act(who: Person, path: string, body: unknown) {
+  const res = await fetch(`${api}${path}`, {
+    method: "POST",
+    headers: { cookie: who.cookie, "x-csrf-token": who.csrf, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as { message?: string; task?: Task } };
+}
+
+beforeAll(async () => {
+  const rulesDir = join(dir, "rules");
+  spawnSync("mkdir", ["-p", rulesDir]);
+  writeFileSync(join(rulesDir, "test.yaml"), RULES);
+  writeFileSync(join(dir, "citywatch.yaml"), CONFIG);
+  writeFileSync(join(dir, "registry.json"), JSON.stringify(REGISTRY));
+  const ports = await systemPorts();
+  system = startSystem(dir, ports, [
+    "--config",
+    join(dir, "citywatch.yaml"),
+    "--rules-dir",
+    rulesDir,
+  ]);
+  await system.waitFor(/Metrics {4}http/, 60_000);
+  api = `http://127.0.0.1:${ports.http}`;
+  admin = bearer(firstStartSecret(dir, "first-admin"));
+  const imported = cli(["devices", "import", "--json", join(dir, "registry.json")]);
+  expect(imported.status, imported.stderr).toBe(0);
+  const { issued } = JSON.parse(imported.stdout) as {
+    issued: Array<{ id: string; secret: string }>;
+  };
+  for (const { id, secret } of issued) {
+    const client = await connectMqtt(ports.mqtt, id, secret);
+    clients.push(client);
+    devices.set(id, client);
+  }
+}, 120_000);
+
+afterAll(async () => {
+  for (const c of clients) await c.endAsync(true).catch(() => undefined);
+  await system?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("issue #18 against citywatch start: education first, re-checks and duties", () => {
+  it("a violation before the deadline joins the warned case; one after it is referred for legal review, which alone closes it", async () => {
+    await publish("ep-noise-a", 86);
+    const filed = await until("venue A's case", async () => (await casesOf("ep-venue-a"))[0]);
+    expect(filed.graduated).toMatchObject({
+      stage: "warning",
+      party: { key: "91510100MA6EP0001A" },
+    });
+    const deadline = Date.parse(filed.graduated?.deadline ?? "");
+    expect(deadline - Date.parse(filed.filedAt)).toBeGreaterThan(15_000);
+    expect(deadline - Date.parse(filed.filedAt)).toBeLessThanOrEqual(21_000);
+
+    // Quiet, then loud again well before the deadline: the same episode, the same case.
+    await publish("ep-noise-a", 60);
+    await new Promise((r) => setTimeout(r, 600));
+    await publish("ep-noise-a", 88);
+    const repeated = await until("the repeat on venue A's case", async () => {
+      const [c] = await casesOf("ep-venue-a");
+      return c !== undefined && c.repeats >= 1 ? c : undefined;
+    });
+    expect(Date.now()).toBeLessThan(deadline);
+    expect(await casesOf("ep-venue-a")).toHaveLength(1);
+    expect(repeated.id).toBe(filed.id);
+    expect(repeated.graduated?.stage).toBe("warning");
+
+    // Quiet through the deadline: fresh data, so the re-check finds the venue compliant.
+    await publish("ep-noise-a", 60);
+    while (Date.now() < deadline + 1_500) {
+      await new Promise((r) => setTimeout(r, 1_000));
+      await publish("ep-noise-a", 61);
+    }
+    const rechecked = await until("venue A's re-check", async () => {
+      const c = (await detail(filed.id)).task;
+      return c.graduated?.recheck?.outcome === undefined ? undefined : c;
+    });
+    expect(rechecked.graduated?.recheck?.outcome).toBe("compliant");
+    expect(rechecked.graduated?.stage).toBe("warning");
+
+    // Loud after the deadline: the data show a repeat, referred for penalty pending review.
+    await publish("ep-noise-a", 90);
+    const referred = await until("venue A referred", async () => {
+      const c = (await detail(filed.id)).task;
+      return c.graduated?.stage === "referred" ? c : undefined;
+    });
+    expect(referred.graduated).toMatchObject({ repeat: true, review: { status: "pending" } });
+    const actions = (await detail(filed.id)).audit.map((e) => e.action);
+    expect(actions.filter((a) => a === "warning_issued")).toHaveLength(1);
+    expect(actions.filter((a) => a === "referred_for_penalty")).toHaveLength(1);
+
+    // An officer in scope cannot close a referred case, even as a false positive.
+    const officer = await person("ep.officer", "enforcement", ["--district", "Jinjiang"]);
+    const closing = await act(officer, `/api/v1/tasks/${filed.id}/transitions`, {
+      to: "closed",
+      reason: "false_positive",
+      note: "the venue says the music was off",
+    });
+    expect(closing.status).toBeGreaterThanOrEqual(400);
+    expect(closing.body.message).toContain("legal reviewer");
+    expect((await detail(filed.id)).task.state).not.toBe("closed");
+    // Nor may the officer record the legal review.
+    const review = await act(officer, `/api/v1/tasks/${filed.id}/review`, {
+      decision: "approve",
+      note: "approved by the wrong person",
+    });
+    expect(review.status).toBe(403);
+    expect(review.body.message).toContain("legal_reviewer");
+  }, 90_000);
+
+  it("a re-check without fresh data gives inspection needed, never violating; the handler cannot verify", async () => {
+    await publish("ep-noise-b", 85);
+    const filed = await until("venue B's case", async () => (await casesOf("ep-venue-b"))[0]);
+    expect(filed.graduated?.stage).toBe("warning");
+    expect(filed.graduated?.party?.key).toBe("91510100MA6EP0002B");
+    // Silent from now on: its alarm stays open, but the data behind it go stale (3 × 5 s).
+    const inspected = await until(
+      "venue B's inspection",
+      async () => {
+        const c = (await detail(filed.id)).task;
+        return c.graduated?.stage === "inspection" ? c : undefined;
+      },
+      60_000,
+    );
+    expect(inspected.graduated?.recheck).toMatchObject({ outcome: "no_data", attempts: 2 });
+    const actions = (await detail(filed.id)).audit.map((e) => e.action);
+    expect(actions).not.toContain("referred_for_penalty");
+
+    // Duties: whoever handled the case may not verify it; another officer may.
+    const centre = await person("ep.centre", "command_centre", ["--city-wide"]);
+    const first = await person("ep.first", "enforcement", ["--street", "Hejiang"]);
+    const second = await person("ep.second", "enforcement", ["--district", "Jinjiang"]);
+    const move = (who: Person, to: string) =>
+      act(who, `/api/v1/tasks/${filed.id}/transitions`, { to, note: `to ${to}` });
+    expect((await move(centre, "dispatched")).status).toBe(200);
+    expect((await move(first, "acknowledged")).status).toBe(200);
+    expect((await move(first, "handled")).status).toBe(200);
+    const self = await move(first, "verified");
+    expect(self.status).toBe(403);
+    expect(self.body.message).toMatch(/handled/);
+    expect((await detail(filed.id)).task.state).toBe("handled");
+    const other = await move(second, "verified");
+    expect(other.status, other.body.message).toBe(200);
+    expect((await detail(filed.id)).task.state).toBe("verified");
+  }, 120_000);
+});
