@@ -334,6 +334,7 @@ export async function serve(
         now: Date.now,
         tasks: system?.tasks.api,
         readings: config.http.readings,
+        trustProxy: config.http.trustProxy,
         sessions: {
           config: config.ingest.tasks.sessions,
           // Behind HTTPS the session cookie is marked Secure.

@@ -58,6 +58,11 @@ export interface ApiDeps {
     | { readonly rules: IngestConfig["rules"]; readonly retention: () => Promise<StoreRetention> }
     | undefined;
   /** Bounds of the readings queries (query-limits.ts); absent: DEFAULT_QUERY_LIMITS. */
+  /**
+   * Whom to believe about a client's address (`http.trustProxy`, fastify's `trustProxy`); absent:
+   * the socket's peer.
+   */
+  readonly trustProxy?: boolean | number | readonly string[] | undefined;
   readonly queryLimits?: QueryLimitOptions | undefined;
   /**
    * Users' browser sessions (`ingest.tasks.sessions`) and whether the cookie is marked Secure.
@@ -116,8 +121,16 @@ const openApiRoute: FastifyPluginAsyncZod = (app) => {
  */
 export function buildApi(deps: ApiDeps): FastifyInstance {
   const app = Fastify({
+  const trustProxy = deps.trustProxy ?? false;
     logger: false,
     // A URL that cannot be decoded answers through the catalogue too.
+    // request.ip: the sign-in throttle and the readers' bounds count it.
+    trustProxy:
+      typeof trustProxy === "number"
+        ? (_address: string, hop: number) => hop < trustProxy
+        : Array.isArray(trustProxy)
+          ? [...(trustProxy as readonly string[])]
+          : trustProxy === true,
     frameworkErrors: (error, _request, reply) => {
       void sendApiError(reply, "bad_request", { error: "bad_request", message: error.message });
     },

@@ -3,6 +3,41 @@ import { BrokerConfig, DEFAULT_PORTS } from "./broker.js";
 import { Flag, Host, LogLevel, Port } from "./fields.js";
 import { IngestConfig } from "./ingest.js";
 
+/**
+ * `http.trustProxy`: a flag, a hop count, or addresses / CIDR ranges (a list, or one string of
+ * them separated by commas, as the environment gives it).
+ */
+const TrustProxy = z.preprocess(
+  (value) => {
+    if (typeof value !== "string") return value;
+    const flag = Flag.safeParse(value);
+    if (flag.success) return flag.data;
+    if (/^\d+$/.test(value)) return Number(value);
+    return value
+      .split(",")
+      .map((part) => part.trim())
+      .filter((part) => part !== "");
+  },
+  z.union(
+    [
+      z.boolean(),
+      z.number().int().min(1).max(32),
+      z
+        .array(
+          z
+            .string()
+            .regex(/^[0-9A-Fa-f:.]+(\/\d{1,3})?$/, {
+              error: "must be an IP address or CIDR range",
+            }),
+        )
+        .min(1),
+    ],
+    {
+      error: "http.trustProxy is true, false, a hop count (1-32), or proxy addresses / CIDR ranges",
+    },
+  ),
+);
+
 /** Configuration of the all-in-one process (`citywatch start`) and of each component run alone. */
 export const CitywatchConfig = z.strictObject({
   /** Directory for the embedded state (SQLite registry, later spill and time series). */
@@ -27,6 +62,14 @@ export const CitywatchConfig = z.strictObject({
       readings: z
         .enum(["token", "open"], { error: "http.readings is token or open" })
         .default("token"),
+      /**
+       * Whom to believe about a client's address (`X-Forwarded-For`), as fastify's `trustProxy`:
+       * `false` (default: the socket's peer; a client cannot claim another address), `true`
+       * (every hop: only behind a proxy that overwrites the header), a hop count, or the
+       * proxies' addresses / CIDR ranges. Sign-in throttling and the readers' per-address
+       * bounds count the address this yields (docs/security.md, People and sessions).
+       */
+      trustProxy: TrustProxy.default(false),
     })
     .prefault({}),
   broker: BrokerConfig.prefault({}),
@@ -46,6 +89,7 @@ export const CITYWATCH_ENV: Readonly<Record<string, readonly string[]>> = {
   CITYWATCH_HTTP_HOST: ["http", "host"],
   CITYWATCH_HTTP_PORT: ["http", "port"],
   CITYWATCH_HTTP_READINGS: ["http", "readings"],
+  CITYWATCH_TRUST_PROXY: ["http", "trustProxy"],
   CITYWATCH_BROKER_HOST: ["broker", "host"],
   CITYWATCH_MQTT_PORT: ["broker", "mqtt", "port"],
   CITYWATCH_MQTTS_PORT: ["broker", "tls", "port"],

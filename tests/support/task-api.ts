@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
+import type { ApiDeps } from "../../cli/runtime/api.js";
 import { IngestState } from "../../ingest/state.js";
 import { createSqliteStore } from "../../ingest/store/sqlite.js";
 import type { TaskSystem } from "../../tasks/app.js";
@@ -19,7 +20,10 @@ export interface TaskApi {
  * Start it: the task system on the wall clock, an ingest state and an SQLite store (the readings
  * routes need them) and the app, driven through inject.
  */
-export async function openTaskApi(prefix: string): Promise<TaskApi> {
+export async function openTaskApi(
+  prefix: string,
+  extra: Pick<Partial<ApiDeps>, "trustProxy"> = {},
+): Promise<TaskApi> {
   const dir = await makeTempDir(prefix);
   const system = startSystem(dir, { now: Date.now });
   const state = new IngestState(join(dir, "ingest.db"));
@@ -31,6 +35,7 @@ export async function openTaskApi(prefix: string): Promise<TaskApi> {
     store,
     metrics: [system.metrics.registry],
     tasks: system.api,
+    ...extra,
   });
   return {
     system,
