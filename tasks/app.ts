@@ -7,7 +7,7 @@ import { TokenWatch } from "./auth/watch.js";
 import { mqttTarget, type Publisher } from "./notify/mqtt.js";
 import { Outbox, type OutboxTarget } from "./notify/outbox.js";
 import { TaskStream } from "./notify/stream.js";
-import { evidenceLinkOf, webhookDelivery } from "./notify/webhook.js";
+import { evidenceLinkOf, postSigned, webhookDelivery } from "./notify/webhook.js";
 import type { Recheck } from "../contracts/model/alarms.js";
 import { EvidenceKeyring, evidenceKeyFile } from "./evidence-keys.js";
 import { evidenceLinkKeyFile, EvidenceLinks } from "./evidence-links.js";
@@ -15,7 +15,7 @@ import { taskMetrics, type TaskMetrics } from "./metrics.js";
 import { notifyMetrics, type NotifyMetrics } from "./notify/metrics.js";
 import { TaskService } from "./service.js";
 import { TaskStore } from "./store.js";
-import { AssessmentSchedule } from "./assessment-schedule.js";
+import { AssessmentSchedule, announcementKey } from "./assessment-schedule.js";
 import { calendarOf } from "./calendar/working-time.js";
 import { complaintTargets } from "./complaints.js";
 import type { RegistryLookup } from "./types.js";
@@ -157,6 +157,20 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     log,
     now,
     intervalMs: config.tickMs,
+    // Announced to every webhook that takes all events, signed and retried like the outbox.
+    receivers: config.webhooks
+      .filter((hook) => hook.kinds === undefined)
+      .map((hook) => ({
+        name: hook.name,
+        deliver: ({ month, body }) =>
+          postSigned(
+            hook,
+            { event: "assessment.published", key: announcementKey(month), body },
+            { timeoutMs: config.outbox.timeoutMs, now },
+          ),
+      })),
+    backoff: { baseMs: config.outbox.backoffBaseMs, maxMs: config.outbox.backoffMaxMs },
+    ...(deps.random === undefined ? {} : { random: deps.random }),
   });
   return {
     service,
@@ -188,10 +202,9 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     },
     async stop() {
       service.stop();
-      assessments.stop();
       tokenWatch.stop();
       stream.close();
-      await outbox.stop();
+      await Promise.all([outbox.stop(), assessments.stop()]);
       store.close();
       tokens.close();
     },

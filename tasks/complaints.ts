@@ -10,7 +10,7 @@ import type { SensorKind } from "../contracts/model/sensors.js";
 import type { Task, TaskEvent } from "../contracts/model/tasks.js";
 import type { TaskKind } from "../contracts/model/topics.js";
 import type { OutboxTarget } from "./notify/outbox.js";
-import { webhookSignature } from "./notify/webhook.js";
+import { postSigned, webhookSignature } from "./notify/webhook.js";
 
 /*
  * Complaint intake (docs/tasks.md, Complaints and manual filing): the pure parts. A complaint's
@@ -403,22 +403,15 @@ export function complaintTargets(
         async deliver(event: TaskEvent): Promise<void> {
           const outcome = closingOf(event, platform.name);
           if (outcome === undefined) return;
-          const body = JSON.stringify(outcome);
-          const timestamp = String(Math.floor(options.now() / 1000));
-          const response = await fetch(url, {
-            method: "POST",
-            headers: {
-              "content-type": "application/json",
-              "idempotency-key": `${outcome.taskId}-closed`,
-              "x-citywatch-event": "complaint.closed",
-              "x-citywatch-timestamp": timestamp,
-              "x-citywatch-signature": webhookSignature(platform.secret, timestamp, body),
+          await postSigned(
+            { name: platform.name, url, secret: platform.secret },
+            {
+              event: "complaint.closed",
+              key: `${outcome.taskId}-closed`,
+              body: JSON.stringify(outcome),
             },
-            body,
-            signal: AbortSignal.timeout(options.timeoutMs),
-          });
-          await response.arrayBuffer();
-          if (!response.ok) throw new Error(`HTTP ${response.status} from ${platform.name}`);
+            options,
+          );
         },
       },
     ];

@@ -76,6 +76,30 @@ export function webhookSignature(secret: string, timestamp: string, body: string
 export const idempotencyKey = (event: Pick<TaskEvent, "id">): string =>
   `citywatch-event-${event.id}`;
 
+/** One signed POST to a receiver: resolves on a 2xx answer, rejects otherwise. */
+export async function postSigned(
+  hook: Pick<WebhookConfig, "name" | "url" | "secret">,
+  message: { readonly event: string; readonly key: string; readonly body: string },
+  options: { readonly timeoutMs: number; readonly now: () => number },
+): Promise<void> {
+  const timestamp = String(Math.floor(options.now() / 1000));
+  const response = await fetch(hook.url, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "idempotency-key": message.key,
+      "x-citywatch-event": message.event,
+      "x-citywatch-timestamp": timestamp,
+      "x-citywatch-signature": webhookSignature(hook.secret, timestamp, message.body),
+    },
+    body: message.body,
+    signal: AbortSignal.timeout(options.timeoutMs),
+  });
+  // Read the body so the connection can be reused; its content is not ours to interpret.
+  await response.arrayBuffer();
+  if (!response.ok) throw new Error(`HTTP ${response.status} from ${hook.name}`);
+}
+
 /** A delivery function for one receiver: resolves on a 2xx answer, rejects otherwise. */
 export function webhookDelivery(
   hook: WebhookConfig,
@@ -95,21 +119,6 @@ export function webhookDelivery(
       link = undefined;
     }
     const body = JSON.stringify(webhookPayload(event, link));
-    const timestamp = String(Math.floor(options.now() / 1000));
-    const response = await fetch(hook.url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        "idempotency-key": idempotencyKey(event),
-        "x-citywatch-event": event.type,
-        "x-citywatch-timestamp": timestamp,
-        "x-citywatch-signature": webhookSignature(hook.secret, timestamp, body),
-      },
-      body,
-      signal: AbortSignal.timeout(options.timeoutMs),
-    });
-    // Read the body so the connection can be reused; its content is not ours to interpret.
-    await response.arrayBuffer();
-    if (!response.ok) throw new Error(`HTTP ${response.status} from ${hook.name}`);
+    await postSigned(hook, { event: event.type, key: idempotencyKey(event), body }, options);
   };
 }

@@ -1,4 +1,6 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
+import { createServer, type IncomingMessage } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,6 +10,7 @@ import { AssessmentReport } from "../../../contracts/model/assessment.js";
 import { IngestState } from "../../../ingest/state.js";
 import { createSqliteStore } from "../../../ingest/store/sqlite.js";
 import { AssessmentSchedule } from "../../../tasks/assessment-schedule.js";
+import { webhookSignature } from "../../../tasks/notify/webhook.js";
 import { calendarOf } from "../../../tasks/calendar/working-time.js";
 import { TaskStore } from "../../../tasks/store.js";
 import { testApi } from "../../support/ingest.js";
@@ -241,6 +244,77 @@ describe("the monthly assessment run", () => {
       expect(existsSync(join(dataDir, "assessments", "2026-11.csv"))).toBe(true);
     } finally {
       await system.stop();
+    }
+  });
+
+  it("announces the month's report to every webhook taking all events: signed, retried until accepted, once across a restart", async () => {
+    const dataDir = join(dir, "announced");
+    const secret = "announce-secret-0123456789";
+    const posts: Array<{ path: string; headers: IncomingMessage["headers"]; body: string }> = [];
+    let refuse = 1;
+    const server = createServer((request, response) => {
+      let body = "";
+      request.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      request.on("end", () => {
+        posts.push({ path: request.url ?? "", headers: request.headers, body });
+        const status = request.url === "/all" && refuse-- > 0 ? 503 : 200;
+        response.writeHead(status).end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const config = assessmentConfig({
+      tickMs: 20,
+      webhooks: [
+        { name: "city-platform", url: `${base}/all`, secret },
+        { name: "flood-desk", url: `${base}/emergency`, secret, kinds: ["emergency"] },
+      ],
+      outbox: { backoffBaseMs: 30, backoffMaxMs: 60 },
+    });
+    // The clock runs from just after midnight on 1 December (the retry waits on it).
+    const t0 = Date.now();
+    const now = () => local("2026-12-01T00:00:30") + (Date.now() - t0);
+    const run = () => startSystem(dataDir, { now, config });
+    const announced = join(dataDir, "assessments", "2026-11.announced.json");
+    try {
+      const first = run();
+      try {
+        await until(() => existsSync(announced), "the announcement accepted");
+      } finally {
+        await first.stop();
+      }
+      // The first attempt was refused (503), the second accepted: both with one key.
+      expect(posts.map((p) => p.path)).toEqual(["/all", "/all"]);
+      for (const post of posts) {
+        expect(post.headers["x-citywatch-event"]).toBe("assessment.published");
+        expect(post.headers["idempotency-key"]).toBe("citywatch-assessment-2026-11");
+        const timestamp = String(post.headers["x-citywatch-timestamp"]);
+        expect(post.headers["x-citywatch-signature"]).toBe(
+          webhookSignature(secret, timestamp, post.body),
+        );
+        const body = JSON.parse(post.body) as { type: string; month: string; reports: unknown[] };
+        expect(body).toMatchObject({ type: "assessment.published", month: "2026-11" });
+        expect(body.reports.map((r) => AssessmentReport.parse(r).by)).toEqual([
+          "district",
+          "street",
+          "team",
+        ]);
+      }
+      expect(JSON.parse(readFileSync(announced, "utf8"))).toEqual({
+        month: "2026-11",
+        receivers: ["city-platform"],
+      });
+      expect(statSync(announced).mode & 0o077).toBe(0);
+      // A restart the same day sends nothing again.
+      const second = run();
+      try {
+        await new Promise((r) => setTimeout(r, 300));
+      } finally {
+        await second.stop();
+      }
+      expect(posts).toHaveLength(2);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 });
