@@ -17,7 +17,7 @@ import { TaskService } from "./service.js";
 import { TaskStore } from "./store.js";
 import { AssessmentSchedule, announcementKey } from "./assessment-schedule.js";
 import { calendarOf } from "./calendar/working-time.js";
-import { complaintTargets } from "./complaints.js";
+import { ContactRetention, complaintTargets } from "./complaints.js";
 import type { RegistryLookup } from "./types.js";
 
 /*
@@ -172,6 +172,14 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     backoff: { baseMs: config.outbox.backoffBaseMs, maxMs: config.outbox.backoffMaxMs },
     ...(deps.random === undefined ? {} : { random: deps.random }),
   });
+  // Complainants' contacts are erased once their task has been closed long enough.
+  const contacts = new ContactRetention({
+    store,
+    retentionMs: config.complaints.contactRetentionMs,
+    intervalMs: Math.min(3_600_000, Math.max(config.tickMs, 60_000)),
+    now,
+    log,
+  });
   return {
     service,
     store,
@@ -199,9 +207,11 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
       outbox.start();
       service.start();
       assessments.start();
+      contacts.start();
     },
     async stop() {
       service.stop();
+      contacts.stop();
       tokenWatch.stop();
       stream.close();
       await Promise.all([outbox.stop(), assessments.stop()]);

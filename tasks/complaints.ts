@@ -421,3 +421,56 @@ export function complaintTargets(
 /** An HMAC for tests and platform integrators: the header value of a body. */
 export const signComplaint = (secret: string, timestamp: string, body: string): string =>
   `sha256=${createHmac("sha256", secret).update(`${timestamp}.${body}`, "utf8").digest("hex")}`;
+
+/** Where contact retention erases: the task store. */
+export interface ContactStore {
+  eraseComplaintContacts(closedBeforeMs: number): number;
+}
+
+/**
+ * Erases complainants' contacts `retentionMs` after their complaint's task closed
+ * (`tasks.complaints.contactRetentionMs`), at start and then every `intervalMs`; each erasure is
+ * logged with its count. The complaint record (platform, complaint id, task) stays.
+ */
+export class ContactRetention {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly deps: {
+      readonly store: ContactStore;
+      readonly retentionMs: number;
+      readonly intervalMs: number;
+      readonly now: () => number;
+      readonly log: { info(o: object, msg: string): void; error(o: object, msg: string): void };
+    },
+  ) {}
+
+  /** Erase what is due now; the count erased. */
+  erase(): number {
+    const erased = this.deps.store.eraseComplaintContacts(this.deps.now() - this.deps.retentionMs);
+    if (erased > 0)
+      this.deps.log.info({ erased }, "complainants' contacts erased after the retention period");
+    return erased;
+  }
+
+  start(): void {
+    const run = () => {
+      try {
+        this.erase();
+      } catch (error) {
+        this.deps.log.error(
+          { err: (error as Error).message },
+          "complainants' contacts not erased; the next run retries",
+        );
+      }
+    };
+    run();
+    this.timer = setInterval(run, this.deps.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}

@@ -610,3 +610,24 @@ export class TaskStore {
     ).map(auditEntry);
   }
 }
+  /**
+   * Erase the complainants' contacts of complaints whose task closed (last changed) before
+   * `closedBeforeMs` (tasks.complaints.contactRetentionMs); the complaint record stays. The count
+   * erased.
+   */
+  eraseComplaintContacts(closedBeforeMs: number): number {
+    return this.stmt(
+      `UPDATE complaint SET contact = NULL
+       WHERE contact IS NOT NULL
+         AND task_id IN (SELECT id FROM task WHERE open = 0 AND updated_ms < ?)`,
+    ).run(closedBeforeMs).changes;
+  }
+
+  /** A complaint's stored contact of the complainant (JSON), or undefined when none or erased. */
+  complaintContact(platform: string, complaintId: string): unknown {
+    const row = this.stmt(
+      "SELECT contact FROM complaint WHERE platform = ? AND complaint_id = ?",
+    ).get(platform, complaintId) as { contact: string | null } | undefined;
+    return row?.contact == null ? undefined : (JSON.parse(row.contact) as unknown);
+  }
+

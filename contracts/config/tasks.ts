@@ -279,6 +279,12 @@ export const TasksConfig = z.strictObject({
       windowMs: DurationMs.default(30 * 60_000),
       /** A post whose timestamp is further than this from the clock is refused (replay). */
       maxSkewMs: DurationMs.default(5 * 60_000),
+      /**
+       * The complainant's contact (personal information) is erased this long after the
+       * complaint's task closed: kept only as long as handling it needs (PIPL Art. 19). The
+       * complaint record and its task stay.
+       */
+      contactRetentionMs: DurationMs.default(180 * 86_400_000),
     })
     .prefault({}),
 });

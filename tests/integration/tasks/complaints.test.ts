@@ -6,6 +6,7 @@ import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ContactRetention } from "../../../tasks/complaints.js";
 import type { TasksConfig } from "../../../contracts/config/tasks.js";
 import type { Task } from "../../../contracts/model/tasks.js";
 import { IngestState } from "../../../ingest/state.js";
@@ -422,6 +423,28 @@ describe("complaints from hotline platforms and manual filing", () => {
       (v) => v.labels["target"] === `complaint:${PLATFORM}`,
     );
     expect(deliveries.map((v) => v.value)).toEqual([1]);
+  });
+
+  it("erases the complainant's contact once the closed task is past the retention period, keeping the complaint", () => {
+    const contact = () => system.store.complaintContact(PLATFORM, "12345-20261205-0001");
+    expect(contact()).toEqual({ name: "Ms Wang", phone: PHONE });
+    const log = { info: () => undefined, error: () => undefined };
+    const closedAt = system.store.task(taskId)?.updatedAt ?? "";
+    const retention = (nowMs: number) =>
+      new ContactRetention({
+        store: system.store,
+        retentionMs: 180 * 86_400_000,
+        intervalMs: 3_600_000,
+        now: () => nowMs,
+        log,
+      });
+    // 179 days after the task closed: still needed (a call back, a dispute).
+    expect(retention(Date.parse(closedAt) + 179 * 86_400_000).erase()).toBe(0);
+    expect(contact()).toEqual({ name: "Ms Wang", phone: PHONE });
+    // Past 180 days: erased; the complaint still maps to its task (a repeat post is not refiled).
+    expect(retention(Date.parse(closedAt) + 181 * 86_400_000).erase()).toBe(1);
+    expect(contact()).toBeUndefined();
+    expect(system.store.complaintTask(PLATFORM, "12345-20261205-0001")).toBe(taskId);
   });
 
   it("documents both routes in the OpenAPI document", async () => {
