@@ -24,7 +24,7 @@ import {
 } from "./engine/index.js";
 import { evidence } from "./evidence.js";
 import { SubjectParts } from "./parts.js";
-import { quietUntil } from "./quiet.js";
+import { quietReading, quietUntil } from "./quiet.js";
 import { WakeHeap } from "./wake-heap.js";
 import { rulesMetrics, type RulesMetrics } from "./metrics.js";
 import { type Slot, type Subject, SubjectIndex, type SubjectIndexDeps } from "./subjects.js";
@@ -462,6 +462,15 @@ export class RulesDriver {
     }
     const when = Math.max(at, alarm.lastAt);
     alarm.lastAt = when;
+    if (
+      type === "reading" &&
+      this.deps.quietTicks === true &&
+      // Scheduled: on `dirty` (wake unknown) or asleep; a new alarm is neither yet.
+      alarm.wake !== Number.NEGATIVE_INFINITY &&
+      quietReading(subject.rule, alarm.state, () => this.index.deviceViews(subject, when), when)
+    ) {
+      return;
+    }
     if (this.deps.quietTicks === true && alarm.wake !== undefined) {
       this.dirty.push(subject);
       alarm.sleeps = (alarm.sleeps ?? 0) + 1; // awake: a heap entry of its sleep is stale

@@ -3,8 +3,10 @@ import {
   calibrationExpired,
   columns,
   localMidnight,
+  type DeviceView,
   periodClockOf,
   placeOf,
+  qualityHolds,
   readingMs,
   SILENT_FACTOR,
   type SubjectView,
@@ -123,4 +125,35 @@ export function quietUntil(
     until(Math.min(next, localMidnight(midnight + 36 * 3_600_000, tz)));
   }
   return wake;
+}
+
+/**
+ * Whether the evaluation at a reading's instant `at` may be skipped, the subject's wake kept
+ * (`devices`: the subject's devices as of `at`). Only where the evaluation would decide nothing
+ * and leave the alarm's state as it is, and where the reading can only move the subject's wake
+ * later (an earlier wake only costs a tick's evaluation):
+ *  - deadman: a reading is never judged (silence is judged on the clock); while the alarm is
+ *    normal or cleared it only ends a silence, so its deadline moves later;
+ *  - quality: while the alarm is normal or cleared and the last evaluation recorded `false`, a
+ *    reading neither flagged nor from a device past its calibration leaves it so; its wake (the
+ *    next local midnight, for calibration) does not depend on readings.
+ * Every other condition is evaluated at every reading.
+ */
+export function quietReading(
+  rule: Rule,
+  state: AlarmState,
+  devices: () => readonly DeviceView[],
+  at: number,
+): boolean {
+  if (state.phase !== "normal" && state.phase !== "cleared") return false;
+  switch (rule.condition.type) {
+    case "deadman":
+      return true;
+    case "quality":
+      // What stepAlarm leaves alone: nothing holds, and the same value and limit as recorded.
+      if (state.lastValue !== false || state.lastLimit !== undefined) return false;
+      return !devices().some((d) => qualityHolds(rule, d, at));
+    default:
+      return false;
+  }
 }

@@ -214,15 +214,20 @@ export class SubjectIndex {
     const permitsAt =
       (siteId === undefined ? undefined : this.permitsAt.get(siteId)) ?? NO_PERMITS_AT;
     const permits = at === undefined ? NO_PERMITS : permitsAt(at);
+    const devices = this.deviceViews(subject, at);
+    return { region: this.deps.region, permits, permitsAt, site, devices };
+  }
+
+  /** The subject's devices as the engine sees them at `at` (default: now): its view's devices. */
+  deviceViews(subject: Subject, at?: number): DeviceView[] {
     if (subject.type === "device") {
       const slot = this.slots.get(subject.id);
-      const devices = slot === undefined ? [] : [this.deviceView(slot, at)];
-      return { region: this.deps.region, permits, permitsAt, site, devices };
+      return slot === undefined ? [] : [this.deviceView(slot, at)];
     }
     const slots = this.partSlots(subject);
     const devices = new Array<DeviceView>(slots.length);
     for (let i = 0; i < slots.length; i++) devices[i] = this.deviceView(slots[i] as Slot, at);
-    return { region: this.deps.region, permits, permitsAt, site, devices };
+    return devices;
   }
 
   /**

@@ -609,7 +609,7 @@ export class TaskStore {
       ).all({ key: partyKey ?? null, actions: JSON.stringify(actions) }) as AuditRow[]
     ).map(auditEntry);
   }
-}
+
   /**
    * Erase the complainants' contacts of complaints whose task closed (last changed) before
    * `closedBeforeMs` (tasks.complaints.contactRetentionMs); the complaint record stays. The count
@@ -630,4 +630,4 @@ export class TaskStore {
     ).get(platform, complaintId) as { contact: string | null } | undefined;
     return row?.contact == null ? undefined : (JSON.parse(row.contact) as unknown);
   }
-
+}

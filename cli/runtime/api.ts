@@ -120,10 +120,9 @@ const openApiRoute: FastifyPluginAsyncZod = (app) => {
  * Every error answers through the error catalogue (contracts/model/errors.ts).
  */
 export function buildApi(deps: ApiDeps): FastifyInstance {
-  const app = Fastify({
   const trustProxy = deps.trustProxy ?? false;
+  const app = Fastify({
     logger: false,
-    // A URL that cannot be decoded answers through the catalogue too.
     // request.ip: the sign-in throttle and the readers' bounds count it.
     trustProxy:
       typeof trustProxy === "number"
@@ -131,6 +130,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
         : Array.isArray(trustProxy)
           ? [...(trustProxy as readonly string[])]
           : trustProxy === true,
+    // A URL that cannot be decoded answers through the catalogue too.
     frameworkErrors: (error, _request, reply) => {
       void sendApiError(reply, "bad_request", { error: "bad_request", message: error.message });
     },

@@ -306,6 +306,29 @@ function worstOf(evaluations: readonly Evaluation[]): Evaluation {
   return active.reduce((a, b) => (b.levelIndex > a.levelIndex ? b : a));
 }
 
+/** A quality condition on one device at `at`: its newest reading flagged, its calibration expired. */
+function qualityOf(
+  c: Extract<Rule["condition"], { type: "quality" }>,
+  d: DeviceView,
+  at: number,
+  timeZone: string,
+): { flagged: boolean; expired: boolean } {
+  const flagged = d.lastQuality !== undefined && c.flags.includes(d.lastQuality);
+  const expired = c.calibrationExpired && calibrationExpired(d, at, timeZone);
+  return { flagged, expired };
+}
+
+/**
+ * Whether a quality condition holds for a device at `at` (what {@link evaluateCondition} makes
+ * `active` of it); false for a disabled device, which takes no part, and for other conditions.
+ */
+export function qualityHolds(rule: Rule, d: DeviceView, at: number): boolean {
+  const c = rule.condition;
+  if (c.type !== "quality" || d.device.enabled === false) return false;
+  const { flagged, expired } = qualityOf(c, d, at, rule.schedule.timeZone);
+  return flagged || expired;
+}
+
 function deviceCondition(rule: Rule, d: DeviceView, at: number, open: boolean): Evaluation {
   const c = rule.condition;
   const id = d.device.id;
@@ -328,8 +351,7 @@ function deviceCondition(rule: Rule, d: DeviceView, at: number, open: boolean): 
     });
   }
   if (c.type === "quality") {
-    const flagged = d.lastQuality !== undefined && c.flags.includes(d.lastQuality);
-    const expired = c.calibrationExpired && calibrationExpired(d, at, rule.schedule.timeZone);
+    const { flagged, expired } = qualityOf(c, d, at, rule.schedule.timeZone);
     return result(rule, {
       active: flagged || expired,
       value: flagged || expired,
