@@ -57,12 +57,12 @@ export interface ApiDeps {
   readonly backtest?:
     | { readonly rules: IngestConfig["rules"]; readonly retention: () => Promise<StoreRetention> }
     | undefined;
-  /** Bounds of the readings queries (query-limits.ts); absent: DEFAULT_QUERY_LIMITS. */
   /**
    * Whom to believe about a client's address (`http.trustProxy`, fastify's `trustProxy`); absent:
    * the socket's peer.
    */
   readonly trustProxy?: boolean | number | readonly string[] | undefined;
+  /** Bounds of the readings queries (query-limits.ts); absent: DEFAULT_QUERY_LIMITS. */
   readonly queryLimits?: QueryLimitOptions | undefined;
   /**
    * Users' browser sessions (`ingest.tasks.sessions`) and whether the cookie is marked Secure.
