@@ -3,7 +3,16 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "dist/", "data/", "coverage/", "dashboards/generated/"] },
+  {
+    ignores: [
+      "node_modules/",
+      "dist/",
+      "console/dist/",
+      "data/",
+      "coverage/",
+      "dashboards/generated/",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -30,6 +30,7 @@ import { LoginLimiter } from "../../tasks/auth/login-limit.js";
 import { TasksConfig } from "../../contracts/config/tasks.js";
 import { apiErrorHandler, notFoundHandler, securityHeaders, sendApiError } from "./api-errors.js";
 import { backtestDeps } from "./backtest.js";
+import { consoleUi } from "./console.js";
 import { healthApi } from "./health.js";
 import { DEFAULT_QUERY_LIMITS, type QueryLimitOptions, queryLimits } from "./query-limits.js";
 
@@ -231,5 +232,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       admin: auth.admin,
     });
   }
+  // The operators' console at / (console.ts; docs/console.md): every path outside the API.
+  void app.register(consoleUi);
   return app;
 }

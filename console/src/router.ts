@@ -1,0 +1,48 @@
+import { useEffect, useState } from "preact/hooks";
+
+/*
+ * A router of two kinds of path: `/` (the queue) and `/tasks/{id}` (a task), with the history API.
+ * The server answers index.html for every path outside the API (cli/runtime/console.ts), so a
+ * reload or a shared link opens the same page.
+ */
+
+export type Route =
+  | { readonly page: "queue" }
+  | { readonly page: "task"; readonly id: string }
+  | { readonly page: "signin" };
+
+export function parseRoute(pathname: string): Route {
+  const task = /^\/tasks\/([^/]+)\/?$/.exec(pathname);
+  if (task?.[1] !== undefined) return { page: "task", id: decodeURIComponent(task[1]) };
+  if (pathname === "/signin") return { page: "signin" };
+  return { page: "queue" };
+}
+
+const listeners = new Set<() => void>();
+window.addEventListener("popstate", () => listeners.forEach((l) => l()));
+
+export function navigate(path: string, replace = false): void {
+  if (replace) history.replaceState(null, "", path);
+  else history.pushState(null, "", path);
+  window.scrollTo(0, 0);
+  listeners.forEach((l) => l());
+}
+
+export function useRoute(): Route {
+  const [route, setRoute] = useState(() => parseRoute(location.pathname));
+  useEffect(() => {
+    const update = () => setRoute(parseRoute(location.pathname));
+    listeners.add(update);
+    return () => void listeners.delete(update);
+  }, []);
+  return route;
+}
+
+/** A link that navigates without reloading (and still opens in a new tab with a modifier). */
+export function onLink(path: string) {
+  return (event: MouseEvent) => {
+    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
+    event.preventDefault();
+    navigate(path);
+  };
+}
