@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
@@ -5,6 +6,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { type Broker, build as buildBroker, type BrokerAddresses } from "../../broker/app.js";
 import {
+  CITY_WIDE,
   ConfigError,
   deviceTopic,
   type CitywatchConfig,
@@ -50,6 +52,8 @@ interface Example {
   token?: string;
   /** The owner-only file the secret and the token were written to (FIRST_START_SECRETS). */
   secretsFile?: string;
+  /** The console's first user made at this start, whose password is in the secrets file. */
+  consoleUser?: string;
 }
 
 /** A shell expression that reads one secret from the first start's file, for the printed commands. */
@@ -86,6 +90,13 @@ function connectHelp(
       : []),
     ...(withIngest
       ? [
+          `  Console    ${httpBase}/   (sign in as a user: citywatch users add; docs/console.md)`,
+          ...(example.consoleUser !== undefined && example.secretsFile !== undefined
+            ? [
+                `    first start: sign in as ${example.consoleUser}, password in ${example.secretsFile} (the line ${example.consoleUser}):`,
+                `    awk '$1=="${example.consoleUser}"{print $3}' ${example.secretsFile}`,
+              ]
+            : []),
           `  API        ${httpBase}/api/v1/devices   (bearer token; OpenAPI: ${httpBase}/openapi.json)`,
           `  Readings   ${readingsUrl}`,
           `  Tasks      ${httpBase}/api/v1/tasks   (live: ${httpBase}/api/v1/tasks/stream; bearer token, docs/tasks.md)`,
@@ -118,6 +129,8 @@ function connectHelp(
 
 /** The id of the first admin API token in the first start's secrets file. */
 const ADMIN_TOKEN_ID = "first-admin";
+/** The console's first user, made at the first start (password in the secrets file). */
+const FIRST_USER_ID = "admin";
 
 /** The secrets of the demo city seeded at this start, for the owner-only secrets file. */
 function seededSecrets(issued: ReturnType<RegistryStore["importFile"]>): IssuedSecret[] {
@@ -372,6 +385,16 @@ export async function serve(
       example = { ...example, token };
       issued.push({ id: ADMIN_TOKEN_ID, what: "token:admin", secret: token });
     }
+    // And the console's first user, so someone can sign in at / (docs/console.md).
+    if (options.seedDemo && system !== undefined && system.tasks.tokens.users.list().length === 0) {
+      const password = randomBytes(15).toString("base64url");
+      await system.tasks.tokens.users.add(
+        { id: FIRST_USER_ID, name: "Administrator", roles: ["admin"], scope: CITY_WIDE },
+        password,
+      );
+      example = { ...example, consoleUser: FIRST_USER_ID };
+      issued.push({ id: FIRST_USER_ID, what: "user:admin", secret: password });
+    }
     if (issued.length > 0) {
       // Secrets go to a file only the owner can read, never to stdout (where logs keep them).
       const file = join(config.dataDir, FIRST_START_SECRETS);
@@ -383,7 +406,7 @@ export async function serve(
       );
       if (seeded !== undefined)
         process.stdout.write(
-          `\nSeeded the demo registry into ${registry.file}. Its secrets and the first admin API token are in ${file} (owner-only, mode 0600): store them, then delete the file.\nThe demo devices are on standby: no rule judges or watches one until it first connects.\n`,
+          `\nSeeded the demo registry into ${registry.file}. Its secrets, the first admin API token and the console user admin's password are in ${file} (owner-only, mode 0600): store them, then delete the file.\nThe demo devices are on standby: no rule judges or watches one until it first connects.\n`,
         );
     }
     const base = `http://${config.http.host}:${httpPort}`;
@@ -408,7 +431,7 @@ export async function serve(
       }
     } else {
       process.stdout.write(
-        `\ncitywatch ingest is up. API ${base}/api/v1/devices (bearer token: citywatch tokens add), OpenAPI ${base}/openapi.json\n\n`,
+        `\ncitywatch ingest is up. API ${base}/api/v1/devices (bearer token: citywatch tokens add), OpenAPI ${base}/openapi.json, console ${base}/\n\n`,
       );
     }
   } catch (error) {

@@ -70,6 +70,8 @@ describe("citywatch start (all-in-one, embedded defaults)", () => {
       secrets.set(m[1] ?? "", m[2] ?? "");
     }
     expect([...secrets.keys()].sort()).toEqual([
+      // The console's first user (docs/console.md).
+      "admin",
       "demo-dust-1",
       "demo-fume-1",
       "demo-noise-1",
