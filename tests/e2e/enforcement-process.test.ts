@@ -1,4 +1,6 @@
 import { spawnSync } from "node:child_process";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,10 +11,12 @@ import {
   bearer,
   type CliProcess,
   firstStartSecret,
+  issueToken,
   startSystem,
   systemPorts,
 } from "../support/cli-process.js";
 import { connectMqtt } from "../support/mqtt-client.js";
+import { signComplaint } from "../../tasks/complaints.js";
 
 /*
  * Issue #18's process against the real all-in-one process (`citywatch start`, embedded
@@ -30,6 +34,11 @@ import { connectMqtt } from "../support/mqtt-client.js";
  *     needs a legal reviewer.
  *   venue B (party B): loud once, then silent → the re-checks find no fresh data → inspection
  *     needed, never "violating"; the handler of its case cannot verify it, another officer can.
+ *   an ambient monitor (no party) over the GB 3096 limit → an environmental-quality alert for the
+ *     environment bureau, never an enforcement case.
+ *   a hotline complaint posted with the platform's token and HMAC signature → a task with the
+ *     venue's readings as corroboration, once per complaint id; closing it sends the outcome to
+ *     the platform's callback exactly once.
  */
 
 const RULE = "test.venue-lamax";
@@ -52,9 +61,15 @@ rules:
       clear: 75
 `;
 
-const CONFIG = `
+const PLATFORM = "hotline-12345";
+const PLATFORM_SECRET = "hotline-secret-0123456789";
+const config = (callbackUrl: string) => `
 ingest:
   tasks:
+    complaints:
+      platforms:
+        - { name: ${PLATFORM}, secret: ${PLATFORM_SECRET}, callbackUrl: "${callbackUrl}" }
+    outbox: { backoffBaseMs: 50, backoffMaxMs: 200 }
     tickMs: 200
     graduated:
       recheckRetryMs: 1000
@@ -88,8 +103,20 @@ const REGISTRY = {
   sites: [
     venue("ep-venue-a", "Riverside KTV Co., Ltd.", "91510100MA6EP0001A"),
     venue("ep-venue-b", "Hejiang Bar Co., Ltd.", "91510100MA6EP0002B"),
+    {
+      id: "ep-ambient",
+      type: "ambient",
+      name: "Hejiang residential area monitor",
+      area: { district: "Jinjiang", street: "Hejiang", gridCell: "JJ-HJ-020" },
+      location: { lat: 30.66, lon: 104.1 },
+      zoneClass: "2",
+    },
   ],
-  devices: [noiseDevice("ep-noise-a", "ep-venue-a"), noiseDevice("ep-noise-b", "ep-venue-b")],
+  devices: [
+    noiseDevice("ep-noise-a", "ep-venue-a"),
+    noiseDevice("ep-noise-b", "ep-venue-b"),
+    { ...noiseDevice("ep-noise-amb", "ep-ambient"), expectedIntervalS: 60 },
+  ],
 };
 
 const dir = mkdtempSync(join(tmpdir(), "cw-e2e-process-"));
@@ -97,6 +124,8 @@ const clients: MqttClient[] = [];
 let system: CliProcess;
 let api: string;
 let admin: Record<string, string>;
+let receiver: Server;
+const outcomes: Array<{ key: string; event: string; body: string }> = [];
 const seqs = new Map<string, number>();
 const devices = new Map<string, MqttClient>();
 
@@ -109,18 +138,18 @@ function cli(args: string[]): { status: number | null; stdout: string; stderr: s
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-async function publish(deviceId: string, LAmax: number): Promise<void> {
+async function publish(
+  deviceId: string,
+  LAmax: number,
+  readings: ReadonlyArray<{ ts: string; quality: string; values: Record<string, number> }> = [
+    { ts: new Date().toISOString(), quality: "normal", values: { LAmax } },
+  ],
+): Promise<void> {
   const device = devices.get(deviceId);
   if (device === undefined) throw new Error(`${deviceId} is not connected`);
   const seq = (seqs.get(deviceId) ?? 0) + 1;
   seqs.set(deviceId, seq);
-  const uplink = {
-    v: 1,
-    deviceId,
-    seq,
-    kind: "noise",
-    readings: [{ ts: new Date().toISOString(), quality: "normal", values: { LAmax } }],
-  };
+  const uplink = { v: 1, deviceId, seq, kind: "noise", readings };
   await device.publishAsync(`citywatch/v1/devices/${deviceId}/data`, JSON.stringify(uplink), {
     qos: 1,
   });
@@ -180,7 +209,22 @@ beforeAll(async () => {
   const rulesDir = join(dir, "rules");
   spawnSync("mkdir", ["-p", rulesDir]);
   writeFileSync(join(rulesDir, "test.yaml"), RULES);
-  writeFileSync(join(dir, "citywatch.yaml"), CONFIG);
+  // The hotline platform's callback: records every outcome it is sent.
+  receiver = createServer((request, response) => {
+    let body = "";
+    request.on("data", (chunk: Buffer) => (body += chunk.toString()));
+    request.on("end", () => {
+      outcomes.push({
+        key: String(request.headers["idempotency-key"]),
+        event: String(request.headers["x-citywatch-event"]),
+        body,
+      });
+      response.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+  const callback = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/outcome`;
+  writeFileSync(join(dir, "citywatch.yaml"), config(callback));
   writeFileSync(join(dir, "registry.json"), JSON.stringify(REGISTRY));
   const ports = await systemPorts();
   system = startSystem(dir, ports, [
@@ -207,6 +251,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const c of clients) await c.endAsync(true).catch(() => undefined);
   await system?.stop();
+  await new Promise((resolve) => receiver?.close(resolve));
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -313,4 +358,116 @@ describe("issue #18 against citywatch start: education first, re-checks and duti
     expect(other.status, other.body.message).toBe(200);
     expect((await detail(filed.id)).task.state).toBe("verified");
   }, 120_000);
+
+  it("ambient area noise above the GB 3096 limit is an environmental alert for the environment bureau, not a case", async () => {
+    // Three hours of 75 dB(A) at a class 2 ambient monitor (limits 60 day / 50 night), one
+    // reading a minute up to now: the last full clock hours exceed either period's limit.
+    const end = Math.floor(Date.now() / 60_000) * 60_000;
+    const minutes = Array.from({ length: 180 }, (_, i) => end - (179 - i) * 60_000);
+    for (let i = 0; i < minutes.length; i += 60) {
+      await publish(
+        "ep-noise-amb",
+        0,
+        minutes.slice(i, i + 60).map((ms) => ({
+          ts: new Date(ms).toISOString(),
+          quality: "normal",
+          values: { LAeq: 75 },
+        })),
+      );
+    }
+    const alert = await until("the environmental alert", async () => {
+      const res = await fetch(`${api}/api/v1/tasks?site=ep-ambient`, { headers: admin });
+      return TaskListResponse.parse(await res.json()).tasks[0];
+    });
+    expect(alert).toMatchObject({
+      kind: "environmental",
+      rule: { id: "noise.area.laeq" },
+      routing: { department: "ecology-environment-bureau" },
+    });
+    expect(alert.id).toMatch(/^env-/);
+    expect(alert.graduated).toBeUndefined();
+    const cases = await fetch(`${api}/api/v1/tasks?kind=enforcement&site=ep-ambient`, {
+      headers: admin,
+    });
+    expect(TaskListResponse.parse(await cases.json()).tasks).toEqual([]);
+  }, 60_000);
+
+  it("a signed hotline complaint becomes a task with corroborating readings; its outcome goes back once", async () => {
+    // Venue A's monitor hears 72 dB(A) for the five minutes before the call.
+    const now = Date.now();
+    await publish(
+      "ep-noise-a",
+      0,
+      [4, 3, 2, 1, 0].map((m) => ({
+        ts: new Date(now - m * 60_000).toISOString(),
+        quality: "normal",
+        values: { LAeq: 72, LAmax: 78 },
+      })),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const token = issueToken(dir, `${PLATFORM}@gateway`);
+    const body = JSON.stringify({
+      complaintId: "12345-20261206-0042",
+      receivedAt: new Date(now).toISOString(),
+      category: "noise",
+      text: "Loud music from the KTV on Riverside Road again",
+      location: { lat: 30.6501, lon: 104.0901, address: "Riverside Road 8", district: "Jinjiang" },
+      contact: { name: "Mr Li", phone: "139-0000-0042" },
+    });
+    const post = () => {
+      const timestamp = String(Math.floor(Date.now() / 1000));
+      return fetch(`${api}/api/v1/complaints`, {
+        method: "POST",
+        headers: {
+          ...bearer(token),
+          "content-type": "application/json",
+          "x-citywatch-platform": PLATFORM,
+          "x-citywatch-timestamp": timestamp,
+          "x-citywatch-signature": signComplaint(PLATFORM_SECRET, timestamp, body),
+        },
+        body,
+      });
+    };
+    const filed = await post();
+    expect(filed.status).toBe(201);
+    const { taskId } = (await filed.json()) as { taskId: string };
+    // The same complaint posted again is the same task.
+    const again = await post();
+    expect(again.status).toBe(200);
+    expect(((await again.json()) as { taskId: string }).taskId).toBe(taskId);
+    // An unsigned copy is refused.
+    const unsigned = await fetch(`${api}/api/v1/complaints`, {
+      method: "POST",
+      headers: { ...bearer(token), "content-type": "application/json" },
+      body,
+    });
+    expect(unsigned.status).toBe(401);
+
+    const { task } = await detail(taskId);
+    expect(task.source?.type).toBe("complaint");
+    if (task.source?.type !== "complaint") return;
+    expect(task.source.nearestSite?.id).toBe("ep-venue-a");
+    const heard = task.source.corroboration.devices.find((d) => d.deviceId === "ep-noise-a");
+    expect(heard?.readings).toBeGreaterThanOrEqual(5);
+    expect(JSON.stringify(task)).not.toContain("139-0000-0042");
+
+    const closed = await fetch(`${api}/api/v1/tasks/${taskId}/transitions`, {
+      method: "POST",
+      headers: { ...admin, "content-type": "application/json" },
+      body: JSON.stringify({ to: "closed", reason: "false_positive", note: "music had stopped" }),
+    });
+    expect(closed.status).toBe(200);
+    await until("the outcome at the platform", () =>
+      Promise.resolve(outcomes.length > 0 ? outcomes : undefined),
+    );
+    // Nothing more arrives: once per complaint.
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(outcomes).toHaveLength(1);
+    expect(outcomes[0]).toMatchObject({ key: `${taskId}-closed`, event: "complaint.closed" });
+    expect(JSON.parse(outcomes[0]?.body ?? "{}")).toMatchObject({
+      complaintId: "12345-20261206-0042",
+      taskId,
+      outcome: "false_positive",
+    });
+  }, 60_000);
 });
