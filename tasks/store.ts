@@ -4,9 +4,11 @@ import {
   type AuditEntry,
   type EvidencePackage,
   type Task,
+  type TaskCursor,
   type TaskEvent,
   type TaskKind,
-  type TaskState,
+  type TaskSort,
+  TaskState,
 } from "../contracts/index.js";
 import { openSqlite, Statements } from "../infra/sqlite-file.js";
 import type { OutboxRow } from "./notify/outbox.js";
@@ -26,6 +28,11 @@ import type { OutboxRow } from "./notify/outbox.js";
  * WAL with synchronous=FULL: a task change is on disk when its transaction returns (an
  * enforcement record must survive a power cut; tasks change a few times a minute, not 20k/s).
  */
+/** The SLA due of a task without one (closed, or its timer not started): after every instant. */
+const NO_DUE = Number.MAX_SAFE_INTEGER;
+/** The version of the side columns `saveTask` writes; rows below it are refilled at open. */
+const SIDE_COLUMNS_VERSION = 1;
+
 const MIGRATIONS = [
   `CREATE TABLE counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
    INSERT INTO counter (name, value) VALUES ('task', 0);
@@ -125,6 +132,24 @@ const MIGRATIONS = [
      created_ms INTEGER NOT NULL,
      PRIMARY KEY (platform, complaint_id)
    ) WITHOUT ROWID;`,
+  // The console's task queue (issue #19): side columns for the filters and sorts that read the
+  // JSON before (street, grid cell, level, SLA due, party name), and indexes for the open queue.
+  // Rows written before are filled from their JSON at open (`cols_v` < SIDE_COLUMNS_VERSION).
+  `ALTER TABLE task ADD COLUMN street TEXT;
+   ALTER TABLE task ADD COLUMN grid_cell TEXT;
+   ALTER TABLE task ADD COLUMN level TEXT;
+   ALTER TABLE task ADD COLUMN level_index INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE task ADD COLUMN sla_due_ms INTEGER;
+   ALTER TABLE task ADD COLUMN party_name TEXT;
+   ALTER TABLE task ADD COLUMN cols_v INTEGER NOT NULL DEFAULT 0;
+   CREATE INDEX task_filed_id ON task(filed_ms, id);
+   CREATE INDEX task_open_filed ON task(open, filed_ms, id);
+   CREATE INDEX task_open_level ON task(open, level_index, filed_ms, id);
+   CREATE INDEX task_open_sla ON task(open, ifnull(sla_due_ms, ${NO_DUE}), id);
+   CREATE INDEX task_district ON task(district, open, filed_ms);
+   CREATE INDEX task_street ON task(street, open, filed_ms) WHERE street IS NOT NULL;
+   CREATE INDEX task_grid ON task(grid_cell, open, filed_ms) WHERE grid_cell IS NOT NULL;
+   CREATE INDEX task_cols_v ON task(cols_v);`,
 ];
 
 const KIND_PREFIX: Readonly<Record<TaskKind, string>> = {
@@ -144,13 +169,28 @@ export interface NewAudit {
   readonly detail: string;
 }
 
+export type { TaskCursor, TaskSort };
+
 export interface TaskFilter {
   readonly kind?: TaskKind | undefined;
-  readonly state?: TaskState | "open" | undefined;
+  /** One state, `open` (any but closed), or several (any of them). */
+  readonly state?: TaskState | "open" | readonly (TaskState | "open")[] | undefined;
   readonly siteId?: string | undefined;
   readonly district?: string | undefined;
+  readonly street?: string | undefined;
+  readonly gridCell?: string | undefined;
+  /** Emergency (or enforcement) level names: any of them. */
+  readonly levels?: readonly string[] | undefined;
+  /** The party's key (its credit code, or the site when it has none). */
+  readonly party?: string | undefined;
   readonly ruleId?: string | undefined;
   readonly flagged?: boolean | undefined;
+  /** true: open and past its SLA due at `nowMs`; false: not. */
+  readonly overdue?: boolean | undefined;
+  /** The instant `overdue` is judged at (default: the wall clock). */
+  readonly nowMs?: number | undefined;
+  /** Task id (case number) or party key prefix, or part of the party's name; case-insensitive. */
+  readonly search?: string | undefined;
   readonly fromMs?: number | undefined;
   readonly toMs?: number | undefined;
   /** Only tasks routed to these districts, streets or grid cells (a user's scope). */
@@ -161,7 +201,70 @@ export interface TaskFilter {
         readonly gridCells: readonly string[];
       }
     | undefined;
+  /** Default -filedAt. */
+  readonly sort?: TaskSort | undefined;
+  /** Continue after this position (its sort must be the query's). */
+  readonly after?: TaskCursor | undefined;
   readonly limit: number;
+}
+
+/** A page of the list and, when more tasks follow, where the next page starts. */
+export interface TaskPage {
+  readonly tasks: Task[];
+  readonly next?: TaskCursor | undefined;
+}
+
+const OPEN_STATES: readonly TaskState[] = TaskState.options.filter((s) => s !== "closed");
+
+/** ORDER BY, the keyset condition after a cursor, and the cursor keys of a row, per sort. */
+const SORTS: Readonly<
+  Record<TaskSort, { order: string; after: string; keys: (r: TaskKeyRow) => number[] }>
+> = {
+  "-filedAt": {
+    order: "filed_ms DESC, id DESC",
+    after: "(filed_ms, id) < (@k0, @afterId)",
+    keys: (r) => [r.filed_ms],
+  },
+  filedAt: {
+    order: "filed_ms ASC, id ASC",
+    after: "(filed_ms, id) > (@k0, @afterId)",
+    keys: (r) => [r.filed_ms],
+  },
+  slaDue: {
+    order: `ifnull(sla_due_ms, ${NO_DUE}) ASC, id ASC`,
+    after: `(ifnull(sla_due_ms, ${NO_DUE}), id) > (@k0, @afterId)`,
+    keys: (r) => [r.due],
+  },
+  level: {
+    order: "level_index DESC, filed_ms DESC, id DESC",
+    after: "(level_index, filed_ms, id) < (@k0, @k1, @afterId)",
+    keys: (r) => [r.level_index, r.filed_ms],
+  },
+};
+
+interface TaskKeyRow {
+  id: string;
+  filed_ms: number;
+  level_index: number;
+  due: number;
+  doc: string;
+}
+
+/** `%` `_` and `\` taken literally in a LIKE pattern (ESCAPE '\'). */
+const likeLiteral = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
+
+/** The side columns of a task (filters and sorts of the list), from its document. */
+function sideColumns(task: Task) {
+  const due = task.state === "closed" ? undefined : (task.sla.handleBy ?? task.sla.closeBy);
+  return {
+    street: task.routing.street ?? null,
+    gridCell: task.routing.gridCell ?? null,
+    level: task.level ?? null,
+    levelIndex: task.levelIndex,
+    slaDueMs: due === undefined ? null : Date.parse(due),
+    partyName: task.graduated?.party.name ?? null,
+    colsV: SIDE_COLUMNS_VERSION,
+  };
 }
 
 interface AuditRow {
@@ -193,6 +296,32 @@ export class TaskStore {
   constructor(readonly file: string) {
     this.db = openSqlite(file, { synchronous: "FULL", migrations: MIGRATIONS });
     this.statements = new Statements(this.db);
+    this.fillSideColumns();
+  }
+
+  /**
+   * Fill the side columns of rows written before they existed (or by an older version of
+   * `sideColumns`) from their JSON, 1,000 rows per transaction. Idempotent: a filled row has
+   * `cols_v` = SIDE_COLUMNS_VERSION and is not read again.
+   */
+  private fillSideColumns(): number {
+    let filled = 0;
+    for (;;) {
+      const rows = this.stmt("SELECT id, doc FROM task WHERE cols_v < ? LIMIT 1000").all(
+        SIDE_COLUMNS_VERSION,
+      ) as Array<{ id: string; doc: string }>;
+      if (rows.length === 0) return filled;
+      this.transaction(() => {
+        for (const row of rows) {
+          this.stmt(
+            `UPDATE task SET street = @street, grid_cell = @gridCell, level = @level,
+               level_index = @levelIndex, sla_due_ms = @slaDueMs, party_name = @partyName,
+               cols_v = @colsV WHERE id = @id`,
+          ).run({ id: row.id, ...sideColumns(JSON.parse(row.doc) as Task) });
+        }
+      });
+      filled += rows.length;
+    }
   }
 
   private stmt(sql: string): Database.Statement {
@@ -223,12 +352,17 @@ export class TaskStore {
   ): void {
     this.stmt(
       `INSERT INTO task (id, kind, state, open, rule_id, subject_type, subject_id, site_id, district,
-                         filed_ms, updated_ms, sla_flagged, party_key, recheck_due_ms, doc)
+                         filed_ms, updated_ms, sla_flagged, party_key, recheck_due_ms, doc,
+                         street, grid_cell, level, level_index, sla_due_ms, party_name, cols_v)
        VALUES (@id, @kind, @state, @open, @ruleId, @subjectType, @subjectId, @siteId, @district,
-               @filedMs, @updatedMs, @slaFlagged, @partyKey, @recheckDueMs, @doc)
+               @filedMs, @updatedMs, @slaFlagged, @partyKey, @recheckDueMs, @doc,
+               @street, @gridCell, @level, @levelIndex, @slaDueMs, @partyName, @colsV)
        ON CONFLICT (id) DO UPDATE SET state = excluded.state, open = excluded.open,
          updated_ms = excluded.updated_ms, sla_flagged = excluded.sla_flagged,
-         party_key = excluded.party_key, recheck_due_ms = excluded.recheck_due_ms, doc = excluded.doc`,
+         party_key = excluded.party_key, recheck_due_ms = excluded.recheck_due_ms, doc = excluded.doc,
+         street = excluded.street, grid_cell = excluded.grid_cell, level = excluded.level,
+         level_index = excluded.level_index, sla_due_ms = excluded.sla_due_ms,
+         party_name = excluded.party_name, cols_v = excluded.cols_v`,
     ).run({
       id: task.id,
       kind: task.kind,
@@ -245,6 +379,7 @@ export class TaskStore {
       partyKey: extra.partyKey ?? null,
       recheckDueMs: extra.recheckDueMs ?? null,
       doc: JSON.stringify(task),
+      ...sideColumns(task),
     });
   }
 
@@ -297,40 +432,97 @@ export class TaskStore {
     ).map((r) => JSON.parse(r.doc) as Task);
   }
 
+  /** Tasks matching a filter, in its order, at most `limit` (see `queryTasks` for pages). */
   listTasks(filter: TaskFilter): Task[] {
+    return this.queryTasks(filter).tasks;
+  }
+
+  /**
+   * A page of the task list: the filter in SQL on the side columns (indexes task_open_*, task_
+   * district/street/grid), in the filter's order with the task id breaking ties, at most `limit`
+   * tasks after `after`; `next` names where the next page starts when more tasks match.
+   * Keyset pagination: a task filed or changed between pages neither shifts nor repeats the
+   * rest of the walk (a task whose sort key changes may move across the cursor, as in any
+   * keyset walk).
+   */
+  queryTasks(filter: TaskFilter): TaskPage {
+    const sort = SORTS[filter.sort ?? "-filedAt"];
     const where: string[] = [];
-    const args: Record<string, string | number> = { limit: filter.limit };
+    const args: Record<string, string | number> = { limit: filter.limit + 1 };
     const add = (sql: string, name: string, value: string | number | undefined) => {
       if (value === undefined) return;
       where.push(sql);
       args[name] = value;
     };
     add("kind = @kind", "kind", filter.kind);
-    if (filter.state === "open") where.push("open = 1");
-    else add("state = @state", "state", filter.state);
+    const states = filter.state === undefined ? undefined : [filter.state].flat();
+    if (states !== undefined) {
+      const wanted = new Set(states.flatMap((s) => (s === "open" ? OPEN_STATES : [s])));
+      const open = OPEN_STATES.every((s) => wanted.has(s));
+      if (open && !wanted.has("closed")) where.push("open = 1");
+      else if (!(open && wanted.has("closed"))) {
+        where.push("state IN (SELECT value FROM json_each(@states))");
+        args["states"] = JSON.stringify([...wanted]);
+      }
+    }
     add("site_id = @siteId", "siteId", filter.siteId);
     add("district = @district", "district", filter.district);
+    add("street = @street", "street", filter.street);
+    add("grid_cell = @gridCell", "gridCell", filter.gridCell);
+    add("party_key = @party", "party", filter.party);
     add("rule_id = @ruleId", "ruleId", filter.ruleId);
+    if (filter.levels !== undefined) {
+      where.push("level IN (SELECT value FROM json_each(@levels))");
+      args["levels"] = JSON.stringify(filter.levels);
+    }
     add(
       "sla_flagged = @flagged",
       "flagged",
       filter.flagged === undefined ? undefined : filter.flagged ? 1 : 0,
     );
+    if (filter.overdue !== undefined) {
+      where.push(
+        filter.overdue ? "sla_due_ms < @nowMs" : "(sla_due_ms IS NULL OR sla_due_ms >= @nowMs)",
+      );
+      args["nowMs"] = filter.nowMs ?? Date.now();
+    }
+    if (filter.search !== undefined) {
+      where.push(`(id LIKE @prefix ESCAPE '\\' OR party_key LIKE @prefix ESCAPE '\\'
+                   OR party_name LIKE @contains ESCAPE '\\')`);
+      args["prefix"] = `${likeLiteral(filter.search)}%`;
+      args["contains"] = `%${likeLiteral(filter.search)}%`;
+    }
     add("filed_ms >= @fromMs", "fromMs", filter.fromMs);
     add("filed_ms < @toMs", "toMs", filter.toMs);
     if (filter.scope !== undefined) {
       where.push(`(district IN (SELECT value FROM json_each(@scopeDistricts))
-        OR json_extract(doc, '$.routing.street') IN (SELECT value FROM json_each(@scopeStreets))
-        OR json_extract(doc, '$.routing.gridCell') IN (SELECT value FROM json_each(@scopeGrid)))`);
+        OR street IN (SELECT value FROM json_each(@scopeStreets))
+        OR grid_cell IN (SELECT value FROM json_each(@scopeGrid)))`);
       args["scopeDistricts"] = JSON.stringify(filter.scope.districts);
       args["scopeStreets"] = JSON.stringify(filter.scope.streets);
       args["scopeGrid"] = JSON.stringify(filter.scope.gridCells);
     }
-    const sql = `SELECT doc FROM task ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`}
-                 ORDER BY filed_ms DESC, id DESC LIMIT @limit`;
-    return (this.stmt(sql).all(args) as Array<{ doc: string }>).map(
-      (r) => JSON.parse(r.doc) as Task,
-    );
+    if (filter.after !== undefined) {
+      if (filter.after.sort !== (filter.sort ?? "-filedAt")) {
+        throw new RangeError(`the cursor belongs to sort ${filter.after.sort}`);
+      }
+      where.push(sort.after);
+      filter.after.keys.forEach((k, i) => (args[`k${i}`] = k));
+      args["afterId"] = filter.after.id;
+    }
+    const sql = `SELECT id, filed_ms, level_index, ifnull(sla_due_ms, ${NO_DUE}) AS due, doc FROM task
+                 ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`}
+                 ORDER BY ${sort.order} LIMIT @limit`;
+    const rows = this.stmt(sql).all(args) as TaskKeyRow[];
+    const more = rows.length > filter.limit;
+    const page = more ? rows.slice(0, filter.limit) : rows;
+    const last = page[page.length - 1];
+    return {
+      tasks: page.map((r) => JSON.parse(r.doc) as Task),
+      ...(more && last !== undefined
+        ? { next: { sort: filter.sort ?? "-filedAt", keys: sort.keys(last), id: last.id } }
+        : {}),
+    };
   }
 
   /** Open tasks, for the SLA timers. */
@@ -574,6 +766,27 @@ export class TaskStore {
     );
   }
 
+  /**
+   * Erase the complainants' contacts of complaints whose task closed (last changed) before
+   * `closedBeforeMs` (tasks.complaints.contactRetentionMs); the complaint record stays. The count
+   * erased.
+   */
+  eraseComplaintContacts(closedBeforeMs: number): number {
+    return this.stmt(
+      `UPDATE complaint SET contact = NULL
+       WHERE contact IS NOT NULL
+         AND task_id IN (SELECT id FROM task WHERE open = 0 AND updated_ms < ?)`,
+    ).run(closedBeforeMs).changes;
+  }
+
+  /** A complaint's stored contact of the complainant (JSON), or undefined when none or erased. */
+  complaintContact(platform: string, complaintId: string): unknown {
+    const row = this.stmt(
+      "SELECT contact FROM complaint WHERE platform = ? AND complaint_id = ?",
+    ).get(platform, complaintId) as { contact: string | null } | undefined;
+    return row?.contact == null ? undefined : (JSON.parse(row.contact) as unknown);
+  }
+
   /** Open tasks at a site, newest first (a complaint links to the site's open case). */
   openTasksAtSite(siteId: string): Task[] {
     return (
@@ -608,26 +821,5 @@ export class TaskStore {
          ORDER BY audit.id`,
       ).all({ key: partyKey ?? null, actions: JSON.stringify(actions) }) as AuditRow[]
     ).map(auditEntry);
-  }
-
-  /**
-   * Erase the complainants' contacts of complaints whose task closed (last changed) before
-   * `closedBeforeMs` (tasks.complaints.contactRetentionMs); the complaint record stays. The count
-   * erased.
-   */
-  eraseComplaintContacts(closedBeforeMs: number): number {
-    return this.stmt(
-      `UPDATE complaint SET contact = NULL
-       WHERE contact IS NOT NULL
-         AND task_id IN (SELECT id FROM task WHERE open = 0 AND updated_ms < ?)`,
-    ).run(closedBeforeMs).changes;
-  }
-
-  /** A complaint's stored contact of the complainant (JSON), or undefined when none or erased. */
-  complaintContact(platform: string, complaintId: string): unknown {
-    const row = this.stmt(
-      "SELECT contact FROM complaint WHERE platform = ? AND complaint_id = ?",
-    ).get(platform, complaintId) as { contact: string | null } | undefined;
-    return row?.contact == null ? undefined : (JSON.parse(row.contact) as unknown);
   }
 }

@@ -326,15 +326,138 @@ export type AssignRequest = z.infer<typeof AssignRequest>;
 
 const Flag = z.enum(["true", "false"], { error: "must be true or false" });
 
+/** Orders of the task list: newest filed first (default), oldest first, SLA due soonest, highest level first. */
+export const TaskSort = z.enum(["-filedAt", "filedAt", "slaDue", "level"], {
+  error: "sort must be -filedAt, filedAt, slaDue or level",
+});
+export type TaskSort = z.infer<typeof TaskSort>;
+
+/**
+ * Where a page of the task list ended (keyset pagination): the sort, the last task's sort keys
+ * (-filedAt, filedAt: [filed ms]; slaDue: [due ms]; level: [level index, filed ms]) and its id.
+ * On the wire it is opaque: base64url of its JSON (`encodeTaskCursor`).
+ */
+export interface TaskCursor {
+  readonly sort: TaskSort;
+  readonly keys: readonly number[];
+  readonly id: string;
+}
+
+const KEY_COUNT: Readonly<Record<TaskSort, number>> = {
+  "-filedAt": 1,
+  filedAt: 1,
+  slaDue: 1,
+  level: 2,
+};
+
+/** The opaque cursor string of a position (base64url, no padding). */
+export function encodeTaskCursor(cursor: TaskCursor): string {
+  return btoa(JSON.stringify({ s: cursor.sort, k: cursor.keys, i: cursor.id }))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+}
+
+/** A cursor string back to its position, or undefined when it is not one this API wrote. */
+export function decodeTaskCursor(text: string): TaskCursor | undefined {
+  if (!/^[A-Za-z0-9_-]{1,400}$/.test(text)) return undefined;
+  try {
+    const raw = JSON.parse(atob(text.replace(/-/g, "+").replace(/_/g, "/"))) as unknown;
+    if (typeof raw !== "object" || raw === null) return undefined;
+    const { s, k, i } = raw as { s?: unknown; k?: unknown; i?: unknown };
+    const sort = TaskSort.safeParse(s);
+    if (!sort.success || typeof i !== "string" || !/^[A-Za-z0-9_.:-]{1,64}$/.test(i)) {
+      return undefined;
+    }
+    if (!Array.isArray(k) || k.length !== KEY_COUNT[sort.data]) return undefined;
+    if (!k.every((n) => Number.isSafeInteger(n))) return undefined;
+    return { sort: sort.data, keys: k as number[], id: i };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A comma-separated list of query values (`filed,dispatched`), each checked by `item`; empty
+ * items, duplicates and more than `max` items are refused, the bad value named.
+ */
+function commaList<T extends string>(item: z.ZodType<T>, what: string, max = 16) {
+  return z
+    .string()
+    .max(1_000)
+    .transform((text, ctx) => {
+      const parts = text.split(",").map((p) => p.trim());
+      const out: T[] = [];
+      for (const part of parts) {
+        const parsed = item.safeParse(part);
+        if (part === "" || !parsed.success) {
+          ctx.addIssue({
+            code: "custom",
+            message:
+              part === ""
+                ? `an empty ${what} in the list`
+                : `${JSON.stringify(part.slice(0, 40))}: ${parsed.error?.issues[0]?.message ?? "invalid"}`,
+          });
+          return z.NEVER;
+        }
+        if (!out.includes(parsed.data)) out.push(parsed.data);
+      }
+      if (out.length > max) {
+        ctx.addIssue({ code: "custom", message: `at most ${max} ${what}s` });
+        return z.NEVER;
+      }
+      return out;
+    });
+}
+
+const LevelName = z.string().regex(/^[A-Za-z0-9_-]{1,16}$/, {
+  error: "a level is a name such as I, II, III, IV, warning or case",
+});
+
 /** Query of `GET /api/v1/tasks`. */
 export const TaskListQuery = z
   .strictObject({
     kind: TaskKind.optional(),
-    state: z.union([TaskState, z.literal("open")]).optional(),
+    state: commaList(z.union([TaskState, z.literal("open")]), "state")
+      .optional()
+      .describe(
+        "states, comma-separated (filed,dispatched); open: every state but closed; default every state",
+      ),
     site: z.string().min(1).optional(),
     district: z.string().min(1).optional(),
+    street: z
+      .string()
+      .min(1)
+      .max(120)
+      .optional()
+      .describe("the street (街道) the task is routed to"),
+    grid: z.string().min(1).max(64).optional().describe("the grid cell the task is routed to"),
+    level: commaList(LevelName, "level")
+      .optional()
+      .describe("levels, comma-separated (I,II): emergency levels, or warning / case"),
+    party: z
+      .string()
+      .min(1)
+      .max(120)
+      .optional()
+      .describe("the party's key: its unified social credit code, or the site without one"),
     rule: z.string().min(1).optional(),
     flagged: Flag.transform((v) => v === "true").optional(),
+    overdue: Flag.transform((v) => v === "true")
+      .optional()
+      .describe("true: open and past its SLA due now; false: not past it"),
+    q: z
+      .string()
+      .trim()
+      .min(1, { error: "must not be empty" })
+      .max(100, { error: "must be at most 100 characters" })
+      .optional()
+      .describe(
+        "search: task id (case number) or party credit code prefix, or part of the party's name; case-insensitive",
+      ),
+    sort: TaskSort.optional().describe(
+      "-filedAt (default), filedAt, slaDue (soonest first, none last) or level (highest first)",
+    ),
     /** Filed at or after. */
     from: QueryInstant.optional(),
     /** Filed before. */
@@ -344,15 +467,42 @@ export const TaskListQuery = z
       .regex(/^\d+$/, { error: "must be a whole number" })
       .transform(Number)
       .pipe(z.number().int().min(1).max(1_000, { error: "must be <= 1000" }))
-      .optional(),
+      .optional()
+      .describe("1..1000, default 100"),
+    cursor: z
+      .string()
+      .transform((text, ctx) => {
+        const cursor = decodeTaskCursor(text);
+        if (cursor === undefined) {
+          ctx.addIssue({
+            code: "custom",
+            message: "not a cursor of this list: pass nextCursor of the previous page as it was",
+          });
+          return z.NEVER;
+        }
+        return cursor;
+      })
+      .optional()
+      .describe("the previous page's nextCursor: the page after it, same filters and sort"),
   })
   .refine((q) => q.to === undefined || q.from === undefined || q.to > q.from, {
     error: "to must be after from",
     path: ["to"],
+  })
+  .refine((q) => q.cursor === undefined || q.cursor.sort === (q.sort ?? "-filedAt"), {
+    error: "the cursor was made for another sort: keep the sort of the walk",
+    path: ["cursor"],
   });
 export type TaskListQuery = z.infer<typeof TaskListQuery>;
 
-export const TaskListResponse = z.object({ tasks: z.array(Task) });
+export const TaskListResponse = z.object({
+  tasks: z.array(Task),
+  /** Present when more tasks match: pass it as `cursor` for the next page. */
+  nextCursor: z
+    .string()
+    .optional()
+    .describe("present when more tasks match: pass it as cursor for the next page"),
+});
 export const TaskDetailResponse = z.object({ task: Task, audit: z.array(AuditEntry) });
 
 /** Body of every 4xx/5xx answer of the task API: the one error catalogue (errors.ts). */

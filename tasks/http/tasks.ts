@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import {
   apiFailure,
   AssignRequest,
+  encodeTaskCursor,
   errorResponses,
   LevelRequest,
   ReviewRequest,
@@ -72,7 +73,8 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
     {
       schema: {
         tags: ["tasks"],
-        summary: "Tasks, newest first, filtered",
+        summary:
+          "Tasks filtered (state, kind, level, area, party, overdue, search), sorted, one page at a time (cursor)",
         security,
         querystring: TaskListQuery,
         response: {
@@ -87,20 +89,31 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
     (request) => {
       const q = request.query;
       const scope = auth.callerOf(request).scope;
+      const page = deps.store.queryTasks({
+        kind: q.kind,
+        state: q.state,
+        siteId: q.site,
+        district: q.district,
+        street: q.street,
+        gridCell: q.grid,
+        levels: q.level,
+        party: q.party,
+        ruleId: q.rule,
+        flagged: q.flagged,
+        overdue: q.overdue,
+        nowMs: deps.now(),
+        search: q.q,
+        fromMs: q.from,
+        toMs: q.to,
+        // A user sees the tasks of their scope only.
+        scope: scope.cityWide ? undefined : scope,
+        sort: q.sort,
+        after: q.cursor,
+        limit: q.limit ?? DEFAULT_LIMIT,
+      });
       return {
-        tasks: deps.store.listTasks({
-          kind: q.kind,
-          state: q.state,
-          siteId: q.site,
-          district: q.district,
-          ruleId: q.rule,
-          flagged: q.flagged,
-          fromMs: q.from,
-          toMs: q.to,
-          // A user sees the tasks of their scope only.
-          scope: scope.cityWide ? undefined : scope,
-          limit: q.limit ?? DEFAULT_LIMIT,
-        }),
+        tasks: page.tasks,
+        ...(page.next === undefined ? {} : { nextCursor: encodeTaskCursor(page.next) }),
       };
     },
   );
