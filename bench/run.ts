@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<void>> = {
   alerts: async () => (await import("./alerts.js")).run(),
   edge: async () => (await import("./edge.js")).run(),
   backtest: async () => (await import("./backtest.js")).run(),
+  console: async () => (await import("./console.js")).run(),
 };
 
 function usage(): string {
