@@ -1,13 +1,8 @@
 import { loadavg } from "node:os";
-import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
-import { IngestState } from "../ingest/state.js";
-import { createSqliteStore } from "../ingest/store/sqlite.js";
 import { TaskListResponse } from "../contracts/index.js";
-import { testApi } from "../tests/support/ingest.js";
-import { makeTempDir, removeTempDir } from "../tests/support/process.js";
-import { DEVICES, registry, SITES, startSystem } from "../tests/unit/tasks/fixtures.js";
+import { openTaskApi } from "../tests/support/task-api.js";
 import { fillQueue } from "../tests/unit/tasks/queue-fixture.js";
 import { formatCount, formatTable } from "./table.js";
 
@@ -31,20 +26,11 @@ const quantile = (sorted: readonly number[], q: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
 
 export async function run(): Promise<void> {
-  const dir = await makeTempDir("cw-bench-console-");
   const nowMs = Date.now();
-  const system = startSystem(dir, { now: Date.now });
+  const t = await openTaskApi("cw-bench-console-");
+  const { system, app } = t;
+  // No SLA tick during the run: the figures are the API's.
   system.service.stop();
-  const state = new IngestState(join(dir, "ingest.db"));
-  const store = createSqliteStore(join(dir, "timeseries.db"));
-  await store.open();
-  const app = testApi({
-    registry: { ...registry, devices: () => DEVICES, sites: () => SITES },
-    state,
-    store,
-    metrics: [system.metrics.registry],
-    tasks: system.api,
-  });
   try {
     // Every 6th task closed: 12,000 tasks, 10,000 open.
     const filled = performance.now();
@@ -145,10 +131,6 @@ export async function run(): Promise<void> {
         .join(" ")}; goal: p95 < 100 ms for the queue with 10,000 open tasks`,
     );
   } finally {
-    await app.close();
-    await system.stop();
-    state.close();
-    await store.close();
-    await removeTempDir(dir);
+    await t.close();
   }
 }
