@@ -8,7 +8,7 @@ import type {
   SubjectView,
   UsedWindow,
 } from "./conditions.js";
-import { placeOf, readingMs, type Resolved, resolutionOf } from "./in-force.js";
+import { type PeriodClock, placeOf, readingMs, type Resolved, resolutionOf } from "./in-force.js";
 import { columns, judgeCached, newestUsable } from "./reduce.js";
 import type { SampleColumns } from "./series.js";
 import { clockWindow, type Interval } from "./window.js";
@@ -256,7 +256,16 @@ function judgePlaced(
       flagged: flaggedFor(rule, cols.qualityOf(placed.reading)),
     };
   }
-  const j = judgeCached(rule, cols, c.aggregate, placed.interval, intervalMs, inPeriod);
+  // A window that no period switch crosses holds only its period's readings: none to sort out.
+  const sort = clock !== undefined && !withinPeriod(clock, period, placed.interval, intervalMs);
+  const j = judgeCached(
+    rule,
+    cols,
+    c.aggregate,
+    placed.interval,
+    intervalMs,
+    sort ? inPeriod : undefined,
+  );
   if (j.value === undefined) {
     return {
       ok: false,
@@ -283,6 +292,15 @@ function judgePlaced(
     used,
     flagged: flaggedFor(rule, j.newest),
   };
+}
+
+/**
+ * Whether every reading a window `(from, to]` can hold lies in the period `key`: their places
+ * (the middles of their intervals) are in `(place(from), place(to)]`, and no switch is among them.
+ */
+function withinPeriod(clock: PeriodClock, key: string, window: Interval, intervalMs: number) {
+  const first = placeOf(window.from, intervalMs);
+  return clock.keyAt(first) === key && clock.nextChange(first) > placeOf(window.to, intervalMs);
 }
 
 const flaggedFor = (rule: Rule, quality: QualityFlag | undefined): QualityFlag | undefined =>
