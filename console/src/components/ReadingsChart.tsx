@@ -122,20 +122,44 @@ export function ReadingsChart(props: {
         series: [
           {},
           { label: chosen, stroke: "#1d4ed8", width: 2, spanGaps: false, points: { size: 4 } },
-          ...(limit === undefined
-            ? []
-            : [
-                {
-                  label: t("limitLine"),
-                  stroke: "#dc2626",
-                  width: 1.5,
-                  dash: [6, 4],
-                  points: { show: false },
-                },
-              ]),
+        ],
+        axes: [
+          {
+            // 24-hour local times; the date under the first tick and where the day changes.
+            values: (_u, splits) =>
+              splits.map((s, i) => {
+                const p = localParts(s * 1_000);
+                const before = i === 0 ? undefined : localParts((splits[i - 1] ?? s) * 1_000);
+                const time = p.time.slice(0, 5);
+                return before === undefined || before.date !== p.date
+                  ? `${time}\n${p.date.slice(5)}`
+                  : time;
+              }),
+          },
+          {},
         ],
         legend: { show: true },
         hooks: {
+          draw: [
+            (u: uPlot) => {
+              if (limit === undefined) return;
+              // The limit across the whole range, dashed red, with its value.
+              const y = u.valToPos(limit, "y", true);
+              const ctx = u.ctx;
+              ctx.save();
+              ctx.strokeStyle = "#dc2626";
+              ctx.lineWidth = 1.5 * devicePixelRatio;
+              ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+              ctx.beginPath();
+              ctx.moveTo(u.bbox.left, y);
+              ctx.lineTo(u.bbox.left + u.bbox.width, y);
+              ctx.stroke();
+              ctx.fillStyle = "#dc2626";
+              ctx.font = `${12 * devicePixelRatio}px system-ui, sans-serif`;
+              ctx.fillText(`${t("limitLine")} ${limit}`, u.bbox.left + 6, y - 6);
+              ctx.restore();
+            },
+          ],
           drawClear: [
             (u: uPlot) => {
               const ctx = u.ctx;
@@ -151,7 +175,7 @@ export function ReadingsChart(props: {
           ],
         },
       },
-      [xs, ys, ...(limit === undefined ? [] : [xs.map(() => limit)])] as uPlot.AlignedData,
+      [xs, ys] as uPlot.AlignedData,
       el,
     );
     const resize = new ResizeObserver(() =>

@@ -264,7 +264,7 @@ function Timeline(props: { audit: readonly AuditEntry[] }) {
                 : entry.action}
             </strong>{" "}
             <span class="actor">{entry.actor}</span>
-            {entry.detail !== "" && <p class="detail">{entry.detail}</p>}
+            {entry.detail !== "" && <p class="entry-detail">{entry.detail}</p>}
           </div>
         </li>
       ))}
@@ -329,7 +329,8 @@ export function TaskDetail(props: { id: string; user: User }) {
   const started = Date.parse(task.startedAt);
   const cleared =
     task.conditionClearedAt === undefined ? started : Date.parse(task.conditionClearedAt);
-  const fromMs = started - 2 * 3_600_000;
+  // From an hour before the condition started to two hours after it cleared (or now).
+  const fromMs = started - 3_600_000;
   const toMs = Math.min(Date.now(), Math.max(cleared, started) + 2 * 3_600_000);
   const violations = task.violations ?? [
     {

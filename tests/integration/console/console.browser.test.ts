@@ -1,0 +1,357 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { MqttClient } from "mqtt";
+import {
+  type Browser,
+  type BrowserContext,
+  chromium,
+  type Page,
+  type ViewportSize,
+} from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type CliProcess,
+  firstStartSecret,
+  startSystem,
+  systemPorts,
+  type SystemPorts,
+} from "../../support/cli-process.js";
+import { connectMqtt } from "../../support/mqtt-client.js";
+import type { Provided } from "../../support/provide.js";
+import { requireService } from "../../support/suite.js";
+
+/*
+ * The operators' console (console/, served at / by cli/runtime/console.ts) in a real browser:
+ * Debian's chromium driven by playwright-core against `citywatch start` as the README runs it
+ * (its first start, the embedded broker, the real ingest, rules and tasks), users added with
+ * `citywatch users add`. Sign-in (a wrong password refused); a violating reading published over
+ * MQTT by a real client appears in the queue without a reload; a task goes through dispatch →
+ * acknowledge → handle → verify by clicks of two people, the handler finding no verify button and
+ * an officer of another kind of work finding no action at all; the evidence verifies and its
+ * printable document opens; the phone layout; zh-CN and English. No script breaks the page's
+ * Content-Security-Policy.
+ *
+ * CITYWATCH_CONSOLE_SCREENSHOTS=<dir> (docs/console to refresh the documentation) keeps
+ * screenshots of the main pages there.
+ */
+
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+const SHOTS = process.env["CITYWATCH_CONSOLE_SCREENSHOTS"];
+
+function provideChromium(): Promise<Provided> {
+  const executable = process.env["CITYWATCH_CHROMIUM"] ?? "/usr/bin/chromium";
+  try {
+    accessSync(executable, constants.X_OK);
+  } catch {
+    return Promise.resolve({
+      ok: false,
+      reason: `no chromium at ${executable} (apt-get install -y chromium, or set CITYWATCH_CHROMIUM)`,
+    });
+  }
+  return Promise.resolve({
+    ok: true,
+    service: { url: executable, source: "local-binary", stop: () => Promise.resolve() },
+  });
+}
+
+const browserService = await requireService("operators' console in chromium", provideChromium);
+
+/** `citywatch users add` as an admin runs it; the generated password it prints once. */
+function addUser(dataDir: string, id: string, name: string, roles: string[]): string {
+  const result = spawnSync(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "cli/citywatch.ts",
+      "users",
+      "add",
+      id,
+      "--name",
+      name,
+      ...roles.flatMap((r) => ["--role", r]),
+      "--city-wide",
+      "--data-dir",
+      dataDir,
+    ],
+    { cwd: ROOT, encoding: "utf8" },
+  );
+  expect(result.status, result.stderr).toBe(0);
+  const password = /shown ONCE, hand it over now:\n {2}(\S+)/.exec(result.stdout)?.[1];
+  expect(password).toBeDefined();
+  return password ?? "";
+}
+
+describe.runIf(browserService)("operators' console in chromium", () => {
+  let dir: string;
+  let ports: SystemPorts;
+  let proc: CliProcess;
+  let browser: Browser;
+  let base: string;
+  const contexts: BrowserContext[] = [];
+  const clients: MqttClient[] = [];
+  /** Console errors and page errors of every page (a CSP violation is one). */
+  const problems: string[] = [];
+  const users = { cc: "", duty: "", officer: "" };
+  let taskId = "";
+
+  async function open(
+    viewport: ViewportSize = { width: 1360, height: 900 },
+    mobile = false,
+  ): Promise<Page> {
+    const context = await browser.newContext({
+      viewport,
+      isMobile: mobile,
+      hasTouch: mobile,
+      deviceScaleFactor: 1,
+      locale: "zh-CN",
+      timezoneId: "Europe/London",
+    });
+    contexts.push(context);
+    const page = await context.newPage();
+    page.on("console", (m) => {
+      if (m.type() === "error") problems.push(`${page.url()}: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => problems.push(`${page.url()}: ${e.message} ${e.stack ?? ""}`));
+    return page;
+  }
+
+  async function signIn(page: Page, username: string, password: string): Promise<void> {
+    await page.goto(`${base}/`);
+    await page.fill('input[name="username"]', username);
+    await page.fill('input[name="password"]', password);
+    await page.click('button[type="submit"]');
+    await page.waitForSelector('[data-testid="who"]');
+  }
+
+  async function shot(page: Page, name: string, fullPage = false): Promise<void> {
+    if (SHOTS === undefined) return;
+    mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
+  }
+
+  /** Click an action on the task page and confirm it (with a note when given). */
+  async function act(page: Page, action: string, note?: string): Promise<void> {
+    await page.click(`[data-action="${action}"]`);
+    if (note !== undefined) await page.fill('dialog textarea[name="note"]', note);
+    await page.click('dialog [data-testid="confirm"]');
+    await page.waitForSelector("dialog", { state: "detached" });
+  }
+
+  beforeAll(async () => {
+    // npm ci built the console (prepare); a checkout without it builds it here.
+    if (!existsSync(join(ROOT, "console/dist/index.html")))
+      execFileSync(process.execPath, ["--import", "tsx", "console/build.ts"], {
+        cwd: ROOT,
+        stdio: "inherit",
+      });
+    dir = mkdtempSync(join(tmpdir(), "cw-console-"));
+    ports = await systemPorts();
+    proc = startSystem(dir, ports);
+    await proc.waitFor(/Metrics {4}http/, 60_000);
+    base = `http://127.0.0.1:${ports.http}`;
+    users.cc = addUser(dir, "cc.li", "李指挥", ["command_centre"]);
+    users.duty = addUser(dir, "duty.zhao", "赵应急", ["emergency"]);
+    users.officer = addUser(dir, "officer.wang", "王执法", ["enforcement"]);
+    browser = await chromium.launch({
+      executablePath: process.env["CITYWATCH_CHROMIUM"] ?? "/usr/bin/chromium",
+      args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+    });
+  });
+
+  afterAll(async () => {
+    await Promise.all(contexts.map((c) => c.close().catch(() => undefined)));
+    await browser?.close();
+    await Promise.all(clients.map((c) => c.endAsync(true)));
+    await proc?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("answers / with the console under its security headers, the API's 404s staying JSON", async () => {
+    const page = await fetch(`${base}/tasks/anything`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toMatch(/text\/html/);
+    expect(page.headers.get("cache-control")).toBe("no-cache");
+    expect(page.headers.get("content-security-policy")).toContain("script-src 'self'");
+    expect(page.headers.get("x-content-type-options")).toBe("nosniff");
+    const html = await page.text();
+    const asset = /src="(\/assets\/[^"]+\.js)"/.exec(html)?.[1] ?? "";
+    const js = await fetch(`${base}${asset}`);
+    expect(js.status).toBe(200);
+    expect(js.headers.get("cache-control")).toContain("immutable");
+    const api = await fetch(`${base}/api/v1/nothing-here`);
+    expect(api.status).toBe(404);
+    expect(await api.json()).toMatchObject({ error: "not_found" });
+  });
+
+  it("signs in with the first start's admin; a wrong password is refused", async () => {
+    const page = await open();
+    await page.goto(`${base}/`);
+    await page.waitForSelector('input[name="username"]');
+    expect(await page.textContent("h1")).toBe("登录指挥台");
+    await shot(page, "signin");
+    await page.fill('input[name="username"]', "admin");
+    await page.fill('input[name="password"]', "not-the-password");
+    await page.click('button[type="submit"]');
+    expect(await page.textContent('[data-testid="signin-error"]')).toBe("用户名或密码错误");
+    await page.fill('input[name="password"]', firstStartSecret(dir, "admin"));
+    await page.click('button[type="submit"]');
+    expect(await page.textContent('[data-testid="who"]')).toContain("Administrator");
+    // The cookie is httpOnly: the page's script cannot read it.
+    expect(await page.evaluate("document.cookie")).toBe("");
+  });
+
+  it("shows a violating reading published over MQTT in the queue live, without a reload", async () => {
+    const page = await open();
+    await signIn(page, "cc.li", users.cc);
+    await page.waitForSelector('[data-testid="live"].on');
+    await page.evaluate("window.__sameDocument = true");
+    const device = await connectMqtt(
+      ports.mqtt,
+      "demo-tunnel-s1-gas",
+      firstStartSecret(dir, "demo-tunnel-s1-gas"),
+    );
+    clients.push(device);
+    // The detector was on standby until this CONNECT; the rules read the registry once a second.
+    await new Promise((r) => setTimeout(r, 1_100));
+    const now = Date.now();
+    const ch4 = [1.2, 1.4, 1.3, 2.1, 4.8, 9.5, 16, 22, 26, 27];
+    const readings = ch4.map((value, i) => ({
+      ts: new Date(now - (ch4.length - 1 - i) * 120_000).toISOString(),
+      quality: "normal",
+      values: { ch4: value, o2: 20.9, h2s: 0, co: 0, temperature: 22 },
+    }));
+    const published = Date.now();
+    await device.publishAsync(
+      "citywatch/v1/devices/demo-tunnel-s1-gas/data",
+      JSON.stringify({
+        v: 1,
+        deviceId: "demo-tunnel-s1-gas",
+        seq: 1,
+        kind: "utility_tunnel",
+        readings,
+      }),
+      { qos: 1 },
+    );
+    const row = page.locator(".task-row.kind-emergency").first();
+    await row.waitFor({ timeout: 10_000 });
+    const seenAfterMs = Date.now() - published;
+    expect(seenAfterMs).toBeLessThan(5_000);
+    expect(await page.evaluate("window.__sameDocument")).toBe(true);
+    taskId = (await row.getAttribute("data-task")) ?? "";
+    expect(taskId).not.toBe("");
+    expect(await row.textContent()).toContain("应急");
+    await page.waitForSelector('[data-testid="sla"]');
+    await shot(page, "queue");
+  });
+
+  it("takes the task through dispatch → acknowledge → handle → verify by clicks of two people", async () => {
+    const cc = await open();
+    await signIn(cc, "cc.li", users.cc);
+    await cc.goto(`${base}/tasks/${encodeURIComponent(taskId)}`);
+    await cc.waitForSelector('[data-action="dispatched"]');
+    await act(cc, "dispatched");
+    await cc.waitForSelector('[data-testid="state"]:text("已派遣")');
+
+    // An enforcement officer reads the emergency task but has nothing to click.
+    const officer = await open();
+    await signIn(officer, "officer.wang", users.officer);
+    await officer.goto(`${base}/tasks/${encodeURIComponent(taskId)}`);
+    await officer.waitForSelector('[data-testid="no-actions"]');
+    expect(await officer.locator("[data-action]").count()).toBe(0);
+
+    const duty = await open();
+    await signIn(duty, "duty.zhao", users.duty);
+    await duty.goto(`${base}/tasks/${encodeURIComponent(taskId)}`);
+    await act(duty, "acknowledged");
+    await duty.waitForSelector('[data-testid="state"]:text("已签收")');
+    await act(duty, "handled", "关闭燃气阀门，启动事故通风");
+    await duty.waitForSelector('[data-testid="state"]:text("已处置")');
+    // Whoever handled it may not verify it: no button, and a note saying why.
+    await duty.waitForSelector('[data-testid="duty-note"]');
+    expect(await duty.locator('[data-action="verified"]').count()).toBe(0);
+    // The server refuses it too, and the console would show the 403 as it came.
+    const refused = await duty.evaluate<number>(`(async () => {
+      const s = await (await fetch("/api/v1/session")).json();
+      const r = await fetch("/api/v1/tasks/${encodeURIComponent(taskId)}/transitions", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-csrf-token": s.csrfToken },
+        body: JSON.stringify({ to: "verified" }),
+      });
+      return r.status;
+    })()`);
+    expect(refused).toBe(403);
+
+    // The command centre sees the change live, and verifies.
+    await cc.waitForSelector('[data-testid="state"]:text("已处置")');
+    await act(cc, "verified");
+    await cc.waitForSelector('[data-testid="state"]:text("已核查")');
+    const audit = (await cc.textContent('[data-testid="audit"]')) ?? "";
+    expect(audit).toContain("已处置 → 已核查");
+    expect(audit).toContain("赵应急 [duty.zhao]");
+    expect(audit).toContain("李指挥 [cc.li]");
+    await cc.waitForSelector('[data-testid="chart"] canvas');
+    await cc.waitForSelector('[data-testid="evidence-verdict"]');
+    await shot(cc, "detail", true);
+  });
+
+  it("verifies the evidence package and opens its printable document", async () => {
+    const page = await open();
+    await signIn(page, "cc.li", users.cc);
+    await page.goto(`${base}/tasks/${encodeURIComponent(taskId)}`);
+    const verdict = page.locator('[data-testid="evidence-verdict"]');
+    await verdict.waitFor();
+    expect(await verdict.getAttribute("class")).toContain("ok");
+    expect(await verdict.textContent()).toContain("校验通过");
+    const [popup] = await Promise.all([
+      page.context().waitForEvent("page"),
+      page.click('[data-testid="open-document"]'),
+    ]);
+    await popup.waitForURL(/\/evidence\//);
+    await popup.waitForLoadState();
+    expect(popup.url()).toContain("sig=");
+    expect(await popup.textContent("body")).toContain(taskId);
+  });
+
+  it("renders the queue and a task on a phone (390×844)", async () => {
+    const page = await open({ width: 390, height: 844 }, true);
+    await signIn(page, "duty.zhao", users.duty);
+    const row = page.locator(`[data-task="${taskId}"]`);
+    await row.waitFor();
+    const width = await page.evaluate<number>("document.documentElement.scrollWidth");
+    expect(width).toBeLessThanOrEqual(390);
+    await shot(page, "mobile-queue");
+    await row.locator("a.title").click();
+    await page.waitForSelector('[data-testid="state"]');
+    expect(await page.evaluate<number>("document.documentElement.scrollWidth")).toBeLessThanOrEqual(
+      390,
+    );
+    await shot(page, "mobile-task");
+  });
+
+  it("switches to English and keeps the choice", async () => {
+    const page = await open();
+    await signIn(page, "cc.li", users.cc);
+    expect(await page.textContent("#queue-title")).toBe("任务队列");
+    await page.selectOption('header [data-testid="lang"]', "en");
+    expect(await page.textContent("#queue-title")).toBe("Task queue");
+    await page.reload();
+    await page.waitForSelector("#queue-title");
+    expect(await page.textContent("#queue-title")).toBe("Task queue");
+    expect(await page.getAttribute("html", "lang")).toBe("en");
+    await page.goto(`${base}/tasks/${encodeURIComponent(taskId)}`);
+    await page.waitForSelector('[data-testid="state"]:text("Verified")');
+    await shot(page, "detail-en", true);
+  });
+
+  it("broke no rule of the page's Content-Security-Policy and threw no error", () => {
+    // The wrong password's 401 and the handler's refused verification (403) are the console
+    // errors a browser logs for refused fetches; nothing else.
+    expect(
+      problems.filter((p) => !/status of (401 \(Unauthorized\)|403 \(Forbidden\))/.test(p)),
+    ).toEqual([]);
+  });
+});
