@@ -14,6 +14,7 @@ import { evidenceLinkKeyFile, EvidenceLinks } from "./evidence-links.js";
 import { taskMetrics, type TaskMetrics } from "./metrics.js";
 import { notifyMetrics, type NotifyMetrics } from "./notify/metrics.js";
 import { TaskService } from "./service.js";
+import { AttachmentFiles } from "./attachments.js";
 import { TaskStore } from "./store.js";
 import { AssessmentSchedule, announcementKey } from "./assessment-schedule.js";
 import { calendarOf } from "./calendar/working-time.js";
@@ -66,6 +67,8 @@ export interface TaskApiDeps {
   readonly keyring: EvidenceKeyring;
   /** Language of the printable document when a request names none (`tasks.evidence.language`). */
   readonly evidenceLanguage: "zh-CN" | "en";
+  /** Attachment files under `{dataDir}/attachments`, and the largest accepted. */
+  readonly attachments: { readonly files: AttachmentFiles; readonly maxBytes: number };
 }
 
 export interface TaskSystem {
@@ -200,6 +203,10 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
       keyring,
       evidenceLinks,
       evidenceLanguage: config.evidence.language,
+      attachments: {
+        files: new AttachmentFiles(join(deps.dataDir, "attachments")),
+        maxBytes: config.attachments.maxBytes,
+      },
       assessment,
     },
     start() {

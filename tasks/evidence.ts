@@ -4,7 +4,7 @@ import type { Device, Site } from "../contracts/model/registry.js";
 import { unverifiedOf } from "../contracts/model/rule-confidence.js";
 import type { Rule } from "../contracts/model/rules.js";
 import { QUANTITIES, type QuantitySpec } from "../contracts/model/sensors.js";
-import type { AuditEntry } from "../contracts/model/tasks.js";
+import type { Attachment, AuditEntry } from "../contracts/model/tasks.js";
 import { recompute } from "./evidence-recompute.js";
 import type { RegistryLookup } from "./types.js";
 
@@ -26,6 +26,8 @@ export interface EvidenceContext {
   readonly registry: RegistryLookup;
   /** The task's audit trail at sealing, this change's entries included. */
   readonly audit: readonly AuditEntry[];
+  /** The task's attachments at sealing (listed by hash in the package when there are any). */
+  readonly attachments?: readonly Attachment[] | undefined;
 }
 
 /** A package before sealing. */
@@ -503,5 +505,17 @@ export function buildEvidenceBody(ctx: EvidenceContext): EvidenceBody {
       to: e.to ?? null,
       detail: e.detail,
     })),
+    ...(ctx.attachments === undefined || ctx.attachments.length === 0
+      ? {}
+      : {
+          attachments: ctx.attachments.map((a) => ({
+            sha256: a.sha256,
+            filename: a.filename,
+            type: a.type,
+            size: a.size,
+            by: a.by,
+            at: a.at,
+          })),
+        }),
   };
 }

@@ -3,6 +3,7 @@ import type { TasksConfig } from "../contracts/config/tasks.js";
 import type { Rule, Site } from "../contracts/index.js";
 import type {
   ApiRole,
+  Attachment,
   AuditAction,
   AuditEntry,
   ClosureReason,
@@ -989,6 +990,7 @@ export class TaskService implements TaskSink {
         notice,
         registry: this.deps.registry,
         audit: store.audit(task.id),
+        attachments: store.attachments(task.id),
       });
       const previous = sequence === 1 ? null : linkTo(store.evidence(task.id, sequence - 1));
       const pkg = sealEvidence(body, previous, this.deps.keyring, now);
@@ -1445,6 +1447,52 @@ export class TaskService implements TaskSink {
       ]);
       return { ok: true, task: event.task, event };
     });
+  }
+
+  /**
+   * Record an attachment (a file already stored by its SHA-256) on a task: the attachment row
+   * and an `attachment_added` audit entry naming the hash, file name, type and size, in one
+   * transaction. A closed task takes none (409); the same file twice on a task is recorded once.
+   */
+  addAttachment(
+    id: string,
+    file: {
+      readonly sha256: string;
+      readonly filename: string;
+      readonly type: Attachment["type"];
+      readonly size: number;
+    },
+    actor: Actor,
+  ): TransitionResult & { attachment?: Attachment } {
+    let attachment: Attachment | undefined;
+    const result = this.change(id, (task, now) => {
+      if (task.state === "closed") {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `task ${id} is closed: it takes no attachments`,
+        };
+      }
+      const earlier = this.deps.store.attachment(id, file.sha256);
+      if (earlier !== undefined) {
+        return {
+          ok: false,
+          error: "conflict",
+          message: `this file (sha256 ${file.sha256}) was attached to task ${id} at ${earlier.at} as ${earlier.filename}`,
+        };
+      }
+      attachment = { taskId: id, ...file, by: actor.name, at: iso(now) };
+      this.deps.store.addAttachment(attachment);
+      const event = this.record(task, now, [
+        {
+          actor: actor.name,
+          action: "attachment_added",
+          detail: `attachment ${JSON.stringify(file.filename)}, ${file.type}, ${file.size} bytes, sha256 ${file.sha256}`,
+        },
+      ]);
+      return { ok: true, task: event.task, event };
+    });
+    return attachment === undefined || !result.ok ? result : { ...result, attachment };
   }
 
   /** The graduated period (tasks.graduated.periodMs): repeat-offender status counts cases within it. */

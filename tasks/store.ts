@@ -1,5 +1,7 @@
 import type Database from "better-sqlite3";
 import {
+  type Attachment,
+  type AttachmentType,
   type AuditAction,
   type AuditEntry,
   type EvidencePackage,
@@ -150,6 +152,22 @@ const MIGRATIONS = [
    CREATE INDEX task_street ON task(street, open, filed_ms) WHERE street IS NOT NULL;
    CREATE INDEX task_grid ON task(grid_cell, open, filed_ms) WHERE grid_cell IS NOT NULL;
    CREATE INDEX task_cols_v ON task(cols_v);`,
+  // Attachments (field photos, documents): one row per (task, file), append-only like the audit
+  // trail; the file itself is under {dataDir}/attachments, named by its SHA-256.
+  `CREATE TABLE attachment (
+     task_id TEXT NOT NULL,
+     sha256 TEXT NOT NULL,
+     filename TEXT NOT NULL,
+     type TEXT NOT NULL,
+     size INTEGER NOT NULL,
+     actor TEXT NOT NULL,
+     at_ms INTEGER NOT NULL,
+     PRIMARY KEY (task_id, sha256)
+   ) WITHOUT ROWID;
+   CREATE TRIGGER attachment_append_only_update BEFORE UPDATE ON attachment
+     BEGIN SELECT RAISE(ABORT, 'attachments are append-only'); END;
+   CREATE TRIGGER attachment_append_only_delete BEFORE DELETE ON attachment
+     BEGIN SELECT RAISE(ABORT, 'attachments are append-only'); END;`,
 ];
 
 const KIND_PREFIX: Readonly<Record<TaskKind, string>> = {
@@ -266,6 +284,26 @@ function sideColumns(task: Task) {
     colsV: SIDE_COLUMNS_VERSION,
   };
 }
+
+interface AttachmentRow {
+  task_id: string;
+  sha256: string;
+  filename: string;
+  type: AttachmentType;
+  size: number;
+  actor: string;
+  at_ms: number;
+}
+
+const attachmentOf = (r: AttachmentRow): Attachment => ({
+  taskId: r.task_id,
+  sha256: r.sha256,
+  filename: r.filename,
+  type: r.type,
+  size: r.size,
+  by: r.actor,
+  at: new Date(r.at_ms).toISOString(),
+});
 
 interface AuditRow {
   id: number;
@@ -794,6 +832,37 @@ export class TaskStore {
         "SELECT doc FROM task WHERE site_id = ? AND open = 1 ORDER BY filed_ms DESC, id DESC",
       ).all(siteId) as Array<{ doc: string }>
     ).map((r) => JSON.parse(r.doc) as Task);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Attachments
+
+  /** Record a task's attachment (inside the upload's transaction); false when it was there. */
+  addAttachment(a: Attachment): boolean {
+    return (
+      this.stmt(
+        `INSERT OR IGNORE INTO attachment (task_id, sha256, filename, type, size, actor, at_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ).run(a.taskId, a.sha256, a.filename, a.type, a.size, a.by, Date.parse(a.at)).changes > 0
+    );
+  }
+
+  /** A task's attachments, oldest first. */
+  attachments(taskId: string): Attachment[] {
+    return (
+      this.stmt("SELECT * FROM attachment WHERE task_id = ? ORDER BY at_ms, sha256").all(
+        taskId,
+      ) as AttachmentRow[]
+    ).map(attachmentOf);
+  }
+
+  /** One attachment of a task. */
+  attachment(taskId: string, sha256: string): Attachment | undefined {
+    const row = this.stmt("SELECT * FROM attachment WHERE task_id = ? AND sha256 = ?").get(
+      taskId,
+      sha256,
+    ) as AttachmentRow | undefined;
+    return row === undefined ? undefined : attachmentOf(row);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -250,6 +250,18 @@ export const TasksConfig = z.strictObject({
    * Complaint intake from hotline platforms (12345 / 12319; docs/tasks.md, Complaints): each
    * platform by name, with the HMAC secret its posts are signed with and where outcomes go back.
    */
+  /** Field photos and documents uploaded to tasks (docs/api.md, Attachments). */
+  attachments: z
+    .strictObject({
+      /** The largest file accepted (413 above it). */
+      maxBytes: z
+        .number()
+        .int()
+        .min(1_024)
+        .max(100 * 1_048_576, { error: "attachments.maxBytes is at most 100 MiB" })
+        .default(10 * 1_048_576),
+    })
+    .prefault({}),
   complaints: z
     .strictObject({
       platforms: z

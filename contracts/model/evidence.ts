@@ -235,6 +235,23 @@ export const EvidencePackageV2 = z.object({
       detail: z.string(),
     }),
   ),
+  /**
+   * The task's attachments (field photos, documents) when the package was sealed, each by its
+   * SHA-256; absent when it had none (and in packages sealed before attachments existed).
+   */
+  attachments: z
+    .array(
+      z.object({
+        sha256: z.string().regex(/^[0-9a-f]{64}$/),
+        filename: z.string(),
+        type: z.string(),
+        size: z.number().int(),
+        by: z.string(),
+        at: Utc,
+      }),
+    )
+    .optional()
+    .describe("The task's attachments at sealing, each by its SHA-256; absent: none"),
   hash: z.object({
     algorithm: z.literal("sha256"),
     canonicalization: z.literal("RFC 8785"),

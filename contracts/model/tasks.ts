@@ -71,6 +71,8 @@ export const AuditAction = z.enum([
   "notice_served",
   "statement_recorded",
   "referred_to_police",
+  /** A field photo or document uploaded to the task (its SHA-256, name, type, size). */
+  "attachment_added",
 ]);
 export type AuditAction = z.infer<typeof AuditAction>;
 
@@ -504,6 +506,61 @@ export const TaskListResponse = z.object({
     .describe("present when more tasks match: pass it as cursor for the next page"),
 });
 export const TaskDetailResponse = z.object({ task: Task, audit: z.array(AuditEntry) });
+
+// ---------------------------------------------------------------------------------------------
+// Attachments: field photos and documents an officer uploads to a task
+
+/** The types an attachment may have, told by its first bytes (magic numbers). */
+export const AttachmentType = z.enum([
+  "image/jpeg",
+  "image/png",
+  "image/webp",
+  "image/heic",
+  "application/pdf",
+]);
+export type AttachmentType = z.infer<typeof AttachmentType>;
+
+/** One attachment of a task: the file's SHA-256 (its name on disk), who uploaded it, when. */
+export const Attachment = z.object({
+  taskId: z.string(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  filename: z.string(),
+  type: AttachmentType,
+  size: z.number().int(),
+  by: z.string(),
+  at: z.string(),
+});
+export type Attachment = z.infer<typeof Attachment>;
+
+/** Query of `POST /api/v1/tasks/{id}/attachments`: the file's name (the body is the file). */
+export const AttachmentUploadQuery = z.strictObject({
+  filename: z
+    .string()
+    .trim()
+    .min(1, { error: "the file needs a name" })
+    .max(200, { error: "a file name is at most 200 characters" })
+    .refine(
+      (name) =>
+        name !== "." &&
+        name !== ".." &&
+        ![...name].some((c) => c === "/" || c === "\\" || c.charCodeAt(0) < 0x20 || c === "\u007f"),
+      {
+        error: "a file name without / \\ or control characters",
+      },
+    )
+    .describe("the file's name as the officer's device gave it (no path)"),
+});
+
+export const AttachmentParams = z.object({
+  id: z.string().describe("task id"),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, { error: "must be a SHA-256 in lowercase hex" })
+    .describe("the attachment's SHA-256"),
+});
+
+export const AttachmentResponse = z.object({ attachment: Attachment });
+export const AttachmentListResponse = z.object({ attachments: z.array(Attachment) });
 
 /** Body of every 4xx/5xx answer of the task API: the one error catalogue (errors.ts). */
 export const TaskApiError = ApiError;

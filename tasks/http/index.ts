@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { attachmentRoutes } from "./attachments.js";
 import { evidenceRoutes } from "./evidence.js";
 import { evidenceDocumentRoutes } from "./evidence-document.js";
 import { noticeRoutes } from "./notices.js";
@@ -19,4 +20,5 @@ export const taskApi: FastifyPluginAsyncZod<TaskPluginOptions> = async (app, opt
   await app.register(evidenceDocumentRoutes, options);
   await app.register(streamRoutes, options);
   await app.register(noticeRoutes, options);
+  await app.register(attachmentRoutes, options);
 };
