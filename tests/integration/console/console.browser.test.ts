@@ -248,12 +248,16 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     await shot(page, "queue");
   });
 
-  it("takes the task through dispatch → acknowledge → handle → verify by clicks of two people", async () => {
+  it("takes the task through bulk dispatch → acknowledge → handle → verify by clicks of two people", async () => {
     const cc = await open();
     await signIn(cc, "cc.li", users.cc);
+    // The command centre dispatches from the queue: tick, bulk dispatch, confirm.
+    await cc.check(`[data-task="${taskId}"] input.pick`);
+    await cc.click('[data-testid="bulk-dispatch"]');
+    await cc.click('dialog [data-testid="confirm"]');
+    await cc.waitForSelector('.notice:text("已派遣 1 项，0 项失败")');
+    await cc.waitForSelector(`[data-task="${taskId}"][data-state="dispatched"]`);
     await cc.goto(`${base}/tasks/${encodeURIComponent(taskId)}`);
-    await cc.waitForSelector('[data-action="dispatched"]');
-    await act(cc, "dispatched");
     await cc.waitForSelector('[data-testid="state"]:text("已派遣")');
 
     // An enforcement officer reads the emergency task but has nothing to click.
@@ -345,6 +349,67 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     await page.goto(`${base}/tasks/${encodeURIComponent(taskId)}`);
     await page.waitForSelector('[data-testid="state"]:text("Verified")');
     await shot(page, "detail-en", true);
+  });
+
+  it("scrolls 10,000 tasks drawing only the rows in view", async () => {
+    const page = await open();
+    const now = Date.now();
+    const many = Array.from({ length: 10_000 }, (_, i) => ({
+      id: `enf-${String(i + 1).padStart(6, "0")}`,
+      kind: "enforcement",
+      state: "filed",
+      title: `夜间施工噪声 第 ${i + 1} 号`,
+      rule: {
+        id: "noise.construction.night",
+        version: 1,
+        clause: { standard: "GB 12523-2011", section: "4.1" },
+      },
+      subject: { type: "site", id: `site-${i}` },
+      deviceIds: [],
+      routing: { department: "city-enforcement", team: "grid", district: "Jinjiang", rule: null },
+      level: "warning",
+      levelIndex: 0,
+      affectedSites: [],
+      actions: [],
+      alarmSeq: 1,
+      detail: "",
+      replayed: false,
+      filedAt: new Date(now - i * 60_000).toISOString(),
+      startedAt: new Date(now - i * 60_000).toISOString(),
+      updatedAt: new Date(now - i * 60_000).toISOString(),
+      repeats: 0,
+      escalations: 0,
+      sla: { flags: [], handleBy: new Date(now + 3_600_000 - i * 1_000).toISOString() },
+      evidenceCount: 0,
+    }));
+    // The list as a server with 10,000 open tasks answers it (ten pages of 1,000).
+    await page.route(/\/api\/v1\/tasks\?/, async (route) => {
+      const url = new URL(route.request().url());
+      const at = Number(url.searchParams.get("cursor") ?? "0");
+      const tasks = many.slice(at, at + 1_000);
+      const next = at + 1_000 < many.length ? String(at + 1_000) : null;
+      await route.fulfill({ json: { tasks, nextCursor: next } });
+    });
+    await signIn(page, "cc.li", users.cc);
+    await page.waitForSelector('[data-testid="count"]:text("10000")');
+    const rows = () => page.locator(".vrow").count();
+    expect(await rows()).toBeLessThan(60);
+    // Scroll through the whole list in 40 steps; each step must draw within a few frames.
+    const slowest = await page.evaluate<number>(`(async () => {
+      const box = document.querySelector(".vlist");
+      let slowest = 0;
+      for (let i = 1; i <= 40; i++) {
+        const start = performance.now();
+        box.scrollTop = (box.scrollHeight * i) / 40;
+        await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+        slowest = Math.max(slowest, performance.now() - start);
+      }
+      return slowest;
+    })()`);
+    expect(slowest).toBeLessThan(250);
+    expect(await rows()).toBeLessThan(60);
+    expect(await page.locator('[data-task="enf-010000"]').count()).toBe(1);
+    await page.unroute(/\/api\/v1\/tasks\?/);
   });
 
   it("broke no rule of the page's Content-Security-Policy and threw no error", () => {
