@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   ApiError,
   AttachmentListResponse,
+  EvidencePackageV2,
   AttachmentResponse,
   TaskDetailResponse,
 } from "../../../contracts/index.js";
@@ -229,5 +230,35 @@ describe("task attachments", () => {
       "forbidden",
     );
     refused(await upload(JPEG, { type: "image/jpeg", id: "enf-999999" }), 404, "not_found");
+  });
+
+  it("lists the attachments by hash in an evidence package sealed after the upload", async () => {
+    const id = taskId;
+    const before = t.system.service.task(id)?.evidenceCount ?? 0;
+    expect(before).toBeGreaterThan(0);
+    expect(t.system.store.evidence(id, before)).not.toHaveProperty("attachments");
+    // The case's alarm raised again with its readings: a new package is sealed.
+    const now = Date.now();
+    t.system.service.handleAlarm(
+      noiseNotice("cs-1", raise(now, { alarmSeq: 2 }), noiseEvidence(now)),
+    );
+    const sequence = t.system.service.task(id)?.evidenceCount ?? 0;
+    expect(sequence).toBe(before + 1);
+    const sealed = EvidencePackageV2.parse(t.system.store.evidence(id, sequence));
+    const listed = AttachmentListResponse.parse(
+      (await get(`/api/v1/tasks/${id}/attachments`)).json(),
+    ).attachments;
+    expect(sealed.attachments?.map((a) => a.sha256)).toEqual(listed.map((a) => a.sha256));
+    expect(sealed.attachments).toContainEqual(
+      expect.objectContaining({
+        sha256: sha(PDF),
+        filename: "notice.pdf",
+        type: "application/pdf",
+      }),
+    );
+    // The package still verifies (the hash covers the attachments).
+    const verify = await get(`/api/v1/tasks/${id}/evidence/verify?sequence=${sequence}`);
+    expect(verify.statusCode, verify.body).toBe(200);
+    expect(verify.json()).toMatchObject({ valid: true, problems: [] });
   });
 });
