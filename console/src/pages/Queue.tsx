@@ -70,6 +70,29 @@ function useMedia(query: string): boolean {
   return hit;
 }
 
+/** An emergency at level I or II: the queue sounds and shows an alarm when one appears. */
+const isSevere = (task: Task): boolean =>
+  task.kind === "emergency" && (task.level === "I" || task.level === "II");
+
+/** Three short tones (Web Audio: nothing to download); silent where the browser allows no sound. */
+function beep(): void {
+  try {
+    const audio = new AudioContext();
+    for (let i = 0; i < 3; i++) {
+      const tone = audio.createOscillator();
+      const gain = audio.createGain();
+      tone.frequency.value = 880;
+      gain.gain.value = 0.2;
+      tone.connect(gain).connect(audio.destination);
+      tone.start(audio.currentTime + i * 0.35);
+      tone.stop(audio.currentTime + i * 0.35 + 0.2);
+    }
+    setTimeout(() => void audio.close(), 1_500);
+  } catch {
+    // No audio: the alarm is still shown.
+  }
+}
+
 const distinct = (values: ReadonlyArray<string | undefined>) =>
   [...new Set(values.filter((v): v is string => v !== undefined && v !== ""))].sort();
 
@@ -88,6 +111,7 @@ export function Queue(props: { user: User }) {
   const [full, setFull] = useState(false);
   const [showFilters, setShowFilters] = useState(false);
   const [minute, setMinute] = useState(() => Date.now());
+  const [alert, setAlert] = useState<Task | undefined>(undefined);
   const mobile = useMedia("(max-width: 720px)");
   const bulk = mayDispatchInBulk(user);
 
@@ -107,6 +131,8 @@ export function Queue(props: { user: User }) {
     ? JSON.stringify(filters)
     : JSON.stringify([filters.kind, filters.state, filters.district]);
   const generation = useRef(0);
+  /** Tasks the stream sent (the newest of each), to lay over a list read before them. */
+  const arrived = useRef(new Map<string, Task>());
   useEffect(() => {
     const mine = ++generation.current;
     const timer = setTimeout(
@@ -115,7 +141,14 @@ export function Queue(props: { user: User }) {
         loadTasks(filters).then(
           (list) => {
             if (mine !== generation.current) return;
-            setTasks(new Map(list.map((task) => [task.id, task])));
+            // A task the stream sent that the list lacks or holds older (the list was read
+            // before the event) is laid over it.
+            const loaded = new Map(list.map((task) => [task.id, task]));
+            for (const [id, task] of arrived.current) {
+              const listed = loaded.get(id);
+              if (listed === undefined || listed.updatedAt <= task.updatedAt) loaded.set(id, task);
+            }
+            setTasks(loaded);
             setError(undefined);
             setLoading(false);
           },
@@ -135,11 +168,17 @@ export function Queue(props: { user: User }) {
   useEffect(
     () =>
       subscribeTasks((event) => {
+        if (arrived.current.size >= 20_000) arrived.current.clear();
+        arrived.current.set(event.task.id, event.task);
         setTasks((before) => {
           const next = new Map(before);
           next.set(event.task.id, event.task);
           return next;
         });
+        if (isSevere(event.task) && (event.type === "filed" || event.type === "level_raised")) {
+          setAlert(event.task);
+          beep();
+        }
         if (event.type === "filed") {
           const id = event.task.id;
           setFresh((before) => new Set(before).add(id));
@@ -400,6 +439,20 @@ export function Queue(props: { user: User }) {
           </button>
         )}
       </div>
+      {alert !== undefined && (
+        <div class={`alarm level-${alert.level ?? ""}`} role="alert" data-testid="alarm">
+          <strong>{t("alarm", { level: alert.level ?? "" })}</strong>
+          <a
+            href={`/tasks/${encodeURIComponent(alert.id)}`}
+            onClick={onLink(`/tasks/${encodeURIComponent(alert.id)}`)}
+          >
+            {alert.id} · {alert.title}
+          </a>
+          <button type="button" class="secondary small" onClick={() => setAlert(undefined)}>
+            {t("dismiss")}
+          </button>
+        </div>
+      )}
       {filterBar}
       {notice !== undefined && (
         <p class="notice" role="status">

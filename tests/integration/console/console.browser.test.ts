@@ -351,7 +351,7 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     await shot(page, "detail-en", true);
   });
 
-  it("scrolls 10,000 tasks drawing only the rows in view", async () => {
+  it("scrolls 10,000 tasks drawing only the rows in view; a level II emergency raises the alarm", async () => {
     const page = await open();
     const now = Date.now();
     const many = Array.from({ length: 10_000 }, (_, i) => ({
@@ -390,8 +390,25 @@ describe.runIf(browserService)("operators' console in chromium", () => {
       const next = at + 1_000 < many.length ? String(at + 1_000) : null;
       await route.fulfill({ json: { tasks, nextCursor: next } });
     });
+    // And a level II emergency arriving on the stream sounds and shows the alarm.
+    const severe = {
+      ...many[0],
+      id: "emg-900001",
+      kind: "emergency",
+      level: "II",
+      levelIndex: 2,
+      title: "下穿通道积水 0.5 m",
+    };
+    await page.route(/\/api\/v1\/tasks\/stream/, (route) =>
+      route.fulfill({
+        contentType: "text/event-stream",
+        body: `retry: 60000\nid: 1\nevent: task\ndata: ${JSON.stringify({ id: 1, type: "filed", at: new Date().toISOString(), task: severe, entries: [] })}\n\n`,
+      }),
+    );
     await signIn(page, "cc.li", users.cc);
-    await page.waitForSelector('[data-testid="count"]:text("10000")');
+    await page.waitForSelector('[data-testid="alarm"]');
+    expect(await page.textContent('[data-testid="alarm"]')).toContain("II 级应急警报");
+    await page.waitForSelector('[data-testid="count"]:text("10001")');
     const rows = () => page.locator(".vrow").count();
     expect(await rows()).toBeLessThan(60);
     // Scroll through the whole list in 40 steps; each step must draw within a few frames.
@@ -410,6 +427,7 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     expect(await rows()).toBeLessThan(60);
     expect(await page.locator('[data-task="enf-010000"]').count()).toBe(1);
     await page.unroute(/\/api\/v1\/tasks\?/);
+    await page.unroute(/\/api\/v1\/tasks\/stream/);
   });
 
   it("broke no rule of the page's Content-Security-Policy and threw no error", () => {
