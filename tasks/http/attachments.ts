@@ -107,6 +107,11 @@ export const attachmentRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, 
           `the Content-Type says ${declared ?? "nothing"} but the file is ${type} by its first bytes`,
         );
       }
+      // Refusals the service would give, before any byte is written (it checks again in its
+      // transaction): a closed task, a file attached already.
+      if (task.state === "closed") {
+        throw apiFailure("conflict", `task ${task.id} is closed: it takes no attachments`);
+      }
       // Stored first (content-addressed: a file recorded nowhere is harmless), then recorded.
       const sha256 = await files.put(body);
       const result = deps.service.addAttachment(
