@@ -6,7 +6,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 
 /*
  * The operators' console (console/, docs/console.md) on the API's port at `/`: the files Vite
- * built into console/dist, and index.html for every other path outside the API (the console
+ * built into console/dist, and index.html for the console's pages (CONSOLE_PAGES: the console
  * routes in the browser, so a reload or a shared link of /tasks/{id} opens that page). Hashed
  * assets (/assets/*) are cached for a year (their name changes with their content); index.html
  * is revalidated on every load, so a new build is picked up at once. The console's answers carry
@@ -16,6 +16,12 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 
 /** Where `npm ci` (the `prepare` script, console/build.ts) writes the console. */
 export const CONSOLE_DIST = fileURLToPath(new URL("../../console/dist/", import.meta.url));
+
+/**
+ * The console's pages (console/src/router.ts): index.html answers them, so a reload or a shared
+ * link opens the page. Any other path is the API's 404.
+ */
+export const CONSOLE_PAGES = ["/", "/signin", "/tasks/*"] as const;
 
 /** Paths that belong to the API and the process, never to the console (their 404 stays JSON). */
 const RESERVED = ["/api/", "/evidence/", "/docs", "/openapi.json", "/metrics", "/healthz"];
@@ -122,6 +128,6 @@ export const consoleUi: FastifyPluginAsync<ConsoleOptions> = async (app, options
       cacheControl: false,
     });
   };
-  app.get("/", { schema: { hide: true }, logLevel: "warn" }, page);
-  app.get("/*", { schema: { hide: true }, logLevel: "warn" }, page);
+  for (const path of CONSOLE_PAGES)
+    app.get(path, { schema: { hide: true }, logLevel: "warn" }, page);
 };

@@ -170,7 +170,7 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("answers / with the console under its security headers, the API's 404s staying JSON", async () => {
+  it("answers its pages with the console under its security headers, other paths 404 as JSON", async () => {
     const page = await fetch(`${base}/tasks/anything`);
     expect(page.status).toBe(200);
     expect(page.headers.get("content-type")).toMatch(/text\/html/);
@@ -182,6 +182,8 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     const js = await fetch(`${base}${asset}`);
     expect(js.status).toBe(200);
     expect(js.headers.get("cache-control")).toContain("immutable");
+    // Only the console's pages answer index.html; any other path is a 404.
+    expect((await fetch(`${base}/nope`)).status).toBe(404);
     const api = await fetch(`${base}/api/v1/nothing-here`);
     expect(api.status).toBe(404);
     expect(await api.json()).toMatchObject({ error: "not_found" });
