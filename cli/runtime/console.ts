@@ -115,8 +115,9 @@ export const consoleUi: FastifyPluginAsync<ConsoleOptions> = async (app, options
     void reply.headers(CONSOLE_HEADERS);
     if (!built) {
       return (
+        // 200: the page itself is the answer (a 5xx would read as the API failing).
         reply
-          .code(503)
+          .code(200)
           .header("cache-control", "no-store")
           // The page's own inline style only.
           .header("content-security-policy", NOT_BUILT_CSP)
