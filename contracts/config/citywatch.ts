@@ -24,11 +24,9 @@ const TrustProxy = z.preprocess(
       z.number().int().min(1).max(32),
       z
         .array(
-          z
-            .string()
-            .regex(/^[0-9A-Fa-f:.]+(\/\d{1,3})?$/, {
-              error: "must be an IP address or CIDR range",
-            }),
+          z.string().regex(/^[0-9A-Fa-f:.]+(\/\d{1,3})?$/, {
+            error: "must be an IP address or CIDR range",
+          }),
         )
         .min(1),
     ],
