@@ -316,14 +316,12 @@ export class RulesDriver {
 
   /** When ticks must judge the subject again after its last evaluation (quiet.ts). */
   private wakeOf(subject: Subject, alarm: Alarm): number {
-    const state = alarm.state;
-    if (state.phase !== "normal" && state.phase !== "cleared") return Number.NEGATIVE_INFINITY;
     // After the last evaluation, on the data it saw (nothing new since, or it would have run).
     return quietUntil(
       subject.rule,
       this.index.subjectView(subject, alarm.lastAt),
       alarm.lastAt,
-      state,
+      alarm.state,
       (after) => this.index.permitEdgeAfter(subject, after),
     );
   }

@@ -4,6 +4,7 @@ import {
   columns,
   localMidnight,
   type DeviceView,
+  holdFor,
   periodClockOf,
   placeOf,
   qualityHolds,
@@ -12,6 +13,7 @@ import {
   type SubjectView,
 } from "./engine/index.js";
 import type { Rule } from "../contracts/index.js";
+import { escalationAfter } from "../contracts/model/rule-severity.js";
 
 /*
  * Quiet ticks. A clock tick judges every subject again so that time alone can move an alarm:
@@ -23,8 +25,8 @@ import type { Rule } from "../contracts/index.js";
  * instant too early only costs an evaluation; the differential tests compare a driver that skips
  * quiet ticks with the reference evaluator, which judges every subject at every tick.
  *
- * Only a subject whose alarm is normal (or cleared) is ever quiet: there, a tick decides
- * something only if the condition holds (it goes pending, or raises). An evaluation that does not
+ * Where a subject's alarm is normal (or cleared), a tick decides something only if the
+ * condition holds (it goes pending, or raises). An evaluation that does not
  * hold keeps not holding until one of these, whatever its condition:
  *  - a reading (the driver evaluates the subject then anyway);
  *  - a rolling window's oldest reading leaving it (its value and coverage change);
@@ -37,8 +39,22 @@ import type { Rule } from "../contracts/index.js";
  * window judged without holding becomes at most a gap (no decision), and a gap stays one. The
  * exception is a windowed k_of_n that may lower its k (a device out of coverage no longer votes,
  * and fewer votes need fewer violations): it is judged at every tick.
- * Pending, active and recovering alarms have timers (`for`, minActive, clearHold, escalateAfter)
- * and are judged at every tick.
+ * Pending, active and recovering alarms have timers (`for`, minActive, clearHold, escalateAfter),
+ * and their state moves at a tick when a timer runs out or when the evaluation changes (a
+ * condition stops holding, a level rises, a gap). After an evaluation, whatever it said, a tick
+ * before the earliest of these decides nothing and changes no state but the value recorded for
+ * the record (lastValue, lastLimit: neither reported nor stored): stepAlarm, given the same
+ * evaluation again, moves only on the clock. The evaluation stays the same until the instants
+ * listed above, as long as no coverage falls: a condition on the newest reading alone (latest,
+ * state, quality), a clock-aligned window, N-of-M or daily count (their intervals are fixed until
+ * the next one completes), and the deadman (a silence past its limit stays past it; only the
+ * limits still ahead count). A rolling window's coverage falls continuously as it slides past
+ * its newest reading, and an open alarm's evaluation may turn from holding to a gap, or (on a
+ * site of several devices, or a k_of_n) to not holding, at any tick: such a rule's open alarms
+ * (and rate_of_rise's) are judged at every tick.
+ * Measured over the backtest bench's city (117,988 readings, the default pack): waking open
+ * alarms at their timers took the replay's evaluations from 464,919 to 376,521 on the 5-s tick
+ * (335,730 to 328,468 on the 1-m tick), the report the same.
  */
 
 /** Judge at the next tick. */
@@ -56,7 +72,72 @@ export function quietUntil(
   state: AlarmState,
   permitEdge: (after: number) => number,
 ): number {
-  if (state.phase !== "normal" && state.phase !== "cleared") return NOW;
+  if (state.phase === "normal" || state.phase === "cleared") {
+    return changesAfter(rule, view, at, permitEdge, false);
+  }
+  if (!steadyOpen(rule)) return NOW;
+  return Math.min(timerOf(rule, state), changesAfter(rule, view, at, permitEdge, true));
+}
+
+/**
+ * Whether an open alarm's evaluation of the rule stays the same between the instants
+ * `changesAfter` lists (see above): not a rolling window, whose coverage falls as it slides.
+ */
+function steadyOpen(rule: Rule): boolean {
+  const c = rule.condition;
+  switch (c.type) {
+    case "deadman":
+    case "quality":
+    case "state":
+      return true;
+    case "rate_of_rise":
+      return false;
+    case "threshold":
+      return (
+        c.window === undefined ||
+        c.align === "clock" ||
+        c.nOfM !== undefined ||
+        c.exceedances !== undefined
+      );
+    case "k_of_n":
+      return c.window === undefined || c.align === "clock";
+  }
+}
+
+/**
+ * The first instant at which a timer of a pending, active or recovering alarm can move it, the
+ * evaluation unchanged (stepAlarm): `for` held (raise), the clear (minActive and clearHold both
+ * run out), the next escalation for want of acknowledgement.
+ */
+function timerOf(rule: Rule, state: AlarmState): number {
+  if (state.phase === "pending") return (state.startedAt ?? state.since) + holdFor(rule);
+  let wake = Number.POSITIVE_INFINITY;
+  const after = escalationAfter(rule);
+  if (after !== undefined && !state.acknowledged && state.raisedAt !== undefined) {
+    wake = state.raisedAt + after * (state.unacknowledgedEscalations + 1);
+  }
+  if (state.phase === "recovering") {
+    const minActive = rule.timing.minActive ?? 0;
+    const held = state.since + (rule.timing.clearHold ?? 0);
+    const clear = state.raisedAt === undefined ? held : Math.max(state.raisedAt + minActive, held);
+    if (clear < wake) wake = clear;
+  }
+  return wake;
+}
+
+/**
+ * The first instant after `at` at which the subject's evaluation may differ from the one at `at`,
+ * no reading coming (see above; for a rolling window, only where coverage falling decides
+ * nothing: a subject whose alarm is normal or cleared).
+ */
+function changesAfter(
+  rule: Rule,
+  view: SubjectView,
+  at: number,
+  permitEdge: (after: number) => number,
+  /** The alarm is pending, active or recovering. */
+  open: boolean,
+): number {
   const c = rule.condition;
   let wake = Number.POSITIVE_INFINITY;
   const until = (t: number) => {
@@ -77,7 +158,9 @@ export function quietUntil(
         if (d.device.enabled === false) continue;
         const since = d.lastSeenAt ?? d.watchedSince;
         if (since === undefined) continue; // never heard and not watched: never judged
-        until(since + c.factor * d.device.expectedIntervalS * 1000);
+        // Open: silent past its limit already, it stays so until a reading.
+        const limit = since + c.factor * d.device.expectedIntervalS * 1000;
+        if (!open || limit >= at) until(limit);
       }
       return wake;
     case "quality":

@@ -15,6 +15,17 @@ const rule = testRule;
 const sample = (at: number, value: number): Sample => sampleAt(at, value);
 const NO_PERMITS = () => Number.POSITIVE_INFINITY;
 const NORMAL: AlarmState = initialAlarmState(0);
+/** A 10-minute LAeq over 60 dB(A), rolling or clock-aligned. */
+const tenMinutes = (align: "rolling" | "clock") =>
+  rule({
+    type: "threshold",
+    quantity: "LAeq",
+    aggregate: "energy_mean",
+    window: "10m",
+    align,
+    op: ">",
+    raise: 60,
+  });
 
 function view(samples: Sample[], lastSeenAt?: number): SubjectView {
   return {
@@ -31,31 +42,65 @@ function view(samples: Sample[], lastSeenAt?: number): SubjectView {
 }
 
 describe("quiet ticks", () => {
-  it("judges an open or pending alarm at every tick", () => {
-    const r = rule({
-      type: "threshold",
-      quantity: "LAeq",
-      aggregate: "latest",
-      op: ">",
-      raise: 60,
-    });
-    for (const phase of ["pending", "active", "recovering"] as const) {
-      const state = { ...NORMAL, phase };
-      expect(quietUntil(r, view([]), night("21:00"), state, NO_PERMITS)).toBe(
-        Number.NEGATIVE_INFINITY,
-      );
+  it("an open or pending alarm on the newest reading wakes at its timer", () => {
+    const r = rule(
+      { type: "threshold", quantity: "LAeq", aggregate: "latest", op: ">", raise: 60, for: "2m" },
+      { timing: { minActive: "10m", clearHold: "5m" } },
+    );
+    const at = night("21:00");
+    const pending = { ...NORMAL, phase: "pending" as const, since: at, startedAt: at };
+    expect(quietUntil(r, view([]), at, pending, NO_PERMITS)).toBe(night("21:02"));
+    // Enforcement: no escalation for want of acknowledgement; nothing moves an active alarm.
+    const active = { ...NORMAL, phase: "active" as const, since: at, raisedAt: at };
+    expect(quietUntil(r, view([]), at, active, NO_PERMITS)).toBe(Number.POSITIVE_INFINITY);
+    // Recovering: cleared once both minActive (from the raise) and clearHold have run out.
+    const recovering = { ...active, since: night("21:03"), phase: "recovering" as const };
+    expect(quietUntil(r, view([]), night("21:04"), recovering, NO_PERMITS)).toBe(night("21:10"));
+    const late = { ...recovering, since: night("21:08") };
+    expect(quietUntil(r, view([]), night("21:09"), late, NO_PERMITS)).toBe(night("21:13"));
+  });
+
+  it("an open emergency alarm wakes at its next escalation for want of acknowledgement", () => {
+    const r = packRule("tunnel.o2-low"); // the newest reading, re-sent every 10 minutes
+    const raised = { ...NORMAL, phase: "active" as const, since: night("21:00") };
+    const active = { ...raised, raisedAt: night("21:00"), unacknowledgedEscalations: 1 };
+    expect(quietUntil(r, view([]), night("21:15"), active, NO_PERMITS)).toBe(night("21:20"));
+    const acknowledged = { ...active, acknowledged: true };
+    expect(quietUntil(r, view([]), night("21:20"), acknowledged, NO_PERMITS)).toBe(
+      Number.POSITIVE_INFINITY,
+    );
+  });
+
+  it("an open alarm on a rolling window or a rate of rise is judged at every tick", () => {
+    const rolling = tenMinutes("rolling");
+    const rise = rule({ type: "rate_of_rise", quantity: "LAeq", window: "10m", raise: 5 });
+    for (const r of [rolling, rise]) {
+      for (const phase of ["pending", "active", "recovering"] as const) {
+        const state = { ...NORMAL, phase, raisedAt: 0 };
+        expect(quietUntil(r, view([]), night("21:00"), state, NO_PERMITS)).toBe(
+          Number.NEGATIVE_INFINITY,
+        );
+      }
     }
   });
 
+  it("an open alarm on a clock window wakes when the next interval completes", () => {
+    const r = tenMinutes("clock");
+    const active = { ...NORMAL, phase: "active" as const, raisedAt: night("21:00") };
+    expect(quietUntil(r, view([]), night("21:03"), active, NO_PERMITS)).toBe(night("21:10"));
+  });
+
+  it("an open deadman wakes only at limits still ahead", () => {
+    const r = rule({ type: "deadman", factor: 3 }, { taskKind: "maintenance" });
+    const active = { ...NORMAL, phase: "active" as const, raisedAt: night("21:00") };
+    // device d-1 reports every minute (harness): silent since 20:50, past its 3-minute limit.
+    expect(quietUntil(r, view([], night("20:50")), night("21:20"), active, NO_PERMITS)).toBe(
+      Number.POSITIVE_INFINITY,
+    );
+  });
+
   it("a rolling window wakes when its oldest reading leaves it", () => {
-    const r = rule({
-      type: "threshold",
-      quantity: "LAeq",
-      aggregate: "energy_mean",
-      window: "10m",
-      op: ">",
-      raise: 60,
-    });
+    const r = tenMinutes("rolling");
     const samples = [night("20:49"), night("20:50"), night("20:51"), night("20:59")].map((t) =>
       sample(t, 50),
     );
