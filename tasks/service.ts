@@ -15,6 +15,7 @@ import type {
 } from "../contracts/model/tasks.js";
 import type { AlarmDecision, AlarmNotice, Recheck, TaskSink } from "../contracts/model/alarms.js";
 import { unverifiedOf } from "../contracts/model/rule-confidence.js";
+import { escalationAfter } from "../contracts/model/rule-severity.js";
 import { buildEvidenceBody } from "./evidence.js";
 import type { EvidenceSigner } from "./evidence-keys.js";
 import { linkTo, sealEvidence } from "./evidence-seal.js";
@@ -625,6 +626,9 @@ export class TaskService implements TaskSink {
       ...(rule.taskKind === "emergency" && rule.levels !== undefined
         ? {
             levelNames: rule.levels.map((l) => l.level),
+            ...(escalationAfter(rule) === undefined
+              ? {}
+              : { escalateAfterMs: escalationAfter(rule) }),
             levelHistory: [
               {
                 level: level.level ?? null,

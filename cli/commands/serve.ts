@@ -356,6 +356,11 @@ export async function serve(
             config.ingest.tasks.evidence.publicUrl?.startsWith("https:") ??
             false,
         },
+        registryAdmin: {
+          registry,
+          mqttPort: addresses.mqtt ?? config.broker.mqtt.port,
+          map: config.console.map,
+        },
         backtest: {
           rules: config.ingest.rules,
           retention: () => storeRetention(config.ingest.store),

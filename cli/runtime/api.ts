@@ -31,6 +31,8 @@ import { TasksConfig } from "../../contracts/config/tasks.js";
 import { apiErrorHandler, notFoundHandler, securityHeaders, sendApiError } from "./api-errors.js";
 import { backtestDeps } from "./backtest.js";
 import { consoleUi } from "./console.js";
+import { type DeviceRegistry, registryApi, tileOrigins } from "./registry-api.js";
+import type { CitywatchConfig } from "../../contracts/config/citywatch.js";
 import { healthApi } from "./health.js";
 import { DEFAULT_QUERY_LIMITS, type QueryLimitOptions, queryLimits } from "./query-limits.js";
 
@@ -71,6 +73,17 @@ export interface ApiDeps {
    */
   readonly sessions?:
     { readonly config: TasksConfig["sessions"]; readonly secureCookie: boolean } | undefined;
+  /**
+   * The registry's routes for the console (registry-api.ts: sites, an admin's device changes,
+   * the map's settings), with the task routes' auth. Absent: none of them.
+   */
+  readonly registryAdmin?:
+    | {
+        readonly registry: DeviceRegistry;
+        readonly mqttPort: number;
+        readonly map: CitywatchConfig["console"]["map"];
+      }
+    | undefined;
 }
 
 /** A store whose configuration the API was not given: the embedded one keeps everything. */
@@ -231,8 +244,16 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       rules: deps.backtest?.rules ?? IngestConfig.parse({}).rules,
       admin: auth.admin,
     });
+    if (deps.registryAdmin !== undefined)
+      void app.register(registryApi, {
+        ...deps.registryAdmin,
+        authenticate: auth.authenticate,
+        admin: auth.admin,
+      });
   }
   // The operators' console at / (console.ts; docs/console.md): every path outside the API.
-  void app.register(consoleUi);
+  void app.register(consoleUi, {
+    imageOrigins: deps.registryAdmin === undefined ? [] : tileOrigins(deps.registryAdmin.map),
+  });
   return app;
 }

@@ -21,36 +21,49 @@ export const CONSOLE_DIST = fileURLToPath(new URL("../../console/dist/", import.
  * The console's pages (console/src/router.ts): index.html answers them, so a reload or a shared
  * link opens the page. Any other path is the API's 404.
  */
-export const CONSOLE_PAGES = ["/", "/signin", "/tasks/*"] as const;
+export const CONSOLE_PAGES = [
+  "/",
+  "/signin",
+  "/tasks/*",
+  "/devices",
+  "/emergency",
+  "/map",
+] as const;
 
 /** Paths that belong to the API and the process, never to the console (their 404 stays JSON). */
 const RESERVED = ["/api/", "/evidence/", "/docs", "/openapi.json", "/metrics", "/healthz"];
 
-export const CONSOLE_CSP = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "font-src 'self'",
-  "connect-src 'self'",
-  "media-src 'self' data:",
-  "object-src 'none'",
-  "base-uri 'none'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join("; ");
+/** The policy, with the map's tile origins (console.map.tileUrl) allowed as images. */
+export const consoleCsp = (imageOrigins: readonly string[] = []): string =>
+  [
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    ["img-src 'self' data:", ...imageOrigins].join(" "),
+    "font-src 'self'",
+    "connect-src 'self'",
+    "media-src 'self' data:",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+  ].join("; ");
+
+export const CONSOLE_CSP = consoleCsp();
 
 /** The page shown without a build: no script, its inline style only. */
 const NOT_BUILT_CSP =
   "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'";
 
 /** Headers of every console answer, beside the API's nosniff (api-errors.ts). */
-export const CONSOLE_HEADERS = {
-  "content-security-policy": CONSOLE_CSP,
-  "x-frame-options": "DENY",
-  "referrer-policy": "no-referrer",
-  "x-content-type-options": "nosniff",
-} as const;
+export const consoleHeaders = (imageOrigins: readonly string[] = []) =>
+  ({
+    "content-security-policy": consoleCsp(imageOrigins),
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+  }) as const;
+export const CONSOLE_HEADERS = consoleHeaders();
 
 const IMMUTABLE = "public, max-age=31536000, immutable";
 const REVALIDATE = "no-cache";
@@ -73,6 +86,8 @@ then reload this page.</p>
 export interface ConsoleOptions {
   /** The built console (default: console/dist next to this checkout). */
   readonly dist?: string | undefined;
+  /** Origins the map's tiles come from (console.map.tileUrl), allowed as images. */
+  readonly imageOrigins?: readonly string[] | undefined;
 }
 
 const reserved = (url: string): boolean => {
@@ -89,6 +104,7 @@ const looksLikeFile = (url: string): boolean => {
 export const consoleUi: FastifyPluginAsync<ConsoleOptions> = async (app, options) => {
   const dist = options.dist ?? CONSOLE_DIST;
   const built = existsSync(join(dist, "index.html"));
+  const headers = consoleHeaders(options.imageOrigins);
 
   if (built) {
     await app.register(fastifyStatic, {
@@ -101,7 +117,7 @@ export const consoleUi: FastifyPluginAsync<ConsoleOptions> = async (app, options
       cacheControl: false,
       schemaHide: true,
       setHeaders: (reply, path) => {
-        void reply.headers(CONSOLE_HEADERS);
+        void reply.headers(headers);
         void reply.header(
           "cache-control",
           path.includes(`${join(dist, "assets")}`) ? IMMUTABLE : REVALIDATE,
@@ -112,7 +128,7 @@ export const consoleUi: FastifyPluginAsync<ConsoleOptions> = async (app, options
 
   const page = (request: FastifyRequest, reply: FastifyReply) => {
     if (reserved(request.url) || looksLikeFile(request.url)) return reply.callNotFound();
-    void reply.headers(CONSOLE_HEADERS);
+    void reply.headers(headers);
     if (!built) {
       return (
         // 200: the page itself is the answer (a 5xx would read as the API failing).

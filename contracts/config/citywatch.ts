@@ -72,6 +72,40 @@ export const CitywatchConfig = z.strictObject({
     .prefault({}),
   broker: BrokerConfig.prefault({}),
   ingest: IngestConfig.prefault({}),
+  /** The operators' console served at / (docs/console.md). */
+  console: z
+    .strictObject({
+      map: z
+        .strictObject({
+          /**
+           * The map's base layer: an XYZ tile URL template with {z}, {x}, {y} and optionally {s}
+           * (a subdomain), in Web Mercator with WGS-84 coordinates: Tianditu
+           * (https://t{s}.tianditu.gov.cn/vec_w/wmts?…&tk=KEY) or a city GIS's tile service.
+           * Its origin is added to the console's Content-Security-Policy (img-src). Absent: no
+           * tiles; the map draws its base from `areas` alone.
+           */
+          tileUrl: z
+            .url({ protocol: /^https?$/, error: "console.map.tileUrl is an http(s) URL template" })
+            .refine((u) => u.includes("{z}") && u.includes("{x}") && u.includes("{y}"), {
+              error: "console.map.tileUrl needs {z}, {x} and {y}",
+            })
+            .optional(),
+          /** The tile provider's attribution shown on the map (審图号 for Tianditu). */
+          tileAttribution: z.string().max(500).default(""),
+          /** What {s} of the template takes, one character each (Tianditu: 01234567). */
+          tileSubdomains: z.string().max(16).default("abc"),
+          /** The deepest zoom level the tile service answers. */
+          tileMaxZoom: z.number().int().min(1).max(22).default(18),
+          /**
+           * A GeoJSON FeatureCollection of districts and grid cells (polygons with
+           * `properties.kind` district | grid and `properties.name`), the map's base without
+           * tiles. Default: the demo city's (simulators/demo-city/areas.geojson).
+           */
+          areas: z.string().min(1).optional(),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
 });
 export type CitywatchConfig = z.infer<typeof CitywatchConfig>;
 export type CitywatchConfigInput = z.input<typeof CitywatchConfig>;
@@ -88,6 +122,7 @@ export const CITYWATCH_ENV: Readonly<Record<string, readonly string[]>> = {
   CITYWATCH_HTTP_PORT: ["http", "port"],
   CITYWATCH_HTTP_READINGS: ["http", "readings"],
   CITYWATCH_TRUST_PROXY: ["http", "trustProxy"],
+  CITYWATCH_MAP_TILE_URL: ["console", "map", "tileUrl"],
   CITYWATCH_BROKER_HOST: ["broker", "host"],
   CITYWATCH_MQTT_PORT: ["broker", "mqtt", "port"],
   CITYWATCH_MQTTS_PORT: ["broker", "tls", "port"],

@@ -122,8 +122,55 @@ export const DeviceState = z.object({
   online: z.boolean(),
   committedSeq: z.number().int().nullable(),
   lastSeq: z.number().int().nullable(),
+  /** The instrument model (registry). */
+  model: z.string().optional(),
+  /** When the calibration expires, YYYY-MM-DD (registry); absent when not recorded. */
+  calibrationDueOn: z.string().optional(),
 });
 export const DevicesResponse = z.object({ devices: z.array(DeviceState) });
+
+/**
+ * A device registered or its secret rotated over the API (docs/api.md section 17): the secret is
+ * in this answer only (the registry keeps a salted hash), with what a device needs to connect.
+ */
+export const DeviceCredentials = z.object({
+  deviceId: z.string(),
+  secret: z.string(),
+  mqtt: z.object({
+    /** The broker's MQTT port (the host is the one the console was opened at). */
+    port: z.number().int(),
+    /** The device's data topic (docs/protocol.md): citywatch/v1/devices/{id}/data. */
+    dataTopic: z.string(),
+  }),
+});
+/** PATCH /api/v1/devices/{id}: enable or disable the device. */
+export const DevicePatch = z.strictObject({ enabled: z.boolean() });
+
+/** A registered site as the console's map and device form need it. */
+export const SiteSummary = z.object({
+  id: z.string(),
+  name: z.string(),
+  type: z.string(),
+  area: AdministrativeArea,
+  location: GeoPoint,
+});
+export const SitesResponse = z.object({ sites: z.array(SiteSummary) });
+
+/**
+ * The console's map (GET /api/v1/map): the configured tile layer, if any, and the base drawn
+ * from the GeoJSON of districts and grid cells (`console.map.areas`).
+ */
+export const MapSettings = z.object({
+  tiles: z
+    .object({
+      url: z.string(),
+      attribution: z.string(),
+      subdomains: z.string(),
+      maxZoom: z.number().int(),
+    })
+    .nullable(),
+  areas: z.looseObject({ type: z.literal("FeatureCollection"), features: z.array(z.unknown()) }),
+});
 export const ApiDeadLetter = z.object({
   id: z.number().int(),
   receivedAt: z.string(),
@@ -140,3 +187,9 @@ export const DeadLettersResponse = z.object({ deadLetters: z.array(ApiDeadLetter
 
 /** Body of every 4xx/5xx answer: the error catalogue (contracts/model/errors.ts). */
 export { ApiError } from "./errors.js";
+
+export type DeviceState = z.infer<typeof DeviceState>;
+export type DeviceCredentials = z.infer<typeof DeviceCredentials>;
+export type SiteSummary = z.infer<typeof SiteSummary>;
+export type MapSettings = z.infer<typeof MapSettings>;
+export type ReadingsResponse = z.infer<typeof ReadingsResponse>;

@@ -219,6 +219,12 @@ export const Task = z.object({
       }),
     )
     .optional(),
+  /**
+   * Emergency tasks: how long the rule waits for an acknowledgement before each escalation
+   * (timing.escalateAfter, 15 min by default); the next is due at filedAt + escalateAfterMs ×
+   * (escalations + 1) while the task is not acknowledged. Absent on tasks filed before.
+   */
+  escalateAfterMs: z.number().int().optional(),
   /** The rule's emergency levels in rising order (IV … I), for lowering a level by name. */
   levelNames: z.array(z.string()).optional(),
   /** Every level the task has had: raised by the rules, lowered or lifted by a person. */

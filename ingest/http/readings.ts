@@ -133,6 +133,8 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
               now - p.lastSeenMs <= d.expectedIntervalS * 1000 * deps.onlineIntervals,
             committedSeq: p?.committedSeq ?? null,
             lastSeq: p?.lastSeq ?? null,
+            model: d.model,
+            ...(d.calibrationDueOn !== undefined ? { calibrationDueOn: d.calibrationDueOn } : {}),
           };
         }),
       };

@@ -9,6 +9,8 @@ import { createSqliteStore } from "../../../../ingest/store/sqlite.js";
 import type { TimeSeriesStore } from "../../../../ingest/store/types.js";
 import type { TaskSystem } from "../../../../tasks/app.js";
 import { testApi } from "../../../support/ingest.js";
+import { CitywatchConfig } from "../../../../contracts/config/citywatch.js";
+import { RegistryStore } from "../../../../registry/store.js";
 import { makeTempDir, removeTempDir } from "../../../support/process.js";
 import {
   DEVICES,
@@ -58,6 +60,7 @@ describe("OpenAPI document, docs/api.md and /docs", () => {
   let state: IngestState;
   let store: TimeSeriesStore;
   let app: FastifyInstance;
+  let deviceRegistry: RegistryStore;
   const routes: Array<{ method: string; url: string; hidden: boolean }> = [];
   let doc: Document;
 
@@ -67,12 +70,18 @@ describe("OpenAPI document, docs/api.md and /docs", () => {
     state = new IngestState(join(dir, "ingest.db"));
     store = createSqliteStore(join(dir, "timeseries.db"));
     await store.open();
+    deviceRegistry = new RegistryStore(join(dir, "registry.db"));
     app = testApi({
       registry: { ...registry, devices: () => DEVICES, sites: () => SITES },
       state,
       store,
       metrics: [system.metrics.registry],
       tasks: system.api,
+      registryAdmin: {
+        registry: deviceRegistry,
+        mqttPort: 18830,
+        map: CitywatchConfig.parse({}).console.map,
+      },
     });
     // The plugins register their routes when the app loads, so this hook sees every one.
     app.addHook("onRoute", (route: RouteOptions) => {
@@ -91,6 +100,7 @@ describe("OpenAPI document, docs/api.md and /docs", () => {
   afterAll(async () => {
     await app.close();
     await system.stop();
+    deviceRegistry.close();
     state.close();
     await store.close();
     await removeTempDir(dir);
