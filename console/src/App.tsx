@@ -1,4 +1,5 @@
 import type { SessionInfo } from "../../contracts/model/people.js";
+import type { FunctionComponent } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { getSession, setCsrf, signOut, whenUnauthorized } from "./api.js";
 import { t, tk, useLang } from "./i18n.js";
@@ -7,6 +8,40 @@ import { navigate, onLink, useRoute } from "./router.js";
 import { SignIn } from "./pages/SignIn.js";
 import { Queue } from "./pages/Queue.js";
 import { TaskDetail } from "./pages/TaskDetail.js";
+import { Devices } from "./pages/Devices.js";
+import { Emergency } from "./pages/Emergency.js";
+
+type MapPageType = FunctionComponent<{ user: SessionInfo["user"] }>;
+
+/** The map page and Leaflet, loaded when the map is first opened (outside the first load). */
+function LazyMap(props: { user: SessionInfo["user"] }) {
+  const [page, setPage] = useState<{ Page: MapPageType } | undefined>(undefined);
+  const [error, setError] = useState<string | undefined>(undefined);
+  useEffect(() => {
+    import("./pages/MapPage.js").then(
+      (m) => setPage({ Page: m.MapPage }),
+      (e: unknown) => setError(e instanceof Error ? e.message : String(e)),
+    );
+  }, []);
+  if (error !== undefined)
+    return (
+      <p class="error" role="alert">
+        {error}
+      </p>
+    );
+  return page === undefined ? (
+    <p class="loading">{t("loading")}</p>
+  ) : (
+    <page.Page user={props.user} />
+  );
+}
+
+const NAV = [
+  ["/", "queue", "queue"],
+  ["/emergency", "emergency", "emergencyBoard"],
+  ["/map", "map", "map"],
+  ["/devices", "devices", "devices"],
+] as const;
 
 /*
  * The console's frame: who is signed in (GET /api/v1/session on load: the cookie is httpOnly, so
@@ -59,13 +94,16 @@ export function App() {
           {t("appName")}
         </a>
         <nav>
-          <a
-            href="/"
-            onClick={onLink("/")}
-            aria-current={route.page === "queue" ? "page" : undefined}
-          >
-            {t("queue")}
-          </a>
+          {NAV.map(([path, page, label]) => (
+            <a
+              key={path}
+              href={path}
+              onClick={onLink(path)}
+              aria-current={route.page === page ? "page" : undefined}
+            >
+              {t(label)}
+            </a>
+          ))}
         </nav>
         <span class="who" data-testid="who">
           {t("signedInAs", {
@@ -81,6 +119,12 @@ export function App() {
       <main>
         {route.page === "task" ? (
           <TaskDetail key={route.id} id={route.id} user={user} />
+        ) : route.page === "devices" ? (
+          <Devices user={user} />
+        ) : route.page === "emergency" ? (
+          <Emergency user={user} />
+        ) : route.page === "map" ? (
+          <LazyMap user={user} />
         ) : (
           <Queue user={user} />
         )}

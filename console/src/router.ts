@@ -1,7 +1,8 @@
 import { useEffect, useState } from "preact/hooks";
 
 /*
- * A router of two kinds of path: `/` (the queue) and `/tasks/{id}` (a task), with the history API.
+ * A router of the console's pages: `/` (the queue), `/tasks/{id}` (a task), `/devices`,
+ * `/emergency` (the emergency board) and `/map`, with the history API.
  * The server answers index.html for every path outside the API (cli/runtime/console.ts), so a
  * reload or a shared link opens the same page.
  */
@@ -9,12 +10,18 @@ import { useEffect, useState } from "preact/hooks";
 export type Route =
   | { readonly page: "queue" }
   | { readonly page: "task"; readonly id: string }
-  | { readonly page: "signin" };
+  | { readonly page: "signin" }
+  | { readonly page: "devices" }
+  | { readonly page: "emergency" }
+  | { readonly page: "map" };
 
 export function parseRoute(pathname: string): Route {
   const task = /^\/tasks\/([^/]+)\/?$/.exec(pathname);
   if (task?.[1] !== undefined) return { page: "task", id: decodeURIComponent(task[1]) };
   if (pathname === "/signin") return { page: "signin" };
+  if (pathname === "/devices") return { page: "devices" };
+  if (pathname === "/emergency") return { page: "emergency" };
+  if (pathname === "/map") return { page: "map" };
   return { page: "queue" };
 }
 

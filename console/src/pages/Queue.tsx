@@ -2,6 +2,8 @@ import type { User } from "../../../contracts/model/people.js";
 import type { Task, TaskState } from "../../../contracts/model/tasks.js";
 import type { TaskKind } from "../../../contracts/model/topics.js";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { beep, isSevere } from "../alarm.js";
+import { AlarmBar } from "../components/AlarmBar.js";
 import { api, ApiError } from "../api.js";
 import { Confirm } from "../components/Confirm.js";
 import { Countdown } from "../components/Countdown.js";
@@ -68,29 +70,6 @@ function useMedia(query: string): boolean {
     return () => list.removeEventListener("change", change);
   }, [query]);
   return hit;
-}
-
-/** An emergency at level I or II: the queue sounds and shows an alarm when one appears. */
-const isSevere = (task: Task): boolean =>
-  task.kind === "emergency" && (task.level === "I" || task.level === "II");
-
-/** Three short tones (Web Audio: nothing to download); silent where the browser allows no sound. */
-function beep(): void {
-  try {
-    const audio = new AudioContext();
-    for (let i = 0; i < 3; i++) {
-      const tone = audio.createOscillator();
-      const gain = audio.createGain();
-      tone.frequency.value = 880;
-      gain.gain.value = 0.2;
-      tone.connect(gain).connect(audio.destination);
-      tone.start(audio.currentTime + i * 0.35);
-      tone.stop(audio.currentTime + i * 0.35 + 0.2);
-    }
-    setTimeout(() => void audio.close(), 1_500);
-  } catch {
-    // No audio: the alarm is still shown.
-  }
 }
 
 const distinct = (values: ReadonlyArray<string | undefined>) =>
@@ -440,18 +419,7 @@ export function Queue(props: { user: User }) {
         )}
       </div>
       {alert !== undefined && (
-        <div class={`alarm level-${alert.level ?? ""}`} role="alert" data-testid="alarm">
-          <strong>{t("alarm", { level: alert.level ?? "" })}</strong>
-          <a
-            href={`/tasks/${encodeURIComponent(alert.id)}`}
-            onClick={onLink(`/tasks/${encodeURIComponent(alert.id)}`)}
-          >
-            {alert.id} · {alert.title}
-          </a>
-          <button type="button" class="secondary small" onClick={() => setAlert(undefined)}>
-            {t("dismiss")}
-          </button>
-        </div>
+        <AlarmBar task={alert} testId="alarm" onDismiss={() => setAlert(undefined)} />
       )}
       {filterBar}
       {notice !== undefined && (

@@ -141,6 +141,30 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     await page.waitForSelector("dialog", { state: "detached" });
   }
 
+  /**
+   * A demo device connected with its first-start secret. It was on standby until this CONNECT;
+   * the rules read the registry once a second, so wait that long before it publishes.
+   */
+  async function connectDemoDevice(id: string): Promise<MqttClient> {
+    const client = await connectMqtt(ports.mqtt, id, firstStartSecret(dir, id));
+    clients.push(client);
+    await new Promise((r) => setTimeout(r, 1_100));
+    return client;
+  }
+
+  /** One message of readings (seq 1) as the device publishes it (docs/protocol.md). */
+  async function publishReadings(
+    client: MqttClient,
+    deviceId: string,
+    kind: string,
+    readings: unknown[],
+  ): Promise<void> {
+    const message = { v: 1, deviceId, seq: 1, kind, readings };
+    await client.publishAsync(`citywatch/v1/devices/${deviceId}/data`, JSON.stringify(message), {
+      qos: 1,
+    });
+  }
+
   beforeAll(async () => {
     // npm ci built the console (prepare); a checkout without it builds it here.
     if (!existsSync(join(ROOT, "console/dist/index.html")))
@@ -211,14 +235,7 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     await signIn(page, "cc.li", users.cc);
     await page.waitForSelector('[data-testid="live"].on');
     await page.evaluate("window.__sameDocument = true");
-    const device = await connectMqtt(
-      ports.mqtt,
-      "demo-tunnel-s1-gas",
-      firstStartSecret(dir, "demo-tunnel-s1-gas"),
-    );
-    clients.push(device);
-    // The detector was on standby until this CONNECT; the rules read the registry once a second.
-    await new Promise((r) => setTimeout(r, 1_100));
+    const device = await connectDemoDevice("demo-tunnel-s1-gas");
     const now = Date.now();
     const ch4 = [1.2, 1.4, 1.3, 2.1, 4.8, 9.5, 16, 22, 26, 27];
     const readings = ch4.map((value, i) => ({
@@ -227,17 +244,7 @@ describe.runIf(browserService)("operators' console in chromium", () => {
       values: { ch4: value, o2: 20.9, h2s: 0, co: 0, temperature: 22 },
     }));
     const published = Date.now();
-    await device.publishAsync(
-      "citywatch/v1/devices/demo-tunnel-s1-gas/data",
-      JSON.stringify({
-        v: 1,
-        deviceId: "demo-tunnel-s1-gas",
-        seq: 1,
-        kind: "utility_tunnel",
-        readings,
-      }),
-      { qos: 1 },
-    );
+    await publishReadings(device, "demo-tunnel-s1-gas", "utility_tunnel", readings);
     const row = page.locator(".task-row.kind-emergency").first();
     await row.waitFor({ timeout: 10_000 });
     const seenAfterMs = Date.now() - published;
@@ -430,6 +437,115 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     expect(await page.locator('[data-task="enf-010000"]').count()).toBe(1);
     await page.unroute(/\/api\/v1\/tasks\?/);
     await page.unroute(/\/api\/v1\/tasks\/stream/);
+  });
+
+  it("adds a device as admin: its secret shown once with a mosquitto_pub line, gone after a reload", async () => {
+    const page = await open();
+    await signIn(page, "admin", firstStartSecret(dir, "admin"));
+    await page.click('header nav a[href="/devices"]');
+    await page.waitForSelector('[data-device="demo-river-1"]');
+    // Calibration: the demo devices are in date; the one added below expired yesterday.
+    await page.click('[data-testid="add-device"]');
+    await page.fill('input[name="id"]', "noise-0901");
+    await page.selectOption('select[name="kind"]', "noise");
+    await page.selectOption('select[name="siteId"]', "demo-site-construction");
+    await page.fill('input[name="model"]', "AWA6228+");
+    await page.fill('input[name="serial"]', "N-0901");
+    const yesterday = new Date(Date.now() - 2 * 86_400_000).toISOString().slice(0, 10);
+    await page.fill('input[name="calibrationDueOn"]', yesterday);
+    await page.click('[data-testid="register"]');
+    const secret = (await page.textContent('[data-testid="secret"]')) ?? "";
+    expect(secret).toMatch(/^\S{32,}$/);
+    const line = (await page.textContent('[data-testid="mqtt-line"]')) ?? "";
+    expect(line).toContain(`-p ${ports.mqtt}`);
+    expect(line).toContain("-i noise-0901 -u noise-0901");
+    expect(line).toContain(`-P '${secret}'`);
+    expect(line).toContain("-t citywatch/v1/devices/noise-0901/data");
+    await shot(page, "device-added");
+    // The secret works: the broker accepts the device with it.
+    const device = await connectMqtt(ports.mqtt, "noise-0901", secret);
+    await device.endAsync(true);
+    const row = page.locator('[data-device="noise-0901"]');
+    await row.waitFor();
+    expect(await row.locator('[data-testid="calibration"]').getAttribute("class")).toContain(
+      "expired",
+    );
+    await page.click('[data-testid="secret-stored"]');
+    expect(await page.locator('[data-testid="secret-panel"]').count()).toBe(0);
+    await page.reload();
+    await page.waitForSelector('[data-device="noise-0901"]');
+    expect(await page.locator('[data-testid="secret"]').count()).toBe(0);
+    expect(await page.textContent("body")).not.toContain(secret);
+    // Disabled: the registry refuses it from now on; enabled again.
+    await row.locator('[data-device-action="disable"]').click();
+    await page.click('dialog [data-testid="confirm"]');
+    await page.waitForSelector('[data-device="noise-0901"][data-status="disabled"]');
+    await expect(connectMqtt(ports.mqtt, "noise-0901", secret)).rejects.toThrow();
+    await row.locator('[data-device-action="enable"]').click();
+    await page.click('dialog [data-testid="confirm"]');
+    await page.waitForSelector('[data-device="noise-0901"]:not([data-status="disabled"])');
+    // A rotated secret is shown once too, and differs.
+    await row.locator('[data-device-action="rotate"]').click();
+    await page.click('dialog [data-testid="confirm"]');
+    const rotated = (await page.textContent('[data-testid="secret"]')) ?? "";
+    expect(rotated).not.toBe(secret);
+    await page.click('[data-testid="secret-stored"]');
+    await shot(page, "devices");
+    // Someone without admin finds the list without the actions.
+    const cc = await open();
+    await signIn(cc, "cc.li", users.cc);
+    await cc.goto(`${base}/devices`);
+    await cc.waitForSelector('[data-device="noise-0901"]');
+    expect(await cc.locator('[data-testid="add-device"], [data-device-action]').count()).toBe(0);
+  });
+
+  it("the emergency board alerts on a level II task published over MQTT; one click acknowledges it", async () => {
+    const page = await open();
+    // Count the tones the page plays.
+    await page.addInitScript(
+      "window.__tones = 0; const start = OscillatorNode.prototype.start; OscillatorNode.prototype.start = function (...a) { window.__tones++; return start.apply(this, a); };",
+    );
+    await signIn(page, "duty.zhao", users.duty);
+    await page.click('header nav a[href="/emergency"]');
+    await page.waitForSelector('[data-testid="live"].on');
+    const gauge = await connectDemoDevice("demo-river-1");
+    await publishReadings(gauge, "demo-river-1", "water_level", [
+      { ts: new Date().toISOString(), quality: "normal", values: { stage: 5.8 } },
+    ]);
+    const alarm = page.locator('[data-testid="board-alarm"]');
+    await alarm.waitFor({ timeout: 10_000 });
+    expect(await alarm.textContent()).toContain("II 级应急警报");
+    expect(await page.evaluate<number>("window.__tones")).toBe(3);
+    const card = page.locator('.emergency-card[data-state="filed"].level-II').first();
+    await card.waitFor();
+    expect(await card.textContent()).toContain("Jinjiang River, Hejiang Pavilion gauge");
+    expect(await card.locator('[data-testid="escalation"]').textContent()).toMatch(/后升级/);
+    await card.locator('[data-reading="demo-river-1"]', { hasText: "stage 5.8" }).waitFor();
+    await shot(page, "emergency");
+    await card.locator('[data-testid="acknowledge"]').click();
+    await page.waitForSelector('.emergency-card[data-state="acknowledged"].level-II');
+    expect(await page.textContent(".emergency-card.level-II")).toContain("已签收，停止升级");
+  });
+
+  it("the map shows the site in alarm on the registry's own base, with no tile server", async () => {
+    const page = await open();
+    const tiles: string[] = [];
+    page.on("request", (r) => {
+      if (!r.url().startsWith(base)) tiles.push(r.url());
+    });
+    await signIn(page, "cc.li", users.cc);
+    await page.click('header nav a[href="/map"]');
+    // The river gauge's level II task (above) puts its site in alarm.
+    await page.waitForSelector("path.site-demo-site-river.status-alarm", { timeout: 10_000 });
+    await page.waitForSelector(".leaflet-tooltip.area-label.grid");
+    expect(await page.textContent('[data-testid="map-base"]')).toContain("未配置瓦片服务");
+    expect(await page.textContent('[data-testid="map-tasks"]')).toContain(
+      "Jinjiang River, Hejiang Pavilion gauge",
+    );
+    expect(tiles).toEqual([]);
+    await shot(page, "map");
+    await page.click("path.site-demo-site-river");
+    await page.waitForSelector(".map-popup a");
   });
 
   it("broke no rule of the page's Content-Security-Policy and threw no error", () => {
