@@ -1,4 +1,5 @@
 import type { ClosureReason, TaskState } from "../contracts/model/tasks.js";
+import { EARLY_CLOSURE, NEXT_STATES } from "../contracts/model/task-rules.js";
 
 /*
  * The task lifecycle: filed → dispatched → acknowledged → in_progress → handled → verified →
@@ -6,20 +7,6 @@ import type { ClosureReason, TaskState } from "../contracts/model/tasks.js";
  * alarm, a broken sensor, an exempt party) may be closed before it is handled, but only a
  * verified task closes as `rectified`: the record must show the fix was checked.
  */
-
-const NEXT: Readonly<Record<TaskState, readonly TaskState[]>> = {
-  filed: ["dispatched", "acknowledged", "closed"],
-  dispatched: ["acknowledged", "closed"],
-  acknowledged: ["in_progress", "handled", "closed"],
-  in_progress: ["handled", "closed"],
-  // A verification that finds the work not done sends the task back to work.
-  handled: ["verified", "in_progress"],
-  verified: ["closed", "in_progress"],
-  closed: [],
-};
-
-/** Reasons that close a task that was never verified: there was nothing to rectify. */
-const EARLY_CLOSURE: readonly ClosureReason[] = ["false_positive", "sensor_fault", "exempt"];
 
 /** Open states: the task still needs people. */
 export const isOpenState = (state: TaskState): boolean => state !== "closed";
@@ -36,7 +23,7 @@ export function checkTransition(
   to: TaskState,
   reason: ClosureReason | undefined,
 ): TransitionCheck {
-  const allowed = NEXT[from];
+  const allowed = NEXT_STATES[from];
   if (!allowed.includes(to)) {
     const options = allowed.length === 0 ? "none (closed is final)" : allowed.join(", ");
     return {

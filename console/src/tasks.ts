@@ -1,37 +1,16 @@
 import type { User } from "../../contracts/model/people.js";
-import type { ApiRole, ClosureReason, Task, TaskState } from "../../contracts/model/tasks.js";
+import type { ClosureReason, Task, TaskState } from "../../contracts/model/tasks.js";
+import { ACTS_ON, EARLY_CLOSURE, NEXT_STATES } from "../../contracts/model/task-rules.js";
 import type { TaskKind } from "../../contracts/model/topics.js";
 import { api } from "./api.js";
 
 /*
- * Tasks as the console works with them: what a user's roles allow on a task in its state (a
- * mirror of tasks/lifecycle.ts and tasks/auth/roles.ts: the server decides, the console only
- * hides what would be refused), the queue's filters, sorting and search, and loading the list.
+ * Tasks as the console works with them: what a user's roles allow on a task in its state (the
+ * server's own tables, contracts/model/task-rules.ts: the server decides, the console only hides
+ * what would be refused), the queue's filters, sorting and search, and loading the list.
  */
 
-/** tasks/lifecycle.ts NEXT: the states each state may move to. */
-const NEXT: Readonly<Record<TaskState, readonly TaskState[]>> = {
-  filed: ["dispatched", "acknowledged", "closed"],
-  dispatched: ["acknowledged", "closed"],
-  acknowledged: ["in_progress", "handled", "closed"],
-  in_progress: ["handled", "closed"],
-  handled: ["verified", "in_progress"],
-  verified: ["closed", "in_progress"],
-  closed: [],
-};
-
-/** tasks/auth/roles.ts ACTS_ON: the kinds of work each role changes. */
-const ACTS_ON: Readonly<Record<ApiRole, readonly TaskKind[]>> = {
-  admin: ["enforcement", "emergency", "maintenance", "environmental"],
-  command_centre: ["enforcement", "emergency", "maintenance", "environmental"],
-  enforcement: ["enforcement", "environmental"],
-  emergency: ["emergency"],
-  operator: ["maintenance"],
-  legal_reviewer: [],
-  viewer: [],
-};
-
-export const EARLY_CLOSURE: readonly ClosureReason[] = ["false_positive", "sensor_fault", "exempt"];
+export { EARLY_CLOSURE };
 export const ALL_CLOSURE: readonly ClosureReason[] = ["rectified", ...EARLY_CLOSURE];
 
 export const actsOn = (user: Pick<User, "roles">, kind: TaskKind): boolean =>
@@ -59,7 +38,7 @@ export function actionsFor(task: Task, user: User): TaskAction[] {
   const acts = actsOn(user, task.kind);
   const referred = task.graduated?.stage === "referred";
   const reviewer = user.roles.includes("legal_reviewer");
-  for (const to of NEXT[task.state]) {
+  for (const to of NEXT_STATES[task.state]) {
     if (to === "closed") {
       // A referred case is closed only by a legal reviewer (docs/tasks.md, Duties).
       if (referred ? !reviewer : !acts) continue;

@@ -1,5 +1,6 @@
 import type { ApiRole } from "../../contracts/model/tasks.js";
 import type { TaskKind } from "../../contracts/model/topics.js";
+import { ACTS_ON } from "../../contracts/model/task-rules.js";
 
 /*
  * What each role may do with tasks. Every role reads every task (a coordinator must see the whole
@@ -10,16 +11,6 @@ import type { TaskKind } from "../../contracts/model/topics.js";
  * A user with several roles acts on the union of their kinds; a user acts only within their scope
  * (scope.ts).
  */
-const ACTS_ON: Readonly<Record<ApiRole, readonly TaskKind[]>> = {
-  admin: ["enforcement", "emergency", "maintenance", "environmental"],
-  command_centre: ["enforcement", "emergency", "maintenance", "environmental"],
-  // Grid inspectors of the urban-management teams investigate environmental-quality alerts.
-  enforcement: ["enforcement", "environmental"],
-  emergency: ["emergency"],
-  operator: ["maintenance"],
-  legal_reviewer: [],
-  viewer: [],
-};
 
 /** Whether a role may change tasks of a kind. */
 export const mayAct = (role: ApiRole, kind: TaskKind): boolean => ACTS_ON[role].includes(kind);
