@@ -16,7 +16,10 @@
  * the two shares can be told apart.
  *
  * The system under test runs in a child process (bench/ingest-server.ts), InfluxDB (influxd
- * 1.6.7 from tests/support) in its own, and the devices' MQTT.js connections in this process.
+ * 1.6.7 from tests/support) in its own, and the devices' connections in this process: raw
+ * sockets writing PUBLISH packets encoded before the round (bench/raw-mqtt-load.ts, a few µs per
+ * message), and for the one-reading cross-check round MQTT.js connections (about 38 µs per
+ * message of their own, enough to limit that round on two cores).
  * A round publishes a fixed number of readings from every device at once and ends when the
  * ingest's readings_stored counter holds all of them; the store itself is then counted
  * (InfluxDB `SELECT COUNT`, SQLite `count(*)`), and loss is published minus counted.
@@ -36,6 +39,7 @@ import { FloorSampler } from "./floor-sampler.js";
 import { IngestChild } from "./ingest-child.js";
 import { floorPayloads, measureFloor, sampleFloor, type FloorFigure } from "./ingest-floor.js";
 import { Fleet, type Prepared } from "./ingest-load.js";
+import { RawFleet } from "./raw-mqtt-load.js";
 import { benchDevices, DeviceStream, firstReadingMs } from "./ingest-payloads.js";
 import type { BenchStore, IngestVariant, SampleMessage, ServerArgs } from "./ingest-protocol.js";
 import { formatCount, formatTable, median } from "./table.js";
@@ -49,8 +53,8 @@ const WINDOW = 10;
  * first. With 60,000 the first timed round still ran a quarter above the next two.
  */
 const WARMUP = [
-  { readingsPerMessage: 50, readings: 200_000 },
-  { readingsPerMessage: 1, readings: 2_000 },
+  { readingsPerMessage: 50, readings: 200_000, publisher: "raw" },
+  { readingsPerMessage: 1, readings: 2_000, publisher: "raw" },
 ] as const;
 /**
  * Timed, per child, in this order, each `repeats` times: the round with the median CPU per
@@ -58,8 +62,10 @@ const WARMUP = [
  * loss is counted over all of them.
  */
 const ROUNDS = [
-  { readingsPerMessage: 50, readings: 300_000, repeats: 3 },
-  { readingsPerMessage: 1, readings: 30_000, repeats: 1 },
+  { readingsPerMessage: 50, readings: 300_000, repeats: 3, publisher: "raw" },
+  { readingsPerMessage: 1, readings: 60_000, repeats: 1, publisher: "raw" },
+  // The cross-check: the same round from MQTT.js connections (about 38 µs of its own per message).
+  { readingsPerMessage: 1, readings: 30_000, repeats: 1, publisher: "mqtt.js" },
 ] as const;
 /** BENCH_INGEST_SIZES: the message sizes whose rounds run (all when unset). */
 const SIZES = (process.env["BENCH_INGEST_SIZES"] ?? "")
@@ -74,14 +80,18 @@ const ROUND_TIMEOUT_MS = 60_000;
 const STALL_MS = 15_000;
 /** How often the child's counters are read while a round runs. */
 const POLL_MS = 20;
-/** The whole bench: past this, rounds are cut short and later targets skipped (~70 s is usual). */
-const BENCH_BUDGET_MS = 225_000;
+/** The whole bench: past this, rounds are cut short and later targets skipped (~90 s is usual). */
+const BENCH_BUDGET_MS = 300_000;
 /** performance.now() at which BENCH_BUDGET_MS runs out; set by run(). */
 let deadline = Number.POSITIVE_INFINITY;
 
-/** Goals and the reference figures on the bench machine (the issue's). */
+/** Goals and the reference figures on the bench machine (the issues'). */
 const GOAL_READINGS_PER_SECOND = 60_000;
 const GOAL_FLOOR_RATIO = 2;
+/** Issue #20's goals: 50 readings/message, and one reading per message (raw publisher). */
+const GOAL_BATCHED_READINGS_PER_SECOND = 120_000;
+const GOAL_SINGLE_READINGS_PER_SECOND = 40_000;
+const GOAL_SINGLE_CHILD_MICROS = 25;
 const REFERENCE = {
   floorMicrosPerReading: 5,
   influxdbAlonePointsPerSecond: 280_000,
@@ -95,8 +105,45 @@ const FLOOR_MESSAGES = 200;
  */
 type Target = "influxdb" | "influxdb-rules-off" | "sqlite" | "broker-only";
 
+/**
+ * Who publishes a round: `raw` writes PUBLISH packets encoded before the round to raw sockets
+ * (bench/raw-mqtt-load.ts, a few µs per message); `mqtt.js` publishes through MQTT.js
+ * connections (bench/ingest-load.ts), the cross-check.
+ */
+type PublisherName = "raw" | "mqtt.js";
+
+interface Publisher {
+  readonly name: PublisherName;
+  /** The round's messages, made untimed; `publish` sends them and resolves when all are acked. */
+  prepare(
+    readingsPerMessage: number,
+    readings: number,
+  ): { prepared: Prepared; publish: (window: number) => Promise<void> };
+  close(): Promise<void>;
+}
+
+/** Either fleet as a Publisher: its own prepared messages go back to its own publish. */
+function publisherOf<P extends Prepared>(
+  name: PublisherName,
+  fleet: {
+    prepare(readingsPerMessage: number, readings: number): P;
+    publish(prepared: P, window: number): Promise<void>;
+    close(): Promise<void>;
+  },
+): Publisher {
+  return {
+    name,
+    prepare(readingsPerMessage, readings) {
+      const prepared = fleet.prepare(readingsPerMessage, readings);
+      return { prepared, publish: (window) => fleet.publish(prepared, window) };
+    },
+    close: () => fleet.close(),
+  };
+}
+
 interface RoundResult {
   readonly target: Target;
+  readonly publisher: PublisherName;
   readonly readingsPerMessage: number;
   readonly messages: number;
   readonly published: number;
@@ -272,7 +319,8 @@ function sqliteCounter(file: string): StoreCounter {
 interface Session {
   readonly target: Target;
   readonly child: IngestChild;
-  readonly fleet: Fleet;
+  /** The devices' connections, of the publisher the round asks for (opened on first use). */
+  publisherFor(name: PublisherName): Promise<Publisher>;
   readonly counter?: StoreCounter;
   readonly influxd: number | undefined;
   /** Times the floor alongside each round. */
@@ -312,9 +360,11 @@ async function round(
   session: Session,
   readingsPerMessage: number,
   readings: number,
+  publisherName: PublisherName,
 ): Promise<RoundResult> {
-  const { child, fleet, counter, target } = session;
-  const prepared: Prepared = fleet.prepare(readingsPerMessage, readings);
+  const { child, counter, target } = session;
+  const publisher = await session.publisherFor(publisherName);
+  const { prepared, publish } = publisher.prepare(readingsPerMessage, readings);
   const statsBefore = await child.stats();
   const countBefore = (await counter?.count()) ?? 0;
   const before = await child.sample();
@@ -326,7 +376,7 @@ async function round(
 
   let publishedAt: number | undefined;
   let publishError: Error | undefined;
-  const publishing = fleet.publish(prepared, WINDOW).then(
+  const publishing = publish(WINDOW).then(
     () => {
       publishedAt = performance.now();
     },
@@ -367,6 +417,7 @@ async function round(
   const perReading = (micros: number) => micros / prepared.readings;
   return {
     target,
+    publisher: publisherName,
     readingsPerMessage,
     messages: prepared.messages,
     published: prepared.readings,
@@ -445,7 +496,7 @@ function progressLine(label: string, r: RoundResult): string {
   const published =
     r.publishSeconds !== null ? `, published in ${r.publishSeconds.toFixed(2)} s` : "";
   return (
-    `  ${label} ${r.target} ${r.readingsPerMessage}/msg: ${formatCount(r.stored)} of ${formatCount(r.published)} readings ` +
+    `  ${label} ${r.target} ${r.readingsPerMessage}/msg (${r.publisher}): ${formatCount(r.stored)} of ${formatCount(r.published)} readings ` +
     `in ${r.seconds.toFixed(2)} s = ${formatCount(r.readingsPerSecond)}/s${published}; ` +
     `child ${r.childCpu.toFixed(2)} µs/reading (${r.childCores.toFixed(2)} cores)` +
     `${r.floor !== undefined ? `; floor just before ${r.floor.toFixed(2)} µs` : ""}` +
@@ -479,7 +530,7 @@ async function runTarget(
   if (performance.now() > deadline)
     return { results, error: "skipped: the bench's time budget ran out" };
   let child: IngestChild | undefined;
-  let fleet: Fleet | undefined;
+  let publisher: Publisher | undefined;
   let counter: StoreCounter | undefined;
   try {
     const started = await IngestChild.start(target, args, { cpuProfileDir });
@@ -493,18 +544,28 @@ async function runTarget(
     }
     const startMs = firstReadingMs(Date.now());
     const streams = devices.map((d, i) => new DeviceStream(d.id, d.kind, i, startMs));
-    fleet = await Fleet.open(url, ready.devices, streams);
+    // One publisher's connections at a time: the other's would take over their client ids.
+    const publisherFor = async (name: PublisherName): Promise<Publisher> => {
+      if (publisher?.name === name) return publisher;
+      await publisher?.close();
+      publisher = undefined;
+      publisher =
+        name === "raw"
+          ? publisherOf(name, await RawFleet.open(url, ready.devices, streams))
+          : publisherOf(name, await Fleet.open(url, ready.devices, streams));
+      return publisher;
+    };
     const session: Session = {
       target,
       child,
-      fleet,
+      publisherFor,
       influxd,
       sampler,
       ...(counter !== undefined ? { counter } : {}),
     };
     let published = 0;
     for (const w of pick(WARMUP)) {
-      const r = await round(session, w.readingsPerMessage, w.readings);
+      const r = await round(session, w.readingsPerMessage, w.readings, w.publisher);
       published += r.published;
       console.log(progressLine("warm-up", r));
       if (r.error !== undefined || r.loss !== 0) {
@@ -515,7 +576,10 @@ async function runTarget(
       const repeats: RoundResult[] = [];
       for (let i = 0; i < spec.repeats; i++) {
         const floor = floorSample();
-        const r = { ...(await round(session, spec.readingsPerMessage, spec.readings)), floor };
+        const r = {
+          ...(await round(session, spec.readingsPerMessage, spec.readings, spec.publisher)),
+          floor,
+        };
         published += r.published;
         repeats.push(r);
         console.log(progressLine("round", r));
@@ -538,7 +602,7 @@ async function runTarget(
     console.log(`  ${target} failed: ${messageOf(error)}`);
     return { results, error: messageOf(error) };
   } finally {
-    await fleet?.close().catch(() => undefined);
+    await publisher?.close().catch(() => undefined);
     counter?.close();
     await child?.stop();
   }
@@ -546,8 +610,15 @@ async function runTarget(
 
 // ---- Report.
 
-function find(results: readonly RoundResult[], target: Target, perMessage: number) {
-  return results.find((r) => r.target === target && r.readingsPerMessage === perMessage);
+function find(
+  results: readonly RoundResult[],
+  target: Target,
+  perMessage: number,
+  publisher: PublisherName = "raw",
+) {
+  return results.find(
+    (r) => r.target === target && r.readingsPerMessage === perMessage && r.publisher === publisher,
+  );
 }
 
 function verdict(pass: boolean | null): string {
@@ -568,7 +639,7 @@ export async function run(): Promise<void> {
     `ingest bench: ${cores.length} x ${cores[0]?.model ?? "cpu"}, node ${process.version}, load ${loadBefore}`,
   );
   console.log(
-    `${DEVICES} devices (dust and utility_tunnel, 2-5 quantities per reading), one MQTT.js connection each in this process, ` +
+    `${DEVICES} devices (dust and utility_tunnel, 2-5 quantities per reading), one connection each in this process (raw sockets; MQTT.js where a round says so), ` +
       `QoS1, ${WINDOW} in flight per device; broker + ingest in one child process (as \`citywatch start\`); influxd its own process`,
   );
   console.log(
@@ -661,7 +732,7 @@ export async function run(): Promise<void> {
   const summary = results
     .filter((r) => r.target !== "broker-only")
     .map((r) => {
-      const broker = find(results, "broker-only", r.readingsPerMessage);
+      const broker = find(results, "broker-only", r.readingsPerMessage, r.publisher);
       const ingestOnly = broker !== undefined ? r.childCpu - broker.childCpu : null;
       const ratio = broker !== undefined ? floorRatio(r, broker.childCpu, "alongside") : null;
       const quietRatio = broker !== undefined ? floorRatio(r, broker.childCpu, "quiet") : null;
@@ -670,6 +741,7 @@ export async function run(): Promise<void> {
   for (const r of summary) {
     rows.push([
       r.target,
+      r.publisher,
       String(r.readingsPerMessage),
       formatCount(r.published),
       formatCount(r.stored),
@@ -699,6 +771,7 @@ export async function run(): Promise<void> {
     formatTable(
       [
         "store",
+        "publisher",
         "rdg/msg",
         "published",
         "stored",
@@ -728,7 +801,7 @@ export async function run(): Promise<void> {
     if (r.storeErrors > 0) extra.push(`${formatCount(r.storeErrors)} store errors`);
     const batch = r.storeWrites > 0 ? r.published / r.storeWrites : 0;
     console.log(
-      `  ${r.target} ${r.readingsPerMessage}/msg: broker acked every publish in ${r.publishSeconds?.toFixed(2) ?? "-"} s; ` +
+      `  ${r.target} ${r.readingsPerMessage}/msg (${r.publisher}): broker acked every publish in ${r.publishSeconds?.toFixed(2) ?? "-"} s; ` +
         `${formatCount(r.storeWrites)} store writes of ${formatCount(batch)} points, ${r.storeWriteSeconds.toFixed(2)} s waiting on the store; ` +
         `child busy ${r.childCores.toFixed(2)} cores${extra.length > 0 ? `; ${extra.join("; ")}` : ""}`,
     );
@@ -737,7 +810,7 @@ export async function run(): Promise<void> {
   const brokerRows = results.filter((r) => r.target === "broker-only");
   for (const r of brokerRows) {
     console.log(
-      `  broker-only ${r.readingsPerMessage}/msg: ${formatCount(r.readingsPerSecond)} readings/s through the broker's counting gate, ` +
+      `  broker-only ${r.readingsPerMessage}/msg (${r.publisher}): ${formatCount(r.readingsPerSecond)} readings/s through the broker's counting gate, ` +
         `broker ${r.childCpu.toFixed(2)} µs/reading${r.loss !== 0 ? `, LOSS ${formatCount(r.loss)}` : ""}`,
     );
   }
@@ -821,6 +894,63 @@ export async function run(): Promise<void> {
       ],
     ),
   );
+  const single = summary.find(
+    (r) => r.target === "influxdb" && r.readingsPerMessage === 1 && r.publisher === "raw",
+  );
+  const singleCross = summary.find(
+    (r) => r.target === "influxdb" && r.readingsPerMessage === 1 && r.publisher === "mqtt.js",
+  );
+  const batchedPass =
+    main === undefined
+      ? null
+      : main.readingsPerSecond >= GOAL_BATCHED_READINGS_PER_SECOND &&
+        main.loss === 0 &&
+        main.error === undefined;
+  const singleRatePass =
+    single === undefined
+      ? null
+      : single.readingsPerSecond >= GOAL_SINGLE_READINGS_PER_SECOND &&
+        single.loss === 0 &&
+        single.error === undefined;
+  const singleCpuPass = single === undefined ? null : single.childCpu <= GOAL_SINGLE_CHILD_MICROS;
+  const perMessage = (r: (typeof summary)[number] | undefined) =>
+    r === undefined
+      ? "not run"
+      : `${r.childCpu.toFixed(1)} µs (broker ${r.brokerCpu?.toFixed(1) ?? "-"} + ingest ${r.ingestOnly?.toFixed(1) ?? "-"}), publisher ${r.publisherCpu.toFixed(1)} µs`;
+  console.log("");
+  console.log(
+    formatTable(
+      ["issue #20 goals (InfluxDB, rules on, QoS1)", "measured", "verdict"],
+      [
+        [
+          `50 readings/msg: >= ${formatCount(GOAL_BATCHED_READINGS_PER_SECOND)} readings/s, zero loss`,
+          main === undefined
+            ? "not run"
+            : `${formatCount(main.readingsPerSecond)}/s, loss ${formatCount(main.loss)}`,
+          verdict(batchedPass),
+        ],
+        [
+          `1 reading/msg (raw publisher): >= ${formatCount(GOAL_SINGLE_READINGS_PER_SECOND)} readings/s, zero loss`,
+          single === undefined
+            ? "not run"
+            : `${formatCount(single.readingsPerSecond)}/s, loss ${formatCount(single.loss)}`,
+          verdict(singleRatePass),
+        ],
+        [
+          `1 reading/msg: broker + ingest CPU <= ${GOAL_SINGLE_CHILD_MICROS} µs per message`,
+          perMessage(single),
+          verdict(singleCpuPass),
+        ],
+        [
+          "  the same from MQTT.js publishers (the cross-check)",
+          singleCross === undefined
+            ? "not run"
+            : `${formatCount(singleCross.readingsPerSecond)}/s; ${perMessage(singleCross)}`,
+          "",
+        ],
+      ],
+    ),
+  );
   console.log(
     `\nload average before ${loadBefore}, after ${loadAfter} (the bench itself keeps about 2 busy)`,
   );
@@ -850,6 +980,14 @@ export async function run(): Promise<void> {
       floorRatioPass: cpuPass,
       floorRatioRulesOff: rulesOff?.ratio ?? rulesOff?.quietRatio ?? null,
       zeroLossEverywhere: allStored,
+      batchedReadingsPerSecond: GOAL_BATCHED_READINGS_PER_SECOND,
+      batchedReadingsPerSecondPass: batchedPass,
+      singleReadingsPerSecond: GOAL_SINGLE_READINGS_PER_SECOND,
+      singleReadingsPerSecondMeasured: single?.readingsPerSecond ?? null,
+      singleReadingsPerSecondPass: singleRatePass,
+      singleChildMicrosPerMessage: GOAL_SINGLE_CHILD_MICROS,
+      singleChildMicrosMeasured: single?.childCpu ?? null,
+      singleChildMicrosPass: singleCpuPass,
     },
     reference: REFERENCE,
     loadAverage: { before: loadBefore, after: loadAfter },
