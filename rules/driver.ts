@@ -80,6 +80,8 @@ interface Alarm {
   wake?: number | undefined;
   /** Counts the subject's turns asleep: a heap entry of an earlier turn is stale. */
   sleeps?: number;
+  /** quietTicks: the instant of the subject's last evaluation (a reading skipped is none). */
+  judgedAt?: number;
 }
 
 /**
@@ -465,7 +467,14 @@ export class RulesDriver {
       this.deps.quietTicks === true &&
       // Scheduled: on `dirty` (wake unknown) or asleep; a new alarm is neither yet.
       alarm.wake !== Number.NEGATIVE_INFINITY &&
-      quietReading(subject.rule, alarm.state, () => this.index.deviceViews(subject, when), when)
+      quietReading(
+        subject.rule,
+        alarm.state,
+        () => this.index.deviceViews(subject, when),
+        when,
+        at,
+        alarm.judgedAt,
+      )
     ) {
       return;
     }
@@ -478,6 +487,7 @@ export class RulesDriver {
     if (type === "reading" && subject.rule.condition.type === "deadman" && !isOpen(alarm.state)) {
       return;
     }
+    alarm.judgedAt = when;
     const previouslyActive = isOpen(alarm.state);
     let view: SubjectView | undefined;
     let evaluation: Evaluation;

@@ -3,7 +3,7 @@ import { initialAlarmState, type AlarmState } from "../../../../rules/engine/ala
 import type { SubjectView } from "../../../../rules/engine/conditions.js";
 import { periodClockOf } from "../../../../rules/engine/in-force.js";
 import type { Sample } from "../../../../rules/engine/window.js";
-import { quietUntil } from "../../../../rules/quiet.js";
+import { quietReading, quietUntil } from "../../../../rules/quiet.js";
 import { device, MIN, night, packRule, sampleAt, SEC, site, testRule } from "./harness.js";
 
 /*
@@ -169,5 +169,30 @@ describe("quiet ticks", () => {
     expect(quietUntil(r, view([]), night("21:00"), NORMAL, NO_PERMITS)).toBe(
       Number.NEGATIVE_INFINITY,
     );
+  });
+});
+
+describe("quiet readings", () => {
+  const r = tenMinutes("clock");
+  const devices = () => view([]).devices;
+
+  it("a reading after a clock window's newest complete interval is skipped while it is the newest", () => {
+    // Last judged at 21:03 (the interval 20:50–21:00): a reading at 21:04 or 21:09 changes nothing.
+    const judged = night("21:03");
+    for (const t of [night("21:04"), night("21:09")]) {
+      expect(quietReading(r, NORMAL, devices, t, t, judged)).toBe(true);
+    }
+    // At 21:10 the interval 21:00–21:10 is complete; a late reading at 21:00 lies in the one judged.
+    expect(quietReading(r, NORMAL, devices, night("21:10"), night("21:10"), judged)).toBe(false);
+    expect(quietReading(r, NORMAL, devices, judged, night("21:00"), judged)).toBe(false);
+    // Never judged, or open: evaluated.
+    expect(quietReading(r, NORMAL, devices, night("21:04"), night("21:04"), undefined)).toBe(false);
+    const active = { ...NORMAL, phase: "active" as const };
+    expect(quietReading(r, active, devices, night("21:04"), night("21:04"), judged)).toBe(false);
+  });
+
+  it("a rolling window judges every reading", () => {
+    const t = night("21:04");
+    expect(quietReading(tenMinutes("rolling"), NORMAL, devices, t, t, night("21:03"))).toBe(false);
   });
 });
