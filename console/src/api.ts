@@ -39,13 +39,17 @@ export async function api<T>(
   body?: unknown,
 ): Promise<T> {
   const headers: Record<string, string> = { accept: "application/json" };
-  if (body !== undefined) headers["content-type"] = "application/json";
+  // A file (an attachment) goes as it is, with its own type; anything else as JSON.
+  const file = body instanceof Blob ? body : undefined;
+  if (body !== undefined)
+    headers["content-type"] =
+      file === undefined ? "application/json" : file.type || "application/octet-stream";
   if (method !== "GET" && csrf !== undefined) headers["x-csrf-token"] = csrf;
   const response = await fetch(path, {
     method,
     headers,
     credentials: "same-origin",
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    ...(body === undefined ? {} : { body: file ?? JSON.stringify(body) }),
   });
   if (response.status === 204) return undefined as T;
   const text = await response.text();

@@ -18,8 +18,12 @@ export const loadDevices = () =>
 export const loadSites = () =>
   api<{ sites: SiteSummary[] }>("GET", "/api/v1/sites").then((r) => r.sites);
 
-/** The newest reading of a device; undefined while it has none (404). */
-export async function latestReading(id: string): Promise<Reading | undefined> {
+/**
+ * The newest reading of a device; undefined while it has none (404). The readings API answers a
+ * few queries at a time per caller (429 beyond, cli/runtime/query-limits.ts): asked again after
+ * a pause, twice.
+ */
+export async function latestReading(id: string, attempt = 0): Promise<Reading | undefined> {
   try {
     const r = await api<ReadingsResponse>(
       "GET",
@@ -28,11 +32,15 @@ export async function latestReading(id: string): Promise<Reading | undefined> {
     return r.readings[0];
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) return undefined;
+    if (error instanceof ApiError && error.status === 429 && attempt < 2) {
+      await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+      return latestReading(id, attempt + 1);
+    }
     throw error;
   }
 }
 
-/** The newest readings of many devices, a few requests at a time. */
+/** The newest readings of many devices, two requests at a time (the API's per-caller bound is 4). */
 export async function latestReadings(ids: readonly string[]): Promise<Map<string, Reading>> {
   const out = new Map<string, Reading>();
   const queue = [...ids];
@@ -42,7 +50,7 @@ export async function latestReadings(ids: readonly string[]): Promise<Map<string
       if (reading !== undefined) out.set(id, reading);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(6, queue.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(2, queue.length) }, worker));
   return out;
 }
 

@@ -216,6 +216,10 @@ const zh = {
   mapBaseAreas: "底图：登记的区、街道与网格（未配置瓦片服务）",
   mapBaseTiles: "底图：瓦片服务",
   openTasks: "未办结任务",
+  attachments: "附件（现场照片、文书）",
+  attachmentsNone: "尚无附件",
+  upload: "上传照片或文件",
+  uploading: "正在上传…",
   devicesAt: "{n} 台设备",
   noLocation: "无坐标",
 };
@@ -433,6 +437,10 @@ const en: Record<Key, string> = {
     "Base: the registry's districts, streets and grid cells (no tile service configured)",
   mapBaseTiles: "Base: tile service",
   openTasks: "Open tasks",
+  attachments: "Attachments (field photos, documents)",
+  attachmentsNone: "No attachments yet",
+  upload: "Upload a photo or file",
+  uploading: "Uploading…",
   devicesAt: "{n} devices",
   noLocation: "no coordinates",
 };

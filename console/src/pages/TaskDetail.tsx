@@ -3,13 +3,14 @@ import type { User } from "../../../contracts/model/people.js";
 import type { AuditEntry, ClosureReason, Task, TaskEvent } from "../../../contracts/model/tasks.js";
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError } from "../api.js";
+import { Attachments } from "../components/Attachments.js";
 import { Confirm } from "../components/Confirm.js";
 import { Countdown } from "../components/Countdown.js";
 import { ReadingsChart } from "../components/ReadingsChart.js";
 import { lang, t, tk } from "../i18n.js";
 import { subscribeTasks } from "../live.js";
 import { onLink } from "../router.js";
-import { actionsFor, partyOf, slaDue, type TaskAction } from "../tasks.js";
+import { actionsFor, actsOn, partyOf, slaDue, type TaskAction } from "../tasks.js";
 import { formatLocal } from "../time.js";
 
 /*
@@ -506,6 +507,15 @@ export function TaskDetail(props: { id: string; user: User }) {
       <section class="panel" aria-labelledby="evidence-title">
         <h2 id="evidence-title">{t("evidence")}</h2>
         <EvidencePanel task={task} />
+      </section>
+
+      <section class="panel" aria-labelledby="attachments-title">
+        <h2 id="attachments-title">{t("attachments")}</h2>
+        <Attachments
+          task={task}
+          mayUpload={actsOn(user, task.kind)}
+          onUploaded={() => void load()}
+        />
       </section>
 
       <section class="panel" aria-labelledby="audit-title">
