@@ -307,13 +307,35 @@ export class RulesDriver {
       const alarm = this.alarms.get(subject.alarmKey);
       if (alarm === undefined) continue;
       const at = this.index.clockOf(subject, now);
-      const wake = (alarm.wake ??= this.wakeOf(subject, alarm));
+      let wake = (alarm.wake ??= this.wakeOf(subject, alarm));
+      if (at >= wake) wake = alarm.wake = this.deadlineAt(subject, alarm, at);
       if (at < wake) {
         const turn = (alarm.sleeps ?? 0) + 1;
         alarm.sleeps = turn;
         this.sleeping.push(wake, { subject, alarm, turn });
       } else this.evaluate(subject, "tick", at, false);
     }
+  }
+
+  /**
+   * A deadman subject whose alarm is normal (or cleared), woken at the deadline of the reading
+   * it last saw: the readings since (not judged, quiet.ts) moved the deadline later, and while
+   * the new one is ahead the tick would find no silence past its limit and decide nothing. The
+   * new deadline, or -Infinity (judge it now). Measured over the backtest bench's city: 39,307
+   * of the 5-s tick's 354,143 evaluations.
+   */
+  private deadlineAt(subject: Subject, alarm: Alarm, at: number): number {
+    const state = alarm.state;
+    if (subject.rule.condition.type !== "deadman" || isOpen(state) || state.phase === "pending") {
+      return Number.NEGATIVE_INFINITY;
+    }
+    return quietUntil(
+      subject.rule,
+      this.index.subjectView(subject, at),
+      at,
+      state,
+      () => Number.POSITIVE_INFINITY,
+    );
   }
 
   /** When ticks must judge the subject again after its last evaluation (quiet.ts). */
