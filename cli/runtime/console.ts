@@ -26,6 +26,8 @@ export const CONSOLE_PAGES = [
   "/signin",
   "/tasks/*",
   "/devices",
+  "/devices/*",
+  "/dead-letters",
   "/emergency",
   "/map",
 ] as const;

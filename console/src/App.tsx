@@ -9,6 +9,8 @@ import { SignIn } from "./pages/SignIn.js";
 import { Queue } from "./pages/Queue.js";
 import { TaskDetail } from "./pages/TaskDetail.js";
 import { Devices } from "./pages/Devices.js";
+import { DevicePage } from "./pages/DevicePage.js";
+import { DeadLetters } from "./components/DeadLetters.js";
 import { Emergency } from "./pages/Emergency.js";
 
 type MapPageType = FunctionComponent<{ user: SessionInfo["user"] }>;
@@ -99,7 +101,11 @@ export function App() {
               key={path}
               href={path}
               onClick={onLink(path)}
-              aria-current={route.page === page ? "page" : undefined}
+              aria-current={
+                route.page === page || (page === "devices" && route.page === "device")
+                  ? "page"
+                  : undefined
+              }
             >
               {t(label)}
             </a>
@@ -121,6 +127,13 @@ export function App() {
           <TaskDetail key={route.id} id={route.id} user={user} />
         ) : route.page === "devices" ? (
           <Devices user={user} />
+        ) : route.page === "device" ? (
+          <DevicePage key={route.id} id={route.id} />
+        ) : route.page === "dead-letters" ? (
+          <section class="detail" aria-labelledby="dl-title">
+            <h1 id="dl-title">{t("deadLetters")}</h1>
+            <DeadLetters />
+          </section>
         ) : route.page === "emergency" ? (
           <Emergency user={user} />
         ) : route.page === "map" ? (

@@ -2,7 +2,8 @@ import { useEffect, useState } from "preact/hooks";
 
 /*
  * A router of the console's pages: `/` (the queue), `/tasks/{id}` (a task), `/devices`,
- * `/emergency` (the emergency board) and `/map`, with the history API.
+ * `/devices/{id}`, `/dead-letters`, `/emergency` (the emergency board) and `/map`, with the
+ * history API.
  * The server answers index.html for every path outside the API (cli/runtime/console.ts), so a
  * reload or a shared link opens the same page.
  */
@@ -12,6 +13,8 @@ export type Route =
   | { readonly page: "task"; readonly id: string }
   | { readonly page: "signin" }
   | { readonly page: "devices" }
+  | { readonly page: "device"; readonly id: string }
+  | { readonly page: "dead-letters" }
   | { readonly page: "emergency" }
   | { readonly page: "map" };
 
@@ -20,6 +23,9 @@ export function parseRoute(pathname: string): Route {
   if (task?.[1] !== undefined) return { page: "task", id: decodeURIComponent(task[1]) };
   if (pathname === "/signin") return { page: "signin" };
   if (pathname === "/devices") return { page: "devices" };
+  const device = /^\/devices\/([^/]+)\/?$/.exec(pathname);
+  if (device?.[1] !== undefined) return { page: "device", id: decodeURIComponent(device[1]) };
+  if (pathname === "/dead-letters") return { page: "dead-letters" };
   if (pathname === "/emergency") return { page: "emergency" };
   if (pathname === "/map") return { page: "map" };
   return { page: "queue" };

@@ -15,6 +15,7 @@ import {
   valuesLine,
 } from "../devices.js";
 import { t, tk } from "../i18n.js";
+import { onLink } from "../router.js";
 import { formatLocal } from "../time.js";
 
 /*
@@ -263,6 +264,9 @@ export function Devices(props: { user: User }) {
             {t("devicesCount", { n: devices.length })}
           </span>
         )}
+        <a href="/dead-letters" onClick={onLink("/dead-letters")} data-testid="dead-letters-link">
+          {t("deadLetters")}
+        </a>
         {admin ? (
           !adding && (
             <button
@@ -327,7 +331,13 @@ export function Devices(props: { user: User }) {
                 return (
                   <tr key={d.id} data-device={d.id} data-status={status}>
                     <td data-label={t("deviceId")}>
-                      <strong>{d.id}</strong>
+                      <a
+                        href={`/devices/${encodeURIComponent(d.id)}`}
+                        onClick={onLink(`/devices/${encodeURIComponent(d.id)}`)}
+                        class="device-link"
+                      >
+                        <strong>{d.id}</strong>
+                      </a>
                       <div class="muted small">{d.model}</div>
                     </td>
                     <td data-label={t("kind")}>{tk("sk", d.kind)}</td>

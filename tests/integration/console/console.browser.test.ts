@@ -591,6 +591,30 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     await page.context().close();
   });
 
+  it("a device's page charts its readings over a range and lists its dead letters with the raw payload", async () => {
+    const detector = await connectDemoDevice("demo-tunnel-s1-gas");
+    await detector.publishAsync("citywatch/v1/devices/demo-tunnel-s1-gas/data", "{not json", {
+      qos: 1,
+    });
+    const page = await open();
+    await signIn(page, "cc.li", users.cc);
+    await page.goto(`${base}/devices`);
+    await page.click('[data-device="demo-tunnel-s1-gas"] a.device-link');
+    await page.waitForSelector('h1:text("demo-tunnel-s1-gas")');
+    // The methane readings of the queue's test, as 10-minute means over 24 h, then as 1-minute maxima over 1 h.
+    await page.waitForSelector('[data-testid="chart"] canvas');
+    await page.click('[data-range="1h"]');
+    await page.selectOption('select[name="fn"]', "max");
+    await page.waitForSelector('[data-testid="chart"] canvas');
+    expect(await page.textContent(".chart-head")).toContain("1m");
+    const letter = page.locator('[data-dead-letter][data-reason="not_json"]');
+    await letter.waitFor();
+    await letter.locator("summary").click();
+    expect(await letter.locator("pre").textContent()).toBe("{not json");
+    await shot(page, "device", true);
+    await page.context().close();
+  });
+
   it("broke no rule of the page's Content-Security-Policy and threw no error", () => {
     // The wrong password's 401, the handler's refused verification (403) and the refused text
     // upload (415) are the console errors a browser logs for refused fetches; nothing else.
