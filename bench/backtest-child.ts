@@ -32,6 +32,8 @@ export type PhaseArgs = z.infer<typeof PhaseArgs>;
 export const PhaseResult = z.object({
   readings: z.number(),
   seconds: z.number(),
+  /** CPU time of the replay, user and system, every thread: steadier than wall time when busy. */
+  cpuSeconds: z.number(),
   evaluations: z.number(),
   raised: z.number(),
   peakRssBytes: z.number(),
@@ -53,6 +55,7 @@ async function main(args: PhaseArgs): Promise<PhaseResult> {
   };
   const sampler = setInterval(sample, 20);
   const started = performance.now();
+  const cpuStarted = process.cpuUsage();
   try {
     if (args.rules === "read") {
       const replayed = await replay({
@@ -101,9 +104,11 @@ async function main(args: PhaseArgs): Promise<PhaseResult> {
 
   function result(readings: number, evaluations: number, raised: number): PhaseResult {
     sample();
+    const cpu = process.cpuUsage(cpuStarted);
     return {
       readings,
       seconds: (performance.now() - started) / 1000,
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
       evaluations,
       raised,
       // The kernel's high-water mark of this process's resident memory, startup included.

@@ -24,7 +24,7 @@
  */
 import { fork } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
@@ -50,7 +50,8 @@ function sizeFromEnv(name: string, fallback: number): number {
 function runPhase(args: PhaseArgs): Promise<PhaseResult> {
   const child = fork(CHILD_SCRIPT, [JSON.stringify(args)], {
     cwd: REPO_ROOT,
-    execArgv: ["--import", "tsx"],
+    // As `citywatch` runs (bin/citywatch.js, npm run citywatch): a 64 MiB young generation.
+    execArgv: ["--max-semi-space-size=64", "--import", "tsx"],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   return new Promise((resolve, reject) => {
@@ -114,7 +115,11 @@ export async function run(): Promise<void> {
       console.log(`  ${phase.name}: ${r.seconds.toFixed(1)} s`);
     }
     const rate = (r: PhaseResult) => r.readings / r.seconds;
-    console.log("\nBacktest replay from the embedded store (each phase in its own process):");
+    console.log(
+      `\nBacktest replay from the embedded store (each phase in its own process; load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(", ")}):`,
+    );
     console.log(
       formatTable(
         [
@@ -122,6 +127,7 @@ export async function run(): Promise<void> {
           "devices",
           "readings",
           "seconds",
+          "CPU s",
           "readings/s",
           "evaluations",
           "µs/evaluation",
@@ -134,6 +140,7 @@ export async function run(): Promise<void> {
           String(args.devices),
           formatCount(r.readings),
           r.seconds.toFixed(2),
+          r.cpuSeconds.toFixed(2),
           formatCount(rate(r)),
           r.evaluations === 0 ? "-" : formatCount(r.evaluations),
           r.evaluations === 0 ? "-" : ((r.seconds * 1e6) / r.evaluations).toFixed(1),
