@@ -35,7 +35,7 @@ import type { RegistryStore } from "../../registry/store.js";
 /** The registry as these routes use it (registry/store.ts RegistryStore). */
 export type DeviceRegistry = Pick<
   RegistryStore,
-  "addDevice" | "rotateSecret" | "setDeviceEnabled" | "getDevice" | "listSites"
+  "addDevice" | "rotateSecret" | "setDeviceEnabled" | "getDevice" | "listSites" | "resolvedSite"
 >;
 
 export interface RegistryApiOptions {
@@ -126,13 +126,26 @@ export const registryApi: FastifyPluginAsyncZod<RegistryApiOptions> = (app, opti
       },
     },
     () => ({
-      sites: registry.listSites().map((s) => ({
-        id: s.id,
-        name: s.name,
-        type: s.type,
-        area: s.area,
-        location: s.location,
-      })),
+      sites: registry.listSites().map((listed) => {
+        const s = registry.resolvedSite(listed.id) ?? listed;
+        const party = "regulatedParty" in s ? s.regulatedParty : undefined;
+        return {
+          id: s.id,
+          name: s.name,
+          type: s.type,
+          area: s.area,
+          location: s.location,
+          ...(party === undefined
+            ? {}
+            : {
+                party: {
+                  name: party.name,
+                  ...(party.creditCode === undefined ? {} : { creditCode: party.creditCode }),
+                  recordKey: party.creditCode ?? `site:${s.id}`,
+                },
+              }),
+        };
+      }),
     }),
   );
 

@@ -153,6 +153,14 @@ export const SiteSummary = z.object({
   type: z.string(),
   area: AdministrativeArea,
   location: GeoPoint,
+  /**
+   * The regulated party, as the party records resolve it: its name, its credit code when it has
+   * one, and the key of its credit record (GET /api/v1/parties/{key}/record: the credit code, or
+   * `site:<id>` for a party without one). Absent for a site without a party (a river gauge).
+   */
+  party: z
+    .object({ name: z.string(), creditCode: z.string().optional(), recordKey: z.string() })
+    .optional(),
 });
 export const SitesResponse = z.object({ sites: z.array(SiteSummary) });
 

@@ -41,6 +41,8 @@ export interface PartyRegistry {
   ): { party: Party; warnings: string[]; created: boolean };
   sitesOfParty(key: string): string[];
   partyKey(input: { readonly creditCode?: string | undefined; readonly name: string }): string;
+  /** A registered site (its `site:<id>` record exists, empty, before its first case). */
+  getSite?(id: string): unknown;
   close(): void;
 }
 
@@ -265,7 +267,8 @@ export const partyApi: FastifyPluginAsyncZod<PartyPluginOptions> = (app, options
             bad_request: "the key is neither a credit code, a generated key nor site:<site id>",
             unauthorized: "no valid bearer token or session",
             forbidden: "the caller's role may not read tasks",
-            not_found: "neither a registered party nor cases under this key",
+            not_found:
+              "neither a registered party, a registered site (site:<id>) nor cases under this key",
           }),
         },
       },
@@ -278,7 +281,13 @@ export const partyApi: FastifyPluginAsyncZod<PartyPluginOptions> = (app, options
       const rows = keys
         .flatMap((k) => creditRecord(deps.store, { partyKey: k, include: include(caller) }))
         .sort((a, b) => Date.parse(a.at) - Date.parse(b.at) || a.taskId.localeCompare(b.taskId));
-      if (party === null && keys.every((k) => deps.store.partyCaseHistory(k).length === 0)) {
+      // A registered site's party without a code has a record, empty until its first case.
+      const site = key.startsWith("site:") && registry.getSite?.(key.slice(5)) !== undefined;
+      if (
+        party === null &&
+        !site &&
+        keys.every((k) => deps.store.partyCaseHistory(k).length === 0)
+      ) {
         throw apiFailure("not_found", `no party ${key} and no case addressed to it`);
       }
       return { party, key, status: statusOf(key), rows };

@@ -140,6 +140,16 @@ describe("registry API: sites, device changes, the map", () => {
       sites: Array<{ id: string; location: { lat: number } }>;
     }>().sites;
     expect(sites.find((s) => s.id === "demo-site-river")?.location.lat).toBe(30.6539);
+    // A site's party with the key of its credit record; a gauge has none.
+    const listed = sites as unknown as Array<{
+      id: string;
+      party?: { name: string; recordKey: string };
+    }>;
+    expect(listed.find((s) => s.id === "demo-site-restaurant")?.party).toEqual({
+      name: "Demo Hotpot Catering Ltd.",
+      recordKey: "site:demo-site-restaurant",
+    });
+    expect(listed.find((s) => s.id === "demo-site-river")?.party).toBeUndefined();
     const map = (await call("GET", "/api/v1/map", viewer)).json<{
       tiles: unknown;
       areas: { features: Array<{ properties: { kind: string; name: string } }> };
