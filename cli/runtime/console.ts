@@ -28,6 +28,7 @@ export const CONSOLE_PAGES = [
   "/devices",
   "/devices/*",
   "/dead-letters",
+  "/sites",
   "/emergency",
   "/map",
 ] as const;

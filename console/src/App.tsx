@@ -10,6 +10,7 @@ import { Queue } from "./pages/Queue.js";
 import { TaskDetail } from "./pages/TaskDetail.js";
 import { Devices } from "./pages/Devices.js";
 import { DevicePage } from "./pages/DevicePage.js";
+import { Sites } from "./pages/Sites.js";
 import { DeadLetters } from "./components/DeadLetters.js";
 import { Emergency } from "./pages/Emergency.js";
 
@@ -43,6 +44,7 @@ const NAV = [
   ["/emergency", "emergency", "emergencyBoard"],
   ["/map", "map", "map"],
   ["/devices", "devices", "devices"],
+  ["/sites", "sites", "sites"],
 ] as const;
 
 /*
@@ -129,6 +131,8 @@ export function App() {
           <Devices user={user} />
         ) : route.page === "device" ? (
           <DevicePage key={route.id} id={route.id} />
+        ) : route.page === "sites" ? (
+          <Sites />
         ) : route.page === "dead-letters" ? (
           <section class="detail" aria-labelledby="dl-title">
             <h1 id="dl-title">{t("deadLetters")}</h1>

@@ -382,6 +382,18 @@ describe.runIf(browserService)("operators' console in chromium", () => {
       390,
     );
     await shot(page, "mobile-task");
+    // The board and the devices fit the phone too (cards, no sideways scrolling).
+    for (const path of ["/emergency", "/devices"]) {
+      await page.goto(`${base}${path}`);
+      await page.waitForSelector(path === "/emergency" ? ".emergency-card" : "[data-device]");
+      expect(
+        await page.evaluate<number>("document.documentElement.scrollWidth"),
+        path,
+      ).toBeLessThanOrEqual(390);
+    }
+    await page.goto(`${base}/emergency`);
+    await page.waitForSelector(".emergency-card");
+    await shot(page, "mobile-emergency");
   });
 
   it("switches to English and keeps the choice", async () => {
@@ -612,6 +624,20 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     await letter.locator("summary").click();
     expect(await letter.locator("pre").textContent()).toBe("{not json");
     await shot(page, "device", true);
+    await page.context().close();
+  });
+
+  it("lists the sites with their parties and opens a party's credit record", async () => {
+    const page = await open();
+    await signIn(page, "officer.wang", users.officer);
+    await page.click('header nav a[href="/sites"]');
+    const row = page.locator('[data-site="demo-site-construction"]');
+    await row.waitFor();
+    expect(await row.textContent()).toContain("Demo Construction Co., Ltd.");
+    expect(await page.textContent('[data-site="demo-site-river"]')).toContain("河道水位站");
+    await row.locator('[data-testid="show-record"]').click();
+    expect(await page.textContent('[data-testid="repeat-status"]')).toContain("非屡犯");
+    await shot(page, "sites");
     await page.context().close();
   });
 
