@@ -6,6 +6,7 @@ import {
   partOf,
   SILENT_FACTOR,
   type SubjectView,
+  usable,
   usableDevices,
 } from "./engine/index.js";
 import type { Slot, Subject, SubjectIndex } from "./subjects.js";
@@ -67,12 +68,12 @@ export class SubjectParts {
         const kept = this.#kept[i];
         if (kept !== undefined && unmoved(slot, kept, at)) continue;
         const d = index.deviceView(slot, at);
-        view ??= index.subjectShell(subject);
         this.#combined = undefined;
-        if (usableDevices(rule, { ...view, devices: [d] }, at).length === 0) {
+        if (!usable(rule, d, at)) {
           this.#kept[i] = undefined;
           continue;
         }
+        view ??= index.subjectShell(subject);
         this.#kept[i] = keep(partOf(rule, d, view, at, previouslyActive), slot, d.lastSeenAt);
       }
     }

@@ -251,13 +251,17 @@ function result(
 
 /** Devices that take part: enabled, and not suppressed by expired calibration. */
 export function usableDevices(rule: Rule, subject: SubjectView, at: number): DeviceView[] {
-  return subject.devices.filter(
-    (d) =>
-      d.device.enabled !== false &&
-      !(
-        rule.qualityGate.suppressOnExpiredCalibration &&
-        calibrationExpired(d, at, rule.schedule.timeZone)
-      ),
+  return subject.devices.filter((d) => usable(rule, d, at));
+}
+
+/** Whether a device takes part (see usableDevices). */
+export function usable(rule: Rule, d: DeviceView, at: number): boolean {
+  return (
+    d.device.enabled !== false &&
+    !(
+      rule.qualityGate.suppressOnExpiredCalibration &&
+      calibrationExpired(d, at, rule.schedule.timeZone)
+    )
   );
 }
 
