@@ -11,6 +11,7 @@ import { TaskDetail } from "./pages/TaskDetail.js";
 import { Devices } from "./pages/Devices.js";
 import { DevicePage } from "./pages/DevicePage.js";
 import { Sites } from "./pages/Sites.js";
+import { Reports } from "./pages/Reports.js";
 import { DeadLetters } from "./components/DeadLetters.js";
 import { Emergency } from "./pages/Emergency.js";
 
@@ -45,6 +46,7 @@ const NAV = [
   ["/map", "map", "map"],
   ["/devices", "devices", "devices"],
   ["/sites", "sites", "sites"],
+  ["/reports", "reports", "reports"],
 ] as const;
 
 /*
@@ -131,6 +133,8 @@ export function App() {
           <Devices user={user} />
         ) : route.page === "device" ? (
           <DevicePage key={route.id} id={route.id} />
+        ) : route.page === "reports" ? (
+          <Reports user={user} />
         ) : route.page === "sites" ? (
           <Sites />
         ) : route.page === "dead-letters" ? (

@@ -641,6 +641,25 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     await page.context().close();
   });
 
+  it("shows the command centre the assessment report of this month and its CSV", async () => {
+    const page = await open();
+    await signIn(page, "cc.li", users.cc);
+    await page.click('header nav a[href="/reports"]');
+    const totals = page.locator('[data-testid="report"] tr.totals');
+    await totals.waitFor();
+    // The methane emergency of the queue's test (and the others above) was filed this month.
+    expect(Number(await totals.locator("td").nth(1).textContent())).toBeGreaterThanOrEqual(1);
+    await shot(page, "reports");
+    const href = (await page.getAttribute('[data-testid="csv"]', "href")) ?? "";
+    const csv = await page.evaluate<{ status: number; type: string }>(`(async () => {
+      const r = await fetch(${JSON.stringify(href)});
+      return { status: r.status, type: r.headers.get("content-type") ?? "" };
+    })()`);
+    expect(csv.status).toBe(200);
+    expect(csv.type).toContain("text/csv");
+    await page.context().close();
+  });
+
   it("broke no rule of the page's Content-Security-Policy and threw no error", () => {
     // The wrong password's 401, the handler's refused verification (403) and the refused text
     // upload (415) are the console errors a browser logs for refused fetches; nothing else.
