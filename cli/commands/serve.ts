@@ -361,6 +361,7 @@ export async function serve(
           mqttPort: addresses.mqtt ?? config.broker.mqtt.port,
           map: config.console.map,
         },
+        ...(system === undefined ? {} : { rules: () => system.rules.ruleSet.loaded }),
         backtest: {
           rules: config.ingest.rules,
           retention: () => storeRetention(config.ingest.store),

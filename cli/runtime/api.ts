@@ -18,6 +18,8 @@ import type { IngestState } from "../../ingest/state.js";
 import { storeRetention } from "../../ingest/store/retention.js";
 import type { TimeSeriesStore } from "../../ingest/store/types.js";
 import { backtestApi } from "../../rules/http/backtest.js";
+import { ruleListApi } from "../../rules/http/list.js";
+import { type LoadedRule, loadRules } from "../../rules/load.js";
 import { bearerAuth } from "../../tasks/auth/bearer.js";
 import type { TaskApiDeps } from "../../tasks/app.js";
 import { taskApi } from "../../tasks/http/index.js";
@@ -60,6 +62,11 @@ export interface ApiDeps {
   readonly backtest?:
     | { readonly rules: IngestConfig["rules"]; readonly retention: () => Promise<StoreRetention> }
     | undefined;
+  /**
+   * The rules the running process evaluates (GET /api/v1/rules). Absent: the configured rules
+   * (`backtest.rules`, else the default pack) loaded once, on the first request.
+   */
+  readonly rules?: (() => readonly LoadedRule[]) | undefined;
   /**
    * Whom to believe about a client's address (`http.trustProxy`, fastify's `trustProxy`); absent:
    * the socket's peer.
@@ -178,7 +185,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
         { name: "evidence", description: "Evidence export and verification" },
         { name: "people", description: "Sign-in sessions and user accounts" },
         { name: "parties", description: "Regulated parties and the credit record" },
-        { name: "rules", description: "Rule backtests over stored history" },
+        { name: "rules", description: "The rules in force; rule backtests over stored history" },
         { name: "operations", description: "Health, metrics and this document" },
       ],
     },
@@ -233,6 +240,24 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       registry: deps.registry,
     });
     void app.register(assessmentApi, { deps: deps.tasks, auth });
+    const rulesConfig = deps.backtest?.rules ?? IngestConfig.parse({}).rules;
+    let loaded: readonly LoadedRule[] | undefined;
+    const inForce =
+      deps.rules ??
+      (() => {
+        if (loaded === undefined) {
+          const load = loadRules({
+            defaultPack: rulesConfig.defaultPack,
+            directories: rulesConfig.directories,
+          });
+          loaded = load.ok ? load.rules : [];
+        }
+        return loaded;
+      });
+    void app.register(ruleListApi, {
+      rules: () => ({ region: rulesConfig.region, rules: inForce() }),
+      authenticate: auth.authenticate,
+    });
     void app.register(backtestApi, {
       deps: backtestDeps({
         store: deps.store,
@@ -241,7 +266,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
         now: deps.now,
         retention: deps.backtest?.retention ?? retentionOf(deps.store),
       }),
-      rules: deps.backtest?.rules ?? IngestConfig.parse({}).rules,
+      rules: rulesConfig,
       admin: auth.admin,
     });
     if (deps.registryAdmin !== undefined)
