@@ -29,6 +29,7 @@ export const CONSOLE_PAGES = [
   "/devices/*",
   "/dead-letters",
   "/sites",
+  "/rules",
   "/reports",
   "/emergency",
   "/map",

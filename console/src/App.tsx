@@ -12,6 +12,7 @@ import { Devices } from "./pages/Devices.js";
 import { DevicePage } from "./pages/DevicePage.js";
 import { Sites } from "./pages/Sites.js";
 import { Reports } from "./pages/Reports.js";
+import { Rules } from "./pages/Rules.js";
 import { DeadLetters } from "./components/DeadLetters.js";
 import { Emergency } from "./pages/Emergency.js";
 
@@ -46,6 +47,7 @@ const NAV = [
   ["/map", "map", "map"],
   ["/devices", "devices", "devices"],
   ["/sites", "sites", "sites"],
+  ["/rules", "rules", "rules"],
   ["/reports", "reports", "reports"],
 ] as const;
 
@@ -133,6 +135,8 @@ export function App() {
           <Devices user={user} />
         ) : route.page === "device" ? (
           <DevicePage key={route.id} id={route.id} />
+        ) : route.page === "rules" ? (
+          <Rules user={user} />
         ) : route.page === "reports" ? (
           <Reports user={user} />
         ) : route.page === "sites" ? (

@@ -2,7 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 
 /*
  * A router of the console's pages: `/` (the queue), `/tasks/{id}` (a task), `/devices`,
- * `/devices/{id}`, `/dead-letters`, `/sites`, `/reports`, `/emergency` (the emergency board) and `/map`, with the
+ * `/devices/{id}`, `/dead-letters`, `/sites`, `/rules`, `/reports`, `/emergency` (the emergency board) and `/map`, with the
  * history API.
  * The server answers index.html for every path outside the API (cli/runtime/console.ts), so a
  * reload or a shared link opens the same page.
@@ -16,6 +16,7 @@ export type Route =
   | { readonly page: "device"; readonly id: string }
   | { readonly page: "dead-letters" }
   | { readonly page: "sites" }
+  | { readonly page: "rules" }
   | { readonly page: "reports" }
   | { readonly page: "emergency" }
   | { readonly page: "map" };
@@ -29,6 +30,7 @@ export function parseRoute(pathname: string): Route {
   if (device?.[1] !== undefined) return { page: "device", id: decodeURIComponent(device[1]) };
   if (pathname === "/dead-letters") return { page: "dead-letters" };
   if (pathname === "/sites") return { page: "sites" };
+  if (pathname === "/rules") return { page: "rules" };
   if (pathname === "/reports") return { page: "reports" };
   if (pathname === "/emergency") return { page: "emergency" };
   if (pathname === "/map") return { page: "map" };

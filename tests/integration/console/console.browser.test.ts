@@ -660,6 +660,31 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     await page.context().close();
   });
 
+  it("lists the rule pack with clauses and placeholder flags; an admin's backtest of the last hour shows its report", async () => {
+    const page = await open();
+    await signIn(page, "admin", firstStartSecret(dir, "admin"));
+    await page.click('header nav a[href="/rules"]');
+    const area = page.locator('[data-domain="noise"] tr[data-rule="noise.area.laeq"]');
+    await area.waitFor();
+    expect(await area.textContent()).toContain("GB 3096-2008");
+    expect(await area.textContent()).toContain("zoneClass 1: day 55 · night 45");
+    // A placeholder of the pack is flagged.
+    const sichuan = page.locator('tr[data-rule="dust.pm10.sichuan"]');
+    expect(await sichuan.locator('[data-testid="placeholder"]').textContent()).toBe(
+      "占位值·未核实",
+    );
+    // The methane readings of the queue's test (within the hour) through the tunnel's gas rules.
+    await page.selectOption('select[name="rules"]', ["tunnel.ch4"]);
+    await page.click('[data-testid="backtest-run"]');
+    const report = page.locator('[data-testid="backtest-report"]');
+    await report.waitFor({ timeout: 20_000 });
+    expect(await report.textContent()).toContain("重放读数");
+    const ch4 = report.locator('[data-rule="tunnel.ch4"]');
+    expect(await ch4.textContent()).toContain("demo-tunnel-s1");
+    await shot(page, "rules");
+    await page.context().close();
+  });
+
   it("broke no rule of the page's Content-Security-Policy and threw no error", () => {
     // The wrong password's 401, the handler's refused verification (403) and the refused text
     // upload (415) are the console errors a browser logs for refused fetches; nothing else.
