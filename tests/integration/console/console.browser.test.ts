@@ -683,6 +683,13 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     expect(await ch4.textContent()).toContain("demo-tunnel-s1");
     await shot(page, "rules");
     await page.context().close();
+    // The command centre reads the pack and finds no backtest form (the route is admin-only).
+    const cc = await open();
+    await signIn(cc, "cc.li", users.cc);
+    await cc.goto(`${base}/rules`);
+    await cc.locator('tr[data-rule="noise.area.laeq"]').waitFor();
+    expect(await cc.locator('[data-testid="backtest-form"]').count()).toBe(0);
+    await cc.context().close();
   });
 
   it("broke no rule of the page's Content-Security-Policy and threw no error", () => {
