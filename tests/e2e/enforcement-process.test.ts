@@ -33,7 +33,8 @@ import { signComplaint } from "../../tasks/complaints.js";
  *     data); loud after the deadline → referred for penalty, awaiting legal review; closing it
  *     needs a legal reviewer.
  *   venue B (party B): loud once, then silent → the re-checks find no fresh data → inspection
- *     needed, never "violating"; the handler of its case cannot verify it, another officer can.
+ *     needed, never "violating"; an officer of another district gets 403 on its case; the handler
+ *     of its case cannot verify it, another officer can.
  *   an ambient monitor (no party) over the GB 3096 limit → an environmental-quality alert for the
  *     environment bureau, never an enforcement case.
  *   a hotline complaint posted with the platform's token and HMAC signature → a task with the
@@ -370,6 +371,11 @@ describe("issue #18 against citywatch start: education first, re-checks and duti
     const move = (who: Person, to: string) =>
       act(who, `/api/v1/tasks/${filed.id}/transitions`, { to, note: `to ${to}` });
     expect((await move(centre, "dispatched")).status).toBe(200);
+    // Scope: an officer of another district may not act on a Jinjiang case.
+    const outsider = await person("ep.outsider", "enforcement", ["--district", "Wuhou"]);
+    const outside = await move(outsider, "acknowledged");
+    expect(outside.status).toBe(403);
+    expect((await detail(filed.id)).task.state).toBe("dispatched");
     expect((await move(first, "acknowledged")).status).toBe(200);
     expect((await move(first, "handled")).status).toBe(200);
     const self = await move(first, "verified");
