@@ -24,7 +24,7 @@ import {
 } from "./engine/index.js";
 import { evidence } from "./evidence.js";
 import { SubjectParts } from "./parts.js";
-import { quietReading, quietUntil } from "./quiet.js";
+import { holdCheck, mayHold, quietReading, quietUntil } from "./quiet.js";
 import { WakeHeap } from "./wake-heap.js";
 import { rulesMetrics, type RulesMetrics } from "./metrics.js";
 import { type Slot, type Subject, SubjectIndex, type SubjectIndexDeps } from "./subjects.js";
@@ -322,20 +322,23 @@ export class RulesDriver {
    * it last saw: the readings since (not judged, quiet.ts) moved the deadline later, and while
    * the new one is ahead the tick would find no silence past its limit and decide nothing. The
    * new deadline, or -Infinity (judge it now). Measured over the backtest bench's city: 39,307
-   * of the 5-s tick's 354,143 evaluations.
+   * of the 5-s tick's 354,143 evaluations. Likewise a subject whose readings were skipped
+   * because its condition could not hold (quiet.ts, mayHold), woken by what the skipped readings
+   * moved (a k_of_n device's silence): while the condition still cannot hold at the tick, it
+   * sleeps again until what may change that.
    */
   private deadlineAt(subject: Subject, alarm: Alarm, at: number): number {
     const state = alarm.state;
-    if (subject.rule.condition.type !== "deadman" || isOpen(state) || state.phase === "pending") {
+    const rule = subject.rule;
+    const deadman = rule.condition.type === "deadman";
+    if ((!deadman && !holdCheck(rule)) || isOpen(state) || state.phase === "pending") {
       return Number.NEGATIVE_INFINITY;
     }
-    return quietUntil(
-      subject.rule,
-      this.index.subjectView(subject, at),
-      at,
-      state,
-      () => Number.POSITIVE_INFINITY,
-    );
+    const view = this.index.subjectView(subject, at);
+    // The same for a condition that cannot hold at `at` (quiet.ts, mayHold): an evaluation there
+    // would decide nothing, and the subject sleeps until what may change that.
+    if (!deadman && mayHold(rule, view, at)) return Number.NEGATIVE_INFINITY;
+    return quietUntil(rule, view, at, state, (after) => this.index.permitEdgeAfter(subject, after));
   }
 
   /** When ticks must judge the subject again after its last evaluation (quiet.ts). */
@@ -492,7 +495,7 @@ export class RulesDriver {
       quietReading(
         subject.rule,
         alarm.state,
-        () => this.index.deviceViews(subject, when),
+        () => this.index.subjectView(subject, when),
         when,
         at,
         alarm.judgedAt,

@@ -370,6 +370,39 @@ function deviceCondition(rule: Rule, d: DeviceView, at: number, open: boolean): 
   return NOT_APPLICABLE(`${c.type} is not a device condition`, "other");
 }
 
+type StateCondition = Extract<Rule["condition"], { type: "state" }>;
+
+/** Each term of a state condition on the device's newest usable reading at or before `at`. */
+function stateTerms(
+  c: StateCondition,
+  d: DeviceView,
+  at: number,
+  suppress: readonly QualityFlag[],
+): Array<{
+  t: StateCondition["terms"][number];
+  value: number | boolean | undefined;
+  holds: boolean;
+}> {
+  return c.terms.map((t) => {
+    const cols = columns(d, t.quantity);
+    const i = cols === undefined ? -1 : newestUsable(cols, at, suppress, false);
+    const value = cols === undefined || i < 0 ? undefined : cols.sample(i).value;
+    return { t, value, holds: value === t.is };
+  });
+}
+
+/**
+ * Whether a state condition holds for a device at `at` (what {@link evaluateCondition} makes
+ * `active` of the device's part); false for other conditions. The device's usability is not
+ * looked at.
+ */
+export function stateHolds(rule: Rule, d: DeviceView, at: number): boolean {
+  const c = rule.condition;
+  if (c.type !== "state") return false;
+  const states = stateTerms(c, d, at, rule.qualityGate.suppressFlags);
+  return c.match === "all" ? states.every((s) => s.holds) : states.some((s) => s.holds);
+}
+
 function deviceNumeric(
   rule: Rule,
   d: DeviceView,
@@ -381,12 +414,7 @@ function deviceNumeric(
   const id = d.device.id;
   const suppress = rule.qualityGate.suppressFlags;
   if (c.type === "state") {
-    const states = c.terms.map((t) => {
-      const cols = columns(d, t.quantity);
-      const i = cols === undefined ? -1 : newestUsable(cols, at, suppress, false);
-      const value = cols === undefined || i < 0 ? undefined : cols.sample(i).value;
-      return { t, value, holds: value === t.is };
-    });
+    const states = stateTerms(c, d, at, suppress);
     const holds = c.match === "all" ? states.every((s) => s.holds) : states.some((s) => s.holds);
     return result(rule, {
       active: holds,
@@ -449,6 +477,15 @@ function sideOf(
   const clear = numberOf(c.clear ?? c.raise, r);
   if (raise === undefined || clear === undefined) return undefined;
   return previouslyActive ? clear : raise;
+}
+
+/**
+ * The limit a threshold's or k_of_n's value must pass (`value op limit`) to hold while the alarm
+ * is not open, where the resolution `r` is in force (undefined: no limit there, it cannot hold).
+ */
+export function raiseLimit(rule: Rule, r: Resolved): number | undefined {
+  const c = rule.condition;
+  return c.type === "threshold" || c.type === "k_of_n" ? sideOf(c, r, false) : undefined;
 }
 
 function thresholdOf(

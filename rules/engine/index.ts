@@ -7,8 +7,15 @@
  */
 export * from "./alarm.js";
 export * from "./conditions.js";
-export { periodClockOf, periodic, placeOf, readingMs, resolutionContext } from "./in-force.js";
-export { columns } from "./reduce.js";
-export { UNCORROBORATED_FLAGS } from "./verdict.js";
+export {
+  periodClockOf,
+  periodic,
+  placeOf,
+  readingMs,
+  resolutionContext,
+  resolutionOf,
+} from "./in-force.js";
+export { columns, newestUsable } from "./reduce.js";
+export { judgeWindow, UNCORROBORATED_FLAGS } from "./verdict.js";
 export * from "./series.js";
 export * from "./window.js";

@@ -16,16 +16,24 @@ const sample = (at: number, value: number): Sample => sampleAt(at, value);
 const NO_PERMITS = () => Number.POSITIVE_INFINITY;
 const NORMAL: AlarmState = initialAlarmState(0);
 /** A 10-minute LAeq over 60 dB(A), rolling or clock-aligned. */
-const tenMinutes = (align: "rolling" | "clock") =>
-  rule({
-    type: "threshold",
-    quantity: "LAeq",
-    aggregate: "energy_mean",
-    window: "10m",
-    align,
-    op: ">",
-    raise: 60,
-  });
+const tenMinutes = (
+  align: "rolling" | "clock",
+  condition: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+) =>
+  rule(
+    {
+      type: "threshold",
+      quantity: "LAeq",
+      aggregate: "energy_mean",
+      window: "10m",
+      align,
+      op: ">",
+      raise: 60,
+      ...condition,
+    },
+    extra,
+  );
 
 function view(samples: Sample[], lastSeenAt?: number): SubjectView {
   return {
@@ -71,17 +79,38 @@ describe("quiet ticks", () => {
     );
   });
 
-  it("an open alarm on a rolling window or a rate of rise is judged at every tick", () => {
-    const rolling = tenMinutes("rolling");
+  it("an open alarm on a rate of rise is judged at every tick", () => {
     const rise = rule({ type: "rate_of_rise", quantity: "LAeq", window: "10m", raise: 5 });
-    for (const r of [rolling, rise]) {
-      for (const phase of ["pending", "active", "recovering"] as const) {
-        const state = { ...NORMAL, phase, raisedAt: 0 };
-        expect(quietUntil(r, view([]), night("21:00"), state, NO_PERMITS)).toBe(
-          Number.NEGATIVE_INFINITY,
-        );
-      }
+    for (const phase of ["pending", "active", "recovering"] as const) {
+      const state = { ...NORMAL, phase, raisedAt: 0 };
+      expect(quietUntil(rise, view([]), night("21:00"), state, NO_PERMITS)).toBe(
+        Number.NEGATIVE_INFINITY,
+      );
     }
+  });
+
+  it("an open alarm on a rolling window wakes where its coverage may fall below the minimum", () => {
+    const r = tenMinutes(
+      "rolling",
+      { for: "2m" },
+      { timing: { minActive: "10m", clearHold: "5m" } },
+    );
+    // Timers at 21:01 (pending), 21:09 (recovering) or none (active). 1-minute readings 20:53
+    // to 21:00 cover (20:52, 21:00]: 80 % of (20:50, 21:00]. Sliding on, the window may lose
+    // coverage as fast as it moves: 75 % (the default minimum) is safe for 30 s, before the
+    // oldest reading (20:53) leaves it at 21:03.
+    const samples = Array.from({ length: 8 }, (_, i) => sample(night("20:53") + i * MIN, 70));
+    for (const phase of ["pending", "active", "recovering"] as const) {
+      const at = night("20:59");
+      const state = { ...NORMAL, phase, startedAt: at, raisedAt: at, since: at };
+      expect(quietUntil(r, view(samples), night("21:00"), state, NO_PERMITS)).toBe(
+        night("21:00") + 30 * SEC - 1,
+      );
+    }
+    // Below the minimum already (a gap): it stays one until a reading; the oldest leaving wakes it.
+    const few = samples.slice(3);
+    const active = { ...NORMAL, phase: "active" as const, raisedAt: night("20:50") };
+    expect(quietUntil(r, view(few), night("21:00"), active, NO_PERMITS)).toBe(night("21:06"));
   });
 
   it("an open alarm on a clock window wakes when the next interval completes", () => {
@@ -174,7 +203,7 @@ describe("quiet ticks", () => {
 
 describe("quiet readings", () => {
   const r = tenMinutes("clock");
-  const devices = () => view([]).devices;
+  const devices = () => view([]);
 
   it("a reading after a clock window's newest complete interval is skipped while it is the newest", () => {
     // Last judged at 21:03 (the interval 20:50–21:00): a reading at 21:04 or 21:09 changes nothing.
@@ -194,5 +223,90 @@ describe("quiet readings", () => {
   it("a rolling window judges every reading", () => {
     const t = night("21:04");
     expect(quietReading(tenMinutes("rolling"), NORMAL, devices, t, t, night("21:03"))).toBe(false);
+  });
+
+  it("a reading on the newest reading alone is skipped while no device's newest passes the raise limit", () => {
+    const latest = rule({
+      type: "threshold",
+      quantity: "LAeq",
+      aggregate: "latest",
+      op: ">",
+      raise: 60,
+      clear: 58,
+    });
+    const t = night("21:04");
+    const at = (values: Array<[number, number]>) => () =>
+      view(values.map(([when, v]) => sample(when, v)));
+    // 59.9 and 60 do not pass "> 60"; the older 70 is not the newest.
+    expect(quietReading(latest, NORMAL, at([[night("21:03"), 59.9]]), t, t, undefined)).toBe(true);
+    expect(
+      quietReading(
+        latest,
+        NORMAL,
+        at([
+          [night("21:03"), 70],
+          [t, 60],
+        ]),
+        t,
+        t,
+        undefined,
+      ),
+    ).toBe(true);
+    // 60.1 passes it; so does a newer reading judged at its own instant.
+    expect(quietReading(latest, NORMAL, at([[t, 60.1]]), t, t, undefined)).toBe(false);
+    expect(
+      quietReading(
+        latest,
+        NORMAL,
+        at([
+          [t, 59],
+          [night("21:05"), 61],
+        ]),
+        night("21:05"),
+        night("21:05"),
+        undefined,
+      ),
+    ).toBe(false);
+    // A flagged reading the gate suppresses is no newest reading; no reading at all holds nothing.
+    const suppressed = () =>
+      view([
+        { ...sample(night("21:03"), 59), quality: "normal" },
+        { ...sample(t, 80), quality: "maintenance" },
+      ]);
+    expect(latest.qualityGate.suppressFlags).toContain("maintenance");
+    expect(quietReading(latest, NORMAL, suppressed, t, t, undefined)).toBe(true);
+    expect(quietReading(latest, NORMAL, at([]), t, t, undefined)).toBe(true);
+    // An open or pending alarm judges every reading.
+    for (const phase of ["pending", "active", "recovering"] as const) {
+      expect(quietReading(latest, { ...NORMAL, phase }, at([[t, 50]]), t, t, undefined)).toBe(
+        false,
+      );
+    }
+  });
+
+  it("a k_of_n on the newest readings is skipped while no device's newest passes the raise limit", () => {
+    const kOfN = rule(
+      {
+        type: "k_of_n",
+        k: 2,
+        quantity: "LAeq",
+        aggregate: "latest",
+        op: ">=",
+        raise: 60,
+      },
+      { subject: "site" },
+    );
+    const t = night("21:04");
+    const two = (a: number, b: number) => (): SubjectView => {
+      const one = view([sample(t, a)]);
+      const d = one.devices[0]!;
+      return {
+        ...one,
+        devices: [d, { ...d, device: device("d-2"), series: { LAeq: [sample(t, b)] } }],
+      };
+    };
+    expect(quietReading(kOfN, NORMAL, two(59, 59.9), t, t, undefined)).toBe(true);
+    // One vote at the limit: not enough for k = 2 here, but a vote that violates is judged.
+    expect(quietReading(kOfN, NORMAL, two(59, 60), t, t, undefined)).toBe(false);
   });
 });
