@@ -20,6 +20,7 @@ export * from "./model/people.js";
 export * from "./model/complaints.js";
 export * from "./model/alarms.js";
 export * from "./model/stored-readings.js";
+export * from "./model/public.js";
 export * from "./config/problems.js";
 export * from "./config/fields.js";
 export * from "./config/broker.js";

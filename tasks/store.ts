@@ -749,6 +749,18 @@ export class TaskStore {
     return (this.stmt("SELECT count(*) AS n FROM outbox_dead").get() as { n: number }).n;
   }
 
+  /** The tasks filed in [fromMs, toMs), oldest first, without their audit trails (at most 400 days). */
+  filedTasks(fromMs: number, toMs: number): Task[] {
+    if (!(toMs > fromMs) || toMs - fromMs > 400 * 86_400_000) {
+      throw new RangeError("filedTasks: the period must be positive and at most 400 days");
+    }
+    return (
+      this.stmt(
+        "SELECT doc FROM task WHERE filed_ms >= ? AND filed_ms < ? ORDER BY filed_ms, id",
+      ).all(fromMs, toMs) as Array<{ doc: string }>
+    ).map((r) => JSON.parse(r.doc) as Task);
+  }
+
   /**
    * The tasks filed in [fromMs, toMs), oldest first, each with its whole audit trail (the
    * assessment report): one query for the tasks (index task_filed), one for their audit entries
@@ -756,14 +768,7 @@ export class TaskStore {
    * longer one is refused, so one call never reads years of tasks into memory.
    */
   filedBetween(fromMs: number, toMs: number): Array<{ task: Task; audit: AuditEntry[] }> {
-    if (!(toMs > fromMs) || toMs - fromMs > 400 * 86_400_000) {
-      throw new RangeError("filedBetween: the period must be positive and at most 400 days");
-    }
-    const tasks = (
-      this.stmt(
-        "SELECT doc FROM task WHERE filed_ms >= ? AND filed_ms < ? ORDER BY filed_ms, id",
-      ).all(fromMs, toMs) as Array<{ doc: string }>
-    ).map((r) => JSON.parse(r.doc) as Task);
+    const tasks = this.filedTasks(fromMs, toMs);
     const audits = new Map<string, AuditEntry[]>(tasks.map((t) => [t.id, []]));
     const rows = this.stmt(
       `SELECT audit.* FROM audit

@@ -361,6 +361,7 @@ export async function serve(
           mqttPort: addresses.mqtt ?? config.broker.mqtt.port,
           map: config.console.map,
         },
+        publicPage: config.console.public,
         ...(system === undefined ? {} : { rules: () => system.rules.ruleSet.loaded }),
         backtest: {
           rules: config.ingest.rules,

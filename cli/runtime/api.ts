@@ -36,6 +36,8 @@ import { consoleUi } from "./console.js";
 import { type DeviceRegistry, registryApi, tileOrigins } from "./registry-api.js";
 import type { CitywatchConfig } from "../../contracts/config/citywatch.js";
 import { healthApi } from "./health.js";
+import { publicApi } from "./public-api.js";
+import { DEFAULT_TIME_ZONE } from "../../contracts/model/rule-time.js";
 import { DEFAULT_QUERY_LIMITS, type QueryLimitOptions, queryLimits } from "./query-limits.js";
 
 export interface ApiDeps {
@@ -91,6 +93,11 @@ export interface ApiDeps {
         readonly map: CitywatchConfig["console"]["map"];
       }
     | undefined;
+  /**
+   * The public page's figures (`console.public`, public-api.ts): served without sign-in only
+   * when enabled. Absent or disabled: the path is a 404.
+   */
+  readonly publicPage?: CitywatchConfig["console"]["public"] | undefined;
 }
 
 /** A store whose configuration the API was not given: the embedded one keeps everything. */
@@ -186,6 +193,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
         { name: "people", description: "Sign-in sessions and user accounts" },
         { name: "parties", description: "Regulated parties and the credit record" },
         { name: "rules", description: "The rules in force; rule backtests over stored history" },
+        { name: "public", description: "The public page's figures (off unless enabled)" },
         { name: "operations", description: "Health, metrics and this document" },
       ],
     },
@@ -276,6 +284,15 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
         admin: auth.admin,
       });
   }
+  if (deps.publicPage?.enabled === true)
+    void app.register(publicApi, {
+      registry: deps.registry,
+      store: limits.store,
+      tasks: deps.tasks?.store,
+      settings: deps.publicPage,
+      timeZone: DEFAULT_TIME_ZONE,
+      now: deps.now,
+    });
   // The operators' console at / (console.ts; docs/console.md): every path outside the API.
   void app.register(consoleUi, {
     imageOrigins: deps.registryAdmin === undefined ? [] : tileOrigins(deps.registryAdmin.map),

@@ -33,6 +33,7 @@ export const CONSOLE_PAGES = [
   "/reports",
   "/emergency",
   "/map",
+  "/public",
 ] as const;
 
 /** Paths that belong to the API and the process, never to the console (their 404 stays JSON). */

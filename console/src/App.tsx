@@ -15,6 +15,7 @@ import { Reports } from "./pages/Reports.js";
 import { Rules } from "./pages/Rules.js";
 import { DeadLetters } from "./components/DeadLetters.js";
 import { Emergency } from "./pages/Emergency.js";
+import { Public } from "./pages/Public.js";
 
 type MapPageType = FunctionComponent<{ user: SessionInfo["user"] }>;
 
@@ -62,7 +63,10 @@ export function App() {
   const route = useRoute();
   const [session, setSession] = useState<SessionInfo | null | undefined>(undefined);
 
+  const isPublic = route.page === "public";
   useEffect(() => {
+    // The public page asks nobody who they are.
+    if (isPublic) return;
     whenUnauthorized(() => {
       setCsrf(undefined);
       setSession(null);
@@ -74,8 +78,9 @@ export function App() {
       },
       () => setSession(null),
     );
-  }, []);
+  }, [isPublic]);
 
+  if (isPublic) return <Public />;
   if (session === undefined) return <p class="loading">{t("loading")}</p>;
   if (session === null) {
     return (

@@ -2,8 +2,8 @@ import { useEffect, useState } from "preact/hooks";
 
 /*
  * A router of the console's pages: `/` (the queue), `/tasks/{id}` (a task), `/devices`,
- * `/devices/{id}`, `/dead-letters`, `/sites`, `/rules`, `/reports`, `/emergency` (the emergency board) and `/map`, with the
- * history API.
+ * `/devices/{id}`, `/dead-letters`, `/sites`, `/rules`, `/reports`, `/emergency` (the emergency board),
+ * `/map` and `/public` (the public page, no sign-in), with the history API.
  * The server answers index.html for every path outside the API (cli/runtime/console.ts), so a
  * reload or a shared link opens the same page.
  */
@@ -19,7 +19,8 @@ export type Route =
   | { readonly page: "rules" }
   | { readonly page: "reports" }
   | { readonly page: "emergency" }
-  | { readonly page: "map" };
+  | { readonly page: "map" }
+  | { readonly page: "public" };
 
 export function parseRoute(pathname: string): Route {
   const task = /^\/tasks\/([^/]+)\/?$/.exec(pathname);
@@ -34,6 +35,7 @@ export function parseRoute(pathname: string): Route {
   if (pathname === "/reports") return { page: "reports" };
   if (pathname === "/emergency") return { page: "emergency" };
   if (pathname === "/map") return { page: "map" };
+  if (pathname === "/public") return { page: "public" };
   return { page: "queue" };
 }
 

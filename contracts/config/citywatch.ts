@@ -104,6 +104,20 @@ export const CitywatchConfig = z.strictObject({
           areas: z.string().min(1).optional(),
         })
         .prefault({}),
+      /**
+       * The public page at /public (信息公开): readings per district, the monitoring points and
+       * case counts, no personal data, no sign-in (contracts/model/public.ts). Off by default:
+       * a deployment decides to publish.
+       */
+      public: z
+        .strictObject({
+          enabled: Flag.default(false),
+          /** Who publishes, shown as the page's heading (e.g. the city's bureau). */
+          title: z.string().max(200).default(""),
+          /** Days of case counts shown (the last so many days up to now). */
+          days: z.number().int().min(1).max(366).default(30),
+        })
+        .prefault({}),
     })
     .prefault({}),
 });
@@ -123,6 +137,7 @@ export const CITYWATCH_ENV: Readonly<Record<string, readonly string[]>> = {
   CITYWATCH_HTTP_READINGS: ["http", "readings"],
   CITYWATCH_TRUST_PROXY: ["http", "trustProxy"],
   CITYWATCH_MAP_TILE_URL: ["console", "map", "tileUrl"],
+  CITYWATCH_PUBLIC_PAGE: ["console", "public", "enabled"],
   CITYWATCH_BROKER_HOST: ["broker", "host"],
   CITYWATCH_MQTT_PORT: ["broker", "mqtt", "port"],
   CITYWATCH_MQTTS_PORT: ["broker", "tls", "port"],

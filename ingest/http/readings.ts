@@ -80,7 +80,7 @@ function registrationStart(device: Device): number | undefined {
 }
 
 /** A query's from, moved to the start of the device's current registration when later. */
-const fromOf = (device: Device, fromMs: number) =>
+export const fromOf = (device: Device, fromMs: number) =>
   Math.max(fromMs, registrationStart(device) ?? fromMs);
 
 function apiReading(r: StoredReading) {

@@ -96,19 +96,27 @@ export async function systemPorts(): Promise<SystemPorts> {
 }
 
 /** `citywatch start` with its data in `dataDir`, on `ports`, with `extra` flags. */
-export function startSystem(dataDir: string, ports: SystemPorts, extra: string[] = []): CliProcess {
-  return startCli([
-    "start",
-    "--data-dir",
-    dataDir,
-    "--mqtt-port",
-    String(ports.mqtt),
-    "--ws-port",
-    String(ports.ws),
-    "--http-port",
-    String(ports.http),
-    ...extra,
-  ]);
+export function startSystem(
+  dataDir: string,
+  ports: SystemPorts,
+  extra: string[] = [],
+  env: Record<string, string> = {},
+): CliProcess {
+  return startCli(
+    [
+      "start",
+      "--data-dir",
+      dataDir,
+      "--mqtt-port",
+      String(ports.mqtt),
+      "--ws-port",
+      String(ports.ws),
+      "--http-port",
+      String(ports.http),
+      ...extra,
+    ],
+    env,
+  );
 }
 
 /**

@@ -7,7 +7,7 @@ import { formatLocal } from "../time.js";
 /*
  * A task's attachments (docs/api.md section 16): field photos and documents, oldest first, each
  * downloadable; whoever acts on the task's kind uploads one while it is open (on a phone the file
- * picker offers the camera). The server checks the type by the file's first bytes and the size;
+ * picker offers the camera, and 拍照 opens it directly). The server checks the type by the file's first bytes and the size;
  * its refusal is shown as it came. The upload's SHA-256 joins the audit trail.
  */
 
@@ -15,6 +15,35 @@ const size = (bytes: number): string =>
   bytes >= 1_048_576
     ? `${(bytes / 1_048_576).toFixed(1)} MB`
     : `${Math.max(1, Math.round(bytes / 1024))} KB`;
+
+/** The photo types the server takes (tasks/attachments.ts checks the bytes). */
+const PHOTO_TYPES = "image/jpeg,image/png,image/webp,image/heic,image/heif";
+
+/** A file input drawn as a button. */
+function Picker(props: {
+  label: string;
+  name: string;
+  accept: string;
+  capture?: "environment";
+  testid: string;
+  busy: boolean;
+  onChange: (event: Event) => void;
+}) {
+  return (
+    <label class="upload">
+      <span class="button secondary small">{props.label}</span>
+      <input
+        type="file"
+        name={props.name}
+        accept={props.accept}
+        {...(props.capture === undefined ? {} : { capture: props.capture })}
+        disabled={props.busy}
+        onChange={props.onChange}
+        data-testid={props.testid}
+      />
+    </label>
+  );
+}
 
 export function Attachments(props: { task: Task; mayUpload: boolean; onUploaded: () => void }) {
   const { task } = props;
@@ -77,17 +106,26 @@ export function Attachments(props: { task: Task; mayUpload: boolean; onUploaded:
         </ul>
       )}
       {props.mayUpload && task.state !== "closed" && (
-        <label class="upload">
-          <span class="button secondary small">{busy ? t("uploading") : t("upload")}</span>
-          <input
-            type="file"
+        <div class="upload-row">
+          <Picker
+            label={busy ? t("uploading") : t("upload")}
             name="attachment"
-            accept="image/jpeg,image/png,image/webp,image/heic,image/heif,application/pdf"
-            disabled={busy}
+            accept={`${PHOTO_TYPES},application/pdf`}
+            testid="upload"
+            busy={busy}
             onChange={upload}
-            data-testid="upload"
           />
-        </label>
+          {/* On a phone: straight to the back camera (a desktop browser opens its file picker). */}
+          <Picker
+            label={t("takePhoto")}
+            name="photo"
+            accept={PHOTO_TYPES}
+            capture="environment"
+            testid="camera"
+            busy={busy}
+            onChange={upload}
+          />
+        </div>
       )}
       {error !== undefined && (
         <p class="error" role="alert" data-testid="upload-error">

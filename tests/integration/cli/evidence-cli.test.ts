@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EvidenceKey, type EvidencePackageV2 } from "../../../contracts/index.js";
 import { EvidenceKeyring } from "../../../tasks/evidence-keys.js";
 import { sealEvidence } from "../../../tasks/evidence-seal.js";
-import { startCli, systemPorts } from "../../support/cli-process.js";
+import { startSystem, systemPorts } from "../../support/cli-process.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
 import { sampleBody, sampleV1 } from "../../unit/tasks/evidence-sample.js";
 
@@ -210,20 +210,7 @@ describe("citywatch start and the evidence key file", () => {
   /** `citywatch start` on free ports, with its key file at `keyFile` (outside the data directory). */
   const start = async (dataDir: string, keyFile: string) => {
     const ports = await systemPorts();
-    return startCli(
-      [
-        "start",
-        "--data-dir",
-        dataDir,
-        "--mqtt-port",
-        String(ports.mqtt),
-        "--ws-port",
-        String(ports.ws),
-        "--http-port",
-        String(ports.http),
-      ],
-      { CITYWATCH_EVIDENCE_KEY_FILE: keyFile },
-    );
+    return startSystem(dataDir, ports, [], { CITYWATCH_EVIDENCE_KEY_FILE: keyFile });
   };
 
   it("creates the key file owner-only on first start with a line naming it; refuses one readable by others", async () => {

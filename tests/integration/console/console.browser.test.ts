@@ -1,6 +1,15 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,6 +25,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type CliProcess,
   firstStartSecret,
+  issueToken,
   startSystem,
   systemPorts,
   type SystemPorts,
@@ -179,7 +189,8 @@ describe.runIf(browserService)("operators' console in chromium", () => {
       });
     dir = mkdtempSync(join(tmpdir(), "cw-console-"));
     ports = await systemPorts();
-    proc = startSystem(dir, ports);
+    // The public page is off by default; this deployment publishes it.
+    proc = startSystem(dir, ports, [], { CITYWATCH_PUBLIC_PAGE: "true" });
     await proc.waitFor(/Metrics {4}http/, 60_000);
     base = `http://127.0.0.1:${ports.http}`;
     users.cc = addUser(dir, "cc.li", "李指挥", ["command_centre"]);
@@ -381,6 +392,8 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     expect(await page.evaluate<number>("document.documentElement.scrollWidth")).toBeLessThanOrEqual(
       390,
     );
+    // The officer's phone takes the field photo straight from its back camera.
+    expect(await page.getAttribute('[data-testid="camera"]', "capture")).toBe("environment");
     await shot(page, "mobile-task");
     // The board and the devices fit the phone too (cards, no sideways scrolling).
     for (const path of ["/emergency", "/devices"]) {
@@ -690,6 +703,167 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     await cc.locator('tr[data-rule="noise.area.laeq"]').waitFor();
     expect(await cc.locator('[data-testid="backtest-form"]').count()).toBe(0);
     await cc.context().close();
+  });
+
+  it("publishes the public page to anyone: the last hour's dust by district, where the monitors are, nothing personal", async () => {
+    // Two hours of one-minute dust readings, so whichever hour is the last complete one when the
+    // page asks, it holds 60 valid minutes (45 are needed).
+    const dust = await connectDemoDevice("demo-dust-1");
+    const end = Math.floor(Date.now() / 60_000) * 60_000;
+    const readings = Array.from({ length: 120 }, (_, i) => ({
+      ts: new Date(end - (119 - i) * 60_000).toISOString(),
+      quality: "normal",
+      values: { pm10: 80, pm2_5: 35 },
+    }));
+    await publishReadings(dust, "demo-dust-1", "dust", readings);
+    // Stored before the page is first computed (it is then kept a minute).
+    const token = issueToken(dir, "public-check", "viewer");
+    const last = readings.at(-1)?.ts;
+    for (let i = 0; i < 50; i++) {
+      const latest = await fetch(`${base}/api/v1/devices/demo-dust-1/latest`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const body = latest.ok
+        ? ((await latest.json()) as { readings: Array<{ ts: string }> })
+        : null;
+      if (body?.readings[0]?.ts === last) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const page = await open({ width: 390, height: 844 }, true);
+    await page.goto(`${base}/public`);
+    const card = page.locator('[data-district="Jinjiang"]');
+    await card.waitFor();
+    // No sign-in, and nobody asked who this is.
+    expect(await page.locator('input[name="password"]').count()).toBe(0);
+    expect(await page.textContent("h1")).toBe("各区环境监测");
+    const pm10 = card.locator('[data-quantity="pm10"] [data-testid="public-value"]');
+    expect(await pm10.textContent()).toBe("80.0 µg/m³");
+    expect(await card.locator('[data-quantity="pm2_5"]').textContent()).toContain("35.0 µg/m³");
+    // Where the monitors in service are (the demo's others are on standby, not in service yet).
+    const monitors = page.locator('[data-testid="public-monitors"] tbody tr');
+    expect(await monitors.filter({ hasText: "Jinjiang" }).filter({ hasText: "扬尘" }).count()).toBe(
+      1,
+    );
+    const text = (await page.textContent("body")) ?? "";
+    // The demo's party, site names and device ids are not on it.
+    for (const secret of ["Demo Construction", "demo-dust-1", "demo-site", "河道水位站"])
+      expect(text).not.toContain(secret);
+    expect(await page.evaluate<number>("document.documentElement.scrollWidth")).toBeLessThanOrEqual(
+      390,
+    );
+    await shot(page, "public-mobile", true);
+    await page.setViewportSize({ width: 1360, height: 900 });
+    await shot(page, "public", true);
+    await page.context().close();
+  });
+
+  it("has no serious or critical accessibility violation (axe-core) on its pages", async () => {
+    const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core"), "utf8");
+    const audit = async (page: Page, name: string) => {
+      // Through the debugger protocol, as a browser extension would: the page's CSP stays whole.
+      await page.evaluate(axeSource);
+      const violations = await page.evaluate<
+        Array<{ id: string; impact: string; help: string; nodes: Array<{ target: string[] }> }>
+      >(`(async () => {
+        const result = await window.axe.run(document, {
+          runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] },
+        });
+        return result.violations.map((v) => ({
+          id: v.id,
+          impact: v.impact,
+          help: v.help,
+          nodes: v.nodes.map((n) => ({ target: n.target })),
+        }));
+      })()`);
+      return violations
+        .filter((v) => v.impact === "serious" || v.impact === "critical")
+        .map(
+          (v) =>
+            `${name}: ${v.id} (${v.impact}) ${v.help}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`,
+        );
+    };
+    const found: string[] = [];
+    const page = await open();
+    await page.goto(`${base}/`);
+    await page.waitForSelector('input[name="username"]');
+    found.push(...(await audit(page, "signin")));
+    await page.goto(`${base}/public`);
+    await page.waitForSelector("[data-district]");
+    found.push(...(await audit(page, "public")));
+    await signIn(page, "admin", firstStartSecret(dir, "admin"));
+    const pages: Array<[string, string]> = [
+      ["/", ".task-row"],
+      [`/tasks/${encodeURIComponent(taskId)}`, '[data-testid="state"]'],
+      ["/emergency", ".emergency-card"],
+      ["/map", "path.site-demo-site-river"],
+      ["/devices", "[data-device]"],
+      ["/devices/demo-tunnel-s1-gas", '[data-testid="chart"] canvas'],
+      ["/dead-letters", "[data-dead-letter]"],
+      ["/sites", "[data-site]"],
+      ["/rules", "tr[data-rule]"],
+      ["/reports", '[data-testid="report"]'],
+    ];
+    for (const [path, ready] of pages) {
+      await page.goto(`${base}${path}`);
+      await page.waitForSelector(ready);
+      found.push(...(await audit(page, path)));
+    }
+    expect(found.join("\n")).toBe("");
+    await page.context().close();
+  });
+
+  it("can be worked by keyboard alone: sign in, open a task from the queue, act and cancel", async () => {
+    const page = await open();
+    await page.goto(`${base}/`);
+    await page.waitForSelector('input[name="username"]');
+    // Tab from the top of the page reaches the sign-in fields in order; Enter submits.
+    const focused = () =>
+      page.evaluate<string>(
+        "(() => { const e = document.activeElement; return e ? (e.getAttribute('name') ?? e.getAttribute('data-testid') ?? e.tagName.toLowerCase()) : ''; })()",
+      );
+    for (let i = 0; i < 6 && (await focused()) !== "username"; i++)
+      await page.keyboard.press("Tab");
+    expect(await focused()).toBe("username");
+    await page.keyboard.type("cc.li");
+    await page.keyboard.press("Tab");
+    expect(await focused()).toBe("password");
+    await page.keyboard.type(users.cc);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector('[data-testid="who"]');
+    // The focused control is visibly marked (an outline), not only by colour of the text.
+    await page.keyboard.press("Tab");
+    const outline = await page.evaluate<string>(
+      "getComputedStyle(document.activeElement).outlineStyle",
+    );
+    expect(outline).not.toBe("none");
+    // Tab to the task of the queue's test and open it with Enter.
+    const title = `[data-task="${taskId}"] a.title`;
+    await page.waitForSelector(title);
+    let reached = false;
+    for (let i = 0; i < 80 && !reached; i++) {
+      await page.keyboard.press("Tab");
+      reached = await page.evaluate<boolean>(
+        `document.activeElement === document.querySelector(${JSON.stringify(title)})`,
+      );
+    }
+    expect(reached).toBe(true);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector('[data-testid="state"]');
+    // An action's confirmation opens on Enter, takes the focus, and Escape closes it unchanged.
+    const state = await page.textContent('[data-testid="state"]');
+    const action = page.locator("[data-action]").first();
+    await action.focus();
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("dialog[open]");
+    expect(
+      await page.evaluate<boolean>(
+        "document.querySelector('dialog').contains(document.activeElement)",
+      ),
+    ).toBe(true);
+    await page.keyboard.press("Escape");
+    await page.waitForSelector("dialog", { state: "detached" });
+    expect(await page.textContent('[data-testid="state"]')).toBe(state);
+    await page.context().close();
   });
 
   it("broke no rule of the page's Content-Security-Policy and threw no error", () => {

@@ -82,6 +82,8 @@ describe("OpenAPI document, docs/api.md and /docs", () => {
         mqttPort: 18830,
         map: CitywatchConfig.parse({}).console.map,
       },
+      // Off by default; on here so the document and the table cover it.
+      publicPage: { enabled: true, title: "", days: 30 },
     });
     // The plugins register their routes when the app loads, so this hook sees every one.
     app.addHook("onRoute", (route: RouteOptions) => {
@@ -166,8 +168,13 @@ describe("OpenAPI document, docs/api.md and /docs", () => {
       bearer: { type: "http", scheme: "bearer" },
       session: { type: "apiKey", in: "cookie", name: "cw_session" },
     });
-    // Open: signing in, and the public evidence keys. Session only: who is signed in, signing out.
-    const open = new Set(["POST /api/v1/session", "GET /api/v1/evidence/keys"]);
+    // Open: signing in, the public evidence keys and the public page's figures. Session only: who
+    // is signed in, signing out.
+    const open = new Set([
+      "POST /api/v1/session",
+      "GET /api/v1/evidence/keys",
+      "GET /api/v1/public/summary",
+    ]);
     const sessionOnly = new Set(["GET /api/v1/session", "DELETE /api/v1/session"]);
     for (const op of operations()) {
       const [method, path] = op.split(" ") as [string, string];
