@@ -1,5 +1,5 @@
 # citywatch image: the CLI and every component, run through tsx as from a checkout (no build step
-# to drift). One image serves every role in docker-compose.yml: `start` (broker, ingest, API),
+# to drift but the console's, built by npm ci as on a checkout). One image serves every role in docker-compose.yml: `start` (broker, ingest, API),
 # `sim` (the simulator), `broker`, `ingest`, `edge`, `dashboards`.
 #   docker build -t citywatch .
 #   docker run --rm -p 18830:18830 -p 18080:18080 -v citywatch-data:/data citywatch start
@@ -9,18 +9,23 @@ WORKDIR /app
 RUN apt-get update \
   && apt-get install -y --no-install-recommends python3 make g++ \
   && rm -rf /var/lib/apt/lists/*
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev && npm cache clean --force
-COPY tsconfig.json ./
+COPY package.json package-lock.json tsconfig.json ./
 COPY bin ./bin
 COPY contracts ./contracts
+COPY infra ./infra
 COPY broker ./broker
 COPY registry ./registry
 COPY ingest ./ingest
+COPY rules ./rules
+COPY tasks ./tasks
 COPY edge ./edge
 COPY simulators ./simulators
 COPY dashboards ./dashboards
+COPY console ./console
 COPY cli ./cli
+# With the dev dependencies, npm ci's prepare script builds the operators' console into
+# console/dist (Vite); then they are dropped, and the image serves the built console.
+RUN npm ci && npm prune --omit=dev && npm cache clean --force
 
 FROM node:20-bookworm-slim
 WORKDIR /app

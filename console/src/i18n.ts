@@ -336,6 +336,8 @@ const zh = {
   "pq.pm10": "PM10",
   "pq.pm2_5": "PM2.5",
   "sk.other": "其他",
+  "lvl.warning": "警告",
+  "lvl.case": "立案",
 };
 
 type Key = keyof typeof zh;
@@ -672,6 +674,8 @@ const en: Record<Key, string> = {
   "pq.pm10": "PM10",
   "pq.pm2_5": "PM2.5",
   "sk.other": "Other",
+  "lvl.warning": "warning",
+  "lvl.case": "case",
 };
 
 const CATALOGUES: Record<Lang, Record<Key, string>> = { "zh-CN": zh, en };

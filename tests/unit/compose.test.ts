@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { Ajv2019 } from "ajv/dist/2019.js";
@@ -124,19 +124,19 @@ describe("docker-compose.yml", () => {
     );
     expect(copied.length).toBeGreaterThan(0);
     for (const source of copied) expect(existsSync(join(ROOT, source)), source).toBe(true);
-    // The CLI imports every component, so the image must carry them all.
-    for (const folder of [
-      "contracts",
-      "broker",
-      "registry",
-      "ingest",
-      "edge",
-      "simulators",
-      "dashboards",
-      "cli",
-      "bin",
-    ])
-      expect(copied, folder).toContain(folder);
+    // The CLI imports every component, so the image must carry every top-level folder of sources
+    // (the console's too: the image builds it); only tests, benches and docs stay out.
+    const sourceFolders = readdirSync(ROOT, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && !e.name.startsWith("."))
+      .map((e) => e.name)
+      .filter((name) => !["node_modules", "tests", "bench", "docs", "data"].includes(name))
+      .filter((name) =>
+        readdirSync(join(ROOT, name), { recursive: true }).some(
+          (f) => typeof f === "string" && /\.tsx?$/.test(f) && !f.includes("node_modules"),
+        ),
+      );
+    expect(sourceFolders).toEqual(expect.arrayContaining(["cli", "rules", "tasks", "console"]));
+    for (const folder of [...sourceFolders, "bin"]) expect(copied, folder).toContain(folder);
     const ignored = readFileSync(join(ROOT, ".dockerignore"), "utf8").split("\n");
     for (const source of copied) expect(ignored, source).not.toContain(source);
   });

@@ -272,7 +272,7 @@ export function Queue(props: { user: User }) {
         >
           <option value="">{t("all")}</option>
           {options.levels.map((l) => (
-            <option value={l}>{l}</option>
+            <option value={l}>{tk("lvl", l)}</option>
           ))}
         </select>
       </label>
@@ -360,7 +360,9 @@ export function Queue(props: { user: User }) {
           <span class="text">{task.title}</span>
         </a>
         <span class={`badge kind ${task.kind}`}>{tk("k", task.kind)}</span>
-        <span class={`badge level level-${task.level ?? "none"}`}>{task.level ?? ""}</span>
+        <span class={`badge level level-${task.level ?? "none"}`}>
+          {tk("lvl", task.level ?? "")}
+        </span>
         <span class={`badge state ${task.state}`}>{tk("s", task.state)}</span>
         <span class="area" title={area}>
           {area}

@@ -152,7 +152,7 @@ function ActionDialog(props: {
           {t("lowerTo")}
           <select name="level" value={level} onChange={(e) => setLevel(e.currentTarget.value)}>
             {action.levels.map((l) => (
-              <option value={l}>{l}</option>
+              <option value={l}>{tk("lvl", l)}</option>
             ))}
             <option value="lifted">{t("lift")}</option>
           </select>
@@ -360,7 +360,7 @@ export function TaskDetail(props: { id: string; user: User }) {
         <div class="badges">
           <span class={`badge kind ${task.kind}`}>{tk("k", task.kind)}</span>
           {task.level !== undefined && (
-            <span class={`badge level level-${task.level}`}>{task.level}</span>
+            <span class={`badge level level-${task.level}`}>{tk("lvl", task.level ?? "")}</span>
           )}
           <span class={`badge state ${task.state}`} data-testid="state">
             {tk("s", task.state)}

@@ -32,6 +32,7 @@ import {
 } from "../../support/cli-process.js";
 import { connectMqtt } from "../../support/mqtt-client.js";
 import type { Provided } from "../../support/provide.js";
+import { expectLikeBaseline } from "../../support/screenshot.js";
 import { requireService } from "../../support/suite.js";
 
 /*
@@ -863,6 +864,134 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     await page.keyboard.press("Escape");
     await page.waitForSelector("dialog", { state: "detached" });
     expect(await page.textContent('[data-testid="state"]')).toBe(state);
+    await page.context().close();
+  });
+
+  it("draws the sign-in, the queue and the public page as their committed baselines", async () => {
+    // Fixed content: the clock stopped at 22:30 Beijing time, the queue's and the public page's
+    // data served by the test; the sites in the filters are the demo registry's.
+    const fixed = Date.parse("2026-12-05T14:30:00Z");
+    const baseline = (name: string) => new URL(`./baselines/${name}.baseline.png`, import.meta.url);
+    const page = await open({ width: 900, height: 640 });
+    await page.clock.setFixedTime(fixed);
+    await page.goto(`${base}/`);
+    await page.waitForSelector('input[name="username"]');
+    expectLikeBaseline(await page.screenshot(), baseline("signin"), dir);
+    await page.setViewportSize({ width: 1360, height: 900 });
+
+    const iso = (minutes: number) => new Date(fixed + minutes * 60_000).toISOString();
+    const task = (
+      id: string,
+      kind: string,
+      state: string,
+      title: string,
+      level: string,
+      filed: number,
+      handleBy: number,
+    ) => ({
+      id,
+      kind,
+      state,
+      title,
+      rule: {
+        id: `${kind}.rule`,
+        version: 1,
+        clause: { standard: "GB 12523-2011", section: "4.1" },
+      },
+      subject: { type: "site", id: `site-${id}` },
+      deviceIds: [],
+      routing: {
+        department: "city-enforcement",
+        team: "grid JJ-CX-014",
+        district: "Jinjiang",
+        street: "Chunxi",
+        gridCell: "JJ-CX-014",
+        rule: null,
+      },
+      level,
+      levelIndex: level === "III" ? 2 : 0,
+      affectedSites: [],
+      actions: [],
+      alarmSeq: 1,
+      detail: "",
+      replayed: false,
+      filedAt: iso(filed),
+      startedAt: iso(filed - 20),
+      updatedAt: iso(filed),
+      repeats: 0,
+      escalations: 0,
+      sla: { flags: handleBy < 0 ? ["not_handled"] : [], handleBy: iso(handleBy) },
+      evidenceCount: 1,
+    });
+    const tasks = [
+      task(
+        "enf-000101",
+        "enforcement",
+        "filed",
+        "夜间施工噪声超标 LAeq 62.4 dB(A)",
+        "case",
+        -10,
+        110,
+      ),
+      task("emg-000102", "emergency", "acknowledged", "管廊燃气舱甲烷 26 %LEL", "III", -25, 5),
+      task(
+        "mnt-000103",
+        "maintenance",
+        "in_progress",
+        "设备离线 demo-noise-7",
+        "warning",
+        -300,
+        -60,
+      ),
+      task(
+        "env-000104",
+        "environmental",
+        "filed",
+        "区域环境噪声 夜间 47 dB(A)",
+        "warning",
+        -40,
+        1_400,
+      ),
+    ];
+    await page.route(/\/api\/v1\/tasks\?/, (route) =>
+      route.fulfill({ json: { tasks, nextCursor: null } }),
+    );
+    await page.fill('input[name="username"]', "cc.li");
+    await page.fill('input[name="password"]', users.cc);
+    await page.click('button[type="submit"]');
+    await page.waitForSelector('[data-task="env-000104"]');
+    await page.waitForSelector('[data-testid="live"].on');
+    expectLikeBaseline(await page.screenshot(), baseline("queue"), dir);
+    await page.unroute(/\/api\/v1\/tasks\?/);
+
+    const summary = {
+      format: "citywatch-public/1",
+      title: "某市生态环境局 环境信息公开",
+      generatedAt: iso(-1),
+      timeZone: "Asia/Shanghai",
+      hour: { from: iso(-90), to: iso(-30) },
+      cases: { from: iso(-30 * 1_440), to: iso(-1), days: 30 },
+      districts: ["Jinjiang", "Qingyang", "Wuhou"].map((district, i) => ({
+        district,
+        readings: [
+          { quantity: "LAeq", unit: "dB(A)", value: 52.3 + i, monitors: 3, of: 4 },
+          { quantity: "pm10", unit: "µg/m³", value: 61 + 7 * i, monitors: 2, of: 2 },
+          { quantity: "pm2_5", unit: "µg/m³", value: 38.5 + i, monitors: 2, of: 2 },
+        ],
+        cases: [
+          { topic: "dust", casesFiled: 3 + i, casesClosed: 2, alertsFiled: 0 },
+          { topic: "noise", casesFiled: 5 - i, casesClosed: 4 - i, alertsFiled: 1 },
+        ],
+      })),
+      monitors: [
+        { kind: "dust", district: "Jinjiang", street: "Chunxi", lat: 30.657, lon: 104.0819 },
+        { kind: "noise", district: "Qingyang", lat: 30.6702, lon: 104.0431 },
+      ],
+    };
+    await page.route(/\/api\/v1\/public\/summary/, (route) => route.fulfill({ json: summary }));
+    await page.goto(`${base}/public`);
+    await page.waitForSelector('[data-district="Wuhou"]');
+    expectLikeBaseline(await page.screenshot(), baseline("public"), dir);
     await page.context().close();
   });
 

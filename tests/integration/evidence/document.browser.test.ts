@@ -1,16 +1,7 @@
 import { execFileSync } from "node:child_process";
-import {
-  accessSync,
-  constants,
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  writeFileSync,
-} from "node:fs";
+import { accessSync, constants, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import jsqr from "jsqr";
-import pixelmatch from "pixelmatch";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,6 +15,7 @@ import { testApi } from "../../support/ingest.js";
 import { freePort } from "../../support/ports.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
 import type { Provided } from "../../support/provide.js";
+import { expectLikeBaseline } from "../../support/screenshot.js";
 import { requireService } from "../../support/suite.js";
 import { methanePackage, nightNoisePackage } from "../../unit/tasks/evidence-document-fixtures.js";
 import {
@@ -294,43 +286,12 @@ describe.runIf(browserService)("printable evidence document in chromium", () => 
       generatedAt: new Date("2026-12-06T01:00:00Z"),
     });
     await page.setContent(html);
-    const actual = PNG.sync.read(
-      await page.screenshot({ clip: { x: 0, y: 0, width: A4_WIDTH, height: A4_HEIGHT } }),
-    );
-    if (process.env["CITYWATCH_UPDATE_BASELINE"] === "1" || !existsSync(BASELINE)) {
-      writeFileSync(BASELINE, PNG.sync.write(actual));
-      if (process.env["CITYWATCH_UPDATE_BASELINE"] !== "1")
-        throw new Error(`no baseline: drew ${BASELINE.pathname}; look at it, commit it, run again`);
-    }
-    const expected = PNG.sync.read(readFileSync(BASELINE));
-    expect([actual.width, actual.height]).toEqual([expected.width, expected.height]);
-    const diff = new PNG({ width: actual.width, height: actual.height });
-    const differing = pixelmatch(
-      expected.data,
-      actual.data,
-      diff.data,
-      actual.width,
-      actual.height,
-      {
-        threshold: 0.1,
-      },
-    );
-    const share = differing / (actual.width * actual.height);
-    if (share > 0.005) {
-      writeFileSync(join(dir, "document-top.actual.png"), PNG.sync.write(actual));
-      writeFileSync(join(dir, "document-top.diff.png"), PNG.sync.write(diff));
-      const keep = process.env["CITYWATCH_SCREENSHOT_DIR"];
-      if (keep !== undefined) {
-        mkdirSync(keep, { recursive: true });
-        copyFileSync(join(dir, "document-top.actual.png"), join(keep, "document-top.actual.png"));
-        copyFileSync(join(dir, "document-top.diff.png"), join(keep, "document-top.diff.png"));
-      }
-    }
     // At most 0.5 % of the pixels differ (anti-aliasing); a moved block or a lost font is far more.
-    expect(
-      share,
-      `${differing} pixels differ (CITYWATCH_UPDATE_BASELINE=1 redraws)`,
-    ).toBeLessThanOrEqual(0.005);
+    expectLikeBaseline(
+      await page.screenshot({ clip: { x: 0, y: 0, width: A4_WIDTH, height: A4_HEIGHT } }),
+      BASELINE,
+      dir,
+    );
   });
 
   it("opens a package the task service sealed itself (the real path, format 2, signed)", async () => {
