@@ -63,7 +63,9 @@ import { escalationAfter } from "../contracts/model/rule-severity.js";
  * (coverageHeld: no sooner than the coverage it had allows, as a window loses coverage no faster
  * than it slides). Before that its value, its gaps and its parts are those of `at`. Measured over
  * the backtest bench's city, with the skipped readings below: the 5-s tick's evaluations from
- * 85,226 to 52,184. A rate_of_rise's open alarms are judged at every tick.
+ * 85,226 to 52,184. A rate of rise has no coverage: its rise (the newest less the oldest reading
+ * of its window) moves only when its oldest reading leaves the window, and its open alarms wake
+ * there (and at the other instants above) too.
  * Measured over the backtest bench's city (117,988 readings, the default pack): waking open
  * alarms at their timers took the replay's evaluations from 464,919 to 376,521 on the 5-s tick
  * (335,730 to 328,468 on the 1-m tick), the report the same.
@@ -87,29 +89,7 @@ export function quietUntil(
   if (state.phase === "normal" || state.phase === "cleared") {
     return changesAfter(rule, view, at, permitEdge, false);
   }
-  if (!steadyOpen(rule)) return NOW;
   return Math.min(timerOf(rule, state), changesAfter(rule, view, at, permitEdge, true));
-}
-
-/**
- * Whether an open alarm's evaluation of the rule stays the same between the instants
- * `changesAfter` lists (see above): not a rolling window, whose coverage falls as it slides.
- */
-function steadyOpen(rule: Rule): boolean {
-  const c = rule.condition;
-  switch (c.type) {
-    case "deadman":
-    case "quality":
-    case "state":
-      return true;
-    case "rate_of_rise":
-      return false;
-    case "threshold":
-    case "k_of_n":
-      // A rolling window too: changesAfter wakes it where its coverage may fall below the
-      // minimum (coverageHeld).
-      return true;
-  }
 }
 
 /**
@@ -239,21 +219,80 @@ export function coverageHeld(at: number, coverage: number, min: number, windowMs
 }
 
 /**
- * Whether {@link mayHold} can tell of the rule's condition: a state, or a threshold or k_of_n on
- * the newest reading alone (judgedInParts).
+ * Whether {@link mayHold} can tell of the rule's condition: a state; a threshold or k_of_n on the
+ * newest reading alone (judgedInParts) or over a rolling window; a rate of rise.
  */
 export function holdCheck(rule: Rule): boolean {
-  return rule.condition.type === "state" || judgedInParts(rule);
+  const c = rule.condition;
+  switch (c.type) {
+    case "state":
+    case "rate_of_rise":
+      return true;
+    case "threshold":
+      return (
+        c.nOfM === undefined &&
+        c.exceedances === undefined &&
+        (c.window === undefined || c.align === "rolling")
+      );
+    case "k_of_n":
+      return c.window === undefined || c.align === "rolling";
+    default:
+      return false;
+  }
 }
 
 /**
  * Whether the rule's condition may hold for the subject at `at`, on its raise side (the alarm is
- * not open): false only where it surely does not (see newestMayHold; a state condition holds on
- * no device, usable or not). True for a condition {@link holdCheck} cannot tell of.
+ * not open): false only where it surely does not (newestMayHold, windowMayHold; a state condition
+ * holds on no device, usable or not). True for a condition {@link holdCheck} cannot tell of.
  */
 export function mayHold(rule: Rule, view: SubjectView, at: number): boolean {
-  if (rule.condition.type === "state") return view.devices.some((d) => stateHolds(rule, d, at));
-  return !judgedInParts(rule) || newestMayHold(rule, view, at);
+  const c = rule.condition;
+  if (c.type === "state") return view.devices.some((d) => stateHolds(rule, d, at));
+  if (!holdCheck(rule)) return true;
+  if (judgedInParts(rule)) return newestMayHold(rule, view, at);
+  return windowMayHold(rule, view, at);
+}
+
+/**
+ * Whether a rolling window's aggregate, or a rate of rise, may pass its raise limit at `at` on
+ * some device of the subject. Every aggregate (latest, mean, energy mean, min, max) of the
+ * readings a window uses lies between the least and the greatest of them, and a rise (last −
+ * first) is at most the greatest less the least; taken over every numeric reading of the window
+ * `(at − window, at]`, whatever the quality gate and the periods let through, these bound what
+ * the evaluation computes. The limit is the one in force where the window is placed (the middle
+ * of the interval it ends on). A bound within a billionth of the limit counts as passing it
+ * (rounding in the aggregate). When no device's bound passes, no part is active (a threshold),
+ * no vote violates (a k_of_n, k >= 1), no rise reaches its limit: the evaluation does not hold.
+ */
+function windowMayHold(rule: Rule, view: SubjectView, at: number): boolean {
+  const c = rule.condition;
+  if (c.type !== "threshold" && c.type !== "k_of_n" && c.type !== "rate_of_rise") return true;
+  const windowMs = c.window;
+  if (windowMs === undefined) return true;
+  for (const d of view.devices) {
+    const cols = columns(d, c.quantity);
+    if (cols === undefined) continue;
+    const hi = cols.firstAfter(at);
+    let max = Number.NEGATIVE_INFINITY;
+    let min = Number.POSITIVE_INFINITY;
+    for (let i = cols.firstAfter(at - windowMs); i < hi; i++) {
+      if (!cols.isNumber(i)) continue;
+      const v = cols.numberOf(i);
+      if (v > max) max = v;
+      if (v < min) min = v;
+    }
+    if (max < min) continue; // no number in the window
+    const limit = raiseLimit(rule, resolutionOf(rule, d, view).at(placeOf(at, readingMs(d))));
+    if (limit === undefined) continue;
+    const margin = 1e-9 * Math.max(1, Math.abs(limit));
+    if (c.type === "rate_of_rise") {
+      if (max - min >= limit - margin) return true;
+    } else if (c.op === ">" || c.op === ">=" ? max >= limit - margin : min <= limit + margin) {
+      return true;
+    }
+  }
+  return false;
 }
 
 /**
@@ -291,12 +330,13 @@ export function newestMayHold(rule: Rule, view: SubjectView, at: number): boolea
  *  - quality: while the alarm is normal or cleared and the last evaluation recorded `false`, a
  *    reading neither flagged nor from a device past its calibration leaves it so; its wake (the
  *    next local midnight, for calibration) does not depend on readings;
- *  - a state condition, or a threshold or k_of_n on the newest reading alone (judgedInParts):
- *    while the alarm is normal or cleared and the condition cannot hold (mayHold: no device's
- *    newest usable readings make it hold, or pass the raise limit in force where they lie), the
- *    evaluation decides nothing (stepAlarm only records the value, which nothing reads). Its
- *    wake (a k_of_n device falling silent, local midnight for calibration) only moves later
- *    with a reading.
+ *  - a state condition, a threshold or k_of_n on the newest reading alone (judgedInParts) or
+ *    over a rolling window, a rate of rise: while the alarm is normal or cleared and the
+ *    condition cannot hold (mayHold: no device's newest usable readings make it hold or pass the
+ *    raise limit in force where they lie; no window's readings reach it), the evaluation decides
+ *    nothing (stepAlarm only records the value, which nothing reads). Its wake (a k_of_n device
+ *    falling silent, local midnight for calibration, a window's oldest reading leaving it, its
+ *    place crossing a period switch or a permit's edge) only moves later with a reading.
  * Every other condition is evaluated at every reading.
  */
 export function quietReading(
@@ -319,6 +359,7 @@ export function quietReading(
       return !view().devices.some((d) => qualityHolds(rule, d, at));
     case "state":
     case "k_of_n":
+    case "rate_of_rise":
       return holdCheck(rule) && !mayHold(rule, view(), at);
     case "threshold": {
       if (holdCheck(rule)) return !mayHold(rule, view(), at);

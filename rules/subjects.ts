@@ -80,6 +80,13 @@ export interface Subject {
   readonly alarmKey: string;
 }
 
+/** A subject's site and permits, its devices' slots, and the view built last (subjectView). */
+interface Shape {
+  readonly shell: SubjectView;
+  readonly slots: readonly Slot[];
+  view: SubjectView | undefined;
+}
+
 const NO_PERMITS: readonly string[] = [];
 const NO_PERMITS_AT = (): readonly string[] => NO_PERMITS;
 const NO_SUBJECTS: readonly Subject[] = [];
@@ -107,6 +114,8 @@ export class SubjectIndex {
   /** Rebuilt with the subjects: what was computed of a subject before may be stale. */
   private built = 0;
   private readonly partSlotsBySubject = new Map<string, Slot[]>();
+  /** Each subject's site, permits and devices, by alarm key, rebuilt with the subjects. */
+  private readonly shapes = new Map<string, Shape>();
 
   constructor(private readonly deps: SubjectIndexDeps) {}
 
@@ -193,41 +202,66 @@ export class SubjectIndex {
 
   /** The subject without its devices: its site, region and permits (a part's context). */
   subjectShell(subject: Subject): SubjectView {
-    const siteId = this.siteIdOf(subject);
-    return {
-      region: this.deps.region,
-      site: siteId === undefined ? undefined : this.sites.get(siteId),
-      permits: NO_PERMITS,
-      permitsAt: (siteId === undefined ? undefined : this.permitsAt.get(siteId)) ?? NO_PERMITS_AT,
-      devices: [],
-    };
+    return this.shape(subject).shell;
   }
 
   /**
    * What the engine sees of a subject at `at` (default: now, everything held): each device as of
    * its newest reading at or before `at` (its data clock and quality flag then), and the permits
-   * of its site valid at any instant (a window is exempt by the permits where it lies).
+   * of its site valid at any instant (a window is exempt by the permits where it lies). The view
+   * built last is given again while it is the same (the same device views and permits): a
+   * subject is looked at several times an instant, and at every instant of a batch.
    */
   subjectView(subject: Subject, at?: number): SubjectView {
-    const siteId = this.siteIdOf(subject);
-    const site = siteId === undefined ? undefined : this.sites.get(siteId);
-    const permitsAt =
-      (siteId === undefined ? undefined : this.permitsAt.get(siteId)) ?? NO_PERMITS_AT;
-    const permits = at === undefined ? NO_PERMITS : permitsAt(at);
-    const devices = this.deviceViews(subject, at);
-    return { region: this.deps.region, permits, permitsAt, site, devices };
+    const shape = this.shape(subject);
+    const permits = at === undefined ? NO_PERMITS : shape.shell.permitsAt!(at);
+    const kept = shape.view;
+    // undefined while every device's view is the kept view's.
+    let devices: DeviceView[] | undefined = kept?.permits === permits ? undefined : [];
+    const slots = shape.slots;
+    for (let i = 0; i < slots.length; i++) {
+      const d = this.deviceView(slots[i] as Slot, at);
+      if (devices === undefined) {
+        if (kept!.devices[i] === d) continue;
+        devices = kept!.devices.slice(0, i);
+      }
+      devices.push(d);
+    }
+    if (devices === undefined) return kept!;
+    const { region, permitsAt, site } = shape.shell;
+    return (shape.view = { region, permits, permitsAt, site, devices });
   }
 
   /** The subject's devices as the engine sees them at `at` (default: now): its view's devices. */
-  deviceViews(subject: Subject, at?: number): DeviceView[] {
-    if (subject.type === "device") {
-      const slot = this.slots.get(subject.id);
-      return slot === undefined ? [] : [this.deviceView(slot, at)];
+  deviceViews(subject: Subject, at?: number): readonly DeviceView[] {
+    return this.subjectView(subject, at).devices;
+  }
+
+  /**
+   * A subject's site and permits, and the slots of its devices as its views hold them (a device
+   * subject: its own; a site or segment: its devices of the rule's kinds).
+   */
+  private shape(subject: Subject): Shape {
+    let shape = this.shapes.get(subject.alarmKey);
+    if (shape === undefined) {
+      const siteId = this.siteIdOf(subject);
+      const slot = subject.type === "device" ? this.slots.get(subject.id) : undefined;
+      shape = {
+        shell: {
+          region: this.deps.region,
+          site: siteId === undefined ? undefined : this.sites.get(siteId),
+          permits: NO_PERMITS,
+          permitsAt:
+            (siteId === undefined ? undefined : this.permitsAt.get(siteId)) ?? NO_PERMITS_AT,
+          devices: [],
+        },
+        slots:
+          subject.type !== "device" ? this.partSlots(subject) : slot === undefined ? [] : [slot],
+        view: undefined,
+      };
+      this.shapes.set(subject.alarmKey, shape);
     }
-    const slots = this.partSlots(subject);
-    const devices = new Array<DeviceView>(slots.length);
-    for (let i = 0; i < slots.length; i++) devices[i] = this.deviceView(slots[i] as Slot, at);
-    return devices;
+    return shape;
   }
 
   /**
@@ -274,6 +308,7 @@ export class SubjectIndex {
     this.lastRefresh = now;
     this.built++;
     this.partSlotsBySubject.clear();
+    this.shapes.clear();
     this.unique = undefined;
     this.readSites();
     this.readDevices(now);

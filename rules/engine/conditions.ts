@@ -480,13 +480,24 @@ function sideOf(
 }
 
 /**
- * The limit a threshold's or k_of_n's value must pass (`value op limit`) to hold while the alarm
- * is not open, where the resolution `r` is in force (undefined: no limit there, it cannot hold).
+ * The limit a threshold's or k_of_n's value (`value op limit`) or a rate of rise (`rise >=
+ * limit`) must pass to hold while the alarm is not open, where the resolution `r` is in force
+ * (undefined: no limit there, it cannot hold).
  */
 export function raiseLimit(rule: Rule, r: Resolved): number | undefined {
+  const kept = raiseLimits.get(r);
+  if (kept !== undefined && kept.rule === rule) return kept.limit;
   const c = rule.condition;
-  return c.type === "threshold" || c.type === "k_of_n" ? sideOf(c, r, false) : undefined;
+  const limit =
+    c.type === "threshold" || c.type === "k_of_n" || c.type === "rate_of_rise"
+      ? sideOf(c, r, false)
+      : undefined;
+  raiseLimits.set(r, { rule, limit });
+  return limit;
 }
+
+/** Raise limits by resolution (one per rule, device and periods in force: in-force.ts). */
+const raiseLimits = new WeakMap<Resolved, { rule: Rule; limit: number | undefined }>();
 
 function thresholdOf(
   rule: Rule,

@@ -133,6 +133,27 @@ export class PeriodClock {
 }
 
 /**
+ * Period clocks by what they are made of (the periods, the time zone, the holidays): the rules and
+ * devices with the same periods (day and night, say) share one, and the periods of each minute
+ * are worked out once for all of them. A clock's answers depend on nothing else.
+ */
+const clocks = new Map<string, PeriodClock>();
+
+function periodClock(
+  periods: ReturnType<typeof resolvePeriods>,
+  schedule: Rule["schedule"],
+): PeriodClock {
+  const key = JSON.stringify([periods, schedule.timeZone, schedule.holidays]);
+  let clock = clocks.get(key);
+  if (clock === undefined) {
+    if (clocks.size >= 1_024) clocks.clear();
+    clock = new PeriodClock(periods, schedule);
+    clocks.set(key, clock);
+  }
+  return clock;
+}
+
+/**
  * What a rule resolves to for one device of a subject, whatever the instant: its limits, its
  * station levels and (for a rule with periods) its period clock; then the periods at an instant
  * come from the clock, by the minute. Resolved once per (rule, device, site), not per judgement.
@@ -154,7 +175,7 @@ export class Resolution {
     const limits = resolveLimits(rule, place);
     this.#timeless = { limits, periods: [], station };
     this.clock = periodic(rule)
-      ? new PeriodClock(resolvePeriods(rule, place), rule.schedule)
+      ? periodClock(resolvePeriods(rule, place), rule.schedule)
       : undefined;
   }
 

@@ -113,15 +113,22 @@ const offsets = new Map<string, number>();
 /** Offset of local time from UTC at an instant in a time zone, in milliseconds (+8 h for Shanghai). */
 export function zoneOffsetMs(atMs: number, timeZone: string): number {
   // Every time zone in use is offset by whole minutes and changes offset on a whole minute.
-  const key = `${timeZone}|${Math.floor(atMs / 60_000)}`;
+  const minute = Math.floor(atMs / 60_000);
+  const last = lastOffset;
+  if (last.minute === minute && last.timeZone === timeZone) return last.offset;
+  const key = `${timeZone}|${minute}`;
   let offset = offsets.get(key);
   if (offset === undefined) {
     offset = formatOffset(atMs, timeZone);
     if (offsets.size >= 10_000) offsets.clear();
     offsets.set(key, offset);
   }
+  lastOffset = { timeZone, minute, offset };
   return offset;
 }
+
+/** The last offset asked for: calls in a row ask for the same minute. */
+let lastOffset = { timeZone: "", minute: Number.NaN, offset: 0 };
 
 function formatOffset(atMs: number, timeZone: string): number {
   let f = offsetFormatters.get(timeZone);

@@ -79,12 +79,18 @@ describe("quiet ticks", () => {
     );
   });
 
-  it("an open alarm on a rate of rise is judged at every tick", () => {
-    const rise = rule({ type: "rate_of_rise", quantity: "LAeq", window: "10m", raise: 5 });
-    for (const phase of ["pending", "active", "recovering"] as const) {
-      const state = { ...NORMAL, phase, raisedAt: 0 };
-      expect(quietUntil(rise, view([]), night("21:00"), state, NO_PERMITS)).toBe(
-        Number.NEGATIVE_INFINITY,
+  it("an open alarm on a rate of rise wakes when its oldest reading leaves the window", () => {
+    const rise = rule(
+      { type: "rate_of_rise", quantity: "LAeq", window: "10m", raise: 5 },
+      { timing: { minActive: "10m", clearHold: "5m" } },
+    );
+    const samples = [night("20:49"), night("20:52"), night("20:59")].map((t) => sample(t, 50));
+    for (const phase of ["active", "recovering"] as const) {
+      // Timers: none (active), 21:09 (recovering).
+      const state = { ...NORMAL, phase, raisedAt: night("20:59"), since: night("20:59") };
+      // At 21:00 the window (20:50, 21:00] holds 20:52 first: it leaves at 21:02.
+      expect(quietUntil(rise, view(samples), night("21:00"), state, NO_PERMITS)).toBe(
+        night("21:02"),
       );
     }
   });
@@ -220,9 +226,60 @@ describe("quiet readings", () => {
     expect(quietReading(r, active, devices, night("21:04"), night("21:04"), judged)).toBe(false);
   });
 
-  it("a rolling window judges every reading", () => {
+  it("a rolling window's reading is skipped while no reading of the window reaches the limit", () => {
+    const rolling = tenMinutes("rolling");
     const t = night("21:04");
-    expect(quietReading(tenMinutes("rolling"), NORMAL, devices, t, t, night("21:03"))).toBe(false);
+    const window =
+      (...values: number[]) =>
+      () =>
+        view(values.map((v, i) => sample(t - (values.length - 1 - i) * MIN, v)));
+    // Every aggregate of 59.9 and 50 is at most 59.9: not over 60.
+    expect(quietReading(rolling, NORMAL, window(59.9, 50), t, t, night("21:03"))).toBe(true);
+    // 60.5 in the window: its energy mean may pass 60 (it does not here: judged anyway).
+    expect(quietReading(rolling, NORMAL, window(60.5, 40), t, t, night("21:03"))).toBe(false);
+    // At the limit, within rounding: judged.
+    expect(quietReading(rolling, NORMAL, window(60, 60), t, t, night("21:03"))).toBe(false);
+    // A reading of 70 older than the window (21:04 − 10 min) does not count.
+    const old = () => view([sample(night("20:54"), 70), sample(t, 50)]);
+    expect(quietReading(rolling, NORMAL, old, t, t, night("21:03"))).toBe(true);
+    // An open alarm judges every reading.
+    const active = { ...NORMAL, phase: "active" as const };
+    expect(quietReading(rolling, active, window(50), t, t, night("21:03"))).toBe(false);
+  });
+
+  it("a rate of rise's reading is skipped while its window cannot rise as far as the limit", () => {
+    const rise = rule({ type: "rate_of_rise", quantity: "LAeq", window: "10m", raise: 5 });
+    const t = night("21:04");
+    const at = (values: Array<[string, number]>) => () =>
+      view(values.map(([hhmm, v]) => sample(night(hhmm), v)));
+    expect(
+      quietReading(
+        rise,
+        NORMAL,
+        at([
+          ["20:58", 50],
+          ["21:04", 54.9],
+        ]),
+        t,
+        t,
+        undefined,
+      ),
+    ).toBe(true);
+    // Falling then rising: the rise is at most the highest less the lowest.
+    expect(
+      quietReading(
+        rise,
+        NORMAL,
+        at([
+          ["20:58", 56],
+          ["21:00", 51],
+          ["21:04", 50],
+        ]),
+        t,
+        t,
+        undefined,
+      ),
+    ).toBe(false);
   });
 
   it("a reading on the newest reading alone is skipped while no device's newest passes the raise limit", () => {
