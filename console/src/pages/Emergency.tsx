@@ -18,11 +18,14 @@ import { formatDuration, formatLocal } from "../time.js";
  * scope grouped by level (I first), the sites it concerns (a tunnel segment and its neighbours),
  * the escalation countdown while nobody has acknowledged it, a one-click acknowledge (which stops
  * the escalation), and the newest readings of its devices (the river gauge, the underpass, the
- * tunnel's detectors), read again every 15 s and whenever the task changes. Live from the task
+ * tunnel's detectors), read again every 5 s and whenever the task changes. Live from the task
  * stream; a level I/II emergency that appears sounds the alarm and shows the alarm bar.
  */
 
 const LEVELS = ["I", "II", "III", "IV"] as const;
+
+/** How often the board reads its devices' newest readings. */
+const READINGS_MS = 5_000;
 
 /** When the next escalation is due (rules/engine/alarm.ts: filed + after × (count + 1)). */
 export function nextEscalation(task: Task): number | undefined {
@@ -86,20 +89,22 @@ export function Emergency(props: { user: User }) {
     .sort((a, b) => b.levelIndex - a.levelIndex || b.filedAt.localeCompare(a.filedAt));
   const deviceKey = [...new Set(shown.flatMap((task) => task.deviceIds))].sort().join(",");
 
-  // The newest readings of the open emergencies' devices: now, on a change, and every 15 s.
+  // The newest readings of the open emergencies' devices: now, on a change, and every 5 s (a
+  // gauge reports every minute or faster; a few devices, two requests at a time); the devices'
+  // states (online, alarm) every minute.
   useEffect(() => {
     const ids = deviceKey === "" ? [] : deviceKey.split(",");
     if (ids.length === 0) return;
-    const read = () => {
-      void latestReadings(ids).then(setLatest);
+    const read = () => void latestReadings(ids).then(setLatest);
+    const states = () =>
       loadDevices().then(
         (d) => setDevices(new Map(d.map((x) => [x.id, x]))),
         () => undefined,
       );
-    };
     read();
-    const timer = setInterval(read, 15_000);
-    return () => clearInterval(timer);
+    void states();
+    const timers = [setInterval(read, READINGS_MS), setInterval(() => void states(), 60_000)];
+    return () => timers.forEach((timer) => clearInterval(timer));
   }, [deviceKey, shown.map((task) => task.updatedAt).join()]);
 
   const acknowledge = (task: Task) => {
