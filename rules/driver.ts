@@ -8,7 +8,7 @@ import {
   type StoredReading,
 } from "../contracts/model/stored-readings.js";
 import type { AlarmStore } from "./alarm-store.js";
-import { DeviceBatch, SubjectBatch } from "./batch.js";
+import { DeviceBatch, type InstantSource, SubjectBatch } from "./batch.js";
 import {
   type AlarmDecision,
   type AlarmEvent,
@@ -200,9 +200,13 @@ export class RulesDriver {
     // batch, in time order, each seeing only the readings up to it: the same decisions at the
     // same instants however the device batched its readings (docs/rules.md, Time).
     const batches = this.collect(readings, now);
-    for (const entry of this.bySubject(batches)) {
-      for (const [at, replayed] of entry.instants())
-        this.evaluate(entry.subject, "reading", at, replayed);
+    const { subjects, sources } = this.bySubject(batches);
+    for (let s = 0; s < subjects.length; s++) {
+      const subject = subjects[s] as Subject;
+      const { at, replayed } = (sources[s] as InstantSource).instants();
+      for (let i = 0; i < at.length; i++) {
+        this.evaluate(subject, "reading", at[i] as number, replayed[i] === true);
+      }
     }
     // Pruned only now: each instant of the batch needed its own samples.
     for (const batch of batches.values()) if (batch !== null) this.pruneSlot(batch.slot);
@@ -250,18 +254,37 @@ export class RulesDriver {
     return slot === undefined ? null : new DeviceBatch(slot);
   }
 
-  /** The batch as each subject its devices' readings touch sees it. */
-  private bySubject(batches: ReadonlyMap<string, DeviceBatch | null>): Iterable<SubjectBatch> {
-    const touched = new Map<string, SubjectBatch>();
+  /**
+   * The batch as each subject its devices' readings touch sees it, the subjects in the order
+   * their first device's readings came: a device subject its device's batch, a site or segment
+   * its devices' batches merged (no object per subject and batch where one device reported).
+   */
+  private bySubject(batches: ReadonlyMap<string, DeviceBatch | null>): {
+    subjects: Subject[];
+    sources: InstantSource[];
+  } {
+    const subjects: Subject[] = [];
+    const sources: InstantSource[] = [];
+    /** Site and segment subjects' places in the lists. */
+    const shared = new Map<string, number>();
     for (const [deviceId, batch] of batches) {
       if (batch === null) continue;
       for (const subject of this.index.subjectsOf(deviceId)) {
-        const entry = touched.get(subject.alarmKey);
-        if (entry === undefined) touched.set(subject.alarmKey, new SubjectBatch(subject, batch));
-        else entry.add(batch);
+        if (subject.type !== "device") {
+          const at = shared.get(subject.alarmKey);
+          if (at !== undefined) {
+            const source = sources[at] as InstantSource;
+            if (source instanceof SubjectBatch) source.add(batch);
+            else sources[at] = new SubjectBatch(source, batch);
+            continue;
+          }
+          shared.set(subject.alarmKey, subjects.length);
+        }
+        subjects.push(subject);
+        sources.push(batch);
       }
     }
-    return touched.values();
+    return { subjects, sources };
   }
 
   /** The clock: every subject evaluated at now, so silence and steady values move alarms too. */
@@ -492,14 +515,7 @@ export class RulesDriver {
       this.deps.quietTicks === true &&
       // Scheduled: on `dirty` (wake unknown) or asleep; a new alarm is neither yet.
       alarm.wake !== Number.NEGATIVE_INFINITY &&
-      quietReading(
-        subject.rule,
-        alarm.state,
-        () => this.index.subjectView(subject, when),
-        when,
-        at,
-        alarm.judgedAt,
-      )
+      quietReading(subject.rule, alarm.state, this.index.viewer(subject), when, at, alarm.judgedAt)
     ) {
       return;
     }

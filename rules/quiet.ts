@@ -1,7 +1,7 @@
 import {
   type AlarmState,
   calibrationExpired,
-  clockWindow,
+  clockWindowEnd,
   columns,
   compare,
   judgedInParts,
@@ -342,7 +342,8 @@ export function newestMayHold(rule: Rule, view: SubjectView, at: number): boolea
 export function quietReading(
   rule: Rule,
   state: AlarmState,
-  view: () => SubjectView,
+  /** The subject's view at an instant (called with `at`). */
+  view: (at: number) => SubjectView,
   at: number,
   /** The instant of the reading, and of the subject's last evaluation (undefined: none). */
   reading: number,
@@ -356,13 +357,13 @@ export function quietReading(
     case "quality":
       // What stepAlarm leaves alone: nothing holds, and the same value and limit as recorded.
       if (state.lastValue !== false || state.lastLimit !== undefined) return false;
-      return !view().devices.some((d) => qualityHolds(rule, d, at));
+      return !view(at).devices.some((d) => qualityHolds(rule, d, at));
     case "state":
     case "k_of_n":
     case "rate_of_rise":
-      return holdCheck(rule) && !mayHold(rule, view(), at);
+      return holdCheck(rule) && !mayHold(rule, view(at), at);
     case "threshold": {
-      if (holdCheck(rule)) return !mayHold(rule, view(), at);
+      if (holdCheck(rule)) return !mayHold(rule, view(at), at);
       // A clock window judges the newest complete interval: a reading after it, while it is
       // still the newest, leaves the evaluation as it was (the same readings, the same place
       // and local date), so it decides nothing. Measured over the backtest bench's city: the
@@ -370,8 +371,8 @@ export function quietReading(
       // N-of-M too: its m intervals are the newest complete ones, fixed by the newest.
       if (c.align !== "clock" || c.window === undefined || judgedAt === undefined) return false;
       if (c.exceedances !== undefined) return false;
-      const judged = clockWindow(judgedAt, c.window, rule.schedule.timeZone).to;
-      return reading > judged && clockWindow(at, c.window, rule.schedule.timeZone).to === judged;
+      const judged = clockWindowEnd(judgedAt, c.window, rule.schedule.timeZone);
+      return reading > judged && clockWindowEnd(at, c.window, rule.schedule.timeZone) === judged;
     }
     default:
       return false;

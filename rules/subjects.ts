@@ -66,8 +66,12 @@ export interface Slot {
   seenArrival: number;
   lastQuality: QualityFlag | undefined;
   readonly watchedSince: number;
-  /** The device as the engine sees it now (deviceView), while it holds. */
-  view?: DeviceView | undefined;
+  /**
+   * The device as the engine sees it now (deviceView): one object, brought up to date in place
+   * when the device's newest reading, flag or registration changes. Views are read at once and
+   * never kept (a view of a past instant is an object of its own).
+   */
+  view?: Mutable<DeviceView> | undefined;
 }
 
 export interface Subject {
@@ -80,11 +84,14 @@ export interface Subject {
   readonly alarmKey: string;
 }
 
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
 /** A subject's site and permits, its devices' slots, and the view built last (subjectView). */
 interface Shape {
   readonly shell: SubjectView;
   readonly slots: readonly Slot[];
   view: SubjectView | undefined;
+  readonly viewAt: (at: number) => SubjectView;
 }
 
 const NO_PERMITS: readonly string[] = [];
@@ -237,6 +244,11 @@ export class SubjectIndex {
     return this.subjectView(subject, at).devices;
   }
 
+  /** The subject's view at an instant, as a function kept per subject (subjectView). */
+  viewer(subject: Subject): (at: number) => SubjectView {
+    return this.shape(subject).viewAt;
+  }
+
   /**
    * A subject's site and permits, and the slots of its devices as its views hold them (a device
    * subject: its own; a site or segment: its devices of the rule's kinds).
@@ -258,6 +270,7 @@ export class SubjectIndex {
         slots:
           subject.type !== "device" ? this.partSlots(subject) : slot === undefined ? [] : [slot],
         view: undefined,
+        viewAt: (at) => this.subjectView(subject, at),
       };
       this.shapes.set(subject.alarmKey, shape);
     }
@@ -272,14 +285,12 @@ export class SubjectIndex {
   deviceView(slot: Slot, at?: number): DeviceView {
     const current = at === undefined || slot.lastSeenAt === undefined || at >= slot.lastSeenAt;
     if (current) {
-      // The same view until the device's newest reading, flag or registration changes.
+      // The same view, brought up to date (a subject's view holds it: subjectView).
       const kept = slot.view;
-      if (
-        kept !== undefined &&
-        kept.lastSeenAt === slot.lastSeenAt &&
-        kept.lastQuality === slot.lastQuality &&
-        kept.device === slot.device
-      ) {
+      if (kept !== undefined) {
+        kept.lastSeenAt = slot.lastSeenAt;
+        kept.lastQuality = slot.lastQuality;
+        kept.device = slot.device;
         return kept;
       }
       return (slot.view = {

@@ -182,6 +182,12 @@ export function clockWindow(at: number, windowMs: number, timeZone: string): Int
   return { from: end - windowMs, to: end, clock: true };
 }
 
+/** `clockWindow(at, windowMs, timeZone).to`, with no object made. */
+export function clockWindowEnd(at: number, windowMs: number, timeZone: string): number {
+  const midnight = localMidnight(at, timeZone);
+  return midnight + Math.floor((at - midnight) / windowMs) * windowMs;
+}
+
 /** The `count` newest complete clock intervals ending at or before `at`, oldest first. */
 export function clockWindows(
   at: number,
