@@ -477,8 +477,11 @@ export class RulesDriver {
       (quantity === undefined ? slot.keepReadings : slot.keep.get(quantity)) ?? KEEP_NEWEST;
     const newest = series.length - 1;
     if (newest < 0) return;
+    const horizon = series.atOf(newest) - keep;
+    // The usual case after a batch: nothing held is that old.
+    if (series.atOf(0) > horizon && newest < MAX_SAMPLES_PER_SERIES) return;
     // Everything at or before the horizon, but never the newest.
-    let drop = Math.min(series.firstAfter(series.atOf(newest) - keep), newest);
+    let drop = Math.min(series.firstAfter(horizon), newest);
     const over = series.length - drop - MAX_SAMPLES_PER_SERIES;
     if (over > 0) {
       drop += over;

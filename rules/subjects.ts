@@ -82,12 +82,16 @@ export interface Subject {
   readonly key: string;
   /** `ruleId \0 type:id`: the alarm's key, built once. */
   readonly alarmKey: string;
+  /** The index's shape of the subject, kept on it (SubjectIndex only). */
+  shape?: SubjectShape | undefined;
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** A subject's site and permits, its devices' slots, and the view built last (subjectView). */
-interface Shape {
+export interface SubjectShape {
+  /** The index's generation it was made in: valid until the subjects are rebuilt. */
+  readonly generation: number;
   readonly shell: SubjectView;
   readonly slots: readonly Slot[];
   view: SubjectView | undefined;
@@ -122,7 +126,7 @@ export class SubjectIndex {
   private built = 0;
   private readonly partSlotsBySubject = new Map<string, Slot[]>();
   /** Each subject's site, permits and devices, by alarm key, rebuilt with the subjects. */
-  private readonly shapes = new Map<string, Shape>();
+  private readonly shapes = new Map<string, SubjectShape>();
 
   constructor(private readonly deps: SubjectIndexDeps) {}
 
@@ -220,7 +224,10 @@ export class SubjectIndex {
    * subject is looked at several times an instant, and at every instant of a batch.
    */
   subjectView(subject: Subject, at?: number): SubjectView {
-    const shape = this.shape(subject);
+    return this.viewOf(this.shape(subject), at);
+  }
+
+  private viewOf(shape: SubjectShape, at: number | undefined): SubjectView {
     const permits = at === undefined ? NO_PERMITS : shape.shell.permitsAt!(at);
     const kept = shape.view;
     // undefined while every device's view is the kept view's.
@@ -253,12 +260,15 @@ export class SubjectIndex {
    * A subject's site and permits, and the slots of its devices as its views hold them (a device
    * subject: its own; a site or segment: its devices of the rule's kinds).
    */
-  private shape(subject: Subject): Shape {
+  private shape(subject: Subject): SubjectShape {
+    const kept = subject.shape;
+    if (kept !== undefined && kept.generation === this.built) return kept;
     let shape = this.shapes.get(subject.alarmKey);
     if (shape === undefined) {
       const siteId = this.siteIdOf(subject);
       const slot = subject.type === "device" ? this.slots.get(subject.id) : undefined;
       shape = {
+        generation: this.built,
         shell: {
           region: this.deps.region,
           site: siteId === undefined ? undefined : this.sites.get(siteId),
@@ -270,10 +280,11 @@ export class SubjectIndex {
         slots:
           subject.type !== "device" ? this.partSlots(subject) : slot === undefined ? [] : [slot],
         view: undefined,
-        viewAt: (at) => this.subjectView(subject, at),
+        viewAt: (at: number) => this.viewOf(shape as SubjectShape, at),
       };
       this.shapes.set(subject.alarmKey, shape);
     }
+    subject.shape = shape;
     return shape;
   }
 

@@ -107,28 +107,44 @@ export function rollingWindow(at: number, windowMs: number): Interval {
 
 const offsetFormatters = new Map<string, Intl.DateTimeFormat>();
 
-/** Offsets by (time zone, minute since the epoch): formatting is slow, evaluations many. */
-const offsets = new Map<string, number>();
+/** Offsets by time zone and minute since the epoch: formatting is slow, evaluations many. */
+const offsets = new Map<string, Map<number, number>>();
+
+/*
+ * The last two minutes asked for, and their time zone: calls in a row ask for the same minute or
+ * go back and forth between two (minutes since the epoch and offsets are small integers).
+ */
+let lastZone = "";
+let lastMinute = Number.NaN;
+let lastOffset = 0;
+let otherMinute = Number.NaN;
+let otherOffset = 0;
 
 /** Offset of local time from UTC at an instant in a time zone, in milliseconds (+8 h for Shanghai). */
 export function zoneOffsetMs(atMs: number, timeZone: string): number {
   // Every time zone in use is offset by whole minutes and changes offset on a whole minute.
   const minute = Math.floor(atMs / 60_000);
-  const last = lastOffset;
-  if (last.minute === minute && last.timeZone === timeZone) return last.offset;
-  const key = `${timeZone}|${minute}`;
-  let offset = offsets.get(key);
+  if (timeZone === lastZone) {
+    if (minute === lastMinute) return lastOffset;
+    if (minute === otherMinute) return otherOffset;
+  } else {
+    lastZone = timeZone;
+    lastMinute = otherMinute = Number.NaN;
+  }
+  let minutes = offsets.get(timeZone);
+  if (minutes === undefined) offsets.set(timeZone, (minutes = new Map<number, number>()));
+  let offset = minutes.get(minute);
   if (offset === undefined) {
     offset = formatOffset(atMs, timeZone);
-    if (offsets.size >= 10_000) offsets.clear();
-    offsets.set(key, offset);
+    if (minutes.size >= 10_000) minutes.clear();
+    minutes.set(minute, offset);
   }
-  lastOffset = { timeZone, minute, offset };
+  otherMinute = lastMinute;
+  otherOffset = lastOffset;
+  lastMinute = minute;
+  lastOffset = offset;
   return offset;
 }
-
-/** The last offset asked for: calls in a row ask for the same minute. */
-let lastOffset = { timeZone: "", minute: Number.NaN, offset: 0 };
 
 function formatOffset(atMs: number, timeZone: string): number {
   let f = offsetFormatters.get(timeZone);
