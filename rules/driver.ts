@@ -41,7 +41,8 @@ export type { RulesRegistry } from "./subjects.js";
 /** What the driver reads and writes; the rules, the registry and the region as SubjectIndexDeps. */
 export interface RulesDriverDeps extends SubjectIndexDeps {
   readonly log: Logger;
-  readonly alarms: AlarmStore;
+  /** Where alarm states are kept across restarts (read at start, written as they move). */
+  readonly alarms: Pick<AlarmStore, "all" | "save">;
   /** Where decisions go (the task service). */
   readonly sink: TaskSink;
   readonly tickMs: number;

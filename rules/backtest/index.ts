@@ -7,8 +7,7 @@ import type {
   BacktestRun,
   StoreRetention,
 } from "../../contracts/model/backtest.js";
-import { AlarmStore } from "../alarm-store.js";
-import { RulesDriver, type RulesRegistry } from "../driver.js";
+import { RulesDriver, type RulesDriverDeps, type RulesRegistry } from "../driver.js";
 import { conditionRetention, holdFor, ruleApplies } from "../engine/index.js";
 import type { RuleLoad, RuleProblem } from "../load.js";
 import { RuleSet } from "../rule-set.js";
@@ -27,7 +26,7 @@ export { diffRuns, diffSummary } from "./diff.js";
 
 /*
  * Backtest: stored history replayed through the same rules engine as the live system — a
- * RulesDriver of its own per rule set, with a fresh in-memory alarm store and a task sink that
+ * RulesDriver of its own per rule set, with fresh alarm states (kept nowhere) and a task sink that
  * files nothing — on the data's own clock. Reports what would have been raised, escalated and
  * cleared, per rule and subject, and with a second rule set the difference. docs/rules.md,
  * Backtest.
@@ -295,6 +294,12 @@ async function plan(deps: BacktestDeps, options: BacktestOptions): Promise<Plan>
   };
 }
 
+/**
+ * A backtest's alarm states: fresh, and never read back (the driver is not started and never
+ * restarts), so not written anywhere either.
+ */
+const FRESH_ALARMS: RulesDriverDeps["alarms"] = { all: () => [], save: () => undefined };
+
 /** One rule set's driver over the replay, its decisions captured, nothing filed. */
 function judge(
   deps: BacktestDeps,
@@ -304,7 +309,6 @@ function judge(
   clock: () => number,
 ) {
   const sink = new CaptureSink(options.fromMs, p.accept);
-  const alarms = new AlarmStore(":memory:");
   const registry: RulesRegistry = { devices: () => p.devices, sites: () => p.sites };
   const driver = new RulesDriver({
     log: deps.log,
@@ -313,14 +317,13 @@ function judge(
     registryRefreshMs: NEVER,
     quietTicks: options.everyTick !== true,
     region: options.region,
-    alarms,
+    alarms: FRESH_ALARMS,
     sink,
     tickMs: options.tickMs,
     now: clock,
   });
   return {
     driver,
-    close: () => alarms.close(),
     run: (): BacktestRun => sink.run(set.label, set.ruleSet.rules.length, driver.evaluationCount),
   };
 }
@@ -360,8 +363,6 @@ export async function backtest(
       ]);
     }
     throw error;
-  } finally {
-    for (const j of judges) j.close();
   }
   const [candidate, baseline] = judges.map((j) => j.run());
   const run = candidate as BacktestRun;
