@@ -2,7 +2,8 @@
  * Alerts benchmark (`npm run bench -- alerts`): alert latency, from a violating reading published
  * by a device to the task arriving on the live stream (server-sent events), p50 / p99 / max —
  * first on an idle system (the baseline of the same run), then while background devices publish
- * about 20,000 readings/s that the ingest stores and the rules engine evaluates.
+ * about 50,000 readings/s that the ingest stores and the rules engine evaluates (issue #20 goal:
+ * p99 ≤ 250 ms under that load).
  *
  * The system under test runs in a child process (bench/alerts-server.ts): broker, ingest, default
  * rule pack plus one probe rule (`LAeq > 100`, no hold time), tasks, API. Each probe is a distinct
@@ -26,15 +27,15 @@ const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BACKGROUND_DEVICES = 100;
 const IDLE_PROBES = 20;
 const LOADED_PROBES = 60;
-/** Background load: this many readings every STEP_MS (20,000 readings/s), 50 per message. */
+/** Background load: this many readings every STEP_MS (50,000 readings/s), 50 per message. */
 const STEP_MS = 250;
-const STEP_READINGS = 5_000;
+const STEP_READINGS = 12_500;
 const WINDOW = 10;
 const PROBE_EVERY_MS = 250;
 /** A probe whose task has not arrived by then counts as lost (reported, not silently dropped). */
 const PROBE_TIMEOUT_MS = 15_000;
-const GOAL_P99_MS = 1_000;
-const GOAL_READINGS_PER_SECOND = 20_000;
+const GOAL_P99_MS = 250;
+const GOAL_READINGS_PER_SECOND = 50_000;
 
 interface ProbeResult {
   readonly latencyMs: number | undefined;
@@ -276,11 +277,11 @@ export async function run(): Promise<void> {
     const rate = phases[1]?.readingsPerSecond ?? 0;
     const pass =
       p99 !== undefined &&
-      p99 < GOAL_P99_MS &&
+      p99 <= GOAL_P99_MS &&
       rate >= GOAL_READINGS_PER_SECOND * 0.95 &&
       phases[1]?.lost === 0;
     console.log(
-      `\ngoal: p99 < ${GOAL_P99_MS} ms while storing ${formatCount(GOAL_READINGS_PER_SECOND)} readings/s: ` +
+      `\ngoal: p99 ≤ ${GOAL_P99_MS} ms while storing ${formatCount(GOAL_READINGS_PER_SECOND)} readings/s: ` +
         `p99 ${p99 === undefined ? "-" : p99.toFixed(1)} ms at ${formatCount(rate)} readings/s -> ${pass ? "PASS" : "MISS"}`,
     );
     console.log(
