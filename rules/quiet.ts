@@ -255,6 +255,34 @@ export function mayHold(rule: Rule, view: SubjectView, at: number): boolean {
 }
 
 /**
+ * After `at`, where the rule's condition cannot hold (mayHold false), the first instant at which
+ * it may, no reading coming. On the newest readings alone (and a state), never: they stay the
+ * newest, placed where they lie, and a device falling silent or out of use only takes a vote or
+ * a part away. A rolling window or a rate of rise only loses readings as it slides, which lowers
+ * the greatest and raises the least; its limit may change where the instant that places it
+ * crosses a period switch or a permit's start or end. Instants as in changesAfter.
+ */
+export function nextMayHold(
+  rule: Rule,
+  view: SubjectView,
+  at: number,
+  permitEdge: (after: number) => number,
+): number {
+  const c = rule.condition;
+  if (c.type === "state" || judgedInParts(rule)) return Number.POSITIVE_INFINITY;
+  if (!holdCheck(rule)) return NOW;
+  let wake = Number.POSITIVE_INFINITY;
+  for (const d of view.devices) {
+    const half = readingMs(d) / 2;
+    const place = placeOf(at, readingMs(d));
+    const periods = periodClockOf(rule, d, view);
+    if (periods !== undefined) wake = Math.min(wake, periods.nextChange(place) + half);
+    if (rule.permitExemption !== undefined) wake = Math.min(wake, permitEdge(place) + half);
+  }
+  return wake;
+}
+
+/**
  * Whether a rolling window's aggregate, or a rate of rise, may pass its raise limit at `at` on
  * some device of the subject. Every aggregate (latest, mean, energy mean, min, max) of the
  * readings a window uses lies between the least and the greatest of them, and a rise (last −

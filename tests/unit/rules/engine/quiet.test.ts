@@ -3,7 +3,7 @@ import { initialAlarmState, type AlarmState } from "../../../../rules/engine/ala
 import type { SubjectView } from "../../../../rules/engine/conditions.js";
 import { periodClockOf } from "../../../../rules/engine/in-force.js";
 import type { Sample } from "../../../../rules/engine/window.js";
-import { quietReading, quietUntil } from "../../../../rules/quiet.js";
+import { nextMayHold, quietReading, quietUntil } from "../../../../rules/quiet.js";
 import { device, MIN, night, packRule, sampleAt, SEC, site, testRule } from "./harness.js";
 
 /*
@@ -365,5 +365,27 @@ describe("quiet readings", () => {
     expect(quietReading(kOfN, NORMAL, two(59, 59.9), t, t, undefined)).toBe(true);
     // One vote at the limit: not enough for k = 2 here, but a vote that violates is judged.
     expect(quietReading(kOfN, NORMAL, two(59, 60), t, t, undefined)).toBe(false);
+  });
+
+  it("a condition that cannot hold waits for a reading, or for its window's limit to change", () => {
+    const t = night("21:50");
+    const lamax = rule({
+      type: "threshold",
+      quantity: "LAmax",
+      aggregate: "latest",
+      op: ">",
+      raise: 70,
+    });
+    expect(nextMayHold(lamax, view([]), t, NO_PERMITS)).toBe(Number.POSITIVE_INFINITY);
+    // A rolling window with day and night limits: its limit changes where its place (the middle
+    // of the 60-s interval it ends on) crosses 22:00; its readings leaving it change nothing.
+    const dayNight = tenMinutes("rolling", { raise: { byPeriod: { day: 60, night: 50 } } });
+    const samples = [sample(night("21:45"), 55), sample(t, 55)];
+    expect(nextMayHold(dayNight, view(samples), t, NO_PERMITS)).toBe(night("22:00") + 30 * SEC);
+    // A permit's start or end, likewise (the rule exempts while it is valid).
+    const exempt = tenMinutes("rolling", {}, { permitExemption: { types: ["night_works"] } });
+    const edge = (after: number) =>
+      after < night("23:30") ? night("23:30") : Number.POSITIVE_INFINITY;
+    expect(nextMayHold(exempt, view(samples), t, edge)).toBe(night("23:30") + 30 * SEC);
   });
 });
