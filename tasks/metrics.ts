@@ -24,6 +24,18 @@ export function taskMetrics(registry: Registry) {
       labelNames: ["what"] as const,
       registers: [registry],
     }),
+    /** Uploads recorded, and refused because the task holds tasks.attachments.maxPerTask. */
+    attachments: new Counter({
+      name: "citywatch_tasks_attachments_total",
+      help: "Task attachments (field photos, documents) by outcome: stored, or refused_full (the task holds tasks.attachments.maxPerTask).",
+      labelNames: ["outcome"] as const,
+      registers: [registry],
+    }),
+    attachmentBytes: new Counter({
+      name: "citywatch_tasks_attachment_bytes_total",
+      help: "Bytes of task attachments recorded (a file attached to two tasks counts twice; it is stored once).",
+      registers: [registry],
+    }),
     open: scrapedLabelledGauge(
       registry,
       { name: "citywatch_tasks_open", help: "Tasks not closed, by kind.", labelNames: ["kind"] },

@@ -1458,6 +1458,18 @@ export class TaskService implements TaskSink {
    * and an `attachment_added` audit entry naming the hash, file name, type and size, in one
    * transaction. A closed task takes none (409); the same file twice on a task is recorded once.
    */
+  /**
+   * Why a task takes no more attachments (closed, or holding tasks.attachments.maxPerTask files),
+   * or undefined; the API asks before it stores any byte, the upload's transaction again.
+   */
+  attachmentRefusal(task: Pick<Task, "id" | "state">): string | undefined {
+    if (task.state === "closed") return `task ${task.id} is closed: it takes no attachments`;
+    const most = this.deps.config.attachments.maxPerTask;
+    if (this.deps.store.attachmentCount(task.id) < most) return undefined;
+    this.deps.metrics.attachments.inc({ outcome: "refused_full" });
+    return `task ${task.id} holds ${most} attachments already (tasks.attachments.maxPerTask)`;
+  }
+
   addAttachment(
     id: string,
     file: {
@@ -1470,13 +1482,8 @@ export class TaskService implements TaskSink {
   ): TransitionResult & { attachment?: Attachment } {
     let attachment: Attachment | undefined;
     const result = this.change(id, (task, now) => {
-      if (task.state === "closed") {
-        return {
-          ok: false,
-          error: "conflict",
-          message: `task ${id} is closed: it takes no attachments`,
-        };
-      }
+      const refusal = this.attachmentRefusal(task);
+      if (refusal !== undefined) return { ok: false, error: "conflict", message: refusal };
       const earlier = this.deps.store.attachment(id, file.sha256);
       if (earlier !== undefined) {
         return {
@@ -1487,6 +1494,8 @@ export class TaskService implements TaskSink {
       }
       attachment = { taskId: id, ...file, by: actor.name, at: iso(now) };
       this.deps.store.addAttachment(attachment);
+      this.deps.metrics.attachments.inc({ outcome: "stored" });
+      this.deps.metrics.attachmentBytes.inc(file.size);
       const event = this.record(task, now, [
         {
           actor: actor.name,

@@ -852,6 +852,15 @@ export class TaskStore {
     );
   }
 
+  /** How many attachments a task holds. */
+  attachmentCount(taskId: string): number {
+    return (
+      this.stmt("SELECT count(*) AS n FROM attachment WHERE task_id = ?").get(taskId) as {
+        n: number;
+      }
+    ).n;
+  }
+
   /** A task's attachments, oldest first. */
   attachments(taskId: string): Attachment[] {
     return (

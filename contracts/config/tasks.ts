@@ -260,6 +260,16 @@ export const TasksConfig = z.strictObject({
         .min(1_024)
         .max(100 * 1_048_576, { error: "attachments.maxBytes is at most 100 MiB" })
         .default(10 * 1_048_576),
+      /**
+       * Files one task holds at most (409 above it): the attachments of a task are a bounded
+       * list, as every list citywatch keeps.
+       */
+      maxPerTask: z
+        .number()
+        .int()
+        .min(1)
+        .max(1_000, { error: "attachments.maxPerTask is at most 1000" })
+        .default(50),
     })
     .prefault({}),
   complaints: z

@@ -16,7 +16,7 @@ import { security, TaskIdParams, type TaskPluginOptions } from "./options.js";
 /*
  * Attachments of a task (issue #19): field photos and documents an officer uploads. The body of
  * the upload is the file itself with its Content-Type (or application/octet-stream), the name in
- * `?filename=`; at most `tasks.attachments.maxBytes` (413); JPEG, PNG, WebP, HEIC or PDF by the
+ * `?filename=`; at most `tasks.attachments.maxBytes` (413) and `maxPerTask` files a task (409); JPEG, PNG, WebP, HEIC or PDF by the
  * file's first bytes (415 otherwise, or when they contradict the declared type). The file is
  * stored under its SHA-256 (tasks/attachments.ts) and the hash recorded in the audit trail.
  * Uploading needs a role that acts on the task's kind; reading, any reader; both the task in the
@@ -65,7 +65,8 @@ export const attachmentRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, 
             forbidden:
               "the task is outside the caller's scope, the caller's role does not act on tasks of its kind, or a session change without the CSRF token",
             not_found: "unknown task",
-            conflict: "the task is closed, or the same file is attached already",
+            conflict:
+              "the task is closed, holds tasks.attachments.maxPerTask files already (default 50), or the same file is attached already",
             payload_too_large:
               "the file is larger than tasks.attachments.maxBytes (default 10 MiB)",
             unsupported_media_type:
@@ -108,10 +109,9 @@ export const attachmentRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, 
         );
       }
       // Refusals the service would give, before any byte is written (it checks again in its
-      // transaction): a closed task, a file attached already.
-      if (task.state === "closed") {
-        throw apiFailure("conflict", `task ${task.id} is closed: it takes no attachments`);
-      }
+      // transaction): a closed task, a task holding its most files.
+      const refusal = deps.service.attachmentRefusal(task);
+      if (refusal !== undefined) throw apiFailure("conflict", refusal);
       // Stored first (content-addressed: a file recorded nowhere is harmless), then recorded.
       const sha256 = await files.put(body);
       const result = deps.service.addAttachment(

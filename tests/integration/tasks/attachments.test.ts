@@ -9,6 +9,7 @@ import {
   AttachmentResponse,
   TaskDetailResponse,
 } from "../../../contracts/index.js";
+import { metricValue } from "../../../infra/metrics.js";
 import { detectAttachmentType } from "../../../tasks/attachments.js";
 import { openTaskApi, type TaskApi } from "../../support/task-api.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
@@ -217,6 +218,29 @@ describe("task attachments", () => {
       (await get(`/api/v1/tasks/${taskId}/attachments`)).json(),
     );
     expect(list.attachments).toHaveLength(5);
+  });
+
+  it("takes at most tasks.attachments.maxPerTask files a task (50), refusing the next before storing it", async () => {
+    const counted = (outcome: string) =>
+      metricValue(t.system.metrics.registry.getSingleMetric("citywatch_tasks_attachments_total"), {
+        outcome,
+      });
+    const held = AttachmentListResponse.parse(
+      (await get(`/api/v1/tasks/${taskId}/attachments`)).json(),
+    ).attachments.length;
+    const stored = await counted("stored");
+    // Distinct PNGs (the same image with a different trailer) up to the bound.
+    const nth = (i: number) => Buffer.concat([PNG, Buffer.from(`#${i}`)]);
+    for (let i = held; i < 50; i++) expect((await upload(nth(i))).statusCode).toBe(201);
+    expect((await counted("stored")) - stored).toBe(50 - held);
+    const over = await upload(nth(50));
+    refused(over, 409, "conflict");
+    expect(ApiError.parse(over.json()).message).toContain("holds 50 attachments already");
+    expect(await counted("refused_full")).toBe(1);
+    // Refused before a byte was written: the file is not in the store's directory.
+    const files = t.system.api.attachments.files.dir;
+    const path = join(files, sha(nth(50)).slice(0, 2), sha(nth(50)));
+    await expect(stat(path)).rejects.toThrow();
   });
 
   it("checks role and scope like other task actions", async () => {
