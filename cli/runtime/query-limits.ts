@@ -3,6 +3,7 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import { apiFailure } from "../../contracts/model/errors.js";
 import type { RegistryView } from "../../ingest/app.js";
 import type { AggregateBucket, AggregateQuery, TimeSeriesStore } from "../../ingest/store/types.js";
+import { cookieValue, SESSION_COOKIE } from "../../tasks/auth/bearer.js";
 
 /*
  * Bounds for readers of the readings API (issue #16 item 2). One reader must not starve the
@@ -10,7 +11,7 @@ import type { AggregateBucket, AggregateQuery, TimeSeriesStore } from "../../ing
  *
  * - **Concurrency.** Queries of readings, aggregates and the latest reading in flight at once:
  *   at most `maxInFlight` in all and `maxPerCaller` per caller (its bearer token, else its
- *   address); beyond, 429 `too_many_requests` naming the bound (InfluxDB's answers are held in
+ *   browser session, else its address); beyond, 429 `too_many_requests` naming the bound (InfluxDB's answers are held in
  *   memory: 20 concurrent limit=10000 requests doubled the RSS).
  * - **Cost.** An aggregate scans the device's readings over its range: the range times the
  *   device's resolution (`expectedIntervalS`) is the readings it may scan, at most
@@ -34,6 +35,17 @@ export const DEFAULT_QUERY_LIMITS: QueryLimitOptions = {
   maxScannedReadings: 2_000_000,
   chunkSpanMs: 86_400_000,
 };
+
+/**
+ * Whose queries count together: the bearer token, else the browser session (so a command
+ * centre's screens behind one NAT address each have their own bound), else the address.
+ */
+export function callerKey(request: Pick<FastifyRequest, "headers" | "ip">): string {
+  const bearer = request.headers.authorization;
+  if (bearer !== undefined) return bearer;
+  const session = cookieValue(request.headers.cookie, SESSION_COOKIE);
+  return session === undefined ? `address ${request.ip}` : `session ${session}`;
+}
 
 /** The routes bounded: a device's readings, aggregate and latest reading. */
 const QUERY_ROUTE = /^\/api\/v1\/devices\/:id\/(readings|aggregate|latest)$/;
@@ -73,7 +85,7 @@ export function queryLimits(
 
   const onRequest = (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     if (!QUERY_ROUTE.test(request.routeOptions.url ?? "")) return Promise.resolve();
-    const caller = request.headers.authorization ?? `address ${request.ip}`;
+    const caller = callerKey(request);
     const mine = perCaller.get(caller) ?? 0;
     if (inFlight >= options.maxInFlight) {
       refused.inc({ bound: "all" });
