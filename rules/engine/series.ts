@@ -172,6 +172,8 @@ export class Series implements SampleColumns {
   firstAfter(at: number): number {
     let lo = this.#head;
     let hi = this.#tail;
+    // The usual question: at or after the newest sample.
+    if (hi > lo && (this.#at[hi - 1] as number) <= at) return hi - lo;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       if ((this.#at[mid] as number) <= at) lo = mid + 1;
