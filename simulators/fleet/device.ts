@@ -62,6 +62,17 @@ const FIRST_CONNECT_ATTEMPTS = 5;
 /** How long each step of a clean shutdown may take. */
 const SHUTDOWN_STEP_MS = 5_000;
 
+/**
+ * The wait before reconnecting after a lost connection or a failed attempt: uniform in
+ * `[min, max]`, drawn anew at every attempt (docs/protocol.md §2.5), so a fleet cut off at once
+ * comes back spread over the range. Exported for bench/fleet.ts, whose raw-socket devices
+ * reconnect the same way.
+ */
+export function reconnectDelayMs(range: readonly [number, number], random: () => number): number {
+  const [min, max] = range;
+  return min + random() * (max - min);
+}
+
 /** Whether `promise` settled within `ms`; its outcome is ignored (best effort at shutdown). */
 async function within(promise: Promise<unknown>, ms = SHUTDOWN_STEP_MS): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
@@ -333,8 +344,10 @@ export class VirtualDevice {
         return;
       }
     }
-    const [min, max] = this.options.reconnectMs;
-    const at = Math.max(Date.now() + min + this.deps.random() * (max - min), this.holdUntil);
+    const at = Math.max(
+      Date.now() + reconnectDelayMs(this.options.reconnectMs, this.deps.random),
+      this.holdUntil,
+    );
     this.deps.scheduler.at(at, () => {
       if (!this.stopping && !this.connected) this.client?.reconnect();
     });

@@ -59,7 +59,7 @@ export interface FleetRun {
   stop(): Promise<FleetSummary>;
 }
 
-const DEFAULT_LINK: Omit<DeviceLinkOptions, "url"> = {
+export const DEFAULT_LINK: Omit<DeviceLinkOptions, "url"> = {
   windowSize: 32,
   resendAfterMs: 30_000,
   maxLogMessages: 10_000,
