@@ -19,6 +19,7 @@ import { type AuthFailureReason, type BrokerMetrics, brokerMetrics } from "./met
 import { limitPacketSize, PacketTooLargeError } from "./packet-size.js";
 import { persistenceFor } from "./persistence.js";
 import { PublishBucket } from "./rate-limit.js";
+import { indexRetained, type RetainedStore } from "./retained.js";
 import { guardSubscriptionStore, type SubscriptionStore } from "./sessions.js";
 
 export interface BrokerDeps {
@@ -410,6 +411,11 @@ export function build(deps: BrokerDeps): Broker {
         return principal !== undefined && maySubscribe(principal, topic);
       },
     );
+    // Memory persistence: a SUBSCRIBE finds its retained messages by topic, not by a scan of
+    // every retained message (broker/retained.ts). Redis persistence keeps its own.
+    if (config.persistence.type === "memory") {
+      indexRetained((aedes as unknown as { persistence: RetainedStore }).persistence);
+    }
     try {
       listeners = await openListeners({
         config,
