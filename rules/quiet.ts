@@ -245,6 +245,8 @@ export function holdCheck(rule: Rule): boolean {
  * Whether the rule's condition may hold for the subject at `at`, on its raise side (the alarm is
  * not open): false only where it surely does not (newestMayHold, windowMayHold; a state condition
  * holds on no device, usable or not). True for a condition {@link holdCheck} cannot tell of.
+ * Only the devices' series and registry entries, and the subject's site and region, are read:
+ * a view of any instant at or after `at` serves.
  */
 export function mayHold(rule: Rule, view: SubjectView, at: number): boolean {
   const c = rule.condition;
@@ -370,8 +372,11 @@ export function newestMayHold(rule: Rule, view: SubjectView, at: number): boolea
 export function quietReading(
   rule: Rule,
   state: AlarmState,
-  /** The subject's view at an instant (called with `at`). */
-  view: (at: number) => SubjectView,
+  /**
+   * The subject's view at an instant (called with `at`), or with everything held (no instant:
+   * mayHold reads only the devices' series and registry entries, which serve any instant).
+   */
+  view: (at?: number) => SubjectView,
   at: number,
   /** The instant of the reading, and of the subject's last evaluation (undefined: none). */
   reading: number,
@@ -389,9 +394,9 @@ export function quietReading(
     case "state":
     case "k_of_n":
     case "rate_of_rise":
-      return holdCheck(rule) && !mayHold(rule, view(at), at);
+      return holdCheck(rule) && !mayHold(rule, view(), at);
     case "threshold": {
-      if (holdCheck(rule)) return !mayHold(rule, view(at), at);
+      if (holdCheck(rule)) return !mayHold(rule, view(), at);
       // A clock window judges the newest complete interval: a reading after it, while it is
       // still the newest, leaves the evaluation as it was (the same readings, the same place
       // and local date), so it decides nothing. Measured over the backtest bench's city: the

@@ -95,7 +95,7 @@ export interface SubjectShape {
   readonly shell: SubjectView;
   readonly slots: readonly Slot[];
   view: SubjectView | undefined;
-  readonly viewAt: (at: number) => SubjectView;
+  readonly viewAt: (at?: number) => SubjectView;
 }
 
 const NO_PERMITS: readonly string[] = [];
@@ -251,8 +251,11 @@ export class SubjectIndex {
     return this.subjectView(subject, at).devices;
   }
 
-  /** The subject's view at an instant, as a function kept per subject (subjectView). */
-  viewer(subject: Subject): (at: number) => SubjectView {
+  /**
+   * The subject's view at an instant (none: now, everything held), as a function kept per
+   * subject (subjectView).
+   */
+  viewer(subject: Subject): (at?: number) => SubjectView {
     return this.shape(subject).viewAt;
   }
 
@@ -280,7 +283,7 @@ export class SubjectIndex {
         slots:
           subject.type !== "device" ? this.partSlots(subject) : slot === undefined ? [] : [slot],
         view: undefined,
-        viewAt: (at: number) => this.viewOf(shape as SubjectShape, at),
+        viewAt: (at?: number) => this.viewOf(shape as SubjectShape, at),
       };
       this.shapes.set(subject.alarmKey, shape);
     }

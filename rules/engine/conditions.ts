@@ -145,27 +145,42 @@ export function compare(value: number, op: Comparison, limit: number): boolean {
 }
 
 const dateFormats = new Map<string, Intl.DateTimeFormat>();
-/** Local dates by (time zone, minute since the epoch): formatting is slow, evaluations many. */
-const localDates = new Map<string, string>();
+/** Local dates by time zone and minute since the epoch: formatting is slow, evaluations many. */
+const localDates = new Map<string, Map<number, string>>();
 
-/** The last date asked for: evaluations in a row ask for the same minute. */
-let lastDate: { timeZone: string; minute: number; date: string } | undefined;
+/*
+ * The last two minutes asked for, and their time zone: evaluations in a row ask for the same
+ * minute, or go back and forth between two (the instants of a batch and the data clock).
+ */
+let dateZone = "";
+let dateMinute = Number.NaN;
+let dateValue = "";
+let otherDateMinute = Number.NaN;
+let otherDateValue = "";
 
 /** Local calendar date `YYYY-MM-DD` of an instant. */
 function localDate(atMs: number, timeZone: string): string {
   // Every time zone in use is offset by whole minutes: the minute decides the date.
   const minute = Math.floor(atMs / 60_000);
-  if (lastDate !== undefined && lastDate.minute === minute && lastDate.timeZone === timeZone) {
-    return lastDate.date;
+  if (timeZone === dateZone) {
+    if (minute === dateMinute) return dateValue;
+    if (minute === otherDateMinute) return otherDateValue;
+  } else {
+    dateZone = timeZone;
+    dateMinute = otherDateMinute = Number.NaN;
   }
   const date = minuteDate(minute, atMs, timeZone);
-  lastDate = { timeZone, minute, date };
+  otherDateMinute = dateMinute;
+  otherDateValue = dateValue;
+  dateMinute = minute;
+  dateValue = date;
   return date;
 }
 
 function minuteDate(minute: number, atMs: number, timeZone: string): string {
-  const key = `${timeZone}|${minute}`;
-  let date = localDates.get(key);
+  let dates = localDates.get(timeZone);
+  if (dates === undefined) localDates.set(timeZone, (dates = new Map<number, string>()));
+  let date = dates.get(minute);
   if (date === undefined) {
     let format = dateFormats.get(timeZone);
     if (format === undefined) {
@@ -173,8 +188,8 @@ function minuteDate(minute: number, atMs: number, timeZone: string): string {
       dateFormats.set(timeZone, format);
     }
     date = format.format(atMs);
-    if (localDates.size >= 10_000) localDates.clear();
-    localDates.set(key, date);
+    if (dates.size >= 10_000) dates.clear();
+    dates.set(minute, date);
   }
   return date;
 }
