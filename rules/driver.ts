@@ -314,7 +314,7 @@ export class RulesDriver {
       this.dirty.length = 0;
       for (const subject of this.index.subjects()) {
         // Each goes on `dirty` as it is evaluated.
-        const alarm = this.alarms.get(subject.alarmKey);
+        const alarm = this.alarmOf(subject);
         if (alarm !== undefined) alarm.wake = Number.NEGATIVE_INFINITY;
         this.evaluate(subject, "tick", this.index.clockOf(subject, now), false);
       }
@@ -328,7 +328,7 @@ export class RulesDriver {
       if (entry !== undefined && entry.alarm.sleeps === entry.turn) due.push(entry.subject);
     }
     for (const subject of due) {
-      const alarm = this.alarms.get(subject.alarmKey);
+      const alarm = this.alarmOf(subject);
       if (alarm === undefined) continue;
       const at = this.index.clockOf(subject, now);
       let wake = (alarm.wake ??= this.wakeOf(subject, alarm));
@@ -500,14 +500,25 @@ export class RulesDriver {
     if (drop > 0) series.dropOldest(drop);
   }
 
+  /**
+   * The subject's alarm, kept on the subject once found (alarms are only ever added: a subject
+   * made by the index after start() finds the stored ones).
+   */
+  private alarmOf(subject: Subject): Alarm | undefined {
+    const kept = subject.alarm as Alarm | undefined;
+    if (kept !== undefined) return kept;
+    const alarm = this.alarms.get(subject.alarmKey);
+    if (alarm !== undefined) subject.alarm = alarm;
+    return alarm;
+  }
+
   private evaluate(
     subject: Subject,
     type: "reading" | "tick",
     at: number,
     replayed: boolean,
   ): void {
-    const key = subject.alarmKey;
-    let alarm = this.alarms.get(key);
+    let alarm = this.alarmOf(subject);
     if (alarm === undefined) {
       alarm = {
         state: initialAlarmState(at),
@@ -515,7 +526,8 @@ export class RulesDriver {
         clocked: false,
         wake: Number.NEGATIVE_INFINITY,
       };
-      this.alarms.set(key, alarm);
+      this.alarms.set(subject.alarmKey, alarm);
+      subject.alarm = alarm;
     }
     if (!alarm.clocked && this.index.hasData(subject)) {
       alarm.lastAt = at;

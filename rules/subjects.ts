@@ -84,6 +84,8 @@ export interface Subject {
   readonly alarmKey: string;
   /** The index's shape of the subject, kept on it (SubjectIndex only). */
   shape?: SubjectShape | undefined;
+  /** The driver's alarm of the subject, kept on it (RulesDriver only). */
+  alarm?: object | undefined;
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -408,7 +410,8 @@ export class SubjectIndex {
       const type = rule.subject;
       const id = type === "device" ? device.id : device.siteId;
       const key = `${type}:${id}`;
-      subjects.push({ rule, type, id, key, alarmKey: `${rule.id}\u0000${key}` });
+      const alarmKey = `${rule.id}\u0000${key}`;
+      subjects.push({ rule, type, id, key, alarmKey, shape: undefined, alarm: undefined });
     }
     return subjects;
   }
