@@ -4,6 +4,7 @@ import { apiFailure } from "../../contracts/model/errors.js";
 import type { RegistryView } from "../../ingest/app.js";
 import type { AggregateBucket, AggregateQuery, TimeSeriesStore } from "../../ingest/store/types.js";
 import { cookieValue, SESSION_COOKIE } from "../../tasks/auth/bearer.js";
+import type { SensorKind } from "../../contracts/model/sensors.js";
 
 /*
  * Bounds for readers of the readings API (issue #16 item 2). One reader must not starve the
@@ -47,8 +48,8 @@ export function callerKey(request: Pick<FastifyRequest, "headers" | "ip">): stri
   return session === undefined ? `address ${request.ip}` : `session ${session}`;
 }
 
-/** The routes bounded: a device's readings, aggregate and latest reading. */
-const QUERY_ROUTE = /^\/api\/v1\/devices\/:id\/(readings|aggregate|latest)$/;
+/** The routes bounded: a device's readings, aggregate and latest reading; many devices' latest. */
+const QUERY_ROUTE = /^\/api\/v1\/(devices\/:id\/(readings|aggregate|latest)|readings\/latest)$/;
 
 const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -160,6 +161,12 @@ export function queryLimits(
       return store.name === "sqlite" ? chunked(q) : store.aggregate(q);
     },
     latest: (deviceId, kind) => store.latest(deviceId, kind),
+    ...(store.latestOf === undefined
+      ? {}
+      : {
+          latestOf: (kind: SensorKind, ids: readonly string[]) =>
+            (store.latestOf as NonNullable<TimeSeriesStore["latestOf"]>)(kind, ids),
+        }),
     ping: () => store.ping(),
     close: () => store.close(),
   };

@@ -1,12 +1,17 @@
-import type { DeviceState, ReadingsResponse, SiteSummary } from "../../contracts/model/api.js";
+import type {
+  DeviceState,
+  LatestResponse,
+  ReadingsResponse,
+  SiteSummary,
+} from "../../contracts/model/api.js";
 import type { Task } from "../../contracts/model/tasks.js";
 import { api, ApiError } from "./api.js";
 import { localParts } from "./time.js";
 
 /*
  * Devices and sites as the devices page, the emergency board and the map read them: the registry
- * with each device's delivery state (GET /api/v1/devices), the sites (GET /api/v1/sites), a
- * device's newest reading (GET /api/v1/devices/{id}/latest), and the status a device or site is
+ * with each device's delivery state (GET /api/v1/devices), the sites (GET /api/v1/sites), the
+ * devices' newest readings (GET /api/v1/readings/latest), and the status a device or site is
  * drawn in.
  */
 
@@ -18,40 +23,37 @@ export const loadDevices = () =>
 export const loadSites = () =>
   api<{ sites: SiteSummary[] }>("GET", "/api/v1/sites").then((r) => r.sites);
 
+/** Ids asked of GET /api/v1/readings/latest at most per request (the API's bound). */
+const LATEST_IDS_MAX = 1_000;
+
 /**
- * The newest reading of a device; undefined while it has none (404). The readings API answers a
- * few queries at a time per caller (429 beyond, cli/runtime/query-limits.ts): asked again after
- * a pause, twice.
+ * The newest readings of many devices: GET /api/v1/readings/latest, one request per 1,000 ids
+ * (one store query per kind behind it). A 429 (the readers' bound, cli/runtime/query-limits.ts)
+ * is asked again after a pause, twice.
  */
-export async function latestReading(id: string, attempt = 0): Promise<Reading | undefined> {
+export async function latestReadings(ids: readonly string[]): Promise<Map<string, Reading>> {
+  const out = new Map<string, Reading>();
+  for (let at = 0; at < ids.length; at += LATEST_IDS_MAX) {
+    const chunk = ids.slice(at, at + LATEST_IDS_MAX);
+    const answer = await latestOf(chunk.join(","));
+    for (const r of answer.readings) out.set(r.deviceId, r.reading);
+  }
+  return out;
+}
+
+async function latestOf(ids: string, attempt = 0): Promise<LatestResponse> {
   try {
-    const r = await api<ReadingsResponse>(
+    return await api<LatestResponse>(
       "GET",
-      `/api/v1/devices/${encodeURIComponent(id)}/latest`,
+      `/api/v1/readings/latest?ids=${encodeURIComponent(ids)}`,
     );
-    return r.readings[0];
   } catch (error) {
-    if (error instanceof ApiError && error.status === 404) return undefined;
     if (error instanceof ApiError && error.status === 429 && attempt < 2) {
       await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
-      return latestReading(id, attempt + 1);
+      return latestOf(ids, attempt + 1);
     }
     throw error;
   }
-}
-
-/** The newest readings of many devices, two requests at a time (the API's per-caller bound is 4). */
-export async function latestReadings(ids: readonly string[]): Promise<Map<string, Reading>> {
-  const out = new Map<string, Reading>();
-  const queue = [...ids];
-  const worker = async () => {
-    for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
-      const reading = await latestReading(id).catch(() => undefined);
-      if (reading !== undefined) out.set(id, reading);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(2, queue.length) }, worker));
-  return out;
 }
 
 /** Calibration: expired, due within 30 days, fine, or not recorded (local dates). */

@@ -96,6 +96,30 @@ export const ApiReading = z.object({
   values: z.record(z.string(), z.union([z.number(), z.boolean()])),
 });
 
+/** Query of `GET /api/v1/readings/latest`: the devices asked, by kind and/or ids. */
+export const LatestQueryParams = z.strictObject({
+  kind: SensorKind.optional().describe("only devices of this kind"),
+  ids: z
+    .string()
+    .transform((s) => s.split(",").filter((id) => id !== ""))
+    .pipe(
+      z
+        .array(z.string().min(1).max(64))
+        .min(1, { error: "ids: name at least one device" })
+        .max(1_000, { error: "ids: at most 1000 devices" }),
+    )
+    .optional()
+    .describe("only these devices, comma-separated (at most 1000)"),
+});
+
+/** The newest reading of each device asked that has one (registered, in its registration). */
+export const LatestResponse = z.object({
+  readings: z.array(z.object({ deviceId: z.string(), kind: SensorKind, reading: ApiReading })),
+  /** Ids asked that are not registered (a removed device on an old task). */
+  unknown: z.array(z.string()),
+});
+export type LatestResponse = z.infer<typeof LatestResponse>;
+
 export const ReadingsResponse = z.object({
   deviceId: z.string(),
   kind: SensorKind,

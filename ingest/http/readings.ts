@@ -9,11 +9,14 @@ import {
   DeadLettersQueryParams,
   DeadLettersResponse,
   DevicesResponse,
+  LatestQueryParams,
+  LatestResponse,
   errorResponses,
   QUANTITIES,
   type QuantitySpec,
   ReadingsQueryParams,
   ReadingsResponse,
+  type SensorKind,
 } from "../../contracts/index.js";
 import type { RegistryView } from "../app.js";
 import type { IngestState } from "../state.js";
@@ -82,6 +85,22 @@ function registrationStart(device: Device): number | undefined {
 /** A query's from, moved to the start of the device's current registration when later. */
 export const fromOf = (device: Device, fromMs: number) =>
   Math.max(fromMs, registrationStart(device) ?? fromMs);
+
+/** A store without `latestOf`: each device's `latest`, one after the other. */
+async function latestOneByOne(
+  store: TimeSeriesStore,
+  kind: SensorKind,
+  devices: readonly Device[],
+): Promise<Map<string, StoredReading>> {
+  const out = new Map<string, StoredReading>();
+  for (const device of devices) {
+    const latest = await store.latest(device.id, kind);
+    if (latest !== undefined) out.set(device.id, latest);
+  }
+  return out;
+}
+
+type ApiReadingBody = ReturnType<typeof apiReading>;
 
 function apiReading(r: StoredReading) {
   return { ts: new Date(r.timeMs).toISOString(), quality: r.quality, seq: r.seq, values: r.values };
@@ -280,6 +299,62 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
       if (latest === undefined)
         throw apiFailure("not_found", `device ${device.id} has no readings yet`);
       return { deviceId: device.id, kind: device.kind, readings: [apiReading(latest)] };
+    },
+  );
+
+  app.get(
+    "/api/v1/readings/latest",
+    {
+      schema: {
+        tags: ["readings"],
+        summary:
+          "The newest reading of many devices at once (all registered, or by kind and/or ids): one query per kind where the store has one",
+        security,
+        querystring: LatestQueryParams,
+        response: {
+          200: LatestResponse,
+          ...errorResponses({
+            bad_request: "kind is not a sensor kind, or ids is empty or names more than 1000",
+            ...unauthorized,
+            unavailable: "the time-series store could not answer",
+          }),
+        },
+      },
+    },
+    async (request) => {
+      const { kind, ids } = request.query;
+      const unknown: string[] = [];
+      const asked =
+        ids === undefined
+          ? deps.registry.devices()
+          : [...new Set(ids)].flatMap((id) => {
+              const device = deps.registry.device(id);
+              if (device === undefined) unknown.push(id);
+              return device === undefined ? [] : [device];
+            });
+      const byKind = new Map<SensorKind, Device[]>();
+      for (const device of asked) {
+        if (kind !== undefined && device.kind !== kind) continue;
+        byKind.set(device.kind, [...(byKind.get(device.kind) ?? []), device]);
+      }
+      const readings: Array<{ deviceId: string; kind: SensorKind; reading: ApiReadingBody }> = [];
+      for (const [k, devices] of byKind) {
+        const found =
+          deps.store.latestOf !== undefined
+            ? await deps.store.latestOf(
+                k,
+                devices.map((d) => d.id),
+              )
+            : await latestOneByOne(deps.store, k, devices);
+        for (const device of devices) {
+          const latest = found.get(device.id);
+          const start = registrationStart(device);
+          if (latest === undefined || (start !== undefined && latest.timeMs < start)) continue;
+          readings.push({ deviceId: device.id, kind: k, reading: apiReading(latest) });
+        }
+      }
+      readings.sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
+      return { readings, unknown };
     },
   );
 

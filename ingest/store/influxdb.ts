@@ -123,6 +123,8 @@ const STORE_LIMIT =
 const TAGS: ReadonlySet<string> = new Set(TAG_KEYS);
 
 const SeriesAnswer = z.object({
+  /** The series' GROUP BY tags (latestOf: the device). */
+  tags: z.record(z.string(), z.string()).optional(),
   columns: z.array(z.string()),
   values: z.array(z.array(z.unknown())).default([]),
 });
@@ -572,6 +574,31 @@ export function createInfluxStore(
         `SELECT * FROM ${measurement(kind)} WHERE "device" = ${quoteString(deviceId)} ORDER BY time DESC LIMIT 1`,
       );
       return toReadings(kind, series)[0];
+    },
+
+    // The newest point of every device's series in one query (GROUP BY device, the other tags stay
+    // columns), kept for the devices asked. Over the last day first: unbounded, InfluxDB opens
+    // every shard of the measurement (1.3 s for five kinds at 30 days of 1,000 devices, 0.25 s
+    // bounded to a day; bench query); the devices with nothing in it are asked over 30 days, then
+    // over all time. The newest reading within a window that holds any is the newest of all.
+    async latestOf(kind: SensorKind, deviceIds: readonly string[]) {
+      const out = new Map<string, StoredReading>();
+      const missing = new Set(deviceIds);
+      for (const window of [`WHERE time > now() - 1d `, `WHERE time > now() - 30d `, ""]) {
+        if (missing.size === 0) break;
+        const series = await query(
+          `SELECT * FROM ${measurement(kind)} ${window}GROUP BY "device" ORDER BY time DESC LIMIT 1`,
+        );
+        for (const one of series) {
+          const device = one.tags?.["device"];
+          if (device === undefined || !missing.has(device)) continue;
+          const reading = toReadings(kind, [one])[0];
+          if (reading === undefined) continue;
+          out.set(device, reading);
+          missing.delete(device);
+        }
+      }
+      return out;
     },
 
     async ping(): Promise<boolean> {

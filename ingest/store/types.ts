@@ -116,6 +116,12 @@ export interface TimeSeriesStore {
   aggregate(query: AggregateQuery): Promise<AggregateBucket[]>;
   /** The newest reading of a device, or undefined. */
   latest(deviceId: string, kind: SensorKind): Promise<StoredReading | undefined>;
+  /**
+   * The newest reading of each of these devices of one kind (a device with none is absent), in
+   * one query where the store has one (InfluxDB: one per measurement instead of one per device).
+   * Absent: the caller asks `latest` per device.
+   */
+  latestOf?(kind: SensorKind, deviceIds: readonly string[]): Promise<Map<string, StoredReading>>;
   /** Does the store answer now? */
   ping(): Promise<boolean>;
   close(): Promise<void>;

@@ -3,7 +3,13 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { api } from "../api.js";
 import { DeadLetters } from "../components/DeadLetters.js";
 import { TimePlot } from "../components/TimePlot.js";
-import { calibration, deviceStatus, latestReading, loadDevices, type Reading } from "../devices.js";
+import {
+  calibration,
+  deviceStatus,
+  latestReadings,
+  loadDevices,
+  type Reading,
+} from "../devices.js";
 import { t, tk } from "../i18n.js";
 import { onLink } from "../router.js";
 import { formatLocal } from "../time.js";
@@ -50,7 +56,10 @@ export function DevicePage(props: { id: string }) {
       (list) => setDevice(list.find((d) => d.id === id) ?? null),
       (e: unknown) => setError(e instanceof Error ? e.message : String(e)),
     );
-    void latestReading(id).then(setLatest, () => undefined);
+    void latestReadings([id]).then(
+      (m) => setLatest(m.get(id)),
+      () => undefined,
+    );
   }, [id]);
 
   const quantities = useMemo(

@@ -272,6 +272,19 @@ describe("ingest through the real broker into the embedded SQLite store", () => 
 
     const latest = await get("/api/v1/devices/noise-1/latest");
     expect((latest.body.readings as Array<{ values: { LAeq: number } }>)[0]?.values.LAeq).toBe(80);
+    // Many devices at once: every registered device with readings, by kind, by ids.
+    type Many = { readings: Array<{ deviceId: string; reading: unknown }>; unknown: string[] };
+    const many = (await get("/api/v1/readings/latest")).body as Many;
+    expect(many.readings.map((r) => r.deviceId)).toEqual(["dust-1", "noise-1"]);
+    expect(many.readings.find((r) => r.deviceId === "noise-1")?.reading).toEqual(
+      (latest.body.readings as unknown[])[0],
+    );
+    const dust = (await get("/api/v1/readings/latest?kind=dust")).body as Many;
+    expect(dust.readings.map((r) => r.deviceId)).toEqual(["dust-1"]);
+    const asked = (await get("/api/v1/readings/latest?ids=noise-1,ghost,noise-off")).body as Many;
+    expect(asked).toMatchObject({ readings: [{ deviceId: "noise-1" }], unknown: ["ghost"] });
+    expect((await get("/api/v1/readings/latest?kind=lava")).status).toBe(400);
+    expect((await get("/api/v1/readings/latest?ids=")).status).toBe(400);
     const devices = await get("/api/v1/devices");
     const d = (
       devices.body.devices as Array<{

@@ -380,6 +380,37 @@ export function timeSeriesStoreSuite(factory: StoreFactory): void {
       expect(await store.latest("n1", "dust")).toBeUndefined();
     });
 
+    it("latestOf gives each asked device's newest reading in one call, as latest does", async () => {
+      await store.write([
+        noise(T0 + 2_000, { LAeq: 62 }, { seq: 2 }),
+        noise(T0 + 3_000, { LAeq: 63 }, { seq: 3, tags: { ...baseTags, quality: "calibration" } }),
+        noise(T0 + 1_000, { LAeq: 61 }, { seq: 1 }),
+        noise(T0 + 9_000, { LAeq: 99 }, { seq: 9, tags: { ...baseTags, device: "n2" } }),
+        noise(T0 + 5_000, { LAeq: 55 }, { seq: 5, tags: { ...baseTags, device: "n3" } }),
+      ]);
+      expect(typeof store.latestOf).toBe("function");
+      const found = await store.latestOf?.("noise", ["n1", "n2", "nobody"]);
+      expect(found).toEqual(
+        new Map([
+          ["n1", await store.latest("n1", "noise")],
+          ["n2", { timeMs: T0 + 9_000, quality: "normal", seq: 9, values: { LAeq: 99 } }],
+        ]),
+      );
+      // Not asked: not answered; another kind: none of the noise readings.
+      expect(found?.has("n3")).toBe(false);
+      // A device heard from in the last minute and one heard from long ago, in one answer (the
+      // InfluxDB store asks the last day first, then further back for those not found).
+      const recent = Math.floor(Date.now() / 1_000) * 1_000 - 60_000;
+      await store.write([
+        noise(recent, { LAeq: 44 }, { seq: 44, tags: { ...baseTags, device: "n4" } }),
+      ]);
+      const both = await store.latestOf?.("noise", ["n4", "n2"]);
+      expect(both?.get("n4")?.timeMs).toBe(recent);
+      expect(both?.get("n2")?.timeMs).toBe(T0 + 9_000);
+      expect(await store.latestOf?.("dust", ["n1", "n2"])).toEqual(new Map());
+      expect(await store.latestOf?.("noise", [])).toEqual(new Map());
+    });
+
     it("takes device ids with quotes and backslashes as data, never as query text", async () => {
       const odd = `o'brien"x\\y`;
       await store.write([noise(T0, { LAeq: 60 }, { tags: { ...baseTags, device: odd } })]);
