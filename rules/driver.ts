@@ -359,7 +359,7 @@ export class RulesDriver {
       return Number.NEGATIVE_INFINITY;
     }
     const view = this.index.subjectView(subject, at);
-    const permitEdge = (after: number) => this.index.permitEdgeAfter(subject, after);
+    const permitEdge = this.index.permitEdgeOf(subject);
     if (deadman) return quietUntil(rule, view, at, state, permitEdge);
     // The same for a condition that cannot hold at `at` (quiet.ts, mayHold): an evaluation there
     // would decide nothing, and the subject sleeps until it may hold (nextMayHold).
@@ -373,7 +373,7 @@ export class RulesDriver {
     const rule = subject.rule;
     const at = alarm.lastAt;
     const view = this.index.subjectView(subject, at);
-    const permitEdge = (after: number) => this.index.permitEdgeAfter(subject, after);
+    const permitEdge = this.index.permitEdgeOf(subject);
     const state = alarm.state;
     // Normal (or cleared) where the condition cannot hold: until it may (quiet.ts, nextMayHold).
     if (

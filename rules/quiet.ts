@@ -250,7 +250,10 @@ export function holdCheck(rule: Rule): boolean {
  */
 export function mayHold(rule: Rule, view: SubjectView, at: number): boolean {
   const c = rule.condition;
-  if (c.type === "state") return view.devices.some((d) => stateHolds(rule, d, at));
+  if (c.type === "state") {
+    for (const d of view.devices) if (stateHolds(rule, d, at)) return true;
+    return false;
+  }
   if (!holdCheck(rule)) return true;
   if (judgedInParts(rule)) return newestMayHold(rule, view, at);
   return windowMayHold(rule, view, at);
@@ -390,7 +393,8 @@ export function quietReading(
     case "quality":
       // What stepAlarm leaves alone: nothing holds, and the same value and limit as recorded.
       if (state.lastValue !== false || state.lastLimit !== undefined) return false;
-      return !view(at).devices.some((d) => qualityHolds(rule, d, at));
+      for (const d of view(at).devices) if (qualityHolds(rule, d, at)) return false;
+      return true;
     case "state":
     case "k_of_n":
     case "rate_of_rise":

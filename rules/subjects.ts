@@ -98,6 +98,7 @@ export interface SubjectShape {
   readonly slots: readonly Slot[];
   view: SubjectView | undefined;
   readonly viewAt: (at?: number) => SubjectView;
+  readonly permitEdge: (after: number) => number;
 }
 
 const NO_PERMITS: readonly string[] = [];
@@ -168,6 +169,11 @@ export class SubjectIndex {
       this.unique = [...byKey.values()];
     }
     return this.unique;
+  }
+
+  /** permitEdgeAfter of the subject, as a function kept per subject. */
+  permitEdgeOf(subject: Subject): (after: number) => number {
+    return this.shape(subject).permitEdge;
   }
 
   /** The first start or end of a permit of the subject's site after `after` (+Infinity: none). */
@@ -286,6 +292,7 @@ export class SubjectIndex {
           subject.type !== "device" ? this.partSlots(subject) : slot === undefined ? [] : [slot],
         view: undefined,
         viewAt: (at?: number) => this.viewOf(shape as SubjectShape, at),
+        permitEdge: (after: number) => this.permitEdgeAfter(subject, after),
       };
       this.shapes.set(subject.alarmKey, shape);
     }
