@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<void>> = {
   edge: async () => (await import("./edge.js")).run(),
   backtest: async () => (await import("./backtest.js")).run(),
   console: async () => (await import("./console.js")).run(),
+  fleet: async () => (await import("./fleet.js")).run(),
   query: async () => (await import("./query.js")).run(),
 };
 
