@@ -20,6 +20,9 @@ export interface ServerSample {
   readonly at: number;
   readonly cpuMicros: number;
   readonly rss: number;
+  readonly heapUsed: number;
+  readonly heapTotal: number;
+  readonly external: number;
   /** Readings stored so far (0 where nothing is stored). */
   readonly stored: number;
 }
@@ -126,7 +129,8 @@ export interface TargetResult {
     readonly oddities: number;
   };
   readonly loss?: LossFigures;
-  readonly peakRss?: number;
+  /** The sample of the process under test with the highest RSS, and the phase it was in. */
+  readonly peak?: ServerSample & { readonly phase: string };
   readonly load: string;
 }
 
@@ -191,7 +195,8 @@ function diffFailures(
 /** What the phases of one run share: the target, its fleet, and every sample of the server. */
 class Run {
   readonly servers: ServerSample[] = [];
-  peakRss = 0;
+  peak: (ServerSample & { phase: string }) | undefined;
+  phase = "start";
 
   constructor(
     readonly target: Target,
@@ -207,7 +212,9 @@ class Run {
     const server = await this.target.sample?.();
     if (server !== undefined) {
       this.servers.push(server);
-      this.peakRss = Math.max(this.peakRss, server.rss);
+      if (this.peak === undefined || server.rss > this.peak.rss) {
+        this.peak = { ...server, phase: this.phase };
+      }
     }
     return server;
   }
@@ -230,6 +237,7 @@ class Run {
 
   /** Every device connects, subscribes, publishes its birth and one reading. */
   async connect(): Promise<{ figures: ConnectFigures; sample: FleetSample }> {
+    this.phase = "connect";
     const tcp = tcpCounters();
     const start = Date.now();
     await this.fleet.command("connect");
@@ -265,6 +273,7 @@ class Run {
 
   /** A reading from every device every interval, for `holdS`. */
   async hold(holdS: number): Promise<HoldFigures> {
+    this.phase = "hold";
     const start = Date.now() + 1_000;
     await this.fleet.cadence(start);
     await this.fleet.latencies(); // the connect phase's are not the hold's
@@ -326,6 +335,7 @@ class Run {
 
   /** Every connection reset at once; the devices come back after the simulator's delays. */
   async cut(): Promise<ReconnectFigures> {
+    this.phase = "cut";
     const before = await this.fleet.sample();
     const tcp = tcpCounters();
     const cutAt = Date.now();
@@ -387,6 +397,7 @@ class Run {
 
   /** No more readings; wait until every one produced is confirmed. */
   async drain(): Promise<FleetSample> {
+    this.phase = "drain";
     await this.fleet.command("quiet");
     return this.watch((s) => s.confirmed >= s.produced, this.options.drainLimitMs);
   }
@@ -489,7 +500,7 @@ export async function runTarget(
         oddities: drained.oddities,
       },
       ...(loss !== undefined ? { loss } : {}),
-      ...(run.peakRss > 0 ? { peakRss: run.peakRss } : {}),
+      ...(run.peak !== undefined ? { peak: run.peak } : {}),
       load: loadText(),
     };
   } finally {

@@ -72,6 +72,9 @@ export const ServerMessage = z.discriminatedUnion("type", [
     cpuMicros: z.number(),
     rss: z.number(),
     heapUsed: z.number(),
+    heapTotal: z.number(),
+    /** Memory of C++ objects bound to JavaScript ones, buffers included (process.memoryUsage). */
+    external: z.number(),
     connectedClients: z.number().int(),
     readingsStored: z.number(),
     messagesReceived: z.number(),

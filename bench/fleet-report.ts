@@ -132,7 +132,7 @@ export function printReport(
             goals.reconnectS,
           ),
     ),
-    row("peak RSS of the process, MiB", (r) => (r.peakRss === undefined ? "-" : mib(r.peakRss))),
+    row("peak RSS of the process, MiB", (r) => (r.peak === undefined ? "-" : mib(r.peak.rss))),
   ];
   console.log("");
   console.log(
@@ -151,6 +151,12 @@ export function printReport(
     const m = r.memory;
     console.log(
       `${r.label} memory: before any connection ${memoryText(m.cold)}; after the warm-up (the baseline) ${memoryText(m.baseline)}; ${formatCount(m.connections)} connected ${memoryText(m.connected)}${m.held !== undefined ? `; after the hold ${memoryText(m.held)}` : ""}`,
+    );
+  }
+  for (const r of results) {
+    if (r.peak === undefined) continue;
+    console.log(
+      `${r.label} peak RSS ${mib(r.peak.rss)} MiB during the ${r.peak.phase} phase: heap ${mib(r.peak.heapUsed)} MiB used of ${mib(r.peak.heapTotal)} MiB, external (buffers) ${mib(r.peak.external)} MiB at that moment`,
     );
   }
   if (city?.loss !== undefined) {

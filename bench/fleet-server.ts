@@ -210,6 +210,8 @@ async function main(): Promise<void> {
           cpuMicros: usage.user + usage.system,
           rss: memory.rss,
           heapUsed: memory.heapUsed,
+          heapTotal: memory.heapTotal,
+          external: memory.external,
           connectedClients: broker.aedes.connectedClients,
           readingsStored: ingest ? await metricValue(ingest.metrics.readingsStored) : 0,
           messagesReceived: ingest ? await metricValue(ingest.metrics.messagesReceived) : gated,

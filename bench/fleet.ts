@@ -196,7 +196,15 @@ async function startCitywatch(
       },
       sample: async () => {
         const s = await child.ask("sample", {}, PHASE_LIMIT_MS);
-        return { at: Date.now(), cpuMicros: s.cpuMicros, rss: s.rss, stored: s.readingsStored };
+        return {
+          at: Date.now(),
+          cpuMicros: s.cpuMicros,
+          rss: s.rss,
+          heapUsed: s.heapUsed,
+          heapTotal: s.heapTotal,
+          external: s.external,
+          stored: s.readingsStored,
+        };
       },
       ...(variant === "all-in-one" ? { count: () => child.ask("count", {}, 120_000) } : {}),
     },
