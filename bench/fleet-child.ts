@@ -47,6 +47,8 @@ export class FleetChild<M extends Answer> {
         resolve();
       });
     });
+    // Sending to a child that has just exited is reported to the request (send's callback).
+    child.on("error", () => undefined);
     child.on("message", (raw: unknown) => {
       const parsed = schema.safeParse(raw);
       if (!parsed.success) return;
@@ -108,7 +110,15 @@ export class FleetChild<M extends Answer> {
   private async send(type: string, body: Record<string, unknown>, timeoutMs: number): Promise<M> {
     const id = this.nextId++;
     const answer = this.wait(id, type, timeoutMs);
-    this.child.send({ type, id, ...body });
+    // A child gone (killed, crashed) fails the request instead of throwing an unhandled error.
+    const failed = (error: Error | null) => {
+      if (error === null) return;
+      const settle = this.pending.get(id);
+      this.pending.delete(id);
+      settle?.(new Error(`${this.label}: ${type} not sent (${error.message})`));
+    };
+    if (this.child.connected) this.child.send({ type, id, ...body }, failed);
+    else failed(new Error(this.exitReason ?? "its IPC channel is closed"));
     return answer;
   }
 

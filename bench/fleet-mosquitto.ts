@@ -7,6 +7,7 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
+import { rmSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -78,6 +79,9 @@ export async function startMosquitto(
     return { unavailable: `no mosquitto binary (${(error as Error).message})` };
   }
   const dir = await mkdtemp(join(tmpdir(), "citywatch-bench-fleet-mosquitto-"));
+  // Removed by stop(), or when this process exits first (Mosquitto is killed then, above).
+  const removeOnExit = () => rmSync(dir, { recursive: true, force: true });
+  process.once("exit", removeOnExit);
   let child: ChildProcess | undefined;
   const cleanUp = async () => {
     if (child !== undefined && child.exitCode === null && child.signalCode === null) {
@@ -91,6 +95,7 @@ export async function startMosquitto(
     }
     if (child !== undefined) live.delete(child);
     await rm(dir, { recursive: true, force: true });
+    process.off("exit", removeOnExit);
   };
   try {
     const passwd = join(dir, "passwd");

@@ -35,6 +35,8 @@ export type ServerVariant = z.infer<typeof ServerVariant>;
 
 export const ServerArgs = z.strictObject({
   variant: ServerVariant,
+  /** An empty directory for the registry, inbox and stores; the parent removes it after the child. */
+  dataDir: z.string().min(1),
   devices: z.number().int().positive(),
   /** The devices' reporting interval, their registered expectedIntervalS. */
   intervalS: z.number().int().positive(),

@@ -10,8 +10,7 @@
  *
  *   node --expose-gc --import tsx bench/fleet-server.ts '<ServerArgs as JSON>'
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import Database from "better-sqlite3";
@@ -123,14 +122,14 @@ function collectGarbage(): void {
   for (let i = 0; i < 3; i++) gc();
 }
 
-/** The data directory (registry, inbox, store), removed however the child ends. */
+/** The data directory (registry, inbox, store): removed by the child when it stops, else by the parent. */
 let dataDir: string | undefined;
 
 async function main(): Promise<void> {
   if (process.send === undefined) throw new Error("bench/fleet-server.ts runs under fork() only");
   const args = ServerArgs.parse(JSON.parse(process.argv[2] ?? "null"));
   const log = pino({ level: "silent" });
-  dataDir = await mkdtemp(join(tmpdir(), "citywatch-bench-fleet-"));
+  dataDir = args.dataDir;
 
   const registry = new RegistryStore(registryPath(dataDir));
   const registering = performance.now();

@@ -35,8 +35,10 @@
  * alone), BENCH_FLEET_MOSQUITTO=0 (skip Mosquitto), BENCH_CPU_PROF=<dir> (a V8 CPU profile of
  * citywatch all in one).
  */
-import { readFileSync } from "node:fs";
-import { cpus } from "node:os";
+import { readFileSync, rmSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
 import { DEFAULT_LINK } from "../simulators/fleet/runner.js";
 import { FleetChild } from "./fleet-child.js";
 import { startMosquitto } from "./fleet-mosquitto.js";
@@ -155,8 +157,14 @@ async function startCitywatch(
   if (CPU_PROFILE_DIR !== undefined && variant === "all-in-one") {
     execArgv.push("--cpu-prof", `--cpu-prof-dir=${CPU_PROFILE_DIR}`);
   }
+  // Made here and removed here after the child exits, even when it had to be killed (or when
+  // this process exits first: its children are killed then, see fleet-child.ts).
+  const dataDir = await mkdtemp(join(tmpdir(), "citywatch-bench-fleet-"));
+  const removeOnExit = () => rmSync(dataDir, { recursive: true, force: true });
+  process.once("exit", removeOnExit);
   const args: ServerArgs = {
     variant,
+    dataDir,
     devices: DEVICES + WARMUP,
     intervalS: INTERVAL_S,
     warmup: WARMUP,
@@ -169,13 +177,18 @@ async function startCitywatch(
     execArgv,
     ServerMessage,
   );
+  const stop = async () => {
+    await child.stop("stop");
+    await rm(dataDir, { recursive: true, force: true });
+    process.off("exit", removeOnExit);
+  };
   let ready: Extract<ServerMessage, { type: "ready" }>;
   try {
     const first = await child.ready(180_000);
     if (first.type !== "ready") throw new Error(`${label} sent ${first.type} first`);
     ready = first;
   } catch (error) {
-    await child.stop("stop");
+    await stop();
     throw error;
   }
   console.log(
@@ -183,7 +196,7 @@ async function startCitywatch(
   );
   return {
     devices: ready.devices,
-    stop: () => child.stop("stop"),
+    stop,
     target: {
       name: variant === "all-in-one" ? "citywatch" : "broker",
       label,
