@@ -11,6 +11,7 @@ import {
   type ReadyMessage,
   type ServerVariant,
 } from "./broker-protocol.js";
+import { awaitExitOrKill } from "./child-exit.js";
 
 const START_TIMEOUT_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -146,15 +147,6 @@ export class BrokerChild {
   async stop(): Promise<void> {
     if (this.exitReason !== undefined) return;
     if (this.child.connected) this.send({ type: "stop" });
-    let timer: NodeJS.Timeout | undefined;
-    const graceOver = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), STOP_GRACE_MS);
-    });
-    const outcome = await Promise.race([this.exited, graceOver]);
-    clearTimeout(timer);
-    if (outcome === "timeout") {
-      this.child.kill("SIGKILL");
-      await this.exited;
-    }
+    await awaitExitOrKill(this.child, this.exited, STOP_GRACE_MS);
   }
 }

@@ -7,6 +7,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { z } from "zod";
+import { awaitExitOrKill } from "./child-exit.js";
 
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const STOP_GRACE_MS = 10_000;
@@ -149,15 +150,6 @@ export class FleetChild<M extends Answer> {
   async stop(type: "stop" | "close"): Promise<void> {
     if (this.exitReason !== undefined) return;
     if (this.child.connected) this.child.send({ type });
-    let timer: NodeJS.Timeout | undefined;
-    const graceOver = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), STOP_GRACE_MS);
-    });
-    const outcome = await Promise.race([this.exited, graceOver]);
-    clearTimeout(timer);
-    if (outcome === "timeout") {
-      this.child.kill("SIGKILL");
-      await this.exited;
-    }
+    await awaitExitOrKill(this.child, this.exited, STOP_GRACE_MS);
   }
 }

@@ -13,6 +13,7 @@ import {
   type ServerArgs,
   type StatsMessage,
 } from "./ingest-protocol.js";
+import { awaitExitOrKill } from "./child-exit.js";
 
 const START_TIMEOUT_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 15_000;
@@ -151,15 +152,6 @@ export class IngestChild {
   async stop(): Promise<void> {
     if (this.exitReason !== undefined) return;
     if (this.child.connected) this.child.send({ type: "stop" } satisfies ParentMessage);
-    let timer: NodeJS.Timeout | undefined;
-    const graceOver = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), STOP_GRACE_MS);
-    });
-    const outcome = await Promise.race([this.exited, graceOver]);
-    clearTimeout(timer);
-    if (outcome === "timeout") {
-      this.child.kill("SIGKILL");
-      await this.exited;
-    }
+    await awaitExitOrKill(this.child, this.exited, STOP_GRACE_MS);
   }
 }
