@@ -216,6 +216,32 @@ describe("GET /api/v1/public/summary", () => {
       expect(body).not.toContain(secret);
   });
 
+  it("answers 503 unavailable when the store does not answer", async () => {
+    const closed = createSqliteStore(join(dir, "closed.db"));
+    await closed.open();
+    await closed.close();
+    const failing = testApi({
+      registry: {
+        device: (id: string) => PUBLIC_DEVICES.find((d) => d.id === id),
+        site: (id: string) => SITES.find((s) => s.id === id),
+        devices: () => PUBLIC_DEVICES,
+        sites: () => SITES,
+      },
+      state,
+      store: closed,
+      metrics: [],
+      now: () => now,
+      publicPage: { enabled: true, title: "", days: 30 },
+    });
+    try {
+      const res = await get(failing);
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toMatchObject({ error: "unavailable" });
+    } finally {
+      await failing.close();
+    }
+  });
+
   it("computes once a minute: new data shows after the cache's minute", async () => {
     const before = PublicSummary.parse((await get()).json());
     await store.write(
