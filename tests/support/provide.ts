@@ -10,7 +10,8 @@ import {
   type ReadinessCheck,
 } from "./process.js";
 
-export type ServiceSource = "env" | "testcontainers" | "local-binary";
+/** "running-server": one already running on the machine at its standard address (postgres.ts). */
+export type ServiceSource = "env" | "running-server" | "testcontainers" | "local-binary";
 
 export interface ServiceHandle {
   url: string;

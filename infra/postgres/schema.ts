@@ -1,0 +1,36 @@
+import type { Migration } from "./migrate.js";
+
+/*
+ * citywatch's PostgreSQL schema, as one ordered list of migrations (run by migrate() on start).
+ * Append only: a released entry is never edited, removed or renumbered, because databases record
+ * each version's checksum and refuse code that disagrees (see migrate.ts). The list lives in
+ * infra/ so that every component that keeps state in PostgreSQL can add its tables here without
+ * importing another component.
+ */
+export const CITYWATCH_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "cluster nodes and partition leases",
+    // cluster/leases.ts: which node owns which work partition, until when, under which fencing
+    // token. Tokens come from one sequence, so none is ever issued twice and each acquisition
+    // gets a larger one than every earlier acquisition. A partition that nobody has held yet
+    // has no owner and a lease that expired at -infinity.
+    sql: `
+CREATE SEQUENCE partition_lease_token AS bigint;
+
+CREATE TABLE cluster_nodes (
+  node_id    text PRIMARY KEY,
+  started_at timestamptz NOT NULL,
+  last_seen  timestamptz NOT NULL
+);
+
+CREATE TABLE partition_leases (
+  partition   integer PRIMARY KEY CHECK (partition >= 0),
+  owner       text,
+  token       bigint,
+  acquired_at timestamptz,
+  expires_at  timestamptz NOT NULL DEFAULT '-infinity'
+);
+`,
+  },
+];
