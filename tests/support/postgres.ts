@@ -38,6 +38,13 @@ export async function providePostgres(): Promise<Provided> {
   };
 }
 
+/** The URL of the server a `describe.runIf(service)` suite runs with. */
+export function postgresUrl(service: ServiceHandle | undefined): string {
+  // describe.runIf does not narrow the type inside the suite.
+  if (service === undefined) throw new Error("suite ran without PostgreSQL");
+  return service.url;
+}
+
 /** undefined when `SELECT 1` works at `url`, else why not. */
 async function probe(url: string): Promise<string | undefined> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });

@@ -13,18 +13,13 @@ import {
   createTestSchema,
   freePort,
   providePostgres,
-  type ServiceHandle,
+  postgresUrl,
   type TestSchema,
 } from "../../support/services.js";
 import { requireService } from "../../support/suite.js";
 
 // infra/postgres: opening a pool, and the migration runner's rules (docs/cluster.md).
 const postgres = await requireService("cluster: PostgreSQL pool and migrations", providePostgres);
-
-function urlOf(service: ServiceHandle | undefined): string {
-  if (service === undefined) throw new Error("suite ran without PostgreSQL");
-  return service.url;
-}
 
 describe("openPostgres without a server", () => {
   it("refuses a text that is not a URL without repeating it", async () => {
@@ -63,7 +58,7 @@ describe.runIf(postgres)("PostgreSQL pool and migrations", () => {
   let schema: TestSchema;
 
   beforeEach(async () => {
-    schema = await createTestSchema(urlOf(postgres));
+    schema = await createTestSchema(postgresUrl(postgres));
   });
   afterEach(async () => {
     await schema.drop();
@@ -106,7 +101,7 @@ describe.runIf(postgres)("PostgreSQL pool and migrations", () => {
     );
     expect(rows[0]?.path).toBe(schema.name);
 
-    const other = await createTestSchema(urlOf(postgres));
+    const other = await createTestSchema(postgresUrl(postgres));
     try {
       const elsewhere = await other.pool();
       await expect(elsewhere.query("SELECT * FROM confined")).rejects.toThrow(/does not exist/);
@@ -117,7 +112,7 @@ describe.runIf(postgres)("PostgreSQL pool and migrations", () => {
 
   it("says so when the schema does not exist", async () => {
     await expect(
-      openPostgres({ url: urlOf(postgres), schema: `${schema.name}_missing` }),
+      openPostgres({ url: postgresUrl(postgres), schema: `${schema.name}_missing` }),
     ).rejects.toThrow(new RegExp(`schema "${schema.name}_missing" does not exist`));
   });
 

@@ -1,0 +1,67 @@
+import pg from "pg";
+
+/*
+ * Fencing: the guarantee that a node which lost a partition cannot write for it any more, even if
+ * it does not know yet (a long pause, a clock that jumped, a renewal that never came back). A write
+ * for a partition goes through fencedWrite with the token the lease keeper reported; in the same
+ * transaction the lease row is read FOR SHARE:
+ *
+ * - a row with another token (the partition was taken over) or an expired lease refuses the write
+ *   before it begins (LeaseLostError);
+ * - a row found valid stays share-locked until the write commits, and taking the partition over
+ *   means updating that row, so a takeover waits for the write in flight (the keeper's FOR UPDATE
+ *   SKIP LOCKED passes the row by and tries again next round). The new owner therefore starts
+ *   after the old owner's last write is committed, and sees it.
+ *
+ * The check uses clock_timestamp() (the server's clock now), not now(), which is frozen at the
+ * start of the transaction.
+ */
+
+/** The lease of `partition` under `token` is gone (taken over or expired); nothing was written. */
+export class LeaseLostError extends Error {
+  override readonly name = "LeaseLostError";
+  constructor(
+    readonly partition: number,
+    readonly token: number,
+  ) {
+    super(`partition ${partition}: the lease with token ${token} is no longer held`);
+  }
+}
+
+const HOLDS_LEASE = `SELECT 1 FROM partition_leases
+  WHERE partition = $1 AND token = $2 AND expires_at > clock_timestamp()
+  FOR SHARE`;
+
+/**
+ * Run `write` in a transaction that commits only while `partition` is held under `token`.
+ * Given a pool, a connection is taken for the call and returned; given a connection (not in a
+ * transaction), it is used. `write` must use the connection it is handed, and should be short:
+ * the partition cannot be renewed or taken over while it runs.
+ */
+export async function fencedWrite<T>(
+  db: pg.Pool | pg.PoolClient,
+  partition: number,
+  token: number,
+  write: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const client = db instanceof pg.Pool ? await db.connect() : db;
+  let failure: Error | undefined;
+  try {
+    await client.query("BEGIN");
+    try {
+      const held = await client.query(HOLDS_LEASE, [partition, token]);
+      if (held.rowCount !== 1) throw new LeaseLostError(partition, token);
+      const result = await write(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (err) {
+      await client.query("ROLLBACK").catch((rollbackError: unknown) => {
+        failure = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+      });
+      throw err;
+    }
+  } finally {
+    // A connection whose ROLLBACK failed is broken: the pool closes it instead of reusing it.
+    if (client !== db) client.release(failure);
+  }
+}
