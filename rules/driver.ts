@@ -59,6 +59,14 @@ export interface RulesDriverDeps extends SubjectIndexDeps {
    * backtest's replay. The same decisions at the same instants, fewer evaluations.
    */
   readonly quietTicks?: boolean;
+  /**
+   * Each reading arrives the instant it was taken (default false: when its batch is handed
+   * over, now): the backtest's replay, whose batches are everything stored between two ticks.
+   * A device's data clock then runs from its own newest reading, as live with no delay, and
+   * never from another device's reading that happened to share its batch (a replay split by
+   * site decides what one replay decides, rules/backtest/partition.ts).
+   */
+  readonly arrivalAtReading?: boolean;
   /** Past samples to start from after a restart (from the time-series store). */
   readonly backfill?: (device: Device, fromMs: number, toMs: number) => Promise<StoredReading[]>;
 }
@@ -465,7 +473,7 @@ export class RulesDriver {
     // came later is no gap in it); the real time since they arrived still shows a dead link.
     if (slot.lastSeenAt === undefined || timeMs > slot.lastSeenAt) {
       slot.lastSeenAt = timeMs;
-      slot.seenArrival = now;
+      slot.seenArrival = this.deps.arrivalAtReading === true ? timeMs : now;
       if (timeMs - now > this.maxLead) this.maxLead = timeMs - now;
     }
     if (slot.lastQuality === undefined || !replay) slot.lastQuality = quality;

@@ -16,7 +16,9 @@ import {
 } from "../../rules/backtest/index.js";
 import { directoryRules } from "../../rules/backtest/sources.js";
 import { formatRuleProblems } from "../../rules/load.js";
-import { backtestDeps, openHistoryStore } from "../runtime/backtest.js";
+import { backtestDeps, historySpecOf } from "../runtime/backtest.js";
+import { openHistorySpec } from "../runtime/history.js";
+import { defaultBacktestWorkers, workerParts } from "../runtime/backtest-parts.js";
 import {
   COMMON_OPTIONS,
   INGEST_OPTIONS,
@@ -47,6 +49,7 @@ interface BacktestFlags extends RunFlags {
   defaultPack: boolean;
   json?: boolean;
   cases?: number;
+  workers?: number;
 }
 
 const UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -88,6 +91,12 @@ function parseRegion(text: string): string {
 function parseCount(text: string): number {
   if (!/^\d+$/.test(text)) throw new InvalidArgumentError("must be a whole number");
   return Number(text);
+}
+
+function parsePositive(text: string): number {
+  const n = parseCount(text);
+  if (n < 1 || n > 256) throw new InvalidArgumentError("must be a whole number from 1 to 256");
+  return n;
 }
 
 /** The flag a problem's path stands for. */
@@ -285,7 +294,11 @@ async function runBacktest(flags: BacktestFlags): Promise<void> {
   try {
     registry = openRegistry(config.dataDir);
     const devices = registry;
-    const store = openHistoryStore(config, log);
+    const history = historySpecOf(config);
+    const store = openHistorySpec(history, log);
+    const parts = workerParts(history, flags.workers ?? defaultBacktestWorkers());
+    // The workers load their modules while this thread reads the registry and the rules.
+    parts.prestart();
     try {
       const report = await backtest(
         backtestDeps({
@@ -294,6 +307,7 @@ async function runBacktest(flags: BacktestFlags): Promise<void> {
           log,
           now: Date.now,
           retention: () => storeRetention(config.ingest.store),
+          parts,
         }),
         {
           fromMs: flags.from,
@@ -317,6 +331,7 @@ async function runBacktest(flags: BacktestFlags): Promise<void> {
           : formatReport(report, flags.cases ?? 10),
       );
     } finally {
+      await parts.close();
       await store.close();
     }
   } catch (error) {
@@ -383,6 +398,11 @@ export function rulesCommand(program: Command): void {
       "load --rules (and --compare) without the default pack (as does ingest.rules.defaultPack: false)",
     )
     .option("--cases <n>", "cases listed per rule (default 10; 0: none)", parseCount)
+    .option(
+      "--workers <n>",
+      `worker threads the replay is split into by site, one CPU each [default: the CPUs, here ${defaultBacktestWorkers()}]; 1 on a host whose live system needs its CPUs`,
+      parsePositive,
+    )
     .option("--json", "print the report as JSON (docs/rules.md, Backtest)")
     .action((flags: BacktestFlags) => runBacktest(flags));
 }

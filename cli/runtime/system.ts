@@ -6,7 +6,7 @@ import { EvidenceKeyError, EvidenceKeyring, evidenceKeyFile } from "../../tasks/
 import { EvidenceLinkError } from "../../tasks/evidence-links.js";
 import type { Publisher } from "../../tasks/notify/mqtt.js";
 import { rulesRegistry } from "./standby.js";
-import { readBack } from "./backtest.js";
+import { readBack } from "./history.js";
 
 /*
  * The back office of one process, wired in one place: ingest → rules → tasks → notify.

@@ -79,9 +79,14 @@ export function createSqliteStore(file: string): TimeSeriesStore {
     values: JSON.parse(r.fields) as Record<string, number | boolean>,
   });
 
-  const readingsStmt = db.prepare(
-    "SELECT time_ms, quality, seq, fields FROM readings WHERE measurement = ? AND device = ? AND quality = ? AND time_ms >= ? AND time_ms < ? ORDER BY time_ms LIMIT ?",
-  );
+  // Rows as arrays (time_ms, quality, seq, fields), not objects: a range read is the backtest's
+  // bulk read, and an object per row cost it about 0.7 µs of 2 per reading (bench/backtest.ts).
+  const readingsStmt = db
+    .prepare(
+      "SELECT time_ms, quality, seq, fields FROM readings WHERE measurement = ? AND device = ? AND quality = ? AND time_ms >= ? AND time_ms < ? ORDER BY time_ms LIMIT ?",
+    )
+    .raw(true);
+  type RawRow = [number, QualityFlag, number, string];
   // Quality sits between device and time in the key, so a time order or range of a device's
   // readings is not one range of the key: SQLite scanned all of the device's readings for a latest
   // reading (5 ms at 30 days of one a minute) and for every chunk of an aggregate. A device's
@@ -153,14 +158,32 @@ export function createSqliteStore(file: string): TimeSeriesStore {
         // Each quality flag's range of the key (as latest and aggregates), merged by time: a
         // range of a device's readings no longer scans and sorts its whole history (a month's
         // backtest read in 216 slices re-read every device's month each time).
-        let rows: Row[] = [];
-        for (const quality of qualitiesOf(q.kind, q.deviceId))
-          rows = rows.concat(
-            readingsStmt.all(q.kind, q.deviceId, quality, q.fromMs, q.toMs, q.limit) as Row[],
-          );
-        rows.sort((x, y) => x.time_ms - y.time_ms || (x.quality < y.quality ? -1 : 1));
+        let rows: RawRow[] = [];
+        const qualities = qualitiesOf(q.kind, q.deviceId);
+        for (const quality of qualities) {
+          const more = readingsStmt.all(
+            q.kind,
+            q.deviceId,
+            quality,
+            q.fromMs,
+            q.toMs,
+            q.limit,
+          ) as RawRow[];
+          rows = rows.length === 0 ? more : rows.concat(more);
+        }
+        if (qualities.length > 1) rows.sort((x, y) => x[0] - y[0] || (x[1] < y[1] ? -1 : 1));
         if (rows.length > q.limit) rows.length = q.limit;
-        return rows.map(toReading);
+        const out = new Array<StoredReading>(rows.length);
+        for (let i = 0; i < rows.length; i++) {
+          const r = rows[i] as RawRow;
+          out[i] = {
+            timeMs: r[0],
+            quality: r[1],
+            seq: r[2],
+            values: JSON.parse(r[3]) as Record<string, number | boolean>,
+          };
+        }
+        return out;
       });
     },
     aggregate(q: AggregateQuery): Promise<AggregateBucket[]> {

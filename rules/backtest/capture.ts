@@ -54,16 +54,28 @@ function summary(input: EvidenceInput | undefined, at: number): BacktestEvidence
   };
 }
 
-function zero(): BacktestCounts {
+/** Counts of nothing. */
+export function zeroCounts(): BacktestCounts {
   return { raised: 0, escalated: 0, cleared: 0, openAtStart: 0, openAtEnd: 0 };
 }
 
-function add(into: BacktestCounts, counts: BacktestCounts): void {
+/** `counts` added into `into`. */
+export function addCounts(into: BacktestCounts, counts: BacktestCounts): void {
   into.raised += counts.raised;
   into.escalated += counts.escalated;
   into.cleared += counts.cleared;
   into.openAtStart += counts.openAtStart;
   into.openAtEnd += counts.openAtEnd;
+}
+
+/** A rule's part of a run: what it is, its counts, its subjects. */
+export function ruleOut(
+  rule: Pick<BacktestRule, "id" | "version" | "title" | "taskKind">,
+  counts: BacktestCounts,
+  subjects: BacktestSubject[],
+): BacktestRule {
+  const { id, version, title, taskKind } = rule;
+  return { id, version, title, taskKind, ...counts, subjects };
 }
 
 export class CaptureSink implements TaskSink {
@@ -147,36 +159,29 @@ export class CaptureSink implements TaskSink {
 
   /** What the rules decided, per rule and subject, rules and subjects with no case left out. */
   run(label: string, ruleCount: number, evaluations: number): BacktestRun {
-    const totals = zero();
+    const totals = zeroCounts();
     const byRule: BacktestRule[] = [];
     for (const { rule, subjects } of [...this.#rules.values()].sort((a, b) =>
       a.rule.id.localeCompare(b.rule.id),
     )) {
-      const counts = zero();
+      const counts = zeroCounts();
       const outSubjects: BacktestSubject[] = [];
       for (const key of [...subjects.keys()].sort()) {
         const subject = subjects.get(key) as SubjectRecord;
         if (subject.cases.size === 0) continue;
         const out = this.#subjectOut(subject);
-        add(counts, out);
+        addCounts(counts, out);
         outSubjects.push(out);
       }
       if (outSubjects.length === 0) continue;
-      add(totals, counts);
-      byRule.push({
-        id: rule.id,
-        version: rule.version,
-        title: rule.title,
-        taskKind: rule.taskKind,
-        ...counts,
-        subjects: outSubjects,
-      });
+      addCounts(totals, counts);
+      byRule.push(ruleOut(rule, counts, outSubjects));
     }
     return { rules: label, ruleCount, evaluations, totals, byRule };
   }
 
   #subjectOut(subject: SubjectRecord): BacktestSubject {
-    const counts = zero();
+    const counts = zeroCounts();
     const cases: BacktestCase[] = [];
     for (const c of [...subject.cases.values()].sort((a, b) => a.alarmSeq - b.alarmSeq)) {
       const openAtStart = c.raisedAt < this.fromMs;

@@ -13,6 +13,8 @@ import type { RuleLoad, RuleProblem } from "../load.js";
 import { RuleSet } from "../rule-set.js";
 import { CaptureSink } from "./capture.js";
 import { diffRuns } from "./diff.js";
+import { mergeRuns, partitionDevices } from "./partition.js";
+import type { RuleSourceSpec } from "./sources.js";
 import {
   type HistorySource,
   replay,
@@ -39,12 +41,67 @@ export interface BacktestDeps {
   readonly registry: RulesRegistry;
   readonly retention: () => Promise<StoreRetention>;
   readonly now: () => number;
+  /**
+   * Runs parts of the replay side by side (worker threads, cli/runtime/backtest-parts.ts);
+   * absent, or one part, or a rule source without a spec: one replay in this thread.
+   */
+  readonly parts?: PartRunner | undefined;
+}
+
+/**
+ * What a part of a split backtest is given, as data (a worker thread's input): its devices (a
+ * site's devices are never split, partition.ts), the registry's sites, the rules as specs, and
+ * the plan's range and ticks.
+ */
+export interface PartRequest extends ReplayPlan {
+  /** The scope's device (the report keeps its subjects and its site's). */
+  readonly scopeDevice: string | undefined;
+  readonly rules: readonly RuleSourceSpec[];
+  readonly ruleIds: readonly string[] | undefined;
+}
+
+/** The devices and sites one replay covers, its range and its ticks (data, for a worker too). */
+export interface ReplayPlan {
+  readonly devices: readonly Device[];
+  readonly sites: readonly Site[];
+  readonly region: string;
+  readonly warmUpFromMs: number;
+  readonly fromMs: number;
+  readonly toMs: number;
+  readonly tickMs: number;
+  readonly everyTick: boolean;
+  readonly maxReadings: number | undefined;
+}
+
+/** A part's runs (one per rule set, in the request's order) and what it replayed. */
+export interface PartResult {
+  readonly runs: readonly BacktestRun[];
+  readonly replayed: Replayed;
+}
+
+/** A part's progress: readings replayed so far and the data time reached. */
+export interface PartProgress {
+  readonly readings: number;
+  readonly atMs: number;
+}
+
+/** Runs a part of a backtest elsewhere (a worker thread). */
+export interface PartRunner {
+  /** Parts to split a backtest into. */
+  readonly parts: number;
+  run(
+    request: PartRequest,
+    onProgress: (progress: PartProgress) => void,
+    signal: AbortSignal,
+  ): Promise<PartResult>;
 }
 
 /** Rules to judge with: a label for the report and the loader (a directory, inline files…). */
 export interface RuleSource {
   readonly label: string;
   readonly load: () => RuleLoad;
+  /** Where the rules come from, as data (sources.ts): without it the backtest is not split. */
+  readonly spec?: RuleSourceSpec | undefined;
 }
 
 export interface BacktestOptions {
@@ -145,6 +202,13 @@ interface Plan {
   readonly warnings: string[];
 }
 
+/** A device scope's report: the device's own subjects and its site's (every subject: none). */
+function acceptOf(device: Device | undefined): (notice: AlarmNotice) => boolean {
+  if (device === undefined) return () => true;
+  return (n) =>
+    n.subjectType === "device" ? n.subjectId === device.id : n.subjectId === device.siteId;
+}
+
 /** The devices the scope replays: every enabled one, a site's, or a device's whole site. */
 function scopeOf(
   options: BacktestOptions,
@@ -167,8 +231,7 @@ function scopeOf(
       // the report keeps the device's own subjects and its site's.
       return {
         devices: enabled.filter((d) => d.siteId === device.siteId),
-        accept: (n) =>
-          n.subjectType === "device" ? n.subjectId === device.id : n.subjectId === device.siteId,
+        accept: acceptOf(device),
       };
     }
   }
@@ -300,32 +363,208 @@ async function plan(deps: BacktestDeps, options: BacktestOptions): Promise<Plan>
  */
 const FRESH_ALARMS: RulesDriverDeps["alarms"] = { all: () => [], save: () => undefined };
 
-/** One rule set's driver over the replay, its decisions captured, nothing filed. */
-function judge(
-  deps: BacktestDeps,
-  p: Plan,
-  set: LoadedSet,
-  options: BacktestOptions,
-  clock: () => number,
-) {
-  const sink = new CaptureSink(options.fromMs, p.accept);
-  const registry: RulesRegistry = { devices: () => p.devices, sites: () => p.sites };
-  const driver = new RulesDriver({
-    log: deps.log,
-    rules: set.ruleSet,
-    registry,
-    registryRefreshMs: NEVER,
-    quietTicks: options.everyTick !== true,
-    region: options.region,
-    alarms: FRESH_ALARMS,
-    sink,
-    tickMs: options.tickMs,
-    now: clock,
-  });
-  return {
-    driver,
-    run: (): BacktestRun => sink.run(set.label, set.ruleSet.rules.length, driver.evaluationCount),
+/** What one replay covers (a part's devices, or every device in scope), and what it reports. */
+interface ReplayScope extends ReplayPlan {
+  readonly accept: (notice: AlarmNotice) => boolean;
+  readonly onProgress?: ((progress: ReplayProgress) => void) | undefined;
+}
+
+/**
+ * The scope's history replayed through a driver per rule set (fresh alarm states, a task sink
+ * that files nothing): each set's run, in order, and what was replayed.
+ */
+async function replayThrough(
+  log: Logger,
+  history: HistorySource,
+  scope: ReplayScope,
+  sets: readonly LoadedSet[],
+): Promise<PartResult> {
+  let now = scope.warmUpFromMs;
+  const registry: RulesRegistry = {
+    devices: () => [...scope.devices],
+    sites: () => [...scope.sites],
   };
+  const judges = sets.map((set) => {
+    const sink = new CaptureSink(scope.fromMs, scope.accept);
+    const driver = new RulesDriver({
+      log,
+      rules: set.ruleSet,
+      registry,
+      registryRefreshMs: NEVER,
+      quietTicks: !scope.everyTick,
+      arrivalAtReading: true,
+      region: scope.region,
+      alarms: FRESH_ALARMS,
+      sink,
+      tickMs: scope.tickMs,
+      now: () => now,
+    });
+    return {
+      driver,
+      run: (): BacktestRun => sink.run(set.label, set.ruleSet.rules.length, driver.evaluationCount),
+    };
+  });
+  const replayed = await replay({
+    history,
+    devices: scope.devices,
+    targets: judges.map((j) => j.driver),
+    setNow: (ms) => {
+      now = ms;
+    },
+    warmUpFromMs: scope.warmUpFromMs,
+    fromMs: scope.fromMs,
+    toMs: scope.toMs,
+    tickMs: scope.tickMs,
+    maxReadings: scope.maxReadings,
+    onProgress: scope.onProgress,
+  });
+  return { runs: judges.map((j) => j.run()), replayed };
+}
+
+/** A part of a split backtest, in the thread that runs it: its rules loaded, its replay. */
+export async function runPart(
+  log: Logger,
+  history: HistorySource,
+  request: PartRequest,
+  ruleSourceOf: (spec: RuleSourceSpec) => RuleSource,
+  onProgress: (progress: ReplayProgress) => void,
+): Promise<PartResult> {
+  const problems: BacktestProblem[] = [];
+  const ruleIds = request.ruleIds === undefined ? undefined : new Set(request.ruleIds);
+  const sets = request.rules.map(
+    (spec, i) => loadSet(i === 0 ? "rules" : "compare", ruleSourceOf(spec), ruleIds, problems)?.set,
+  );
+  // The thread that split the backtest loaded the same files a moment ago.
+  if (problems.length > 0) throw new BacktestError(problems);
+  return replayThrough(
+    log,
+    history,
+    {
+      ...request,
+      accept: acceptOf(request.devices.find((d) => d.id === request.scopeDevice)),
+      onProgress,
+    },
+    sets as LoadedSet[],
+  );
+}
+
+/** The parts' results as one replay's: runs merged per rule set, counts summed. */
+function mergeParts(results: readonly PartResult[], sets: readonly LoadedSet[]): PartResult {
+  const runs = sets.map((set, i) => ({
+    ...mergeRuns(results.map((r) => r.runs[i] as BacktestRun)),
+    rules: set.label,
+    ruleCount: set.ruleSet.rules.length,
+  }));
+  let firstMs: number | undefined;
+  let lastMs: number | undefined;
+  for (const { replayed } of results) {
+    if (replayed.firstMs !== undefined) firstMs = Math.min(firstMs ?? Infinity, replayed.firstMs);
+    if (replayed.lastMs !== undefined) lastMs = Math.max(lastMs ?? -Infinity, replayed.lastMs);
+  }
+  const sum = (f: (r: Replayed) => number) => results.reduce((n, r) => n + f(r.replayed), 0);
+  return {
+    runs,
+    replayed: {
+      readings: sum((r) => r.readings),
+      warmUpReadings: sum((r) => r.warmUpReadings),
+      firstMs,
+      lastMs,
+    },
+  };
+}
+
+/** The plan's range and ticks over `devices` (every device in scope, or a part's). */
+function replayPlanOf(p: Plan, options: BacktestOptions, devices: readonly Device[]): ReplayPlan {
+  return {
+    devices,
+    sites: p.sites,
+    region: options.region,
+    warmUpFromMs: p.warmUpFromMs,
+    fromMs: options.fromMs,
+    toMs: options.toMs,
+    tickMs: options.tickMs,
+    everyTick: options.everyTick === true,
+    maxReadings: options.maxReadings,
+  };
+}
+
+/**
+ * The plan's devices split by site into parts run side by side: the first in this thread (its
+ * modules and rules are loaded already), the others by the runner (worker threads). Progress
+ * summed (data time: the part furthest behind); the reading budget counts every part.
+ */
+async function runInParts(
+  deps: BacktestDeps,
+  runner: PartRunner,
+  groups: readonly Device[][],
+  p: Plan,
+  specs: readonly RuleSourceSpec[],
+  options: BacktestOptions,
+): Promise<PartResult> {
+  const abort = new AbortController();
+  const progress = groups.map(() => ({ readings: 0, atMs: p.warmUpFromMs }));
+  const update = (i: number, x: PartProgress) => {
+    progress[i] = x;
+    const readings = progress.reduce((n, y) => n + y.readings, 0);
+    if (options.maxReadings !== undefined && readings > options.maxReadings) {
+      abort.abort(new TooManyReadings(options.maxReadings));
+    }
+    options.onProgress?.({
+      atMs: Math.min(...progress.map((y) => y.atMs)),
+      warmUpFromMs: p.warmUpFromMs,
+      fromMs: options.fromMs,
+      toMs: options.toMs,
+      readings,
+    });
+  };
+  const parts = groups.map((devices, i): Promise<PartResult> => {
+    const base = replayPlanOf(p, options, devices);
+    if (i === 0) {
+      return replayThrough(
+        deps.log,
+        deps.history,
+        {
+          ...base,
+          accept: p.accept,
+          onProgress: (x) => {
+            update(0, x);
+            // Another part failed or the budget is spent: this one stops at its next yield.
+            if (abort.signal.aborted) throw abort.signal.reason as Error;
+          },
+        },
+        p.sets,
+      );
+    }
+    const request: PartRequest = {
+      ...base,
+      scopeDevice: options.device,
+      rules: specs,
+      ruleIds: options.ruleIds,
+    };
+    return runner.run(request, (x) => update(i, x), abort.signal);
+  });
+  const results = await Promise.all(
+    parts.map((part, i) =>
+      part.then((result) => {
+        update(i, {
+          readings: result.replayed.readings + result.replayed.warmUpReadings,
+          atMs: options.toMs,
+        });
+        return result;
+      }),
+    ),
+  ).catch((error: unknown) => {
+    // One part failed: the others are stopped, and the budget's error wins over their aborts.
+    const reason: unknown = abort.signal.aborted ? abort.signal.reason : error;
+    abort.abort(reason);
+    throw reason;
+  });
+  const merged = mergeParts(results, p.sets);
+  const total = merged.replayed.readings + merged.replayed.warmUpReadings;
+  if (options.maxReadings !== undefined && total > options.maxReadings) {
+    throw new TooManyReadings(options.maxReadings);
+  }
+  return merged;
 }
 
 /** Replay the range through the rules (and the compared rules), filing nothing. */
@@ -335,24 +574,28 @@ export async function backtest(
 ): Promise<BacktestReport> {
   const started = performance.now();
   const p = await plan(deps, options);
-  let now = p.warmUpFromMs;
-  const judges = p.sets.map((set) => judge(deps, p, set, options, () => now));
-  let replayed: Replayed;
+  const specs = [options.rules.spec, options.compare?.spec].filter(
+    (spec): spec is RuleSourceSpec => spec !== undefined,
+  );
+  const groups =
+    deps.parts !== undefined && deps.parts.parts > 1 && specs.length === p.sets.length
+      ? partitionDevices(p.devices, deps.parts.parts)
+      : [];
+  let result: PartResult;
   try {
-    replayed = await replay({
-      history: deps.history,
-      devices: p.devices,
-      targets: judges.map((j) => j.driver),
-      setNow: (ms) => {
-        now = ms;
-      },
-      warmUpFromMs: p.warmUpFromMs,
-      fromMs: options.fromMs,
-      toMs: options.toMs,
-      tickMs: options.tickMs,
-      maxReadings: options.maxReadings,
-      onProgress: options.onProgress,
-    });
+    result =
+      deps.parts !== undefined && groups.length > 1
+        ? await runInParts(deps, deps.parts, groups, p, specs, options)
+        : await replayThrough(
+            deps.log,
+            deps.history,
+            {
+              ...replayPlanOf(p, options, p.devices),
+              accept: p.accept,
+              onProgress: options.onProgress,
+            },
+            p.sets,
+          );
   } catch (error) {
     if (error instanceof TooManyReadings) {
       throw new BacktestError([
@@ -364,8 +607,8 @@ export async function backtest(
     }
     throw error;
   }
-  const [candidate, baseline] = judges.map((j) => j.run());
-  const run = candidate as BacktestRun;
+  const { replayed } = result;
+  const [run, baseline] = result.runs as [BacktestRun, BacktestRun | undefined];
   if (replayed.readings === 0)
     p.warnings.push("no stored readings in the range for the devices in scope");
   const elapsedMs = performance.now() - started;

@@ -1,7 +1,8 @@
 import { performance } from "node:perf_hooks";
 import { setImmediate as yieldNow } from "node:timers/promises";
 import type { Device } from "../../contracts/index.js";
-import type { StoredReading } from "../../contracts/model/stored-readings.js";
+import type { QualityFlag } from "../../contracts/index.js";
+import type { StoredBatch } from "../../contracts/model/stored-readings.js";
 
 /*
  * The replay of a backtest: the devices' stored readings read back chunk by chunk of data time,
@@ -11,6 +12,15 @@ import type { StoredReading } from "../../contracts/model/stored-readings.js";
  * engine makes of a batch and a tick is its own business.
  */
 
+/** A stored reading of a device, as the store answers (the device is the query's). */
+export interface HistoryRow {
+  readonly timeMs: number;
+  readonly quality: QualityFlag;
+  /** The uplink message's seq, where the store keeps it. */
+  readonly seq?: number | undefined;
+  readonly values: Readonly<Record<string, number | boolean>>;
+}
+
 /** Where the stored history comes from (the time-series store, through the composition root). */
 export interface HistorySource {
   /** A device's stored readings in [fromMs, toMs), oldest first, at most `limit`. */
@@ -19,12 +29,12 @@ export interface HistorySource {
     fromMs: number,
     toMs: number,
     limit: number,
-  ): Promise<readonly StoredReading[]>;
+  ): Promise<readonly HistoryRow[]>;
 }
 
 /** What the replay feeds: a rules driver, through its public entry points. */
 export interface ReplayTarget {
-  onStored(readings: readonly StoredReading[]): void;
+  onStoredBatch(readings: StoredBatch): void;
   tick(): void;
 }
 
@@ -101,8 +111,8 @@ async function readDevice(
   fromMs: number,
   toMs: number,
   pageSize: number,
-): Promise<StoredReading[]> {
-  const out: StoredReading[] = [];
+): Promise<HistoryRow[]> {
+  const out: HistoryRow[] = [];
   let start = fromMs;
   for (;;) {
     const page = await history.readings(device, start, toMs, pageSize);
@@ -112,13 +122,77 @@ async function readDevice(
     }
     // A full page: the readings of its last instant (one per quality flag) may go on in the
     // next, so they are read again from there.
-    const last = (page[page.length - 1] as StoredReading).timeMs;
+    const last = (page[page.length - 1] as HistoryRow).timeMs;
     let keep = page.length;
-    while (keep > 0 && (page[keep - 1] as StoredReading).timeMs === last) keep -= 1;
+    while (keep > 0 && (page[keep - 1] as HistoryRow).timeMs === last) keep -= 1;
     if (keep === 0) keep = page.length; // a whole page of one instant
-    for (let i = 0; i < keep; i++) out.push(page[i] as StoredReading);
+    for (let i = 0; i < keep; i++) out.push(page[i] as HistoryRow);
     start = keep === page.length ? last + 1 : last;
   }
+}
+
+/**
+ * Readings of every device in time order, as two columns: the store's rows, and each row's
+ * device (an index into the replay's devices). No object per reading is made beyond the store's.
+ */
+interface Chunk {
+  readonly rows: HistoryRow[];
+  readonly owners: number[];
+}
+
+/**
+ * The devices' lists (each oldest first) merged in time order, readings of one instant in
+ * device order: a heap of the lists' heads, log(devices) steps a reading.
+ */
+function mergeByTime(lists: readonly HistoryRow[][]): Chunk {
+  const rows: HistoryRow[] = [];
+  const owners: number[] = [];
+  const next = new Int32Array(lists.length);
+  const headTime = new Float64Array(lists.length);
+  // The heap holds device indexes; its order: head time, then device index.
+  const heap: number[] = [];
+  const before = (x: number, y: number) =>
+    (headTime[x] as number) < (headTime[y] as number) || (headTime[x] === headTime[y] && x < y);
+  const down = (i: number) => {
+    const len = heap.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= len) return;
+      const r = l + 1;
+      const c = r < len && before(heap[r] as number, heap[l] as number) ? r : l;
+      if (!before(heap[c] as number, heap[i] as number)) return;
+      const swap = heap[c] as number;
+      heap[c] = heap[i] as number;
+      heap[i] = swap;
+      i = c;
+    }
+  };
+  lists.forEach((list, d) => {
+    if (list.length === 0) return;
+    headTime[d] = (list[0] as HistoryRow).timeMs;
+    heap.push(d);
+  });
+  for (let i = (heap.length >> 1) - 1; i >= 0; i--) down(i);
+  while (heap.length > 0) {
+    const d = heap[0] as number;
+    const list = lists[d] as HistoryRow[];
+    const i = next[d] as number;
+    rows.push(list[i] as HistoryRow);
+    owners.push(d);
+    if (i + 1 < list.length) {
+      next[d] = i + 1;
+      headTime[d] = (list[i + 1] as HistoryRow).timeMs;
+      down(0);
+    } else {
+      // The list is done: the heap's last entry takes its place (none: the merge is done).
+      const last = heap.pop() as number;
+      if (heap.length > 0) {
+        heap[0] = last;
+        down(0);
+      }
+    }
+  }
+  return { rows, owners };
 }
 
 /** Every device's readings in [fromMs, toMs), merged in time order. */
@@ -128,8 +202,8 @@ async function readChunk(
   fromMs: number,
   toMs: number,
   pageSize: number,
-): Promise<StoredReading[]> {
-  const lists: StoredReading[][] = new Array<StoredReading[]>(devices.length);
+): Promise<Chunk> {
+  const lists: HistoryRow[][] = new Array<HistoryRow[]>(devices.length);
   let next = 0;
   const worker = async () => {
     while (next < devices.length) {
@@ -138,22 +212,60 @@ async function readChunk(
     }
   };
   await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, devices.length) }, worker));
-  const merged = lists.flat();
-  // Stable: readings of one instant keep their device order.
-  merged.sort((a, b) => a.timeMs - b.timeMs);
-  return merged;
+  return mergeByTime(lists);
 }
 
 /** The first index at or after `from` whose reading is later than `at`. */
-function after(readings: readonly StoredReading[], from: number, at: number): number {
+function after(rows: readonly HistoryRow[], from: number, at: number): number {
   let lo = from;
-  let hi = readings.length;
+  let hi = rows.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if ((readings[mid] as StoredReading).timeMs <= at) lo = mid + 1;
+    if ((rows[mid] as HistoryRow).timeMs <= at) lo = mid + 1;
     else hi = mid;
   }
   return lo;
+}
+
+/**
+ * Readings [from, from + length) of a chunk as the driver takes them (a StoredBatch, no object per
+ * reading): not replayed, so judged as the live readings they were; the uplink seq the store
+ * kept; no receive time (the store does not keep it).
+ */
+class ChunkBatch implements StoredBatch {
+  constructor(
+    private readonly chunk: Chunk,
+    private readonly ids: readonly string[],
+    private readonly from: number,
+    readonly length: number,
+  ) {}
+  private row(i: number): HistoryRow {
+    return this.chunk.rows[this.from + i] as HistoryRow;
+  }
+  isStored(): boolean {
+    return true;
+  }
+  deviceId(i: number): string {
+    return this.ids[this.chunk.owners[this.from + i] as number] as string;
+  }
+  timeMs(i: number): number {
+    return this.row(i).timeMs;
+  }
+  quality(i: number): QualityFlag {
+    return this.row(i).quality;
+  }
+  replay(): boolean {
+    return false;
+  }
+  seq(i: number): number | undefined {
+    return this.row(i).seq;
+  }
+  receivedMs(): number | undefined {
+    return undefined;
+  }
+  value(i: number, quantity: string): number | boolean | undefined {
+    return (this.row(i).values as Readonly<Record<string, number | boolean | undefined>>)[quantity];
+  }
 }
 
 export async function replay(args: ReplayArgs): Promise<Replayed> {
@@ -177,18 +289,20 @@ export async function replay(args: ReplayArgs): Promise<Replayed> {
     args.setNow(at);
     for (const target of targets) target.tick();
   };
-  const feed = (chunk: readonly StoredReading[], from: number, to: number) => {
+  const ids = devices.map((d) => d.id);
+  const feed = (chunk: Chunk, from: number, to: number) => {
     if (to <= from) return;
-    const batch = chunk.slice(from, to);
-    // The batch arrives when its newest reading was taken.
-    args.setNow((batch[batch.length - 1] as StoredReading).timeMs);
-    for (const target of targets) target.onStored(batch);
+    // The batch is handed over at its newest reading; each of its readings arrived when it was
+    // taken (the drivers' arrivalAtReading), so no device's clock depends on the batch's others.
+    args.setNow((chunk.rows[to - 1] as HistoryRow).timeMs);
+    const batch = new ChunkBatch(chunk, ids, from, to - from);
+    for (const target of targets) target.onStoredBatch(batch);
   };
 
   // The first tick reads the registry and the rules: the engine watches from here.
   tick(warmUpFromMs);
   let nextTick = warmUpFromMs + tickMs;
-  let pending: Promise<StoredReading[]> | undefined;
+  let pending: Promise<Chunk> | undefined;
   const readNext = (start: number) => {
     const promise = readChunk(history, devices, start, Math.min(start + chunkMs, toMs), pageSize);
     promise.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
@@ -196,12 +310,12 @@ export async function replay(args: ReplayArgs): Promise<Replayed> {
   };
   // Readings after the last tick of a chunk wait for the next tick, in the next chunk: chunk
   // boundaries change nothing.
-  let carry: StoredReading[] = [];
+  let carry: Chunk = { rows: [], owners: [] };
   for (let start = warmUpFromMs; start < toMs; start += chunkMs) {
     const end = Math.min(start + chunkMs, toMs);
     const read = await (pending ?? readNext(start));
     pending = end < toMs ? readNext(end) : undefined;
-    for (const r of read) {
+    for (const r of read.rows) {
       if (r.timeMs < fromMs) warmUpReadings += 1;
       else {
         readings += 1;
@@ -212,12 +326,15 @@ export async function replay(args: ReplayArgs): Promise<Replayed> {
     if (args.maxReadings !== undefined && readings + warmUpReadings > args.maxReadings) {
       throw new TooManyReadings(args.maxReadings);
     }
-    const chunk = carry.length === 0 ? read : carry.concat(read);
+    const chunk: Chunk =
+      carry.rows.length === 0
+        ? read
+        : { rows: carry.rows.concat(read.rows), owners: carry.owners.concat(read.owners) };
     // Each tick inside the chunk after the readings up to it; a reading at the chunk's end
     // belongs to the next chunk, and so does the tick there.
     let i = 0;
     for (; nextTick < end; nextTick += tickMs) {
-      const j = after(chunk, i, nextTick);
+      const j = after(chunk.rows, i, nextTick);
       feed(chunk, i, j);
       i = j;
       tick(nextTick);
@@ -227,9 +344,9 @@ export async function replay(args: ReplayArgs): Promise<Replayed> {
         lastYield = performance.now();
       }
     }
-    carry = chunk.slice(i);
+    carry = { rows: chunk.rows.slice(i), owners: chunk.owners.slice(i) };
   }
-  feed(carry, 0, carry.length);
+  feed(carry, 0, carry.rows.length);
   tick(toMs);
   progress(toMs, true);
   return { readings, warmUpReadings, firstMs, lastMs };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Device, type QualityFlag } from "../../../../contracts/index.js";
-import type { StoredReading } from "../../../../contracts/model/stored-readings.js";
+import type { StoredBatch, StoredReading } from "../../../../contracts/model/stored-readings.js";
 import { type HistorySource, replay } from "../../../../rules/backtest/replay.js";
 
 /*
@@ -61,8 +61,10 @@ function recorder() {
       now = ms;
     },
     target: {
-      onStored: (batch: readonly StoredReading[]) =>
-        events.push(`${now}: ${batch.map((r) => `${r.deviceId}@${r.timeMs}`).join(",")}`),
+      onStoredBatch: (batch: StoredBatch) =>
+        events.push(
+          `${now}: ${Array.from({ length: batch.length }, (_, i) => `${batch.deviceId(i)}@${batch.timeMs(i)}`).join(",")}`,
+        ),
       tick: () => events.push(`tick ${now}`),
     },
   };

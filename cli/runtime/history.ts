@@ -1,0 +1,61 @@
+import type { Logger } from "pino";
+import type { Device } from "../../contracts/index.js";
+import type { StoredReading } from "../../contracts/model/stored-readings.js";
+import { createInfluxStore, type InfluxStoreOptions } from "../../ingest/store/influxdb.js";
+import { createSqliteStore } from "../../ingest/store/sqlite.js";
+import type { TimeSeriesStore } from "../../ingest/store/types.js";
+import type { HistorySource } from "../../rules/backtest/replay.js";
+
+/*
+ * The stored history as the rules read it back, wired here because the rules do not know the
+ * store: after a restart (the driver's backfill, cli/runtime/system.ts) and in a backtest,
+ * in this thread or in a worker thread of a split one (backtest-part-worker.ts, which imports
+ * no more than this: a worker loads its modules itself).
+ */
+
+/**
+ * A device's stored readings in [fromMs, toMs), oldest first, at most `limit`, as the driver
+ * takes them: not replayed, so they are judged as the live readings they were.
+ */
+export function readBack(store: TimeSeriesStore) {
+  return async (
+    device: Device,
+    fromMs: number,
+    toMs: number,
+    limit: number,
+  ): Promise<StoredReading[]> =>
+    (await store.readings({ deviceId: device.id, kind: device.kind, fromMs, toMs, limit })).map(
+      (r) => ({
+        deviceId: device.id,
+        kind: device.kind,
+        timeMs: r.timeMs,
+        quality: r.quality,
+        values: r.values,
+        replay: false,
+        // The uplink message is stored with each reading; its receive time is not.
+        seq: r.seq,
+      }),
+    );
+}
+
+/** The store's history as a backtest replays it: each device's rows as the store answers. */
+export function historyOf(store: TimeSeriesStore): HistorySource {
+  return {
+    readings: (device, fromMs, toMs, limit) =>
+      store.readings({ deviceId: device.id, kind: device.kind, fromMs, toMs, limit }),
+  };
+}
+
+/** The store a backtest reads, as data: what a worker thread of a split backtest opens. */
+export type HistorySpec =
+  | { readonly type: "sqlite"; readonly file: string }
+  | { readonly type: "influxdb"; readonly options: InfluxStoreOptions };
+
+/** The store a spec names, to read. */
+export function openHistorySpec(spec: HistorySpec, log: Logger): TimeSeriesStore {
+  // Not opened: opening creates the database, and a backtest only reads (a database that does
+  // not exist is named by the retention check).
+  return spec.type === "sqlite"
+    ? createSqliteStore(spec.file)
+    : createInfluxStore(spec.options, { log });
+}
