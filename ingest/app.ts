@@ -17,6 +17,7 @@ import { Pipeline } from "./pipeline.js";
 import { IngestState } from "./state.js";
 import { createInfluxStore, type InfluxStoreOptions } from "./store/influxdb.js";
 import { createSqliteStore } from "./store/sqlite.js";
+import { withLatestCache } from "./store/latest-cache.js";
 import type { TimeSeriesStore } from "./store/types.js";
 import { connectSubscriber } from "./subscriber.js";
 import { freeBytes, InboxGate, isDiskFull, type GateDone } from "./gate.js";
@@ -193,12 +194,16 @@ export function build(deps: IngestDeps): Ingest {
     "ingest.db",
     () => new IngestState(join(deps.dataDir, "ingest.db")),
   );
-  const store =
+  // The newest reading of each device kept beside the store (latest-cache.ts): the API's latest
+  // queries answer from memory; this process is the store's writer.
+  const store = withLatestCache(
     deps.config.store.type === "sqlite"
       ? openOnDisk(deps.dataDir, "timeseries.db", () =>
           createSqliteStore(join(deps.dataDir, "timeseries.db")),
         )
-      : createInfluxStore(influxOptions(deps.config.store), { log });
+      : createInfluxStore(influxOptions(deps.config.store), { log }),
+    { onLookup: (result, n) => metrics.latestLookups.inc({ result }, n) },
+  );
   if ((deps.mqtt === undefined) === (deps.local === undefined))
     throw new Error("the ingest needs exactly one of mqtt and local");
   let subscriber: ReturnType<typeof connectSubscriber> | undefined;

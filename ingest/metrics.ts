@@ -27,6 +27,12 @@ export function ingestMetrics(registry: Registry = new Registry()) {
       help: "Readings the time-series store acknowledged.",
       registers: [registry],
     }),
+    latestLookups: new Counter({
+      name: "citywatch_store_latest_lookups_total",
+      help: "Devices whose newest reading was asked (API latest queries): answered from the ingest's last-value cache (hit) or by the time-series store (miss).",
+      labelNames: ["result"] as const,
+      registers: [registry],
+    }),
     duplicates: new Counter({
       name: "citywatch_ingest_duplicate_messages_total",
       help: "Messages whose (device, seq) was already handled; not stored again.",

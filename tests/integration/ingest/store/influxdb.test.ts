@@ -11,6 +11,7 @@ import {
   type InfluxStoreOptions,
 } from "../../../../ingest/store/influxdb.js";
 import { StoreUnavailableError, type TimeSeriesStore } from "../../../../ingest/store/types.js";
+import { withLatestCache } from "../../../../ingest/store/latest-cache.js";
 import { freePort, provideInfluxDB, type ServiceHandle } from "../../../support/services.js";
 import { requireService } from "../../../support/suite.js";
 import { baseTags, mixedPoints, noise, reading, SITES, T0 } from "./points.js";
@@ -71,7 +72,8 @@ function testOptions(url: string, database: string): InfluxStoreOptions {
   };
 }
 
-describe.runIf(influx)("InfluxDB store on a real influxd (v1 API): the store suite", () => {
+/** The store suite on the test's influxd, each open of the store wrapped by `wrap`. */
+function influxSuite(wrap: (store: TimeSeriesStore) => TimeSeriesStore): void {
   timeSeriesStoreSuite({
     capabilities: {
       // InfluxDB fixes a field's type at its first write in a shard ("field type conflict").
@@ -85,7 +87,7 @@ describe.runIf(influx)("InfluxDB store on a real influxd (v1 API): the store sui
       const stores: TimeSeriesStore[] = [];
       return Promise.resolve({
         open: async () => {
-          const store = createInfluxStore(testOptions(url, db), { log });
+          const store = wrap(createInfluxStore(testOptions(url, db), { log }));
           stores.push(store);
           await store.open();
           return store;
@@ -97,7 +99,18 @@ describe.runIf(influx)("InfluxDB store on a real influxd (v1 API): the store sui
       });
     },
   });
+}
+
+describe.runIf(influx)("InfluxDB store on a real influxd (v1 API): the store suite", () => {
+  influxSuite((store) => store);
 });
+
+describe.runIf(influx)(
+  "InfluxDB store behind the last-value cache (as the ingest opens it)",
+  () => {
+    influxSuite(withLatestCache);
+  },
+);
 
 describe.runIf(influx)("InfluxDB store on a real influxd (v1 API)", () => {
   let url: string;

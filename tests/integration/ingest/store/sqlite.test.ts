@@ -2,12 +2,14 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { createSqliteStore } from "../../../../ingest/store/sqlite.js";
+import { withLatestCache } from "../../../../ingest/store/latest-cache.js";
 import type { TimeSeriesStore } from "../../../../ingest/store/types.js";
 import { makeTempDir, removeTempDir } from "../../../support/process.js";
 import { noise, T0 } from "./points.js";
 import { timeSeriesStoreSuite } from "./suite.js";
 
-describe("embedded SQLite store on a real file", () => {
+/** The store suite on a real file, each open of the store wrapped by `wrap`. */
+function sqliteSuite(wrap: (store: TimeSeriesStore) => TimeSeriesStore): void {
   timeSeriesStoreSuite({
     capabilities: {
       // Each point's fields are a JSON object: a field has no type of its own.
@@ -20,7 +22,7 @@ describe("embedded SQLite store on a real file", () => {
       const stores: TimeSeriesStore[] = [];
       return {
         open: async () => {
-          const store = createSqliteStore(join(dir, "timeseries.db"));
+          const store = wrap(createSqliteStore(join(dir, "timeseries.db")));
           stores.push(store);
           await store.open();
           return store;
@@ -32,6 +34,14 @@ describe("embedded SQLite store on a real file", () => {
       };
     },
   });
+}
+
+describe("embedded SQLite store behind the last-value cache (as the ingest opens it)", () => {
+  sqliteSuite(withLatestCache);
+});
+
+describe("embedded SQLite store on a real file", () => {
+  sqliteSuite((store) => store);
 
   it("keeps its readings in a WAL-mode file another connection can read", async () => {
     const dir = await makeTempDir("cw-sqlite-store-");
