@@ -113,6 +113,8 @@ class Device {
   private rest: Buffer | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Attempts failed since the last connection: each doubles the next wait, as the simulator's. */
+  private failed = 0;
   /** Called once when a connection attempt ends, accepted or not (the connect limiter). */
   private settled: (() => void) | undefined;
   /** Since the last connect or cut: the milestones of the device's way back. */
@@ -243,7 +245,7 @@ class Device {
       () => {
         if (this.state === "down") this.connect();
       },
-      reconnectDelayMs(setup.reconnectMs, random),
+      reconnectDelayMs(setup.reconnectMs, random, this.failed++),
     );
   }
 
@@ -444,6 +446,7 @@ class Device {
     const socket = this.socket;
     if (socket === undefined) return;
     this.state = "up";
+    this.failed = 0;
     this.connects++;
     this.settle();
     this.connackAt = Date.now();

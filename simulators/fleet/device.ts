@@ -31,6 +31,8 @@ export interface DeviceLinkOptions {
   readonly commitWaitMs: number;
   /** Reconnect delay after a lost connection, drawn uniformly from [min, max] (§2.5). */
   readonly reconnectMs: readonly [number, number];
+  /** The doubling stops here (default RECONNECT_MAX_MS, 5 minutes). */
+  readonly reconnectMaxMs?: number;
   readonly keepaliveS: number;
 }
 
@@ -62,15 +64,26 @@ const FIRST_CONNECT_ATTEMPTS = 5;
 /** How long each step of a clean shutdown may take. */
 const SHUTDOWN_STEP_MS = 5_000;
 
+/** The longest wait between reconnect attempts (docs/protocol.md §2.5: doubling up to 5 minutes). */
+export const RECONNECT_MAX_MS = 300_000;
+
 /**
- * The wait before reconnecting after a lost connection or a failed attempt: uniform in
- * `[min, max]`, drawn anew at every attempt (docs/protocol.md §2.5), so a fleet cut off at once
- * comes back spread over the range. Exported for bench/fleet.ts, whose raw-socket devices
- * reconnect the same way.
+ * The wait before reconnecting after a lost connection or a failed attempt (docs/protocol.md
+ * §2.5): uniform in `[min, max]` at the first attempt, the range doubling with each failed one
+ * after it (`failed`: attempts failed since the last connection) up to `maxMs`, drawn
+ * anew every time, so a fleet cut off at once comes back spread over the range, and a broker that
+ * refuses or drops a storm of CONNECTs sees it thin out. Exported for bench/fleet.ts, whose
+ * raw-socket devices reconnect the same way.
  */
-export function reconnectDelayMs(range: readonly [number, number], random: () => number): number {
+export function reconnectDelayMs(
+  range: readonly [number, number],
+  random: () => number,
+  failed = 0,
+  maxMs = RECONNECT_MAX_MS,
+): number {
   const [min, max] = range;
-  return min + random() * (max - min);
+  const scale = 2 ** Math.min(Math.max(0, failed), 20);
+  return Math.min(Math.max(maxMs, min), (min + random() * (max - min)) * scale);
 }
 
 /** Whether `promise` settled within `ms`; its outcome is ignored (best effort at shutdown). */
@@ -94,6 +107,8 @@ export class VirtualDevice {
   private sentUpTo = 0;
   private everSent = false;
   private backoff = 1;
+  /** Reconnect attempts since the last connection: each doubles the next wait (§2.5). */
+  private failedAttempts = 0;
   private connected = false;
   private awaitingCommit = false;
   private connects = 0;
@@ -295,6 +310,7 @@ export class VirtualDevice {
     const client = this.client;
     if (client === undefined) return;
     this.connected = true;
+    this.failedAttempts = 0;
     this.connects += 1;
     if (this.connects > 1) {
       this.deps.counters.reconnects += 1;
@@ -345,9 +361,16 @@ export class VirtualDevice {
       }
     }
     const at = Math.max(
-      Date.now() + reconnectDelayMs(this.options.reconnectMs, this.deps.random),
+      Date.now() +
+        reconnectDelayMs(
+          this.options.reconnectMs,
+          this.deps.random,
+          this.failedAttempts,
+          this.options.reconnectMaxMs,
+        ),
       this.holdUntil,
     );
+    this.failedAttempts += 1;
     this.deps.scheduler.at(at, () => {
       if (!this.stopping && !this.connected) this.client?.reconnect();
     });

@@ -105,6 +105,9 @@ export class CommitFleet {
       maxLogMessages: 1_000_000,
       commitWaitMs: 1_000,
       reconnectMs: [200, 600] as const,
+      // Back at every restart, not later and later: the kills come a second or two apart, and
+      // every device must be cut off and come back at each (the doubling is tested on its own).
+      reconnectMaxMs: 600,
       keepaliveS: 10,
     };
     this.devices = [...secrets].map(
