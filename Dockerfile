@@ -13,6 +13,7 @@ COPY package.json package-lock.json tsconfig.json ./
 COPY bin ./bin
 COPY contracts ./contracts
 COPY infra ./infra
+COPY cluster ./cluster
 COPY broker ./broker
 COPY registry ./registry
 COPY ingest ./ingest
