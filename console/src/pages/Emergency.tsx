@@ -63,10 +63,12 @@ export function Emergency(props: { user: User }) {
   const [busy, setBusy] = useState<string | undefined>(undefined);
 
   useEffect(() => {
-    loadTasks({ ...NO_FILTERS, kind: "emergency", state: "open", sort: "level" }).then(
-      (list) => setTasks(new Map(list.map((task) => [task.id, task]))),
-      (e: unknown) => setError(e instanceof Error ? e.message : String(e)),
-    );
+    const reload = () =>
+      loadTasks({ ...NO_FILTERS, kind: "emergency", state: "open", sort: "level" }).then(
+        (list) => setTasks(new Map(list.map((task) => [task.id, task]))),
+        (e: unknown) => setError(e instanceof Error ? e.message : String(e)),
+      );
+    void reload();
     Promise.all([loadDevices(), loadSites()]).then(
       ([d, s]) => {
         setDevices(new Map(d.map((x) => [x.id, x])));
@@ -74,14 +76,18 @@ export function Emergency(props: { user: User }) {
       },
       () => undefined,
     );
-    return subscribeTasks((event) => {
-      if (event.task.kind !== "emergency") return;
-      setTasks((before) => new Map(before ?? []).set(event.task.id, event.task));
-      if (isSevere(event.task) && (event.type === "filed" || event.type === "level_raised")) {
-        setAlert(event.task);
-        beep();
-      }
-    }, setLive);
+    return subscribeTasks(
+      (event) => {
+        if (event.task.kind !== "emergency") return;
+        setTasks((before) => new Map(before ?? []).set(event.task.id, event.task));
+        if (isSevere(event.task) && (event.type === "filed" || event.type === "level_raised")) {
+          setAlert(event.task);
+          beep();
+        }
+      },
+      setLive,
+      () => void reload(),
+    );
   }, []);
 
   const shown = [...(tasks?.values() ?? [])]

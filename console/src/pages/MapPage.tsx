@@ -64,13 +64,16 @@ export function MapPage(props: { user: User }) {
       ([settings, sites, devices]) => setData({ settings, sites, devices }),
       (e: unknown) => setError(e instanceof Error ? e.message : String(e)),
     );
-    loadTasks({ ...NO_FILTERS, state: "open" }).then(
-      (list) => setTasks(new Map(list.map((task) => [task.id, task]))),
-      () => undefined,
-    );
+    const reload = () =>
+      loadTasks({ ...NO_FILTERS, state: "open" }).then(
+        (list) => setTasks(new Map(list.map((task) => [task.id, task]))),
+        () => undefined,
+      );
+    void reload();
     return subscribeTasks(
       (event) => setTasks((before) => new Map(before).set(event.task.id, event.task)),
       () => undefined,
+      () => void reload(),
     );
   }, []);
 

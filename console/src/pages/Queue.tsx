@@ -82,6 +82,8 @@ export function Queue(props: { user: User }) {
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<string | undefined>(undefined);
   const [live, setLive] = useState(false);
+  /** Counts the stream's reopenings: each reads the list again (events may have been missed). */
+  const [resync, setResync] = useState(0);
   const [fresh, setFresh] = useState<Set<string>>(new Set());
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const [confirming, setConfirming] = useState(false);
@@ -141,37 +143,41 @@ export function Queue(props: { user: User }) {
       full ? 250 : 0,
     );
     return () => clearTimeout(timer);
-  }, [serverKey]);
+  }, [serverKey, resync]);
 
   // Live: every event replaces its task; a task not seen before is marked new for a while.
   useEffect(
     () =>
-      subscribeTasks((event) => {
-        if (arrived.current.size >= 20_000) arrived.current.clear();
-        arrived.current.set(event.task.id, event.task);
-        setTasks((before) => {
-          const next = new Map(before);
-          next.set(event.task.id, event.task);
-          return next;
-        });
-        if (isSevere(event.task) && (event.type === "filed" || event.type === "level_raised")) {
-          setAlert(event.task);
-          beep();
-        }
-        if (event.type === "filed") {
-          const id = event.task.id;
-          setFresh((before) => new Set(before).add(id));
-          setTimeout(
-            () =>
-              setFresh((before) => {
-                const next = new Set(before);
-                next.delete(id);
-                return next;
-              }),
-            60_000,
-          );
-        }
-      }, setLive),
+      subscribeTasks(
+        (event) => {
+          if (arrived.current.size >= 20_000) arrived.current.clear();
+          arrived.current.set(event.task.id, event.task);
+          setTasks((before) => {
+            const next = new Map(before);
+            next.set(event.task.id, event.task);
+            return next;
+          });
+          if (isSevere(event.task) && (event.type === "filed" || event.type === "level_raised")) {
+            setAlert(event.task);
+            beep();
+          }
+          if (event.type === "filed") {
+            const id = event.task.id;
+            setFresh((before) => new Set(before).add(id));
+            setTimeout(
+              () =>
+                setFresh((before) => {
+                  const next = new Set(before);
+                  next.delete(id);
+                  return next;
+                }),
+              60_000,
+            );
+          }
+        },
+        setLive,
+        () => setResync((n) => n + 1),
+      ),
     [],
   );
 

@@ -308,6 +308,7 @@ export function TaskDetail(props: { id: string; user: User }) {
           );
         },
         () => undefined,
+        () => void load(),
       ),
     [id],
   );

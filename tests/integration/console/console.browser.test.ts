@@ -274,6 +274,37 @@ describe.runIf(browserService)("operators' console in chromium", () => {
     await shot(page, "queue");
   });
 
+  it("goes live again when the stream is refused (429 at the user's cap of streams) and reads the queue again", async () => {
+    const page = await open();
+    const problemsBefore = problems.length;
+    let refusals = 2;
+    let listReads = 0;
+    await page.route(/\/api\/v1\/tasks\/stream/, (route) => {
+      if (refusals <= 0) return route.continue();
+      refusals -= 1;
+      return route.fulfill({
+        status: 429,
+        contentType: "application/problem+json",
+        body: JSON.stringify({ error: "too_many_requests", message: "cap of live streams" }),
+      });
+    });
+    page.on("request", (request) => {
+      if (/\/api\/v1\/tasks\?/.test(request.url())) listReads += 1;
+    });
+    await signIn(page, "cc.li", users.cc);
+    // Refused twice (an EventSource gives up on a non-200 answer), then open: live, and the
+    // queue read again since events may have been missed meanwhile.
+    await page.waitForSelector('[data-testid="live"].on', { timeout: 20_000 });
+    expect(refusals).toBe(0);
+    await expect.poll(() => listReads, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+    await page.context().close();
+    // The two refusals this test made are expected; anything else stays a problem.
+    const expected = /\/api\/v1\/tasks\/stream: 429$|status of 429 \(Too Many Requests\)$/;
+    const during = problems.splice(problemsBefore);
+    problems.push(...during.filter((p) => !expected.test(p)));
+    expect(during.filter((p) => expected.test(p)).length).toBeGreaterThanOrEqual(2);
+  });
+
   it("takes the task through bulk dispatch → acknowledge → handle → verify by clicks of two people", async () => {
     const cc = await open();
     await signIn(cc, "cc.li", users.cc);
