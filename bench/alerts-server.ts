@@ -18,6 +18,7 @@ import { buildApi } from "../cli/runtime/api.js";
 import { buildSystem } from "../cli/runtime/system.js";
 import { RegistryStore } from "../registry/store.js";
 import { benchCity } from "./bench-city.js";
+import { stopThenExit } from "./child-exit.js";
 
 export const AlertsArgs = z.strictObject({
   /** Background devices (bench/ingest-payloads.ts benchDevices). */
@@ -108,20 +109,13 @@ async function main(): Promise<void> {
   const httpPort = typeof address === "object" && address !== null ? address.port : 0;
   const { token } = tasks.tokens.add("bench", "viewer");
 
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    try {
-      await api.close();
-      await system.stop();
-      await broker.stop();
-      registry.close();
-      await rm(dir, { recursive: true, force: true });
-    } finally {
-      process.exit(0);
-    }
-  };
+  const stop = stopThenExit(async () => {
+    await api.close();
+    await system.stop();
+    await broker.stop();
+    registry.close();
+    await rm(dir, { recursive: true, force: true });
+  });
   process.on("message", (message: unknown) => {
     if ((message as { type?: unknown } | null)?.type === "stop") void stop();
   });

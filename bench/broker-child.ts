@@ -11,7 +11,7 @@ import {
   type ReadyMessage,
   type ServerVariant,
 } from "./broker-protocol.js";
-import { awaitExitOrKill } from "./child-exit.js";
+import { awaitExitOrKill, killOnBenchExit } from "./child-exit.js";
 
 const START_TIMEOUT_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -19,18 +19,6 @@ const STOP_GRACE_MS = 5_000;
 
 const SERVER_SCRIPT = fileURLToPath(new URL("./broker-server.ts", import.meta.url));
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
-
-// Children still running; killed synchronously if the bench exits without stopping them.
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const child of live) child.kill("SIGKILL");
-  });
-}
 
 export interface BrokerChildOptions {
   /** Devices registered (shipped) or client ids prepared (aedes) for the idle-connection test. */
@@ -48,10 +36,9 @@ export class BrokerChild {
     readonly variant: ServerVariant,
     private readonly child: ChildProcess,
   ) {
-    live.add(child);
+    killOnBenchExit(child);
     this.exited = new Promise((resolve) => {
       child.once("exit", (code, signal) => {
-        live.delete(child);
         this.exitReason = signal === null ? `exited with code ${code}` : `killed by ${signal}`;
         this.waiter?.reject(new Error(`broker child (${variant}) ${this.exitReason}`));
         this.waiter = undefined;
@@ -76,7 +63,6 @@ export class BrokerChild {
     variant: ServerVariant,
     options: BrokerChildOptions = {},
   ): Promise<{ child: BrokerChild; ready: ReadyMessage }> {
-    installExitHook();
     const execArgv = ["--import", "tsx", "--expose-gc"];
     if (options.cpuProfileDir !== undefined) {
       execArgv.push("--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`);

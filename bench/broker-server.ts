@@ -20,6 +20,7 @@ import {
   ServerVariant,
   SUBSCRIBER_ID,
 } from "./broker-protocol.js";
+import { stopThenExit } from "./child-exit.js";
 
 interface RunningServer {
   readonly port: number;
@@ -130,18 +131,9 @@ async function main(): Promise<void> {
   const server =
     variant === "shipped" ? await startShipped(idleCount) : await startBareAedes(idleCount);
 
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    try {
-      await server.stop();
-    } finally {
-      if (process.connected) process.disconnect();
-      // Exiting (rather than being killed) is what makes --cpu-prof write its profile.
-      process.exit(0);
-    }
-  };
+  const stop = stopThenExit(async () => {
+    await server.stop();
+  });
 
   process.on("message", (raw: unknown) => {
     const parsed = ParentMessage.safeParse(raw);

@@ -7,21 +7,10 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { z } from "zod";
-import { awaitExitOrKill } from "./child-exit.js";
+import { awaitExitOrKill, killOnBenchExit } from "./child-exit.js";
 
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const STOP_GRACE_MS = 10_000;
-
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const child of live) child.kill("SIGKILL");
-  });
-}
 
 /** What every answer carries: its type, and the id of the request it answers. */
 type Answer = { type: string; id?: number | undefined };
@@ -37,10 +26,9 @@ export class FleetChild<M extends Answer> {
     private readonly child: ChildProcess,
     schema: z.ZodType<M>,
   ) {
-    live.add(child);
+    killOnBenchExit(child);
     this.exited = new Promise((resolve) => {
       child.once("exit", (code, signal) => {
-        live.delete(child);
         this.exitReason = signal === null ? `exited with code ${code}` : `killed by ${signal}`;
         const error = new Error(`${label} ${this.exitReason}`);
         for (const settle of this.pending.values()) settle(error);
@@ -77,7 +65,6 @@ export class FleetChild<M extends Answer> {
     execArgv: readonly string[],
     schema: z.ZodType<M>,
   ): FleetChild<M> {
-    installExitHook();
     const proc = fork(fileURLToPath(new URL(script, import.meta.url)), [...args], {
       cwd: REPO_ROOT,
       execArgv: [...execArgv, "--import", "tsx"],

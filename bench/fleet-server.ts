@@ -32,6 +32,7 @@ import {
   ServerRequest,
 } from "./fleet-protocol.js";
 import { benchDevices } from "./ingest-payloads.js";
+import { stopThenExit } from "./child-exit.js";
 
 /** Dust monitors per ambient station, and gas monitors per tunnel segment. */
 const DUST_PER_STATION = 20;
@@ -181,22 +182,13 @@ async function main(): Promise<void> {
   }
   const ingest = system?.ingest;
 
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    try {
-      await system?.stop();
-      await broker.stop();
-      revocations.close();
-      registry.close();
-      if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
-    } finally {
-      if (process.connected) process.disconnect();
-      // Exiting (rather than being killed) is what makes --cpu-prof write its profile.
-      process.exit(0);
-    }
-  };
+  const stop = stopThenExit(async () => {
+    await system?.stop();
+    await broker.stop();
+    revocations.close();
+    registry.close();
+    if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+  });
 
   const answer = async (message: ServerRequest): Promise<ServerMessage | undefined> => {
     switch (message.type) {

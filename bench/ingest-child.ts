@@ -13,7 +13,7 @@ import {
   type ServerArgs,
   type StatsMessage,
 } from "./ingest-protocol.js";
-import { awaitExitOrKill } from "./child-exit.js";
+import { awaitExitOrKill, killOnBenchExit } from "./child-exit.js";
 
 const START_TIMEOUT_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 15_000;
@@ -21,18 +21,6 @@ const STOP_GRACE_MS = 10_000;
 
 const SERVER_SCRIPT = fileURLToPath(new URL("./ingest-server.ts", import.meta.url));
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
-
-// Children still running; killed synchronously if the bench exits without stopping them.
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const child of live) child.kill("SIGKILL");
-  });
-}
 
 interface Pending {
   resolve(message: ChildMessage): void;
@@ -49,10 +37,9 @@ export class IngestChild {
     readonly label: string,
     private readonly child: ChildProcess,
   ) {
-    live.add(child);
+    killOnBenchExit(child);
     this.exited = new Promise((resolve) => {
       child.once("exit", (code, signal) => {
-        live.delete(child);
         this.exitReason = signal === null ? `exited with code ${code}` : `killed by ${signal}`;
         for (const waiter of this.pending.values()) {
           waiter.reject(new Error(`${label} child ${this.exitReason}`));
@@ -83,7 +70,6 @@ export class IngestChild {
     args: ServerArgs,
     options: { cpuProfileDir?: string | undefined } = {},
   ): Promise<{ child: IngestChild; ready: ReadyMessage }> {
-    installExitHook();
     // As `npm start` and bin/citywatch.js run the process (see bin/citywatch.js for why).
     const execArgv = ["--max-semi-space-size=64", "--import", "tsx"];
     if (options.cpuProfileDir !== undefined) {

@@ -20,6 +20,7 @@ import { RegistryStore } from "../registry/store.js";
 import { benchCity } from "./bench-city.js";
 import type { ClientCredentials } from "./broker-protocol.js";
 import { type ChildMessage, ParentMessage, ServerArgs } from "./ingest-protocol.js";
+import { stopThenExit } from "./child-exit.js";
 
 function send(message: ChildMessage): void {
   process.send?.(message);
@@ -86,21 +87,12 @@ async function main(): Promise<void> {
     });
   }
 
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    try {
-      await system?.stop();
-      await broker.stop();
-      registry.close();
-      if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
-    } finally {
-      if (process.connected) process.disconnect();
-      // Exiting (rather than being killed) is what makes --cpu-prof write its profile.
-      process.exit(0);
-    }
-  };
+  const stop = stopThenExit(async () => {
+    await system?.stop();
+    await broker.stop();
+    registry.close();
+    if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+  });
 
   const answer = async (message: ParentMessage): Promise<ChildMessage | undefined> => {
     switch (message.type) {
