@@ -1,15 +1,16 @@
 import { parentPort } from "node:worker_threads";
 import { pino } from "pino";
-import type { PartRequest } from "../../rules/backtest/index.js";
+import type { PartRequest, PartRules } from "../../rules/backtest/index.js";
 import { runPart } from "../../rules/backtest/index.js";
 import { ruleSourceOf } from "../../rules/backtest/sources.js";
 import { historyOf, type HistorySpec, openHistorySpec } from "./history.js";
 
 /*
- * One part of a backtest split by site (cli/runtime/backtest-parts.ts), in a worker thread. It
+ * Parts of a backtest split by site (cli/runtime/backtest-parts.ts), in a worker thread. It
  * loads its modules as soon as it starts (a worker may be started before its part is known),
- * then waits for its part: opens the store the spec names, loads the rules from their specs,
- * replays its devices, and posts its progress and its result (or its error).
+ * then takes its parts one at a time: opens the store the spec names, loads the rules from their
+ * specs (once per backtest), replays the part's devices, and posts its progress and its result
+ * (or its error). It ends when its port is closed.
  */
 
 /** What the worker is sent: its part. */
@@ -31,12 +32,20 @@ export type PartWorkerMessage =
 
 const post = (m: PartWorkerMessage) => parentPort?.postMessage(m);
 
+/** The rules loaded for the parts of the backtest this worker serves. */
+const rules: PartRules = {};
+
 async function run(input: PartWorkerInput): Promise<void> {
   const log = pino({ level: "warn" });
   const store = openHistorySpec(input.history, log);
   try {
-    const result = await runPart(log, historyOf(store), input.request, ruleSourceOf, (p) =>
-      post({ type: "progress", readings: p.readings, atMs: p.atMs }),
+    const result = await runPart(
+      log,
+      historyOf(store),
+      input.request,
+      ruleSourceOf,
+      (p) => post({ type: "progress", readings: p.readings, atMs: p.atMs }),
+      rules,
     );
     post({ type: "done", result });
   } catch (error) {
@@ -52,6 +61,7 @@ async function run(input: PartWorkerInput): Promise<void> {
   }
 }
 
-parentPort?.once("message", (input: PartWorkerInput) => {
-  void run(input).finally(() => parentPort?.close());
+// One part at a time: the thread that sent it waits for its result before sending another.
+parentPort?.on("message", (input: PartWorkerInput) => {
+  void run(input);
 });

@@ -12,10 +12,11 @@ import type { HistorySpec } from "./history.js";
 import type { PartWorkerInput, PartWorkerMessage } from "./backtest-part-worker.js";
 
 /*
- * A backtest split by site into parts, each replayed in a worker thread of its own (a CPU each):
- * rules/backtest/partition.ts says why the parts decide what one replay decides. Each worker
- * opens the store the spec names and loads the rules from their specs; it posts its progress and
- * its result, which the backtest merges. An aborted part's worker is terminated.
+ * A backtest split by site into parts, replayed in worker threads (a CPU each), each worker
+ * taking one part after another: rules/backtest/partition.ts says why the parts decide what one
+ * replay decides. Each worker opens the store the spec names and loads the rules from their
+ * specs; it posts its progress and its result, which the backtest merges. An aborted part's
+ * worker is terminated; one that finished a part waits for the next until `close`.
  */
 
 const BOOT = new URL("./ts-worker.js", import.meta.url);
@@ -50,7 +51,9 @@ export interface WorkerParts extends PartRunner {
    * (about a second of CPU) while this thread plans the backtest.
    */
   prestart(): void;
-  /** Stops the workers started and not used. */
+  /** Worker threads started so far (at most parts − 1: each takes part after part). */
+  readonly started: number;
+  /** Stops the workers (call it when the backtest is over: a worker waits for parts until then). */
   close(): Promise<void>;
 }
 
@@ -58,15 +61,23 @@ function startWorker(): Worker {
   return new Worker(BOOT, { workerData: { module: PART_WORKER } });
 }
 
-/** Parts run in worker threads reading the store `history` names; `parts` parts at most. */
+/** Parts run in worker threads reading the store `history` names; `parts` threads at most. */
 export function workerParts(history: HistorySpec, parts: number): WorkerParts {
-  /** Started ahead of their parts (prestart), not used yet. */
+  /** Started ahead of their parts (prestart), or done with a part: free for the next. */
   const idle: Worker[] = [];
+  let started = 0;
+  const start = () => {
+    started += 1;
+    return startWorker();
+  };
   return {
     parts,
+    get started() {
+      return started;
+    },
     prestart() {
-      // The first part runs in the backtest's own thread.
-      while (idle.length < parts - 1) idle.push(startWorker());
+      // The first thread is the backtest's own.
+      while (idle.length < parts - 1) idle.push(start());
     },
     async close() {
       await Promise.all(idle.splice(0).map((w) => w.terminate()));
@@ -77,30 +88,38 @@ export function workerParts(history: HistorySpec, parts: number): WorkerParts {
           reject(signal.reason as Error);
           return;
         }
-        const worker = idle.pop() ?? startWorker();
+        const worker = idle.pop() ?? start();
         const input: PartWorkerInput = { history, request };
         worker.postMessage(input);
         let settled = false;
-        const settle = (fn: () => void) => {
+        /** The part's end; `free`: the worker took it to its end and may take another. */
+        const settle = (fn: () => void, free: boolean) => {
           if (settled) return;
           settled = true;
           signal.removeEventListener("abort", onAbort);
+          worker.off("message", onMessage);
+          worker.off("error", onError);
+          worker.off("exit", onExit);
+          if (free) idle.push(worker);
+          else void worker.terminate();
           fn();
         };
-        const onAbort = () => {
-          settle(() => reject(signal.reason as Error));
-          void worker.terminate();
-        };
-        signal.addEventListener("abort", onAbort);
-        worker.on("message", (m: PartWorkerMessage) => {
+        const onAbort = () => settle(() => reject(signal.reason as Error), false);
+        const onMessage = (m: PartWorkerMessage) => {
           if (m.type === "progress") onProgress({ readings: m.readings, atMs: m.atMs });
-          else if (m.type === "done") settle(() => resolve(m.result as PartResult));
-          else settle(() => reject(rebuild(m)));
-        });
-        worker.on("error", (error) => settle(() => reject(error)));
-        worker.on("exit", (code) =>
-          settle(() => reject(new Error(`backtest worker exited with ${code} before its result`))),
-        );
+          else if (m.type === "done") settle(() => resolve(m.result as PartResult), true);
+          else settle(() => reject(rebuild(m)), true);
+        };
+        const onError = (error: Error) => settle(() => reject(error), false);
+        const onExit = (code: number) =>
+          settle(
+            () => reject(new Error(`backtest worker exited with ${code} before its result`)),
+            false,
+          );
+        signal.addEventListener("abort", onAbort);
+        worker.on("message", onMessage);
+        worker.on("error", onError);
+        worker.on("exit", onExit);
       }),
   };
 }

@@ -18,34 +18,43 @@ import { addCounts, ruleOut, zeroCounts } from "./capture.js";
 const rate = (d: Device) => 1 / (d.expectedIntervalS * 1_000);
 
 /**
- * The devices in at most `parts` groups, a site's devices together, balanced by expected
- * readings (the heaviest site first to the lightest group). Each group keeps the devices' order;
- * empty groups are left out.
+ * The smallest part {@link guidedParts} makes, as a share of one thread's work: each part replays
+ * every tick of the range, so parts too small cost more than the idle time they save.
  */
-export function partitionDevices(devices: readonly Device[], parts: number): Device[][] {
-  const bySite = new Map<string, { weight: number; ids: Set<string> }>();
-  for (const d of devices) {
-    let site = bySite.get(d.siteId);
-    if (site === undefined) bySite.set(d.siteId, (site = { weight: 0, ids: new Set() }));
-    site.weight += rate(d);
-    site.ids.add(d.id);
-  }
-  const groups = Array.from({ length: Math.max(1, parts) }, () => ({
-    weight: 0,
-    sites: new Set<string>(),
-  }));
-  const heaviestFirst = [...bySite.entries()].sort(
-    (a, b) => b[1].weight - a[1].weight || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0),
+const SMALLEST_PART_OF_A_THREAD = 1 / 8;
+
+/**
+ * The devices in parts for `threads` threads that each take the next part when done with one
+ * (guided self-scheduling): a site's devices together, the sites heaviest first, each part half
+ * of what is left per thread, down to an eighth of a thread's share. The first parts are large
+ * (few parts, little per-part cost) and the last small, so the threads finish within a small part
+ * of each other. Each part keeps the devices' order.
+ */
+export function guidedParts(devices: readonly Device[], threads: number): Device[][] {
+  const sites = new Map<string, number>();
+  for (const d of devices) sites.set(d.siteId, (sites.get(d.siteId) ?? 0) + rate(d));
+  const heaviestFirst = [...sites.entries()].sort(
+    (a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0),
   );
-  for (const [siteId, site] of heaviestFirst) {
-    let lightest = groups[0] as (typeof groups)[number];
-    for (const g of groups) if (g.weight < lightest.weight) lightest = g;
-    lightest.weight += site.weight;
-    lightest.sites.add(siteId);
+  const n = Math.max(1, threads);
+  let left = heaviestFirst.reduce((w, [, weight]) => w + weight, 0);
+  const smallest = (left / n) * SMALLEST_PART_OF_A_THREAD;
+  const partOf = new Map<string, number>();
+  let parts = 0;
+  for (let i = 0; i < heaviestFirst.length; parts++) {
+    const target = Math.max(left / (2 * n), smallest);
+    let weight = 0;
+    // At least one site; then sites until the part weighs its target.
+    do {
+      const [siteId, w] = heaviestFirst[i++] as [string, number];
+      partOf.set(siteId, parts);
+      weight += w;
+    } while (i < heaviestFirst.length && weight < target);
+    left -= weight;
   }
-  return groups
-    .map((g) => devices.filter((d) => g.sites.has(d.siteId)))
-    .filter((group) => group.length > 0);
+  const out = Array.from({ length: parts }, (): Device[] => []);
+  for (const d of devices) out[partOf.get(d.siteId) as number]?.push(d);
+  return out;
 }
 
 const subjectKey = (s: BacktestSubject) => `${s.type}:${s.id}`;

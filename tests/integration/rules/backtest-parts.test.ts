@@ -22,9 +22,9 @@ import {
 } from "../../support/backtest-cities.js";
 
 /*
- * A backtest split by site into worker threads, each reading the embedded store's file itself,
- * reports exactly what one replay in this thread reports (the rough city, its devices not in
- * step), and its reading budget counts every part.
+ * A backtest split by site into worker threads, each reading the embedded store's file itself
+ * and taking part after part, reports exactly what one replay in this thread reports (the rough
+ * city, its devices not in step), and its reading budget counts every part.
  */
 
 const city = roughCity(3);
@@ -66,9 +66,13 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Worker threads the last split run started. */
+let workersStarted = 0;
+
 async function run(workers: number | undefined, maxReadings?: number): Promise<BacktestReport> {
   const log = pino({ level: "silent" });
   const parts = workers === undefined ? undefined : workerParts({ type: "sqlite", file }, workers);
+  workersStarted = 0;
   // As the CLI does: the workers load while the backtest plans.
   parts?.prestart();
   try {
@@ -93,6 +97,7 @@ async function run(workers: number | undefined, maxReadings?: number): Promise<B
       },
     );
   } finally {
+    workersStarted = parts?.started ?? 0;
     await parts?.close();
   }
 }
@@ -104,6 +109,9 @@ describe("backtest split into worker threads", () => {
   it("reports what one replay in this thread reports", async () => {
     const one = await run(undefined);
     const split = await run(3);
+    // 18 sites in more parts than threads (guidedParts): the two workers took part after part.
+    expect(city.sites.length).toBe(18);
+    expect(workersStarted).toBe(2);
     expect(one.run.totals.raised).toBeGreaterThan(20);
     expect(casesOf(split.run)).toEqual(casesOf(one.run));
     expect(decided(split)).toEqual(decided(one));
