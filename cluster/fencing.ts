@@ -1,4 +1,5 @@
 import pg from "pg";
+import type { FencedOutcome, PartitionFence } from "../infra/postgres/fence.js";
 
 /*
  * Fencing: the guarantee that a node which lost a partition cannot write for it any more, even if
@@ -64,4 +65,31 @@ export async function fencedWrite<T>(
     // A connection whose ROLLBACK failed is broken: the pool closes it instead of reusing it.
     if (client !== db) client.release(failure);
   }
+}
+
+/**
+ * The fence a store takes (infra/postgres/fence.ts) over a lease keeper's tokens: a write for a
+ * partition this node does not hold, or whose lease is lost before the write, is refused.
+ */
+export function leaseFence(
+  pool: pg.Pool,
+  keeper: { tokenOf(partition: number): number | undefined },
+): PartitionFence {
+  return {
+    async write<T>(
+      partition: number,
+      write: (client: pg.PoolClient) => Promise<T>,
+    ): Promise<FencedOutcome<T>> {
+      const token = keeper.tokenOf(partition);
+      if (token === undefined) {
+        return { ok: false, reason: `partition ${partition} is not held by this node` };
+      }
+      try {
+        return { ok: true, value: await fencedWrite(pool, partition, token, write) };
+      } catch (err) {
+        if (err instanceof LeaseLostError) return { ok: false, reason: err.message };
+        throw err;
+      }
+    },
+  };
 }

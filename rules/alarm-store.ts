@@ -23,6 +23,21 @@ export interface StoredAlarm extends AlarmKey {
   readonly updatedMs: number;
 }
 
+/**
+ * Where the rules driver keeps alarm states: a SQLite file (AlarmStore, the embedded default) or
+ * PostgreSQL (PostgresAlarmStore, shared by the nodes of a cluster). The states are read once,
+ * before the driver starts; a move is handed over without waiting (a store that cannot write it
+ * now keeps it, latest per (rule, subject), and writes it later).
+ */
+export interface AlarmStates {
+  /** Every state held, as read when the store was opened (or written since, for SQLite). */
+  all(): StoredAlarm[];
+  /** Keep a move; one the store cannot write now (a full disk, a database out of reach) is kept for later. */
+  save(key: AlarmKey, state: AlarmState, nowMs: number): void;
+  /** Moves kept and not yet written. */
+  unsavedCount(): number;
+}
+
 const MIGRATIONS = [
   `CREATE TABLE IF NOT EXISTS alarm (
      rule_id TEXT NOT NULL,
@@ -42,7 +57,7 @@ const DISK_FULL = /^(SQLITE_FULL|SQLITE_IOERR_(WRITE|FSYNC|SHMSIZE|SHMMAP|TRUNCA
 /** Moves held in memory at most while the disk is full (one per (rule, subject): latest wins). */
 const UNSAVED_MAX = 100_000;
 
-export class AlarmStore {
+export class AlarmStore implements AlarmStates {
   private readonly db: Database.Database;
   private readonly upsert: Database.Statement;
   /**

@@ -7,7 +7,7 @@ import {
   type StoredBatch,
   type StoredReading,
 } from "../contracts/model/stored-readings.js";
-import type { AlarmStore } from "./alarm-store.js";
+import type { AlarmStates } from "./alarm-store.js";
 import { DeviceBatch, type InstantSource, SubjectBatch } from "./batch.js";
 import {
   type AlarmDecision,
@@ -42,7 +42,7 @@ export type { RulesRegistry } from "./subjects.js";
 export interface RulesDriverDeps extends SubjectIndexDeps {
   readonly log: Logger;
   /** Where alarm states are kept across restarts (read at start, written as they move). */
-  readonly alarms: Pick<AlarmStore, "all" | "save">;
+  readonly alarms: Pick<AlarmStates, "all" | "save">;
   /** Where decisions go (the task service). */
   readonly sink: TaskSink;
   readonly tickMs: number;

@@ -33,4 +33,24 @@ CREATE TABLE partition_leases (
 );
 `,
   },
+  {
+    version: 2,
+    name: "alarm states",
+    // rules/alarm-store-postgres.ts: the alarm state of every (rule, subject), as the embedded
+    // store keeps it in alarms.db. partition: the work partition whose lease covers the
+    // subject's writes (null: written by a node that does not partition its work); a node taking
+    // partitions over reads their states by it.
+    sql: `
+CREATE TABLE alarm_states (
+  rule_id    text NOT NULL,
+  subject    text NOT NULL,
+  partition  integer CHECK (partition >= 0),
+  state      jsonb NOT NULL,
+  updated_ms bigint NOT NULL,
+  PRIMARY KEY (rule_id, subject)
+);
+
+CREATE INDEX alarm_states_partition ON alarm_states (partition);
+`,
+  },
 ];

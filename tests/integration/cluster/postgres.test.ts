@@ -121,7 +121,7 @@ describe.runIf(postgres)("PostgreSQL pool and migrations", () => {
     const first = await migrate(pool, CITYWATCH_MIGRATIONS);
     const newest = CITYWATCH_MIGRATIONS.at(-1)?.version;
     expect(first).toEqual({ applied: CITYWATCH_MIGRATIONS.map((x) => x.version), version: newest });
-    for (const table of ["cluster_nodes", "partition_leases"]) {
+    for (const table of ["cluster_nodes", "partition_leases", "alarm_states"]) {
       expect(await exists(pool, table)).toBe(true);
     }
 
