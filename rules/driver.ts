@@ -7,7 +7,7 @@ import {
   type StoredBatch,
   type StoredReading,
 } from "../contracts/model/stored-readings.js";
-import type { AlarmStates } from "./alarm-store.js";
+import type { AlarmStates, StoredAlarm } from "./alarm-store.js";
 import { DeviceBatch, type InstantSource, SubjectBatch } from "./batch.js";
 import {
   type AlarmDecision,
@@ -109,6 +109,14 @@ const NEW_DEVICE_REFRESH_MS = 1_000;
  */
 const RESTORE_NEWEST_INTERVALS = 10;
 
+/**
+ * A backfill reads this far past now as well: the ingest takes readings stamped up to
+ * `maxFutureMs` (5 min by default) ahead of its clock, and a reading stamped at now itself must
+ * come back too (the range's end is exclusive). A node taking partitions over reads the readings
+ * the last owner had just judged.
+ */
+const BACKFILL_AHEAD_MS = 86_400_000;
+
 /** Readings kept beyond the batch being judged when no window needs them: the newest only. */
 const KEEP_NEWEST = 0;
 
@@ -180,6 +188,35 @@ export class RulesDriver {
   stop(): void {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.unsubscribe?.();
+  }
+
+  /**
+   * The work this driver owns changed (a cluster node took partitions over or lost them,
+   * docs/cluster.md): the registry (deps.registry) answers with the devices and sites in scope
+   * now. Reads it again; forgets the alarm states of the subjects out of scope (their new owner
+   * has them from the shared store), and the windows of the devices out of scope; takes
+   * `states`, the stored states of the subjects taken over, in place of whatever it held for
+   * them; and reads back the windows of the devices taken over from the time-series store, as
+   * after a restart (docs/rules.md, Time, rule 9). A pending alarm's timer, a recovering one's
+   * hold and an escalation's count continue from the state the last owner stored.
+   */
+  async rescope(states: readonly StoredAlarm[]): Promise<void> {
+    const now = this.deps.now();
+    const before = new Set(this.index.slots.keys());
+    this.index.refresh(now, true);
+    const inScope = new Set(this.index.subjects().map((s) => s.alarmKey));
+    for (const key of this.alarms.keys()) if (!inScope.has(key)) this.alarms.delete(key);
+    for (const stored of states) {
+      this.alarms.set(`${stored.ruleId}\u0000${stored.subject}`, {
+        state: stored.state,
+        lastAt: stored.state.since,
+        clocked: true,
+      });
+    }
+    // Subjects keep the alarm they found; the ones replaced or forgotten must be found again.
+    for (const subject of this.index.subjects()) subject.alarm = undefined;
+    const taken = [...this.index.slots.values()].filter((slot) => !before.has(slot.device.id));
+    await this.backfillSlots(taken, now);
   }
 
   /** Samples held in the windows of every device and quantity. */
@@ -629,10 +666,15 @@ export class RulesDriver {
   }
 
   /** Windows after a restart: each device's recent stored readings, oldest first. */
-  private async backfill(now: number): Promise<void> {
+  private backfill(now: number): Promise<void> {
+    return this.backfillSlots([...this.index.slots.values()], now);
+  }
+
+  /** The windows of `slots` read back from the time-series store. */
+  private async backfillSlots(slots: readonly Slot[], now: number): Promise<void> {
     const backfill = this.deps.backfill;
     if (backfill === undefined) return;
-    for (const slot of [...this.index.slots.values()]) {
+    for (const slot of slots) {
       // As far back as the device's own rules look, and at least far enough to find its newest
       // reading (a latest value, a quality flag, the data clock) unless it has been silent for
       // longer than RESTORE_NEWEST_INTERVALS expected intervals.
@@ -642,7 +684,7 @@ export class RulesDriver {
       );
       try {
         const heard = slot.lastSeenAt;
-        const readings = await backfill(slot.device, now - longest, now);
+        const readings = await backfill(slot.device, now - longest, now + BACKFILL_AHEAD_MS);
         const batch = batchOf(readings.map((r) => ({ ...r, replay: false })));
         for (let i = 0; i < batch.length; i++) this.addReading(slot, batch, i, now);
         if (batch.length > 0) this.unjudgedData++;
