@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { pino } from "pino";
 import { expect } from "vitest";
-import { LeaseKeeper, type LossReason } from "../../../cluster/leases.js";
+import { LeaseKeeper, type LeaseKeeperOptions, type LossReason } from "../../../cluster/leases.js";
 import { migrate } from "../../../infra/postgres/migrate.js";
 import { CITYWATCH_MIGRATIONS } from "../../../infra/postgres/schema.js";
 import type { TestSchema } from "../../support/services.js";
@@ -61,8 +61,11 @@ export class TestCluster {
     return new TestCluster(schema, admin);
   }
 
-  /** A keeper on a pool of its own, not started. */
-  async node(nodeId: string): Promise<TestNode> {
+  /** A keeper on a pool of its own, not started; `hooks` hear its events too. */
+  async node(
+    nodeId: string,
+    hooks: Pick<LeaseKeeperOptions, "onAcquired" | "onLost"> = {},
+  ): Promise<TestNode> {
     const pool = await this.schema.pool(2);
     const events: KeeperEvent[] = [];
     const keeper = new LeaseKeeper({
@@ -72,8 +75,14 @@ export class TestCluster {
       ttlMs: TTL_MS,
       renewMs: RENEW_MS,
       log,
-      onAcquired: (partition, token) => events.push({ kind: "acquired", partition, token }),
-      onLost: (partition, reason) => events.push({ kind: "lost", partition, reason }),
+      onAcquired: (partition, token) => {
+        events.push({ kind: "acquired", partition, token });
+        hooks.onAcquired?.(partition, token);
+      },
+      onLost: (partition, reason) => {
+        events.push({ kind: "lost", partition, reason });
+        hooks.onLost?.(partition, reason);
+      },
     });
     const node = { keeper, pool, events };
     this.nodes.push(node);

@@ -11,8 +11,9 @@ import { leaseFence } from "../../../cluster/fencing.js";
 import { partitionOf } from "../../../cluster/partition.js";
 import { createSqliteStore } from "../../../ingest/store/sqlite.js";
 import type { TimeSeriesStore } from "../../../ingest/store/types.js";
-import { PostgresAlarmStore, readAlarmStates } from "../../../rules/alarm-store-postgres.js";
-import { RulesDriver } from "../../../rules/driver.js";
+import { PostgresAlarmStore } from "../../../rules/alarm-store-postgres.js";
+import { RulesDriver, type RulesRegistry } from "../../../rules/driver.js";
+import { RulesScope } from "../../../cli/runtime/cluster-rules.js";
 import { RuleSet } from "../../../rules/rule-set.js";
 import { device, siteOf } from "../../support/differential-fixtures.js";
 import { createTestSchema, postgresUrl, providePostgres } from "../../support/services.js";
@@ -22,9 +23,9 @@ import { PARTITIONS, PATIENCE, TestCluster, type TestNode } from "../cluster/kee
 /*
  * Issue #21, takeover at the rules' level: two nodes share the partitions through real lease
  * keepers, their alarm states in PostgreSQL (rules/alarm-store-postgres.ts) and their readings in
- * one time-series store. The node owning three sites dies (its pool closed: kill -9 as far as
- * the database can tell); the other takes their partitions over (RulesDriver.rescope) and goes
- * on: a pending alarm raises when the timer started on the dead node runs out, an hour's window
+ * one time-series store, each node's rules rescoped at every lease change (RulesScope,
+ * RulesDriver.rescope). The node owning three sites dies (its pool closed: kill -9 as far as the
+ * database can tell); the other takes their partitions over and goes on: a pending alarm raises when the timer started on the dead node runs out, an hour's window
  * holds the readings the dead node saw, and an alarm the dead node raised is not raised again.
  */
 
@@ -61,25 +62,47 @@ describe.runIf(postgres)("rules takeover between nodes", () => {
   it("continues pending timers and windows from the shared state, raising nothing twice", async () => {
     series = createSqliteStore(join(dir, "timeseries.db"));
     cluster = await TestCluster.create(await createTestSchema(postgresUrl(postgres)));
-    const [a, b] = await cluster.start("node-a", "node-b");
-    await vi.waitFor(() => cluster.expectSettled([a!, b!]), PATIENCE);
+    const sites: Site[] = [];
+    const devices: Device[] = [];
+    const registry: RulesRegistry = { devices: () => devices, sites: () => sites };
+    const scopes = new Map<TestNode, RulesScope>();
+    /** A node whose keeper rescopes its rules (RulesScope) at every lease change. */
+    const start = async (nodeId: string): Promise<TestNode> => {
+      // The keeper reports only once started, below: scope is set by then.
+      const test = await cluster.node(nodeId, {
+        onAcquired: () => scope.acquired(),
+        onLost: (partition) => scope.lost(partition),
+      });
+      const scope = new RulesScope({
+        pool: test.pool,
+        partitions: PARTITIONS,
+        owned: () => test.keeper.owned(),
+        registry,
+      });
+      scopes.set(test, scope);
+      await test.keeper.start();
+      return test;
+    };
+    const a = await start("node-a");
+    const b = await start("node-b");
+    await vi.waitFor(() => cluster.expectSettled([a, b]), PATIENCE);
 
     // Three sites in partitions node a owns.
-    const ofA = (id: string) => a!.keeper.owned().has(partitionOf(id, PARTITIONS));
+    const ofA = (id: string) => a.keeper.owned().has(partitionOf(id, PARTITIONS));
     const pick = (prefix: string) => {
       for (let n = 0; ; n++) if (ofA(`${prefix}-${n}`)) return `${prefix}-${n}`;
     };
-    const sites: Site[] = [
+    sites.push(
       siteOf("restaurant", pick("rest-late")),
       siteOf("restaurant", pick("rest-early")),
       siteOf("construction_site", pick("build")),
-    ];
+    );
     const [late, early, build] = sites as [Site, Site, Site];
-    const devices: Device[] = [
+    devices.push(
       device("hood-late", "cooking_fume", late.id),
       device("hood-early", "cooking_fume", early.id),
       device("dust-1", "dust", build.id),
-    ];
+    );
     // And sites in any partition, clean air: which of them a node keeps when another joins.
     for (let n = 0; n < 12; n++) {
       sites.push(siteOf("construction_site", `probe-${n}`));
@@ -87,34 +110,27 @@ describe.runIf(postgres)("rules takeover between nodes", () => {
     }
     const nodes: Node[] = [];
     const siteOfDevice = new Map(devices.map((d) => [d.id as string, d.siteId as string]));
-    const subjectPartition = (subject: string) => {
-      const [type, id = ""] = subject.split(":");
-      return partitionOf(type === "device" ? (siteOfDevice.get(id) ?? id) : id, PARTITIONS);
-    };
 
     const node = async (test: TestNode): Promise<Node> => {
-      const owned = () => test.keeper.owned();
-      const inScope = (siteId: string) => owned().has(partitionOf(siteId, PARTITIONS));
+      const scope = scopes.get(test) as RulesScope;
       const notices: AlarmNotice[] = [];
       const sink: TaskSink = {
         handleAlarm: (n) => notices.push(n),
         onAcknowledged: () => () => {},
       };
+      // The scope reads the states of the partitions it takes.
       const store = await PostgresAlarmStore.open({
         pool: test.pool,
-        partitionOf: subjectPartition,
+        partitionOf: scope.partitionOfSubject,
         fence: leaseFence(test.pool, test.keeper),
-        partitions: [...owned().keys()],
+        partitions: [],
       });
       const rules = new RuleSet();
       expect(rules.reload()).toEqual([]);
       const driver = new RulesDriver({
         log: pino({ level: "silent" }),
         rules,
-        registry: {
-          devices: () => devices.filter((d) => inScope(d.siteId)),
-          sites: () => sites.filter((s) => inScope(s.id)),
-        },
+        registry: scope.registry,
         alarms: store,
         sink,
         region: "default",
@@ -123,12 +139,13 @@ describe.runIf(postgres)("rules takeover between nodes", () => {
         backfill: (d, fromMs, toMs) => readBack(series)(d, fromMs, toMs, 10_000),
       });
       await driver.start();
+      await scope.attach(driver);
       const started = { test, driver, store, notices };
       nodes.push(started);
       return started;
     };
-    const nodeA = await node(a!);
-    const nodeB = await node(b!);
+    const nodeA = await node(a);
+    const nodeB = await node(b);
 
     /**
      * Minute m's readings: stored, then each handed to the driver of the live node that owns its
@@ -188,12 +205,12 @@ describe.runIf(postgres)("rules takeover between nodes", () => {
     await nodeA.store.flush();
     nodeA.driver.stop();
     dead.add(nodeA);
-    const ofB = new Set(b!.keeper.owned().keys());
-    await a!.pool.end(); // kill -9: no renewal, no release
+    await a.pool.end(); // kill -9: no renewal, no release
 
-    await vi.waitFor(() => expect(b!.keeper.owned().size).toBe(PARTITIONS), PATIENCE);
-    const taken = [...b!.keeper.owned().keys()].filter((p) => !ofB.has(p));
-    await nodeB.driver.rescope(await readAlarmStates(b!.pool, taken));
+    // Node b takes every partition over, and its scope the states of node a's.
+    const scopeB = scopes.get(b) as RulesScope;
+    await vi.waitFor(() => expect(scopeB.scoped().size).toBe(PARTITIONS), PATIENCE);
+    await scopeB.changed();
 
     for (let m = DIES_AFTER + 1; m <= 61; m++) await minute(m);
     // rest-late raises when the hold that began on node a at minute 35 has lasted 10 min; the
@@ -210,10 +227,11 @@ describe.runIf(postgres)("rules takeover between nodes", () => {
 
     // A third node joins and takes its share: node b forgets the windows of the sites it gave up
     // (a re-check there finds no data) and keeps the others'.
-    const [c] = await cluster.start("node-c");
-    await vi.waitFor(() => cluster.expectSettled([b!, c!]), PATIENCE);
-    await nodeB.driver.rescope([]);
-    const kept = (site: Site) => b!.keeper.owned().has(partitionOf(site.id, PARTITIONS));
+    const c = await start("node-c");
+    await vi.waitFor(() => cluster.expectSettled([b, c]), PATIENCE);
+    await scopeB.changed();
+    expect([...scopeB.scoped()].sort()).toEqual([...b.keeper.owned().keys()].sort());
+    const kept = (site: Site) => b.keeper.owned().has(partitionOf(site.id, PARTITIONS));
     // 15 sites hashed over 64 partitions: node b keeps some and gives up others.
     expect(sites.some(kept) && !sites.every(kept)).toBe(true);
     for (const site of sites) {

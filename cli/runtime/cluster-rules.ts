@@ -1,0 +1,147 @@
+import type pg from "pg";
+import type { Logger } from "pino";
+import type { Device, Site } from "../../contracts/index.js";
+import { partitionOf } from "../../cluster/partition.js";
+import { readAlarmStates } from "../../rules/alarm-store-postgres.js";
+import type { RulesDriver, RulesRegistry } from "../../rules/driver.js";
+
+/*
+ * A cluster node's rules in scope (issue #21, docs/cluster.md): the devices and sites of the
+ * partitions this node owns, by the partition of their site, as the registry the rules driver
+ * reads; and the driver rescoped (RulesDriver.rescope) whenever the lease keeper reports a
+ * partition acquired or lost.
+ *
+ * The scope is the partitions whose alarm states the driver holds, not the leases of the moment:
+ * a partition acquired enters it only once its states are read from PostgreSQL (a driver that
+ * judged a site before would judge it from a fresh state and raise again what the dead owner
+ * raised); a partition lost leaves it at once (the driver stops judging it at its next reading or
+ * tick; its alarm-state writes are fenced anyway).
+ */
+
+export interface RulesScopeDeps {
+  /** A pool on the migrated schema (its alarm_states table). */
+  readonly pool: pg.Pool;
+  /** The partition count, the same on every node. */
+  readonly partitions: number;
+  /** The partitions this node holds now (the lease keeper's owned()). */
+  readonly owned: () => ReadonlyMap<number, unknown>;
+  /** The whole registry. */
+  readonly registry: RulesRegistry;
+  readonly log?: Logger;
+}
+
+export class RulesScope {
+  readonly #deps: RulesScopeDeps;
+  readonly #scoped = new Set<number>();
+  /** Device id → site id, rebuilt when a device is not found. */
+  #siteOfDevice = new Map<string, string>();
+  #driver: Pick<RulesDriver, "rescope"> | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #rescopes = 0;
+
+  /** The registry as the driver reads it: the devices and sites of the partitions in scope. */
+  readonly registry: RulesRegistry = {
+    devices: (): Device[] =>
+      this.#deps.registry.devices().filter((d) => this.#scoped.has(this.#partition(d.siteId))),
+    sites: (): Site[] =>
+      this.#deps.registry.sites().filter((s) => this.#scoped.has(this.#partition(s.id))),
+  };
+
+  constructor(deps: RulesScopeDeps) {
+    this.#deps = deps;
+  }
+
+  /** The partition whose lease covers a subject (`device:<id>`, `site:<id>`, `segment:<id>`). */
+  partitionOfSubject = (subject: string): number => {
+    const colon = subject.indexOf(":");
+    const type = subject.slice(0, colon);
+    const id = subject.slice(colon + 1);
+    if (type !== "device") return this.#partition(id);
+    let site = this.#siteOfDevice.get(id);
+    if (site === undefined) {
+      this.#siteOfDevice = new Map(this.#deps.registry.devices().map((d) => [d.id, d.siteId]));
+      site = this.#siteOfDevice.get(id);
+    }
+    // A device the registry no longer holds: its own id (no site's lease covers it).
+    return this.#partition(site ?? id);
+  };
+
+  /** The partitions whose states the driver holds. */
+  scoped(): ReadonlySet<number> {
+    return this.#scoped;
+  }
+
+  /** Rescopes done so far. */
+  get rescopes(): number {
+    return this.#rescopes;
+  }
+
+  /** The driver to rescope; rescoped at once to the partitions held now. */
+  attach(driver: Pick<RulesDriver, "rescope">): Promise<void> {
+    this.#driver = driver;
+    return this.changed();
+  }
+
+  /** The keeper acquired a partition: rescope (once for a burst of events). */
+  acquired = (): void => {
+    void this.changed();
+  };
+
+  /** The keeper lost a partition: out of scope at once, then rescope. */
+  lost = (partition: number): void => {
+    this.#scoped.delete(partition);
+    void this.changed();
+  };
+
+  /**
+   * Rescope to the partitions held now; resolves when the scope has caught up with them (a change
+   * during a rescope is followed by another). A failed rescope is logged; the next change retries.
+   */
+  changed(): Promise<void> {
+    if (this.#running !== undefined) {
+      this.#again = true;
+      return this.#running;
+    }
+    const run = async () => {
+      do {
+        this.#again = false;
+        await this.#rescope().catch((err: unknown) =>
+          this.#deps.log?.error(
+            { err: err instanceof Error ? err.message : String(err) },
+            "rules: could not take over partitions; retried at the next lease change",
+          ),
+        );
+      } while (this.#again);
+    };
+    this.#running = run().finally(() => {
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+
+  async #rescope(): Promise<void> {
+    const driver = this.#driver;
+    if (driver === undefined) return;
+    const owned = this.#deps.owned();
+    for (const p of [...this.#scoped]) if (!owned.has(p)) this.#scoped.delete(p);
+    const taken = [...owned.keys()].filter((p) => !this.#scoped.has(p));
+    const states = taken.length === 0 ? [] : await readAlarmStates(this.#deps.pool, taken);
+    // Held throughout the read: in scope. Lost meanwhile: left out (with their states).
+    const still = this.#deps.owned();
+    for (const p of taken) if (still.has(p)) this.#scoped.add(p);
+    for (const p of [...this.#scoped]) if (!still.has(p)) this.#scoped.delete(p);
+    await driver.rescope(
+      states.filter((s) => this.#scoped.has(this.partitionOfSubject(s.subject))),
+    );
+    this.#rescopes += 1;
+    this.#deps.log?.info(
+      { partitions: this.#scoped.size, taken: taken.length, states: states.length },
+      "rules: partitions in scope changed",
+    );
+  }
+
+  #partition(key: string): number {
+    return partitionOf(key, this.#deps.partitions);
+  }
+}
