@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { type BackoffPolicy, backoffDelayMs } from "../infra/backoff.js";
 import type { PartitionFence } from "../infra/postgres/fence.js";
 import type { AlarmState } from "./engine/alarm.js";
-import type { AlarmKey, AlarmStates, StoredAlarm } from "./alarm-store.js";
+import { type AlarmKey, type AlarmStates, type StoredAlarm, UNSAVED_MAX } from "./alarm-store.js";
 
 /*
  * The alarm states in PostgreSQL (table alarm_states, migration 2 of infra/postgres/schema.ts),
@@ -20,9 +20,6 @@ import type { AlarmKey, AlarmStates, StoredAlarm } from "./alarm-store.js";
  * counted. What a crash loses (the moves not yet written) the next evaluations make again, as
  * with the embedded store's synchronous=NORMAL.
  */
-
-/** Moves kept at most while the database is out of reach (one per (rule, subject): latest wins). */
-export const UNSAVED_MAX = 100_000;
 
 /** Moves per INSERT at most. */
 const BATCH_MAX = 1_000;
@@ -139,6 +136,10 @@ export class PostgresAlarmStore implements AlarmStates {
 
   unsavedCount(): number {
     return this.#unsaved.size;
+  }
+
+  droppedCount(): number {
+    return this.#dropped;
   }
 
   /** What the store did: moves written, dropped for want of room, refused by the fence. */

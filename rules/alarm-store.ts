@@ -36,6 +36,8 @@ export interface AlarmStates {
   save(key: AlarmKey, state: AlarmState, nowMs: number): void;
   /** Moves kept and not yet written. */
   unsavedCount(): number;
+  /** Moves not kept because the kept ones had reached their bound (UNSAVED_MAX subjects). */
+  droppedCount(): number;
 }
 
 const MIGRATIONS = [
@@ -54,8 +56,13 @@ const MIGRATIONS = [
  */
 const DISK_FULL = /^(SQLITE_FULL|SQLITE_IOERR_(WRITE|FSYNC|SHMSIZE|SHMMAP|TRUNCATE|DIR_FSYNC))$/;
 
-/** Moves held in memory at most while the disk is full (one per (rule, subject): latest wins). */
-const UNSAVED_MAX = 100_000;
+/**
+ * Moves held in memory at most while they cannot be written (one per (rule, subject): latest
+ * wins); a move of another subject past it is dropped and counted. The next evaluations make a
+ * dropped move again once the store takes writes (an open alarm is raised again, and attached to
+ * its open task).
+ */
+export const UNSAVED_MAX = 100_000;
 
 export class AlarmStore implements AlarmStates {
   private readonly db: Database.Database;
@@ -66,6 +73,7 @@ export class AlarmStore implements AlarmStates {
    * timer), and the state machine's moves are kept for when space is back.
    */
   private readonly unsaved = new Map<string, { key: AlarmKey; state: string; nowMs: number }>();
+  private dropped = 0;
 
   constructor(file: string) {
     this.db = openSqlite(file, { synchronous: "NORMAL", migrations: MIGRATIONS });
@@ -101,12 +109,17 @@ export class AlarmStore implements AlarmStates {
       const id = `${key.ruleId}\u0000${key.subject}`;
       this.unsaved.delete(id);
       if (this.unsaved.size < UNSAVED_MAX) this.unsaved.set(id, { key, state: text, nowMs });
+      else this.dropped += 1;
     }
   }
 
   /** Moves not on disk because the disk was full (written with the next save that succeeds). */
   unsavedCount(): number {
     return this.unsaved.size;
+  }
+
+  droppedCount(): number {
+    return this.dropped;
   }
 
   private flushUnsaved(): void {

@@ -42,7 +42,8 @@ export type { RulesRegistry } from "./subjects.js";
 export interface RulesDriverDeps extends SubjectIndexDeps {
   readonly log: Logger;
   /** Where alarm states are kept across restarts (read at start, written as they move). */
-  readonly alarms: Pick<AlarmStates, "all" | "save">;
+  readonly alarms: Pick<AlarmStates, "all" | "save"> &
+    Partial<Pick<AlarmStates, "unsavedCount" | "droppedCount">>;
   /** Where decisions go (the task service). */
   readonly sink: TaskSink;
   readonly tickMs: number;
@@ -163,6 +164,8 @@ export class RulesDriver {
         : rulesMetrics(deps.metricsRegistry, {
             openAlarms: () => [...this.alarms.values()].filter((a) => isOpen(a.state)).length,
             windowSamples: () => this.windowSamples(),
+            unsavedMoves: () => deps.alarms.unsavedCount?.() ?? 0,
+            droppedMoves: () => deps.alarms.droppedCount?.() ?? 0,
           });
   }
 

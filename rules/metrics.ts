@@ -4,8 +4,14 @@ import { scrapedGauge } from "../infra/metrics.js";
 /** The rules driver's Prometheus metrics, on the ingest's registry (one /metrics per process). */
 export function rulesMetrics(
   registry: Registry,
-  read: { openAlarms: () => number; windowSamples: () => number },
+  read: {
+    openAlarms: () => number;
+    windowSamples: () => number;
+    unsavedMoves: () => number;
+    droppedMoves: () => number;
+  },
 ) {
+  let reportedDrops = 0;
   return {
     evaluations: new Counter({
       name: "citywatch_rules_evaluations_total",
@@ -31,6 +37,24 @@ export function rulesMetrics(
       },
       read.windowSamples,
     ),
+    unsavedMoves: scrapedGauge(
+      registry,
+      {
+        name: "citywatch_rules_alarm_moves_unsaved",
+        help: "Alarm state moves held in memory because the alarm store could not write them (a full disk, PostgreSQL out of reach); at most 100,000 subjects.",
+      },
+      read.unsavedMoves,
+    ),
+    droppedMoves: new Counter({
+      name: "citywatch_rules_alarm_moves_dropped_total",
+      help: "Alarm state moves not held because the unsaved ones had reached their bound (made again by the next evaluations).",
+      registers: [registry],
+      collect() {
+        const count = read.droppedMoves();
+        if (count > reportedDrops) this.inc(count - reportedDrops);
+        reportedDrops = count;
+      },
+    }),
     degraded: new Counter({
       name: "citywatch_rules_degraded_evaluations_total",
       help: "k-of-n evaluations judged with fewer voting devices than k (degraded: lower_k), by rule.",

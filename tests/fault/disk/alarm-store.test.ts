@@ -49,6 +49,7 @@ describe.runIf(mounted)("the alarm store on a full disk", () => {
     expect(thrown).toBeUndefined();
     expect(unsaved).toBeGreaterThan(0);
     expect(store.unsavedCount()).toBe(0);
+    expect(store.droppedCount()).toBe(0);
     expect(saved).toHaveLength(502);
   });
 });

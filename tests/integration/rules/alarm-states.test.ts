@@ -2,13 +2,19 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type pg from "pg";
+import { pino } from "pino";
+import { Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { leaseFence } from "../../../cluster/fencing.js";
 import { partitionOf } from "../../../cluster/partition.js";
 import { migrate } from "../../../infra/postgres/migrate.js";
 import { CITYWATCH_MIGRATIONS } from "../../../infra/postgres/schema.js";
 import { type AlarmKey, type AlarmStates, AlarmStore } from "../../../rules/alarm-store.js";
-import { PostgresAlarmStore } from "../../../rules/alarm-store-postgres.js";
+import { PostgresAlarmStore, readAlarmStates } from "../../../rules/alarm-store-postgres.js";
+import { RulesDriver } from "../../../rules/driver.js";
+import { RuleSet } from "../../../rules/rule-set.js";
+import { metricValue } from "../../../infra/metrics.js";
+import { device, siteOf } from "../../support/differential-fixtures.js";
 import { type AlarmState, initialAlarmState } from "../../../rules/engine/alarm.js";
 import {
   createTestSchema,
@@ -184,6 +190,56 @@ describe.runIf(postgres)("alarm states in PostgreSQL", () => {
     expect(states.get("noise-night device:d-2")?.state).toEqual(active(2));
     expect(states.get("noise-night device:d-3")?.state).toEqual(active(4));
     expect(store.counts()).toMatchObject({ written: 3, dropped: 0, fencedOut: 0 });
+    await store.close();
+  });
+
+  it("shows the moves it holds on the rules' metrics while the database refuses them", async () => {
+    const pool = await database();
+    const store = await PostgresAlarmStore.open({ pool });
+    const registry = new Registry();
+    const restaurant = siteOf("restaurant", "rest-1");
+    const hood = device("hood-1", "cooking_fume", restaurant.id);
+    const rules = new RuleSet();
+    expect(rules.reload()).toEqual([]);
+    const at = Date.parse("2026-11-27T04:00:00Z");
+    const driver = new RulesDriver({
+      log: pino({ level: "silent" }),
+      rules,
+      registry: { devices: () => [hood], sites: () => [restaurant] },
+      alarms: store,
+      sink: { handleAlarm: () => undefined, onAcknowledged: () => () => {} },
+      region: "default",
+      tickMs: 3_600_000,
+      now: () => at,
+      metricsRegistry: registry,
+    });
+    await driver.start();
+    const unsaved = async () =>
+      metricValue(registry.getSingleMetric("citywatch_rules_alarm_moves_unsaved"));
+    await pool.query("ALTER TABLE alarm_states RENAME TO alarm_states_away");
+    // Fan on, purifier off: the purifier-off alarm goes pending, a move to keep.
+    driver.onStored([
+      {
+        deviceId: hood.id,
+        kind: "cooking_fume",
+        timeMs: at,
+        quality: "normal",
+        values: { fanOn: true, purifierOn: false, oilFume: 0.5 },
+        replay: false,
+      },
+    ]);
+    await expect(store.flush()).rejects.toThrow(/alarm states not written/);
+    expect(await unsaved()).toBeGreaterThan(0);
+    await pool.query("ALTER TABLE alarm_states_away RENAME TO alarm_states");
+    await vi.waitFor(async () => expect(await unsaved()).toBe(0), PATIENCE);
+    const pending = (await readAlarmStates(pool)).find(
+      (s) => s.ruleId === "cooking-fume.purifier-off",
+    );
+    expect(pending?.state.phase).toBe("pending");
+    expect(
+      await metricValue(registry.getSingleMetric("citywatch_rules_alarm_moves_dropped_total")),
+    ).toBe(0);
+    driver.stop();
     await store.close();
   });
 
