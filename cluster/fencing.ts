@@ -68,22 +68,20 @@ export async function fencedWrite<T>(
 }
 
 /**
- * The fence a store takes (infra/postgres/fence.ts) over a lease keeper's tokens: a write for a
- * partition this node does not hold, or whose lease is lost before the write, is refused.
+ * The fence a store takes (infra/postgres/fence.ts) over a lease keeper's tokens: a write under a
+ * token whose lease is gone is refused.
  */
 export function leaseFence(
   pool: pg.Pool,
   keeper: { tokenOf(partition: number): number | undefined },
 ): PartitionFence {
   return {
+    tokenOf: (partition) => keeper.tokenOf(partition),
     async write<T>(
       partition: number,
+      token: number,
       write: (client: pg.PoolClient) => Promise<T>,
     ): Promise<FencedOutcome<T>> {
-      const token = keeper.tokenOf(partition);
-      if (token === undefined) {
-        return { ok: false, reason: `partition ${partition} is not held by this node` };
-      }
       try {
         return { ok: true, value: await fencedWrite(pool, partition, token, write) };
       } catch (err) {

@@ -40,6 +40,15 @@ export type LossReason =
   /** stop() released it. */
   | "stopped";
 
+/**
+ * How long a lease lasts without renewal by default. A dead node's partitions are free at most
+ * this long after it died and taken at a living node's next round (a third of it later): 8 s at
+ * worst, within the 10 s a takeover may take (issue #21; `npm run bench -- cluster`). Shorter
+ * costs more renewals and takes a partition from a node paused longer than it (a long GC, a slow
+ * database), which fencing makes safe but not free.
+ */
+export const DEFAULT_TTL_MS = 6_000;
+
 export interface LeaseKeeperOptions {
   /** Unique among running processes; a restarted process may reuse its id (it takes its leases back). */
   readonly nodeId: string;
@@ -47,7 +56,7 @@ export interface LeaseKeeperOptions {
   readonly pool: pg.Pool;
   /** The number of partitions; the same on every node (default 64). */
   readonly partitions?: number;
-  /** How long a lease lasts without renewal; the same on every node (default 10 s). */
+  /** How long a lease lasts without renewal; the same on every node (default 6 s). */
   readonly ttlMs?: number;
   /** Time between rounds (default a third of the TTL, so two renewals may fail before expiry). */
   readonly renewMs?: number;
@@ -187,7 +196,7 @@ export class LeaseKeeper {
   #lost = 0;
 
   constructor(options: LeaseKeeperOptions) {
-    const ttlMs = options.ttlMs ?? 10_000;
+    const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
     const checked = optionsSchema.safeParse({
       nodeId: options.nodeId,
       partitions: options.partitions ?? 64,

@@ -14,11 +14,15 @@ import { type AlarmKey, type AlarmStates, type StoredAlarm, UNSAVED_MAX } from "
  *
  * A move waits in memory, the latest per (rule, subject), until its batch commits: a database out
  * of reach keeps it (up to UNSAVED_MAX subjects; a new subject past it is dropped and counted),
- * and the batch is tried again after a backoff. With a fence (a cluster node), each partition's
- * batch commits only while the node owns the partition; a batch the fence refuses is dropped (the
- * partition's new owner judges its subjects now, from the states it read on taking it over) and
- * counted. What a crash loses (the moves not yet written) the next evaluations make again, as
- * with the embedded store's synchronous=NORMAL.
+ * and the batch is tried again after a backoff. A batch the database refuses for its data (SQLSTATE
+ * classes 22 and 23: a value out of range, a constraint) is dropped, logged and counted, so one bad
+ * move cannot hold back every later one. With a fence (a cluster node), a move is kept with the
+ * lease token under which the node judged its subject, and written only under that token: a move
+ * made for a partition the node does not hold, or whose lease is gone by the time of the write
+ * (even if the node holds the partition again: another node may have judged it meanwhile), is
+ * dropped and counted, and the partition's owner judges from the states in the database. What a
+ * crash loses (the moves not yet written) the next evaluations make again, as with the embedded
+ * store's synchronous=NORMAL.
  */
 
 /** Moves per INSERT at most. */
@@ -37,6 +41,8 @@ export interface PostgresAlarmStoreOptions {
   readonly partitionOf?: (subject: string) => number;
   /** Writes for a partition only while this node owns it (a cluster node). */
   readonly fence?: PartitionFence;
+  /** Waits before a failed batch is tried again (default 100 ms doubling to 10 s, equal jitter). */
+  readonly retry?: BackoffPolicy;
   /** Read only these partitions' states (a cluster node: those it owns); absent: every state. */
   readonly partitions?: readonly number[];
 }
@@ -46,7 +52,12 @@ interface Move {
   readonly state: string;
   readonly nowMs: number;
   readonly partition: number | null;
+  /** The lease token the move was made under (a fenced store), else undefined. */
+  readonly token: number | undefined;
 }
+
+/** SQLSTATE classes of a refusal for the data itself: a retry would be refused again. */
+const PERMANENT = /^2[23]/;
 
 const UPSERT = `INSERT INTO alarm_states (rule_id, subject, partition, state, updated_ms)
   SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::jsonb[], $5::bigint[])
@@ -92,6 +103,7 @@ export class PostgresAlarmStore implements AlarmStates {
   #closed = false;
   #dropped = 0;
   #fencedOut = 0;
+  #refused = 0;
   #written = 0;
   #lastError: string | undefined;
 
@@ -117,15 +129,23 @@ export class PostgresAlarmStore implements AlarmStates {
       return;
     }
     const partition = this.#options.partitionOf?.(key.subject) ?? null;
+    const fence = this.#options.fence;
+    const token = fence === undefined || partition === null ? undefined : fence.tokenOf(partition);
+    if (fence !== undefined && partition !== null && token === undefined) {
+      // Judged for a partition this node does not hold (lost since): its owner's state counts.
+      this.#fencedOut += 1;
+      return;
+    }
     // Deleted first: a move goes behind the moves kept before it (writes stay in order).
     this.#unsaved.delete(id);
-    this.#unsaved.set(id, { key, state: JSON.stringify(state), nowMs, partition });
+    this.#unsaved.set(id, { key, state: JSON.stringify(state), nowMs, partition, token });
     // After the current turn: the moves of one tick go in one batch.
     if (this.#writing === undefined && this.#retryTimer === undefined) this.#start(true);
   }
 
-  /** Starts writing what is kept (`deferred`: after the current turn). */
+  /** Starts writing what is kept (`deferred`: after the current turn), unless a writer runs. */
   #start(deferred: boolean): void {
+    if (this.#writing !== undefined) return;
     const run = deferred
       ? new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#writeAll())
       : this.#writeAll();
@@ -138,16 +158,27 @@ export class PostgresAlarmStore implements AlarmStates {
     return this.#unsaved.size;
   }
 
+  /** Moves not written: past the bound, judged under a lease that is gone, refused for their data. */
   droppedCount(): number {
-    return this.#dropped;
+    return this.#dropped + this.#fencedOut + this.#refused;
   }
 
-  /** What the store did: moves written, dropped for want of room, refused by the fence. */
-  counts(): { written: number; dropped: number; fencedOut: number; lastError?: string } {
+  /**
+   * What the store did: moves written, dropped for want of room, refused by the fence (judged
+   * under a lease that is gone), refused by the database for their data.
+   */
+  counts(): {
+    written: number;
+    dropped: number;
+    fencedOut: number;
+    refused: number;
+    lastError?: string;
+  } {
     return {
       written: this.#written,
       dropped: this.#dropped,
       fencedOut: this.#fencedOut,
+      refused: this.#refused,
       ...(this.#lastError === undefined ? {} : { lastError: this.#lastError }),
     };
   }
@@ -161,13 +192,19 @@ export class PostgresAlarmStore implements AlarmStates {
       clearTimeout(this.#retryTimer);
       this.#retryTimer = undefined;
     }
-    await this.#writing;
+    // One writer at a time (a flush during a flush, or during a write a save started).
+    await this.#idle();
     if (this.#unsaved.size === 0) return;
     this.#start(false);
-    await this.#writing;
+    await this.#idle();
     if (this.#lastError !== undefined && this.#unsaved.size > 0) {
       throw new Error(`alarm states not written: ${this.#lastError}`);
     }
+  }
+
+  /** Resolves when no writer runs (whichever writers start meanwhile). */
+  async #idle(): Promise<void> {
+    for (let w = this.#writing; w !== undefined; w = this.#writing) await w;
   }
 
   /** Writes what is kept (one last attempt), then stops; the pool is the caller's. */
@@ -197,7 +234,7 @@ export class PostgresAlarmStore implements AlarmStates {
       this.#lastError = undefined;
     } catch (err) {
       this.#lastError = err instanceof Error ? err.message : String(err);
-      const delay = backoffDelayMs(this.#failures++, RETRY);
+      const delay = backoffDelayMs(this.#failures++, this.#options.retry ?? RETRY);
       this.#options.log?.warn(
         { err: this.#lastError, unsaved: this.#unsaved.size, retryInMs: delay },
         "alarm states not written; kept, retrying",
@@ -205,24 +242,28 @@ export class PostgresAlarmStore implements AlarmStates {
       if (!this.#closed) {
         this.#retryTimer = setTimeout(() => {
           this.#retryTimer = undefined;
-          if (this.#writing === undefined) this.#start(false);
+          this.#start(false);
         }, delay);
         this.#retryTimer.unref();
       }
     }
   }
 
-  /** One batch, per partition; each partition's moves leave #unsaved once written or refused. */
+  /**
+   * One batch, per partition and token; each group's moves leave #unsaved once written, refused
+   * by the fence, or refused by the database for their data.
+   */
   async #writeBatch(taken: ReadonlyArray<[string, Move]>): Promise<void> {
-    const byPartition = new Map<number | null, Array<[string, Move]>>();
+    const groups = new Map<string, Array<[string, Move]>>();
     for (const entry of taken) {
-      const p = entry[1].partition;
-      const list = byPartition.get(p);
-      if (list === undefined) byPartition.set(p, [entry]);
+      const group = `${entry[1].partition} ${entry[1].token}`;
+      const list = groups.get(group);
+      if (list === undefined) groups.set(group, [entry]);
       else list.push(entry);
     }
-    const { pool, fence } = this.#options;
-    for (const [partition, moves] of byPartition) {
+    const { pool, fence, log } = this.#options;
+    for (const moves of groups.values()) {
+      const { partition, token } = (moves[0] as [string, Move])[1];
       const params = [
         moves.map(([, m]) => m.key.ruleId),
         moves.map(([, m]) => m.key.subject),
@@ -230,19 +271,31 @@ export class PostgresAlarmStore implements AlarmStates {
         moves.map(([, m]) => m.state),
         moves.map(([, m]) => m.nowMs),
       ];
-      if (fence === undefined || partition === null) {
-        await pool.query(UPSERT, params);
-        this.#written += moves.length;
-      } else {
-        const outcome = await fence.write(partition, (client) => client.query(UPSERT, params));
-        if (outcome.ok) this.#written += moves.length;
-        else {
-          this.#fencedOut += moves.length;
-          this.#options.log?.warn(
-            { partition, moves: moves.length, reason: outcome.reason },
-            "alarm states of a partition this node no longer owns: not written",
+      try {
+        if (fence === undefined || partition === null || token === undefined) {
+          await pool.query(UPSERT, params);
+          this.#written += moves.length;
+        } else {
+          const outcome = await fence.write(partition, token, (client) =>
+            client.query(UPSERT, params),
           );
+          if (outcome.ok) this.#written += moves.length;
+          else {
+            this.#fencedOut += moves.length;
+            log?.warn(
+              { partition, moves: moves.length, reason: outcome.reason },
+              "alarm states judged under a lease that is gone: not written",
+            );
+          }
         }
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (typeof code !== "string" || !PERMANENT.test(code)) throw err;
+        this.#refused += moves.length;
+        log?.error(
+          { err: (err as Error).message, code, moves: moves.length },
+          "alarm states refused by the database for their data: dropped",
+        );
       }
       // A move handed over since the batch was taken is newer: it stays.
       for (const [id, m] of moves) if (this.#unsaved.get(id) === m) this.#unsaved.delete(id);

@@ -206,9 +206,7 @@ export class RulesDriver {
   async rescope(states: readonly StoredAlarm[]): Promise<void> {
     const now = this.deps.now();
     const before = new Set(this.index.slots.keys());
-    this.index.refresh(now, true);
-    const inScope = new Set(this.index.subjects().map((s) => s.alarmKey));
-    for (const key of this.alarms.keys()) if (!inScope.has(key)) this.alarms.delete(key);
+    this.narrow();
     for (const stored of states) {
       this.alarms.set(`${stored.ruleId}\u0000${stored.subject}`, {
         state: stored.state,
@@ -666,6 +664,16 @@ export class RulesDriver {
         "task service refused an alarm decision",
       );
     }
+  }
+
+  /**
+   * The scope shrank (a partition lost): reads the registry again and forgets the alarm states
+   * and windows of the subjects out of scope, at once (nothing is read from a store).
+   */
+  narrow(): void {
+    this.index.refresh(this.deps.now(), true);
+    const inScope = new Set(this.index.subjects().map((s) => s.alarmKey));
+    for (const key of this.alarms.keys()) if (!inScope.has(key)) this.alarms.delete(key);
   }
 
   /** Windows after a restart: each device's recent stored readings, oldest first. */

@@ -47,7 +47,7 @@ export function rulesMetrics(
     ),
     droppedMoves: new Counter({
       name: "citywatch_rules_alarm_moves_dropped_total",
-      help: "Alarm state moves not held because the unsaved ones had reached their bound (made again by the next evaluations).",
+      help: "Alarm state moves not written: past the bound of unsaved moves, refused by the database for their data, or (a cluster node) judged under a lease that is gone. The next evaluations make them again.",
       registers: [registry],
       collect() {
         const count = read.droppedMoves();

@@ -57,7 +57,8 @@ async function run(input: PartWorkerInput): Promise<void> {
       ...("problems" in e ? { problems: (e as { problems: unknown }).problems } : {}),
     });
   } finally {
-    await store.close();
+    // The part's answer is posted: a store that fails to close must not end the worker.
+    await store.close().catch(() => undefined);
   }
 }
 

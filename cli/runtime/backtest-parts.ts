@@ -68,7 +68,16 @@ export function workerParts(history: HistorySpec, parts: number): WorkerParts {
   let started = 0;
   const start = () => {
     started += 1;
-    return startWorker();
+    const worker = startWorker();
+    // For the worker's whole life: one that fails or ends between parts leaves the pool (its
+    // error is not thrown in this thread, and no part is sent to a worker that is gone).
+    const leave = () => {
+      const at = idle.indexOf(worker);
+      if (at >= 0) idle.splice(at, 1);
+    };
+    worker.on("error", leave);
+    worker.on("exit", leave);
+    return worker;
   };
   return {
     parts,

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { Logger } from "pino";
+import { type BackoffPolicy, backoffDelayMs } from "../../infra/backoff.js";
 import type { Device, Site } from "../../contracts/index.js";
 import { partitionOf } from "../../cluster/partition.js";
 import { readAlarmStates } from "../../rules/alarm-store-postgres.js";
@@ -14,9 +15,13 @@ import type { RulesDriver, RulesRegistry } from "../../rules/driver.js";
  * The scope is the partitions whose alarm states the driver holds, not the leases of the moment:
  * a partition acquired enters it only once its states are read from PostgreSQL (a driver that
  * judged a site before would judge it from a fresh state and raise again what the dead owner
- * raised); a partition lost leaves it at once (the driver stops judging it at its next reading or
- * tick; its alarm-state writes are fenced anyway).
+ * raised); a partition lost leaves it at once (RulesDriver.narrow: its subjects are no longer
+ * judged; its alarm-state writes are fenced anyway). A rescope that fails (PostgreSQL out of
+ * reach) is tried again after a backoff until it succeeds: a cluster whose leases stay put sends
+ * no further event.
  */
+
+const RETRY: BackoffPolicy = { baseMs: 250, capMs: 10_000, jitter: "equal" };
 
 export interface RulesScopeDeps {
   /** A pool on the migrated schema (its alarm_states table). */
@@ -35,10 +40,13 @@ export class RulesScope {
   readonly #scoped = new Set<number>();
   /** Device id → site id, rebuilt when a device is not found. */
   #siteOfDevice = new Map<string, string>();
-  #driver: Pick<RulesDriver, "rescope"> | undefined;
+  #driver: Pick<RulesDriver, "rescope" | "narrow"> | undefined;
   #running: Promise<void> | undefined;
   #again = false;
   #rescopes = 0;
+  #failures = 0;
+  #retry: NodeJS.Timeout | undefined;
+  #scheduled = false;
 
   /** The registry as the driver reads it: the devices and sites of the partitions in scope. */
   readonly registry: RulesRegistry = {
@@ -78,40 +86,70 @@ export class RulesScope {
   }
 
   /** The driver to rescope; rescoped at once to the partitions held now. */
-  attach(driver: Pick<RulesDriver, "rescope">): Promise<void> {
+  attach(driver: Pick<RulesDriver, "rescope" | "narrow">): Promise<void> {
     this.#driver = driver;
     return this.changed();
   }
 
-  /** The keeper acquired a partition: rescope (once for a burst of events). */
+  /** The keeper acquired a partition: rescope after this turn (once for a round's burst). */
   acquired = (): void => {
-    void this.changed();
+    this.#schedule();
   };
 
-  /** The keeper lost a partition: out of scope at once, then rescope. */
+  /** The keeper lost a partition: out of scope and out of the driver at once, then rescope. */
   lost = (partition: number): void => {
-    this.#scoped.delete(partition);
-    void this.changed();
+    if (this.#scoped.delete(partition)) this.#driver?.narrow();
+    this.#schedule();
   };
+
+  /** Stops the retries (the node is stopping). */
+  stop(): void {
+    if (this.#retry !== undefined) clearTimeout(this.#retry);
+    this.#retry = undefined;
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.changed();
+    });
+  }
 
   /**
    * Rescope to the partitions held now; resolves when the scope has caught up with them (a change
-   * during a rescope is followed by another). A failed rescope is logged; the next change retries.
+   * during a rescope is followed by another), or when a rescope failed (logged, and tried again
+   * after a backoff).
    */
   changed(): Promise<void> {
     if (this.#running !== undefined) {
       this.#again = true;
       return this.#running;
     }
+    if (this.#retry !== undefined) {
+      clearTimeout(this.#retry);
+      this.#retry = undefined;
+    }
     const run = async () => {
       do {
         this.#again = false;
-        await this.#rescope().catch((err: unknown) =>
+        try {
+          await this.#rescope();
+          this.#failures = 0;
+        } catch (err) {
+          const delay = backoffDelayMs(this.#failures++, RETRY);
           this.#deps.log?.error(
-            { err: err instanceof Error ? err.message : String(err) },
-            "rules: could not take over partitions; retried at the next lease change",
-          ),
-        );
+            { err: err instanceof Error ? err.message : String(err), retryInMs: delay },
+            "rules: could not take partitions over; trying again",
+          );
+          this.#retry = setTimeout(() => {
+            this.#retry = undefined;
+            void this.changed();
+          }, delay);
+          this.#retry.unref();
+          return;
+        }
       } while (this.#again);
     };
     this.#running = run().finally(() => {

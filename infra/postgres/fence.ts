@@ -12,13 +12,17 @@ export type FencedOutcome<T> =
   { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: string };
 
 export interface PartitionFence {
+  /** The token under which this node holds `partition` now (undefined: it does not). */
+  tokenOf(partition: number): number | undefined;
   /**
-   * Runs `write` on a connection in a transaction that commits only while this node holds
-   * `partition`: `{ ok: false }` (nothing written) when it does not hold it, or lost it before
-   * the write. Any other failure (the database unreachable, a query error) rejects.
+   * Runs `write` on a connection in a transaction that commits only while `partition` is held
+   * under `token` (by this node): `{ ok: false }`, nothing written, once that lease is gone, even
+   * if the node holds the partition again under a newer token (another node may have written in
+   * between). Any other failure (the database unreachable, a query error) rejects.
    */
   write<T>(
     partition: number,
+    token: number,
     write: (client: pg.PoolClient) => Promise<T>,
   ): Promise<FencedOutcome<T>>;
 }

@@ -138,3 +138,17 @@ function describe(err: unknown): string {
   if (err instanceof Error) return err.message === "" ? err.name : err.message;
   return String(err);
 }
+
+/**
+ * One statement on a connection of its own, closed after (creating or dropping a schema before a
+ * pool can be confined to it: tests and benches).
+ */
+export async function queryOnce(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}

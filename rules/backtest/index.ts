@@ -514,8 +514,8 @@ function replayPlanOf(p: Plan, options: BacktestOptions, devices: readonly Devic
  * by the threads: this one (its modules and rules are loaded already) and the runner's (worker
  * threads), each thread taking the next part when it finishes one, so a worker's late start
  * (about a second loading its modules) or a part heavier than its weight leaves no thread idle
- * while another still works. Progress summed (data time: the part furthest
- * behind); the reading budget counts every part.
+ * while another still works. Progress summed (data time: the parts' own, weighted by their
+ * devices' expected readings); the reading budget counts every part.
  */
 async function runInParts(
   deps: BacktestDeps,
@@ -528,6 +528,10 @@ async function runInParts(
   const abort = new AbortController();
   const backtestId = randomUUID();
   const progress = groups.map(() => ({ readings: 0, atMs: p.warmUpFromMs }));
+  // Each part's share of the readings (by its devices' expected rates): the data time reported
+  // is the parts' own, weighted, so it moves on as parts are started and finished in turn.
+  const weights = groups.map((g) => g.reduce((w, d) => w + 1 / d.expectedIntervalS, 0));
+  const totalWeight = weights.reduce((a, b) => a + b, 0) || 1;
   const update = (i: number, x: PartProgress) => {
     progress[i] = x;
     const readings = progress.reduce((n, y) => n + y.readings, 0);
@@ -535,7 +539,9 @@ async function runInParts(
       abort.abort(new TooManyReadings(options.maxReadings));
     }
     options.onProgress?.({
-      atMs: Math.min(...progress.map((y) => y.atMs)),
+      atMs: Math.round(
+        progress.reduce((t, y, k) => t + (y.atMs * (weights[k] ?? 0)) / totalWeight, 0),
+      ),
       warmUpFromMs: p.warmUpFromMs,
       fromMs: options.fromMs,
       toMs: options.toMs,

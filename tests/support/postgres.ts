@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { openPostgres } from "../../infra/postgres/pool.js";
+import { openPostgres, queryOnce as adminQuery } from "../../infra/postgres/pool.js";
 import type { Provided, ServiceHandle } from "./provide.js";
 
 /*
@@ -94,14 +94,4 @@ export async function createTestSchema(url: string): Promise<TestSchema> {
     },
     drop: () => (dropped ??= drop()),
   };
-}
-
-async function adminQuery(url: string, sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
 }

@@ -60,6 +60,8 @@ const key = (i: number, ruleId = "noise-night"): AlarmKey => ({
   ruleId,
   subject: `device:d-${i}`,
 });
+/** A retry far beyond any test: the test's own flush() is the only retry. */
+const NO_RETRY = { baseMs: 600_000, capMs: 600_000, jitter: "none" } as const;
 const byKey = (states: AlarmStates) =>
   new Map(states.all().map((s) => [`${s.ruleId} ${s.subject}`, s]));
 
@@ -270,6 +272,85 @@ describe.runIf(postgres)("alarm states in PostgreSQL", () => {
     });
     await store.close();
   });
+
+  it("writes with one writer however many flushes are asked for at once", async () => {
+    const pool = await database();
+    // No retry of its own: the flushes below find the moves held and no writer running.
+    const store = await PostgresAlarmStore.open({ pool, retry: NO_RETRY });
+    await pool.query("ALTER TABLE alarm_states RENAME TO alarm_states_away");
+    for (let i = 0; i < 50; i++) store.save(key(i), active(i), i);
+    await expect(store.flush()).rejects.toThrow(/alarm states not written/);
+    await pool.query("ALTER TABLE alarm_states_away RENAME TO alarm_states");
+    await Promise.all([store.flush(), store.flush(), store.flush()]);
+    expect(store.counts()).toMatchObject({ written: 50 });
+    expect(await readAlarmStates(pool)).toHaveLength(50);
+    await store.close();
+  });
+
+  it("drops a move the database refuses for its data, and writes the others", async () => {
+    const pool = await database();
+    const store = await PostgresAlarmStore.open({ pool });
+    store.save(key(1), active(1), 1.5); // not a bigint: refused every time
+    await store.flush();
+    store.save(key(2), active(2), 2);
+    await store.flush();
+    expect(store.counts()).toMatchObject({ written: 1, refused: 1 });
+    expect(store.droppedCount()).toBe(1);
+    expect((await readAlarmStates(pool)).map((s) => s.subject)).toEqual(["device:d-2"]);
+    await store.close();
+  });
+
+  it("never writes a move judged under a lease that is gone, even when the node holds the partition again", async () => {
+    const schema = await createTestSchema(postgresUrl(postgres));
+    schemas.push(schema);
+    const cluster = await TestCluster.create(schema);
+    clusters.push(cluster);
+    const [a] = await cluster.start("node-a");
+    await vi.waitFor(() => expect(a!.keeper.owned().size).toBe(PARTITIONS), PATIENCE);
+    const subjectPartition = (subject: string) => partitionOf(subject, PARTITIONS);
+    const store = await PostgresAlarmStore.open({
+      pool: a!.pool,
+      partitionOf: subjectPartition,
+      fence: leaseFence(a!.pool, a!.keeper),
+      // No retry of its own: the test says when the held move is tried again.
+      retry: NO_RETRY,
+    });
+    const partition = subjectPartition(key(1).subject);
+    const first = a!.keeper.tokenOf(partition)!;
+    store.save(key(1), active(1), 1);
+    await store.flush();
+
+    // A move held (the table out of reach) while the lease changes hands and comes back: in
+    // between, another node judged the subject and wrote its state.
+    await cluster.admin.query("ALTER TABLE alarm_states RENAME TO alarm_states_away");
+    store.save(key(1), active(2), 2);
+    await expect(store.flush()).rejects.toThrow(/alarm states not written/);
+    await cluster.admin.query(
+      "UPDATE partition_leases SET token = nextval('partition_lease_token') WHERE partition = $1",
+      [partition],
+    );
+    await cluster.admin.query(
+      "UPDATE alarm_states_away SET state = $1, updated_ms = 3 WHERE subject = $2",
+      [JSON.stringify(active(3)), key(1).subject],
+    );
+    await vi.waitFor(() => {
+      const token = a!.keeper.tokenOf(partition);
+      expect(token !== undefined && token > first).toBe(true);
+    }, PATIENCE);
+    await cluster.admin.query("ALTER TABLE alarm_states_away RENAME TO alarm_states");
+    await store.flush();
+    expect(store.counts()).toMatchObject({ written: 1, fencedOut: 1 });
+    const row = (await readAlarmStates(cluster.admin)).find((s) => s.subject === key(1).subject);
+    expect(row?.state).toEqual(active(3));
+
+    // A move judged under the new lease is written.
+    store.save(key(1), active(4), 4);
+    await store.flush();
+    expect(
+      (await readAlarmStates(cluster.admin)).find((s) => s.subject === key(1).subject)?.state,
+    ).toEqual(active(4));
+    await store.close();
+  }, 60_000);
 
   it("reads only the partitions it is given", async () => {
     const pool = await database();

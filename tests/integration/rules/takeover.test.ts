@@ -240,6 +240,46 @@ describe.runIf(postgres)("rules takeover between nodes", () => {
     }
     nodeB.driver.stop();
   }, 120_000);
+
+  it("takes its partitions over once PostgreSQL answers again, with no lease change to prompt it", async () => {
+    series = createSqliteStore(join(dir, "timeseries-retry.db"));
+    cluster = await TestCluster.create(await createTestSchema(postgresUrl(postgres)));
+    const restaurant = siteOf("restaurant", "rest-1");
+    const hood = device("hood-1", "cooking_fume", restaurant.id);
+    const [a] = await cluster.start("node-a");
+    await vi.waitFor(() => expect(a!.keeper.owned().size).toBe(PARTITIONS), PATIENCE);
+    const scope = new RulesScope({
+      pool: a!.pool,
+      partitions: PARTITIONS,
+      owned: () => a!.keeper.owned(),
+      registry: { devices: () => [hood], sites: () => [restaurant] },
+    });
+    const rules = new RuleSet();
+    expect(rules.reload()).toEqual([]);
+    const store = await PostgresAlarmStore.open({ pool: a!.pool, partitions: [] });
+    const driver = new RulesDriver({
+      log: pino({ level: "silent" }),
+      rules,
+      registry: scope.registry,
+      alarms: store,
+      sink: { handleAlarm: () => undefined, onAcknowledged: () => () => {} },
+      region: "default",
+      tickMs: 3_600_000,
+      now: () => T0,
+    });
+    await driver.start();
+    // The states cannot be read: nothing enters the scope, and the driver judges nothing.
+    await cluster.admin.query("ALTER TABLE alarm_states RENAME TO alarm_states_away");
+    await scope.attach(driver);
+    expect(scope.scoped().size).toBe(0);
+    expect(driver.recheck("cooking-fume.purifier-off", "site", restaurant.id)).toBe("no_data");
+    await cluster.admin.query("ALTER TABLE alarm_states_away RENAME TO alarm_states");
+    await vi.waitFor(() => expect(scope.scoped().size).toBe(PARTITIONS), PATIENCE);
+    await vi.waitFor(() => expect(scope.rescopes).toBe(1), PATIENCE);
+    scope.stop();
+    driver.stop();
+    await store.close();
+  }, 60_000);
 });
 
 function fume(deviceId: string, timeMs: number, violating: boolean): StoredReading {
