@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<void>> = {
   console: async () => (await import("./console.js")).run(),
   fleet: async () => (await import("./fleet.js")).run(),
   query: async () => (await import("./query.js")).run(),
+  cluster: async () => (await import("./cluster.js")).run(),
 };
 
 function usage(): string {
