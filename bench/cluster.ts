@@ -8,7 +8,9 @@
  * postgres://postgres@127.0.0.1:5432/postgres). Once they have settled, one is killed as the
  * database sees it (its pool closed: no renewal, no release) at a random moment of its renewal
  * cycle, and the time until the two others hold every partition is measured (polled every 10 ms).
- * BENCH_CLUSTER_RUNS (default 4) kills per setting. The schema is dropped at the end.
+ * BENCH_CLUSTER_RUNS (default 4) kills per setting. Then the rules' part of a takeover
+ * (bench/cluster-rules.ts): states and windows read back for BENCH_CLUSTER_DEVICES (default
+ * 1,000) devices, against one node starting alone. The schema is dropped at the end.
  *
  * Not measured yet: CPU per reading per node and PostgreSQL round trips per message batch (the
  * ingest does not run on PostgreSQL yet, docs/cluster.md).
@@ -17,11 +19,12 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
 import { pino } from "pino";
-import { LeaseKeeper } from "../cluster/leases.js";
+import { DEFAULT_TTL_MS, LeaseKeeper } from "../cluster/leases.js";
 import { migrate } from "../infra/postgres/migrate.js";
 import { openPostgres, queryOnce as admin } from "../infra/postgres/pool.js";
 import { CITYWATCH_MIGRATIONS } from "../infra/postgres/schema.js";
-import { formatTable } from "./table.js";
+import { rulesTakeover } from "./cluster-rules.js";
+import { formatCount, formatTable } from "./table.js";
 
 const PARTITIONS = 64;
 const GOAL_MS = 10_000;
@@ -62,20 +65,20 @@ const ownedBy = (nodes: readonly Node[]) =>
 /** One kill: the ms until the survivors hold every partition. */
 async function takeover(url: string, schema: string, setting: Setting, run: number) {
   const nodes: Node[] = [];
-  for (let i = 0; i < 3; i++) {
-    const pool = await openPostgres({ url, schema, max: 2, log });
-    const keeper = new LeaseKeeper({
-      nodeId: `bench-${run}-${i}`,
-      pool,
-      partitions: PARTITIONS,
-      ...(setting.ttlMs === undefined ? {} : { ttlMs: setting.ttlMs }),
-      log,
-    });
-    nodes.push({ keeper, pool });
-  }
-  await Promise.all(nodes.map((n) => n.keeper.start()));
   try {
-    const limit = 4 * (setting.ttlMs ?? 10_000) + 10_000;
+    for (let i = 0; i < 3; i++) {
+      const pool = await openPostgres({ url, schema, max: 2, log });
+      const keeper = new LeaseKeeper({
+        nodeId: `bench-${run}-${i}`,
+        pool,
+        partitions: PARTITIONS,
+        ...(setting.ttlMs === undefined ? {} : { ttlMs: setting.ttlMs }),
+        log,
+      });
+      nodes.push({ keeper, pool });
+    }
+    await Promise.all(nodes.map((n) => n.keeper.start()));
+    const limit = 4 * (setting.ttlMs ?? DEFAULT_TTL_MS) + 10_000;
     await until(
       // Settled: every partition held, each node at most its share (22, 22, 20 of 64).
       () =>
@@ -87,7 +90,7 @@ async function takeover(url: string, schema: string, setting: Setting, run: numb
       limit,
     );
     // A random moment of the victim's renewal cycle.
-    await sleep(Math.random() * ((setting.ttlMs ?? 10_000) / 3));
+    await sleep(Math.random() * ((setting.ttlMs ?? DEFAULT_TTL_MS) / 3));
     const [victim, ...survivors] = nodes as [Node, ...Node[]];
     const held = victim.keeper.owned().size;
     await victim.pool.end(); // kill -9, as the database sees it
@@ -107,8 +110,7 @@ export async function run(): Promise<void> {
   await admin(url, `CREATE SCHEMA ${schema}`);
   try {
     const pool = await openPostgres({ url, schema, log });
-    await migrate(pool, CITYWATCH_MIGRATIONS);
-    await pool.end();
+    await migrate(pool, CITYWATCH_MIGRATIONS).finally(() => pool.end());
     const rows: string[][] = [];
     const results: Array<{ name: string; ms: number[] }> = [];
     for (const setting of SETTINGS) {
@@ -136,6 +138,24 @@ export async function run(): Promise<void> {
     console.log(
       formatTable(["setting", "kills", "partitions held", "min", "median", "max"], rows, ["left"]),
     );
+    const devices = Number(process.env["BENCH_CLUSTER_DEVICES"] || 1_000);
+    const rulesPool = await openPostgres({ url, schema, log });
+    const rules = await rulesTakeover(rulesPool, PARTITIONS, devices, log).finally(() =>
+      rulesPool.end(),
+    );
+    console.log(
+      `\nThe rules' part of a takeover: ${formatCount(rules.devices)} devices, ${formatCount(rules.readings)} readings in the time-series store, ${formatCount(rules.states)} alarm states (s):`,
+    );
+    console.log(
+      formatTable(
+        ["phase", "seconds"],
+        [
+          ["one node starting alone (baseline)", (rules.restartMs / 1000).toFixed(2)],
+          ["every partition taken over (RulesScope)", (rules.takeoverMs / 1000).toFixed(2)],
+        ],
+        ["left"],
+      ),
+    );
     const shipped = results[0]?.ms ?? [];
     const worst = shipped.at(-1) ?? Number.POSITIVE_INFINITY;
     const pass = worst <= GOAL_MS;
@@ -143,7 +163,7 @@ export async function run(): Promise<void> {
       `\ngoal: a dead node's partitions move within ${GOAL_MS / 1000} s: worst ${(worst / 1000).toFixed(2)} s with the shipped defaults -> ${pass ? "PASS" : "MISS"}`,
     );
     console.log(
-      `BENCH_RESULT ${JSON.stringify({ bench: "cluster", takeoverMs: results, goal: { takeoverMs: GOAL_MS, pass } })}`,
+      `BENCH_RESULT ${JSON.stringify({ bench: "cluster", takeoverMs: results, rules, goal: { takeoverMs: GOAL_MS, pass } })}`,
     );
   } finally {
     await admin(url, `DROP SCHEMA IF EXISTS ${schema} CASCADE`);

@@ -184,7 +184,8 @@ export class PostgresAlarmStore implements AlarmStates {
   }
 
   /**
-   * Resolves when every move handed over before the call is written (or dropped by the fence);
+   * Resolves when every move handed over before the call is written (or dropped: judged under a
+   * lease that is gone, or refused by the database for its data);
    * rejects with the database's error when a batch fails (the moves stay kept, retried later).
    */
   async flush(): Promise<void> {
@@ -240,6 +241,7 @@ export class PostgresAlarmStore implements AlarmStates {
         "alarm states not written; kept, retrying",
       );
       if (!this.#closed) {
+        if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
         this.#retryTimer = setTimeout(() => {
           this.#retryTimer = undefined;
           this.#start(false);
@@ -251,7 +253,8 @@ export class PostgresAlarmStore implements AlarmStates {
 
   /**
    * One batch, per partition and token; each group's moves leave #unsaved once written, refused
-   * by the fence, or refused by the database for their data.
+   * by the fence, or refused by the database for their data (a group refused is written again
+   * move by move, so only the moves the database refuses are dropped).
    */
   async #writeBatch(taken: ReadonlyArray<[string, Move]>): Promise<void> {
     const groups = new Map<string, Array<[string, Move]>>();
@@ -291,10 +294,15 @@ export class PostgresAlarmStore implements AlarmStates {
       } catch (err) {
         const code = (err as { code?: unknown }).code;
         if (typeof code !== "string" || !PERMANENT.test(code)) throw err;
-        this.#refused += moves.length;
+        if (moves.length > 1) {
+          // One bad move refuses its whole statement: each move alone, so only the bad are lost.
+          for (const move of moves) await this.#writeBatch([move]);
+          continue;
+        }
+        this.#refused += 1;
         log?.error(
-          { err: (err as Error).message, code, moves: moves.length },
-          "alarm states refused by the database for their data: dropped",
+          { err: (err as Error).message, code, subject: moves[0]?.[1].key.subject },
+          "an alarm state refused by the database for its data: dropped",
         );
       }
       // A move handed over since the batch was taken is newer: it stays.

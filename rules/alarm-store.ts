@@ -36,7 +36,10 @@ export interface AlarmStates {
   save(key: AlarmKey, state: AlarmState, nowMs: number): void;
   /** Moves kept and not yet written. */
   unsavedCount(): number;
-  /** Moves not kept because the kept ones had reached their bound (UNSAVED_MAX subjects). */
+  /**
+   * Moves not written: not kept because the kept ones had reached their bound (UNSAVED_MAX
+   * subjects); and for PostgreSQL, judged under a lease that is gone or refused for their data.
+   */
   droppedCount(): number;
 }
 

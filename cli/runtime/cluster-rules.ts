@@ -47,6 +47,8 @@ export class RulesScope {
   #failures = 0;
   #retry: NodeJS.Timeout | undefined;
   #scheduled = false;
+  #narrowing = false;
+  #stopped = false;
 
   /** The registry as the driver reads it: the devices and sites of the partitions in scope. */
   readonly registry: RulesRegistry = {
@@ -98,18 +100,28 @@ export class RulesScope {
 
   /** The keeper lost a partition: out of scope and out of the driver at once, then rescope. */
   lost = (partition: number): void => {
-    if (this.#scoped.delete(partition)) this.#driver?.narrow();
+    if (this.#stopped) return;
+    if (this.#scoped.delete(partition) && !this.#narrowing) {
+      // Once for a round's losses (a failed round drops every lease in one loop), before any
+      // reading or tick is handled.
+      this.#narrowing = true;
+      queueMicrotask(() => {
+        this.#narrowing = false;
+        if (!this.#stopped) this.#driver?.narrow();
+      });
+    }
     this.#schedule();
   };
 
-  /** Stops the retries (the node is stopping). */
+  /** Stops: no rescope, retry or narrowing after this (the node is stopping). */
   stop(): void {
+    this.#stopped = true;
     if (this.#retry !== undefined) clearTimeout(this.#retry);
     this.#retry = undefined;
   }
 
   #schedule(): void {
-    if (this.#scheduled) return;
+    if (this.#scheduled || this.#stopped) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
@@ -123,6 +135,7 @@ export class RulesScope {
    * after a backoff).
    */
   changed(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
     if (this.#running !== undefined) {
       this.#again = true;
       return this.#running;
@@ -138,11 +151,13 @@ export class RulesScope {
           await this.#rescope();
           this.#failures = 0;
         } catch (err) {
+          if (this.#stopped) return;
           const delay = backoffDelayMs(this.#failures++, RETRY);
           this.#deps.log?.error(
             { err: err instanceof Error ? err.message : String(err), retryInMs: delay },
             "rules: could not take partitions over; trying again",
           );
+          if (this.#retry !== undefined) clearTimeout(this.#retry);
           this.#retry = setTimeout(() => {
             this.#retry = undefined;
             void this.changed();
@@ -165,9 +180,11 @@ export class RulesScope {
     for (const p of [...this.#scoped]) if (!owned.has(p)) this.#scoped.delete(p);
     const taken = [...owned.keys()].filter((p) => !this.#scoped.has(p));
     const states = taken.length === 0 ? [] : await readAlarmStates(this.#deps.pool, taken);
-    // Held throughout the read: in scope. Lost meanwhile: left out (with their states).
+    // Held throughout the read, under the same lease: in scope. Lost meanwhile (even if taken
+    // again since: another node may have written its states after the read): left out, and
+    // read again at the next rescope.
     const still = this.#deps.owned();
-    for (const p of taken) if (still.has(p)) this.#scoped.add(p);
+    for (const p of taken) if (still.has(p) && still.get(p) === owned.get(p)) this.#scoped.add(p);
     for (const p of [...this.#scoped]) if (!still.has(p)) this.#scoped.delete(p);
     await driver.rescope(
       states.filter((s) => this.#scoped.has(this.partitionOfSubject(s.subject))),
