@@ -3,10 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RegistryStore } from "../../../registry/store.js";
 import { collect, until } from "../../support/broker.js";
-import { type CliProcess, startCli } from "../../support/cli-process.js";
-import { freePort, provideRedis } from "../../support/services.js";
+import type { CliProcess } from "../../support/cli-process.js";
+import { startBrokerCluster } from "../../support/broker-cluster.js";
+import { provideRedis } from "../../support/services.js";
 import { connectMqtt } from "../../support/mqtt-client.js";
 import { requireService } from "../../support/suite.js";
 
@@ -23,45 +23,11 @@ describe.runIf(redis)("two broker processes sharing Redis", () => {
   let ingestSecret = "";
 
   beforeAll(async () => {
-    const registry = new RegistryStore(join(dir, "registry.db"));
-    registry.putSite({
-      id: "s1",
-      type: "ambient",
-      name: "S",
-      area: { district: "D", gridCell: "G" },
-      location: { lat: 30, lon: 104 },
-    });
-    deviceSecret = registry.addDevice({
-      id: "dev-1",
-      kind: "noise",
-      model: "M",
-      serial: "1",
-      location: { lat: 30, lon: 104 },
-      area: { district: "D", gridCell: "G" },
-      siteId: "s1",
-    }).secret;
-    ingestSecret = registry.addServiceAccount({ name: "ingest", role: "ingest" }).secret;
-    registry.close();
-    for (const name of ["a", "b"]) {
-      const [mqttPort, httpPort] = [await freePort(), await freePort()];
-      ports.push(mqttPort);
-      const broker = startCli(
-        [
-          "broker",
-          "--data-dir",
-          dir,
-          "--mqtt-port",
-          String(mqttPort),
-          "--http-port",
-          String(httpPort),
-          "--redis-url",
-          redis?.url ?? "",
-        ],
-        { CITYWATCH_WS_ENABLED: "false", CITYWATCH_BROKER_ID: `test-broker-${name}` },
-      );
-      brokers.push(broker);
-      await broker.waitFor(/"msg":"broker listening"/);
-    }
+    const cluster = await startBrokerCluster(dir, redis?.url ?? "", ["a", "b"]);
+    brokers.push(...cluster.brokers);
+    ports.push(...cluster.ports);
+    deviceSecret = cluster.deviceSecret;
+    ingestSecret = cluster.ingestSecret;
   });
 
   afterAll(async () => {
