@@ -172,13 +172,7 @@ export class RulesDriver {
   /** Load persisted alarms and the registry, start the clock; backfill windows in the background. */
   start(): Promise<void> {
     const now = this.deps.now();
-    for (const stored of this.deps.alarms.all()) {
-      this.alarms.set(`${stored.ruleId}\u0000${stored.subject}`, {
-        state: stored.state,
-        lastAt: stored.state.since,
-        clocked: true,
-      });
-    }
+    this.adopt(this.deps.alarms.all());
     this.index.refresh(now, true);
     this.unsubscribe = this.deps.sink.onAcknowledged((ruleId, subjectId) =>
       this.acknowledge(ruleId, subjectId),
@@ -207,13 +201,7 @@ export class RulesDriver {
     const now = this.deps.now();
     const before = new Set(this.index.slots.keys());
     this.narrow();
-    for (const stored of states) {
-      this.alarms.set(`${stored.ruleId}\u0000${stored.subject}`, {
-        state: stored.state,
-        lastAt: stored.state.since,
-        clocked: true,
-      });
-    }
+    this.adopt(states);
     // Subjects keep the alarm they found; the ones replaced or forgotten must be found again.
     for (const subject of this.index.subjects()) subject.alarm = undefined;
     const taken = [...this.index.slots.values()].filter((slot) => !before.has(slot.device.id));
@@ -663,6 +651,17 @@ export class RulesDriver {
         },
         "task service refused an alarm decision",
       );
+    }
+  }
+
+  /** Stored states as the alarms held, in place of any held for the same (rule, subject). */
+  private adopt(states: readonly StoredAlarm[]): void {
+    for (const stored of states) {
+      this.alarms.set(`${stored.ruleId}\u0000${stored.subject}`, {
+        state: stored.state,
+        lastAt: stored.state.since,
+        clocked: true,
+      });
     }
   }
 

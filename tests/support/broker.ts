@@ -133,6 +133,30 @@ export async function until(
   }
 }
 
+/**
+ * Publish device data (QoS 1, `{"seq": n}` from `firstSeq` on) until `arrived()` holds: a
+ * subscription crossing brokers over Redis, or a session settling after a reconnection, may let
+ * the first messages by.
+ */
+export async function publishUntil(
+  device: MqttClient,
+  topic: string,
+  arrived: () => boolean,
+  what: string,
+  options: { firstSeq?: number; timeoutMs?: number } = {},
+): Promise<void> {
+  let seq = options.firstSeq ?? 1;
+  await until(
+    () => {
+      if (arrived()) return true;
+      device.publish(topic, JSON.stringify({ seq: seq++ }), { qos: 1 });
+      return false;
+    },
+    what,
+    options.timeoutMs ?? 10_000,
+  );
+}
+
 /** Resolve when the client's connection closes. */
 export function closed(client: MqttClient): Promise<void> {
   return new Promise((resolve) => {

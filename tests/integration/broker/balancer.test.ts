@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { collect, until } from "../../support/broker.js";
+import { collect, publishUntil, until } from "../../support/broker.js";
 import { type BrokerCluster, startBrokerCluster } from "../../support/broker-cluster.js";
 import { type Balancer, provideHaproxy, startBalancer } from "../../support/haproxy.js";
 import { connectMqtt } from "../../support/mqtt-client.js";
@@ -85,34 +85,23 @@ describe.runIf(redis !== undefined && haproxy !== undefined)("brokers behind HAP
     );
 
     // Through broker a (the balancer's first backend): across Redis to the consumer on b.
-    let seq = 0;
-    await until(
-      () => {
-        if (received.length === 0)
-          device.publish("citywatch/v1/devices/dev-1/data", JSON.stringify({ seq: ++seq }), {
-            qos: 1,
-          });
-        return received.length > 0;
-      },
+    await publishUntil(
+      device,
+      "citywatch/v1/devices/dev-1/data",
+      () => received.length > 0,
       "a message through the balancer",
-      10_000,
     );
 
     const [brokerA] = cluster.brokers;
     brokerA?.child.kill("SIGKILL");
     await until(() => connects === 2, "the device's reconnection through the balancer", 15_000);
     // Until one arrives: a message sent while the reconnected session settles is re-sent.
-    seq = 1000;
-    await until(
-      () => {
-        if (!received.some((m) => seqOf(m.payload) >= 1000))
-          device.publish("citywatch/v1/devices/dev-1/data", JSON.stringify({ seq: seq++ }), {
-            qos: 1,
-          });
-        return received.some((m) => seqOf(m.payload) >= 1000);
-      },
+    await publishUntil(
+      device,
+      "citywatch/v1/devices/dev-1/data",
+      () => received.some((m) => seqOf(m.payload) >= 1000),
       "data through the other broker after the kill",
-      15_000,
+      { firstSeq: 1000, timeoutMs: 15_000 },
     );
     // The session's subscription survived on the other broker: a commit reaches the device.
     const commits = collect(device);

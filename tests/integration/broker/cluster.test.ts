@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { collect, until } from "../../support/broker.js";
+import { collect, publishUntil, until } from "../../support/broker.js";
 import type { CliProcess } from "../../support/cli-process.js";
 import { startBrokerCluster } from "../../support/broker-cluster.js";
 import { provideRedis } from "../../support/services.js";
@@ -49,17 +49,11 @@ describe.runIf(redis)("two broker processes sharing Redis", () => {
     const device = await connect(portA, "dev-1", deviceSecret);
     clients.push(device);
     // The subscription reaches Redis asynchronously; publish until the first one arrives.
-    let seq = 0;
-    await until(
-      () => {
-        if (received.length === 0)
-          device.publish("citywatch/v1/devices/dev-1/data", JSON.stringify({ seq: ++seq }), {
-            qos: 1,
-          });
-        return received.length > 0;
-      },
+    await publishUntil(
+      device,
+      "citywatch/v1/devices/dev-1/data",
+      () => received.length > 0,
       "a message across brokers",
-      10_000,
     );
     await device.publishAsync("citywatch/v1/devices/dev-1/data", JSON.stringify({ seq: 1000 }), {
       qos: 1,
