@@ -45,7 +45,7 @@ function toProgress(row: ProgressRow): DeviceProgress {
 }
 
 /** Whether `seqs` are exactly committed+1, committed+2, … in some order. */
-function follows(seqs: readonly number[], committed: number): boolean {
+export function follows(seqs: readonly number[], committed: number): boolean {
   let max = committed;
   for (const seq of seqs) if (seq > max) max = seq;
   if (max !== committed + seqs.length) return false;
@@ -55,6 +55,42 @@ function follows(seqs: readonly number[], committed: number): boolean {
     seen.add(seq);
   }
   return true;
+}
+
+/**
+ * The committed seq after `committed` moves over the contiguous run at the start of `ascending`
+ * (distinct seqs above `committed`, in ascending order): 5 over [6, 7, 9] is 7.
+ */
+export function contiguousEnd(committed: number, ascending: readonly number[]): number {
+  let end = committed;
+  for (const seq of ascending) {
+    if (seq !== end + 1) break;
+    end = seq;
+  }
+  return end;
+}
+
+/** A device's handled seqs in one batch: the highest seq, the latest arrival, every seq. */
+export interface HandledByDevice {
+  lastSeq: number;
+  lastSeenMs: number;
+  seqs: number[];
+}
+
+/** A batch's handled seqs grouped by device, so each device's progress is written once. */
+export function handledByDevice(handled: readonly HandledSeq[]): Map<string, HandledByDevice> {
+  const byDevice = new Map<string, HandledByDevice>();
+  for (const h of handled) {
+    const entry = byDevice.get(h.deviceId);
+    if (entry === undefined) {
+      byDevice.set(h.deviceId, { lastSeq: h.seq, lastSeenMs: h.receivedMs, seqs: [h.seq] });
+    } else {
+      entry.lastSeq = Math.max(entry.lastSeq, h.seq);
+      entry.lastSeenMs = Math.max(entry.lastSeenMs, h.receivedMs);
+      entry.seqs.push(h.seq);
+    }
+  }
+  return byDevice;
 }
 
 /**
@@ -184,17 +220,7 @@ export class CommitLedger {
       "INSERT OR IGNORE INTO processed (device_id, seq, at_ms) VALUES (?, ?, ?)",
     );
     // One progress row update per device, not per message.
-    const byDevice = new Map<string, { lastSeq: number; lastSeenMs: number; seqs: number[] }>();
-    for (const h of handled) {
-      const entry = byDevice.get(h.deviceId);
-      if (entry === undefined) {
-        byDevice.set(h.deviceId, { lastSeq: h.seq, lastSeenMs: h.receivedMs, seqs: [h.seq] });
-      } else {
-        entry.lastSeq = Math.max(entry.lastSeq, h.seq);
-        entry.lastSeenMs = Math.max(entry.lastSeenMs, h.receivedMs);
-        entry.seqs.push(h.seq);
-      }
-    }
+    const byDevice = handledByDevice(handled);
     const touched = new Set<string>();
     const commitInOne = this.#statements.get(
       `UPDATE progress SET last_seq = max(last_seq, ?), last_seen_ms = max(last_seen_ms, ?),
@@ -256,13 +282,10 @@ export class CommitLedger {
     );
     let waiting = false;
     for (;;) {
-      const chunk = next.all(deviceId, committed) as Array<{ seq: number }>;
-      let contiguous = 0;
-      for (const { seq } of chunk) {
-        if (seq !== committed + 1) break;
-        committed = seq;
-        contiguous++;
-      }
+      const chunk = (next.all(deviceId, committed) as Array<{ seq: number }>).map((r) => r.seq);
+      const before = committed;
+      committed = contiguousEnd(committed, chunk);
+      const contiguous = committed - before;
       waiting = chunk.length > contiguous;
       if (contiguous < 1000) break;
     }

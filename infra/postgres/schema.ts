@@ -53,4 +53,58 @@ CREATE TABLE alarm_states (
 CREATE INDEX alarm_states_partition ON alarm_states (partition);
 `,
   },
+  {
+    version: 3,
+    name: "ingest inbox, commit ledger and dead letters",
+    // ingest/state-postgres.ts: the embedded ingest.db's tables, shared by the nodes. Any node
+    // appends a message it received to ingest_inbox (with the partition of the device's site)
+    // before its PUBACK; the partition's owner takes the partition's rows and, in one fenced
+    // transaction, records the handled seqs (ingest_progress, ingest_processed), adds the dead
+    // letters and deletes the rows. Seqs and times are bigint (int8): pg hands them to
+    // JavaScript as strings, which the store converts.
+    sql: `
+CREATE TABLE ingest_inbox (
+  id          bigserial PRIMARY KEY,
+  partition   integer NOT NULL CHECK (partition >= 0),
+  received_ms bigint NOT NULL,
+  topic       text NOT NULL,
+  payload     bytea NOT NULL
+);
+
+CREATE INDEX ingest_inbox_partition ON ingest_inbox (partition, id);
+
+CREATE TABLE ingest_progress (
+  device_id     text PRIMARY KEY,
+  partition     integer NOT NULL CHECK (partition >= 0),
+  committed_seq bigint NOT NULL CHECK (committed_seq >= 0),
+  last_seq      bigint NOT NULL,
+  last_seen_ms  bigint NOT NULL,
+  committed_ms  bigint NOT NULL,
+  generation    integer NOT NULL DEFAULT 1
+);
+
+CREATE INDEX ingest_progress_partition ON ingest_progress (partition);
+
+CREATE TABLE ingest_processed (
+  device_id text NOT NULL,
+  seq       bigint NOT NULL,
+  at_ms     bigint NOT NULL,
+  PRIMARY KEY (device_id, seq)
+);
+
+CREATE TABLE ingest_dead_letters (
+  id          bigserial PRIMARY KEY,
+  partition   integer CHECK (partition >= 0),
+  received_ms bigint NOT NULL,
+  topic       text NOT NULL,
+  device_id   text,
+  seq         bigint,
+  reason      text NOT NULL,
+  detail      text NOT NULL,
+  payload     bytea NOT NULL
+);
+
+CREATE INDEX ingest_dead_letters_device ON ingest_dead_letters (device_id, id);
+`,
+  },
 ];
