@@ -23,7 +23,8 @@
  * BENCH_BACKTEST_ENGINE_BLOCKS (default: all) of them through the rules; BENCH_BACKTEST_HOURS
  * (default 96) hours of range after a 2-hour warm-up (the longest window of the pack's rules on
  * these sites; the goal is a month, and a day measures mostly the workers' start, about a second
- * of CPU each); BENCH_BACKTEST_WORKERS (default: the CPUs) worker threads for the split phases. BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each phase's child into <dir>.
+ * of CPU each); BENCH_BACKTEST_WORKERS (default: the CPUs) worker threads for the split phases;
+ * BENCH_BACKTEST_ONE_THREAD=0 leaves out the pack's one-thread phases (a month-long run). BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each phase's child into <dir>.
  */
 import { fork } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -79,6 +80,8 @@ export async function run(): Promise<void> {
   const engineBlocks = Math.min(blocks, sizeFromEnv("BENCH_BACKTEST_ENGINE_BLOCKS", blocks));
   const hours = sizeFromEnv("BENCH_BACKTEST_HOURS", 96);
   const workers = sizeFromEnv("BENCH_BACKTEST_WORKERS", availableParallelism());
+  // The pack in one thread too (a month-long run may leave it out: it takes twice the time).
+  const oneThread = process.env["BENCH_BACKTEST_ONE_THREAD"] !== "0";
   const dir = mkdtempSync(join(tmpdir(), "cw-bench-backtest-"));
   try {
     const city = benchHistoryCity(blocks);
@@ -118,11 +121,14 @@ export async function run(): Promise<void> {
       workers: 1,
     };
     const engine = { ...all, devices: engineBlocks * DEVICES_PER_BLOCK };
+    const onePack: Array<{ name: string; args: PhaseArgs }> = [
+      { name: "default pack, 5 s tick", args: { ...engine, rules: "pack", tickMs: 5_000 } },
+      { name: "default pack, 1 m tick", args: { ...engine, rules: "pack", tickMs: 60_000 } },
+    ];
     const phases: Array<{ name: string; args: PhaseArgs }> = [
       { name: "store read (baseline)", args: { ...all, rules: "read", tickMs: 5_000 } },
       { name: "no rules (baseline)", args: { ...all, rules: "none", tickMs: 5_000 } },
-      { name: "default pack, 5 s tick", args: { ...engine, rules: "pack", tickMs: 5_000 } },
-      { name: "default pack, 1 m tick", args: { ...engine, rules: "pack", tickMs: 60_000 } },
+      ...(oneThread ? onePack : []),
       {
         name: `default pack, 5 s tick, ${workers} workers`,
         args: { ...engine, rules: "pack", tickMs: 5_000, workers },

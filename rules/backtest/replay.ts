@@ -30,6 +30,11 @@ export interface HistorySource {
     toMs: number,
     limit: number,
   ): Promise<readonly HistoryRow[]>;
+  /**
+   * Readings the replay reads at once (default CHUNK_READINGS): the source's trade-off between
+   * the number of reads and the memory a chunk holds.
+   */
+  readonly chunkReadings?: number;
 }
 
 /** What the replay feeds: a rules driver, through its public entry points. */
@@ -87,7 +92,8 @@ export class TooManyReadings extends Error {
 /**
  * Readings read from the store at once, by the devices' expected intervals: a chunk of data time
  * is as long as that many readings take (rounded to whole ticks). Fewer, longer reads cost less
- * (the embedded store scans a device's rows per query); the chunk is what is held in memory.
+ * over HTTP (InfluxDB); the chunk is what is held in memory. A source may ask for its own size
+ * (HistorySource.chunkReadings).
  */
 const CHUNK_READINGS = 200_000;
 /** Readings asked of the store per query; a device with more in a chunk is read in pages. */
@@ -98,10 +104,10 @@ const READ_CONCURRENCY = 8;
 const YIELD_EVERY_MS = 20;
 const PROGRESS_EVERY_MS = 250;
 
-/** Data time in which the devices send about CHUNK_READINGS readings, by their expected intervals. */
-function chunkFor(devices: readonly Device[]): number {
+/** Data time in which the devices send about `chunkReadings` readings, by their expected intervals. */
+function chunkFor(devices: readonly Device[], chunkReadings: number): number {
   const perMs = devices.reduce((n, d) => n + 1 / (d.expectedIntervalS * 1_000), 0);
-  return perMs > 0 ? Math.min(CHUNK_READINGS / perMs, 365 * 86_400_000) : 86_400_000;
+  return perMs > 0 ? Math.min(chunkReadings / perMs, 365 * 86_400_000) : 86_400_000;
 }
 
 /** One device's readings in [fromMs, toMs), paged; readings of one instant never split a page. */
@@ -270,7 +276,9 @@ class ChunkBatch implements StoredBatch {
 
 export async function replay(args: ReplayArgs): Promise<Replayed> {
   const { history, devices, targets, tickMs, fromMs, toMs, warmUpFromMs } = args;
-  const chunkMs = Math.max(1, Math.round((args.chunkMs ?? chunkFor(devices)) / tickMs)) * tickMs;
+  const chunkReadings = history.chunkReadings ?? CHUNK_READINGS;
+  const chunkMs =
+    Math.max(1, Math.round((args.chunkMs ?? chunkFor(devices, chunkReadings)) / tickMs)) * tickMs;
   const pageSize = args.pageSize ?? PAGE_SIZE;
   let readings = 0;
   let warmUpReadings = 0;

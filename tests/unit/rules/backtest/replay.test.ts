@@ -140,6 +140,21 @@ describe("backtest replay", () => {
     expect(delivered).toHaveLength(120);
   });
 
+  it("reads chunks of the size the source asks for", async () => {
+    const all = Array.from({ length: 60 }, (_, i) => reading("a", i * 1_000));
+    const whole = history(all);
+    const wholeEvents = await replayOf(whole.source);
+    // Device a is expected every 10 s: 3 readings are a 30-s chunk.
+    const small = history(all);
+    const smallEvents = await replayOf({ ...small.source, chunkReadings: 3 });
+    expect(smallEvents).toEqual(wholeEvents);
+    expect(whole.queries.map((q) => [q.from, q.to])).toEqual([[0, 60_000]]);
+    expect(small.queries.map((q) => [q.from, q.to])).toEqual([
+      [0, 30_000],
+      [30_000, 60_000],
+    ]);
+  });
+
   it("stops past its reading budget", async () => {
     const { source } = history(Array.from({ length: 50 }, (_, i) => reading("a", i * 1_000)));
     await expect(replayOf(source, { maxReadings: 10 })).rejects.toThrow("more than 10 readings");
