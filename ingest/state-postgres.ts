@@ -73,10 +73,15 @@ const INSERT_DEAD_LETTERS = `INSERT INTO ingest_dead_letters
                 $8::bytea[]) WITH ORDINALITY AS u(r, t, d, s, re, de, b, n)
   ORDER BY n`;
 
-/** Each device's progress, locked for the batch, and whether seqs wait above a gap. */
+/**
+ * Each device's progress, locked for the batch, and whether seqs wait above a gap. Rows are
+ * locked in device order (byte order, as the batch inserts them), so two writers of the same
+ * devices (an old and a new owner across a takeover) wait for each other, never deadlock.
+ */
 const LOCK_PROGRESS = `SELECT device_id, committed_seq, generation,
     EXISTS (SELECT 1 FROM ingest_processed q WHERE q.device_id = p.device_id) AS gapped
-  FROM ingest_progress p WHERE device_id = ANY($1::text[]) FOR UPDATE`;
+  FROM ingest_progress p WHERE device_id = ANY($1::text[])
+  ORDER BY device_id COLLATE "C" FOR UPDATE`;
 
 /** Progress rows for devices never heard from: nothing committed (seqs start at 1). */
 const INSERT_PROGRESS = `INSERT INTO ingest_progress
@@ -291,7 +296,7 @@ export class PostgresIngestState {
     const moved = new Map<string, number>();
     const byDevice = handledByDevice(handled);
     if (byDevice.size === 0) return moved;
-    const devices = [...byDevice.keys()];
+    const devices = [...byDevice.keys()].sort();
     await client.query(INSERT_PROGRESS, [
       partition,
       nowMs,
