@@ -1,4 +1,5 @@
-import pg from "pg";
+import type pg from "pg";
+import { inTransaction } from "../infra/postgres/transaction.js";
 import type { FencedOutcome, PartitionFence } from "../infra/postgres/fence.js";
 
 /*
@@ -45,26 +46,11 @@ export async function fencedWrite<T>(
   token: number,
   write: (client: pg.PoolClient) => Promise<T>,
 ): Promise<T> {
-  const client = db instanceof pg.Pool ? await db.connect() : db;
-  let failure: Error | undefined;
-  try {
-    await client.query("BEGIN");
-    try {
-      const held = await client.query(HOLDS_LEASE, [partition, token]);
-      if (held.rowCount !== 1) throw new LeaseLostError(partition, token);
-      const result = await write(client);
-      await client.query("COMMIT");
-      return result;
-    } catch (err) {
-      await client.query("ROLLBACK").catch((rollbackError: unknown) => {
-        failure = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
-      });
-      throw err;
-    }
-  } finally {
-    // A connection whose ROLLBACK failed is broken: the pool closes it instead of reusing it.
-    if (client !== db) client.release(failure);
-  }
+  return inTransaction(db, async (client) => {
+    const held = await client.query(HOLDS_LEASE, [partition, token]);
+    if (held.rowCount !== 1) throw new LeaseLostError(partition, token);
+    return write(client);
+  });
 }
 
 /**

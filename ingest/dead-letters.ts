@@ -42,13 +42,44 @@ export interface Pruned {
   device: number;
 }
 
+/** One source's share of the bytes (perDeviceMaxBytes, default an eighth of maxBytes). */
+export function deviceShare(limits: DeadLetterLimits): number {
+  return Math.min(limits.maxBytes, limits.perDeviceMaxBytes ?? Math.floor(limits.maxBytes / 8));
+}
+
+/** The bytes a dead letter holds: its payload and its detail. */
+export function letterBytes(d: Pick<DeadLetter, "payload" | "detail">): number {
+  return d.payload.length + Buffer.byteLength(d.detail);
+}
+
+/**
+ * A letter larger than its source's share keeps the head of its payload, and its detail says so
+ * (missing_seq records carry no payload and are never cut).
+ */
+export function fitToShare(d: DeadLetter, share: number): DeadLetter {
+  if (d.reason === MISSING || letterBytes(d) <= share) return d;
+  const note = (keep: number) =>
+    ` (payload cut from ${d.payload.length} to its first ${keep} bytes: the device's dead-letter share is ${share} bytes)`;
+  let detail = d.detail;
+  while (detail.length > 0 && Buffer.byteLength(detail) > share / 4) detail = detail.slice(0, -1);
+  const room = share - Buffer.byteLength(detail) - Buffer.byteLength(note(d.payload.length));
+  const payload = d.payload.subarray(0, Math.max(0, room));
+  return { ...d, payload, detail: detail + note(payload.length) };
+}
+
+/** About as many rows of an account as hold `excess` bytes: at least one, at most 1,000. */
+export function excessRows(bytes: number, count: number, excess: number): number {
+  const perRow = count > 0 ? bytes / count : 1;
+  return Math.min(1_000, Math.max(1, Math.ceil(excess / Math.max(1, perRow))));
+}
+
 /** A source's account: the bytes and rows of its payload-carrying dead letters. */
 interface Account {
   bytes: number;
   rows: number;
 }
 
-const MISSING = "missing_seq";
+export const MISSING = "missing_seq";
 
 /**
  * Dead letters (table `dead_letter` of `ingest.db`): rejected messages with their raw payload,
@@ -106,29 +137,11 @@ export class DeadLetters {
     this.#limits = limits;
   }
 
-  /** One source's share of the bytes. */
-  #share(limits: DeadLetterLimits): number {
-    return Math.min(limits.maxBytes, limits.perDeviceMaxBytes ?? Math.floor(limits.maxBytes / 8));
-  }
-
   /** Keep a rejected message; called inside the transaction that commits past it. */
   add(d: DeadLetter): void {
     const missing = d.reason === MISSING;
     const limits = this.#limits;
-    let { payload, detail } = d;
-    if (!missing && limits !== undefined) {
-      const share = this.#share(limits);
-      const size = payload.length + Buffer.byteLength(detail);
-      if (size > share) {
-        const note = (keep: number) =>
-          ` (payload cut from ${d.payload.length} to its first ${keep} bytes: the device's dead-letter share is ${share} bytes)`;
-        while (detail.length > 0 && Buffer.byteLength(detail) > share / 4)
-          detail = detail.slice(0, -1);
-        const room = share - Buffer.byteLength(detail) - Buffer.byteLength(note(payload.length));
-        payload = payload.subarray(0, Math.max(0, room));
-        detail += note(payload.length);
-      }
-    }
+    const { payload, detail } = limits === undefined ? d : fitToShare(d, deviceShare(limits));
     this.#statements
       .get(
         "INSERT INTO dead_letter (received_ms, topic, device_id, seq, reason, detail, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -152,19 +165,17 @@ export class DeadLetters {
       return;
     }
     if (limits === undefined) return;
-    const share = this.#share(limits);
+    const share = deviceShare(limits);
     while (account.bytes > share && account.rows > 1) {
-      const n = this.#deleteOldest(source, false, this.#excessRows(account, account.bytes - share));
+      const n = this.#deleteOldest(
+        source,
+        false,
+        excessRows(account.bytes, account.rows, account.bytes - share),
+      );
       if (n === 0) break;
       this.#pending.device += n;
     }
     this.#pending.bytes += this.#keepTotal(limits.maxBytes);
-  }
-
-  /** About as many rows of an account as hold `excess` bytes: at least one, at most 1,000. */
-  #excessRows(account: Account, excess: number): number {
-    const perRow = account.rows > 0 ? account.bytes / account.rows : 1;
-    return Math.min(1_000, Math.max(1, Math.ceil(excess / Math.max(1, perRow))));
   }
 
   /** Delete up to `n` of a source's oldest letters (its missing_seq ones, or the others). */
@@ -201,7 +212,7 @@ export class DeadLetters {
       const n = this.#deleteOldest(
         largest[0],
         false,
-        this.#excessRows(largest[1], this.#bytes - maxBytes),
+        excessRows(largest[1].bytes, largest[1].rows, this.#bytes - maxBytes),
       );
       if (n === 0) break;
       deleted += n;
@@ -299,10 +310,10 @@ export class DeadLetters {
     }
     this.#db.transaction(() => {
       pruned.bytes += this.#keepTotal(limits.maxBytes);
-      const share = this.#share(limits);
+      const share = deviceShare(limits);
       for (const [source, account] of [...this.#accounts]) {
         while (account.bytes > share && account.rows > 1) {
-          const excess = this.#excessRows(account, account.bytes - share);
+          const excess = excessRows(account.bytes, account.rows, account.bytes - share);
           const n = this.#deleteOldest(source, false, excess);
           if (n === 0) break;
           pruned.device += n;

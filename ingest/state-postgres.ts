@@ -8,7 +8,8 @@ import {
   type HandledSeq,
   type WaitingGap,
 } from "./commit-ledger.js";
-import type { DeadLetter, StoredDeadLetter } from "./dead-letters.js";
+import type { DeadLetterLimits } from "./dead-letters.js";
+import { PostgresDeadLetters } from "./dead-letters-postgres.js";
 import type { InboxMessage } from "./inbox.js";
 import type { BatchOutcome } from "./state.js";
 
@@ -55,6 +56,8 @@ export interface PostgresIngestStateOptions {
    * registered again starts clean, its old progress and waiting seqs forgotten.
    */
   readonly generationOf?: (deviceId: string) => number | undefined;
+  /** The dead letters' bounds kept at every insert (ingest.deadLetters); prune() sets them too. */
+  readonly deadLetterLimits?: DeadLetterLimits;
 }
 
 /** pg hands int8 columns over as strings; every seq, id and time here is a safe integer. */
@@ -65,13 +68,6 @@ const INSERT_INBOX = `INSERT INTO ingest_inbox (partition, received_ms, topic, p
     WITH ORDINALITY AS u(p, r, t, b, n)
   ORDER BY n
   RETURNING id`;
-
-const INSERT_DEAD_LETTERS = `INSERT INTO ingest_dead_letters
-    (partition, received_ms, topic, device_id, seq, reason, detail, payload)
-  SELECT $1, r, t, d, s, re, de, b
-    FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
-                $8::bytea[]) WITH ORDINALITY AS u(r, t, d, s, re, de, b, n)
-  ORDER BY n`;
 
 /**
  * Each device's progress, locked for the batch, and whether seqs wait above a gap. Rows are
@@ -124,6 +120,8 @@ export class PostgresIngestState {
   readonly #pool: pg.Pool;
   readonly #fence: PartitionFence;
   readonly #generationOf: (deviceId: string) => number | undefined;
+  /** Rejected messages, bounded as the embedded store's are (ingest/dead-letters-postgres.ts). */
+  readonly deadLetters: PostgresDeadLetters;
   /** Rows this node has taken and not yet applied (id → partition): left out of the next take. */
   readonly #taken = new Map<number, number>();
 
@@ -131,6 +129,7 @@ export class PostgresIngestState {
     this.#pool = options.pool;
     this.#fence = options.fence;
     this.#generationOf = options.generationOf ?? (() => undefined);
+    this.deadLetters = new PostgresDeadLetters(options.pool, options.deadLetterLimits);
   }
 
   /**
@@ -253,7 +252,7 @@ export class PostgresIngestState {
     nowMs: number,
   ): Promise<FencedOutcome<Map<string, number>>> {
     const result = await this.#fence.write(partition, token, async (client) => {
-      await this.#addDeadLetters(client, partition, outcome.deadLetters);
+      await this.deadLetters.add(client, partition, outcome.deadLetters);
       const moved = await this.#record(client, partition, outcome.handled, nowMs);
       if (outcome.inboxIds.length > 0) {
         await client.query(
@@ -266,24 +265,6 @@ export class PostgresIngestState {
     if (result.ok) this.release(outcome.inboxIds);
     else this.forget([partition]);
     return result;
-  }
-
-  async #addDeadLetters(
-    client: pg.PoolClient,
-    partition: number,
-    letters: readonly DeadLetter[],
-  ): Promise<void> {
-    if (letters.length === 0) return;
-    await client.query(INSERT_DEAD_LETTERS, [
-      partition,
-      letters.map((d) => d.receivedMs),
-      letters.map((d) => d.topic),
-      letters.map((d) => d.deviceId ?? null),
-      letters.map((d) => d.seq ?? null),
-      letters.map((d) => d.reason),
-      letters.map((d) => d.detail),
-      letters.map((d) => d.payload),
-    ]);
   }
 
   /** The ledger's part of a batch (CommitLedger.record), in the batch's transaction. */
@@ -437,7 +418,7 @@ export class PostgresIngestState {
         .filter((g) => g.firstSeq - 1 >= g.committedSeq + 1);
       const moved = new Map<string, number>();
       if (gaps.length === 0) return { moved, gaps: 0 };
-      await this.#addDeadLetters(
+      await this.deadLetters.add(
         client,
         partition,
         gaps.map((g) => ({
@@ -503,36 +484,5 @@ export class PostgresIngestState {
             [partitions],
           );
     return int(rows[0]?.n ?? 0);
-  }
-
-  /** Dead letters, newest first, optionally of one device (DeadLetters.list). */
-  async deadLetters(options: {
-    limit: number;
-    deviceId?: string | undefined;
-  }): Promise<StoredDeadLetter[]> {
-    const { rows } = await this.#pool.query<{
-      id: string;
-      received_ms: string;
-      topic: string;
-      device_id: string | null;
-      seq: string | null;
-      reason: StoredDeadLetter["reason"];
-      detail: string;
-      payload: Buffer;
-    }>(
-      `SELECT * FROM ingest_dead_letters WHERE ($1::text IS NULL OR device_id = $1)
-        ORDER BY id DESC LIMIT $2`,
-      [options.deviceId ?? null, options.limit],
-    );
-    return rows.map((r) => ({
-      id: int(r.id),
-      receivedMs: int(r.received_ms),
-      topic: r.topic,
-      deviceId: r.device_id ?? undefined,
-      seq: r.seq === null ? undefined : int(r.seq),
-      reason: r.reason,
-      detail: r.detail,
-      payload: r.payload,
-    }));
   }
 }

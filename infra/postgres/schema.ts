@@ -107,4 +107,25 @@ CREATE TABLE ingest_dead_letters (
 CREATE INDEX ingest_dead_letters_device ON ingest_dead_letters (device_id, id);
 `,
   },
+  {
+    version: 4,
+    name: "dead letter accounts",
+    // ingest/dead-letters-postgres.ts: each source's bytes and letters (a device, '' for topics
+    // naming none; missing_seq records apart), changed with the letters in one transaction, so
+    // every node keeps the bounds at each insert without summing the letters.
+    sql: `
+CREATE TABLE ingest_dead_letter_accounts (
+  source  text NOT NULL,
+  missing boolean NOT NULL,
+  bytes   bigint NOT NULL,
+  letters bigint NOT NULL,
+  PRIMARY KEY (source, missing)
+);
+
+INSERT INTO ingest_dead_letter_accounts (source, missing, bytes, letters)
+SELECT coalesce(device_id, ''), reason = 'missing_seq',
+       sum(length(payload) + octet_length(detail)), count(*)
+  FROM ingest_dead_letters GROUP BY 1, 2;
+`,
+  },
 ];

@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { openPostgres, queryOnce as adminQuery } from "../../infra/postgres/pool.js";
+import { migrate } from "../../infra/postgres/migrate.js";
+import { CITYWATCH_MIGRATIONS } from "../../infra/postgres/schema.js";
 import type { Provided, ServiceHandle } from "./provide.js";
 
 /*
@@ -94,4 +96,24 @@ export async function createTestSchema(url: string): Promise<TestSchema> {
     },
     drop: () => (dropped ??= drop()),
   };
+}
+
+/**
+ * A fresh schema migrated to CITYWATCH_MIGRATIONS, with `partition` leased to node-a under
+ * `token` for ever: what a store's fenced writes need, without a lease keeper.
+ */
+export async function createLeasedSchema(
+  url: string,
+  partition: number,
+  token: number,
+): Promise<{ schema: TestSchema; admin: pg.Pool }> {
+  const schema = await createTestSchema(url);
+  const admin = await schema.pool();
+  await migrate(admin, CITYWATCH_MIGRATIONS);
+  await admin.query(
+    `INSERT INTO partition_leases (partition, owner, token, acquired_at, expires_at)
+     VALUES ($1, 'node-a', $2, now(), 'infinity')`,
+    [partition, token],
+  );
+  return { schema, admin };
 }

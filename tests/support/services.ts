@@ -5,7 +5,13 @@
 // exception: tests share the machine's server, each in a schema of its own (postgres.ts).
 export { provideInfluxDB } from "./influxdb.js";
 export { provideMosquitto, mqttConnack } from "./mosquitto.js";
-export { createTestSchema, postgresUrl, providePostgres, type TestSchema } from "./postgres.js";
+export {
+  createLeasedSchema,
+  createTestSchema,
+  postgresUrl,
+  providePostgres,
+  type TestSchema,
+} from "./postgres.js";
 export { provideRedis, redisCommands, type RespValue } from "./redis.js";
 export { canConnect, freePort } from "./ports.js";
 export {

@@ -4,15 +4,13 @@ import { join } from "node:path";
 import type pg from "pg";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { leaseFence } from "../../../cluster/fencing.js";
-import { migrate } from "../../../infra/postgres/migrate.js";
-import { CITYWATCH_MIGRATIONS } from "../../../infra/postgres/schema.js";
 import type { DeviceProgress, HandledSeq } from "../../../ingest/commit-ledger.js";
 import type { DeadLetter, StoredDeadLetter } from "../../../ingest/dead-letters.js";
 import type { InboxMessage } from "../../../ingest/inbox.js";
 import { IngestState } from "../../../ingest/state.js";
 import { PostgresIngestState } from "../../../ingest/state-postgres.js";
 import {
-  createTestSchema,
+  createLeasedSchema,
   postgresUrl,
   providePostgres,
   type TestSchema,
@@ -291,16 +289,9 @@ describe.runIf(postgres)("ingest state in PostgreSQL", () => {
 
   /** A migrated schema of the test's own, with partition PARTITION leased under TOKEN. */
   async function database(): Promise<{ schema: TestSchema; admin: pg.Pool }> {
-    const schema = await createTestSchema(postgresUrl(postgres));
-    schemas.push(schema);
-    const admin = await schema.pool();
-    await migrate(admin, CITYWATCH_MIGRATIONS);
-    await admin.query(
-      `INSERT INTO partition_leases (partition, owner, token, acquired_at, expires_at)
-       VALUES ($1, 'node-a', $2, now(), 'infinity')`,
-      [PARTITION, TOKEN],
-    );
-    return { schema, admin };
+    const leased = await createLeasedSchema(postgresUrl(postgres), PARTITION, TOKEN);
+    schemas.push(leased.schema);
+    return leased;
   }
 
   /** The PostgreSQL state on a pool of its own, holding PARTITION under `token`. */
@@ -358,7 +349,7 @@ describe.runIf(postgres)("ingest state in PostgreSQL", () => {
           resetGapTimers: (nowMs) => store.resetGapTimers([PARTITION], nowMs),
           progress: (deviceId) => store.progress(deviceId),
           depth: () => store.depth(),
-          deadLetters: () => store.deadLetters({ limit: 100 }),
+          deadLetters: () => store.deadLetters.list({ limit: 100 }),
         };
         pools.set(state, pool);
         return state;
