@@ -27,6 +27,10 @@ import { tokensCommand } from "./commands/tokens.js";
 import { usersCommand } from "./commands/users.js";
 import { partiesCommand } from "./commands/parties.js";
 import { assessmentCommand } from "./commands/assessment.js";
+import { migrateCommand } from "./commands/migrate.js";
+import { MigrateRefusedError } from "./runtime/migrate-postgres.js";
+import { PostgresConnectError } from "../infra/postgres/pool.js";
+import { MigrationRefusedError } from "../infra/postgres/migrate.js";
 
 const program = new Command()
   .name("citywatch")
@@ -77,6 +81,7 @@ partiesCommand(program);
 edgeCommand(program);
 evidenceCommand(program);
 assessmentCommand(program);
+migrateCommand(program);
 
 function report(error: unknown): void {
   if (error instanceof ConfigError) {
@@ -86,7 +91,10 @@ function report(error: unknown): void {
   } else if (
     error instanceof RegistryError ||
     error instanceof InvalidArgumentError ||
-    error instanceof RulesError
+    error instanceof RulesError ||
+    error instanceof MigrateRefusedError ||
+    error instanceof MigrationRefusedError ||
+    error instanceof PostgresConnectError
   ) {
     process.stderr.write(`citywatch: ${error.message}\n`);
   } else if (

@@ -2,6 +2,7 @@ import { performance } from "node:perf_hooks";
 import type pg from "pg";
 import type { Logger } from "pino";
 import { z } from "zod";
+import { DEFAULT_PARTITIONS } from "./partition.js";
 
 /*
  * Ownership of work partitions by leases in PostgreSQL (issue #21). The work is cut into P
@@ -199,7 +200,7 @@ export class LeaseKeeper {
     const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
     const checked = optionsSchema.safeParse({
       nodeId: options.nodeId,
-      partitions: options.partitions ?? 64,
+      partitions: options.partitions ?? DEFAULT_PARTITIONS,
       ttlMs,
       renewMs: options.renewMs ?? Math.floor(ttlMs / 3),
     });

@@ -8,6 +8,9 @@
  * setting that all nodes share (the lease keeper refuses a table laid out for another count).
  */
 
+/** The partition count when none is configured; every node of a deployment uses the same. */
+export const DEFAULT_PARTITIONS = 64;
+
 const FNV_OFFSET_BASIS = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
 
@@ -30,4 +33,21 @@ export function partitionOf(key: string, partitions: number): number {
     throw new RangeError(`partitions must be a positive integer (got ${partitions})`);
   }
   return fnv1a32(key) % partitions;
+}
+
+/**
+ * The partition of a rule's subject (`device:<id>`, `site:<id>`, `segment:<id>`): a site's or a
+ * segment's own id, a device's site (`siteOfDevice`). A device the registry does not hold (any
+ * more) falls to its own id: no site's lease covers it.
+ */
+export function partitionOfSubject(
+  subject: string,
+  partitions: number,
+  siteOfDevice: (deviceId: string) => string | undefined,
+): number {
+  const colon = subject.indexOf(":");
+  const type = subject.slice(0, colon);
+  const id = subject.slice(colon + 1);
+  if (type !== "device") return partitionOf(id, partitions);
+  return partitionOf(siteOfDevice(id) ?? id, partitions);
 }

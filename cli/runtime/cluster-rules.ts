@@ -2,7 +2,7 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import { type BackoffPolicy, backoffDelayMs } from "../../infra/backoff.js";
 import type { Device, Site } from "../../contracts/index.js";
-import { partitionOf } from "../../cluster/partition.js";
+import { partitionOf, partitionOfSubject } from "../../cluster/partition.js";
 import { readAlarmStates } from "../../rules/alarm-store-postgres.js";
 import type { RulesDriver, RulesRegistry } from "../../rules/driver.js";
 
@@ -63,19 +63,15 @@ export class RulesScope {
   }
 
   /** The partition whose lease covers a subject (`device:<id>`, `site:<id>`, `segment:<id>`). */
-  partitionOfSubject = (subject: string): number => {
-    const colon = subject.indexOf(":");
-    const type = subject.slice(0, colon);
-    const id = subject.slice(colon + 1);
-    if (type !== "device") return this.#partition(id);
-    let site = this.#siteOfDevice.get(id);
-    if (site === undefined) {
-      this.#siteOfDevice = new Map(this.#deps.registry.devices().map((d) => [d.id, d.siteId]));
-      site = this.#siteOfDevice.get(id);
-    }
-    // A device the registry no longer holds: its own id (no site's lease covers it).
-    return this.#partition(site ?? id);
-  };
+  partitionOfSubject = (subject: string): number =>
+    partitionOfSubject(subject, this.#deps.partitions, (deviceId) => {
+      let site = this.#siteOfDevice.get(deviceId);
+      if (site === undefined) {
+        this.#siteOfDevice = new Map(this.#deps.registry.devices().map((d) => [d.id, d.siteId]));
+        site = this.#siteOfDevice.get(deviceId);
+      }
+      return site;
+    });
 
   /** The partitions whose states the driver holds. */
   scoped(): ReadonlySet<number> {

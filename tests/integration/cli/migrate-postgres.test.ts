@@ -1,0 +1,260 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type pg from "pg";
+import { afterEach, describe, expect, it } from "vitest";
+import { leaseFence } from "../../../cluster/fencing.js";
+import { partitionOf } from "../../../cluster/partition.js";
+import { deviceTopic } from "../../../contracts/index.js";
+import { IngestState } from "../../../ingest/state.js";
+import { PostgresIngestState } from "../../../ingest/state-postgres.js";
+import { RegistryStore } from "../../../registry/store.js";
+import { AlarmStore } from "../../../rules/alarm-store.js";
+import { readAlarmStates } from "../../../rules/alarm-store-postgres.js";
+import { initialAlarmState } from "../../../rules/engine/alarm.js";
+import { MigrateRefusedError, migrateToPostgres } from "../../../cli/runtime/migrate-postgres.js";
+import { device, siteOf } from "../../support/differential-fixtures.js";
+import {
+  createTestSchema,
+  postgresUrl,
+  providePostgres,
+  type TestSchema,
+} from "../../support/services.js";
+import { requireService } from "../../support/suite.js";
+
+/*
+ * `citywatch migrate --to postgres://…` (cli/runtime/migrate-postgres.ts, issue #21) on a data
+ * directory populated by citywatch's own stores: a registry with two sites, an ingest.db with
+ * messages waiting in the inbox, commits, a gap and dead letters, an alarms.db with states. The
+ * copy is read back through the PostgreSQL stores the nodes use.
+ */
+
+const postgres = await requireService("citywatch migrate into PostgreSQL", providePostgres);
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+const P = 64;
+
+const NOW = 1_765_000_000_000;
+const bytes = (...values: number[]) => Buffer.from(values);
+
+/** A data directory as a node that ran leaves it: every file written by the store that owns it. */
+function populate(dir: string): void {
+  const registry = new RegistryStore(join(dir, "registry.db"));
+  registry.addSite(siteOf("construction_site", "site-a"));
+  registry.addSite(siteOf("restaurant", "site-b"));
+  registry.addDevice(device("noise-1", "noise", "site-a"));
+  registry.addDevice(device("fume-1", "cooking_fume", "site-b"));
+  registry.close();
+
+  const ingest = new IngestState(join(dir, "ingest.db"));
+  const topic = (id: string) => deviceTopic(id, "data");
+  ingest.inbox.append(topic("noise-1"), bytes(1, 0xff), NOW);
+  ingest.inbox.append(topic("fume-1"), bytes(2, 0x00, 0xfe), NOW + 1);
+  ingest.inbox.append(topic("noise-1"), bytes(3), NOW + 2);
+  ingest.inbox.append("not/a/citywatch/topic", bytes(4, 4), NOW + 3);
+  const [first] = ingest.inbox.take(1);
+  ingest.applyBatch(
+    {
+      inboxIds: first === undefined ? [] : [first.id],
+      handled: [
+        { deviceId: "noise-1", seq: 1, receivedMs: NOW },
+        { deviceId: "noise-1", seq: 2, receivedMs: NOW },
+        { deviceId: "fume-1", seq: 1, receivedMs: NOW },
+        // seq 2 of fume-1 never came: 3 waits above the gap.
+        { deviceId: "fume-1", seq: 3, receivedMs: NOW + 5 },
+      ],
+      deadLetters: [
+        {
+          receivedMs: NOW,
+          topic: topic("noise-1"),
+          deviceId: "noise-1",
+          seq: 2,
+          reason: "schema",
+          detail: "values.LAeq: 250 is above 200",
+          payload: bytes(9, 9, 9),
+        },
+        {
+          receivedMs: NOW,
+          topic: "citywatch/v1/devices/ghost/readings",
+          reason: "unknown_device",
+          detail: "ghost is not registered",
+          payload: bytes(8),
+        },
+      ],
+    },
+    NOW + 10,
+  );
+  ingest.close();
+
+  const alarms = new AlarmStore(join(dir, "alarms.db"));
+  alarms.save(
+    { ruleId: "noise-night", subject: "device:noise-1" },
+    { ...initialAlarmState(NOW), phase: "active", alarmSeq: 2 },
+    NOW,
+  );
+  alarms.save({ ruleId: "fume-hourly", subject: "site:site-b" }, initialAlarmState(NOW), NOW + 1);
+  alarms.close();
+}
+
+async function count(pool: pg.Pool, table: string): Promise<number> {
+  const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`);
+  return Number(rows[0]?.n);
+}
+
+describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
+  const dirs: string[] = [];
+  const schemas: TestSchema[] = [];
+  afterEach(async () => {
+    await Promise.all(schemas.splice(0).map((s) => s.drop()));
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function setup(): Promise<{ dir: string; schema: TestSchema; pool: pg.Pool }> {
+    const dir = mkdtempSync(join(tmpdir(), "cw-migrate-"));
+    dirs.push(dir);
+    populate(dir);
+    const schema = await createTestSchema(postgresUrl(postgres));
+    schemas.push(schema);
+    return { dir, schema, pool: await schema.pool() };
+  }
+
+  it("copies alarm states, inbox, commit ledger and dead letters, each row in its site's partition", async () => {
+    const { dir, pool } = await setup();
+    const report = await migrateToPostgres({ dataDir: dir, pool, partitions: P });
+
+    expect(report.tables.map((t) => [t.target, t.rows, t.copied, t.bytes, t.copiedBytes])).toEqual([
+      ["ingest_inbox", 3, 3, 6, 6],
+      ["ingest_progress", 2, 2, undefined, undefined],
+      ["ingest_processed", 1, 1, undefined, undefined],
+      ["ingest_dead_letters", 2, 2, 4, 4],
+      ["alarm_states", 2, 2, undefined, undefined],
+    ]);
+    expect(report.notMoved.map((f) => f.file)).toEqual(["registry.db"]);
+
+    // Read back through the stores the nodes use.
+    const a = partitionOf("site-a", P);
+    const b = partitionOf("site-b", P);
+    const state = new PostgresIngestState({ pool, fence: leaseFence(pool, { tokenOf: () => 1 }) });
+    const taken = await state.take([a], 10);
+    expect(taken.map((m) => [m.topic, m.payload, m.receivedMs])).toEqual([
+      [deviceTopic("noise-1", "data"), bytes(3), NOW + 2],
+    ]);
+    expect((await state.take([b], 10)).map((m) => m.payload)).toEqual([bytes(2, 0x00, 0xfe)]);
+    // A topic that names no device is in partition 0, for whichever node holds it to dead-letter.
+    expect((await state.take([0], 10)).map((m) => m.payload)).toContainEqual(bytes(4, 4));
+
+    expect(await state.progress("noise-1")).toMatchObject({ committedSeq: 2, lastSeq: 2 });
+    expect(await state.progress("fume-1")).toMatchObject({ committedSeq: 1, lastSeq: 3 });
+    // The seq above fume-1's gap is still known as handled: a re-send of it is a duplicate.
+    expect(
+      await state.handled([
+        { deviceId: "fume-1", seq: 3 },
+        { deviceId: "fume-1", seq: 2 },
+      ]),
+    ).toEqual([true, false]);
+    const { rows: partitions } = await pool.query<{ device_id: string; partition: number }>(
+      "SELECT device_id, partition FROM ingest_progress ORDER BY device_id",
+    );
+    expect(partitions).toEqual([
+      { device_id: "fume-1", partition: b },
+      { device_id: "noise-1", partition: a },
+    ]);
+
+    // Newest first, in the order the data directory had them.
+    const letters = await state.deadLetters.list({ limit: 10 });
+    expect(letters.map((d) => [d.reason, d.deviceId, d.seq, d.payload])).toEqual([
+      ["unknown_device", undefined, undefined, bytes(8)],
+      ["schema", "noise-1", 2, bytes(9, 9, 9)],
+    ]);
+    // The sources' accounts the nodes keep the dead letters' bounds by came along.
+    expect(await state.deadLetters.held("noise-1")).toEqual({
+      bytes: 3 + Buffer.byteLength("values.LAeq: 250 is above 200"),
+      rows: 1,
+      missingSeq: 0,
+    });
+    expect(await state.deadLetters.bytes()).toBe(
+      4 +
+        Buffer.byteLength("values.LAeq: 250 is above 200") +
+        Buffer.byteLength("ghost is not registered"),
+    );
+
+    expect(await readAlarmStates(pool, [a])).toEqual([
+      {
+        ruleId: "noise-night",
+        subject: "device:noise-1",
+        state: { ...initialAlarmState(NOW), phase: "active", alarmSeq: 2 },
+        updatedMs: NOW,
+      },
+    ]);
+    expect((await readAlarmStates(pool, [b])).map((s) => s.subject)).toEqual(["site:site-b"]);
+  });
+
+  it("refuses a database that already holds citywatch state, and changes nothing", async () => {
+    const { dir, pool } = await setup();
+    await migrateToPostgres({ dataDir: dir, pool, partitions: P });
+    await expect(migrateToPostgres({ dataDir: dir, pool, partitions: P })).rejects.toThrow(
+      /already holds citywatch state \(alarm_states 2 rows, ingest_inbox 3 rows, ingest_progress 2 rows, ingest_processed 1 rows, ingest_dead_letters 2 rows\)/,
+    );
+    expect(await count(pool, "ingest_inbox")).toBe(3);
+    expect(await count(pool, "alarm_states")).toBe(2);
+  });
+
+  it("refuses a data directory that a running ingest holds, writing nothing", async () => {
+    const { dir, pool } = await setup();
+    // A running ingest holds its state file exclusively from its first write on.
+    const running = new IngestState(join(dir, "ingest.db"));
+    running.inbox.append(deviceTopic("noise-1", "data"), bytes(5), NOW + 20);
+    try {
+      const refused = migrateToPostgres({ dataDir: dir, pool, partitions: P });
+      await expect(refused).rejects.toBeInstanceOf(MigrateRefusedError);
+      await expect(refused).rejects.toThrow(/in use by a running citywatch: stop it/);
+    } finally {
+      running.close();
+    }
+    const { rows } = await pool.query("SELECT 1 FROM pg_tables WHERE tablename = 'ingest_inbox'");
+    expect(rows).toEqual([]);
+  });
+
+  it("refuses a directory that is not a citywatch data directory", async () => {
+    const { pool } = await setup();
+    const empty = mkdtempSync(join(tmpdir(), "cw-migrate-empty-"));
+    dirs.push(empty);
+    await expect(migrateToPostgres({ dataDir: empty, pool, partitions: P })).rejects.toThrow(
+      /holds neither ingest.db nor alarms.db/,
+    );
+    await expect(
+      migrateToPostgres({ dataDir: join(empty, "missing"), pool, partitions: P }),
+    ).rejects.toThrow(/no data directory at/);
+  });
+
+  it("runs from the command line: the table of counts, then exit 1 on a second run", async () => {
+    const { dir, schema } = await setup();
+    const run = () =>
+      spawnSync(
+        process.execPath,
+        [
+          "--import",
+          "tsx",
+          "cli/citywatch.ts",
+          "migrate",
+          "--to",
+          postgresUrl(postgres),
+          "--schema",
+          schema.name,
+          "--data-dir",
+          dir,
+        ],
+        { cwd: ROOT, encoding: "utf8", timeout: 60_000 },
+      );
+    const first = run();
+    expect(first.stderr).toContain("ingest_inbox: 3 of 3 rows");
+    expect(first.status).toBe(0);
+    expect(first.stdout).toMatch(/ingest\.db inbox\s+ingest_inbox\s+3\s+3 {2}6 of 6/);
+    expect(first.stdout).toMatch(/alarms\.db alarm\s+alarm_states\s+2\s+2/);
+    expect(first.stdout).toContain("registry.db: sites, devices, parties, service accounts");
+    const second = run();
+    expect(second.status).toBe(1);
+    expect(second.stderr).toMatch(/citywatch: the database already holds citywatch state/);
+  });
+});
