@@ -12,8 +12,12 @@
  * (bench/cluster-rules.ts): states and windows read back for BENCH_CLUSTER_DEVICES (default
  * 1,000) devices, against one node starting alone. The schema is dropped at the end.
  *
- * Not measured yet: CPU per reading per node and PostgreSQL round trips per message batch (the
- * ingest does not run on PostgreSQL yet, docs/cluster.md).
+ * Then the ingest state's part (bench/cluster-ingest.ts): PostgreSQL round trips per message
+ * batch and messages per second through the inbox and commit ledger in PostgreSQL, against the
+ * embedded ingest.db on the same messages (BENCH_CLUSTER_MESSAGES, default 20,000).
+ *
+ * Not measured yet: CPU per reading per node (the ingest pipeline does not run on PostgreSQL
+ * yet, docs/cluster.md).
  */
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -23,6 +27,7 @@ import { DEFAULT_TTL_MS, LeaseKeeper } from "../cluster/leases.js";
 import { migrate } from "../infra/postgres/migrate.js";
 import { openPostgres, queryOnce as admin } from "../infra/postgres/pool.js";
 import { CITYWATCH_MIGRATIONS } from "../infra/postgres/schema.js";
+import { ingestStateOnPostgres, ingestStateOnSqlite } from "./cluster-ingest.js";
 import { rulesTakeover } from "./cluster-rules.js";
 import { formatCount, formatTable } from "./table.js";
 
@@ -156,6 +161,47 @@ export async function run(): Promise<void> {
         ["left"],
       ),
     );
+    const messages = Number(process.env["BENCH_CLUSTER_MESSAGES"] || 20_000);
+    const ingestPool = await openPostgres({ url, schema, log, max: 2 });
+    const third = Array.from({ length: Math.ceil(PARTITIONS / 3) }, (_, p) => p);
+    const every = Array.from({ length: PARTITIONS }, (_, p) => p);
+    const ingest = [ingestStateOnSqlite(PARTITIONS, messages)];
+    try {
+      ingest.push(await ingestStateOnPostgres(ingestPool, PARTITIONS, every, messages));
+      ingest.push(await ingestStateOnPostgres(ingestPool, PARTITIONS, third, messages));
+    } finally {
+      await ingestPool.end();
+    }
+    console.log(
+      `\nThe ingest state: ${formatCount(messages)} messages of 2,000 bytes from 1,000 devices; append 100 a call, rounds of up to 2,000 taken, deduplicated and applied one batch per partition:`,
+    );
+    console.log(
+      formatTable(
+        [
+          "store",
+          "partitions held",
+          "messages",
+          "appended/s",
+          "round trips/append",
+          "handled/s",
+          "messages/round",
+          "round trips/round",
+          "round trips/message",
+        ],
+        ingest.map((f) => [
+          f.store,
+          String(f.partitionsHeld),
+          formatCount(f.messages),
+          formatCount(f.appendPerSecond),
+          f.appendRoundTripsPerCall.toFixed(1),
+          formatCount(f.handledPerSecond),
+          formatCount(f.messagesPerRound),
+          f.roundTripsPerRound.toFixed(1),
+          f.roundTripsPerMessage.toFixed(3),
+        ]),
+        ["left"],
+      ),
+    );
     const shipped = results[0]?.ms ?? [];
     const worst = shipped.at(-1) ?? Number.POSITIVE_INFINITY;
     const pass = worst <= GOAL_MS;
@@ -163,7 +209,7 @@ export async function run(): Promise<void> {
       `\ngoal: a dead node's partitions move within ${GOAL_MS / 1000} s: worst ${(worst / 1000).toFixed(2)} s with the shipped defaults -> ${pass ? "PASS" : "MISS"}`,
     );
     console.log(
-      `BENCH_RESULT ${JSON.stringify({ bench: "cluster", takeoverMs: results, rules, goal: { takeoverMs: GOAL_MS, pass } })}`,
+      `BENCH_RESULT ${JSON.stringify({ bench: "cluster", takeoverMs: results, rules, ingest, goal: { takeoverMs: GOAL_MS, pass } })}`,
     );
   } finally {
     await admin(url, `DROP SCHEMA IF EXISTS ${schema} CASCADE`);
