@@ -8,9 +8,10 @@
  * devices spread over the partitions by their site, in device order, each device's seqs in a row:
  * - append: 100 messages a call, as the receiving side's group commit makes them;
  * - rounds: as the pipeline's round does, up to 2,000 messages taken, their (device, seq) checked
- *   against the ledger, then one batch applied per partition (a fenced transaction each on
- *   PostgreSQL, one transaction on SQLite), for a node holding every partition and for one holding
- *   a third of them (a node of three).
+ *   against the ledger, then one batch applied per partition: on PostgreSQL all of them in one
+ *   transaction (applyRound) and, as the baseline, a fenced transaction each (applyBatch); one
+ *   transaction on SQLite; for a node holding every partition and for one holding a third of them
+ *   (a node of three).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -98,6 +99,8 @@ export async function ingestStateOnPostgres(
   partitions: number,
   held: readonly number[],
   total: number,
+  /** A round's batches in one transaction (applyRound), or one per partition (applyBatch). */
+  oneTransaction: boolean,
 ): Promise<IngestStateFigures> {
   const queries = countQueries(pool);
   await pool.query("TRUNCATE partition_leases, ingest_inbox, ingest_progress, ingest_processed");
@@ -149,19 +152,23 @@ export async function ingestStateOnPostgres(
     const byPartition = new Map<number, typeof pairs>();
     for (const p of pairs)
       byPartition.set(p.partition, [...(byPartition.get(p.partition) ?? []), p]);
-    for (const [partition, batch] of byPartition) {
-      const handled: HandledSeq[] = batch.map((p) => ({
-        deviceId: p.deviceId,
-        seq: p.seq,
-        receivedMs: Date.now(),
-      }));
-      const applied = await state.applyBatch(
-        partition,
-        TOKEN,
-        { inboxIds: batch.map((p) => p.id), handled, deadLetters: [] },
-        Date.now(),
-      );
-      if (!applied.ok) throw new Error(`partition ${partition}: ${applied.reason}`);
+    const batches = [...byPartition].map(([partition, batch]) => ({
+      partition,
+      token: TOKEN,
+      outcome: {
+        inboxIds: batch.map((p) => p.id),
+        handled: batch.map((p) => ({ deviceId: p.deviceId, seq: p.seq, receivedMs: Date.now() })),
+        deadLetters: [],
+      },
+    }));
+    if (oneTransaction) {
+      const round = await state.applyRound(batches, Date.now());
+      if (round.refused.length > 0) throw new Error(`refused: ${round.refused.join(", ")}`);
+    } else {
+      for (const b of batches) {
+        const applied = await state.applyBatch(b.partition, b.token, b.outcome, Date.now());
+        if (!applied.ok) throw new Error(`partition ${b.partition}: ${applied.reason}`);
+      }
     }
     handledCount += taken.length;
   }
@@ -172,7 +179,7 @@ export async function ingestStateOnPostgres(
     throw new Error(`handled ${handledCount} of ${all.length} messages`);
   }
   return {
-    store: "PostgreSQL",
+    store: `PostgreSQL, ${oneTransaction ? "one transaction a round" : "one a partition"}`,
     partitionsHeld: held.length,
     messages: all.length,
     appendPerSecond: all.length / appendSeconds,

@@ -167,13 +167,18 @@ export async function run(): Promise<void> {
     const every = Array.from({ length: PARTITIONS }, (_, p) => p);
     const ingest = [ingestStateOnSqlite(PARTITIONS, messages)];
     try {
-      ingest.push(await ingestStateOnPostgres(ingestPool, PARTITIONS, every, messages));
-      ingest.push(await ingestStateOnPostgres(ingestPool, PARTITIONS, third, messages));
+      for (const held of [every, third]) {
+        for (const oneTransaction of [false, true]) {
+          ingest.push(
+            await ingestStateOnPostgres(ingestPool, PARTITIONS, held, messages, oneTransaction),
+          );
+        }
+      }
     } finally {
       await ingestPool.end();
     }
     console.log(
-      `\nThe ingest state: ${formatCount(messages)} messages of 2,000 bytes from 1,000 devices; append 100 a call, rounds of up to 2,000 taken, deduplicated and applied one batch per partition:`,
+      `\nThe ingest state: ${formatCount(messages)} messages of 2,000 bytes from 1,000 devices; append 100 a call, rounds of up to 2,000 taken, deduplicated and applied (a batch per partition, in one transaction a round or one a partition):`,
     );
     console.log(
       formatTable(

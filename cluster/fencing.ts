@@ -53,6 +53,33 @@ export async function fencedWrite<T>(
   });
 }
 
+const HOLDS_LEASES = `SELECT l.partition FROM partition_leases l
+  JOIN unnest($1::int[], $2::bigint[]) AS mine (partition, token)
+    ON l.partition = mine.partition AND l.token = mine.token
+ WHERE l.expires_at > clock_timestamp()
+ ORDER BY l.partition
+   FOR SHARE OF l`;
+
+/**
+ * Run `write` in one transaction for several partitions, their leases checked at once at its
+ * start; `write` gets the partitions still held under their tokens and must write nothing for the
+ * others. The held leases are share-locked, in partition order (as the keeper's renewal and
+ * release lock them, so neither waits for the other crosswise), until the transaction ends.
+ */
+export async function fencedWriteMany<T>(
+  db: pg.Pool | pg.PoolClient,
+  leases: ReadonlyArray<{ readonly partition: number; readonly token: number }>,
+  write: (client: pg.PoolClient, held: ReadonlySet<number>) => Promise<T>,
+): Promise<T> {
+  return inTransaction(db, async (client) => {
+    const { rows } = await client.query<{ partition: number }>(HOLDS_LEASES, [
+      leases.map((l) => l.partition),
+      leases.map((l) => l.token),
+    ]);
+    return write(client, new Set(rows.map((r) => r.partition)));
+  });
+}
+
 /**
  * The fence a store takes (infra/postgres/fence.ts) over a lease keeper's tokens: a write under a
  * token whose lease is gone is refused.
@@ -75,5 +102,6 @@ export function leaseFence(
         throw err;
       }
     },
+    writeMany: (leases, write) => fencedWriteMany(pool, leases, write),
   };
 }

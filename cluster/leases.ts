@@ -136,11 +136,17 @@ WITH beat AS (
 SELECT 1 + count(*)::int AS live FROM cluster_nodes
  WHERE node_id <> $1 AND last_seen > clock_timestamp() - $2::int ${MS}`;
 
+// The rows are locked in partition order first, as fencedWriteMany share-locks them, so a
+// renewal and a write fenced on several partitions wait for each other instead of deadlocking.
 const RENEW = `
+WITH locked AS (
+  SELECT partition FROM partition_leases WHERE partition = ANY ($2::int[])
+   ORDER BY partition FOR UPDATE
+)
 UPDATE partition_leases AS l
    SET expires_at = clock_timestamp() + $4::int ${MS}
-  FROM unnest($2::int[], $3::bigint[]) AS mine (partition, token)
- WHERE l.partition = mine.partition AND l.token = mine.token
+  FROM unnest($2::int[], $3::bigint[]) AS mine (partition, token), locked
+ WHERE l.partition = mine.partition AND l.token = mine.token AND locked.partition = l.partition
    AND l.owner = $1 AND l.expires_at > clock_timestamp()
 RETURNING l.partition`;
 
@@ -165,10 +171,15 @@ UPDATE partition_leases AS l
 RETURNING l.partition, l.token, c.previous_owner`;
 
 const RELEASE = `
+WITH locked AS (
+  SELECT partition FROM partition_leases WHERE partition = ANY ($2::int[])
+   ORDER BY partition FOR UPDATE
+)
 UPDATE partition_leases AS l
    SET owner = NULL, expires_at = clock_timestamp()
-  FROM unnest($2::int[], $3::bigint[]) AS mine (partition, token)
- WHERE l.partition = mine.partition AND l.token = mine.token AND l.owner = $1`;
+  FROM unnest($2::int[], $3::bigint[]) AS mine (partition, token), locked
+ WHERE l.partition = mine.partition AND l.token = mine.token AND locked.partition = l.partition
+   AND l.owner = $1`;
 
 const UNREGISTER = "DELETE FROM cluster_nodes WHERE node_id = $1";
 

@@ -25,4 +25,14 @@ export interface PartitionFence {
     token: number,
     write: (client: pg.PoolClient) => Promise<T>,
   ): Promise<FencedOutcome<T>>;
+  /**
+   * Runs `write` in one transaction for several partitions, each lease checked once at its start:
+   * `write` is handed the partitions still held under their tokens, and must write nothing for
+   * the others. The leases of those handed stay held until the transaction ends. Any failure
+   * rejects.
+   */
+  writeMany<T>(
+    leases: ReadonlyArray<{ readonly partition: number; readonly token: number }>,
+    write: (client: pg.PoolClient, held: ReadonlySet<number>) => Promise<T>,
+  ): Promise<T>;
 }

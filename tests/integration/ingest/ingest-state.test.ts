@@ -410,6 +410,78 @@ describe.runIf(postgres)("ingest state in PostgreSQL", () => {
     expect(await b.store.depth()).toBe(0);
   });
 
+  it("applies a round of several partitions in one transaction, leaving out one whose lease is gone", async () => {
+    const { schema, admin } = await database();
+    const OTHER = PARTITION + 1;
+    const GONE = PARTITION + 2;
+    await admin.query(
+      `INSERT INTO partition_leases (partition, owner, token, acquired_at, expires_at)
+       VALUES ($1, 'node-a', $3, now(), 'infinity'), ($2, 'node-b', $3 + 1, now(), 'infinity')`,
+      [OTHER, GONE, TOKEN],
+    );
+    const { pool, store } = await node(schema);
+    const rows = await store.append([
+      { ...message(1), partition: PARTITION },
+      { ...message(2), partition: OTHER },
+      { ...message(3), partition: GONE },
+    ]);
+    const taken = await store.take([PARTITION, OTHER, GONE], 10);
+    expect(taken).toHaveLength(3);
+    const id = (i: number) => rows[i]?.id ?? -1;
+    let statements = 0;
+    pool.on("acquire", (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args) => {
+        statements++;
+        return query(...args);
+      };
+    });
+    const round = await store.applyRound(
+      [
+        {
+          partition: PARTITION,
+          token: TOKEN,
+          outcome: { inboxIds: [id(0)], handled: seqs("d-1", [1, 2]), deadLetters: [] },
+        },
+        {
+          partition: OTHER,
+          token: TOKEN,
+          outcome: { inboxIds: [id(1)], handled: seqs("d-2", [1]), deadLetters: [] },
+        },
+        {
+          // Taken under TOKEN, but node-b holds it now.
+          partition: GONE,
+          token: TOKEN,
+          outcome: { inboxIds: [id(2)], handled: seqs("d-3", [1]), deadLetters: [] },
+        },
+      ],
+      5_000,
+    );
+    expect(round).toEqual({
+      moved: new Map([
+        ["d-1", 2],
+        ["d-2", 1],
+      ]),
+      refused: [GONE],
+    });
+    // One transaction for both partitions: BEGIN, the leases, new devices, lock, update, the
+    // inbox rows, COMMIT.
+    expect(statements).toBe(7);
+    expect(store.takenCount()).toBe(0);
+    expect(await store.progress("d-3")).toBeUndefined();
+    expect(await store.depth()).toBe(1);
+    const { rows: partitions } = await admin.query<{ device_id: string; partition: number }>(
+      "SELECT device_id, partition FROM ingest_progress ORDER BY device_id",
+    );
+    expect(partitions).toEqual([
+      { device_id: "d-1", partition: PARTITION },
+      { device_id: "d-2", partition: OTHER },
+    ]);
+    // node-b takes the refused partition's row.
+    const b = await node(schema, TOKEN + 1);
+    expect((await b.store.take([GONE], 10)).map((m) => m.id)).toEqual([id(2)]);
+  });
+
   it("takes a row that committed after a later one (ids are not commit order)", async () => {
     const { schema, admin } = await database();
     const { store } = await node(schema);
