@@ -2,9 +2,13 @@ import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
 import { z } from "zod";
 import { DEFAULT_PARTITIONS } from "../../cluster/partition.js";
-import { openPostgres, redactUrl } from "../../infra/postgres/pool.js";
+import { openPostgres, PostgresConnectError, redactUrl } from "../../infra/postgres/pool.js";
 import { loadCitywatchConfig } from "../runtime/config.js";
-import { type MigrateReport, migrateToPostgres } from "../runtime/migrate-postgres.js";
+import {
+  type MigrateReport,
+  MigrateRefusedError,
+  migrateToPostgres,
+} from "../runtime/migrate-postgres.js";
 
 /*
  * `citywatch migrate --to postgres://…`: copy a stopped node's state into PostgreSQL
@@ -62,7 +66,7 @@ export function migrateCommand(program: Command): void {
     )
     .option(
       "--partitions <n>",
-      `the deployment's partition count, the same on every node (default ${DEFAULT_PARTITIONS})`,
+      "the deployment's partition count, the same on every node",
       partitionsOption,
       DEFAULT_PARTITIONS,
     )
@@ -75,6 +79,10 @@ export function migrateCommand(program: Command): void {
         ...(flags.schema === undefined ? {} : { schema: flags.schema }),
         applicationName: "citywatch migrate",
         max: 2,
+      }).catch((error: unknown) => {
+        // A URL or schema name that is not one: say which flag, as for any bad argument.
+        if (error instanceof PostgresConnectError || !(error instanceof Error)) throw error;
+        throw new MigrateRefusedError(`--to / --schema: ${error.message}`);
       });
       try {
         const report = await migrateToPostgres({

@@ -228,9 +228,9 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
     ).rejects.toThrow(/no data directory at/);
   });
 
-  it("runs from the command line: the table of counts, then exit 1 on a second run", async () => {
+  it("runs from the command line: a bad URL refused, the table of counts, then exit 1 on a second run", async () => {
     const { dir, schema } = await setup();
-    const run = () =>
+    const run = (url = postgresUrl(postgres)) =>
       spawnSync(
         process.execPath,
         [
@@ -239,7 +239,7 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
           "cli/citywatch.ts",
           "migrate",
           "--to",
-          postgresUrl(postgres),
+          url,
           "--schema",
           schema.name,
           "--data-dir",
@@ -247,6 +247,9 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
         ],
         { cwd: ROOT, encoding: "utf8", timeout: 60_000 },
       );
+    const badUrl = run("not-a-url");
+    expect(badUrl.status).toBe(1);
+    expect(badUrl.stderr).toMatch(/^citywatch: --to \/ --schema: the PostgreSQL URL is not a URL/);
     const first = run();
     expect(first.stderr).toContain("ingest_inbox: 3 of 3 rows");
     expect(first.status).toBe(0);
