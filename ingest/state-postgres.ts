@@ -23,10 +23,11 @@ import type { BatchOutcome } from "./state.js";
  * - Any node appends what a device sent it (`append`), tagged with the partition of the device's
  *   site, before its PUBACK: the message is then as durable as the database.
  * - The owner of a partition takes that partition's rows (`take`) and, after storing their
- *   readings, applies the batch in one transaction fenced by its lease token (`applyBatch`):
- *   dead letters in, handled seqs recorded and each device's commit moved over the contiguous ones,
- *   the rows deleted. A node that lost the lease writes nothing; the new owner takes the same rows
- *   again, and the ledger's (device, seq) dedupe keeps a message from being handled twice.
+ *   readings, applies the round's batches (one per partition) in one transaction fenced by their
+ *   lease tokens (`applyRound`; `applyBatch` for one): dead letters in, handled seqs recorded and
+ *   each device's commit moved over the contiguous ones, the rows deleted. Nothing is written for
+ *   a partition whose lease is gone; the new owner takes the same rows again, and the ledger's
+ *   (device, seq) dedupe keeps a message from being handled twice.
  *
  * Rows are taken by what is left in the table, not by an id cursor: ids come from a sequence in
  * the order rows were inserted, not the order they were committed, so a cursor past a row that a
