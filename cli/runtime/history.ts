@@ -47,12 +47,23 @@ export function readBack(store: TimeSeriesStore) {
  */
 export const EMBEDDED_CHUNK_READINGS = 40_000;
 
+/**
+ * ... but at least this many of each device: a read asks the store once per device, and with a
+ * thousand devices 40,000 readings are 40 of each, a query's own cost then outweighing its rows
+ * (72 hours of a 1,000-device city read in one thread at 206,000-213,000 readings/s in parts of
+ * 40,000, at 302,000 in parts of 120,000). 240 keeps a 160-device city at 40,000 and gives each of
+ * two threads replaying 500 devices 120,000.
+ */
+export const EMBEDDED_READINGS_PER_DEVICE = 240;
+
 /** The store's history as a backtest replays it: each device's rows as the store answers. */
 export function historyOf(store: TimeSeriesStore): HistorySource {
   return {
     readings: (device, fromMs, toMs, limit) =>
       store.readings({ deviceId: device.id, kind: device.kind, fromMs, toMs, limit }),
-    ...(store.name === "sqlite" ? { chunkReadings: EMBEDDED_CHUNK_READINGS } : {}),
+    ...(store.name === "sqlite"
+      ? { chunkReadings: EMBEDDED_CHUNK_READINGS, readingsPerDevice: EMBEDDED_READINGS_PER_DEVICE }
+      : {}),
   };
 }
 

@@ -35,6 +35,11 @@ export interface HistorySource {
    * the number of reads and the memory a chunk holds.
    */
   readonly chunkReadings?: number;
+  /**
+   * At least this many readings of each device per read, whatever `chunkReadings` gives: each
+   * read costs a query per device, so many devices in a small chunk pay that cost for few rows.
+   */
+  readonly readingsPerDevice?: number;
 }
 
 /** What the replay feeds: a rules driver, through its public entry points. */
@@ -276,7 +281,10 @@ class ChunkBatch implements StoredBatch {
 
 export async function replay(args: ReplayArgs): Promise<Replayed> {
   const { history, devices, targets, tickMs, fromMs, toMs, warmUpFromMs } = args;
-  const chunkReadings = history.chunkReadings ?? CHUNK_READINGS;
+  const chunkReadings = Math.max(
+    history.chunkReadings ?? CHUNK_READINGS,
+    (history.readingsPerDevice ?? 0) * devices.length,
+  );
   const chunkMs =
     Math.max(1, Math.round((args.chunkMs ?? chunkFor(devices, chunkReadings)) / tickMs)) * tickMs;
   const pageSize = args.pageSize ?? PAGE_SIZE;

@@ -153,6 +153,15 @@ describe("backtest replay", () => {
       [0, 30_000],
       [30_000, 60_000],
     ]);
+    // At least 2 readings of each device: with one device, a 20-s chunk, not the 10 s of 1.
+    const floored = history(all);
+    const flooredEvents = await replayOf({
+      ...floored.source,
+      chunkReadings: 1,
+      readingsPerDevice: 2,
+    });
+    expect(flooredEvents).toEqual(wholeEvents);
+    expect(floored.queries.map((q) => q.to - q.from)).toEqual([20_000, 20_000, 20_000]);
   });
 
   it("stops past its reading budget", async () => {
