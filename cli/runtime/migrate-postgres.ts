@@ -27,7 +27,10 @@ import { RECOUNT_DEAD_LETTER_ACCOUNTS } from "../../ingest/dead-letters-postgres
  * The SQLite files are opened read-only; nothing in the data directory changes.
  */
 
-/** The migration cannot or must not run: nothing was written to PostgreSQL. */
+/**
+ * The migration cannot or must not run, or its copy did not match the data directory: no state
+ * was written to PostgreSQL (its schema may have been migrated).
+ */
 export class MigrateRefusedError extends Error {
   override readonly name = "MigrateRefusedError";
 }
@@ -295,7 +298,7 @@ export async function migrateToPostgres(options: MigrateOptions): Promise<Migrat
       }
       const wrong = tables.filter((t) => t.copied !== t.rows || t.copiedBytes !== t.bytes);
       if (wrong.length > 0) {
-        throw new Error(
+        throw new MigrateRefusedError(
           `the copy does not match the data directory (${wrong
             .map((t) => `${t.target}: ${t.copied} of ${t.rows} rows`)
             .join(", ")}); nothing was written`,
