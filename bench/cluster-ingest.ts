@@ -24,11 +24,12 @@ import { deviceTopic } from "../contracts/index.js";
 import type { HandledSeq } from "../ingest/commit-ledger.js";
 import { IngestState } from "../ingest/state.js";
 import { PostgresIngestState } from "../ingest/state-postgres.js";
+import { ROUND_MESSAGES } from "../ingest/pipeline.js";
+import { countQueries } from "../tests/support/postgres.js";
 
 const DEVICES = 1_000;
 const PAYLOAD_BYTES = 2_000;
 const APPEND_BATCH = 100;
-const ROUND_MESSAGES = 2_000;
 const TOKEN = 1;
 
 export interface IngestStateFigures {
@@ -66,33 +67,6 @@ function messages(count: number, partitions: number): Message[] {
 
 const payload = Buffer.alloc(PAYLOAD_BYTES, 0x7b);
 const topicOf = (deviceId: string) => deviceTopic(deviceId, "data");
-
-/**
- * Count every query made on `pool`'s connections from now on: each connection is wrapped the
- * first time it is handed out (the pool's own `query` takes one too).
- */
-function countQueries(pool: pg.Pool): { readonly count: () => number; readonly stop: () => void } {
-  let count = 0;
-  let counting = true;
-  const wrapped = new WeakSet<pg.PoolClient>();
-  const wrap = (client: pg.PoolClient) => {
-    if (wrapped.has(client)) return;
-    wrapped.add(client);
-    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args) => {
-      if (counting) count++;
-      return query(...args);
-    };
-  };
-  pool.on("acquire", wrap);
-  return {
-    count: () => count,
-    stop: () => {
-      counting = false;
-      pool.off("acquire", wrap);
-    },
-  };
-}
 
 export async function ingestStateOnPostgres(
   pool: pg.Pool,

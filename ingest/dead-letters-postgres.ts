@@ -30,11 +30,12 @@ import {
  * turns.
  */
 
-const INSERT_LETTERS = `INSERT INTO ingest_dead_letters
+/** Letters in the order given, each with its partition (null: none). */
+export const INSERT_DEAD_LETTERS = `INSERT INTO ingest_dead_letters
     (partition, received_ms, topic, device_id, seq, reason, detail, payload)
-  SELECT $1, r, t, d, s, re, de, b
-    FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
-                $8::bytea[]) WITH ORDINALITY AS u(r, t, d, s, re, de, b, n)
+  SELECT p, r, t, d, s, re, de, b
+    FROM unnest($1::integer[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                $7::text[], $8::bytea[]) WITH ORDINALITY AS u(p, r, t, d, s, re, de, b, n)
   ORDER BY n`;
 
 /** Add to the sources' accounts, in source order (two writers never lock them crosswise). */
@@ -121,8 +122,8 @@ export class PostgresDeadLetters {
     const limits = this.#limits;
     const kept =
       limits === undefined ? letters : letters.map((d) => fitToShare(d, deviceShare(limits)));
-    await client.query(INSERT_LETTERS, [
-      partition,
+    await client.query(INSERT_DEAD_LETTERS, [
+      kept.map(() => partition),
       kept.map((d) => d.receivedMs),
       kept.map((d) => d.topic),
       kept.map((d) => d.deviceId ?? null),

@@ -35,7 +35,7 @@ export interface PipelineDeps {
 }
 
 /** Messages taken from the inbox per round at most. */
-const ROUND_MESSAGES = 2_000;
+export const ROUND_MESSAGES = 2_000;
 /**
  * Rounds in progress at once while the store is up: the next round is decoded while the store
  * writes the previous ones (the store runs in another process, often on the other core). Each

@@ -78,7 +78,8 @@ export interface PostgresIngestStateOptions {
 /** pg hands int8 columns over as strings; every seq, id and time here is a safe integer. */
 const int = (value: string | number): number => Number(value);
 
-const INSERT_INBOX = `INSERT INTO ingest_inbox (partition, received_ms, topic, payload)
+/** Messages in the order given, each with its partition; their ids come back. */
+export const INSERT_INBOX = `INSERT INTO ingest_inbox (partition, received_ms, topic, payload)
   SELECT p, r, t, b FROM unnest($1::integer[], $2::bigint[], $3::text[], $4::bytea[])
     WITH ORDINALITY AS u(p, r, t, b, n)
   ORDER BY n

@@ -59,7 +59,8 @@ interface Move {
 /** SQLSTATE classes of a refusal for the data itself: a retry would be refused again. */
 const PERMANENT = /^2[23]/;
 
-const UPSERT = `INSERT INTO alarm_states (rule_id, subject, partition, state, updated_ms)
+/** States by (rule, subject), with their partitions: inserted, or written over. */
+export const UPSERT_ALARM_STATES = `INSERT INTO alarm_states (rule_id, subject, partition, state, updated_ms)
   SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::jsonb[], $5::bigint[])
   ON CONFLICT (rule_id, subject) DO UPDATE SET
     partition = excluded.partition, state = excluded.state, updated_ms = excluded.updated_ms`;
@@ -276,11 +277,11 @@ export class PostgresAlarmStore implements AlarmStates {
       ];
       try {
         if (fence === undefined || partition === null || token === undefined) {
-          await pool.query(UPSERT, params);
+          await pool.query(UPSERT_ALARM_STATES, params);
           this.#written += moves.length;
         } else {
           const outcome = await fence.write(partition, token, (client) =>
-            client.query(UPSERT, params),
+            client.query(UPSERT_ALARM_STATES, params),
           );
           if (outcome.ok) this.#written += moves.length;
           else {

@@ -7,7 +7,12 @@ import { parseTopic } from "../../contracts/index.js";
 import { migrate } from "../../infra/postgres/migrate.js";
 import { CITYWATCH_MIGRATIONS } from "../../infra/postgres/schema.js";
 import { inTransaction } from "../../infra/postgres/transaction.js";
-import { RECOUNT_DEAD_LETTER_ACCOUNTS } from "../../ingest/dead-letters-postgres.js";
+import {
+  INSERT_DEAD_LETTERS,
+  RECOUNT_DEAD_LETTER_ACCOUNTS,
+} from "../../ingest/dead-letters-postgres.js";
+import { INSERT_INBOX } from "../../ingest/state-postgres.js";
+import { UPSERT_ALARM_STATES } from "../../rules/alarm-store-postgres.js";
 
 /*
  * `citywatch migrate --to postgres://…` (issue #21): copies the state of a stopped single node's
@@ -96,7 +101,7 @@ interface Copy {
   readonly target: (typeof TARGET_TABLES)[number];
   /** The source rows, in the order they are to be inserted. */
   readonly select: string;
-  /** INSERT … SELECT FROM unnest($1 … $n) WITH ORDINALITY …, one array parameter per column. */
+  /** The stores' own INSERT … SELECT FROM unnest($1 … $n), one array parameter per column. */
   readonly insert: string;
   /** A source row as the INSERT's values, in the order of its parameters. */
   readonly values: (row: Row) => unknown[];
@@ -129,9 +134,7 @@ function copies(partitions: number, siteOf: (deviceId: string) => string | undef
       table: "inbox",
       target: "ingest_inbox",
       select: "SELECT received_ms, topic, payload FROM inbox ORDER BY id",
-      insert: `INSERT INTO ingest_inbox (partition, received_ms, topic, payload)
-        SELECT p, r, t, b FROM unnest($1::integer[], $2::bigint[], $3::text[], $4::bytea[])
-          WITH ORDINALITY AS u(p, r, t, b, n) ORDER BY n`,
+      insert: INSERT_INBOX,
       values: (r) => [
         inboxPartition(String(r["topic"])),
         num(r["received_ms"]),
@@ -175,11 +178,7 @@ function copies(partitions: number, siteOf: (deviceId: string) => string | undef
       target: "ingest_dead_letters",
       select: `SELECT received_ms, topic, device_id, seq, reason, detail, payload
         FROM dead_letter ORDER BY id`,
-      insert: `INSERT INTO ingest_dead_letters
-          (partition, received_ms, topic, device_id, seq, reason, detail, payload)
-        SELECT p, r, t, d, s, re, de, b FROM unnest($1::integer[], $2::bigint[], $3::text[],
-          $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bytea[])
-          WITH ORDINALITY AS u(p, r, t, d, s, re, de, b, n) ORDER BY n`,
+      insert: INSERT_DEAD_LETTERS,
       values: (r) => [
         r["device_id"] === null ? null : partitionOfDevice(String(r["device_id"])),
         num(r["received_ms"]),
@@ -199,8 +198,7 @@ function copies(partitions: number, siteOf: (deviceId: string) => string | undef
       table: "alarm",
       target: "alarm_states",
       select: "SELECT rule_id, subject, state, updated_ms FROM alarm ORDER BY rule_id, subject",
-      insert: `INSERT INTO alarm_states (rule_id, subject, partition, state, updated_ms)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::jsonb[], $5::bigint[])`,
+      insert: UPSERT_ALARM_STATES,
       values: (r) => [
         r["rule_id"],
         r["subject"],

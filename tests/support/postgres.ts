@@ -117,3 +117,33 @@ export async function createLeasedSchema(
   );
   return { schema, admin };
 }
+
+/**
+ * Count every query made on `pool`'s connections from now on: each connection is wrapped the
+ * first time it is handed out (the pool's own `query` takes one too).
+ */
+export function countQueries(pool: pg.Pool): {
+  readonly count: () => number;
+  readonly stop: () => void;
+} {
+  let count = 0;
+  let counting = true;
+  const wrapped = new WeakSet<pg.PoolClient>();
+  const wrap = (client: pg.PoolClient) => {
+    if (wrapped.has(client)) return;
+    wrapped.add(client);
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args) => {
+      if (counting) count++;
+      return query(...args);
+    };
+  };
+  pool.on("acquire", wrap);
+  return {
+    count: () => count,
+    stop: () => {
+      counting = false;
+      pool.off("acquire", wrap);
+    },
+  };
+}

@@ -6,6 +6,7 @@
 export { provideInfluxDB } from "./influxdb.js";
 export { provideMosquitto, mqttConnack } from "./mosquitto.js";
 export {
+  countQueries,
   createLeasedSchema,
   createTestSchema,
   postgresUrl,

@@ -14,6 +14,8 @@ import { RegistryStore } from "../../../registry/store.js";
 import { AlarmStore } from "../../../rules/alarm-store.js";
 import { readAlarmStates } from "../../../rules/alarm-store-postgres.js";
 import { initialAlarmState } from "../../../rules/engine/alarm.js";
+import { migrate } from "../../../infra/postgres/migrate.js";
+import { CITYWATCH_MIGRATIONS } from "../../../infra/postgres/schema.js";
 import { MigrateRefusedError, migrateToPostgres } from "../../../cli/runtime/migrate-postgres.js";
 import { device, siteOf } from "../../support/differential-fixtures.js";
 import {
@@ -198,6 +200,24 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
     );
     expect(await count(pool, "ingest_inbox")).toBe(3);
     expect(await count(pool, "alarm_states")).toBe(2);
+  });
+
+  it("rolls the whole copy back when PostgreSQL does not end up holding what the data directory holds", async () => {
+    const { dir, pool } = await setup();
+    // A trigger that silently drops one inbox row: the copy's check must catch it.
+    await migrate(pool, CITYWATCH_MIGRATIONS);
+    await pool.query(`
+      CREATE FUNCTION drop_foreign_topic() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.topic = 'not/a/citywatch/topic' THEN RETURN NULL; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER drop_foreign_topic BEFORE INSERT ON ingest_inbox
+        FOR EACH ROW EXECUTE FUNCTION drop_foreign_topic();`);
+    const failed = migrateToPostgres({ dataDir: dir, pool, partitions: P });
+    await expect(failed).rejects.toBeInstanceOf(MigrateRefusedError);
+    await expect(failed).rejects.toThrow(
+      /the copy does not match the data directory \(ingest_inbox: 2 of 3 rows\); nothing was written/,
+    );
+    for (const table of ["ingest_inbox", "ingest_progress", "ingest_dead_letters", "alarm_states"])
+      expect(await count(pool, table)).toBe(0);
   });
 
   it("refuses a data directory that a running ingest holds, writing nothing", async () => {

@@ -10,6 +10,7 @@ import type { InboxMessage } from "../../../ingest/inbox.js";
 import { IngestState } from "../../../ingest/state.js";
 import { PostgresIngestState } from "../../../ingest/state-postgres.js";
 import {
+  countQueries,
   createLeasedSchema,
   postgresUrl,
   providePostgres,
@@ -428,14 +429,7 @@ describe.runIf(postgres)("ingest state in PostgreSQL", () => {
     const taken = await store.take([PARTITION, OTHER, GONE], 10);
     expect(taken).toHaveLength(3);
     const id = (i: number) => rows[i]?.id ?? -1;
-    let statements = 0;
-    pool.on("acquire", (client) => {
-      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args) => {
-        statements++;
-        return query(...args);
-      };
-    });
+    const statements = countQueries(pool);
     const round = await store.applyRound(
       [
         {
@@ -466,7 +460,7 @@ describe.runIf(postgres)("ingest state in PostgreSQL", () => {
     });
     // One transaction for both partitions: BEGIN, the leases, new devices, lock, update, the
     // inbox rows, COMMIT.
-    expect(statements).toBe(7);
+    expect(statements.count()).toBe(7);
     expect(store.takenCount()).toBe(0);
     expect(await store.progress("d-3")).toBeUndefined();
     expect(await store.depth()).toBe(1);
