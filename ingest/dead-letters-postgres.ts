@@ -93,6 +93,22 @@ interface Account {
 
 const none = (): Pruned => ({ age: 0, bytes: 0, device: 0 });
 
+/**
+ * Text as PostgreSQL keeps it: a text value cannot hold U+0000, which a device's payload can put
+ * in a letter's detail (it would fail the whole round's transaction, again at every retry). The
+ * payload itself is bytea and kept as it came.
+ */
+const pgText = (text: string): string =>
+  text.includes("\u0000") ? text.replaceAll("\u0000", "\\u0000") : text;
+
+/** The letter with its text as PostgreSQL can keep it (and as it is counted). */
+const storableLetter = (d: DeadLetter): DeadLetter => ({
+  ...d,
+  topic: pgText(d.topic),
+  detail: pgText(d.detail),
+  ...(d.deviceId === undefined ? {} : { deviceId: pgText(d.deviceId) }),
+});
+
 export class PostgresDeadLetters {
   readonly #pool: pg.Pool;
   #limits: DeadLetterLimits | undefined;
@@ -120,8 +136,9 @@ export class PostgresDeadLetters {
   ): Promise<void> {
     if (letters.length === 0) return;
     const limits = this.#limits;
+    const storable = letters.map(storableLetter);
     const kept =
-      limits === undefined ? letters : letters.map((d) => fitToShare(d, deviceShare(limits)));
+      limits === undefined ? storable : storable.map((d) => fitToShare(d, deviceShare(limits)));
     await client.query(INSERT_DEAD_LETTERS, [
       kept.map(() => partition),
       kept.map((d) => d.receivedMs),

@@ -206,6 +206,22 @@ function suite(name: string, kind: () => Kind) {
       await k.close();
     });
 
+    it("keeps a letter whose text holds U+0000 (PostgreSQL's text cannot), the payload byte for byte", async () => {
+      const k = kind();
+      const state = await k.open();
+      const now = Date.now();
+      const payload = Buffer.from('{"deviceId":"d1\\u0000"}');
+      await state.add([{ ...letter(now, 0, "deviceId d1\u0000 does not match"), payload }], now);
+      const [kept] = await state.list({ limit: 10 });
+      // Kept as it came (SQLite), or with U+0000 spelled out as the six characters \u0000.
+      expect(["deviceId d1\u0000 does not match", "deviceId d1\\u0000 does not match"]).toContain(
+        kept?.detail,
+      );
+      expect(kept?.payload).toEqual(payload);
+      expect(await state.bytes()).toBe(await heldInStore(state));
+      await k.close();
+    });
+
     it("bounds a device's missing_seq records by their own count, its oldest first, never another's", async () => {
       const k = kind();
       const state = await k.open();
