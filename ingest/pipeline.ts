@@ -4,7 +4,7 @@ import type { StoredBatch } from "../contracts/model/stored-readings.js";
 import { type BackoffPolicy, backoffDelayMs } from "../infra/backoff.js";
 import type { DeviceLookup } from "./decode.js";
 import type { IngestMetrics } from "./metrics.js";
-import { ColumnPool, newRound, type RoundContext, runRound } from "./round.js";
+import { ColumnPool, newRound, type RoundContext, type RoundState, runRound } from "./round.js";
 import type { IngestState, InboxMessage } from "./state.js";
 import { StoreUnavailableError, type TimeSeriesStore } from "./store/types.js";
 import { isDiskFull } from "./gate.js";
@@ -32,6 +32,15 @@ export interface PipelineDeps {
    * half-applied by a full disk. Absent: always room.
    */
   readonly diskRoom?: (() => boolean) | undefined;
+}
+
+/** The embedded ingest.db as a round sees it: the ledger answers from memory, a commit is one transaction. */
+function embeddedRoundState(state: IngestState): RoundState {
+  return {
+    isHandled: (deviceId, seq) => state.ledger.isHandled(deviceId, seq),
+    progress: (deviceId) => state.ledger.progress(deviceId),
+    applyBatch: (outcome, nowMs) => state.applyBatch(outcome, nowMs),
+  };
 }
 
 /** Messages taken from the inbox per round at most. */
@@ -85,6 +94,7 @@ export class Pipeline {
   constructor(private readonly deps: PipelineDeps) {
     this.roundContext = {
       ...deps,
+      state: embeddedRoundState(deps.state),
       inFlightKeys: new Set(),
       columns: deps.onStored === undefined ? undefined : new ColumnPool(ROUNDS_IN_FLIGHT),
       onStored: deps.onStored,

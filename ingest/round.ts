@@ -4,7 +4,7 @@ import type { StoredBatch } from "../contracts/model/stored-readings.js";
 import { type Decoded, decodeUplink, type DeviceLookup } from "./decode.js";
 import type { IngestMetrics } from "./metrics.js";
 import { ReadingColumns } from "./reading-columns.js";
-import type { DeadLetter, IngestState, InboxMessage } from "./state.js";
+import type { BatchOutcome, DeadLetter, InboxMessage } from "./state.js";
 import type { Point, TimeSeriesStore, WriteBatch, WriteOutcome } from "./store/types.js";
 
 /*
@@ -18,11 +18,38 @@ import type { Point, TimeSeriesStore, WriteBatch, WriteOutcome } from "./store/t
  * (StoreUnavailableError) out of `write` leaves every message in the inbox, nothing committed.
  */
 
+/**
+ * What a round needs of the ingest's durable state: the embedded ingest.db (IngestState, which
+ * answers from memory and applies a round in one synchronous transaction) or PostgreSQL shared by
+ * the nodes of a cluster (cluster-pipeline.ts, which asks the database and applies a round
+ * asynchronously).
+ */
+export interface RoundState {
+  /**
+   * Learn what `isHandled` will be asked about these (device, seq), all at once (a shared store
+   * answers in one query); absent: the state knows without asking.
+   */
+  prefetch?(
+    keys: ReadonlyArray<{ readonly deviceId: string; readonly seq: number }>,
+  ): Promise<void>;
+  /** Whether (device, seq) was handled before: stored, or dead-lettered. */
+  isHandled(deviceId: string, seq: number): boolean;
+  /** A device's newest seq and committed seq, where the state keeps them (the commit lag). */
+  progress(
+    deviceId: string,
+  ): { readonly lastSeq: number; readonly committedSeq: number } | undefined;
+  /** Apply the round: dead letters in, handled seqs recorded, inbox rows out. The commits moved. */
+  applyBatch(
+    outcome: BatchOutcome,
+    nowMs: number,
+  ): ReadonlyMap<string, number> | Promise<ReadonlyMap<string, number>>;
+}
+
 /** What a round needs from the pipeline that runs it. */
 export interface RoundContext {
   readonly log: Logger;
   readonly config: IngestConfig;
-  readonly state: IngestState;
+  readonly state: RoundState;
   readonly store: TimeSeriesStore;
   readonly registry: DeviceLookup;
   readonly metrics: IngestMetrics;
@@ -99,7 +126,8 @@ function clip(text: string): string {
     : `${text.slice(0, MAX_DETAIL)}… (${text.length - MAX_DETAIL} more characters)`;
 }
 
-const keyOf = (deviceId: string, seq: number) => `${deviceId}\u0000${seq}`;
+/** A message's (device, seq) as one string key. */
+export const keyOf = (deviceId: string, seq: number) => `${deviceId}\u0000${seq}`;
 
 /**
  * The rules' columns of finished rounds, used again: typed arrays live outside the JS heap, and
@@ -222,7 +250,7 @@ function dedupe(round: Round, message: InboxMessage, decoded: Valid, ctx: RoundC
     ctx.metrics.duplicates.inc();
     return false;
   }
-  if (ctx.state.ledger.isHandled(decoded.deviceId, decoded.seq)) {
+  if (ctx.state.isHandled(decoded.deviceId, decoded.seq)) {
     ctx.metrics.duplicates.inc();
     round.handled.push({
       deviceId: decoded.deviceId,
@@ -273,12 +301,31 @@ function collect(round: Round, message: InboxMessage, decoded: Valid, ctx: Round
 }
 
 /** Every message through decode, dedupe and collect, one message at a time. */
-function take(round: Round, ctx: RoundContext): void {
+function take(round: Round, ctx: RoundContext): void | Promise<void> {
+  if (ctx.state.prefetch === undefined) {
+    for (const message of round.messages) {
+      const decoded = decode(round, message, ctx);
+      if (decoded === undefined || !dedupe(round, message, decoded, ctx)) continue;
+      collect(round, message, decoded, ctx);
+    }
+    finishTake(round);
+    return;
+  }
+  // A shared state is asked about every decoded message at once, then each is deduped.
+  const valid: Array<{ message: InboxMessage; decoded: Valid }> = [];
   for (const message of round.messages) {
     const decoded = decode(round, message, ctx);
-    if (decoded === undefined || !dedupe(round, message, decoded, ctx)) continue;
-    collect(round, message, decoded, ctx);
+    if (decoded !== undefined) valid.push({ message, decoded });
   }
+  return ctx.state.prefetch(valid.map((v) => v.decoded)).then(() => {
+    for (const { message, decoded } of valid) {
+      if (dedupe(round, message, decoded, ctx)) collect(round, message, decoded, ctx);
+    }
+    finishTake(round);
+  });
+}
+
+function finishTake(round: Round): void {
   if (round.filling !== undefined) round.batches.push(round.filling);
   round.filling = undefined;
 }
@@ -336,8 +383,8 @@ function mapRejections(round: Round, ctx: RoundContext): void {
 }
 
 /** In one state transaction: dead letters in, handled seqs recorded, inbox rows out; publish. */
-function commit(round: Round, ctx: RoundContext): void {
-  round.moved = ctx.state.applyBatch(
+function commit(round: Round, ctx: RoundContext): void | Promise<void> {
+  const moved = ctx.state.applyBatch(
     {
       inboxIds: round.messages.map((m) => m.id),
       handled: round.handled,
@@ -345,7 +392,12 @@ function commit(round: Round, ctx: RoundContext): void {
     },
     ctx.now(),
   );
-  ctx.publish(round.moved);
+  const published = (m: ReadonlyMap<string, number>) => {
+    round.moved = m;
+    ctx.publish(m);
+  };
+  if (moved instanceof Promise) return moved.then(published);
+  published(moved);
 }
 
 /** The stored readings to the rules; the columns back to the pool. */
@@ -370,7 +422,7 @@ function answerResends(round: Round, ctx: RoundContext): void {
 
 function recordLag(round: Round, ctx: RoundContext): void {
   for (const deviceId of new Set(round.handled.map((h) => h.deviceId))) {
-    const progress = ctx.state.ledger.progress(deviceId);
+    const progress = ctx.state.progress(deviceId);
     if (progress !== undefined)
       ctx.metrics.commitLag.set({ device: deviceId }, progress.lastSeq - progress.committedSeq);
   }
@@ -391,7 +443,8 @@ export const STAGES: readonly Stage[] = [
 
 /**
  * Run a round through every stage; true when it wrote points (the store answered). Only a stage
- * that returns a promise is awaited: the stages after the write run in one go, so another round
+ * that returns a promise is awaited: with the embedded state (whose commit is synchronous) the
+ * stages after the write run in one go, so another round
  * in flight cannot commit or reach the rules between this round's commit and its rules.
  */
 export async function runRound(round: Round, ctx: RoundContext): Promise<boolean> {
