@@ -25,9 +25,13 @@
  * these sites; the goal is a month, and a day measures mostly the workers' start, about a second
  * of CPU each); BENCH_BACKTEST_WORKERS (default: the CPUs) worker threads for the split phases;
  * BENCH_BACKTEST_ONE_THREAD=0 leaves out the pack's one-thread phases (a month-long run). BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each phase's child into <dir>.
+ *
+ * BENCH_BACKTEST_DIR=<dir> keeps the history in <dir> and reuses it when a later run asks for the
+ * same size on the same day (a month of 1,000 devices takes about 7 minutes to write);
+ * BENCH_BACKTEST_PHASES=read,none,pack,pack-1m,workers,workers-1m runs only the phases named.
  */
 import { fork } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -82,36 +86,15 @@ export async function run(): Promise<void> {
   const workers = sizeFromEnv("BENCH_BACKTEST_WORKERS", availableParallelism());
   // The pack in one thread too (a month-long run may leave it out: it takes twice the time).
   const oneThread = process.env["BENCH_BACKTEST_ONE_THREAD"] !== "0";
-  const dir = mkdtempSync(join(tmpdir(), "cw-bench-backtest-"));
+  const keptDir = process.env["BENCH_BACKTEST_DIR"] || undefined;
+  const only = process.env["BENCH_BACKTEST_PHASES"]?.split(",").map((x) => x.trim());
+  const dir = keptDir ?? mkdtempSync(join(tmpdir(), "cw-bench-backtest-"));
   try {
     const city = benchHistoryCity(blocks);
-    writeFileSync(join(dir, "city.json"), JSON.stringify(city));
     // Whole days back from today's midnight UTC: the same local hours at every run.
     const toMs = Math.floor(Date.now() / 86_400_000) * 86_400_000 - 86_400_000;
     const fromMs = toMs - hours * 3_600_000;
-    const store = createSqliteStore(join(dir, "timeseries.db"));
-    const written = performance.now();
-    let points = 0;
-    let batch: Point[] = [];
-    const flush = async () => {
-      await store.write(batch);
-      batch = [];
-    };
-    for (const [i, device] of city.devices.entries()) {
-      const pointsOf: Point[] = [];
-      emitHistory(device, i, fromMs - WARM_UP_MS, toMs, (p) => pointsOf.push(p));
-      points += pointsOf.length;
-      batch.push(...pointsOf);
-      if (batch.length >= 20_000) await flush();
-    }
-    await flush();
-    await store.close();
-    const writeSeconds = (performance.now() - written) / 1000;
-    console.log(
-      `history: ${blocks} blocks, ${city.devices.length} devices, ${hours} h after a ${WARM_UP_MS / 3_600_000} h warm-up: ` +
-        `${formatCount(points)} readings written to the embedded store in ${writeSeconds.toFixed(1)} s`,
-    );
-
+    const points = await historyIn(dir, city, fromMs, toMs, { blocks, hours });
     const all = {
       dir,
       fromMs,
@@ -121,23 +104,38 @@ export async function run(): Promise<void> {
       workers: 1,
     };
     const engine = { ...all, devices: engineBlocks * DEVICES_PER_BLOCK };
-    const onePack: Array<{ name: string; args: PhaseArgs }> = [
-      { name: "default pack, 5 s tick", args: { ...engine, rules: "pack", tickMs: 5_000 } },
-      { name: "default pack, 1 m tick", args: { ...engine, rules: "pack", tickMs: 60_000 } },
-    ];
-    const phases: Array<{ name: string; args: PhaseArgs }> = [
-      { name: "store read (baseline)", args: { ...all, rules: "read", tickMs: 5_000 } },
-      { name: "no rules (baseline)", args: { ...all, rules: "none", tickMs: 5_000 } },
+    const onePack = [
+      {
+        key: "pack",
+        name: "default pack, 5 s tick",
+        args: { ...engine, rules: "pack", tickMs: 5_000 },
+      },
+      {
+        key: "pack-1m",
+        name: "default pack, 1 m tick",
+        args: { ...engine, rules: "pack", tickMs: 60_000 },
+      },
+    ] satisfies Array<{ key: string; name: string; args: PhaseArgs }>;
+    const named: Array<{ key: string; name: string; args: PhaseArgs }> = [
+      {
+        key: "read",
+        name: "store read (baseline)",
+        args: { ...all, rules: "read", tickMs: 5_000 },
+      },
+      { key: "none", name: "no rules (baseline)", args: { ...all, rules: "none", tickMs: 5_000 } },
       ...(oneThread ? onePack : []),
       {
+        key: "workers",
         name: `default pack, 5 s tick, ${workers} workers`,
         args: { ...engine, rules: "pack", tickMs: 5_000, workers },
       },
       {
+        key: "workers-1m",
         name: `default pack, 1 m tick, ${workers} workers`,
         args: { ...engine, rules: "pack", tickMs: 60_000, workers },
       },
     ];
+    const phases = named.filter((p) => only === undefined || only.includes(p.key));
     const results: Array<{ name: string; args: PhaseArgs; r: PhaseResult }> = [];
     for (const phase of phases) {
       const r = await runPhase(phase.args);
@@ -212,6 +210,64 @@ export async function run(): Promise<void> {
       })}`,
     );
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    if (keptDir === undefined) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The bench city's history in `dir` (city.json and timeseries.db): written, or found there from
+ * an earlier run of the same size and range (BENCH_BACKTEST_DIR). Returns the readings it holds.
+ */
+async function historyIn(
+  dir: string,
+  city: ReturnType<typeof benchHistoryCity>,
+  fromMs: number,
+  toMs: number,
+  size: { blocks: number; hours: number },
+): Promise<number> {
+  const marker = join(dir, "history.json");
+  const wanted = { ...size, fromMs, toMs };
+  if (existsSync(marker)) {
+    const found = JSON.parse(readFileSync(marker, "utf8")) as typeof wanted & { points: number };
+    if (
+      found.blocks === wanted.blocks &&
+      found.hours === wanted.hours &&
+      found.fromMs === fromMs &&
+      found.toMs === toMs
+    ) {
+      console.log(
+        `history: ${formatCount(found.points)} readings kept in ${dir} from an earlier run`,
+      );
+      return found.points;
+    }
+  }
+  mkdirSync(dir, { recursive: true });
+  for (const file of ["timeseries.db", "timeseries.db-wal", "timeseries.db-shm"])
+    rmSync(join(dir, file), { force: true });
+  rmSync(marker, { force: true });
+  writeFileSync(join(dir, "city.json"), JSON.stringify(city));
+  const store = createSqliteStore(join(dir, "timeseries.db"));
+  const written = performance.now();
+  let points = 0;
+  let batch: Point[] = [];
+  const flush = async () => {
+    await store.write(batch);
+    batch = [];
+  };
+  for (const [i, device] of city.devices.entries()) {
+    const pointsOf: Point[] = [];
+    emitHistory(device, i, fromMs - WARM_UP_MS, toMs, (p) => pointsOf.push(p));
+    points += pointsOf.length;
+    batch.push(...pointsOf);
+    if (batch.length >= 20_000) await flush();
+  }
+  await flush();
+  await store.close();
+  const writeSeconds = (performance.now() - written) / 1000;
+  console.log(
+    `history: ${size.blocks} blocks, ${city.devices.length} devices, ${size.hours} h after a ${WARM_UP_MS / 3_600_000} h warm-up: ` +
+      `${formatCount(points)} readings written to the embedded store in ${writeSeconds.toFixed(1)} s`,
+  );
+  writeFileSync(marker, JSON.stringify({ ...wanted, points }));
+  return points;
 }
