@@ -318,7 +318,7 @@ export function build(deps: IngestDeps): Ingest {
       if (deps.local !== undefined) {
         gate = new InboxGate({
           log,
-          state,
+          inbox: state.inbox,
           metrics,
           now,
           inboxMaxMessages: deps.config.inboxMaxMessages,

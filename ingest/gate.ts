@@ -2,7 +2,6 @@ import { statfsSync } from "node:fs";
 import type { Logger } from "pino";
 import { TOPIC_ROOT } from "../contracts/index.js";
 import type { IngestMetrics } from "./metrics.js";
-import type { IngestState } from "./state.js";
 
 /*
  * The all-in-one process's way in: the broker hands every authorized publish to this gate before
@@ -51,8 +50,28 @@ export function freeBytes(dir: string): number | undefined {
 
 const DATA_PREFIX = `${TOPIC_ROOT}/devices/`;
 
+/**
+ * Where the gate writes: the embedded inbox (ingest/inbox.ts, synchronous), or the inbox the nodes
+ * of a cluster share in PostgreSQL (ingest/cluster-inbox.ts, asynchronous).
+ */
+export interface GateInbox {
+  /** Messages in the inbox now (the bound adds those the gate is still writing). */
+  depth(): number;
+  /** Durable when this returns, or when the promise it returns resolves. */
+  appendMany(
+    group: ReadonlyArray<{ topic: string; payload: Buffer; receivedMs: number }>,
+  ): void | Promise<void>;
+}
+
 /** `done(null)`: durable, acknowledge; `done(error)`: not taken, close the client unacknowledged. */
 export type GateDone = (error: Error | null) => void;
+
+interface Grouped {
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly receivedMs: number;
+  readonly done: GateDone;
+}
 
 interface Held {
   readonly topic: string;
@@ -63,7 +82,7 @@ interface Held {
 
 export interface InboxGateDeps {
   readonly log: Logger;
-  readonly state: IngestState;
+  readonly inbox: GateInbox;
   readonly metrics: IngestMetrics;
   readonly now: () => number;
   readonly inboxMaxMessages: number;
@@ -81,7 +100,7 @@ export interface InboxGateDeps {
 }
 
 export class InboxGate {
-  private group: Array<{ topic: string; payload: Buffer; receivedMs: number; done: GateDone }> = [];
+  private group: Grouped[] = [];
   private flushScheduled = false;
   /** Publishers waiting for room in a full inbox, oldest first (bounded by the broker's clients). */
   private held: Held[] = [];
@@ -91,6 +110,8 @@ export class InboxGate {
   private diskFullSince: number | undefined;
   private freeCheckedAt = Number.NEGATIVE_INFINITY;
   private diskLoggedAt = Number.NEGATIVE_INFINITY;
+  /** Messages of groups whose asynchronous write has not finished: counted against the bound. */
+  private writing = 0;
 
   constructor(private readonly deps: InboxGateDeps) {}
 
@@ -153,7 +174,7 @@ export class InboxGate {
   }
 
   private full(): boolean {
-    return this.deps.state.inbox.depth() + this.group.length >= this.deps.inboxMaxMessages;
+    return this.deps.inbox.depth() + this.writing + this.group.length >= this.deps.inboxMaxMessages;
   }
 
   private enqueue(topic: string, payload: Buffer, done: GateDone): void {
@@ -170,37 +191,62 @@ export class InboxGate {
     const group = this.group;
     if (group.length === 0) return;
     this.group = [];
+    let written: void | Promise<void>;
     try {
-      this.deps.state.inbox.appendMany(group);
+      written = this.deps.inbox.appendMany(group);
     } catch (error) {
-      if (isDiskFull(error)) {
-        // Nothing of the group is acknowledged: held like publishers at a full inbox, written
-        // when space is back, or refused unacknowledged after the hold (the devices re-send).
-        this.markDiskFull((error as Error).message);
-        this.freeCheckedAt = this.deps.now();
-        const since = this.deps.now();
-        this.held.unshift(...group.map((m) => ({ ...m, since })));
-        this.recheck ??= setTimeout(() => this.release(), FULL_RECHECK_MS);
-        return;
-      }
-      // Another failure: nothing of the group is acknowledged, the devices re-send it.
-      this.deps.log.error(
-        { err: (error as Error).message, messages: group.length },
-        "inbox write failed; refusing the messages",
-      );
-      for (const m of group) m.done(new Error("ingest inbox unavailable"));
+      this.failed(group, error);
       return;
     }
+    if (!(written instanceof Promise)) {
+      this.accepted(group);
+      return;
+    }
+    this.writing += group.length;
+    written.then(
+      () => {
+        this.writing -= group.length;
+        this.accepted(group);
+      },
+      (error: unknown) => {
+        this.writing -= group.length;
+        this.failed(group, error);
+      },
+    );
+  }
+
+  /** The group is durable: acknowledge it. */
+  private accepted(group: readonly Grouped[]): void {
     this.deps.metrics.messagesReceived.inc(group.length);
     for (const m of group) m.done(null);
     this.deps.onMessages();
+  }
+
+  /** The group's write failed: nothing of it is acknowledged. */
+  private failed(group: readonly Grouped[], error: unknown): void {
+    if (isDiskFull(error)) {
+      // Held like publishers at a full inbox, written when space is back, or refused
+      // unacknowledged after the hold (the devices re-send).
+      this.markDiskFull((error as Error).message);
+      this.freeCheckedAt = this.deps.now();
+      const since = this.deps.now();
+      this.held.unshift(...group.map((m) => ({ ...m, since })));
+      this.recheck ??= setTimeout(() => this.release(), FULL_RECHECK_MS);
+      return;
+    }
+    // Another failure: nothing of the group is acknowledged, the devices re-send it.
+    this.deps.log.error(
+      { err: (error as Error).message, messages: group.length },
+      "inbox write failed; refusing the messages",
+    );
+    for (const m of group) m.done(new Error("ingest inbox unavailable"));
   }
 
   private hold(held: Held): void {
     if (this.held.length === 0) {
       this.deps.metrics.inboxFullWaits.inc();
       this.deps.log.warn(
-        { inbox: this.deps.state.inbox.depth(), bound: this.deps.inboxMaxMessages },
+        { inbox: this.deps.inbox.depth(), bound: this.deps.inboxMaxMessages },
         "inbox full; holding publishers until it drains",
       );
     }

@@ -15,7 +15,7 @@ function setUp(inboxMaxMessages: number) {
   let notified = 0;
   const gate = new InboxGate({
     log: pino({ level: "silent" }),
-    state,
+    inbox: state.inbox,
     metrics,
     now: () => now,
     inboxMaxMessages,
