@@ -86,6 +86,27 @@ export interface LocalBroker {
 }
 
 /**
+ * A device's commit published (QoS 1, retained) as the broker in this process: fire and forget.
+ * A failed publish is logged by the broker adapter; the next commit supersedes a lost one.
+ */
+export function commitPublisher(
+  broker: LocalBroker,
+  now: () => number,
+): (deviceId: string, committedSeq: number) => void {
+  return (deviceId, committedSeq) => {
+    const commit: Commit = {
+      v: 1,
+      deviceId: deviceId as Commit["deviceId"],
+      committedSeq,
+      ts: new Date(now()).toISOString(),
+    };
+    broker
+      .publish(deviceTopic(deviceId, "commit"), JSON.stringify(commit), { qos: 1, retain: true })
+      .catch(() => undefined);
+  };
+}
+
+/**
  * Cache registry lookups: the ingest asks once per message. A registry that says when it changed
  * (`changed`) empties the cache at the change, so revocations are not cached.
  */
@@ -207,18 +228,10 @@ export function build(deps: IngestDeps): Ingest {
   if ((deps.mqtt === undefined) === (deps.local === undefined))
     throw new Error("the ingest needs exactly one of mqtt and local");
   let subscriber: ReturnType<typeof connectSubscriber> | undefined;
+  const local = deps.local === undefined ? undefined : commitPublisher(deps.local, now);
   const publishCommit = (deviceId: string, committedSeq: number) => {
-    if (deps.local === undefined) return subscriber?.publishCommit(deviceId, committedSeq);
-    const commit: Commit = {
-      v: 1,
-      deviceId: deviceId as Commit["deviceId"],
-      committedSeq,
-      ts: new Date(now()).toISOString(),
-    };
-    // A failed publish is logged by the broker adapter; the next commit supersedes a lost one.
-    deps.local
-      .publish(deviceTopic(deviceId, "commit"), JSON.stringify(commit), { qos: 1, retain: true })
-      .catch(() => undefined);
+    if (local === undefined) return subscriber?.publishCommit(deviceId, committedSeq);
+    local(deviceId, committedSeq);
   };
   let gate: InboxGate | undefined;
 

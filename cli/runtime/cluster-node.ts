@@ -1,0 +1,177 @@
+import type pg from "pg";
+import type { Logger } from "pino";
+import { leaseFence } from "../../cluster/fencing.js";
+import { LeaseKeeper, type LeaseStatus } from "../../cluster/leases.js";
+import { partitionOf } from "../../cluster/partition.js";
+import { type IngestConfig, parseTopic } from "../../contracts/index.js";
+import type { TaskSink } from "../../contracts/model/alarms.js";
+import { commitPublisher, type LocalBroker, type RegistryView } from "../../ingest/app.js";
+import { ClusterInbox } from "../../ingest/cluster-inbox.js";
+import { ClusterPipeline } from "../../ingest/cluster-pipeline.js";
+import { InboxGate } from "../../ingest/gate.js";
+import { ingestMetrics, type IngestMetrics } from "../../ingest/metrics.js";
+import { PostgresIngestState } from "../../ingest/state-postgres.js";
+import type { TimeSeriesStore } from "../../ingest/store/types.js";
+import { PostgresAlarmStore } from "../../rules/alarm-store-postgres.js";
+import { RulesDriver } from "../../rules/driver.js";
+import type { RuleSet } from "../../rules/rule-set.js";
+import { RulesScope } from "./cluster-rules.js";
+import { readBack } from "./history.js";
+
+/*
+ * One node of a cluster, from the broker's publish gate to the rules (docs/cluster.md, A node):
+ *
+ *   broker ──gate──▶ ClusterInbox (ingest_inbox, any partition) ──▶ PUBACK
+ *   lease keeper ──owned partitions──▶ ClusterPipeline (take, dedupe, store, applyRound)
+ *     ──commits──▶ broker (retained)      ──readings──▶ RulesDriver (scoped by RulesScope,
+ *                                                       alarm states in PostgreSQL, fenced)
+ *                                                         ──alarm notices──▶ sink
+ *
+ * Every write of shared state (the ingest's rounds, the alarm states) is fenced by the lease of
+ * its partition. The partition of a message is its device's site's, computed here (the only
+ * place that knows both the registry and the cluster), as `citywatch migrate` computes it.
+ */
+
+export interface ClusterNodeDeps {
+  readonly log: Logger;
+  readonly nodeId: string;
+  /** A pool on the migrated schema; the node's own (ending it is the node's death to the others). */
+  readonly pool: pg.Pool;
+  /** The deployment's partition count (every node the same). */
+  readonly partitions: number;
+  readonly config: IngestConfig;
+  readonly registry: RegistryView;
+  /** The time-series store the nodes share (InfluxDB). */
+  readonly store: TimeSeriesStore;
+  /** This node's broker: device data through its publish gate, commits published on it. */
+  readonly broker: LocalBroker;
+  readonly rules: RuleSet;
+  readonly region: string;
+  /** Where the rules' decisions go. */
+  readonly sink: TaskSink;
+  readonly now?: () => number;
+  /** The leases' time to live and renewal period (LeaseKeeper's defaults: 6 s and 2 s). */
+  readonly ttlMs?: number;
+  readonly renewMs?: number;
+}
+
+export interface ClusterNode {
+  readonly keeper: LeaseKeeper;
+  readonly driver: RulesDriver;
+  readonly pipeline: ClusterPipeline;
+  readonly metrics: IngestMetrics;
+  /** What /healthz shows of the node: its leases, and the rounds it handled. */
+  status(): LeaseStatus & { readonly rounds: number; readonly messages: number };
+  /** Stop taking messages, finish the round in flight, write the alarm states, give the leases up. */
+  stop(): Promise<void>;
+}
+
+export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNode> {
+  const now = deps.now ?? Date.now;
+  const { log, pool, partitions } = deps;
+  const metrics = ingestMetrics();
+  // The keeper reports nothing before start(), by which time the scope exists.
+  const keeper: LeaseKeeper = new LeaseKeeper({
+    nodeId: deps.nodeId,
+    pool,
+    partitions,
+    ...(deps.ttlMs !== undefined ? { ttlMs: deps.ttlMs } : {}),
+    ...(deps.renewMs !== undefined ? { renewMs: deps.renewMs } : {}),
+    log,
+    onAcquired: () => scope.acquired(),
+    onLost: (partition) => scope.lost(partition),
+  });
+  const fence = leaseFence(pool, keeper);
+  const scope = new RulesScope({
+    pool,
+    partitions,
+    owned: () => keeper.owned(),
+    registry: deps.registry,
+    log,
+  });
+  const alarms = await PostgresAlarmStore.open({
+    pool,
+    partitionOf: scope.partitionOfSubject,
+    fence,
+    // The scope reads the states of each partition as it is taken.
+    partitions: [],
+  });
+  const driver = new RulesDriver({
+    log,
+    rules: deps.rules,
+    registry: scope.registry,
+    alarms,
+    sink: deps.sink,
+    region: deps.region,
+    tickMs: deps.config.rules.tickMs,
+    now,
+    metricsRegistry: metrics.registry,
+    backfill: (device, fromMs, toMs) => readBack(deps.store)(device, fromMs, toMs, 10_000),
+  });
+  const state = new PostgresIngestState({
+    pool,
+    fence,
+    generationOf: (id) => deps.registry.device(id)?.generation,
+    deadLetterLimits: deps.config.deadLetters,
+  });
+  const partitionOfTopic = (topic: string): number => {
+    const parsed = parseTopic(topic);
+    if (!parsed.ok || parsed.topic.type !== "device") return 0;
+    const { deviceId } = parsed.topic;
+    return partitionOf(deps.registry.device(deviceId)?.siteId ?? deviceId, partitions);
+  };
+  const publishCommit = commitPublisher(deps.broker, now);
+  const pipeline = new ClusterPipeline({
+    log,
+    config: deps.config,
+    state,
+    store: deps.store,
+    registry: deps.registry,
+    metrics,
+    owned: () => keeper.owned(),
+    publishCommit,
+    onStored: (batch) => driver.onStoredBatch(batch),
+    now,
+  });
+  const inbox = new ClusterInbox({ log, state, partitionOfTopic, now });
+  const gate = new InboxGate({
+    log,
+    inbox,
+    metrics,
+    now,
+    inboxMaxMessages: deps.config.inboxMaxMessages,
+    onMessages: () => pipeline.notify(),
+  });
+
+  await driver.start();
+  await scope.attach(driver);
+  await keeper.start();
+  await inbox.refresh();
+  pipeline.start();
+  deps.broker.setPublishGate(gate.accept);
+  const ticks = setInterval(() => driver.tick(), deps.config.rules.tickMs);
+  ticks.unref();
+  log.info({ node: deps.nodeId, partitions }, "cluster node started");
+
+  return {
+    keeper,
+    driver,
+    pipeline,
+    metrics,
+    status: () => ({
+      ...keeper.status(),
+      rounds: pipeline.counts.rounds,
+      messages: pipeline.counts.messages,
+    }),
+    async stop() {
+      deps.broker.setPublishGate(undefined);
+      gate.close();
+      clearInterval(ticks);
+      await pipeline.stop();
+      scope.stop();
+      driver.stop();
+      await alarms.close();
+      await keeper.stop();
+    },
+  };
+}
