@@ -2,6 +2,7 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import { leaseFence } from "../../cluster/fencing.js";
 import { LeaseKeeper, type LeaseStatus } from "../../cluster/leases.js";
+import { clusterMetrics } from "../../cluster/metrics.js";
 import { partitionOf } from "../../cluster/partition.js";
 import { type IngestConfig, parseTopic } from "../../contracts/index.js";
 import type { TaskSink } from "../../contracts/model/alarms.js";
@@ -59,6 +60,7 @@ export interface ClusterNode {
   readonly keeper: LeaseKeeper;
   readonly driver: RulesDriver;
   readonly pipeline: ClusterPipeline;
+  /** The ingest's and rules' metrics and the cluster's (citywatch_cluster_*), one registry. */
   readonly metrics: IngestMetrics;
   /** What /healthz shows of the node: its leases, and the rounds it handled. */
   status(): LeaseStatus & { readonly rounds: number; readonly messages: number };
@@ -81,6 +83,8 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     onAcquired: () => scope.acquired(),
     onLost: (partition) => scope.lost(partition),
   });
+  // The node's partitions, lease age and takeovers on its /metrics, read at every scrape.
+  clusterMetrics(metrics.registry, () => keeper.status());
   const fence = leaseFence(pool, keeper);
   const scope = new RulesScope({
     pool,

@@ -212,6 +212,13 @@ describe.runIf(postgres)("cluster nodes behind their brokers", () => {
     expect(cluster.violations).toEqual([]);
     expect(nodeB.status()).toMatchObject({ owned: PARTITIONS, running: true });
     expect(nodeB.status().messages).toBeGreaterThan(0);
+    // The same on the node's metrics, as /metrics will show them.
+    const exposition = await nodeB.metrics.registry.metrics();
+    expect(exposition).toMatch(
+      new RegExp(`^citywatch_cluster_partitions_owned ${PARTITIONS}$`, "m"),
+    );
+    expect(exposition).toMatch(/^citywatch_cluster_takeovers_total [1-9]\d*$/m);
+    expect(exposition).toMatch(/^citywatch_ingest_messages_received_total [1-9]\d*$/m);
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
   });
 });
