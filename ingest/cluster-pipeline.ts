@@ -132,8 +132,8 @@ export class ClusterPipeline {
   #wake: (() => void) | undefined;
   #failures = 0;
   #lastGapCheck = Number.NEGATIVE_INFINITY;
-  /** Partitions whose gap timers were restarted since this node took them. */
-  #timed = new Set<number>();
+  /** Partitions whose gap timers were restarted since this node took them: the lease's token. */
+  readonly #timed = new Map<number, number>();
   readonly #inFlightKeys = new Set<string>();
   readonly #republished = new Map<string, number>();
   /** The rules' columns, used again round after round (one round at a time: one set). */
@@ -184,7 +184,7 @@ export class ClusterPipeline {
     while (!this.#stopped) {
       const owned = new Map(this.deps.owned());
       // Partitions no longer held: their rows are the new owner's; forget what was taken of them.
-      const lost = [...this.#timed].filter((p) => !owned.has(p));
+      const lost = [...this.#timed.keys()].filter((p) => !owned.has(p));
       if (lost.length > 0) {
         this.deps.state.forget(lost);
         for (const p of lost) this.#timed.delete(p);
@@ -217,12 +217,18 @@ export class ClusterPipeline {
     }
   }
 
-  /** A partition just taken over: its gaps' timers start now (a device cannot fill them sooner). */
+  /**
+   * A partition just taken (a new lease, even of a partition held before: another node may have
+   * held it in between): its gaps' timers start now, since a device cannot fill them sooner.
+   */
   async #startGapTimers(owned: ReadonlyMap<number, number>): Promise<void> {
-    const fresh = [...owned.keys()].filter((p) => !this.#timed.has(p));
+    const fresh = [...owned].filter(([p, token]) => this.#timed.get(p) !== token);
     if (fresh.length === 0) return;
-    await this.deps.state.resetGapTimers(fresh, this.deps.now());
-    for (const p of fresh) this.#timed.add(p);
+    await this.deps.state.resetGapTimers(
+      fresh.map(([p]) => p),
+      this.deps.now(),
+    );
+    for (const [p, token] of fresh) this.#timed.set(p, token);
   }
 
   async #closeStaleGaps(owned: ReadonlyMap<number, number>): Promise<void> {
