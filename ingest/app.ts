@@ -14,6 +14,7 @@ import type { StoredBatch } from "../contracts/model/stored-readings.js";
 import type { DeviceLookup } from "./decode.js";
 import { ingestMetrics, type IngestMetrics } from "./metrics.js";
 import { Pipeline } from "./pipeline.js";
+import type { Pruned } from "./dead-letters.js";
 import { IngestState } from "./state.js";
 import { createInfluxStore, type InfluxStoreOptions } from "./store/influxdb.js";
 import { createSqliteStore } from "./store/sqlite.js";
@@ -83,6 +84,24 @@ export interface LocalBroker {
   ): void;
   /** Publish as the broker itself (retained commits, task topics); resolves when routed. */
   publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): Promise<void>;
+}
+
+/** A prune of the dead letters on the metrics, and a warning when the byte bound deleted some. */
+export function notePruned(
+  metrics: IngestMetrics,
+  log: Logger,
+  pruned: Pruned,
+  maxBytes: number,
+): void {
+  if (pruned.age > 0) metrics.deadLettersPruned.inc({ why: "age" }, pruned.age);
+  if (pruned.device > 0) metrics.deadLettersPruned.inc({ why: "device" }, pruned.device);
+  if (pruned.bytes > 0) {
+    metrics.deadLettersPruned.inc({ why: "bytes" }, pruned.bytes);
+    log.warn(
+      { pruned: pruned.bytes, maxBytes },
+      "dead letters at their byte bound; the oldest were deleted",
+    );
+  }
 }
 
 /**
@@ -203,7 +222,7 @@ export function openOnDisk<T>(dataDir: string, file: string, open: () => T): T {
 }
 
 /** How often the dead letters are held to ingest.deadLetters. */
-const DEAD_LETTER_PRUNE_MS = 60_000;
+export const DEAD_LETTER_PRUNE_MS = 60_000;
 
 export function build(deps: IngestDeps): Ingest {
   const log = deps.log.child({ module: "ingest" });
@@ -279,16 +298,12 @@ export function build(deps: IngestDeps): Ingest {
   let opened = false;
   const pruneDeadLetters = () => {
     try {
-      const pruned = state.deadLetters.prune(now(), deps.config.deadLetters);
-      if (pruned.age > 0) metrics.deadLettersPruned.inc({ why: "age" }, pruned.age);
-      if (pruned.device > 0) metrics.deadLettersPruned.inc({ why: "device" }, pruned.device);
-      if (pruned.bytes > 0) {
-        metrics.deadLettersPruned.inc({ why: "bytes" }, pruned.bytes);
-        log.warn(
-          { pruned: pruned.bytes, maxBytes: deps.config.deadLetters.maxBytes },
-          "dead letters at their byte bound; the oldest were deleted",
-        );
-      }
+      notePruned(
+        metrics,
+        log,
+        state.deadLetters.prune(now(), deps.config.deadLetters),
+        deps.config.deadLetters.maxBytes,
+      );
     } catch (error) {
       log.error({ err: (error as Error).message }, "dead letters could not be pruned");
     }

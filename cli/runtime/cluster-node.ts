@@ -6,7 +6,13 @@ import { clusterMetrics } from "../../cluster/metrics.js";
 import { partitionOf } from "../../cluster/partition.js";
 import { type IngestConfig, parseTopic } from "../../contracts/index.js";
 import type { TaskSink } from "../../contracts/model/alarms.js";
-import { commitPublisher, type LocalBroker, type RegistryView } from "../../ingest/app.js";
+import {
+  commitPublisher,
+  DEAD_LETTER_PRUNE_MS,
+  type LocalBroker,
+  notePruned,
+  type RegistryView,
+} from "../../ingest/app.js";
 import { ClusterInbox } from "../../ingest/cluster-inbox.js";
 import { ClusterPipeline } from "../../ingest/cluster-pipeline.js";
 import { InboxGate } from "../../ingest/gate.js";
@@ -147,6 +153,15 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     onMessages: () => pipeline.notify(),
   });
 
+  metrics.observe({ inbox: () => inbox.depth() });
+  // Any node may prune the shared dead letters (past their age; the bounds are kept at insert).
+  const prune = () =>
+    void state.deadLetters.prune(now(), deps.config.deadLetters).then(
+      (pruned) => notePruned(metrics, log, pruned, deps.config.deadLetters.maxBytes),
+      (error: unknown) =>
+        log.error({ err: (error as Error).message }, "dead letters could not be pruned"),
+    );
+
   await driver.start();
   await scope.attach(driver);
   await keeper.start();
@@ -155,6 +170,9 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   deps.broker.setPublishGate(gate.accept);
   const ticks = setInterval(() => driver.tick(), deps.config.rules.tickMs);
   ticks.unref();
+  prune();
+  const pruning = setInterval(prune, DEAD_LETTER_PRUNE_MS);
+  pruning.unref();
   log.info({ node: deps.nodeId, partitions }, "cluster node started");
 
   return {
@@ -171,6 +189,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       deps.broker.setPublishGate(undefined);
       gate.close();
       clearInterval(ticks);
+      clearInterval(pruning);
       await pipeline.stop();
       scope.stop();
       driver.stop();

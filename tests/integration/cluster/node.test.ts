@@ -9,7 +9,9 @@ import { localBroker } from "../../../cli/runtime/local-broker.js";
 import { partitionOf } from "../../../cluster/partition.js";
 import { IngestConfig } from "../../../contracts/index.js";
 import type { AlarmNotice } from "../../../contracts/model/alarms.js";
+import { PostgresDeadLetters } from "../../../ingest/dead-letters-postgres.js";
 import { createSqliteStore } from "../../../ingest/store/sqlite.js";
+import { inTransaction } from "../../../infra/postgres/transaction.js";
 import type { TimeSeriesStore } from "../../../ingest/store/types.js";
 import { RuleSet } from "../../../rules/rule-set.js";
 import { startTestBroker, type TestBroker } from "../../support/broker.js";
@@ -84,6 +86,21 @@ describe.runIf(postgres)("cluster nodes behind their brokers", () => {
     store = createSqliteStore(join(dir, "timeseries.db"));
     await store.open();
     const config = IngestConfig.parse({ batch: { maxDelayMs: 10 }, gapTimeoutMs: 600_000 });
+    // A dead letter from four years ago (past ingest.deadLetters.maxAgeMs, three years): the
+    // first node to start prunes it.
+    const admin = cluster.admin;
+    await inTransaction(admin, (client) =>
+      new PostgresDeadLetters(admin).add(client, 0, [
+        {
+          receivedMs: Date.now() - 4 * 365 * 86_400_000,
+          topic: "citywatch/v1/devices/gone/data",
+          deviceId: "gone",
+          reason: "not_json",
+          detail: "payload is not JSON",
+          payload: Buffer.from("x"),
+        },
+      ]),
+    );
     const rules = new RuleSet();
     expect(rules.reload()).toEqual([]);
     const notices: AlarmNotice[] = [];
@@ -219,6 +236,18 @@ describe.runIf(postgres)("cluster nodes behind their brokers", () => {
     );
     expect(exposition).toMatch(/^citywatch_cluster_takeovers_total [1-9]\d*$/m);
     expect(exposition).toMatch(/^citywatch_ingest_messages_received_total [1-9]\d*$/m);
+    // The shared inbox's depth is counted in the background, at most every 250 ms: a scrape
+    // shows the count the one before it started.
+    await vi.waitFor(async () => {
+      expect(await nodeB.metrics.registry.metrics()).toMatch(/^citywatch_ingest_inbox_depth 0$/m);
+    }, PATIENCE);
+    const pruned = [nodeA, nodeB].map((n) => n.metrics.deadLettersPruned);
+    const ageCounts = await Promise.all(
+      pruned.map(
+        async (c) => (await c.get()).values.find((v) => v.labels.why === "age")?.value ?? 0,
+      ),
+    );
+    expect(ageCounts.reduce((x, y) => x + y, 0)).toBe(1);
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
   });
 });
