@@ -235,7 +235,14 @@ export class ClusterPipeline {
     const now = this.deps.now();
     if (now - this.#lastGapCheck < GAP_CHECK_EVERY_MS) return;
     this.#lastGapCheck = now;
-    for (const [partition, token] of owned) {
+    const stale = await this.deps.state.stalePartitions(
+      [...owned.keys()],
+      now,
+      this.deps.config.gapTimeoutMs,
+    );
+    for (const partition of stale) {
+      const token = owned.get(partition);
+      if (token === undefined) continue;
       const closed = await this.deps.state.closeStaleGaps(
         partition,
         token,

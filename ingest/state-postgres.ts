@@ -434,6 +434,27 @@ export class PostgresIngestState {
   }
 
   /**
+   * Which of `partitions` hold a gap that has waited longer than `timeoutMs`, in one query: an
+   * idle node looks at every partition it holds each second, and only those with a stale gap are
+   * worth a fenced transaction (closeStaleGaps).
+   */
+  async stalePartitions(
+    partitions: readonly number[],
+    nowMs: number,
+    timeoutMs: number,
+  ): Promise<number[]> {
+    if (partitions.length === 0) return [];
+    const { rows } = await this.#pool.query<{ partition: number }>(
+      `SELECT DISTINCT p.partition FROM ingest_processed q
+         JOIN ingest_progress p ON p.device_id = q.device_id
+        WHERE p.partition = ANY($1::integer[]) AND q.at_ms < $2
+        ORDER BY p.partition`,
+      [partitions, nowMs - timeoutMs],
+    );
+    return rows.map((r) => r.partition);
+  }
+
+  /**
    * Close the gaps of `partition` that have waited longer than `timeoutMs` (IngestState's
    * closeStaleGaps), under the lease `token`: the missing seqs are one dead letter per gap
    * (reason missing_seq) and the commit moves on.
