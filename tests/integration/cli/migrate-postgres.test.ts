@@ -232,7 +232,9 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
     } finally {
       running.close();
     }
-    const { rows } = await pool.query("SELECT 1 FROM pg_tables WHERE tablename = 'ingest_inbox'");
+    const { rows } = await pool.query(
+      "SELECT 1 FROM pg_tables WHERE tablename = 'ingest_inbox' AND schemaname = current_schema()",
+    );
     expect(rows).toEqual([]);
   });
 
