@@ -339,13 +339,20 @@ export class ClusterPipeline {
   }
 }
 
-/** An error of PostgreSQL or of reaching it (pg's DatabaseError, a socket's, a closed pool). */
+/**
+ * An error of PostgreSQL or of reaching it: the server's own (pg's DatabaseError: a SQLSTATE
+ * code and a severity), a socket's (ECONNREFUSED, ETIMEDOUT, …), or pg's own words for a connection that
+ * ended, a pool that was closed, or a connection that could not be had in time. Anything else is
+ * a programmer error, which ends the loop.
+ */
 function isDatabaseError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: unknown }).code;
   return (
-    error.name === "DatabaseError" ||
-    (typeof code === "string" && /^(E[A-Z]+|[0-9A-Z]{5})$/.test(code)) ||
-    /Connection terminated|pool|timeout/i.test(error.message)
+    (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && "severity" in error) ||
+    (typeof code === "string" && /^E[A-Z]+$/.test(code)) ||
+    /^(Connection terminated|Cannot use a pool after calling end|timeout exceeded when trying to connect)/.test(
+      error.message,
+    )
   );
 }

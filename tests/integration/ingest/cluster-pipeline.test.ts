@@ -6,7 +6,11 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { leaseFence } from "../../../cluster/fencing.js";
 import { partitionOf } from "../../../cluster/partition.js";
 import { type Device, IngestConfig, type Site } from "../../../contracts/index.js";
-import { ClusterPipeline, splitByPartition } from "../../../ingest/cluster-pipeline.js";
+import {
+  ClusterPipeline,
+  type ClusterPipelineDeps,
+  splitByPartition,
+} from "../../../ingest/cluster-pipeline.js";
 import { ingestMetrics } from "../../../ingest/metrics.js";
 import { PostgresIngestState } from "../../../ingest/state-postgres.js";
 import { createSqliteStore } from "../../../ingest/store/sqlite.js";
@@ -112,31 +116,52 @@ describe.runIf(postgres)("cluster ingest: nodes share the inbox by partition", (
     dir = undefined;
   });
 
-  it("handles every message once and moves every commit to the end, across a node killed mid-stream", async () => {
+  /** A schema of the test's own with the keepers' tables, and a time-series store, open. */
+  async function setUp(): Promise<TimeSeriesStore> {
     schema = await createTestSchema(postgresUrl(postgres));
     cluster = await TestCluster.create(schema);
     dir = mkdtempSync(join(tmpdir(), "cw-cluster-ingest-"));
-    const store: TimeSeriesStore = createSqliteStore(join(dir, "timeseries.db"));
+    const store = createSqliteStore(join(dir, "timeseries.db"));
     await store.open();
+    return store;
+  }
+
+  /** A node: its keeper and pipeline started, on the shared store; `deps` as the test needs. */
+  async function startNode(
+    id: string,
+    deps: Pick<ClusterPipelineDeps, "store" | "config"> &
+      Partial<Omit<ClusterPipelineDeps, "state" | "owned">>,
+  ): Promise<Node> {
+    const test = await (cluster as TestCluster).node(id);
+    const state = new PostgresIngestState({
+      pool: test.pool,
+      fence: leaseFence(test.pool, test.keeper),
+    });
+    const pipeline = new ClusterPipeline({
+      log,
+      registry,
+      metrics: ingestMetrics(),
+      publishCommit: () => undefined,
+      now: Date.now,
+      ...deps,
+      state,
+      owned: () => test.keeper.owned(),
+    });
+    await test.keeper.start();
+    pipeline.start();
+    pipelines.push(pipeline);
+    return { test, state, pipeline };
+  }
+
+  it("handles every message once and moves every commit to the end, across a node killed mid-stream", async () => {
+    const store = await setUp();
     /** (device, seq) handed to the rules by any node: each must come exactly once. */
     const toRules = new Map<string, number>();
     const commits = new Map<string, number>();
-    const config = IngestConfig.parse({ batch: { maxDelayMs: 5 }, gapTimeoutMs: 600_000 });
-
-    const startNode = async (id: string): Promise<Node> => {
-      const test = await (cluster as TestCluster).node(id);
-      const state = new PostgresIngestState({
-        pool: test.pool,
-        fence: leaseFence(test.pool, test.keeper),
-      });
-      const pipeline = new ClusterPipeline({
-        log,
-        config,
-        state,
+    const node = (id: string) =>
+      startNode(id, {
         store,
-        registry,
-        metrics: ingestMetrics(),
-        owned: () => test.keeper.owned(),
+        config: IngestConfig.parse({ batch: { maxDelayMs: 5 }, gapTimeoutMs: 600_000 }),
         publishCommit: (deviceId, seq) =>
           commits.set(deviceId, Math.max(seq, commits.get(deviceId) ?? 0)),
         onStored: (batch) => {
@@ -145,15 +170,9 @@ describe.runIf(postgres)("cluster ingest: nodes share the inbox by partition", (
             toRules.set(key, (toRules.get(key) ?? 0) + 1);
           }
         },
-        now: Date.now,
       });
-      await test.keeper.start();
-      pipeline.start();
-      pipelines.push(pipeline);
-      return { test, state, pipeline };
-    };
-    const a = await startNode("a");
-    const b = await startNode("b");
+    const a = await node("a");
+    const b = await node("b");
     await vi.waitFor(() => cluster?.expectSettled([a.test, b.test]), PATIENCE);
     const owners = (node: Node) => new Set(node.test.keeper.owned().keys());
     const partitionsUsed = new Set(devices.map((d) => partitionOfDevice(d.id)));
@@ -202,7 +221,7 @@ describe.runIf(postgres)("cluster ingest: nodes share the inbox by partition", (
     }, PATIENCE);
     // b took over every partition: it holds all of them now.
     expect(b.test.keeper.owned().size).toBe(PARTITIONS);
-    expect(cluster.violations).toEqual([]);
+    expect((cluster as TestCluster).violations).toEqual([]);
 
     // Every reading stored, each once, and handed to the rules exactly once across the nodes.
     for (const d of devices) {
@@ -222,42 +241,24 @@ describe.runIf(postgres)("cluster ingest: nodes share the inbox by partition", (
     expect(toRules.size).toBe(DEVICES * SEQS);
     const twice = [...toRules].filter(([, n]) => n !== 1);
     expect(twice, "readings handed to the rules more than once").toEqual([]);
-    const { rows: letters } = await cluster.admin.query("SELECT * FROM ingest_dead_letters");
+    const { rows: letters } = await (cluster as TestCluster).admin.query(
+      "SELECT * FROM ingest_dead_letters",
+    );
     expect(letters).toEqual([]);
     await store.close();
   });
 
   it("times a gap from the takeover: a new owner does not close at once a gap the dead node saw open", async () => {
-    schema = await createTestSchema(postgresUrl(postgres));
-    cluster = await TestCluster.create(schema);
-    dir = mkdtempSync(join(tmpdir(), "cw-cluster-ingest-"));
-    const store = createSqliteStore(join(dir, "timeseries.db"));
-    await store.open();
+    const store = await setUp();
     let skew = 0;
     const clock = () => Date.now() + skew;
     const GAP_TIMEOUT = 60_000;
-    const start = async (id: string) => {
-      const test = await (cluster as TestCluster).node(id);
-      const state = new PostgresIngestState({
-        pool: test.pool,
-        fence: leaseFence(test.pool, test.keeper),
-      });
-      const pipeline = new ClusterPipeline({
-        log,
-        config: IngestConfig.parse({ batch: { maxDelayMs: 5 }, gapTimeoutMs: GAP_TIMEOUT }),
-        state,
+    const start = (id: string) =>
+      startNode(id, {
         store,
-        registry,
-        metrics: ingestMetrics(),
-        owned: () => test.keeper.owned(),
-        publishCommit: () => undefined,
+        config: IngestConfig.parse({ batch: { maxDelayMs: 5 }, gapTimeoutMs: GAP_TIMEOUT }),
         now: clock,
       });
-      await test.keeper.start();
-      pipeline.start();
-      pipelines.push(pipeline);
-      return { test, state, pipeline };
-    };
     const progress = async () => {
       const { rows } = await (cluster as TestCluster).admin.query<{ committed_seq: string }>(
         "SELECT committed_seq FROM ingest_progress WHERE device_id = 'noise-5'",
@@ -307,31 +308,13 @@ describe.runIf(postgres)("cluster ingest: nodes share the inbox by partition", (
   });
 
   it("dead-letters a bad message in its device's partition and still moves the commit", async () => {
-    schema = await createTestSchema(postgresUrl(postgres));
-    cluster = await TestCluster.create(schema);
-    dir = mkdtempSync(join(tmpdir(), "cw-cluster-ingest-"));
-    const store = createSqliteStore(join(dir, "timeseries.db"));
-    await store.open();
-    const test = await cluster.node("solo");
-    const state = new PostgresIngestState({
-      pool: test.pool,
-      fence: leaseFence(test.pool, test.keeper),
-    });
+    const store = await setUp();
     const commits: Array<[string, number]> = [];
-    const pipeline = new ClusterPipeline({
-      log,
-      config: IngestConfig.parse({ batch: { maxDelayMs: 5 } }),
-      state,
+    const { state, pipeline } = await startNode("solo", {
       store,
-      registry,
-      metrics: ingestMetrics(),
-      owned: () => test.keeper.owned(),
+      config: IngestConfig.parse({ batch: { maxDelayMs: 5 } }),
       publishCommit: (deviceId, seq) => commits.push([deviceId, seq]),
-      now: Date.now,
     });
-    await test.keeper.start();
-    pipeline.start();
-    pipelines.push(pipeline);
     const now = Date.now();
     const bad = uplink("noise-3", 2, now);
     await state.append([
@@ -357,7 +340,7 @@ describe.runIf(postgres)("cluster ingest: nodes share the inbox by partition", (
     ]);
     pipeline.notify();
     await vi.waitFor(() => expect(commits).toContainEqual(["noise-3", 4]), PATIENCE);
-    const { rows } = await cluster.admin.query<{
+    const { rows } = await (cluster as TestCluster).admin.query<{
       partition: number;
       device_id: string | null;
       seq: string | null;
