@@ -223,6 +223,8 @@ export function openOnDisk<T>(dataDir: string, file: string, open: () => T): T {
 
 /** How often the dead letters are held to ingest.deadLetters. */
 export const DEAD_LETTER_PRUNE_MS = 60_000;
+/** The WAL is truncated at most this often while free space is under twice the reserve. */
+const WAL_RECLAIM_MS = 1_000;
 
 export function build(deps: IngestDeps): Ingest {
   const log = deps.log.child({ module: "ingest" });
@@ -266,6 +268,20 @@ export function build(deps: IngestDeps): Ingest {
     now,
   );
   state.ledger.useGenerations((id) => lookup.device(id)?.generation);
+  // Free space in the data directory. Under twice the reserve, ingest.db's WAL (up to 40 MB,
+  // never shrinking by itself) is first copied back and truncated, at most every second: on a
+  // small disk it would otherwise grow into the reserve, and hold the room the ingest needs to
+  // resume after space is freed.
+  let reclaimedAt = Number.NEGATIVE_INFINITY;
+  const free = (): number | undefined => {
+    const bytes = freeBytes(deps.dataDir);
+    if (bytes === undefined || bytes >= 2 * reserveBytes || now() - reclaimedAt < WAL_RECLAIM_MS)
+      return bytes;
+    reclaimedAt = now();
+    if (!state.reclaimWal()) return bytes;
+    metrics.walReclaims.inc();
+    return freeBytes(deps.dataDir);
+  };
   const pipeline = new Pipeline({
     log,
     config: deps.config,
@@ -278,7 +294,7 @@ export function build(deps: IngestDeps): Ingest {
     ...(deps.onStored === undefined ? {} : { onStored: deps.onStored }),
     brokerConnected: () => gate !== undefined || (subscriber?.connected() ?? false),
     // A quarter of the gate's reserve: what the gate took is committed while room remains.
-    diskRoom: () => (freeBytes(deps.dataDir) ?? Number.POSITIVE_INFINITY) >= reserveBytes / 4,
+    diskRoom: () => (free() ?? Number.POSITIVE_INFINITY) >= reserveBytes / 4,
   });
   const diskFull = () => pipeline.isDiskFull || (gate?.diskFull() ?? false);
   new Gauge({
@@ -351,7 +367,7 @@ export function build(deps: IngestDeps): Ingest {
           now,
           inboxMaxMessages: deps.config.inboxMaxMessages,
           onMessages: () => pipeline.notify(),
-          free: () => freeBytes(deps.dataDir),
+          free,
           reserveBytes,
         });
         deps.local.setPublishGate(gate.accept);

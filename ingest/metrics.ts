@@ -71,6 +71,11 @@ export function ingestMetrics(registry: Registry = new Registry()) {
       help: "Times a message waited for room in the full inbox (PUBACK withheld).",
       registers: [registry],
     }),
+    walReclaims: new Counter({
+      name: "citywatch_ingest_wal_reclaims_total",
+      help: "Times free space under twice the disk reserve made the ingest truncate its state file's WAL.",
+      registers: [registry],
+    }),
     storeUp: scrapedGauge(
       registry,
       {

@@ -89,6 +89,21 @@ export class IngestState {
   }
 
   /**
+   * Copy the WAL back into the file and truncate it to zero bytes. The WAL grows to 40 MB between
+   * checkpoints and keeps its size after one, so on a nearly full disk it is room held for
+   * nothing. Returns false when the checkpoint could not finish (the disk refused the copy); the
+   * WAL then stays as it was, whole, and is tried again later.
+   */
+  reclaimWal(): boolean {
+    try {
+      const [row] = this.#db.pragma("wal_checkpoint(TRUNCATE)") as Array<{ busy: number }>;
+      return row?.busy === 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
    * Apply a processed batch atomically: dead letters in, handled seqs recorded, inbox rows out,
    * commit watermarks advanced over contiguous seqs. Returns the devices whose commit moved.
    */
