@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { type IngestConfig, parseTopic } from "../contracts/index.js";
 import type { StoredBatch } from "../contracts/model/stored-readings.js";
 import { type BackoffPolicy, backoffDelayMs } from "../infra/backoff.js";
+import type { FencedOutcome } from "../infra/postgres/fence.js";
 import type { DeviceLookup } from "./decode.js";
 import type { IngestMetrics } from "./metrics.js";
 import { ROUND_MESSAGES } from "./pipeline.js";
@@ -13,6 +14,7 @@ import {
   type RoundState,
   runRound,
 } from "./round.js";
+import type { DeadLetter } from "./dead-letters.js";
 import type { BatchOutcome } from "./state.js";
 import type {
   PartitionBatch,
@@ -131,6 +133,8 @@ export class ClusterPipeline {
   #running: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #failures = 0;
+  /** Messages per round: ROUND_MESSAGES, fewer while a message PostgreSQL refuses is looked for. */
+  #limit = ROUND_MESSAGES;
   #lastGapCheck = Number.NEGATIVE_INFINITY;
   /** Partitions whose gap timers were restarted since this node took them: the lease's token. */
   readonly #timed = new Map<number, number>();
@@ -193,10 +197,12 @@ export class ClusterPipeline {
         await this.#sleep(config.batch.maxDelayMs);
         continue;
       }
+      let messages: readonly PartitionedInboxMessage[] = [];
       try {
         await this.#startGapTimers(owned);
-        const messages = await this.deps.state.take([...owned.keys()], ROUND_MESSAGES);
+        messages = await this.deps.state.take([...owned.keys()], this.#limit);
         if (messages.length === 0) {
+          this.#limit = ROUND_MESSAGES;
           await this.#closeStaleGaps(owned);
           this.#failures = 0;
           await this.#sleep(config.batch.maxDelayMs);
@@ -205,6 +211,10 @@ export class ClusterPipeline {
         await this.#round(messages, owned);
         this.#failures = 0;
       } catch (error) {
+        if (messages.length > 0 && isDataRefusal(error)) {
+          await this.#refusedForData(messages, owned, error as Error & { code: string });
+          continue;
+        }
         if (!(error instanceof StoreUnavailableError) && !isDatabaseError(error)) throw error;
         if (error instanceof StoreUnavailableError) this.deps.metrics.storeErrors.inc();
         const waitMs = backoffDelayMs(this.#failures++, OUTAGE_BACKOFF);
@@ -214,6 +224,73 @@ export class ClusterPipeline {
         );
         await this.#sleep(waitMs);
       }
+    }
+  }
+
+  /**
+   * PostgreSQL refused a round for its data (SQLSTATE class 22 or 23): taken again as it is, the
+   * round would be refused again, forever, and hold every later message of its partitions. The
+   * message it cannot take is looked for by halving the rounds (the rows are taken oldest first,
+   * so the next rounds take the refused round's messages again, fewer at a time); once a round of
+   * one message is refused, that message is set aside as a `state_rejected` dead letter and the
+   * rounds are whole again. A refusal that needs several messages together to happen passes once
+   * they are taken apart; the rounds are whole again when the inbox is empty.
+   */
+  async #refusedForData(
+    messages: readonly PartitionedInboxMessage[],
+    owned: ReadonlyMap<number, number>,
+    error: Error & { code: string },
+  ): Promise<void> {
+    const { log, state, metrics } = this.deps;
+    if (messages.length > 1) {
+      this.#limit = Math.ceil(messages.length / 2);
+      log.warn(
+        { sqlstate: error.code, err: error.message, messages: messages.length, next: this.#limit },
+        "PostgreSQL refused a round for its data; taking fewer messages to find the one it refuses",
+      );
+      return;
+    }
+    const message = messages[0] as PartitionedInboxMessage;
+    const token = owned.get(message.partition);
+    if (token === undefined) return; // taken under a lease the loop saw: cannot happen
+    const letter: DeadLetter = {
+      receivedMs: message.receivedMs,
+      topic: message.topic,
+      deviceId: deviceOfTopic(message.topic),
+      seq: seqOf(message.payload),
+      reason: "state_rejected",
+      detail: `PostgreSQL refused to record this message (SQLSTATE ${error.code}: ${error.message.slice(0, 300)}); set aside so the partition's later messages go on. Its readings may be in the time-series store; the device's commit moves past it when its gap is closed`,
+      payload: message.payload,
+    };
+    try {
+      let outcome: FencedOutcome<void>;
+      try {
+        outcome = await state.setAside(message, token, letter);
+      } catch (again) {
+        if (!isDataRefusal(again)) throw again;
+        // The topic or the device id is what PostgreSQL refuses: kept without them.
+        outcome = await state.setAside(message, token, {
+          ...letter,
+          topic: "",
+          deviceId: undefined,
+          seq: undefined,
+        });
+      }
+      if (!outcome.ok) return; // the lease went: the new owner finds the message again
+      metrics.deadLettered.inc({ reason: "state_rejected" });
+      this.#limit = ROUND_MESSAGES;
+      log.error(
+        { sqlstate: error.code, err: error.message, topic: message.topic, inboxId: message.id },
+        "PostgreSQL refused a message for its data: kept as a state_rejected dead letter",
+      );
+    } catch (failure) {
+      if (!isDatabaseError(failure)) throw failure;
+      const waitMs = backoffDelayMs(this.#failures++, OUTAGE_BACKOFF);
+      log.warn(
+        { err: (failure as Error).message, waitMs: Math.round(waitMs) },
+        "could not set aside the message PostgreSQL refused; trying again",
+      );
+      await this.#sleep(waitMs);
     }
   }
 
@@ -336,6 +413,24 @@ export class ClusterPipeline {
       this.deps.publishCommit(deviceId, committedSeq);
       this.deps.metrics.commitsPublished.inc();
     }
+  }
+}
+
+/** PostgreSQL refused the statement for its data (SQLSTATE class 22 or 23): a retry is refused again. */
+function isDataRefusal(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return (
+    error instanceof Error && "severity" in error && typeof code === "string" && /^2[23]/.test(code)
+  );
+}
+
+/** The seq a payload's envelope gives, when it is readable. */
+function seqOf(payload: Buffer): number | undefined {
+  try {
+    const seq = (JSON.parse(payload.toString("utf8")) as { seq?: unknown }).seq;
+    return Number.isSafeInteger(seq) ? (seq as number) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -13,6 +13,7 @@ export type DeadLetterReason =
   | "future_timestamp"
   | "stale_timestamp"
   | "store_rejected"
+  | "state_rejected"
   | "missing_seq";
 
 export interface DecodeLimits {

@@ -8,7 +8,7 @@ import {
   type HandledSeq,
   type WaitingGap,
 } from "./commit-ledger.js";
-import type { DeadLetterLimits } from "./dead-letters.js";
+import type { DeadLetter, DeadLetterLimits } from "./dead-letters.js";
 import { PostgresDeadLetters } from "./dead-letters-postgres.js";
 import type { InboxMessage } from "./inbox.js";
 import type { BatchOutcome } from "./state.js";
@@ -313,6 +313,26 @@ export class PostgresIngestState {
     }
     if (refused.length > 0) this.forget(refused);
     return { moved, refused };
+  }
+
+  /**
+   * One message set aside, under its partition's lease: `letter` in, its row deleted, nothing
+   * recorded as handled. For the message PostgreSQL refused to take for its data (ClusterPipeline
+   * finds it), so that the partition's later messages are not held behind it.
+   */
+  async setAside(
+    message: PartitionedInboxMessage,
+    token: number,
+    letter: DeadLetter,
+  ): Promise<FencedOutcome<void>> {
+    try {
+      return await this.#fence.write(message.partition, token, async (client) => {
+        await this.deadLetters.add(client, message.partition, [letter]);
+        await client.query("DELETE FROM ingest_inbox WHERE id = $1", [message.id]);
+      });
+    } finally {
+      this.release([message.id]);
+    }
   }
 
   /** The ledger's part of a batch (CommitLedger.record), in the batch's transaction. */

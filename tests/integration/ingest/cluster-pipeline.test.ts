@@ -12,6 +12,7 @@ import {
   splitByPartition,
 } from "../../../ingest/cluster-pipeline.js";
 import { ingestMetrics } from "../../../ingest/metrics.js";
+import { metricValue } from "../../../infra/metrics.js";
 import { PostgresIngestState } from "../../../ingest/state-postgres.js";
 import { createSqliteStore } from "../../../ingest/store/sqlite.js";
 import type { TimeSeriesStore } from "../../../ingest/store/types.js";
@@ -358,6 +359,54 @@ describe.runIf(postgres)("cluster ingest: nodes share the inbox by partition", (
       limit: 10,
     });
     expect(stored.map((r) => r.seq)).toEqual([1, 3]);
+    await store.close();
+  });
+
+  it("sets aside the one message PostgreSQL refuses for its data, and takes the rest", async () => {
+    const store = await setUp();
+    const admin = (cluster as TestCluster).admin;
+    // A message whose dead letter PostgreSQL cannot take (as text holding U+0000 once could not):
+    // every round holding it is refused for its data.
+    await admin.query(`CREATE FUNCTION refuse_garbage() RETURNS trigger AS $$
+      BEGIN RAISE EXCEPTION 'invalid byte sequence' USING ERRCODE = '22021'; END $$ LANGUAGE plpgsql`);
+    await admin.query(`CREATE TRIGGER refuse_garbage BEFORE INSERT ON ingest_dead_letters
+      FOR EACH ROW WHEN (NEW.reason = 'not_json') EXECUTE FUNCTION refuse_garbage()`);
+    const commits = new Map<string, number>();
+    const metrics = ingestMetrics();
+    const { state, pipeline } = await startNode("solo", {
+      store,
+      metrics,
+      config: IngestConfig.parse({ batch: { maxDelayMs: 5 } }),
+      publishCommit: (deviceId, seq) => commits.set(deviceId, seq),
+    });
+    const now = Date.now();
+    await state.append([
+      ...Array.from({ length: 40 }, (_, i) => uplink("noise-1", i + 1, now)),
+      { ...uplink("noise-2", 1, now), payload: Buffer.from("{not json") },
+      ...Array.from({ length: 30 }, (_, i) => uplink("noise-2", i + 1, now)),
+      ...Array.from({ length: 40 }, (_, i) => uplink("noise-1", i + 41, now)),
+    ]);
+    pipeline.notify();
+    await vi.waitFor(() => {
+      expect(commits.get("noise-1")).toBe(80);
+      expect(commits.get("noise-2")).toBe(30);
+    }, PATIENCE);
+    const { rows } = await admin.query<{ partition: number; device_id: string; reason: string }>(
+      "SELECT partition, device_id, reason FROM ingest_dead_letters",
+    );
+    expect(rows).toEqual([
+      { partition: partitionOfDevice("noise-2"), device_id: "noise-2", reason: "state_rejected" },
+    ]);
+    expect((await admin.query("SELECT 1 FROM ingest_inbox")).rowCount).toBe(0);
+    const letters = await metricValue(
+      metrics.registry.getSingleMetric("citywatch_ingest_dead_letters_total"),
+      { reason: "state_rejected" },
+    );
+    expect(letters).toBe(1);
+    // Whole rounds again once the message is set aside: 111 messages in far fewer rounds than
+    // one round per message.
+    expect(pipeline.counts.messages).toBe(110);
+    expect(pipeline.counts.rounds).toBeLessThan(30);
     await store.close();
   });
 });
