@@ -351,14 +351,17 @@ export class ClusterPipeline {
       progress: () => undefined,
       applyBatch: async (outcome, nowMs) => {
         const result = await state.applyRound(splitByPartition(messages, owned, outcome), nowMs);
-        if (result.refused.length > 0) {
-          this.counts.refusedPartitions += result.refused.length;
-          this.deps.log.warn(
-            { partitions: result.refused },
-            "lease gone during the round: nothing committed for these partitions, their new owner handles the rows",
-          );
-        }
-        return result.moved;
+        if (result.refused.length === 0) return result.moved;
+        this.counts.refusedPartitions += result.refused.length;
+        this.deps.log.warn(
+          { partitions: result.refused },
+          "lease gone during the round: nothing committed for these partitions, their new owner handles the rows",
+        );
+        // Their readings are the new owner's to judge (it takes the rows again): not this
+        // node's rules, which may not have heard of the loss yet.
+        const refused = new Set(result.refused);
+        const withheld = new Set(messages.filter((m) => refused.has(m.partition)).map((m) => m.id));
+        return { moved: result.moved, withheld };
       },
     };
     const ctx: RoundContext = {

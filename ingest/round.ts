@@ -38,11 +38,27 @@ export interface RoundState {
   progress(
     deviceId: string,
   ): { readonly lastSeq: number; readonly committedSeq: number } | undefined;
-  /** Apply the round: dead letters in, handled seqs recorded, inbox rows out. The commits moved. */
+  /**
+   * Apply the round: dead letters in, handled seqs recorded, inbox rows out. The commits moved,
+   * or an AppliedRound when part of the round was not applied.
+   */
   applyBatch(
     outcome: BatchOutcome,
     nowMs: number,
-  ): ReadonlyMap<string, number> | Promise<ReadonlyMap<string, number>>;
+  ):
+    | ReadonlyMap<string, number>
+    | AppliedRound
+    | Promise<ReadonlyMap<string, number> | AppliedRound>;
+}
+
+/** A round applied in part (a cluster node: a partition whose lease went during the round). */
+export interface AppliedRound {
+  readonly moved: ReadonlyMap<string, number>;
+  /**
+   * Inbox ids of the messages not applied: their rows stay for the partition's new owner, which
+   * hands their readings to its own rules; this round's rules do not get them.
+   */
+  readonly withheld: ReadonlySet<number>;
 }
 
 /** What a round needs from the pipeline that runs it. */
@@ -109,6 +125,8 @@ export interface Round {
   total: number;
   /** Indexes (in the round) of the points the store refused. */
   readonly refused: Set<number>;
+  /** Indexes of points whose message was not applied (AppliedRound.withheld): not for the rules. */
+  readonly withheld: Set<number>;
   /** Store rejections, grouped by the message they came from: one dead letter per message. */
   readonly rejectedBySource: Map<Source, { indexes: number[]; reasons: Set<string> }>;
   /** Devices whose commit moved, and to where. */
@@ -196,6 +214,7 @@ export function newRound(messages: readonly InboxMessage[], ctx: RoundContext): 
     columns: ctx.onStored !== undefined ? ctx.columns?.take() : undefined,
     total: 0,
     refused: new Set(),
+    withheld: new Set(),
     rejectedBySource: new Map(),
     moved: new Map(),
   };
@@ -392,21 +411,35 @@ function commit(round: Round, ctx: RoundContext): void | Promise<void> {
     },
     ctx.now(),
   );
-  const published = (m: ReadonlyMap<string, number>) => {
-    round.moved = m;
-    ctx.publish(m);
+  const published = (applied: ReadonlyMap<string, number> | AppliedRound) => {
+    const partial = "withheld" in applied ? applied : undefined;
+    if (partial !== undefined) withhold(round, partial.withheld);
+    round.moved = partial?.moved ?? (applied as ReadonlyMap<string, number>);
+    ctx.publish(round.moved);
   };
   if (moved instanceof Promise) return moved.then(published);
   published(moved);
+}
+
+/** The points of the messages not applied: the rules do not get them. */
+function withhold(round: Round, ids: ReadonlySet<number>): void {
+  if (ids.size === 0) return;
+  round.sources.forEach((source, i) => {
+    if (!ids.has(source.message.id)) return;
+    const end = round.sources[i + 1]?.first ?? round.total;
+    for (let at = source.first; at < end; at++) round.withheld.add(at);
+  });
 }
 
 /** The stored readings to the rules; the columns back to the pool. */
 function handToRules(round: Round, ctx: RoundContext): void {
   const columns = round.columns;
   if (columns === undefined) return;
-  if (ctx.onStored !== undefined && round.total > round.refused.size) {
+  const skipped =
+    round.withheld.size === 0 ? round.refused : new Set([...round.refused, ...round.withheld]);
+  if (ctx.onStored !== undefined && round.total > skipped.size) {
     try {
-      ctx.onStored(columns.markRefused(round.refused));
+      ctx.onStored(columns.markRefused(skipped));
     } catch (error) {
       // The readings are stored and committed whatever the rules make of them.
       ctx.log.error({ err: error }, "rules evaluation failed");

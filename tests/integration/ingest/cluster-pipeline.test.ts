@@ -362,6 +362,63 @@ describe.runIf(postgres)("cluster ingest: nodes share the inbox by partition", (
     await store.close();
   });
 
+  it("keeps from its rules the readings of a partition whose lease went during the round", async () => {
+    const store = await setUp();
+    // The round's store write waits until the test lets it go.
+    let letGo: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (letGo = resolve));
+    let writing = false;
+    const held = new Proxy(store, {
+      get(target, prop) {
+        if (prop === "write")
+          return async (points: Parameters<TimeSeriesStore["write"]>[0]) => {
+            writing = true;
+            await gate;
+            return target.write(points);
+          };
+        const value = Reflect.get(target, prop, target) as unknown;
+        return typeof value === "function" ? (value as () => unknown).bind(target) : value;
+      },
+    });
+    const toRules: string[] = [];
+    const commits = new Map<string, number>();
+    const { test, state, pipeline } = await startNode("solo", {
+      store: held,
+      config: IngestConfig.parse({ batch: { maxDelayMs: 5 } }),
+      publishCommit: (deviceId, seq) => commits.set(deviceId, seq),
+      onStored: (batch) => {
+        for (let i = 0; i < batch.length; i++)
+          if (batch.isStored(i)) toRules.push(`${batch.deviceId(i)}#${batch.seq(i)}`);
+      },
+    });
+    await vi.waitFor(() => expect(test.keeper.owned().size).toBe(PARTITIONS), PATIENCE);
+    const lost = partitionOfDevice("noise-1");
+    expect(partitionOfDevice("noise-2")).not.toBe(lost);
+    const now = Date.now();
+    await state.append([
+      ...[1, 2, 3].map((seq) => uplink("noise-1", seq, now)),
+      ...[1, 2, 3].map((seq) => uplink("noise-2", seq, now)),
+    ]);
+    pipeline.notify();
+    await vi.waitFor(() => expect(writing).toBe(true), PATIENCE);
+    // Another node takes noise-1's partition while the round writes; this node's keeper learns
+    // of it only at its next renewal.
+    await (cluster as TestCluster).admin.query(
+      `UPDATE partition_leases SET owner = 'node-b', token = nextval('partition_lease_token'),
+              expires_at = clock_timestamp() + interval '1 hour' WHERE partition = $1`,
+      [lost],
+    );
+    letGo();
+    await vi.waitFor(() => expect(commits.get("noise-2")).toBe(3), PATIENCE);
+    // Refused at every round until the keeper hears of the loss (its next renewal).
+    expect(pipeline.counts.refusedPartitions).toBeGreaterThanOrEqual(1);
+    expect(commits.has("noise-1")).toBe(false);
+    expect(toRules.sort()).toEqual(["noise-2#1", "noise-2#2", "noise-2#3"]);
+    // The rows stay for the partition's owner.
+    expect(await state.depth([lost])).toBe(3);
+    await store.close();
+  });
+
   it("sets aside the one message PostgreSQL refuses for its data, and takes the rest", async () => {
     const store = await setUp();
     const admin = (cluster as TestCluster).admin;
