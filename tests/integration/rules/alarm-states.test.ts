@@ -9,7 +9,12 @@ import { leaseFence } from "../../../cluster/fencing.js";
 import { partitionOf } from "../../../cluster/partition.js";
 import { migrate } from "../../../infra/postgres/migrate.js";
 import { CITYWATCH_MIGRATIONS } from "../../../infra/postgres/schema.js";
-import { type AlarmKey, type AlarmStates, AlarmStore } from "../../../rules/alarm-store.js";
+import {
+  type AlarmKey,
+  type AlarmStates,
+  AlarmStore,
+  UNSAVED_MAX,
+} from "../../../rules/alarm-store.js";
 import { PostgresAlarmStore, readAlarmStates } from "../../../rules/alarm-store-postgres.js";
 import { RulesDriver } from "../../../rules/driver.js";
 import { RuleSet } from "../../../rules/rule-set.js";
@@ -194,6 +199,31 @@ describe.runIf(postgres)("alarm states in PostgreSQL", () => {
     expect(store.counts()).toMatchObject({ written: 3, dropped: 0, fencedOut: 0 });
     await store.close();
   });
+
+  it("keeps at most UNSAVED_MAX subjects' moves while the database refuses them, counting the rest", async () => {
+    const pool = await database();
+    const store = await PostgresAlarmStore.open({ pool, retry: NO_RETRY });
+    await pool.query("ALTER TABLE alarm_states RENAME TO alarm_states_away");
+    const over = 25;
+    for (let i = 0; i < UNSAVED_MAX + over; i++) store.save(key(i), active(i % 50), 10);
+    // A subject already kept still takes its newer move at the bound.
+    store.save(key(7), active(49), 11);
+    expect(store.unsavedCount()).toBe(UNSAVED_MAX);
+    expect(store.counts()).toMatchObject({ written: 0, dropped: over });
+    expect(store.droppedCount()).toBe(over);
+    await expect(store.flush()).rejects.toThrow(/alarm states not written/);
+
+    await pool.query("ALTER TABLE alarm_states_away RENAME TO alarm_states");
+    await store.flush();
+    expect(store.unsavedCount()).toBe(0);
+    expect(store.counts()).toMatchObject({ written: UNSAVED_MAX, dropped: over });
+    const { rows } = await pool.query<{ n: string }>("SELECT count(*) AS n FROM alarm_states");
+    expect(Number(rows[0]?.n)).toBe(UNSAVED_MAX);
+    const states = byKey(await PostgresAlarmStore.open({ pool }));
+    expect(states.get("noise-night device:d-7")?.state).toEqual(active(49));
+    expect(states.has(`noise-night device:d-${UNSAVED_MAX}`)).toBe(false);
+    await store.close();
+  }, 120_000);
 
   it("shows the moves it holds on the rules' metrics while the database refuses them", async () => {
     const pool = await database();
