@@ -22,6 +22,12 @@ export const PATIENCE = { timeout: 20_000, interval: 25 };
 
 const log = pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" });
 
+/** How long a lease lasts and how often it is renewed. */
+export interface KeeperTiming {
+  readonly ttlMs: number;
+  readonly renewMs: number;
+}
+
 export type KeeperEvent =
   | { kind: "acquired"; partition: number; token: number }
   | { kind: "lost"; partition: number; reason: LossReason };
@@ -50,15 +56,19 @@ export class TestCluster {
     readonly schema: TestSchema,
     /** A pool of the test's own, for looking at and meddling with the tables. */
     readonly admin: pg.Pool,
+    readonly timing: KeeperTiming,
   ) {
     this.#sampler = setInterval(() => this.#sample(), 5);
   }
 
-  /** A migrated schema, ready for keepers. */
-  static async create(schema: TestSchema): Promise<TestCluster> {
+  /** A migrated schema, ready for keepers (leases of TTL_MS renewed every RENEW_MS, unless told). */
+  static async create(
+    schema: TestSchema,
+    timing: KeeperTiming = { ttlMs: TTL_MS, renewMs: RENEW_MS },
+  ): Promise<TestCluster> {
     const admin = await schema.pool();
     await migrate(admin, CITYWATCH_MIGRATIONS);
-    return new TestCluster(schema, admin);
+    return new TestCluster(schema, admin, timing);
   }
 
   /** A keeper on a pool of its own, not started; `hooks` hear its events too. */
@@ -72,8 +82,8 @@ export class TestCluster {
       nodeId,
       pool,
       partitions: PARTITIONS,
-      ttlMs: TTL_MS,
-      renewMs: RENEW_MS,
+      ttlMs: this.timing.ttlMs,
+      renewMs: this.timing.renewMs,
       log,
       onAcquired: (partition, token) => {
         events.push({ kind: "acquired", partition, token });
