@@ -1,4 +1,5 @@
-import { Counter, type Registry } from "prom-client";
+import type { Logger } from "pino";
+import { Counter, Gauge, type Registry } from "prom-client";
 import { scrapedGauge } from "../infra/metrics.js";
 import type { LeaseStatus } from "./leases.js";
 
@@ -88,4 +89,52 @@ export function clusterMetrics(registry: Registry, status: () => LeaseStatus): v
     "Leases this node gave up or lost since it started (rebalanced, expired, stopped).",
     (s) => s.lost,
   );
+}
+
+/** Sums over a node's partitions, read from PostgreSQL (PostgresIngestState.commitLag). */
+export interface CommitLag {
+  readonly messages: number;
+  readonly devices: number;
+}
+
+/**
+ * The commit lag of the devices in this node's partitions, read from PostgreSQL at a scrape (one
+ * query for both gauges: a read in flight is shared). A failed read keeps the last values, logged:
+ * a scrape does not fail because PostgreSQL is out of reach.
+ */
+export function commitLagMetrics(
+  registry: Registry,
+  read: () => Promise<CommitLag>,
+  log: Logger,
+): void {
+  let last: CommitLag = { messages: 0, devices: 0 };
+  let reading: Promise<CommitLag> | undefined;
+  const current = (): Promise<CommitLag> =>
+    (reading ??= read()
+      .then(
+        (lag) => (last = lag),
+        (error: unknown) => {
+          log.warn({ err: (error as Error).message }, "commit lag not read; last values kept");
+          return last;
+        },
+      )
+      .finally(() => {
+        reading = undefined;
+      }));
+  new Gauge({
+    name: "citywatch_cluster_commit_lag_messages",
+    help: "Over the devices of this node's partitions: sum of (last seq handled - committed seq), messages waiting above a gap or set aside.",
+    registers: [registry],
+    async collect() {
+      this.set((await current()).messages);
+    },
+  });
+  new Gauge({
+    name: "citywatch_cluster_devices_behind",
+    help: "Devices of this node's partitions whose commit is behind the last seq handled.",
+    registers: [registry],
+    async collect() {
+      this.set((await current()).devices);
+    },
+  });
 }

@@ -563,6 +563,22 @@ export class PostgresIngestState {
         };
   }
 
+  /**
+   * How far the commits of the devices of `partitions` are behind what they sent: the sum of
+   * (last seq handled − committed seq), and how many devices are behind (a gap waiting to be
+   * filled or closed, or a seq set aside). The embedded ingest's per-device commit-lag gauge,
+   * summed for a node's partitions: a node does not keep every device's progress in memory.
+   */
+  async commitLag(partitions: readonly number[]): Promise<{ messages: number; devices: number }> {
+    const { rows } = await this.#pool.query<{ messages: string; devices: string }>(
+      `SELECT coalesce(sum(last_seq - committed_seq), 0) AS messages,
+              count(*) FILTER (WHERE last_seq > committed_seq) AS devices
+         FROM ingest_progress WHERE partition = ANY($1::integer[])`,
+      [partitions],
+    );
+    return { messages: int(rows[0]?.messages ?? 0), devices: int(rows[0]?.devices ?? 0) };
+  }
+
   /** Messages in the inbox (of `partitions`, or all), taken or not: the queue's depth. */
   async depth(partitions?: readonly number[]): Promise<number> {
     const { rows } =

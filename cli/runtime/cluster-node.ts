@@ -2,7 +2,7 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import { leaseFence } from "../../cluster/fencing.js";
 import { LeaseKeeper, type LeaseStatus } from "../../cluster/leases.js";
-import { clusterMetrics } from "../../cluster/metrics.js";
+import { clusterMetrics, commitLagMetrics } from "../../cluster/metrics.js";
 import { partitionOf } from "../../cluster/partition.js";
 import { type IngestConfig, parseTopic } from "../../contracts/index.js";
 import type { TaskSink } from "../../contracts/model/alarms.js";
@@ -154,6 +154,8 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   });
 
   metrics.observe({ inbox: () => inbox.depth() });
+  // The embedded ingest's per-device commit lag, summed over the node's partitions.
+  commitLagMetrics(metrics.registry, () => state.commitLag([...keeper.owned().keys()]), log);
   // Any node may prune the shared dead letters (past their age; the bounds are kept at insert).
   const prune = () =>
     void state.deadLetters.prune(now(), deps.config.deadLetters).then(

@@ -235,6 +235,9 @@ describe.runIf(postgres)("cluster nodes behind their brokers", () => {
       new RegExp(`^citywatch_cluster_partitions_owned ${PARTITIONS}$`, "m"),
     );
     expect(exposition).toMatch(/^citywatch_cluster_takeovers_total [1-9]\d*$/m);
+    // Every commit at its last seq: no device of the node's partitions behind.
+    expect(exposition).toMatch(/^citywatch_cluster_commit_lag_messages 0$/m);
+    expect(exposition).toMatch(/^citywatch_cluster_devices_behind 0$/m);
     expect(exposition).toMatch(/^citywatch_ingest_messages_received_total [1-9]\d*$/m);
     // The shared inbox's depth is counted in the background, at most every 250 ms: a scrape
     // shows the count the one before it started.

@@ -300,11 +300,17 @@ describe.runIf(postgres)("cluster ingest: nodes share the inbox by partition", (
     expect(await progress()).toBe(1);
     expect(await gapLetters()).toBe(0);
     expect(closing).toEqual([]);
+    // The commit lag a node shows for its partitions: seq 3 handled, 1 committed.
+    const mine = [...b.test.keeper.owned().keys()];
+    expect(await b.state.commitLag(mine)).toEqual({ messages: 2, devices: 1 });
+    const others = mine.filter((p) => p !== partitionOfDevice("noise-5"));
+    expect(await b.state.commitLag(others)).toEqual({ messages: 0, devices: 0 });
     // A timeout after the takeover, it is closed: one missing_seq letter, the commit moves on.
     skew += GAP_TIMEOUT + 1_000;
     await vi.waitFor(async () => expect(await progress()).toBe(3), PATIENCE);
     expect(await gapLetters()).toBe(1);
     expect(new Set(closing)).toEqual(new Set([partitionOfDevice("noise-5")]));
+    expect(await b.state.commitLag(mine)).toEqual({ messages: 0, devices: 0 });
     await store.close();
   });
 
