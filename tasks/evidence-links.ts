@@ -206,8 +206,11 @@ export class EvidenceLinks {
    * that has run out.
    */
   check(taskId: string, sequence: number, expires: number, sig: string): LinkCheck {
-    const expected = Buffer.from(this.signature(taskId, sequence, expires), "base64url");
-    const given = Buffer.from(sig, "base64url");
+    // The text compared, not the bytes it decodes to: the last of 43 base64url characters
+    // carries two unused bits, so four spellings decode to one signature, and a link must have
+    // exactly one valid spelling.
+    const expected = Buffer.from(this.signature(taskId, sequence, expires), "latin1");
+    const given = Buffer.from(sig, "latin1");
     if (given.length !== expected.length || !timingSafeEqual(given, expected))
       return { ok: false, reason: "invalid" };
     const now = this.now();

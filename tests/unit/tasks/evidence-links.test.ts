@@ -131,6 +131,20 @@ describe("signed links", () => {
     // One character of the signature changed.
     const flipped = (p.sig[0] === "A" ? "B" : "A") + p.sig.slice(1);
     expect(links.check(p.taskId, 2, p.expires, flipped)).toEqual({ ok: false, reason: "invalid" });
+    // The last character with its two unused bits set: the same bytes, another spelling. Each
+    // link has one valid spelling (the route test that changed the last character was refused
+    // a 403 only when the signature did not end in "A").
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const last = alphabet.indexOf(p.sig.slice(-1));
+    expect(last % 4).toBe(0);
+    for (const unused of [1, 2, 3]) {
+      const respelled = p.sig.slice(0, -1) + alphabet.charAt(last + unused);
+      expect(Buffer.from(respelled, "base64url")).toEqual(Buffer.from(p.sig, "base64url"));
+      expect(links.check(p.taskId, 2, p.expires, respelled)).toEqual({
+        ok: false,
+        reason: "invalid",
+      });
+    }
     // Another deployment's secret.
     const other = new EvidenceLinks(Buffer.alloc(32, 2), {
       ttlMs: 24 * HOUR,
