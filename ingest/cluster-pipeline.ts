@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { type IngestConfig, parseTopic } from "../contracts/index.js";
 import type { StoredBatch } from "../contracts/model/stored-readings.js";
 import { type BackoffPolicy, backoffDelayMs } from "../infra/backoff.js";
+import { isDataRefusal } from "../infra/postgres/errors.js";
 import type { FencedOutcome } from "../infra/postgres/fence.js";
 import type { DeviceLookup } from "./decode.js";
 import type { IngestMetrics } from "./metrics.js";
@@ -417,14 +418,6 @@ export class ClusterPipeline {
       this.deps.metrics.commitsPublished.inc();
     }
   }
-}
-
-/** PostgreSQL refused the statement for its data (SQLSTATE class 22 or 23): a retry is refused again. */
-function isDataRefusal(error: unknown): boolean {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  return (
-    error instanceof Error && "severity" in error && typeof code === "string" && /^2[23]/.test(code)
-  );
 }
 
 /** The seq a payload's envelope gives, when it is readable. */

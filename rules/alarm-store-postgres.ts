@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { Logger } from "pino";
 import { type BackoffPolicy, backoffDelayMs } from "../infra/backoff.js";
+import { isDataRefusal } from "../infra/postgres/errors.js";
 import type { PartitionFence } from "../infra/postgres/fence.js";
 import type { AlarmState } from "./engine/alarm.js";
 import { type AlarmKey, type AlarmStates, type StoredAlarm, UNSAVED_MAX } from "./alarm-store.js";
@@ -55,9 +56,6 @@ interface Move {
   /** The lease token the move was made under (a fenced store), else undefined. */
   readonly token: number | undefined;
 }
-
-/** SQLSTATE classes of a refusal for the data itself: a retry would be refused again. */
-const PERMANENT = /^2[23]/;
 
 /** States by (rule, subject), with their partitions: inserted, or written over. */
 export const UPSERT_ALARM_STATES = `INSERT INTO alarm_states (rule_id, subject, partition, state, updated_ms)
@@ -293,8 +291,7 @@ export class PostgresAlarmStore implements AlarmStates {
           }
         }
       } catch (err) {
-        const code = (err as { code?: unknown }).code;
-        if (typeof code !== "string" || !PERMANENT.test(code)) throw err;
+        if (!isDataRefusal(err)) throw err;
         if (moves.length > 1) {
           // One bad move refuses its whole statement: each move alone, so only the bad are lost.
           for (const move of moves) await this.#writeBatch([move]);
@@ -302,7 +299,11 @@ export class PostgresAlarmStore implements AlarmStates {
         }
         this.#refused += 1;
         log?.error(
-          { err: (err as Error).message, code, subject: moves[0]?.[1].key.subject },
+          {
+            err: (err as Error).message,
+            code: (err as { code?: string }).code,
+            subject: moves[0]?.[1].key.subject,
+          },
           "an alarm state refused by the database for its data: dropped",
         );
       }

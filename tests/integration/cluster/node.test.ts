@@ -23,6 +23,7 @@ import {
   type TestSchema,
 } from "../../support/services.js";
 import { requireService } from "../../support/suite.js";
+import { dataTopic, noiseUplink } from "../../fault/flapping/all-in-one.js";
 import { PARTITIONS, PATIENCE, RENEW_MS, TTL_MS, TestCluster } from "./keepers.js";
 
 /*
@@ -45,21 +46,8 @@ const T0 = Date.now();
 const deviceIds = Array.from({ length: DEVICES }, (_, i) => `noise-${i}`);
 const siteOfDevice = (i: number) => `site-${i % SITES}`;
 
-function uplink(deviceId: string, seq: number): string {
-  return JSON.stringify({
-    v: 1,
-    deviceId,
-    seq,
-    kind: "noise",
-    readings: [
-      {
-        ts: new Date(T0 - 120_000 + seq * 1_000).toISOString(),
-        quality: "normal",
-        values: { LAeq: 45, LAmax: 50 },
-      },
-    ],
-  });
-}
+const uplink = (deviceId: string, seq: number) =>
+  noiseUplink(deviceId, seq, T0 - 120_000 + seq * 1_000, { LAeq: 45 });
 
 describe.runIf(postgres)("cluster nodes behind their brokers", () => {
   let schema: TestSchema | undefined;
@@ -170,11 +158,9 @@ describe.runIf(postgres)("cluster nodes behind their brokers", () => {
       clients.push(await connect(i, i % 2 === 0 ? brokerA : brokerB, i % 2 === 0 ? 0 : 1));
     }
     const publish = (client: MqttClient, i: number, seq: number) =>
-      client.publishAsync(
-        `citywatch/v1/devices/${deviceIds[i]}/data`,
-        uplink(deviceIds[i] as string, seq),
-        { qos: 1 },
-      );
+      client.publishAsync(dataTopic(deviceIds[i] as string), uplink(deviceIds[i] as string, seq), {
+        qos: 1,
+      });
     const HALF = SEQS / 2;
     for (let seq = 1; seq <= HALF; seq++) {
       await Promise.all(clients.map((c, i) => publish(c, i, seq)));

@@ -13,6 +13,7 @@ import {
   type TestSchema,
 } from "../../support/services.js";
 import { requireService } from "../../support/suite.js";
+import { dataTopic } from "../../fault/flapping/all-in-one.js";
 import { PARTITIONS, PATIENCE, TestCluster } from "../cluster/keepers.js";
 
 /*
@@ -24,7 +25,6 @@ import { PARTITIONS, PATIENCE, TestCluster } from "../cluster/keepers.js";
 const postgres = await requireService("the cluster inbox in PostgreSQL", providePostgres);
 
 const log = pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" });
-const topicOf = (deviceId: string) => `citywatch/v1/devices/${deviceId}/data`;
 /** Each device on a site of its own name: the partition is the site's. */
 const partitionOfTopic = (topic: string) => partitionOf(`site-of-${topic}`, PARTITIONS);
 
@@ -33,7 +33,7 @@ const receivedElsewhere = (state: PostgresIngestState, ids: number[]) =>
   state.append(
     ids.map((i) => ({
       partition: 0,
-      topic: topicOf(`elsewhere-${i}`),
+      topic: dataTopic(`elsewhere-${i}`),
       payload: Buffer.from(`x${i}`),
       receivedMs: Date.now(),
     })),
@@ -91,15 +91,23 @@ describe.runIf(postgres)("cluster inbox: the publish gate on the shared inbox", 
 
   it("acknowledges a data message only once its row is in the shared inbox, with its partition", async () => {
     const { outcomes, accept, rows, notified } = await setUp(100);
-    accept(topicOf("noise-1"), 1);
-    accept(topicOf("dust-7"), 2);
+    accept(dataTopic("noise-1"), 1);
+    accept(dataTopic("dust-7"), 2);
     accept("citywatch/v1/devices/noise-1/status", 3);
     // The status at once; the data when PostgreSQL has it.
     expect(outcomes).toEqual([null]);
     await vi.waitFor(() => expect(outcomes).toEqual([null, null, null]), PATIENCE);
     expect(await rows()).toEqual([
-      { partition: partitionOfTopic(topicOf("noise-1")), topic: topicOf("noise-1"), payload: "m1" },
-      { partition: partitionOfTopic(topicOf("dust-7")), topic: topicOf("dust-7"), payload: "m2" },
+      {
+        partition: partitionOfTopic(dataTopic("noise-1")),
+        topic: dataTopic("noise-1"),
+        payload: "m1",
+      },
+      {
+        partition: partitionOfTopic(dataTopic("dust-7")),
+        topic: dataTopic("dust-7"),
+        payload: "m2",
+      },
     ]);
     expect(notified()).toBe(1);
   });
@@ -109,8 +117,8 @@ describe.runIf(postgres)("cluster inbox: the publish gate on the shared inbox", 
     // Another node received three messages the owners have not handled yet.
     await receivedElsewhere(state, [1, 2, 3]);
     await inbox.refresh();
-    accept(topicOf("noise-1"), 10);
-    accept(topicOf("noise-1"), 11);
+    accept(dataTopic("noise-1"), 10);
+    accept(dataTopic("noise-1"), 11);
     await new Promise((r) => setTimeout(r, 400));
     expect(outcomes).toEqual([]); // held, unacknowledged
     // The owners handle the rows: the held publishers come in, in order.
@@ -121,7 +129,7 @@ describe.runIf(postgres)("cluster inbox: the publish gate on the shared inbox", 
     // Full again: a publisher held past the hold is refused, unacknowledged.
     await receivedElsewhere(state, [4, 5, 6]);
     await inbox.refresh();
-    accept(topicOf("noise-1"), 99);
+    accept(dataTopic("noise-1"), 99);
     await vi.waitFor(() => expect(outcomes).toEqual([null, null, "ingest inbox full"]), PATIENCE);
     expect((await rows()).map((r) => r.payload)).not.toContain("m99");
   });
@@ -129,7 +137,7 @@ describe.runIf(postgres)("cluster inbox: the publish gate on the shared inbox", 
   it("refuses, unacknowledged, what it cannot write (PostgreSQL out of reach)", async () => {
     const { node, outcomes, accept, rows } = await setUp(100);
     await node.pool.end();
-    accept(topicOf("noise-1"), 1);
+    accept(dataTopic("noise-1"), 1);
     await vi.waitFor(() => expect(outcomes).toEqual(["ingest inbox unavailable"]), PATIENCE);
     expect(await rows()).toEqual([]);
   });

@@ -23,6 +23,7 @@ import {
   type TestSchema,
 } from "../../support/services.js";
 import { requireService } from "../../support/suite.js";
+import { dataTopic, noiseUplink } from "../../fault/flapping/all-in-one.js";
 import { PARTITIONS, PATIENCE, TestCluster, type TestNode } from "../cluster/keepers.js";
 
 /*
@@ -67,30 +68,16 @@ const registry = {
 const partitionOfDevice = (deviceId: string) =>
   partitionOf(deviceById.get(deviceId)?.siteId ?? deviceId, PARTITIONS);
 
-const topicOf = (deviceId: string) => `citywatch/v1/devices/${deviceId}/data`;
-
 /** When the devices' readings were taken: a re-sent message is the same message. */
 const T0 = Date.now();
 
 function uplink(deviceId: string, seq: number, now: number) {
   return {
     partition: partitionOfDevice(deviceId),
-    topic: topicOf(deviceId),
+    topic: dataTopic(deviceId),
     receivedMs: now,
     payload: Buffer.from(
-      JSON.stringify({
-        v: 1,
-        deviceId,
-        seq,
-        kind: "noise",
-        readings: [
-          {
-            ts: new Date(T0 - 60_000 + seq * 1_000).toISOString(),
-            quality: "normal",
-            values: { LAeq: 50 + (seq % 20) },
-          },
-        ],
-      }),
+      noiseUplink(deviceId, seq, T0 - 60_000 + seq * 1_000, { LAeq: 50 + (seq % 20) }),
     ),
   };
 }
@@ -479,7 +466,7 @@ describe("cluster ingest: a round's outcome by partition", () => {
     const m = (id: number, deviceId: string, partition: number) => ({
       id,
       partition,
-      topic: topicOf(deviceId),
+      topic: dataTopic(deviceId),
       payload: Buffer.alloc(0),
       receivedMs: 1,
     });
@@ -501,7 +488,7 @@ describe("cluster ingest: a round's outcome by partition", () => {
         deadLetters: [
           {
             receivedMs: 1,
-            topic: topicOf("x"),
+            topic: dataTopic("x"),
             deviceId: undefined,
             seq: undefined,
             reason: "unknown_device",
