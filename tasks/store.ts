@@ -31,7 +31,7 @@ import type { OutboxRow } from "./notify/outbox.js";
  * enforcement record must survive a power cut; tasks change a few times a minute, not 20k/s).
  */
 /** The SLA due of a task without one (closed, or its timer not started): after every instant. */
-const NO_DUE = Number.MAX_SAFE_INTEGER;
+export const NO_DUE = Number.MAX_SAFE_INTEGER;
 /** The version of the side columns `saveTask` writes; rows below it are refilled at open. */
 const SIDE_COLUMNS_VERSION = 1;
 
@@ -170,7 +170,7 @@ const MIGRATIONS = [
      BEGIN SELECT RAISE(ABORT, 'attachments are append-only'); END;`,
 ];
 
-const KIND_PREFIX: Readonly<Record<TaskKind, string>> = {
+export const KIND_PREFIX: Readonly<Record<TaskKind, string>> = {
   enforcement: "enf",
   emergency: "emg",
   maintenance: "mnt",
@@ -185,6 +185,17 @@ export interface NewAudit {
   readonly from?: TaskState | undefined;
   readonly to?: TaskState | undefined;
   readonly detail: string;
+}
+
+/** A complaint taken in, with the task it became. */
+export interface NewComplaint {
+  readonly platform: string;
+  readonly complaintId: string;
+  readonly taskId: string;
+  readonly receivedMs: number;
+  /** The complainant's contact (kept here only), or undefined. */
+  readonly contact: unknown;
+  readonly createdMs: number;
 }
 
 export type { TaskCursor, TaskSort };
@@ -232,7 +243,7 @@ export interface TaskPage {
   readonly next?: TaskCursor | undefined;
 }
 
-const OPEN_STATES: readonly TaskState[] = TaskState.options.filter((s) => s !== "closed");
+export const OPEN_STATES: readonly TaskState[] = TaskState.options.filter((s) => s !== "closed");
 
 /** ORDER BY, the keyset condition after a cursor, and the cursor keys of a row, per sort. */
 const SORTS: Readonly<
@@ -269,10 +280,10 @@ interface TaskKeyRow {
 }
 
 /** `%` `_` and `\` taken literally in a LIKE pattern (ESCAPE '\'). */
-const likeLiteral = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
+export const likeLiteral = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 /** The side columns of a task (filters and sorts of the list), from its document. */
-function sideColumns(task: Task) {
+export function sideColumns(task: Task) {
   const due = task.state === "closed" ? undefined : (task.sla.handleBy ?? task.sla.closeBy);
   return {
     street: task.routing.street ?? null,
@@ -285,30 +296,38 @@ function sideColumns(task: Task) {
   };
 }
 
-interface AttachmentRow {
+/*
+ * Rows of both task stores (tasks/store-postgres.ts too): integers are numbers in SQLite and, as
+ * bigint columns, strings from PostgreSQL's driver.
+ */
+type Int = number | string;
+
+/** An attachment's row. */
+export interface AttachmentRow {
   task_id: string;
   sha256: string;
   filename: string;
   type: AttachmentType;
-  size: number;
+  size: Int;
   actor: string;
-  at_ms: number;
+  at_ms: Int;
 }
 
-const attachmentOf = (r: AttachmentRow): Attachment => ({
+export const attachmentOf = (r: AttachmentRow): Attachment => ({
   taskId: r.task_id,
   sha256: r.sha256,
   filename: r.filename,
   type: r.type,
-  size: r.size,
+  size: Number(r.size),
   by: r.actor,
-  at: new Date(r.at_ms).toISOString(),
+  at: new Date(Number(r.at_ms)).toISOString(),
 });
 
-interface AuditRow {
-  id: number;
+/** An audit entry's row. */
+export interface AuditRow {
+  id: Int;
   task_id: string;
-  at_ms: number;
+  at_ms: Int;
   actor: string;
   action: AuditAction;
   from_state: TaskState | null;
@@ -316,16 +335,39 @@ interface AuditRow {
   detail: string;
 }
 
-const auditEntry = (r: AuditRow): AuditEntry => ({
-  id: r.id,
+export const auditEntry = (r: AuditRow): AuditEntry => ({
+  id: Number(r.id),
   taskId: r.task_id,
-  at: new Date(r.at_ms).toISOString(),
+  at: new Date(Number(r.at_ms)).toISOString(),
   actor: r.actor,
   action: r.action,
   ...(r.from_state === null ? {} : { from: r.from_state }),
   ...(r.to_state === null ? {} : { to: r.to_state }),
   detail: r.detail,
 });
+
+/**
+ * An audit entry's text is kept as written, but PostgreSQL's text cannot hold the NUL character
+ * (U+0000): both stores refuse it, so an entry one keeps the other keeps too. The API refuses it
+ * in every request (cli/runtime/api.ts), so only a bug reaches this.
+ */
+export function checkAuditText(entry: Pick<NewAudit, "actor" | "detail">): void {
+  for (const [field, text] of [
+    ["actor", entry.actor],
+    ["detail", entry.detail],
+  ] as const) {
+    if (text.includes("\u0000")) {
+      throw new RangeError(`audit ${field}: the NUL character (U+0000) cannot be stored`);
+    }
+  }
+}
+
+/** An audit entry's values in the column order of both stores' INSERT, its text checked. */
+export function auditValues(entry: NewAudit): unknown[] {
+  checkAuditText(entry);
+  const { taskId, atMs, actor, action, from, to, detail } = entry;
+  return [taskId, atMs, actor, action, from ?? null, to ?? null, detail];
+}
 
 export class TaskStore {
   private readonly db: Database.Database;
@@ -373,6 +415,22 @@ export class TaskStore {
   /** Run `fn` in one transaction: all of it is durable when this returns, or none of it. */
   transaction<T>(fn: () => T): T {
     return this.db.transaction(fn)();
+  }
+
+  /**
+   * BEGIN, COMMIT and ROLLBACK by hand, for a transaction that awaits between its statements
+   * (asyncTaskStore): the caller keeps every other use of the store out until it ends.
+   */
+  begin(): void {
+    this.db.exec("BEGIN IMMEDIATE");
+  }
+
+  commit(): void {
+    this.db.exec("COMMIT");
+  }
+
+  rollback(): void {
+    if (this.db.inTransaction) this.db.exec("ROLLBACK");
   }
 
   /** A new task id: `enf-000001`, `emg-000002`, `mnt-000003` (one sequence for all kinds). */
@@ -602,15 +660,7 @@ export class TaskStore {
     const row = this.stmt(
       `INSERT INTO audit (task_id, at_ms, actor, action, from_state, to_state, detail)
        VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *`,
-    ).get(
-      entry.taskId,
-      entry.atMs,
-      entry.actor,
-      entry.action,
-      entry.from ?? null,
-      entry.to ?? null,
-      entry.detail,
-    ) as AuditRow;
+    ).get(...auditValues(entry)) as AuditRow;
     return auditEntry(row);
   }
 
@@ -788,14 +838,7 @@ export class TaskStore {
   }
 
   /** Record a complaint and its task (inside the filing's transaction). */
-  addComplaint(entry: {
-    readonly platform: string;
-    readonly complaintId: string;
-    readonly taskId: string;
-    readonly receivedMs: number;
-    readonly contact: unknown;
-    readonly createdMs: number;
-  }): void {
+  addComplaint(entry: NewComplaint): void {
     this.stmt(
       `INSERT INTO complaint (platform, complaint_id, task_id, received_ms, contact, created_ms)
        VALUES (?, ?, ?, ?, ?, ?)`,

@@ -39,6 +39,34 @@ export function securityHeaders(
   done();
 }
 
+/** Whether a request's query, parameters or JSON body holds the NUL character, in a key or a value. */
+function holdsNul(value: unknown, depth = 0): boolean {
+  if (typeof value === "string") return value.includes("\u0000");
+  // Deeper than any request the API takes: the route's schema refuses such a body anyway.
+  if (value === null || typeof value !== "object" || Buffer.isBuffer(value) || depth > 32) {
+    return false;
+  }
+  if (Array.isArray(value)) return value.some((v) => holdsNul(v, depth + 1));
+  return Object.entries(value).some(([k, v]) => k.includes("\u0000") || holdsNul(v, depth + 1));
+}
+
+/**
+ * preValidation hook: a request whose text holds the NUL character (U+0000) is refused (400)
+ * before any route sees it. No field of the API has a use for it, PostgreSQL's text cannot store
+ * it, and a record kept in one store must be keepable in the other (tasks/store.ts,
+ * checkAuditText). Uploaded files (binary bodies) are not text and pass.
+ */
+export function refuseNul(request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+  if (holdsNul(request.query) || holdsNul(request.params) || holdsNul(request.body)) {
+    void sendApiError(reply, "bad_request", {
+      error: "bad_request",
+      message: "text in a request must not contain the NUL character (U+0000)",
+    });
+    return;
+  }
+  done();
+}
+
 /** Send an error answer: the catalogue's status and headers (401: the bearer challenge). */
 export function sendApiError(reply: FastifyReply, code: ApiErrorCode, body: ApiError) {
   return reply

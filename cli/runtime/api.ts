@@ -30,7 +30,13 @@ import { complaintApi } from "../../tasks/http/complaints.js";
 import { assessmentApi } from "../../tasks/http/assessment.js";
 import { LoginLimiter } from "../../tasks/auth/login-limit.js";
 import { TasksConfig } from "../../contracts/config/tasks.js";
-import { apiErrorHandler, notFoundHandler, securityHeaders, sendApiError } from "./api-errors.js";
+import {
+  apiErrorHandler,
+  notFoundHandler,
+  refuseNul,
+  securityHeaders,
+  sendApiError,
+} from "./api-errors.js";
 import { backtestDeps } from "./backtest.js";
 import { consoleUi } from "./console.js";
 import { type DeviceRegistry, registryApi, tileOrigins } from "./registry-api.js";
@@ -168,6 +174,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   app.setErrorHandler(apiErrorHandler);
   app.setNotFoundHandler(notFoundHandler);
   app.addHook("onRequest", securityHeaders);
+  app.addHook("preValidation", refuseNul);
 
   void app.register(fastifySwagger, {
     openapi: {

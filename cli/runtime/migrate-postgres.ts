@@ -13,11 +13,17 @@ import {
 } from "../../ingest/dead-letters-postgres.js";
 import { INSERT_INBOX } from "../../ingest/state-postgres.js";
 import { UPSERT_ALARM_STATES } from "../../rules/alarm-store-postgres.js";
+import type { Task } from "../../contracts/index.js";
+import { taskColumns } from "../../tasks/store-postgres.js";
 
 /*
  * `citywatch migrate --to postgres://…` (issue #21): copies the state of a stopped single node's
  * data directory into PostgreSQL, for the stores that have a PostgreSQL home so far: the rules'
- * alarm states (alarms.db) and the ingest's inbox, commit ledger and dead letters (ingest.db).
+ * alarm states (alarms.db), the ingest's inbox, commit ledger and dead letters (ingest.db), and
+ * the tasks with their audit trail, evidence packages, events, webhook outbox, complaints and
+ * attachment records (tasks.db). Ids are kept (an event's id is its webhooks' idempotency key, an
+ * audit entry's id its place in the trail) and the sequences set past them; the task counter
+ * continues where the data directory's stopped.
  *
  * - The database is migrated first (CITYWATCH_MIGRATIONS), then everything is copied in ONE
  *   transaction: the copy is whole or absent.
@@ -27,7 +33,8 @@ import { UPSERT_ALARM_STATES } from "../../rules/alarm-store-postgres.js";
  * - Each row gets the partition of its subject (cluster/partition.ts), the device's site read
  *   from registry.db, as the nodes will compute it.
  * - Verified before the commit: per table the rows (and the payload bytes, where a table holds
- *   payloads) in PostgreSQL against the data directory's; any difference rolls the whole copy back.
+ *   payloads or documents) in PostgreSQL against the data directory's; any difference rolls the
+ *   whole copy back.
  *
  * The SQLite files are opened read-only; nothing in the data directory changes.
  */
@@ -78,7 +85,6 @@ export interface MigrateOptions {
 /** What stays in the data directory, by file: no PostgreSQL store for it yet. */
 const NOT_MOVED: ReadonlyArray<{ file: string; holds: string }> = [
   { file: "registry.db", holds: "sites, devices, parties, service accounts" },
-  { file: "tasks.db", holds: "tasks, audit trail, webhook outbox, evidence packages" },
   { file: "tokens.db", holds: "users and API tokens" },
   { file: "timeseries.db", holds: "readings (a cluster keeps them in InfluxDB)" },
 ];
@@ -89,6 +95,15 @@ const TARGET_TABLES = [
   "ingest_progress",
   "ingest_processed",
   "ingest_dead_letters",
+  "task",
+  "task_link",
+  "task_audit",
+  "task_evidence",
+  "task_event",
+  "task_outbox",
+  "task_outbox_dead",
+  "task_complaint",
+  "task_attachment",
 ] as const;
 
 type Cell = string | number | bigint | Buffer | null;
@@ -96,7 +111,7 @@ type Row = Record<string, Cell>;
 
 /** One table's copy: where it comes from, how a batch of its rows is written, what is checked. */
 interface Copy {
-  readonly file: "ingest.db" | "alarms.db";
+  readonly file: "ingest.db" | "alarms.db" | "tasks.db";
   readonly table: string;
   readonly target: (typeof TARGET_TABLES)[number];
   /** The source rows, in the order they are to be inserted. */
@@ -105,7 +120,7 @@ interface Copy {
   readonly insert: string;
   /** A source row as the INSERT's values, in the order of its parameters. */
   readonly values: (row: Row) => unknown[];
-  /** Payload column, for the tables whose bytes are checked as well. */
+  /** Payload or document column, for the tables whose bytes are checked as well. */
   readonly payload?: string;
   /** Run once the rows are in (what the stores keep beside them). */
   readonly after?: string;
@@ -207,7 +222,215 @@ function copies(partitions: number, siteOf: (deviceId: string) => string | undef
         num(r["updated_ms"]),
       ],
     },
+    ...taskCopies(),
   ];
+}
+
+/** The bytes of a payload (bytea) or a document (text, as UTF-8). */
+const byteLength = (cell: Cell | undefined): number =>
+  Buffer.isBuffer(cell) ? cell.length : Buffer.byteLength(String(cell ?? ""), "utf8");
+
+/**
+ * tasks.db's tables (tasks/store.ts) into migration 5's. A task's side columns are computed from
+ * its document as the PostgreSQL store writes them (taskColumns: a file from before some of them
+ * existed has them empty until its next open); its party key and re-check due are the file's.
+ */
+function taskCopies(): Copy[] {
+  const text = (r: Row, column: string) => (r[column] === null ? null : String(r[column]));
+  const optionalNum = (r: Row, column: string) => (r[column] === null ? null : num(r[column]));
+  return [
+    {
+      file: "tasks.db",
+      table: "task",
+      target: "task",
+      select: "SELECT id, party_key, recheck_due_ms, doc FROM task ORDER BY id",
+      insert: `INSERT INTO task (id, kind, state, open, rule_id, subject_type, subject_id, site_id,
+          district, filed_ms, updated_ms, sla_flagged, party_key, recheck_due_ms, doc, street,
+          grid_cell, level, level_index, sla_due_ms, party_name)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::text[],
+          $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
+          $12::boolean[], $13::text[], $14::bigint[], $15::text[], $16::text[], $17::text[],
+          $18::text[], $19::integer[], $20::bigint[], $21::text[])`,
+      values: (r) =>
+        taskColumns(JSON.parse(String(r["doc"])) as Task, {
+          partyKey: text(r, "party_key"),
+          recheckDueMs: optionalNum(r, "recheck_due_ms"),
+          doc: String(r["doc"]),
+        }),
+      payload: "doc",
+    },
+    {
+      file: "tasks.db",
+      table: "task_link",
+      target: "task_link",
+      select: "SELECT subject_type, subject_id, rule_id, task_id FROM task_link ORDER BY rowid",
+      insert: `INSERT INTO task_link (subject_type, subject_id, rule_id, task_id)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`,
+      values: (r) => [r["subject_type"], r["subject_id"], r["rule_id"], r["task_id"]],
+    },
+    {
+      file: "tasks.db",
+      table: "audit",
+      target: "task_audit",
+      select: "SELECT * FROM audit ORDER BY id",
+      insert: `INSERT INTO task_audit (id, task_id, at_ms, actor, action, from_state, to_state, detail)
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+          $6::text[], $7::text[], $8::text[])`,
+      values: (r) => [
+        num(r["id"]),
+        r["task_id"],
+        num(r["at_ms"]),
+        r["actor"],
+        r["action"],
+        text(r, "from_state"),
+        text(r, "to_state"),
+        r["detail"],
+      ],
+      payload: "detail",
+    },
+    {
+      file: "tasks.db",
+      table: "evidence",
+      target: "task_evidence",
+      select: "SELECT * FROM evidence ORDER BY task_id, sequence",
+      insert: `INSERT INTO task_evidence (task_id, sequence, created_ms, hash, package)
+        SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::text[], $5::text[])`,
+      values: (r) => [
+        r["task_id"],
+        num(r["sequence"]),
+        num(r["created_ms"]),
+        r["hash"],
+        r["package"],
+      ],
+      payload: "package",
+    },
+    {
+      file: "tasks.db",
+      table: "event",
+      target: "task_event",
+      select: "SELECT * FROM event ORDER BY id",
+      insert: `INSERT INTO task_event (id, task_id, at_ms, payload)
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[])`,
+      values: (r) => [num(r["id"]), r["task_id"], num(r["at_ms"]), r["payload"]],
+      payload: "payload",
+    },
+    {
+      file: "tasks.db",
+      table: "outbox",
+      target: "task_outbox",
+      select: "SELECT * FROM outbox ORDER BY id",
+      insert: `INSERT INTO task_outbox (id, event_id, target, attempts, next_ms, last_error, created_ms)
+        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::integer[], $5::bigint[],
+          $6::text[], $7::bigint[])`,
+      values: (r) => [
+        num(r["id"]),
+        num(r["event_id"]),
+        r["target"],
+        num(r["attempts"]),
+        num(r["next_ms"]),
+        text(r, "last_error"),
+        num(r["created_ms"]),
+      ],
+    },
+    {
+      file: "tasks.db",
+      table: "outbox_dead",
+      target: "task_outbox_dead",
+      select: "SELECT * FROM outbox_dead ORDER BY id",
+      insert: `INSERT INTO task_outbox_dead (id, event_id, target, attempts, last_error, created_ms,
+          dead_ms, why)
+        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::integer[], $5::text[],
+          $6::bigint[], $7::bigint[], $8::text[])`,
+      values: (r) => [
+        num(r["id"]),
+        num(r["event_id"]),
+        r["target"],
+        num(r["attempts"]),
+        text(r, "last_error"),
+        num(r["created_ms"]),
+        num(r["dead_ms"]),
+        r["why"],
+      ],
+    },
+    {
+      file: "tasks.db",
+      table: "complaint",
+      target: "task_complaint",
+      select: "SELECT * FROM complaint ORDER BY platform, complaint_id",
+      insert: `INSERT INTO task_complaint (platform, complaint_id, task_id, received_ms, contact,
+          created_ms)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+          $6::bigint[])`,
+      values: (r) => [
+        r["platform"],
+        r["complaint_id"],
+        r["task_id"],
+        num(r["received_ms"]),
+        text(r, "contact"),
+        num(r["created_ms"]),
+      ],
+    },
+    {
+      file: "tasks.db",
+      table: "attachment",
+      target: "task_attachment",
+      select: "SELECT * FROM attachment ORDER BY task_id, sha256",
+      insert: `INSERT INTO task_attachment (task_id, sha256, filename, type, size, actor, at_ms)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+          $6::text[], $7::bigint[])`,
+      values: (r) => [
+        r["task_id"],
+        r["sha256"],
+        r["filename"],
+        r["type"],
+        num(r["size"]),
+        r["actor"],
+        num(r["at_ms"]),
+      ],
+    },
+  ];
+}
+
+/**
+ * Task numbers and ids continue where tasks.db's stopped. Its ids are AUTOINCREMENT: never issued
+ * twice, even once their row is gone (a delivered or buried notification), so each sequence goes
+ * past the largest id the file ever issued (sqlite_sequence), not only past the rows copied: an
+ * outbox row buried in the file keeps its id in task_outbox_dead, which a reissued id would meet.
+ */
+async function continueTaskNumbering(
+  client: pg.PoolClient,
+  tasks: Database.Database,
+): Promise<void> {
+  if (hasTable(tasks, "counter")) {
+    const counter = tasks.prepare("SELECT value FROM counter WHERE name = 'task'").get() as
+      { value: number } | undefined;
+    await client.query("UPDATE task_counter SET value = $1 WHERE name = 'task'", [
+      counter?.value ?? 0,
+    ]);
+  }
+  const issued = new Map(
+    hasTable(tasks, "sqlite_sequence")
+      ? (
+          tasks.prepare("SELECT name, seq FROM sqlite_sequence").all() as Array<{
+            name: string;
+            seq: number;
+          }>
+        ).map((r) => [r.name, r.seq])
+      : [],
+  );
+  for (const [source, target, beside] of [
+    ["audit", "task_audit", undefined],
+    ["event", "task_event", undefined],
+    ["outbox", "task_outbox", "task_outbox_dead"],
+  ] as const) {
+    const largest = `greatest($1::bigint, (SELECT coalesce(max(id), 0) FROM ${target})${
+      beside === undefined ? "" : `, (SELECT coalesce(max(id), 0) FROM ${beside})`
+    })`;
+    await client.query(
+      `SELECT setval(pg_get_serial_sequence('${target}', 'id'), ${largest} + 1, false)`,
+      [issued.get(source) ?? 0],
+    );
+  }
 }
 
 /** A data directory's SQLite file, read-only; undefined when the file is not there. */
@@ -241,7 +464,7 @@ function hasTable(db: Database.Database, table: string): boolean {
 }
 
 /**
- * Copy the data directory's alarm states and ingest state into the database behind `pool`; see
+ * Copy the data directory's alarm states, ingest state and tasks into the database behind `pool`; see
  * the comment at the top of this file. Rejects with MigrateRefusedError when it must not run,
  * with nothing written.
  */
@@ -253,13 +476,13 @@ export async function migrateToPostgres(options: MigrateOptions): Promise<Migrat
   const batchRows = options.batchRows ?? 1_000;
   const sources = new Map<string, Database.Database>();
   try {
-    for (const file of ["ingest.db", "alarms.db", "registry.db"]) {
+    for (const file of ["ingest.db", "alarms.db", "tasks.db", "registry.db"]) {
       const db = openSource(dataDir, file);
       if (db !== undefined) sources.set(file, db);
     }
-    if (!sources.has("ingest.db") && !sources.has("alarms.db")) {
+    if (!["ingest.db", "alarms.db", "tasks.db"].some((file) => sources.has(file))) {
       throw new MigrateRefusedError(
-        `${dataDir} holds neither ingest.db nor alarms.db: not the data directory of a citywatch that ran`,
+        `${dataDir} holds none of ingest.db, alarms.db and tasks.db: not the data directory of a citywatch that ran`,
       );
     }
     const registry = sources.get("registry.db");
@@ -294,6 +517,8 @@ export async function migrateToPostgres(options: MigrateOptions): Promise<Migrat
         const source = sources.get(copy.file);
         tables.push(await copyTable(client, source, copy, batchRows, options.onProgress));
       }
+      const tasks = sources.get("tasks.db");
+      if (tasks !== undefined) await continueTaskNumbering(client, tasks);
       const wrong = tables.filter((t) => t.copied !== t.rows || t.copiedBytes !== t.bytes);
       if (wrong.length > 0) {
         throw new MigrateRefusedError(
@@ -339,7 +564,7 @@ async function copyTable(
   };
   if (present) {
     for (const row of source.prepare(copy.select).iterate() as Iterable<Row>) {
-      if (copy.payload !== undefined) bytes += (row[copy.payload] as Buffer).length;
+      if (copy.payload !== undefined) bytes += byteLength(row[copy.payload]);
       batch.push(copy.values(row));
       if (batch.length >= batchRows) await flush();
     }
@@ -347,7 +572,7 @@ async function copyTable(
   await flush();
   if (copy.after !== undefined) await client.query(copy.after);
   const { rows } = await client.query<{ n: string; bytes: string | null }>(
-    `SELECT count(*) AS n, ${copy.payload === undefined ? "NULL" : `sum(length(${copy.payload}))`} AS bytes
+    `SELECT count(*) AS n, ${copy.payload === undefined ? "NULL" : `sum(octet_length(${copy.payload}))`} AS bytes
        FROM ${copy.target}`,
   );
   const copied = Number(rows[0]?.n ?? 0);

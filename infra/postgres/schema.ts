@@ -128,4 +128,151 @@ SELECT coalesce(device_id, ''), reason = 'missing_seq',
   FROM ingest_dead_letters GROUP BY 1, 2;
 `,
   },
+  {
+    version: 5,
+    name: "tasks, audit trail, evidence, events and outbox",
+    // tasks/store-postgres.ts: the embedded tasks.db's tables (tasks/store.ts), shared by the
+    // nodes, each prefixed task_ in this shared schema. Documents (a task, an event, an evidence
+    // package) are kept as the text written, not jsonb, so a document reads back byte for byte
+    // (jsonb would reorder its keys). Keys that lists sort by are COLLATE "C": ties break in
+    // byte order, as in SQLite, whatever the database's locale. The audit trail, evidence
+    // packages and attachments are append-only, refused by triggers as in SQLite (TRUNCATE too).
+    sql: `
+CREATE TABLE task_counter (name text PRIMARY KEY, value bigint NOT NULL);
+INSERT INTO task_counter (name, value) VALUES ('task', 0);
+
+CREATE TABLE task (
+  id             text COLLATE "C" PRIMARY KEY,
+  kind           text NOT NULL,
+  state          text NOT NULL,
+  open           boolean NOT NULL,
+  rule_id        text COLLATE "C" NOT NULL,
+  subject_type   text NOT NULL,
+  subject_id     text COLLATE "C" NOT NULL,
+  site_id        text COLLATE "C",
+  district       text COLLATE "C",
+  street         text COLLATE "C",
+  grid_cell      text COLLATE "C",
+  level          text,
+  level_index    integer NOT NULL DEFAULT 0,
+  sla_due_ms     bigint,
+  sla_flagged    boolean NOT NULL DEFAULT false,
+  party_key      text COLLATE "C",
+  party_name     text,
+  recheck_due_ms bigint,
+  filed_ms       bigint NOT NULL,
+  updated_ms     bigint NOT NULL,
+  doc            text NOT NULL
+);
+CREATE UNIQUE INDEX task_one_open ON task (subject_type, subject_id, rule_id) WHERE open;
+CREATE INDEX task_filed_id ON task (filed_ms, id);
+CREATE INDEX task_party ON task (party_key, filed_ms) WHERE party_key IS NOT NULL;
+CREATE INDEX task_open_party ON task (party_key, filed_ms) WHERE open AND party_key IS NOT NULL;
+CREATE INDEX task_recheck ON task (recheck_due_ms) WHERE recheck_due_ms IS NOT NULL;
+CREATE INDEX task_open_filed ON task (open, filed_ms, id);
+CREATE INDEX task_open_level ON task (open, level_index, filed_ms, id);
+CREATE INDEX task_open_sla ON task (open, (coalesce(sla_due_ms, 9007199254740991)), id);
+CREATE INDEX task_site ON task (site_id, open, filed_ms);
+CREATE INDEX task_district ON task (district, open, filed_ms);
+CREATE INDEX task_street ON task (street, open, filed_ms) WHERE street IS NOT NULL;
+CREATE INDEX task_grid ON task (grid_cell, open, filed_ms) WHERE grid_cell IS NOT NULL;
+
+CREATE TABLE task_link (
+  subject_type text NOT NULL,
+  subject_id   text COLLATE "C" NOT NULL,
+  rule_id      text COLLATE "C" NOT NULL,
+  task_id      text COLLATE "C" NOT NULL,
+  PRIMARY KEY (subject_type, subject_id, rule_id, task_id)
+);
+
+CREATE TABLE task_audit (
+  id         bigserial PRIMARY KEY,
+  task_id    text COLLATE "C" NOT NULL,
+  at_ms      bigint NOT NULL,
+  actor      text NOT NULL,
+  action     text NOT NULL,
+  from_state text,
+  to_state   text,
+  detail     text NOT NULL
+);
+CREATE INDEX task_audit_task ON task_audit (task_id, id);
+
+CREATE TABLE task_evidence (
+  task_id    text COLLATE "C" NOT NULL,
+  sequence   integer NOT NULL,
+  created_ms bigint NOT NULL,
+  hash       text NOT NULL,
+  package    text NOT NULL,
+  PRIMARY KEY (task_id, sequence)
+);
+
+CREATE TABLE task_event (
+  id      bigserial PRIMARY KEY,
+  task_id text COLLATE "C" NOT NULL,
+  at_ms   bigint NOT NULL,
+  payload text NOT NULL
+);
+
+CREATE TABLE task_outbox (
+  id         bigserial PRIMARY KEY,
+  event_id   bigint NOT NULL,
+  target     text COLLATE "C" NOT NULL,
+  attempts   integer NOT NULL DEFAULT 0,
+  next_ms    bigint NOT NULL,
+  last_error text,
+  created_ms bigint NOT NULL
+);
+CREATE INDEX task_outbox_target ON task_outbox (target, id);
+
+CREATE TABLE task_outbox_dead (
+  id         bigint PRIMARY KEY,
+  event_id   bigint NOT NULL,
+  target     text NOT NULL,
+  attempts   integer NOT NULL,
+  last_error text,
+  created_ms bigint NOT NULL,
+  dead_ms    bigint NOT NULL,
+  why        text NOT NULL
+);
+
+CREATE TABLE task_complaint (
+  platform     text NOT NULL,
+  complaint_id text NOT NULL,
+  task_id      text COLLATE "C" NOT NULL,
+  received_ms  bigint NOT NULL,
+  contact      text,
+  created_ms   bigint NOT NULL,
+  PRIMARY KEY (platform, complaint_id)
+);
+
+CREATE TABLE task_attachment (
+  task_id  text COLLATE "C" NOT NULL,
+  sha256   text COLLATE "C" NOT NULL,
+  filename text NOT NULL,
+  type     text NOT NULL,
+  size     bigint NOT NULL,
+  actor    text NOT NULL,
+  at_ms    bigint NOT NULL,
+  PRIMARY KEY (task_id, sha256)
+);
+
+CREATE FUNCTION task_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION '% append-only', TG_ARGV[0];
+END
+$$;
+CREATE TRIGGER task_audit_append_only BEFORE UPDATE OR DELETE ON task_audit
+  FOR EACH ROW EXECUTE FUNCTION task_refuse_change('the audit trail is');
+CREATE TRIGGER task_audit_no_truncate BEFORE TRUNCATE ON task_audit
+  FOR EACH STATEMENT EXECUTE FUNCTION task_refuse_change('the audit trail is');
+CREATE TRIGGER task_evidence_append_only BEFORE UPDATE OR DELETE ON task_evidence
+  FOR EACH ROW EXECUTE FUNCTION task_refuse_change('evidence packages are');
+CREATE TRIGGER task_evidence_no_truncate BEFORE TRUNCATE ON task_evidence
+  FOR EACH STATEMENT EXECUTE FUNCTION task_refuse_change('evidence packages are');
+CREATE TRIGGER task_attachment_append_only BEFORE UPDATE OR DELETE ON task_attachment
+  FOR EACH ROW EXECUTE FUNCTION task_refuse_change('attachments are');
+CREATE TRIGGER task_attachment_no_truncate BEFORE TRUNCATE ON task_attachment
+  FOR EACH STATEMENT EXECUTE FUNCTION task_refuse_change('attachments are');
+`,
+  },
 ];

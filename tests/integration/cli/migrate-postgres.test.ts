@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import Database from "better-sqlite3";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +15,10 @@ import { RegistryStore } from "../../../registry/store.js";
 import { AlarmStore } from "../../../rules/alarm-store.js";
 import { readAlarmStates } from "../../../rules/alarm-store-postgres.js";
 import { initialAlarmState } from "../../../rules/engine/alarm.js";
+import type { EvidencePackage } from "../../../contracts/index.js";
+import { TaskStore } from "../../../tasks/store.js";
+import { PostgresTaskStore } from "../../../tasks/store-postgres.js";
+import { queueParty, queueTask } from "../../unit/tasks/queue-fixture.js";
 import { migrate } from "../../../infra/postgres/migrate.js";
 import { CITYWATCH_MIGRATIONS } from "../../../infra/postgres/schema.js";
 import { MigrateRefusedError, migrateToPostgres } from "../../../cli/runtime/migrate-postgres.js";
@@ -97,6 +102,75 @@ function populate(dir: string): void {
   );
   alarms.save({ ruleId: "fume-hourly", subject: "site:site-b" }, initialAlarmState(NOW), NOW + 1);
   alarms.close();
+
+  const tasks = new TaskStore(join(dir, "tasks.db"));
+  // Two numbers taken: the cluster's next task is the third.
+  tasks.nextTaskId("enforcement");
+  tasks.nextTaskId("emergency");
+  const [open, closed] = [queueTask(0, { nowMs: NOW }), closedTask()];
+  tasks.saveTask(open, { partyKey: queueParty(0).key, recheckDueMs: NOW + 3_600_000 });
+  tasks.saveTask(closed, {});
+  tasks.linkViolation(open.id, "device", "noise-9", "noise-night");
+  tasks.appendAudit({
+    taskId: open.id,
+    atMs: NOW,
+    actor: "rules",
+    action: "filed",
+    detail: "噪声超标",
+  });
+  tasks.appendAudit({
+    taskId: closed.id,
+    atMs: NOW + 1,
+    actor: "officer-li",
+    action: "transition",
+    from: "in_progress",
+    to: "closed",
+    detail: "resolved",
+  });
+  tasks.addEvidence(evidencePackage(open.id, 1), NOW);
+  const at = new Date(NOW).toISOString();
+  const filed = tasks.appendEvent({ type: "filed", at, task: open, entries: [] }, NOW);
+  const changed = tasks.appendEvent({ type: "transition", at, task: closed, entries: [] }, NOW + 1);
+  tasks.enqueue(filed.id, "https://hooks.example/a", NOW);
+  tasks.enqueue(changed.id, "https://hooks.example/a", NOW + 1);
+  tasks.enqueue(changed.id, "https://hooks.example/b", NOW + 1);
+  tasks.retryLater(1, 2, NOW + 60_000, "HTTP 503");
+  tasks.bury(3, NOW + 2, "HTTP 410 Gone");
+  tasks.addComplaint({
+    platform: "12345",
+    complaintId: "C-1",
+    taskId: open.id,
+    receivedMs: NOW,
+    contact: { phone: "13800000000" },
+    createdMs: NOW,
+  });
+  tasks.addAttachment({
+    taskId: open.id,
+    sha256: "a".repeat(64),
+    filename: "photo.jpg",
+    type: "image/jpeg",
+    size: 1234,
+    by: "officer-li",
+    at,
+  });
+  tasks.close();
+}
+
+/** A task of the queue fixture, closed. */
+function closedTask() {
+  const task = queueTask(1, { nowMs: NOW });
+  return { ...task, state: "closed" as const };
+}
+
+/** An evidence package as stored (its content is not checked here, only carried whole). */
+function evidencePackage(taskId: string, sequence: number): EvidencePackage {
+  return {
+    taskId,
+    sequence,
+    hash: { algorithm: "sha256", value: "f".repeat(64) },
+    readings: [{ at: new Date(NOW).toISOString(), value: 71.5 }],
+    note: "夜间施工",
+  } as unknown as EvidencePackage;
 }
 
 async function count(pool: pg.Pool, table: string): Promise<number> {
@@ -123,6 +197,17 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
 
   it("copies alarm states, inbox, commit ledger and dead letters, each row in its site's partition", async () => {
     const { dir, pool } = await setup();
+    const source = new Database(join(dir, "tasks.db"), { readonly: true });
+    const sums = (sql: string) =>
+      (source.prepare(sql).raw().all() as string[][]).reduce(
+        (n, [text]) => n + Buffer.byteLength(text ?? "", "utf8"),
+        0,
+      );
+    const taskBytes = sums("SELECT doc FROM task");
+    const auditBytes = sums("SELECT detail FROM audit");
+    const evidenceBytes = sums("SELECT package FROM evidence");
+    const eventBytes = sums("SELECT payload FROM event");
+    source.close();
     const report = await migrateToPostgres({ dataDir: dir, pool, partitions: P });
 
     expect(report.tables.map((t) => [t.target, t.rows, t.copied, t.bytes, t.copiedBytes])).toEqual([
@@ -131,6 +216,15 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
       ["ingest_processed", 1, 1, undefined, undefined],
       ["ingest_dead_letters", 2, 2, 4, 4],
       ["alarm_states", 2, 2, undefined, undefined],
+      ["task", 2, 2, taskBytes, taskBytes],
+      ["task_link", 1, 1, undefined, undefined],
+      ["task_audit", 2, 2, auditBytes, auditBytes],
+      ["task_evidence", 1, 1, evidenceBytes, evidenceBytes],
+      ["task_event", 2, 2, eventBytes, eventBytes],
+      ["task_outbox", 2, 2, undefined, undefined],
+      ["task_outbox_dead", 1, 1, undefined, undefined],
+      ["task_complaint", 1, 1, undefined, undefined],
+      ["task_attachment", 1, 1, undefined, undefined],
     ]);
     expect(report.notMoved.map((f) => f.file)).toEqual(["registry.db"]);
 
@@ -192,11 +286,63 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
     expect((await readAlarmStates(pool, [b])).map((s) => s.subject)).toEqual(["site:site-b"]);
   });
 
+  it("copies the tasks: read back through the PostgreSQL task store as the data directory holds them", async () => {
+    const { dir, pool } = await setup();
+    await migrateToPostgres({ dataDir: dir, pool, partitions: P });
+    const before = new TaskStore(join(dir, "tasks.db"));
+    const after = new PostgresTaskStore(pool);
+    try {
+      const [open, closed] = [queueTask(0, { nowMs: NOW }).id, closedTask().id];
+      for (const id of [open, closed]) {
+        expect(await after.task(id)).toEqual(before.task(id));
+        expect(await after.audit(id)).toEqual(before.audit(id));
+      }
+      expect(await after.openTasks()).toEqual(before.openTasks());
+      // The party key, re-check due and incident link came along with the documents.
+      expect((await after.partyCaseHistory(queueParty(0).key)).map((t) => t.id)).toEqual(
+        before.partyCaseHistory(queueParty(0).key).map((t) => t.id),
+      );
+      expect((await after.dueRechecks(NOW + 3_600_000)).map((t) => t.id)).toEqual([open]);
+      expect((await after.openTask("device", "noise-9", "noise-night"))?.id).toBe(open);
+      expect(await after.evidence(open)).toEqual(before.evidence(open));
+      expect(await after.eventsAfter(0, 10)).toEqual(before.eventsAfter(0, 10));
+      expect(await after.outboxHead("https://hooks.example/a")).toEqual(
+        before.outboxHead("https://hooks.example/a"),
+      );
+      expect(await after.outboxHead("https://hooks.example/b")).toBeUndefined();
+      expect(await after.deadCount()).toBe(1);
+      expect(await after.complaintContact("12345", "C-1")).toEqual({ phone: "13800000000" });
+      expect(await after.attachments(open)).toEqual(before.attachments(open));
+
+      // New numbers and ids continue after the copied ones: no task number, audit entry or
+      // event id (a webhook's idempotency key) is issued twice.
+      expect(await after.nextTaskId("maintenance")).toBe("mnt-000003");
+      const audit = await after.appendAudit({
+        taskId: open,
+        atMs: NOW + 5,
+        actor: "rules",
+        action: "filed",
+        detail: "after the move",
+      });
+      expect(audit.id).toBe(Math.max(...before.audit(closed).map((e) => e.id)) + 1);
+      const task = queueTask(0, { nowMs: NOW });
+      const event = await after.appendEvent(
+        { type: "filed", at: new Date(NOW).toISOString(), task, entries: [] },
+        NOW + 5,
+      );
+      expect(event.id).toBe(3);
+      await after.enqueue(event.id, "https://hooks.example/b", NOW + 5);
+      expect((await after.outboxHead("https://hooks.example/b"))?.id).toBe(4);
+    } finally {
+      before.close();
+    }
+  });
+
   it("refuses a database that already holds citywatch state, and changes nothing", async () => {
     const { dir, pool } = await setup();
     await migrateToPostgres({ dataDir: dir, pool, partitions: P });
     await expect(migrateToPostgres({ dataDir: dir, pool, partitions: P })).rejects.toThrow(
-      /already holds citywatch state \(alarm_states 2 rows, ingest_inbox 3 rows, ingest_progress 2 rows, ingest_processed 1 rows, ingest_dead_letters 2 rows\)/,
+      /already holds citywatch state \(alarm_states 2 rows, ingest_inbox 3 rows, ingest_progress 2 rows, ingest_processed 1 rows, ingest_dead_letters 2 rows, task 2 rows, task_link 1 rows, task_audit 2 rows, task_evidence 1 rows, task_event 2 rows, task_outbox 2 rows, task_outbox_dead 1 rows, task_complaint 1 rows, task_attachment 1 rows\)/,
     );
     expect(await count(pool, "ingest_inbox")).toBe(3);
     expect(await count(pool, "alarm_states")).toBe(2);
@@ -243,7 +389,7 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
     const empty = mkdtempSync(join(tmpdir(), "cw-migrate-empty-"));
     dirs.push(empty);
     await expect(migrateToPostgres({ dataDir: empty, pool, partitions: P })).rejects.toThrow(
-      /holds neither ingest.db nor alarms.db/,
+      /holds none of ingest.db, alarms.db and tasks.db/,
     );
     await expect(
       migrateToPostgres({ dataDir: join(empty, "missing"), pool, partitions: P }),

@@ -8,6 +8,7 @@ import {
   type Migration,
 } from "../../../infra/postgres/migrate.js";
 import { openPostgres, PostgresConnectError } from "../../../infra/postgres/pool.js";
+import { inTransaction, TransactionAbortedError } from "../../../infra/postgres/transaction.js";
 import { CITYWATCH_MIGRATIONS } from "../../../infra/postgres/schema.js";
 import {
   createTestSchema,
@@ -108,6 +109,23 @@ describe.runIf(postgres)("PostgreSQL pool and migrations", () => {
     } finally {
       await other.drop();
     }
+  });
+
+  it("does not take a COMMIT that PostgreSQL turned into a ROLLBACK for a commit", async () => {
+    const pool = await schema.pool();
+    await pool.query("CREATE TABLE kept (id integer PRIMARY KEY)");
+    // The work catches its failed statement and resolves; PostgreSQL had aborted the transaction.
+    const done = inTransaction(pool, async (client) => {
+      await client.query("INSERT INTO kept VALUES (1)");
+      await client.query("INSERT INTO kept VALUES (1)").catch(() => undefined);
+      return "done";
+    });
+    await expect(done).rejects.toBeInstanceOf(TransactionAbortedError);
+    expect((await pool.query("SELECT * FROM kept")).rows).toEqual([]);
+    // The connection went back to the pool usable.
+    await expect(
+      inTransaction(pool, (client) => client.query("INSERT INTO kept VALUES (2)")),
+    ).resolves.toMatchObject({ rowCount: 1 });
   });
 
   it("says so when the schema does not exist", async () => {

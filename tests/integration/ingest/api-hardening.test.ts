@@ -111,6 +111,41 @@ function apiOn(storeName: string, open: (dir: string) => TimeSeriesStore | undef
       expect(xml.json<{ error: string }>().error).toBe("unsupported_media_type");
     });
 
+    it("refuses a NUL character (U+0000) anywhere in a request's text, before the route", async () => {
+      const refused = await Promise.all([
+        app.inject({
+          method: "POST",
+          url: "/test/echo",
+          headers: { "content-type": "application/json" },
+          payload: JSON.stringify({ note: "crew\u0000on the way" }),
+        }),
+        app.inject({
+          method: "POST",
+          url: "/test/echo",
+          headers: { "content-type": "application/json" },
+          payload: JSON.stringify({ deep: [{ ["k\u0000"]: 1 }] }),
+        }),
+        app.inject({ method: "GET", url: "/api/v1/devices/noise-1/readings?from=%00" }),
+        app.inject({ method: "GET", url: "/api/v1/devices/noise%00-1/latest" }),
+      ]);
+      for (const answer of refused) {
+        expect(answer.statusCode).toBe(400);
+        expect(answer.json<{ error: string; message: string }>()).toEqual({
+          error: "bad_request",
+          message: "text in a request must not contain the NUL character (U+0000)",
+        });
+      }
+      // Any other character passes through, control characters included.
+      const kept = await app.inject({
+        method: "POST",
+        url: "/test/echo",
+        headers: { "content-type": "application/json" },
+        payload: JSON.stringify({ note: "a\u0001b 蓉城" }),
+      });
+      expect(kept.statusCode).toBe(200);
+      expect(kept.json()).toEqual({ note: "a\u0001b 蓉城" });
+    });
+
     it("puts nosniff and no-store on every answer: 200, 400, 404, 413", async () => {
       const answers = await Promise.all([
         app.inject({ method: "GET", url: "/api/v1/devices" }),

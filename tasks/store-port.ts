@@ -1,0 +1,190 @@
+import type {
+  Attachment,
+  AuditAction,
+  AuditEntry,
+  EvidencePackage,
+  Task,
+  TaskEvent,
+  TaskKind,
+} from "../contracts/index.js";
+import type { OutboxRow } from "./notify/outbox.js";
+import type { NewAudit, NewComplaint, TaskFilter, TaskPage, TaskStore } from "./store.js";
+
+/*
+ * The task service's state behind an asynchronous interface (issue #21): one contract, two
+ * implementations, one test suite run against both (tests/integration/tasks/task-store.test.ts).
+ *
+ * - `TaskStore` (store.ts): the embedded `tasks.db` on better-sqlite3, synchronous; `asyncTaskStore`
+ *   below puts it behind this interface unchanged.
+ * - `PostgresTaskStore` (store-postgres.ts): the same tables in PostgreSQL, shared by the nodes.
+ *
+ * The methods mean what TaskStore's mean (see there). A transaction runs `work` with a view of
+ * the store whose every call takes part in it: all of it is durable when the promise resolves,
+ * or none of it when it rejects. A transaction begun inside another's `work` joins it.
+ */
+export interface AsyncTaskStore {
+  transaction<T>(work: (tx: AsyncTaskStore) => Promise<T>): Promise<T>;
+
+  nextTaskId(kind: TaskKind): Promise<string>;
+  saveTask(
+    task: Task,
+    extra: { partyKey?: string | undefined; recheckDueMs?: number | undefined },
+  ): Promise<void>;
+  task(id: string): Promise<Task | undefined>;
+  openTask(subjectType: string, subjectId: string, ruleId: string): Promise<Task | undefined>;
+  linkViolation(
+    taskId: string,
+    subjectType: string,
+    subjectId: string,
+    ruleId: string,
+  ): Promise<void>;
+  openIncident(partyKey: string): Promise<Task | undefined>;
+  partyCases(partyKey: string, sinceMs: number, exceptId: string): Promise<Task[]>;
+  listTasks(filter: TaskFilter): Promise<Task[]>;
+  queryTasks(filter: TaskFilter): Promise<TaskPage>;
+  openTasks(): Promise<Task[]>;
+  openCounts(): Promise<Array<{ kind: string; n: number }>>;
+  flaggedTasks(): Promise<Task[]>;
+  dueRechecks(nowMs: number): Promise<Task[]>;
+  openTasksAtSite(siteId: string): Promise<Task[]>;
+  filedTasks(fromMs: number, toMs: number): Promise<Task[]>;
+  filedBetween(fromMs: number, toMs: number): Promise<Array<{ task: Task; audit: AuditEntry[] }>>;
+
+  appendAudit(entry: NewAudit): Promise<AuditEntry>;
+  audit(taskId: string): Promise<AuditEntry[]>;
+
+  addEvidence(pkg: EvidencePackage, createdMs: number): Promise<void>;
+  evidenceCount(taskId: string): Promise<number>;
+  evidence(taskId: string, sequence?: number): Promise<EvidencePackage | undefined>;
+
+  appendEvent(event: Omit<TaskEvent, "id">, atMs: number): Promise<TaskEvent>;
+  event(id: number): Promise<TaskEvent | undefined>;
+  eventsAfter(afterId: number, limit: number): Promise<TaskEvent[]>;
+
+  enqueue(eventId: number, target: string, nowMs: number): Promise<void>;
+  outboxDepths(): Promise<Map<string, number>>;
+  outboxHead(target: string): Promise<OutboxRow | undefined>;
+  delivered(outboxId: number): Promise<boolean>;
+  retryLater(outboxId: number, attempts: number, nextMs: number, error: string): Promise<void>;
+  bury(outboxId: number, nowMs: number, why: string): Promise<boolean>;
+  deadCount(): Promise<number>;
+
+  complaintTask(platform: string, complaintId: string): Promise<string | undefined>;
+  addComplaint(entry: NewComplaint): Promise<void>;
+  eraseComplaintContacts(closedBeforeMs: number): Promise<number>;
+  complaintContact(platform: string, complaintId: string): Promise<unknown>;
+
+  addAttachment(a: Attachment): Promise<boolean>;
+  attachmentCount(taskId: string): Promise<number>;
+  attachments(taskId: string): Promise<Attachment[]>;
+  attachment(taskId: string, sha256: string): Promise<Attachment | undefined>;
+
+  partyCaseHistory(partyKey?: string): Promise<Task[]>;
+  partyAuditEntries(actions: readonly AuditAction[], partyKey?: string): Promise<AuditEntry[]>;
+
+  close(): Promise<void>;
+}
+
+/** The methods of AsyncTaskStore other than transaction and close: each is TaskStore's, awaited. */
+type Forwarded = Exclude<keyof AsyncTaskStore, "transaction" | "close">;
+
+/**
+ * The embedded TaskStore behind the asynchronous interface. better-sqlite3 is synchronous, so a
+ * transaction cannot stay open across an `await`: `work` runs inside BEGIN … COMMIT issued by
+ * hand, and nothing else may use the store until it settles (calls made meanwhile from outside
+ * the transaction wait their turn). That is one writer at a time, as SQLite has anyway.
+ */
+export function asyncTaskStore(store: TaskStore): AsyncTaskStore {
+  let queue: Promise<unknown> = Promise.resolve();
+  /** Runs `run` after every transaction begun before it. */
+  const serial = <T>(run: () => Promise<T>): Promise<T> => {
+    const next = queue.then(run, run);
+    queue = next.catch(() => undefined);
+    return next;
+  };
+  const call =
+    (inTx: boolean) =>
+    (name: Forwarded) =>
+    (...args: unknown[]) => {
+      // A synchronous throw (a RangeError, say) becomes a rejection, as PostgreSQL's would be.
+      const invoke = () =>
+        new Promise<unknown>((resolve) =>
+          resolve(
+            (store as unknown as Record<Forwarded, (...a: unknown[]) => unknown>)[name](...args),
+          ),
+        );
+      return inTx ? invoke() : serial(invoke);
+    };
+  const view = (inTx: boolean): AsyncTaskStore => {
+    const forward = call(inTx);
+    const methods = Object.fromEntries(
+      FORWARDED.map((name) => [name, forward(name)]),
+    ) as unknown as Omit<AsyncTaskStore, "transaction" | "close">;
+    const self: AsyncTaskStore = {
+      ...methods,
+      transaction: <T>(work: (tx: AsyncTaskStore) => Promise<T>): Promise<T> =>
+        inTx ? work(self) : serial(() => runTransaction(work)),
+      close: () => serial(() => Promise.resolve(store.close())),
+    };
+    return self;
+  };
+  const inside = view(true);
+  const runTransaction = async <T>(work: (tx: AsyncTaskStore) => Promise<T>): Promise<T> => {
+    store.begin();
+    try {
+      const value = await work(inside);
+      store.commit();
+      return value;
+    } catch (error) {
+      store.rollback();
+      throw error;
+    }
+  };
+  return view(false);
+}
+
+/** Every forwarded method, checked against the interface by the compiler (none missing or extra). */
+const FORWARDED_METHODS = {
+  nextTaskId: true,
+  saveTask: true,
+  task: true,
+  openTask: true,
+  linkViolation: true,
+  openIncident: true,
+  partyCases: true,
+  listTasks: true,
+  queryTasks: true,
+  openTasks: true,
+  openCounts: true,
+  flaggedTasks: true,
+  dueRechecks: true,
+  openTasksAtSite: true,
+  filedTasks: true,
+  filedBetween: true,
+  appendAudit: true,
+  audit: true,
+  addEvidence: true,
+  evidenceCount: true,
+  evidence: true,
+  appendEvent: true,
+  event: true,
+  eventsAfter: true,
+  enqueue: true,
+  outboxDepths: true,
+  outboxHead: true,
+  delivered: true,
+  retryLater: true,
+  bury: true,
+  deadCount: true,
+  complaintTask: true,
+  addComplaint: true,
+  eraseComplaintContacts: true,
+  complaintContact: true,
+  addAttachment: true,
+  attachmentCount: true,
+  attachments: true,
+  attachment: true,
+  partyCaseHistory: true,
+  partyAuditEntries: true,
+} satisfies Record<Forwarded, true>;
+const FORWARDED = Object.keys(FORWARDED_METHODS) as Forwarded[];
