@@ -275,7 +275,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   async openIncident(partyKey: string): Promise<Task | undefined> {
     const rows = await this.#rows<{ doc: string }>(
       `SELECT doc FROM task WHERE party_key = $1 AND open AND kind = 'enforcement'
-       ORDER BY filed_ms DESC LIMIT 1`,
+       ORDER BY filed_ms DESC, id DESC LIMIT 1`,
       [partyKey],
     );
     return docs(rows)[0];
@@ -286,7 +286,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
       await this.#rows(
         `SELECT doc FROM task WHERE party_key = $1 AND filed_ms >= $2 AND id <> $3
            AND coalesce(doc::jsonb #>> '{closure,reason}', '') NOT IN ('false_positive', 'sensor_fault', 'exempt')
-         ORDER BY filed_ms`,
+         ORDER BY filed_ms, id`,
         [partyKey, sinceMs, exceptId],
       ),
     );
@@ -390,9 +390,10 @@ export class PostgresTaskStore implements AsyncTaskStore {
 
   async dueRechecks(nowMs: number): Promise<Task[]> {
     return docs(
-      await this.#rows("SELECT doc FROM task WHERE recheck_due_ms <= $1 ORDER BY recheck_due_ms", [
-        nowMs,
-      ]),
+      await this.#rows(
+        "SELECT doc FROM task WHERE recheck_due_ms <= $1 ORDER BY recheck_due_ms, id",
+        [nowMs],
+      ),
     );
   }
 

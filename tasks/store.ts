@@ -509,7 +509,7 @@ export class TaskStore {
   openIncident(partyKey: string): Task | undefined {
     const row = this.stmt(
       `SELECT doc FROM task WHERE party_key = ? AND open = 1 AND kind = 'enforcement'
-       ORDER BY filed_ms DESC LIMIT 1`,
+       ORDER BY filed_ms DESC, id DESC LIMIT 1`,
     ).get(partyKey) as { doc: string } | undefined;
     return row === undefined ? undefined : (JSON.parse(row.doc) as Task);
   }
@@ -523,7 +523,7 @@ export class TaskStore {
       this.stmt(
         `SELECT doc FROM task WHERE party_key = ? AND filed_ms >= ? AND id != ?
            AND coalesce(json_extract(doc, '$.closure.reason'), '') NOT IN ('false_positive', 'sensor_fault', 'exempt')
-         ORDER BY filed_ms`,
+         ORDER BY filed_ms, id`,
       ).all(partyKey, sinceMs, exceptId) as Array<{ doc: string }>
     ).map((r) => JSON.parse(r.doc) as Task);
   }
@@ -650,7 +650,7 @@ export class TaskStore {
   /** Tasks whose graduated-response re-check is due. */
   dueRechecks(nowMs: number): Task[] {
     return (
-      this.stmt("SELECT doc FROM task WHERE recheck_due_ms <= ? ORDER BY recheck_due_ms").all(
+      this.stmt("SELECT doc FROM task WHERE recheck_due_ms <= ? ORDER BY recheck_due_ms, id").all(
         nowMs,
       ) as Array<{ doc: string }>
     ).map((r) => JSON.parse(r.doc) as Task);
