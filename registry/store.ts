@@ -82,7 +82,7 @@ const MIGRATIONS: readonly string[] = [
 ];
 
 /** JSON with keys sorted, so that two records compare by content, not by key order. */
-function canonical(value: unknown): string {
+export function canonical(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
     typeof v === "object" && v !== null && !Array.isArray(v)
       ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
@@ -106,7 +106,7 @@ export interface RemovedSite {
  * read it would stop the broker, the ingest and the listings from starting), and is reported by
  * `invalidRecords()`. Anything else that does not parse is a damaged file and throws.
  */
-function readRecord<T>(schema: z.ZodType<T>, doc: string): T {
+export function readRecord<T>(schema: z.ZodType<T>, doc: string): T {
   const raw: unknown = JSON.parse(doc);
   const parsed = schema.safeParse(raw);
   if (parsed.success) return parsed.data;
@@ -116,7 +116,7 @@ function readRecord<T>(schema: z.ZodType<T>, doc: string): T {
 }
 
 /** What a device row's doc holds: the record without its registration (generation, time). */
-function docOf(device: Device): Device {
+export function docOf(device: Device): Device {
   const { generation: _generation, registeredAt: _registeredAt, ...doc } = device;
   return doc;
 }
@@ -132,6 +132,297 @@ export interface InvalidRecord {
 export interface Issued<T> {
   readonly record: T;
   readonly secret: string;
+}
+
+/*
+ * What the registry decides, apart from where it keeps its rows: the refusals and warnings, and
+ * how records combine. Shared by RegistryStore here and PostgresRegistryStore (store-postgres.ts),
+ * so that both refuse the same input with the same error.
+ */
+
+/** The refusals both stores give, one per reason. */
+export const refusal = {
+  siteExists: (id: string) =>
+    new RegistryError(
+      "REGISTRY_DUPLICATE",
+      `site ${id} is already registered (--replace to change it)`,
+    ),
+  siteUnknown: (id: string) =>
+    new RegistryError("REGISTRY_NOT_FOUND", `site ${id} is not registered`),
+  deviceSiteUnknown: (siteId: string) =>
+    new RegistryError("REGISTRY_NOT_FOUND", `site ${siteId} is not registered; add it first`),
+  principalExists: (id: string) =>
+    new RegistryError(
+      "REGISTRY_DUPLICATE",
+      `${id} is already registered, or clashes with a service account's client ids (name, name-*)`,
+    ),
+  deviceUnknown: (id: string) =>
+    new RegistryError("REGISTRY_NOT_FOUND", `device ${id} is not registered`),
+  principalUnknown: (id: string) =>
+    new RegistryError("REGISTRY_NOT_FOUND", `${id} is not a registered device or service account`),
+  deviceRedefined: (id: string) =>
+    new RegistryError(
+      "REGISTRY_DUPLICATE",
+      `device ${id} is already registered with a different definition; remove it first or change the file`,
+    ),
+  accountRedefined: (name: string, role: string, wanted: string) =>
+    new RegistryError(
+      "REGISTRY_DUPLICATE",
+      `service account ${name} is already registered with role ${role}, not ${wanted}`,
+    ),
+  partyExists: (key: string) =>
+    new RegistryError(
+      "REGISTRY_DUPLICATE",
+      `party ${key} is already registered (citywatch parties add --replace, or PUT /api/v1/parties/${key}, changes it)`,
+    ),
+  siteOfAnotherParty: (siteId: string, owner: string) =>
+    new RegistryError(
+      "REGISTRY_DUPLICATE",
+      `site ${siteId} is already a site of party ${owner}; remove it from that party first`,
+    ),
+};
+
+/**
+ * Refuse a site `addSite` may not register: an id already registered (unless `replace`), a
+ * tunnel segment neighbouring itself or a site not registered. `registered` answers for an id.
+ */
+export function checkNewSite(
+  site: Site,
+  options: { replace?: boolean },
+  registered: (id: string) => boolean,
+): void {
+  if (options.replace !== true && registered(site.id)) throw refusal.siteExists(site.id);
+  if (site.type !== "tunnel_segment") return;
+  for (const n of site.neighbours) {
+    if (n === site.id)
+      throw new RegistryError("REGISTRY_INVALID", `${site.id} cannot neighbour itself`);
+    if (!registered(n))
+      throw new RegistryError(
+        "REGISTRY_NOT_FOUND",
+        `neighbour ${n} is not a registered site; add it first`,
+      );
+  }
+}
+
+/**
+ * What removing `site` takes along, given its devices and every registered site: the tunnel
+ * segments naming it a neighbour, refused (REGISTRY_IN_USE) unless `force` when anything does.
+ */
+export function planSiteRemoval(
+  site: Site,
+  devices: readonly string[],
+  sites: readonly Site[],
+  force: boolean,
+): { segments: Site[]; neighbourOf: string[] } {
+  const segments = sites.filter(
+    (s) => s.type === "tunnel_segment" && s.neighbours.includes(site.id),
+  );
+  const neighbourOf = segments.map((s) => s.id as string);
+  if (!force && (devices.length > 0 || neighbourOf.length > 0)) {
+    const reasons = [
+      ...(devices.length > 0
+        ? [
+            `${devices.length} device${devices.length === 1 ? "" : "s"} belong${devices.length === 1 ? "s" : ""} to it (${devices.join(", ")})`,
+          ]
+        : []),
+      ...(neighbourOf.length > 0
+        ? [`tunnel segments name it a neighbour (${neighbourOf.join(", ")})`]
+        : []),
+    ];
+    throw new RegistryError(
+      "REGISTRY_IN_USE",
+      `site ${site.id} is in use: ${reasons.join("; ")}. Remove or move them first, or --force to remove the site with its devices`,
+    );
+  }
+  return { segments, neighbourOf };
+}
+
+/** A tunnel segment without `id` among its neighbours (another site: unchanged). */
+export function withoutNeighbour(segment: Site, id: string): Site {
+  return segment.type === "tunnel_segment"
+    ? { ...segment, neighbours: segment.neighbours.filter((n) => n !== id) }
+    : segment;
+}
+
+/** A new service account's row: name, role, the secret's hash, the record, when created. */
+export function accountRow(account: ServiceAccount, secret: string) {
+  return [
+    account.name,
+    account.role,
+    hashSecret(secret),
+    JSON.stringify(account),
+    new Date().toISOString(),
+  ] as const;
+}
+
+/** A device as read: its stored record with its registration (generation, time). */
+export function registeredDevice(doc: string, generation: number, registeredAt: string): Device {
+  return { ...readRecord(Device, doc), generation, registeredAt };
+}
+
+/**
+ * Is `input` (a device of a registry file) the registered `existing` device? Every field but
+ * `enabled` and `standby` (and the registration) must be the same.
+ */
+export function sameDevice(existing: Device, input: DeviceInput): boolean {
+  return (
+    canonical({ ...docOf(existing), enabled: undefined, standby: undefined }) ===
+    canonical({ ...docOf(Device.parse(input)), enabled: undefined, standby: undefined })
+  );
+}
+
+/** The stored records of `rows` a registration would now refuse, with why (readRecord). */
+export function invalidRecordsOf(
+  type: "site" | "device",
+  schema: z.ZodType,
+  rows: ReadonlyArray<{ id: string; doc: string }>,
+): InvalidRecord[] {
+  const out: InvalidRecord[] = [];
+  for (const row of rows) {
+    const parsed = schema.safeParse(JSON.parse(row.doc));
+    if (!parsed.success)
+      out.push({
+        type,
+        id: row.id,
+        problems: problemsOf(parsed.error).map((p) => `${p.path}: ${p.message}`),
+      });
+  }
+  return out;
+}
+
+/** What a device's successful CONNECT authenticates as. */
+export function devicePrincipal(username: string, kind: string) {
+  return {
+    type: "device" as const,
+    deviceId: Device.shape.id.parse(username),
+    kind: Device.shape.kind.parse(kind),
+  };
+}
+
+/** What a service account's successful CONNECT authenticates as. */
+export function servicePrincipal(username: string, role: string): AuthOutcome {
+  return {
+    ok: true,
+    principal: {
+      type: "service",
+      name: ServiceAccount.shape.name.parse(username),
+      role: ServiceAccount.shape.role.parse(role),
+    },
+  };
+}
+
+/** A party's key: its credit code, or `nocode-` and 16 hex digits of the SHA-256 of its name. */
+export function partyKeyOf(input: {
+  readonly creditCode?: string | undefined;
+  readonly name: string;
+}): string {
+  return (
+    input.creditCode ??
+    `nocode-${createHash("sha256").update(input.name, "utf8").digest("hex").slice(0, 16)}`
+  );
+}
+
+/**
+ * The party record `input` becomes under `key`, with the warnings of registering it, or the
+ * refusal: the key registered already (`existing`, without `replace`), or a listed site that is
+ * another party's (`ownerOf`). `siteOf` gives a registered site.
+ */
+export function planParty(
+  input: z.infer<typeof PartyInput>,
+  key: string,
+  existing: Party | undefined,
+  options: { replace?: boolean | undefined; now?: number | undefined },
+  ownerOf: (siteId: string) => string | undefined,
+  siteOf: (siteId: string) => Site | undefined,
+): { party: Party; warnings: string[]; created: boolean } {
+  const warnings: string[] = [];
+  if (input.creditCode === undefined) {
+    warnings.push(
+      `party "${input.name}" has no unified social credit code: registered under the generated key ${key}; its credit record cannot be exported by code`,
+    );
+  }
+  if (existing !== undefined && options.replace !== true) throw refusal.partyExists(key);
+  const sites = [...new Set(input.sites)];
+  for (const siteId of sites) {
+    const owner = ownerOf(siteId);
+    if (owner !== undefined && owner !== key) throw refusal.siteOfAnotherParty(siteId, owner);
+    const site = siteOf(siteId);
+    if (site === undefined) {
+      warnings.push(`site ${siteId} of party ${key} is not registered (yet)`);
+    } else if (!("regulatedParty" in site)) {
+      warnings.push(
+        `site ${siteId} of party ${key} is a ${site.type}, which has no regulated party: no case there is addressed to the party`,
+      );
+    } else if (
+      site.regulatedParty.creditCode !== undefined &&
+      site.regulatedParty.creditCode !== input.creditCode
+    ) {
+      warnings.push(
+        `site ${siteId} names credit code ${site.regulatedParty.creditCode} inline; the record of party ${key} takes precedence`,
+      );
+    }
+  }
+  const party = Party.parse({
+    ...input,
+    sites,
+    key,
+    updatedAt: new Date(options.now ?? Date.now()).toISOString(),
+  });
+  return { party, warnings, created: existing === undefined };
+}
+
+/** The credit code a site carries inline (its `regulatedParty`), if any. */
+export function inlineCreditCode(site: Site | undefined): string | undefined {
+  return site !== undefined && "regulatedParty" in site
+    ? site.regulatedParty.creditCode
+    : undefined;
+}
+
+/**
+ * `site` with its party resolved to `party` (resolvedSite): the record's name, credit code and
+ * first contact win over what the site carries inline. Without a party, or for a site type
+ * without a regulated party, the site as stored.
+ */
+export function withPartyRecord(site: Site, party: Party | undefined): Site {
+  if (party === undefined || !("regulatedParty" in site)) return site;
+  const contact = party.contacts[0];
+  return {
+    ...site,
+    regulatedParty: {
+      name: party.name,
+      ...(party.creditCode === undefined
+        ? site.regulatedParty.creditCode === undefined
+          ? {}
+          : { creditCode: site.regulatedParty.creditCode }
+        : { creditCode: party.creditCode }),
+      ...(contact === undefined
+        ? site.regulatedParty.contact === undefined
+          ? {}
+          : { contact: site.regulatedParty.contact }
+        : { contact: { name: contact.name, phone: contact.phone } }),
+    },
+  };
+}
+
+/**
+ * The sites of `party` (sitesOfParty): those its record lists and, among `sites`, those whose
+ * inline party has its credit code and that no other record lists (`ownerOf`). Sorted.
+ */
+export function sitesOfPartyFrom(
+  party: Party,
+  sites: readonly Site[],
+  ownerOf: (siteId: string) => string | undefined,
+): string[] {
+  const ids = new Set(party.sites);
+  if (party.creditCode !== undefined) {
+    for (const site of sites) {
+      if (inlineCreditCode(site) === party.creditCode) {
+        const owner = ownerOf(site.id);
+        if (owner === undefined || owner === party.key) ids.add(site.id);
+      }
+    }
+  }
+  return [...ids].sort();
 }
 
 /**
@@ -202,23 +493,7 @@ export class RegistryStore {
     const site = Site.parse(input);
     return this.db
       .transaction(() => {
-        if (options.replace !== true && this.getSite(site.id) !== undefined) {
-          throw new RegistryError(
-            "REGISTRY_DUPLICATE",
-            `site ${site.id} is already registered (--replace to change it)`,
-          );
-        }
-        if (site.type === "tunnel_segment") {
-          for (const n of site.neighbours) {
-            if (n === site.id)
-              throw new RegistryError("REGISTRY_INVALID", `${site.id} cannot neighbour itself`);
-            if (this.getSite(n) === undefined)
-              throw new RegistryError(
-                "REGISTRY_NOT_FOUND",
-                `neighbour ${n} is not a registered site; add it first`,
-              );
-          }
-        }
+        checkNewSite(site, options, (id) => this.getSite(id) !== undefined);
         return this.putSite(site);
       })
       .immediate();
@@ -241,34 +516,16 @@ export class RegistryStore {
     return this.db
       .transaction(() => {
         const site = this.getSite(id);
-        if (site === undefined)
-          throw new RegistryError("REGISTRY_NOT_FOUND", `site ${id} is not registered`);
+        if (site === undefined) throw refusal.siteUnknown(id);
         const devices = this.devicesAt(id).map((d) => d.id as string);
-        const segments = this.listSites().filter(
-          (s) => s.type === "tunnel_segment" && s.neighbours.includes(site.id),
+        const { segments, neighbourOf } = planSiteRemoval(
+          site,
+          devices,
+          this.listSites(),
+          options.force === true,
         );
-        const neighbourOf = segments.map((s) => s.id as string);
-        if (options.force !== true && (devices.length > 0 || neighbourOf.length > 0)) {
-          const reasons = [
-            ...(devices.length > 0
-              ? [
-                  `${devices.length} device${devices.length === 1 ? "" : "s"} belong${devices.length === 1 ? "s" : ""} to it (${devices.join(", ")})`,
-                ]
-              : []),
-            ...(neighbourOf.length > 0
-              ? [`tunnel segments name it a neighbour (${neighbourOf.join(", ")})`]
-              : []),
-          ];
-          throw new RegistryError(
-            "REGISTRY_IN_USE",
-            `site ${id} is in use: ${reasons.join("; ")}. Remove or move them first, or --force to remove the site with its devices`,
-          );
-        }
         this.#stmt("DELETE FROM device WHERE site_id = ?").run(id);
-        for (const segment of segments) {
-          if (segment.type !== "tunnel_segment") continue;
-          this.putSite({ ...segment, neighbours: segment.neighbours.filter((n) => n !== id) });
-        }
+        for (const segment of segments) this.putSite(withoutNeighbour(segment, id));
         this.#stmt("DELETE FROM site WHERE id = ?").run(id);
         return { site, devices, neighbourOf };
       })
@@ -291,18 +548,9 @@ export class RegistryStore {
     const device = Device.parse(input);
     return this.db
       .transaction(() => {
-        if (this.principalExists(device.id)) {
-          throw new RegistryError(
-            "REGISTRY_DUPLICATE",
-            `${device.id} is already registered, or clashes with a service account's client ids (name, name-*)`,
-          );
-        }
-        if (this.getSite(device.siteId) === undefined) {
-          throw new RegistryError(
-            "REGISTRY_NOT_FOUND",
-            `site ${device.siteId} is not registered; add it first`,
-          );
-        }
+        if (this.principalExists(device.id)) throw refusal.principalExists(device.id);
+        if (this.getSite(device.siteId) === undefined)
+          throw refusal.deviceSiteUnknown(device.siteId);
         const secret = generateSecret();
         const now = new Date().toISOString();
         const doc = docOf(device);
@@ -334,11 +582,7 @@ export class RegistryStore {
      FROM device d LEFT JOIN device_generation g ON g.id = d.id`;
 
   #device(row: { doc: string; generation: number; registered_at: string }): Device {
-    return {
-      ...readRecord(Device, row.doc),
-      generation: row.generation,
-      registeredAt: row.registered_at,
-    };
+    return registeredDevice(row.doc, row.generation, row.registered_at);
   }
 
   getDevice(id: string): Device | undefined {
@@ -380,25 +624,18 @@ export class RegistryStore {
    * is registered again with values the stores can hold.
    */
   invalidRecords(): InvalidRecord[] {
-    const out: InvalidRecord[] = [];
-    const check = (
-      type: "site" | "device",
-      schema: z.ZodType,
-      rows: { id: string; doc: string }[],
-    ) => {
-      for (const row of rows) {
-        const parsed = schema.safeParse(JSON.parse(row.doc));
-        if (!parsed.success)
-          out.push({
-            type,
-            id: row.id,
-            problems: problemsOf(parsed.error).map((p) => `${p.path}: ${p.message}`),
-          });
-      }
-    };
-    check("site", Site, this.#stmt("SELECT id, doc FROM site ORDER BY id").all() as never);
-    check("device", Device, this.#stmt("SELECT id, doc FROM device ORDER BY id").all() as never);
-    return out;
+    return [
+      ...invalidRecordsOf(
+        "site",
+        Site,
+        this.#stmt("SELECT id, doc FROM site ORDER BY id").all() as never,
+      ),
+      ...invalidRecordsOf(
+        "device",
+        Device,
+        this.#stmt("SELECT id, doc FROM device ORDER BY id").all() as never,
+      ),
+    ];
   }
 
   countDevices(): number {
@@ -408,8 +645,7 @@ export class RegistryStore {
   /** Enable or disable a device; a disabled device's CONNECT is refused as not authorized. */
   setDeviceEnabled(id: string, enabled: boolean): void {
     const device = this.getDevice(id);
-    if (device === undefined)
-      throw new RegistryError("REGISTRY_NOT_FOUND", `device ${id} is not registered`);
+    if (device === undefined) throw refusal.deviceUnknown(id);
     this.#stmt("UPDATE device SET enabled = ?, doc = ? WHERE id = ?").run(
       enabled ? 1 : 0,
       JSON.stringify(docOf({ ...device, enabled })),
@@ -424,8 +660,7 @@ export class RegistryStore {
    */
   putOnStandby(id: string): void {
     const device = this.getDevice(id);
-    if (device === undefined)
-      throw new RegistryError("REGISTRY_NOT_FOUND", `device ${id} is not registered`);
+    if (device === undefined) throw refusal.deviceUnknown(id);
     this.#stmt("UPDATE device SET doc = ? WHERE id = ?").run(
       JSON.stringify(docOf({ ...device, standby: true })),
       id,
@@ -434,8 +669,7 @@ export class RegistryStore {
 
   removeDevice(id: string): void {
     const result = this.#stmt("DELETE FROM device WHERE id = ?").run(id);
-    if (result.changes === 0)
-      throw new RegistryError("REGISTRY_NOT_FOUND", `device ${id} is not registered`);
+    if (result.changes === 0) throw refusal.deviceUnknown(id);
   }
 
   /** Clear a device's standby flag; false when it was not on standby (or is not registered). */
@@ -454,11 +688,7 @@ export class RegistryStore {
     const changed =
       this.#stmt("UPDATE device SET secret_hash = ? WHERE id = ?").run(hash, id).changes +
       this.#stmt("UPDATE service_account SET secret_hash = ? WHERE name = ?").run(hash, id).changes;
-    if (changed === 0)
-      throw new RegistryError(
-        "REGISTRY_NOT_FOUND",
-        `${id} is not a registered device or service account`,
-      );
+    if (changed === 0) throw refusal.principalUnknown(id);
     return secret;
   }
 
@@ -467,22 +697,11 @@ export class RegistryStore {
     const account = ServiceAccount.parse(input);
     return this.db
       .transaction(() => {
-        if (this.principalExists(account.name)) {
-          throw new RegistryError(
-            "REGISTRY_DUPLICATE",
-            `${account.name} is already registered, or clashes with a service account's client ids (name, name-*)`,
-          );
-        }
+        if (this.principalExists(account.name)) throw refusal.principalExists(account.name);
         const secret = generateSecret();
         this.#stmt(
           "INSERT INTO service_account (name, role, secret_hash, doc, created_at) VALUES (?, ?, ?, ?, ?)",
-        ).run(
-          account.name,
-          account.role,
-          hashSecret(secret),
-          JSON.stringify(account),
-          new Date().toISOString(),
-        );
+        ).run(...accountRow(account, secret));
         return { record: account, secret };
       })
       .immediate();
@@ -515,17 +734,9 @@ export class RegistryStore {
         const devices: Issued<Device>[] = [];
         for (const input of file.devices) {
           const existing = this.getDevice(input.id);
-          const same =
-            existing !== undefined &&
-            canonical({ ...docOf(existing), enabled: undefined, standby: undefined }) ===
-              canonical({ ...docOf(Device.parse(input)), enabled: undefined, standby: undefined });
-          if (same) kept.push(input.id);
-          else if (existing !== undefined)
-            throw new RegistryError(
-              "REGISTRY_DUPLICATE",
-              `device ${input.id} is already registered with a different definition; remove it first or change the file`,
-            );
-          else devices.push(this.addDevice(input));
+          if (existing === undefined) devices.push(this.addDevice(input));
+          else if (sameDevice(existing, input)) kept.push(input.id);
+          else throw refusal.deviceRedefined(input.id);
         }
         const serviceAccounts: Issued<ServiceAccount>[] = [];
         const accounts = new Map(this.listServiceAccounts().map((a) => [a.name as string, a]));
@@ -533,10 +744,7 @@ export class RegistryStore {
           const existing = accounts.get(input.name);
           if (existing?.role === input.role) kept.push(input.name);
           else if (existing !== undefined)
-            throw new RegistryError(
-              "REGISTRY_DUPLICATE",
-              `service account ${input.name} is already registered with role ${existing.role}, not ${input.role}`,
-            );
+            throw refusal.accountRedefined(input.name, existing.role, input.role);
           else serviceAccounts.push(this.addServiceAccount(input));
         }
         return { devices, serviceAccounts, kept };
@@ -575,12 +783,7 @@ export class RegistryStore {
     if (device !== undefined) {
       if (!verifySecret(secret, device.secret_hash)) return { ok: false, reason: "bad_secret" };
       if (device.enabled === 0) return { ok: false, reason: "disabled" };
-      const parsed = Device.shape.kind.parse(device.kind);
-      const principal = {
-        type: "device" as const,
-        deviceId: Device.shape.id.parse(username),
-        kind: parsed,
-      };
+      const principal = devicePrincipal(username, device.kind);
       if (device.standby === 1 && this.putInService(username))
         return { ok: true, principal, leftStandby: true };
       return { ok: true, principal };
@@ -590,14 +793,7 @@ export class RegistryStore {
     ) as { role: string; secret_hash: string } | undefined;
     if (account !== undefined) {
       if (!verifySecret(secret, account.secret_hash)) return { ok: false, reason: "bad_secret" };
-      return {
-        ok: true,
-        principal: {
-          type: "service",
-          name: ServiceAccount.shape.name.parse(username),
-          role: ServiceAccount.shape.role.parse(account.role),
-        },
-      };
+      return servicePrincipal(username, account.role);
     }
     return { ok: false, reason: "unknown_user" };
   }
@@ -663,9 +859,7 @@ export class RegistryStore {
       "SELECT party.doc FROM party_site JOIN party ON party.key = party_site.party_key WHERE site_id = ?",
     ).get(siteId) as { doc: string } | undefined;
     if (listed !== undefined) return readRecord(Party, listed.doc);
-    const site = this.getSite(siteId);
-    const code =
-      site !== undefined && "regulatedParty" in site ? site.regulatedParty.creditCode : undefined;
+    const code = inlineCreditCode(this.getSite(siteId));
     return code === undefined ? undefined : this.getParty(code);
   }
 
@@ -678,43 +872,14 @@ export class RegistryStore {
   resolvedSite(id: string): Site | undefined {
     const site = this.getSite(id);
     if (site === undefined || !("regulatedParty" in site)) return site;
-    const party = this.partyOfSite(id);
-    if (party === undefined) return site;
-    const contact = party.contacts[0];
-    return {
-      ...site,
-      regulatedParty: {
-        name: party.name,
-        ...(party.creditCode === undefined
-          ? site.regulatedParty.creditCode === undefined
-            ? {}
-            : { creditCode: site.regulatedParty.creditCode }
-          : { creditCode: party.creditCode }),
-        ...(contact === undefined
-          ? site.regulatedParty.contact === undefined
-            ? {}
-            : { contact: site.regulatedParty.contact }
-          : { contact: { name: contact.name, phone: contact.phone } }),
-      },
-    };
+    return withPartyRecord(site, this.partyOfSite(id));
   }
 
   /** The sites of a party: those its record lists and those whose inline party has its credit code. */
   sitesOfParty(key: string): string[] {
     const party = this.getParty(key);
     if (party === undefined) return [];
-    const ids = new Set(party.sites);
-    if (party.creditCode !== undefined) {
-      for (const site of this.listSites()) {
-        if ("regulatedParty" in site && site.regulatedParty.creditCode === party.creditCode) {
-          const owner = this.#stmt("SELECT party_key FROM party_site WHERE site_id = ?").get(
-            site.id,
-          ) as { party_key: string } | undefined;
-          if (owner === undefined || owner.party_key === key) ids.add(site.id);
-        }
-      }
-    }
-    return [...ids].sort();
+    return sitesOfPartyFrom(party, this.listSites(), (siteId) => this.#ownerOf(siteId));
   }
 
   /**
@@ -732,69 +897,37 @@ export class RegistryStore {
 
   /** A party's key: its credit code, or `nocode-` and 16 hex digits of the SHA-256 of its name. */
   partyKey(input: { readonly creditCode?: string | undefined; readonly name: string }): string {
-    return (
-      input.creditCode ??
-      `nocode-${createHash("sha256").update(input.name, "utf8").digest("hex").slice(0, 16)}`
-    );
+    return partyKeyOf(input);
+  }
+
+  /** The party whose record lists a site, if any. */
+  #ownerOf(siteId: string): string | undefined {
+    const row = this.#stmt("SELECT party_key FROM party_site WHERE site_id = ?").get(siteId) as
+      { party_key: string } | undefined;
+    return row?.party_key;
   }
 
   private writeParty(
     input: z.infer<typeof PartyInput>,
     options: { replace?: boolean | undefined; now?: number | undefined },
   ): { party: Party; warnings: string[]; created: boolean } {
-    const warnings: string[] = [];
     const key = this.partyKey(input);
-    if (input.creditCode === undefined) {
-      warnings.push(
-        `party "${input.name}" has no unified social credit code: registered under the generated key ${key}; its credit record cannot be exported by code`,
-      );
-    }
-    const existing = this.getParty(key);
-    if (existing !== undefined && options.replace !== true) {
-      throw new RegistryError(
-        "REGISTRY_DUPLICATE",
-        `party ${key} is already registered (citywatch parties add --replace, or PUT /api/v1/parties/${key}, changes it)`,
-      );
-    }
-    const sites = [...new Set(input.sites)];
-    for (const siteId of sites) {
-      const owner = this.#stmt("SELECT party_key FROM party_site WHERE site_id = ?").get(siteId) as
-        { party_key: string } | undefined;
-      if (owner !== undefined && owner.party_key !== key) {
-        throw new RegistryError(
-          "REGISTRY_DUPLICATE",
-          `site ${siteId} is already a site of party ${owner.party_key}; remove it from that party first`,
-        );
-      }
-      const site = this.getSite(siteId);
-      if (site === undefined) {
-        warnings.push(`site ${siteId} of party ${key} is not registered (yet)`);
-      } else if (!("regulatedParty" in site)) {
-        warnings.push(
-          `site ${siteId} of party ${key} is a ${site.type}, which has no regulated party: no case there is addressed to the party`,
-        );
-      } else if (
-        site.regulatedParty.creditCode !== undefined &&
-        site.regulatedParty.creditCode !== input.creditCode
-      ) {
-        warnings.push(
-          `site ${siteId} names credit code ${site.regulatedParty.creditCode} inline; the record of party ${key} takes precedence`,
-        );
-      }
-    }
-    const party = Party.parse({
-      ...input,
-      sites,
+    const planned = planParty(
+      input,
       key,
-      updatedAt: new Date(options.now ?? Date.now()).toISOString(),
-    });
+      this.getParty(key),
+      options,
+      (siteId) => this.#ownerOf(siteId),
+      (siteId) => this.getSite(siteId),
+    );
+    const { party } = planned;
     this.#stmt(
       `INSERT INTO party (key, credit_code, name, doc) VALUES (?, ?, ?, ?)
          ON CONFLICT(key) DO UPDATE SET credit_code = excluded.credit_code, name = excluded.name, doc = excluded.doc`,
     ).run(key, party.creditCode ?? null, party.name, JSON.stringify(party));
     this.#stmt("DELETE FROM party_site WHERE party_key = ?").run(key);
     const link = this.#stmt("INSERT INTO party_site (site_id, party_key) VALUES (?, ?)");
-    for (const siteId of sites) link.run(siteId, key);
-    return { party, warnings, created: existing === undefined };
+    for (const siteId of party.sites) link.run(siteId, key);
+    return planned;
   }
 }

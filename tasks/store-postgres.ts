@@ -9,7 +9,7 @@ import type {
   TaskKind,
   TaskSort,
 } from "../contracts/index.js";
-import { inTransaction } from "../infra/postgres/transaction.js";
+import { PostgresStore } from "../infra/postgres/store-base.js";
 import type { OutboxRow } from "./notify/outbox.js";
 import type { AsyncTaskStore } from "./store-port.js";
 import {
@@ -49,9 +49,6 @@ import {
  * - Durability: a COMMIT returns once PostgreSQL has it on disk (synchronous_commit on, the
  *   server's default), as tasks.db's synchronous=FULL.
  */
-
-/** A connection or the pool: what a query runs on. */
-type Db = pg.Pool | pg.PoolClient;
 
 const int = (value: string | number): number => Number(value);
 
@@ -147,25 +144,9 @@ export function taskColumns(
   ];
 }
 
-export class PostgresTaskStore implements AsyncTaskStore {
-  #db: Db;
-  /** This view runs on a connection inside a transaction: a nested one joins it. */
-  #inTransaction = false;
-
-  /** The pool must hold the schema at migration 5 or later (migrate() on start). */
-  constructor(private readonly pool: pg.Pool) {
-    this.#db = pool;
-  }
-
-  /**
-   * A view of the store on `client`, inside the caller's transaction (a fenced write's, say):
-   * its calls take part in it, and it commits or rolls back with it.
-   */
-  on(client: pg.PoolClient): PostgresTaskStore {
-    const view = new PostgresTaskStore(this.pool);
-    view.#db = client;
-    view.#inTransaction = true;
-    return view;
+export class PostgresTaskStore extends PostgresStore<PostgresTaskStore> implements AsyncTaskStore {
+  protected another(): PostgresTaskStore {
+    return new PostgresTaskStore(this.pool);
   }
 
   /**
@@ -174,9 +155,12 @@ export class PostgresTaskStore implements AsyncTaskStore {
    * service records "evidence could not be sealed" and commits the rest), where PostgreSQL
    * would otherwise abort the whole transaction.
    */
-  async #query(sql: string, args: readonly unknown[] = []): Promise<pg.QueryResult> {
-    const db = this.#db;
-    if (!this.#inTransaction) return db.query(sql, args as unknown[]);
+  protected override async query(
+    sql: string,
+    args: readonly unknown[] = [],
+  ): Promise<pg.QueryResult> {
+    const db = this.db;
+    if (!this.joined) return db.query(sql, args as unknown[]);
     await db.query("SAVEPOINT task_statement");
     try {
       const result = await db.query(sql, args as unknown[]);
@@ -188,21 +172,8 @@ export class PostgresTaskStore implements AsyncTaskStore {
     }
   }
 
-  async #rows<R>(sql: string, args: readonly unknown[] = []): Promise<R[]> {
-    return (await this.#query(sql, args)).rows as R[];
-  }
-
-  async #row<R>(sql: string, args: readonly unknown[] = []): Promise<R | undefined> {
-    return (await this.#rows<R>(sql, args))[0];
-  }
-
-  async #count(sql: string, args: readonly unknown[] = []): Promise<number> {
-    return (await this.#query(sql, args)).rowCount ?? 0;
-  }
-
   transaction<T>(work: (tx: AsyncTaskStore) => Promise<T>): Promise<T> {
-    if (this.#inTransaction) return work(this);
-    return inTransaction(this.pool, (client) => work(this.on(client)));
+    return this.within(work);
   }
 
   /** The pool is the caller's: it ends it. */
@@ -211,7 +182,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async nextTaskId(kind: TaskKind): Promise<string> {
-    const row = await this.#row<{ value: string }>(
+    const row = await this.row<{ value: string }>(
       "UPDATE task_counter SET value = value + 1 WHERE name = 'task' RETURNING value",
     );
     if (row === undefined) throw new Error("task_counter has no 'task' row (migration 5)");
@@ -222,7 +193,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
     task: Task,
     extra: { partyKey?: string | undefined; recheckDueMs?: number | undefined },
   ): Promise<void> {
-    await this.#query(
+    await this.query(
       `INSERT INTO task (id, kind, state, open, rule_id, subject_type, subject_id, site_id, district,
                          filed_ms, updated_ms, sla_flagged, party_key, recheck_due_ms, doc,
                          street, grid_cell, level, level_index, sla_due_ms, party_name)
@@ -239,7 +210,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async task(id: string): Promise<Task | undefined> {
-    return docs(await this.#rows("SELECT doc FROM task WHERE id = $1", [id]))[0];
+    return docs(await this.rows("SELECT doc FROM task WHERE id = $1", [id]))[0];
   }
 
   async openTask(
@@ -247,7 +218,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
     subjectId: string,
     ruleId: string,
   ): Promise<Task | undefined> {
-    const rows = await this.#rows<{ doc: string }>(
+    const rows = await this.rows<{ doc: string }>(
       `SELECT doc FROM task WHERE subject_type = $1 AND subject_id = $2 AND rule_id = $3 AND open
        UNION ALL
        SELECT task.doc FROM task_link JOIN task ON task.id = task_link.task_id
@@ -265,7 +236,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
     subjectId: string,
     ruleId: string,
   ): Promise<void> {
-    await this.#query(
+    await this.query(
       `INSERT INTO task_link (subject_type, subject_id, rule_id, task_id) VALUES ($1, $2, $3, $4)
        ON CONFLICT DO NOTHING`,
       [subjectType, subjectId, ruleId, taskId],
@@ -273,7 +244,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async openIncident(partyKey: string): Promise<Task | undefined> {
-    const rows = await this.#rows<{ doc: string }>(
+    const rows = await this.rows<{ doc: string }>(
       `SELECT doc FROM task WHERE party_key = $1 AND open AND kind = 'enforcement'
        ORDER BY filed_ms DESC, id DESC LIMIT 1`,
       [partyKey],
@@ -283,7 +254,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
 
   async partyCases(partyKey: string, sinceMs: number, exceptId: string): Promise<Task[]> {
     return docs(
-      await this.#rows(
+      await this.rows(
         `SELECT doc FROM task WHERE party_key = $1 AND filed_ms >= $2 AND id <> $3
            AND coalesce(doc::jsonb #>> '{closure,reason}', '') NOT IN ('false_positive', 'sensor_fault', 'exempt')
          ORDER BY filed_ms, id`,
@@ -361,7 +332,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
     const sql = `SELECT id, filed_ms, level_index, ${DUE} AS due, doc FROM task
                  ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`}
                  ORDER BY ${sort.order} LIMIT ${arg(filter.limit + 1)}`;
-    const rows = await this.#rows<TaskKeyRow>(sql, args);
+    const rows = await this.rows<TaskKeyRow>(sql, args);
     const more = rows.length > filter.limit;
     const page = more ? rows.slice(0, filter.limit) : rows;
     const last = page[page.length - 1];
@@ -374,23 +345,23 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async openTasks(): Promise<Task[]> {
-    return docs(await this.#rows("SELECT doc FROM task WHERE open"));
+    return docs(await this.rows("SELECT doc FROM task WHERE open"));
   }
 
   async openCounts(): Promise<Array<{ kind: string; n: number }>> {
-    const rows = await this.#rows<{ kind: string; n: string }>(
+    const rows = await this.rows<{ kind: string; n: string }>(
       "SELECT kind, count(*) AS n FROM task WHERE open GROUP BY kind",
     );
     return rows.map((r) => ({ kind: r.kind, n: int(r.n) }));
   }
 
   async flaggedTasks(): Promise<Task[]> {
-    return docs(await this.#rows("SELECT doc FROM task WHERE open AND sla_flagged"));
+    return docs(await this.rows("SELECT doc FROM task WHERE open AND sla_flagged"));
   }
 
   async dueRechecks(nowMs: number): Promise<Task[]> {
     return docs(
-      await this.#rows(
+      await this.rows(
         "SELECT doc FROM task WHERE recheck_due_ms <= $1 ORDER BY recheck_due_ms, id",
         [nowMs],
       ),
@@ -399,7 +370,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
 
   async openTasksAtSite(siteId: string): Promise<Task[]> {
     return docs(
-      await this.#rows(
+      await this.rows(
         "SELECT doc FROM task WHERE site_id = $1 AND open ORDER BY filed_ms DESC, id DESC",
         [siteId],
       ),
@@ -411,7 +382,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
       throw new RangeError("filedTasks: the period must be positive and at most 400 days");
     }
     return docs(
-      await this.#rows(
+      await this.rows(
         "SELECT doc FROM task WHERE filed_ms >= $1 AND filed_ms < $2 ORDER BY filed_ms, id",
         [fromMs, toMs],
       ),
@@ -424,7 +395,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   ): Promise<Array<{ task: Task; audit: AuditEntry[] }>> {
     const tasks = await this.filedTasks(fromMs, toMs);
     const audits = new Map<string, AuditEntry[]>(tasks.map((t) => [t.id, []]));
-    const rows = await this.#rows<AuditRow>(
+    const rows = await this.rows<AuditRow>(
       `SELECT ${AUDIT_COLUMNS} FROM task_audit
        WHERE task_id IN (SELECT id FROM task WHERE filed_ms >= $1 AND filed_ms < $2)
        ORDER BY id`,
@@ -435,7 +406,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async appendAudit(entry: NewAudit): Promise<AuditEntry> {
-    const row = await this.#row<AuditRow>(
+    const row = await this.row<AuditRow>(
       `INSERT INTO task_audit (task_id, at_ms, actor, action, from_state, to_state, detail)
        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ${AUDIT_COLUMNS}`,
       auditValues(entry),
@@ -444,7 +415,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async audit(taskId: string): Promise<AuditEntry[]> {
-    const rows = await this.#rows<AuditRow>(
+    const rows = await this.rows<AuditRow>(
       `SELECT ${AUDIT_COLUMNS} FROM task_audit WHERE task_id = $1 ORDER BY id`,
       [taskId],
     );
@@ -452,14 +423,14 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async addEvidence(pkg: EvidencePackage, createdMs: number): Promise<void> {
-    await this.#query(
+    await this.query(
       "INSERT INTO task_evidence (task_id, sequence, created_ms, hash, package) VALUES ($1, $2, $3, $4, $5)",
       [pkg.taskId, pkg.sequence, createdMs, pkg.hash.value, JSON.stringify(pkg)],
     );
   }
 
   async evidenceCount(taskId: string): Promise<number> {
-    const row = await this.#row<{ n: number }>(
+    const row = await this.row<{ n: number }>(
       "SELECT coalesce(max(sequence), 0) AS n FROM task_evidence WHERE task_id = $1",
       [taskId],
     );
@@ -469,11 +440,11 @@ export class PostgresTaskStore implements AsyncTaskStore {
   async evidence(taskId: string, sequence?: number): Promise<EvidencePackage | undefined> {
     const row =
       sequence === undefined
-        ? await this.#row<{ package: string }>(
+        ? await this.row<{ package: string }>(
             "SELECT package FROM task_evidence WHERE task_id = $1 ORDER BY sequence DESC LIMIT 1",
             [taskId],
           )
-        : await this.#row<{ package: string }>(
+        : await this.row<{ package: string }>(
             "SELECT package FROM task_evidence WHERE task_id = $1 AND sequence = $2",
             [taskId, sequence],
           );
@@ -481,7 +452,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async appendEvent(event: Omit<TaskEvent, "id">, atMs: number): Promise<TaskEvent> {
-    const row = await this.#row<{ id: string }>(
+    const row = await this.row<{ id: string }>(
       "INSERT INTO task_event (task_id, at_ms, payload) VALUES ($1, $2, $3) RETURNING id",
       [event.task.id, atMs, JSON.stringify(event)],
     );
@@ -489,7 +460,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async event(id: number): Promise<TaskEvent | undefined> {
-    const row = await this.#row<{ id: string; payload: string }>(
+    const row = await this.row<{ id: string; payload: string }>(
       "SELECT id, payload FROM task_event WHERE id = $1",
       [id],
     );
@@ -499,7 +470,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async eventsAfter(afterId: number, limit: number): Promise<TaskEvent[]> {
-    const rows = await this.#rows<{ id: string; payload: string }>(
+    const rows = await this.rows<{ id: string; payload: string }>(
       "SELECT id, payload FROM task_event WHERE id > $1 ORDER BY id LIMIT $2",
       [afterId, limit],
     );
@@ -510,21 +481,21 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async enqueue(eventId: number, target: string, nowMs: number): Promise<void> {
-    await this.#query(
+    await this.query(
       "INSERT INTO task_outbox (event_id, target, next_ms, created_ms) VALUES ($1, $2, $3, $3)",
       [eventId, target, nowMs],
     );
   }
 
   async outboxDepths(): Promise<Map<string, number>> {
-    const rows = await this.#rows<{ target: string; n: string }>(
+    const rows = await this.rows<{ target: string; n: string }>(
       "SELECT target, count(*) AS n FROM task_outbox GROUP BY target",
     );
     return new Map(rows.map((r) => [r.target, int(r.n)]));
   }
 
   async outboxHead(target: string): Promise<OutboxRow | undefined> {
-    const row = await this.#row<{
+    const row = await this.row<{
       id: string;
       event_id: string;
       target: string;
@@ -546,7 +517,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async delivered(outboxId: number): Promise<boolean> {
-    return (await this.#count("DELETE FROM task_outbox WHERE id = $1", [outboxId])) > 0;
+    return (await this.count("DELETE FROM task_outbox WHERE id = $1", [outboxId])) > 0;
   }
 
   async retryLater(
@@ -555,7 +526,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
     nextMs: number,
     error: string,
   ): Promise<void> {
-    await this.#query(
+    await this.query(
       "UPDATE task_outbox SET attempts = $1, next_ms = $2, last_error = $3 WHERE id = $4",
       [attempts, nextMs, storable(error), outboxId],
     );
@@ -565,7 +536,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
     return this.transaction(async (tx) => {
       const store = tx as PostgresTaskStore;
       // One statement: the row moves only if it is still there, and is gone from the outbox.
-      const moved = await store.#count(
+      const moved = await store.count(
         `WITH gone AS (DELETE FROM task_outbox WHERE id = $1 RETURNING *)
          INSERT INTO task_outbox_dead (id, event_id, target, attempts, last_error, created_ms, dead_ms, why)
          SELECT id, event_id, target, attempts, last_error, created_ms, $2, $3 FROM gone`,
@@ -576,12 +547,12 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async deadCount(): Promise<number> {
-    const row = await this.#row<{ n: string }>("SELECT count(*) AS n FROM task_outbox_dead");
+    const row = await this.row<{ n: string }>("SELECT count(*) AS n FROM task_outbox_dead");
     return int(row?.n ?? 0);
   }
 
   async complaintTask(platform: string, complaintId: string): Promise<string | undefined> {
-    const row = await this.#row<{ task_id: string }>(
+    const row = await this.row<{ task_id: string }>(
       "SELECT task_id FROM task_complaint WHERE platform = $1 AND complaint_id = $2",
       [platform, complaintId],
     );
@@ -589,7 +560,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async addComplaint(entry: NewComplaint): Promise<void> {
-    await this.#query(
+    await this.query(
       `INSERT INTO task_complaint (platform, complaint_id, task_id, received_ms, contact, created_ms)
        VALUES ($1, $2, $3, $4, $5, $6)`,
       [
@@ -604,7 +575,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   eraseComplaintContacts(closedBeforeMs: number): Promise<number> {
-    return this.#count(
+    return this.count(
       `UPDATE task_complaint SET contact = NULL
        WHERE contact IS NOT NULL
          AND task_id IN (SELECT id FROM task WHERE NOT open AND updated_ms < $1)`,
@@ -613,7 +584,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async complaintContact(platform: string, complaintId: string): Promise<unknown> {
-    const row = await this.#row<{ contact: string | null }>(
+    const row = await this.row<{ contact: string | null }>(
       "SELECT contact FROM task_complaint WHERE platform = $1 AND complaint_id = $2",
       [platform, complaintId],
     );
@@ -621,7 +592,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async addAttachment(a: Attachment): Promise<boolean> {
-    const added = await this.#count(
+    const added = await this.count(
       `INSERT INTO task_attachment (task_id, sha256, filename, type, size, actor, at_ms)
        VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
       [a.taskId, a.sha256, a.filename, a.type, a.size, a.by, Date.parse(a.at)],
@@ -630,7 +601,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async attachmentCount(taskId: string): Promise<number> {
-    const row = await this.#row<{ n: string }>(
+    const row = await this.row<{ n: string }>(
       "SELECT count(*) AS n FROM task_attachment WHERE task_id = $1",
       [taskId],
     );
@@ -638,7 +609,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async attachments(taskId: string): Promise<Attachment[]> {
-    const rows = await this.#rows<AttachmentRow>(
+    const rows = await this.rows<AttachmentRow>(
       "SELECT * FROM task_attachment WHERE task_id = $1 ORDER BY at_ms, sha256",
       [taskId],
     );
@@ -646,7 +617,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
   }
 
   async attachment(taskId: string, sha256: string): Promise<Attachment | undefined> {
-    const row = await this.#row<AttachmentRow>(
+    const row = await this.row<AttachmentRow>(
       "SELECT * FROM task_attachment WHERE task_id = $1 AND sha256 = $2",
       [taskId, sha256],
     );
@@ -655,7 +626,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
 
   async partyCaseHistory(partyKey?: string): Promise<Task[]> {
     return docs(
-      await this.#rows(
+      await this.rows(
         `SELECT doc FROM task WHERE kind = 'enforcement' AND party_key IS NOT NULL
            AND ($1::text IS NULL OR party_key = $1)
          ORDER BY filed_ms, id`,
@@ -668,7 +639,7 @@ export class PostgresTaskStore implements AsyncTaskStore {
     actions: readonly AuditAction[],
     partyKey?: string,
   ): Promise<AuditEntry[]> {
-    const rows = await this.#rows<AuditRow>(
+    const rows = await this.rows<AuditRow>(
       `SELECT ${AUDIT_COLUMNS.split(", ")
         .map((c) => `task_audit.${c}`)
         .join(", ")}

@@ -21,9 +21,10 @@ import { taskColumns } from "../../tasks/store-postgres.js";
  * data directory into PostgreSQL, for the stores that have a PostgreSQL home so far: the rules'
  * alarm states (alarms.db), the ingest's inbox, commit ledger and dead letters (ingest.db), and
  * the tasks with their audit trail, evidence packages, events, webhook outbox, complaints and
- * attachment records (tasks.db). Ids are kept (an event's id is its webhooks' idempotency key, an
- * audit entry's id its place in the trail) and the sequences set past them; the task counter
- * continues where the data directory's stopped.
+ * attachment records (tasks.db), and the registry's sites, devices (secret hashes and
+ * generations), service accounts and parties (registry.db). Ids are kept (an event's id is its
+ * webhooks' idempotency key, an audit entry's id its place in the trail) and the sequences set
+ * past them; the task counter continues where the data directory's stopped.
  *
  * - The database is migrated first (CITYWATCH_MIGRATIONS), then everything is copied in ONE
  *   transaction: the copy is whole or absent.
@@ -84,7 +85,6 @@ export interface MigrateOptions {
 
 /** What stays in the data directory, by file: no PostgreSQL store for it yet. */
 const NOT_MOVED: ReadonlyArray<{ file: string; holds: string }> = [
-  { file: "registry.db", holds: "sites, devices, parties, service accounts" },
   { file: "tokens.db", holds: "users and API tokens" },
   { file: "timeseries.db", holds: "readings (a cluster keeps them in InfluxDB)" },
 ];
@@ -104,6 +104,12 @@ const TARGET_TABLES = [
   "task_outbox_dead",
   "task_complaint",
   "task_attachment",
+  "registry_site",
+  "registry_device",
+  "registry_device_generation",
+  "registry_service_account",
+  "registry_party",
+  "registry_party_site",
 ] as const;
 
 type Cell = string | number | bigint | Buffer | null;
@@ -111,7 +117,7 @@ type Row = Record<string, Cell>;
 
 /** One table's copy: where it comes from, how a batch of its rows is written, what is checked. */
 interface Copy {
-  readonly file: "ingest.db" | "alarms.db" | "tasks.db";
+  readonly file: "ingest.db" | "alarms.db" | "tasks.db" | "registry.db";
   readonly table: string;
   readonly target: (typeof TARGET_TABLES)[number];
   /** The source rows, in the order they are to be inserted. */
@@ -223,6 +229,99 @@ function copies(partitions: number, siteOf: (deviceId: string) => string | undef
       ],
     },
     ...taskCopies(),
+    ...registryCopies(),
+  ];
+}
+
+/**
+ * registry.db's tables (registry/store.ts) into migration 6's, row for row: records, secret hashes
+ * and registration times as the file holds them, sites before the devices that name them, parties
+ * before their sites.
+ */
+function registryCopies(): Copy[] {
+  const copy = (
+    table: string,
+    columns: ReadonlyArray<readonly [name: string, type: string]>,
+    order: string,
+    payload?: string,
+  ): Copy => ({
+    file: "registry.db",
+    table,
+    target: `registry_${table}` as Copy["target"],
+    select: `SELECT ${columns.map(([c]) => c).join(", ")} FROM ${table} ORDER BY ${order}`,
+    insert: `INSERT INTO registry_${table} (${columns.map(([c]) => c).join(", ")})
+      SELECT * FROM unnest(${columns.map(([, type], i) => `$${i + 1}::${type}[]`).join(", ")})`,
+    values: (r) =>
+      columns.map(([c, type]) =>
+        type === "boolean" ? num(r[c]) !== 0 : type === "integer" ? num(r[c]) : r[c],
+      ),
+    ...(payload === undefined ? {} : { payload }),
+  });
+  return [
+    copy(
+      "site",
+      [
+        ["id", "text"],
+        ["type", "text"],
+        ["doc", "text"],
+      ],
+      "id",
+      "doc",
+    ),
+    copy(
+      "device",
+      [
+        ["id", "text"],
+        ["kind", "text"],
+        ["site_id", "text"],
+        ["enabled", "boolean"],
+        ["secret_hash", "text"],
+        ["doc", "text"],
+        ["created_at", "text"],
+      ],
+      "id",
+      "doc",
+    ),
+    copy(
+      "device_generation",
+      [
+        ["id", "text"],
+        ["generation", "integer"],
+        ["registered_at", "text"],
+      ],
+      "id",
+    ),
+    copy(
+      "service_account",
+      [
+        ["name", "text"],
+        ["role", "text"],
+        ["secret_hash", "text"],
+        ["doc", "text"],
+        ["created_at", "text"],
+      ],
+      "name",
+      "doc",
+    ),
+    copy(
+      "party",
+      [
+        ["key", "text"],
+        ["credit_code", "text"],
+        ["name", "text"],
+        ["doc", "text"],
+      ],
+      "key",
+      "doc",
+    ),
+    copy(
+      "party_site",
+      [
+        ["site_id", "text"],
+        ["party_key", "text"],
+      ],
+      "site_id",
+    ),
   ];
 }
 

@@ -275,4 +275,61 @@ CREATE TRIGGER task_attachment_no_truncate BEFORE TRUNCATE ON task_attachment
   FOR EACH STATEMENT EXECUTE FUNCTION task_refuse_change('attachments are');
 `,
   },
+  {
+    version: 6,
+    name: "registry: sites, devices, service accounts, parties",
+    // registry/store-postgres.ts: the embedded registry.db's tables (registry/store.ts), shared
+    // by the nodes, each prefixed registry_. Records and times (ISO 8601) are kept as the text
+    // written, as the tasks' documents are; ids, names and keys that lists sort by are
+    // COLLATE "C" (byte order, as in SQLite). Secrets only as their salted hashes
+    // (registry/secrets.ts). A device's generation
+    // outlives the device (registry_device_generation), so an id registered again never takes
+    // an old generation. registry_party_site names sites without a foreign key, as in SQLite: a
+    // party may list a site not registered yet, and a removed site's link stays.
+    sql: `
+CREATE TABLE registry_site (
+  id   text COLLATE "C" PRIMARY KEY,
+  type text NOT NULL,
+  doc  text NOT NULL
+);
+
+CREATE TABLE registry_device (
+  id          text COLLATE "C" PRIMARY KEY,
+  kind        text NOT NULL,
+  site_id     text COLLATE "C" NOT NULL REFERENCES registry_site (id),
+  enabled     boolean NOT NULL,
+  secret_hash text NOT NULL,
+  doc         text NOT NULL,
+  created_at  text NOT NULL
+);
+CREATE INDEX registry_device_site ON registry_device (site_id);
+
+CREATE TABLE registry_device_generation (
+  id            text COLLATE "C" PRIMARY KEY,
+  generation    integer NOT NULL CHECK (generation >= 1),
+  registered_at text NOT NULL
+);
+
+CREATE TABLE registry_service_account (
+  name        text COLLATE "C" PRIMARY KEY,
+  role        text NOT NULL,
+  secret_hash text NOT NULL,
+  doc         text NOT NULL,
+  created_at  text NOT NULL
+);
+
+CREATE TABLE registry_party (
+  key         text COLLATE "C" PRIMARY KEY,
+  credit_code text UNIQUE,
+  name        text COLLATE "C" NOT NULL,
+  doc         text NOT NULL
+);
+
+CREATE TABLE registry_party_site (
+  site_id   text COLLATE "C" PRIMARY KEY,
+  party_key text COLLATE "C" NOT NULL REFERENCES registry_party (key) ON DELETE CASCADE
+);
+CREATE INDEX registry_party_site_party ON registry_party_site (party_key);
+`,
+  },
 ];

@@ -99,6 +99,25 @@ export async function createTestSchema(url: string): Promise<TestSchema> {
 }
 
 /**
+ * A fresh schema migrated to CITYWATCH_MIGRATIONS and a pool on it: what a store suite opens a
+ * store on. The schema is dropped if the migration fails.
+ */
+export async function createMigratedSchema(
+  url: string,
+  max = 4,
+): Promise<{ schema: TestSchema; pool: pg.Pool }> {
+  const schema = await createTestSchema(url);
+  try {
+    const pool = await schema.pool(max);
+    await migrate(pool, CITYWATCH_MIGRATIONS);
+    return { schema, pool };
+  } catch (error) {
+    await schema.drop();
+    throw error;
+  }
+}
+
+/**
  * A fresh schema migrated to CITYWATCH_MIGRATIONS, with `partition` leased to node-a under
  * `token` for ever: what a store's fenced writes need, without a lease keeper.
  */
@@ -107,9 +126,7 @@ export async function createLeasedSchema(
   partition: number,
   token: number,
 ): Promise<{ schema: TestSchema; admin: pg.Pool }> {
-  const schema = await createTestSchema(url);
-  const admin = await schema.pool();
-  await migrate(admin, CITYWATCH_MIGRATIONS);
+  const { schema, pool: admin } = await createMigratedSchema(url);
   await admin.query(
     `INSERT INTO partition_leases (partition, owner, token, acquired_at, expires_at)
      VALUES ($1, 'node-a', $2, now(), 'infinity')`,

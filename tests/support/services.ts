@@ -8,6 +8,7 @@ export { provideMosquitto, mqttConnack } from "./mosquitto.js";
 export {
   countQueries,
   createLeasedSchema,
+  createMigratedSchema,
   createTestSchema,
   postgresUrl,
   providePostgres,

@@ -18,6 +18,7 @@ import { initialAlarmState } from "../../../rules/engine/alarm.js";
 import type { EvidencePackage } from "../../../contracts/index.js";
 import { TaskStore } from "../../../tasks/store.js";
 import { PostgresTaskStore } from "../../../tasks/store-postgres.js";
+import { PostgresRegistryStore } from "../../../registry/store-postgres.js";
 import { queueParty, queueTask } from "../../unit/tasks/queue-fixture.js";
 import { migrate } from "../../../infra/postgres/migrate.js";
 import { CITYWATCH_MIGRATIONS } from "../../../infra/postgres/schema.js";
@@ -45,13 +46,19 @@ const P = 64;
 const NOW = 1_765_000_000_000;
 const bytes = (...values: number[]) => Buffer.from(values);
 
+/** The secrets the registry issued in populate(), which only their hashes keep. */
+const secrets = { noise: "", ingest: "" };
+
 /** A data directory as a node that ran leaves it: every file written by the store that owns it. */
 function populate(dir: string): void {
   const registry = new RegistryStore(join(dir, "registry.db"));
   registry.addSite(siteOf("construction_site", "site-a"));
   registry.addSite(siteOf("restaurant", "site-b"));
-  registry.addDevice(device("noise-1", "noise", "site-a"));
+  secrets.noise = registry.addDevice(device("noise-1", "noise", "site-a")).secret;
   registry.addDevice(device("fume-1", "cooking_fume", "site-b"));
+  secrets.ingest = registry.addServiceAccount({ name: "ingest", role: "ingest" }).secret;
+  registry.putParty({ creditCode: queueParty(0).key, name: "蓉城餐饮0号店", sites: ["site-b"] });
+  registry.setDeviceEnabled("fume-1", false);
   registry.close();
 
   const ingest = new IngestState(join(dir, "ingest.db"));
@@ -208,6 +215,19 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
     const evidenceBytes = sums("SELECT package FROM evidence");
     const eventBytes = sums("SELECT payload FROM event");
     source.close();
+    const registrySource = new Database(join(dir, "registry.db"), { readonly: true });
+    const docBytes = (table: string) =>
+      (registrySource.prepare(`SELECT doc FROM ${table}`).raw().all() as string[][]).reduce(
+        (n, [text]) => n + Buffer.byteLength(text ?? "", "utf8"),
+        0,
+      );
+    const registryBytes = {
+      site: docBytes("site"),
+      device: docBytes("device"),
+      account: docBytes("service_account"),
+      party: docBytes("party"),
+    };
+    registrySource.close();
     const report = await migrateToPostgres({ dataDir: dir, pool, partitions: P });
 
     expect(report.tables.map((t) => [t.target, t.rows, t.copied, t.bytes, t.copiedBytes])).toEqual([
@@ -225,8 +245,14 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
       ["task_outbox_dead", 1, 1, undefined, undefined],
       ["task_complaint", 1, 1, undefined, undefined],
       ["task_attachment", 1, 1, undefined, undefined],
+      ["registry_site", 2, 2, registryBytes.site, registryBytes.site],
+      ["registry_device", 2, 2, registryBytes.device, registryBytes.device],
+      ["registry_device_generation", 2, 2, undefined, undefined],
+      ["registry_service_account", 1, 1, registryBytes.account, registryBytes.account],
+      ["registry_party", 1, 1, registryBytes.party, registryBytes.party],
+      ["registry_party_site", 1, 1, undefined, undefined],
     ]);
-    expect(report.notMoved.map((f) => f.file)).toEqual(["registry.db"]);
+    expect(report.notMoved).toEqual([]);
 
     // Read back through the stores the nodes use.
     const a = partitionOf("site-a", P);
@@ -338,11 +364,42 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
     }
   });
 
+  it("copies the registry: devices and service accounts sign in with their secrets, parties resolve", async () => {
+    const { dir, pool } = await setup();
+    await migrateToPostgres({ dataDir: dir, pool, partitions: P });
+    const before = new RegistryStore(join(dir, "registry.db"));
+    const after = new PostgresRegistryStore(pool);
+    try {
+      expect(await after.listSites()).toEqual(before.listSites());
+      expect(await after.listDevices()).toEqual(before.listDevices());
+      expect(await after.listServiceAccounts()).toEqual(before.listServiceAccounts());
+      expect(await after.listParties()).toEqual(before.listParties());
+      expect(await after.resolvedSite("site-b")).toEqual(before.resolvedSite("site-b"));
+      // Only the hashes moved; the secrets the devices hold still open the door.
+      expect(await after.authenticate("noise-1", secrets.noise)).toEqual(
+        before.authenticate("noise-1", secrets.noise),
+      );
+      expect((await after.authenticate("noise-1", secrets.noise)).ok).toBe(true);
+      expect((await after.authenticate("noise-1", "wrong")).ok).toBe(false);
+      expect((await after.authenticate("ingest", secrets.ingest)).ok).toBe(true);
+      // A disabled device stays disabled.
+      expect(await after.authenticate("fume-1", "anything")).toEqual(
+        before.authenticate("fume-1", "anything"),
+      );
+      // A device registered again after the move takes the next generation, not an old one.
+      await after.removeDevice("noise-1");
+      const again = await after.addDevice(device("noise-1", "noise", "site-a"));
+      expect(again.record.generation).toBe((before.getDevice("noise-1")?.generation ?? 0) + 1);
+    } finally {
+      before.close();
+    }
+  });
+
   it("refuses a database that already holds citywatch state, and changes nothing", async () => {
     const { dir, pool } = await setup();
     await migrateToPostgres({ dataDir: dir, pool, partitions: P });
     await expect(migrateToPostgres({ dataDir: dir, pool, partitions: P })).rejects.toThrow(
-      /already holds citywatch state \(alarm_states 2 rows, ingest_inbox 3 rows, ingest_progress 2 rows, ingest_processed 1 rows, ingest_dead_letters 2 rows, task 2 rows, task_link 1 rows, task_audit 2 rows, task_evidence 1 rows, task_event 2 rows, task_outbox 2 rows, task_outbox_dead 1 rows, task_complaint 1 rows, task_attachment 1 rows\)/,
+      /already holds citywatch state \(alarm_states 2 rows, ingest_inbox 3 rows, ingest_progress 2 rows, ingest_processed 1 rows, ingest_dead_letters 2 rows, task 2 rows, task_link 1 rows, task_audit 2 rows, task_evidence 1 rows, task_event 2 rows, task_outbox 2 rows, task_outbox_dead 1 rows, task_complaint 1 rows, task_attachment 1 rows, registry_site 2 rows, registry_device 2 rows, registry_device_generation 2 rows, registry_service_account 1 rows, registry_party 1 rows, registry_party_site 1 rows\)/,
     );
     expect(await count(pool, "ingest_inbox")).toBe(3);
     expect(await count(pool, "alarm_states")).toBe(2);
@@ -423,7 +480,8 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
     expect(first.status).toBe(0);
     expect(first.stdout).toMatch(/ingest\.db inbox\s+ingest_inbox\s+3\s+3 {2}6 of 6/);
     expect(first.stdout).toMatch(/alarms\.db alarm\s+alarm_states\s+2\s+2/);
-    expect(first.stdout).toContain("registry.db: sites, devices, parties, service accounts");
+    expect(first.stdout).toMatch(/registry\.db device\s+registry_device\s+2\s+2/);
+    expect(first.stdout).not.toContain("not copied");
     const second = run();
     expect(second.status).toBe(1);
     expect(second.stderr).toMatch(/citywatch: the database already holds citywatch state/);

@@ -13,13 +13,11 @@ import {
   type TaskSort,
   TaskState,
 } from "../../../contracts/index.js";
-import { migrate } from "../../../infra/postgres/migrate.js";
-import { CITYWATCH_MIGRATIONS } from "../../../infra/postgres/schema.js";
 import { asyncTaskStore, type AsyncTaskStore } from "../../../tasks/store-port.js";
 import { PostgresTaskStore } from "../../../tasks/store-postgres.js";
 import { TaskStore, type TaskFilter } from "../../../tasks/store.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
-import { createTestSchema, postgresUrl, providePostgres } from "../../support/services.js";
+import { createMigratedSchema, postgresUrl, providePostgres } from "../../support/services.js";
 import { requireService } from "../../support/suite.js";
 import { queueParty, queueTask } from "../../unit/tasks/queue-fixture.js";
 
@@ -376,27 +374,20 @@ async function openSqlite(): Promise<Backend> {
 }
 
 async function openPostgres(): Promise<Backend> {
-  const schema = await createTestSchema(postgresUrl(postgres));
-  try {
-    const pool = await schema.pool(4);
-    await migrate(pool, CITYWATCH_MIGRATIONS);
-    const store = new PostgresTaskStore(pool);
-    return {
-      store,
-      raw: async (sql) => {
-        await pool.query(sql);
-      },
-      // The shared schema's tables are prefixed task_ (infra/postgres/schema.ts).
-      table: (name) => (name.startsWith("task") ? name : `task_${name}`),
-      close: async () => {
-        await store.close();
-        await schema.drop();
-      },
-    };
-  } catch (error) {
-    await schema.drop();
-    throw error;
-  }
+  const { schema, pool } = await createMigratedSchema(postgresUrl(postgres));
+  const store = new PostgresTaskStore(pool);
+  return {
+    store,
+    raw: async (sql) => {
+      await pool.query(sql);
+    },
+    // The shared schema's tables are prefixed task_ (infra/postgres/schema.ts).
+    table: (name) => (name.startsWith("task") ? name : `task_${name}`),
+    close: async () => {
+      await store.close();
+      await schema.drop();
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
