@@ -644,13 +644,19 @@ export class RegistryStore {
 
   /** Enable or disable a device; a disabled device's CONNECT is refused as not authorized. */
   setDeviceEnabled(id: string, enabled: boolean): void {
-    const device = this.getDevice(id);
-    if (device === undefined) throw refusal.deviceUnknown(id);
-    this.#stmt("UPDATE device SET enabled = ?, doc = ? WHERE id = ?").run(
-      enabled ? 1 : 0,
-      JSON.stringify(docOf({ ...device, enabled })),
-      id,
-    );
+    // Read and write in one write transaction: another process (the CLI beside a running node,
+    // whose CONNECTs take devices off standby) must not write the record between them.
+    this.db
+      .transaction(() => {
+        const device = this.getDevice(id);
+        if (device === undefined) throw refusal.deviceUnknown(id);
+        this.#stmt("UPDATE device SET enabled = ?, doc = ? WHERE id = ?").run(
+          enabled ? 1 : 0,
+          JSON.stringify(docOf({ ...device, enabled })),
+          id,
+        );
+      })
+      .immediate();
   }
 
   /**
@@ -659,12 +665,16 @@ export class RegistryStore {
    * devices when the run ends, so their silence afterwards opens no deadman.
    */
   putOnStandby(id: string): void {
-    const device = this.getDevice(id);
-    if (device === undefined) throw refusal.deviceUnknown(id);
-    this.#stmt("UPDATE device SET doc = ? WHERE id = ?").run(
-      JSON.stringify(docOf({ ...device, standby: true })),
-      id,
-    );
+    this.db
+      .transaction(() => {
+        const device = this.getDevice(id);
+        if (device === undefined) throw refusal.deviceUnknown(id);
+        this.#stmt("UPDATE device SET doc = ? WHERE id = ?").run(
+          JSON.stringify(docOf({ ...device, standby: true })),
+          id,
+        );
+      })
+      .immediate();
   }
 
   removeDevice(id: string): void {
@@ -685,9 +695,14 @@ export class RegistryStore {
   rotateSecret(id: string): string {
     const secret = generateSecret();
     const hash = hashSecret(secret);
-    const changed =
-      this.#stmt("UPDATE device SET secret_hash = ? WHERE id = ?").run(hash, id).changes +
-      this.#stmt("UPDATE service_account SET secret_hash = ? WHERE name = ?").run(hash, id).changes;
+    const changed = this.db
+      .transaction(
+        () =>
+          this.#stmt("UPDATE device SET secret_hash = ? WHERE id = ?").run(hash, id).changes +
+          this.#stmt("UPDATE service_account SET secret_hash = ? WHERE name = ?").run(hash, id)
+            .changes,
+      )
+      .immediate();
     if (changed === 0) throw refusal.principalUnknown(id);
     return secret;
   }
