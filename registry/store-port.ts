@@ -7,6 +7,7 @@ import type {
   Site,
 } from "../contracts/index.js";
 import type { Party } from "../contracts/model/registry.js";
+import { sqliteTurns } from "../infra/sqlite-turns.js";
 import type { InvalidRecord, Issued, RegistryStore, RemovedSite } from "./store.js";
 
 /*
@@ -96,38 +97,19 @@ type Forwarded = Exclude<
 >;
 
 /**
- * The embedded RegistryStore behind the asynchronous interface. better-sqlite3 is synchronous,
- * so a transaction cannot stay open across an `await`: `work` runs inside the store's `hold()`
- * (BEGIN IMMEDIATE … COMMIT), and nothing else may use the store until it settles (calls made
- * meanwhile from outside the transaction wait their turn). The store's own transactions nest
- * inside it as savepoints. That is one writer at a time, as SQLite has anyway.
+ * The embedded RegistryStore behind the asynchronous interface, its users taking turns
+ * (infra/sqlite-turns.ts): a transaction's work runs inside the store's `hold()` (BEGIN
+ * IMMEDIATE … COMMIT), the store's own transactions nesting in it as savepoints, and calls from
+ * outside it wait until it ends.
  */
 export function asyncRegistryStore(store: RegistryStore): AsyncRegistryStore {
-  let queue: Promise<unknown> = Promise.resolve();
-  /** Runs `run` after every transaction begun before it. */
-  const serial = <T>(run: () => Promise<T>): Promise<T> => {
-    const next = queue.then(run, run);
-    queue = next.catch(() => undefined);
-    return next;
-  };
-  /** `run` answered as a promise: a synchronous throw (a ZodError, say) becomes a rejection. */
-  const settle =
-    (inTx: boolean) =>
-    <T>(run: () => T): Promise<T> => {
-      const invoke = () => new Promise<T>((resolve) => resolve(run()));
-      return inTx ? invoke() : serial(invoke);
-    };
+  const turns = sqliteTurns(() => store.hold());
   const view = (inTx: boolean): AsyncRegistryStore => {
-    const run = settle(inTx);
-    const methods = Object.fromEntries(
-      FORWARDED.map((name) => [
-        name,
-        (...args: unknown[]) =>
-          run(() =>
-            (store as unknown as Record<Forwarded, (...a: unknown[]) => unknown>)[name](...args),
-          ),
-      ]),
-    ) as unknown as Pick<AsyncRegistryStore, Forwarded>;
+    const run = turns.run(inTx);
+    const methods = turns.forward(store, FORWARDED, inTx) as unknown as Pick<
+      AsyncRegistryStore,
+      Forwarded
+    >;
     /** A read-only view whose lookups go through this view's turn, like its methods. */
     const lookups = (of: () => ReturnType<RegistryStore["view"]>): AsyncRegistryView => ({
       device: (id) => run(() => of().device(id)),
@@ -138,26 +120,15 @@ export function asyncRegistryStore(store: RegistryStore): AsyncRegistryStore {
     const self: AsyncRegistryStore = {
       ...methods,
       transaction: <T>(work: (tx: AsyncRegistryStore) => Promise<T>): Promise<T> =>
-        inTx ? work(self) : serial(() => runTransaction(work)),
+        inTx ? work(self) : turns.transaction(inside, work),
       partyKey: (input) => store.partyKey(input),
       view: () => lookups(() => store.view()),
       resolvedView: () => lookups(() => store.resolvedView()),
-      close: () => serial(() => Promise.resolve(store.close())),
+      close: () => turns.run(false)(() => store.close()),
     };
     return self;
   };
   const inside = view(true);
-  const runTransaction = async <T>(work: (tx: AsyncRegistryStore) => Promise<T>): Promise<T> => {
-    const held = store.hold();
-    try {
-      const value = await work(inside);
-      held.commit();
-      return value;
-    } catch (error) {
-      held.rollback();
-      throw error;
-    }
-  };
   return view(false);
 }
 

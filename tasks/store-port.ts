@@ -7,6 +7,7 @@ import type {
   TaskEvent,
   TaskKind,
 } from "../contracts/index.js";
+import { sqliteTurns } from "../infra/sqlite-turns.js";
 import type { OutboxRow } from "./notify/outbox.js";
 import type { NewAudit, NewComplaint, TaskFilter, TaskPage, TaskStore } from "./store.js";
 
@@ -89,57 +90,26 @@ export interface AsyncTaskStore {
 type Forwarded = Exclude<keyof AsyncTaskStore, "transaction" | "close">;
 
 /**
- * The embedded TaskStore behind the asynchronous interface. better-sqlite3 is synchronous, so a
- * transaction cannot stay open across an `await`: `work` runs inside BEGIN … COMMIT issued by
- * hand, and nothing else may use the store until it settles (calls made meanwhile from outside
- * the transaction wait their turn). That is one writer at a time, as SQLite has anyway.
+ * The embedded TaskStore behind the asynchronous interface, its users taking turns
+ * (infra/sqlite-turns.ts): a transaction's work runs inside BEGIN IMMEDIATE … COMMIT, and calls
+ * from outside it wait until it ends.
  */
 export function asyncTaskStore(store: TaskStore): AsyncTaskStore {
-  let queue: Promise<unknown> = Promise.resolve();
-  /** Runs `run` after every transaction begun before it. */
-  const serial = <T>(run: () => Promise<T>): Promise<T> => {
-    const next = queue.then(run, run);
-    queue = next.catch(() => undefined);
-    return next;
-  };
-  const call =
-    (inTx: boolean) =>
-    (name: Forwarded) =>
-    (...args: unknown[]) => {
-      // A synchronous throw (a RangeError, say) becomes a rejection, as PostgreSQL's would be.
-      const invoke = () =>
-        new Promise<unknown>((resolve) =>
-          resolve(
-            (store as unknown as Record<Forwarded, (...a: unknown[]) => unknown>)[name](...args),
-          ),
-        );
-      return inTx ? invoke() : serial(invoke);
-    };
+  const turns = sqliteTurns(() => store.hold());
   const view = (inTx: boolean): AsyncTaskStore => {
-    const forward = call(inTx);
-    const methods = Object.fromEntries(
-      FORWARDED.map((name) => [name, forward(name)]),
-    ) as unknown as Omit<AsyncTaskStore, "transaction" | "close">;
+    const methods = turns.forward(store, FORWARDED, inTx) as unknown as Pick<
+      AsyncTaskStore,
+      Forwarded
+    >;
     const self: AsyncTaskStore = {
       ...methods,
       transaction: <T>(work: (tx: AsyncTaskStore) => Promise<T>): Promise<T> =>
-        inTx ? work(self) : serial(() => runTransaction(work)),
-      close: () => serial(() => Promise.resolve(store.close())),
+        inTx ? work(self) : turns.transaction(inside, work),
+      close: () => turns.run(false)(() => store.close()),
     };
     return self;
   };
   const inside = view(true);
-  const runTransaction = async <T>(work: (tx: AsyncTaskStore) => Promise<T>): Promise<T> => {
-    store.begin();
-    try {
-      const value = await work(inside);
-      store.commit();
-      return value;
-    } catch (error) {
-      store.rollback();
-      throw error;
-    }
-  };
   return view(false);
 }
 

@@ -418,19 +418,19 @@ export class TaskStore {
   }
 
   /**
-   * BEGIN, COMMIT and ROLLBACK by hand, for a transaction that awaits between its statements
+   * Open a write transaction to end later, for one that awaits between its statements
    * (asyncTaskStore): the caller keeps every other use of the store out until it ends.
    */
-  begin(): void {
+  hold(): { commit(): void; rollback(): void } {
     this.db.exec("BEGIN IMMEDIATE");
-  }
-
-  commit(): void {
-    this.db.exec("COMMIT");
-  }
-
-  rollback(): void {
-    if (this.db.inTransaction) this.db.exec("ROLLBACK");
+    return {
+      commit: () => {
+        if (this.db.inTransaction) this.db.exec("COMMIT");
+      },
+      rollback: () => {
+        if (this.db.inTransaction) this.db.exec("ROLLBACK");
+      },
+    };
   }
 
   /** A new task id: `enf-000001`, `emg-000002`, `mnt-000003` (one sequence for all kinds). */

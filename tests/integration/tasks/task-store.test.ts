@@ -1160,6 +1160,35 @@ function suite(name: string, open: () => Promise<Backend>) {
 
 suite("SQLite", openSqlite);
 
+describe("the embedded task store behind the asynchronous interface", () => {
+  it("refuses a call on the store itself from inside its transaction's work, instead of hanging", async () => {
+    const backend = await openSqlite();
+    try {
+      const { store } = backend;
+      const task = taskOf(0);
+      const outcome = store.transaction(async (tx) => {
+        await save(tx, task);
+        // The store itself waits for this transaction to end: it would never answer.
+        await store.task(task.id);
+      });
+      await expect(outcome).rejects.toThrow(/use the transaction's view \(tx\)/);
+      expect(await store.task(task.id)).toBeUndefined();
+      // Calls from outside, begun while the transaction ran, took their turn after it.
+      const [before, after] = await Promise.all([
+        store.transaction(async (tx) => {
+          await save(tx, task);
+          return "saved";
+        }),
+        store.task(task.id),
+      ]);
+      expect(before).toBe("saved");
+      expect(after).toStrictEqual(task);
+    } finally {
+      await backend.close();
+    }
+  });
+});
+
 describe.runIf(postgres)("the task store in PostgreSQL", () => {
   suite("PostgreSQL", openPostgres);
 
