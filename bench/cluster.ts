@@ -16,6 +16,10 @@
  * batch and messages per second through the inbox and commit ledger in PostgreSQL, against the
  * embedded ingest.db on the same messages (BENCH_CLUSTER_MESSAGES, default 20,000).
  *
+ * Then the task store's part (bench/cluster-tasks.ts): latency, rate and PostgreSQL round trips
+ * of the task service's changes (filing, a transition) and the queue's first page, against the
+ * embedded tasks.db behind the same interface (BENCH_CLUSTER_TASKS, default 1,000 tasks).
+ *
  * Then the pipeline's part (bench/cluster-node.ts): CPU per reading of a node's ingest on
  * PostgreSQL, one node and two, against the single node's embedded pipeline on the same messages
  * (BENCH_CLUSTER_NODE_MESSAGES, default 4,000 of 50 readings). Issue #21 asks for a node's CPU
@@ -31,6 +35,7 @@ import { openPostgres, queryOnce as admin } from "../infra/postgres/pool.js";
 import { CITYWATCH_MIGRATIONS } from "../infra/postgres/schema.js";
 import { ingestStateOnPostgres, ingestStateOnSqlite } from "./cluster-ingest.js";
 import { pipelineCpu } from "./cluster-node.js";
+import { type TaskStoreFigures, taskStoreOnPostgres, taskStoreOnSqlite } from "./cluster-tasks.js";
 import { rulesTakeover } from "./cluster-rules.js";
 import { formatCount, formatTable } from "./table.js";
 
@@ -212,6 +217,33 @@ export async function run(): Promise<void> {
         ["left"],
       ),
     );
+    const taskCount = Number(process.env["BENCH_CLUSTER_TASKS"] || 1_000);
+    const taskPool = await openPostgres({ url, schema, log, max: 2 });
+    const tasks: TaskStoreFigures[] = [];
+    try {
+      tasks.push(...(await taskStoreOnSqlite(taskCount)));
+      tasks.push(...(await taskStoreOnPostgres(taskPool, taskCount)));
+    } finally {
+      await taskPool.end();
+    }
+    console.log(
+      `\nThe task store: ${formatCount(taskCount)} tasks filed, then each moved once (one transaction a change, in the task service's shapes), and the queue's first page read:`,
+    );
+    console.log(
+      formatTable(
+        ["store", "operation", "count", "p50 ms", "p99 ms", "per second", "round trips"],
+        tasks.map((f) => [
+          f.store,
+          f.operation,
+          formatCount(f.count),
+          f.p50Ms.toFixed(2),
+          f.p99Ms.toFixed(2),
+          formatCount(f.perSecond),
+          f.roundTrips === undefined ? "-" : f.roundTrips.toFixed(1),
+        ]),
+        ["left", "left"],
+      ),
+    );
     const nodeFigures = await pipelineCpu(
       () => openPostgres({ url, schema, log, max: 2 }),
       () =>
@@ -255,7 +287,7 @@ The pipeline: ${formatCount(nodeFigures[0]?.readings ?? 0)} readings in messages
       `\ngoal: a dead node's partitions move within ${GOAL_MS / 1000} s: worst ${(worst / 1000).toFixed(2)} s with the shipped defaults -> ${pass ? "PASS" : "MISS"}`,
     );
     console.log(
-      `BENCH_RESULT ${JSON.stringify({ bench: "cluster", takeoverMs: results, rules, ingest, pipeline: nodeFigures, goal: { takeoverMs: GOAL_MS, pass, cpuRatio: CPU_GOAL_RATIO, cpuPass } })}`,
+      `BENCH_RESULT ${JSON.stringify({ bench: "cluster", takeoverMs: results, rules, ingest, tasks, pipeline: nodeFigures, goal: { takeoverMs: GOAL_MS, pass, cpuRatio: CPU_GOAL_RATIO, cpuPass } })}`,
     );
   } finally {
     await admin(url, `DROP SCHEMA IF EXISTS ${schema} CASCADE`);

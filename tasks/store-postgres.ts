@@ -161,11 +161,12 @@ export class PostgresTaskStore extends PostgresStore<PostgresTaskStore> implemen
   ): Promise<pg.QueryResult> {
     const db = this.db;
     if (!this.joined) return db.query(sql, args as unknown[]);
+    // Not released: ROLLBACK TO names the newest savepoint of the name, the one just before this
+    // statement, and the transaction's end releases them all. A RELEASE after every statement
+    // would cost a third round trip (bench/cluster-tasks.ts: 29 against 20 for a filing).
     await db.query("SAVEPOINT task_statement");
     try {
-      const result = await db.query(sql, args as unknown[]);
-      await db.query("RELEASE SAVEPOINT task_statement");
-      return result;
+      return await db.query(sql, args as unknown[]);
     } catch (error) {
       await db.query("ROLLBACK TO SAVEPOINT task_statement");
       throw error;
