@@ -54,7 +54,7 @@ export function migrateCommand(program: Command): void {
   program
     .command("migrate")
     .description(
-      "copy a stopped node's alarm states, ingest state (inbox, commit ledger, dead letters) tasks (audit trail, evidence, events, webhook outbox) and registry (sites, devices, service accounts, parties) from its data directory into PostgreSQL, verified by counts",
+      "copy a stopped node's alarm states, ingest state (inbox, commit ledger, dead letters) tasks (audit trail, evidence, events, webhook outbox) registry (sites, devices, service accounts, parties) and users (sessions, API tokens) from its data directory into PostgreSQL, verified by counts",
     )
     .requiredOption(
       "--to <url>",

@@ -22,7 +22,8 @@ import { taskColumns } from "../../tasks/store-postgres.js";
  * alarm states (alarms.db), the ingest's inbox, commit ledger and dead letters (ingest.db), and
  * the tasks with their audit trail, evidence packages, events, webhook outbox, complaints and
  * attachment records (tasks.db), and the registry's sites, devices (secret hashes and
- * generations), service accounts and parties (registry.db). Ids are kept (an event's id is its
+ * generations), service accounts and parties (registry.db), and the users (password hashes),
+ * their browser sessions and the API tokens (hashes) of tokens.db. Ids are kept (an event's id is its
  * webhooks' idempotency key, an audit entry's id its place in the trail) and the sequences set
  * past them; the task counter continues where the data directory's stopped.
  *
@@ -85,7 +86,6 @@ export interface MigrateOptions {
 
 /** What stays in the data directory, by file: no PostgreSQL store for it yet. */
 const NOT_MOVED: ReadonlyArray<{ file: string; holds: string }> = [
-  { file: "tokens.db", holds: "users and API tokens" },
   { file: "timeseries.db", holds: "readings (a cluster keeps them in InfluxDB)" },
 ];
 
@@ -110,6 +110,9 @@ const TARGET_TABLES = [
   "registry_service_account",
   "registry_party",
   "registry_party_site",
+  "auth_user",
+  "auth_session",
+  "auth_api_token",
 ] as const;
 
 type Cell = string | number | bigint | Buffer | null;
@@ -117,7 +120,7 @@ type Row = Record<string, Cell>;
 
 /** One table's copy: where it comes from, how a batch of its rows is written, what is checked. */
 interface Copy {
-  readonly file: "ingest.db" | "alarms.db" | "tasks.db" | "registry.db";
+  readonly file: "ingest.db" | "alarms.db" | "tasks.db" | "registry.db" | "tokens.db";
   readonly table: string;
   readonly target: (typeof TARGET_TABLES)[number];
   /** The source rows, in the order they are to be inserted. */
@@ -230,6 +233,73 @@ function copies(partitions: number, siteOf: (deviceId: string) => string | undef
     },
     ...taskCopies(),
     ...registryCopies(),
+    ...authCopies(),
+  ];
+}
+
+/**
+ * tokens.db's tables (tasks/auth/tokens.ts, users.ts) into migration 7's, row for row: password
+ * hashes, session and token hashes and times as the file holds them (no secret is in it to
+ * copy: the sessions and tokens people hold go on working). The hashes are checked byte for
+ * byte in total, like documents. A file from before user accounts has no users or sessions and
+ * tokens of no user.
+ */
+function authCopies(): Copy[] {
+  const copy = (
+    table: string,
+    target: Copy["target"],
+    columns: ReadonlyArray<readonly [name: string, type: string]>,
+    order: string,
+    payload: string,
+  ): Copy => rowCopy("tokens.db", table, target, columns, order, payload);
+  return [
+    copy(
+      "app_user",
+      "auth_user",
+      [
+        ["id", "text"],
+        ["name", "text"],
+        ["badge", "text"],
+        ["roles", "text"],
+        ["scope", "text"],
+        ["team", "text"],
+        ["password", "text"],
+        ["disabled", "boolean"],
+        ["created_ms", "bigint"],
+        ["updated_ms", "bigint"],
+      ],
+      "id",
+      "password",
+    ),
+    copy(
+      "user_session",
+      "auth_session",
+      [
+        ["hash", "text"],
+        ["user_id", "text"],
+        ["csrf", "text"],
+        ["created_ms", "bigint"],
+        ["last_ms", "bigint"],
+        ["expires_ms", "bigint"],
+      ],
+      "hash",
+      "hash",
+    ),
+    copy(
+      "api_token",
+      "auth_api_token",
+      [
+        ["id", "text"],
+        ["name", "text"],
+        ["role", "text"],
+        ["hash", "text"],
+        ["created_ms", "bigint"],
+        ["revoked_ms", "bigint"],
+        ["user_id", "text"],
+      ],
+      "created_ms, id",
+      "hash",
+    ),
   ];
 }
 
@@ -244,19 +314,8 @@ function registryCopies(): Copy[] {
     columns: ReadonlyArray<readonly [name: string, type: string]>,
     order: string,
     payload?: string,
-  ): Copy => ({
-    file: "registry.db",
-    table,
-    target: `registry_${table}` as Copy["target"],
-    select: `SELECT ${columns.map(([c]) => c).join(", ")} FROM ${table} ORDER BY ${order}`,
-    insert: `INSERT INTO registry_${table} (${columns.map(([c]) => c).join(", ")})
-      SELECT * FROM unnest(${columns.map(([, type], i) => `$${i + 1}::${type}[]`).join(", ")})`,
-    values: (r) =>
-      columns.map(([c, type]) =>
-        type === "boolean" ? num(r[c]) !== 0 : type === "integer" ? num(r[c]) : r[c],
-      ),
-    ...(payload === undefined ? {} : { payload }),
-  });
+  ): Copy =>
+    rowCopy("registry.db", table, `registry_${table}` as Copy["target"], columns, order, payload);
   return [
     copy(
       "site",
@@ -323,6 +382,37 @@ function registryCopies(): Copy[] {
       "site_id",
     ),
   ];
+}
+
+/**
+ * A table copied row for row: each of `columns` (name, PostgreSQL type) as the file holds it, a
+ * boolean from SQLite's 0/1, a number from its integer; a column the file lacks (written before
+ * it existed) as null.
+ */
+function rowCopy(
+  file: Copy["file"],
+  table: string,
+  target: Copy["target"],
+  columns: ReadonlyArray<readonly [name: string, type: string]>,
+  order: string,
+  payload?: string,
+): Copy {
+  const numeric = new Set(["integer", "bigint"]);
+  return {
+    file,
+    table,
+    target,
+    select: `SELECT * FROM ${table} ORDER BY ${order}`,
+    insert: `INSERT INTO ${target} (${columns.map(([c]) => c).join(", ")})
+      SELECT * FROM unnest(${columns.map(([, type], i) => `$${i + 1}::${type}[]`).join(", ")})`,
+    values: (r) =>
+      columns.map(([c, type]) => {
+        const cell = r[c] ?? null;
+        if (cell === null) return null;
+        return type === "boolean" ? num(cell) !== 0 : numeric.has(type) ? num(cell) : cell;
+      }),
+    ...(payload === undefined ? {} : { payload }),
+  };
 }
 
 /** The bytes of a payload (bytea) or a document (text, as UTF-8). */
@@ -575,7 +665,7 @@ export async function migrateToPostgres(options: MigrateOptions): Promise<Migrat
   const batchRows = options.batchRows ?? 1_000;
   const sources = new Map<string, Database.Database>();
   try {
-    for (const file of ["ingest.db", "alarms.db", "tasks.db", "registry.db"]) {
+    for (const file of ["ingest.db", "alarms.db", "tasks.db", "registry.db", "tokens.db"]) {
       const db = openSource(dataDir, file);
       if (db !== undefined) sources.set(file, db);
     }

@@ -332,4 +332,79 @@ CREATE TABLE registry_party_site (
 CREATE INDEX registry_party_site_party ON registry_party_site (party_key);
 `,
   },
+  {
+    version: 7,
+    name: "users, sessions and API tokens",
+    // tasks/auth/store-postgres.ts: the embedded tokens.db's tables (tasks/auth/tokens.ts,
+    // users.ts), shared by the nodes, each prefixed auth_. Secrets only as hashes: an API token's
+    // and a session cookie's SHA-256, a password's scrypt hash (tasks/auth/password.ts). Times
+    // are milliseconds (bigint); ids and names that lists sort by are COLLATE "C" (byte order, as
+    // in SQLite). Sessions and tokens name their user without a foreign key, as in SQLite.
+    // auth_change counts the changes of users, tokens and sessions ended: every statement that
+    // changes auth_user or auth_api_token, or deletes sessions, adds one in its own transaction,
+    // so a node that reads a new count knows the change is visible (TokenStore.changed: SQLite's
+    // data_version).
+    sql: `
+CREATE TABLE auth_user (
+  id         text COLLATE "C" PRIMARY KEY,
+  name       text NOT NULL,
+  badge      text,
+  roles      text NOT NULL,
+  scope      text NOT NULL,
+  team       text,
+  password   text,
+  disabled   boolean NOT NULL DEFAULT false,
+  created_ms bigint NOT NULL,
+  updated_ms bigint NOT NULL
+);
+
+CREATE TABLE auth_session (
+  hash       text COLLATE "C" PRIMARY KEY,
+  user_id    text COLLATE "C" NOT NULL,
+  csrf       text NOT NULL,
+  created_ms bigint NOT NULL,
+  last_ms    bigint NOT NULL,
+  expires_ms bigint NOT NULL
+);
+CREATE INDEX auth_session_user ON auth_session (user_id);
+
+CREATE TABLE auth_api_token (
+  id         text COLLATE "C" PRIMARY KEY,
+  name       text COLLATE "C" NOT NULL,
+  role       text NOT NULL,
+  hash       text COLLATE "C" NOT NULL UNIQUE,
+  created_ms bigint NOT NULL,
+  revoked_ms bigint,
+  user_id    text COLLATE "C"
+);
+CREATE UNIQUE INDEX auth_api_token_active_name ON auth_api_token (name) WHERE revoked_ms IS NULL;
+
+CREATE TABLE auth_change (
+  only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+  version  bigint NOT NULL
+);
+INSERT INTO auth_change (version) VALUES (0);
+
+CREATE FUNCTION auth_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE auth_change SET version = version + 1;
+  RETURN NULL;
+END
+$$;
+CREATE FUNCTION auth_sessions_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM ended) THEN
+    UPDATE auth_change SET version = version + 1;
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER auth_user_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON auth_user
+  FOR EACH STATEMENT EXECUTE FUNCTION auth_changed();
+CREATE TRIGGER auth_api_token_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+  ON auth_api_token FOR EACH STATEMENT EXECUTE FUNCTION auth_changed();
+CREATE TRIGGER auth_session_ended AFTER DELETE ON auth_session REFERENCING OLD TABLE AS ended
+  FOR EACH STATEMENT EXECUTE FUNCTION auth_sessions_ended();
+`,
+  },
 ];

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type Database from "better-sqlite3";
 import type { ApiRole } from "../../contracts/model/tasks.js";
 import { openSqlite } from "../../infra/sqlite-file.js";
+import { type User } from "../../contracts/model/people.js";
 import { USER_MIGRATION, UserStore } from "./users.js";
 
 /*
@@ -23,7 +24,8 @@ export interface TokenRecord {
   readonly userId?: string | undefined;
 }
 
-interface TokenRow {
+/** A row of api_token (auth_api_token in PostgreSQL, read as these types). */
+export interface TokenRow {
   id: string;
   name: string;
   role: ApiRole;
@@ -32,7 +34,7 @@ interface TokenRow {
   user_id: string | null;
 }
 
-const record = (r: TokenRow): TokenRecord => ({
+export const tokenRecord = (r: TokenRow): TokenRecord => ({
   id: r.id,
   name: r.name,
   role: r.role,
@@ -41,7 +43,42 @@ const record = (r: TokenRow): TokenRecord => ({
   ...(r.user_id === null ? {} : { userId: r.user_id }),
 });
 
-const hashOf = (token: string): string => createHash("sha256").update(token, "utf8").digest("hex");
+/** The stored form of a token: its SHA-256 (the token itself is never stored). */
+export const tokenHash = (token: string): string =>
+  createHash("sha256").update(token, "utf8").digest("hex");
+
+/** A new token (the only copy) and its id. */
+export const newToken = (): { token: string; id: string } => ({
+  token: `${TOKEN_PREFIX}${randomBytes(32).toString("base64url")}`,
+  id: randomBytes(6).toString("hex"),
+});
+
+/** The errors both token stores refuse with. */
+export const tokenRefusal = {
+  activeName: (name: string) =>
+    new TokenError(`an active token named ${name} exists; revoke it first`),
+  noUser: (userId: string) => new TokenError(`no user ${userId}`),
+  noActive: (idOrName: string) => new TokenError(`no active token with id or name ${idOrName}`),
+};
+
+/** Refuses a token name outside 1-64 characters of A-Z a-z 0-9 _ . @ - (TokenError). */
+export function checkTokenName(name: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(name)) {
+    throw new TokenError(
+      "a token name must be 1-64 characters of A-Z a-z 0-9 _ . @ - starting with a letter or digit",
+    );
+  }
+}
+
+/** Refuses a token for `userId` (found as `user`) with a role the user does not have. */
+export function checkTokenUser(userId: string, user: User | undefined, role: ApiRole): void {
+  if (user === undefined) throw tokenRefusal.noUser(userId);
+  if (!user.roles.includes(role)) {
+    throw new TokenError(
+      `user ${userId} has the roles ${user.roles.join(", ")}; a token for them cannot have the role ${role}`,
+    );
+  }
+}
 
 /** A token problem the CLI reports as it is (duplicate name, unknown token). */
 const MIGRATIONS = [
@@ -114,42 +151,29 @@ export class TokenStore {
    * of the user's roles.
    */
   add(name: string, role: ApiRole, userId?: string): { record: TokenRecord; token: string } {
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(name)) {
-      throw new TokenError(
-        "a token name must be 1-64 characters of A-Z a-z 0-9 _ . @ - starting with a letter or digit",
-      );
-    }
+    checkTokenName(name);
     const active = this.db
       .prepare("SELECT 1 FROM api_token WHERE name = ? AND revoked_ms IS NULL")
       .get(name);
-    if (active !== undefined)
-      throw new TokenError(`an active token named ${name} exists; revoke it first`);
-    if (userId !== undefined) {
-      const user = this.users.get(userId);
-      if (user === undefined) throw new TokenError(`no user ${userId}`);
-      if (!user.roles.includes(role)) {
-        throw new TokenError(
-          `user ${userId} has the roles ${user.roles.join(", ")}; a token for them cannot have the role ${role}`,
-        );
-      }
-    }
-    const token = `${TOKEN_PREFIX}${randomBytes(32).toString("base64url")}`;
-    const id = randomBytes(6).toString("hex");
+    if (active !== undefined) throw tokenRefusal.activeName(name);
+    if (userId !== undefined) checkTokenUser(userId, this.users.get(userId), role);
+    const { token, id } = newToken();
     const createdMs = this.now();
     this.db
       .prepare(
         "INSERT INTO api_token (id, name, role, hash, created_ms, user_id) VALUES (?, ?, ?, ?, ?, ?)",
       )
-      .run(id, name, role, hashOf(token), createdMs, userId ?? null);
+      .run(id, name, role, tokenHash(token), createdMs, userId ?? null);
     this.local++;
     return {
-      record: {
+      record: tokenRecord({
         id,
         name,
         role,
-        createdAt: new Date(createdMs).toISOString(),
-        ...(userId === undefined ? {} : { userId }),
-      },
+        created_ms: createdMs,
+        revoked_ms: null,
+        user_id: userId ?? null,
+      }),
       token,
     };
   }
@@ -157,7 +181,7 @@ export class TokenStore {
   list(): TokenRecord[] {
     return (
       this.db.prepare("SELECT * FROM api_token ORDER BY created_ms, id").all() as TokenRow[]
-    ).map(record);
+    ).map(tokenRecord);
   }
 
   /** Revoke the active token with this id or name. */
@@ -165,11 +189,11 @@ export class TokenStore {
     const row = this.db
       .prepare("SELECT * FROM api_token WHERE (id = ? OR name = ?) AND revoked_ms IS NULL")
       .get(idOrName, idOrName) as TokenRow | undefined;
-    if (row === undefined) throw new TokenError(`no active token with id or name ${idOrName}`);
+    if (row === undefined) throw tokenRefusal.noActive(idOrName);
     const revokedMs = this.now();
     this.db.prepare("UPDATE api_token SET revoked_ms = ? WHERE id = ?").run(revokedMs, row.id);
     this.local++;
-    return record({ ...row, revoked_ms: revokedMs });
+    return tokenRecord({ ...row, revoked_ms: revokedMs });
   }
 
   /** The active token a bearer secret belongs to (not of a disabled user), or undefined. */
@@ -180,7 +204,7 @@ export class TokenStore {
         `SELECT t.* FROM api_token t LEFT JOIN app_user u ON u.id = t.user_id
          WHERE t.hash = ? AND t.revoked_ms IS NULL AND (t.user_id IS NULL OR u.disabled = 0)`,
       )
-      .get(hashOf(token)) as TokenRow | undefined;
-    return row === undefined ? undefined : record(row);
+      .get(tokenHash(token)) as TokenRow | undefined;
+    return row === undefined ? undefined : tokenRecord(row);
   }
 }

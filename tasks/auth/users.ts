@@ -41,7 +41,8 @@ export class UserError extends Error {
   readonly code = "USER_INVALID";
 }
 
-interface UserRow {
+/** A row of app_user (auth_user in PostgreSQL, read as these types). */
+export interface UserRow {
   id: string;
   name: string;
   badge: string | null;
@@ -54,7 +55,8 @@ interface UserRow {
   updated_ms: number;
 }
 
-interface SessionRow {
+/** A row of user_session (auth_session in PostgreSQL, read as these types). */
+export interface SessionRow {
   hash: string;
   user_id: string;
   csrf: string;
@@ -76,7 +78,7 @@ export interface ActiveSession {
   readonly expiresAt: string;
 }
 
-const toUser = (r: UserRow): User =>
+export const toUser = (r: UserRow): User =>
   User.parse({
     id: r.id,
     name: r.name,
@@ -89,7 +91,9 @@ const toUser = (r: UserRow): User =>
     updatedAt: new Date(r.updated_ms).toISOString(),
   });
 
-const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
+/** The stored form of a session cookie: its SHA-256 (the cookie itself is never stored). */
+export const sessionHash = (text: string) =>
+  createHash("sha256").update(text, "utf8").digest("hex");
 
 /** The fields of a user a change may set (absent or undefined: unchanged). */
 export type UserChange = {
@@ -98,6 +102,98 @@ export type UserChange = {
 
 /** The prefix of a session cookie's value, so a leaked one is recognisable (like `cwt_`). */
 export const SESSION_PREFIX = "cws_";
+
+/** The errors both user stores refuse with. */
+export const userRefusal = {
+  exists: (id: string) => new UserError(`a user ${id} exists`),
+  unknown: (id: string) => new UserError(`no user ${id}`),
+  notEnabled: (id: string) => new UserError(`no enabled user ${id}`),
+};
+
+/** A user input checked (UserInput), or a UserError listing what is wrong. */
+export function checkedUser(input: unknown): UserInputType {
+  const parsed = UserInput.safeParse(input);
+  if (!parsed.success) {
+    throw new UserError(
+      parsed.error.issues.map((i) => `${i.path.join(".") || "user"}: ${i.message}`).join("; "),
+    );
+  }
+  return parsed.data;
+}
+
+/** `current` with `change` applied, checked (the id stays). */
+export const changedUser = (id: string, current: User, change: UserChange): UserInputType =>
+  checkedUser({
+    id,
+    name: change.name ?? current.name,
+    roles: change.roles ?? current.roles,
+    scope: change.scope ?? current.scope,
+    ...((change.badge ?? current.badge) === null ? {} : { badge: change.badge ?? current.badge }),
+    ...((change.team ?? current.team) === null ? {} : { team: change.team ?? current.team }),
+  });
+
+/** A user's columns as stored (roles and scope as JSON text), in app_user's column order. */
+export const userColumns = (u: UserInputType) =>
+  [
+    u.name,
+    u.badge ?? null,
+    JSON.stringify(u.roles),
+    JSON.stringify(u.scope),
+    u.team ?? null,
+  ] as const;
+
+/**
+ * The enabled user a name and password belong to (`row`, looked up by `username.trim()
+ * .toLowerCase()`), or undefined. Verifies against a decoy for an unknown user, so that it takes
+ * as long for an unknown name or a disabled user as for a wrong password.
+ */
+export async function passwordUser(
+  row: UserRow | undefined,
+  password: string,
+): Promise<User | undefined> {
+  const stored = row?.password ?? (await decoyHash());
+  const ok = await verifyPassword(password, stored);
+  if (!ok || row === undefined || row.password === null || row.disabled === 1) return undefined;
+  return toUser(row);
+}
+
+/** A new session's secrets and times: the cookie is the only copy; store `hash`. */
+export function newSession(at: number, limits: SessionLimits) {
+  const cookie = `${SESSION_PREFIX}${randomBytes(32).toString("base64url")}`;
+  return {
+    cookie,
+    hash: sessionHash(cookie),
+    csrf: randomBytes(32).toString("base64url"),
+    expires: at + limits.maxMs,
+  };
+}
+
+/** What a session shows: it ends at its maximum age or when idle from `at`, whichever is first. */
+export const activeSession = (
+  user: User,
+  csrf: string,
+  expiresMs: number,
+  at: number,
+  limits: SessionLimits,
+): ActiveSession => ({
+  user,
+  csrf,
+  expiresAt: new Date(Math.min(expiresMs, at + limits.idleMs)).toISOString(),
+});
+
+/** Whether a value can be a session cookie at all (else no lookup). */
+export const sessionCookieShape = (cookie: string): boolean =>
+  cookie.startsWith(SESSION_PREFIX) && cookie.length <= 100;
+
+/** Whether a session has ended at `at`: its maximum age, or idle for `idleMs`. */
+export const sessionEnded = (
+  row: Pick<SessionRow, "expires_ms" | "last_ms">,
+  at: number,
+  limits: SessionLimits,
+): boolean => at >= row.expires_ms || at - row.last_ms >= limits.idleMs;
+
+/** The idle clock is written at most once a minute, not on every request. */
+export const IDLE_CLOCK_MS = 60_000;
 
 export class UserStore {
   constructor(
@@ -109,14 +205,8 @@ export class UserStore {
 
   /** Add a user; with a password (checked by the policy) they can sign in at once. */
   async add(input: UserInputType, password?: string): Promise<User> {
-    const parsed = UserInput.safeParse(input);
-    if (!parsed.success) {
-      throw new UserError(
-        parsed.error.issues.map((i) => `${i.path.join(".") || "user"}: ${i.message}`).join("; "),
-      );
-    }
-    const u = parsed.data;
-    if (this.row(u.id) !== undefined) throw new UserError(`a user ${u.id} exists`);
+    const u = checkedUser(input);
+    if (this.row(u.id) !== undefined) throw userRefusal.exists(u.id);
     const hash = password === undefined ? null : await hashPassword(password);
     const at = this.now();
     this.db
@@ -124,17 +214,7 @@ export class UserStore {
         `INSERT INTO app_user (id, name, badge, roles, scope, team, password, disabled, created_ms, updated_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)`,
       )
-      .run(
-        u.id,
-        u.name,
-        u.badge ?? null,
-        JSON.stringify(u.roles),
-        JSON.stringify(u.scope),
-        u.team ?? null,
-        hash,
-        at,
-        at,
-      );
+      .run(u.id, ...userColumns(u), hash, at, at);
     this.touched();
     return this.get(u.id) as User;
   }
@@ -151,55 +231,41 @@ export class UserStore {
   /** Change a user's name, badge, roles, scope or team (the id stays). */
   update(id: string, change: UserChange): User {
     const current = this.get(id);
-    if (current === undefined) throw new UserError(`no user ${id}`);
-    const merged = UserInput.safeParse({
-      id,
-      name: change.name ?? current.name,
-      roles: change.roles ?? current.roles,
-      scope: change.scope ?? current.scope,
-      ...((change.badge ?? current.badge) === null ? {} : { badge: change.badge ?? current.badge }),
-      ...((change.team ?? current.team) === null ? {} : { team: change.team ?? current.team }),
-    });
-    if (!merged.success) {
-      throw new UserError(
-        merged.error.issues.map((i) => `${i.path.join(".") || "user"}: ${i.message}`).join("; "),
-      );
-    }
-    const u = merged.data;
+    if (current === undefined) throw userRefusal.unknown(id);
+    const u = changedUser(id, current, change);
     this.db
       .prepare(
         "UPDATE app_user SET name = ?, badge = ?, roles = ?, scope = ?, team = ?, updated_ms = ? WHERE id = ?",
       )
-      .run(
-        u.name,
-        u.badge ?? null,
-        JSON.stringify(u.roles),
-        JSON.stringify(u.scope),
-        u.team ?? null,
-        this.now(),
-        id,
-      );
+      .run(...userColumns(u), this.now(), id);
     this.touched();
     return this.get(id) as User;
   }
 
   /** Set a new password (policy-checked); the user's sessions end. */
   async setPassword(id: string, password: string): Promise<void> {
-    if (this.row(id) === undefined) throw new UserError(`no user ${id}`);
+    if (this.row(id) === undefined) throw userRefusal.unknown(id);
     const hash = await hashPassword(password);
-    this.db
-      .prepare("UPDATE app_user SET password = ?, updated_ms = ? WHERE id = ?")
-      .run(hash, this.now(), id);
-    this.endSessionsOf(id);
+    // One transaction: a crash between the two must not leave the old password's sessions alive.
+    this.db.transaction(() => {
+      this.db
+        .prepare("UPDATE app_user SET password = ?, updated_ms = ? WHERE id = ?")
+        .run(hash, this.now(), id);
+      this.endSessionsOf(id);
+    })();
   }
 
   /** Disable or enable a user. Disabling ends their sessions and refuses their tokens. */
   setDisabled(id: string, disabled: boolean): User {
-    if (this.row(id) === undefined) throw new UserError(`no user ${id}`);
-    this.db
-      .prepare("UPDATE app_user SET disabled = ?, updated_ms = ? WHERE id = ?")
-      .run(disabled ? 1 : 0, this.now(), id);
-    if (disabled) this.endSessionsOf(id);
+    if (this.row(id) === undefined) throw userRefusal.unknown(id);
+    // One transaction: a crash between the two must not leave a disabled user's sessions to
+    // come back to life when the user is enabled again.
+    this.db.transaction(() => {
+      this.db
+        .prepare("UPDATE app_user SET disabled = ?, updated_ms = ? WHERE id = ?")
+        .run(disabled ? 1 : 0, this.now(), id);
+      if (disabled) this.endSessionsOf(id);
+    })();
     this.touched();
     return this.get(id) as User;
   }
@@ -209,65 +275,48 @@ export class UserStore {
    * name or a disabled user as for a wrong password.
    */
   async checkPassword(username: string, password: string): Promise<User | undefined> {
-    const row = this.row(username.trim().toLowerCase());
-    const stored = row?.password ?? (await decoyHash());
-    const ok = await verifyPassword(password, stored);
-    if (!ok || row === undefined || row.password === null || row.disabled === 1) return undefined;
-    return toUser(row);
+    return passwordUser(this.row(username.trim().toLowerCase()), password);
   }
 
   /** Start a session; the returned cookie value is the only copy. */
   startSession(userId: string, limits: SessionLimits): { cookie: string; session: ActiveSession } {
     const user = this.get(userId);
-    if (user === undefined || user.disabled) throw new UserError(`no enabled user ${userId}`);
-    const cookie = `${SESSION_PREFIX}${randomBytes(32).toString("base64url")}`;
-    const csrf = randomBytes(32).toString("base64url");
+    if (user === undefined || user.disabled) throw userRefusal.notEnabled(userId);
     const at = this.now();
-    const expires = at + limits.maxMs;
+    const { cookie, hash, csrf, expires } = newSession(at, limits);
     this.db
       .prepare(
         "INSERT INTO user_session (hash, user_id, csrf, created_ms, last_ms, expires_ms) VALUES (?, ?, ?, ?, ?, ?)",
       )
-      .run(sha256(cookie), userId, csrf, at, at, expires);
+      .run(hash, userId, csrf, at, at, expires);
     this.prune(at, limits);
-    return {
-      cookie,
-      session: {
-        user,
-        csrf,
-        expiresAt: new Date(Math.min(expires, at + limits.idleMs)).toISOString(),
-      },
-    };
+    return { cookie, session: activeSession(user, csrf, expires, at, limits) };
   }
 
   /** The live session of a cookie value (its idle clock restarted), or undefined. */
   session(cookie: string, limits: SessionLimits): ActiveSession | undefined {
-    if (!cookie.startsWith(SESSION_PREFIX) || cookie.length > 100) return undefined;
-    const hash = sha256(cookie);
+    if (!sessionCookieShape(cookie)) return undefined;
+    const hash = sessionHash(cookie);
     const row = this.db.prepare("SELECT * FROM user_session WHERE hash = ?").get(hash) as
       SessionRow | undefined;
     if (row === undefined) return undefined;
     const at = this.now();
-    if (at >= row.expires_ms || at - row.last_ms >= limits.idleMs) {
+    if (sessionEnded(row, at, limits)) {
       this.db.prepare("DELETE FROM user_session WHERE hash = ?").run(hash);
       return undefined;
     }
     const user = this.get(row.user_id);
     if (user === undefined || user.disabled) return undefined;
     // The idle clock: written at most once a minute, not on every request.
-    if (at - row.last_ms >= 60_000) {
+    if (at - row.last_ms >= IDLE_CLOCK_MS) {
       this.db.prepare("UPDATE user_session SET last_ms = ? WHERE hash = ?").run(at, hash);
     }
-    return {
-      user,
-      csrf: row.csrf,
-      expiresAt: new Date(Math.min(row.expires_ms, at + limits.idleMs)).toISOString(),
-    };
+    return activeSession(user, row.csrf, row.expires_ms, at, limits);
   }
 
   /** End one session (sign-out). */
   endSession(cookie: string): void {
-    this.db.prepare("DELETE FROM user_session WHERE hash = ?").run(sha256(cookie));
+    this.db.prepare("DELETE FROM user_session WHERE hash = ?").run(sessionHash(cookie));
   }
 
   /** End every session of a user. */

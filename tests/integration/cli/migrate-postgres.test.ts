@@ -17,6 +17,8 @@ import { readAlarmStates } from "../../../rules/alarm-store-postgres.js";
 import { initialAlarmState } from "../../../rules/engine/alarm.js";
 import type { EvidencePackage } from "../../../contracts/index.js";
 import { TaskStore } from "../../../tasks/store.js";
+import { TokenStore } from "../../../tasks/auth/tokens.js";
+import { PostgresTokenStore } from "../../../tasks/auth/store-postgres.js";
 import { PostgresTaskStore } from "../../../tasks/store-postgres.js";
 import { PostgresRegistryStore } from "../../../registry/store-postgres.js";
 import { queueParty, queueTask } from "../../unit/tasks/queue-fixture.js";
@@ -35,7 +37,8 @@ import { requireService } from "../../support/suite.js";
 /*
  * `citywatch migrate --to postgres://…` (cli/runtime/migrate-postgres.ts, issue #21) on a data
  * directory populated by citywatch's own stores: a registry with two sites, an ingest.db with
- * messages waiting in the inbox, commits, a gap and dead letters, an alarms.db with states. The
+ * messages waiting in the inbox, commits, a gap and dead letters, an alarms.db with states, tasks,
+ * and a tokens.db with a user signed in and API tokens (one revoked). The
  * copy is read back through the PostgreSQL stores the nodes use.
  */
 
@@ -48,9 +51,25 @@ const bytes = (...values: number[]) => Buffer.from(values);
 
 /** The secrets the registry issued in populate(), which only their hashes keep. */
 const secrets = { noise: "", ingest: "" };
+/** The user's password, session cookie and API tokens of populate()'s tokens.db. */
+const PASSWORD = "a long enough password";
+const access = { cookie: "", token: "", revoked: "" };
+const LIMITS = { idleMs: 30 * 60_000, maxMs: 12 * 3_600_000 };
 
 /** A data directory as a node that ran leaves it: every file written by the store that owns it. */
-function populate(dir: string): void {
+async function populate(dir: string): Promise<void> {
+  const tokens = new TokenStore(join(dir, "tokens.db"), () => NOW);
+  await tokens.users.add(
+    { id: "wu", name: "Wu Lei", roles: ["emergency", "viewer"], scope: { cityWide: true } },
+    PASSWORD,
+  );
+  access.cookie = tokens.users.startSession("wu", LIMITS).cookie;
+  access.token = tokens.add("wu@phone", "emergency", "wu").token;
+  const old = tokens.add("ops", "operator");
+  tokens.revoke(old.record.id);
+  access.revoked = old.token;
+  tokens.close();
+
   const registry = new RegistryStore(join(dir, "registry.db"));
   registry.addSite(siteOf("construction_site", "site-a"));
   registry.addSite(siteOf("restaurant", "site-b"));
@@ -196,7 +215,7 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
   async function setup(): Promise<{ dir: string; schema: TestSchema; pool: pg.Pool }> {
     const dir = mkdtempSync(join(tmpdir(), "cw-migrate-"));
     dirs.push(dir);
-    populate(dir);
+    await populate(dir);
     const schema = await createTestSchema(postgresUrl(postgres));
     schemas.push(schema);
     return { dir, schema, pool: await schema.pool() };
@@ -228,6 +247,14 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
       party: docBytes("party"),
     };
     registrySource.close();
+    const tokensSource = new Database(join(dir, "tokens.db"), { readonly: true });
+    const hashBytes = (sql: string) =>
+      (tokensSource.prepare(sql).pluck().all() as string[]).reduce(
+        (n, text) => n + Buffer.byteLength(text, "utf8"),
+        0,
+      );
+    const passwordBytes = hashBytes("SELECT password FROM app_user");
+    tokensSource.close();
     const report = await migrateToPostgres({ dataDir: dir, pool, partitions: P });
 
     expect(report.tables.map((t) => [t.target, t.rows, t.copied, t.bytes, t.copiedBytes])).toEqual([
@@ -251,6 +278,10 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
       ["registry_service_account", 1, 1, registryBytes.account, registryBytes.account],
       ["registry_party", 1, 1, registryBytes.party, registryBytes.party],
       ["registry_party_site", 1, 1, undefined, undefined],
+      // Hashes only: a password's scrypt hash, a session cookie's and a token's SHA-256 (hex).
+      ["auth_user", 1, 1, passwordBytes, passwordBytes],
+      ["auth_session", 1, 1, 64, 64],
+      ["auth_api_token", 2, 2, 128, 128],
     ]);
     expect(report.notMoved).toEqual([]);
 
@@ -395,11 +426,38 @@ describe.runIf(postgres)("citywatch migrate --to postgres://", () => {
     }
   });
 
+  it("copies users, sessions and API tokens: the token, the password and the session still work", async () => {
+    const { dir, pool } = await setup();
+    await migrateToPostgres({ dataDir: dir, pool, partitions: P });
+    const later = () => NOW + 60_000;
+    const before = new TokenStore(join(dir, "tokens.db"), later);
+    const after = new PostgresTokenStore(pool, later);
+    try {
+      expect(await after.list()).toEqual(before.list());
+      expect(await after.users.list()).toEqual(before.users.list());
+      // Only the hashes moved; what people hold still opens the door, and nothing else does.
+      expect(await after.authenticate(access.token)).toEqual(before.authenticate(access.token));
+      expect(await after.authenticate(access.token)).toMatchObject({
+        name: "wu@phone",
+        userId: "wu",
+      });
+      expect(await after.authenticate(access.revoked)).toBeUndefined();
+      expect((await after.users.checkPassword("wu", PASSWORD))?.id).toBe("wu");
+      expect(await after.users.checkPassword("wu", "not the password at all")).toBeUndefined();
+      expect((await after.users.session(access.cookie, LIMITS))?.user.id).toBe("wu");
+      // The revoked token's name is free again, the active one's is not.
+      await expect(after.add("wu@phone", "emergency", "wu")).rejects.toThrow(/active token named/);
+      expect((await after.add("ops", "operator")).record.name).toBe("ops");
+    } finally {
+      before.close();
+    }
+  });
+
   it("refuses a database that already holds citywatch state, and changes nothing", async () => {
     const { dir, pool } = await setup();
     await migrateToPostgres({ dataDir: dir, pool, partitions: P });
     await expect(migrateToPostgres({ dataDir: dir, pool, partitions: P })).rejects.toThrow(
-      /already holds citywatch state \(alarm_states 2 rows, ingest_inbox 3 rows, ingest_progress 2 rows, ingest_processed 1 rows, ingest_dead_letters 2 rows, task 2 rows, task_link 1 rows, task_audit 2 rows, task_evidence 1 rows, task_event 2 rows, task_outbox 2 rows, task_outbox_dead 1 rows, task_complaint 1 rows, task_attachment 1 rows, registry_site 2 rows, registry_device 2 rows, registry_device_generation 2 rows, registry_service_account 1 rows, registry_party 1 rows, registry_party_site 1 rows\)/,
+      /already holds citywatch state \(alarm_states 2 rows, ingest_inbox 3 rows, ingest_progress 2 rows, ingest_processed 1 rows, ingest_dead_letters 2 rows, task 2 rows, task_link 1 rows, task_audit 2 rows, task_evidence 1 rows, task_event 2 rows, task_outbox 2 rows, task_outbox_dead 1 rows, task_complaint 1 rows, task_attachment 1 rows, registry_site 2 rows, registry_device 2 rows, registry_device_generation 2 rows, registry_service_account 1 rows, registry_party 1 rows, registry_party_site 1 rows, auth_user 1 rows, auth_session 1 rows, auth_api_token 2 rows\)/,
     );
     expect(await count(pool, "ingest_inbox")).toBe(3);
     expect(await count(pool, "alarm_states")).toBe(2);
