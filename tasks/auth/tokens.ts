@@ -80,7 +80,6 @@ export function checkTokenUser(userId: string, user: User | undefined, role: Api
   }
 }
 
-/** A token problem the CLI reports as it is (duplicate name, unknown token). */
 const MIGRATIONS = [
   `CREATE TABLE IF NOT EXISTS api_token (
      id TEXT PRIMARY KEY,
@@ -94,6 +93,7 @@ const MIGRATIONS = [
   USER_MIGRATION,
 ];
 
+/** A token problem the CLI reports as it is (duplicate name, unknown token). */
 export class TokenError extends Error {
   readonly code = "TOKEN_INVALID";
 }
