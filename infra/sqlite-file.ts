@@ -49,6 +49,28 @@ export function openSqlite(file: string, options: OpenSqliteOptions): Database.D
   return db;
 }
 
+/** What `holdWrite` opens: a write transaction to end one way or the other. */
+export interface Held {
+  commit(): void;
+  rollback(): void;
+}
+
+/**
+ * Open a write transaction (BEGIN IMMEDIATE) to end later, for one that awaits between its
+ * statements (infra/sqlite-turns.ts): the caller keeps every other use of `db` out until it ends.
+ */
+export function holdWrite(db: Database.Database): Held {
+  db.exec("BEGIN IMMEDIATE");
+  return {
+    commit: () => {
+      if (db.inTransaction) db.exec("COMMIT");
+    },
+    rollback: () => {
+      if (db.inTransaction) db.exec("ROLLBACK");
+    },
+  };
+}
+
 /** Prepared statements by SQL text, each prepared once. */
 export class Statements {
   readonly #db: Database.Database;

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
+import type { Held } from "./sqlite-file.js";
 
 /*
  * A synchronous SQLite store (better-sqlite3) behind an asynchronous interface, the shape its
@@ -14,12 +15,6 @@ import { AsyncLocalStorage } from "node:async_hooks";
  * transaction's view) from inside `work` would wait for the transaction that waits for it: it is
  * refused at once with an error saying so, instead of hanging.
  */
-
-/** What `hold` opens: a write transaction to end one way or the other. */
-export interface Held {
-  commit(): void;
-  rollback(): void;
-}
 
 export interface SqliteTurns {
   /** Runs `fn` in its turn (`inTx` false) or at once (`inTx`: inside the transaction's work). */

@@ -31,7 +31,7 @@ import {
   sitesOfPartyFrom,
   withoutNeighbour,
   withPartyRecord,
-} from "./store.js";
+} from "./decisions.js";
 
 /*
  * The registry in PostgreSQL (issue #21), shared by the nodes: the tables of the embedded

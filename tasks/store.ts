@@ -12,7 +12,7 @@ import {
   type TaskSort,
   TaskState,
 } from "../contracts/index.js";
-import { openSqlite, Statements } from "../infra/sqlite-file.js";
+import { type Held, holdWrite, openSqlite, Statements } from "../infra/sqlite-file.js";
 import type { OutboxRow } from "./notify/outbox.js";
 
 /*
@@ -421,16 +421,8 @@ export class TaskStore {
    * Open a write transaction to end later, for one that awaits between its statements
    * (asyncTaskStore): the caller keeps every other use of the store out until it ends.
    */
-  hold(): { commit(): void; rollback(): void } {
-    this.db.exec("BEGIN IMMEDIATE");
-    return {
-      commit: () => {
-        if (this.db.inTransaction) this.db.exec("COMMIT");
-      },
-      rollback: () => {
-        if (this.db.inTransaction) this.db.exec("ROLLBACK");
-      },
-    };
+  hold(): Held {
+    return holdWrite(this.db);
   }
 
   /** A new task id: `enf-000001`, `emg-000002`, `mnt-000003` (one sequence for all kinds). */
