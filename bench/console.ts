@@ -30,7 +30,7 @@ export async function run(): Promise<void> {
   const t = await openTaskApi("cw-bench-console-");
   const { system, app } = t;
   // No SLA tick during the run: the figures are the API's.
-  system.service.stop();
+  await system.service.stop();
   try {
     // Every 6th task closed: 12,000 tasks, 10,000 open.
     const filled = performance.now();

@@ -298,7 +298,7 @@ async function serve(store: TimeSeriesStore, city: QueryCity, lastMs: number): P
   const lookup = { device: (id: string) => devices.get(id), site: (id: string) => sites.get(id) };
   const system = startSystem(dir, { now: Date.now, registry: lookup });
   // No SLA tick during the run: the figures are the API's.
-  system.service.stop();
+  await system.service.stop();
   const state = new IngestState(join(dir, "ingest.db"));
   let app: ReturnType<typeof testApi> | undefined;
   try {
@@ -375,7 +375,7 @@ async function fileCase(
   }));
   const value = energyMean(readings.map((r) => r.values["LAeq"] ?? 0));
   const iso = (t: number) => new Date(t).toISOString();
-  system.service.handleAlarm({
+  await system.service.applyAlarm({
     rule: NOISE,
     subjectType: "site",
     subjectId: device.siteId,

@@ -30,14 +30,17 @@ export function scrapedGauge(registry: Registry, info: MetricInfo, read: () => n
 export function scrapedLabelledGauge<L extends string>(
   registry: Registry,
   info: MetricInfo & { readonly labelNames: readonly L[] },
-  rows: () => Iterable<readonly [LabelValues<L>, number]>,
+  rows: () =>
+    | Iterable<readonly [LabelValues<L>, number]>
+    | Promise<Iterable<readonly [LabelValues<L>, number]>>,
 ): Gauge<L> {
   return new Gauge<L>({
     ...info,
     registers: [registry],
-    collect() {
+    async collect() {
+      const read = await rows();
       this.reset();
-      for (const [labels, value] of rows()) this.set(labels, value);
+      for (const [labels, value] of read) this.set(labels, value);
     },
   });
 }

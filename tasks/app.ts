@@ -16,6 +16,7 @@ import { notifyMetrics, type NotifyMetrics } from "./notify/metrics.js";
 import { TaskService } from "./service.js";
 import { AttachmentFiles } from "./attachments.js";
 import { TaskStore } from "./store.js";
+import { asyncTaskStore } from "./store-port.js";
 import { AssessmentSchedule, announcementKey } from "./assessment-schedule.js";
 import { calendarOf } from "./calendar/working-time.js";
 import { ContactRetention, complaintTargets } from "./complaints.js";
@@ -106,6 +107,9 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
           log,
         });
   const store = new TaskStore(join(deps.dataDir, "tasks.db"));
+  // The service and the outbox write through the asynchronous interface (taking turns on the
+  // file), as they would on PostgreSQL; readers elsewhere still read the file directly.
+  const shared = asyncTaskStore(store);
   const evidenceLink =
     evidenceLinks === undefined ? undefined : evidenceLinkOf(evidenceLinks, store);
   const tokens = new TokenStore(join(deps.dataDir, "tokens.db"), now);
@@ -120,7 +124,7 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     ...complaintTargets(config.complaints.platforms, { timeoutMs: config.outbox.timeoutMs, now }),
   );
   const outbox = new Outbox({
-    store,
+    store: shared,
     targets,
     options: config.outbox,
     metrics,
@@ -139,12 +143,12 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
   const service = new TaskService({
     log,
     config,
-    store,
+    store: shared,
     registry: deps.registry,
     metrics,
     now,
     recheck: deps.recheck,
-    enqueue: (event) => outbox.enqueue(event),
+    enqueue: (event, tx) => outbox.enqueue(event, tx),
     keyring,
   });
   service.onEvent((event) => {
@@ -211,13 +215,13 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     },
     start() {
       tokenWatch.start();
-      outbox.start();
+      void outbox.start();
       service.start();
       assessments.start();
       contacts.start();
     },
     async stop() {
-      service.stop();
+      await service.stop();
       contacts.stop();
       tokenWatch.stop();
       stream.close();

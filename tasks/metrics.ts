@@ -1,11 +1,13 @@
-import { Counter, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
 import { lateBound, scrapedLabelledGauge } from "../infra/metrics.js";
 
 /** The task service's metrics, on the process's registry (one /metrics for the process). */
 export function taskMetrics(registry: Registry) {
   const { read, observe } = lateBound({
-    open: (): ReadonlyArray<{ kind: string; n: number }> => [],
-    flagged: (): ReadonlyArray<{ kind: string; flag: string; n: number }> => [],
+    open: (): Promise<ReadonlyArray<{ kind: string; n: number }>> => Promise.resolve([]),
+    flagged: (): Promise<ReadonlyArray<{ kind: string; flag: string; n: number }>> =>
+      Promise.resolve([]),
+    alarmQueue: (): number => 0,
   });
   return {
     registry,
@@ -36,10 +38,25 @@ export function taskMetrics(registry: Registry) {
       help: "Bytes of task attachments recorded (a file attached to two tasks counts twice; it is stored once).",
       registers: [registry],
     }),
+    /** Alarm decisions refused by the task service's queue (tasks/alarm-queue.ts). */
+    alarmsDropped: new Counter({
+      name: "citywatch_tasks_alarm_queue_dropped_total",
+      help: "Alarm decisions the task service did not apply, by reason: full (its queue held tasks.alarmQueue bound decisions, or it was stopping) or failed (the task store refused it on every attempt).",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
+    alarmQueue: new Gauge({
+      name: "citywatch_tasks_alarm_queue_depth",
+      help: "Alarm decisions handed over by the rules and not yet applied by the task service.",
+      registers: [registry],
+      collect() {
+        this.set(read.alarmQueue());
+      },
+    }),
     open: scrapedLabelledGauge(
       registry,
       { name: "citywatch_tasks_open", help: "Tasks not closed, by kind.", labelNames: ["kind"] },
-      () => read.open().map(({ kind, n }) => [{ kind }, n] as const),
+      async () => (await read.open()).map(({ kind, n }) => [{ kind }, n] as const),
     ),
     slaFlagged: scrapedLabelledGauge(
       registry,
@@ -48,7 +65,7 @@ export function taskMetrics(registry: Registry) {
         help: "Open tasks past an SLA limit, by kind and flag (not_handled, not_closed).",
         labelNames: ["kind", "flag"],
       },
-      () => read.flagged().map(({ kind, flag, n }) => [{ kind, flag }, n] as const),
+      async () => (await read.flagged()).map(({ kind, flag, n }) => [{ kind, flag }, n] as const),
     ),
   };
 }

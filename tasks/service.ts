@@ -26,7 +26,9 @@ import type { TaskMetrics } from "./metrics.js";
 import { routeTask } from "./routing.js";
 import { calendarOf, type WorkingCalendar } from "./calendar/working-time.js";
 import { slaState } from "./sla.js";
-import type { NewAudit, TaskStore } from "./store.js";
+import type { NewAudit } from "./store.js";
+import type { AsyncTaskStore } from "./store-port.js";
+import { AlarmQueue, type AlarmQueueOptions } from "./alarm-queue.js";
 import type { RegistryLookup } from "./types.js";
 
 /*
@@ -49,14 +51,16 @@ import type { RegistryLookup } from "./types.js";
 export interface TaskServiceDeps {
   readonly log: Logger;
   readonly config: TasksConfig;
-  readonly store: TaskStore;
+  readonly store: AsyncTaskStore;
   readonly registry: RegistryLookup;
   readonly metrics: TaskMetrics;
   readonly now: () => number;
   /** Re-check of a warned party at the rectification deadline; absent: every re-check finds no data. */
   readonly recheck?: Recheck | undefined;
   /** Called inside each change's transaction with its event (the outbox writes its rows here). */
-  readonly enqueue?: ((event: TaskEvent) => void) | undefined;
+  readonly enqueue?: ((event: TaskEvent, tx: AsyncTaskStore) => Promise<void>) | undefined;
+  /** The alarm queue's bound and retries (handleAlarm); absent: the defaults. */
+  readonly alarmQueue?: Partial<AlarmQueueOptions> | undefined;
   /** Signs evidence packages (the deployment's keyring, tasks/evidence-keys.ts). */
   readonly keyring: EvidenceSigner;
 }
@@ -174,6 +178,10 @@ export class TaskService implements TaskSink {
   private readonly ackListeners = new Set<(ruleId: string, subjectId: string) => void>();
   private readonly eventListeners = new Set<(event: TaskEvent) => void>();
   private timer: NodeJS.Timeout | undefined;
+  /** The tick running now, if any: a slow one is not overlapped by the next. */
+  private ticking: Promise<void> | undefined;
+  /** Alarm decisions handed over by the rules driver, applied in order (alarm-queue.ts). */
+  private readonly alarms: AlarmQueue<AlarmNotice>;
   /** Flap damping: per task, what it published and sealed in the last hour (in memory). */
   private readonly damping = new Map<string, DampingWindow>();
 
@@ -182,29 +190,48 @@ export class TaskService implements TaskSink {
 
   constructor(private readonly deps: TaskServiceDeps) {
     this.calendar = calendarOf(deps.config.calendar);
+    this.alarms = new AlarmQueue<AlarmNotice>({
+      apply: (notice) => this.applyAlarm(notice),
+      describe: (n) => ({ rule: n.rule.id, subject: n.subjectId, decision: n.decision.type }),
+      log: deps.log,
+      dropped: (reason) => deps.metrics.alarmsDropped.inc({ reason }),
+      options: deps.alarmQueue,
+    });
     deps.metrics.observe({
       open: () => deps.store.openCounts(),
       flagged: () => this.countFlagged(),
+      alarmQueue: () => this.alarms.depth(),
     });
   }
 
-  /** Run SLA timers and re-checks every `tickMs`. */
+  /** Run SLA timers and re-checks every `tickMs` (a tick still running is not overlapped). */
   start(): void {
     this.timer = setInterval(() => {
-      try {
-        this.tick();
-      } catch (error) {
-        this.deps.log.error(
-          { err: (error as Error).message },
-          "task tick failed; next tick retries",
-        );
-      }
+      if (this.ticking !== undefined) return;
+      this.ticking = this.tick()
+        .catch((error: unknown) => {
+          this.deps.log.error(
+            { err: (error as Error).message },
+            "task tick failed; next tick retries",
+          );
+        })
+        .finally(() => {
+          this.ticking = undefined;
+        });
     }, this.deps.config.tickMs);
     this.timer.unref();
   }
 
-  stop(): void {
+  /** Stop the timers; the alarm decisions handed over are applied first. */
+  async stop(): Promise<void> {
     clearInterval(this.timer);
+    await this.alarms.stop();
+    await this.ticking;
+  }
+
+  /** Resolves once every alarm decision handed over so far is applied (or given up). */
+  settled(): Promise<void> {
+    return this.alarms.settled();
   }
 
   onAcknowledged(listener: (ruleId: string, subjectId: string) => void): () => void {
@@ -218,78 +245,93 @@ export class TaskService implements TaskSink {
     return () => this.eventListeners.delete(listener);
   }
 
-  task(id: string): Task | undefined {
+  task(id: string): Promise<Task | undefined> {
     return this.deps.store.task(id);
   }
 
-  audit(id: string): AuditEntry[] {
+  audit(id: string): Promise<AuditEntry[]> {
     return this.deps.store.audit(id);
   }
 
+  /**
+   * The rules driver's hand-over (TaskSink): the decision joins the ordered, bounded queue and
+   * is applied after the ones before it (`applyAlarm`); `settled()` says when.
+   */
   handleAlarm(notice: AlarmNotice): void {
+    this.alarms.push(notice);
+  }
+
+  /** Apply one alarm decision: file, attach, raise, escalate or record a clear, in one transaction. */
+  async applyAlarm(notice: AlarmNotice): Promise<void> {
     const { store, log } = this.deps;
     const now = this.deps.now();
     const d = notice.decision;
-    const event = store.transaction((): TaskEvent | "suppressed" | undefined => {
-      const open = store.openTask(notice.subjectType, notice.subjectId, notice.rule.id);
-      switch (d.type) {
-        case "raise":
-        case "attach-repeat": {
-          if (open !== undefined) return this.repeat(open, notice, now);
-          const incident = this.incidentOf(notice);
-          return incident === undefined
-            ? this.file(notice, now)
-            : this.attachViolation(incident, notice, now);
+    const event = await store.transaction(
+      async (tx): Promise<TaskEvent | "suppressed" | undefined> => {
+        const open = await tx.openTask(notice.subjectType, notice.subjectId, notice.rule.id);
+        switch (d.type) {
+          case "raise":
+          case "attach-repeat": {
+            if (open !== undefined) return this.repeat(tx, open, notice, now);
+            const incident = await this.incidentOf(tx, notice);
+            return incident === undefined
+              ? this.file(tx, notice, now)
+              : this.attachViolation(tx, incident, notice, now);
+          }
+          case "escalate-level":
+            return open === undefined
+              ? this.file(tx, notice, now)
+              : this.raiseLevel(tx, open, notice, now);
+          case "escalate-unacknowledged":
+            if (open === undefined) return undefined;
+            return this.commit(
+              tx,
+              {
+                task: { ...open, escalations: d.count },
+                entries: [
+                  {
+                    actor: SYSTEM,
+                    action: "escalated_unacknowledged",
+                    detail: `not acknowledged in time: escalation ${d.count}${open.acknowledgedAt === undefined ? "" : " (acknowledged meanwhile)"}`,
+                  },
+                ],
+                evidence: false,
+              },
+              now,
+              undefined,
+              true,
+            );
+          case "clear": {
+            if (open === undefined) return undefined;
+            // A violation an incident holds besides its own clears alone: the case's own
+            // condition (its first violation) may still hold.
+            const own =
+              open.subject.type === notice.subjectType &&
+              open.subject.id === notice.subjectId &&
+              open.rule.id === notice.rule.id;
+            return this.commit(
+              tx,
+              {
+                task: own ? { ...open, conditionClearedAt: iso(d.at) } : open,
+                entries: [
+                  {
+                    actor: SYSTEM,
+                    action: "condition_cleared",
+                    detail: own
+                      ? `condition cleared at ${iso(d.at)}; the task stays open until closed`
+                      : `${notice.rule.id} on ${notice.subjectType} ${notice.subjectId} cleared at ${iso(d.at)}; the case stays open until closed`,
+                  },
+                ],
+                evidence: false,
+              },
+              now,
+              undefined,
+              true,
+            );
+          }
         }
-        case "escalate-level":
-          return open === undefined ? this.file(notice, now) : this.raiseLevel(open, notice, now);
-        case "escalate-unacknowledged":
-          if (open === undefined) return undefined;
-          return this.commit(
-            {
-              task: { ...open, escalations: d.count },
-              entries: [
-                {
-                  actor: SYSTEM,
-                  action: "escalated_unacknowledged",
-                  detail: `not acknowledged in time: escalation ${d.count}${open.acknowledgedAt === undefined ? "" : " (acknowledged meanwhile)"}`,
-                },
-              ],
-              evidence: false,
-            },
-            now,
-            undefined,
-            true,
-          );
-        case "clear": {
-          if (open === undefined) return undefined;
-          // A violation an incident holds besides its own clears alone: the case's own
-          // condition (its first violation) may still hold.
-          const own =
-            open.subject.type === notice.subjectType &&
-            open.subject.id === notice.subjectId &&
-            open.rule.id === notice.rule.id;
-          return this.commit(
-            {
-              task: own ? { ...open, conditionClearedAt: iso(d.at) } : open,
-              entries: [
-                {
-                  actor: SYSTEM,
-                  action: "condition_cleared",
-                  detail: own
-                    ? `condition cleared at ${iso(d.at)}; the task stays open until closed`
-                    : `${notice.rule.id} on ${notice.subjectType} ${notice.subjectId} cleared at ${iso(d.at)}; the case stays open until closed`,
-                },
-              ],
-              evidence: false,
-            },
-            now,
-            undefined,
-            true,
-          );
-        }
-      }
-    });
+      },
+    );
     if (event === "suppressed") {
       log.debug(
         { rule: notice.rule.id, subject: notice.subjectId, decision: d.type },
@@ -308,10 +350,14 @@ export class TaskService implements TaskSink {
   }
 
   /** Apply a person's transition. */
-  transition(id: string, request: TransitionRequest, actor: Actor): TransitionResult {
+  async transition(
+    id: string,
+    request: TransitionRequest,
+    actor: Actor,
+  ): Promise<TransitionResult> {
     const now = this.deps.now();
-    const result = this.deps.store.transaction((): TransitionResult => {
-      const task = this.deps.store.task(id);
+    const result = await this.deps.store.transaction(async (tx): Promise<TransitionResult> => {
+      const task = await tx.task(id);
       if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
       const check = checkTransition(task.state, request.to, request.reason);
       if (!check.ok) return { ok: false, error: "conflict", message: check.reason };
@@ -319,7 +365,7 @@ export class TaskService implements TaskSink {
       if (duty !== undefined) return { ok: false, error: "forbidden", message: duty };
       const moved = this.moved(task, request.to, request.reason, request.note, now);
       const next = request.to === "handled" ? { ...moved, handledBy: identityOf(actor) } : moved;
-      const event = this.record(next, now, [
+      const event = await this.record(tx, next, now, [
         {
           actor: actor.name,
           action: "transition",
@@ -350,8 +396,8 @@ export class TaskService implements TaskSink {
     id: string,
     request: { readonly decision: "approve" | "reject"; readonly note?: string | undefined },
     actor: Actor,
-  ): TransitionResult {
-    return this.change(id, (task, now) => {
+  ): Promise<TransitionResult> {
+    return this.change(id, async (task, now, tx) => {
       if (!(actor.roles ?? []).includes("legal_reviewer")) {
         return {
           ok: false,
@@ -392,7 +438,7 @@ export class TaskService implements TaskSink {
               review,
               reason: `legal review rejected the referral: ${request.note ?? ""}`,
             };
-      const event = this.record({ ...task, graduated: next }, now, [
+      const event = await this.record(tx, { ...task, graduated: next }, now, [
         {
           actor: actor.name,
           action:
@@ -416,8 +462,8 @@ export class TaskService implements TaskSink {
     id: string,
     request: { readonly to: string; readonly reason: string },
     actor: Actor,
-  ): TransitionResult {
-    return this.change(id, (task, now) => {
+  ): Promise<TransitionResult> {
+    return this.change(id, async (task, now, tx) => {
       if (task.kind !== "emergency" || task.state === "closed") {
         return {
           ok: false,
@@ -458,7 +504,7 @@ export class TaskService implements TaskSink {
           },
         ],
       };
-      const event = this.record(next, now, [
+      const event = await this.record(tx, next, now, [
         {
           actor: actor.name,
           action: lifted ? "level_lifted" : "level_lowered",
@@ -478,8 +524,8 @@ export class TaskService implements TaskSink {
       readonly reason?: string | undefined;
     },
     actor: Actor,
-  ): TransitionResult {
-    return this.change(id, (task, now) => {
+  ): Promise<TransitionResult> {
+    return this.change(id, async (task, now, tx) => {
       if (task.state === "closed") {
         return { ok: false, error: "conflict", message: `task ${id} is closed` };
       }
@@ -492,7 +538,7 @@ export class TaskService implements TaskSink {
         };
       }
       const assignee = { userId: request.userId, name: request.name, at: iso(now) };
-      const event = this.record({ ...task, assignee }, now, [
+      const event = await this.record(tx, { ...task, assignee }, now, [
         {
           actor: actor.name,
           action: "assigned",
@@ -507,36 +553,37 @@ export class TaskService implements TaskSink {
    * A person's change of one task (review, level, assignment, notice, statement, referral): the
    * task read and changed in one transaction, its event published once committed.
    */
-  private change(
+  private async change(
     id: string,
-    apply: (task: Task, now: number) => TransitionResult,
-  ): TransitionResult {
+    apply: (task: Task, now: number, tx: AsyncTaskStore) => Promise<TransitionResult>,
+  ): Promise<TransitionResult> {
     const now = this.deps.now();
-    const result = this.deps.store.transaction((): TransitionResult => {
-      const task = this.deps.store.task(id);
+    const result = await this.deps.store.transaction(async (tx): Promise<TransitionResult> => {
+      const task = await tx.task(id);
       if (task === undefined) return { ok: false, error: "not_found", message: `no task ${id}` };
-      return apply(task, now);
+      return apply(task, now, tx);
     });
     if (result.ok) this.published(result.event);
     return result;
   }
 
   /** SLA flags, due re-checks and coalesced (damped) changes at the clock's now. */
-  tick(): void {
+  async tick(): Promise<void> {
     const now = this.deps.now();
+    const { store } = this.deps;
     const events: TaskEvent[] = [];
-    for (const due of this.deps.store.dueRechecks(now)) {
-      const event = this.deps.store.transaction(() => this.recheck(due, now));
+    for (const due of await store.dueRechecks(now)) {
+      const event = await store.transaction((tx) => this.recheck(tx, due, now));
       if (event !== undefined) events.push(event);
     }
-    for (const task of this.deps.store.openTasks()) {
+    for (const task of await store.openTasks()) {
       const damping = task.damping;
       if (damping?.pending !== true) continue;
       if (this.windowOf(task.id, now).events.length >= this.deps.config.damping.maxEventsPerHour)
         continue;
       events.push(
-        this.deps.store.transaction(() =>
-          this.record(task, now, [
+        await store.transaction((tx) =>
+          this.record(tx, task, now, [
             {
               actor: SYSTEM,
               action: "events_coalesced",
@@ -546,7 +593,7 @@ export class TaskService implements TaskSink {
         ),
       );
     }
-    for (const task of this.deps.store.openTasks()) {
+    for (const task of await store.openTasks()) {
       const sla = slaState(this.deps.config.sla, task, now, this.calendar);
       const flags = sla.flags;
       const added = flags.filter((f) => !task.sla.flags.includes(f));
@@ -555,8 +602,9 @@ export class TaskService implements TaskSink {
       const lead =
         this.deps.config.teamLeads[task.routing.team] ?? `the lead of ${task.routing.team}`;
       const escalated = added.length > 0 ? { escalatedTo: lead } : {};
-      const event = this.deps.store.transaction(() =>
+      const event = await store.transaction((tx) =>
         this.record(
+          tx,
           { ...task, sla: { ...sla, ...escalated } },
           now,
           added.map((flag) => ({
@@ -577,10 +625,10 @@ export class TaskService implements TaskSink {
 
   // -------------------------------------------------------------------------------------------
 
-  private file(notice: AlarmNotice, now: number): TaskEvent {
+  private async file(tx: AsyncTaskStore, notice: AlarmNotice, now: number): Promise<TaskEvent> {
     const { rule, decision: d } = notice;
-    const { store, registry, config } = this.deps;
-    const id = store.nextTaskId(rule.taskKind);
+    const { registry, config } = this.deps;
+    const id = await tx.nextTaskId(rule.taskKind);
     const siteId =
       notice.siteId ??
       (notice.subjectType === "device"
@@ -667,9 +715,9 @@ export class TaskService implements TaskSink {
           detail: "no regulated party registered for the site: graduated response not applied",
         });
       } else {
-        const earlier = store
-          .partyCases(party.key, now - config.graduated.periodMs, id)
-          .map((c) => ({ id: c.id, stage: c.graduated?.stage, deadline: c.graduated?.deadline }));
+        const earlier = (await tx.partyCases(party.key, now - config.graduated.periodMs, id)).map(
+          (c) => ({ id: c.id, stage: c.graduated?.stage, deadline: c.graduated?.deadline }),
+        );
         const graduated = firstResponse(config.graduated, {
           party,
           ruleId: rule.id,
@@ -689,11 +737,16 @@ export class TaskService implements TaskSink {
       }
     }
     this.deps.metrics.opened.inc({ kind: rule.taskKind });
-    return this.commit(draft, now, notice);
+    return this.commit(tx, draft, now, notice);
   }
 
   /** A raise while the task is open, or a repeat of its alarm (damped unless the level rose). */
-  private repeat(open: Task, notice: AlarmNotice, now: number): TaskEvent | "suppressed" {
+  private repeat(
+    tx: AsyncTaskStore,
+    open: Task,
+    notice: AlarmNotice,
+    now: number,
+  ): Promise<TaskEvent | "suppressed"> {
     const d = notice.decision;
     const draft: Draft = {
       task: { ...open, repeats: open.repeats + 1 },
@@ -711,7 +764,7 @@ export class TaskService implements TaskSink {
     const newsworthy =
       draft.task.levelIndex > open.levelIndex ||
       draft.task.graduated?.stage !== open.graduated?.stage;
-    return this.commit(draft, now, notice, !newsworthy);
+    return this.commit(tx, draft, now, notice, !newsworthy);
   }
 
   /** A warned party referred when the data show another violation after the deadline. */
@@ -731,10 +784,10 @@ export class TaskService implements TaskSink {
    * The open case of the party an enforcement violation is about: one incident per party (or
    * site, when it has no registered party) holds every rule's and site's violation of an episode.
    */
-  private incidentOf(notice: AlarmNotice): Task | undefined {
+  private async incidentOf(tx: AsyncTaskStore, notice: AlarmNotice): Promise<Task | undefined> {
     if (notice.rule.taskKind !== "enforcement") return undefined;
     const party = partyOf(this.siteOf(notice));
-    return party === undefined ? undefined : this.deps.store.openIncident(party.key);
+    return party === undefined ? undefined : tx.openIncident(party.key);
   }
 
   private siteOf(notice: AlarmNotice): Site | undefined {
@@ -747,9 +800,14 @@ export class TaskService implements TaskSink {
   }
 
   /** Another rule's or site's violation joins the party's open case (its own evidence sealed). */
-  private attachViolation(incident: Task, notice: AlarmNotice, now: number): TaskEvent {
+  private async attachViolation(
+    tx: AsyncTaskStore,
+    incident: Task,
+    notice: AlarmNotice,
+    now: number,
+  ): Promise<TaskEvent> {
     const { rule, decision: d } = notice;
-    this.deps.store.linkViolation(incident.id, notice.subjectType, notice.subjectId, rule.id);
+    await tx.linkViolation(incident.id, notice.subjectType, notice.subjectId, rule.id);
     const violation = violationOf(notice);
     const draft: Draft = {
       task: {
@@ -767,13 +825,18 @@ export class TaskService implements TaskSink {
       evidence: true,
     };
     this.escalateRepeat(draft, incident, d);
-    return this.commit(draft, now, notice);
+    return this.commit(tx, draft, now, notice);
   }
 
-  private raiseLevel(open: Task, notice: AlarmNotice, now: number): TaskEvent {
+  private raiseLevel(
+    tx: AsyncTaskStore,
+    open: Task,
+    notice: AlarmNotice,
+    now: number,
+  ): Promise<TaskEvent> {
     const draft: Draft = { task: open, entries: [], evidence: notice.evidence !== undefined };
     this.levelUp(draft, notice);
-    return this.commit(draft, now, notice);
+    return this.commit(tx, draft, now, notice);
   }
 
   /** Severity only rises: a lower or equal level is ignored (never silently falls). */
@@ -808,12 +871,16 @@ export class TaskService implements TaskSink {
     });
   }
 
-  private recheck(task: Task, now: number): TaskEvent | undefined {
+  private async recheck(
+    tx: AsyncTaskStore,
+    task: Task,
+    now: number,
+  ): Promise<TaskEvent | undefined> {
     const graduated = task.graduated;
     if (graduated === undefined) return undefined;
     if (task.closure !== undefined && task.closure.reason !== "rectified") {
       // Closed as false positive, sensor fault or exempt: there is nothing to re-check.
-      this.deps.store.saveTask(task, { partyKey: graduated.party.key, recheckDueMs: undefined });
+      await tx.saveTask(task, { partyKey: graduated.party.key, recheckDueMs: undefined });
       return undefined;
     }
     let outcome: ReturnType<Recheck> = "no_data";
@@ -852,7 +919,7 @@ export class TaskService implements TaskSink {
     }
     if (next.stage === "inspection")
       entries.push({ actor: SYSTEM, action: "inspection_needed", detail: next.reason });
-    return this.record({ ...task, graduated: next }, now, entries);
+    return this.record(tx, { ...task, graduated: next }, now, entries);
   }
 
   private moved(
@@ -880,8 +947,13 @@ export class TaskService implements TaskSink {
   }
 
   /** Write a change without evidence. */
-  private record(task: Task, now: number, entries: Draft["entries"]): TaskEvent {
-    return this.commit({ task, entries, evidence: false }, now);
+  private record(
+    tx: AsyncTaskStore,
+    task: Task,
+    now: number,
+    entries: Draft["entries"],
+  ): Promise<TaskEvent> {
+    return this.commit(tx, { task, entries, evidence: false }, now);
   }
 
   /** The task's damping window, its entries older than an hour dropped. */
@@ -924,55 +996,61 @@ export class TaskService implements TaskSink {
    * A `dampable` change of a task at its hourly event bound is written without its event
    * ("suppressed"); evidence beyond the hourly bound is not sealed (flap damping).
    */
-  private commit(draft: Draft, now: number, notice?: AlarmNotice): TaskEvent;
   private commit(
+    tx: AsyncTaskStore,
+    draft: Draft,
+    now: number,
+    notice?: AlarmNotice,
+  ): Promise<TaskEvent>;
+  private commit(
+    tx: AsyncTaskStore,
     draft: Draft,
     now: number,
     notice: AlarmNotice | undefined,
     dampable: boolean,
-  ): TaskEvent | "suppressed";
-  private commit(
+  ): Promise<TaskEvent | "suppressed">;
+  private async commit(
+    tx: AsyncTaskStore,
     draft: Draft,
     now: number,
     notice?: AlarmNotice,
     dampable = false,
-  ): TaskEvent | "suppressed" {
-    const { store } = this.deps;
+  ): Promise<TaskEvent | "suppressed"> {
     const { maxEventsPerHour, maxEvidencePerHour } = this.deps.config.damping;
     const window = this.windowOf(draft.task.id, now);
     let task: Task = { ...draft.task, updatedAt: iso(now) };
     const written: AuditEntry[] = [];
-    const write = (entries: Draft["entries"]) => {
+    const write = async (entries: Draft["entries"]) => {
       for (const e of entries)
-        written.push(store.appendAudit({ ...e, taskId: task.id, atMs: now }));
+        written.push(await tx.appendAudit({ ...e, taskId: task.id, atMs: now }));
     };
     if (draft.evidence && notice !== undefined && window.evidence.length >= maxEvidencePerHour) {
       task = this.suppressed(task, "evidence");
-      write(draft.entries);
+      await write(draft.entries);
     } else if (draft.evidence && notice !== undefined) {
       window.evidence.push(now);
       // This change's entries first: the package carries the audit trail as it is at sealing.
-      write(draft.entries);
-      write([this.seal(task, notice, now)]);
-      task = { ...task, evidenceCount: store.evidenceCount(task.id) };
+      await write(draft.entries);
+      await write([await this.seal(tx, task, notice, now)]);
+      task = { ...task, evidenceCount: await tx.evidenceCount(task.id) };
     } else {
-      write(draft.entries);
+      await write(draft.entries);
     }
     const held = dampable && window.events.length >= maxEventsPerHour;
     if (held) task = this.suppressed(task, "event");
     else if (task.damping?.pending === true)
       task = { ...task, damping: { ...task.damping, pending: false } };
-    store.saveTask(task, {
+    await tx.saveTask(task, {
       partyKey: task.graduated?.party.key,
       recheckDueMs: recheckDueMs(task.graduated),
     });
     if (held) return "suppressed";
     window.events.push(now);
-    const event = store.appendEvent(
+    const event = await tx.appendEvent(
       { type: written[0]?.action ?? "transition", at: iso(now), task, entries: written },
       now,
     );
-    this.deps.enqueue?.(event);
+    await this.deps.enqueue?.(event, tx);
     return event;
   }
 
@@ -983,8 +1061,12 @@ export class TaskService implements TaskSink {
    * or why it could not be sealed: a value JSON cannot carry (NaN, Infinity) or a key file that
    * cannot be read must not cost the task, so it is filed and the record says why it has no package.
    */
-  private seal(task: Task, notice: AlarmNotice, now: number): Draft["entries"][number] {
-    const { store } = this.deps;
+  private async seal(
+    tx: AsyncTaskStore,
+    task: Task,
+    notice: AlarmNotice,
+    now: number,
+  ): Promise<Draft["entries"][number]> {
     try {
       const sequence = task.evidenceCount + 1;
       const body = buildEvidenceBody({
@@ -993,12 +1075,12 @@ export class TaskService implements TaskSink {
         createdAt: iso(now),
         notice,
         registry: this.deps.registry,
-        audit: store.audit(task.id),
-        attachments: store.attachments(task.id),
+        audit: await tx.audit(task.id),
+        attachments: await tx.attachments(task.id),
       });
-      const previous = sequence === 1 ? null : linkTo(store.evidence(task.id, sequence - 1));
+      const previous = sequence === 1 ? null : linkTo(await tx.evidence(task.id, sequence - 1));
       const pkg = sealEvidence(body, previous, this.deps.keyring, now);
-      store.addEvidence(pkg, now);
+      await tx.addEvidence(pkg, now);
       return {
         actor: SYSTEM,
         action: "evidence_attached",
@@ -1041,9 +1123,9 @@ export class TaskService implements TaskSink {
     }
   }
 
-  private countFlagged(): Array<{ kind: string; flag: string; n: number }> {
+  private async countFlagged(): Promise<Array<{ kind: string; flag: string; n: number }>> {
     const counts = new Map<string, { kind: string; flag: string; n: number }>();
-    for (const t of this.deps.store.flaggedTasks()) {
+    for (const t of await this.deps.store.flaggedTasks()) {
       for (const flag of t.sla.flags) {
         const key = `${t.kind}/${flag}`;
         const c = counts.get(key) ?? { kind: t.kind, flag, n: 0 };
@@ -1074,7 +1156,7 @@ export class TaskService implements TaskSink {
    * record (with the complainant's contact, which the task never carries), the link to the site's
    * open case (an audit entry there too) and the events are one transaction.
    */
-  fileComplaint(input: {
+  async fileComplaint(input: {
     readonly platform: string;
     readonly complaintId: string;
     readonly receivedAt: string;
@@ -1086,21 +1168,23 @@ export class TaskService implements TaskSink {
     readonly source: Extract<NonNullable<Task["source"]>, { type: "complaint" }>;
     readonly contact: unknown;
     readonly actor: string;
-  }): { readonly created: boolean; readonly task: Task } {
+  }): Promise<{ readonly created: boolean; readonly task: Task }> {
     const { store, registry, config } = this.deps;
     const now = this.deps.now();
-    const result = store.transaction(() => {
-      const existing = store.complaintTask(input.platform, input.complaintId);
+    const result = await store.transaction(async (tx) => {
+      const existing = await tx.complaintTask(input.platform, input.complaintId);
       if (existing !== undefined) {
-        const task = store.task(existing);
+        const task = await tx.task(existing);
         if (task !== undefined) return { created: false, task, events: [] as TaskEvent[] };
       }
       const site = input.siteId === undefined ? undefined : registry.site(input.siteId);
-      const id = store.nextTaskId(input.kind);
+      const id = await tx.nextTaskId(input.kind);
       const ruleId = input.ruleId;
       const routing = routeTask(config, { kind: input.kind, ruleId, site });
       const linked =
-        input.source.linkedTaskId === undefined ? undefined : store.task(input.source.linkedTaskId);
+        input.source.linkedTaskId === undefined
+          ? undefined
+          : await tx.task(input.source.linkedTaskId);
       const { linkedTaskId: _asked, ...unlinked } = input.source;
       const source: typeof input.source =
         linked === undefined || linked.state === "closed" ? unlinked : input.source;
@@ -1154,7 +1238,7 @@ export class TaskService implements TaskSink {
           detail: `linked to open case ${linked.id} at the same site`,
         });
         events.push(
-          this.record(linked, now, [
+          await this.record(tx, linked, now, [
             {
               actor: SYSTEM,
               action: "routed",
@@ -1163,7 +1247,7 @@ export class TaskService implements TaskSink {
           ]),
         );
       }
-      store.addComplaint({
+      await tx.addComplaint({
         platform: input.platform,
         complaintId: input.complaintId,
         taskId: id,
@@ -1172,7 +1256,7 @@ export class TaskService implements TaskSink {
         createdMs: now,
       });
       this.deps.metrics.opened.inc({ kind: input.kind });
-      events.unshift(this.commit({ task, entries, evidence: false }, now));
+      events.unshift(await this.commit(tx, { task, entries, evidence: false }, now));
       return { created: true, task: events[0]?.task ?? task, events };
     });
     for (const event of result.events) this.published(event);
@@ -1184,7 +1268,7 @@ export class TaskService implements TaskSink {
    * observation, a note and optional attached readings. Conflict when the site already has an
    * open task of that rule or observation (its id named).
    */
-  fileManual(
+  async fileManual(
     input: {
       readonly kind: Task["kind"];
       readonly siteId: string;
@@ -1199,15 +1283,15 @@ export class TaskService implements TaskSink {
       >;
     },
     actor: Actor,
-  ): TransitionResult {
+  ): Promise<TransitionResult> {
     const { store, registry, config } = this.deps;
     const now = this.deps.now();
     const site = registry.site(input.siteId);
     if (site === undefined) {
       return { ok: false, error: "not_found", message: `no site ${input.siteId}` };
     }
-    const result = store.transaction((): TransitionResult => {
-      const open = store.openTask("site", input.siteId, input.rule.id);
+    const result = await store.transaction(async (tx): Promise<TransitionResult> => {
+      const open = await tx.openTask("site", input.siteId, input.rule.id);
       if (open !== undefined) {
         return {
           ok: false,
@@ -1215,7 +1299,7 @@ export class TaskService implements TaskSink {
           message: `site ${input.siteId} already has open task ${open.id} for ${input.rule.id}`,
         };
       }
-      const id = store.nextTaskId(input.kind);
+      const id = await tx.nextTaskId(input.kind);
       const routing = routeTask(config, { kind: input.kind, ruleId: input.rule.id, site });
       const readings = input.readings ?? [];
       const count = readings.reduce((n, r) => n + r.readings.length, 0);
@@ -1255,7 +1339,8 @@ export class TaskService implements TaskSink {
       };
       task.sla = { ...slaState(config.sla, task, now, this.calendar) };
       this.deps.metrics.opened.inc({ kind: input.kind });
-      const event = this.commit(
+      const event = await this.commit(
+        tx,
         {
           task,
           entries: [
@@ -1298,8 +1383,8 @@ export class TaskService implements TaskSink {
       readonly note?: string | undefined;
     },
     actor: Actor,
-  ): TransitionResult {
-    return this.change(id, (task, now) => {
+  ): Promise<TransitionResult> {
+    return this.change(id, async (task, now, tx) => {
       const party = task.graduated?.party;
       if (task.kind !== "enforcement" || party === undefined) {
         return {
@@ -1351,7 +1436,7 @@ export class TaskService implements TaskSink {
         windowWorkingDays: days,
         windowEndsAt,
       };
-      const event = this.record({ ...task, notice }, now, [
+      const event = await this.record(tx, { ...task, notice }, now, [
         {
           actor: actor.name,
           action: "notice_served",
@@ -1373,8 +1458,8 @@ export class TaskService implements TaskSink {
       readonly summary?: string | undefined;
     },
     actor: Actor,
-  ): TransitionResult {
-    return this.change(id, (task, now) => {
+  ): Promise<TransitionResult> {
+    return this.change(id, async (task, now, tx) => {
       const notice = task.notice;
       if (notice === undefined) {
         return {
@@ -1410,7 +1495,7 @@ export class TaskService implements TaskSink {
         at: iso(now),
         recordedBy: actor.name,
       };
-      const event = this.record({ ...task, notice: { ...notice, statement } }, now, [
+      const event = await this.record(tx, { ...task, notice: { ...notice, statement } }, now, [
         {
           actor: actor.name,
           action: "statement_recorded",
@@ -1425,8 +1510,12 @@ export class TaskService implements TaskSink {
    * Record that an enforcement case was referred to the police (public security organs, seed
    * point 25) with a note; once per case. The credit record lists it.
    */
-  referToPolice(id: string, request: { readonly note: string }, actor: Actor): TransitionResult {
-    return this.change(id, (task, now) => {
+  referToPolice(
+    id: string,
+    request: { readonly note: string },
+    actor: Actor,
+  ): Promise<TransitionResult> {
+    return this.change(id, async (task, now, tx) => {
       if (task.kind !== "enforcement" || task.graduated === undefined) {
         return {
           ok: false,
@@ -1434,7 +1523,7 @@ export class TaskService implements TaskSink {
           message: `task ${id} is not an enforcement case addressed to a party`,
         };
       }
-      const earlier = this.deps.store.audit(id).find((e) => e.action === "referred_to_police");
+      const earlier = (await tx.audit(id)).find((e) => e.action === "referred_to_police");
       if (earlier !== undefined) {
         return {
           ok: false,
@@ -1442,7 +1531,7 @@ export class TaskService implements TaskSink {
           message: `task ${id} was referred to the police at ${earlier.at}`,
         };
       }
-      const event = this.record(task, now, [
+      const event = await this.record(tx, task, now, [
         {
           actor: actor.name,
           action: "referred_to_police",
@@ -1462,15 +1551,18 @@ export class TaskService implements TaskSink {
    * Why a task takes no more attachments (closed, or holding tasks.attachments.maxPerTask files),
    * or undefined; the API asks before it stores any byte, the upload's transaction again.
    */
-  attachmentRefusal(task: Pick<Task, "id" | "state">): string | undefined {
+  async attachmentRefusal(
+    task: Pick<Task, "id" | "state">,
+    store: AsyncTaskStore = this.deps.store,
+  ): Promise<string | undefined> {
     if (task.state === "closed") return `task ${task.id} is closed: it takes no attachments`;
     const most = this.deps.config.attachments.maxPerTask;
-    if (this.deps.store.attachmentCount(task.id) < most) return undefined;
+    if ((await store.attachmentCount(task.id)) < most) return undefined;
     this.deps.metrics.attachments.inc({ outcome: "refused_full" });
     return `task ${task.id} holds ${most} attachments already (tasks.attachments.maxPerTask)`;
   }
 
-  addAttachment(
+  async addAttachment(
     id: string,
     file: {
       readonly sha256: string;
@@ -1479,12 +1571,12 @@ export class TaskService implements TaskSink {
       readonly size: number;
     },
     actor: Actor,
-  ): TransitionResult & { attachment?: Attachment } {
+  ): Promise<TransitionResult & { attachment?: Attachment }> {
     let attachment: Attachment | undefined;
-    const result = this.change(id, (task, now) => {
-      const refusal = this.attachmentRefusal(task);
+    const result = await this.change(id, async (task, now, tx) => {
+      const refusal = await this.attachmentRefusal(task, tx);
       if (refusal !== undefined) return { ok: false, error: "conflict", message: refusal };
-      const earlier = this.deps.store.attachment(id, file.sha256);
+      const earlier = await tx.attachment(id, file.sha256);
       if (earlier !== undefined) {
         return {
           ok: false,
@@ -1493,10 +1585,10 @@ export class TaskService implements TaskSink {
         };
       }
       attachment = { taskId: id, ...file, by: actor.name, at: iso(now) };
-      this.deps.store.addAttachment(attachment);
+      await tx.addAttachment(attachment);
       this.deps.metrics.attachments.inc({ outcome: "stored" });
       this.deps.metrics.attachmentBytes.inc(file.size);
-      const event = this.record(task, now, [
+      const event = await this.record(tx, task, now, [
         {
           actor: actor.name,
           action: "attachment_added",

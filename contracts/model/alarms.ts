@@ -133,7 +133,12 @@ export interface AlarmNotice {
 }
 
 export interface TaskSink {
-  /** Synchronous: when it returns, the task change and its notifications are durably recorded (SQLite transaction). */
+  /**
+   * Hands a decision over without waiting. The task service applies decisions in the order they
+   * were handed over, each in one transaction of the task store, from a bounded queue that
+   * retries a store that does not answer (tasks/alarm-queue.ts); a decision it cannot keep is
+   * logged and counted, and the alarm's next repeat raises it again.
+   */
   handleAlarm(notice: AlarmNotice): void;
   /** Called when an operator acknowledges a task, so the alarm stops escalating. */
   onAcknowledged(listener: (ruleId: string, subjectId: string) => void): () => void;

@@ -38,9 +38,9 @@ export const attachmentRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, 
       done(null, body);
     },
   );
-  const taskFor = (request: Parameters<typeof auth.callerOf>[0], id: string) => {
+  const taskFor = async (request: Parameters<typeof auth.callerOf>[0], id: string) => {
     const caller = auth.callerOf(request);
-    const task = deps.service.task(id);
+    const task = await deps.service.task(id);
     if (task === undefined) throw apiFailure("not_found", `no task ${id}`);
     checkScope(caller, task);
     return { caller, task };
@@ -76,7 +76,7 @@ export const attachmentRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, 
       },
     },
     async (request, reply) => {
-      const { caller, task } = taskFor(request, request.params.id);
+      const { caller, task } = await taskFor(request, request.params.id);
       checkActs(caller, task, "attach files to");
       const body: unknown = request.body;
       if (!Buffer.isBuffer(body)) {
@@ -110,11 +110,11 @@ export const attachmentRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, 
       }
       // Refusals the service would give, before any byte is written (it checks again in its
       // transaction): a closed task, a task holding its most files.
-      const refusal = deps.service.attachmentRefusal(task);
+      const refusal = await deps.service.attachmentRefusal(task);
       if (refusal !== undefined) throw apiFailure("conflict", refusal);
       // Stored first (content-addressed: a file recorded nowhere is harmless), then recorded.
       const sha256 = await files.put(body);
-      const result = deps.service.addAttachment(
+      const result = await deps.service.addAttachment(
         task.id,
         { sha256, filename: request.query.filename, type, size: body.length },
         actorOf(caller),
@@ -143,8 +143,8 @@ export const attachmentRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, 
         },
       },
     },
-    (request) => {
-      const { task } = taskFor(request, request.params.id);
+    async (request) => {
+      const { task } = await taskFor(request, request.params.id);
       return { attachments: deps.store.attachments(task.id) };
     },
   );
@@ -169,7 +169,7 @@ export const attachmentRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, 
       },
     },
     async (request, reply) => {
-      const { task } = taskFor(request, request.params.id);
+      const { task } = await taskFor(request, request.params.id);
       const attachment = deps.store.attachment(task.id, request.params.sha256);
       if (attachment === undefined) {
         throw apiFailure("not_found", `task ${task.id} has no attachment ${request.params.sha256}`);

@@ -268,7 +268,7 @@ export const complaintApi: FastifyPluginAsyncZod<ComplaintPluginOptions> = (app,
         ...(linked === undefined ? {} : { linkedTaskId: linked.id }),
         corroboration: { ...record, statement },
       };
-      const result = deps.service.fileComplaint({
+      const result = await deps.service.fileComplaint({
         platform: platform.name,
         complaintId: body.complaintId,
         receivedAt: body.receivedAt,
@@ -386,7 +386,7 @@ export const complaintApi: FastifyPluginAsyncZod<ComplaintPluginOptions> = (app,
               clause: { standard: "officer's observation", section: body.observation },
             });
       if (rule === undefined) throw apiFailure("bad_request", "name a rule or an observation");
-      const result = deps.service.fileManual(
+      const result = await deps.service.fileManual(
         {
           kind,
           siteId: site.id,
@@ -398,7 +398,9 @@ export const complaintApi: FastifyPluginAsyncZod<ComplaintPluginOptions> = (app,
         { name: caller.actor, id: caller.userId ?? `token:${caller.name}`, roles: caller.roles },
       );
       if (!result.ok) throw apiFailure(result.error, result.message);
-      return reply.code(201).send({ task: result.task, audit: deps.service.audit(result.task.id) });
+      return reply
+        .code(201)
+        .send({ task: result.task, audit: await deps.service.audit(result.task.id) });
     },
   );
   return Promise.resolve();

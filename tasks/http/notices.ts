@@ -42,16 +42,17 @@ const problems = (what: string) =>
 
 export const noticeRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps, auth }) => {
   app.addHook("onRequest", auth.reader);
-  const answer = (result: TransitionResult, id: string) => {
+  const answer = async (pending: Promise<TransitionResult>, id: string) => {
+    const result = await pending;
     if (!result.ok) {
       throw result.error === "not_found"
         ? apiFailure("not_found", `no task ${id}`)
         : apiFailure(result.error, result.message);
     }
-    return { task: result.task, audit: deps.service.audit(id) };
+    return { task: result.task, audit: await deps.service.audit(id) };
   };
-  const taskFor = (caller: Caller, id: string) => {
-    const task = deps.service.task(id);
+  const taskFor = async (caller: Caller, id: string) => {
+    const task = await deps.service.task(id);
     if (task === undefined) throw apiFailure("not_found", `no task ${id}`);
     checkScope(caller, task);
     return task;
@@ -70,9 +71,9 @@ export const noticeRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { de
         response: { 200: TaskDetailResponse, ...problems("a notice") },
       },
     },
-    (request) => {
+    async (request) => {
       const caller = auth.callerOf(request);
-      const task = taskFor(caller, request.params.id);
+      const task = await taskFor(caller, request.params.id);
       checkActsOrReviews(caller, task.kind);
       return answer(deps.service.serveNotice(task.id, request.body, actorOf(caller)), task.id);
     },
@@ -91,9 +92,9 @@ export const noticeRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { de
         response: { 200: TaskDetailResponse, ...problems("a statement") },
       },
     },
-    (request) => {
+    async (request) => {
       const caller = auth.callerOf(request);
-      const task = taskFor(caller, request.params.id);
+      const task = await taskFor(caller, request.params.id);
       checkActsOrReviews(caller, task.kind, true);
       return answer(deps.service.recordStatement(task.id, request.body, actorOf(caller)), task.id);
     },
@@ -111,9 +112,9 @@ export const noticeRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { de
         response: { 200: TaskDetailResponse, ...problems("a police referral") },
       },
     },
-    (request) => {
+    async (request) => {
       const caller = auth.callerOf(request);
-      const task = taskFor(caller, request.params.id);
+      const task = await taskFor(caller, request.params.id);
       checkActsOrReviews(caller, task.kind);
       return answer(deps.service.referToPolice(task.id, request.body, actorOf(caller)), task.id);
     },

@@ -61,11 +61,12 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
   app.addHook("onRequest", auth.reader);
   const notFound = (id: string) => apiFailure("not_found", `no task ${id}`);
   /** A service result as the task and its audit trail, or its error. */
-  const answer = (result: TransitionResult, id: string) => {
+  const answer = async (pending: Promise<TransitionResult>, id: string) => {
+    const result = await pending;
     if (!result.ok) {
       throw result.error === "not_found" ? notFound(id) : apiFailure(result.error, result.message);
     }
-    return { task: result.task, audit: deps.service.audit(id) };
+    return { task: result.task, audit: await deps.service.audit(id) };
   };
 
   app.get(
@@ -137,11 +138,11 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
         },
       },
     },
-    (request) => {
-      const task = deps.service.task(request.params.id);
+    async (request) => {
+      const task = await deps.service.task(request.params.id);
       if (task === undefined) throw notFound(request.params.id);
       checkScope(auth.callerOf(request), task);
-      return { task, audit: deps.service.audit(task.id) };
+      return { task, audit: await deps.service.audit(task.id) };
     },
   );
 
@@ -169,9 +170,9 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
         },
       },
     },
-    (request) => {
+    async (request) => {
       const caller = auth.callerOf(request);
-      const task = deps.service.task(request.params.id);
+      const task = await deps.service.task(request.params.id);
       if (task === undefined) throw notFound(request.params.id);
       checkScope(caller, task);
       // A legal reviewer acts on no kind of task, but closes the referred cases they reviewed.
@@ -208,9 +209,9 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
         },
       },
     },
-    (request) => {
+    async (request) => {
       const caller = auth.callerOf(request);
-      const task = deps.service.task(request.params.id);
+      const task = await deps.service.task(request.params.id);
       if (task === undefined) throw notFound(request.params.id);
       checkScope(caller, task);
       return answer(deps.service.review(task.id, request.body, actorOf(caller)), task.id);
@@ -241,9 +242,9 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
         },
       },
     },
-    (request) => {
+    async (request) => {
       const caller = auth.callerOf(request);
-      const task = deps.service.task(request.params.id);
+      const task = await deps.service.task(request.params.id);
       if (task === undefined) throw notFound(request.params.id);
       checkScope(caller, task);
       checkActs(caller, task);
@@ -275,9 +276,9 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
         },
       },
     },
-    (request) => {
+    async (request) => {
       const caller = auth.callerOf(request);
-      const task = deps.service.task(request.params.id);
+      const task = await deps.service.task(request.params.id);
       if (task === undefined) throw notFound(request.params.id);
       checkScope(caller, task);
       checkActs(caller, task);

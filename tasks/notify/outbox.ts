@@ -38,17 +38,20 @@ export interface OutboxRow {
   readonly nextMs: number;
 }
 
-/** Where the outbox keeps its rows: the task store, in the task change's own transaction. */
+/**
+ * Where the outbox keeps its rows: the task store (AsyncTaskStore), rows enqueued in the task
+ * change's own transaction (its view is passed to `enqueue`).
+ */
 export interface OutboxStore {
-  enqueue(eventId: number, target: string, nowMs: number): void;
-  outboxDepths(): Map<string, number>;
-  outboxHead(target: string): OutboxRow | undefined;
-  event(id: number): TaskEvent | undefined;
+  enqueue(eventId: number, target: string, nowMs: number): Promise<void>;
+  outboxDepths(): Promise<Map<string, number>>;
+  outboxHead(target: string): Promise<OutboxRow | undefined>;
+  event(id: number): Promise<TaskEvent | undefined>;
   /** Remove a delivered notification; false when it was already gone. */
-  delivered(outboxId: number): boolean;
-  retryLater(outboxId: number, attempts: number, nextMs: number, error: string): void;
+  delivered(outboxId: number): Promise<boolean>;
+  retryLater(outboxId: number, attempts: number, nextMs: number, error: string): Promise<void>;
   /** Move a notification to the dead outbox; false when it was gone. */
-  bury(outboxId: number, nowMs: number, why: string): boolean;
+  bury(outboxId: number, nowMs: number, why: string): Promise<boolean>;
 }
 
 export interface OutboxDeps {
@@ -79,7 +82,7 @@ export function backoffMs(
 }
 
 export class Outbox {
-  private readonly depth: Map<string, number>;
+  private readonly depth = new Map<string, number>();
   private readonly busy = new Set<string>();
   /** Targets kicked while busy: pumped again when the current round ends, so no wake-up is lost. */
   private readonly again = new Set<string>();
@@ -89,7 +92,6 @@ export class Outbox {
   private readonly random: () => number;
 
   constructor(private readonly deps: OutboxDeps) {
-    this.depth = deps.store.outboxDepths();
     this.random = deps.random ?? Math.random;
     deps.metrics.observeNotifications({ outbox: () => this.depth });
   }
@@ -100,18 +102,21 @@ export class Outbox {
   }
 
   /**
-   * Queue an event for every target that wants it. Call inside the task change's transaction.
-   * At the bound the target's oldest pending notification is moved to the dead outbox.
+   * Queue an event for every target that wants it: `tx` is the task change's transaction. At
+   * the bound the target's oldest pending notification is moved to the dead outbox.
    */
-  enqueue(event: TaskEvent): void {
+  async enqueue(
+    event: TaskEvent,
+    tx: Pick<OutboxStore, "outboxHead" | "bury" | "enqueue">,
+  ): Promise<void> {
     const now = this.deps.now();
     for (const target of this.targetsFor(event.task.kind)) {
       if (target.accepts !== undefined && !target.accepts(event)) continue;
       const depth = this.depth.get(target.name) ?? 0;
       if (depth >= this.deps.options.maxPending) {
-        const oldest = this.deps.store.outboxHead(target.name);
+        const oldest = await tx.outboxHead(target.name);
         if (oldest !== undefined) {
-          this.deps.store.bury(oldest.id, now, "outbox_full");
+          await tx.bury(oldest.id, now, "outbox_full");
           this.deps.metrics.deadNotifications.inc({ target: target.name, reason: "outbox_full" });
           this.deps.log.warn(
             { target: target.name, eventId: oldest.eventId, bound: this.deps.options.maxPending },
@@ -121,13 +126,22 @@ export class Outbox {
       } else {
         this.depth.set(target.name, depth + 1);
       }
-      this.deps.store.enqueue(event.id, target.name, now);
+      await tx.enqueue(event.id, target.name, now);
     }
   }
 
-  /** Start delivering (and deliver what a previous run left). */
-  start(): void {
+  /**
+   * Start delivering (and deliver what a previous run left): the pending counts are read from
+   * the store first. Resolves when they are.
+   */
+  async start(): Promise<void> {
     this.running = true;
+    try {
+      for (const [target, n] of await this.deps.store.outboxDepths()) this.depth.set(target, n);
+    } catch (error) {
+      // The pumps read the store anyway and correct the counts once a target is empty.
+      this.deps.log.error({ err: (error as Error).message }, "outbox depths not read");
+    }
     this.kick();
   }
 
@@ -191,7 +205,7 @@ export class Outbox {
   private async drain(target: OutboxTarget): Promise<void> {
     const { store, options, metrics, log } = this.deps;
     while (this.running) {
-      const head = store.outboxHead(target.name);
+      const head = await store.outboxHead(target.name);
       if (head === undefined) {
         // Nothing pending: also corrects the count after a transaction that enqueued and rolled back.
         this.depth.set(target.name, 0);
@@ -199,19 +213,19 @@ export class Outbox {
       }
       const now = this.deps.now();
       if (head.nextMs > now) return this.schedule(target, head.nextMs - now);
-      const event = store.event(head.eventId);
+      const event = await store.event(head.eventId);
       try {
         if (event === undefined) throw new Error(`event ${head.eventId} is missing`);
         await target.deliver(event);
         // At the bound, enqueue may have buried this row while it was in flight: counted there.
-        if (store.delivered(head.id)) this.decrement(target.name);
+        if (await store.delivered(head.id)) this.decrement(target.name);
         metrics.deliveries.inc({ target: target.name });
       } catch (error) {
         const message = (error as Error).message;
         const attempts = head.attempts + 1;
         metrics.deliveryFailures.inc({ target: target.name });
         if (attempts >= options.maxAttempts) {
-          if (store.bury(head.id, this.deps.now(), `max_attempts: ${message}`)) {
+          if (await store.bury(head.id, this.deps.now(), `max_attempts: ${message}`)) {
             this.decrement(target.name);
           }
           metrics.deadNotifications.inc({ target: target.name, reason: "max_attempts" });
@@ -222,7 +236,7 @@ export class Outbox {
           continue;
         }
         const delay = backoffMs(attempts, options.backoffBaseMs, options.backoffMaxMs, this.random);
-        store.retryLater(head.id, attempts, this.deps.now() + delay, message);
+        await store.retryLater(head.id, attempts, this.deps.now() + delay, message);
         log.warn(
           { target: target.name, eventId: head.eventId, attempts, retryInMs: delay, err: message },
           "notification failed; will retry",

@@ -41,8 +41,8 @@ it("keeps a flapping device's task at its hourly bounds of events and sealed pac
     .eventsAfter(0, 100_000)
     .filter((e) => e.task.rule.id === "device.quality-flag");
   const ids = [...new Set(events.map((e) => e.task.id))];
-  const task = ingest.tasks.service.task(ids[0] ?? "")!;
-  const audit = ingest.tasks.service.audit(task.id);
+  const task = (await ingest.tasks.service.task(ids[0] ?? ""))!;
+  const audit = await ingest.tasks.service.audit(task.id);
   const decisions =
     audit.filter((e) => e.action === "repeat_attached" || e.action === "condition_cleared").length +
     1;

@@ -95,9 +95,9 @@ beforeAll(async () => {
   system.tokens.revoke("fuzz-leaver");
   // One task of each kind, so task, evidence and transition routes have something to find.
   const now = Date.now();
-  system.service.handleAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
-  system.service.handleAlarm(gasNotice(raise(now, { level: "IV", deviceId: "g-1" })));
-  system.service.handleAlarm({
+  await system.service.applyAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
+  await system.service.applyAlarm(gasNotice(raise(now, { level: "IV", deviceId: "g-1" })));
+  await system.service.applyAlarm({
     rule: DEADMAN,
     subjectType: "device",
     subjectId: "g-1",

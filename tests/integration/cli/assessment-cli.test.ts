@@ -43,7 +43,7 @@ describe("citywatch assessment", () => {
   beforeAll(async () => {
     dir = await makeTempDir("cw-assessment-cli-");
     dataDir = join(dir, "data");
-    const { system } = buildAssessmentFixture(dataDir);
+    const { system } = await buildAssessmentFixture(dataDir);
     await system.stop();
   });
   afterAll(async () => {

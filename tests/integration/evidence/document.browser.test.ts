@@ -297,7 +297,7 @@ describe.runIf(browserService)("printable evidence document in chromium", () => 
   it("opens a package the task service sealed itself (the real path, format 2, signed)", async () => {
     // Night construction noise decided at 22:30 Beijing time over 22:10–22:30.
     const at = Date.UTC(2026, 11, 5, 14, 30);
-    system.service.handleAlarm(noiseNotice("cs-1", raise(at), noiseEvidence(at)));
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(at), noiseEvidence(at)));
     const task = system.store.listTasks({ limit: 10, ruleId: "noise.construction.laeq" })[0];
     expect(task?.evidenceCount).toBe(1);
     const sealed = system.store.evidence(task!.id);

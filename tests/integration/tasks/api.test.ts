@@ -70,11 +70,11 @@ describe("task API", () => {
     });
 
   /** Open one task of each kind, so every role meets every kind. */
-  const openTasks = () => {
+  const openTasks = async () => {
     const now = Date.now();
-    system.service.handleAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
-    system.service.handleAlarm(gasNotice(raise(now, { level: "IV", deviceId: "g-1" })));
-    system.service.handleAlarm({
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
+    await system.service.applyAlarm(gasNotice(raise(now, { level: "IV", deviceId: "g-1" })));
+    await system.service.applyAlarm({
       rule: DEADMAN,
       subjectType: "device",
       subjectId: "g-1",
@@ -134,7 +134,7 @@ describe("task API", () => {
   });
 
   it("lets every role read; refuses with 403 what a role must not do, and allows what it may", async () => {
-    openTasks();
+    await openTasks();
     for (const role of ApiRole.options) {
       expect((await get("/api/v1/tasks", role)).statusCode).toBe(200);
       expect((await get(`/api/v1/tasks/${ids.emergency}`, role)).statusCode).toBe(200);

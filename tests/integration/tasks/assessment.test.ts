@@ -42,7 +42,7 @@ describe("GET /api/v1/assessment", () => {
 
   beforeAll(async () => {
     dir = await makeTempDir("cw-assessment-api-");
-    fixture = buildAssessmentFixture(dir);
+    fixture = await buildAssessmentFixture(dir);
     state = new IngestState(join(dir, "ingest.db"));
     store = createSqliteStore(join(dir, "timeseries.db"));
     await store.open();
@@ -162,7 +162,7 @@ describe("the monthly assessment run", () => {
 
   beforeAll(async () => {
     dir = await makeTempDir("cw-assessment-month-");
-    fixture = buildAssessmentFixture(join(dir, "tasks"));
+    fixture = await buildAssessmentFixture(join(dir, "tasks"));
     await fixture.system.stop();
   });
   afterAll(async () => {

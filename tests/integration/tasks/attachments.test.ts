@@ -52,7 +52,7 @@ describe("task attachments", () => {
     t = await openTaskApi("cw-attach-");
     dir = await makeTempDir("cw-attach-files-");
     const now = Date.now();
-    t.system.service.handleAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
+    await t.system.service.applyAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
     taskId = t.system.store.listTasks({ limit: 1, kind: "enforcement" })[0]?.id ?? "";
     expect(taskId).not.toBe("");
     tokens["enf"] = t.system.tokens.add("enf-1", "enforcement").token;
@@ -258,15 +258,15 @@ describe("task attachments", () => {
 
   it("lists the attachments by hash in an evidence package sealed after the upload", async () => {
     const id = taskId;
-    const before = t.system.service.task(id)?.evidenceCount ?? 0;
+    const before = (await t.system.service.task(id))?.evidenceCount ?? 0;
     expect(before).toBeGreaterThan(0);
     expect(t.system.store.evidence(id, before)).not.toHaveProperty("attachments");
     // The case's alarm raised again with its readings: a new package is sealed.
     const now = Date.now();
-    t.system.service.handleAlarm(
+    await t.system.service.applyAlarm(
       noiseNotice("cs-1", raise(now, { alarmSeq: 2 }), noiseEvidence(now)),
     );
-    const sequence = t.system.service.task(id)?.evidenceCount ?? 0;
+    const sequence = (await t.system.service.task(id))?.evidenceCount ?? 0;
     expect(sequence).toBe(before + 1);
     const sealed = EvidencePackageV2.parse(t.system.store.evidence(id, sequence));
     const listed = AttachmentListResponse.parse(

@@ -294,10 +294,10 @@ describe("complaints from hotline platforms and manual filing", () => {
     expect([a.statusCode, b.statusCode].sort()).toEqual([200, 201]);
   });
 
-  it("keeps one task per complaint in the service too (a post that passed the route's check)", () => {
+  it("keeps one task per complaint in the service too (a post that passed the route's check)", async () => {
     const first = system.store.task(taskId)!;
     if (first.source?.type !== "complaint") throw new Error("not a complaint task");
-    const again = system.service.fileComplaint({
+    const again = await system.service.fileComplaint({
       platform: PLATFORM,
       complaintId: first.source.complaintId,
       receivedAt: RECEIVED,
@@ -364,7 +364,7 @@ describe("complaints from hotline platforms and manual filing", () => {
 
   it("links a complaint to the site's open case, with an audit entry on both", async () => {
     const now = Date.now();
-    system.service.handleAlarm(noiseNotice("cs-1", raise(now)));
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(now)));
     const open = system.store.openIncident("91310000MA1FL0AB1X");
     expect(open).toBeDefined();
     const res = await post(JSON.stringify(complaint({ complaintId: "12345-20261205-0002" })));

@@ -74,9 +74,9 @@ describe("signed evidence: sealing, keys and verification through the API", () =
     forger = EvidenceKeyring.open(join(dir, "forger", "keys.json"), { create: true });
     // Two enforcement cases (two parties' sites), the first one raised again with evidence.
     const now = Date.now();
-    system.service.handleAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now, 64)));
-    system.service.handleAlarm(noiseNotice("cs-3", raise(now), noiseEvidence(now, 66)));
-    system.service.handleAlarm(
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now, 64)));
+    await system.service.applyAlarm(noiseNotice("cs-3", raise(now), noiseEvidence(now, 66)));
+    await system.service.applyAlarm(
       noiseNotice("cs-1", raise(now + 1, { alarmSeq: 2 }), noiseEvidence(now + 1, 65)),
     );
     ids.push(...system.store.listTasks({ limit: 10 }).map((t) => t.id));
@@ -372,7 +372,7 @@ describe("signed evidence: sealing, keys and verification through the API", () =
     const { added } = EvidenceKeyring.open(system.keyring.file).rotate(); // as the CLI does
     // The case of cs-3 raised again: its package 2 is signed with the new key.
     const now = Date.now() + 10;
-    system.service.handleAlarm(
+    await system.service.applyAlarm(
       noiseNotice("cs-3", raise(now, { alarmSeq: 2 }), noiseEvidence(now, 63)),
     );
     const fresh = await stored(ids[1]!, 2);
@@ -400,7 +400,7 @@ describe("signed evidence: sealing, keys and verification through the API", () =
     chmodSync(file, 0o644);
     try {
       const now = Date.now() + 20;
-      system.service.handleAlarm(
+      await system.service.applyAlarm(
         noiseNotice("cs-1", raise(now, { alarmSeq: 9 }), noiseEvidence(now, 64)),
       );
       const detail = TaskDetailResponse.parse((await get(`/api/v1/tasks/${ids[0]}`)).json());

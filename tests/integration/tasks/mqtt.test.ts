@@ -53,13 +53,15 @@ describe("MQTT task topics through the outbox", () => {
       config: tasksConfig({ outbox: { backoffBaseMs: 20, backoffMaxMs: 100 } }),
     });
 
-    system.service.handleAlarm(noiseNotice("cs-1", raise(Date.now()), noiseEvidence(Date.now())));
+    await system.service.applyAlarm(
+      noiseNotice("cs-1", raise(Date.now()), noiseEvidence(Date.now())),
+    );
     await until(() => received.length === 1, "first event");
 
     await connection.endAsync();
     connection = undefined;
-    system.service.handleAlarm(gasNotice(raise(Date.now(), { level: "IV", deviceId: "g-1" })));
-    system.service.transition("enf-000001", { to: "dispatched" }, { name: "x (admin)" });
+    await system.service.applyAlarm(gasNotice(raise(Date.now(), { level: "IV", deviceId: "g-1" })));
+    await system.service.transition("enf-000001", { to: "dispatched" }, { name: "x (admin)" });
     await until(() => system!.outbox.pending("mqtt") === 2, "two events held");
     await new Promise((r) => setTimeout(r, 200)); // several failed attempts
     expect(received).toHaveLength(1);

@@ -114,8 +114,8 @@ describe("parties, notices and the credit record on the task API", () => {
       ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }),
     });
   const message = (res: { json(): unknown }) => ApiError.parse(res.json()).message;
-  const move = (id: string, to: string, name: string, reason?: string, note?: string) => {
-    const result = system.service.transition(
+  const move = async (id: string, to: string, name: string, reason?: string, note?: string) => {
+    const result = await system.service.transition(
       id,
       {
         to: to as never,
@@ -126,11 +126,11 @@ describe("parties, notices and the credit record on the task API", () => {
     );
     expect(result.ok, result.ok ? "" : result.message).toBe(true);
   };
-  const closeRectified = (id: string) => {
+  const closeRectified = async (id: string) => {
     for (const to of ["dispatched", "acknowledged", "in_progress", "handled"])
-      move(id, to, "handler.one");
-    move(id, "verified", "verifier.two");
-    move(id, "closed", "verifier.two", "rectified");
+      await move(id, to, "handler.one");
+    await move(id, "verified", "verifier.two");
+    await move(id, "closed", "verifier.two", "rectified");
   };
 
   beforeAll(async () => {
@@ -156,18 +156,18 @@ describe("parties, notices and the credit record on the task API", () => {
     tokens["xuhui"] = system.tokens.add("li.na@laptop", "enforcement", "li.na").token;
 
     // Case A: Acme's first violation at cs-1 → a warning; rectified and closed before the deadline.
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
     ids["a"] = system.store.listTasks({ limit: 10 })[0]?.id ?? "";
     clock.advance(HOUR);
-    closeRectified(ids["a"]);
+    await closeRectified(ids["a"]);
     // Case B: Acme again, at its other site cs-2, after the deadline (data 4 days on) → referred.
     clock.set(T0 + 4 * DAY);
-    system.service.handleAlarm(noiseNotice("cs-2", raise(T0 + 4 * DAY)));
+    await system.service.applyAlarm(noiseNotice("cs-2", raise(T0 + 4 * DAY)));
     ids["b"] = system.store.openIncident(ACME)?.id ?? "";
     // Case C: Other Builder (no credit code) at cs-3 in xuhui → warning, then a false positive.
-    system.service.handleAlarm(noiseNotice("cs-3", raise(T0 + 4 * DAY)));
+    await system.service.applyAlarm(noiseNotice("cs-3", raise(T0 + 4 * DAY)));
     ids["c"] = system.store.openIncident("site:cs-3")?.id ?? "";
-    move(
+    await move(
       ids["c"],
       "closed",
       "officer.three",
@@ -175,10 +175,12 @@ describe("parties, notices and the credit record on the task API", () => {
       "the pile driver was\nthe neighbour's",
     );
     // Case D: Chen (a name with a comma and quotes) → a warning.
-    system.service.handleAlarm(noiseNotice("cs-q", raise(T0 + 4 * DAY)));
+    await system.service.applyAlarm(noiseNotice("cs-q", raise(T0 + 4 * DAY)));
     ids["d"] = system.store.openIncident(CHEN)?.id ?? "";
     // An emergency task: nobody to serve a notice on.
-    system.service.handleAlarm(gasNotice(raise(T0 + 4 * DAY, { level: "IV", deviceId: "g-1" })));
+    await system.service.applyAlarm(
+      gasNotice(raise(T0 + 4 * DAY, { level: "IV", deviceId: "g-1" })),
+    );
     ids["gas"] = system.store.listTasks({ kind: "emergency", limit: 1 })[0]?.id ?? "";
   });
   afterAll(async () => {
@@ -314,7 +316,7 @@ describe("parties, notices and the credit record on the task API", () => {
     expect(message(early)).toContain("serve it first");
 
     // The gate refuses an approval before the notice.
-    const pending = system.service.task(b);
+    const pending = await system.service.task(b);
     expect(pending).toBeDefined();
     expect(noticeGateProblem(pending!, clock.now())).toContain("has not been served a notice");
     expect(reviewGate(pending!, "approve", clock.now())).toMatchObject({
@@ -344,7 +346,7 @@ describe("parties, notices and the credit record on the task API", () => {
     ).toBe(409);
 
     // Within the window: the gate still refuses, and "no statement" cannot be recorded yet.
-    const inWindow = system.service.task(b);
+    const inWindow = await system.service.task(b);
     expect(noticeGateProblem(inWindow!, clock.now())).toContain("until 2026-12-03T10:00:00.000Z");
     const tooSoon = await call("POST", `/api/v1/tasks/${b}/statement`, tokens["enforcement"], {
       outcome: "no_statement",

@@ -53,8 +53,8 @@ describe("users, sessions and scopes on the task API", () => {
     );
     const now = Date.now();
     // cs-1 is in pudong, cs-3 in xuhui.
-    t.system.service.handleAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
-    t.system.service.handleAlarm(noiseNotice("cs-3", raise(now), noiseEvidence(now)));
+    await t.system.service.applyAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
+    await t.system.service.applyAlarm(noiseNotice("cs-3", raise(now), noiseEvidence(now)));
     for (const task of t.system.store.listTasks({ limit: 10 })) {
       if (task.siteId !== undefined) ids[task.siteId] = task.id;
     }
@@ -248,10 +248,10 @@ describe("users, sessions and scopes on the task API", () => {
 
     // The party violates again after the rectification deadline: referred, pending review.
     const later = Date.now() + 4 * 86_400_000;
-    t.system.service.handleAlarm(
+    await t.system.service.applyAlarm(
       noiseNotice("cs-3", raise(later, { alarmSeq: 2 }), noiseEvidence(later)),
     );
-    const referred = t.system.service.task(id);
+    const referred = await t.system.service.task(id);
     expect(referred?.graduated).toMatchObject({ stage: "referred", review: { status: "pending" } });
     const close = (who: typeof li) =>
       move(who, "closed", { reason: "false_positive", note: "the party disputes it" });
@@ -347,7 +347,7 @@ describe("users, sessions and scopes on the task API", () => {
       expect(reader.status).toBe(200);
       const now = Date.now() + 10 * 86_400_000;
       for (const site of ["cs-1", "cs-3"]) {
-        t.system.service.handleAlarm(
+        await t.system.service.applyAlarm(
           noiseNotice(site, raise(now, { alarmSeq: 9 }), noiseEvidence(now)),
         );
       }

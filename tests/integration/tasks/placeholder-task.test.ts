@@ -55,7 +55,7 @@ describe("a task from a placeholder rule", () => {
       value: 62,
       limit: 50,
     };
-    system.service.handleAlarm({
+    await system.service.applyAlarm({
       ...gasNotice(raise(now, { level: "IV", deviceId: "g-1", value: 62, limit: 50 }), SUMP),
       evidence,
     });
@@ -95,7 +95,7 @@ describe("a task from a placeholder rule", () => {
 
   it("an enforcement case of the Sichuan dust placeholder (switched on by the city) carries it too", async () => {
     const now = Date.now();
-    system.service.handleAlarm({
+    await system.service.applyAlarm({
       ...noiseNotice("cs-2", raise(now, { value: 480, limit: 200, detail: "PM10 480 > 200" })),
       rule: SICHUAN,
       deviceIds: ["n-2"],
@@ -114,7 +114,7 @@ describe("a task from a placeholder rule", () => {
   it("a verified rule's task says verified and lists its unverified parts", async () => {
     const now = Date.now();
     // cs-3: another party than the Sichuan dust case's (whose open case would hold this one).
-    system.service.handleAlarm(noiseNotice("cs-3", raise(now), noiseEvidence(now)));
+    await system.service.applyAlarm(noiseNotice("cs-3", raise(now), noiseEvidence(now)));
     const filed = system.store.listTasks({ limit: 10, ruleId: "noise.construction.laeq" })[0];
     const task = await taskOf(filed?.id ?? "");
     expect(task.rule.confidence).toBe("verified");

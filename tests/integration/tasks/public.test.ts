@@ -80,7 +80,7 @@ describe("GET /api/v1/public/summary", () => {
 
   beforeAll(async () => {
     dir = await makeTempDir("cw-public-api-");
-    fixture = buildAssessmentFixture(dir);
+    fixture = await buildAssessmentFixture(dir);
     state = new IngestState(join(dir, "ingest.db"));
     store = createSqliteStore(join(dir, "timeseries.db"));
     await store.open();

@@ -29,7 +29,7 @@ describe("GET /api/v1/tasks: the console's queue", () => {
   beforeAll(async () => {
     t = await openTaskApi("cw-queue-");
     // No SLA tick: the tasks stay as written (the expectations are computed from them).
-    t.system.service.stop();
+    await t.system.service.stop();
     nowMs = Date.now();
     tasks = fillQueue(t.system.store, N, { nowMs, closedEvery: 7 });
     admin = t.system.tokens.add("admin-q", "admin").token;

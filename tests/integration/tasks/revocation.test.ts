@@ -108,7 +108,7 @@ describe("token revocation and stream bounds", () => {
     // An event written right after the revocation, before the watch's next poll: the publish
     // asks first, so it never reaches the revoked stream.
     const now = Date.now();
-    system.service.handleAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
     await until(() => kept.events.length === 1, "the admin's stream gets the event");
     await until(() => revoked.ended(), "the revoked stream ended", 2_000);
     expect(revoked.events).toEqual([]);

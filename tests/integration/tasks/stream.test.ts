@@ -120,8 +120,8 @@ describe("live task stream (SSE)", () => {
     const emergencies = subscribe(port, token, { path: "/api/v1/tasks/stream?kind=emergency" });
     await until(() => all.status() === 200 && emergencies.status() === 200, "streams open");
     const now = Date.now();
-    system.service.handleAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
-    system.service.handleAlarm(gasNotice(raise(now, { level: "IV", deviceId: "g-1" })));
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
+    await system.service.applyAlarm(gasNotice(raise(now, { level: "IV", deviceId: "g-1" })));
     await until(
       () => all.events.length === 2 && emergencies.events.length === 1,
       "events on the stream",
@@ -161,7 +161,7 @@ describe("live task stream (SSE)", () => {
     const fast = subscribe(port, token);
     await until(() => slow.status() === 200 && fast.status() === 200, "streams open");
     const now = Date.now();
-    system.service.handleAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
     await until(() => fast.events.length === 1, "first event");
     // Large events fill the socket buffers of the paused client quickly.
     const big = {

@@ -86,17 +86,24 @@ describe("webhooks through the durable outbox", () => {
   it("delivers every notification exactly once per idempotency key after the receiver comes up, across a restart", async () => {
     system = startSystem(dir, { now: Date.now, config: config() });
     const now = Date.now();
-    system.service.handleAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
-    system.service.handleAlarm(gasNotice(raise(now, { level: "IV", deviceId: "g-1" })));
-    system.service.transition("emg-000002", { to: "acknowledged" }, { name: "duty (emergency)" });
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
+    await system.service.applyAlarm(gasNotice(raise(now, { level: "IV", deviceId: "g-1" })));
+    await system.service.transition(
+      "emg-000002",
+      { to: "acknowledged" },
+      { name: "duty (emergency)" },
+    );
     expect(system.outbox.pending("city-platform")).toBe(3);
     await failuresReach(system, 2);
 
     // Restart while the receiver is still down: the outbox is in SQLite.
     await system.stop();
     system = startSystem(dir, { now: Date.now, config: config() });
-    expect(system.outbox.pending("city-platform")).toBe(3);
-    system.service.handleAlarm(noiseNotice("cs-3", raise(Date.now()), noiseEvidence(Date.now())));
+    // The outbox reads its pending counts from the store as it starts.
+    await until(() => system!.outbox.pending("city-platform") === 3, "pending read back");
+    await system.service.applyAlarm(
+      noiseNotice("cs-3", raise(Date.now()), noiseEvidence(Date.now())),
+    );
 
     const received: Received[] = [];
     server = await receiver(port, received);
@@ -121,7 +128,9 @@ describe("webhooks through the durable outbox", () => {
       }),
     });
     for (const site of ["cs-1", "cs-2", "cs-3"])
-      system.service.handleAlarm(noiseNotice(site, raise(Date.now()), noiseEvidence(Date.now())));
+      await system.service.applyAlarm(
+        noiseNotice(site, raise(Date.now()), noiseEvidence(Date.now())),
+      );
     expect(system.outbox.pending("city-platform")).toBe(2);
     expect(system.store.deadCount()).toBe(1);
     const dead = await system.metrics.deadNotifications.get();
@@ -136,8 +145,8 @@ describe("webhooks through the durable outbox", () => {
   it("carries a signed link to the printable evidence of a task that has evidence, made per attempt", async () => {
     system = startSystem(dir, { now: Date.now, config: tasksConfig({}) });
     const now = Date.now();
-    system.service.handleAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
-    system.service.handleAlarm(gasNotice(raise(now, { level: "IV", deviceId: "g-1" })));
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
+    await system.service.applyAlarm(gasNotice(raise(now, { level: "IV", deviceId: "g-1" })));
     const [noise, gas] = [system.store.event(1), system.store.event(2)];
     expect(noise?.task.evidenceCount).toBe(1);
     expect(gas?.task.evidenceCount).toBe(0);

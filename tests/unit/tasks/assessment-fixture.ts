@@ -69,11 +69,11 @@ export interface AssessmentFixture {
 }
 
 /** Build the fixture in `dataDir` (the system is stopped's caller's to stop). */
-export function buildAssessmentFixture(dataDir: string): AssessmentFixture {
+export async function buildAssessmentFixture(dataDir: string): Promise<AssessmentFixture> {
   const clock = fakeClock(local("2026-10-30T10:00:00"));
   const system = startSystem(dataDir, { now: clock.now, config: assessmentConfig() });
   // No timer of its own: the SLA tick runs only where the timeline says.
-  system.service.stop();
+  await system.service.stop();
   const ids: Record<string, string> = {};
   const at = (text: string) => clock.set(local(text));
   const lastFiled = () => {
@@ -81,7 +81,7 @@ export function buildAssessmentFixture(dataDir: string): AssessmentFixture {
     if (task === undefined) throw new Error("nothing filed");
     return task.id;
   };
-  const move = (
+  const move = async (
     letter: string,
     when: string,
     to: TaskState,
@@ -90,24 +90,24 @@ export function buildAssessmentFixture(dataDir: string): AssessmentFixture {
   ) => {
     at(when);
     const id = ids[letter] ?? "?";
-    const result = system.service.transition(id, { to, reason }, actor);
+    const result = await system.service.transition(id, { to, reason }, actor);
     if (!result.ok) throw new Error(`${letter} ${id} → ${to}: ${result.message}`);
   };
-  const gas = (when: string, seq: number) => {
+  const gas = async (when: string, seq: number) => {
     at(when);
-    system.service.handleAlarm(
+    await system.service.applyAlarm(
       gasNotice(raise(clock.now(), { alarmSeq: seq, level: "IV", deviceId: "g-1", detail: "CH4" })),
     );
   };
-  const noise = (site: string, when: string, seq: number) => {
+  const noise = async (site: string, when: string, seq: number) => {
     at(when);
-    system.service.handleAlarm(
+    await system.service.applyAlarm(
       noiseNotice(site, raise(clock.now(), { alarmSeq: seq }), noiseEvidence(clock.now())),
     );
   };
-  const deadman = (device: string, when: string) => {
+  const deadman = async (device: string, when: string) => {
     at(when);
-    system.service.handleAlarm({
+    await system.service.applyAlarm({
       rule: DEADMAN,
       subjectType: "device",
       subjectId: device,
@@ -118,74 +118,74 @@ export function buildAssessmentFixture(dataDir: string): AssessmentFixture {
   const crew = officer("crew-d");
   const chief = officer("chief-e");
 
-  gas("2026-10-30T10:00:00", 1);
+  await gas("2026-10-30T10:00:00", 1);
   ids["I"] = lastFiled();
-  move("I", "2026-10-30T11:00:00", "closed", crew, "false_positive");
+  await move("I", "2026-10-30T11:00:00", "closed", crew, "false_positive");
 
-  deadman("n-3", "2026-11-01T00:00:00");
+  await deadman("n-3", "2026-11-01T00:00:00");
   ids["K"] = lastFiled();
 
-  noise("cs-1", "2026-11-02T10:00:00", 1);
+  await noise("cs-1", "2026-11-02T10:00:00", 1);
   ids["A"] = lastFiled();
-  move("A", "2026-11-02T11:00:00", "dispatched", officer("dispatcher"));
-  move("A", "2026-11-02T11:30:00", "acknowledged", officer("officer-a"));
-  move("A", "2026-11-02T12:00:00", "in_progress", officer("officer-a"));
-  move("A", "2026-11-03T10:00:00", "handled", officer("officer-a"));
-  move("A", "2026-11-03T11:00:00", "verified", officer("inspector-b"));
-  move("A", "2026-11-03T12:00:00", "closed", officer("inspector-b"), "rectified");
+  await move("A", "2026-11-02T11:00:00", "dispatched", officer("dispatcher"));
+  await move("A", "2026-11-02T11:30:00", "acknowledged", officer("officer-a"));
+  await move("A", "2026-11-02T12:00:00", "in_progress", officer("officer-a"));
+  await move("A", "2026-11-03T10:00:00", "handled", officer("officer-a"));
+  await move("A", "2026-11-03T11:00:00", "verified", officer("inspector-b"));
+  await move("A", "2026-11-03T12:00:00", "closed", officer("inspector-b"), "rectified");
 
-  gas("2026-11-03T14:00:00", 2);
+  await gas("2026-11-03T14:00:00", 2);
   ids["C"] = lastFiled();
-  move("C", "2026-11-03T14:10:00", "dispatched", chief);
-  move("C", "2026-11-03T14:20:00", "acknowledged", crew);
-  move("C", "2026-11-03T15:20:00", "handled", crew);
-  move("C", "2026-11-03T15:40:00", "verified", chief);
-  move("C", "2026-11-03T16:00:00", "closed", chief, "rectified");
+  await move("C", "2026-11-03T14:10:00", "dispatched", chief);
+  await move("C", "2026-11-03T14:20:00", "acknowledged", crew);
+  await move("C", "2026-11-03T15:20:00", "handled", crew);
+  await move("C", "2026-11-03T15:40:00", "verified", chief);
+  await move("C", "2026-11-03T16:00:00", "closed", chief, "rectified");
 
-  gas("2026-11-04T20:00:00", 3);
+  await gas("2026-11-04T20:00:00", 3);
   ids["D"] = lastFiled();
   at("2026-11-04T22:30:00");
-  system.service.tick();
-  move("D", "2026-11-05T09:00:00", "closed", chief, "false_positive");
+  await system.service.tick();
+  await move("D", "2026-11-05T09:00:00", "closed", chief, "false_positive");
 
-  deadman("n-1", "2026-11-06T17:00:00");
+  await deadman("n-1", "2026-11-06T17:00:00");
   ids["E"] = lastFiled();
-  move("E", "2026-11-09T09:30:00", "dispatched", officer("dispatcher"));
-  move("E", "2026-11-09T10:00:00", "acknowledged", crew);
+  await move("E", "2026-11-09T09:30:00", "dispatched", officer("dispatcher"));
+  await move("E", "2026-11-09T10:00:00", "acknowledged", crew);
 
-  noise("cs-1", "2026-11-09T10:00:00", 2);
+  await noise("cs-1", "2026-11-09T10:00:00", 2);
   ids["B"] = lastFiled();
-  move("B", "2026-11-10T09:00:00", "acknowledged", officer("officer-a"));
-  move("B", "2026-11-10T10:00:00", "in_progress", officer("officer-a"));
-  move("E", "2026-11-10T17:00:00", "handled", crew);
+  await move("B", "2026-11-10T09:00:00", "acknowledged", officer("officer-a"));
+  await move("B", "2026-11-10T10:00:00", "in_progress", officer("officer-a"));
+  await move("E", "2026-11-10T17:00:00", "handled", crew);
 
-  noise("cs-3", "2026-11-11T10:00:00", 1);
+  await noise("cs-3", "2026-11-11T10:00:00", 1);
   ids["F"] = lastFiled();
-  move("F", "2026-11-11T10:30:00", "dispatched", officer("dispatcher"));
-  move("F", "2026-11-11T11:00:00", "acknowledged", officer("officer-x"));
-  move("F", "2026-11-12T10:00:00", "handled", officer("officer-x"));
-  move("F", "2026-11-12T11:00:00", "verified", officer("inspector-y"));
+  await move("F", "2026-11-11T10:30:00", "dispatched", officer("dispatcher"));
+  await move("F", "2026-11-11T11:00:00", "acknowledged", officer("officer-x"));
+  await move("F", "2026-11-12T10:00:00", "handled", officer("officer-x"));
+  await move("F", "2026-11-12T11:00:00", "verified", officer("inspector-y"));
   at("2026-11-12T11:00:00");
-  system.service.tick();
-  move("F", "2026-11-12T12:00:00", "in_progress", officer("inspector-y"));
-  move("B", "2026-11-13T10:00:00", "handled", officer("officer-a"));
-  move("F", "2026-11-13T10:00:00", "handled", officer("officer-x"));
-  move("B", "2026-11-13T11:00:00", "verified", officer("inspector-b"));
-  move("F", "2026-11-13T11:00:00", "verified", officer("inspector-y"));
-  move("B", "2026-11-13T12:00:00", "in_progress", officer("inspector-b"));
-  move("F", "2026-11-13T12:00:00", "closed", officer("inspector-y"), "rectified");
-  move("B", "2026-11-16T10:00:00", "handled", officer("officer-a"));
-  move("B", "2026-11-16T11:00:00", "verified", officer("inspector-b"));
-  move("B", "2026-11-16T12:00:00", "closed", lawyer, "rectified");
+  await system.service.tick();
+  await move("F", "2026-11-12T12:00:00", "in_progress", officer("inspector-y"));
+  await move("B", "2026-11-13T10:00:00", "handled", officer("officer-a"));
+  await move("F", "2026-11-13T10:00:00", "handled", officer("officer-x"));
+  await move("B", "2026-11-13T11:00:00", "verified", officer("inspector-b"));
+  await move("F", "2026-11-13T11:00:00", "verified", officer("inspector-y"));
+  await move("B", "2026-11-13T12:00:00", "in_progress", officer("inspector-b"));
+  await move("F", "2026-11-13T12:00:00", "closed", officer("inspector-y"), "rectified");
+  await move("B", "2026-11-16T10:00:00", "handled", officer("officer-a"));
+  await move("B", "2026-11-16T11:00:00", "verified", officer("inspector-b"));
+  await move("B", "2026-11-16T12:00:00", "closed", lawyer, "rectified");
 
-  noise("cs-3", "2026-11-30T20:00:00", 2);
+  await noise("cs-3", "2026-11-30T20:00:00", 2);
   ids["G"] = lastFiled();
   at("2026-11-30T21:00:00");
-  system.service.tick();
+  await system.service.tick();
 
-  deadman("n-2", "2026-12-01T00:00:00");
+  await deadman("n-2", "2026-12-01T00:00:00");
   ids["J"] = lastFiled();
-  move("G", "2026-12-01T09:00:00", "acknowledged", officer("officer-x"));
-  move("G", "2026-12-01T10:00:00", "handled", officer("officer-x"));
+  await move("G", "2026-12-01T09:00:00", "acknowledged", officer("officer-x"));
+  await move("G", "2026-12-01T10:00:00", "handled", officer("officer-x"));
   return { system, ids };
 }

@@ -49,7 +49,7 @@ describe("assessment report", () => {
 
   beforeAll(async () => {
     dir = await makeTempDir("cw-assessment-");
-    fixture = buildAssessmentFixture(dir);
+    fixture = await buildAssessmentFixture(dir);
     const config = assessmentConfig();
     settings = { sla: config.sla, calendar: calendarOf(config.calendar) };
   });
@@ -264,21 +264,21 @@ describe("assessment: repeat offenders referred on an open case", () => {
     const dir = await makeTempDir("cw-assessment-repeat-");
     const clock = fakeClock(local("2026-11-02T10:00:00"));
     const system = startSystem(dir, { now: clock.now, config: assessmentConfig() });
-    system.service.stop();
+    await system.service.stop();
     try {
       const config = assessmentConfig();
       const settings = { sla: config.sla, calendar: calendarOf(config.calendar) };
       const repeaters = () =>
         assessFrom(system.store, { ...NOVEMBER, by: "district" }, settings, clock.now()).totals
           .repeatOffenders;
-      system.service.handleAlarm(
+      await system.service.applyAlarm(
         noiseNotice("cs-1", raise(clock.now()), noiseEvidence(clock.now())),
       );
       // A first violation: a warning, no repeat.
       expect(repeaters()).toBe(0);
       // Four days on, the case still open: the data show the noise again after the deadline.
       clock.set(local("2026-11-06T10:00:00"));
-      system.service.handleAlarm(
+      await system.service.applyAlarm(
         noiseNotice("cs-1", raise(clock.now(), { alarmSeq: 2 }), noiseEvidence(clock.now())),
       );
       const [task] = system.store.listTasks({ limit: 1 });
@@ -372,7 +372,7 @@ describe("assessment CSV (RFC 4180)", () => {
 
   it("a report as CSV: a header, a row per group, the totals; a team with a comma and quotes", async () => {
     const dir = await makeTempDir("cw-assessment-csv-");
-    const fixture = buildAssessmentFixture(dir);
+    const fixture = await buildAssessmentFixture(dir);
     try {
       const config = assessmentConfig();
       const r = assessFrom(

@@ -52,27 +52,27 @@ describe("flap damping", () => {
   });
 
   /** 200 raise/clear pairs, one every 10 s: 400 decisions within 34 minutes. */
-  function flap(pairs: number): void {
+  async function flap(pairs: number): Promise<void> {
     for (let i = 1; i <= pairs; i++) {
       clock.advance(5_000);
       const at = clock.now();
-      system.service.handleAlarm(
+      await system.service.applyAlarm(
         noiseNotice("cs-1", raise(at, { alarmSeq: i }), noiseEvidence(at)),
       );
       clock.advance(5_000);
-      system.service.handleAlarm(noiseNotice("cs-1", clear(clock.now(), i)));
+      await system.service.applyAlarm(noiseNotice("cs-1", clear(clock.now(), i)));
     }
   }
 
   it("bounds events and sealed packages per task and hour, counts what it held back, and coalesces it", async () => {
-    flap(200);
-    const task = system.service.task(events[0]!.task.id)!;
+    await flap(200);
+    const task = (await system.service.task(events[0]!.task.id))!;
     // The filing counts against the hour too: 10 events, 3 packages in all.
     expect(events).toHaveLength(10);
     expect(task.evidenceCount).toBe(3);
     expect(task.repeats).toBe(199); // every repeat is still recorded on the task…
     expect(
-      system.service.audit(task.id).filter((e) => e.action === "condition_cleared"),
+      (await system.service.audit(task.id)).filter((e) => e.action === "condition_cleared"),
     ).toHaveLength(200); // …and in the audit trail
     expect(task.damping).toEqual({
       suppressedEvents: 400 - 10,
@@ -86,24 +86,28 @@ describe("flap damping", () => {
     });
 
     // Within the hour the tick publishes nothing more; after it, one coalesced event.
-    system.service.tick();
+    await system.service.tick();
     expect(events).toHaveLength(10);
     clock.advance(HOUR);
-    system.service.tick();
+    await system.service.tick();
     expect(events).toHaveLength(11);
     const coalesced = events.at(-1)!;
     expect(coalesced.type).toBe("events_coalesced");
     expect(coalesced.task).toMatchObject({ repeats: 199, damping: { pending: false } });
     expect(coalesced.entries[0]!.detail).toContain("390 changes recorded without their own event");
-    system.service.tick();
+    await system.service.tick();
     expect(events).toHaveLength(11);
   });
 
-  it("never holds back a person's transition", () => {
-    flap(20);
+  it("never holds back a person's transition", async () => {
+    await flap(20);
     const id = events[0]!.task.id;
     const before = events.length;
-    const result = system.service.transition(id, { to: "acknowledged" }, { name: "team (admin)" });
+    const result = await system.service.transition(
+      id,
+      { to: "acknowledged" },
+      { name: "team (admin)" },
+    );
     expect(result.ok).toBe(true);
     expect(events).toHaveLength(before + 1);
     expect(events.at(-1)!.type).toBe("transition");

@@ -41,11 +41,11 @@ describe("environmental-quality alerts", () => {
     await removeTempDir(dir);
   });
 
-  it("files an area exceedance as an environmental alert to the environment bureau, never a case", () => {
+  it("files an area exceedance as an environmental alert to the environment bureau, never a case", async () => {
     for (const id of ["noise.area.laeq", "noise.area.night-lamax"]) {
       const rule = packRule(id);
       expect(rule.taskKind).toBe("environmental");
-      system.service.handleAlarm({
+      await system.service.applyAlarm({
         rule,
         subjectType: "device",
         subjectId: "n-amb",

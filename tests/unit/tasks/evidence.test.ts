@@ -32,7 +32,7 @@ describe("evidence package", () => {
     dir = await makeTempDir("cw-evidence-");
     clock.set(T0);
     system = startSystem(dir, { now: clock.now });
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
   });
   afterEach(async () => {
     await system.stop();
@@ -98,12 +98,14 @@ describe("evidence package", () => {
     expect(pkg.audit.map((e) => e.action)).toContain("filed");
   });
 
-  it("files the task even when the evidence cannot be sealed, and says why", () => {
+  it("files the task even when the evidence cannot be sealed, and says why", async () => {
     const evidence = { ...noiseEvidence(T0), value: Number.NaN };
-    system.service.handleAlarm(noiseNotice("cs-3", raise(T0), evidence));
+    await system.service.applyAlarm(noiseNotice("cs-3", raise(T0), evidence));
     const task = system.store.listTasks({ limit: 1, siteId: "cs-3" })[0]!;
     expect(task.evidenceCount).toBe(0);
-    const entry = system.service.audit(task.id).find((e) => e.action === "evidence_attached");
+    const entry = (await system.service.audit(task.id)).find(
+      (e) => e.action === "evidence_attached",
+    );
     expect(entry?.detail).toBe("evidence could not be sealed: NaN has no JSON form");
   });
 

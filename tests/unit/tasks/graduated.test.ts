@@ -73,79 +73,79 @@ describe("graduated response", () => {
     await removeTempDir(dir);
   });
 
-  const actions = (id: string) => system.service.audit(id).map((e) => e.action);
+  const actions = async (id: string) => (await system.service.audit(id)).map((e) => e.action);
 
-  it("warns a first offender with a deadline; a compliant re-check at the deadline keeps it a warning", () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
-    const task = system.service.task("enf-000001")!;
+  it("warns a first offender with a deadline; a compliant re-check at the deadline keeps it a warning", async () => {
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    const task = (await system.service.task("enf-000001"))!;
     expect(task.graduated).toMatchObject({
       stage: "warning",
       party: { key: "91310000MA1FL0AB1X", name: "Acme <Build> Co." },
       deadline: new Date(T0 + 2 * DAY).toISOString(),
       recheck: { dueAt: new Date(T0 + 2 * DAY).toISOString(), attempts: 0 },
     });
-    expect(actions(task.id)).toContain("warning_issued");
+    expect(await actions(task.id)).toContain("warning_issued");
 
     clock.advance(2 * DAY - MIN);
     write("cs-1", clock.now() - 30 * MIN, 30, 50); // quiet nights after the warning
-    system.service.tick();
-    expect(system.service.task(task.id)!.graduated?.recheck?.outcome).toBeUndefined(); // not due yet
+    await system.service.tick();
+    expect((await system.service.task(task.id))!.graduated?.recheck?.outcome).toBeUndefined(); // not due yet
 
     clock.advance(MIN);
-    system.service.tick();
-    expect(system.service.task(task.id)!.graduated).toMatchObject({
+    await system.service.tick();
+    expect((await system.service.task(task.id))!.graduated).toMatchObject({
       stage: "warning",
       recheck: { outcome: "compliant", attempts: 1 },
     });
-    expect(actions(task.id)).toContain("recheck_compliant");
+    expect(await actions(task.id)).toContain("recheck_compliant");
     clock.advance(DAY);
-    system.service.tick();
-    expect(actions(task.id).filter((a) => a.startsWith("recheck"))).toHaveLength(1); // checked once
+    await system.service.tick();
+    expect((await actions(task.id)).filter((a) => a.startsWith("recheck"))).toHaveLength(1); // checked once
   });
 
-  it("refers the party for penalty when the re-check finds the violation continuing", () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+  it("refers the party for penalty when the re-check finds the violation continuing", async () => {
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
     clock.advance(2 * DAY);
     write("cs-1", clock.now() - 40 * MIN, 40, 63);
-    system.service.tick();
-    expect(system.service.task("enf-000001")!.graduated).toMatchObject({
+    await system.service.tick();
+    expect((await system.service.task("enf-000001"))!.graduated).toMatchObject({
       stage: "referred",
       recheck: { outcome: "violating" },
     });
-    expect(actions("enf-000001")).toEqual(
+    expect(await actions("enf-000001")).toEqual(
       expect.arrayContaining(["recheck_violating", "referred_for_penalty"]) as unknown,
     );
   });
 
-  it("retries a re-check without data, then asks for an inspection on site", () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+  it("retries a re-check without data, then asks for an inspection on site", async () => {
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
     clock.advance(2 * DAY);
-    system.service.tick();
-    expect(system.service.task("enf-000001")!.graduated).toMatchObject({
+    await system.service.tick();
+    expect((await system.service.task("enf-000001"))!.graduated).toMatchObject({
       stage: "warning",
       recheck: { attempts: 1, dueAt: new Date(clock.now() + HOUR).toISOString() },
     });
     clock.advance(HOUR);
-    system.service.tick();
-    expect(system.service.task("enf-000001")!.graduated).toMatchObject({
+    await system.service.tick();
+    expect((await system.service.task("enf-000001"))!.graduated).toMatchObject({
       stage: "inspection",
       recheck: { attempts: 2, outcome: "no_data" },
     });
-    expect(actions("enf-000001")).toEqual(
+    expect(await actions("enf-000001")).toEqual(
       expect.arrayContaining(["recheck_no_data", "inspection_needed"]) as unknown,
     );
   });
 
   /** Work the case through to closed as rectified (handled by one officer, verified by another). */
-  const closeRectified = (id: string) => {
+  const closeRectified = async (id: string) => {
     for (const [to, by] of [
       ["acknowledged", "officer"],
       ["handled", "officer"],
       ["verified", "supervisor"],
     ] as const) {
-      expect(system.service.transition(id, { to }, { name: by }).ok).toBe(true);
+      expect((await system.service.transition(id, { to }, { name: by })).ok).toBe(true);
     }
-    const closed = system.service.transition(
+    const closed = await system.service.transition(
       id,
       { to: "closed", reason: "rectified" },
       { name: "supervisor" },
@@ -153,16 +153,16 @@ describe("graduated response", () => {
     expect(closed.ok).toBe(true);
   };
 
-  it("files one case for co-occurring violations of several rules and sites of one party, with one warning", () => {
+  it("files one case for co-occurring violations of several rules and sites of one party, with one warning", async () => {
     // Issue #18: one night of construction filed three cases in the same millisecond; the first
     // got a warning and the other two were referred as "repeat violations".
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
     for (const [rule, site] of [
       [LAMAX, "cs-1"],
       [NIGHT_WORKS, "cs-1"],
       [NOISE, "cs-2"],
     ] as const) {
-      system.service.handleAlarm({ ...noiseNotice(site, raise(T0), noiseEvidence(T0)), rule });
+      await system.service.applyAlarm({ ...noiseNotice(site, raise(T0), noiseEvidence(T0)), rule });
     }
     const cases = system.store.listTasks({ limit: 10, kind: "enforcement" });
     expect(cases.map((c) => c.id)).toEqual(["enf-000001"]);
@@ -174,10 +174,10 @@ describe("graduated response", () => {
       "noise.construction.night-works@cs-1",
       "noise.construction.laeq@cs-2",
     ]);
-    expect(actions("enf-000001").filter((a) => a === "violation_attached")).toHaveLength(3);
-    expect(actions("enf-000001")).not.toContain("referred_for_penalty");
+    expect((await actions("enf-000001")).filter((a) => a === "violation_attached")).toHaveLength(3);
+    expect(await actions("enf-000001")).not.toContain("referred_for_penalty");
     // Later decisions of an attached (subject, rule) find the incident.
-    system.service.handleAlarm({
+    await system.service.applyAlarm({
       ...noiseNotice("cs-2", {
         type: "clear",
         alarmSeq: 1,
@@ -190,86 +190,96 @@ describe("graduated response", () => {
       }),
       rule: NOISE,
     });
-    expect(system.service.task("enf-000001")!.conditionClearedAt).toBeUndefined(); // cs-1's own alarm still holds
+    expect((await system.service.task("enf-000001"))!.conditionClearedAt).toBeUndefined(); // cs-1's own alarm still holds
     expect(system.store.openTask("site", "cs-2", NOISE.id)?.id).toBe("enf-000001");
   });
 
-  it("keeps a violation the data show before the deadline in the same episode: no referral", () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+  it("keeps a violation the data show before the deadline in the same episode: no referral", async () => {
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
     clock.advance(3 * HOUR);
-    system.service.handleAlarm(
+    await system.service.applyAlarm(
       noiseNotice("cs-1", raise(clock.now(), { alarmSeq: 2 }), noiseEvidence(clock.now())),
     );
-    expect(system.service.task("enf-000001")!.graduated?.stage).toBe("warning");
+    expect((await system.service.task("enf-000001"))!.graduated?.stage).toBe("warning");
     // Data from the same night arriving late (a replay) are judged on their own time, too.
     clock.advance(3 * DAY);
-    system.service.handleAlarm(
+    await system.service.applyAlarm(
       noiseNotice("cs-1", raise(T0 + 2 * HOUR, { alarmSeq: 3 }), noiseEvidence(T0 + 2 * HOUR)),
     );
-    expect(system.service.task("enf-000001")!.graduated?.stage).not.toBe("referred");
+    expect((await system.service.task("enf-000001"))!.graduated?.stage).not.toBe("referred");
   });
 
-  it("refers a warned party whose data show a violation after the deadline, pending legal review", () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+  it("refers a warned party whose data show a violation after the deadline, pending legal review", async () => {
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
     clock.advance(2 * DAY + 2 * HOUR);
-    system.service.handleAlarm(
+    await system.service.applyAlarm(
       noiseNotice("cs-1", raise(clock.now(), { alarmSeq: 2 }), noiseEvidence(clock.now())),
     );
-    expect(system.service.task("enf-000001")!.graduated).toMatchObject({
+    expect((await system.service.task("enf-000001"))!.graduated).toMatchObject({
       stage: "referred",
       review: { status: "pending" },
       reason: expect.stringContaining("after the rectification deadline") as unknown,
     });
-    expect(actions("enf-000001")).toContain("referred_for_penalty");
+    expect(await actions("enf-000001")).toContain("referred_for_penalty");
   });
 
-  it("refers a repeat offender's new case after an earlier case's deadline (any of its sites)", () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
-    closeRectified("enf-000001");
+  it("refers a repeat offender's new case after an earlier case's deadline (any of its sites)", async () => {
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    await closeRectified("enf-000001");
     clock.advance(30 * DAY);
-    system.service.handleAlarm(noiseNotice("cs-2", raise(clock.now()), noiseEvidence(clock.now())));
-    expect(system.service.task("enf-000002")!.graduated).toMatchObject({
+    await system.service.applyAlarm(
+      noiseNotice("cs-2", raise(clock.now()), noiseEvidence(clock.now())),
+    );
+    expect((await system.service.task("enf-000002"))!.graduated).toMatchObject({
       stage: "referred",
       review: { status: "pending" },
       repeatOf: "enf-000001",
     });
-    expect(actions("enf-000002")).toContain("referred_for_penalty");
+    expect(await actions("enf-000002")).toContain("referred_for_penalty");
     // Another party is still a first offender.
-    system.service.handleAlarm(noiseNotice("cs-3", raise(clock.now()), noiseEvidence(clock.now())));
-    expect(system.service.task("enf-000003")!.graduated).toMatchObject({
+    await system.service.applyAlarm(
+      noiseNotice("cs-3", raise(clock.now()), noiseEvidence(clock.now())),
+    );
+    expect((await system.service.task("enf-000003"))!.graduated).toMatchObject({
       stage: "warning",
       party: { key: "site:cs-3" },
     });
   });
 
-  it("shares the deadline of a case closed early when the data show a violation before it", () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
-    closeRectified("enf-000001");
+  it("shares the deadline of a case closed early when the data show a violation before it", async () => {
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    await closeRectified("enf-000001");
     clock.advance(DAY);
-    system.service.handleAlarm(noiseNotice("cs-2", raise(clock.now()), noiseEvidence(clock.now())));
-    expect(system.service.task("enf-000002")!.graduated).toMatchObject({
+    await system.service.applyAlarm(
+      noiseNotice("cs-2", raise(clock.now()), noiseEvidence(clock.now())),
+    );
+    expect((await system.service.task("enf-000002"))!.graduated).toMatchObject({
       stage: "warning",
       deadline: new Date(T0 + 2 * DAY).toISOString(),
     });
   });
 
-  it("does not count a case closed as a false positive as an earlier violation", () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
-    system.service.transition(
+  it("does not count a case closed as a false positive as an earlier violation", async () => {
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    await system.service.transition(
       "enf-000001",
       { to: "closed", reason: "false_positive" },
       { name: "x" },
     );
     clock.advance(3 * DAY);
-    system.service.handleAlarm(noiseNotice("cs-2", raise(clock.now()), noiseEvidence(clock.now())));
-    expect(system.service.task("enf-000002")!.graduated?.stage).toBe("warning");
+    await system.service.applyAlarm(
+      noiseNotice("cs-2", raise(clock.now()), noiseEvidence(clock.now())),
+    );
+    expect((await system.service.task("enf-000002"))!.graduated?.stage).toBe("warning");
   });
 
-  it("warns again once the period has passed", () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
-    closeRectified("enf-000001");
+  it("warns again once the period has passed", async () => {
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    await closeRectified("enf-000001");
     clock.advance(181 * DAY);
-    system.service.handleAlarm(noiseNotice("cs-2", raise(clock.now()), noiseEvidence(clock.now())));
-    expect(system.service.task("enf-000002")!.graduated?.stage).toBe("warning");
+    await system.service.applyAlarm(
+      noiseNotice("cs-2", raise(clock.now()), noiseEvidence(clock.now())),
+    );
+    expect((await system.service.task("enf-000002"))!.graduated?.stage).toBe("warning");
   });
 });

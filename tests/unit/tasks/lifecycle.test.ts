@@ -78,8 +78,8 @@ describe("task service lifecycle", () => {
     await removeTempDir(dir);
   });
 
-  it("walks a case through every state with an audit entry per transition, actor and time", () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+  it("walks a case through every state with an audit entry per transition, actor and time", async () => {
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
     const [task] = system.store.listTasks({ limit: 10 });
     expect(task).toMatchObject({
       id: "enf-000001",
@@ -97,7 +97,7 @@ describe("task service lifecycle", () => {
     ];
     for (const [to, reason] of steps) {
       clock.advance(MIN);
-      const result = system.service.transition(
+      const result = await system.service.transition(
         task!.id,
         {
           to,
@@ -114,13 +114,15 @@ describe("task service lifecycle", () => {
       );
       expect(result.ok).toBe(true);
     }
-    const closed = system.service.task(task!.id)!;
+    const closed = (await system.service.task(task!.id))!;
     expect(closed).toMatchObject({
       state: "closed",
       closure: { reason: "rectified", note: "step closed" },
     });
     expect(closed.acknowledgedAt).toBe(new Date(T0 + 2 * MIN).toISOString());
-    const transitions = system.service.audit(task!.id).filter((e) => e.action === "transition");
+    const transitions = (await system.service.audit(task!.id)).filter(
+      (e) => e.action === "transition",
+    );
     expect(transitions.map((e) => `${e.from}→${e.to}`)).toEqual([
       "filed→dispatched",
       "dispatched→acknowledged",
@@ -140,22 +142,22 @@ describe("task service lifecycle", () => {
     expect(transitions.at(-1)!.at).toBe(new Date(T0 + 6 * MIN).toISOString());
   });
 
-  it("refuses an illegal transition with a clear error and changes nothing", () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
-    const before = system.service.audit("enf-000001").length;
-    const result = system.service.transition("enf-000001", { to: "handled" }, { name: "x" });
+  it("refuses an illegal transition with a clear error and changes nothing", async () => {
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    const before = (await system.service.audit("enf-000001")).length;
+    const result = await system.service.transition("enf-000001", { to: "handled" }, { name: "x" });
     expect(result).toMatchObject({ ok: false, error: "conflict" });
     expect(result.ok ? "" : result.message).toContain("illegal transition filed → handled");
-    expect(system.service.task("enf-000001")!.state).toBe("filed");
-    expect(system.service.audit("enf-000001")).toHaveLength(before);
-    expect(system.service.transition("enf-404", { to: "dispatched" }, { name: "x" })).toMatchObject(
-      { error: "not_found" },
-    );
+    expect((await system.service.task("enf-000001"))!.state).toBe("filed");
+    expect(await system.service.audit("enf-000001")).toHaveLength(before);
+    expect(
+      await system.service.transition("enf-404", { to: "dispatched" }, { name: "x" }),
+    ).toMatchObject({ error: "not_found" });
   });
 
-  it("keeps one open task per (subject, rule): repeats and new raises attach; after closing, a raise files a new one", () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
-    system.service.handleAlarm(
+  it("keeps one open task per (subject, rule): repeats and new raises attach; after closing, a raise files a new one", async () => {
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    await system.service.applyAlarm(
       noiseNotice("cs-1", {
         type: "attach-repeat",
         alarmSeq: 1,
@@ -165,7 +167,7 @@ describe("task service lifecycle", () => {
         replayed: false,
       }),
     );
-    system.service.handleAlarm(
+    await system.service.applyAlarm(
       noiseNotice("cs-1", {
         type: "clear",
         alarmSeq: 1,
@@ -177,7 +179,7 @@ describe("task service lifecycle", () => {
         replayed: false,
       }),
     );
-    system.service.handleAlarm(
+    await system.service.applyAlarm(
       noiseNotice("cs-1", raise(T0 + 30 * MIN, { alarmSeq: 2 }), noiseEvidence(T0 + 30 * MIN)),
     );
     let tasks = system.store.listTasks({ limit: 10 });
@@ -188,13 +190,13 @@ describe("task service lifecycle", () => {
       evidenceCount: 2,
       conditionClearedAt: new Date(T0 + 9 * MIN).toISOString(),
     });
-    const actions = system.service.audit(tasks[0]!.id).map((e) => e.action);
+    const actions = (await system.service.audit(tasks[0]!.id)).map((e) => e.action);
     expect(actions).toContain("condition_cleared");
     expect(actions.filter((a) => a === "repeat_attached")).toHaveLength(2);
 
     // Another subject or another rule is another task.
-    system.service.handleAlarm(noiseNotice("cs-3", raise(T0), noiseEvidence(T0)));
-    system.service.handleAlarm({
+    await system.service.applyAlarm(noiseNotice("cs-3", raise(T0), noiseEvidence(T0)));
+    await system.service.applyAlarm({
       rule: DEADMAN,
       subjectType: "device",
       subjectId: "n-1",
@@ -204,13 +206,15 @@ describe("task service lifecycle", () => {
     expect(system.store.listTasks({ limit: 10, state: "open" })).toHaveLength(3);
 
     expect(
-      system.service.transition(
-        tasks[0]!.id,
-        { to: "closed", reason: "false_positive" },
-        { name: "x" },
+      (
+        await system.service.transition(
+          tasks[0]!.id,
+          { to: "closed", reason: "false_positive" },
+          { name: "x" },
+        )
       ).ok,
     ).toBe(true);
-    system.service.handleAlarm(
+    await system.service.applyAlarm(
       noiseNotice("cs-1", raise(T0 + 60 * MIN, { alarmSeq: 3 }), noiseEvidence(T0 + 60 * MIN)),
     );
     tasks = system.store.listTasks({
@@ -221,8 +225,8 @@ describe("task service lifecycle", () => {
     expect(tasks.map((t) => t.state).sort()).toEqual(["closed", "filed"]);
   });
 
-  it("records nothing for a clear or an escalation when no task is open", () => {
-    system.service.handleAlarm(
+  it("records nothing for a clear or an escalation when no task is open", async () => {
+    await system.service.applyAlarm(
       noiseNotice("cs-1", {
         type: "clear",
         alarmSeq: 1,
@@ -237,8 +241,8 @@ describe("task service lifecycle", () => {
     expect(system.store.listTasks({ limit: 10 })).toEqual([]);
   });
 
-  it("keeps the audit trail append-only in the database itself", () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+  it("keeps the audit trail append-only in the database itself", async () => {
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
     const db = (system.store as unknown as { db: { prepare(sql: string): { run(): unknown } } }).db;
     expect(() => db.prepare("UPDATE audit SET actor = 'someone else'").run()).toThrow(
       /append-only/,

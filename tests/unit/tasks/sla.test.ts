@@ -51,50 +51,56 @@ describe("SLA timers", () => {
   });
 
   it("flags a case filed but not handled past its limit, per case type, in the API filter and the metric", async () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
-    system.service.handleAlarm(
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    await system.service.applyAlarm(
       gasNotice(raise(T0, { level: "IV", deviceId: "g-1", detail: "CH4 22 %LEL" })),
     );
     clock.advance(2 * HOUR);
-    system.service.tick();
+    await system.service.tick();
     expect(system.store.listTasks({ limit: 10, flagged: true })).toEqual([]); // exactly at the limit: not past it
 
     clock.advance(1);
-    system.service.tick();
+    await system.service.tick();
     const flagged = system.store.listTasks({ limit: 10, flagged: true });
     expect(flagged.map((t) => [t.id, t.sla.flags])).toEqual([["emg-000002", ["not_handled"]]]);
     expect(await flaggedGauge(system, { kind: "emergency", flag: "not_handled" })).toBe(1);
 
     clock.advance(3 * DAY);
-    system.service.tick();
-    system.service.tick(); // a second tick records nothing new
+    await system.service.tick();
+    await system.service.tick(); // a second tick records nothing new
     expect(system.store.listTasks({ limit: 10, flagged: true })).toHaveLength(2);
-    const slaEntries = system.service.audit("enf-000001").filter((e) => e.action === "sla_flagged");
+    const slaEntries = (await system.service.audit("enf-000001")).filter(
+      (e) => e.action === "sla_flagged",
+    );
     expect(slaEntries).toHaveLength(1);
     expect(slaEntries[0]!.detail).toBe(
       `not handled by ${new Date(T0 + 3 * DAY).toISOString()} (enforcement SLA); escalated to the lead of Pudong grid team 17`,
     );
-    expect(system.service.task("enf-000001")!.sla.escalatedTo).toBe(
+    expect((await system.service.task("enf-000001"))!.sla.escalatedTo).toBe(
       "the lead of Pudong grid team 17",
     );
   });
 
   it("clears not_handled once handled and flags handled but not closed", async () => {
-    system.service.handleAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
+    await system.service.applyAlarm(noiseNotice("cs-1", raise(T0), noiseEvidence(T0)));
     clock.advance(4 * DAY);
-    system.service.tick();
-    expect(system.service.task("enf-000001")!.sla.flags).toEqual(["not_handled"]);
+    await system.service.tick();
+    expect((await system.service.task("enf-000001"))!.sla.flags).toEqual(["not_handled"]);
     for (const to of ["acknowledged", "handled"] as const)
-      system.service.transition("enf-000001", { to }, { name: "x" });
-    expect(system.service.task("enf-000001")!.sla.flags).toEqual([]);
+      await system.service.transition("enf-000001", { to }, { name: "x" });
+    expect((await system.service.task("enf-000001"))!.sla.flags).toEqual([]);
     clock.advance(DAY + MIN);
-    system.service.tick();
-    expect(system.service.task("enf-000001")!.sla.flags).toEqual(["not_closed"]);
+    await system.service.tick();
+    expect((await system.service.task("enf-000001"))!.sla.flags).toEqual(["not_closed"]);
     expect(await flaggedGauge(system, { kind: "enforcement", flag: "not_closed" })).toBe(1);
     // Verified by another person than the handler (separation of duties).
-    system.service.transition("enf-000001", { to: "verified" }, { name: "y" });
-    system.service.transition("enf-000001", { to: "closed", reason: "rectified" }, { name: "y" });
-    expect(system.service.task("enf-000001")!.sla.flags).toEqual([]);
+    await system.service.transition("enf-000001", { to: "verified" }, { name: "y" });
+    await system.service.transition(
+      "enf-000001",
+      { to: "closed", reason: "rectified" },
+      { name: "y" },
+    );
+    expect((await system.service.task("enf-000001"))!.sla.flags).toEqual([]);
     expect(await flaggedGauge(system, { kind: "enforcement", flag: "not_closed" })).toBe(0);
   });
 });

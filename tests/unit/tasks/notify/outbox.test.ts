@@ -9,6 +9,7 @@ import { taskMetrics } from "../../../../tasks/metrics.js";
 import { notifyMetrics, type NotifyMetrics } from "../../../../tasks/notify/metrics.js";
 import { TaskService } from "../../../../tasks/service.js";
 import { TaskStore } from "../../../../tasks/store.js";
+import { asyncTaskStore } from "../../../../tasks/store-port.js";
 import { until } from "../../../support/broker.js";
 import { makeTempDir, removeTempDir } from "../../../support/process.js";
 import {
@@ -54,8 +55,9 @@ describe("Outbox", () => {
 
   /** A service writing through an outbox with the given targets. */
   function service(targets: OutboxTarget[], maxAttempts = 3) {
+    const shared = asyncTaskStore(store);
     outbox = new Outbox({
-      store,
+      store: shared,
       targets,
       options: { maxPending: 100, maxAttempts, backoffBaseMs: 5, backoffMaxMs: 10 },
       metrics,
@@ -65,15 +67,15 @@ describe("Outbox", () => {
     const s = new TaskService({
       log,
       config: tasksConfig(),
-      store,
+      store: shared,
       registry,
       metrics: taskMetrics(new Registry()),
       now: Date.now,
-      enqueue: (e) => outbox!.enqueue(e),
+      enqueue: (e, tx) => outbox!.enqueue(e, tx),
       keyring: EvidenceKeyring.open(join(dir, "evidence-keys.json"), { create: true }),
     });
     s.onEvent(() => outbox!.kick());
-    outbox.start();
+    void outbox.start();
     return s;
   }
 
@@ -88,9 +90,9 @@ describe("Outbox", () => {
       },
     });
     const s = service([target("all"), target("emergency", ["emergency"])]);
-    s.handleAlarm(noiseNotice("cs-1", raise(Date.now()), noiseEvidence(Date.now())));
-    s.handleAlarm(gasNotice(raise(Date.now(), { level: "IV" })));
-    s.transition("enf-000001", { to: "dispatched" }, { name: "x" });
+    await s.applyAlarm(noiseNotice("cs-1", raise(Date.now()), noiseEvidence(Date.now())));
+    await s.applyAlarm(gasNotice(raise(Date.now(), { level: "IV" })));
+    await s.transition("enf-000001", { to: "dispatched" }, { name: "x" });
     await until(
       () => outbox!.pending("all") === 0 && outbox!.pending("emergency") === 0,
       "drained",
@@ -115,8 +117,10 @@ describe("Outbox", () => {
       ],
       3,
     );
+    // Handed over as the rules driver does: the queue applies them in order.
     s.handleAlarm(noiseNotice("cs-1", raise(Date.now()), noiseEvidence(Date.now())));
     s.handleAlarm(noiseNotice("cs-3", raise(Date.now()), noiseEvidence(Date.now())));
+    await s.settled();
     await until(() => outbox!.pending("flaky") === 0, "drained");
     expect(calls).toBe(4); // three attempts of the first, one of the second
     expect(store.deadCount()).toBe(1);
