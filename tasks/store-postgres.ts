@@ -210,8 +210,23 @@ export class PostgresTaskStore extends PostgresStore<PostgresTaskStore> implemen
     );
   }
 
+  /**
+   * Inside a transaction, waits for the transaction-scoped lock of `key` (released at its end):
+   * what serialises "is there an open task? then file one" between nodes, which a row lock cannot
+   * (there is no row yet). Not under a savepoint: waiting for a lock is not refused.
+   */
+  private async lockKey(key: string): Promise<void> {
+    if (this.joined)
+      await this.db.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [key]);
+  }
+
+  /** ` FOR UPDATE` inside a transaction: a task read there is changed there, and no one else's change is lost. */
+  private get forUpdate(): string {
+    return this.joined ? " FOR UPDATE" : "";
+  }
+
   async task(id: string): Promise<Task | undefined> {
-    return docs(await this.rows("SELECT doc FROM task WHERE id = $1", [id]))[0];
+    return docs(await this.rows(`SELECT doc FROM task WHERE id = $1${this.forUpdate}`, [id]))[0];
   }
 
   async openTask(
@@ -219,13 +234,17 @@ export class PostgresTaskStore extends PostgresStore<PostgresTaskStore> implemen
     subjectId: string,
     ruleId: string,
   ): Promise<Task | undefined> {
+    await this.lockKey(`task-subject\u001f${subjectType}\u001f${subjectId}\u001f${ruleId}`);
+    // The outer `open` is checked again on the row's newest version once its lock is granted:
+    // a task closed meanwhile is not returned.
     const rows = await this.rows<{ doc: string }>(
-      `SELECT doc FROM task WHERE subject_type = $1 AND subject_id = $2 AND rule_id = $3 AND open
-       UNION ALL
-       SELECT task.doc FROM task_link JOIN task ON task.id = task_link.task_id
-         WHERE task_link.subject_type = $1 AND task_link.subject_id = $2 AND task_link.rule_id = $3
-           AND task.open
-       LIMIT 1`,
+      `SELECT doc FROM task WHERE open AND id = (
+         SELECT id FROM task WHERE subject_type = $1 AND subject_id = $2 AND rule_id = $3 AND open
+         UNION ALL
+         SELECT task.id FROM task_link JOIN task ON task.id = task_link.task_id
+           WHERE task_link.subject_type = $1 AND task_link.subject_id = $2
+             AND task_link.rule_id = $3 AND task.open
+         LIMIT 1)${this.forUpdate}`,
       [subjectType, subjectId, ruleId],
     );
     return docs(rows)[0];
@@ -245,9 +264,10 @@ export class PostgresTaskStore extends PostgresStore<PostgresTaskStore> implemen
   }
 
   async openIncident(partyKey: string): Promise<Task | undefined> {
+    await this.lockKey(`task-party\u001f${partyKey}`);
     const rows = await this.rows<{ doc: string }>(
       `SELECT doc FROM task WHERE party_key = $1 AND open AND kind = 'enforcement'
-       ORDER BY filed_ms DESC, id DESC LIMIT 1`,
+       ORDER BY filed_ms DESC, id DESC LIMIT 1${this.forUpdate}`,
       [partyKey],
     );
     return docs(rows)[0];
