@@ -16,7 +16,7 @@ import { notifyMetrics, type NotifyMetrics } from "./notify/metrics.js";
 import { TaskService } from "./service.js";
 import { AttachmentFiles } from "./attachments.js";
 import { TaskStore } from "./store.js";
-import { asyncTaskStore } from "./store-port.js";
+import { asyncTaskStore, type AsyncTaskStore } from "./store-port.js";
 import { AssessmentSchedule, announcementKey } from "./assessment-schedule.js";
 import { calendarOf } from "./calendar/working-time.js";
 import { ContactRetention, complaintTargets } from "./complaints.js";
@@ -57,7 +57,9 @@ export interface TaskSystemDeps {
 /** What the HTTP API needs to serve the task routes (tasks/http). */
 export interface TaskApiDeps {
   readonly service: TaskService;
-  readonly store: TaskStore;
+  readonly store: AsyncTaskStore;
+  /** The data directory (the party routes open its registry). */
+  readonly dataDir: string;
   readonly tokens: TokenStore;
   /** Tells the bearer cache and the stream of revocations at once. */
   readonly tokenWatch?: TokenWatch | undefined;
@@ -74,7 +76,10 @@ export interface TaskApiDeps {
 
 export interface TaskSystem {
   readonly service: TaskService;
+  /** The embedded tasks.db itself (synchronous; tests and local tools read it directly). */
   readonly store: TaskStore;
+  /** The task store as the service, the outbox and the API use it (asynchronous). */
+  readonly shared: AsyncTaskStore;
   readonly tokens: TokenStore;
   readonly tokenWatch: TokenWatch;
   readonly outbox: Outbox;
@@ -111,7 +116,7 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
   // file), as they would on PostgreSQL; readers elsewhere still read the file directly.
   const shared = asyncTaskStore(store);
   const evidenceLink =
-    evidenceLinks === undefined ? undefined : evidenceLinkOf(evidenceLinks, store);
+    evidenceLinks === undefined ? undefined : evidenceLinkOf(evidenceLinks, shared);
   const tokens = new TokenStore(join(deps.dataDir, "tokens.db"), now);
   const targets: OutboxTarget[] = config.webhooks.map((hook) => ({
     name: hook.name,
@@ -158,7 +163,7 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
   // The assessment report (API, monthly run): the SLA limits and the working calendar.
   const assessment = { sla: config.sla, calendar: calendarOf(config.calendar) };
   const assessments = new AssessmentSchedule({
-    store,
+    store: shared,
     settings: assessment,
     dataDir: deps.dataDir,
     log,
@@ -181,7 +186,7 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
   });
   // Complainants' contacts are erased once their task has been closed long enough.
   const contacts = new ContactRetention({
-    store,
+    store: shared,
     retentionMs: config.complaints.contactRetentionMs,
     intervalMs: Math.min(3_600_000, Math.max(config.tickMs, 60_000)),
     now,
@@ -190,6 +195,7 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
   return {
     service,
     store,
+    shared,
     tokens,
     tokenWatch,
     outbox,
@@ -198,7 +204,8 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     keyring,
     api: {
       service,
-      store,
+      store: shared,
+      dataDir: deps.dataDir,
       tokens,
       tokenWatch,
       stream,

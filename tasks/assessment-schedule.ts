@@ -83,6 +83,8 @@ export class AssessmentSchedule {
     { month: string; count: number; nextMs: number; busy: boolean }
   >();
   private readonly sending = new Set<Promise<void>>();
+  /** The tick running now, if any (a slow store does not overlap ticks). */
+  private ticking: Promise<void> | undefined;
 
   constructor(private readonly deps: AssessmentScheduleDeps) {}
 
@@ -93,14 +95,20 @@ export class AssessmentSchedule {
 
   start(): void {
     this.timer = setInterval(() => {
-      try {
-        this.tick();
-      } catch (error) {
-        this.deps.log.error(
-          { err: (error as Error).message },
-          "monthly assessment report not written; the next tick retries",
-        );
-      }
+      if (this.ticking !== undefined) return;
+      this.ticking = this.tick()
+        .then(
+          () => undefined,
+          (error: unknown) => {
+            this.deps.log.error(
+              { err: (error as Error).message },
+              "monthly assessment report not written; the next tick retries",
+            );
+          },
+        )
+        .finally(() => {
+          this.ticking = undefined;
+        });
     }, this.deps.intervalMs);
     this.timer.unref();
   }
@@ -108,12 +116,13 @@ export class AssessmentSchedule {
   /** Stop ticking; resolves when announcements in flight have settled. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    await this.ticking;
     this.timer = undefined;
     await Promise.allSettled([...this.sending]);
   }
 
   /** Write the previous month's report unless it was written. */
-  tick(): ScheduleOutcome {
+  async tick(): Promise<ScheduleOutcome> {
     const now = this.deps.now();
     const timeZone = this.deps.settings.calendar.file.timeZone;
     const { month, from, to } = previousMonth(localDate(now, timeZone));
@@ -123,8 +132,8 @@ export class AssessmentSchedule {
       this.announce(month, json, now);
       return { status: "exists", month };
     }
-    const reports = GROUPINGS.map((by) =>
-      assessFrom(this.deps.store, { from, to, by }, this.deps.settings, now),
+    const reports = await Promise.all(
+      GROUPINGS.map((by) => assessFrom(this.deps.store, { from, to, by }, this.deps.settings, now)),
     );
     mkdirSync(this.directory, { recursive: true, mode: PRIVATE_DIR });
     const write = (file: string, text: string) => {

@@ -268,21 +268,21 @@ export function assess(input: AssessmentInput): AssessmentReport {
 
 /** Where the report's tasks come from (TaskStore.filedBetween). */
 export interface AssessmentSource {
-  filedBetween(fromMs: number, toMs: number): AssessedTask[];
+  filedBetween(fromMs: number, toMs: number): AssessedTask[] | Promise<AssessedTask[]>;
 }
 
 /** Read the period's tasks from the store and assess them. */
-export function assessFrom(
+export async function assessFrom(
   store: AssessmentSource,
   period: AssessmentPeriod,
   settings: AssessmentSettings,
   nowMs: number,
   scope?: UserScope,
-): AssessmentReport {
+): Promise<AssessmentReport> {
   const { fromMs, toMs } = periodBounds(period, settings.calendar.file.timeZone);
   return assess({
     period,
-    tasks: store.filedBetween(fromMs, toMs),
+    tasks: await store.filedBetween(fromMs, toMs),
     settings,
     generatedAtMs: nowMs,
     scope,

@@ -424,7 +424,7 @@ export const signComplaint = (secret: string, timestamp: string, body: string): 
 
 /** Where contact retention erases: the task store. */
 export interface ContactStore {
-  eraseComplaintContacts(closedBeforeMs: number): number;
+  eraseComplaintContacts(closedBeforeMs: number): Promise<number>;
 }
 
 /**
@@ -446,8 +446,10 @@ export class ContactRetention {
   ) {}
 
   /** Erase what is due now; the count erased. */
-  erase(): number {
-    const erased = this.deps.store.eraseComplaintContacts(this.deps.now() - this.deps.retentionMs);
+  async erase(): Promise<number> {
+    const erased = await this.deps.store.eraseComplaintContacts(
+      this.deps.now() - this.deps.retentionMs,
+    );
     if (erased > 0)
       this.deps.log.info({ erased }, "complainants' contacts erased after the retention period");
     return erased;
@@ -455,14 +457,12 @@ export class ContactRetention {
 
   start(): void {
     const run = () => {
-      try {
-        this.erase();
-      } catch (error) {
+      this.erase().catch((error: unknown) => {
         this.deps.log.error(
           { err: (error as Error).message },
           "complainants' contacts not erased; the next run retries",
         );
-      }
+      });
     };
     run();
     this.timer = setInterval(run, this.deps.intervalMs);

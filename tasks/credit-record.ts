@@ -1,12 +1,21 @@
 import type {
   AuditAction,
+  AuditEntry,
   CreditOutcome,
   CreditRecordRow,
   RepeatOffenderStatus,
   Task,
 } from "../contracts/model/tasks.js";
 import { toCsv } from "./csv.js";
-import type { TaskStore } from "./store.js";
+
+/** What the credit record reads of the task store (tasks.db's store, or any AsyncTaskStore). */
+export interface PartyHistory {
+  partyCaseHistory(partyKey?: string): Task[] | Promise<Task[]>;
+  partyAuditEntries(
+    actions: readonly AuditAction[],
+    partyKey?: string,
+  ): AuditEntry[] | Promise<AuditEntry[]>;
+}
 
 /*
  * The credit record of regulated parties (issue #18 item 3; seed point 22): every outcome of every
@@ -44,16 +53,16 @@ function rulesOf(task: Task): string[] {
  * The credit record rows of one party (by key) or of all parties, with `at` in [fromMs, toMs),
  * oldest first. `include` keeps a case (a caller's scope); absent: every case.
  */
-export function creditRecord(
-  store: TaskStore,
+export async function creditRecord(
+  store: PartyHistory,
   options: {
     readonly partyKey?: string | undefined;
     readonly fromMs?: number | undefined;
     readonly toMs?: number | undefined;
     readonly include?: ((task: Task) => boolean) | undefined;
   } = {},
-): CreditRecordRow[] {
-  const cases = new Map(store.partyCaseHistory(options.partyKey).map((t) => [t.id, t]));
+): Promise<CreditRecordRow[]> {
+  const cases = new Map((await store.partyCaseHistory(options.partyKey)).map((t) => [t.id, t]));
   const rows: CreditRecordRow[] = [];
   const row = (task: Task, outcome: CreditOutcome, at: string, detail: string) => {
     const party = task.graduated?.party;
@@ -71,7 +80,7 @@ export function creditRecord(
     });
   };
   const outcomes = new Map(AUDITED);
-  for (const entry of store.partyAuditEntries(
+  for (const entry of await store.partyAuditEntries(
     AUDITED.map(([a]) => a),
     options.partyKey,
   )) {
@@ -108,15 +117,17 @@ const NOT_A_VIOLATION = new Set(["false_positive", "sensor_fault", "exempt"]);
  * were violations filed within `periodMs` before `nowMs`. `partyKey` may list several keys the
  * task store knows the party by (its credit code, `site:<id>` of its sites without a code).
  */
-export function repeatOffender(
-  store: TaskStore,
+export async function repeatOffender(
+  store: Pick<PartyHistory, "partyCaseHistory">,
   partyKey: string | readonly string[],
   options: { readonly periodMs: number; readonly nowMs: number; readonly threshold?: number },
-): RepeatOffenderStatus {
+): Promise<RepeatOffenderStatus> {
   const since = options.nowMs - options.periodMs;
   const keys = typeof partyKey === "string" ? [partyKey] : [...new Set(partyKey)];
-  const violations = keys
-    .flatMap((key) => store.partyCaseHistory(key))
+  const histories: Task[][] = [];
+  for (const key of keys) histories.push(await store.partyCaseHistory(key));
+  const violations = histories
+    .flat()
     .sort((a, b) => Date.parse(a.filedAt) - Date.parse(b.filedAt) || a.id.localeCompare(b.id))
     .filter((t) => Date.parse(t.filedAt) >= since && Date.parse(t.filedAt) <= options.nowMs)
     .filter((t) => t.closure === undefined || !NOT_A_VIOLATION.has(t.closure.reason));

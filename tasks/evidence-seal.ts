@@ -297,7 +297,10 @@ export function verifyEvidencePackage(
 /** What verification reads of the task store: whether a task exists, and its stored packages. */
 export interface EvidenceRecords {
   task(id: string): unknown;
-  evidence(taskId: string, sequence?: number): EvidencePackage | undefined;
+  evidence(
+    taskId: string,
+    sequence?: number,
+  ): EvidencePackage | undefined | Promise<EvidencePackage | undefined>;
 }
 
 /**
@@ -306,21 +309,21 @@ export interface EvidenceRecords {
  * previous package's hash (`previous_mismatch` otherwise). `expected`: the task (and number) the
  * package is presented as (a route's), refused as `not_this_package` when it is another's.
  */
-export function verifyAgainstStore(
+export async function verifyAgainstStore(
   input: unknown,
   keys: readonly EvidenceKey[],
   records: EvidenceRecords,
   expected?: { readonly taskId: string; readonly sequence?: number | undefined },
-): EvidenceVerification {
+): Promise<EvidenceVerification> {
   const parsed = EvidencePackage.safeParse(input);
   if (!parsed.success) return verifyEvidencePackage(input, keys);
   const { taskId, sequence } = parsed.data;
-  const taskExists = records.task(taskId) !== undefined;
-  const stored = taskExists ? (records.evidence(taskId, sequence) ?? null) : undefined;
+  const taskExists = (await records.task(taskId)) !== undefined;
+  const stored = taskExists ? ((await records.evidence(taskId, sequence)) ?? null) : undefined;
   const result = verifyEvidencePackage(input, keys, stored, taskExists, expected);
   const link = parsed.data.format === "citywatch-evidence/2" ? parsed.data.previous : null;
   if (taskExists && link !== null) {
-    const before = records.evidence(taskId, link.sequence);
+    const before = await records.evidence(taskId, link.sequence);
     if (before?.hash.value !== link.hash) {
       result.problems.push({
         code: "previous_mismatch",

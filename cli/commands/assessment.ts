@@ -46,7 +46,7 @@ export function assessmentCommand(program: Command): void {
     .requiredOption("--by <grouping>", "district | street | team")
     .option("--format <format>", "json | csv", "json")
     .option("--out <file>", "write the report to this file (owner-only) instead of stdout")
-    .action((flags: Flags) => {
+    .action(async (flags: Flags) => {
       const period = AssessmentPeriod.safeParse({ from: flags.from, to: flags.to, by: flags.by });
       if (!period.success) {
         fail(
@@ -71,7 +71,7 @@ export function assessmentCommand(program: Command): void {
       const store = new TaskStore(file);
       let text: string;
       try {
-        const report = assessFrom(
+        const report = await assessFrom(
           store,
           period.data,
           { sla: tasks.sla, calendar: calendarOf(tasks.calendar) },

@@ -38,7 +38,8 @@ export interface PublicApiOptions {
   readonly registry: RegistryView;
   readonly store: TimeSeriesStore;
   /** The tasks filed in a period (the task store); absent: no case counts (a readings-only API). */
-  readonly tasks?: { filedTasks(fromMs: number, toMs: number): Task[] } | undefined;
+  readonly tasks?:
+    { filedTasks(fromMs: number, toMs: number): Task[] | Promise<Task[]> } | undefined;
   /** `console.public`. */
   readonly settings: { readonly title: string; readonly days: number };
   readonly timeZone: string;
@@ -136,7 +137,7 @@ export async function publicSummary(options: PublicApiOptions): Promise<PublicSu
   const casesFrom = nowMs - options.settings.days * DAY_MS;
   if (options.tasks !== undefined) {
     const kinds = new Map(options.registry.devices().map((d) => [d.id, d.kind]));
-    for (const task of options.tasks.filedTasks(casesFrom, nowMs + 1)) {
+    for (const task of await options.tasks.filedTasks(casesFrom, nowMs + 1)) {
       if (task.kind !== "enforcement" && task.kind !== "environmental") continue;
       const district = task.routing.district ?? districtOf(task.siteId) ?? "—";
       let byTopic = cases.get(district);

@@ -1,4 +1,4 @@
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { parse } from "yaml";
 import {
@@ -91,9 +91,9 @@ export function readPartiesFile(file: string): PartiesFile {
 }
 
 /**
- * The registry of the data directory a task store lives in (`{dataDir}/registry.db` next to
- * `{dataDir}/tasks.db`): the party routes of the API (tasks/http/parties.ts) open it with this.
+ * The registry of the task system's data directory (`{dataDir}/registry.db`): the party routes
+ * of the API (tasks/http/parties.ts) open it with this.
  */
-export function openPartyRegistry(taskStoreFile: string): RegistryStore {
-  return new RegistryStore(join(dirname(resolve(taskStoreFile)), "registry.db"));
+export function openPartyRegistry(dataDir: string): RegistryStore {
+  return new RegistryStore(join(resolve(dataDir), "registry.db"));
 }

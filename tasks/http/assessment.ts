@@ -54,7 +54,7 @@ export const assessmentApi: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { d
         },
       },
     },
-    (request, reply) => {
+    async (request, reply) => {
       const caller = auth.callerOf(request);
       if (!caller.roles.some((role) => (ROLES as readonly string[]).includes(role))) {
         throw apiFailure(
@@ -67,7 +67,7 @@ export const assessmentApi: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { d
         throw apiFailure("unavailable", "the assessment report is not configured on this server");
       }
       const { format, ...period } = request.query;
-      const report = assessFrom(deps.store, period, settings, deps.now(), caller.scope);
+      const report = await assessFrom(deps.store, period, settings, deps.now(), caller.scope);
       request.log.info(
         {
           by: period.by,

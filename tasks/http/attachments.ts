@@ -145,7 +145,7 @@ export const attachmentRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, 
     },
     async (request) => {
       const { task } = await taskFor(request, request.params.id);
-      return { attachments: deps.store.attachments(task.id) };
+      return { attachments: await deps.store.attachments(task.id) };
     },
   );
 
@@ -170,7 +170,7 @@ export const attachmentRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, 
     },
     async (request, reply) => {
       const { task } = await taskFor(request, request.params.id);
-      const attachment = deps.store.attachment(task.id, request.params.sha256);
+      const attachment = await deps.store.attachment(task.id, request.params.sha256);
       if (attachment === undefined) {
         throw apiFailure("not_found", `task ${task.id} has no attachment ${request.params.sha256}`);
       }

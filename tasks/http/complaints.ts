@@ -184,7 +184,7 @@ export const complaintApi: FastifyPluginAsyncZod<ComplaintPluginOptions> = (app,
     async (request, reply) => {
       const platform = checkPlatform(request);
       const body = request.body;
-      const before = deps.store.complaintTask(platform.name, body.complaintId);
+      const before = await deps.store.complaintTask(platform.name, body.complaintId);
       if (before !== undefined) return reply.code(200).send({ taskId: before, created: false });
       const settings = deps.service.complaintSettings();
       const sites = options.registry.sites();
@@ -229,10 +229,12 @@ export const complaintApi: FastifyPluginAsyncZod<ComplaintPluginOptions> = (app,
         site !== undefined && (near?.distanceM ?? 0) <= settings.radiusM ? site : undefined;
       const party = partyOf(atSite);
       const linked =
-        (party === undefined ? undefined : deps.store.openIncident(party.key)) ??
+        (party === undefined ? undefined : await deps.store.openIncident(party.key)) ??
         (atSite === undefined
           ? undefined
-          : deps.store.openTasksAtSite(atSite.id).find((t) => t.source?.type !== "complaint"));
+          : (await deps.store.openTasksAtSite(atSite.id)).find(
+              (t) => t.source?.type !== "complaint",
+            ));
       const limit = limitFor({
         category: body.category,
         site: atSite,

@@ -81,56 +81,60 @@ const languageOf = (query: unknown, fallback: Language): Language => {
 
 /** The signed document: no token, the link's signature decides. */
 const signedDocument: FastifyPluginAsync<{ deps: TaskApiDeps }> = (app, { deps }) => {
-  app.get(SIGNED_DOCUMENT_PATH, { schema: { hide: true }, logLevel: "warn" }, (request, reply) => {
-    const links = deps.evidenceLinks;
-    const fallback = links?.language ?? "zh-CN";
-    const language = languageOf(request.query, fallback);
-    const t = translator(language);
-    const refuse = (reason: "invalid" | "expired", until?: string) =>
-      sendPage(
-        reply,
-        403,
-        messagePage(
-          language,
-          t.t(reason === "expired" ? "link.expiredTitle" : "link.invalidTitle"),
-          [
-            reason === "expired"
-              ? t.t("link.expired", { until: until ?? "" })
-              : t.t("link.invalid"),
-            t.t("link.renew"),
-          ],
-        ),
-      );
-    const params = SignedLinkParams.safeParse(request.params);
-    const query = SignedLinkQuery.safeParse(request.query);
-    if (links === undefined || !params.success || !query.success) return refuse("invalid");
-    const { taskId, sequence } = params.data;
-    const { expires, sig } = query.data;
-    const check = links.check(taskId, sequence, expires, sig);
-    if (!check.ok) {
-      const until = new Date(expires * 1000);
-      return refuse(check.reason, `${until.toISOString().slice(0, 19).replace("T", " ")} UTC`);
-    }
-    const pkg = deps.store.evidence(taskId, sequence);
-    if (pkg === undefined) {
+  app.get(
+    SIGNED_DOCUMENT_PATH,
+    { schema: { hide: true }, logLevel: "warn" },
+    async (request, reply) => {
+      const links = deps.evidenceLinks;
+      const fallback = links?.language ?? "zh-CN";
+      const language = languageOf(request.query, fallback);
+      const t = translator(language);
+      const refuse = (reason: "invalid" | "expired", until?: string) =>
+        sendPage(
+          reply,
+          403,
+          messagePage(
+            language,
+            t.t(reason === "expired" ? "link.expiredTitle" : "link.invalidTitle"),
+            [
+              reason === "expired"
+                ? t.t("link.expired", { until: until ?? "" })
+                : t.t("link.invalid"),
+              t.t("link.renew"),
+            ],
+          ),
+        );
+      const params = SignedLinkParams.safeParse(request.params);
+      const query = SignedLinkQuery.safeParse(request.query);
+      if (links === undefined || !params.success || !query.success) return refuse("invalid");
+      const { taskId, sequence } = params.data;
+      const { expires, sig } = query.data;
+      const check = links.check(taskId, sequence, expires, sig);
+      if (!check.ok) {
+        const until = new Date(expires * 1000);
+        return refuse(check.reason, `${until.toISOString().slice(0, 19).replace("T", " ")} UTC`);
+      }
+      const pkg = await deps.store.evidence(taskId, sequence);
+      if (pkg === undefined) {
+        return sendPage(
+          reply,
+          404,
+          messagePage(language, t.t("link.notFoundTitle"), [
+            t.t("link.notFound", { taskId, sequence }),
+          ]),
+        );
+      }
       return sendPage(
         reply,
-        404,
-        messagePage(language, t.t("link.notFoundTitle"), [
-          t.t("link.notFound", { taskId, sequence }),
-        ]),
+        200,
+        renderEvidenceDocument(pkg, {
+          language: query.data.lang ?? links.language,
+          verifyUrl: links.verifyUrl,
+          generatedAt: new Date(deps.now()),
+        }),
       );
-    }
-    return sendPage(
-      reply,
-      200,
-      renderEvidenceDocument(pkg, {
-        language: query.data.lang ?? links.language,
-        verifyUrl: links.verifyUrl,
-        generatedAt: new Date(deps.now()),
-      }),
-    );
-  });
+    },
+  );
   return Promise.resolve();
 };
 
@@ -176,12 +180,12 @@ const linkApi: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps, auth }) 
         },
       },
     },
-    (request) => {
+    async (request) => {
       const links = deps.evidenceLinks;
       if (links === undefined)
         throw apiFailure("unavailable", "signed evidence links are not configured on this server");
       const { sequence, lang } = request.query;
-      const pkg = deps.store.evidence(request.params.id, sequence);
+      const pkg = await deps.store.evidence(request.params.id, sequence);
       if (pkg === undefined) {
         throw apiFailure(
           "not_found",

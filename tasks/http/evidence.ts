@@ -62,12 +62,15 @@ const errors = errorResponses({
 const RAW_BODY = Symbol("evidence package as sent");
 type WithRaw = FastifyRequest & { [RAW_BODY]?: unknown };
 
-export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps, auth }) => {
+export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = async (
+  app,
+  { deps, auth },
+) => {
   const reader = auth.reader;
   const keys = () => deps.keyring.publicKeys();
   /** 403 for a task outside the caller's scope (as the task routes answer). */
-  const inScope = (request: FastifyRequest, taskId: string) => {
-    const task = deps.store.task(taskId);
+  const inScope = async (request: FastifyRequest, taskId: string) => {
+    const task = await deps.store.task(taskId);
     if (task !== undefined) checkScope(auth.callerOf(request), task);
   };
 
@@ -107,10 +110,10 @@ export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { 
         },
       },
     },
-    (request, reply) => {
+    async (request, reply) => {
       const { format, sequence, language } = request.query;
-      inScope(request, request.params.id);
-      const pkg = deps.store.evidence(request.params.id, sequence);
+      await inScope(request, request.params.id);
+      const pkg = await deps.store.evidence(request.params.id, sequence);
       if (pkg === undefined) {
         throw apiFailure(
           "not_found",
@@ -150,21 +153,21 @@ export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { 
         response: { 200: EvidenceVerification, ...errors },
       },
     },
-    (request) => {
+    async (request) => {
       const { id } = request.params;
       const { sequence } = request.query;
-      inScope(request, id);
-      const pkg = deps.store.evidence(id, sequence);
+      await inScope(request, id);
+      const pkg = await deps.store.evidence(id, sequence);
       if (pkg === undefined)
         throw apiFailure(
           "not_found",
-          deps.store.task(id) === undefined
+          (await deps.store.task(id)) === undefined
             ? `no task ${id}`
             : `no evidence package${sequence === undefined ? "" : ` ${sequence}`} for task ${id}`,
         );
       return verifyAgainstStore(pkg, keys(), deps.store, {
         taskId: id,
-        sequence: sequence ?? deps.store.evidenceCount(id),
+        sequence: sequence ?? (await deps.store.evidenceCount(id)),
       });
     },
   );
@@ -196,8 +199,8 @@ export const evidenceRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { 
         },
       },
     },
-    (request) => {
-      inScope(request, request.body.taskId);
+    async (request) => {
+      await inScope(request, request.body.taskId);
       return verifyAgainstStore((request as WithRaw)[RAW_BODY] ?? request.body, keys(), deps.store);
     },
   );

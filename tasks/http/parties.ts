@@ -51,7 +51,7 @@ export interface PartyPluginOptions extends TaskPluginOptions {
    * Opens the registry of the task store's data directory (given the task store's file); the
    * plugin closes it with the server.
    */
-  readonly openRegistry: (taskStoreFile: string) => PartyRegistry;
+  readonly openRegistry: (dataDir: string) => PartyRegistry;
 }
 
 const KeyParams = z.object({ key: PartyKey.describe("credit code, or generated nocode-… key") });
@@ -102,7 +102,7 @@ function checkAdmin(caller: Caller): void {
 
 export const partyApi: FastifyPluginAsyncZod<PartyPluginOptions> = (app, options) => {
   const { deps, auth } = options;
-  const registry = options.openRegistry(deps.store.file);
+  const registry = options.openRegistry(deps.dataDir);
   app.addHook("onClose", () => {
     registry.close();
     return Promise.resolve();
@@ -166,10 +166,10 @@ export const partyApi: FastifyPluginAsyncZod<PartyPluginOptions> = (app, options
         },
       },
     },
-    (request) => {
+    async (request) => {
       const party = registry.getParty(request.params.key);
       if (party === undefined) throw apiFailure("not_found", `no party ${request.params.key}`);
-      return { party, sites: registry.sitesOfParty(party.key), status: statusOf(party.key) };
+      return { party, sites: registry.sitesOfParty(party.key), status: await statusOf(party.key) };
     },
   );
 
@@ -201,14 +201,14 @@ export const partyApi: FastifyPluginAsyncZod<PartyPluginOptions> = (app, options
         {},
       ),
     },
-    (request) => {
+    async (request) => {
       checkAdmin(auth.callerOf(request));
       try {
         const { party, warnings } = registry.putParty(request.body, { now: deps.now() });
         return {
           party,
           sites: registry.sitesOfParty(party.key),
-          status: statusOf(party.key),
+          status: await statusOf(party.key),
           warnings,
         };
       } catch (error) {
@@ -222,7 +222,7 @@ export const partyApi: FastifyPluginAsyncZod<PartyPluginOptions> = (app, options
     {
       schema: writeSchema("Replace a regulated party's record (admin)", { params: KeyParams }),
     },
-    (request) => {
+    async (request) => {
       checkAdmin(auth.callerOf(request));
       const { key } = KeyParams.parse(request.params);
       if (registry.getParty(key) === undefined) throw apiFailure("not_found", `no party ${key}`);
@@ -243,7 +243,7 @@ export const partyApi: FastifyPluginAsyncZod<PartyPluginOptions> = (app, options
         return {
           party,
           sites: registry.sitesOfParty(party.key),
-          status: statusOf(party.key),
+          status: await statusOf(party.key),
           warnings,
         };
       } catch (error) {
@@ -273,24 +273,29 @@ export const partyApi: FastifyPluginAsyncZod<PartyPluginOptions> = (app, options
         },
       },
     },
-    (request) => {
+    async (request) => {
       const key = request.params.key;
       const caller = auth.callerOf(request);
       const party = registry.getParty(key) ?? null;
       const keys = keysOf(key);
-      const rows = keys
-        .flatMap((k) => creditRecord(deps.store, { partyKey: k, include: include(caller) }))
+      const records = await Promise.all(
+        keys.map((k) => creditRecord(deps.store, { partyKey: k, include: include(caller) })),
+      );
+      const rows = records
+        .flat()
         .sort((a, b) => Date.parse(a.at) - Date.parse(b.at) || a.taskId.localeCompare(b.taskId));
       // A registered site's party without a code has a record, empty until its first case.
       const site = key.startsWith("site:") && registry.getSite?.(key.slice(5)) !== undefined;
       if (
         party === null &&
         !site &&
-        keys.every((k) => deps.store.partyCaseHistory(k).length === 0)
+        (await Promise.all(keys.map((k) => deps.store.partyCaseHistory(k)))).every(
+          (cases) => cases.length === 0,
+        )
       ) {
         throw apiFailure("not_found", `no party ${key} and no case addressed to it`);
       }
-      return { party, key, status: statusOf(key), rows };
+      return { party, key, status: await statusOf(key), rows };
     },
   );
 
@@ -319,10 +324,10 @@ export const partyApi: FastifyPluginAsyncZod<PartyPluginOptions> = (app, options
         },
       },
     },
-    (request, reply) => {
+    async (request, reply) => {
       const caller = auth.callerOf(request);
       const { from, to, format } = request.query;
-      const rows = creditRecord(deps.store, {
+      const rows = await creditRecord(deps.store, {
         fromMs: from,
         toMs: to,
         include: include(caller),

@@ -47,7 +47,7 @@ export const streamRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { de
         },
       },
     },
-    (request, reply) => {
+    async (request, reply) => {
       // HEAD (Fastify answers it with this handler) says what a GET would open, and opens nothing.
       if (request.method === "HEAD") {
         reply.hijack();
@@ -77,7 +77,9 @@ export const streamRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { de
         // A user hears of the tasks of their scope only.
         (event) =>
           (kind === undefined || event.task.kind === kind) && inScope(caller.scope, event.task),
-        Number.isInteger(lastId) && lastId >= 0 ? deps.store.eventsAfter(lastId, MAX_REPLAY) : [],
+        Number.isInteger(lastId) && lastId >= 0
+          ? await deps.store.eventsAfter(lastId, MAX_REPLAY)
+          : [],
         caller,
       );
     },

@@ -87,10 +87,10 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
         },
       },
     },
-    (request) => {
+    async (request) => {
       const q = request.query;
       const scope = auth.callerOf(request).scope;
-      const page = deps.store.queryTasks({
+      const page = await deps.store.queryTasks({
         kind: q.kind,
         state: q.state,
         siteId: q.site,

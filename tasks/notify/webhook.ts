@@ -42,7 +42,9 @@ export interface EvidenceLinkMaker {
 
 /** Where the delivery finds a task's newest package (the task store). */
 export interface NewestEvidence {
-  evidence(taskId: string): { readonly taskId: string; readonly sequence: number } | undefined;
+  evidence(
+    taskId: string,
+  ): Promise<{ readonly taskId: string; readonly sequence: number } | undefined>;
 }
 
 /**
@@ -52,10 +54,10 @@ export interface NewestEvidence {
 export function evidenceLinkOf(
   links: EvidenceLinkMaker,
   store: NewestEvidence,
-): (event: TaskEvent) => EvidenceLink | undefined {
-  return (event) => {
+): (event: TaskEvent) => Promise<EvidenceLink | undefined> {
+  return async (event) => {
     if (event.task.evidenceCount === 0) return undefined;
-    const pkg = store.evidence(event.task.id);
+    const pkg = await store.evidence(event.task.id);
     return pkg === undefined ? undefined : links.create(pkg.taskId, pkg.sequence);
   };
 }
@@ -107,13 +109,13 @@ export function webhookDelivery(
     timeoutMs: number;
     now: () => number;
     /** The signed evidence link of an event's task (evidenceLinkOf); absent: no links. */
-    evidenceLink?: ((event: TaskEvent) => EvidenceLink | undefined) | undefined;
+    evidenceLink?: ((event: TaskEvent) => Promise<EvidenceLink | undefined>) | undefined;
   },
 ): (event: TaskEvent) => Promise<void> {
   return async (event) => {
     let link: EvidenceLink | undefined;
     try {
-      link = options.evidenceLink?.(event);
+      link = await options.evidenceLink?.(event);
     } catch {
       // A link that cannot be made (an unusual task id) must not hold the notification back.
       link = undefined;

@@ -75,7 +75,7 @@ describe("citywatch assessment", () => {
     const store = new TaskStore(join(dataDir, "tasks.db"));
     try {
       const expected = reportsCsv([
-        assessFrom(
+        await assessFrom(
           store,
           { from: "2026-11-01", to: "2026-12-01", by: "team" },
           { sla: config.sla, calendar: calendarOf(config.calendar) },

@@ -169,7 +169,7 @@ describe("the monthly assessment run", () => {
     await removeTempDir(dir);
   });
 
-  it("writes last month's report once, owner-only, and not again after a restart", () => {
+  it("writes last month's report once, owner-only, and not again after a restart", async () => {
     const config = assessmentConfig();
     const settings = { sla: config.sla, calendar: calendarOf(config.calendar) };
     const dataDir = join(dir, "data");
@@ -191,11 +191,11 @@ describe("the monthly assessment run", () => {
     const csv = join(dataDir, "assessments", "2026-11.csv");
     try {
       // Still November: the month before is October, whose one task (I) is reported.
-      expect(first.schedule.tick()).toMatchObject({ status: "written", month: "2026-10" });
+      expect(await first.schedule.tick()).toMatchObject({ status: "written", month: "2026-10" });
       expect(existsSync(json)).toBe(false);
       // The first tick after local midnight of 1 December writes November.
       now = local("2026-12-01T00:00:30");
-      expect(first.schedule.tick()).toEqual({
+      expect(await first.schedule.tick()).toEqual({
         status: "written",
         month: "2026-11",
         files: [json, csv],
@@ -216,7 +216,7 @@ describe("the monthly assessment run", () => {
       const mtime = statSync(json).mtimeMs;
       // A second tick: nothing new.
       now = local("2026-12-01T00:01:30");
-      expect(first.schedule.tick()).toEqual({ status: "exists", month: "2026-11" });
+      expect(await first.schedule.tick()).toEqual({ status: "exists", month: "2026-11" });
       expect(readFileSync(json, "utf8")).toBe(written);
       expect(statSync(json).mtimeMs).toBe(mtime);
     } finally {
@@ -226,7 +226,7 @@ describe("the monthly assessment run", () => {
     const second = open();
     try {
       now = local("2026-12-01T09:00:00");
-      expect(second.schedule.tick()).toEqual({ status: "exists", month: "2026-11" });
+      expect(await second.schedule.tick()).toEqual({ status: "exists", month: "2026-11" });
       expect(readFileSync(json, "utf8")).toContain('"month": "2026-11"');
     } finally {
       second.store.close();

@@ -425,24 +425,24 @@ describe("complaints from hotline platforms and manual filing", () => {
     expect(deliveries.map((v) => v.value)).toEqual([1]);
   });
 
-  it("erases the complainant's contact once the closed task is past the retention period, keeping the complaint", () => {
+  it("erases the complainant's contact once the closed task is past the retention period, keeping the complaint", async () => {
     const contact = () => system.store.complaintContact(PLATFORM, "12345-20261205-0001");
     expect(contact()).toEqual({ name: "Ms Wang", phone: PHONE });
     const log = { info: () => undefined, error: () => undefined };
     const closedAt = system.store.task(taskId)?.updatedAt ?? "";
     const retention = (nowMs: number) =>
       new ContactRetention({
-        store: system.store,
+        store: system.shared,
         retentionMs: 180 * 86_400_000,
         intervalMs: 3_600_000,
         now: () => nowMs,
         log,
       });
     // 179 days after the task closed: still needed (a call back, a dispute).
-    expect(retention(Date.parse(closedAt) + 179 * 86_400_000).erase()).toBe(0);
+    expect(await retention(Date.parse(closedAt) + 179 * 86_400_000).erase()).toBe(0);
     expect(contact()).toEqual({ name: "Ms Wang", phone: PHONE });
     // Past 180 days: erased; the complaint still maps to its task (a repeat post is not refiled).
-    expect(retention(Date.parse(closedAt) + 181 * 86_400_000).erase()).toBe(1);
+    expect(await retention(Date.parse(closedAt) + 181 * 86_400_000).erase()).toBe(1);
     expect(contact()).toBeUndefined();
     expect(system.store.complaintTask(PLATFORM, "12345-20261205-0001")).toBe(taskId);
   });

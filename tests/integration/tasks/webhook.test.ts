@@ -179,7 +179,7 @@ describe("webhooks through the durable outbox", () => {
     const deliver = webhookDelivery(hook, {
       timeoutMs: 2_000,
       now: Date.now,
-      evidenceLink: evidenceLinkOf(links, system.store),
+      evidenceLink: evidenceLinkOf(links, system.shared),
     });
     await deliver(noise!);
     clock += 60_000; // a retry a minute later gets a link of its own

@@ -73,8 +73,8 @@ describe("assessment report", () => {
     expect(["A", "B", "C", "D", "E", "F", "G", "K"].map(flagged)).toEqual([0, 1, 0, 1, 1, 0, 0, 1]);
   });
 
-  it("per district: the hand-computed numbers", () => {
-    const r = report("district");
+  it("per district: the hand-computed numbers", async () => {
+    const r = await report("district");
     expect(r.period).toEqual({
       from: "2026-11-01",
       to: "2026-12-01",
@@ -164,8 +164,8 @@ describe("assessment report", () => {
     });
   });
 
-  it("per team: the hand-computed numbers (the tunnel is worked by the Xuhui team)", () => {
-    const r = report("team");
+  it("per team: the hand-computed numbers (the tunnel is worked by the Xuhui team)", async () => {
+    const r = await report("team");
     expect(r.rows.map((row) => row.group)).toEqual([EAST, XUHUI_TEAM]);
     expect(r.rows[0]).toEqual({
       group: EAST,
@@ -215,19 +215,19 @@ describe("assessment report", () => {
       repeatOffenders: 1,
     });
     // The totals do not depend on the grouping.
-    expect(r.totals).toEqual(report("district").totals);
+    expect(r.totals).toEqual((await report("district")).totals);
   });
 
-  it("per street: no site of the fixture has a street, so one row of tasks routed to none", () => {
-    const r = report("street");
+  it("per street: no site of the fixture has a street, so one row of tasks routed to none", async () => {
+    const r = await report("street");
     expect(r.rows).toHaveLength(1);
     expect(r.rows[0]?.group).toBeNull();
     const { group: _group, ...numbers } = r.rows[0] ?? { group: null };
     expect(numbers).toEqual(r.totals);
   });
 
-  it("a scoped caller gets the groups of their scope only", () => {
-    const scoped = assessFrom(
+  it("a scoped caller gets the groups of their scope only", async () => {
+    const scoped = await assessFrom(
       fixture.system.store,
       { ...NOVEMBER, by: "team" },
       settings,
@@ -240,8 +240,8 @@ describe("assessment report", () => {
     expect(scoped.totals.received).toBe(3);
   });
 
-  it("a period cut at 16 Nov 00:00 counts what had happened by then", () => {
-    const r = assessFrom(
+  it("a period cut at 16 Nov 00:00 counts what had happened by then", async () => {
+    const r = await assessFrom(
       fixture.system.store,
       { from: "2026-11-01", to: "2026-11-16", by: "district" },
       settings,
@@ -268,14 +268,14 @@ describe("assessment: repeat offenders referred on an open case", () => {
     try {
       const config = assessmentConfig();
       const settings = { sla: config.sla, calendar: calendarOf(config.calendar) };
-      const repeaters = () =>
-        assessFrom(system.store, { ...NOVEMBER, by: "district" }, settings, clock.now()).totals
-          .repeatOffenders;
+      const repeaters = async () =>
+        (await assessFrom(system.store, { ...NOVEMBER, by: "district" }, settings, clock.now()))
+          .totals.repeatOffenders;
       await system.service.applyAlarm(
         noiseNotice("cs-1", raise(clock.now()), noiseEvidence(clock.now())),
       );
       // A first violation: a warning, no repeat.
-      expect(repeaters()).toBe(0);
+      expect(await repeaters()).toBe(0);
       // Four days on, the case still open: the data show the noise again after the deadline.
       clock.set(local("2026-11-06T10:00:00"));
       await system.service.applyAlarm(
@@ -284,7 +284,7 @@ describe("assessment: repeat offenders referred on an open case", () => {
       const [task] = system.store.listTasks({ limit: 1 });
       expect(task?.graduated).toMatchObject({ stage: "referred" });
       expect(task?.graduated?.repeatOf).toBeUndefined();
-      expect(repeaters()).toBe(1);
+      expect(await repeaters()).toBe(1);
     } finally {
       await system.stop();
       await removeTempDir(dir);
@@ -375,7 +375,7 @@ describe("assessment CSV (RFC 4180)", () => {
     const fixture = await buildAssessmentFixture(dir);
     try {
       const config = assessmentConfig();
-      const r = assessFrom(
+      const r = await assessFrom(
         fixture.system.store,
         { ...NOVEMBER, by: "team" },
         { sla: config.sla, calendar: calendarOf(config.calendar) },

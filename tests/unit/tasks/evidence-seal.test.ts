@@ -258,7 +258,7 @@ describe("sealing and verifying evidence packages", () => {
     expect(codes(verifyEvidencePackage(genuine, keys(), null, true))).toEqual(["not_stored"]);
   });
 
-  it("verifies against a store: unknown task, stored copy, previous link", () => {
+  it("verifies against a store: unknown task, stored copy, previous link", async () => {
     const second = sealEvidence(
       sampleBody({ sequence: 2 }, "2026-12-05T15:00:00.000Z"),
       { sequence: 1, hash: genuine.hash.value },
@@ -272,16 +272,14 @@ describe("sealing and verifying evidence packages", () => {
       task: (id) => (id === "enf-000001" ? { id } : undefined),
       evidence: (taskId, seq) => held.get(`${taskId}/${seq ?? 2}`),
     };
-    expect(verifyAgainstStore(second, keys(), records).valid).toBe(true);
-    expect(codes(verifyAgainstStore({ ...genuine, taskId: "enf-404" }, keys(), records))).toEqual([
-      "bad_signature",
-      "hash_mismatch",
-      "unknown_task",
-    ]);
+    expect((await verifyAgainstStore(second, keys(), records)).valid).toBe(true);
+    expect(
+      codes(await verifyAgainstStore({ ...genuine, taskId: "enf-404" }, keys(), records)),
+    ).toEqual(["bad_signature", "hash_mismatch", "unknown_task"]);
     // The stored first package was replaced by another (genuinely signed) one: the link no longer fits.
     const other = sealEvidence(sampleBody({}, "2026-12-05T14:30:00.000Z"), null, keyring);
     held.set("enf-000001/1", other);
-    const relinked = verifyAgainstStore(second, keys(), records);
+    const relinked = await verifyAgainstStore(second, keys(), records);
     expect(codes(relinked)).toEqual(["previous_mismatch"]);
     expect(relinked.valid).toBe(false);
   });
