@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { TasksConfig } from "../contracts/config/tasks.js";
+import { asyncTokenStore, type AsyncTokenStore } from "./auth/store-port.js";
 import { TokenStore } from "./auth/tokens.js";
 import { TokenWatch } from "./auth/watch.js";
 import { mqttTarget, type Publisher } from "./notify/mqtt.js";
@@ -52,6 +53,11 @@ export interface TaskSystemDeps {
    * `publicUrl`: no signed links (webhooks carry none, the link route answers unavailable).
    */
   readonly httpBase?: string | undefined;
+  /**
+   * Users, sessions and API tokens shared by the nodes (PostgresTokenStore, tasks/auth/
+   * store-postgres.ts; the caller owns its pool). Absent: the embedded `{dataDir}/tokens.db`.
+   */
+  readonly tokens?: AsyncTokenStore | undefined;
 }
 
 /** What the HTTP API needs to serve the task routes (tasks/http). */
@@ -60,7 +66,8 @@ export interface TaskApiDeps {
   readonly store: AsyncTaskStore;
   /** The data directory (the party routes open its registry). */
   readonly dataDir: string;
-  readonly tokens: TokenStore;
+  /** Users, sessions and API tokens, as the API authenticates with them (asynchronous). */
+  readonly tokens: AsyncTokenStore;
   /** Tells the bearer cache and the stream of revocations at once. */
   readonly tokenWatch?: TokenWatch | undefined;
   readonly stream: TaskStream;
@@ -80,7 +87,13 @@ export interface TaskSystem {
   readonly store: TaskStore;
   /** The task store as the service, the outbox and the API use it (asynchronous). */
   readonly shared: AsyncTaskStore;
+  /**
+   * The embedded tokens.db itself (synchronous; tests and local tools write it directly, as the
+   * CLI does). With `deps.tokens` (PostgreSQL) the API neither reads nor writes it.
+   */
   readonly tokens: TokenStore;
+  /** Users, sessions and tokens as the API uses them: `deps.tokens`, else tokens.db (asynchronous). */
+  readonly sharedTokens: AsyncTokenStore;
   readonly tokenWatch: TokenWatch;
   readonly outbox: Outbox;
   readonly stream: TaskStream;
@@ -118,6 +131,7 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
   const evidenceLink =
     evidenceLinks === undefined ? undefined : evidenceLinkOf(evidenceLinks, shared);
   const tokens = new TokenStore(join(deps.dataDir, "tokens.db"), now);
+  const sharedTokens = deps.tokens ?? asyncTokenStore(tokens);
   const targets: OutboxTarget[] = config.webhooks.map((hook) => ({
     name: hook.name,
     kinds: hook.kinds,
@@ -137,14 +151,20 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     now,
     ...(deps.random === undefined ? {} : { random: deps.random }),
   });
-  const tokenWatch = new TokenWatch(tokens, { intervalMs: config.tokens.watchMs, log });
+  // tokens.db's change count is shared memory: requests and events ask too. PostgreSQL's is a
+  // round trip: polled only (another node's change is seen within watchMs).
+  const tokenWatch = new TokenWatch(sharedTokens, {
+    intervalMs: config.tokens.watchMs,
+    log,
+    everyUse: deps.tokens === undefined,
+  });
   const stream = new TaskStream(config.stream, {
     metrics,
     log,
-    check: () => tokenWatch.check(),
+    check: () => tokenWatch.beforeUse(),
   });
   // A revoked token's streams close at once (the watch polls; requests and events ask too).
-  tokenWatch.onChange(() => stream.revalidate((id) => tokens.isActive(id)));
+  tokenWatch.onChange(() => stream.revalidate((id) => sharedTokens.isActive(id)));
   const service = new TaskService({
     log,
     config,
@@ -197,6 +217,7 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     store,
     shared,
     tokens,
+    sharedTokens,
     tokenWatch,
     outbox,
     stream,
@@ -206,7 +227,7 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
       service,
       store: shared,
       dataDir: deps.dataDir,
-      tokens,
+      tokens: sharedTokens,
       tokenWatch,
       stream,
       tokenCacheMs: config.tokens.cacheMs,
@@ -230,10 +251,13 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     async stop() {
       await service.stop();
       contacts.stop();
-      tokenWatch.stop();
+      await tokenWatch.stop();
       stream.close();
       await Promise.all([outbox.stop(), assessments.stop()]);
       store.close();
+      // tokens.db after the calls under way (the adapter's turn); a shared store's pool is the
+      // caller's to end.
+      await sharedTokens.close();
       tokens.close();
     },
   };

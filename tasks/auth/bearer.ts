@@ -1,10 +1,11 @@
 import { timingSafeEqual } from "node:crypto";
 import type { FastifyRequest } from "fastify";
 import { apiFailure } from "../../contracts/model/errors.js";
-import { CITY_WIDE, type UserScope } from "../../contracts/model/people.js";
+import { CITY_WIDE, type User, type UserScope } from "../../contracts/model/people.js";
 import type { ApiRole } from "../../contracts/model/tasks.js";
 import { mayRead } from "./roles.js";
-import type { TokenRecord, TokenStore } from "./tokens.js";
+import type { AsyncTokenStore } from "./store-port.js";
+import type { TokenRecord } from "./tokens.js";
 import type { ActiveSession, SessionLimits } from "./users.js";
 import type { TokenWatch } from "./watch.js";
 
@@ -14,9 +15,16 @@ import type { TokenWatch } from "./watch.js";
  * `cw_session` cookie, sessions.ts); a request with a session cookie that changes something
  * (POST, PUT, PATCH, DELETE) must also carry the session's CSRF token in `x-csrf-token`.
  * 401 when there is neither (the error catalogue adds WWW-Authenticate, RFC 6750 §3); roles and
- * scopes are checked by the routes (403). Lookups are cached for `cacheMs`; with a `watch`, every
- * lookup first asks whether the token file changed and a change empties the cache, so a revoked
- * token is refused from the next request on.
+ * scopes are checked by the routes (403).
+ *
+ * The store is asynchronous (store-port.ts: tokens.db, or PostgreSQL shared by the nodes). A
+ * token's lookup (its record and its user) is cached for `cacheMs`, so a request with a known
+ * token makes no round trip to the store. With a `watch` (watch.ts), a change of users or tokens
+ * empties the cache: the embedded store is asked before every request, so a revoked token is
+ * refused from its next request on; PostgreSQL is polled, so a revocation made on another node
+ * is seen within the watch's interval, and one made through this API at once (`changed`). A
+ * lookup that was under way when the cache emptied is not kept. A session is looked up in the
+ * store on every request (its idle clock; a session ended on any node ends at once).
  */
 
 export interface Caller {
@@ -84,6 +92,11 @@ export interface BearerAuth {
   readonly admin: (request: FastifyRequest) => Promise<void>;
   /** The session limits (the session routes start sessions with them). */
   readonly sessionLimits: SessionLimits;
+  /**
+   * Users or tokens were changed through this API: ask the watch now (on a change the cache
+   * empties and revoked tokens' streams close); without a watch, empty the cache.
+   */
+  changed(): Promise<void>;
   /** The caller a hook of this auth found for the request (after `authenticate`, `reader` or `admin`). */
   callerOf(request: FastifyRequest): Caller;
 }
@@ -93,18 +106,24 @@ export const userOf = (name: string): string => name.split("@", 1)[0] ?? name;
 
 /** A promise-returning hook, so a refusal travels to the error handler as a rejection. */
 const hook =
-  (check: (request: FastifyRequest) => unknown) =>
-  (request: FastifyRequest): Promise<void> => {
+  (check: (request: FastifyRequest) => Promise<unknown>) =>
+  async (request: FastifyRequest): Promise<void> => {
     try {
-      check(request);
-      return Promise.resolve();
+      await check(request);
     } catch (error) {
-      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      throw error instanceof Error ? error : new Error(String(error));
     }
   };
 
+/** A cached lookup: the token's record and, for a user's token, the user. */
+interface Lookup {
+  readonly at: number;
+  readonly record: TokenRecord | undefined;
+  readonly user: User | undefined;
+}
+
 export function bearerAuth(
-  tokens: TokenStore,
+  tokens: AsyncTokenStore,
   options: {
     cacheMs: number;
     now: () => number;
@@ -114,23 +133,34 @@ export function bearerAuth(
   },
 ): BearerAuth {
   const sessionLimits = options.sessions ?? { idleMs: 8 * 3_600_000, maxMs: 12 * 3_600_000 };
-  const cache = new Map<string, { at: number; record: TokenRecord | undefined }>();
+  const cache = new Map<string, Lookup>();
+  /** Advanced whenever the cache empties: a lookup begun before then is not kept. */
+  let generation = 0;
+  const forget = () => {
+    generation++;
+    cache.clear();
+  };
   const callers = new WeakMap<FastifyRequest, Caller>();
-  options.watch?.onChange(() => cache.clear());
-  const lookup = (token: string): TokenRecord | undefined => {
-    options.watch?.check();
+  options.watch?.onChange(forget);
+  const lookup = async (token: string): Promise<Lookup> => {
+    await options.watch?.beforeUse();
     const now = options.now();
     const hit = cache.get(token);
-    if (hit !== undefined && now - hit.at < options.cacheMs) return hit.record;
-    const record = tokens.authenticate(token);
+    if (hit !== undefined && now - hit.at < options.cacheMs) return hit;
+    const begun = generation;
+    const record = await tokens.authenticate(token);
+    const user = record?.userId === undefined ? undefined : await tokens.users.get(record.userId);
+    const found = { at: now, record, user };
+    // Emptied meanwhile (a revocation, say): what was read may be what it revoked.
+    if (begun !== generation) return found;
     // A bounded cache: guessing tokens must not grow memory.
     if (cache.size >= 10_000) cache.clear();
-    cache.set(token, { at: now, record });
-    return record;
+    cache.set(token, found);
+    return found;
   };
-  const bySession = (request: FastifyRequest, cookie: string): Caller => {
-    options.watch?.check();
-    const session = tokens.users.session(cookie, sessionLimits);
+  const bySession = async (request: FastifyRequest, cookie: string): Promise<Caller> => {
+    await options.watch?.beforeUse();
+    const session = await tokens.users.session(cookie, sessionLimits);
     if (session === undefined) {
       throw apiFailure("unauthorized", "the session ended or is unknown: sign in again");
     }
@@ -157,10 +187,9 @@ export function bearerAuth(
       actor: userActor(session),
     };
   };
-  const byToken = (token: string): Caller => {
-    const record = lookup(token);
+  const byToken = async (token: string): Promise<Caller> => {
+    const { record, user } = await lookup(token);
     if (record === undefined) throw apiFailure("unauthorized", "unknown or revoked token");
-    const user = record.userId === undefined ? undefined : tokens.users.get(record.userId);
     if (record.userId !== undefined && (user === undefined || user.disabled)) {
       throw apiFailure("unauthorized", "the token's user is disabled");
     }
@@ -180,7 +209,7 @@ export function bearerAuth(
           : `${userActor({ user }, [record.role])} via token ${record.name}`,
     };
   };
-  const authenticate = (request: FastifyRequest): Caller => {
+  const authenticate = async (request: FastifyRequest): Promise<Caller> => {
     const header = request.headers.authorization;
     let caller: Caller;
     if (header === undefined) {
@@ -191,7 +220,7 @@ export function bearerAuth(
           "the API needs a bearer token (Authorization: Bearer <token>, citywatch tokens add) or a signed-in session (POST /api/v1/session)",
         );
       }
-      caller = bySession(request, cookie);
+      caller = await bySession(request, cookie);
     } else {
       const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
       if (match?.[1] === undefined) {
@@ -200,21 +229,25 @@ export function bearerAuth(
           "the task API needs a bearer token: Authorization: Bearer <token> (citywatch tokens add)",
         );
       }
-      caller = byToken(match[1]);
+      caller = await byToken(match[1]);
     }
     callers.set(request, caller);
     return caller;
   };
   return {
     authenticate: hook((request) => authenticate(request)),
-    reader: hook((request) => {
-      const caller = authenticate(request);
+    reader: hook(async (request) => {
+      const caller = await authenticate(request);
       if (!mayRead(caller.role))
         throw apiFailure("forbidden", `role ${caller.role} may not read tasks`);
     }),
     sessionLimits,
-    admin: hook((request) => {
-      const caller = authenticate(request);
+    changed: async () => {
+      if (options.watch === undefined) forget();
+      else await options.watch.check();
+    },
+    admin: hook(async (request) => {
+      const caller = await authenticate(request);
       if (!caller.roles.includes("admin"))
         throw apiFailure(
           "forbidden",

@@ -22,8 +22,8 @@ import type { ActiveSession, SessionLimits, UserChange } from "./users.js";
  *   its own transaction, on whichever node it was made. What counts differs a little: in SQLite
  *   any write to tokens.db by another connection counts (a sign-in too, a session's idle clock);
  *   in PostgreSQL a sign-in or a session's use does not, unless it deletes ended sessions. Its
- *   first call on a PostgreSQL store answers true (no count seen yet). TokenWatch (watch.ts),
- *   which asks synchronously, needs an asynchronous ask to use the PostgreSQL store.
+ *   first call on a PostgreSQL store answers true (no count seen yet). TokenWatch (watch.ts)
+ *   asks it, on either store.
  * - `revoke(idOrName)` where one token's id is another active token's name: SQLite revokes
  *   whichever row it meets first; PostgreSQL the one whose id it is.
  * - `file` (the SQLite file's path) is not part of it: PostgreSQL has none.
@@ -70,26 +70,34 @@ type TokenMethod = Exclude<keyof AsyncTokenStore, "users" | "close">;
 type UserMethod = keyof AsyncUserStore;
 
 /**
- * The embedded TokenStore (and its UserStore) behind the asynchronous interface. Calls run one
- * at a time, each after the previous one settled (the user store's add, setPassword and
- * checkPassword are asynchronous: scrypt), so that a check and the write it guards are not
- * interleaved with another call; a synchronous throw (a TokenError, say) becomes a rejection.
+ * The embedded TokenStore (and its UserStore) behind the asynchronous interface. Calls that
+ * write run one at a time, each after the previous one settled (the user store's add and
+ * setPassword are asynchronous: scrypt), so that a check and the write it guards are not
+ * interleaved with another call. Calls that only read (READS below) run at once: each reads in
+ * one synchronous step (checkPassword then verifies off the main thread), so it cannot see half
+ * a write, and the API's reads on the request path (a bearer lookup, the watch's `changed()`, a
+ * sign-in's password check) do not wait behind a sign-in's or an admin's scrypt. A synchronous
+ * throw (a TokenError, say) becomes a rejection.
  */
 export function asyncTokenStore(store: TokenStore): AsyncTokenStore {
   let queue: Promise<unknown> = Promise.resolve();
+  const invoke = <T>(run: () => T | Promise<T>) => new Promise<T>((resolve) => resolve(run()));
   const serial = <T>(run: () => T | Promise<T>): Promise<T> => {
-    const invoke = () => new Promise<T>((resolve) => resolve(run()));
-    const next = queue.then(invoke, invoke);
+    const next = queue.then(
+      () => invoke(run),
+      () => invoke(run),
+    );
     queue = next.catch(() => undefined);
     return next;
   };
   const forward = <M extends string>(target: object, names: readonly M[]) =>
     Object.fromEntries(
-      names.map((name) => [
-        name,
-        (...args: unknown[]) =>
-          serial(() => (target as Record<M, (...a: unknown[]) => unknown>)[name](...args)),
-      ]),
+      names.map((name) => {
+        const call = (args: unknown[]) => () =>
+          (target as Record<M, (...a: unknown[]) => unknown>)[name](...args);
+        const reads = (READS as readonly string[]).includes(name);
+        return [name, (...args: unknown[]) => (reads ? invoke(call(args)) : serial(call(args)))];
+      }),
     );
   return {
     ...(forward(store, TOKEN_METHODS) as unknown as Pick<AsyncTokenStore, TokenMethod>),
@@ -97,6 +105,19 @@ export function asyncTokenStore(store: TokenStore): AsyncTokenStore {
     close: () => serial(() => store.close()),
   };
 }
+
+/**
+ * The methods that only read, of either store (none writes, session() does: the idle clock and
+ * an ended session's removal).
+ */
+const READS = [
+  "changed",
+  "isActive",
+  "list",
+  "authenticate",
+  "get",
+  "checkPassword",
+] as const satisfies ReadonlyArray<TokenMethod | UserMethod>;
 
 /** Every forwarded method, checked against the interfaces by the compiler (none missing or extra). */
 const TOKEN_METHODS = Object.keys({

@@ -14,7 +14,7 @@ import {
 import { cookieValue, SESSION_COOKIE, type BearerAuth } from "../auth/bearer.js";
 import type { LoginLimiter } from "../auth/login-limit.js";
 import { PasswordPolicyError } from "../auth/password.js";
-import type { TokenStore } from "../auth/tokens.js";
+import type { AsyncTokenStore } from "../auth/store-port.js";
 import { UserError } from "../auth/users.js";
 
 /*
@@ -24,7 +24,8 @@ import { UserError } from "../auth/users.js";
  */
 
 export interface SessionPluginOptions {
-  readonly tokens: TokenStore;
+  /** Users and sessions (tokens.db, or PostgreSQL shared by the nodes). */
+  readonly tokens: AsyncTokenStore;
   readonly auth: BearerAuth;
   readonly limiter: LoginLimiter;
   /** Mark the cookie Secure (the deployment is reached over HTTPS). */
@@ -113,7 +114,7 @@ export const sessionApi: FastifyPluginAsyncZod<SessionPluginOptions> = (app, opt
         throw apiFailure("unauthorized", "wrong user name or password");
       }
       limiter.succeeded(username);
-      const { cookie: value, session } = users.startSession(user.id, limits);
+      const { cookie: value, session } = await users.startSession(user.id, limits);
       request.log.info({ user: user.id }, "signed in");
       noStore(reply);
       void reply.header("set-cookie", cookie(value, limits.maxMs / 1_000, secureCookie));
@@ -135,9 +136,9 @@ export const sessionApi: FastifyPluginAsyncZod<SessionPluginOptions> = (app, opt
         },
       },
     },
-    (request, reply) => {
+    async (request, reply) => {
       const value = cookieValue(request.headers.cookie, SESSION_COOKIE);
-      const session = value === undefined ? undefined : users.session(value, limits);
+      const session = value === undefined ? undefined : await users.session(value, limits);
       if (session === undefined) {
         throw apiFailure("unauthorized", "no session: sign in with POST /api/v1/session");
       }
@@ -163,9 +164,9 @@ export const sessionApi: FastifyPluginAsyncZod<SessionPluginOptions> = (app, opt
         },
       },
     },
-    (request, reply) => {
+    async (request, reply) => {
       const value = cookieValue(request.headers.cookie, SESSION_COOKIE);
-      if (value !== undefined) users.endSession(value);
+      if (value !== undefined) await users.endSession(value);
       void reply.header("set-cookie", cookie("", 0, secureCookie));
       void reply.code(204);
       return null;
@@ -225,7 +226,7 @@ export const sessionApi: FastifyPluginAsyncZod<SessionPluginOptions> = (app, opt
         response: { 200: z.object({ users: z.array(User) }), ...errorResponses(adminErrors) },
       },
     },
-    () => ({ users: users.list() }),
+    async () => ({ users: await users.list() }),
   );
 
   app.post(
@@ -279,14 +280,17 @@ export const sessionApi: FastifyPluginAsyncZod<SessionPluginOptions> = (app, opt
         },
       },
     },
-    (request) => {
+    async (request) => {
       const { disabled, ...change } = request.body;
       try {
-        let user = users.update(request.params.id, change);
-        if (disabled !== undefined) user = users.setDisabled(request.params.id, disabled);
+        let user = await users.update(request.params.id, change);
+        if (disabled !== undefined) user = await users.setDisabled(request.params.id, disabled);
         return user;
       } catch (error) {
         userFailure(error);
+      } finally {
+        // A role, scope or disabling changed here is refused here from the next request on.
+        await auth.changed();
       }
     },
   );

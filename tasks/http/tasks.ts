@@ -282,7 +282,7 @@ export const taskRoutes: FastifyPluginAsyncZod<TaskPluginOptions> = (app, { deps
       if (task === undefined) throw notFound(request.params.id);
       checkScope(caller, task);
       checkActs(caller, task);
-      const user = deps.tokens.users.get(request.body.userId);
+      const user = await deps.tokens.users.get(request.body.userId);
       if (user === undefined || user.disabled) {
         throw apiFailure("not_found", `no enabled user ${request.body.userId}`);
       }

@@ -12,8 +12,9 @@ import type { NotifyMetrics } from "./metrics.js";
  * Bounds for readers: a token holds at most `maxPerToken` streams and a user (the token name
  * before `@`) `maxPerUser` over all their tokens (429); the last `adminReserve` of `maxClients`
  * are kept for admin tokens (503 for other roles beyond). A revoked token's streams are closed at
- * once (`revalidate`, run by the token watch) and never carry an event written after the
- * revocation (`check` runs before every publish).
+ * once (`revalidate`, run by the token watch) and never carry an event written after a
+ * revocation the watch has seen (`check` runs before every publish; an event goes to the clients
+ * connected when it was published, in publishing order, once `check` has settled).
  */
 
 export interface StreamOptions {
@@ -56,14 +57,19 @@ export const sseFrame = (event: TaskEvent): string =>
 export class TaskStream {
   private readonly clients = new Set<Client>();
   private readonly heartbeat: NodeJS.Timeout;
+  /** The last publish: the next one is sent after it (events keep their order). */
+  private sending: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly options: StreamOptions,
     private readonly deps: {
       metrics: NotifyMetrics;
       log: Logger;
-      /** Run before each publish: the token watch's check (a revocation closes streams first). */
-      check?: () => void;
+      /**
+       * Waited for before each publish is sent: the token watch's (a revocation closes streams
+       * first). It must not reject.
+       */
+      check?: () => Promise<void>;
     },
   ) {
     this.heartbeat = setInterval(() => {
@@ -119,19 +125,29 @@ export class TaskStream {
     return this.clients.size;
   }
 
-  /** Close the streams of tokens no longer active (revoked), at once; returns how many. */
-  revalidate(isActive: (tokenId: string) => boolean): number {
+  /**
+   * Close the streams of tokens no longer active (revoked), as soon as `isActive` has answered for
+   * each token holding one (once per token); resolves with how many were closed. It rejects, and
+   * closes none, when `isActive` does.
+   */
+  async revalidate(isActive: (tokenId: string) => boolean | Promise<boolean>): Promise<number> {
     const verdicts = new Map<string, boolean>();
+    // Until every client's token has an answer: one may attach while the answers are awaited.
+    for (;;) {
+      const asked = new Set<string>();
+      for (const client of this.clients) {
+        const tokenId = client.caller?.tokenId;
+        if (tokenId !== undefined && !verdicts.has(tokenId)) asked.add(tokenId);
+      }
+      if (asked.size === 0) break;
+      await Promise.all(
+        [...asked].map(async (tokenId) => verdicts.set(tokenId, await isActive(tokenId))),
+      );
+    }
     let closed = 0;
     for (const client of this.clients) {
       const tokenId = client.caller?.tokenId;
-      if (tokenId === undefined) continue;
-      let active = verdicts.get(tokenId);
-      if (active === undefined) {
-        active = isActive(tokenId);
-        verdicts.set(tokenId, active);
-      }
-      if (active) continue;
+      if (tokenId === undefined || verdicts.get(tokenId) !== false) continue;
       this.clients.delete(client);
       closed++;
       client.backlog.length = 0;
@@ -166,9 +182,20 @@ export class TaskStream {
   }
 
   publish(event: TaskEvent): void {
-    this.deps.check?.();
     const frame = sseFrame(event);
-    for (const client of this.clients) if (client.accepts(event)) this.send(client, frame);
+    const to = [...this.clients].filter((client) => client.accepts(event));
+    const deliver = () => {
+      // A client closed meanwhile (revoked, dropped, gone) gets nothing.
+      for (const client of to) if (this.clients.has(client)) this.send(client, frame);
+    };
+    const check = this.deps.check;
+    if (check === undefined) return deliver();
+    this.sending = this.sending
+      .then(check)
+      .then(deliver, deliver)
+      .catch((error: unknown) => {
+        this.deps.log.error({ err: (error as Error).message }, "stream: an event not sent");
+      });
   }
 
   /** Disconnect every client (shutdown). */

@@ -343,7 +343,7 @@ describe("signed document routes (real API app, inject)", () => {
     logged.setSerializerCompiler(serializerCompiler);
     await logged.register(evidenceDocumentRoutes, {
       deps: { ...system.api, evidenceLinks: links },
-      auth: bearerAuth(system.tokens, { cacheMs: 0, now: Date.now }),
+      auth: bearerAuth(system.sharedTokens, { cacheMs: 0, now: Date.now }),
     });
     now = Date.now();
     const { url } = links.create(noise.taskId, 2);

@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ApiRole, TaskKind } from "../../../../contracts/index.js";
 import { mayAct } from "../../../../tasks/auth/roles.js";
+import { asyncTokenStore } from "../../../../tasks/auth/store-port.js";
 import { TokenStore } from "../../../../tasks/auth/tokens.js";
 import { makeTempDir, removeTempDir } from "../../../support/process.js";
 
@@ -61,5 +62,49 @@ describe("TokenStore", () => {
 
   it("refuses a bad token name", () => {
     expect(() => store.add("bad name/with slash", "viewer")).toThrow(/token name/);
+  });
+});
+
+describe("TokenStore behind the asynchronous interface", () => {
+  it("answers reads at once while a write waits for its scrypt; writes keep their turns", async () => {
+    const dir = await makeTempDir("cw-tokens-async-");
+    const file = new TokenStore(join(dir, "tokens.db"));
+    const store = asyncTokenStore(file);
+    try {
+      const password = "correct horse battery";
+      await store.users.add(
+        { id: "wu", name: "Wu", roles: ["viewer"], scope: { cityWide: true } },
+        password,
+      );
+      const { token } = await store.add("console", "viewer");
+      const order: string[] = [];
+      const note = (what: string) => (value: unknown) => {
+        order.push(what);
+        return value;
+      };
+      // A write with scrypt in it, then a write and reads called while it hashes.
+      const adding = store.users
+        .add({ id: "li", name: "Li", roles: ["viewer"], scope: { cityWide: true } }, password)
+        .then(note("add"));
+      const issuing = store.add("other", "viewer").then(note("token added"));
+      const reads = Promise.all([
+        store.authenticate(token).then(note("authenticate")),
+        store.users.get("wu").then(note("get")),
+        store.changed().then(note("changed")),
+        store.users.checkPassword("wu", password).then(note("checkPassword")),
+      ]);
+      const [found, user, , checked] = await reads;
+      await Promise.all([adding, issuing]);
+      expect(found).toMatchObject({ name: "console" });
+      expect(user).toMatchObject({ id: "wu" });
+      expect(checked).toMatchObject({ id: "wu" });
+      // Reads did not wait for the hashing write; the second write waited for the first.
+      expect(order.indexOf("authenticate")).toBeLessThan(order.indexOf("add"));
+      expect(order.indexOf("get")).toBeLessThan(order.indexOf("add"));
+      expect(order.indexOf("add")).toBeLessThan(order.indexOf("token added"));
+    } finally {
+      await store.close();
+      await removeTempDir(dir);
+    }
   });
 });
