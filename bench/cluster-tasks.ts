@@ -9,6 +9,9 @@
  *   entries, its evidence package, the event and two outbox rows (a webhook and MQTT);
  * - a transition: the task read, written back, an audit entry, the event, two outbox rows;
  * - the queue's first page: the 50 newest open tasks (a read, no transaction).
+ * Then the task service itself (tasks/service.ts) on the same store: an alarm decision filed
+ * (the locks of the shared store, a 20-reading package built, hashed and signed) and a person's
+ * move, as `citywatch start` runs them.
  * BENCH_CLUSTER_TASKS (default 1,000) tasks, filed and moved one after the other.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -16,10 +19,22 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import type pg from "pg";
+import { pino } from "pino";
+import { Registry } from "prom-client";
 import type { EvidencePackage, Task } from "../contracts/index.js";
 import { TaskStore } from "../tasks/store.js";
 import { type AsyncTaskStore, asyncTaskStore } from "../tasks/store-port.js";
 import { PostgresTaskStore } from "../tasks/store-postgres.js";
+import { EvidenceKeyring } from "../tasks/evidence-keys.js";
+import { taskMetrics } from "../tasks/metrics.js";
+import { TaskService } from "../tasks/service.js";
+import {
+  gasNotice,
+  noiseEvidence,
+  raise,
+  registry,
+  tasksConfig,
+} from "../tests/unit/tasks/fixtures.js";
 import { queueTask } from "../tests/unit/tasks/queue-fixture.js";
 import { countQueries } from "../tests/support/postgres.js";
 
@@ -145,7 +160,53 @@ async function changes(
     roundTrips,
     () => store.queryTasks({ state: "open", limit: 50 }),
   );
-  return [filing, transition, queue];
+  return [filing, transition, queue, ...(await serviceChanges(label, store, count, roundTrips))];
+}
+
+/** The task service's own filing and move on `store`: what a decision and a click cost end to end. */
+async function serviceChanges(
+  label: string,
+  store: AsyncTaskStore,
+  count: number,
+  roundTrips: (() => number) | undefined,
+): Promise<TaskStoreFigures[]> {
+  const dir = mkdtempSync(join(tmpdir(), "cw-bench-service-"));
+  try {
+    const service = new TaskService({
+      log: pino({ level: "silent" }),
+      config: tasksConfig(),
+      store,
+      registry,
+      metrics: taskMetrics(new Registry()),
+      now: Date.now,
+      keyring: EvidenceKeyring.open(join(dir, "evidence-keys.json"), { create: true }),
+    });
+    const filed: string[] = [];
+    service.onEvent((event) => {
+      if (event.type === "filed") filed.push(event.task.id);
+    });
+    const at = Date.now();
+    const filing = await measure(label, "service: file an alarm, sealed", count, roundTrips, (i) =>
+      service.applyAlarm({
+        ...gasNotice(raise(at, { level: "IV", deviceId: "g-1" })),
+        subjectId: `bench-segment-${i}`,
+        evidence: noiseEvidence(at),
+      }),
+    );
+    if (filed.length !== count) throw new Error(`${filed.length} of ${count} alarms filed`);
+    const move = await measure(label, "service: move a task", count, roundTrips, async (i) => {
+      const moved = await service.transition(
+        filed[i] as string,
+        { to: "dispatched" },
+        { name: "officer" },
+      );
+      if (!moved.ok) throw new Error(moved.message);
+    });
+    await service.stop();
+    return [filing, move];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** The embedded tasks.db, behind the asynchronous interface. */

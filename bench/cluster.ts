@@ -227,7 +227,7 @@ export async function run(): Promise<void> {
       await taskPool.end();
     }
     console.log(
-      `\nThe task store: ${formatCount(taskCount)} tasks filed, then each moved once (one transaction a change, in the task service's shapes), and the queue's first page read:`,
+      `\nThe task store: ${formatCount(taskCount)} tasks filed, then each moved once (one transaction a change, in the task service's shapes), the queue's first page read, then as many alarms filed and moved by the task service itself:`,
     );
     console.log(
       formatTable(
