@@ -8,7 +8,7 @@ import type {
   TaskKind,
 } from "../contracts/index.js";
 import { sqliteTurns } from "../infra/sqlite-turns.js";
-import type { OutboxRow } from "./notify/outbox.js";
+import type { OutboxFence, OutboxRow } from "./notify/outbox.js";
 import type { NewAudit, NewComplaint, TaskFilter, TaskPage, TaskStore } from "./store.js";
 
 /*
@@ -65,9 +65,27 @@ export interface AsyncTaskStore {
   enqueue(eventId: number, target: string, nowMs: number): Promise<void>;
   outboxDepths(): Promise<Map<string, number>>;
   outboxHead(target: string): Promise<OutboxRow | undefined>;
-  delivered(outboxId: number): Promise<boolean>;
-  retryLater(outboxId: number, attempts: number, nextMs: number, error: string): Promise<void>;
-  bury(outboxId: number, nowMs: number, why: string): Promise<boolean>;
+  /**
+   * The delivery lease of a target's outbox (tasks/notify/outbox.ts): taken if free or expired,
+   * renewed (same token) if `holder` holds it; the token held, or undefined while another holder
+   * has it. Tokens grow with every acquisition; expiry is the database's clock.
+   */
+  claimOutbox(target: string, holder: string, ttlMs: number): Promise<number | undefined>;
+  /** Ends the lease at once (false: not held by `holder` under `token`). */
+  releaseOutbox(target: string, holder: string, token: number): Promise<boolean>;
+  /**
+   * The outcomes of a delivery. With a fence, the row (of the fence's target) is changed only
+   * while that lease is held under its token and has not expired; false: nothing changed.
+   */
+  delivered(outboxId: number, fence?: OutboxFence): Promise<boolean>;
+  retryLater(
+    outboxId: number,
+    attempts: number,
+    nextMs: number,
+    error: string,
+    fence?: OutboxFence,
+  ): Promise<boolean>;
+  bury(outboxId: number, nowMs: number, why: string, fence?: OutboxFence): Promise<boolean>;
   deadCount(): Promise<number>;
 
   complaintTask(platform: string, complaintId: string): Promise<string | undefined>;
@@ -142,6 +160,8 @@ const FORWARDED_METHODS = {
   enqueue: true,
   outboxDepths: true,
   outboxHead: true,
+  claimOutbox: true,
+  releaseOutbox: true,
   delivered: true,
   retryLater: true,
   bury: true,

@@ -10,7 +10,7 @@ import type {
   TaskSort,
 } from "../contracts/index.js";
 import { PostgresStore } from "../infra/postgres/store-base.js";
-import type { OutboxRow } from "./notify/outbox.js";
+import type { OutboxFence, OutboxRow } from "./notify/outbox.js";
 import type { AsyncTaskStore } from "./store-port.js";
 import {
   attachmentOf,
@@ -18,6 +18,7 @@ import {
   auditEntry,
   type AuditRow,
   auditValues,
+  checkLeaseArguments,
   KIND_PREFIX,
   likeLiteral,
   type NewComplaint,
@@ -48,7 +49,56 @@ import {
  * - Audit text cannot hold the NUL character (checkAuditText refuses it in both stores).
  * - Durability: a COMMIT returns once PostgreSQL has it on disk (synchronous_commit on, the
  *   server's default), as tasks.db's synchronous=FULL.
+ * - The outbox's delivery leases (migration 8) are real: several nodes pump the outbox, one per
+ *   target at a time (tasks/notify/outbox.ts). See CLAIM_OUTBOX and fenced().
  */
+
+const MS = "* interval '1 millisecond'";
+
+/*
+ * One statement, correct when many nodes run it at once: the lease row is inserted (a target
+ * never claimed, or released) or, on conflict, updated only if this holder holds it unexpired
+ * (a renewal: its token kept) or it has expired (a takeover: the new token). ON CONFLICT locks
+ * the row and checks the condition on its newest version, so of two nodes racing for a free or
+ * expired lease one gets it and the other's condition fails against the winner's row: no row
+ * returned. An expired lease is taken under a new token even by its own holder, so its writes
+ * under the old token stay refused (another node may have held it in between). The sequence
+ * value drawn for the VALUES row is spent by every claim, renewals too: tokens have gaps, never
+ * repeats (a bigint lasts for ever at any rate of claims).
+ */
+const CLAIM_OUTBOX = `
+INSERT INTO task_outbox_lease AS l (target, holder, token, expires_at)
+VALUES ($1, $2, nextval('task_outbox_lease_token'), clock_timestamp() + $3::int ${MS})
+ON CONFLICT (target) DO UPDATE
+   SET holder = excluded.holder,
+       token = CASE WHEN l.holder = excluded.holder AND l.expires_at > clock_timestamp()
+                    THEN l.token ELSE excluded.token END,
+       expires_at = excluded.expires_at
+ WHERE (l.holder = excluded.holder AND l.expires_at > clock_timestamp())
+    OR l.expires_at <= clock_timestamp()
+RETURNING token`;
+
+/**
+ * The condition an outcome's statement adds for `fence`, its parameters numbered from `first`
+ * on: the row is the fence's target's, and the lease row carries the token and has not expired
+ * (by the database's clock at this statement, not at the transaction's start). The lease row is
+ * share-locked: a takeover (ON CONFLICT's row lock) waits until the outcome commits, so the next
+ * holder reads the outbox after it, and a row deleted as delivered is not sent again. No fence:
+ * no condition (the bury of enqueue at the bound, inside a task change's transaction).
+ */
+function fenced(
+  fence: OutboxFence | undefined,
+  first: number,
+): { readonly held: string; readonly args: unknown[] } {
+  if (fence === undefined) return { held: "true", args: [] };
+  const [target, token] = [`$${first}::text`, `$${first + 1}::bigint`];
+  return {
+    held: `target = ${target} AND EXISTS (SELECT 1 FROM task_outbox_lease
+             WHERE target = ${target} AND token = ${token} AND expires_at > clock_timestamp()
+             FOR SHARE)`,
+    args: [fence.target, fence.token],
+  };
+}
 
 const int = (value: string | number): number => Number(value);
 
@@ -537,8 +587,33 @@ export class PostgresTaskStore extends PostgresStore<PostgresTaskStore> implemen
         };
   }
 
-  async delivered(outboxId: number): Promise<boolean> {
-    return (await this.count("DELETE FROM task_outbox WHERE id = $1", [outboxId])) > 0;
+  async claimOutbox(target: string, holder: string, ttlMs: number): Promise<number | undefined> {
+    checkLeaseArguments(target, holder, ttlMs);
+    const row = await this.row<{ token: string }>(CLAIM_OUTBOX, [target, holder, ttlMs]);
+    if (row === undefined) return undefined;
+    const token = int(row.token);
+    if (!Number.isSafeInteger(token)) {
+      throw new Error(`outbox lease token ${row.token} is too large`);
+    }
+    return token;
+  }
+
+  async releaseOutbox(target: string, holder: string, token: number): Promise<boolean> {
+    checkLeaseArguments(target, holder);
+    const released = await this.count(
+      "DELETE FROM task_outbox_lease WHERE target = $1 AND holder = $2 AND token = $3",
+      [target, holder, token],
+    );
+    return released > 0;
+  }
+
+  async delivered(outboxId: number, fence?: OutboxFence): Promise<boolean> {
+    const { held, args } = fenced(fence, 2);
+    const deleted = await this.count(`DELETE FROM task_outbox WHERE id = $1 AND ${held}`, [
+      outboxId,
+      ...args,
+    ]);
+    return deleted > 0;
   }
 
   async retryLater(
@@ -546,22 +621,28 @@ export class PostgresTaskStore extends PostgresStore<PostgresTaskStore> implemen
     attempts: number,
     nextMs: number,
     error: string,
-  ): Promise<void> {
-    await this.query(
-      "UPDATE task_outbox SET attempts = $1, next_ms = $2, last_error = $3 WHERE id = $4",
-      [attempts, nextMs, storable(error), outboxId],
+    fence?: OutboxFence,
+  ): Promise<boolean> {
+    const { held, args } = fenced(fence, 5);
+    const changed = await this.count(
+      `UPDATE task_outbox SET attempts = $1, next_ms = $2, last_error = $3
+       WHERE id = $4 AND ${held}`,
+      [attempts, nextMs, storable(error), outboxId, ...args],
     );
+    return changed > 0;
   }
 
-  bury(outboxId: number, nowMs: number, why: string): Promise<boolean> {
+  bury(outboxId: number, nowMs: number, why: string, fence?: OutboxFence): Promise<boolean> {
+    const { held, args } = fenced(fence, 4);
     return this.transaction(async (tx) => {
       const store = tx as PostgresTaskStore;
-      // One statement: the row moves only if it is still there, and is gone from the outbox.
+      // One statement: the row moves only if it is still there (and the fence holds), and is
+      // gone from the outbox.
       const moved = await store.count(
-        `WITH gone AS (DELETE FROM task_outbox WHERE id = $1 RETURNING *)
+        `WITH gone AS (DELETE FROM task_outbox WHERE id = $1 AND ${held} RETURNING *)
          INSERT INTO task_outbox_dead (id, event_id, target, attempts, last_error, created_ms, dead_ms, why)
          SELECT id, event_id, target, attempts, last_error, created_ms, $2, $3 FROM gone`,
-        [outboxId, nowMs, storable(why)],
+        [outboxId, nowMs, storable(why), ...args],
       );
       return moved > 0;
     });

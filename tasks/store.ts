@@ -13,7 +13,7 @@ import {
   TaskState,
 } from "../contracts/index.js";
 import { type Held, holdWrite, openSqlite, Statements } from "../infra/sqlite-file.js";
-import type { OutboxRow } from "./notify/outbox.js";
+import type { OutboxFence, OutboxRow } from "./notify/outbox.js";
 
 /*
  * The task service's durable state in SQLite (`{dataDir}/tasks.db`):
@@ -169,6 +169,16 @@ const MIGRATIONS = [
    CREATE TRIGGER attachment_append_only_delete BEFORE DELETE ON attachment
      BEGIN SELECT RAISE(ABORT, 'attachments are append-only'); END;`,
 ];
+
+/**
+ * The one delivery lease token of the embedded store (claimOutbox). tasks.db is one process's:
+ * one citywatch runs on a data directory, and nodes that share their state share PostgreSQL
+ * instead (store-postgres.ts). There is no other node to keep off a target, so every claim is
+ * granted under this token, which never changes; a write fenced by any other token (one that
+ * PostgreSQL issued, say) is still refused, so the contract holds as far as it can mean anything
+ * here. A table of leases would add a crash's leftover row to expire, and nothing else.
+ */
+export const SQLITE_OUTBOX_TOKEN = 1;
 
 export const KIND_PREFIX: Readonly<Record<TaskKind, string>> = {
   enforcement: "enf",
@@ -367,6 +377,23 @@ export function auditValues(entry: NewAudit): unknown[] {
   checkAuditText(entry);
   const { taskId, atMs, actor, action, from, to, detail } = entry;
   return [taskId, atMs, actor, action, from ?? null, to ?? null, detail];
+}
+
+/** A fenced write's lease holds in the embedded store: no fence, or the one token it issues. */
+const fenceHolds = (fence: OutboxFence | undefined): boolean =>
+  fence === undefined || fence.token === SQLITE_OUTBOX_TOKEN;
+
+/**
+ * What both stores refuse of an outbox lease's claim or release: an empty target or holder, a
+ * TTL that is not a whole number of milliseconds from 1 to a day.
+ */
+export function checkLeaseArguments(target: string, holder: string, ttlMs?: number): void {
+  if (target === "" || holder === "") {
+    throw new RangeError("an outbox lease needs a target and a holder");
+  }
+  if (ttlMs !== undefined && !(Number.isSafeInteger(ttlMs) && ttlMs > 0 && ttlMs <= 86_400_000)) {
+    throw new RangeError("an outbox lease's TTL is a whole number of milliseconds, 1 to a day");
+  }
 }
 
 export class TaskStore {
@@ -762,28 +789,71 @@ export class TaskStore {
         };
   }
 
-  /** Remove a delivered notification; false when it was already gone (moved to the dead outbox meanwhile). */
-  delivered(outboxId: number): boolean {
-    return this.stmt("DELETE FROM outbox WHERE id = ?").run(outboxId).changes > 0;
+  /**
+   * The delivery lease of `target`'s outbox: always granted, under SQLITE_OUTBOX_TOKEN (see
+   * there). The arguments are checked as PostgreSQL's store would use them.
+   */
+  claimOutbox(target: string, holder: string, ttlMs: number): number {
+    checkLeaseArguments(target, holder, ttlMs);
+    return SQLITE_OUTBOX_TOKEN;
   }
 
-  retryLater(outboxId: number, attempts: number, nextMs: number, error: string): void {
-    this.stmt("UPDATE outbox SET attempts = ?, next_ms = ?, last_error = ? WHERE id = ?").run(
-      attempts,
-      nextMs,
-      error,
-      outboxId,
+  /** Nothing to end (every claim is granted); true when `token` is the one claims return. */
+  releaseOutbox(target: string, holder: string, token: number): boolean {
+    checkLeaseArguments(target, holder);
+    return token === SQLITE_OUTBOX_TOKEN;
+  }
+
+  /**
+   * Remove a delivered notification; false when it was already gone (moved to the dead outbox
+   * meanwhile), or `fence` names another target or token.
+   */
+  delivered(outboxId: number, fence?: OutboxFence): boolean {
+    if (!fenceHolds(fence)) return false;
+    return (
+      this.stmt("DELETE FROM outbox WHERE id = ? AND target = coalesce(?, target)").run(
+        outboxId,
+        fence?.target ?? null,
+      ).changes > 0
     );
   }
 
-  /** Move a notification to the dead outbox (kept for inspection, never delivered); false when it was gone. */
-  bury(outboxId: number, nowMs: number, why: string): boolean {
+  /** Record a failed attempt; false when the row is gone or the fence refused. */
+  retryLater(
+    outboxId: number,
+    attempts: number,
+    nextMs: number,
+    error: string,
+    fence?: OutboxFence,
+  ): boolean {
+    if (!fenceHolds(fence)) return false;
+    return (
+      this.stmt(
+        `UPDATE outbox SET attempts = ?, next_ms = ?, last_error = ?
+         WHERE id = ? AND target = coalesce(?, target)`,
+      ).run(attempts, nextMs, error, outboxId, fence?.target ?? null).changes > 0
+    );
+  }
+
+  /**
+   * Move a notification to the dead outbox (kept for inspection, never delivered); false when it
+   * was gone or the fence refused.
+   */
+  bury(outboxId: number, nowMs: number, why: string, fence?: OutboxFence): boolean {
+    if (!fenceHolds(fence)) return false;
+    const target = fence?.target ?? null;
     return this.transaction(() => {
       this.stmt(
         `INSERT INTO outbox_dead (id, event_id, target, attempts, last_error, created_ms, dead_ms, why)
-         SELECT id, event_id, target, attempts, last_error, created_ms, ?, ? FROM outbox WHERE id = ?`,
-      ).run(nowMs, why, outboxId);
-      return this.stmt("DELETE FROM outbox WHERE id = ?").run(outboxId).changes > 0;
+         SELECT id, event_id, target, attempts, last_error, created_ms, ?, ? FROM outbox
+         WHERE id = ? AND target = coalesce(?, target)`,
+      ).run(nowMs, why, outboxId, target);
+      return (
+        this.stmt("DELETE FROM outbox WHERE id = ? AND target = coalesce(?, target)").run(
+          outboxId,
+          target,
+        ).changes > 0
+      );
     });
   }
 

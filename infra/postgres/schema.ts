@@ -407,4 +407,23 @@ CREATE TRIGGER auth_session_ended AFTER DELETE ON auth_session REFERENCING OLD T
   FOR EACH STATEMENT EXECUTE FUNCTION auth_sessions_ended();
 `,
   },
+  {
+    version: 8,
+    name: "outbox delivery leases",
+    // tasks/store-postgres.ts, tasks/notify/outbox.ts: which node delivers a target's outbox
+    // rows (a webhook's, mqtt), until when, under which fencing token. One row per target that
+    // has been claimed; a released lease is deleted. Tokens come from their own sequence, so
+    // none is issued twice and every takeover gets a larger one than all before it; expiry is
+    // the database's clock (clock_timestamp()), never a node's.
+    sql: `
+CREATE SEQUENCE task_outbox_lease_token AS bigint;
+
+CREATE TABLE task_outbox_lease (
+  target     text PRIMARY KEY,
+  holder     text NOT NULL,
+  token      bigint NOT NULL,
+  expires_at timestamptz NOT NULL
+);
+`,
+  },
 ];

@@ -6,6 +6,7 @@ export function notifyMetrics(registry: Registry) {
   const { read, observe } = lateBound({
     outbox: (): ReadonlyMap<string, number> => new Map(),
     sseClients: (): number => 0,
+    outboxLeases: (): number => 0,
   });
   return {
     /** Where the gauges read their values at scrape time. */
@@ -28,6 +29,20 @@ export function notifyMetrics(registry: Registry) {
     deliveryFailures: new Counter({
       name: "citywatch_tasks_delivery_failures_total",
       help: "Failed delivery attempts (retried with backoff), by target.",
+      labelNames: ["target"] as const,
+      registers: [registry],
+    }),
+    outboxLeasesHeld: scrapedGauge(
+      registry,
+      {
+        name: "citywatch_tasks_outbox_leases_held",
+        help: "Outbox targets this node delivers now: those whose delivery lease it holds (one node per target).",
+      },
+      () => read.outboxLeases(),
+    ),
+    outboxLeaseLost: new Counter({
+      name: "citywatch_tasks_outbox_lease_lost_total",
+      help: "Delivery leases of a target this node lost (taken over or expired), by target: it stopped delivering that target.",
       labelNames: ["target"] as const,
       registers: [registry],
     }),

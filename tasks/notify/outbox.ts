@@ -1,4 +1,8 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
+import { z } from "zod";
 import type { TaskEvent } from "../../contracts/model/tasks.js";
 import type { TaskKind } from "../../contracts/model/topics.js";
 import { backoffDelayMs } from "../../infra/backoff.js";
@@ -10,6 +14,32 @@ import type { NotifyMetrics } from "./metrics.js";
  * target, one at a time (a receiver sees a task's changes in the order they happened); a failed
  * attempt is retried with exponential backoff and jitter. Bounded per target: see
  * `tasks.outbox.maxPending` in contracts/config/tasks.ts for what happens at the bound.
+ *
+ * Several nodes on one PostgreSQL store (issue #21) run an Outbox each over the same rows. A
+ * target is pumped only by the node that holds its delivery lease (the store's claimOutbox: one
+ * statement, expiry by the database's clock), so its rows still go out in order, one at a time:
+ *
+ * - The pump claims the target before each round and before each delivery; the holder's claim
+ *   renews the lease under the same token. A node that does not hold it delivers nothing and
+ *   tries again a third of the TTL later: a dead node's targets are taken over at most a TTL and
+ *   a third after its last claim (8 s with the default 6 s).
+ * - A delivery starts only with at least half the TTL left, and while it is in flight the lease
+ *   is renewed every third of the TTL. Claiming before each delivery alone would not do: a
+ *   webhook may take its whole timeout (tasks.outbox.timeoutMs, 10 s by default), longer than
+ *   the TTL, and another node would then send the same row meanwhile. So with live nodes that
+ *   reach the database no row is in flight on two nodes at once.
+ * - Outcomes (delivered, retryLater, bury) are written fenced by the lease's token: a node that
+ *   lost its lease without knowing (paused past the TTL, cut off from the database) changes
+ *   nothing, stops pumping the target, logs and counts the loss.
+ * - The holder keeps polling its targets every third of the TTL (which also renews the lease):
+ *   a row enqueued by another node wakes only that node, whose claim fails while this one holds.
+ * - stop() releases the leases, so another node takes over at its next try, not after the TTL.
+ *
+ * Delivery is therefore at least once per notification, as with one node: a node that dies, or
+ * loses its lease, after the receiver accepted a notification and before its row was deleted
+ * leaves the row to the next holder, which sends it again with the same event id and
+ * Idempotency-Key (receivers drop repeats by it: tasks/notify/webhook.ts). That is one
+ * redelivery per target and takeover, never a loss.
  */
 
 export interface OutboxTarget {
@@ -39,6 +69,15 @@ export interface OutboxRow {
 }
 
 /**
+ * The delivery lease a write is fenced by: it changes a row of `target` only while the lease is
+ * held under `token` and has not expired, and changes nothing otherwise.
+ */
+export interface OutboxFence {
+  readonly target: string;
+  readonly token: number;
+}
+
+/**
  * Where the outbox keeps its rows: the task store (AsyncTaskStore), rows enqueued in the task
  * change's own transaction (its view is passed to `enqueue`).
  */
@@ -47,11 +86,26 @@ export interface OutboxStore {
   outboxDepths(): Promise<Map<string, number>>;
   outboxHead(target: string): Promise<OutboxRow | undefined>;
   event(id: number): Promise<TaskEvent | undefined>;
-  /** Remove a delivered notification; false when it was already gone. */
-  delivered(outboxId: number): Promise<boolean>;
-  retryLater(outboxId: number, attempts: number, nextMs: number, error: string): Promise<void>;
-  /** Move a notification to the dead outbox; false when it was gone. */
-  bury(outboxId: number, nowMs: number, why: string): Promise<boolean>;
+  /**
+   * Take the delivery lease of `target` for `holder` for `ttlMs` if it is free or expired (under
+   * a new token), or renew it if `holder` holds it (under the same token): the token held now,
+   * or undefined while another holder has it.
+   */
+  claimOutbox(target: string, holder: string, ttlMs: number): Promise<number | undefined>;
+  /** End the lease so that another holder may claim it at once; false when it was not held so. */
+  releaseOutbox(target: string, holder: string, token: number): Promise<boolean>;
+  /** Remove a delivered notification; false when it was already gone or the fence refused. */
+  delivered(outboxId: number, fence?: OutboxFence): Promise<boolean>;
+  /** Record a failed attempt and when to try again; false when it was gone or the fence refused. */
+  retryLater(
+    outboxId: number,
+    attempts: number,
+    nextMs: number,
+    error: string,
+    fence?: OutboxFence,
+  ): Promise<boolean>;
+  /** Move a notification to the dead outbox; false when it was gone or the fence refused. */
+  bury(outboxId: number, nowMs: number, why: string, fence?: OutboxFence): Promise<boolean>;
 }
 
 export interface OutboxDeps {
@@ -62,6 +116,31 @@ export interface OutboxDeps {
   readonly log: Logger;
   readonly now: () => number;
   readonly random?: () => number;
+  /** Names this node in the delivery leases; unique among live nodes (default: host:pid:random). */
+  readonly holder?: string;
+  /** How long a delivery lease lasts without renewal; the same on every node (default 6 s). */
+  readonly leaseTtlMs?: number;
+}
+
+/**
+ * How long a delivery lease lasts without renewal by default, as the partitions' leases
+ * (cluster/leases.ts): a dead node's targets are taken over within 8 s.
+ */
+export const DEFAULT_LEASE_TTL_MS = 6_000;
+
+const leaseOptions = z.object({
+  holder: z.string().min(1).max(200),
+  leaseTtlMs: z.number().int().min(100).max(3_600_000),
+});
+
+/** A delivery lease this node holds. */
+interface Lease {
+  readonly token: number;
+  /**
+   * performance.now() until which the lease is valid: measured from when the claim that set it
+   * was sent, so never later than the database's expiry.
+   */
+  validUntil: number;
 }
 
 /**
@@ -90,10 +169,30 @@ export class Outbox {
   private readonly inFlight = new Set<Promise<void>>();
   private running = false;
   private readonly random: () => number;
+  /** Target → the delivery lease this node holds on it. */
+  private readonly leases = new Map<string, Lease>();
+  /** This node's name in the leases. */
+  readonly holder: string;
+  private readonly ttlMs: number;
+  /** A third of the TTL: how often leases are renewed, and claimed again by a node without one. */
+  private readonly renewMs: number;
+  /** performance.now() of the last read of the pending counts of targets other nodes deliver. */
+  private depthsReadAt = -Infinity;
 
   constructor(private readonly deps: OutboxDeps) {
     this.random = deps.random ?? Math.random;
-    deps.metrics.observeNotifications({ outbox: () => this.depth });
+    const checked = leaseOptions.safeParse({
+      holder: deps.holder ?? `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`,
+      leaseTtlMs: deps.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+    });
+    if (!checked.success) throw new Error(`outbox: ${z.prettifyError(checked.error)}`);
+    this.holder = checked.data.holder;
+    this.ttlMs = checked.data.leaseTtlMs;
+    this.renewMs = Math.floor(this.ttlMs / 3);
+    deps.metrics.observeNotifications({
+      outbox: () => this.depth,
+      outboxLeases: () => this.leasesHeld().size,
+    });
   }
 
   /** Targets a task's events go to. */
@@ -151,17 +250,45 @@ export class Outbox {
     for (const target of this.deps.targets) this.pump(target);
   }
 
-  /** Stop delivering; waits for attempts in flight (their outcome is recorded). */
+  /**
+   * Stop delivering; waits for attempts in flight (their outcome is recorded), then releases the
+   * leases so that other nodes take the targets over at once. Never rejects: a lease that cannot
+   * be released expires after the TTL.
+   */
   async stop(): Promise<void> {
     this.running = false;
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     await Promise.allSettled([...this.inFlight]);
+    const held = [...this.leases];
+    this.leases.clear();
+    await Promise.all(
+      held.map(async ([target, lease]) => {
+        try {
+          await this.deps.store.releaseOutbox(target, this.holder, lease.token);
+        } catch (error) {
+          this.deps.log.warn(
+            { target, holder: this.holder, err: (error as Error).message },
+            "outbox lease not released: another node takes the target when it expires",
+          );
+        }
+      }),
+    );
   }
 
   /** Pending notifications of a target. */
   pending(target: string): number {
     return this.depth.get(target) ?? 0;
+  }
+
+  /** Target → fencing token, for the targets this node delivers now (it holds their lease). */
+  leasesHeld(): ReadonlyMap<string, number> {
+    const now = performance.now();
+    const held = new Map<string, number>();
+    for (const [target, lease] of this.leases) {
+      if (lease.validUntil > now) held.set(target, lease.token);
+    }
+    return held;
   }
 
   private pump(target: OutboxTarget): void {
@@ -178,7 +305,9 @@ export class Outbox {
           { err: (error as Error).message, target: target.name },
           "outbox pump failed",
         );
-        this.schedule(target, this.deps.options.backoffMaxMs);
+        // Not the delivery backoff (up to minutes): a database back after a blip is used again
+        // within ten lease rounds, and a takeover is not held up by it.
+        this.schedule(target, Math.min(this.deps.options.backoffMaxMs, (10 * this.ttlMs) / 3));
       })
       .finally(() => {
         this.busy.delete(target.name);
@@ -205,44 +334,186 @@ export class Outbox {
   private async drain(target: OutboxTarget): Promise<void> {
     const { store, options, metrics, log } = this.deps;
     while (this.running) {
+      const lease = await this.claim(target.name);
+      if (lease === undefined) {
+        // Another node delivers this target: try again later, in case it dies or lets go.
+        await this.readDepths();
+        return this.schedule(target, this.renewMs);
+      }
       const head = await store.outboxHead(target.name);
       if (head === undefined) {
         // Nothing pending: also corrects the count after a transaction that enqueued and rolled back.
         this.depth.set(target.name, 0);
-        return;
+        // Polled while held: a row another node enqueues wakes only that node.
+        return this.schedule(target, this.renewMs);
       }
       const now = this.deps.now();
-      if (head.nextMs > now) return this.schedule(target, head.nextMs - now);
+      if (head.nextMs > now) {
+        // Woken at least every third of the TTL, so that the wait keeps the lease.
+        return this.schedule(target, Math.min(head.nextMs - now, this.renewMs));
+      }
       const event = await store.event(head.eventId);
+      if (lease.validUntil - performance.now() < this.ttlMs / 2) {
+        // The claim and the reads took half the TTL (a slow database): the lease may not last
+        // until the renewals of the delivery get through. Claim again first. Each such turn took
+        // half a TTL of waiting on the database, so this does not spin.
+        log.warn(
+          { target: target.name, holder: this.holder, ttlMs: this.ttlMs },
+          "outbox lease too short to start a delivery: claiming again",
+        );
+        continue;
+      }
+      const fence: OutboxFence = { target: target.name, token: lease.token };
+      let recorded: boolean;
+      let retryInMs: number | undefined;
       try {
         if (event === undefined) throw new Error(`event ${head.eventId} is missing`);
-        await target.deliver(event);
-        // At the bound, enqueue may have buried this row while it was in flight: counted there.
-        if (await store.delivered(head.id)) this.decrement(target.name);
+        await this.keepingLease(target.name, lease, () => target.deliver(event));
+        recorded = await store.delivered(head.id, fence);
+        if (recorded) this.decrement(target.name);
         metrics.deliveries.inc({ target: target.name });
       } catch (error) {
         const message = (error as Error).message;
         const attempts = head.attempts + 1;
         metrics.deliveryFailures.inc({ target: target.name });
         if (attempts >= options.maxAttempts) {
-          if (await store.bury(head.id, this.deps.now(), `max_attempts: ${message}`)) {
+          recorded = await store.bury(head.id, this.deps.now(), `max_attempts: ${message}`, fence);
+          if (recorded) {
             this.decrement(target.name);
+            metrics.deadNotifications.inc({ target: target.name, reason: "max_attempts" });
+            log.error(
+              { target: target.name, eventId: head.eventId, attempts, err: message },
+              "notification given up",
+            );
           }
-          metrics.deadNotifications.inc({ target: target.name, reason: "max_attempts" });
-          log.error(
-            { target: target.name, eventId: head.eventId, attempts, err: message },
-            "notification given up",
+        } else {
+          const delay = backoffMs(
+            attempts,
+            options.backoffBaseMs,
+            options.backoffMaxMs,
+            this.random,
           );
-          continue;
+          recorded = await store.retryLater(
+            head.id,
+            attempts,
+            this.deps.now() + delay,
+            message,
+            fence,
+          );
+          log.warn(
+            {
+              target: target.name,
+              eventId: head.eventId,
+              attempts,
+              retryInMs: delay,
+              err: message,
+            },
+            "notification failed; will retry",
+          );
+          retryInMs = delay;
         }
-        const delay = backoffMs(attempts, options.backoffBaseMs, options.backoffMaxMs, this.random);
-        await store.retryLater(head.id, attempts, this.deps.now() + delay, message);
-        log.warn(
-          { target: target.name, eventId: head.eventId, attempts, retryInMs: delay, err: message },
-          "notification failed; will retry",
-        );
-        return this.schedule(target, delay);
       }
+      // Nothing changed: the row was gone (at the bound, enqueue buried it while it was in
+      // flight, and counted it), or the lease is lost and the next holder takes the row as it is.
+      if (!recorded && (await this.lost(target.name, lease))) {
+        return this.schedule(target, this.renewMs);
+      }
+      if (retryInMs !== undefined) return this.schedule(target, Math.min(retryInMs, this.renewMs));
+    }
+  }
+
+  /**
+   * Claim (or renew) the delivery lease of `target`: the lease this node holds now, or undefined
+   * while another node holds it. A lease held before under another token, or no longer, is lost.
+   */
+  private async claim(target: string): Promise<Lease | undefined> {
+    const held = this.leases.get(target);
+    const sentAt = performance.now();
+    const token = await this.deps.store.claimOutbox(target, this.holder, this.ttlMs);
+    if (held !== undefined && token === held.token) {
+      held.validUntil = sentAt + this.ttlMs;
+      return held;
+    }
+    if (held !== undefined) {
+      this.lose(target, held, token === undefined ? "taken over" : "expired");
+    }
+    if (token === undefined) return undefined;
+    const lease: Lease = { token, validUntil: sentAt + this.ttlMs };
+    this.leases.set(target, lease);
+    this.deps.log.info(
+      { target, holder: this.holder, token },
+      "outbox lease taken: this node delivers the target",
+    );
+    return lease;
+  }
+
+  /**
+   * After a fenced write that changed nothing: whether the lease is lost. Claiming again tells:
+   * the holder's claim keeps the token only while its lease has not expired, and only this pump
+   * renews it (a delivery's renewals have ended), so the same token means the lease was valid at
+   * the write, and the row was gone.
+   */
+  private async lost(target: string, lease: Lease): Promise<boolean> {
+    return (await this.claim(target)) !== lease;
+  }
+
+  private lose(target: string, lease: Lease, why: "taken over" | "expired"): void {
+    if (this.leases.get(target) !== lease) return;
+    this.leases.delete(target);
+    this.deps.metrics.outboxLeaseLost.inc({ target });
+    this.deps.log.warn(
+      { target, holder: this.holder, token: lease.token, why },
+      "outbox lease lost: this node stops delivering the target (a notification it had in flight is sent again by the next holder)",
+    );
+  }
+
+  /**
+   * Run a delivery while renewing its lease every third of the TTL: a receiver may take longer
+   * than the TTL to answer. A renewal that fails or finds the lease gone changes nothing here:
+   * the outcome's fenced write is refused, and that reports the loss.
+   */
+  private async keepingLease(target: string, lease: Lease, deliver: () => Promise<void>) {
+    let renewal: Promise<void> | undefined;
+    const timer = setInterval(() => {
+      renewal ??= this.renew(target, lease).finally(() => {
+        renewal = undefined;
+      });
+    }, this.renewMs);
+    timer.unref();
+    try {
+      await deliver();
+    } finally {
+      clearInterval(timer);
+      // Before the outcome is written: lost() relies on no renewal running then.
+      await renewal;
+    }
+  }
+
+  private async renew(target: string, lease: Lease): Promise<void> {
+    const sentAt = performance.now();
+    try {
+      const token = await this.deps.store.claimOutbox(target, this.holder, this.ttlMs);
+      if (token === lease.token) lease.validUntil = sentAt + this.ttlMs;
+    } catch (error) {
+      this.deps.log.warn(
+        { target, holder: this.holder, err: (error as Error).message },
+        "outbox lease not renewed during a delivery",
+      );
+    }
+  }
+
+  /**
+   * The pending counts of the targets this node does not deliver, read from the store at most
+   * every third of the TTL. This node enqueues their rows and never drains them: counted only
+   * upwards, its count would reach maxPending and bury rows the holder is delivering.
+   */
+  private async readDepths(): Promise<void> {
+    const now = performance.now();
+    if (now - this.depthsReadAt < this.renewMs) return;
+    this.depthsReadAt = now;
+    const depths = await this.deps.store.outboxDepths();
+    for (const target of this.deps.targets) {
+      if (!this.leases.has(target.name)) this.depth.set(target.name, depths.get(target.name) ?? 0);
     }
   }
 

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -936,8 +937,86 @@ function suite(name: string, open: () => Promise<Backend>) {
         expect(await store.bury(head.id, NOW + 6, "delivered before")).toBe(false);
         expect(await store.deadCount()).toBe(1);
         expect(await store.delivered(next.id)).toBe(false);
+        expect(await store.retryLater(next.id, 4, NOW + MINUTE, "gone")).toBe(false);
         expect(await store.outboxHead("webhook:a")).toBeUndefined();
         expect(await store.outboxDepths()).toEqual(new Map([["mqtt", 1]]));
+      });
+
+      it("leases a target's delivery: claimed, renewed under the same token, released", async () => {
+        const { store } = await fresh();
+        const token = await store.claimOutbox("webhook:a", "node-a", MINUTE);
+        if (token === undefined) throw new Error("a free lease was not granted");
+        expect(Number.isSafeInteger(token)).toBe(true);
+        expect(await store.claimOutbox("webhook:a", "node-a", MINUTE)).toBe(token);
+        // Each target has a lease of its own.
+        expect(await store.claimOutbox("mqtt", "node-b", MINUTE)).toEqual(expect.any(Number));
+        expect(await store.releaseOutbox("webhook:a", "node-a", token + 1)).toBe(false);
+        expect(await store.releaseOutbox("webhook:a", "node-a", token)).toBe(true);
+        // Released: another holder takes it at once, under a token never smaller.
+        const next = await store.claimOutbox("webhook:a", "node-b", MINUTE);
+        if (next === undefined) throw new Error("a released lease was not granted");
+        expect(next).toBeGreaterThanOrEqual(token);
+        await expect(store.claimOutbox("", "node-a", MINUTE)).rejects.toThrow(RangeError);
+        await expect(store.claimOutbox("webhook:a", "", MINUTE)).rejects.toThrow(RangeError);
+        await expect(store.claimOutbox("webhook:a", "node-a", 0)).rejects.toThrow(RangeError);
+      });
+
+      it("changes a row under a fence only while its target's lease carries the fence's token", async () => {
+        const { store } = await fresh();
+        for (let i = 0; i < 3; i++) {
+          const event = await store.appendEvent(eventOf(taskOf(i), NOW + i), NOW + i);
+          await store.enqueue(event.id, "webhook:a", NOW + i);
+          if (i === 0) await store.enqueue(event.id, "mqtt", NOW);
+        }
+        const token = await store.claimOutbox("webhook:a", "node-a", MINUTE);
+        const mqttToken = await store.claimOutbox("mqtt", "node-a", MINUTE);
+        const mqtt = await store.outboxHead("mqtt");
+        if (token === undefined || mqttToken === undefined || mqtt === undefined) {
+          throw new Error("no leases or rows");
+        }
+        const fence = { target: "webhook:a", token };
+
+        // A token the lease does not carry changes nothing.
+        const stale = { target: "webhook:a", token: token + 1 };
+        const head = await store.outboxHead("webhook:a");
+        if (head === undefined) throw new Error("no head");
+        expect(await store.retryLater(head.id, 1, NOW + MINUTE, "HTTP 503", stale)).toBe(false);
+        expect(await store.delivered(head.id, stale)).toBe(false);
+        expect(await store.bury(head.id, NOW, "max_attempts", stale)).toBe(false);
+        // Nor does a fence on another target's row, even with that target's own token.
+        expect(await store.delivered(mqtt.id, fence)).toBe(false);
+        expect(await store.delivered(mqtt.id, { target: "webhook:a", token: mqttToken })).toBe(
+          false,
+        );
+        expect(await store.outboxHead("webhook:a")).toStrictEqual(head);
+        expect(await store.outboxDepths()).toEqual(
+          new Map([
+            ["webhook:a", 3],
+            ["mqtt", 1],
+          ]),
+        );
+        expect(await store.deadCount()).toBe(0);
+
+        // The lease's own token does.
+        expect(await store.retryLater(head.id, 1, NOW + MINUTE, "HTTP 503", fence)).toBe(true);
+        expect(await store.outboxHead("webhook:a")).toStrictEqual({
+          ...head,
+          attempts: 1,
+          nextMs: NOW + MINUTE,
+        });
+        expect(await store.delivered(head.id, fence)).toBe(true);
+        expect(await store.delivered(head.id, fence)).toBe(false);
+        const second = await store.outboxHead("webhook:a");
+        if (second === undefined) throw new Error("no second row");
+        expect(await store.bury(second.id, NOW, "max_attempts", fence)).toBe(true);
+        expect(await store.deadCount()).toBe(1);
+        expect(await store.delivered(mqtt.id, { target: "mqtt", token: mqttToken })).toBe(true);
+        // Unfenced, as enqueue buries at the bound inside a task change's transaction.
+        const third = await store.outboxHead("webhook:a");
+        if (third === undefined) throw new Error("no third row");
+        expect(await store.transaction((tx) => tx.bury(third.id, NOW, "outbox_full"))).toBe(true);
+        expect(await store.deadCount()).toBe(2);
+        expect(await store.outboxDepths()).toEqual(new Map());
       });
     });
 
@@ -1228,6 +1307,113 @@ describe.runIf(postgres)("the task store in PostgreSQL", () => {
       expect(seen.outside).toBeUndefined();
       expect(seen.listed.tasks).toEqual([]);
       expect(await store.task(task.id)).toStrictEqual(task);
+    });
+
+    describe("outbox delivery leases between nodes", () => {
+      /** An outbox with rows for events 0 … n - 1 of `target`, oldest first. */
+      async function outboxOf(store: AsyncTaskStore, target: string, n: number) {
+        for (let i = 0; i < n; i++) {
+          const event = await store.appendEvent(eventOf(taskOf(i), NOW + i), NOW + i);
+          await store.enqueue(event.id, target, NOW + i);
+        }
+        const head = await store.outboxHead(target);
+        if (head === undefined) throw new Error("no rows");
+        return head;
+      }
+
+      it("gives one of several holders racing for a target the lease", async () => {
+        const { store } = await fresh();
+        const holders = ["node-a", "node-b", "node-c", "node-d"];
+        for (let round = 0; round < 20; round++) {
+          const target = `webhook:${round}`;
+          const claims = await Promise.all(
+            holders.map((h) => store.claimOutbox(target, h, MINUTE)),
+          );
+          const won = claims.flatMap((token, i) => (token === undefined ? [] : [i]));
+          expect(won).toHaveLength(1);
+          const winner = won[0] ?? -1;
+          // The winner renews it; the others still do not get it.
+          for (const [i, holder] of holders.entries()) {
+            expect(await store.claimOutbox(target, holder, MINUTE)).toBe(
+              i === winner ? claims[winner] : undefined,
+            );
+          }
+        }
+      });
+
+      it("gives an expired lease to another holder under a larger token; the old one's fenced writes then change nothing", async () => {
+        const { store } = await fresh();
+        const head = await outboxOf(store, "webhook:a", 2);
+        const old = await store.claimOutbox("webhook:a", "node-a", 300);
+        if (old === undefined) throw new Error("a free lease was not granted");
+        expect(await store.claimOutbox("webhook:a", "node-b", MINUTE)).toBeUndefined();
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        const taken = await store.claimOutbox("webhook:a", "node-b", MINUTE);
+        if (taken === undefined) throw new Error("an expired lease was not granted");
+        expect(taken).toBeGreaterThan(old);
+        // node-a, back from a pause, neither renews nor writes.
+        expect(await store.claimOutbox("webhook:a", "node-a", MINUTE)).toBeUndefined();
+        const fence = { target: "webhook:a", token: old };
+        expect(await store.delivered(head.id, fence)).toBe(false);
+        expect(await store.retryLater(head.id, 9, NOW + DAY, "late", fence)).toBe(false);
+        expect(await store.bury(head.id, NOW, "max_attempts", fence)).toBe(false);
+        expect(await store.releaseOutbox("webhook:a", "node-a", old)).toBe(false);
+        expect(await store.outboxHead("webhook:a")).toStrictEqual(head);
+        expect(await store.outboxDepths()).toEqual(new Map([["webhook:a", 2]]));
+        expect(await store.deadCount()).toBe(0);
+        // The new holder's do.
+        expect(await store.delivered(head.id, { target: "webhook:a", token: taken })).toBe(true);
+      });
+
+      it("refuses the writes of an expired lease even if nobody took it, and gives its holder a new token", async () => {
+        const { store } = await fresh();
+        const head = await outboxOf(store, "webhook:a", 1);
+        const old = await store.claimOutbox("webhook:a", "node-a", 300);
+        if (old === undefined) throw new Error("a free lease was not granted");
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        expect(await store.delivered(head.id, { target: "webhook:a", token: old })).toBe(false);
+        const again = await store.claimOutbox("webhook:a", "node-a", MINUTE);
+        if (again === undefined) throw new Error("an expired lease was not granted");
+        expect(again).toBeGreaterThan(old);
+        expect(await store.delivered(head.id, { target: "webhook:a", token: old })).toBe(false);
+        expect(await store.delivered(head.id, { target: "webhook:a", token: again })).toBe(true);
+      });
+
+      it("lets another holder take a released lease at once, under a larger token", async () => {
+        const { store } = await fresh();
+        const first = await store.claimOutbox("webhook:a", "node-a", MINUTE);
+        if (first === undefined) throw new Error("a free lease was not granted");
+        expect(await store.releaseOutbox("webhook:a", "node-a", first)).toBe(true);
+        const next = await store.claimOutbox("webhook:a", "node-b", MINUTE);
+        expect(next).toBeGreaterThan(first);
+        expect(await store.releaseOutbox("webhook:a", "node-a", first)).toBe(false);
+        expect(await store.claimOutbox("webhook:a", "node-a", MINUTE)).toBeUndefined();
+      });
+
+      it("makes a takeover wait for a fenced write in flight, so the new holder reads the outbox after it", async () => {
+        const { store } = await fresh();
+        const head = await outboxOf(store, "webhook:a", 2);
+        const old = await store.claimOutbox("webhook:a", "node-a", 300);
+        if (old === undefined) throw new Error("a free lease was not granted");
+        let committedAt = Infinity;
+        const write = store.transaction(async (tx) => {
+          const done = await tx.delivered(head.id, { target: "webhook:a", token: old });
+          // The lease expires while the write's transaction is still open.
+          await new Promise((resolve) => setTimeout(resolve, 600));
+          committedAt = performance.now();
+          return done;
+        });
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        const taken = await within(
+          store.claimOutbox("webhook:a", "node-b", MINUTE),
+          "a takeover after the write",
+        );
+        const takenAt = performance.now();
+        expect(await write).toBe(true);
+        expect(taken).toBeGreaterThan(old);
+        expect(takenAt).toBeGreaterThanOrEqual(committedAt);
+        expect((await store.outboxHead("webhook:a"))?.id).toBeGreaterThan(head.id);
+      });
     });
 
     it("refuses TRUNCATE of the append-only tables", async () => {
