@@ -8,7 +8,7 @@ import type {
   TaskKind,
 } from "../contracts/index.js";
 import { sqliteTurns } from "../infra/sqlite-turns.js";
-import type { OutboxFence, OutboxRow } from "./notify/outbox.js";
+import type { OutboxStore } from "./notify/outbox.js";
 import type { NewAudit, NewComplaint, TaskFilter, TaskPage, TaskStore } from "./store.js";
 
 /*
@@ -23,7 +23,7 @@ import type { NewAudit, NewComplaint, TaskFilter, TaskPage, TaskStore } from "./
  * the store whose every call takes part in it: all of it is durable when the promise resolves,
  * or none of it when it rejects. A transaction begun inside another's `work` joins it.
  */
-export interface AsyncTaskStore {
+export interface AsyncTaskStore extends OutboxStore {
   transaction<T>(work: (tx: AsyncTaskStore) => Promise<T>): Promise<T>;
 
   nextTaskId(kind: TaskKind): Promise<string>;
@@ -62,30 +62,7 @@ export interface AsyncTaskStore {
   event(id: number): Promise<TaskEvent | undefined>;
   eventsAfter(afterId: number, limit: number): Promise<TaskEvent[]>;
 
-  enqueue(eventId: number, target: string, nowMs: number): Promise<void>;
-  outboxDepths(): Promise<Map<string, number>>;
-  outboxHead(target: string): Promise<OutboxRow | undefined>;
-  /**
-   * The delivery lease of a target's outbox (tasks/notify/outbox.ts): taken if free or expired,
-   * renewed (same token) if `holder` holds it; the token held, or undefined while another holder
-   * has it. Tokens grow with every acquisition; expiry is the database's clock.
-   */
-  claimOutbox(target: string, holder: string, ttlMs: number): Promise<number | undefined>;
-  /** Ends the lease at once (false: not held by `holder` under `token`). */
-  releaseOutbox(target: string, holder: string, token: number): Promise<boolean>;
-  /**
-   * The outcomes of a delivery. With a fence, the row (of the fence's target) is changed only
-   * while that lease is held under its token and has not expired; false: nothing changed.
-   */
-  delivered(outboxId: number, fence?: OutboxFence): Promise<boolean>;
-  retryLater(
-    outboxId: number,
-    attempts: number,
-    nextMs: number,
-    error: string,
-    fence?: OutboxFence,
-  ): Promise<boolean>;
-  bury(outboxId: number, nowMs: number, why: string, fence?: OutboxFence): Promise<boolean>;
+  // The outbox's rows, leases and fenced outcomes: OutboxStore's methods (tasks/notify/outbox.ts).
   deadCount(): Promise<number>;
 
   complaintTask(platform: string, complaintId: string): Promise<string | undefined>;
