@@ -53,11 +53,17 @@ export interface TaskSystemDeps {
    * `publicUrl`: no signed links (webhooks carry none, the link route answers unavailable).
    */
   readonly httpBase?: string | undefined;
-  /**
-   * Users, sessions and API tokens shared by the nodes (PostgresTokenStore, tasks/auth/
-   * store-postgres.ts; the caller owns its pool). Absent: the embedded `{dataDir}/tokens.db`.
-   */
-  readonly tokens?: AsyncTokenStore | undefined;
+}
+
+/**
+ * The state a node of a cluster shares with the others (docs/cluster.md): the task store and the
+ * users-and-tokens store on PostgreSQL (their pool is the caller's, ended by the caller).
+ */
+export interface SharedTaskState {
+  readonly tasks: AsyncTaskStore;
+  readonly tokens: AsyncTokenStore;
+  /** Names this node in the outbox's delivery leases (the node id); absent: host, pid, random. */
+  readonly holder?: string | undefined;
 }
 
 /** What the HTTP API needs to serve the task routes (tasks/http). */
@@ -81,18 +87,12 @@ export interface TaskApiDeps {
   readonly attachments: { readonly files: AttachmentFiles; readonly maxBytes: number };
 }
 
-export interface TaskSystem {
+/** The task system on any stores: what a node of a cluster runs (buildSharedTaskSystem). */
+export interface SharedTaskSystem {
   readonly service: TaskService;
-  /** The embedded tasks.db itself (synchronous; tests and local tools read it directly). */
-  readonly store: TaskStore;
   /** The task store as the service, the outbox and the API use it (asynchronous). */
   readonly shared: AsyncTaskStore;
-  /**
-   * The embedded tokens.db itself (synchronous; tests and local tools write it directly, as the
-   * CLI does). With `deps.tokens` (PostgreSQL) the API neither reads nor writes it.
-   */
-  readonly tokens: TokenStore;
-  /** Users, sessions and tokens as the API uses them: `deps.tokens`, else tokens.db (asynchronous). */
+  /** Users, sessions and tokens as the API uses them (asynchronous). */
   readonly sharedTokens: AsyncTokenStore;
   readonly tokenWatch: TokenWatch;
   readonly outbox: Outbox;
@@ -105,7 +105,73 @@ export interface TaskSystem {
   stop(): Promise<void>;
 }
 
+/** The task system of one process on its data directory's embedded files (`citywatch start`). */
+export interface TaskSystem extends SharedTaskSystem {
+  /** The embedded tasks.db itself (synchronous; tests and local tools read it directly). */
+  readonly store: TaskStore;
+  /** The embedded tokens.db itself (synchronous; the CLI and tests write it directly). */
+  readonly tokens: TokenStore;
+}
+
+/**
+ * The task system on `{dataDir}/tasks.db` and `{dataDir}/tokens.db`, each behind its
+ * asynchronous interface (the service, the outbox and the API use those; their users take turns
+ * on the file).
+ */
 export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
+  const store = new TaskStore(join(deps.dataDir, "tasks.db"));
+  let tokens: TokenStore;
+  try {
+    tokens = new TokenStore(join(deps.dataDir, "tokens.db"), deps.now);
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+  const shared = asyncTaskStore(store);
+  const sharedTokens = asyncTokenStore(tokens);
+  try {
+    const system = assemble(deps, { tasks: shared, tokens: sharedTokens }, true);
+    return {
+      ...system,
+      store,
+      tokens,
+      async stop() {
+        await system.stop();
+        // After the calls under way (each adapter's turn).
+        await shared.close();
+        await sharedTokens.close();
+      },
+    };
+  } catch (error) {
+    store.close();
+    tokens.close();
+    throw error;
+  }
+}
+
+/**
+ * The task system of a cluster node on the shared stores (PostgreSQL): the service, the outbox
+ * (its targets delivered by one node at a time, under delivery leases), the live stream and the
+ * API's authentication. Nothing of it is kept in the data directory but the evidence keys, the
+ * evidence link key, the attachment files and the monthly reports. stop() leaves the stores open.
+ */
+export function buildSharedTaskSystem(
+  deps: TaskSystemDeps,
+  state: SharedTaskState,
+): SharedTaskSystem {
+  return assemble(deps, state, false);
+}
+
+/**
+ * The parts on the given stores. `askEveryUse`: requests and stream events ask the token store
+ * whether anything changed before they use what the caches hold (tokens.db: the ask reads shared
+ * memory); otherwise the watch only polls (PostgreSQL: an ask is a round trip).
+ */
+function assemble(
+  deps: TaskSystemDeps,
+  state: SharedTaskState,
+  askEveryUse: boolean,
+): SharedTaskSystem {
   const log = deps.log.child({ module: "tasks" });
   const { config, now } = deps;
   const metrics = { ...taskMetrics(deps.metricsRegistry), ...notifyMetrics(deps.metricsRegistry) };
@@ -124,14 +190,10 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
           now,
           log,
         });
-  const store = new TaskStore(join(deps.dataDir, "tasks.db"));
-  // The service and the outbox write through the asynchronous interface (taking turns on the
-  // file), as they would on PostgreSQL; readers elsewhere still read the file directly.
-  const shared = asyncTaskStore(store);
+  const shared = state.tasks;
+  const sharedTokens = state.tokens;
   const evidenceLink =
     evidenceLinks === undefined ? undefined : evidenceLinkOf(evidenceLinks, shared);
-  const tokens = new TokenStore(join(deps.dataDir, "tokens.db"), now);
-  const sharedTokens = deps.tokens ?? asyncTokenStore(tokens);
   const targets: OutboxTarget[] = config.webhooks.map((hook) => ({
     name: hook.name,
     kinds: hook.kinds,
@@ -150,13 +212,14 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
     log,
     now,
     ...(deps.random === undefined ? {} : { random: deps.random }),
+    ...(state.holder === undefined ? {} : { holder: state.holder }),
   });
   // tokens.db's change count is shared memory: requests and events ask too. PostgreSQL's is a
   // round trip: polled only (another node's change is seen within watchMs).
   const tokenWatch = new TokenWatch(sharedTokens, {
     intervalMs: config.tokens.watchMs,
     log,
-    everyUse: deps.tokens === undefined,
+    everyUse: askEveryUse,
   });
   const stream = new TaskStream(config.stream, {
     metrics,
@@ -214,9 +277,7 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
   });
   return {
     service,
-    store,
     shared,
-    tokens,
     sharedTokens,
     tokenWatch,
     outbox,
@@ -254,11 +315,6 @@ export function buildTaskSystem(deps: TaskSystemDeps): TaskSystem {
       await tokenWatch.stop();
       stream.close();
       await Promise.all([outbox.stop(), assessments.stop()]);
-      store.close();
-      // tokens.db after the calls under way (the adapter's turn); a shared store's pool is the
-      // caller's to end.
-      await sharedTokens.close();
-      tokens.close();
     },
   };
 }

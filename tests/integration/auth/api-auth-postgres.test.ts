@@ -9,7 +9,8 @@ import { SessionInfo, TaskApiError, TaskDetailResponse, User } from "../../../co
 import { IngestState } from "../../../ingest/state.js";
 import { createSqliteStore } from "../../../ingest/store/sqlite.js";
 import type { TimeSeriesStore } from "../../../ingest/store/types.js";
-import { buildTaskSystem, type TaskSystem } from "../../../tasks/app.js";
+import { buildSharedTaskSystem, type SharedTaskSystem } from "../../../tasks/app.js";
+import { PostgresTaskStore } from "../../../tasks/store-postgres.js";
 import { PostgresTokenStore } from "../../../tasks/auth/store-postgres.js";
 import { until } from "../../support/broker.js";
 import { testApi } from "../../support/ingest.js";
@@ -52,7 +53,7 @@ const WATCH_MS = 100;
 const CACHE_MS = 60_000;
 
 interface Node {
-  readonly system: TaskSystem;
+  readonly system: SharedTaskSystem;
   readonly app: FastifyInstance;
   readonly pool: pg.Pool;
   readonly auth: PostgresTokenStore;
@@ -60,21 +61,24 @@ interface Node {
   close(): Promise<void>;
 }
 
-/** One node: its own directory, task system and pool; the auth store on the shared schema. */
+/** One node: its own directory and pool; its task and auth stores on the shared schema. */
 async function openNode(schema: TestSchema, prefix: string): Promise<Node> {
   const dir = await makeTempDir(prefix);
   const pool = await schema.pool(4);
   const auth = new PostgresTokenStore(pool);
-  const system = buildTaskSystem({
-    log: pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" }),
-    config: tasksConfig({ tokens: { cacheMs: CACHE_MS, watchMs: WATCH_MS } }),
-    dataDir: dir,
-    registry,
-    metricsRegistry: new Registry(),
-    now: Date.now,
-    random: () => 0.5,
-    tokens: auth,
-  });
+  const system = buildSharedTaskSystem(
+    {
+      log: pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" }),
+      config: tasksConfig({ tokens: { cacheMs: CACHE_MS, watchMs: WATCH_MS } }),
+      dataDir: dir,
+      registry,
+      metricsRegistry: new Registry(),
+      now: Date.now,
+      random: () => 0.5,
+    },
+    // The tasks on a pool of their own: the test counts the auth store's queries on `pool`.
+    { tasks: new PostgresTaskStore(await schema.pool(2)), tokens: auth, holder: prefix },
+  );
   system.start();
   const state = new IngestState(join(dir, "ingest.db"));
   const store: TimeSeriesStore = createSqliteStore(join(dir, "timeseries.db"));
@@ -319,7 +323,7 @@ describe.runIf(postgres)("the API's users, sessions and tokens on PostgreSQL, tw
     // cs-1 is in pudong: a task on node a, assigned to the user added on node b.
     const now = Date.now();
     await a.system.service.applyAlarm(noiseNotice("cs-1", raise(now), noiseEvidence(now)));
-    const [task] = a.system.store.listTasks({ limit: 1 });
+    const [task] = await a.system.shared.listTasks({ limit: 1 });
     const assign = (userId: string) =>
       a.app.inject({
         method: "POST",
