@@ -1,38 +1,58 @@
-import { join } from "node:path";
 import type { Command } from "commander";
 import { ApiRole, problemsOf } from "../../contracts/index.js";
-import { TokenError, TokenStore } from "../../tasks/auth/tokens.js";
-import { loadCitywatchConfig } from "../runtime/config.js";
+import type { AsyncTokenStore } from "../../tasks/auth/store-port.js";
+import { TokenError } from "../../tasks/auth/tokens.js";
+import {
+  DatabaseError,
+  type DatabaseFlags,
+  openTokenStore,
+  withDatabaseOptions,
+} from "../runtime/database.js";
 
-interface GlobalFlags {
+interface GlobalFlags extends DatabaseFlags {
   config?: string;
   dataDir?: string;
 }
 
-/** Run an action on the token store of the configured data directory; token problems exit 1 with their message. */
-function withTokens(flags: GlobalFlags, action: (tokens: TokenStore) => void): void {
-  const config = loadCitywatchConfig(flags);
-  const tokens = new TokenStore(join(config.dataDir, "tokens.db"));
+/**
+ * Run an action on the tokens of the shared database (--database-url) or the data directory's
+ * tokens.db; token and database problems exit 1 with their message.
+ */
+async function withTokens(
+  flags: GlobalFlags,
+  action: (tokens: AsyncTokenStore) => Promise<void>,
+): Promise<void> {
+  let opened: Awaited<ReturnType<typeof openTokenStore>>;
   try {
-    action(tokens);
+    opened = await openTokenStore(flags);
+  } catch (error) {
+    if (!(error instanceof DatabaseError)) throw error;
+    process.stderr.write(`citywatch tokens: ${error.message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  try {
+    await action(opened.store);
   } catch (error) {
     if (!(error instanceof TokenError)) throw error;
     process.stderr.write(`citywatch tokens: ${error.message}\n`);
     process.exitCode = 1;
   } finally {
-    tokens.close();
+    await opened.close();
   }
 }
 
 /** `citywatch tokens …`: API tokens of the task API (stored hashed in tokens.db in the data directory). */
 export function tokensCommand(program: Command): void {
-  const tokens = program
-    .command("tokens")
-    .description(
-      `manage API tokens with roles (${ApiRole.options.join(", ")}): every role reads readings and tasks; roles differ in the tasks they act on`,
-    )
-    .option("-c, --config <file>", "configuration file (YAML)")
-    .option("--data-dir <dir>", "data directory holding tokens.db");
+  const tokens = withDatabaseOptions(
+    program
+      .command("tokens")
+      .description(
+        `manage API tokens with roles (${ApiRole.options.join(", ")}): every role reads readings and tasks; roles differ in the tasks they act on`,
+      )
+      .option("-c, --config <file>", "configuration file (YAML)")
+      .option("--data-dir <dir>", "data directory holding tokens.db"),
+  );
   const globals = (): GlobalFlags => tokens.opts<GlobalFlags>();
 
   tokens
@@ -45,7 +65,7 @@ export function tokensCommand(program: Command): void {
       "the user the token acts for (their scope; the role must be one of theirs; disabled with them)",
     )
     .option("--json", "print the token and its record as JSON")
-    .action((flags: { role: string; name: string; user?: string; json?: boolean }) => {
+    .action(async (flags: { role: string; name: string; user?: string; json?: boolean }) => {
       const role = ApiRole.safeParse(flags.role);
       if (!role.success) {
         process.stderr.write(
@@ -54,8 +74,8 @@ export function tokensCommand(program: Command): void {
         process.exitCode = 1;
         return;
       }
-      withTokens(globals(), (store) => {
-        const { record, token } = store.add(flags.name, role.data, flags.user);
+      await withTokens(globals(), async (store) => {
+        const { record, token } = await store.add(flags.name, role.data, flags.user);
         if (flags.json === true) {
           process.stdout.write(`${JSON.stringify({ ...record, token }, null, 2)}\n`);
           return;
@@ -71,9 +91,9 @@ export function tokensCommand(program: Command): void {
     .command("list")
     .description("list tokens (never the secrets)")
     .option("--json", "print JSON")
-    .action((flags: { json?: boolean }) => {
-      withTokens(globals(), (store) => {
-        const list = store.list();
+    .action(async (flags: { json?: boolean }) => {
+      await withTokens(globals(), async (store) => {
+        const list = await store.list();
         if (flags.json === true) {
           process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
           return;
@@ -92,9 +112,9 @@ export function tokensCommand(program: Command): void {
     .description(
       "revoke the active token with this id or name (at once: its next request is refused and its open live streams are closed)",
     )
-    .action((idOrName: string) => {
-      withTokens(globals(), (store) => {
-        const record = store.revoke(idOrName);
+    .action(async (idOrName: string) => {
+      await withTokens(globals(), async (store) => {
+        const record = await store.revoke(idOrName);
         process.stdout.write(`${record.name} (${record.id}) revoked\n`);
       });
     });

@@ -1,13 +1,17 @@
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
 import type { Command } from "commander";
 import { ApiRole, type User, type UserScope } from "../../contracts/index.js";
 import { PasswordPolicyError } from "../../tasks/auth/password.js";
-import { TokenStore } from "../../tasks/auth/tokens.js";
+import type { AsyncTokenStore } from "../../tasks/auth/store-port.js";
 import { UserError } from "../../tasks/auth/users.js";
-import { loadCitywatchConfig } from "../runtime/config.js";
+import {
+  DatabaseError,
+  type DatabaseFlags,
+  openTokenStore,
+  withDatabaseOptions,
+} from "../runtime/database.js";
 
-interface GlobalFlags {
+interface GlobalFlags extends DatabaseFlags {
   config?: string;
   dataDir?: string;
 }
@@ -23,21 +27,31 @@ interface UserFlags {
   team?: string;
 }
 
-/** Run an action on the user accounts of the configured data directory; user problems exit 1. */
+/**
+ * Run an action on the user accounts of the shared database (--database-url) or the data
+ * directory's tokens.db; user and database problems exit 1 with their message.
+ */
 async function withUsers(
   flags: GlobalFlags,
-  action: (tokens: TokenStore) => Promise<void> | void,
+  action: (tokens: AsyncTokenStore) => Promise<void>,
 ): Promise<void> {
-  const config = loadCitywatchConfig(flags);
-  const tokens = new TokenStore(join(config.dataDir, "tokens.db"));
+  let opened: Awaited<ReturnType<typeof openTokenStore>>;
   try {
-    await action(tokens);
+    opened = await openTokenStore(flags);
+  } catch (error) {
+    if (!(error instanceof DatabaseError)) throw error;
+    process.stderr.write(`citywatch users: ${error.message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  try {
+    await action(opened.store);
   } catch (error) {
     if (!(error instanceof UserError || error instanceof PasswordPolicyError)) throw error;
     process.stderr.write(`citywatch users: ${error.message}\n`);
     process.exitCode = 1;
   } finally {
-    tokens.close();
+    await opened.close();
   }
 }
 
@@ -94,13 +108,15 @@ function withScopeOptions(command: Command): Command {
 
 /** `citywatch users …`: people's accounts for the console and the API (tokens.db in the data directory). */
 export function usersCommand(program: Command): void {
-  const users = program
-    .command("users")
-    .description(
-      "manage user accounts: name, badge, roles, scope (districts, streets, grid cells) and team; passwords hashed with scrypt",
-    )
-    .option("-c, --config <file>", "configuration file (YAML)")
-    .option("--data-dir <dir>", "data directory holding tokens.db");
+  const users = withDatabaseOptions(
+    program
+      .command("users")
+      .description(
+        "manage user accounts: name, badge, roles, scope (districts, streets, grid cells) and team; passwords hashed with scrypt",
+      )
+      .option("-c, --config <file>", "configuration file (YAML)")
+      .option("--data-dir <dir>", "data directory holding tokens.db"),
+  );
   const globals = (): GlobalFlags => users.opts<GlobalFlags>();
 
   withScopeOptions(
@@ -147,8 +163,8 @@ export function usersCommand(program: Command): void {
     .description("list users (never their passwords)")
     .option("--json", "print JSON")
     .action(async (flags: { json?: boolean }) => {
-      await withUsers(globals(), (store) => {
-        const list = store.users.list();
+      await withUsers(globals(), async (store) => {
+        const list = await store.users.list();
         if (flags.json === true) {
           process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
           return;
@@ -164,8 +180,8 @@ export function usersCommand(program: Command): void {
       .description("change a user's name, badge, roles, scope or team (given options replace)")
       .option("--name <name>", "the person's name"),
   ).action(async (id: string, flags: UserFlags) => {
-    await withUsers(globals(), (store) => {
-      const user = store.users.update(id, {
+    await withUsers(globals(), async (store) => {
+      const user = await store.users.update(id, {
         name: flags.name,
         badge: flags.badge,
         roles: flags.role as ApiRole[] | undefined,
@@ -199,8 +215,8 @@ export function usersCommand(program: Command): void {
           : "enable a disabled user",
       )
       .action(async (id: string) => {
-        await withUsers(globals(), (store) => {
-          const user = store.users.setDisabled(id, disabled);
+        await withUsers(globals(), async (store) => {
+          const user = await store.users.setDisabled(id, disabled);
           process.stdout.write(`${user.id} ${disabled ? "disabled" : "enabled"}\n`);
         });
       });
