@@ -2,44 +2,19 @@ import type { Command } from "commander";
 import { ApiRole, problemsOf } from "../../contracts/index.js";
 import type { AsyncTokenStore } from "../../tasks/auth/store-port.js";
 import { TokenError } from "../../tasks/auth/tokens.js";
-import {
-  DatabaseError,
-  type DatabaseFlags,
-  openTokenStore,
-  withDatabaseOptions,
-} from "../runtime/database.js";
+import { type DatabaseFlags, withDatabaseOptions, withTokenStore } from "../runtime/database.js";
 
 interface GlobalFlags extends DatabaseFlags {
   config?: string;
   dataDir?: string;
 }
 
-/**
- * Run an action on the tokens of the shared database (--database-url) or the data directory's
- * tokens.db; token and database problems exit 1 with their message.
- */
-async function withTokens(
+/** Run an action on the accounts the flags name (the shared database or tokens.db); problems exit 1. */
+function withTokens(
   flags: GlobalFlags,
   action: (tokens: AsyncTokenStore) => Promise<void>,
 ): Promise<void> {
-  let opened: Awaited<ReturnType<typeof openTokenStore>>;
-  try {
-    opened = await openTokenStore(flags);
-  } catch (error) {
-    if (!(error instanceof DatabaseError)) throw error;
-    process.stderr.write(`citywatch tokens: ${error.message}\n`);
-    process.exitCode = 1;
-    return;
-  }
-  try {
-    await action(opened.store);
-  } catch (error) {
-    if (!(error instanceof TokenError)) throw error;
-    process.stderr.write(`citywatch tokens: ${error.message}\n`);
-    process.exitCode = 1;
-  } finally {
-    await opened.close();
-  }
+  return withTokenStore("tokens", flags, (error) => error instanceof TokenError, action);
 }
 
 /** `citywatch tokens …`: API tokens of the task API (stored hashed in tokens.db in the data directory). */

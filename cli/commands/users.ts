@@ -4,12 +4,7 @@ import { ApiRole, type User, type UserScope } from "../../contracts/index.js";
 import { PasswordPolicyError } from "../../tasks/auth/password.js";
 import type { AsyncTokenStore } from "../../tasks/auth/store-port.js";
 import { UserError } from "../../tasks/auth/users.js";
-import {
-  DatabaseError,
-  type DatabaseFlags,
-  openTokenStore,
-  withDatabaseOptions,
-} from "../runtime/database.js";
+import { type DatabaseFlags, withDatabaseOptions, withTokenStore } from "../runtime/database.js";
 
 interface GlobalFlags extends DatabaseFlags {
   config?: string;
@@ -27,32 +22,17 @@ interface UserFlags {
   team?: string;
 }
 
-/**
- * Run an action on the user accounts of the shared database (--database-url) or the data
- * directory's tokens.db; user and database problems exit 1 with their message.
- */
-async function withUsers(
+/** Run an action on the accounts the flags name (the shared database or tokens.db); problems exit 1. */
+function withUsers(
   flags: GlobalFlags,
   action: (tokens: AsyncTokenStore) => Promise<void>,
 ): Promise<void> {
-  let opened: Awaited<ReturnType<typeof openTokenStore>>;
-  try {
-    opened = await openTokenStore(flags);
-  } catch (error) {
-    if (!(error instanceof DatabaseError)) throw error;
-    process.stderr.write(`citywatch users: ${error.message}\n`);
-    process.exitCode = 1;
-    return;
-  }
-  try {
-    await action(opened.store);
-  } catch (error) {
-    if (!(error instanceof UserError || error instanceof PasswordPolicyError)) throw error;
-    process.stderr.write(`citywatch users: ${error.message}\n`);
-    process.exitCode = 1;
-  } finally {
-    await opened.close();
-  }
+  return withTokenStore(
+    "users",
+    flags,
+    (error) => error instanceof UserError || error instanceof PasswordPolicyError,
+    action,
+  );
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [

@@ -101,3 +101,35 @@ export async function openTokenStore(
     },
   };
 }
+
+/**
+ * Run a command's action on `openTokenStore`'s store, closed after; a database problem, or an
+ * error `expected` says is the user's (a bad name, a weak password), is printed as
+ * `citywatch <command>: <message>` and exits 1.
+ */
+export async function withTokenStore(
+  command: string,
+  flags: DatabaseFlags & { config?: string; dataDir?: string },
+  expected: (error: unknown) => boolean,
+  action: (tokens: AsyncTokenStore) => Promise<void>,
+): Promise<void> {
+  const refuse = (error: Error) => {
+    process.stderr.write(`citywatch ${command}: ${error.message}\n`);
+    process.exitCode = 1;
+  };
+  let opened: Awaited<ReturnType<typeof openTokenStore>>;
+  try {
+    opened = await openTokenStore(flags);
+  } catch (error) {
+    if (!(error instanceof DatabaseError)) throw error;
+    return refuse(error);
+  }
+  try {
+    await action(opened.store);
+  } catch (error) {
+    if (!expected(error)) throw error;
+    refuse(error as Error);
+  } finally {
+    await opened.close();
+  }
+}
