@@ -572,55 +572,84 @@ export class TaskService implements TaskSink {
     const now = this.deps.now();
     const { store } = this.deps;
     const events: TaskEvent[] = [];
-    for (const due of await store.dueRechecks(now)) {
-      const event = await store.transaction((tx) => this.recheck(tx, due, now));
+    // Each change reads its task again inside its transaction (locked there on PostgreSQL): the
+    // lists are read before, and a repeat or a person's move may land in between; writing the
+    // task as listed would undo it.
+    const changeOf = async (
+      id: string,
+      change: (tx: AsyncTaskStore, task: Task) => Promise<TaskEvent | undefined>,
+    ) => {
+      const event = await store.transaction(async (tx) => {
+        const task = await tx.task(id);
+        return task === undefined ? undefined : change(tx, task);
+      });
       if (event !== undefined) events.push(event);
+    };
+    for (const due of await store.dueRechecks(now)) {
+      await changeOf(due.id, (tx, task) => {
+        const dueMs = recheckDueMs(task.graduated);
+        return dueMs === undefined || dueMs > now
+          ? Promise.resolve(undefined)
+          : this.recheck(tx, task, now);
+      });
     }
-    for (const task of await store.openTasks()) {
-      const damping = task.damping;
-      if (damping?.pending !== true) continue;
-      if (this.windowOf(task.id, now).events.length >= this.deps.config.damping.maxEventsPerHour)
-        continue;
-      events.push(
-        await store.transaction((tx) =>
-          this.record(tx, task, now, [
-            {
-              actor: SYSTEM,
-              action: "events_coalesced",
-              detail: `flap damping: ${damping.suppressedEvents} changes recorded without their own event and ${damping.suppressedEvidence} evidence packages not sealed so far (at most ${this.deps.config.damping.maxEventsPerHour} events and ${this.deps.config.damping.maxEvidencePerHour} packages per task and hour); this event carries the task as it is now`,
-            },
-          ]),
-        ),
-      );
-    }
-    for (const task of await store.openTasks()) {
-      const sla = slaState(this.deps.config.sla, task, now, this.calendar);
-      const flags = sla.flags;
-      const added = flags.filter((f) => !task.sla.flags.includes(f));
-      if (added.length === 0 && flags.length === task.sla.flags.length) continue;
-      // Past a limit: flagged, and escalated to the lead of the team it is routed to.
-      const lead =
-        this.deps.config.teamLeads[task.routing.team] ?? `the lead of ${task.routing.team}`;
-      const escalated = added.length > 0 ? { escalatedTo: lead } : {};
-      const event = await store.transaction((tx) =>
-        this.record(
-          tx,
-          { ...task, sla: { ...sla, ...escalated } },
-          now,
-          added.map((flag) => ({
+    const { maxEventsPerHour, maxEvidencePerHour } = this.deps.config.damping;
+    for (const listed of await store.openTasks()) {
+      if (listed.damping?.pending !== true) continue;
+      if (this.windowOf(listed.id, now).events.length >= maxEventsPerHour) continue;
+      await changeOf(listed.id, (tx, task) => {
+        const damping = task.damping;
+        if (damping?.pending !== true) return Promise.resolve(undefined);
+        return this.record(tx, task, now, [
+          {
             actor: SYSTEM,
-            action: "sla_flagged" as const,
-            detail: `${
-              flag === "not_handled"
-                ? `not handled by ${sla.handleBy ?? "?"} (${task.kind} SLA)`
-                : `handled ${task.handledAt ?? "?"} and not closed by ${sla.closeBy ?? "?"} (${task.kind} SLA)`
-            }; escalated to ${lead}`,
-          })),
-        ),
-      );
-      events.push(event);
+            action: "events_coalesced",
+            detail: `flap damping: ${damping.suppressedEvents} changes recorded without their own event and ${damping.suppressedEvidence} evidence packages not sealed so far (at most ${maxEventsPerHour} events and ${maxEvidencePerHour} packages per task and hour); this event carries the task as it is now`,
+          },
+        ]);
+      });
+    }
+    for (const listed of await store.openTasks()) {
+      if (this.slaChange(listed, now) === undefined) continue;
+      await changeOf(listed.id, (tx, task) => {
+        const change = this.slaChange(task, now);
+        return change === undefined
+          ? Promise.resolve(undefined)
+          : this.record(tx, change.task, now, change.entries);
+      });
     }
     for (const event of events) this.published(event);
+  }
+
+  /**
+   * The task with its SLA state at `now` and the audit entries of the limits newly passed
+   * (flagged, and escalated to the lead of the team it is routed to), or undefined when its SLA
+   * state is as recorded.
+   */
+  private slaChange(
+    task: Task,
+    now: number,
+  ): { task: Task; entries: Draft["entries"] } | undefined {
+    if (task.state === "closed") return undefined;
+    const sla = slaState(this.deps.config.sla, task, now, this.calendar);
+    const flags = sla.flags;
+    const added = flags.filter((f) => !task.sla.flags.includes(f));
+    if (added.length === 0 && flags.length === task.sla.flags.length) return undefined;
+    const lead =
+      this.deps.config.teamLeads[task.routing.team] ?? `the lead of ${task.routing.team}`;
+    const escalated = added.length > 0 ? { escalatedTo: lead } : {};
+    return {
+      task: { ...task, sla: { ...sla, ...escalated } },
+      entries: added.map((flag) => ({
+        actor: SYSTEM,
+        action: "sla_flagged" as const,
+        detail: `${
+          flag === "not_handled"
+            ? `not handled by ${sla.handleBy ?? "?"} (${task.kind} SLA)`
+            : `handled ${task.handledAt ?? "?"} and not closed by ${sla.closeBy ?? "?"} (${task.kind} SLA)`
+        }; escalated to ${lead}`,
+      })),
+    };
   }
 
   // -------------------------------------------------------------------------------------------

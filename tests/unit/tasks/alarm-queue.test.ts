@@ -10,7 +10,17 @@ import { asyncTaskStore, type AsyncTaskStore } from "../../../tasks/store-port.j
 import { TaskStore } from "../../../tasks/store.js";
 import { metricValue } from "../../../infra/metrics.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
-import { gasNotice, noiseEvidence, noiseNotice, raise, registry, tasksConfig } from "./fixtures.js";
+import {
+  DAY,
+  fakeClock,
+  gasNotice,
+  noiseEvidence,
+  noiseNotice,
+  raise,
+  registry,
+  T0,
+  tasksConfig,
+} from "./fixtures.js";
 
 const log = pino({ level: "silent" });
 
@@ -198,6 +208,49 @@ describe("the task service's hand-over from the rules driver", () => {
     expect(tasks.map((t) => t.id).sort()).toEqual(["emg-000002", "enf-000001"]);
     expect(store.task("enf-000001")?.repeats).toBe(1);
     expect(await metricValue(metrics.alarmsDropped)).toBe(0);
+    await service.stop();
+  });
+
+  it("an SLA tick does not undo a repeat applied between its list of open tasks and its change", async () => {
+    const clock = fakeClock(T0);
+    const inner = asyncTaskStore(store);
+    let between: (() => Promise<void>) | undefined;
+    let lists = 0;
+    // The tick lists the open tasks for its SLA round (its second list), then a repeat lands
+    // (the queue runs between the tick's steps).
+    const racing: AsyncTaskStore = {
+      ...inner,
+      openTasks: async () => {
+        const listed = await inner.openTasks();
+        if (++lists === 2) await between?.();
+        return listed;
+      },
+    };
+    const service = new TaskService({
+      log,
+      config: tasksConfig(),
+      store: racing,
+      registry,
+      metrics: taskMetrics(new Registry()),
+      now: clock.now,
+      keyring: EvidenceKeyring.open(join(dir, "evidence-keys.json"), {
+        create: true,
+        now: clock.now,
+      }),
+    });
+    await service.applyAlarm(gasNotice(raise(T0, { level: "IV", deviceId: "g-1" })));
+    clock.advance(2 * DAY);
+    between = () =>
+      service.applyAlarm(
+        gasNotice(raise(clock.now(), { alarmSeq: 2, level: "IV", deviceId: "g-1" })),
+      );
+    await service.tick();
+    const task = store.task("emg-000001");
+    expect(task?.repeats).toBe(1);
+    expect(task?.sla.flags).toEqual(["not_handled"]);
+    const actions = store.audit("emg-000001").map((e) => e.action);
+    expect(actions).toContain("repeat_attached");
+    expect(actions).toContain("sla_flagged");
     await service.stop();
   });
 
