@@ -214,7 +214,7 @@ describe("the task service's hand-over from the rules driver", () => {
   it("an SLA tick does not undo a repeat applied between its list of open tasks and its change", async () => {
     const clock = fakeClock(T0);
     const inner = asyncTaskStore(store);
-    let between: (() => Promise<void>) | undefined;
+    const race: { between?: () => Promise<void> } = {};
     let lists = 0;
     // The tick lists the open tasks for its SLA round (its second list), then a repeat lands
     // (the queue runs between the tick's steps).
@@ -222,7 +222,7 @@ describe("the task service's hand-over from the rules driver", () => {
       ...inner,
       openTasks: async () => {
         const listed = await inner.openTasks();
-        if (++lists === 2) await between?.();
+        if (++lists === 2) await race.between?.();
         return listed;
       },
     };
@@ -240,7 +240,7 @@ describe("the task service's hand-over from the rules driver", () => {
     });
     await service.applyAlarm(gasNotice(raise(T0, { level: "IV", deviceId: "g-1" })));
     clock.advance(2 * DAY);
-    between = () =>
+    race.between = () =>
       service.applyAlarm(
         gasNotice(raise(clock.now(), { alarmSeq: 2, level: "IV", deviceId: "g-1" })),
       );
