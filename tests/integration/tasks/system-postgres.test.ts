@@ -1,11 +1,9 @@
-import { createHmac } from "node:crypto";
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type pg from "pg";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
-import { TaskEvent } from "../../../contracts/index.js";
 import { buildSharedTaskSystem, type SharedTaskSystem } from "../../../tasks/app.js";
 import { PostgresTokenStore } from "../../../tasks/auth/store-postgres.js";
 import { PostgresTaskStore } from "../../../tasks/store-postgres.js";
@@ -18,6 +16,11 @@ import {
   type TestSchema,
 } from "../../support/services.js";
 import { requireService } from "../../support/suite.js";
+import {
+  type ReceivedEvent,
+  WEBHOOK_SECRET,
+  webhookReceiver,
+} from "../../support/webhook-receiver.js";
 import {
   gasNotice,
   noiseEvidence,
@@ -35,39 +38,6 @@ import {
  */
 
 const postgres = await requireService("the task system on PostgreSQL", providePostgres);
-const SECRET = "city-platform-shared-secret";
-
-interface Received {
-  readonly key: string;
-  readonly eventId: number;
-  readonly taskId: string;
-}
-
-/** A receiver that checks the signature and records each delivery (repeats included). */
-function receiver(received: Received[]): Promise<Server> {
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks).toString("utf8");
-      const timestamp = String(req.headers["x-citywatch-timestamp"]);
-      const expected = `sha256=${createHmac("sha256", SECRET).update(`${timestamp}.${body}`).digest("hex")}`;
-      if (req.headers["x-citywatch-signature"] !== expected) {
-        res.writeHead(401).end();
-        return;
-      }
-      const event = TaskEvent.parse(JSON.parse(body));
-      received.push({
-        key: String(req.headers["idempotency-key"]),
-        eventId: event.id,
-        taskId: event.task.id,
-      });
-      res.writeHead(204).end();
-    });
-  });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
-}
-
 describe.runIf(postgres)("the task system of two nodes on PostgreSQL", () => {
   let schema: TestSchema | undefined;
   let server: Server | undefined;
@@ -88,7 +58,9 @@ describe.runIf(postgres)("the task system of two nodes on PostgreSQL", () => {
       {
         log: pino({ level: process.env["CITYWATCH_TEST_LOG"] ?? "silent" }),
         config: tasksConfig({
-          webhooks: [{ name: "city-platform", url: `http://127.0.0.1:${port}/`, secret: SECRET }],
+          webhooks: [
+            { name: "city-platform", url: `http://127.0.0.1:${port}/`, secret: WEBHOOK_SECRET },
+          ],
           outbox: { backoffBaseMs: 20, backoffMaxMs: 100 },
         }),
         dataDir: dir,
@@ -108,8 +80,8 @@ describe.runIf(postgres)("the task system of two nodes on PostgreSQL", () => {
     const url = postgresUrl(postgres);
     const created = await createMigratedSchema(url, 4);
     schema = created.schema;
-    const received: Received[] = [];
-    server = await receiver(received);
+    const received: ReceivedEvent[] = [];
+    server = await webhookReceiver(received);
     const port = (server.address() as AddressInfo).port;
     const a = await node("node-a", port, created.pool);
     const b = await node("node-b", port, await schema.pool(4));

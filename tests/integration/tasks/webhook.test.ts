@@ -1,13 +1,17 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { TaskEvent } from "../../../contracts/index.js";
 import type { TaskSystem } from "../../../tasks/app.js";
 import { EvidenceLinks } from "../../../tasks/evidence-links.js";
 import { evidenceLinkOf, WebhookPayload, webhookDelivery } from "../../../tasks/notify/webhook.js";
 import { until } from "../../support/broker.js";
 import { makeTempDir, removeTempDir } from "../../support/process.js";
+import {
+  type ReceivedEvent,
+  WEBHOOK_SECRET,
+  webhookReceiver,
+} from "../../support/webhook-receiver.js";
 import {
   gasNotice,
   noiseEvidence,
@@ -16,43 +20,6 @@ import {
   startSystem,
   tasksConfig,
 } from "../../unit/tasks/fixtures.js";
-
-const SECRET = "city-platform-shared-secret";
-
-interface Received {
-  key: string;
-  eventId: number;
-  type: string;
-}
-
-/** A webhook receiver as a city platform would write it: verify the signature, then dedupe by key. */
-function receiver(port: number, received: Received[]): Promise<Server> {
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks).toString("utf8");
-      const timestamp = String(req.headers["x-citywatch-timestamp"]);
-      const expected = `sha256=${createHmac("sha256", SECRET).update(`${timestamp}.${body}`).digest("hex")}`;
-      const given = String(req.headers["x-citywatch-signature"]);
-      if (
-        given.length !== expected.length ||
-        !timingSafeEqual(Buffer.from(given), Buffer.from(expected))
-      ) {
-        res.writeHead(401).end();
-        return;
-      }
-      const event = TaskEvent.parse(JSON.parse(body));
-      received.push({
-        key: String(req.headers["idempotency-key"]),
-        eventId: event.id,
-        type: event.type,
-      });
-      res.writeHead(204).end();
-    });
-  });
-  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server)));
-}
 
 const close = (server: Server) => new Promise<void>((resolve) => server.close(() => resolve()));
 
@@ -65,7 +32,7 @@ describe("webhooks through the durable outbox", () => {
   beforeEach(async () => {
     dir = await makeTempDir("cw-webhook-");
     // Reserve a free port, then leave it closed: the receiver is down.
-    const probe = await receiver(0, []);
+    const probe = await webhookReceiver([]);
     port = (probe.address() as AddressInfo).port;
     await close(probe);
   });
@@ -78,7 +45,11 @@ describe("webhooks through the durable outbox", () => {
   const config = () =>
     tasksConfig({
       webhooks: [
-        { name: "city-platform", url: `http://127.0.0.1:${port}/hooks/citywatch`, secret: SECRET },
+        {
+          name: "city-platform",
+          url: `http://127.0.0.1:${port}/hooks/citywatch`,
+          secret: WEBHOOK_SECRET,
+        },
       ],
       outbox: { backoffBaseMs: 20, backoffMaxMs: 200, timeoutMs: 2_000 },
     });
@@ -105,8 +76,8 @@ describe("webhooks through the durable outbox", () => {
       noiseNotice("cs-3", raise(Date.now()), noiseEvidence(Date.now())),
     );
 
-    const received: Received[] = [];
-    server = await receiver(port, received);
+    const received: ReceivedEvent[] = [];
+    server = await webhookReceiver(received, port);
     await until(() => system!.outbox.pending("city-platform") === 0, "outbox drained", 10_000);
 
     expect(received.map((r) => r.type)).toEqual(["filed", "filed", "transition", "filed"]);
@@ -123,7 +94,9 @@ describe("webhooks through the durable outbox", () => {
     system = startSystem(dir, {
       now: Date.now,
       config: tasksConfig({
-        webhooks: [{ name: "city-platform", url: `http://127.0.0.1:${port}/`, secret: SECRET }],
+        webhooks: [
+          { name: "city-platform", url: `http://127.0.0.1:${port}/`, secret: WEBHOOK_SECRET },
+        ],
         outbox: { maxPending: 2, backoffBaseMs: 60_000, backoffMaxMs: 60_000 },
       }),
     });
@@ -157,7 +130,7 @@ describe("webhooks through the durable outbox", () => {
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
         const body = Buffer.concat(chunks).toString("utf8");
-        const expected = `sha256=${createHmac("sha256", SECRET)
+        const expected = `sha256=${createHmac("sha256", WEBHOOK_SECRET)
           .update(`${String(req.headers["x-citywatch-timestamp"])}.${body}`)
           .digest("hex")}`;
         if (req.headers["x-citywatch-signature"] !== expected) res.writeHead(401).end();
