@@ -7,6 +7,7 @@ import { RegistryError } from "../registry/store.js";
 import { isDiskFull } from "../ingest/gate.js";
 import {
   BROKER_OPTIONS,
+  CLUSTER_OPTIONS,
   COMMON_OPTIONS,
   INGEST_OPTIONS,
   INGEST_SOURCE_OPTIONS,
@@ -20,6 +21,8 @@ import { devicesCommand } from "./commands/devices.js";
 import { edgeCommand } from "./commands/edge.js";
 import { evidenceCommand } from "./commands/evidence.js";
 import { serve } from "./commands/serve.js";
+import { serveCluster } from "./commands/serve-cluster.js";
+import { DatabaseError } from "./runtime/database.js";
 import { rulesCommand } from "./commands/rules.js";
 import { simCommand } from "./commands/sim.js";
 import { sitesCommand } from "./commands/sites.js";
@@ -44,14 +47,33 @@ async function runServe(
 ): Promise<void> {
   const config = loadCitywatchConfig(flags);
   const log = createLogger(config.log);
+  if (config.cluster.databaseUrl !== undefined) {
+    // One node of a cluster runs the broker and the rest together (docs/cluster.md).
+    if (!options.broker || !options.ingest || options.demo === true)
+      throw new ConfigError("configuration", [
+        {
+          path: "cluster.databaseUrl",
+          message:
+            "a cluster node is `citywatch start` (broker, ingest, rules, tasks and API in one process) without --demo; unset CITYWATCH_DATABASE_URL for this command",
+        },
+      ]);
+    await serveCluster(config, log);
+    return;
+  }
   await serve(config, log, options);
 }
 
 // Each command takes the option sets of what it runs: the broker's listeners, the ingest's store,
 // rules and API, and for the ingest alone the broker it subscribes to.
-withOptions(program.command("start"), COMMON_OPTIONS, BROKER_OPTIONS, INGEST_OPTIONS)
+withOptions(
+  program.command("start"),
+  COMMON_OPTIONS,
+  BROKER_OPTIONS,
+  INGEST_OPTIONS,
+  CLUSTER_OPTIONS,
+)
   .description(
-    "run everything in one process on embedded defaults: broker, ingest, rules, tasks, API (demo registry when empty)",
+    "run everything in one process on embedded defaults: broker, ingest, rules, tasks, API (demo registry when empty); with --database-url, one node of a cluster on a shared PostgreSQL",
   )
   .option("--demo", "also play the demo city scenario in this process (docs/simulators.md)")
   .action((flags: RunFlags & { demo?: boolean }) =>
@@ -94,7 +116,8 @@ function report(error: unknown): void {
     error instanceof RulesError ||
     error instanceof MigrateRefusedError ||
     error instanceof MigrationRefusedError ||
-    error instanceof PostgresConnectError
+    error instanceof PostgresConnectError ||
+    error instanceof DatabaseError
   ) {
     process.stderr.write(`citywatch: ${error.message}\n`);
   } else if (

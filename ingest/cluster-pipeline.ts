@@ -150,6 +150,11 @@ export class ClusterPipeline {
     this.#columns = deps.onStored === undefined ? undefined : new ColumnPool(1);
   }
 
+  /** Whether the last round failed on an unavailable store or database (retrying with backoff). */
+  get failing(): boolean {
+    return this.#failures > 0;
+  }
+
   /** Rows appended (by this node or another): look at once instead of at the next poll. */
   notify(): void {
     this.#wake?.();

@@ -551,16 +551,15 @@ export class PostgresIngestState {
       [deviceId],
     );
     const row = rows[0];
-    return row === undefined
-      ? undefined
-      : {
-          deviceId: row.device_id,
-          committedSeq: int(row.committed_seq),
-          lastSeq: int(row.last_seq),
-          lastSeenMs: int(row.last_seen_ms),
-          committedMs: int(row.committed_ms),
-          generation: row.generation,
-        };
+    return row === undefined ? undefined : progressOf(row);
+  }
+
+  /** Every device's progress, in id order (the API's device list; CommitLedger.all). */
+  async allProgress(): Promise<DeviceProgress[]> {
+    const { rows } = await this.#pool.query<ProgressRow>(
+      "SELECT * FROM ingest_progress ORDER BY device_id",
+    );
+    return rows.map(progressOf);
   }
 
   /**
@@ -591,3 +590,12 @@ export class PostgresIngestState {
     return int(rows[0]?.n ?? 0);
   }
 }
+
+const progressOf = (row: ProgressRow): DeviceProgress => ({
+  deviceId: row.device_id,
+  committedSeq: int(row.committed_seq),
+  lastSeq: int(row.last_seq),
+  lastSeenMs: int(row.last_seen_ms),
+  committedMs: int(row.committed_ms),
+  generation: row.generation,
+});

@@ -57,7 +57,8 @@ export interface Rules {
    */
   placeholders(): PlaceholderReport;
   start(): void;
-  stop(): void;
+  /** Stop the clock, save the states waiting for their decisions (store()), close the store. */
+  stop(): Promise<void>;
 }
 
 export function build(deps: RulesDeps): Rules {
@@ -104,8 +105,10 @@ export function build(deps: RulesDeps): Rules {
         log.warn({ err: (error as Error).message }, "rules backfill failed");
       });
     },
-    stop() {
+    async stop() {
       driver?.stop();
+      // The task service is still running: the decisions these states wait for get applied.
+      await driver?.saved();
       alarms?.close();
     },
   };

@@ -139,6 +139,8 @@ export class RulesDriver {
   /** The devices' slots and the subjects their readings touch. */
   private readonly index: SubjectIndex;
   private readonly alarms = new Map<string, Alarm>();
+  /** Alarm states waiting for their decisions to be applied before they are saved (store()). */
+  private readonly pendingSaves = new Map<string, Promise<void>>();
   /** Devices whose readings came while the registry read did not hold them (standby, gone). */
   private readonly missing = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
@@ -608,13 +610,48 @@ export class RulesDriver {
       view ??= this.index.subjectView(subject, when);
       this.deliver(subject, view, evaluation, decision);
     }
-    this.store(subject.rule, subject.key, alarm, step.state, when);
+    this.store(subject.rule, subject.key, alarm, step.state, when, step.decisions.length > 0);
   }
 
-  private store(rule: Rule, subjectKey: string, alarm: Alarm, next: AlarmState, now: number) {
+  /**
+   * Keep the alarm's new state, and save it. A state whose step handed decisions over is saved
+   * only once the task service has applied them (TaskSink.handled): a process killed between
+   * the two then finds the state it had before and decides again (a repeat of a task already
+   * filed is attached to it), where saving first would lose a task nobody filed. Until then,
+   * later states of the same alarm wait with it, and the save writes the state as it is then.
+   */
+  private store(
+    rule: Rule,
+    subjectKey: string,
+    alarm: Alarm,
+    next: AlarmState,
+    now: number,
+    decided = false,
+  ) {
     const changed = changedForStore(next, alarm.state);
     alarm.state = next;
-    if (changed) this.deps.alarms.save({ ruleId: rule.id, subject: subjectKey }, next, now);
+    if (!changed) return;
+    const key = { ruleId: rule.id, subject: subjectKey };
+    const id = `${rule.id}\u0000${subjectKey}`;
+    const gate = decided ? this.deps.sink.handled?.() : undefined;
+    if (gate === undefined) {
+      // With a save waiting for this alarm's decisions, that save writes this state too.
+      if (!this.pendingSaves.has(id)) this.deps.alarms.save(key, next, now);
+      return;
+    }
+    const saving: Promise<void> = gate.then(() => {
+      if (this.pendingSaves.get(id) !== saving) return; // a later decision's save replaced it
+      this.pendingSaves.delete(id);
+      // Forgotten meanwhile (its partition went to another node): the new owner has it.
+      if (this.alarms.get(id) !== alarm) return;
+      this.deps.alarms.save(key, alarm.state, this.deps.now());
+    });
+    this.pendingSaves.set(id, saving);
+  }
+
+  /** Resolves once the states waiting for their decisions to be applied are saved (stop). */
+  async saved(): Promise<void> {
+    while (this.pendingSaves.size > 0) await Promise.all([...this.pendingSaves.values()]);
   }
 
   private deliver(

@@ -18,6 +18,10 @@ import { backoffDelayMs } from "../infra/backoff.js";
  *   it meanwhile, so the order holds across an outage.
  * - **Stop.** `stop()` refuses new decisions and applies those waiting, once each, without
  *   retry waits (the process is ending: a failure is logged and counted at once).
+ * - **Handled.** `handled()` resolves once every decision handed over before the call has been
+ *   applied or given up, whatever came after it: the rules save an alarm's state only then, so
+ *   that a process killed with decisions waiting here has not saved the states that made them
+ *   (rules/driver.ts, store).
  *
  * The depth is a gauge (`citywatch_tasks_alarm_queue_depth`).
  */
@@ -58,6 +62,11 @@ export class AlarmQueue<T> {
   private stopping = false;
   private wake: (() => void) | undefined;
   private readonly options: AlarmQueueOptions;
+  /** Decisions handed over (accepted) and done with (applied or given up) since start. */
+  private accepted = 0;
+  private done = 0;
+  /** handled() callers, by the count of decisions done they wait for (ascending). */
+  private readonly waiters: Array<{ readonly until: number; readonly resolve: () => void }> = [];
 
   constructor(private readonly deps: AlarmQueueDeps<T>) {
     this.options = { ...ALARM_QUEUE_DEFAULTS, ...deps.options };
@@ -81,12 +90,22 @@ export class AlarmQueue<T> {
       return false;
     }
     this.items.push(item);
+    this.accepted++;
     // The drain ends in the same tick as it finds nothing left: no item slips in between.
     if (!this.draining) {
       this.draining = true;
       this.running = this.drain();
     }
     return true;
+  }
+
+  /**
+   * Resolves once every decision handed over before this call has been applied or given up
+   * (later ones are not waited for; settled() waits for the queue to be empty).
+   */
+  handled(): Promise<void> {
+    if (this.done >= this.accepted) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ until: this.accepted, resolve }));
   }
 
   /** Resolves once every decision handed over so far has been applied or given up. */
@@ -106,6 +125,9 @@ export class AlarmQueue<T> {
       const item = this.items[this.head] as T;
       await this.applyWithRetries(item);
       this.head++;
+      this.done++;
+      while (this.waiters.length > 0 && (this.waiters[0]?.until ?? Infinity) <= this.done)
+        this.waiters.shift()?.resolve();
       if (this.head >= 1024 && this.head * 2 >= this.items.length) {
         this.items.splice(0, this.head);
         this.head = 0;

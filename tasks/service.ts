@@ -261,6 +261,11 @@ export class TaskService implements TaskSink {
     this.alarms.push(notice);
   }
 
+  /** Every decision handed over before the call applied or given up (TaskSink.handled). */
+  handled(): Promise<void> {
+    return this.alarms.handled();
+  }
+
   /** Apply one alarm decision: file, attach, raise, escalate or record a clear, in one transaction. */
   async applyAlarm(notice: AlarmNotice): Promise<void> {
     const { store, log } = this.deps;

@@ -170,7 +170,7 @@ function ingestSource(
  * What can be refused without starting anything: the ingest's broker account when it runs
  * alone, the rule files, and the HTTP port. The configuration itself was validated at load.
  */
-async function preflight(
+export async function preflight(
   config: CitywatchConfig,
   options: { broker: boolean; ingest: boolean },
 ): Promise<void> {
@@ -348,14 +348,7 @@ export async function serve(
         tasks: system?.tasks.api,
         readings: config.http.readings,
         trustProxy: config.http.trustProxy,
-        sessions: {
-          config: config.ingest.tasks.sessions,
-          // Behind HTTPS the session cookie is marked Secure.
-          secureCookie:
-            config.ingest.tasks.sessions.secureCookie ??
-            config.ingest.tasks.evidence.publicUrl?.startsWith("https:") ??
-            false,
-        },
+        sessions: apiSessions(config),
         registryAdmin: {
           registry,
           mqttPort: addresses.mqtt ?? config.broker.mqtt.port,
@@ -447,7 +440,22 @@ export async function serve(
   }
 }
 
-async function listenApi(api: FastifyInstance, host: string, port: number): Promise<number> {
+/** Users' browser sessions for the API: behind HTTPS the session cookie is marked Secure. */
+export function apiSessions(config: CitywatchConfig): {
+  config: CitywatchConfig["ingest"]["tasks"]["sessions"];
+  secureCookie: boolean;
+} {
+  const sessions = config.ingest.tasks.sessions;
+  return {
+    config: sessions,
+    secureCookie:
+      sessions.secureCookie ??
+      config.ingest.tasks.evidence.publicUrl?.startsWith("https:") ??
+      false,
+  };
+}
+
+export async function listenApi(api: FastifyInstance, host: string, port: number): Promise<number> {
   try {
     await api.listen({ host, port });
   } catch (error) {

@@ -14,7 +14,7 @@ import { IngestConfig } from "../../contracts/index.js";
 import type { StoreRetention } from "../../contracts/model/backtest.js";
 import type { RegistryView } from "../../ingest/app.js";
 import { readingsApi } from "../../ingest/http/readings.js";
-import type { IngestState } from "../../ingest/state.js";
+import type { ReadingsState } from "../../ingest/http/readings.js";
 import { storeRetention } from "../../ingest/store/retention.js";
 import type { TimeSeriesStore } from "../../ingest/store/types.js";
 import { backtestApi } from "../../rules/http/backtest.js";
@@ -48,7 +48,7 @@ import { DEFAULT_QUERY_LIMITS, type QueryLimitOptions, queryLimits } from "./que
 
 export interface ApiDeps {
   readonly registry: RegistryView;
-  readonly state: IngestState;
+  readonly state: ReadingsState;
   readonly store: TimeSeriesStore;
   readonly metrics: readonly Registry[];
   readonly health: () => { ok: boolean; detail: Record<string, unknown> };

@@ -20,7 +20,7 @@ import { ingestMetrics, type IngestMetrics } from "../../ingest/metrics.js";
 import { PostgresIngestState } from "../../ingest/state-postgres.js";
 import type { TimeSeriesStore } from "../../ingest/store/types.js";
 import { PostgresAlarmStore } from "../../rules/alarm-store-postgres.js";
-import { RulesDriver } from "../../rules/driver.js";
+import { RulesDriver, type RulesRegistry } from "../../rules/driver.js";
 import type { RuleSet } from "../../rules/rule-set.js";
 import { RulesScope } from "./cluster-rules.js";
 import { readBack } from "./history.js";
@@ -48,6 +48,8 @@ export interface ClusterNodeDeps {
   readonly partitions: number;
   readonly config: IngestConfig;
   readonly registry: RegistryView;
+  /** The registry as the rules read it (the devices on standby left out); default `registry`. */
+  readonly rulesRegistry?: RulesRegistry;
   /** The time-series store the nodes share (InfluxDB). */
   readonly store: TimeSeriesStore;
   /** This node's broker: device data through its publish gate, commits published on it. */
@@ -66,6 +68,8 @@ export interface ClusterNode {
   readonly keeper: LeaseKeeper;
   readonly driver: RulesDriver;
   readonly pipeline: ClusterPipeline;
+  /** The shared inbox, commit ledger and dead letters (the API reads progress and dead letters). */
+  readonly state: PostgresIngestState;
   /** The ingest's and rules' metrics and the cluster's (citywatch_cluster_*), one registry. */
   readonly metrics: IngestMetrics;
   /** What /healthz shows of the node: its leases, and the rounds it handled. */
@@ -96,7 +100,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     pool,
     partitions,
     owned: () => keeper.owned(),
-    registry: deps.registry,
+    registry: deps.rulesRegistry ?? deps.registry,
     log,
   });
   const alarms = await PostgresAlarmStore.open({
@@ -181,6 +185,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     keeper,
     driver,
     pipeline,
+    state,
     metrics,
     status: () => ({
       ...keeper.status(),
@@ -195,6 +200,8 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       await pipeline.stop();
       scope.stop();
       driver.stop();
+      // States waiting for their decisions to be applied (the sink is still running).
+      await driver.saved();
       await alarms.close();
       await keeper.stop();
     },

@@ -47,6 +47,10 @@ export interface RunFlags {
   brokerUsername?: string;
   brokerClientId?: string;
   brokerPasswordFile?: string;
+  databaseUrl?: string;
+  databaseSchema?: string;
+  nodeId?: string;
+  partitions?: string | number;
 }
 
 /** One flag: its commander spelling, what it means, and the configuration path it sets. */
@@ -165,6 +169,32 @@ export const BROKER_OPTIONS: OptionSet = [
   },
 ];
 
+/** Flags of a cluster node (`start` on a shared PostgreSQL; docs/cluster.md). */
+export const CLUSTER_OPTIONS: OptionSet = [
+  {
+    flags: "--database-url <url>",
+    description:
+      "the cluster's shared PostgreSQL (postgres://…): run as one node of a cluster; absent: the data directory's files",
+    path: ["cluster", "databaseUrl"],
+  },
+  {
+    flags: "--database-schema <name>",
+    description: "the schema within it (default: the server's search_path)",
+    path: ["cluster", "databaseSchema"],
+  },
+  {
+    flags: "--node-id <id>",
+    description: "this node's name in the cluster (default: host name and process id)",
+    path: ["cluster", "nodeId"],
+    hideDefault: true,
+  },
+  {
+    flags: "--partitions <n>",
+    description: "the deployment's partition count, the same on every node (default 64)",
+    path: ["cluster", "partitions"],
+  },
+];
+
 /** Flags of the ingest and what runs with it: the time-series store, the rules, the API. */
 export const INGEST_OPTIONS: OptionSet = [
   {
@@ -262,6 +292,7 @@ const ALL_OPTIONS: OptionSet = [
   ...BROKER_OPTIONS,
   ...INGEST_OPTIONS,
   ...INGEST_SOURCE_OPTIONS,
+  ...CLUSTER_OPTIONS,
 ];
 
 function at(tree: unknown, path: readonly string[]): unknown {

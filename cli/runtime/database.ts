@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import type { Command } from "commander";
 import type pg from "pg";
+import type { Logger } from "pino";
 import { asyncTokenStore, type AsyncTokenStore } from "../../tasks/auth/store-port.js";
 import { PostgresTokenStore } from "../../tasks/auth/store-postgres.js";
 import { TokenStore } from "../../tasks/auth/tokens.js";
@@ -59,21 +60,24 @@ export class DatabaseError extends Error {}
  * A small pool on the shared database, migrated: what a one-off command (users, tokens) works
  * on. The caller ends it.
  */
-export async function openSharedDatabase(database: {
-  url: string;
-  schema?: string;
-}): Promise<pg.Pool> {
-  let pool: pg.Pool;
+export async function openSharedDatabase(
+  database: { url: string; schema?: string },
+  pool: { max: number; applicationName: string; log?: Logger } = {
+    max: 2,
+    applicationName: "citywatch-cli",
+  },
+): Promise<pg.Pool> {
+  let opened: pg.Pool;
   try {
-    pool = await openPostgres({ ...database, max: 2, applicationName: "citywatch-cli" });
+    opened = await openPostgres({ ...database, ...pool });
   } catch (error) {
     throw new DatabaseError(`--database-url / --database-schema: ${(error as Error).message}`);
   }
   try {
-    await migrate(pool, CITYWATCH_MIGRATIONS);
-    return pool;
+    await migrate(opened, CITYWATCH_MIGRATIONS, pool.log);
+    return opened;
   } catch (error) {
-    await pool.end();
+    await opened.end();
     throw new DatabaseError(`the shared database: ${(error as Error).message}`);
   }
 }

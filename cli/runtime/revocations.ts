@@ -27,9 +27,47 @@ export interface DeviceRevocation {
   readonly at: number;
 }
 
-interface Seen {
+/** What a revocation is told from: a device's enabled flag and secret hash, as last read. */
+export interface Seen {
   readonly enabled: boolean;
   readonly secretHash: string;
+}
+
+/** The devices revoked between two reads of the registry: removed, disabled, secret rotated. */
+export function revocationsBetween(
+  before: ReadonlyMap<string, Seen>,
+  after: ReadonlyMap<string, Seen>,
+  at: number,
+): DeviceRevocation[] {
+  const revoked: DeviceRevocation[] = [];
+  for (const [deviceId, was] of before) {
+    const now = after.get(deviceId);
+    if (now === undefined) revoked.push({ deviceId, why: "removed", at });
+    else if (was.enabled && !now.enabled) revoked.push({ deviceId, why: "disabled", at });
+    else if (was.secretHash !== now.secretHash) revoked.push({ deviceId, why: "rotated", at });
+  }
+  return revoked;
+}
+
+/** Log each revocation and tell every listener; a listener that throws is logged, not fatal. */
+export function tellRevoked(
+  revoked: readonly DeviceRevocation[],
+  listeners: Iterable<(revocation: DeviceRevocation) => void>,
+  log: Logger,
+): void {
+  for (const revocation of revoked) {
+    log.info(revocation, "device revoked in the registry");
+    for (const listener of listeners) {
+      try {
+        listener(revocation);
+      } catch (error) {
+        log.error(
+          { err: (error as Error).message, device: revocation.deviceId },
+          "device revocation listener failed",
+        );
+      }
+    }
+  }
 }
 
 export interface RevocationWatchOptions {
@@ -84,31 +122,10 @@ export class RegistryRevocations {
     if (version === this.#seenVersion) return;
     this.#seenVersion = version;
     this.#generation++;
-    const now = (this.options.now ?? Date.now)();
     const next = this.#read();
-    const revoked: DeviceRevocation[] = [];
-    for (const [deviceId, before] of this.#seen) {
-      const after = next.get(deviceId);
-      if (after === undefined) revoked.push({ deviceId, why: "removed", at: now });
-      else if (before.enabled && !after.enabled)
-        revoked.push({ deviceId, why: "disabled", at: now });
-      else if (before.secretHash !== after.secretHash)
-        revoked.push({ deviceId, why: "rotated", at: now });
-    }
+    const revoked = revocationsBetween(this.#seen, next, (this.options.now ?? Date.now)());
     this.#seen = next;
-    for (const revocation of revoked) {
-      this.options.log.info(revocation, "device revoked in the registry");
-      for (const listener of this.#listeners) {
-        try {
-          listener(revocation);
-        } catch (error) {
-          this.options.log.error(
-            { err: (error as Error).message, device: revocation.deviceId },
-            "device revocation listener failed",
-          );
-        }
-      }
-    }
+    tellRevoked(revoked, this.#listeners, this.options.log);
   }
 
   /** Look at the file every `intervalMs` (so listeners hear of a change when nobody asks). */

@@ -42,7 +42,10 @@ export interface System {
  * The evidence signing keys, created with a first key on the first start; a key file that cannot
  * be used stops the start with a configuration error naming it (never the keys).
  */
-function evidenceKeyring(deps: SystemDeps, now: () => number): EvidenceKeyring {
+export function evidenceKeyring(
+  deps: Pick<SystemDeps, "config" | "dataDir" | "log">,
+  now: () => number,
+): EvidenceKeyring {
   const file = evidenceKeyFile(deps.config.tasks, deps.dataDir);
   try {
     return EvidenceKeyring.open(file, { log: deps.log, now, create: true });
@@ -55,7 +58,7 @@ function evidenceKeyring(deps: SystemDeps, now: () => number): EvidenceKeyring {
 }
 
 /** A file the evidence links need that cannot be used stops the start as a configuration error. */
-function asConfigError<T>(what: string, build: () => T): T {
+export function asConfigError<T>(what: string, build: () => T): T {
   try {
     return build();
   } catch (error) {
@@ -115,7 +118,7 @@ export function buildSystem(deps: SystemDeps): System {
       // ingest drains first; deliveries in flight may publish on the ingest's connection, so the
       // tasks stop before the ingest closes it.
       await ingest.drain();
-      rules.stop();
+      await rules.stop();
       await tasks.stop();
       await ingest.stop();
     },

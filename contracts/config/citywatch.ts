@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { BrokerConfig, DEFAULT_PORTS } from "./broker.js";
-import { Flag, Host, LogLevel, Port } from "./fields.js";
+import { digitsToNumber, Flag, Host, LogLevel, Port } from "./fields.js";
 import { IngestConfig } from "./ingest.js";
 
 /**
@@ -72,6 +72,55 @@ export const CitywatchConfig = z.strictObject({
     .prefault({}),
   broker: BrokerConfig.prefault({}),
   ingest: IngestConfig.prefault({}),
+  /**
+   * A node of a cluster (docs/cluster.md). With `databaseUrl`, `citywatch start` keeps its state
+   * in that PostgreSQL, shared with the other nodes (registry, inbox and commit ledger, alarm
+   * states, tasks with their outbox and audit trail, users and tokens), and takes its share of
+   * the work by leases. Absent: one process on the data directory's files, as ever.
+   */
+  cluster: z
+    .strictObject({
+      /** postgres://… (PG* environment variables fill in what it leaves out). */
+      databaseUrl: z
+        .string()
+        .regex(/^postgres(ql)?:\/\//, { error: "cluster.databaseUrl is a postgres:// URL" })
+        .optional(),
+      /** The schema within it; absent: the server's search_path. */
+      databaseSchema: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,62}$/, {
+          error: "cluster.databaseSchema is lower-case letters, digits and _",
+        })
+        .optional(),
+      /**
+       * This node's name in the leases, the outbox's delivery leases and the logs; unique in
+       * the cluster. Absent: the host name and the process id.
+       */
+      nodeId: z
+        .string()
+        .regex(/^[A-Za-z0-9._:-]{1,100}$/, {
+          error: "cluster.nodeId is 1-100 letters, digits, '.', '_', ':' or '-'",
+        })
+        .optional(),
+      /** The deployment's partition count: the same on every node, and as `citywatch migrate`. */
+      partitions: z.preprocess(
+        digitsToNumber,
+        z
+          .number({ error: "cluster.partitions is a whole number" })
+          .int({ error: "cluster.partitions is a whole number" })
+          .min(1)
+          .max(4_096)
+          .default(64),
+      ),
+      /** How long a partition's lease lasts without renewal, and how often it is renewed. */
+      leaseTtlMs: z.number().int().min(1_000).max(600_000).default(6_000),
+      leaseRenewMs: z.number().int().min(100).max(300_000).default(2_000),
+    })
+    .refine((c) => c.leaseRenewMs * 2 <= c.leaseTtlMs, {
+      error: "cluster.leaseRenewMs must be at most half of cluster.leaseTtlMs",
+      path: ["leaseRenewMs"],
+    })
+    .prefault({}),
   /** The operators' console served at / (docs/console.md). */
   console: z
     .strictObject({
@@ -165,4 +214,8 @@ export const CITYWATCH_ENV: Readonly<Record<string, readonly string[]>> = {
   CITYWATCH_INFLUXDB_TOKEN: ["ingest", "store", "token"],
   CITYWATCH_EVIDENCE_KEY_FILE: ["ingest", "tasks", "evidence", "keyFile"],
   CITYWATCH_PUBLIC_URL: ["ingest", "tasks", "evidence", "publicUrl"],
+  CITYWATCH_DATABASE_URL: ["cluster", "databaseUrl"],
+  CITYWATCH_DATABASE_SCHEMA: ["cluster", "databaseSchema"],
+  CITYWATCH_NODE_ID: ["cluster", "nodeId"],
+  CITYWATCH_PARTITIONS: ["cluster", "partitions"],
 };

@@ -1,7 +1,7 @@
 import { z } from "zod";
 
 /** Environment variables and flags arrive as strings: turn a string of digits into a number first. */
-const digitsToNumber = (value: unknown) =>
+export const digitsToNumber = (value: unknown) =>
   typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
 
 /** A TCP port; accepts a number or a string of digits (environment variables, CLI flags). 0 = any free port. */

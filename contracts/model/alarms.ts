@@ -140,6 +140,12 @@ export interface TaskSink {
    * logged and counted, and the alarm's next repeat raises it again.
    */
   handleAlarm(notice: AlarmNotice): void;
+  /**
+   * Resolves once every decision handed over before the call has been applied (or given up).
+   * The rules save an alarm's state only after its decisions were applied, so a process killed
+   * in between decides them again rather than losing them. Absent: the state is saved at once.
+   */
+  handled?(): Promise<void>;
   /** Called when an operator acknowledges a task, so the alarm stops escalating. */
   onAcknowledged(listener: (ruleId: string, subjectId: string) => void): () => void;
 }

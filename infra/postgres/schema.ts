@@ -426,4 +426,37 @@ CREATE TABLE task_outbox_lease (
 );
 `,
   },
+  {
+    version: 9,
+    name: "registry change count",
+    // registry/watch-postgres.ts: each node keeps the registry in memory for its broker, ingest
+    // and rules, and must hear of another node's (or the CLI's) change. registry_change counts
+    // the statements that changed a registry table, in their own transaction, as auth_change
+    // does for users and tokens (migration 7): a node that reads a new count reads the registry
+    // again and sees the change; one read of one row per poll otherwise.
+    sql: `
+CREATE TABLE registry_change (
+  only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+  version  bigint NOT NULL
+);
+INSERT INTO registry_change (version) VALUES (0);
+
+CREATE FUNCTION registry_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE registry_change SET version = version + 1;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER registry_site_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+  ON registry_site FOR EACH STATEMENT EXECUTE FUNCTION registry_changed();
+CREATE TRIGGER registry_device_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+  ON registry_device FOR EACH STATEMENT EXECUTE FUNCTION registry_changed();
+CREATE TRIGGER registry_device_generation_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+  ON registry_device_generation FOR EACH STATEMENT EXECUTE FUNCTION registry_changed();
+CREATE TRIGGER registry_party_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+  ON registry_party FOR EACH STATEMENT EXECUTE FUNCTION registry_changed();
+CREATE TRIGGER registry_party_site_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+  ON registry_party_site FOR EACH STATEMENT EXECUTE FUNCTION registry_changed();
+`,
+  },
 ];

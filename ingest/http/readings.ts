@@ -19,7 +19,7 @@ import {
   type SensorKind,
 } from "../../contracts/index.js";
 import type { RegistryView } from "../app.js";
-import type { IngestState } from "../state.js";
+import type { DeviceProgress, StoredDeadLetter } from "../state.js";
 import { instantProblem, QueryRangeError } from "../store/checks.js";
 import type { StoredReading, TimeSeriesStore } from "../store/types.js";
 
@@ -31,9 +31,26 @@ import type { StoredReading, TimeSeriesStore } from "../store/types.js";
  * plugin's own context: the readings endpoints need a token unless http.readings is open.
  */
 
+/**
+ * What the readings API reads of the ingest's state: every device's progress and the dead
+ * letters. The embedded IngestState answers at once; a cluster node's (PostgresIngestState) with
+ * promises.
+ */
+export interface ReadingsState {
+  readonly ledger: { all(): DeviceProgress[] | Promise<DeviceProgress[]> };
+  readonly deadLetters: {
+    list(options: {
+      limit: number;
+      beforeId?: number | undefined;
+      deviceId?: string | undefined;
+      reason?: string | undefined;
+    }): StoredDeadLetter[] | Promise<StoredDeadLetter[]>;
+  };
+}
+
 export interface ReadingsApiOptions {
   readonly registry: RegistryView;
-  readonly state: IngestState;
+  readonly state: ReadingsState;
   readonly store: TimeSeriesStore;
   /** A device is online when it was seen within this many expected intervals. */
   readonly onlineIntervals: number;
@@ -129,9 +146,9 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
         response: { 200: DevicesResponse, ...errorResponses({ ...unauthorized }) },
       },
     },
-    () => {
+    async () => {
+      const progress = new Map((await deps.state.ledger.all()).map((p) => [p.deviceId, p]));
       const now = deps.now();
-      const progress = new Map(deps.state.ledger.all().map((p) => [p.deviceId, p]));
       return {
         devices: deps.registry.devices().map((d) => {
           // Progress of an earlier registration of the id is not this device's.
@@ -375,9 +392,9 @@ export const readingsApi: FastifyPluginAsyncZod<ReadingsApiOptions> = (app, deps
         },
       },
     },
-    (request) => {
+    async (request) => {
       const query = request.query;
-      const rows = deps.state.deadLetters.list({
+      const rows = await deps.state.deadLetters.list({
         limit: query.limit ?? DEFAULT_DEAD_LETTERS,
         beforeId: query.before,
         deviceId: query.device,

@@ -33,7 +33,14 @@ export function webhookReceiver(received: ReceivedEvent[], port = 0): Promise<Se
         res.writeHead(401).end();
         return;
       }
-      const event = TaskEvent.parse(JSON.parse(body));
+      // Task events are recorded; anything else the platform is sent (the monthly assessment's
+      // announcement) is accepted and not.
+      const parsed = TaskEvent.safeParse(JSON.parse(body));
+      if (!parsed.success) {
+        res.writeHead(204).end();
+        return;
+      }
+      const event = parsed.data;
       received.push({
         key: String(req.headers["idempotency-key"]),
         eventId: event.id,

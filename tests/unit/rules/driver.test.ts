@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
@@ -205,6 +208,67 @@ describe("rules driver", () => {
     expect(ch4.map((n) => n.decision.type)).toContain("raise");
     expect(ch4[0]?.subjectId).toBe("seg-1");
     driver.stop();
+  });
+
+  it("saves an alarm's state only once its decisions were applied: a kill before decides again", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cw-driver-handled-"));
+    try {
+      const file = join(dir, "alarms.db");
+      const rules = new RuleSet();
+      expect(rules.reload()).toEqual([]);
+      const now = Date.parse("2026-11-27T12:00:00Z");
+      /** A driver on alarms.db whose sink applies nothing until the test opens its gate. */
+      const node = () => {
+        const notices: AlarmNotice[] = [];
+        let open: () => void = () => {};
+        const applied = new Promise<void>((resolve) => (open = resolve));
+        const alarms = new AlarmStore(file);
+        const driver = new RulesDriver({
+          log: pino({ level: "silent" }),
+          rules,
+          registry: { devices: () => [device("gas-1", "utility_tunnel")], sites: () => [segment] },
+          alarms,
+          sink: {
+            handleAlarm: (n) => notices.push(n),
+            handled: () => applied,
+            onAcknowledged: () => () => {},
+          },
+          region: "default",
+          tickMs: 60_000,
+          now: () => now,
+        });
+        return { driver, alarms, notices, open };
+      };
+      const stored = () => new AlarmStore(file).all().filter((a) => a.ruleId === "tunnel.ch4");
+      const batch = gasBatch(now - 60_000, () => ({ ch4: 22, o2: 20.9 }));
+
+      // The first process raises; the task service has not applied the raise when it dies.
+      const first = node();
+      await first.driver.start();
+      first.driver.onStored(batch);
+      expect(
+        first.notices.filter((n) => n.rule.id === "tunnel.ch4").map((n) => n.decision.type),
+      ).toEqual(["raise"]);
+      expect(stored()).toEqual([]);
+      first.driver.stop();
+
+      // The next one finds no raised state and raises again: the decision is not lost.
+      const second = node();
+      await second.driver.start();
+      second.driver.onStored(batch);
+      expect(
+        second.notices.filter((n) => n.rule.id === "tunnel.ch4").map((n) => n.decision.type),
+      ).toEqual(["raise"]);
+      // Applied: the state is saved as it is then.
+      second.open();
+      await second.driver.saved();
+      expect(stored().map((a) => a.state.phase)).toEqual(["active"]);
+      second.driver.stop();
+      first.alarms.close();
+      second.alarms.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("evaluates a low-side rule at its lowest reading of a batch: an O2 dip inside one raises", async () => {

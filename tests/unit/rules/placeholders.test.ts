@@ -293,14 +293,14 @@ describe("the rules component at start", () => {
         /^citywatch_rules_placeholders\{rule="dust.pm10.sichuan",state="disabled"\} 1$/m,
       );
     } finally {
-      rules.stop();
+      await rules.stop();
     }
   });
 
   it("rules switched off: no rule runs, so nothing is warned or counted", async () => {
     const { rules, lines, metricsRegistry } = await component("sichuan", false);
     rules.start();
-    rules.stop();
+    await rules.stop();
     expect(lines.filter((l) => l["level"] === 40)).toEqual([]);
     expect(await metricsRegistry.metrics()).not.toMatch(/^citywatch_rules_placeholders\{/m);
   });

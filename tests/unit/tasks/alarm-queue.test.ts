@@ -64,6 +64,35 @@ describe("AlarmQueue", () => {
     expect(events).toEqual(Array.from({ length: 20 }, (_, n) => [`start ${n}`, `end ${n}`]).flat());
   });
 
+  it("handled() waits for the decisions handed over before it, not for later ones", async () => {
+    const gates = [gate(), gate(), gate()];
+    const { queue, dropped } = queueOf(
+      async (n) => {
+        await gates[n]?.promise;
+        if (n === 1) throw new Error("store out of reach");
+      },
+      { maxAttempts: 1 },
+    );
+    // Nothing handed over yet: handled at once.
+    await queue.handled();
+    queue.push(0);
+    queue.push(1);
+    const firstTwo = queue.handled().then(() => "handled");
+    queue.push(2);
+    const all = queue.handled().then(() => "handled");
+    const tick = () => new Promise((r) => setTimeout(r, 5));
+    gates[0]?.open();
+    await tick();
+    expect(await Promise.race([firstTwo, tick().then(() => "pending")])).toBe("pending");
+    // The second is given up (one attempt): done with, so the first two are handled.
+    gates[1]?.open();
+    expect(await firstTwo).toBe("handled");
+    expect(dropped).toEqual(["failed"]);
+    expect(await Promise.race([all, tick().then(() => "pending")])).toBe("pending");
+    gates[2]?.open();
+    expect(await all).toBe("handled");
+  });
+
   it("takes a decision handed over from inside an apply (no item slips between drains)", async () => {
     const applied: number[] = [];
     const { queue } = queueOf((n) => {
