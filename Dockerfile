@@ -36,7 +36,8 @@ ENV NODE_ENV=production \
     CITYWATCH_DATA_DIR=/data \
     CITYWATCH_BROKER_HOST=0.0.0.0 \
     CITYWATCH_HTTP_HOST=0.0.0.0
-RUN mkdir -p /data && chown node:node /data
+# /keys: the evidence keys the nodes of a cluster share (docker-compose.yml, profile cluster).
+RUN mkdir -p /data /keys && chown node:node /data /keys
 USER node
 VOLUME /data
 # MQTT, MQTT/TLS, MQTT over WebSocket, HTTP (API, /metrics, /healthz).

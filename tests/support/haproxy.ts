@@ -35,11 +35,13 @@ export interface Balancer {
 /**
  * A TCP balancer on a free loopback port in front of `backends` (ports on 127.0.0.1), health
  * checked every 100 ms (a backend is out at its first failed check, back at its first good one).
- * `balance first`: every connection goes to the first backend up, so a test knows where.
+ * `balance first` (default): every connection goes to the first backend up, so a test knows
+ * where; `roundrobin`: connections take the backends up in turn, as a deployment spreads them.
  */
 export async function startBalancer(
   executable: string,
   backends: readonly number[],
+  balance: "first" | "roundrobin" = "first",
 ): Promise<Balancer> {
   const dir = await makeTempDir("cw-haproxy-");
   const port = await freePort();
@@ -60,7 +62,7 @@ frontend devices
   bind 127.0.0.1:${port}
   default_backend nodes
 backend nodes
-  balance first
+  balance ${balance}
 ${backends.map((p, i) => `  server node-${i} 127.0.0.1:${p} check inter 100ms fall 1 rise 1`).join("\n")}
 `,
   );

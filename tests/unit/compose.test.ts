@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -6,6 +7,8 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { z } from "zod";
 import { CITYWATCH_ENV } from "../../contracts/index.js";
+import { provideHaproxy } from "../support/haproxy.js";
+import { requireService } from "../support/suite.js";
 
 /*
  * There is no Docker engine on this machine, so the stack is checked statically: the compose file
@@ -34,6 +37,9 @@ const Service = z.looseObject({
   healthcheck: z
     .looseObject({ test: z.array(z.string()).optional(), disable: z.boolean().optional() })
     .optional(),
+  profiles: z.array(z.string()).optional(),
+  command: z.array(z.string()).optional(),
+  depends_on: z.record(z.string(), z.looseObject({ condition: z.string() })).optional(),
 });
 const Compose = z.looseObject({
   services: z.record(z.string(), Service),
@@ -79,7 +85,10 @@ describe("docker-compose.yml", () => {
   });
 
   it("runs the stack of issue 7: citywatch (broker, ingest, API), InfluxDB, Grafana, Prometheus, simulator", () => {
-    expect(Object.keys(stack.services).sort()).toEqual([
+    const byDefault = Object.entries(stack.services)
+      .filter(([, service]) => service.profiles === undefined)
+      .map(([name]) => name);
+    expect(byDefault.sort()).toEqual([
       "citywatch",
       "grafana",
       "influxdb",
@@ -141,8 +150,54 @@ describe("docker-compose.yml", () => {
     for (const source of copied) expect(ignored, source).not.toContain(source);
   });
 
+  it("profile cluster: three nodes on PostgreSQL and Redis behind HAProxy, with InfluxDB and Grafana", () => {
+    const cluster = Object.entries(stack.services)
+      .filter(([, service]) => service.profiles?.includes("cluster") === true)
+      .map(([name]) => name);
+    expect(cluster.sort()).toEqual(["haproxy", "node-a", "node-b", "node-c", "postgres", "redis"]);
+    const nodes = ["node-a", "node-b", "node-c"];
+    const ids = new Set<string>();
+    for (const name of nodes) {
+      const node = stack.services[name];
+      const env = node?.environment ?? {};
+      // Each a `citywatch start` node on the shared database and Redis, with its own id and
+      // data volume, on the shared evidence keys and the stack's InfluxDB.
+      expect(node?.command, name).toEqual(["start"]);
+      expect(String(env["CITYWATCH_DATABASE_URL"]), name).toMatch(
+        /^postgres:\/\/citywatch:.*@postgres:5432\/citywatch$/,
+      );
+      expect(env["CITYWATCH_REDIS_URL"], name).toBe("redis://redis:6379");
+      expect(env["CITYWATCH_INFLUXDB_URL"], name).toBe("http://influxdb:8086");
+      expect(env["CITYWATCH_NODE_ID"], name).toBe(name);
+      ids.add(String(env["CITYWATCH_NODE_ID"]));
+      expect(node?.volumes, name).toEqual([`${name}-data:/data`, "cluster-keys:/keys"]);
+      expect(env["CITYWATCH_EVIDENCE_KEY_FILE"], name).toBe("/keys/evidence-keys.json");
+    }
+    expect(ids.size).toBe(3);
+    // node-a makes the shared keys; the others start after it.
+    expect(stack.services["node-b"]?.depends_on?.["node-a"]?.condition).toBe("service_healthy");
+    expect(stack.services["node-c"]?.depends_on?.["node-a"]?.condition).toBe("service_healthy");
+    // The balancer's backends are the three nodes, on their MQTT and HTTP ports.
+    const haproxy = stack.services["haproxy"];
+    const cfgMount = haproxy?.volumes.find((v) => v.includes("/usr/local/etc/haproxy/haproxy.cfg"));
+    const cfg = readFileSync(join(ROOT, (cfgMount ?? "").split(":")[0] ?? ""), "utf8");
+    for (const name of nodes) {
+      expect(cfg).toContain(`server ${name} ${name}:18830 check`);
+      expect(cfg).toContain(`server ${name} ${name}:18080 check`);
+    }
+  });
+
+  it("the cluster profile's HAProxy configuration is one haproxy accepts", async () => {
+    const haproxy = await requireService("compose: haproxy -c", provideHaproxy);
+    if (haproxy === undefined) return;
+    const result = spawnSync(haproxy.url, ["-c", "-f", join(ROOT, "infra/compose/haproxy.cfg")], {
+      encoding: "utf8",
+    });
+    expect(result.status, result.stderr + result.stdout).toBe(0);
+  });
+
   it("sets only configuration variables citywatch reads (contracts/config/citywatch.ts)", () => {
-    for (const name of ["citywatch", "simulator"]) {
+    for (const name of ["citywatch", "simulator", "node-a", "node-b", "node-c"]) {
       const keys = Object.keys(stack.services[name]?.environment ?? {}).filter((k) =>
         k.startsWith("CITYWATCH_"),
       );
