@@ -25,6 +25,7 @@ import { type ClusterNode, startClusterNode } from "../runtime/cluster-node.js";
 import { openSharedDatabase } from "../runtime/database.js";
 import { stopOnSignal } from "../runtime/lifecycle.js";
 import { localBroker } from "../runtime/local-broker.js";
+import type { DeviceRegistry } from "../runtime/registry-api.js";
 import { PostgresRegistryWatch } from "../runtime/registry-watch-postgres.js";
 import { rulesRegistry } from "../runtime/standby.js";
 import { asConfigError, evidenceKeyring } from "../runtime/system.js";
@@ -189,6 +190,11 @@ export async function serveCluster(config: CitywatchConfig, log: Logger): Promis
       readings: config.http.readings,
       trustProxy: config.http.trustProxy,
       sessions: apiSessions(config),
+      registryAdmin: {
+        registry: clusterRegistry(registryStore, watch),
+        mqttPort: addresses.mqtt ?? config.broker.mqtt.port,
+        map: config.console.map,
+      },
       publicPage: config.console.public,
       rules: () => ruleSet.loaded,
       backtest: { rules: config.ingest.rules, retention: () => storeRetention(store) },
@@ -208,6 +214,31 @@ export async function serveCluster(config: CitywatchConfig, log: Logger): Promis
     for (const { stop } of [...stops].reverse()) await stop().catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * The console's registry routes on a node: changes written to PostgreSQL, then the node's copy
+ * read again at once (this node's broker closes a revoked device's sessions now, the others
+ * within a poll); sites read from the copy, their parties resolved.
+ */
+function clusterRegistry(
+  store: PostgresRegistryStore,
+  watch: PostgresRegistryWatch,
+): DeviceRegistry {
+  const view = watch.view();
+  const written = async <T>(write: Promise<T>): Promise<T> => {
+    const result = await write;
+    await watch.refresh();
+    return result;
+  };
+  return {
+    addDevice: (input) => written(store.addDevice(input)),
+    rotateSecret: (id) => written(store.rotateSecret(id)),
+    setDeviceEnabled: (id, enabled) => written(store.setDeviceEnabled(id, enabled)),
+    getDevice: (id) => store.getDevice(id),
+    listSites: () => view.sites(),
+    resolvedSite: (id) => view.site(id),
+  };
 }
 
 /** The broker, its CONNECT checked against the shared registry, revocations from the watch. */

@@ -7,16 +7,18 @@ import {
   ConfigError,
   Device,
   DeviceCredentials,
+  type DeviceInput,
   DevicePatch,
   DeviceState,
   deviceTopic,
   errorResponses,
   MapSettings,
   problemsOf,
+  type Site,
   SitesResponse,
 } from "../../contracts/index.js";
 import type { CitywatchConfig } from "../../contracts/config/citywatch.js";
-import type { RegistryStore } from "../../registry/store.js";
+import type { Issued } from "../../registry/store.js";
 
 /*
  * The registry over HTTP for the console (docs/api.md section 17): the sites (any role), and an
@@ -32,11 +34,20 @@ import type { RegistryStore } from "../../registry/store.js";
  * closes at once.
  */
 
-/** The registry as these routes use it (registry/store.ts RegistryStore). */
-export type DeviceRegistry = Pick<
-  RegistryStore,
-  "addDevice" | "rotateSecret" | "setDeviceEnabled" | "getDevice" | "listSites" | "resolvedSite"
->;
+type Answer<T> = T | Promise<T>;
+
+/**
+ * The registry as these routes use it: the embedded RegistryStore (answering at once), or a
+ * cluster node's (writes to PostgreSQL, reads from the node's copy; serve-cluster.ts).
+ */
+export interface DeviceRegistry {
+  addDevice(input: DeviceInput): Answer<Issued<Device>>;
+  rotateSecret(id: string): Answer<string>;
+  setDeviceEnabled(id: string, enabled: boolean): Answer<void>;
+  getDevice(id: string): Answer<Device | undefined>;
+  listSites(): Answer<Site[]>;
+  resolvedSite(id: string): Answer<Site | undefined>;
+}
 
 export interface RegistryApiOptions {
   readonly registry: DeviceRegistry;
@@ -125,28 +136,32 @@ export const registryApi: FastifyPluginAsyncZod<RegistryApiOptions> = (app, opti
         response: { 200: SitesResponse, ...errorResponses({ unauthorized: "no valid token" }) },
       },
     },
-    () => ({
-      sites: registry.listSites().map((listed) => {
-        const s = registry.resolvedSite(listed.id) ?? listed;
-        const party = "regulatedParty" in s ? s.regulatedParty : undefined;
-        return {
-          id: s.id,
-          name: s.name,
-          type: s.type,
-          area: s.area,
-          location: s.location,
-          ...(party === undefined
-            ? {}
-            : {
-                party: {
-                  name: party.name,
-                  ...(party.creditCode === undefined ? {} : { creditCode: party.creditCode }),
-                  recordKey: party.creditCode ?? `site:${s.id}`,
-                },
-              }),
-        };
-      }),
-    }),
+    async () => {
+      const listed = await registry.listSites();
+      const resolved = await Promise.all(listed.map(async (l) => registry.resolvedSite(l.id)));
+      return {
+        sites: listed.map((l, i) => {
+          const s = resolved[i] ?? l;
+          const party = "regulatedParty" in s ? s.regulatedParty : undefined;
+          return {
+            id: s.id,
+            name: s.name,
+            type: s.type,
+            area: s.area,
+            location: s.location,
+            ...(party === undefined
+              ? {}
+              : {
+                  party: {
+                    name: party.name,
+                    ...(party.creditCode === undefined ? {} : { creditCode: party.creditCode }),
+                    recordKey: party.creditCode ?? `site:${s.id}`,
+                  },
+                }),
+          };
+        }),
+      };
+    },
   );
 
   app.get(
@@ -201,7 +216,7 @@ export const registryApi: FastifyPluginAsyncZod<RegistryApiOptions> = (app, opti
         throw apiFailure("bad_request", "not a valid device", problemsOf(parsed.error));
       let issued;
       try {
-        issued = registry.addDevice(parsed.data);
+        issued = await registry.addDevice(parsed.data);
       } catch (error) {
         registryProblem(error);
       }
@@ -229,12 +244,12 @@ export const registryApi: FastifyPluginAsyncZod<RegistryApiOptions> = (app, opti
         },
       },
     },
-    (request) => {
+    async (request) => {
       const { id } = request.params;
-      if (registry.getDevice(id) === undefined)
+      if ((await registry.getDevice(id)) === undefined)
         throw apiFailure("not_found", `device ${id} is not registered`);
       try {
-        return credentials(id, registry.rotateSecret(id));
+        return credentials(id, await registry.rotateSecret(id));
       } catch (error) {
         return registryProblem(error);
       }
@@ -262,10 +277,10 @@ export const registryApi: FastifyPluginAsyncZod<RegistryApiOptions> = (app, opti
         },
       },
     },
-    (request) => {
+    async (request) => {
       const { id } = request.params;
       try {
-        registry.setDeviceEnabled(id, request.body.enabled);
+        await registry.setDeviceEnabled(id, request.body.enabled);
       } catch (error) {
         registryProblem(error);
       }

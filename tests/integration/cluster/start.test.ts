@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { RegistryFile } from "../../../contracts/index.js";
 import { PostgresRegistryStore } from "../../../registry/store-postgres.js";
 import { PostgresTokenStore } from "../../../tasks/auth/store-postgres.js";
-import type { CliProcess, SystemPorts } from "../../support/cli-process.js";
+import { bearer, type CliProcess, type SystemPorts } from "../../support/cli-process.js";
 import {
   nodeApi,
   nodeHealth,
@@ -38,6 +38,7 @@ const postgres = await requireService("cluster nodes as processes (PostgreSQL)",
 const influx = await requireService("cluster nodes as processes (InfluxDB)", provideInfluxDB);
 
 const PARTITIONS = 8;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const GAS = DEVICES.find((d) => d.id === "g-1");
 
 describe.runIf(postgres && influx)("citywatch start --database-url", () => {
@@ -203,6 +204,60 @@ describe.runIf(postgres && influx)("citywatch start --database-url", () => {
       async () => expect(Number((await health(again.ports))["owned"])).toBeGreaterThan(0),
       { timeout: 30_000, interval: 200 },
     );
+
+    // The console's registry routes on a node: a device registered on node a connects to node
+    // b at once with the secret it was given, its readings are stored; disabled on node a, its
+    // session on node b is closed within a poll of the registry.
+    const register = await fetch(`http://127.0.0.1:${again.ports.http}/api/v1/devices`, {
+      method: "POST",
+      headers: { ...bearer(token), "content-type": "application/json" },
+      body: JSON.stringify({ ...GAS, id: "g-2", serial: "GT4-0002" }),
+    });
+    expect(register.status).toBe(201);
+    const issued = (await register.json()) as { deviceId: string; secret: string };
+    const { sites } = await api<{ sites: Array<{ id: string; party?: { name: string } }> }>(
+      again.ports,
+      "/api/v1/sites",
+    );
+    expect(sites.map((site) => site.id).sort()).toEqual(SITES.map((site) => site.id).sort());
+    expect(sites.find((site) => site.id === "cs-1")?.party?.name).toBe("Acme <Build> Co.");
+    const g2 = await mqtt.connectAsync(`mqtt://127.0.0.1:${b.ports.mqtt}`, {
+      clientId: "g-2",
+      username: "g-2",
+      password: issued.secret,
+      reconnectPeriod: 0,
+      protocolVersion: 4,
+    });
+    clients.push(g2);
+    await g2.publishAsync("citywatch/v1/devices/g-2/data", uplink(1).replaceAll('"g-1"', '"g-2"'), {
+      qos: 1,
+    });
+    await vi.waitFor(
+      async () => {
+        const { devices } = await api<{
+          devices: Array<{ id: string; committedSeq: number | null }>;
+        }>(b.ports, "/api/v1/devices");
+        expect(devices.find((d) => d.id === "g-2")?.committedSeq).toBe(1);
+      },
+      { timeout: 20_000, interval: 200 },
+    );
+    // Stored, not dead-lettered as unknown: node b knew the device from its CONNECT on.
+    const { readings: g2Readings } = await api<{ readings: unknown[] }>(
+      b.ports,
+      `/api/v1/devices/g-2/readings?from=${new Date(t0).toISOString()}&to=${new Date().toISOString()}`,
+    );
+    expect(g2Readings).toHaveLength(1);
+    const closed = new Promise<void>((resolve) => g2.once("close", () => resolve()));
+    const disable = await fetch(`http://127.0.0.1:${again.ports.http}/api/v1/devices/g-2`, {
+      method: "PATCH",
+      headers: { ...bearer(token), "content-type": "application/json" },
+      body: JSON.stringify({ enabled: false }),
+    });
+    expect(disable.status).toBe(200);
+    expect(await Promise.race([closed.then(() => "closed"), sleep(5_000).then(() => "open")])).toBe(
+      "closed",
+    );
+
     expect(await again.process.stop(15_000)).toBe(0);
     expect(await b.process.stop(15_000)).toBe(0);
     nodes.splice(0);
