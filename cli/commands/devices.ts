@@ -1,6 +1,11 @@
 import type { Command } from "commander";
 import { ConfigError, type DeviceInput, problemsOf, Device } from "../../contracts/index.js";
-import { readRegistryFile, withRegistry } from "../runtime/registry-file.js";
+import { type DatabaseFlags, withDatabaseOptions } from "../runtime/database.js";
+import {
+  readRegistryFile,
+  refusingDatabaseErrors,
+  withSharedRegistry,
+} from "../runtime/registry-file.js";
 
 /**
  * A stored value on one line: control characters (possible only in rows written before the
@@ -9,7 +14,7 @@ import { readRegistryFile, withRegistry } from "../runtime/registry-file.js";
 const oneLine = (value: string): string =>
   value.replace(/\p{Cc}/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 
-interface GlobalFlags {
+interface GlobalFlags extends DatabaseFlags {
   config?: string;
   dataDir?: string;
 }
@@ -66,14 +71,19 @@ export function deviceInputFromFlags(flags: AddFlags): Record<string, unknown> {
 
 /** `citywatch devices …`: manage the device registry and credentials. */
 export function devicesCommand(program: Command): void {
-  const devices = program
-    .command("devices")
-    .description(
-      "manage registered devices, sites and service accounts (SQLite registry in the data directory)",
-    )
-    .option("-c, --config <file>", "configuration file (YAML)")
-    .option("--data-dir <dir>", "data directory holding registry.db");
+  const devices = withDatabaseOptions(
+    program
+      .command("devices")
+      .description(
+        "manage registered devices, sites and service accounts (the data directory's registry, or the cluster's with --database-url)",
+      )
+      .option("-c, --config <file>", "configuration file (YAML)")
+      .option("--data-dir <dir>", "data directory holding registry.db"),
+  );
   const globals = (): GlobalFlags => devices.opts<GlobalFlags>();
+  /** An action on the registry the flags name; a database that cannot be used exits 1. */
+  const act = <A extends unknown[]>(action: (...args: A) => Promise<void>) =>
+    refusingDatabaseErrors("devices", action);
 
   devices
     .command("add")
@@ -101,74 +111,88 @@ export function devicesCommand(program: Command): void {
     )
     .option("--interval <seconds>", "expected seconds between messages", "60")
     .option("--json", "print the device and secret as JSON")
-    .action((flags: AddFlags) => {
-      const input = deviceInputFromFlags(flags);
-      const parsed = Device.safeParse(input);
-      if (!parsed.success) throw new ConfigError("devices add", problemsOf(parsed.error));
-      const issued = withRegistry(globals(), (r) => r.addDevice(parsed.data as DeviceInput));
-      if (flags.json === true) {
-        process.stdout.write(
-          `${JSON.stringify({ device: issued.record, secret: issued.secret }, null, 2)}\n`,
+    .action(
+      act(async (flags: AddFlags) => {
+        const input = deviceInputFromFlags(flags);
+        const parsed = Device.safeParse(input);
+        if (!parsed.success) throw new ConfigError("devices add", problemsOf(parsed.error));
+        const issued = await withSharedRegistry(globals(), (r) =>
+          r.addDevice(parsed.data as DeviceInput),
         );
-      } else {
-        process.stdout.write(
-          `Registered ${issued.record.id} (${issued.record.kind}) at site ${issued.record.siteId}.\n` +
-            `Secret (shown once; the registry keeps only a salted hash):\n  ${issued.secret}\n`,
-        );
-      }
-    });
+        if (flags.json === true) {
+          process.stdout.write(
+            `${JSON.stringify({ device: issued.record, secret: issued.secret }, null, 2)}\n`,
+          );
+        } else {
+          process.stdout.write(
+            `Registered ${issued.record.id} (${issued.record.kind}) at site ${issued.record.siteId}.\n` +
+              `Secret (shown once; the registry keeps only a salted hash):\n  ${issued.secret}\n`,
+          );
+        }
+      }),
+    );
 
   devices
     .command("list")
     .description("list registered devices")
     .option("--json", "print JSON")
-    .action((flags: { json?: boolean }) => {
-      const list = withRegistry(globals(), (r) => r.listDevices());
-      if (flags.json === true) {
-        process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
-        return;
-      }
-      for (const d of list) {
-        process.stdout.write(
-          `${d.id.padEnd(24)} ${d.kind.padEnd(15)} ${d.siteId.padEnd(24)} ${oneLine(d.area.gridCell).padEnd(12)} ${d.enabled ? "enabled" : "disabled"}${d.standby === true ? ", standby" : ""}\n`,
-        );
-      }
-      process.stdout.write(`${list.length} device${list.length === 1 ? "" : "s"}\n`);
-    });
+    .action(
+      act(async (flags: { json?: boolean }) => {
+        const list = await withSharedRegistry(globals(), (r) => r.listDevices());
+        if (flags.json === true) {
+          process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+          return;
+        }
+        for (const d of list) {
+          process.stdout.write(
+            `${d.id.padEnd(24)} ${d.kind.padEnd(15)} ${d.siteId.padEnd(24)} ${oneLine(d.area.gridCell).padEnd(12)} ${d.enabled ? "enabled" : "disabled"}${d.standby === true ? ", standby" : ""}\n`,
+          );
+        }
+        process.stdout.write(`${list.length} device${list.length === 1 ? "" : "s"}\n`);
+      }),
+    );
 
   devices
     .command("rotate-secret <id>")
     .description(
       "issue a new secret for a device or service account (printed once; the old one stops working)",
     )
-    .action((id: string) => {
-      const secret = withRegistry(globals(), (r) => r.rotateSecret(id));
-      process.stdout.write(`New secret for ${id} (shown once):\n  ${secret}\n`);
-    });
+    .action(
+      act(async (id: string) => {
+        const secret = await withSharedRegistry(globals(), (r) => r.rotateSecret(id));
+        process.stdout.write(`New secret for ${id} (shown once):\n  ${secret}\n`);
+      }),
+    );
 
   devices
     .command("disable <id>")
     .description("refuse the device's connections from now on")
-    .action((id: string) => {
-      withRegistry(globals(), (r) => r.setDeviceEnabled(id, false));
-      process.stdout.write(`${id} disabled\n`);
-    });
+    .action(
+      act(async (id: string) => {
+        await withSharedRegistry(globals(), (r) => r.setDeviceEnabled(id, false));
+        process.stdout.write(`${id} disabled\n`);
+      }),
+    );
 
   devices
     .command("enable <id>")
     .description("accept the device's connections again")
-    .action((id: string) => {
-      withRegistry(globals(), (r) => r.setDeviceEnabled(id, true));
-      process.stdout.write(`${id} enabled\n`);
-    });
+    .action(
+      act(async (id: string) => {
+        await withSharedRegistry(globals(), (r) => r.setDeviceEnabled(id, true));
+        process.stdout.write(`${id} enabled\n`);
+      }),
+    );
 
   devices
     .command("remove <id>")
     .description("delete a device from the registry")
-    .action((id: string) => {
-      withRegistry(globals(), (r) => r.removeDevice(id));
-      process.stdout.write(`${id} removed\n`);
-    });
+    .action(
+      act(async (id: string) => {
+        await withSharedRegistry(globals(), (r) => r.removeDevice(id));
+        process.stdout.write(`${id} removed\n`);
+      }),
+    );
 
   devices
     .command("import <file>")
@@ -176,35 +200,41 @@ export function devicesCommand(program: Command): void {
       "import sites, devices and service accounts from a YAML/JSON registry file; prints the new secrets once (sites are added or updated; a device or service account already registered with the same definition is kept)",
     )
     .option("--json", "print the issued secrets as JSON")
-    .action((file: string, flags: { json?: boolean }) => {
-      const content = readRegistryFile(file);
-      const issued = withRegistry(globals(), (r) => r.importFile(content));
-      const rows = [
-        ...issued.devices.map((d) => ({ id: d.record.id, kind: d.record.kind, secret: d.secret })),
-        ...issued.serviceAccounts.map((a) => ({
-          id: a.record.name,
-          kind: `service:${a.record.role}`,
-          secret: a.secret,
-        })),
-      ];
-      if (flags.json === true) {
+    .action(
+      act(async (file: string, flags: { json?: boolean }) => {
+        const content = readRegistryFile(file);
+        const issued = await withSharedRegistry(globals(), (r) => r.importFile(content));
+        const rows = [
+          ...issued.devices.map((d) => ({
+            id: d.record.id,
+            kind: d.record.kind,
+            secret: d.secret,
+          })),
+          ...issued.serviceAccounts.map((a) => ({
+            id: a.record.name,
+            kind: `service:${a.record.role}`,
+            secret: a.secret,
+          })),
+        ];
+        if (flags.json === true) {
+          process.stdout.write(
+            `${JSON.stringify({ sites: content.sites.length, issued: rows, kept: issued.kept }, null, 2)}\n`,
+          );
+          return;
+        }
         process.stdout.write(
-          `${JSON.stringify({ sites: content.sites.length, issued: rows, kept: issued.kept }, null, 2)}\n`,
+          `Imported ${content.sites.length} sites, ${issued.devices.length} devices, ${issued.serviceAccounts.length} service accounts.\n`,
         );
-        return;
-      }
-      process.stdout.write(
-        `Imported ${content.sites.length} sites, ${issued.devices.length} devices, ${issued.serviceAccounts.length} service accounts.\n`,
-      );
-      if (issued.kept.length > 0) {
-        process.stdout.write(
-          `Already registered with the same definition, kept with their secrets: ${issued.kept.join(", ")}\n`,
-        );
-      }
-      if (rows.length > 0) process.stdout.write("Secrets (shown once):\n");
-      for (const row of rows)
-        process.stdout.write(`  ${row.id.padEnd(24)} ${row.kind.padEnd(18)} ${row.secret}\n`);
-    });
+        if (issued.kept.length > 0) {
+          process.stdout.write(
+            `Already registered with the same definition, kept with their secrets: ${issued.kept.join(", ")}\n`,
+          );
+        }
+        if (rows.length > 0) process.stdout.write("Secrets (shown once):\n");
+        for (const row of rows)
+          process.stdout.write(`  ${row.id.padEnd(24)} ${row.kind.padEnd(18)} ${row.secret}\n`);
+      }),
+    );
 
   devices
     .command("add-service")
@@ -217,32 +247,36 @@ export function devicesCommand(program: Command): void {
     )
     .requiredOption("--role <role>", "ingest | simulator | monitor")
     .option("--description <text>", "what it is for")
-    .action((flags: { name: string; role: string; description?: string }) => {
-      const issued = withRegistry(globals(), (r) =>
-        r.addServiceAccount({
-          name: flags.name,
-          role: flags.role,
-          ...(flags.description !== undefined ? { description: flags.description } : {}),
-        }),
-      );
-      process.stdout.write(
-        `Service account ${issued.record.name} (${issued.record.role}). Secret (shown once):\n  ${issued.secret}\n`,
-      );
-    });
+    .action(
+      act(async (flags: { name: string; role: string; description?: string }) => {
+        const issued = await withSharedRegistry(globals(), (r) =>
+          r.addServiceAccount({
+            name: flags.name,
+            role: flags.role,
+            ...(flags.description !== undefined ? { description: flags.description } : {}),
+          }),
+        );
+        process.stdout.write(
+          `Service account ${issued.record.name} (${issued.record.role}). Secret (shown once):\n  ${issued.secret}\n`,
+        );
+      }),
+    );
 
   devices
     .command("sites")
     .description("list registered sites (same as: citywatch sites list)")
     .option("--json", "print JSON")
-    .action((flags: { json?: boolean }) => {
-      const sites = withRegistry(globals(), (r) => r.listSites());
-      if (flags.json === true) {
-        process.stdout.write(`${JSON.stringify(sites, null, 2)}\n`);
-        return;
-      }
-      for (const s of sites)
-        process.stdout.write(
-          `${s.id.padEnd(26)} ${s.type.padEnd(18)} ${s.area.gridCell.padEnd(12)} ${s.name}\n`,
-        );
-    });
+    .action(
+      act(async (flags: { json?: boolean }) => {
+        const sites = await withSharedRegistry(globals(), (r) => r.listSites());
+        if (flags.json === true) {
+          process.stdout.write(`${JSON.stringify(sites, null, 2)}\n`);
+          return;
+        }
+        for (const s of sites)
+          process.stdout.write(
+            `${s.id.padEnd(26)} ${s.type.padEnd(18)} ${s.area.gridCell.padEnd(12)} ${s.name}\n`,
+          );
+      }),
+    );
 }

@@ -6,7 +6,12 @@ import {
   type Problem,
   problemsOf,
 } from "../../contracts/index.js";
-import { readPartiesFile, withRegistry } from "../runtime/registry-file.js";
+import { type DatabaseFlags, withDatabaseOptions } from "../runtime/database.js";
+import {
+  readPartiesFile,
+  refusingDatabaseErrors,
+  withSharedRegistry,
+} from "../runtime/registry-file.js";
 
 /*
  * `citywatch parties …`: the regulated-party registry (issue #18 item 3). A party is keyed by its
@@ -15,7 +20,7 @@ import { readPartiesFile, withRegistry } from "../runtime/registry-file.js";
  * party written inline in the site.
  */
 
-interface GlobalFlags {
+interface GlobalFlags extends DatabaseFlags {
   config?: string;
   dataDir?: string;
 }
@@ -102,14 +107,19 @@ function warn(warnings: readonly string[]): void {
 
 /** `citywatch parties …`: add, list, show, import regulated parties. */
 export function partiesCommand(program: Command): void {
-  const parties = program
-    .command("parties")
-    .description(
-      "manage regulated parties (keyed by unified social credit code) in the registry of the data directory",
-    )
-    .option("-c, --config <file>", "configuration file (YAML)")
-    .option("--data-dir <dir>", "data directory holding registry.db");
+  const parties = withDatabaseOptions(
+    program
+      .command("parties")
+      .description(
+        "manage regulated parties (keyed by unified social credit code) in the data directory's registry, or the cluster's with --database-url",
+      )
+      .option("-c, --config <file>", "configuration file (YAML)")
+      .option("--data-dir <dir>", "data directory holding registry.db"),
+  );
   const globals = (): GlobalFlags => parties.opts<GlobalFlags>();
+  /** An action on the registry the flags name; a database that cannot be used exits 1. */
+  const act = <A extends unknown[]>(action: (...args: A) => Promise<void>) =>
+    refusingDatabaseErrors("parties", action);
 
   parties
     .command("add")
@@ -128,57 +138,67 @@ export function partiesCommand(program: Command): void {
     )
     .option("--replace", "replace the party's record if it is registered")
     .option("--json", "print the party as JSON")
-    .action((flags: AddFlags) => {
-      const result = partyFromFlags(flags);
-      if ("problems" in result) throw new ConfigError("parties add", result.problems);
-      const { party, warnings, sites } = withRegistry(globals(), (r) => {
-        const written = r.putParty(result.input, { replace: flags.replace === true });
-        return { ...written, sites: r.sitesOfParty(written.party.key) };
-      });
-      warn(warnings);
-      if (flags.json === true) {
-        process.stdout.write(`${JSON.stringify({ party, sites, warnings }, null, 2)}\n`);
-      } else {
-        process.stdout.write(`Registered party ${party.key}: ${party.name}\n`);
-      }
-    });
+    .action(
+      act(async (flags: AddFlags) => {
+        const result = partyFromFlags(flags);
+        if ("problems" in result) throw new ConfigError("parties add", result.problems);
+        const { party, warnings, sites } = await withSharedRegistry(globals(), (r) =>
+          r.transaction(async (tx) => {
+            const written = await tx.putParty(result.input, { replace: flags.replace === true });
+            return { ...written, sites: await tx.sitesOfParty(written.party.key) };
+          }),
+        );
+        warn(warnings);
+        if (flags.json === true) {
+          process.stdout.write(`${JSON.stringify({ party, sites, warnings }, null, 2)}\n`);
+        } else {
+          process.stdout.write(`Registered party ${party.key}: ${party.name}\n`);
+        }
+      }),
+    );
 
   parties
     .command("list")
     .description("list registered parties")
     .option("--json", "print JSON (the full records)")
-    .action((flags: { json?: boolean }) => {
-      const listed = withRegistry(globals(), (r) => r.listParties());
-      if (flags.json === true) {
-        process.stdout.write(`${JSON.stringify(listed, null, 2)}\n`);
-        return;
-      }
-      process.stdout.write(`${"KEY".padEnd(24)} ${"SITES".padStart(5)}  NAME\n`);
-      for (const p of listed) {
-        process.stdout.write(
-          `${p.key.padEnd(24)} ${String(p.sites.length).padStart(5)}  ${p.name}\n`,
-        );
-      }
-      process.stdout.write(`${listed.length} part${listed.length === 1 ? "y" : "ies"}\n`);
-    });
+    .action(
+      act(async (flags: { json?: boolean }) => {
+        const listed = await withSharedRegistry(globals(), (r) => r.listParties());
+        if (flags.json === true) {
+          process.stdout.write(`${JSON.stringify(listed, null, 2)}\n`);
+          return;
+        }
+        process.stdout.write(`${"KEY".padEnd(24)} ${"SITES".padStart(5)}  NAME\n`);
+        for (const p of listed) {
+          process.stdout.write(
+            `${p.key.padEnd(24)} ${String(p.sites.length).padStart(5)}  ${p.name}\n`,
+          );
+        }
+        process.stdout.write(`${listed.length} part${listed.length === 1 ? "y" : "ies"}\n`);
+      }),
+    );
 
   parties
     .command("show <key>")
     .description("show one party (by credit code or generated key) and its sites")
     .option("--json", "print JSON")
-    .action((key: string, flags: { json?: boolean }) => {
-      const found = withRegistry(globals(), (r) => {
-        const party = r.getParty(key);
-        return party === undefined ? undefined : { party, sites: r.sitesOfParty(key) };
-      });
-      if (found === undefined) {
-        throw new ConfigError("parties show", [
-          { path: "key", message: `no party ${key} (citywatch parties list)` },
-        ]);
-      }
-      if (flags.json === true) process.stdout.write(`${JSON.stringify(found, null, 2)}\n`);
-      else process.stdout.write(`${describe(found.party, found.sites)}\n`);
-    });
+    .action(
+      act(async (key: string, flags: { json?: boolean }) => {
+        const found = await withSharedRegistry(globals(), (r) =>
+          r.transaction(async (tx) => {
+            const party = await tx.getParty(key);
+            return party === undefined ? undefined : { party, sites: await tx.sitesOfParty(key) };
+          }),
+        );
+        if (found === undefined) {
+          throw new ConfigError("parties show", [
+            { path: "key", message: `no party ${key} (citywatch parties list)` },
+          ]);
+        }
+        if (flags.json === true) process.stdout.write(`${JSON.stringify(found, null, 2)}\n`);
+        else process.stdout.write(`${describe(found.party, found.sites)}\n`);
+      }),
+    );
 
   parties
     .command("import <file>")
@@ -186,16 +206,18 @@ export function partiesCommand(program: Command): void {
       "register or replace every party of a registry file's top-level parties: list (YAML or JSON), in one transaction",
     )
     .option("--json", "print JSON")
-    .action((file: string, flags: { json?: boolean }) => {
-      const parsed = readPartiesFile(file);
-      const result = withRegistry(globals(), (r) => r.importParties(parsed.parties));
-      warn(result.warnings);
-      if (flags.json === true) {
-        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-        return;
-      }
-      process.stdout.write(
-        `Imported ${parsed.parties.length} part${parsed.parties.length === 1 ? "y" : "ies"} from ${file}: ${result.created.length} new, ${result.replaced.length} replaced\n`,
-      );
-    });
+    .action(
+      act(async (file: string, flags: { json?: boolean }) => {
+        const parsed = readPartiesFile(file);
+        const result = await withSharedRegistry(globals(), (r) => r.importParties(parsed.parties));
+        warn(result.warnings);
+        if (flags.json === true) {
+          process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          return;
+        }
+        process.stdout.write(
+          `Imported ${parsed.parties.length} part${parsed.parties.length === 1 ? "y" : "ies"} from ${file}: ${result.created.length} new, ${result.replaced.length} replaced\n`,
+        );
+      }),
+    );
 }

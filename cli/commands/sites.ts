@@ -1,8 +1,9 @@
 import type { Command } from "commander";
 import { ConfigError, type Problem, problemsOf, Site } from "../../contracts/index.js";
-import { withRegistry } from "../runtime/registry-file.js";
+import { type DatabaseFlags, withDatabaseOptions } from "../runtime/database.js";
+import { refusingDatabaseErrors, withSharedRegistry } from "../runtime/registry-file.js";
 
-interface GlobalFlags {
+interface GlobalFlags extends DatabaseFlags {
   config?: string;
   dataDir?: string;
 }
@@ -183,14 +184,19 @@ function row(site: Site, devices: number): string {
 
 /** `citywatch sites …`: the monitored places devices belong to (add, list, remove). */
 export function sitesCommand(program: Command): void {
-  const sites = program
-    .command("sites")
-    .description(
-      "manage the monitored sites devices belong to (SQLite registry in the data directory)",
-    )
-    .option("-c, --config <file>", "configuration file (YAML)")
-    .option("--data-dir <dir>", "data directory holding registry.db");
+  const sites = withDatabaseOptions(
+    program
+      .command("sites")
+      .description(
+        "manage the monitored sites devices belong to (the data directory's registry, or the cluster's with --database-url)",
+      )
+      .option("-c, --config <file>", "configuration file (YAML)")
+      .option("--data-dir <dir>", "data directory holding registry.db"),
+  );
   const globals = (): GlobalFlags => sites.opts<GlobalFlags>();
+  /** An action on the registry the flags name; a database that cannot be used exits 1. */
+  const act = <A extends unknown[]>(action: (...args: A) => Promise<void>) =>
+    refusingDatabaseErrors("sites", action);
 
   sites
     .command("add")
@@ -241,42 +247,52 @@ export function sitesCommand(program: Command): void {
     .option("--levels <warning,guaranteed,max>", "river station levels in metres, e.g. 3.5,4.2,5.1")
     .option("--replace", "replace the site if its id is registered (its devices stay)")
     .option("--json", "print the site as JSON")
-    .action((flags: AddFlags) => {
-      const result = siteFromFlags(flags);
-      if ("problems" in result) throw new ConfigError("sites add", result.problems);
-      const site = withRegistry(globals(), (r) =>
-        r.addSite(result.site, { replace: flags.replace === true }),
-      );
-      if (flags.json === true) process.stdout.write(`${JSON.stringify(site, null, 2)}\n`);
-      else process.stdout.write(`Registered site ${site.id} (${site.type}): ${site.name}\n`);
-    });
+    .action(
+      act(async (flags: AddFlags) => {
+        const result = siteFromFlags(flags);
+        if ("problems" in result) throw new ConfigError("sites add", result.problems);
+        const site = await withSharedRegistry(globals(), (r) =>
+          r.addSite(result.site, { replace: flags.replace === true }),
+        );
+        if (flags.json === true) process.stdout.write(`${JSON.stringify(site, null, 2)}\n`);
+        else process.stdout.write(`Registered site ${site.id} (${site.type}): ${site.name}\n`);
+      }),
+    );
 
   sites
     .command("list")
     .description("list registered sites with their number of devices")
     .option("--json", "print JSON (the full site records)")
-    .action((flags: { json?: boolean }) => {
-      const listed = withRegistry(globals(), (r) => {
-        const counts = new Map<string, number>();
-        for (const d of r.listDevices()) counts.set(d.siteId, (counts.get(d.siteId) ?? 0) + 1);
-        return r.listSites().map((site) => ({ site, devices: counts.get(site.id) ?? 0 }));
-      });
-      if (flags.json === true) {
-        process.stdout.write(
-          `${JSON.stringify(
-            listed.map((l) => l.site),
-            null,
-            2,
-          )}\n`,
+    .action(
+      act(async (flags: { json?: boolean }) => {
+        const listed = await withSharedRegistry(globals(), (r) =>
+          r.transaction(async (tx) => {
+            const counts = new Map<string, number>();
+            for (const d of await tx.listDevices())
+              counts.set(d.siteId, (counts.get(d.siteId) ?? 0) + 1);
+            return (await tx.listSites()).map((site) => ({
+              site,
+              devices: counts.get(site.id) ?? 0,
+            }));
+          }),
         );
-        return;
-      }
-      process.stdout.write(
-        `${"ID".padEnd(26)} ${"TYPE".padEnd(18)} ${"DISTRICT".padEnd(12)} ${"GRID CELL".padEnd(12)} ${"ZONE"} ${"DEVICES".padStart(7)}  NAME\n`,
-      );
-      for (const l of listed) process.stdout.write(`${row(l.site, l.devices)}\n`);
-      process.stdout.write(`${listed.length} site${listed.length === 1 ? "" : "s"}\n`);
-    });
+        if (flags.json === true) {
+          process.stdout.write(
+            `${JSON.stringify(
+              listed.map((l) => l.site),
+              null,
+              2,
+            )}\n`,
+          );
+          return;
+        }
+        process.stdout.write(
+          `${"ID".padEnd(26)} ${"TYPE".padEnd(18)} ${"DISTRICT".padEnd(12)} ${"GRID CELL".padEnd(12)} ${"ZONE"} ${"DEVICES".padStart(7)}  NAME\n`,
+        );
+        for (const l of listed) process.stdout.write(`${row(l.site, l.devices)}\n`);
+        process.stdout.write(`${listed.length} site${listed.length === 1 ? "" : "s"}\n`);
+      }),
+    );
 
   sites
     .command("remove <id>")
@@ -287,14 +303,16 @@ export function sitesCommand(program: Command): void {
       "--force",
       "also remove the site's devices (their secrets stop working at once) and drop it from neighbour lists",
     )
-    .action((id: string, flags: { force?: boolean }) => {
-      const removed = withRegistry(globals(), (r) =>
-        r.removeSite(id, { force: flags.force === true }),
-      );
-      process.stdout.write(`site ${id} removed\n`);
-      if (removed.devices.length > 0)
-        process.stdout.write(`  with its devices: ${removed.devices.join(", ")}\n`);
-      if (removed.neighbourOf.length > 0)
-        process.stdout.write(`  no longer a neighbour of: ${removed.neighbourOf.join(", ")}\n`);
-    });
+    .action(
+      act(async (id: string, flags: { force?: boolean }) => {
+        const removed = await withSharedRegistry(globals(), (r) =>
+          r.removeSite(id, { force: flags.force === true }),
+        );
+        process.stdout.write(`site ${id} removed\n`);
+        if (removed.devices.length > 0)
+          process.stdout.write(`  with its devices: ${removed.devices.join(", ")}\n`);
+        if (removed.neighbourOf.length > 0)
+          process.stdout.write(`  no longer a neighbour of: ${removed.neighbourOf.join(", ")}\n`);
+      }),
+    );
 }

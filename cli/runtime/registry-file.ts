@@ -9,7 +9,10 @@ import {
   resolveRelativeDates,
 } from "../../contracts/index.js";
 import { RegistryStore } from "../../registry/store.js";
+import { asyncRegistryStore, type AsyncRegistryStore } from "../../registry/store-port.js";
+import { PostgresRegistryStore } from "../../registry/store-postgres.js";
 import { loadCitywatchConfig } from "./config.js";
+import { type DatabaseFlags, DatabaseError, databaseOf, openSharedDatabase } from "./database.js";
 import { PartiesFile } from "../../contracts/model/registry.js";
 
 /** The registry database inside the data directory. */
@@ -58,18 +61,55 @@ export function seedDemoCity(
   return registry.importFile(demo);
 }
 
-/** Run `action` on the registry of the configured data directory (`--config`, `--data-dir`), then close it. */
-export function withRegistry<T>(
-  flags: { config?: string; dataDir?: string },
-  action: (registry: RegistryStore) => T,
-): T {
-  const config = loadCitywatchConfig(flags);
-  const registry = new RegistryStore(registryPath(config.dataDir));
-  try {
-    return action(registry);
-  } finally {
-    registry.close();
+/**
+ * Run `action` on the registry the command's flags name, then close it: the cluster's shared
+ * PostgreSQL with `--database-url` / CITYWATCH_DATABASE_URL (and `--database-schema` /
+ * CITYWATCH_DATABASE_SCHEMA), migrated first as `openSharedDatabase` does; otherwise
+ * `registry.db` in the configured data directory (`--config`, `--data-dir`). A database that
+ * cannot be used rejects with a DatabaseError, before `action` runs.
+ */
+export async function withSharedRegistry<T>(
+  flags: DatabaseFlags & { config?: string; dataDir?: string },
+  action: (registry: AsyncRegistryStore) => Promise<T>,
+): Promise<T> {
+  const database = databaseOf(flags);
+  if (database === undefined) {
+    const config = loadCitywatchConfig(flags);
+    const registry = asyncRegistryStore(new RegistryStore(registryPath(config.dataDir)));
+    try {
+      return await action(registry);
+    } finally {
+      await registry.close();
+    }
   }
+  const pool = await openSharedDatabase(database);
+  const registry = new PostgresRegistryStore(pool);
+  try {
+    return await action(registry);
+  } finally {
+    await registry.close();
+    await pool.end();
+  }
+}
+
+/**
+ * A command's action whose DatabaseError (the shared database cannot be used) is printed as
+ * `citywatch <command>: <message>` and exits 1, as `citywatch users` and `tokens` say it; any
+ * other error goes on to cli/citywatch.ts.
+ */
+export function refusingDatabaseErrors<A extends unknown[]>(
+  command: string,
+  action: (...args: A) => Promise<void>,
+): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await action(...args);
+    } catch (error) {
+      if (!(error instanceof DatabaseError)) throw error;
+      process.stderr.write(`citywatch ${command}: ${error.message}\n`);
+      process.exitCode = 1;
+    }
+  };
 }
 
 /**
