@@ -262,6 +262,33 @@ describe.runIf(postgres)("the outbox shared by nodes on one PostgreSQL", () => {
     for (const node of survivors) expect(await lost(node)).toBe(0);
   });
 
+  it("delivers in commit order when a change that drew its event first commits last", async () => {
+    const [node] = await setUp(["node-a"]);
+    // Node b's change draws its event id and is still writing (a slow seal, say) while node
+    // a's change starts, draws the next id and commits.
+    const other = new PostgresTaskStore(await schema!.pool(2));
+    let finish: () => void = () => {};
+    const slow = new Promise<void>((resolve) => (finish = resolve));
+    const first = other.transaction(async (tx) => {
+      const appended = await tx.appendEvent(eventOf(1), NOW + 1);
+      await node!.outbox.enqueue(appended, tx);
+      await slow;
+      return appended.id;
+    });
+    await sleep(50);
+    const second = file(node!, 2);
+    await sleep(300);
+    // The later change waits for the earlier to commit: nothing later than the open change is
+    // visible (nor sent), whose event would otherwise arrive after it.
+    expect(await producer.eventsAfter(0, 10)).toEqual([]);
+    expect(received).toEqual([]);
+    finish();
+    const ids = [await first, await second];
+    await until(deliveredAll(ids), "both delivered", 10_000);
+    expect(order(received)).toEqual(ids);
+    expect(ids[0]).toBeLessThan(ids[1]!);
+  });
+
   it("keeps the lease through a delivery longer than the TTL: no other node sends meanwhile", async () => {
     await setUp(["node-a", "node-b"]);
     let slowId: number | undefined;
