@@ -28,14 +28,13 @@
  * BENCH_INGEST_CONFIG='<json>' is merged over the ingest configuration (e.g. `{"batch":{"maxPoints":10000}}`).
  * BENCH_INGEST_SIZES=50 keeps only the rounds of that many readings per message (a profile of one).
  */
-import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { provideInfluxDB } from "../tests/support/services.js";
 import { FloorSampler } from "./floor-sampler.js";
+import { findInfluxd, processCpuMicros } from "./proc-cpu.js";
 import { IngestChild } from "./ingest-child.js";
 import { floorPayloads, measureFloor, sampleFloor, type FloorFigure } from "./ingest-floor.js";
 import { Fleet, type Prepared } from "./ingest-load.js";
@@ -209,58 +208,6 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 
 function cpuMicros(usage: NodeJS.CpuUsage): number {
   return usage.user + usage.system;
-}
-
-// ---- CPU time of the local influxd, from /proc (Linux; undefined elsewhere or for a container).
-
-let clockTicks: number | undefined;
-function ticksPerSecond(): number {
-  if (clockTicks === undefined) {
-    try {
-      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-    } catch {
-      clockTicks = 100;
-    }
-  }
-  return clockTicks;
-}
-
-/** Fields of /proc/<pid>/stat after the command name: [state, ppid, ..., utime at 11, stime at 12]. */
-function statFields(pid: number | string): string[] | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  } catch {
-    return undefined;
-  }
-}
-
-/** The influxd this process started (tests/support spawns it as our child). */
-function findInfluxd(): number | undefined {
-  try {
-    for (const entry of readdirSync("/proc")) {
-      if (!/^\d+$/.test(entry)) continue;
-      let comm: string;
-      try {
-        comm = readFileSync(`/proc/${entry}/comm`, "utf8").trim();
-      } catch {
-        continue;
-      }
-      if (comm !== "influxd") continue;
-      if (Number(statFields(entry)?.[1]) === process.pid) return Number(entry);
-    }
-  } catch {
-    // no /proc
-  }
-  return undefined;
-}
-
-function processCpuMicros(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  const fields = statFields(pid);
-  if (fields === undefined) return undefined;
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks / ticksPerSecond()) * 1e6;
 }
 
 // ---- Counting in the store.

@@ -21,8 +21,11 @@ export interface ClusterSetting {
   readonly schema: string;
   readonly influxUrl: string;
   readonly influxDatabase: string;
-  readonly webhookPort: number;
+  /** A webhook receiver on 127.0.0.1 for every task event; absent: no webhook. */
+  readonly webhookPort?: number | undefined;
   readonly partitions: number;
+  /** More of the configuration file, top-level YAML lines (the benches lift the broker's limits). */
+  readonly configLines?: readonly string[] | undefined;
   /** The brokers' shared Redis (`--redis-url`); absent: each node's broker alone. */
   readonly redisUrl?: string | undefined;
 }
@@ -54,8 +57,13 @@ export async function startNodeProcess(
       `    database: ${setting.influxDatabase}`,
       "  tasks:",
       "    outbox: { backoffBaseMs: 50, backoffMaxMs: 200 }",
-      "    webhooks:",
-      `      - { name: city, url: "http://127.0.0.1:${setting.webhookPort}/", secret: "${WEBHOOK_SECRET}" }`,
+      ...(setting.webhookPort === undefined
+        ? []
+        : [
+            "    webhooks:",
+            `      - { name: city, url: "http://127.0.0.1:${setting.webhookPort}/", secret: "${WEBHOOK_SECRET}" }`,
+          ]),
+      ...(setting.configLines ?? []),
       "",
     ].join("\n"),
   );
